@@ -1,0 +1,145 @@
+// Package broker owns everything between the program and RabbitMQ: the
+// topology's names and declaration, supervised connections that reconnect
+// with backoff, and the confirm-mode publisher pool.
+package broker
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Topology names every exchange and queue of one namespace. All names derive
+// from the namespace so that tests and deployments can share one broker.
+type Topology struct {
+	Namespace string
+	// Events is the topic exchange the api publishes to (routing key = event type).
+	Events string
+	// Work is the quorum queue the workers consume, bound to Events with "#".
+	Work string
+	// Retry is the direct exchange scheduled retries are published to; the
+	// routing key is the tier's name.
+	Retry string
+	// Return is the fanout exchange the delay tiers dead-letter into; it
+	// routes back to Work. A delivery from it is a scheduled retry.
+	Return string
+	// Dead is the fanout exchange that routes into DLQ (parking, and the
+	// work queue's delivery-limit backstop).
+	Dead string
+	// DLQ is the quorum queue of parked events.
+	DLQ string
+	// Replay is the DLQ's own dead-letter exchange, routing back to Work:
+	// "Reject requeue false" in the management UI replays through it.
+	Replay string
+	// Delays are the retry tiers in order.
+	Delays []time.Duration
+	// DeliveryLimit is the work queue's x-delivery-limit backstop.
+	DeliveryLimit int
+}
+
+// NewTopology derives every name from the namespace.
+func NewTopology(namespace string, delays []time.Duration, deliveryLimit int) Topology {
+	return Topology{
+		Namespace:     namespace,
+		Events:        namespace + ".events",
+		Work:          namespace + ".events.work",
+		Retry:         namespace + ".retry",
+		Return:        namespace + ".retry.return",
+		Dead:          namespace + ".dead",
+		DLQ:           namespace + ".events.dlq",
+		Replay:        namespace + ".replay",
+		Delays:        delays,
+		DeliveryLimit: deliveryLimit,
+	}
+}
+
+// TierName is the routing key of delay tier i, such as "10s" or "1m0s".
+func (t Topology) TierName(i int) string {
+	return strings.ReplaceAll(t.Delays[i].String(), ".", "_")
+}
+
+// TierQueue is the queue of delay tier i: <ns>.retry.<tier>.
+func (t Topology) TierQueue(i int) string {
+	return t.Retry + "." + t.TierName(i)
+}
+
+// Queues lists every queue of the topology: work, tiers, DLQ.
+func (t Topology) Queues() []string {
+	qs := []string{t.Work, t.DLQ}
+	for i := range t.Delays {
+		qs = append(qs, t.TierQueue(i))
+	}
+	return qs
+}
+
+// Exchanges lists every exchange of the topology.
+func (t Topology) Exchanges() []string {
+	return []string{t.Events, t.Retry, t.Return, t.Dead, t.Replay}
+}
+
+// Declare creates the topology idempotently. Declaring with the same
+// arguments is a no-op; different arguments on an existing queue make the
+// broker close the channel with PRECONDITION_FAILED, which is reported.
+func (t Topology) Declare(ch *amqp.Channel) error {
+	exchanges := []struct{ name, kind string }{
+		{t.Events, amqp.ExchangeTopic},
+		{t.Retry, amqp.ExchangeDirect},
+		{t.Return, amqp.ExchangeFanout},
+		{t.Dead, amqp.ExchangeFanout},
+		{t.Replay, amqp.ExchangeFanout},
+	}
+	for _, x := range exchanges {
+		if err := ch.ExchangeDeclare(x.name, x.kind, true, false, false, false, nil); err != nil {
+			return fmt.Errorf("broker: declare exchange %s: %w", x.name, err)
+		}
+	}
+	queues := []struct {
+		name string
+		args amqp.Table
+		bind []binding
+	}{
+		{t.Work, amqp.Table{
+			amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
+			"x-delivery-limit":       t.DeliveryLimit,
+			"x-dead-letter-exchange": t.Dead,
+			"x-dead-letter-strategy": "at-least-once",
+			amqp.QueueOverflowArg:    amqp.QueueOverflowRejectPublish,
+		}, []binding{{t.Events, "#"}, {t.Return, ""}, {t.Replay, ""}}},
+		// No TTL, no length limit, no delivery limit: staff may peek at
+		// parked events as often as they like without losing one.
+		{t.DLQ, amqp.Table{
+			amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
+			"x-dead-letter-exchange": t.Replay,
+		}, []binding{{t.Dead, ""}}},
+	}
+	for i, d := range t.Delays {
+		queues = append(queues, struct {
+			name string
+			args amqp.Table
+			bind []binding
+		}{t.TierQueue(i), amqp.Table{
+			amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
+			amqp.QueueMessageTTLArg:  d.Milliseconds(),
+			"x-dead-letter-exchange": t.Return,
+			// at-least-once: a message leaves the tier only once the work
+			// queue has confirmed it, so expiry never loses an event.
+			"x-dead-letter-strategy": "at-least-once",
+			amqp.QueueOverflowArg:    amqp.QueueOverflowRejectPublish,
+		}, []binding{{t.Retry, t.TierName(i)}}})
+	}
+	for _, q := range queues {
+		if _, err := ch.QueueDeclare(q.name, true, false, false, false, q.args); err != nil {
+			return fmt.Errorf("broker: declare queue %s: %w", q.name, err)
+		}
+		for _, b := range q.bind {
+			if err := ch.QueueBind(q.name, b.key, b.exchange, false, nil); err != nil {
+				return fmt.Errorf("broker: bind %s to %s: %w", q.name, b.exchange, err)
+			}
+		}
+	}
+	return nil
+}
+
+type binding struct{ exchange, key string }

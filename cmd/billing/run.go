@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"github.com/stripe-billing/billing/config"
+)
+
+// env is what every subcommand receives: the process environment and streams.
+type env struct {
+	getenv func(string) string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// command is one subcommand. run gets the arguments after its name.
+type command struct {
+	summary string
+	run     func(ctx context.Context, e env, args []string) error
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"api":      {"serve POST /webhooks/stripe and publish verified events to RabbitMQ", runAPI},
+		"worker":   {"consume the work queue and apply events to MySQL", runWorker},
+		"migrate":  {"apply the database migrations (idempotent)", runMigrate},
+		"topology": {"declare the RabbitMQ exchanges and queues (idempotent)", runTopology},
+		"sweep":    {"one pass for cron: re-drive parked events, reconcile with Stripe", runSweep},
+		"dlq":      {"list or replay dead-lettered events", runDLQ},
+		"simulate": {"post realistic signed Stripe events to the api", runSimulate},
+	}
+}
+
+// errUsage marks a command-line mistake: exit code 2.
+var errUsage = errors.New("usage")
+
+func exitCode(err error) int {
+	if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	e := env{getenv: getenv, stdout: stdout, stderr: stderr}
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage(stdout, cmds)
+		if len(args) == 0 {
+			return fmt.Errorf("%w: a subcommand is required", errUsage)
+		}
+		return nil
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		printUsage(stderr, cmds)
+		return fmt.Errorf("%w: unknown subcommand %q", errUsage, args[0])
+	}
+	err := cmd.run(ctx, e, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+func printUsage(w io.Writer, cmds map[string]command) {
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w, "usage: billing <subcommand> [flags]   (billing <subcommand> --help for its flags)")
+	fmt.Fprintln(w, "\nsubcommands:")
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nSettings come from the environment; see the README's configuration table.")
+}
+
+// newFlagSet builds a subcommand's flag set that prints its usage to stdout
+// on --help and returns errors instead of exiting.
+func newFlagSet(e env, name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fs.SetOutput(e.stdout)
+		fmt.Fprintf(e.stdout, "usage: billing %s\n\n%s\n", name, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args and rejects stray positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, strings.Join(fs.Args(), " "))
+	}
+	return nil
+}
+
+// loadConfig reads the settings and builds the JSON logger.
+func loadConfig(e env) (config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(e.getenv)
+	if err != nil {
+		return cfg, nil, err
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config.Load
+	logger := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	return cfg, logger, nil
+}
+
+// notYet is the answer of a subcommand whose issue has not landed.
+func notYet(name string) func(context.Context, env, []string) error {
+	return func(_ context.Context, e env, args []string) error {
+		fs := newFlagSet(e, name, "not implemented yet")
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s: not implemented yet", name)
+	}
+}

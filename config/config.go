@@ -1,0 +1,220 @@
+// Package config owns every setting of the billing system: each one is read
+// from the environment, has a documented default and is validated at start
+// with an error that names the variable.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Var documents one environment variable. Vars is the single list the
+// loader, the README table and the docker-compose test are checked against.
+type Var struct {
+	Name        string
+	Default     string
+	Description string
+}
+
+// Vars lists every environment variable the program reads.
+var Vars = []Var{
+	{"AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ connection URL."},
+	{"MYSQL_DSN", "root@tcp(127.0.0.1:3306)/billing?parseTime=true", "MySQL DSN (go-sql-driver format); `parseTime=true` is required."},
+	{"STRIPE_WEBHOOK_SECRET", "", "Webhook signing secret(s) `whsec_...`; a comma-separated list during rotation. Required by `api`."},
+	{"STRIPE_API_KEY", "", "Stripe secret key; when set, `sweep` reconciles with Stripe's Events API."},
+	{"STRIPE_API_BASE", "https://api.stripe.com", "Stripe API base URL (tests point it at stripe-mock)."},
+	{"HTTP_ADDR", ":8080", "Listen address of `api` (webhooks, health, metrics)."},
+	{"METRICS_ADDR", ":9090", "Listen address of `worker` for /metrics, /healthz and /readyz."},
+	{"BILLING_NAMESPACE", "billing", "Prefix of every exchange and queue name."},
+	{"WEBHOOK_MAX_BODY_BYTES", "1048576", "Largest webhook body accepted; larger ones get 413."},
+	{"WEBHOOK_TOLERANCE", "5m", "Oldest signature timestamp accepted."},
+	{"PUBLISH_TIMEOUT", "5s", "Longest wait for a broker confirm before the api answers 503."},
+	{"PUBLISHER_CHANNELS", "8", "Confirm-mode channels in the api's publishing pool."},
+	{"RETRY_DELAYS", "10s,1m,5m,30m,2h,6h", "Delay tiers for transient failures; the last one repeats."},
+	{"MAX_ATTEMPTS", "8", "Attempts before a transiently failing event is parked in the DLQ."},
+	{"WORK_DELIVERY_LIMIT", "20", "Quorum `x-delivery-limit` of the work queue: parks a message that crashes the worker every time."},
+	{"WORKER_CONCURRENCY", "8", "Events processed at once by one worker (also its prefetch)."},
+	{"SHUTDOWN_TIMEOUT", "20s", "How long SIGTERM waits for in-flight requests and events."},
+	{"DB_MAX_OPEN_CONNS", "16", "MySQL pool: open connections."},
+	{"DB_MAX_IDLE_CONNS", "8", "MySQL pool: idle connections."},
+	{"DB_CONN_MAX_LIFETIME", "5m", "MySQL pool: longest life of a connection."},
+	{"SWEEP_MIN_AGE", "15m", "`sweep` re-drives transient parked events older than this."},
+	{"SWEEP_LIMIT", "100", "Most parked events `sweep` re-drives in one run."},
+	{"SWEEP_MAX_REDRIVES", "3", "Most automatic re-drives of one event by `sweep`."},
+	{"LOG_LEVEL", "info", "debug, info, warn or error."},
+}
+
+// Config holds every setting, parsed and validated.
+type Config struct {
+	AMQPURL             string
+	MySQLDSN            string
+	WebhookSecrets      []string
+	StripeAPIKey        string
+	StripeAPIBase       string
+	HTTPAddr            string
+	MetricsAddr         string
+	Namespace           string
+	WebhookMaxBodyBytes int64
+	WebhookTolerance    time.Duration
+	PublishTimeout      time.Duration
+	PublisherChannels   int
+	RetryDelays         []time.Duration
+	MaxAttempts         int
+	WorkDeliveryLimit   int
+	WorkerConcurrency   int
+	ShutdownTimeout     time.Duration
+	DBMaxOpenConns      int
+	DBMaxIdleConns      int
+	DBConnMaxLifetime   time.Duration
+	SweepMinAge         time.Duration
+	SweepLimit          int
+	SweepMaxRedrives    int
+	LogLevel            string
+}
+
+// ErrMissingWebhookSecret is returned by RequireWebhookSecret.
+var ErrMissingWebhookSecret = errors.New("config: STRIPE_WEBHOOK_SECRET: required by the api, not set")
+
+var namespacePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
+
+// Load reads every variable through getenv (os.Getenv in production, a map
+// in tests), applies defaults and validates. All problems are reported at
+// once, each naming its variable.
+func Load(getenv func(string) string) (Config, error) {
+	l := loader{getenv: getenv}
+	c := Config{
+		AMQPURL:             l.str("AMQP_URL"),
+		MySQLDSN:            l.str("MYSQL_DSN"),
+		WebhookSecrets:      l.list("STRIPE_WEBHOOK_SECRET"),
+		StripeAPIKey:        l.str("STRIPE_API_KEY"),
+		StripeAPIBase:       strings.TrimRight(l.str("STRIPE_API_BASE"), "/"),
+		HTTPAddr:            l.addr("HTTP_ADDR"),
+		MetricsAddr:         l.addr("METRICS_ADDR"),
+		Namespace:           l.str("BILLING_NAMESPACE"),
+		WebhookMaxBodyBytes: int64(l.positiveInt("WEBHOOK_MAX_BODY_BYTES")),
+		WebhookTolerance:    l.positiveDuration("WEBHOOK_TOLERANCE"),
+		PublishTimeout:      l.positiveDuration("PUBLISH_TIMEOUT"),
+		PublisherChannels:   l.positiveInt("PUBLISHER_CHANNELS"),
+		RetryDelays:         l.durations("RETRY_DELAYS"),
+		MaxAttempts:         l.positiveInt("MAX_ATTEMPTS"),
+		WorkDeliveryLimit:   l.positiveInt("WORK_DELIVERY_LIMIT"),
+		WorkerConcurrency:   l.positiveInt("WORKER_CONCURRENCY"),
+		ShutdownTimeout:     l.positiveDuration("SHUTDOWN_TIMEOUT"),
+		DBMaxOpenConns:      l.positiveInt("DB_MAX_OPEN_CONNS"),
+		DBMaxIdleConns:      l.positiveInt("DB_MAX_IDLE_CONNS"),
+		DBConnMaxLifetime:   l.positiveDuration("DB_CONN_MAX_LIFETIME"),
+		SweepMinAge:         l.positiveDuration("SWEEP_MIN_AGE"),
+		SweepLimit:          l.positiveInt("SWEEP_LIMIT"),
+		SweepMaxRedrives:    l.positiveInt("SWEEP_MAX_REDRIVES"),
+		LogLevel:            l.str("LOG_LEVEL"),
+	}
+	if c.AMQPURL == "" || !(strings.HasPrefix(c.AMQPURL, "amqp://") || strings.HasPrefix(c.AMQPURL, "amqps://")) {
+		l.fail("AMQP_URL", "must start with amqp:// or amqps://")
+	}
+	if !strings.Contains(c.MySQLDSN, "parseTime=true") {
+		l.fail("MYSQL_DSN", "must contain parseTime=true")
+	}
+	for _, s := range c.WebhookSecrets {
+		if !strings.HasPrefix(s, "whsec_") {
+			l.fail("STRIPE_WEBHOOK_SECRET", "each secret must start with whsec_")
+			break
+		}
+	}
+	if !namespacePattern.MatchString(c.Namespace) {
+		l.fail("BILLING_NAMESPACE", "must be 1-64 letters, digits, '.', '_' or '-'")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		l.fail("LOG_LEVEL", "must be debug, info, warn or error")
+	}
+	if c.DBMaxIdleConns > c.DBMaxOpenConns {
+		l.fail("DB_MAX_IDLE_CONNS", "must not exceed DB_MAX_OPEN_CONNS")
+	}
+	return c, errors.Join(l.errs...)
+}
+
+// RequireWebhookSecret reports whether the api can verify signatures.
+func (c Config) RequireWebhookSecret() error {
+	if len(c.WebhookSecrets) == 0 {
+		return ErrMissingWebhookSecret
+	}
+	return nil
+}
+
+type loader struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (l *loader) fail(name, problem string) {
+	l.errs = append(l.errs, fmt.Errorf("config: %s: %s", name, problem))
+}
+
+func (l *loader) str(name string) string {
+	if v := strings.TrimSpace(l.getenv(name)); v != "" {
+		return v
+	}
+	for _, v := range Vars {
+		if v.Name == name {
+			return v.Default
+		}
+	}
+	panic("config: undeclared variable " + name) // a programming error: add it to Vars
+}
+
+func (l *loader) list(name string) []string {
+	var out []string
+	for _, s := range strings.Split(l.str(name), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (l *loader) addr(name string) string {
+	v := l.str(name)
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		l.fail(name, fmt.Sprintf("%q is not host:port", v))
+	}
+	return v
+}
+
+func (l *loader) positiveInt(name string) int {
+	v := l.str(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		l.fail(name, fmt.Sprintf("%q is not a positive integer", v))
+		return 0
+	}
+	return n
+}
+
+func (l *loader) positiveDuration(name string) time.Duration {
+	v := l.str(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		l.fail(name, fmt.Sprintf("%q is not a positive duration such as 30s or 5m", v))
+		return 0
+	}
+	return d
+}
+
+func (l *loader) durations(name string) []time.Duration {
+	var out []time.Duration
+	for _, s := range strings.Split(l.str(name), ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil || d <= 0 {
+			l.fail(name, fmt.Sprintf("%q is not a positive duration", strings.TrimSpace(s)))
+			return nil
+		}
+		out = append(out, d)
+	}
+	return out
+}

@@ -1,0 +1,32 @@
+// Package testenv gives each test its own slice of the real RabbitMQ and
+// MariaDB: a fresh namespace of exchanges and queues, a fresh database,
+// both removed when the test ends. Addresses come from TEST_AMQP_URL,
+// TEST_RABBITMQ_API and TEST_MYSQL_DSN, defaulting to the local servers.
+package testenv
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strings"
+)
+
+func getenv(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// AMQPURL is the broker the tests use.
+func AMQPURL() string { return getenv("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/") }
+
+// ManagementURL is the RabbitMQ management API base, with credentials.
+func ManagementURL() string { return getenv("TEST_RABBITMQ_API", "http://guest:guest@127.0.0.1:15672") }
+
+// randomName returns prefix_<12 hex>, safe as a namespace or database name.
+func randomName(prefix string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return prefix + "_" + strings.ToLower(hex.EncodeToString(b))
+}
