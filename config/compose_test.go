@@ -1,0 +1,658 @@
+package config_test
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/go-sql-driver/mysql"
+	"gopkg.in/yaml.v3"
+
+	"github.com/stripe-billing/billing/config"
+)
+
+// stack is everything the compose checks read, parsed afresh for each case
+// so that a case may break its own copy.
+type stack struct {
+	top          map[string]any            // docker-compose.yml, top level
+	services     map[string]map[string]any // merge keys (<<) resolved by yaml.v3
+	plugins      string                    // deploy/rabbitmq/enabled_plugins
+	dockerfile   string
+	dockerignore string
+	depsUp       string // scripts/deps-up.sh, which `make test` uses
+}
+
+// billingServices run the image built from the Dockerfile.
+var billingServices = []string{"api", "migrate", "sweep", "worker"}
+
+func loadStack(t *testing.T) *stack {
+	t.Helper()
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	s := &stack{
+		plugins:      string(read("deploy/rabbitmq/enabled_plugins")),
+		dockerfile:   string(read("Dockerfile")),
+		dockerignore: string(read(".dockerignore")),
+		depsUp:       string(read("scripts/deps-up.sh")),
+	}
+	if err := yaml.Unmarshal(read("docker-compose.yml"), &s.top); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	services, ok := s.top["services"].(map[string]any)
+	if !ok {
+		t.Fatal("docker-compose.yml: no services")
+	}
+	s.services = map[string]map[string]any{}
+	for name, v := range services {
+		svc, ok := v.(map[string]any)
+		if !ok {
+			t.Fatalf("docker-compose.yml: service %s is not a mapping", name)
+		}
+		s.services[name] = svc
+	}
+	return s
+}
+
+// env returns a service's environment as written (map or KEY=VALUE list).
+func (s *stack) env(service string) map[string]string {
+	out := map[string]string{}
+	switch e := s.services[service]["environment"].(type) {
+	case map[string]any:
+		for k, v := range e {
+			if v == nil {
+				v = ""
+			}
+			out[k] = fmt.Sprint(v)
+		}
+	case []any:
+		for _, kv := range e {
+			k, v, _ := strings.Cut(fmt.Sprint(kv), "=")
+			out[k] = v
+		}
+	}
+	return out
+}
+
+var interpolation = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}`)
+
+// expandedEnv is env with compose interpolation applied as on a host where
+// no variable is set: ${X:-default} becomes default, ${X} nothing, $$ a $.
+func (s *stack) expandedEnv(service string) map[string]string {
+	out := s.env(service)
+	for k, v := range out {
+		out[k] = interpolation.ReplaceAllStringFunc(v, func(m string) string {
+			if m == "$$" {
+				return "$"
+			}
+			return interpolation.FindStringSubmatch(m)[2]
+		})
+	}
+	return out
+}
+
+func (s *stack) set(service, key string, value any) {
+	env, ok := s.services[service]["environment"].(map[string]any)
+	if !ok {
+		env = map[string]any{}
+	}
+	// Copy: services that share an anchor share the map.
+	cp := map[string]any{}
+	for k, v := range env {
+		cp[k] = v
+	}
+	if value == nil {
+		delete(cp, key)
+	} else {
+		cp[key] = value
+	}
+	s.services[service]["environment"] = cp
+}
+
+func strs(v any) []string {
+	switch v := v.(type) {
+	case string:
+		return []string{v}
+	case []any:
+		out := make([]string, len(v))
+		for i, x := range v {
+			out[i] = fmt.Sprint(x)
+		}
+		return out
+	}
+	return nil
+}
+
+// dependsOn returns target → condition of a service's long-form depends_on.
+func (s *stack) dependsOn(service string) map[string]string {
+	out := map[string]string{}
+	switch d := s.services[service]["depends_on"].(type) {
+	case map[string]any:
+		for target, v := range d {
+			cond, _ := v.(map[string]any)["condition"].(string)
+			out[target] = cond
+		}
+	case []any:
+		for _, target := range d {
+			out[fmt.Sprint(target)] = "service_started"
+		}
+	}
+	return out
+}
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// publishedTo reports whether a service publishes container port p (short
+// syntax "host:container" or "container").
+func (s *stack) publishes(service, p string) bool {
+	for _, m := range strs(s.services[service]["ports"]) {
+		if m == p || strings.HasSuffix(m, ":"+p) || strings.HasSuffix(m, ":"+p+"/tcp") {
+			return true
+		}
+	}
+	return false
+}
+
+// stages splits a Dockerfile into its build stages, by FROM line.
+func stages(dockerfile string) [][]string {
+	var out [][]string
+	for _, line := range strings.Split(dockerfile, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasPrefix(strings.ToUpper(line), "FROM ") {
+			out = append(out, nil)
+		}
+		if len(out) > 0 {
+			out[len(out)-1] = append(out[len(out)-1], line)
+		}
+	}
+	return out
+}
+
+func TestCompose(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		check func(s *stack) error
+		// breakIt makes one realistic mistake that check must catch.
+		breakIt func(s *stack)
+	}{
+		{
+			name: "no obsolete version key",
+			check: func(s *stack) error {
+				if _, ok := s.top["version"]; ok {
+					return errors.New("top-level version: is obsolete in the compose spec")
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.top["version"] = "3.8" },
+		},
+		{
+			name: "billing services build from the Dockerfile",
+			check: func(s *stack) error {
+				var built []string
+				for name, svc := range s.services {
+					if b, ok := svc["build"]; ok {
+						built = append(built, name)
+						m, _ := b.(map[string]any)
+						ctx, file := fmt.Sprint(b), "Dockerfile"
+						if m != nil {
+							ctx = fmt.Sprint(m["context"])
+							if f, ok := m["dockerfile"]; ok {
+								file = fmt.Sprint(f)
+							}
+						}
+						if ctx != "." || file != "Dockerfile" {
+							return fmt.Errorf("%s builds %s/%s, want ./Dockerfile", name, ctx, file)
+						}
+					}
+				}
+				slices.Sort(built)
+				if !slices.Equal(built, billingServices) {
+					return fmt.Errorf("services built from the Dockerfile: %v, want %v", built, billingServices)
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { delete(s.services["sweep"], "build") },
+		},
+		{
+			name: "every variable on a billing service is in config.Vars",
+			check: func(s *stack) error {
+				known := map[string]bool{}
+				for _, v := range config.Vars {
+					known[v.Name] = true
+				}
+				for _, svc := range billingServices {
+					for k := range s.env(svc) {
+						if !known[k] {
+							return fmt.Errorf("%s sets %s, which config.Vars does not declare", svc, k)
+						}
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.set("worker", "DATABASE_URL", "x") },
+		},
+		{
+			name: "required variables are set",
+			check: func(s *stack) error {
+				want := map[string][]string{
+					"api":     {"AMQP_URL", "MYSQL_DSN", "STRIPE_WEBHOOK_SECRET", "HTTP_ADDR"},
+					"worker":  {"AMQP_URL", "MYSQL_DSN", "METRICS_ADDR"},
+					"sweep":   {"AMQP_URL", "MYSQL_DSN"},
+					"migrate": {"AMQP_URL", "MYSQL_DSN"},
+				}
+				for svc, names := range want {
+					env := s.env(svc)
+					for _, n := range names {
+						if env[n] == "" {
+							return fmt.Errorf("%s does not set %s", svc, n)
+						}
+					}
+					if env["BILLING_NAMESPACE"] != "billing" {
+						return fmt.Errorf("%s: BILLING_NAMESPACE = %q, want billing", svc, env["BILLING_NAMESPACE"])
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.set("migrate", "MYSQL_DSN", nil) },
+		},
+		{
+			name: "the webhook secret comes from the host with a dev default",
+			check: func(s *stack) error {
+				const want = "${STRIPE_WEBHOOK_SECRET:-whsec_dev_only_change_me}"
+				if got := s.env("api")["STRIPE_WEBHOOK_SECRET"]; got != want {
+					return fmt.Errorf("api STRIPE_WEBHOOK_SECRET = %q, want %q", got, want)
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.set("api", "STRIPE_WEBHOOK_SECRET", "whsec_hardcoded") },
+		},
+		{
+			name: "config.Load accepts every billing service's environment",
+			check: func(s *stack) error {
+				for _, svc := range billingServices {
+					env := s.expandedEnv(svc)
+					cfg, err := config.Load(func(k string) string { return env[k] })
+					if err != nil {
+						return fmt.Errorf("%s: %w", svc, err)
+					}
+					if svc == "api" {
+						if err := cfg.RequireWebhookSecret(); err != nil {
+							return fmt.Errorf("api: %w", err)
+						}
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.set("worker", "MYSQL_DSN", "billing:pw@tcp(mysql:3306)/billing") },
+		},
+		{
+			name: "AMQP_URL uses the rabbitmq service and its credentials",
+			check: func(s *stack) error {
+				r := s.env("rabbitmq")
+				for _, svc := range billingServices {
+					u, err := url.Parse(s.expandedEnv(svc)["AMQP_URL"])
+					if err != nil {
+						return fmt.Errorf("%s AMQP_URL: %w", svc, err)
+					}
+					pw, _ := u.User.Password()
+					if u.User.Username() != r["RABBITMQ_DEFAULT_USER"] || pw != r["RABBITMQ_DEFAULT_PASS"] {
+						return fmt.Errorf("%s AMQP_URL credentials are not rabbitmq's RABBITMQ_DEFAULT_USER/PASS", svc)
+					}
+					if u.Host != "rabbitmq:5672" {
+						return fmt.Errorf("%s AMQP_URL host %q, want rabbitmq:5672", svc, u.Host)
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.set("api", "AMQP_URL", "amqp://billing:billing_dev_pw@127.0.0.1:5672/") },
+		},
+		{
+			name: "MYSQL_DSN uses the mysql service, its credentials and database",
+			check: func(s *stack) error {
+				m := s.env("mysql")
+				if m["MYSQL_DATABASE"] != "billing" {
+					return fmt.Errorf("mysql MYSQL_DATABASE = %q, want billing", m["MYSQL_DATABASE"])
+				}
+				for _, svc := range billingServices {
+					dsn, err := mysql.ParseDSN(s.expandedEnv(svc)["MYSQL_DSN"])
+					if err != nil {
+						return fmt.Errorf("%s MYSQL_DSN: %w", svc, err)
+					}
+					user := dsn.User == m["MYSQL_USER"] && dsn.Passwd == m["MYSQL_PASSWORD"]
+					root := dsn.User == "root" && dsn.Passwd == m["MYSQL_ROOT_PASSWORD"]
+					if dsn.User == "" || !(user || root) {
+						return fmt.Errorf("%s MYSQL_DSN user %q: not a user the mysql service creates with that password", svc, dsn.User)
+					}
+					if dsn.Net != "tcp" || dsn.Addr != "mysql:3306" || dsn.DBName != m["MYSQL_DATABASE"] || !dsn.ParseTime {
+						return fmt.Errorf("%s MYSQL_DSN: want tcp(mysql:3306)/%s?parseTime=true", svc, m["MYSQL_DATABASE"])
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) {
+				s.services["mysql"]["environment"].(map[string]any)["MYSQL_PASSWORD"] = "rotated"
+			},
+		},
+		{
+			name: "credentials are not the defaults",
+			check: func(s *stack) error {
+				r, m := s.env("rabbitmq"), s.env("mysql")
+				if u, p := r["RABBITMQ_DEFAULT_USER"], r["RABBITMQ_DEFAULT_PASS"]; u == "" || p == "" || u == "guest" || p == "guest" {
+					return fmt.Errorf("rabbitmq credentials %q/%q: set RABBITMQ_DEFAULT_USER/PASS, not guest", u, p)
+				}
+				if m["MYSQL_ROOT_PASSWORD"] == "" {
+					return errors.New("mysql has no MYSQL_ROOT_PASSWORD")
+				}
+				return nil
+			},
+			breakIt: func(s *stack) {
+				s.services["rabbitmq"]["environment"].(map[string]any)["RABBITMQ_DEFAULT_USER"] = "guest"
+			},
+		},
+		{
+			name: "images",
+			check: func(s *stack) error {
+				want := map[string]string{"mysql": "mysql:8.4", "rabbitmq": "rabbitmq:3.13-management"}
+				for svc, img := range want {
+					if got := s.services[svc]["image"]; got != img {
+						return fmt.Errorf("%s image %v, want %s", svc, got, img)
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.services["rabbitmq"]["image"] = "rabbitmq:3.13" },
+		},
+		{
+			name: "rabbitmq enables management and the shovel plugins",
+			check: func(s *stack) error {
+				body := strings.TrimSpace(s.plugins)
+				if !strings.HasPrefix(body, "[") || !strings.HasSuffix(body, "].") {
+					return fmt.Errorf("enabled_plugins %q is not an Erlang list ending in '.'", body)
+				}
+				var got []string
+				for _, p := range strings.Split(strings.Trim(body, "[]."), ",") {
+					got = append(got, strings.TrimSpace(p))
+				}
+				for _, p := range []string{"rabbitmq_management", "rabbitmq_shovel", "rabbitmq_shovel_management"} {
+					if !slices.Contains(got, p) {
+						return fmt.Errorf("enabled_plugins lacks %s", p)
+					}
+				}
+				const mount = "./deploy/rabbitmq/enabled_plugins:/etc/rabbitmq/enabled_plugins:ro"
+				if !slices.Contains(strs(s.services["rabbitmq"]["volumes"]), mount) {
+					return fmt.Errorf("rabbitmq does not mount %s", mount)
+				}
+				return nil
+			},
+			breakIt: func(s *stack) {
+				s.plugins = "[rabbitmq_management,rabbitmq_prometheus,rabbitmq_shovel_management]."
+			},
+		},
+		{
+			name: "rabbitmq publishes AMQP and the management UI",
+			check: func(s *stack) error {
+				for _, p := range []string{"5672", "15672"} {
+					if !s.publishes("rabbitmq", p) {
+						return fmt.Errorf("rabbitmq does not publish %s", p)
+					}
+				}
+				if !s.publishes("mysql", "3306") {
+					return errors.New("mysql does not publish 3306 (make test uses it)")
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.services["rabbitmq"]["ports"] = []any{"5672:5672"} },
+		},
+		{
+			name: "depends_on conditions",
+			check: func(s *stack) error {
+				want := map[string]map[string]string{
+					"migrate": {"mysql": "service_healthy"},
+					"api":     {"rabbitmq": "service_healthy"},
+					"worker": {
+						"rabbitmq": "service_healthy",
+						"mysql":    "service_healthy",
+						"migrate":  "service_completed_successfully",
+					},
+					"sweep": {"migrate": "service_completed_successfully"},
+				}
+				for svc, deps := range want {
+					got := s.dependsOn(svc)
+					for target, cond := range deps {
+						if got[target] != cond {
+							return fmt.Errorf("%s depends on %s with %q, want %q", svc, target, got[target], cond)
+						}
+					}
+				}
+				// Every condition must be one its target can reach.
+				for svc := range s.services {
+					for target, cond := range s.dependsOn(svc) {
+						dep, ok := s.services[target]
+						switch {
+						case !ok:
+							return fmt.Errorf("%s depends on unknown service %s", svc, target)
+						case cond == "service_healthy" && dep["healthcheck"] == nil:
+							return fmt.Errorf("%s waits for %s to be healthy, which has no healthcheck", svc, target)
+						case cond == "service_completed_successfully" && fmt.Sprint(dep["restart"]) != "no":
+							return fmt.Errorf("%s waits for %s to complete, which does not have restart \"no\"", svc, target)
+						}
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) {
+				s.services["worker"]["depends_on"].(map[string]any)["migrate"] = map[string]any{"condition": "service_started"}
+			},
+		},
+		{
+			name: "migrate runs once",
+			check: func(s *stack) error {
+				if got := strs(s.services["migrate"]["command"]); !slices.Equal(got, []string{"migrate"}) {
+					return fmt.Errorf("migrate command %v, want [migrate]", got)
+				}
+				if r := fmt.Sprint(s.services["migrate"]["restart"]); r != "no" {
+					return fmt.Errorf("migrate restart %q, want \"no\"", r)
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.services["migrate"]["restart"] = "on-failure" },
+		},
+		{
+			name: "long-running services run their subcommand",
+			check: func(s *stack) error {
+				for _, svc := range []string{"api", "worker"} {
+					if got := strs(s.services[svc]["command"]); !slices.Equal(got, []string{svc}) {
+						return fmt.Errorf("%s command %v, want [%s]", svc, got, svc)
+					}
+				}
+				cmd := strings.Join(append(strs(s.services["sweep"]["entrypoint"]), strs(s.services["sweep"]["command"])...), " ")
+				if !strings.HasPrefix(cmd, "sh -c ") || !strings.Contains(cmd, "billing sweep") || !strings.Contains(cmd, "sleep 300") {
+					return fmt.Errorf("sweep runs %q, want sh -c looping billing sweep every 300 s", cmd)
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.services["sweep"]["command"] = []any{"billing sweep"} },
+		},
+		{
+			name: "healthchecks on every long-running service",
+			check: func(s *stack) error {
+				for name, svc := range s.services {
+					if name == "migrate" || name == "sweep" {
+						continue
+					}
+					hc, _ := svc["healthcheck"].(map[string]any)
+					if len(strs(hc["test"])) == 0 {
+						return fmt.Errorf("%s has no healthcheck", name)
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { delete(s.services["api"], "healthcheck") },
+		},
+		{
+			name: "api and worker ports match their listen addresses",
+			check: func(s *stack) error {
+				for svc, v := range map[string]string{"api": "HTTP_ADDR", "worker": "METRICS_ADDR"} {
+					p := port(s.expandedEnv(svc)[v])
+					if p == "" {
+						return fmt.Errorf("%s: %s has no port", svc, v)
+					}
+					if !s.publishes(svc, p) {
+						return fmt.Errorf("%s listens on %s (%s) but does not publish it", svc, p, v)
+					}
+					hc, _ := s.services[svc]["healthcheck"].(map[string]any)
+					if test := strings.Join(strs(hc["test"]), " "); !strings.Contains(test, ":"+p+"/healthz") {
+						return fmt.Errorf("%s healthcheck %q does not probe :%s/healthz", svc, test, p)
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.set("api", "HTTP_ADDR", ":8081") },
+		},
+		{
+			name: "Dockerfile builds ./cmd/billing with golang:1.26",
+			check: func(s *stack) error {
+				st := stages(s.dockerfile)
+				if len(st) < 2 {
+					return fmt.Errorf("Dockerfile has %d stages, want a builder and a runtime", len(st))
+				}
+				from := strings.Fields(st[0][0])
+				if len(from) != 4 || from[1] != "golang:1.26" || !strings.EqualFold(from[2], "AS") {
+					return fmt.Errorf("first stage %q, want FROM golang:1.26 AS <name>", st[0][0])
+				}
+				build := strings.Join(st[0], "\n")
+				if !regexp.MustCompile(`CGO_ENABLED=0 go build .*-o /out/billing \./cmd/billing`).MatchString(build) {
+					return errors.New("builder stage does not CGO_ENABLED=0 go build -o /out/billing ./cmd/billing")
+				}
+				if strings.Index(build, "go mod download") > strings.Index(build, "COPY . .") {
+					return errors.New("builder stage must download modules before copying the source (layer cache)")
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.dockerfile = strings.Replace(s.dockerfile, "./cmd/billing", "./cmd/other", 1) },
+		},
+		{
+			name: "Dockerfile runtime stage runs billing as a non-root user",
+			check: func(s *stack) error {
+				st := stages(s.dockerfile)
+				last := st[len(st)-1]
+				if strings.Contains(last[0], "golang") {
+					return fmt.Errorf("runtime stage %q ships the Go toolchain", last[0])
+				}
+				var entry, user string
+				copied := false
+				for _, l := range last {
+					switch {
+					case strings.HasPrefix(l, "ENTRYPOINT "):
+						entry = strings.TrimSpace(strings.TrimPrefix(l, "ENTRYPOINT "))
+					case strings.HasPrefix(l, "USER "):
+						user = strings.TrimSpace(strings.TrimPrefix(l, "USER "))
+					case strings.HasPrefix(l, "COPY --from=") && strings.Contains(l, "/out/billing"):
+						copied = true
+					}
+				}
+				if entry != `["billing"]` {
+					return fmt.Errorf("runtime ENTRYPOINT %q, want [\"billing\"]", entry)
+				}
+				if user == "" || user == "root" || user == "0" {
+					return fmt.Errorf("runtime USER %q, want a non-root user", user)
+				}
+				if !copied {
+					return errors.New("runtime stage does not copy /out/billing from the builder")
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.dockerfile = strings.Replace(s.dockerfile, "USER billing", "USER root", 1) },
+		},
+		{
+			name: ".dockerignore keeps every Go package in the build context",
+			check: func(s *stack) error {
+				entries, err := os.ReadDir("..")
+				if err != nil {
+					return err
+				}
+				for _, line := range strings.Split(s.dockerignore, "\n") {
+					pat := strings.TrimSuffix(strings.TrimSpace(line), "/")
+					if pat == "" || strings.HasPrefix(pat, "#") || strings.HasPrefix(pat, "!") {
+						continue
+					}
+					for _, e := range entries {
+						if ok, _ := filepath.Match(pat, e.Name()); ok && (e.Name() == "go.mod" || e.Name() == "go.sum" || hasGo(filepath.Join("..", e.Name()))) {
+							return fmt.Errorf(".dockerignore %q drops %s, which the build needs", line, e.Name())
+						}
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.dockerignore += "\ncmd\n" },
+		},
+		{
+			name: "make test uses the compose credentials",
+			check: func(s *stack) error {
+				r, m := s.env("rabbitmq"), s.env("mysql")
+				amqpUser := r["RABBITMQ_DEFAULT_USER"] + ":" + r["RABBITMQ_DEFAULT_PASS"] + "@127.0.0.1:"
+				want := []string{
+					"TEST_AMQP_URL='amqp://" + amqpUser + "5672/'",
+					"TEST_RABBITMQ_API='http://" + amqpUser + "15672'",
+					"TEST_MYSQL_DSN='root:" + m["MYSQL_ROOT_PASSWORD"] + "@tcp(127.0.0.1:3306)/",
+					"docker compose up -d --wait",
+				}
+				for _, w := range want {
+					if !strings.Contains(s.depsUp, w) {
+						return fmt.Errorf("scripts/deps-up.sh does not contain %s", w)
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) {
+				s.services["mysql"]["environment"].(map[string]any)["MYSQL_ROOT_PASSWORD"] = "changed"
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if err := tc.check(loadStack(t)); err != nil {
+				t.Fatal(err)
+			}
+			broken := loadStack(t)
+			tc.breakIt(broken)
+			if err := tc.check(broken); err == nil {
+				t.Fatal("check passed on a broken copy: it cannot fail")
+			} else {
+				t.Logf("broken copy rejected: %v", err)
+			}
+		})
+	}
+}
+
+// hasGo reports whether dir holds Go files at any depth.
+func hasGo(dir string) bool {
+	found := false
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") {
+			found = true
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return found
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# deps-up.sh COMMAND [ARGS...]
+#
+# Makes sure the tests have a MySQL and a RabbitMQ, then runs COMMAND.
+# A dependency that already answers on its local port (or that a TEST_*
+# variable points elsewhere) is used as it is, with testenv's defaults
+# (root without a password; guest/guest). One that does not is started with
+# `docker compose up -d --wait`, and the TEST_* variables are exported with
+# the docker-compose.yml credentials (config/compose_test.go keeps the two
+# in step).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+services=()
+
+if [[ -z "${TEST_MYSQL_DSN:-}" ]] && ! up 3306; then
+	services+=(mysql)
+	export TEST_MYSQL_DSN='root:billing_root_dev_pw@tcp(127.0.0.1:3306)/?parseTime=true'
+fi
+
+if [[ -z "${TEST_AMQP_URL:-}" ]]; then
+	if ! up 5672; then
+		services+=(rabbitmq)
+		export TEST_AMQP_URL='amqp://billing:billing_dev_pw@127.0.0.1:5672/'
+		export TEST_RABBITMQ_API='http://billing:billing_dev_pw@127.0.0.1:15672'
+	elif [[ -z "${TEST_RABBITMQ_API:-}" ]] && ! up 15672; then
+		echo "deps-up: RabbitMQ answers on 5672 but its management API on 15672 does not;" >&2
+		echo "deps-up: run: rabbitmq-plugins enable rabbitmq_management rabbitmq_shovel rabbitmq_shovel_management" >&2
+		exit 1
+	fi
+fi
+
+if ((${#services[@]} > 0)); then
+	if ! docker compose version >/dev/null 2>&1; then
+		echo "deps-up: ${services[*]} not reachable on 127.0.0.1 and \`docker compose\` is not available;" >&2
+		echo "deps-up: start them locally (MySQL/MariaDB on 3306, RabbitMQ on 5672 with management on 15672) or install Docker with the compose plugin" >&2
+		exit 1
+	fi
+	echo "deps-up: starting ${services[*]} with docker compose" >&2
+	docker compose up -d --wait "${services[@]}"
+fi
+
+exec "$@"
