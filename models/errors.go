@@ -1,8 +1,100 @@
 package models
 
-import "errors"
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/go-sql-driver/mysql"
+)
 
 // ErrUnavailable marks a failure to reach MySQL at all (connection refused,
 // broken connection, server gone). Callers treat it as an outage: wait and
 // retry without spending an attempt.
 var ErrUnavailable = errors.New("models: database unavailable")
+
+// ErrNotFound means the row asked for does not exist.
+var ErrNotFound = errors.New("models: not found")
+
+// MySQL server error numbers this package acts on.
+const (
+	errDupEntry          = 1062
+	errLockWaitTimeout   = 1205
+	errLockDeadlock      = 1213
+	errTooManyConns      = 1040
+	errServerShutdown    = 1053
+	errConnectionKilled  = 1927 // MariaDB
+	errServerGone        = 2006
+	errServerLost        = 2013
+	errCantConnect       = 2002
+	errCantConnectTCP    = 2003
+	errServerShutdownNow = 3169
+)
+
+// translate wraps err for the caller: connection-level failures wrap
+// ErrUnavailable as well as the cause, so both errors.Is checks hold.
+func translate(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case isUnavailable(err):
+		return fmt.Errorf("models: %s: %w: %w", op, ErrUnavailable, err)
+	default:
+		return fmt.Errorf("models: %s: %w", op, err)
+	}
+}
+
+// isUnavailable reports whether err says MySQL could not be reached or the
+// connection broke, as opposed to MySQL refusing a statement.
+func isUnavailable(err error) bool {
+	if errors.Is(err, ErrUnavailable) {
+		return true
+	}
+	// The caller's own deadline or cancellation is not an outage.
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn) ||
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case errTooManyConns, errServerShutdown, errConnectionKilled, errServerGone,
+			errServerLost, errCantConnect, errCantConnectTCP, errServerShutdownNow:
+			return true
+		}
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "server has gone away") || strings.Contains(msg, "connection refused")
+}
+
+// isRetryable reports whether the whole transaction should run again.
+func isRetryable(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == errLockDeadlock || me.Number == errLockWaitTimeout)
+}
+
+// IsDuplicateKey reports whether err is MySQL's duplicate-key error (1062).
+func IsDuplicateKey(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == errDupEntry
+}

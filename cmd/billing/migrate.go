@@ -1,7 +1,81 @@
 package main
 
-import "context"
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/stripe-billing/billing/models"
+)
 
 func runMigrate(ctx context.Context, e env, args []string) error {
-	return notYet("migrate")(ctx, e, args)
+	fs := newFlagSet(e, "migrate", "Creates the database named in MYSQL_DSN if it is missing and applies the\npending schema migrations. Safe to run again and from several places at once.")
+	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, _, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	dsn, err := mysql.ParseDSN(cfg.MySQLDSN)
+	if err != nil {
+		return fmt.Errorf("migrate: MYSQL_DSN: %w", err)
+	}
+	if dsn.DBName == "" {
+		return fmt.Errorf("migrate: MYSQL_DSN: names no database")
+	}
+	if err := createDatabase(ctx, *dsn); err != nil {
+		return err
+	}
+	db, err := sql.Open("mysql", dsn.FormatDSN())
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer db.Close()
+	applied, err := models.Migrate(ctx, db)
+	for _, name := range applied {
+		fmt.Fprintf(e.stdout, "applied %s\n", name)
+	}
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(e.stdout, "up to date")
+	}
+	return nil
+}
+
+// createDatabase creates dsn's database when it does not exist yet, which
+// spares a manual step on a fresh server (docker, first deploy).
+func createDatabase(ctx context.Context, dsn mysql.Config) error {
+	name := dsn.DBName
+	dsn.DBName = ""
+	db, err := sql.Open("mysql", dsn.FormatDSN())
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer db.Close()
+	q := "CREATE DATABASE IF NOT EXISTS " + quoteIdent(name) + " CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+	if _, err := db.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("migrate: create database %s: %w", name, err)
+	}
+	return nil
+}
+
+func quoteIdent(s string) string {
+	out := []byte{'`'}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '`' {
+			out = append(out, '`')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '`'))
 }

@@ -1,0 +1,462 @@
+package billing_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/retry"
+)
+
+var start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func setup(t *testing.T) (*models.Store, *billing.Processor) {
+	t.Helper()
+	s := testenv.Store(t)
+	return s, billing.NewProcessor(s, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+func process(t *testing.T, p *billing.Processor, raw []byte, want billing.Result) {
+	t.Helper()
+	got, err := p.Process(context.Background(), raw)
+	if err != nil || got != want {
+		t.Fatalf("Process(%.120s) = %q, %v; want %q", raw, got, err, want)
+	}
+}
+
+// snapshot reads every table in a stable order, leaving out what depends on
+// wall time or insertion order (surrogate ids, created_at and the like).
+func snapshot(t *testing.T, s *models.Store) map[string][]string {
+	t.Helper()
+	skip := map[string]bool{"id": true, "created_at": true, "updated_at": true, "recorded_at": true, "received_at": true, "processed_at": true, "payload": true}
+	tables := map[string]string{
+		"customers": "stripe_id", "subscriptions": "stripe_id", "invoices": "stripe_id", "payments": "stripe_id",
+		"refunds": "stripe_id", "disputes": "stripe_id", "payment_status_history": "event_id, object_type, object_id",
+		"stripe_events": "id",
+	}
+	out := map[string][]string{}
+	for table, order := range tables {
+		rows, err := s.DB().Raw("SELECT * FROM " + table + " ORDER BY " + order).Rows()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]sql.RawBytes, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			for i, c := range cols {
+				if !skip[c] {
+					if vals[i] == nil {
+						fmt.Fprintf(&b, "%s=NULL ", c)
+					} else {
+						fmt.Fprintf(&b, "%s=%s ", c, vals[i])
+					}
+				}
+			}
+			out[table] = append(out[table], b.String())
+		}
+		rows.Close()
+	}
+	return out
+}
+
+func TestLifecycle(t *testing.T) {
+	t.Parallel()
+	s, p := setup(t)
+	const n = 3
+	events := billingtest.Lifecycle(n, start)
+	for _, raw := range events {
+		process(t, p, raw, billing.Processed)
+	}
+	db := s.DB()
+	for i := range n {
+		id := billingtest.LifecycleIDs(start, i)
+		amount := billingtest.LifecycleAmount(i)
+		t.Run(id.Customer, func(t *testing.T) {
+			var c models.Customer
+			if err := db.Where("stripe_id = ?", id.Customer).Take(&c).Error; err != nil {
+				t.Fatal(err)
+			}
+			if *c.Email != "billing+"+id.Customer+"@example.com" || c.Deleted {
+				t.Errorf("customer = email %q deleted %v", *c.Email, c.Deleted)
+			}
+			var sub models.Subscription
+			if err := db.Where("stripe_id = ?", id.Subscription).Take(&sub).Error; err != nil {
+				t.Fatal(err)
+			}
+			if *sub.Status != "canceled" || sub.CanceledAt == nil || *sub.CustomerID != id.Customer || *sub.PriceID != "price_monthly" {
+				t.Errorf("subscription = %+v", sub)
+			}
+			var inv models.Invoice
+			if err := db.Where("stripe_id = ?", id.Invoice).Take(&inv).Error; err != nil {
+				t.Fatal(err)
+			}
+			if *inv.Status != "paid" || inv.AmountDue != amount || inv.AmountPaid != amount || inv.AmountRemaining != 0 ||
+				*inv.Currency != "usd" || *inv.SubscriptionID != id.Subscription || *inv.ChargeID != id.Charge || inv.AttemptCount != 2 {
+				t.Errorf("invoice = %+v", inv)
+			}
+			var pays []models.Payment
+			if err := db.Where("customer_id = ?", id.Customer).Order("stripe_id").Find(&pays).Error; err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, pay := range pays {
+				got[pay.StripeID] = fmt.Sprintf("%s %s amount=%d refunded=%d captured=%v failure=%v", pay.Object, *pay.Status, pay.Amount, pay.AmountRefunded, pay.Captured, pay.FailureCode != nil)
+			}
+			want := map[string]string{
+				id.Charge:        fmt.Sprintf("charge succeeded amount=%d refunded=%d captured=true failure=false", amount, billingtest.LifecycleRefund),
+				id.FailedCharge:  fmt.Sprintf("charge failed amount=%d refunded=0 captured=false failure=true", amount),
+				id.PaymentIntent: fmt.Sprintf("payment_intent succeeded amount=%d refunded=0 captured=true failure=false", amount),
+			}
+			if !maps.Equal(got, want) {
+				t.Errorf("payments = %v\nwant %v", got, want)
+			}
+			var ref models.Refund
+			if err := db.Where("stripe_id = ?", id.Refund).Take(&ref).Error; err != nil {
+				t.Fatal(err)
+			}
+			if *ref.Status != "succeeded" || ref.Amount != billingtest.LifecycleRefund || *ref.ChargeID != id.Charge {
+				t.Errorf("refund = %+v", ref)
+			}
+			var dp models.Dispute
+			if err := db.Where("stripe_id = ?", id.Dispute).Take(&dp).Error; err != nil {
+				t.Fatal(err)
+			}
+			if *dp.Status != "lost" || dp.Amount != amount-billingtest.LifecycleRefund || *dp.Reason != "fraudulent" {
+				t.Errorf("dispute = %+v", dp)
+			}
+			var history []string
+			err := db.Model(&models.StatusChange{}).Where("object_id IN ?", []string{id.Invoice, id.Subscription}).
+				Order("occurred_at, event_id").Pluck("CONCAT(object_type, ':', status)", &history).Error
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantHistory := []string{"subscription:incomplete", "invoice:draft", "invoice:open", "invoice:open",
+				"invoice:paid", "invoice:paid", "subscription:active", "subscription:canceled"}
+			if !slices.Equal(history, wantHistory) {
+				t.Errorf("history = %v\nwant %v", history, wantHistory)
+			}
+		})
+	}
+	snap := snapshot(t, s)
+	wantCounts := map[string]int{"stripe_events": len(events), "customers": n, "subscriptions": n, "invoices": n,
+		"payments": 3 * n, "refunds": n, "disputes": n, "payment_status_history": 16 * n}
+	for table, want := range wantCounts {
+		if got := len(snap[table]); got != want {
+			t.Errorf("%s: %d rows, want %d", table, got, want)
+		}
+	}
+}
+
+// TestShuffledConcurrentConverges: any delivery order, with duplicates and
+// concurrency, ends in the same rows and history as the ordered stream.
+func TestShuffledConcurrentConverges(t *testing.T) {
+	t.Parallel()
+	const n = 4
+	events := billingtest.Lifecycle(n, start)
+
+	ordered, op := setup(t)
+	for _, raw := range events {
+		process(t, op, raw, billing.Processed)
+	}
+	want := snapshot(t, ordered)
+
+	for run := range 3 {
+		seed := uint64(time.Now().UnixNano()) + uint64(run)
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			t.Parallel()
+			t.Logf("seed %d", seed)
+			rng := rand.New(rand.NewPCG(seed, seed))
+			var deliveries [][]byte
+			for _, raw := range events {
+				for range 1 + rng.IntN(3) {
+					deliveries = append(deliveries, raw)
+				}
+			}
+			rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+
+			s, p := setup(t)
+			work := make(chan []byte)
+			var mu sync.Mutex
+			results := map[billing.Result]int{}
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Go(func() {
+					for raw := range work {
+						r, err := p.Process(context.Background(), raw)
+						if err != nil {
+							t.Errorf("Process: %v", err)
+						}
+						mu.Lock()
+						results[r]++
+						mu.Unlock()
+					}
+				})
+			}
+			for _, raw := range deliveries {
+				work <- raw
+			}
+			close(work)
+			wg.Wait()
+
+			if results[billing.Processed] != len(events) || results[billing.Duplicate] != len(deliveries)-len(events) {
+				t.Errorf("results = %v, want %d processed and %d duplicates", results, len(events), len(deliveries)-len(events))
+			}
+			got := snapshot(t, s)
+			for table := range want {
+				if !slices.Equal(got[table], want[table]) {
+					t.Errorf("%s differs from the ordered run:\ngot  %q\nwant %q", table, got[table], want[table])
+				}
+			}
+		})
+	}
+}
+
+func status(t *testing.T, s *models.Store, table, id string) string {
+	t.Helper()
+	var st string
+	if err := s.DB().Table(table).Where("stripe_id = ?", id).Pluck("status", &st).Error; err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestOrder(t *testing.T) {
+	t.Parallel()
+	t0 := start
+	t1 := start.Add(time.Second)
+	sub := func(status string) map[string]any { return billingtest.Subscription("sub_1", "cus_1", status, t0) }
+	inv := func(status string) map[string]any {
+		return billingtest.Invoice("in_1", "cus_1", "sub_1", status, 1000, 0)
+	}
+	type delivery struct {
+		id, typ string
+		at      time.Time
+		obj     map[string]any
+	}
+	tests := []struct {
+		name       string
+		events     []delivery
+		table, id  string
+		wantStatus string
+		wantHist   int
+	}{
+		{"tie on created: paid beats open whatever the order", []delivery{
+			{"evt_b", "invoice.paid", t0, inv("paid")},
+			{"evt_a", "invoice.updated", t0, inv("open")},
+		}, "invoices", "in_1", "paid", 2},
+		{"late update after deletion leaves subscription canceled", []delivery{
+			{"evt_1", "customer.subscription.created", t0, sub("active")},
+			{"evt_3", "customer.subscription.deleted", t0, sub("canceled")},
+			{"evt_2", "customer.subscription.updated", t1, sub("active")},
+		}, "subscriptions", "sub_1", "canceled", 3},
+		{"paid invoice never reopens", []delivery{
+			{"evt_1", "invoice.paid", t0, inv("paid")},
+			{"evt_2", "invoice.updated", t1, inv("open")},
+		}, "invoices", "in_1", "paid", 2},
+		{"older event is stale", []delivery{
+			{"evt_2", "customer.subscription.updated", t1, sub("past_due")},
+			{"evt_1", "customer.subscription.updated", t0, sub("active")},
+		}, "subscriptions", "sub_1", "past_due", 2},
+		{"succeeded intent never goes back to processing", []delivery{
+			{"evt_1", "payment_intent.succeeded", t0, billingtest.PaymentIntent("pi_1", "cus_1", "", "succeeded", 100)},
+			{"evt_2", "payment_intent.processing", t1, billingtest.PaymentIntent("pi_1", "cus_1", "", "processing", 100)},
+		}, "payments", "pi_1", "succeeded", 2},
+		{"lost dispute never reopens", []delivery{
+			{"evt_1", "charge.dispute.closed", t0, billingtest.Dispute("dp_1", "ch_1", "", "lost", 100)},
+			{"evt_2", "charge.dispute.updated", t1, billingtest.Dispute("dp_1", "ch_1", "", "under_review", 100)},
+		}, "disputes", "dp_1", "lost", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, p := setup(t)
+			for _, d := range tt.events {
+				process(t, p, billingtest.Event(d.id, d.typ, d.at, d.obj), billing.Processed)
+			}
+			if got := status(t, s, tt.table, tt.id); got != tt.wantStatus {
+				t.Errorf("status = %q, want %q", got, tt.wantStatus)
+			}
+			var hist int64
+			s.DB().Model(&models.StatusChange{}).Where("object_id = ?", tt.id).Count(&hist)
+			if int(hist) != tt.wantHist {
+				t.Errorf("history rows = %d, want %d (stale events are recorded too)", hist, tt.wantHist)
+			}
+		})
+	}
+}
+
+func TestUnknownAndDuplicate(t *testing.T) {
+	t.Parallel()
+	s, p := setup(t)
+	unknown := billingtest.Event("evt_unknown", "issuing_card.created", start, map[string]any{"id": "ic_1", "object": "issuing.card"})
+	process(t, p, unknown, billing.Ignored)
+	before := snapshot(t, s)
+	if len(before["stripe_events"]) != 1 || !strings.Contains(before["stripe_events"][0], "status=ignored") {
+		t.Fatalf("ledger = %v, want one ignored row", before["stripe_events"])
+	}
+	for table, rows := range before {
+		if table != "stripe_events" && len(rows) != 0 {
+			t.Errorf("%s has rows for an unknown event: %v", table, rows)
+		}
+	}
+	process(t, p, unknown, billing.Duplicate)
+
+	paid := billingtest.Event("evt_paid", "invoice.paid", start, billingtest.Invoice("in_1", "cus_1", "", "paid", 700, 700))
+	process(t, p, paid, billing.Processed)
+	before = snapshot(t, s)
+	process(t, p, paid, billing.Duplicate)
+	if after := snapshot(t, s); !maps.Equal(flatten(after), flatten(before)) {
+		t.Errorf("duplicate changed rows:\nbefore %v\nafter  %v", before, after)
+	}
+	if !slices.Contains(p.Handled(), "invoice.paid") || slices.Contains(p.Handled(), "issuing_card.created") {
+		t.Errorf("Handled() = %v", p.Handled())
+	}
+}
+
+func flatten(m map[string][]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = strings.Join(v, "\n")
+	}
+	return out
+}
+
+func TestMalformed(t *testing.T) {
+	t.Parallel()
+	s, p := setup(t)
+	tests := []struct {
+		name string
+		raw  string
+	}{
+		{"not json", `{"id": "evt_1", `},
+		{"no id", `{"object":"event","type":"invoice.paid","created":1700000000,"data":{"object":{"id":"in_1","object":"invoice"}}}`},
+		{"no type", `{"id":"evt_1","object":"event","created":1700000000,"data":{"object":{"id":"in_1","object":"invoice"}}}`},
+		{"data.object a string", `{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":"in_1"}}`},
+		{"no data", `{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000}`},
+		{"object without id", `{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":{"object":"invoice"}}}`},
+		{"object of the wrong kind", `{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":{"id":"cus_1","object":"customer"}}}`},
+		{"amount not a number", `{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":{"id":"in_1","object":"invoice","amount_due":"lots"}}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := p.Process(context.Background(), []byte(tt.raw))
+			if err == nil || retry.Classify(err) != retry.Permanent {
+				t.Fatalf("err = %v (class %v), want a permanent error", err, retry.Classify(err))
+			}
+		})
+	}
+	for table, rows := range snapshot(t, s) {
+		if len(rows) != 0 {
+			t.Errorf("%s has rows after malformed events: %v", table, rows)
+		}
+	}
+}
+
+func TestIDsAreCaseSensitiveAndAmountsExact(t *testing.T) {
+	t.Parallel()
+	s, p := setup(t)
+	const big = int64(9007199254740993) // 2^53 + 1: lost by float64
+	process(t, p, billingtest.Event("evt_x", "customer.created", start, billingtest.Customer("cus_AbC", "upper@example.com")), billing.Processed)
+	process(t, p, billingtest.Event("evt_X", "customer.created", start, billingtest.Customer("cus_abc", "lower@example.com")), billing.Processed)
+	process(t, p, billingtest.Event("evt_big", "invoice.created", start, billingtest.Invoice("in_big", "cus_AbC", "", "draft", big, 0)), billing.Processed)
+
+	var emails []string
+	s.DB().Model(&models.Customer{}).Order("email").Pluck("email", &emails)
+	if !slices.Equal(emails, []string{"lower@example.com", "upper@example.com"}) {
+		t.Errorf("customers = %v, want two", emails)
+	}
+	var ledger int64
+	s.DB().Model(&models.StripeEvent{}).Count(&ledger)
+	if ledger != 3 {
+		t.Errorf("ledger rows = %d, want 3 (evt_x and evt_X differ)", ledger)
+	}
+	var inv models.Invoice
+	if err := s.DB().Where("stripe_id = ?", "in_big").Take(&inv).Error; err != nil {
+		t.Fatal(err)
+	}
+	if inv.AmountDue != big || inv.AmountRemaining != big {
+		t.Errorf("amount_due = %d, amount_remaining = %d, want %d", inv.AmountDue, inv.AmountRemaining, big)
+	}
+}
+
+func TestTolerantShapes(t *testing.T) {
+	t.Parallel()
+	s, p := setup(t)
+	// A newer API version: the subscription under parent, the customer expanded.
+	o := billingtest.Invoice("in_new", "", "", "open", 1234, 0)
+	o["customer"] = map[string]any{"id": "cus_exp", "object": "customer"}
+	delete(o, "subscription")
+	o["parent"] = map[string]any{"type": "subscription_details", "subscription_details": map[string]any{"subscription": "sub_new"}}
+	process(t, p, billingtest.Event("evt_new", "invoice.finalized", start, o), billing.Processed)
+
+	var inv models.Invoice
+	if err := s.DB().Where("stripe_id = ?", "in_new").Take(&inv).Error; err != nil {
+		t.Fatal(err)
+	}
+	if inv.CustomerID == nil || *inv.CustomerID != "cus_exp" || inv.SubscriptionID == nil || *inv.SubscriptionID != "sub_new" {
+		t.Errorf("invoice refs = customer %v subscription %v", inv.CustomerID, inv.SubscriptionID)
+	}
+	// The customer did not exist yet: a stub row stands in for it.
+	var c models.Customer
+	if err := s.DB().Where("stripe_id = ?", "cus_exp").Take(&c).Error; err != nil {
+		t.Fatalf("stub customer: %v", err)
+	}
+	// Checkout creates what is missing and links it.
+	process(t, p, billingtest.Event("evt_cs", "checkout.session.completed", start, billingtest.CheckoutSession("cs_1", "cus_cs", "sub_cs", "")), billing.Processed)
+	var sub models.Subscription
+	if err := s.DB().Where("stripe_id = ?", "sub_cs").Take(&sub).Error; err != nil || sub.CustomerID == nil || *sub.CustomerID != "cus_cs" {
+		t.Errorf("checkout subscription = %+v, %v", sub, err)
+	}
+}
+
+func TestMarkDeadThenProcess(t *testing.T) {
+	t.Parallel()
+	s, p := setup(t)
+	ctx := context.Background()
+	raw := billingtest.Event("evt_parked", "charge.succeeded", start, billingtest.Charge("ch_1", "cus_1", "pi_1", "", "succeeded", 4200))
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: "evt_parked", Type: "charge.succeeded", Payload: raw, Attempts: 8, LastError: "db down"}); err != nil {
+		t.Fatal(err)
+	}
+	process(t, p, raw, billing.Processed)
+	process(t, p, raw, billing.Duplicate)
+	var ev models.StripeEvent
+	if err := s.DB().Where("id = ?", "evt_parked").Take(&ev).Error; err != nil {
+		t.Fatal(err)
+	}
+	if ev.Status != models.EventProcessed || ev.ProcessedAt == nil || ev.Attempts != 9 {
+		t.Errorf("ledger = status %q attempts %d processed_at %v", ev.Status, ev.Attempts, ev.ProcessedAt)
+	}
+	var hist int64
+	s.DB().Model(&models.StatusChange{}).Where("object_id = ?", "ch_1").Count(&hist)
+	if hist != 1 {
+		t.Errorf("history rows = %d, want 1", hist)
+	}
+	// Parked again by a confused retry: the processed row stays processed.
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: "evt_parked", Type: "charge.succeeded", Payload: raw, Attempts: 9, LastError: "late"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB().Where("id = ?", "evt_parked").Take(&ev).Error; err != nil || ev.Status != models.EventProcessed {
+		t.Errorf("after MarkDead: status %q, %v", ev.Status, err)
+	}
+	process(t, p, raw, billing.Duplicate)
+}

@@ -1,0 +1,275 @@
+// Package metrics owns every Prometheus collector of the billing system,
+// each defined once here and registered on a registry the caller owns: there
+// is no global registry and no init side effect, so every process and every
+// test builds its own with New.
+//
+// Components take a *Metrics and call its methods; the methods are safe on a
+// nil *Metrics, so a component built without metrics (a unit test) needs no
+// special case.
+package metrics
+
+import (
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Outcomes of an event at the worker: the "outcome" label of
+// billing_events_processed_total.
+const (
+	OutcomeProcessed = "processed" // applied to MySQL and acked
+	OutcomeIgnored   = "ignored"   // no handler for the type, or older than the object's state; acked
+	OutcomeDuplicate = "duplicate" // the ledger already holds the event id; acked
+	OutcomeRetried   = "retried"   // sent to a delay tier
+	OutcomeParked    = "parked"    // sent to the DLQ
+	OutcomeDropped   = "dropped"   // left unacked for the broker to redeliver (channel lost, shutdown)
+)
+
+// Sources of a replayed (re-driven) parked event: the "source" label of
+// billing_events_replayed_total.
+const (
+	ReplayMove    = "move"    // management UI "Move messages" (shovel into the work queue)
+	ReplayReject  = "reject"  // management UI "Get messages, Reject requeue false" (via the replay exchange)
+	ReplayPublish = "publish" // a hand-made copy published on the events exchange
+	ReplayDLQCLI  = "dlq-cli" // `billing dlq replay`
+	ReplaySweep   = "sweep"   // `billing sweep`
+)
+
+// Buckets of the publish-confirm latency: 1 ms to 5 s, the PUBLISH_TIMEOUT default.
+var publishBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+
+// Buckets of the processing latency: 1 ms to 10 s (one MySQL transaction,
+// possibly retried on a deadlock).
+var processingBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// Metrics holds every collector. The fields are exported for tests and for
+// callers that need a label the helpers do not cover; prefer the methods.
+type Metrics struct {
+	// Webhooks counts answered webhook requests by outcome (accepted,
+	// bad_signature, too_large, unavailable, ...) and HTTP status code.
+	Webhooks *prometheus.CounterVec
+	// PublishConfirm is the time from publish to the broker's confirm (or
+	// the failure) for one webhook.
+	PublishConfirm prometheus.Histogram
+	// EventsProcessed counts events at the worker by Stripe event type and
+	// outcome (the Outcome* constants).
+	EventsProcessed *prometheus.CounterVec
+	// Processing is the time one delivery spends in the worker, from
+	// receipt to ack, retry or park.
+	Processing prometheus.Histogram
+	// Retries counts events sent to a delay tier, by tier name ("10s").
+	Retries *prometheus.CounterVec
+	// Parked counts events sent to the DLQ by class (permanent, exhausted, ...).
+	Parked *prometheus.CounterVec
+	// Replayed counts parked events that came back to the work queue, by
+	// source (the Replay* constants).
+	Replayed *prometheus.CounterVec
+	// SweepResults counts what `billing sweep` did with each parked event
+	// it looked at (redriven, skipped_young, skipped_permanent, ...).
+	SweepResults *prometheus.CounterVec
+	// QueueDepth is the number of messages in each queue of the topology
+	// (work, each retry tier, DLQ), set by a QueueDepthPoller.
+	QueueDepth *prometheus.GaugeVec
+	// QueueDepthErrors counts failed polls of the queue depths: a rising
+	// value means QueueDepth is stale.
+	QueueDepthErrors prometheus.Counter
+	// DBErrors counts database errors by class (deadlock, lock_wait_timeout,
+	// unavailable, other, ...).
+	DBErrors *prometheus.CounterVec
+	// BuildInfo is 1, labelled with the module version, Go version and VCS
+	// revision of the running binary.
+	BuildInfo *prometheus.GaugeVec
+}
+
+// New builds every collector and registers it on reg. It panics only if a
+// collector is registered twice on reg, which is a programming error.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billing_webhooks_total",
+			Help: "Webhook requests answered, by outcome and HTTP status code.",
+		}, []string{"outcome", "code"}),
+		PublishConfirm: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "billing_publish_confirm_duration_seconds",
+			Help:    "Time from publishing a webhook event to the broker's confirm or the failure.",
+			Buckets: publishBuckets,
+		}),
+		EventsProcessed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billing_events_processed_total",
+			Help: "Events handled by the worker, by Stripe event type and outcome (processed, ignored, duplicate, retried, parked, dropped).",
+		}, []string{"type", "outcome"}),
+		Processing: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "billing_event_processing_duration_seconds",
+			Help:    "Time the worker spends on one delivery, from receipt to ack, retry or park.",
+			Buckets: processingBuckets,
+		}),
+		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billing_retries_total",
+			Help: "Events sent to a retry delay tier, by tier.",
+		}, []string{"tier"}),
+		Parked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billing_events_parked_total",
+			Help: "Events parked in the dead-letter queue, by error class.",
+		}, []string{"class"}),
+		Replayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billing_events_replayed_total",
+			Help: "Parked events that came back to the work queue, by source (move, reject, publish, dlq-cli, sweep).",
+		}, []string{"source"}),
+		SweepResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billing_sweep_results_total",
+			Help: "Parked events examined by the sweep, by result.",
+		}, []string{"result"}),
+		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "billing_queue_messages",
+			Help: "Messages in each queue of the topology (work, retry tiers, DLQ), as last polled.",
+		}, []string{"queue"}),
+		QueueDepthErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "billing_queue_depth_poll_errors_total",
+			Help: "Failed polls of the queue depths; while it rises billing_queue_messages is stale.",
+		}),
+		DBErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billing_database_errors_total",
+			Help: "Database errors seen by the worker, by class.",
+		}, []string{"class"}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "billing_build_info",
+			Help: "Always 1; the labels describe the running binary.",
+		}, []string{"version", "goversion", "revision"}),
+	}
+	reg.MustRegister(
+		m.Webhooks, m.PublishConfirm, m.EventsProcessed, m.Processing,
+		m.Retries, m.Parked, m.Replayed, m.SweepResults,
+		m.QueueDepth, m.QueueDepthErrors, m.DBErrors, m.BuildInfo,
+	)
+	version, goversion, revision := buildInfo()
+	m.BuildInfo.WithLabelValues(version, goversion, revision).Set(1)
+	// Outcomes and sources are a closed set: start them at zero so that
+	// rate() and absent-based alerts see the series from the first scrape.
+	for _, s := range []string{ReplayMove, ReplayReject, ReplayPublish, ReplayDLQCLI, ReplaySweep} {
+		m.Replayed.WithLabelValues(s)
+	}
+	return m
+}
+
+// buildInfo reads the version, Go version and VCS revision from the binary.
+func buildInfo() (version, goversion, revision string) {
+	version, goversion, revision = "unknown", runtime.Version(), "unknown"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version, goversion, revision
+	}
+	if bi.Main.Version != "" {
+		version = bi.Main.Version
+	}
+	if bi.GoVersion != "" {
+		goversion = bi.GoVersion
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && s.Value != "" {
+			revision = s.Value
+		}
+	}
+	return version, goversion, revision
+}
+
+// NewRegistry returns a fresh registry holding the Go runtime and process
+// collectors, ready for New and Handler.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// Handler serves reg in the Prometheus exposition format. A collector that
+// fails does not hide the others.
+func Handler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// Webhook records one answered webhook request.
+func (m *Metrics) Webhook(outcome string, code int) {
+	if m == nil {
+		return
+	}
+	m.Webhooks.WithLabelValues(outcome, strconv.Itoa(code)).Inc()
+}
+
+// ObservePublish records the time one publish took to be confirmed or to fail.
+func (m *Metrics) ObservePublish(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.PublishConfirm.Observe(d.Seconds())
+}
+
+// Event records one delivery handled by the worker: its type, its outcome
+// (an Outcome* constant) and the time it took.
+func (m *Metrics) Event(eventType, outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	if eventType == "" {
+		eventType = "unknown"
+	}
+	m.EventsProcessed.WithLabelValues(eventType, outcome).Inc()
+	m.Processing.Observe(d.Seconds())
+}
+
+// Retry records one event sent to the delay tier named tier.
+func (m *Metrics) Retry(tier string) {
+	if m == nil {
+		return
+	}
+	m.Retries.WithLabelValues(tier).Inc()
+}
+
+// Park records one event parked in the DLQ with the error class class.
+func (m *Metrics) Park(class string) {
+	if m == nil {
+		return
+	}
+	m.Parked.WithLabelValues(class).Inc()
+}
+
+// Replay records one parked event back in the work queue from source (a
+// Replay* constant).
+func (m *Metrics) Replay(source string) {
+	if m == nil {
+		return
+	}
+	m.Replayed.WithLabelValues(source).Inc()
+}
+
+// Sweep records the sweep's result for one parked event.
+func (m *Metrics) Sweep(result string) {
+	if m == nil {
+		return
+	}
+	m.SweepResults.WithLabelValues(result).Inc()
+}
+
+// DBError records one database error of class class.
+func (m *Metrics) DBError(class string) {
+	if m == nil {
+		return
+	}
+	m.DBErrors.WithLabelValues(class).Inc()
+}
+
+// ObserveRequest implements api.Observer: a request to the "webhook" route
+// counts in billing_webhooks_total; probes and unknown paths do not.
+func (m *Metrics) ObserveRequest(route, outcome string, status int, _ time.Duration) {
+	if route != "webhook" {
+		return
+	}
+	m.Webhook(outcome, status)
+}

@@ -1,0 +1,7 @@
+package models
+
+// Test-only access to internals.
+var (
+	IsUnavailable = isUnavailable
+	OpenLazy      = open
+)

@@ -1,0 +1,206 @@
+package models
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// Claim says what ClaimEvent found.
+type Claim int
+
+const (
+	// ClaimNew: the event was never seen; its ledger row is now inserted.
+	ClaimNew Claim = iota + 1
+	// ClaimTakeover: the event was parked dead; this run applies it.
+	ClaimTakeover
+	// ClaimDuplicate: the event is already done; do nothing.
+	ClaimDuplicate
+)
+
+// ClaimEvent inserts ev's ledger row in tx (status processed; FinishEvent
+// sets the final one before commit). An existing row that is done makes a
+// duplicate; a dead row is taken over, locked until tx ends, so a replayed
+// parked event applies exactly once.
+func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
+	ev.Status = EventProcessed
+	ev.Attempts = 1
+	err := tx.Create(ev).Error
+	if err == nil {
+		return ClaimNew, nil
+	}
+	if !IsDuplicateKey(err) {
+		return 0, fmt.Errorf("models: claim event %s: %w", ev.ID, err)
+	}
+	var cur StripeEvent
+	err = tx.Clauses(clause.Locking{Strength: "UPDATE"}).Select("status", "attempts").
+		Where("id = ?", ev.ID).Take(&cur).Error
+	if err != nil {
+		return 0, fmt.Errorf("models: claim event %s: %w", ev.ID, err)
+	}
+	if cur.Status != EventDead {
+		return ClaimDuplicate, nil
+	}
+	err = tx.Model(&StripeEvent{}).Where("id = ?", ev.ID).Updates(map[string]any{
+		"attempts": cur.Attempts + 1,
+		"payload":  ev.Payload,
+	}).Error
+	if err != nil {
+		return 0, fmt.Errorf("models: take over event %s: %w", ev.ID, err)
+	}
+	return ClaimTakeover, nil
+}
+
+// FinishEvent sets a claimed event's final status.
+func FinishEvent(tx *gorm.DB, id, status string, at time.Time) error {
+	err := tx.Model(&StripeEvent{}).Where("id = ?", id).Updates(map[string]any{
+		"status":       status,
+		"processed_at": at,
+	}).Error
+	if err != nil {
+		return fmt.Errorf("models: finish event %s: %w", id, err)
+	}
+	return nil
+}
+
+// RecordStatus appends a history row; a redelivered event adds nothing.
+func RecordStatus(tx *gorm.DB, c StatusChange) error {
+	err := tx.Clauses(clause.Insert{Modifier: "IGNORE"}).Create(&c).Error
+	if err != nil {
+		return fmt.Errorf("models: record %s %s status: %w", c.ObjectType, c.ObjectID, err)
+	}
+	return nil
+}
+
+// DeadEvent is an event parked in the DLQ, as the retry package knows it.
+type DeadEvent struct {
+	ID        string
+	Type      string
+	Payload   []byte
+	Attempts  int
+	LastError string
+}
+
+// MarkDead records that an event was parked: it inserts a dead row, or
+// turns an existing dead row's details to the latest. A processed or
+// ignored row stays as it is: the event is done.
+func (s *Store) MarkDead(ctx context.Context, ev DeadEvent) error {
+	if ev.ID == "" {
+		return errors.New("models: mark dead: event id is empty")
+	}
+	now := s.now()
+	// ON DUPLICATE KEY assignments run left to right and see earlier ones,
+	// so status, which the others test, is assigned last.
+	err := s.db.WithContext(ctx).Exec(`INSERT INTO stripe_events
+		(id, type, status, attempts, last_error, payload, received_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON DUPLICATE KEY UPDATE
+		  type = IF(type = '', VALUES(type), type),
+		  attempts = IF(status IN ('processed', 'ignored'), attempts, GREATEST(attempts, VALUES(attempts))),
+		  last_error = IF(status IN ('processed', 'ignored'), last_error, VALUES(last_error)),
+		  payload = IFNULL(payload, VALUES(payload)),
+		  status = IF(status IN ('processed', 'ignored'), status, 'dead')`,
+		ev.ID, ev.Type, EventDead, ev.Attempts, ev.LastError, ev.Payload, now).Error
+	return translate("mark dead "+ev.ID, err)
+}
+
+// KnownEventIDs returns which of ids have a ledger row, whatever its status.
+func (s *Store) KnownEventIDs(ctx context.Context, ids []string) (map[string]bool, error) {
+	known := make(map[string]bool, len(ids))
+	const batch = 500
+	for start := 0; start < len(ids); start += batch {
+		end := min(start+batch, len(ids))
+		var found []string
+		err := s.db.WithContext(ctx).Model(&StripeEvent{}).Where("id IN ?", ids[start:end]).Pluck("id", &found).Error
+		if err != nil {
+			return nil, translate("known event ids", err)
+		}
+		for _, id := range found {
+			known[id] = true
+		}
+	}
+	return known, nil
+}
+
+// IncrementRedrives counts one more automatic re-drive of a ledger row and
+// returns the new count; ErrNotFound when the event has no row.
+func (s *Store) IncrementRedrives(ctx context.Context, id string) (int, error) {
+	var n int
+	err := s.InTx(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&StripeEvent{}).Where("id = ?", id).Update("redrives", gorm.Expr("redrives + 1"))
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrNotFound
+		}
+		return tx.Model(&StripeEvent{}).Where("id = ?", id).Pluck("redrives", &n).Error
+	})
+	if errors.Is(err, ErrNotFound) {
+		return 0, fmt.Errorf("models: increment redrives %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return 0, translate("increment redrives "+id, err)
+	}
+	return n, nil
+}
+
+// Checkpoint returns the value saved under name, "" when none was.
+func (s *Store) Checkpoint(ctx context.Context, name string) (string, error) {
+	var values []string
+	err := s.db.WithContext(ctx).Model(&SweepCheckpoint{}).Where("name = ?", name).Pluck("value", &values).Error
+	if err != nil {
+		return "", translate("checkpoint "+name, err)
+	}
+	if len(values) == 0 {
+		return "", nil
+	}
+	return values[0], nil
+}
+
+// SetCheckpoint saves value under name.
+func (s *Store) SetCheckpoint(ctx context.Context, name, value string) error {
+	err := s.db.WithContext(ctx).Exec(`INSERT INTO sweep_checkpoints (name, value, updated_at) VALUES (?, ?, ?)
+		ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)`,
+		name, value, s.now()).Error
+	return translate("set checkpoint "+name, err)
+}
+
+// lockNameSQL scopes a named lock to the current database (GET_LOCK names
+// are server-wide) and keeps it under MySQL's 64-character limit.
+const lockNameSQL = "CONCAT('billing.', LEFT(SHA1(CONCAT(IFNULL(DATABASE(), ''), '/', ?)), 40))"
+
+// WithLock runs fn while holding the MySQL named lock name, waiting at most
+// timeout (whole seconds; 0 means do not wait) for it. acquired is false,
+// and fn not run, when another session holds it. The lock lives on one
+// dedicated connection; if that connection dies the server releases it.
+func (s *Store) WithLock(ctx context.Context, name string, timeout time.Duration, fn func(ctx context.Context) error) (acquired bool, err error) {
+	conn, err := s.sqlDB.Conn(ctx)
+	if err != nil {
+		return false, translate("lock "+name, err)
+	}
+	defer conn.Close()
+	var got sql.NullInt64
+	err = conn.QueryRowContext(ctx, "SELECT GET_LOCK("+lockNameSQL+", ?)", name, int64(timeout/time.Second)).Scan(&got)
+	if err != nil {
+		return false, translate("lock "+name, err)
+	}
+	if !got.Valid {
+		return false, fmt.Errorf("models: lock %s: GET_LOCK returned NULL", name)
+	}
+	if got.Int64 != 1 {
+		return false, nil
+	}
+	defer func() {
+		_, uerr := conn.ExecContext(context.WithoutCancel(ctx), "DO RELEASE_LOCK("+lockNameSQL+")", name)
+		if uerr != nil && err == nil {
+			err = translate("unlock "+name, uerr)
+		}
+	}()
+	return true, fn(ctx)
+}

@@ -1,0 +1,164 @@
+package models_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models"
+)
+
+func ledgerRow(t *testing.T, s *models.Store, id string) models.StripeEvent {
+	t.Helper()
+	var ev models.StripeEvent
+	if err := s.DB().Where("id = ?", id).Take(&ev).Error; err != nil {
+		t.Fatalf("ledger row %s: %v", id, err)
+	}
+	return ev
+}
+
+func insertEvent(t *testing.T, s *models.Store, id, status string) {
+	t.Helper()
+	err := s.InTx(context.Background(), func(tx *gorm.DB) error {
+		if _, err := models.ClaimEvent(tx, &models.StripeEvent{ID: id, Type: "invoice.paid", ReceivedAt: time.Now()}); err != nil {
+			return err
+		}
+		return models.FinishEvent(tx, id, status, time.Now())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMarkDead(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	tests := []struct {
+		name         string
+		existing     string // ledger status before MarkDead; "" for none
+		wantStatus   string
+		wantAttempts int
+	}{
+		{"new event", "", models.EventDead, 8},
+		{"dead again", models.EventDead, models.EventDead, 8},
+		{"processed stays processed", models.EventProcessed, models.EventProcessed, 1},
+		{"ignored stays ignored", models.EventIgnored, models.EventIgnored, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			id := "evt_dead_" + tt.name
+			switch tt.existing {
+			case "":
+			case models.EventDead:
+				if err := s.MarkDead(ctx, models.DeadEvent{ID: id, Type: "invoice.paid", Payload: []byte(`{"first":1}`), Attempts: 3, LastError: "first"}); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				insertEvent(t, s, id, tt.existing)
+			}
+			err := s.MarkDead(ctx, models.DeadEvent{ID: id, Type: "invoice.paid", Payload: []byte(`{"id":"x"}`), Attempts: 8, LastError: "boom"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ledgerRow(t, s, id)
+			if got.Status != tt.wantStatus || got.Attempts != tt.wantAttempts {
+				t.Errorf("status %q attempts %d, want %q %d", got.Status, got.Attempts, tt.wantStatus, tt.wantAttempts)
+			}
+			if tt.wantStatus == models.EventDead && (got.LastError == nil || *got.LastError != "boom" || len(got.Payload) == 0) {
+				t.Errorf("dead row lacks last error or payload: %+v", got)
+			}
+		})
+	}
+	if err := s.MarkDead(ctx, models.DeadEvent{}); err == nil {
+		t.Error("MarkDead without id: no error")
+	}
+}
+
+func TestKnownEventIDsAndRedrives(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	insertEvent(t, s, "evt_A", models.EventProcessed)
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: "evt_B", Type: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	known, err := s.KnownEventIDs(ctx, []string{"evt_A", "evt_a", "evt_B", "evt_C"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(known) != 2 || !known["evt_A"] || !known["evt_B"] {
+		t.Errorf("KnownEventIDs = %v, want evt_A and evt_B only (ids are case-sensitive)", known)
+	}
+	for want := 1; want <= 2; want++ {
+		n, err := s.IncrementRedrives(ctx, "evt_B")
+		if err != nil || n != want {
+			t.Fatalf("IncrementRedrives = %d, %v; want %d", n, err, want)
+		}
+	}
+	if _, err := s.IncrementRedrives(ctx, "evt_missing"); !errors.Is(err, models.ErrNotFound) {
+		t.Errorf("IncrementRedrives(missing) err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestCheckpoint(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	if v, err := s.Checkpoint(ctx, "sweep"); err != nil || v != "" {
+		t.Fatalf("unset checkpoint = %q, %v", v, err)
+	}
+	for _, want := range []string{"evt_1", "evt_2"} {
+		if err := s.SetCheckpoint(ctx, "sweep", want); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := s.Checkpoint(ctx, "sweep"); err != nil || v != want {
+			t.Fatalf("checkpoint = %q, %v; want %q", v, err, want)
+		}
+	}
+}
+
+func TestWithLock(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	held := make(chan struct{})
+	release := make(chan struct{})
+	firstDone := make(chan error, 1)
+	go func() {
+		acquired, err := s.WithLock(ctx, "sweep", 0, func(context.Context) error {
+			close(held)
+			<-release
+			return nil
+		})
+		if err == nil && !acquired {
+			err = errors.New("first caller did not acquire")
+		}
+		firstDone <- err
+	}()
+	<-held
+	ran := false
+	acquired, err := s.WithLock(ctx, "sweep", time.Second, func(context.Context) error { ran = true; return nil })
+	if err != nil || acquired || ran {
+		t.Fatalf("second caller: acquired %v, ran %v, err %v; want neither", acquired, ran, err)
+	}
+	// Another name is independent.
+	if acquired, err := s.WithLock(ctx, "other", 0, func(context.Context) error { return nil }); err != nil || !acquired {
+		t.Fatalf("other lock: acquired %v, err %v", acquired, err)
+	}
+	close(release)
+	if err := <-firstDone; err != nil {
+		t.Fatal(err)
+	}
+	// Released: the next caller gets it, and fn's error comes back.
+	boom := errors.New("boom")
+	acquired, err = s.WithLock(ctx, "sweep", 0, func(context.Context) error { return boom })
+	if !acquired || !errors.Is(err, boom) {
+		t.Fatalf("after release: acquired %v, err %v", acquired, err)
+	}
+}

@@ -1,0 +1,208 @@
+package models
+
+import "time"
+
+// Ledger statuses of a Stripe event.
+const (
+	EventProcessed = "processed"
+	EventIgnored   = "ignored"
+	EventDead      = "dead"
+)
+
+// Payment object kinds sharing the payments table.
+const (
+	ObjectCharge        = "charge"
+	ObjectPaymentIntent = "payment_intent"
+)
+
+// StripeEvent is one row of the ledger: every event id ever seen, once.
+type StripeEvent struct {
+	ID          string     `gorm:"column:id;primaryKey"`
+	Type        string     `gorm:"column:type"`
+	APIVersion  string     `gorm:"column:api_version"`
+	Livemode    bool       `gorm:"column:livemode"`
+	Account     string     `gorm:"column:account"`
+	Created     *time.Time `gorm:"column:created"`
+	Status      string     `gorm:"column:status"`
+	Attempts    int        `gorm:"column:attempts"`
+	Redrives    int        `gorm:"column:redrives"`
+	LastError   *string    `gorm:"column:last_error"`
+	Payload     []byte     `gorm:"column:payload"`
+	ReceivedAt  time.Time  `gorm:"column:received_at"`
+	ProcessedAt *time.Time `gorm:"column:processed_at"`
+}
+
+// TableName implements gorm's tabler.
+func (StripeEvent) TableName() string { return "stripe_events" }
+
+// Ordering is the guard every Stripe object row carries: the newest event
+// applied to it.
+type Ordering struct {
+	LastEventID      *string    `gorm:"column:last_event_id"`
+	LastEventCreated *time.Time `gorm:"column:last_event_created"`
+	CreatedAt        time.Time  `gorm:"column:created_at"`
+	UpdatedAt        time.Time  `gorm:"column:updated_at"`
+}
+
+// Customer is a Stripe customer.
+type Customer struct {
+	ID            uint64     `gorm:"column:id;primaryKey"`
+	StripeID      string     `gorm:"column:stripe_id"`
+	Email         *string    `gorm:"column:email"`
+	Name          *string    `gorm:"column:name"`
+	Currency      *string    `gorm:"column:currency"`
+	Balance       int64      `gorm:"column:balance"`
+	Deleted       bool       `gorm:"column:deleted"`
+	Livemode      bool       `gorm:"column:livemode"`
+	StripeCreated *time.Time `gorm:"column:stripe_created"`
+	Ordering      `gorm:"embedded"`
+}
+
+// TableName implements gorm's tabler.
+func (Customer) TableName() string { return "customers" }
+
+// Subscription is a Stripe subscription.
+type Subscription struct {
+	ID                 uint64     `gorm:"column:id;primaryKey"`
+	StripeID           string     `gorm:"column:stripe_id"`
+	CustomerID         *string    `gorm:"column:customer_id"`
+	Status             *string    `gorm:"column:status"`
+	Currency           *string    `gorm:"column:currency"`
+	PriceID            *string    `gorm:"column:price_id"`
+	Quantity           *int64     `gorm:"column:quantity"`
+	CurrentPeriodStart *time.Time `gorm:"column:current_period_start"`
+	CurrentPeriodEnd   *time.Time `gorm:"column:current_period_end"`
+	CancelAtPeriodEnd  bool       `gorm:"column:cancel_at_period_end"`
+	CancelAt           *time.Time `gorm:"column:cancel_at"`
+	CanceledAt         *time.Time `gorm:"column:canceled_at"`
+	EndedAt            *time.Time `gorm:"column:ended_at"`
+	TrialStart         *time.Time `gorm:"column:trial_start"`
+	TrialEnd           *time.Time `gorm:"column:trial_end"`
+	Livemode           bool       `gorm:"column:livemode"`
+	StripeCreated      *time.Time `gorm:"column:stripe_created"`
+	Ordering           `gorm:"embedded"`
+}
+
+// TableName implements gorm's tabler.
+func (Subscription) TableName() string { return "subscriptions" }
+
+// Invoice is a Stripe invoice.
+type Invoice struct {
+	ID               uint64     `gorm:"column:id;primaryKey"`
+	StripeID         string     `gorm:"column:stripe_id"`
+	CustomerID       *string    `gorm:"column:customer_id"`
+	SubscriptionID   *string    `gorm:"column:subscription_id"`
+	PaymentIntentID  *string    `gorm:"column:payment_intent_id"`
+	ChargeID         *string    `gorm:"column:charge_id"`
+	Status           *string    `gorm:"column:status"`
+	Number           *string    `gorm:"column:number"`
+	Currency         *string    `gorm:"column:currency"`
+	AmountDue        int64      `gorm:"column:amount_due"`
+	AmountPaid       int64      `gorm:"column:amount_paid"`
+	AmountRemaining  int64      `gorm:"column:amount_remaining"`
+	Subtotal         int64      `gorm:"column:subtotal"`
+	Total            int64      `gorm:"column:total"`
+	AttemptCount     int        `gorm:"column:attempt_count"`
+	HostedInvoiceURL *string    `gorm:"column:hosted_invoice_url"`
+	DueDate          *time.Time `gorm:"column:due_date"`
+	PeriodStart      *time.Time `gorm:"column:period_start"`
+	PeriodEnd        *time.Time `gorm:"column:period_end"`
+	Deleted          bool       `gorm:"column:deleted"`
+	Livemode         bool       `gorm:"column:livemode"`
+	StripeCreated    *time.Time `gorm:"column:stripe_created"`
+	Ordering         `gorm:"embedded"`
+}
+
+// TableName implements gorm's tabler.
+func (Invoice) TableName() string { return "invoices" }
+
+// Payment is a Stripe charge or payment intent (Object says which).
+type Payment struct {
+	ID              uint64     `gorm:"column:id;primaryKey"`
+	StripeID        string     `gorm:"column:stripe_id"`
+	Object          string     `gorm:"column:object"`
+	CustomerID      *string    `gorm:"column:customer_id"`
+	InvoiceID       *string    `gorm:"column:invoice_id"`
+	PaymentIntentID *string    `gorm:"column:payment_intent_id"`
+	ChargeID        *string    `gorm:"column:charge_id"`
+	Status          *string    `gorm:"column:status"`
+	Currency        *string    `gorm:"column:currency"`
+	Amount          int64      `gorm:"column:amount"`
+	AmountCaptured  int64      `gorm:"column:amount_captured"`
+	AmountReceived  int64      `gorm:"column:amount_received"`
+	AmountRefunded  int64      `gorm:"column:amount_refunded"`
+	Captured        bool       `gorm:"column:captured"`
+	Refunded        bool       `gorm:"column:refunded"`
+	Paid            bool       `gorm:"column:paid"`
+	FailureCode     *string    `gorm:"column:failure_code"`
+	FailureMessage  *string    `gorm:"column:failure_message"`
+	Livemode        bool       `gorm:"column:livemode"`
+	StripeCreated   *time.Time `gorm:"column:stripe_created"`
+	Ordering        `gorm:"embedded"`
+}
+
+// TableName implements gorm's tabler.
+func (Payment) TableName() string { return "payments" }
+
+// Refund is a Stripe refund.
+type Refund struct {
+	ID              uint64     `gorm:"column:id;primaryKey"`
+	StripeID        string     `gorm:"column:stripe_id"`
+	ChargeID        *string    `gorm:"column:charge_id"`
+	PaymentIntentID *string    `gorm:"column:payment_intent_id"`
+	Status          *string    `gorm:"column:status"`
+	Currency        *string    `gorm:"column:currency"`
+	Amount          int64      `gorm:"column:amount"`
+	Reason          *string    `gorm:"column:reason"`
+	FailureReason   *string    `gorm:"column:failure_reason"`
+	Livemode        bool       `gorm:"column:livemode"`
+	StripeCreated   *time.Time `gorm:"column:stripe_created"`
+	Ordering        `gorm:"embedded"`
+}
+
+// TableName implements gorm's tabler.
+func (Refund) TableName() string { return "refunds" }
+
+// Dispute is a Stripe dispute.
+type Dispute struct {
+	ID                 uint64     `gorm:"column:id;primaryKey"`
+	StripeID           string     `gorm:"column:stripe_id"`
+	ChargeID           *string    `gorm:"column:charge_id"`
+	PaymentIntentID    *string    `gorm:"column:payment_intent_id"`
+	Status             *string    `gorm:"column:status"`
+	Currency           *string    `gorm:"column:currency"`
+	Amount             int64      `gorm:"column:amount"`
+	Reason             *string    `gorm:"column:reason"`
+	IsChargeRefundable bool       `gorm:"column:is_charge_refundable"`
+	EvidenceDueBy      *time.Time `gorm:"column:evidence_due_by"`
+	Livemode           bool       `gorm:"column:livemode"`
+	StripeCreated      *time.Time `gorm:"column:stripe_created"`
+	Ordering           `gorm:"embedded"`
+}
+
+// TableName implements gorm's tabler.
+func (Dispute) TableName() string { return "disputes" }
+
+// StatusChange is one append-only row of payment_status_history.
+type StatusChange struct {
+	ID         uint64    `gorm:"column:id;primaryKey"`
+	ObjectType string    `gorm:"column:object_type"`
+	ObjectID   string    `gorm:"column:object_id"`
+	Status     string    `gorm:"column:status"`
+	EventID    string    `gorm:"column:event_id"`
+	OccurredAt time.Time `gorm:"column:occurred_at"`
+	RecordedAt time.Time `gorm:"column:recorded_at"`
+}
+
+// TableName implements gorm's tabler.
+func (StatusChange) TableName() string { return "payment_status_history" }
+
+// SweepCheckpoint remembers how far a periodic job got.
+type SweepCheckpoint struct {
+	Name      string    `gorm:"column:name;primaryKey"`
+	Value     string    `gorm:"column:value"`
+	UpdatedAt time.Time `gorm:"column:updated_at"`
+}
+
+// TableName implements gorm's tabler.
+func (SweepCheckpoint) TableName() string { return "sweep_checkpoints" }

@@ -1,0 +1,141 @@
+// Package models owns the MySQL schema (versioned migrations and GORM
+// models) and the Store: transactions retried on deadlocks, the event
+// ledger, named locks and checkpoints, and the translation of database
+// errors into this package's sentinels.
+package models
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	gormmysql "gorm.io/driver/mysql"
+	"gorm.io/gorm"
+	gormlogger "gorm.io/gorm/logger"
+)
+
+// maxTxAttempts bounds InTx's retries of deadlocks and lock wait timeouts.
+const maxTxAttempts = 5
+
+// PoolConfig sizes the connection pool.
+type PoolConfig struct {
+	MaxOpenConns    int
+	MaxIdleConns    int
+	ConnMaxLifetime time.Duration
+}
+
+// Store is the database: one pool shared by every goroutine.
+type Store struct {
+	db     *gorm.DB
+	sqlDB  *sql.DB
+	logger *slog.Logger
+	now    func() time.Time
+}
+
+// Open connects to MySQL and checks the connection. An unreachable server
+// gives an error wrapping ErrUnavailable. Migrations are never run here:
+// that is `billing migrate`'s job.
+func Open(ctx context.Context, dsn string, pool PoolConfig, logger *slog.Logger) (*Store, error) {
+	s, err := open(dsn, pool, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Ping(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// open builds the Store without touching the network.
+func open(dsn string, pool PoolConfig, logger *slog.Logger) (*Store, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("models: parse dsn: %w", err)
+	}
+	if !cfg.ParseTime {
+		return nil, errors.New("models: dsn must set parseTime=true")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	gdb, err := gorm.Open(gormmysql.New(gormmysql.Config{
+		DSNConfig:                 cfg,
+		SkipInitializeWithVersion: true, // no query at open: the pool connects lazily
+	}), &gorm.Config{
+		Logger:                 gormlogger.NewSlogLogger(logger, gormlogger.Config{LogLevel: gormlogger.Warn, IgnoreRecordNotFoundError: true, SlowThreshold: time.Second}),
+		SkipDefaultTransaction: true,
+		DisableAutomaticPing:   true, // Open pings itself
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+	})
+	if err != nil {
+		return nil, translate("open", err)
+	}
+	sqlDB, err := gdb.DB()
+	if err != nil {
+		return nil, fmt.Errorf("models: open: %w", err)
+	}
+	if pool.MaxOpenConns > 0 {
+		sqlDB.SetMaxOpenConns(pool.MaxOpenConns)
+	}
+	if pool.MaxIdleConns > 0 {
+		sqlDB.SetMaxIdleConns(pool.MaxIdleConns)
+	}
+	if pool.ConnMaxLifetime > 0 {
+		sqlDB.SetConnMaxLifetime(pool.ConnMaxLifetime)
+	}
+	return &Store{db: gdb, sqlDB: sqlDB, logger: logger, now: func() time.Time { return time.Now().UTC() }}, nil
+}
+
+// DB is the GORM handle, for reads outside a transaction.
+func (s *Store) DB() *gorm.DB { return s.db }
+
+// Close closes the pool.
+func (s *Store) Close() error { return s.sqlDB.Close() }
+
+// Ping checks that MySQL answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return translate("ping", s.sqlDB.PingContext(ctx))
+}
+
+// InTx runs fn in one READ COMMITTED transaction, committed when fn returns
+// nil. The whole transaction is retried on deadlock (1213) and lock wait
+// timeout (1205), so fn must have no effects outside tx. Connection
+// failures come back wrapping ErrUnavailable; fn's own errors come back
+// unchanged otherwise.
+func (s *Store) InTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	opts := &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = s.db.WithContext(ctx).Transaction(fn, opts)
+		if err == nil {
+			return nil
+		}
+		if !isRetryable(err) || attempt == maxTxAttempts {
+			break
+		}
+		s.logger.DebugContext(ctx, "models: retrying transaction", "attempt", attempt, "error", err)
+		t := time.NewTimer(txBackoff(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("models: transaction: %w", errors.Join(ctx.Err(), err))
+		case <-t.C:
+		}
+	}
+	if isUnavailable(err) {
+		return translate("transaction", err)
+	}
+	return err
+}
+
+// txBackoff is a small full-jitter delay: deadlocks clear in milliseconds.
+func txBackoff(attempt int) time.Duration {
+	ceiling := 5 * time.Millisecond << attempt
+	return time.Duration(rand.Int64N(int64(ceiling))) + time.Millisecond
+}

@@ -1,0 +1,252 @@
+package models_test
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"gorm.io/gorm"
+
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models"
+)
+
+func TestIsUnavailable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"bad conn", driver.ErrBadConn, true},
+		{"invalid conn", mysql.ErrInvalidConn, true},
+		{"wrapped bad conn", fmt.Errorf("query: %w", driver.ErrBadConn), true},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, true},
+		{"server gone away", &mysql.MySQLError{Number: 2006, Message: "MySQL server has gone away"}, true},
+		{"lost connection", &mysql.MySQLError{Number: 2013}, true},
+		{"too many connections", &mysql.MySQLError{Number: 1040}, true},
+		{"connection reset", syscall.ECONNRESET, true},
+		{"conn done", sql.ErrConnDone, true},
+		{"deadlock", &mysql.MySQLError{Number: 1213}, false},
+		{"duplicate key", &mysql.MySQLError{Number: 1062}, false},
+		{"syntax", &mysql.MySQLError{Number: 1064}, false},
+		{"no rows", sql.ErrNoRows, false},
+		{"caller canceled", context.Canceled, false},
+		{"caller deadline", fmt.Errorf("q: %w", context.DeadlineExceeded), false},
+		{"plain", errors.New("handler failed"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := models.IsUnavailable(tt.err); got != tt.want {
+				t.Errorf("IsUnavailable(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestUnreachableServerIsUnavailable(t *testing.T) {
+	t.Parallel()
+	const dsn = "root@tcp(127.0.0.1:1)/billing?parseTime=true&timeout=2s"
+	ctx := context.Background()
+
+	_, err := models.Open(ctx, dsn, models.PoolConfig{}, nil)
+	if !errors.Is(err, models.ErrUnavailable) {
+		t.Fatalf("Open: err = %v, want ErrUnavailable", err)
+	}
+	s, err := models.OpenLazy(dsn, models.PoolConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.InTx(ctx, func(tx *gorm.DB) error { return tx.Exec("SELECT 1").Error })
+	if !errors.Is(err, models.ErrUnavailable) {
+		t.Fatalf("InTx: err = %v, want ErrUnavailable", err)
+	}
+	var opErr *net.OpError
+	if !errors.As(err, &opErr) {
+		t.Errorf("InTx: err = %v lost its cause", err)
+	}
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: "evt_1"}); !errors.Is(err, models.ErrUnavailable) {
+		t.Errorf("MarkDead: err = %v, want ErrUnavailable", err)
+	}
+}
+
+func TestInTxRetriesDeadlocks(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		failures  int
+		err       error
+		wantCalls int
+		wantErr   bool
+	}{
+		{"deadlock then success", 2, &mysql.MySQLError{Number: 1213}, 3, false},
+		{"lock wait timeout then success", 1, &mysql.MySQLError{Number: 1205}, 2, false},
+		{"deadlock forever gives up", 100, &mysql.MySQLError{Number: 1213}, 5, true},
+		{"other error is not retried", 100, &mysql.MySQLError{Number: 1064}, 1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			name := "retry-" + tt.name
+			calls := 0
+			err := s.InTx(ctx, func(tx *gorm.DB) error {
+				calls++
+				if err := tx.Exec("INSERT INTO sweep_checkpoints (name, value, updated_at) VALUES (?, ?, ?)", name, fmt.Sprint(calls), time.Now()).Error; err != nil {
+					return err
+				}
+				if calls <= tt.failures {
+					return tt.err
+				}
+				return nil
+			})
+			if calls != tt.wantCalls || (err != nil) != tt.wantErr {
+				t.Fatalf("calls = %d, err = %v; want %d calls, error %v", calls, err, tt.wantCalls, tt.wantErr)
+			}
+			// Failed attempts were rolled back: only the last one's row, if any.
+			got, err2 := s.Checkpoint(ctx, name)
+			if err2 != nil {
+				t.Fatal(err2)
+			}
+			want := ""
+			if !tt.wantErr {
+				want = fmt.Sprint(calls)
+			}
+			if got != want {
+				t.Errorf("checkpoint = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestInTxSurvivesRealDeadlock provokes a real 1213: two transactions lock
+// two rows in opposite orders. Both must commit in the end.
+func TestInTxSurvivesRealDeadlock(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	for _, n := range []string{"a", "b"} {
+		if err := s.SetCheckpoint(ctx, n, "0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var calls atomic.Int32
+	var ready sync.WaitGroup
+	ready.Add(2)
+	run := func(first, second string) error {
+		attempt := 0
+		return s.InTx(ctx, func(tx *gorm.DB) error {
+			attempt++
+			calls.Add(1)
+			if err := tx.Exec("UPDATE sweep_checkpoints SET value = value + 1 WHERE name = ?", first).Error; err != nil {
+				return err
+			}
+			if attempt == 1 {
+				ready.Done()
+				ready.Wait() // both hold their first row
+			}
+			return tx.Exec("UPDATE sweep_checkpoints SET value = value + 1 WHERE name = ?", second).Error
+		})
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- run("a", "b") }()
+	go func() { errs <- run("b", "a") }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("InTx: %v", err)
+		}
+	}
+	if calls.Load() < 3 {
+		t.Errorf("calls = %d, want a retry after the deadlock", calls.Load())
+	}
+	for _, n := range []string{"a", "b"} {
+		if v, _ := s.Checkpoint(ctx, n); v != "2" {
+			t.Errorf("checkpoint %s = %q, want 2 (each transaction applied once)", n, v)
+		}
+	}
+}
+
+func TestMigrateTwice(t *testing.T) {
+	t.Parallel()
+	dsn := testenv.Database(t) // migrated once already
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	before := schema(t, db)
+	if !slices.ContainsFunc(before, func(c string) bool { return strings.HasPrefix(c, "stripe_events.redrives int") }) {
+		t.Fatalf("schema lacks stripe_events.redrives: %v", before)
+	}
+	var wg sync.WaitGroup
+	results := make([][]string, 2)
+	errs := make([]error, 2)
+	for i := range 2 { // two at once: the lock makes them take turns
+		wg.Go(func() { results[i], errs[i] = models.Migrate(ctx, db) })
+	}
+	wg.Wait()
+	for i := range 2 {
+		if errs[i] != nil || len(results[i]) != 0 {
+			t.Errorf("second Migrate: applied %v, err %v; want nothing", results[i], errs[i])
+		}
+	}
+	if after := schema(t, db); !slices.Equal(before, after) {
+		t.Errorf("schema changed:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+func TestMigrateFresh(t *testing.T) {
+	t.Parallel()
+	cfg, err := mysql.ParseDSN(testenv.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, "DROP TABLE stripe_events, customers, subscriptions, invoices, payments, refunds, disputes, payment_status_history, sweep_checkpoints, goose_db_version"); err != nil {
+		t.Fatal(err)
+	}
+	applied, err := models.Migrate(ctx, db)
+	if err != nil || !slices.Equal(applied, []string{"00001_init.sql"}) {
+		t.Fatalf("Migrate on empty database: applied %v, err %v", applied, err)
+	}
+}
+
+func schema(t *testing.T, db *sql.DB) []string {
+	t.Helper()
+	rows, err := db.Query(`SELECT CONCAT(table_name, '.', column_name, ' ', column_type)
+		FROM information_schema.columns WHERE table_schema = DATABASE() ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
