@@ -1,7 +1,75 @@
 package main
 
-import "context"
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stripe-billing/billing/api"
+	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/retry"
+)
+
+const apiUsage = `Serve POST /webhooks/stripe on HTTP_ADDR: verify the Stripe-Signature with
+STRIPE_WEBHOOK_SECRET (required; comma-separated during rotation) and publish
+the raw event to <BILLING_NAMESPACE>.events, answering 200 only once RabbitMQ
+confirmed and routed it, else 503. Also GET /healthz and GET /readyz.
+The api starts even while RabbitMQ is down (it answers 503 until connected)
+and never touches MySQL.`
 
 func runAPI(ctx context.Context, e env, args []string) error {
-	return notYet("api")(ctx, e, args)
+	fs := newFlagSet(e, "api", apiUsage)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, logger, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	if err := cfg.RequireWebhookSecret(); err != nil {
+		return err
+	}
+	topo := broker.NewTopology(cfg.Namespace, cfg.RetryDelays, cfg.WorkDeliveryLimit)
+	conn := broker.NewConn(broker.ConnConfig{
+		URL:         cfg.AMQPURL,
+		Name:        "billing-api publisher",
+		Topology:    topo,
+		Backoff:     reconnectBackoff,
+		DialTimeout: 5 * time.Second,
+	}, logger)
+	pub := broker.NewPublisher(conn, cfg.PublisherChannels, cfg.PublishTimeout)
+	server, err := api.New(api.Config{
+		Exchange:        topo.Events,
+		Secrets:         cfg.WebhookSecrets,
+		Tolerance:       cfg.WebhookTolerance,
+		MaxBodyBytes:    cfg.WebhookMaxBodyBytes,
+		Addr:            cfg.HTTPAddr,
+		PublishTimeout:  cfg.PublishTimeout,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+	}, logger, pub)
+	if err != nil {
+		return err
+	}
+	// The server does not wait for the broker: until the connection is up
+	// it answers 503 and Stripe retries. The connection outlives the
+	// server, so that requests in flight at SIGTERM still get their
+	// confirms while Shutdown drains them.
+	connCtx, stopConn := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConn()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return conn.Run(connCtx) })
+	g.Go(func() error {
+		defer stopConn()
+		return server.Run(ctx)
+	})
+	return g.Wait()
+}
+
+// reconnectBackoff waits 100ms·2ⁿ, capped at 10s, shortened by up to half
+// at random, so that many api replicas do not redial in step after a
+// broker restart.
+func reconnectBackoff(attempt int) time.Duration {
+	return retry.Backoff(attempt, 100*time.Millisecond, 10*time.Second, 0.5, rand.Float64)
 }

@@ -1,7 +1,214 @@
 package main
 
-import "context"
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/config"
+	"github.com/stripe-billing/billing/retry"
+)
+
+const dlqUsage = `Inspect or replay the events parked in <BILLING_NAMESPACE>.events.dlq.
+
+  billing dlq list [--json] [--limit N]
+      Show parked events: event id, type, class, attempts, age, error.
+      Nothing leaves the DLQ. --json prints one JSON object per line.
+
+  billing dlq replay (--event ID | --type TYPE | --all) [--limit N] [--dry-run]
+      Send matching parked events back to <BILLING_NAMESPACE>.events.work
+      as fresh attempts. A message leaves the DLQ only once its copy is
+      confirmed in the work queue; the others stay, in order.
+      --dry-run prints what would move and moves nothing.`
 
 func runDLQ(ctx context.Context, e env, args []string) error {
-	return notYet("dlq")(ctx, e, args)
+	if len(args) == 0 {
+		newFlagSet(e, "dlq", dlqUsage).Usage()
+		return fmt.Errorf("%w: dlq needs list or replay", errUsage)
+	}
+	switch args[0] {
+	case "list":
+		return runDLQList(ctx, e, args[1:])
+	case "replay":
+		return runDLQReplay(ctx, e, args[1:])
+	case "-h", "--help", "help":
+		newFlagSet(e, "dlq", dlqUsage).Usage()
+		return nil
+	default:
+		return fmt.Errorf("%w: dlq: unknown action %q (list or replay)", errUsage, args[0])
+	}
+}
+
+func runDLQList(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "dlq list", dlqUsage)
+	asJSON := fs.Bool("json", false, "print one JSON object per line")
+	limit := fs.Int("limit", 0, "show at most N events (0: all)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *limit < 0 {
+		return fmt.Errorf("%w: --limit must not be negative", errUsage)
+	}
+	cfg, logger, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	s, err := openDLQ(ctx, cfg, logger, "billing-dlq")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	parked, err := s.dlq.List(ctx, *limit)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		for _, p := range parked {
+			if err := enc.Encode(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	printParked(e, parked)
+	fmt.Fprintf(e.stdout, "%d parked event(s) shown\n", len(parked))
+	return nil
+}
+
+func printParked(e env, parked []retry.Parked) {
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "EVENT ID\tTYPE\tCLASS\tATTEMPTS\tAGE\tERROR")
+	for _, p := range parked {
+		age := "-"
+		if !p.ParkedAt.IsZero() {
+			age = (time.Duration(p.AgeSeconds) * time.Second).String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", orDash(p.EventID), orDash(p.Type), orDash(string(p.Class)), p.Attempts, age, orDash(oneLine(p.Error, 100)))
+	}
+	_ = w.Flush()
+}
+
+func runDLQReplay(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "dlq replay", dlqUsage)
+	event := fs.String("event", "", "replay the parked event with this id")
+	typ := fs.String("type", "", "replay parked events of this type")
+	all := fs.Bool("all", false, "replay every parked event")
+	limit := fs.Int("limit", 0, "move at most N events (0: no limit)")
+	dryRun := fs.Bool("dry-run", false, "print what would move, move nothing")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	selectors := 0
+	for _, set := range []bool{*event != "", *typ != "", *all} {
+		if set {
+			selectors++
+		}
+	}
+	if selectors != 1 {
+		return fmt.Errorf("%w: dlq replay needs exactly one of --event, --type or --all", errUsage)
+	}
+	if *limit < 0 {
+		return fmt.Errorf("%w: --limit must not be negative", errUsage)
+	}
+	cfg, logger, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	s, err := openDLQ(ctx, cfg, logger, "billing-dlq-replay")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	opts := retry.MoveOptions{Limit: *limit, DryRun: *dryRun}
+	switch {
+	case *event != "":
+		opts.Match = func(_ context.Context, p retry.Parked) (bool, error) { return p.EventID == *event, nil }
+	case *typ != "":
+		opts.Match = func(_ context.Context, p retry.Parked) (bool, error) { return p.Type == *typ, nil }
+	}
+	res, err := s.dlq.Move(ctx, opts)
+	verb := "moved"
+	if *dryRun {
+		verb = "would move"
+	}
+	for _, p := range res.Moved {
+		fmt.Fprintf(e.stdout, "%s %s %s (class %s, attempts %d)\n", verb, orDash(p.EventID), orDash(p.Type), orDash(string(p.Class)), p.Attempts)
+	}
+	if *dryRun {
+		fmt.Fprintf(e.stdout, "dry run: would move %d event(s) to %s; nothing was moved\n", len(res.Moved), s.topo.Work)
+	} else {
+		fmt.Fprintf(e.stdout, "moved %d event(s) to %s; %d looked at and left in %s\n", len(res.Moved), s.topo.Work, res.Left, s.topo.DLQ)
+	}
+	if err != nil {
+		return err
+	}
+	if len(res.Moved) == 0 && *event != "" {
+		return fmt.Errorf("dlq replay: event %s is not in %s", *event, s.topo.DLQ)
+	}
+	return nil
+}
+
+// dlqSession is a command's view of the broker: a reading connection, a
+// publishing connection with its confirm publisher, and the DLQ on them.
+type dlqSession struct {
+	topo  broker.Topology
+	dlq   *retry.DLQ
+	pub   *broker.Publisher
+	close func()
+}
+
+// openDLQ connects to RabbitMQ (declaring the topology) and waits at most
+// a few seconds for it: a one-shot command fails instead of waiting forever.
+func openDLQ(ctx context.Context, cfg config.Config, logger *slog.Logger, name string) (*dlqSession, error) {
+	topo := broker.NewTopology(cfg.Namespace, cfg.RetryDelays, cfg.WorkDeliveryLimit)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	s := &dlqSession{topo: topo, close: func() { cancel(); wg.Wait() }}
+	connect := func(role string) (*broker.Conn, error) {
+		c := broker.NewConn(broker.ConnConfig{URL: cfg.AMQPURL, Name: name + " " + role, Topology: topo, Backoff: reconnectBackoff, DialTimeout: 5 * time.Second}, logger)
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = c.Run(ctx) }()
+		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+		defer acancel()
+		if _, err := c.Await(actx); err != nil {
+			return nil, fmt.Errorf("connect to RabbitMQ at %s (AMQP_URL): %w", redactURL(cfg.AMQPURL), err)
+		}
+		return c, nil
+	}
+	reader, err := connect("reader")
+	if err == nil {
+		var pubConn *broker.Conn
+		if pubConn, err = connect("publisher"); err == nil {
+			s.pub = broker.NewPublisher(pubConn, 1, cfg.PublishTimeout)
+			s.dlq, err = retry.NewDLQ(retry.DLQConfig{Topology: topo}, logger, reader, s.pub)
+		}
+	}
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// oneLine flattens s and cuts it to at most n runes for a table cell.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }

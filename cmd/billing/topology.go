@@ -1,7 +1,58 @@
 package main
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"time"
 
-func runTopology(ctx context.Context, e env, args []string) error {
-	return notYet("topology")(ctx, e, args)
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/broker"
+)
+
+const topologyUsage = `Declare the RabbitMQ exchanges and queues of BILLING_NAMESPACE on AMQP_URL
+(idempotent: safe to run again; the api and the worker also declare them at
+start), print the names declared and exit.`
+
+func runTopology(_ context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "topology", topologyUsage)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, _, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	topo := broker.NewTopology(cfg.Namespace, cfg.RetryDelays, cfg.WorkDeliveryLimit)
+	// amqp091-go dials without a context; the dial timeout bounds it.
+	conn, err := amqp.DialConfig(cfg.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		return fmt.Errorf("topology: connect to RabbitMQ at %s (AMQP_URL): %w", redactURL(cfg.AMQPURL), err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("topology: open channel: %w", err)
+	}
+	defer ch.Close()
+	if err := topo.Declare(ch); err != nil {
+		return fmt.Errorf("topology: %w", err)
+	}
+	for _, x := range topo.Exchanges() {
+		fmt.Fprintln(e.stdout, "exchange", x)
+	}
+	for _, q := range topo.Queues() {
+		fmt.Fprintln(e.stdout, "queue   ", q)
+	}
+	return nil
+}
+
+// redactURL hides the password of an AMQP URL for messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }

@@ -1,0 +1,171 @@
+// Package api owns the HTTP side of ingest: POST /webhooks/stripe verifies
+// the Stripe-Signature of the raw body and publishes those exact bytes to
+// the events exchange, answering 2xx only once the broker has confirmed
+// and routed the message; plus /healthz and /readyz. It never touches MySQL,
+// so ingest stays up while the database is down.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Publisher is the broker as the api uses it; *broker.Publisher satisfies
+// it. Publish must return nil only when the message is confirmed and
+// routed, and must honour ctx.
+type Publisher interface {
+	Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error
+	Ready() bool
+}
+
+// Observer is told about every answered webhook: its outcome (the "outcome"
+// of the request's log line) and status, and how long the publish took.
+// It is the seam for Prometheus metrics; *metrics.Metrics satisfies it.
+type Observer interface {
+	Webhook(outcome string, code int)
+	ObservePublish(d time.Duration)
+}
+
+// Config configures a Server. Zero durations take the documented defaults.
+type Config struct {
+	// Exchange is the events exchange (broker.Topology.Events). Required.
+	Exchange string
+	// Secrets are the webhook signing secrets; an event signed with any of
+	// them is accepted (rotation). At least one is required.
+	Secrets []string
+	// Tolerance is the oldest signature timestamp accepted. Default 5m.
+	Tolerance time.Duration
+	// MaxBodyBytes caps the body; larger ones get 413. Default 1 MiB.
+	MaxBodyBytes int64
+	// Addr is the listen address of Run. Default ":8080".
+	Addr string
+	// PublishTimeout bounds one publish, confirm included; past it the
+	// answer is 503. Default 5s.
+	PublishTimeout time.Duration
+	// RetryAfter is the Retry-After of a 503, rounded up to seconds. Default 5s.
+	RetryAfter time.Duration
+	// ShutdownTimeout is how long Run lets in-flight requests finish once
+	// ctx is done. Default 20s.
+	ShutdownTimeout time.Duration
+	// Server timeouts. Defaults: read header 5s, read 15s, idle 60s, write
+	// ReadTimeout+PublishTimeout+5s (it must exceed PublishTimeout, or a
+	// slow confirm would cut the answer off).
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	// Now is the clock of message timestamps. Default time.Now.
+	Now func() time.Time
+	// Observer, when set, is told about every webhook.
+	Observer Observer
+	// Metrics, when set, is served at GET /metrics.
+	Metrics http.Handler
+}
+
+// Server is the api's HTTP server.
+type Server struct {
+	cfg     Config
+	logger  *slog.Logger
+	pub     Publisher
+	handler http.Handler
+}
+
+// New validates cfg, applies defaults and builds the routes.
+func New(cfg Config, logger *slog.Logger, pub Publisher) (*Server, error) {
+	if cfg.Exchange == "" {
+		return nil, errors.New("api: config: Exchange is required")
+	}
+	if len(cfg.Secrets) == 0 {
+		return nil, errors.New("api: config: at least one webhook secret is required")
+	}
+	if pub == nil {
+		return nil, errors.New("api: a publisher is required")
+	}
+	if logger == nil {
+		return nil, errors.New("api: a logger is required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.Tolerance, 5*time.Minute)
+	def(&cfg.PublishTimeout, 5*time.Second)
+	def(&cfg.RetryAfter, 5*time.Second)
+	def(&cfg.ShutdownTimeout, 20*time.Second)
+	def(&cfg.ReadHeaderTimeout, 5*time.Second)
+	def(&cfg.ReadTimeout, 15*time.Second)
+	def(&cfg.IdleTimeout, 60*time.Second)
+	def(&cfg.WriteTimeout, cfg.ReadTimeout+cfg.PublishTimeout+5*time.Second)
+	if cfg.WriteTimeout <= cfg.PublishTimeout {
+		return nil, fmt.Errorf("api: config: WriteTimeout %s must exceed PublishTimeout %s", cfg.WriteTimeout, cfg.PublishTimeout)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = ":8080"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	s := &Server{cfg: cfg, logger: logger, pub: pub}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the api's routes, for Run and for tests with httptest.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run serves on cfg.Addr until ctx is done, then shuts down gracefully:
+// it stops accepting and lets in-flight requests finish for at most
+// ShutdownTimeout.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("api: listen on %s: %w", s.cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	s.logger.Info("api listening", "addr", ln.Addr().String())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("api: serve: %w", err)
+	case <-ctx.Done():
+	}
+	// ctx is done: shutting down needs a context of its own.
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(shutdownCtx)
+	<-served // http.ErrServerClosed once Shutdown has begun
+	if err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("api: shutdown: %w", err)
+	}
+	s.logger.Info("api stopped")
+	return nil
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Webhook(string, int)          {}
+func (nopObserver) ObservePublish(time.Duration) {}

@@ -1,0 +1,202 @@
+package api_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/api"
+	"github.com/stripe-billing/billing/internal/testenv"
+)
+
+func TestProbes(t *testing.T) {
+	t.Parallel()
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "billing_up 1\n") })
+	f := setup(t, options{wait: true, metrics: metrics})
+	for path, want := range map[string]string{
+		"/healthz": `{"status":"ok"}` + "\n",
+		"/readyz":  `{"status":"ready"}` + "\n",
+		"/metrics": "billing_up 1\n",
+	} {
+		got := do(t, http.MethodGet, f.url+path, nil, nil)
+		if got.status != http.StatusOK || got.body != want {
+			t.Errorf("GET %s = %d %q, want 200 %q", path, got.status, got.body, want)
+		}
+	}
+	if webhooks, _ := f.observed.seen(); len(webhooks) != 0 {
+		t.Errorf("observer saw %v for probes, want nothing", webhooks)
+	}
+	got := do(t, http.MethodPost, f.url+"/healthz", nil, nil)
+	assertError(t, got, http.StatusMethodNotAllowed, "method not allowed")
+	if allow := got.header.Get("Allow"); allow != "GET, HEAD" {
+		t.Errorf("Allow = %q, want GET, HEAD", allow)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	t.Parallel()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	valid := api.Config{Exchange: "x.events", Secrets: []string{secret}}
+	tests := []struct {
+		name string
+		edit func(*api.Config)
+		want string
+	}{
+		{"no exchange", func(c *api.Config) { c.Exchange = "" }, "Exchange"},
+		{"no secret", func(c *api.Config) { c.Secrets = nil }, "secret"},
+		{"write timeout not above publish timeout", func(c *api.Config) { c.PublishTimeout, c.WriteTimeout = 5*time.Second, 5*time.Second }, "WriteTimeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := valid
+			tt.edit(&cfg)
+			_, err := api.New(cfg, logger, &blockingPublisher{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("New = %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+	if _, err := api.New(valid, logger, &blockingPublisher{}); err != nil {
+		t.Errorf("New(valid) = %v", err)
+	}
+}
+
+// blockingPublisher holds every publish until released. It stands in for
+// the broker where the test exercises the server's lifecycle, not publishing.
+type blockingPublisher struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (p *blockingPublisher) Publish(ctx context.Context, _, _ string, _ amqp.Publishing) error {
+	close(p.started)
+	select {
+	case <-p.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *blockingPublisher) Ready() bool { return true }
+
+// TestRunDrainsInFlight cancels Run's context while a webhook is waiting
+// for its confirm: the request must still get its 200, then Run returns nil.
+func TestRunDrainsInFlight(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	pub := &blockingPublisher{started: make(chan struct{}), release: make(chan struct{})}
+	srv, err := api.New(api.Config{
+		Exchange:        "x.events",
+		Secrets:         []string{secret},
+		Addr:            addr,
+		PublishTimeout:  5 * time.Second,
+		ShutdownTimeout: 5 * time.Second,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)), pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- srv.Run(ctx) }()
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	}, "server never listened on %s", addr)
+
+	body := event("evt_inflight", "invoice.paid", "2023-10-16")
+	answered := make(chan response, 1)
+	go func() {
+		answered <- doNoFatal("http://"+addr+"/webhooks/stripe", body, sign(body, secret, time.Now()))
+	}()
+	select {
+	case <-pub.started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the webhook never reached Publish")
+	}
+	cancel() // SIGTERM while the request is in flight
+	select {
+	case err := <-ran:
+		t.Fatalf("Run returned %v before the in-flight request finished", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(pub.release)
+	select {
+	case got := <-answered:
+		if got.status != http.StatusOK {
+			t.Errorf("in-flight request = %d %q, want 200", got.status, got.body)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("in-flight request never answered")
+	}
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after shutdown")
+	}
+	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		t.Error("server still accepts connections after Run returned")
+	}
+}
+
+// doNoFatal posts from a goroutine other than the test's; errors become status 0.
+func doNoFatal(url string, body []byte, sig string) response {
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(string(body)))
+	if err != nil {
+		return response{body: err.Error()}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Stripe-Signature", sig)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return response{body: err.Error()}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+}
+
+// panickingPublisher stands in for a broken dependency.
+type panickingPublisher struct{}
+
+func (panickingPublisher) Publish(context.Context, string, string, amqp.Publishing) error {
+	panic("boom")
+}
+
+func (panickingPublisher) Ready() bool { return true }
+
+func TestPanicIsA500(t *testing.T) {
+	t.Parallel()
+	logs := &syncBuffer{}
+	srv, err := api.New(api.Config{Exchange: "x.events", Secrets: []string{secret}},
+		slog.New(slog.NewJSONHandler(logs, nil)), panickingPublisher{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	body := event("evt_panic", "invoice.paid", "2023-10-16")
+	for range 2 { // the server survives the first one
+		got := doNoFatal(ts.URL+"/webhooks/stripe", body, sign(body, secret, time.Now()))
+		assertError(t, got, http.StatusInternalServerError, "internal error")
+	}
+	lines := logs.requests(t)
+	if len(lines) != 2 || lines[0]["level"] != "ERROR" || lines[0]["outcome"] != "internal_error" || lines[0]["event_id"] != "evt_panic" {
+		t.Errorf("log lines = %v, want two ERROR lines with outcome internal_error and the event id", lines)
+	}
+}

@@ -1,0 +1,245 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/webhook"
+)
+
+// AppID is the AppId of every message the api publishes.
+const AppID = "billing-api"
+
+// result is what a route did, for the request's log line and the observer.
+type result struct {
+	code      int
+	outcome   string
+	eventID   string
+	eventType string
+	cause     error // internal detail: logged, never sent
+}
+
+// routeFunc answers a request and records what it did in res, as it
+// goes: a panic keeps what was recorded before it.
+type routeFunc func(w http.ResponseWriter, r *http.Request, res *result)
+
+// routes is the one table of endpoints.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	if s.cfg.Metrics != nil {
+		mux.Handle("GET /metrics", s.cfg.Metrics)
+	}
+	mux.Handle("/webhooks/stripe", s.route("webhook", slog.LevelInfo, []string{http.MethodPost}, s.webhook))
+	mux.Handle("/healthz", s.route("healthz", slog.LevelDebug, []string{http.MethodGet, http.MethodHead}, s.healthz))
+	mux.Handle("/readyz", s.route("readyz", slog.LevelDebug, []string{http.MethodGet, http.MethodHead}, s.readyz))
+	mux.Handle("/", s.route("unknown", slog.LevelInfo, nil, func(w http.ResponseWriter, _ *http.Request, res *result) {
+		s.fail(w, res, errNotFound, nil)
+	}))
+	return mux
+}
+
+// route wraps fn with the method check, panic recovery and the request's
+// one log line (event_id and event_type are empty until a signature was
+// verified). Probes log at level debug so they do not drown the webhook
+// lines; a 500 is an error, a webhook's 503 a warning. methods nil means
+// any method.
+func (s *Server) route(name string, level slog.Level, methods []string, fn routeFunc) http.Handler {
+	allow := strings.Join(methods, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		var res result
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.fail(w, &res, fmt.Errorf("api: panic: %v", p), fmt.Errorf("panic: %v", p))
+			}
+			latency := time.Since(start)
+			if name == "webhook" {
+				s.cfg.Observer.Webhook(res.outcome, res.code)
+			}
+			lvl := level
+			switch {
+			case res.code == http.StatusInternalServerError:
+				lvl = slog.LevelError
+			case res.code == http.StatusServiceUnavailable && name == "webhook":
+				lvl = slog.LevelWarn
+			}
+			attrs := []slog.Attr{
+				slog.String("method", r.Method),
+				slog.String("path", r.URL.Path),
+				slog.Int("status", res.code),
+				slog.String("outcome", res.outcome),
+				slog.String("event_id", res.eventID),
+				slog.String("event_type", res.eventType),
+				slog.Float64("latency_ms", float64(latency.Microseconds())/1000),
+			}
+			if res.cause != nil {
+				attrs = append(attrs, slog.String("error", res.cause.Error()))
+			}
+			s.logger.LogAttrs(r.Context(), lvl, "http request", attrs...)
+		}()
+		if methods != nil && !slices.Contains(methods, r.Method) {
+			w.Header().Set("Allow", allow)
+			s.fail(w, &res, errMethod, nil)
+			return
+		}
+		fn(w, r, &res)
+	})
+}
+
+// fail answers err and records it in res; cause is an internal detail for
+// the log only.
+func (s *Server) fail(w http.ResponseWriter, res *result, err, cause error) {
+	res.code, res.outcome = s.writeError(w, err)
+	res.cause = cause
+}
+
+// webhook is POST /webhooks/stripe: check, read, verify, publish the raw
+// bytes, and answer 200 only when the broker holds the event.
+func (s *Server) webhook(w http.ResponseWriter, r *http.Request, res *result) {
+	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+		s.fail(w, res, err, nil)
+		return
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		s.fail(w, res, err, nil)
+		return
+	}
+	ev, err := s.verify(body, r.Header.Get("Stripe-Signature"))
+	if err != nil {
+		s.fail(w, res, err, nil)
+		return
+	}
+	eventType := string(ev.Type)
+	res.eventID, res.eventType = ev.ID, eventType
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
+	defer cancel()
+	start := time.Now()
+	err = s.pub.Publish(ctx, s.cfg.Exchange, eventType, amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    ev.ID,
+		Type:         eventType,
+		Timestamp:    s.cfg.Now(),
+		AppId:        AppID,
+		Body:         body, // unchanged: consumers may verify or re-parse it
+	})
+	s.cfg.Observer.ObservePublish(time.Since(start))
+	if err != nil {
+		s.fail(w, res, fmt.Errorf("%w: %w", errUnavailable, err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"received": true})
+	res.code, res.outcome = http.StatusOK, "accepted"
+}
+
+// checkContentType accepts application/json with any parameters. A missing
+// Content-Type is refused too: Stripe always sends one, so its absence
+// means the caller is not Stripe.
+func checkContentType(v string) error {
+	mt, _, err := mime.ParseMediaType(v)
+	if err != nil || mt != "application/json" {
+		return errContentType
+	}
+	return nil
+}
+
+// readBody reads the whole raw body under the cap.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		return nil, errTooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, errTooLarge
+	case err != nil:
+		return nil, errReadBody
+	case len(body) == 0:
+		return nil, errEmptyBody
+	}
+	return body, nil
+}
+
+// verify checks the signature against every configured secret (any one
+// accepts) and that the signed body is a Stripe event. Events of any API
+// version are accepted: the endpoint's pinned version may differ from
+// stripe-go's, and refusing them would make Stripe retry for days.
+func (s *Server) verify(body []byte, header string) (stripe.Event, error) {
+	if header == "" {
+		return stripe.Event{}, errNoSignature
+	}
+	opts := webhook.ConstructEventOptions{Tolerance: s.cfg.Tolerance, IgnoreAPIVersionMismatch: true}
+	for _, secret := range s.cfg.Secrets {
+		ev, err := webhook.ConstructEventWithOptions(body, header, secret, opts)
+		switch {
+		case err == nil:
+			return ev, checkEvent(ev)
+		case errors.Is(err, webhook.ErrNoValidSignature):
+			continue // maybe the next secret
+		case errors.Is(err, webhook.ErrNotSigned):
+			return stripe.Event{}, errNoSignature
+		case errors.Is(err, webhook.ErrInvalidHeader):
+			return stripe.Event{}, errMalformedSignature
+		case errors.Is(err, webhook.ErrTooOld):
+			if !hasTimestamp(header) { // stripe-go reads a missing t= as 1970
+				return stripe.Event{}, errMalformedSignature
+			}
+			return stripe.Event{}, errExpiredSignature
+		default:
+			// The signature matched; the body does not parse as an event.
+			return stripe.Event{}, errNotEvent
+		}
+	}
+	return stripe.Event{}, errBadSignature
+}
+
+// checkEvent accepts what a Stripe event must have. id and type become the
+// message id and routing key: AMQP short strings of at most 255 bytes.
+func checkEvent(ev stripe.Event) error {
+	if ev.Object != "event" || ev.ID == "" || ev.Type == "" || len(ev.ID) > 255 || len(ev.Type) > 255 {
+		return errNotEvent
+	}
+	return nil
+}
+
+func hasTimestamp(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		if strings.HasPrefix(part, "t=") {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request, res *result) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	res.code, res.outcome = http.StatusOK, "alive"
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request, res *result) {
+	if !s.pub.Ready() {
+		s.fail(w, res, errNotReady, nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	res.code, res.outcome = http.StatusOK, "ready"
+}
+
+func retryAfterSeconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
+}

@@ -1,0 +1,140 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/internal/testenv"
+)
+
+// startConn runs a supervised connection to url on a fresh namespace and,
+// when wait is set, returns once it is connected.
+func startConn(t *testing.T, url string, wait bool) (broker.Topology, *broker.Conn) {
+	t.Helper()
+	ns := testenv.Namespace(t)
+	topo := broker.NewTopology(ns, []time.Duration{time.Second}, 5)
+	conn := broker.NewConn(broker.ConnConfig{
+		URL:         url,
+		Name:        "publisher-test " + ns,
+		Topology:    topo,
+		Backoff:     func(int) time.Duration { return 50 * time.Millisecond },
+		DialTimeout: time.Second,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = conn.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if wait {
+		wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer wcancel()
+		if _, err := conn.Await(wctx); err != nil {
+			t.Fatalf("broker connection not up: %v", err)
+		}
+	}
+	return topo, conn
+}
+
+// inspect opens the test's own channel, for declaring and reading queues.
+func inspect(t *testing.T) *amqp.Channel {
+	t.Helper()
+	c, err := amqp.Dial(testenv.AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func message(id string) amqp.Publishing {
+	return amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: id, Body: []byte(`{"id":"` + id + `"}`)}
+}
+
+func TestPublish(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		exchange func(broker.Topology) string
+		wantErr  error    // nil: success; errAny: any error
+		wantWork []string // message ids in the work queue afterwards
+	}{
+		{"routed", func(tp broker.Topology) string { return tp.Events }, nil, []string{"evt_first", "evt_second"}},
+		{"exchange without bindings is unroutable", func(tp broker.Topology) string { return tp.Namespace + ".lonely" }, broker.ErrUnroutable, []string{"evt_second"}},
+		{"missing exchange", func(tp broker.Topology) string { return tp.Namespace + ".missing" }, errAny, []string{"evt_second"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			topo, conn := startConn(t, testenv.AMQPURL(), true)
+			ch := inspect(t)
+			if err := ch.ExchangeDeclare(topo.Namespace+".lonely", amqp.ExchangeTopic, false, true, false, false, nil); err != nil {
+				t.Fatal(err)
+			}
+			// One channel: the second publish must reuse or replace it.
+			pub := broker.NewPublisher(conn, 1, 2*time.Second)
+			ctx := context.Background()
+
+			err := pub.Publish(ctx, tt.exchange(topo), "invoice.paid", message("evt_first"))
+			switch {
+			case tt.wantErr == nil && err != nil:
+				t.Fatalf("Publish = %v, want nil", err)
+			case tt.wantErr == errAny && err == nil:
+				t.Fatal("Publish = nil, want an error")
+			case tt.wantErr != nil && tt.wantErr != errAny && !errors.Is(err, tt.wantErr):
+				t.Fatalf("Publish = %v, want %v", err, tt.wantErr)
+			}
+			// Whatever happened to the first publish, the pool still works.
+			if err := pub.Publish(ctx, topo.Events, "invoice.paid", message("evt_second")); err != nil {
+				t.Fatalf("next Publish = %v, want nil", err)
+			}
+			var got []string
+			for {
+				d, ok, err := ch.Get(topo.Work, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !ok {
+					break
+				}
+				got = append(got, d.MessageId)
+			}
+			if !slices.Equal(got, tt.wantWork) {
+				t.Errorf("work queue = %v, want %v", got, tt.wantWork)
+			}
+			if !pub.Ready() {
+				t.Error("Ready() = false on a live connection")
+			}
+		})
+	}
+}
+
+var errAny = errors.New("any error")
+
+func TestPublishWithoutConnection(t *testing.T) {
+	t.Parallel()
+	// Nothing listens on port 1: the connection never comes up.
+	topo, conn := startConn(t, "amqp://guest:guest@127.0.0.1:1/", false)
+	pub := broker.NewPublisher(conn, 2, 5*time.Second)
+	start := time.Now()
+	err := pub.Publish(context.Background(), topo.Events, "invoice.paid", message("evt_1"))
+	if !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("Publish = %v, want ErrUnavailable", err)
+	}
+	if took := time.Since(start); took > 100*time.Millisecond {
+		t.Errorf("Publish took %s without a connection, want an immediate answer", took)
+	}
+	if pub.Ready() {
+		t.Error("Ready() = true without a connection")
+	}
+}

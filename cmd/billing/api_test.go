@@ -1,0 +1,255 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stripe/stripe-go/v76/webhook"
+
+	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/config"
+	"github.com/stripe-billing/billing/internal/testenv"
+)
+
+const apiTestSecret = "whsec_cmd_test"
+
+// apiTestEnv is a getenv over vars; nothing else is set.
+func apiTestEnv(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
+func TestAPIRequiresWebhookSecret(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"api"}, apiTestEnv(nil), &stdout, &stderr)
+	if !errors.Is(err, config.ErrMissingWebhookSecret) || !strings.Contains(err.Error(), "STRIPE_WEBHOOK_SECRET") {
+		t.Fatalf("run api without a secret = %v, want an error naming STRIPE_WEBHOOK_SECRET", err)
+	}
+	if exitCode(err) != 1 {
+		t.Errorf("exit code = %d, want 1", exitCode(err))
+	}
+}
+
+func TestAPIHelp(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"api", "--help"}, apiTestEnv(nil), &stdout, &stderr); err != nil {
+		t.Fatalf("run api --help = %v, want nil", err)
+	}
+	for _, want := range []string{"usage: billing api", "POST /webhooks/stripe", "STRIPE_WEBHOOK_SECRET"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("usage %q lacks %q", stdout.String(), want)
+		}
+	}
+}
+
+// TestAPIServesAndShutsDown runs the real subcommand: it must serve a
+// signed event into the work queue, then stop cleanly on cancel.
+func TestAPIServesAndShutsDown(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t)
+	const shutdown = 2 * time.Second
+	a := startAPI(t, map[string]string{
+		"AMQP_URL":          testenv.AMQPURL(),
+		"BILLING_NAMESPACE": ns,
+		"SHUTDOWN_TIMEOUT":  shutdown.String(),
+	})
+	client := &http.Client{Timeout: 5 * time.Second}
+	testenv.Eventually(t, 10*time.Second, func() bool { return a.get(t, "/readyz") == http.StatusOK },
+		"api never became ready on %s", a.base)
+
+	body := []byte(`{"id":"evt_cmd_1","object":"event","type":"invoice.paid","api_version":"2023-10-16","data":{"object":{"id":"in_1","object":"invoice"}}}`)
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: apiTestSecret})
+	req, err := http.NewRequest(http.MethodPost, a.base+"/webhooks/stripe", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Stripe-Signature", signed.Header)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /webhooks/stripe = %d, want 200", resp.StatusCode)
+	}
+
+	c, err := amqp.Dial(testenv.AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := broker.NewTopology(ns, nil, 0).Work
+	d, ok, err := ch.Get(work, true)
+	if err != nil || !ok || !bytes.Equal(d.Body, body) || d.MessageId != "evt_cmd_1" {
+		t.Fatalf("%s: got ok=%v err=%v body %q, want the posted event", work, ok, err, d.Body)
+	}
+
+	a.stop(t, shutdown)
+	logs := a.stderr.String()
+	if strings.Contains(logs, apiTestSecret) || strings.Contains(logs, signed.Header) {
+		t.Error("logs contain the secret or the signature header")
+	}
+	if !strings.Contains(logs, `"event_id":"evt_cmd_1"`) {
+		t.Errorf("no request log line with the event id in:\n%s", logs)
+	}
+}
+
+// TestAPIStartsWithBrokerDown: the api must not wait for RabbitMQ; it
+// serves, answers 503 to webhooks and to /readyz, and still stops cleanly.
+func TestAPIStartsWithBrokerDown(t *testing.T) {
+	t.Parallel()
+	const shutdown = 2 * time.Second
+	a := startAPI(t, map[string]string{
+		"AMQP_URL":          "amqp://guest:guest@127.0.0.1:1/",
+		"BILLING_NAMESPACE": testenv.Namespace(t),
+		"SHUTDOWN_TIMEOUT":  shutdown.String(),
+	})
+	testenv.Eventually(t, 10*time.Second, func() bool { return a.get(t, "/healthz") == http.StatusOK },
+		"api never served /healthz on %s", a.base)
+	if got := a.get(t, "/readyz"); got != http.StatusServiceUnavailable {
+		t.Errorf("/readyz = %d, want 503 while the broker is down", got)
+	}
+	body := []byte(`{"id":"evt_cmd_2","object":"event","type":"invoice.paid"}`)
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: apiTestSecret})
+	req, err := http.NewRequest(http.MethodPost, a.base+"/webhooks/stripe", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Stripe-Signature", signed.Header)
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("POST /webhooks/stripe = %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	a.stop(t, shutdown)
+}
+
+// runningAPI is `billing api` running in the background.
+type runningAPI struct {
+	base   string
+	cancel context.CancelFunc
+	ran    chan error
+	stderr *bytes.Buffer // read only after stop
+}
+
+// startAPI runs `billing api` on a free port with vars (plus the secret
+// and short retry delays) as its whole environment.
+func startAPI(t *testing.T, vars map[string]string) *runningAPI {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String() // HTTP_ADDR 127.0.0.1:0 would not tell us the port
+	_ = ln.Close()
+	env := map[string]string{
+		"HTTP_ADDR":             addr,
+		"STRIPE_WEBHOOK_SECRET": "whsec_old," + apiTestSecret,
+		"RETRY_DELAYS":          "1s",
+		"PUBLISH_TIMEOUT":       "2s",
+	}
+	for k, v := range vars {
+		env[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &runningAPI{base: "http://" + addr, cancel: cancel, ran: make(chan error, 1), stderr: &bytes.Buffer{}}
+	go func() { a.ran <- run(ctx, []string{"api"}, apiTestEnv(env), &bytes.Buffer{}, a.stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-a.ran:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	return a
+}
+
+// get returns the status of GET path, 0 when the server does not answer;
+// it fails the test when run has already returned.
+func (a *runningAPI) get(t *testing.T, path string) int {
+	t.Helper()
+	select {
+	case err := <-a.ran:
+		t.Fatalf("run returned early: %v\n%s", err, a.stderr.String())
+	default:
+	}
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(a.base + path)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// stop cancels run's context and expects nil within SHUTDOWN_TIMEOUT.
+func (a *runningAPI) stop(t *testing.T, shutdown time.Duration) {
+	t.Helper()
+	a.cancel()
+	select {
+	case err := <-a.ran:
+		a.ran <- err // for the cleanup
+		if err != nil {
+			t.Errorf("run after cancel = %v, want nil", err)
+		}
+	case <-time.After(shutdown + time.Second):
+		t.Fatalf("run did not return within SHUTDOWN_TIMEOUT %s", shutdown)
+	}
+}
+
+func TestTopologyCommand(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t)
+	var stdout, stderr bytes.Buffer
+	getenv := apiTestEnv(map[string]string{"AMQP_URL": testenv.AMQPURL(), "BILLING_NAMESPACE": ns, "RETRY_DELAYS": "1s,1m"})
+	for i := range 2 { // idempotent
+		stdout.Reset()
+		if err := run(context.Background(), []string{"topology"}, getenv, &stdout, &stderr); err != nil {
+			t.Fatalf("run topology #%d = %v", i+1, err)
+		}
+	}
+	topo := broker.NewTopology(ns, []time.Duration{time.Second, time.Minute}, 0)
+	for _, name := range append(topo.Exchanges(), topo.Queues()...) {
+		if !strings.Contains(stdout.String(), " "+name+"\n") {
+			t.Errorf("output lacks %s:\n%s", name, stdout.String())
+		}
+	}
+	for _, q := range topo.Queues() {
+		if _, err := testenv.QueueDepth(q); err != nil {
+			t.Errorf("queue %s not declared: %v", q, err)
+		}
+	}
+}
+
+func TestTopologyCommandBrokerDown(t *testing.T) {
+	t.Parallel()
+	getenv := apiTestEnv(map[string]string{"AMQP_URL": "amqp://billing:s3cret@127.0.0.1:1/"})
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"topology"}, getenv, &stdout, &stderr)
+	if err == nil {
+		t.Fatal("run topology with the broker down = nil, want an error")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "AMQP_URL") || !strings.Contains(msg, "127.0.0.1:1") || strings.Contains(msg, "s3cret") {
+		t.Errorf("error = %q, want one naming AMQP_URL and the address, without the password", msg)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("stdout = %q, want nothing", stdout.String())
+	}
+}

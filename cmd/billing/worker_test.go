@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/internal/testenv"
+)
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func workerEnv(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
+func TestWorkerHelp(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"worker", "--help"}, workerEnv(nil), &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if !strings.HasPrefix(stdout.String(), "usage: billing worker") || !strings.Contains(stdout.String(), "SHUTDOWN_TIMEOUT") {
+		t.Errorf("stdout = %q, want the worker's usage", stdout.String())
+	}
+}
+
+func TestWorkerRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{"zero attempts", map[string]string{"MAX_ATTEMPTS": "0"}, "MAX_ATTEMPTS"},
+		{"bad delays", map[string]string{"RETRY_DELAYS": "10s,soon"}, "RETRY_DELAYS"},
+		{"bad concurrency", map[string]string{"WORKER_CONCURRENCY": "-1"}, "WORKER_CONCURRENCY"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := run(ctx, []string{"worker"}, workerEnv(tt.vars), &stdout, &stderr)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("run = %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t)
+	dsn := testenv.Database(t)
+	vars := map[string]string{
+		"AMQP_URL":           testenv.AMQPURL(),
+		"MYSQL_DSN":          dsn,
+		"BILLING_NAMESPACE":  ns,
+		"RETRY_DELAYS":       "50ms,100ms",
+		"MAX_ATTEMPTS":       "3",
+		"WORKER_CONCURRENCY": "2",
+		"SHUTDOWN_TIMEOUT":   "2s",
+		"LOG_LEVEL":          "warn",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout bytes.Buffer
+	var stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"worker"}, workerEnv(vars), &stdout, &stderr) }()
+
+	topo := broker.NewTopology(ns, []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}, 20)
+	// The worker declares the topology when it connects; until then an
+	// event would be unroutable.
+	testenv.Eventually(t, 10*time.Second, func() bool { _, err := testenv.QueueDepth(topo.Work); return err == nil }, "the worker declares %s", topo.Work)
+	conn, err := amqp.Dial(testenv.AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	body := billingtest.Event("evt_WorkerCmd1", "customer.created", time.Now(), billingtest.Customer("cus_WorkerCmd1", "a@example.com"))
+	dc, err := ch.PublishWithDeferredConfirm(topo.Events, "customer.created", true, false, amqp.Publishing{
+		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: "evt_WorkerCmd1", Type: "customer.created", Body: body,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := dc.WaitContext(ctx); !ok || err != nil {
+		t.Fatalf("publish not confirmed: %v %v", ok, err)
+	}
+
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		var status, email string
+		_ = db.QueryRow("SELECT status FROM stripe_events WHERE id = ?", "evt_WorkerCmd1").Scan(&status)
+		_ = db.QueryRow("SELECT email FROM customers WHERE stripe_id = ?", "cus_WorkerCmd1").Scan(&email)
+		return status == "processed" && email == "a@example.com"
+	}, "event applied to MySQL (worker log: %s)", stderr.String())
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run = %v, want nil after cancel", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("worker did not stop within 5s of the cancel")
+	}
+}
+
+func TestWorkerStartsWhileMySQLIsDown(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{
+		"AMQP_URL":          testenv.AMQPURL(),
+		"MYSQL_DSN":         "root@tcp(127.0.0.1:1)/billing?parseTime=true&timeout=200ms",
+		"BILLING_NAMESPACE": testenv.Namespace(t),
+		"LOG_LEVEL":         "warn",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout bytes.Buffer
+	var stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"worker"}, workerEnv(vars), &stdout, &stderr) }()
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		return strings.Contains(stderr.String(), "database unavailable")
+	}, "the worker reports it waits for the database")
+	select {
+	case err := <-done:
+		t.Fatalf("worker exited while MySQL was down: %v", err)
+	default:
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run = %v, want nil after cancel", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("worker did not stop within 5s of the cancel")
+	}
+}

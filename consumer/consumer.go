@@ -1,0 +1,413 @@
+// Package consumer owns the worker's delivery loop: it consumes the work
+// queue with manual acks on its own connection, hands each event to a
+// Handler (net/http style, with middleware), acks what succeeded, gives
+// what failed to retry (a delay tier or the DLQ, confirmed before the ack)
+// and pauses all work while a dependency is down.
+package consumer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/retry"
+)
+
+// Connector hands out the open AMQP connection deliveries are consumed on
+// (broker.Conn). It must not be the connection retries are published on.
+type Connector interface {
+	Await(ctx context.Context) (*amqp.Connection, error)
+}
+
+// Failures takes a failed delivery: retry.Router.
+type Failures interface {
+	// Attempt says where d stands in its retry schedule.
+	Attempt(d amqp.Delivery) retry.Attempt
+	// Fail schedules d in a delay tier or parks it; nil means the copy is
+	// confirmed and d may be acked.
+	Fail(ctx context.Context, d amqp.Delivery, cause error) (retry.Decision, error)
+}
+
+// Outcome is what became of one delivery; see Observer.
+type Outcome struct {
+	EventType string
+	// Result is "acked", "retried", "parked" or "dropped" (left unacked
+	// for the broker to redeliver: channel lost or shutting down).
+	Result   string
+	Attempt  int
+	Duration time.Duration
+}
+
+// Observer is told every delivery's outcome: the seam for metrics.
+type Observer interface {
+	Observe(o Outcome)
+}
+
+// Config configures a Consumer.
+type Config struct {
+	// Queue is the work queue.
+	Queue string
+	// Concurrency is the number of events handled at once, and the
+	// channel's prefetch.
+	Concurrency int
+	// ShutdownTimeout bounds how long Run lets in-flight events finish
+	// after its context is canceled.
+	ShutdownTimeout time.Duration
+	// Name prefixes the consumer tag shown in the management UI; default
+	// "billing-worker".
+	Name string
+	// Ping probes the database during an outage; the paused delivery is
+	// retried once it answers. Nil: retry the delivery after each wait.
+	Ping func(ctx context.Context) error
+	// OutageMin and OutageMax bound the backoff between outage probes;
+	// defaults 250ms and 30s.
+	OutageMin, OutageMax time.Duration
+	// RepublishMin and RepublishMax bound the backoff between attempts to
+	// publish a failed event to its tier or the DLQ, and between attempts
+	// to open a consuming channel; defaults 100ms and 10s.
+	RepublishMin, RepublishMax time.Duration
+	// Jitter (0..1) shortens each of those waits at random; default 0.2.
+	Jitter float64
+	// Rand returns numbers in [0, 1) for the jitter; default math/rand/v2.
+	Rand func() float64
+	// Observer, when set, is told each outcome.
+	Observer Observer
+}
+
+// Consumer consumes one queue. Create it with New and start it with Run.
+type Consumer struct {
+	cfg      Config
+	logger   *slog.Logger
+	conn     Connector
+	handler  Handler
+	failures Failures
+	gate     gate
+	tag      string
+	seq      atomic.Int64
+}
+
+// New checks cfg and returns a Consumer of cfg.Queue on conn that hands
+// each delivery to h and each failure to f.
+func New(cfg Config, logger *slog.Logger, conn Connector, h Handler, f Failures) (*Consumer, error) {
+	var errs []error
+	if cfg.Queue == "" {
+		errs = append(errs, errors.New("consumer: no queue"))
+	}
+	if cfg.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("consumer: concurrency %d, want at least 1", cfg.Concurrency))
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("consumer: shutdown timeout %s, want positive", cfg.ShutdownTimeout))
+	}
+	if conn == nil || h == nil || f == nil {
+		errs = append(errs, errors.New("consumer: connection, handler and failures are required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if cfg.Name == "" {
+		cfg.Name = "billing-worker"
+	}
+	if cfg.OutageMin <= 0 {
+		cfg.OutageMin = 250 * time.Millisecond
+	}
+	if cfg.OutageMax < cfg.OutageMin {
+		cfg.OutageMax = max(30*time.Second, cfg.OutageMin)
+	}
+	if cfg.RepublishMin <= 0 {
+		cfg.RepublishMin = 100 * time.Millisecond
+	}
+	if cfg.RepublishMax < cfg.RepublishMin {
+		cfg.RepublishMax = max(10*time.Second, cfg.RepublishMin)
+	}
+	if cfg.Jitter == 0 {
+		cfg.Jitter = 0.2
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = mrand.Float64
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return &Consumer{
+		cfg: cfg, logger: logger.With("queue", cfg.Queue), conn: conn, handler: h, failures: f,
+		tag: cfg.Name + "-" + hex.EncodeToString(b),
+	}, nil
+}
+
+// Paused reports whether the consumer is waiting out a dependency outage.
+func (c *Consumer) Paused() bool { return c.gate.paused() }
+
+// Run consumes until ctx is canceled: then it stops taking deliveries,
+// lets the in-flight ones finish and ack within ShutdownTimeout, and
+// returns nil. A lost channel or connection is re-established with
+// backoff; deliveries in flight on it are dropped (never acked on a dead
+// channel) and the broker redelivers them.
+func (c *Consumer) Run(ctx context.Context) error {
+	for n := 0; ; {
+		conn, err := c.conn.Await(ctx)
+		if err != nil {
+			return nil // ctx done
+		}
+		consumed, err := c.session(ctx, conn)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if consumed {
+			n = 0
+		}
+		wait := retry.Backoff(n, c.cfg.RepublishMin, c.cfg.RepublishMax, c.cfg.Jitter, c.cfg.Rand)
+		n++
+		c.logger.Warn("consuming stopped; starting again", "error", err, "retry_in", wait.String())
+		if !sleep(ctx, wait) {
+			return nil
+		}
+	}
+}
+
+// session consumes on one channel until ctx is done or the channel dies.
+// consumed reports whether the consume itself was set up.
+func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) (consumed bool, err error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return false, fmt.Errorf("consumer: open channel: %w", err)
+	}
+	defer ch.Close()
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	if err := ch.Qos(c.cfg.Concurrency, 0, false); err != nil {
+		return false, fmt.Errorf("consumer: set prefetch: %w", err)
+	}
+	tag := fmt.Sprintf("%s-%d", c.tag, c.seq.Add(1))
+	deliveries, err := ch.Consume(c.cfg.Queue, tag, false, false, false, false, nil)
+	if err != nil {
+		return false, fmt.Errorf("consumer: consume %s: %w", c.cfg.Queue, err)
+	}
+	c.logger.Info("consuming", "consumer_tag", tag, "concurrency", c.cfg.Concurrency)
+
+	// stop ends waits (outage pause, republish backoff) and the taking of
+	// deliveries: canceled on shutdown or channel loss. work is the
+	// handlers' context: canceled on channel loss (their results could not
+	// be acked) or when the shutdown bound passes, but not by the shutdown
+	// itself, so that in-flight events finish and ack.
+	stopCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	var wg sync.WaitGroup
+	for range c.cfg.Concurrency {
+		wg.Go(func() { c.worker(stopCtx, work, deliveries) })
+	}
+	workersDone := make(chan struct{})
+	go func() { wg.Wait(); close(workersDone) }()
+
+	select {
+	case <-workersDone:
+		err = errors.New("consumer: the broker ended the delivery stream")
+	case e := <-closed:
+		err = fmt.Errorf("consumer: channel lost: %v", e)
+	case <-ctx.Done():
+		if cerr := ch.Cancel(tag, false); cerr != nil {
+			c.logger.Warn("cancel consumer", "error", cerr)
+		}
+		timer := time.NewTimer(c.cfg.ShutdownTimeout)
+		defer timer.Stop()
+		select {
+		case <-workersDone:
+		case e := <-closed:
+			err = fmt.Errorf("consumer: channel lost while draining: %v", e)
+		case <-timer.C:
+			c.logger.Warn("shutdown timeout: events still in flight are left for redelivery", "timeout", c.cfg.ShutdownTimeout.String())
+		}
+	}
+	stop()
+	cancelWork()
+	<-workersDone
+	return true, err
+}
+
+// worker handles deliveries one at a time until the stream ends or stop.
+func (c *Consumer) worker(stop, work context.Context, deliveries <-chan amqp.Delivery) {
+	for {
+		select {
+		case <-stop.Done():
+			return
+		case d, ok := <-deliveries:
+			if !ok {
+				return
+			}
+			if stop.Err() != nil {
+				return // unacked: requeued when the channel closes
+			}
+			c.deliver(stop, work, d)
+		}
+	}
+}
+
+// deliver handles one delivery to its end: acked, republished and acked,
+// or dropped unacked for the broker to redeliver.
+func (c *Consumer) deliver(stop, work context.Context, d amqp.Delivery) {
+	start := time.Now()
+	a := c.failures.Attempt(d)
+	id, typ := retry.EventIdentity(d.MessageId, d.Type, d.Body)
+	ev := Delivery{ID: id, Type: typ, Body: d.Body, Attempt: a.Number(), Replays: a.Replays, Redelivered: d.Redelivered}
+	logger := c.logger.With("event_id", id, "event_type", typ, "attempt", ev.Attempt)
+	observe := func(result string) {
+		if c.cfg.Observer != nil {
+			c.cfg.Observer.Observe(Outcome{EventType: typ, Result: result, Attempt: ev.Attempt, Duration: time.Since(start)})
+		}
+	}
+
+	var err error
+	for {
+		if c.gate.wait(stop) != nil {
+			observe("dropped")
+			return
+		}
+		err = c.handler.HandleEvent(work, ev)
+		if err == nil {
+			c.ack(logger, d)
+			observe("acked")
+			return
+		}
+		if work.Err() != nil {
+			// The channel is gone or the shutdown bound passed: the
+			// broker redelivers; publishing a retry now would duplicate.
+			observe("dropped")
+			return
+		}
+		if retry.Classify(err) != retry.Outage {
+			break
+		}
+		if !c.outage(stop, logger, err) {
+			observe("dropped")
+			return
+		}
+	}
+
+	for n := 0; ; n++ {
+		dec, ferr := c.failures.Fail(work, d, err)
+		if ferr == nil {
+			c.ack(logger, d)
+			if dec.Parked {
+				logger.Warn("event parked in the DLQ", "class", string(dec.Class), "attempts", dec.Attempt, "error", err)
+				observe("parked")
+			} else {
+				logger.Info("event scheduled for retry", "tier", dec.Tier, "attempts", dec.Attempt, "error", err)
+				observe("retried")
+			}
+			return
+		}
+		wait := retry.Backoff(n, c.cfg.RepublishMin, c.cfg.RepublishMax, c.cfg.Jitter, c.cfg.Rand)
+		logger.Warn("failed event not confirmed in a tier or the DLQ; holding it unacked", "error", ferr, "retry_in", wait.String())
+		if !sleep(stop, wait) || work.Err() != nil {
+			observe("dropped")
+			return
+		}
+	}
+}
+
+func (c *Consumer) ack(logger *slog.Logger, d amqp.Delivery) {
+	if err := d.Ack(false); err != nil {
+		logger.Warn("ack failed; the broker will redeliver", "error", err)
+	}
+}
+
+// outage pauses every worker of this consumer until the database answers
+// again. One worker probes; the others wait at the gate. It returns false
+// when stop ends the wait (the delivery is then left unacked).
+func (c *Consumer) outage(stop context.Context, logger *slog.Logger, cause error) bool {
+	done, probe := c.gate.pause()
+	if !probe {
+		select {
+		case <-done:
+			return true
+		case <-stop.Done():
+			return false
+		}
+	}
+	defer c.gate.resume()
+	logger.Warn("database unavailable: pausing the worker", "error", cause)
+	started := time.Now()
+	for n := 0; ; n++ {
+		if !sleep(stop, retry.Backoff(n, c.cfg.OutageMin, c.cfg.OutageMax, c.cfg.Jitter, c.cfg.Rand)) {
+			return false
+		}
+		if c.cfg.Ping == nil {
+			return true
+		}
+		pctx, cancel := context.WithTimeout(stop, 5*time.Second)
+		err := c.cfg.Ping(pctx)
+		cancel()
+		if err == nil {
+			logger.Info("database answers again: resuming", "paused_for", time.Since(started).String())
+			return true
+		}
+		logger.Debug("database still unavailable", "error", err)
+	}
+}
+
+// gate holds every worker of a consumer while one of them waits out an
+// outage.
+type gate struct {
+	mu     sync.Mutex
+	closed chan struct{} // non-nil while paused; closed on resume
+}
+
+func (g *gate) wait(ctx context.Context) error {
+	g.mu.Lock()
+	ch := g.closed
+	g.mu.Unlock()
+	if ch == nil {
+		return ctx.Err()
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// pause closes the gate; probe is true for the caller that closed it.
+func (g *gate) pause() (done <-chan struct{}, probe bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed != nil {
+		return g.closed, false
+	}
+	g.closed = make(chan struct{})
+	return g.closed, true
+}
+
+func (g *gate) resume() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	close(g.closed)
+	g.closed = nil
+}
+
+func (g *gate) paused() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed != nil
+}
+
+// sleep waits d or until ctx is done; false means ctx ended the wait.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

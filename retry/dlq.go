@@ -1,0 +1,378 @@
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/broker"
+)
+
+// ClassDeliveryLimit is the class shown for a message the work queue's
+// x-delivery-limit backstop parked: it crashed (or hung up) the worker on
+// every delivery, so no billing-* reason headers were ever written.
+const ClassDeliveryLimit Class = "delivery_limit"
+
+// Parked is one message of the DLQ as staff see it.
+type Parked struct {
+	EventID       string    `json:"event_id"`
+	Type          string    `json:"type"`
+	Class         Class     `json:"class"`
+	Attempts      int       `json:"attempts"`
+	Error         string    `json:"error"`
+	ParkedAt      time.Time `json:"parked_at"`
+	AgeSeconds    float64   `json:"age_seconds"`
+	FirstFailedAt time.Time `json:"first_failed_at,omitzero"`
+	LastFailedAt  time.Time `json:"last_failed_at,omitzero"`
+	SourceQueue   string    `json:"source_queue,omitempty"`
+	WorkerHost    string    `json:"worker_host,omitempty"`
+	Replays       int       `json:"replays"`
+	Redrives      int       `json:"redrives"`
+}
+
+// Age is how long the message has been parked at now.
+func (p Parked) Age(now time.Time) time.Duration {
+	if p.ParkedAt.IsZero() {
+		return 0
+	}
+	return now.Sub(p.ParkedAt)
+}
+
+// Connector hands out the open AMQP connection the DLQ reads with
+// (broker.Conn). It must not be the publisher's connection.
+type Connector interface {
+	Await(ctx context.Context) (*amqp.Connection, error)
+}
+
+// Publisher publishes one message with a confirm and reports success only
+// when the broker holds it in a queue (broker.Publisher, on a connection
+// used only for publishing).
+type Publisher interface {
+	Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error
+}
+
+// DLQConfig configures a DLQ.
+type DLQConfig struct {
+	Topology broker.Topology
+	// Idle is how long a pass waits for one more delivery before it decides
+	// that the rest of the queue is held by someone else. Default 2s.
+	Idle time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// DLQ reads and moves parked messages. Reading never loses or drops a
+// message: deliveries are taken with manual acks and returned to the queue
+// when the channel closes. Moving is lossless: a message is acked in the DLQ
+// only after its copy has been confirmed in the work queue.
+type DLQ struct {
+	topo   broker.Topology
+	idle   time.Duration
+	now    func() time.Time
+	logger *slog.Logger
+	conn   Connector
+	pub    Publisher
+}
+
+// NewDLQ returns a DLQ reader and mover. pub may be nil for a reader only.
+func NewDLQ(cfg DLQConfig, logger *slog.Logger, conn Connector, pub Publisher) (*DLQ, error) {
+	if cfg.Topology.DLQ == "" || cfg.Topology.Work == "" {
+		return nil, errors.New("retry: new dlq: topology without DLQ or work queue")
+	}
+	if conn == nil {
+		return nil, errors.New("retry: new dlq: no connection")
+	}
+	if cfg.Idle <= 0 {
+		cfg.Idle = 2 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &DLQ{topo: cfg.Topology, idle: cfg.Idle, now: cfg.Now, logger: logger, conn: conn, pub: pub}, nil
+}
+
+// List returns up to limit parked messages (all when limit <= 0) in queue
+// order. Every message stays in the DLQ.
+func (q *DLQ) List(ctx context.Context, limit int) ([]Parked, error) {
+	var out []Parked
+	now := q.now()
+	err := q.scan(ctx, func(d *amqp.Delivery) (bool, error) {
+		out = append(out, ParseParked(d, now))
+		return limit > 0 && len(out) >= limit, nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("retry: list dlq %s: %w", q.topo.DLQ, err)
+	}
+	return out, nil
+}
+
+// MoveOptions says which parked messages Move sends back.
+type MoveOptions struct {
+	// Match selects a message; nil selects every message.
+	Match func(ctx context.Context, p Parked) (bool, error)
+	// Limit is the most messages moved (0: no limit).
+	Limit int
+	// DryRun reports what would move and moves nothing.
+	DryRun bool
+	// Redrive marks an automatic re-drive by the sweep: billing-redrives
+	// is incremented besides billing-replays.
+	Redrive bool
+	// Moved, if set, is called after each message has been moved.
+	Moved func(ctx context.Context, p Parked)
+}
+
+// MoveResult is what a Move did.
+type MoveResult struct {
+	// Moved lists the messages sent back to the work queue (or, in a dry
+	// run, those that would be).
+	Moved []Parked
+	// Left counts the messages looked at and left in the DLQ.
+	Left int
+}
+
+// Move sends the parked messages opts selects back to the work queue, each
+// as a fresh attempt (see ReplayCopy): body, properties and billing-*
+// headers kept, x-* headers dropped. Each copy is published
+// with a confirm through the default exchange straight into the work queue,
+// and the DLQ message is acked only after that confirm; messages not
+// selected return to the DLQ. On an error the messages moved so far stay
+// moved and the rest stay parked.
+func (q *DLQ) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) {
+	var res MoveResult
+	if q.pub == nil && !opts.DryRun {
+		return res, errors.New("retry: move from dlq: no publisher")
+	}
+	now := q.now()
+	err := q.scan(ctx, func(d *amqp.Delivery) (bool, error) {
+		p := ParseParked(d, now)
+		ok := true
+		if opts.Match != nil {
+			var err error
+			if ok, err = opts.Match(ctx, p); err != nil {
+				return true, err
+			}
+		}
+		if !ok {
+			res.Left++
+			return false, nil // returns to the DLQ when the channel closes
+		}
+		if !opts.DryRun {
+			msg := ReplayCopy(d, opts.Redrive)
+			if err := q.pub.Publish(ctx, "", q.topo.Work, msg); err != nil {
+				return true, fmt.Errorf("publish %s to %s: %w", p.EventID, q.topo.Work, err)
+			}
+			// The copy is in the work queue: only now may the original go.
+			// Should this ack be lost, the event is both parked and
+			// queued, and the consumer's dedupe makes that harmless.
+			if err := d.Ack(false); err != nil {
+				return true, fmt.Errorf("ack %s: %w", p.EventID, err)
+			}
+			// The consumer counts the replay when the copy arrives through
+			// the default exchange (Router.Attempt); show that number.
+			p.Replays++
+			p.Redrives = HeaderInt(msg.Headers, HeaderRedrives)
+			q.logger.Info("dlq message moved", "event_id", p.EventID, "event_type", p.Type, "to", q.topo.Work, "replays", p.Replays, "redrive", opts.Redrive)
+			if opts.Moved != nil {
+				opts.Moved(ctx, p)
+			}
+		}
+		res.Moved = append(res.Moved, p)
+		return opts.Limit > 0 && len(res.Moved) >= opts.Limit, nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("retry: move from dlq %s: %w", q.topo.DLQ, err)
+	}
+	return res, nil
+}
+
+// scan hands each message of the DLQ, as it stood when the scan began, to
+// fn, which may ack it; fn returns true to stop. Messages fn does not ack
+// stay unacked until the channel closes at the end, so they are neither
+// redelivered to this scan nor reordered against each other, and return to
+// the queue together. The DLQ has no delivery limit, so the delivery count
+// this raises cannot drop anything.
+func (q *DLQ) scan(ctx context.Context, fn func(d *amqp.Delivery) (stop bool, err error)) error {
+	conn, err := q.conn.Await(ctx)
+	if err != nil {
+		return err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	info, err := ch.QueueDeclarePassive(q.topo.DLQ, true, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("inspect queue: %w", err)
+	}
+	depth := info.Messages
+	if depth == 0 {
+		return nil
+	}
+	// No prefetch limit: unacked messages we keep must not stall the scan.
+	// A scan holds at most the depth it saw, one DLQ's worth.
+	deliveries, err := ch.ConsumeWithContext(ctx, q.topo.DLQ, "", false, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	idle := time.NewTimer(q.idle)
+	defer idle.Stop()
+	for seen := 0; seen < depth; seen++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-idle.C:
+			// Others hold the rest (a concurrent sweep or replay).
+			return nil
+		case d, ok := <-deliveries:
+			if !ok {
+				return errors.New("channel closed during the scan")
+			}
+			idle.Reset(q.idle)
+			stop, err := fn(&d)
+			if err != nil || stop {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ReplayCopy is the message a replay publishes for a parked delivery: a
+// fresh attempt. Body and properties are kept, and so are headers of our
+// own, billing-redrives incremented for the sweep's re-drives. x-* headers
+// are dropped: they belong to RabbitMQ, and a copied x-death makes
+// dead-letter cycle detection drop the message.
+//
+// billing-replays is not incremented here: the copy goes through the
+// default exchange, exactly like the management UI's "Move messages", and
+// the consumer counts every delivery from the default or the replay
+// exchange as one more replay (Router.Attempt). Counting in one place keeps
+// the count right whichever way the event was sent back.
+func ReplayCopy(d *amqp.Delivery, redrive bool) amqp.Publishing {
+	h := amqp.Table{}
+	for k, v := range d.Headers {
+		if !strings.HasPrefix(strings.ToLower(k), "x-") {
+			h[k] = v
+		}
+	}
+	if redrive {
+		h[HeaderRedrives] = int64(HeaderInt(d.Headers, HeaderRedrives) + 1)
+	}
+	mode := d.DeliveryMode
+	if mode == 0 {
+		mode = amqp.Persistent
+	}
+	return amqp.Publishing{
+		Headers:         h,
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    mode,
+		Priority:        d.Priority,
+		CorrelationId:   d.CorrelationId,
+		ReplyTo:         d.ReplyTo,
+		Expiration:      d.Expiration,
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
+		Type:            d.Type,
+		UserId:          d.UserId,
+		AppId:           d.AppId,
+		Body:            d.Body,
+	}
+}
+
+// ParseParked reads what a parked delivery says about itself: our billing-*
+// headers, or for a message the work queue's delivery limit parked, its
+// x-death entry. Event id and type come from the properties the api sets,
+// or from the body for a hand-published message.
+func ParseParked(d *amqp.Delivery, now time.Time) Parked {
+	h := d.Headers
+	p := Parked{
+		EventID:       d.MessageId,
+		Type:          d.Type,
+		Class:         Class(headerString(h, HeaderErrorClass)),
+		Attempts:      HeaderInt(h, HeaderAttempt),
+		Error:         headerString(h, HeaderError),
+		ParkedAt:      headerTime(h, HeaderParkedAt),
+		FirstFailedAt: headerTime(h, HeaderFirstFailedAt),
+		LastFailedAt:  headerTime(h, HeaderLastFailedAt),
+		SourceQueue:   headerString(h, HeaderSourceQueue),
+		WorkerHost:    headerString(h, HeaderWorkerHost),
+		Replays:       HeaderInt(h, HeaderReplays),
+		Redrives:      HeaderInt(h, HeaderRedrives),
+	}
+	p.EventID, p.Type = EventIdentity(d.MessageId, d.Type, d.Body)
+	// The newest x-death entry comes first. A message our consumer parked
+	// carries none (it never copies x-* headers) until it is dead-lettered
+	// again, so our own class wins when present.
+	if death, ok := latestDeath(h); ok {
+		reason, _ := death["reason"].(string)
+		if p.Class == "" || (reason == string(ClassDeliveryLimit) && p.ParkedAt.Before(deathTime(death))) {
+			p.Class = Class(reason)
+			if reason == string(ClassDeliveryLimit) {
+				p.Error = "delivered to workers too often without an ack (x-delivery-limit)"
+				if q, _ := death["queue"].(string); q != "" {
+					p.SourceQueue = q
+				}
+				// The work queue's delivery count does not travel with
+				// the dead-lettered message (an x-delivery-count on a
+				// DLQ delivery is the DLQ's own); x-death counts how
+				// often the limit parked it.
+				p.Attempts = HeaderInt(death, "count")
+			}
+			if t := deathTime(death); !t.IsZero() {
+				p.ParkedAt = t
+			}
+		}
+	}
+	if p.ParkedAt.IsZero() && !d.Timestamp.IsZero() {
+		p.ParkedAt = d.Timestamp
+	}
+	if !p.ParkedAt.IsZero() {
+		p.AgeSeconds = now.Sub(p.ParkedAt).Seconds()
+	}
+	return p
+}
+
+func latestDeath(h amqp.Table) (amqp.Table, bool) {
+	deaths, _ := h["x-death"].([]any)
+	if len(deaths) == 0 {
+		return nil, false
+	}
+	t, ok := deaths[0].(amqp.Table)
+	return t, ok
+}
+
+func deathTime(death amqp.Table) time.Time {
+	t, _ := death["time"].(time.Time)
+	return t
+}
+
+func headerString(h amqp.Table, key string) string {
+	switch v := h[key].(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	}
+	return ""
+}
+
+func headerTime(h amqp.Table, key string) time.Time {
+	switch v := h[key].(type) {
+	case time.Time:
+		return v
+	case string:
+		t, _ := time.Parse(time.RFC3339Nano, v)
+		return t
+	case []byte:
+		t, _ := time.Parse(time.RFC3339Nano, string(v))
+		return t
+	}
+	return time.Time{}
+}

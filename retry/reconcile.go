@@ -1,0 +1,246 @@
+package retry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+
+	"github.com/stripe-billing/billing/broker"
+)
+
+// CheckpointStripeEvents names the reconciliation's saved position.
+const CheckpointStripeEvents = "stripe_events"
+
+// ReconcileAppID is the AMQP app-id of the events reconciliation enqueues;
+// everything else about the message is what the api publishes.
+const ReconcileAppID = "billing-sweep"
+
+// ReconcileStore is what reconciliation needs of the database
+// (*models.Store).
+type ReconcileStore interface {
+	KnownEventIDs(ctx context.Context, ids []string) (map[string]bool, error)
+	Checkpoint(ctx context.Context, name string) (string, error)
+	SetCheckpoint(ctx context.Context, name, value string) error
+}
+
+// ReconcileConfig configures a Reconciler.
+type ReconcileConfig struct {
+	// APIKey is the Stripe secret key (required).
+	APIKey string
+	// APIBase is the Stripe API base URL; default https://api.stripe.com.
+	APIBase  string
+	Topology broker.Topology
+	// Retention is how far back Stripe's Events API reaches; default 30
+	// days.
+	Retention time.Duration
+	// Margin overlaps consecutive runs, for events that show up in the
+	// list a little after their created time, and keeps the first run
+	// inside the retention; default 10m.
+	Margin time.Duration
+	// PageSize is the Events API page size; default 100 (Stripe's most).
+	PageSize int64
+	// HTTPClient calls Stripe; default a client with a 30s timeout.
+	HTTPClient *http.Client
+	Now        func() time.Time
+}
+
+// Reconciler lists Stripe's events since its checkpoint and enqueues every
+// one the ledger has never seen, in the shape the api publishes: what a
+// lost webhook would have delivered.
+type Reconciler struct {
+	cfg    ReconcileConfig
+	logger *slog.Logger
+	store  ReconcileStore
+	pub    Publisher
+	api    *client.API
+}
+
+// ReconcileResult is what one reconciliation did.
+type ReconcileResult struct {
+	// Since is the lower bound of created times asked for.
+	Since time.Time
+	// Listed counts the events Stripe returned, Enqueued those missing
+	// from the ledger and published.
+	Listed, Enqueued int
+	// Checkpoint is the position saved for the next run.
+	Checkpoint time.Time
+}
+
+// NewReconciler returns a Reconciler calling the Events API at cfg.APIBase.
+func NewReconciler(cfg ReconcileConfig, logger *slog.Logger, store ReconcileStore, pub Publisher) (*Reconciler, error) {
+	switch {
+	case cfg.APIKey == "":
+		return nil, errors.New("retry: reconciler: no Stripe API key")
+	case cfg.Topology.Events == "":
+		return nil, errors.New("retry: reconciler: topology has no events exchange")
+	case store == nil || pub == nil:
+		return nil, errors.New("retry: reconciler: store and publisher are required")
+	}
+	if cfg.APIBase == "" {
+		cfg.APIBase = stripe.APIURL
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 30 * 24 * time.Hour
+	}
+	if cfg.Margin <= 0 {
+		cfg.Margin = 10 * time.Minute
+	}
+	if cfg.PageSize <= 0 || cfg.PageSize > 100 {
+		cfg.PageSize = 100
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	backend := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
+		URL:               stripe.String(cfg.APIBase),
+		HTTPClient:        cfg.HTTPClient,
+		MaxNetworkRetries: stripe.Int64(2),
+		LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
+	})
+	api := client.New(cfg.APIKey, &stripe.Backends{API: backend, Connect: backend, Uploads: backend})
+	return &Reconciler{cfg: cfg, logger: logger, store: store, pub: pub, api: api}, nil
+}
+
+// Reconcile runs one pass. The checkpoint advances only when every missing
+// event has been confirmed by the broker, so a failed pass is repeated in
+// full by the next; the ledger check makes that safe.
+func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileResult, error) {
+	now := r.cfg.Now()
+	since := now.Add(-r.cfg.Retention + r.cfg.Margin)
+	cp, err := r.store.Checkpoint(ctx, CheckpointStripeEvents)
+	if err != nil {
+		return ReconcileResult{}, fmt.Errorf("retry: reconcile: read checkpoint: %w", err)
+	}
+	if cp != "" {
+		at, err := time.Parse(time.RFC3339, cp)
+		if err != nil {
+			return ReconcileResult{}, fmt.Errorf("retry: reconcile: checkpoint %q: %w", cp, err)
+		}
+		if at = at.Add(-r.cfg.Margin); at.After(since) {
+			since = at
+		}
+	}
+	res := ReconcileResult{Since: since.Truncate(time.Second)}
+
+	params := &stripe.EventListParams{CreatedRange: &stripe.RangeQueryParams{GreaterThanOrEqual: res.Since.Unix()}}
+	params.Limit = stripe.Int64(r.cfg.PageSize)
+	params.Context = ctx
+	it := r.api.Events.List(params)
+	var (
+		page     *stripe.EventList
+		raw      map[string]json.RawMessage
+		batch    []*stripe.Event
+		flushErr error
+	)
+	flush := func() {
+		if flushErr == nil && len(batch) > 0 {
+			n, err := r.enqueueMissing(ctx, batch, raw)
+			res.Enqueued += n
+			flushErr = err
+		}
+		batch = batch[:0]
+	}
+	for it.Next() {
+		if l := it.EventList(); l != page {
+			flush() // the previous page, with its raw JSON
+			page = l
+			if raw, err = rawEvents(l); err != nil {
+				return res, fmt.Errorf("retry: reconcile: %w", err)
+			}
+		}
+		ev := it.Event()
+		res.Listed++
+		if ev.Created < res.Since.Unix() {
+			continue // the API filters by created; do not rely on it alone
+		}
+		batch = append(batch, ev)
+	}
+	flush()
+	if err := it.Err(); err != nil {
+		return res, fmt.Errorf("retry: reconcile: list events since %s: %w", res.Since.Format(time.RFC3339), err)
+	}
+	if flushErr != nil {
+		return res, fmt.Errorf("retry: reconcile: %w", flushErr)
+	}
+	res.Checkpoint = now.UTC().Truncate(time.Second)
+	if err := r.store.SetCheckpoint(ctx, CheckpointStripeEvents, res.Checkpoint.Format(time.RFC3339)); err != nil {
+		return res, fmt.Errorf("retry: reconcile: save checkpoint: %w", err)
+	}
+	return res, nil
+}
+
+// enqueueMissing publishes the events of one page that have no ledger row.
+func (r *Reconciler) enqueueMissing(ctx context.Context, events []*stripe.Event, raw map[string]json.RawMessage) (int, error) {
+	ids := make([]string, len(events))
+	for i, ev := range events {
+		ids[i] = ev.ID
+	}
+	known, err := r.store.KnownEventIDs(ctx, ids)
+	if err != nil {
+		return 0, fmt.Errorf("look up the ledger: %w", err)
+	}
+	n := 0
+	for _, ev := range events {
+		if known[ev.ID] {
+			continue
+		}
+		body, ok := raw[ev.ID]
+		if !ok {
+			return n, fmt.Errorf("event %s: no raw JSON in its page", ev.ID)
+		}
+		typ := string(ev.Type)
+		err := r.pub.Publish(ctx, r.cfg.Topology.Events, typ, amqp.Publishing{
+			ContentType:  "application/json",
+			DeliveryMode: amqp.Persistent,
+			MessageId:    ev.ID,
+			Type:         typ,
+			Timestamp:    r.cfg.Now(),
+			AppId:        ReconcileAppID,
+			Body:         body,
+		})
+		if err != nil {
+			return n, fmt.Errorf("enqueue %s: %w", ev.ID, err)
+		}
+		n++
+		r.logger.Info("missing event enqueued", "event_id", ev.ID, "event_type", typ, "created", strconv.FormatInt(ev.Created, 10))
+	}
+	return n, nil
+}
+
+// rawEvents returns each event of a list page as Stripe sent it, keyed by
+// id: the message body must be the event's own JSON, not a re-encoding of
+// stripe-go's struct, which drops fields it does not know.
+func rawEvents(l *stripe.EventList) (map[string]json.RawMessage, error) {
+	if l == nil || l.LastResponse == nil {
+		return nil, errors.New("event list page without its response")
+	}
+	var page struct {
+		Data []json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(l.LastResponse.RawJSON, &page); err != nil {
+		return nil, fmt.Errorf("decode event list page: %w", err)
+	}
+	out := make(map[string]json.RawMessage, len(page.Data))
+	for _, ev := range page.Data {
+		var id struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(ev, &id); err != nil {
+			return nil, fmt.Errorf("decode listed event: %w", err)
+		}
+		out[id.ID] = ev
+	}
+	return out, nil
+}

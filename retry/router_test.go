@@ -1,0 +1,324 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/retry"
+)
+
+var testTopo = broker.NewTopology("ns", []time.Duration{time.Minute, 5 * time.Minute}, 20)
+
+func testRouter(t *testing.T, topo broker.Topology, pub retry.Publisher, ledger retry.Ledger, now time.Time) *retry.Router {
+	t.Helper()
+	r, err := retry.NewRouter(retry.RouterConfig{
+		Topology: topo,
+		Policy:   retry.Policy{Delays: topo.Delays, MaxAttempts: 4},
+		Host:     "worker-1",
+		Now:      func() time.Time { return now },
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)), pub, ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestAttempt(t *testing.T) {
+	t.Parallel()
+	r := testRouter(t, testTopo, discardPublisher{}, nil, time.Now())
+	withHeaders := amqp.Table{retry.HeaderAttempt: int32(3), retry.HeaderReplays: int32(2)}
+	tests := []struct {
+		name     string
+		d        amqp.Delivery
+		want     retry.Attempt
+		wantNext int
+	}{
+		{"from the api", amqp.Delivery{Exchange: testTopo.Events}, retry.Attempt{}, 1},
+		{"back from a delay tier", amqp.Delivery{Exchange: testTopo.Return, Headers: withHeaders}, retry.Attempt{Prior: 3, Replays: 2}, 4},
+		{"tier header as a string", amqp.Delivery{Exchange: testTopo.Return, Headers: amqp.Table{retry.HeaderAttempt: "2"}}, retry.Attempt{Prior: 2}, 3},
+		{"UI publish with copied headers is fresh", amqp.Delivery{Exchange: testTopo.Events, Headers: withHeaders}, retry.Attempt{Replays: 2}, 1},
+		{"DLQ reject requeue false is a replay", amqp.Delivery{Exchange: testTopo.Replay, Headers: withHeaders}, retry.Attempt{Replays: 3, Replayed: true}, 1},
+		{"UI move messages is a replay", amqp.Delivery{Exchange: "", RoutingKey: testTopo.Work, Headers: withHeaders}, retry.Attempt{Replays: 3, Replayed: true}, 1},
+		{"first replay", amqp.Delivery{Exchange: testTopo.Replay}, retry.Attempt{Replays: 1, Replayed: true}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := r.Attempt(tt.d)
+			if got != tt.want {
+				t.Errorf("Attempt = %+v, want %+v", got, tt.want)
+			}
+			if got.Number() != tt.wantNext {
+				t.Errorf("Number = %d, want %d", got.Number(), tt.wantNext)
+			}
+		})
+	}
+}
+
+func TestDecide(t *testing.T) {
+	t.Parallel()
+	r := testRouter(t, testTopo, discardPublisher{}, nil, time.Now()) // MaxAttempts 4, 2 tiers
+	back := func(prior int) amqp.Delivery {
+		return amqp.Delivery{Exchange: testTopo.Return, Headers: amqp.Table{retry.HeaderAttempt: int32(prior)}}
+	}
+	fresh := amqp.Delivery{Exchange: testTopo.Events}
+	transient := errors.New("lock wait")
+	tests := []struct {
+		name string
+		d    amqp.Delivery
+		err  error
+		want retry.Decision
+	}{
+		{"first failure: tier 0", fresh, transient, retry.Decision{Class: retry.Transient, Attempt: 1, Tier: 0}},
+		{"second failure: tier 1", back(1), transient, retry.Decision{Class: retry.Transient, Attempt: 2, Tier: 1}},
+		{"third failure: last tier repeats", back(2), transient, retry.Decision{Class: retry.Transient, Attempt: 3, Tier: 1}},
+		{"fourth failure: exhausted", back(3), transient, retry.Decision{Class: retry.Transient, Attempt: 4, Parked: true, Tier: -1}},
+		{"permanent at once", fresh, retry.MarkPermanent(transient), retry.Decision{Class: retry.Permanent, Attempt: 1, Parked: true, Tier: -1}},
+		{"permanent late", back(2), retry.MarkPermanent(transient), retry.Decision{Class: retry.Permanent, Attempt: 3, Parked: true, Tier: -1}},
+		{"outage given anyway counts as transient", fresh, models.ErrUnavailable, retry.Decision{Class: retry.Transient, Attempt: 1, Tier: 0}},
+		{"replayed exhausted event starts over", amqp.Delivery{Exchange: testTopo.Replay, Headers: amqp.Table{retry.HeaderAttempt: int32(4)}}, transient, retry.Decision{Class: retry.Transient, Attempt: 1, Tier: 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := r.Decide(tt.d, tt.err); got != tt.want {
+				t.Errorf("Decide = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTruncateError(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		in   string
+		max  int
+		want string
+	}{
+		{"short stays", "boom", 10, "boom"},
+		{"exact stays", "0123456789", 10, "0123456789"},
+		{"long is cut with a mark", "0123456789abc", 10, "0123456…"},
+		{"never splits a rune", "ééééé", 8, "éé…"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := retry.TruncateError(tt.in, tt.max)
+			if got != tt.want || len(got) > tt.max {
+				t.Errorf("TruncateError(%q, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNewRouterRejectsMismatchedTiers(t *testing.T) {
+	t.Parallel()
+	_, err := retry.NewRouter(retry.RouterConfig{
+		Topology: testTopo,
+		Policy:   retry.Policy{Delays: []time.Duration{time.Second}, MaxAttempts: 3},
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)), discardPublisher{}, nil)
+	if err == nil {
+		t.Fatal("NewRouter accepted a policy with fewer tiers than the topology")
+	}
+}
+
+type discardPublisher struct{}
+
+func (discardPublisher) Publish(context.Context, string, string, amqp.Publishing) error { return nil }
+
+// brokerSetup declares a fresh namespace and returns its topology, a
+// confirm publisher on its own connection and a channel to inspect queues.
+func brokerSetup(t *testing.T, delays []time.Duration) (broker.Topology, *broker.Publisher, *amqp.Channel) {
+	t.Helper()
+	topo := broker.NewTopology(testenv.Namespace(t), delays, 20)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	conn := broker.NewConn(broker.ConnConfig{URL: testenv.AMQPURL(), Name: t.Name() + " publisher", Topology: topo}, logger)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = conn.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if _, err := conn.Await(wctx); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := amqp.Dial(testenv.AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	ch, err := raw.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return topo, broker.NewPublisher(conn, 2, 5*time.Second), ch
+}
+
+// getOne waits for a message on queue and acks it.
+func getOne(t *testing.T, ch *amqp.Channel, queue string) amqp.Delivery {
+	t.Helper()
+	var got amqp.Delivery
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		d, ok, err := ch.Get(queue, false)
+		if err != nil {
+			t.Fatalf("get %s: %v", queue, err)
+		}
+		if ok {
+			got = d
+			_ = d.Ack(false)
+		}
+		return ok
+	}, "a message in %s", queue)
+	return got
+}
+
+func original(topo broker.Topology) amqp.Delivery {
+	return amqp.Delivery{
+		Exchange:     topo.Return,
+		RoutingKey:   topo.TierName(0),
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    "evt_Case1",
+		Type:         "invoice.paid",
+		Timestamp:    time.Unix(1700000000, 0),
+		AppId:        "billing-api",
+		Body:         []byte(`{"id":"evt_Case1","type":"invoice.paid"}`),
+		Headers: amqp.Table{
+			retry.HeaderAttempt:       int32(1),
+			retry.HeaderFirstFailedAt: "2026-01-02T03:04:05Z",
+			retry.HeaderReplays:       int32(1),
+			"x-death":                 []any{amqp.Table{"count": int64(1), "queue": "q"}},
+			"x-first-death-queue":     "q",
+			"trace-id":                "abc",
+		},
+	}
+}
+
+func TestFailSchedulesInTheNextTier(t *testing.T) {
+	t.Parallel()
+	topo, pub, ch := brokerSetup(t, []time.Duration{time.Minute, 2 * time.Minute})
+	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	r := testRouter(t, topo, pub, nil, now)
+	dec, err := r.Fail(context.Background(), original(topo), errors.New("db: lock wait timeout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (retry.Decision{Class: retry.Transient, Attempt: 2, Tier: 1}); dec != want {
+		t.Fatalf("decision = %+v, want %+v", dec, want)
+	}
+	got := getOne(t, ch, topo.TierQueue(1))
+	checkProperties(t, got)
+	wantHeaders := map[string]any{
+		retry.HeaderAttempt:       int32(2),
+		retry.HeaderReplays:       int32(1),
+		retry.HeaderFirstFailedAt: "2026-01-02T03:04:05Z",
+		retry.HeaderLastFailedAt:  "2026-03-04T05:06:07Z",
+		retry.HeaderError:         "db: lock wait timeout",
+		retry.HeaderErrorClass:    "transient",
+		"trace-id":                "abc",
+	}
+	checkHeaders(t, got.Headers, wantHeaders)
+	if n, _ := testenv.QueueDepth(topo.DLQ); n != 0 {
+		t.Errorf("DLQ holds %d messages, want 0", n)
+	}
+}
+
+func TestFailParksWithTheReason(t *testing.T) {
+	t.Parallel()
+	topo, pub, ch := brokerSetup(t, []time.Duration{time.Minute, 2 * time.Minute})
+	store := testenv.Store(t)
+	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	r := testRouter(t, topo, pub, store, now)
+	long := strings.Repeat("x", 3000)
+	dec, err := r.Fail(context.Background(), original(topo), retry.MarkPermanent(errors.New("billing: malformed event: "+long)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !dec.Parked || dec.Class != retry.Permanent || dec.Attempt != 2 {
+		t.Fatalf("decision = %+v, want parked permanent attempt 2", dec)
+	}
+	got := getOne(t, ch, topo.DLQ)
+	checkProperties(t, got)
+	errHeader, _ := got.Headers[retry.HeaderError].(string)
+	if len(errHeader) > retry.MaxErrorHeader || !strings.HasPrefix(errHeader, "billing: malformed event: xxx") {
+		t.Errorf("%s = %d bytes %.40q..., want the error cut to at most %d bytes", retry.HeaderError, len(errHeader), errHeader, retry.MaxErrorHeader)
+	}
+	checkHeaders(t, got.Headers, map[string]any{
+		retry.HeaderAttempt:       int32(2),
+		retry.HeaderReplays:       int32(1),
+		retry.HeaderErrorClass:    "permanent",
+		retry.HeaderFirstFailedAt: "2026-01-02T03:04:05Z",
+		retry.HeaderLastFailedAt:  "2026-03-04T05:06:07Z",
+		retry.HeaderParkedAt:      "2026-03-04T05:06:07Z",
+		retry.HeaderSourceQueue:   topo.Work,
+		retry.HeaderWorkerHost:    "worker-1",
+		retry.HeaderError:         errHeader,
+		"trace-id":                "abc",
+	})
+	var row struct {
+		Status    string
+		Attempts  int
+		LastError string
+	}
+	if err := store.DB().Raw("SELECT status, attempts, last_error FROM stripe_events WHERE id = ?", "evt_Case1").Scan(&row).Error; err != nil {
+		t.Fatal(err)
+	}
+	if row.Status != "dead" || row.Attempts != 2 || row.LastError != errHeader {
+		t.Errorf("ledger row = %s attempts %d error %.40q, want dead attempts 2 with the header's error", row.Status, row.Attempts, row.LastError)
+	}
+}
+
+func TestFailDoesNotConfirmWhatIsNotQueued(t *testing.T) {
+	t.Parallel()
+	topo, pub, ch := brokerSetup(t, []time.Duration{time.Minute})
+	r := testRouter(t, topo, pub, nil, time.Now())
+	// Without the binding the tier is unroutable: the publish is returned.
+	if err := ch.QueueUnbind(topo.TierQueue(0), topo.TierName(0), topo.Retry, nil); err != nil {
+		t.Fatal(err)
+	}
+	d := original(topo)
+	d.Exchange = topo.Events
+	_, err := r.Fail(context.Background(), d, errors.New("transient"))
+	if !errors.Is(err, broker.ErrUnroutable) {
+		t.Fatalf("Fail = %v, want ErrUnroutable", err)
+	}
+}
+
+func checkProperties(t *testing.T, got amqp.Delivery) {
+	t.Helper()
+	want := original(testTopo)
+	if got.MessageId != want.MessageId || got.Type != want.Type || got.ContentType != want.ContentType ||
+		got.DeliveryMode != want.DeliveryMode || !got.Timestamp.Equal(want.Timestamp) || got.AppId != want.AppId ||
+		string(got.Body) != string(want.Body) {
+		t.Errorf("properties not kept: got id %q type %q ct %q mode %d ts %s app %q body %s",
+			got.MessageId, got.Type, got.ContentType, got.DeliveryMode, got.Timestamp, got.AppId, got.Body)
+	}
+}
+
+func checkHeaders(t *testing.T, got amqp.Table, want map[string]any) {
+	t.Helper()
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("header %s = %#v, want %#v", k, got[k], v)
+		}
+	}
+	for k := range got {
+		if k == "x-delivery-count" {
+			continue // stamped by the quorum queue on this very delivery
+		}
+		if _, ok := want[k]; !ok {
+			t.Errorf("unexpected header %s = %#v (x-* must never be copied)", k, got[k])
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// SweepLockName is the database lock that keeps sweeps from running at once.
+const SweepLockName = "billing-sweep"
+
+// ClassExhausted is accepted as re-drivable besides Transient: the router
+// parks an exhausted event with class transient, but a message may name it.
+const ClassExhausted Class = "exhausted"
+
+// SweepStore is what the sweep needs of the database (*models.Store).
+type SweepStore interface {
+	WithLock(ctx context.Context, name string, timeout time.Duration, fn func(ctx context.Context) error) (bool, error)
+	IncrementRedrives(ctx context.Context, id string) (int, error)
+}
+
+// SweepConfig configures a Sweep.
+type SweepConfig struct {
+	// MinAge is how long a transient failure stays parked before the
+	// sweep re-drives it.
+	MinAge time.Duration
+	// Limit is the most events re-driven in one pass.
+	Limit int
+	// MaxRedrives is the most automatic re-drives of one event.
+	MaxRedrives int
+	Now         func() time.Time
+}
+
+// Sweep is one pass for cron: it re-drives parked transient failures that
+// have waited long enough, and reconciles with Stripe's Events API when a
+// Reconciler is given. A database lock keeps two passes from overlapping.
+type Sweep struct {
+	cfg    SweepConfig
+	logger *slog.Logger
+	store  SweepStore
+	dlq    *DLQ
+	rec    *Reconciler
+}
+
+// SweepReport is what one pass did.
+type SweepReport struct {
+	// Skipped is true when another sweep held the lock: nothing was done.
+	Skipped bool
+	// Redriven lists the events sent back to the work queue.
+	Redriven []Parked
+	// Permanent counts parked events that wait for a person: permanent
+	// failures, delivery-limit parkings and unknown classes.
+	Permanent int
+	// OutOfRedrives counts transient failures that used up their
+	// automatic re-drives; they wait for a person too.
+	OutOfRedrives int
+	// Waiting counts transient failures parked less than MinAge ago. A
+	// pass stops looking once it has re-driven Limit events, so the counts
+	// cover the part of the DLQ it looked at.
+	Waiting int
+	// Reconciled is the Stripe reconciliation, when it ran.
+	Reconciled *ReconcileResult
+	// Errors are the failures of the pass; the pass did what it could.
+	Errors []error
+}
+
+// LeftForPerson counts the parked events the sweep will never re-drive.
+func (r SweepReport) LeftForPerson() int { return r.Permanent + r.OutOfRedrives }
+
+// NewSweep returns a sweep. rec may be nil: no reconciliation.
+func NewSweep(cfg SweepConfig, logger *slog.Logger, store SweepStore, dlq *DLQ, rec *Reconciler) (*Sweep, error) {
+	switch {
+	case store == nil || dlq == nil:
+		return nil, errors.New("retry: sweep: store and dlq are required")
+	case cfg.MinAge < 0 || cfg.Limit <= 0 || cfg.MaxRedrives < 0:
+		return nil, fmt.Errorf("retry: sweep: min age %s, limit %d, max redrives %d: want >= 0, > 0, >= 0", cfg.MinAge, cfg.Limit, cfg.MaxRedrives)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Sweep{cfg: cfg, logger: logger, store: store, dlq: dlq, rec: rec}, nil
+}
+
+// Pass runs one sweep. It returns an error when the pass failed in part or
+// in full (the report says what was done); when another sweep holds the
+// lock it returns at once with Skipped set and no error.
+func (s *Sweep) Pass(ctx context.Context) (SweepReport, error) {
+	var rep SweepReport
+	acquired, err := s.store.WithLock(ctx, SweepLockName, 0, func(ctx context.Context) error {
+		if err := s.redrive(ctx, &rep); err != nil {
+			rep.Errors = append(rep.Errors, err)
+		}
+		if s.rec != nil {
+			res, err := s.rec.Reconcile(ctx)
+			rep.Reconciled = &res
+			if err != nil {
+				rep.Errors = append(rep.Errors, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		rep.Errors = append(rep.Errors, fmt.Errorf("retry: sweep: %w", err))
+	}
+	rep.Skipped = !acquired && err == nil
+	return rep, errors.Join(rep.Errors...)
+}
+
+// redrive sends back parked transient failures old enough to retry.
+func (s *Sweep) redrive(ctx context.Context, rep *SweepReport) error {
+	now := s.cfg.Now()
+	res, err := s.dlq.Move(ctx, MoveOptions{
+		Redrive: true,
+		Limit:   s.cfg.Limit,
+		Match: func(_ context.Context, p Parked) (bool, error) {
+			switch {
+			case p.Class != Transient && p.Class != ClassExhausted:
+				rep.Permanent++
+				return false, nil
+			case p.Redrives >= s.cfg.MaxRedrives:
+				rep.OutOfRedrives++
+				return false, nil
+			case p.ParkedAt.IsZero() || p.Age(now) < s.cfg.MinAge:
+				rep.Waiting++
+				return false, nil
+			}
+			return true, nil
+		},
+		Moved: func(ctx context.Context, p Parked) {
+			// The header travels with the message and is what limits
+			// re-drives; the ledger's count is for people reading it.
+			if _, err := s.store.IncrementRedrives(ctx, p.EventID); err != nil {
+				s.logger.Warn("re-drive not counted in the ledger", "event_id", p.EventID, "error", err)
+			}
+		},
+	})
+	rep.Redriven = res.Moved
+	if err != nil {
+		return fmt.Errorf("retry: sweep: re-drive: %w", err)
+	}
+	return nil
+}
