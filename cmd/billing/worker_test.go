@@ -86,7 +86,7 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 		"MAX_ATTEMPTS":       "3",
 		"WORKER_CONCURRENCY": "2",
 		"SHUTDOWN_TIMEOUT":   "2s",
-		"LOG_LEVEL":          "warn",
+		"LOG_LEVEL":          "info",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
