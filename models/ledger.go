@@ -30,15 +30,18 @@ const (
 func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
 	ev.Status = EventProcessed
 	ev.Attempts = 1
-	err := tx.Create(ev).Error
-	if err == nil {
+	// ON DUPLICATE KEY UPDATE id = id: a redelivery is an expected no-op,
+	// not a failed statement (which GORM would log as an error), and unlike
+	// INSERT IGNORE it does not turn other errors into warnings.
+	res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(ev)
+	if res.Error != nil {
+		return 0, fmt.Errorf("models: claim event %s: %w", ev.ID, res.Error)
+	}
+	if res.RowsAffected == 1 {
 		return ClaimNew, nil
 	}
-	if !IsDuplicateKey(err) {
-		return 0, fmt.Errorf("models: claim event %s: %w", ev.ID, err)
-	}
 	var cur StripeEvent
-	err = tx.Clauses(clause.Locking{Strength: "UPDATE"}).Select("status", "attempts").
+	err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Select("status", "attempts").
 		Where("id = ?", ev.ID).Take(&cur).Error
 	if err != nil {
 		return 0, fmt.Errorf("models: claim event %s: %w", ev.ID, err)
