@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -53,41 +54,106 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 	if err != nil {
 		return "", err
 	}
-	h, known := p.mux.Handler(ev.Type)
 	var result Result
 	err = p.store.InTx(ctx, func(tx *gorm.DB) error {
-		row := &models.StripeEvent{
-			ID:         ev.ID,
-			Type:       ev.Type,
-			APIVersion: ev.APIVersion,
-			Livemode:   ev.Livemode,
-			Account:    ev.Account,
-			Created:    &ev.Created,
-			Payload:    ev.Raw,
-			ReceivedAt: p.now(),
-		}
-		claim, err := models.ClaimEvent(tx, row)
-		if err != nil {
-			return err
-		}
-		if claim == models.ClaimDuplicate {
-			result = Duplicate
-			return nil
-		}
-		result = Processed
-		status := models.EventProcessed
-		if known {
-			if err := h.Handle(ctx, tx, ev); err != nil {
-				return err
-			}
-		} else {
-			result, status = Ignored, models.EventIgnored
-		}
-		return models.FinishEvent(tx, ev.ID, status, p.now())
+		var err error
+		result, err = p.apply(ctx, tx, ev)
+		return err
 	})
 	if err != nil {
 		return "", err
 	}
 	p.logger.DebugContext(ctx, "billing: event done", "event_id", ev.ID, "event_type", ev.Type, "result", result)
 	return result, nil
+}
+
+// apply records ev in the ledger and applies it within tx.
+func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (Result, error) {
+	row := &models.StripeEvent{
+		ID:         ev.ID,
+		Type:       ev.Type,
+		APIVersion: ev.APIVersion,
+		Livemode:   ev.Livemode,
+		Account:    ev.Account,
+		Created:    &ev.Created,
+		Payload:    ev.Raw,
+		ReceivedAt: p.now(),
+	}
+	claim, err := models.ClaimEvent(tx, row)
+	if err != nil {
+		return "", err
+	}
+	if claim == models.ClaimDuplicate {
+		return Duplicate, nil
+	}
+	result, status := Processed, models.EventProcessed
+	if h, known := p.mux.Handler(ev.Type); known {
+		if err := h.Handle(ctx, tx, ev); err != nil {
+			return "", err
+		}
+	} else {
+		result, status = Ignored, models.EventIgnored
+	}
+	if err := models.FinishEvent(tx, ev.ID, status, p.now()); err != nil {
+		return "", err
+	}
+	return result, nil
+}
+
+// Outcome is what ProcessBatch did with one event of a batch: its Result,
+// or the error that rolled it (and only it) back.
+type Outcome struct {
+	Result Result
+	Err    error
+}
+
+// ProcessBatch applies raws in one transaction, each event under its own
+// savepoint, so that the batch shares one commit while an event that
+// fails is rolled back alone: outcomes[i] is raws[i]'s result or error
+// (classified as Process's are), and the other events commit. The same
+// event twice in a batch is applied once (the second is a Duplicate).
+//
+// err is non-nil only when nothing was committed: a database outage
+// (wrapping models.ErrUnavailable), a deadlock or lock wait timeout that
+// persisted through InTx's retries of the whole batch, or ctx done.
+func (p *Processor) ProcessBatch(ctx context.Context, raws [][]byte) (outcomes []Outcome, err error) {
+	outcomes = make([]Outcome, len(raws))
+	events := make([]Event, len(raws))
+	parsed := 0
+	for i, raw := range raws {
+		if events[i], outcomes[i].Err = Parse(raw); outcomes[i].Err == nil {
+			parsed++
+		}
+	}
+	if parsed == 0 {
+		return outcomes, nil
+	}
+	err = p.store.InTx(ctx, func(tx *gorm.DB) error {
+		for i := range events {
+			if events[i].ID == "" && outcomes[i].Err != nil {
+				continue // unparsable: nothing to redo
+			}
+			outcomes[i] = Outcome{} // InTx may run this again after a deadlock
+			var res Result
+			abort, err := models.Savepoint(tx, fmt.Sprintf("ev%d", i), func(tx *gorm.DB) error {
+				var err error
+				res, err = p.apply(ctx, tx, events[i])
+				return err
+			})
+			if abort {
+				return err
+			}
+			outcomes[i] = Outcome{Result: res, Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, o := range outcomes {
+		if o.Err == nil {
+			p.logger.DebugContext(ctx, "billing: event done", "event_id", events[i].ID, "event_type", events[i].Type, "result", o.Result, "batch", len(raws))
+		}
+	}
+	return outcomes, nil
 }

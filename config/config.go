@@ -38,7 +38,9 @@ var Vars = []Var{
 	{"RETRY_DELAYS", "10s,1m,5m,30m,2h,6h", "Delay tiers for transient failures; the last one repeats."},
 	{"MAX_ATTEMPTS", "8", "Attempts before a transiently failing event is parked in the DLQ."},
 	{"WORK_DELIVERY_LIMIT", "20", "Quorum `x-delivery-limit` of the work queue: parks a message that crashes the worker every time."},
-	{"WORKER_CONCURRENCY", "8", "Events processed at once by one worker (also its prefetch)."},
+	{"WORKER_CONCURRENCY", "8", "Batches processed at once by one worker; its prefetch is `WORKER_CONCURRENCY` × `WORKER_BATCH_SIZE`."},
+	{"WORKER_BATCH_SIZE", "16", "Most events committed in one MySQL transaction (a savepoint each, so one bad event fails alone); 1 commits each event on its own."},
+	{"WORKER_BATCH_WAIT", "0s", "How long a worker waits for more deliveries to fill a batch; 0s takes only those already delivered, adding no latency."},
 	{"SHUTDOWN_TIMEOUT", "20s", "How long SIGTERM waits for in-flight requests and events."},
 	{"DB_MAX_OPEN_CONNS", "16", "MySQL pool: open connections."},
 	{"DB_MAX_IDLE_CONNS", "8", "MySQL pool: idle connections."},
@@ -67,6 +69,8 @@ type Config struct {
 	MaxAttempts         int
 	WorkDeliveryLimit   int
 	WorkerConcurrency   int
+	WorkerBatchSize     int
+	WorkerBatchWait     time.Duration
 	ShutdownTimeout     time.Duration
 	DBMaxOpenConns      int
 	DBMaxIdleConns      int
@@ -79,6 +83,9 @@ type Config struct {
 
 // ErrMissingWebhookSecret is returned by RequireWebhookSecret.
 var ErrMissingWebhookSecret = errors.New("config: STRIPE_WEBHOOK_SECRET: required by the api, not set")
+
+// maxPrefetch is the largest prefetch count AMQP 0-9-1 can carry.
+const maxPrefetch = 65535
 
 var namespacePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
 
@@ -104,6 +111,8 @@ func Load(getenv func(string) string) (Config, error) {
 		MaxAttempts:         l.positiveInt("MAX_ATTEMPTS"),
 		WorkDeliveryLimit:   l.positiveInt("WORK_DELIVERY_LIMIT"),
 		WorkerConcurrency:   l.positiveInt("WORKER_CONCURRENCY"),
+		WorkerBatchSize:     l.positiveInt("WORKER_BATCH_SIZE"),
+		WorkerBatchWait:     l.nonNegativeDuration("WORKER_BATCH_WAIT"),
 		ShutdownTimeout:     l.positiveDuration("SHUTDOWN_TIMEOUT"),
 		DBMaxOpenConns:      l.positiveInt("DB_MAX_OPEN_CONNS"),
 		DBMaxIdleConns:      l.positiveInt("DB_MAX_IDLE_CONNS"),
@@ -132,6 +141,9 @@ func Load(getenv func(string) string) (Config, error) {
 	case "debug", "info", "warn", "error":
 	default:
 		l.fail("LOG_LEVEL", "must be debug, info, warn or error")
+	}
+	if c.WorkerConcurrency*c.WorkerBatchSize > maxPrefetch {
+		l.fail("WORKER_BATCH_SIZE", fmt.Sprintf("WORKER_CONCURRENCY × WORKER_BATCH_SIZE is the prefetch and must not exceed %d", maxPrefetch))
 	}
 	if c.DBMaxIdleConns > c.DBMaxOpenConns {
 		l.fail("DB_MAX_IDLE_CONNS", "must not exceed DB_MAX_OPEN_CONNS")
@@ -201,6 +213,16 @@ func (l *loader) positiveDuration(name string) time.Duration {
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
 		l.fail(name, fmt.Sprintf("%q is not a positive duration such as 30s or 5m", v))
+		return 0
+	}
+	return d
+}
+
+func (l *loader) nonNegativeDuration(name string) time.Duration {
+	v := l.str(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		l.fail(name, fmt.Sprintf("%q is not a duration such as 0s, 5ms or 1s", v))
 		return 0
 	}
 	return d

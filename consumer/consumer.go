@@ -42,8 +42,19 @@ type Outcome struct {
 	EventType string
 	// Result is "acked", "retried", "parked" or "dropped" (left unacked
 	// for the broker to redeliver: channel lost or shutting down).
-	Result   string
+	Result string
+	// Handled is what the handler reported of an acked event with
+	// Delivery.Report (Process reports billing.Result: "processed",
+	// "ignored" or "duplicate"); empty when it reported nothing.
+	Handled string
+	// Decision is what retry did with a "retried" or "parked" delivery.
+	Decision retry.Decision
 	Attempt  int
+	// Replayed is true when the delivery came back from the DLQ; Exchange
+	// is the exchange it was delivered from, which says how ("" for the
+	// UI's "Move messages", the replay exchange for "Reject requeue false").
+	Replayed bool
+	Exchange string
 	Duration time.Duration
 }
 
@@ -56,9 +67,22 @@ type Observer interface {
 type Config struct {
 	// Queue is the work queue.
 	Queue string
-	// Concurrency is the number of events handled at once, and the
-	// channel's prefetch.
+	// Concurrency is the number of events (or batches) handled at once;
+	// the channel's prefetch is Concurrency × BatchSize.
 	Concurrency int
+	// BatchSize is the most deliveries one worker hands to Batch at once.
+	// 0 or 1: each delivery goes alone to the Handler.
+	BatchSize int
+	// BatchWait is how long a worker waits for more deliveries to fill a
+	// batch; 0 takes only those already delivered.
+	BatchWait time.Duration
+	// Batch applies a batch when BatchSize > 1: the applied deliveries are
+	// acked after its commit, each failed one takes the Handler's way of
+	// failures alone (a tier or the DLQ), an outage pauses the worker and
+	// retries the whole batch, and a batch that failed as a whole (a
+	// panic, a persistent deadlock) is handled again one delivery at a
+	// time through the Handler.
+	Batch BatchHandler
 	// ShutdownTimeout bounds how long Run lets in-flight events finish
 	// after its context is canceled.
 	ShutdownTimeout time.Duration
@@ -108,12 +132,19 @@ func New(cfg Config, logger *slog.Logger, conn Connector, h Handler, f Failures)
 	if cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("consumer: shutdown timeout %s, want positive", cfg.ShutdownTimeout))
 	}
+	if cfg.BatchSize > 1 && cfg.Batch == nil {
+		errs = append(errs, fmt.Errorf("consumer: batch size %d without a batch handler", cfg.BatchSize))
+	}
+	if cfg.BatchWait < 0 {
+		errs = append(errs, fmt.Errorf("consumer: batch wait %s, want zero or more", cfg.BatchWait))
+	}
 	if conn == nil || h == nil || f == nil {
 		errs = append(errs, errors.New("consumer: connection, handler and failures are required"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	cfg.BatchSize = max(cfg.BatchSize, 1)
 	if cfg.Name == "" {
 		cfg.Name = "billing-worker"
 	}
@@ -182,7 +213,7 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) (consumed
 	}
 	defer ch.Close()
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	if err := ch.Qos(c.cfg.Concurrency, 0, false); err != nil {
+	if err := ch.Qos(c.cfg.Concurrency*c.cfg.BatchSize, 0, false); err != nil {
 		return false, fmt.Errorf("consumer: set prefetch: %w", err)
 	}
 	tag := fmt.Sprintf("%s-%d", c.tag, c.seq.Add(1))
@@ -190,7 +221,7 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) (consumed
 	if err != nil {
 		return false, fmt.Errorf("consumer: consume %s: %w", c.cfg.Queue, err)
 	}
-	c.logger.Info("consuming", "consumer_tag", tag, "concurrency", c.cfg.Concurrency)
+	c.logger.Info("consuming", "consumer_tag", tag, "concurrency", c.cfg.Concurrency, "batch_size", c.cfg.BatchSize)
 
 	// stop ends waits (outage pause, republish backoff) and the taking of
 	// deliveries: canceled on shutdown or channel loss. work is the
@@ -203,7 +234,11 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) (consumed
 	defer cancelWork()
 	var wg sync.WaitGroup
 	for range c.cfg.Concurrency {
-		wg.Go(func() { c.worker(stopCtx, work, deliveries) })
+		if c.cfg.BatchSize > 1 {
+			wg.Go(func() { c.batchWorker(stopCtx, work, deliveries) })
+		} else {
+			wg.Go(func() { c.worker(stopCtx, work, deliveries) })
+		}
 	}
 	workersDone := make(chan struct{})
 	go func() { wg.Wait(); close(workersDone) }()
@@ -251,64 +286,91 @@ func (c *Consumer) worker(stop, work context.Context, deliveries <-chan amqp.Del
 	}
 }
 
+// item is one delivery on its way: what the handler sees, and what the
+// Observer is told at its end.
+type item struct {
+	d       amqp.Delivery
+	a       retry.Attempt
+	ev      Delivery
+	logger  *slog.Logger
+	handled string
+	dec     retry.Decision
+	start   time.Time
+}
+
+func (c *Consumer) newItem(d amqp.Delivery, start time.Time) *item {
+	it := &item{d: d, a: c.failures.Attempt(d), start: start}
+	id, typ := retry.EventIdentity(d.MessageId, d.Type, d.Body)
+	it.ev = Delivery{ID: id, Type: typ, Body: d.Body, Attempt: it.a.Number(), Replays: it.a.Replays, Redelivered: d.Redelivered, report: &it.handled}
+	it.logger = c.logger.With("event_id", id, "event_type", typ, "attempt", it.ev.Attempt)
+	return it
+}
+
+func (c *Consumer) observe(it *item, result string) {
+	if c.cfg.Observer != nil {
+		c.cfg.Observer.Observe(Outcome{
+			EventType: it.ev.Type, Result: result, Handled: it.handled, Decision: it.dec, Attempt: it.ev.Attempt,
+			Replayed: it.a.Replayed, Exchange: it.d.Exchange, Duration: time.Since(it.start),
+		})
+	}
+}
+
 // deliver handles one delivery to its end: acked, republished and acked,
 // or dropped unacked for the broker to redeliver.
 func (c *Consumer) deliver(stop, work context.Context, d amqp.Delivery) {
-	start := time.Now()
-	a := c.failures.Attempt(d)
-	id, typ := retry.EventIdentity(d.MessageId, d.Type, d.Body)
-	ev := Delivery{ID: id, Type: typ, Body: d.Body, Attempt: a.Number(), Replays: a.Replays, Redelivered: d.Redelivered}
-	logger := c.logger.With("event_id", id, "event_type", typ, "attempt", ev.Attempt)
-	observe := func(result string) {
-		if c.cfg.Observer != nil {
-			c.cfg.Observer.Observe(Outcome{EventType: typ, Result: result, Attempt: ev.Attempt, Duration: time.Since(start)})
-		}
-	}
-
+	it := c.newItem(d, time.Now())
 	var err error
 	for {
 		if c.gate.wait(stop) != nil {
-			observe("dropped")
+			c.observe(it, "dropped")
 			return
 		}
-		err = c.handler.HandleEvent(work, ev)
+		it.handled = ""
+		err = c.handler.HandleEvent(work, it.ev)
 		if err == nil {
-			c.ack(logger, d)
-			observe("acked")
+			c.ack(it.logger, d)
+			c.observe(it, "acked")
 			return
 		}
 		if work.Err() != nil {
 			// The channel is gone or the shutdown bound passed: the
 			// broker redelivers; publishing a retry now would duplicate.
-			observe("dropped")
+			c.observe(it, "dropped")
 			return
 		}
 		if retry.Classify(err) != retry.Outage {
 			break
 		}
-		if !c.outage(stop, logger, err) {
-			observe("dropped")
+		if !c.outage(stop, it.logger, err) {
+			c.observe(it, "dropped")
 			return
 		}
 	}
+	c.fail(stop, work, it, err)
+}
 
+// fail gives a failed delivery to retry (a delay tier or the DLQ) and acks
+// it once the copy is confirmed; until then it holds it unacked.
+func (c *Consumer) fail(stop, work context.Context, it *item, err error) {
+	logger := it.logger
 	for n := 0; ; n++ {
-		dec, ferr := c.failures.Fail(work, d, err)
+		var ferr error
+		it.dec, ferr = c.failures.Fail(work, it.d, err)
 		if ferr == nil {
-			c.ack(logger, d)
-			if dec.Parked {
-				logger.Warn("event parked in the DLQ", "class", string(dec.Class), "attempts", dec.Attempt, "error", err)
-				observe("parked")
+			c.ack(logger, it.d)
+			if it.dec.Parked {
+				logger.Warn("event parked in the DLQ", "class", string(it.dec.Class), "attempts", it.dec.Attempt, "error", err)
+				c.observe(it, "parked")
 			} else {
-				logger.Info("event scheduled for retry", "tier", dec.Tier, "attempts", dec.Attempt, "error", err)
-				observe("retried")
+				logger.Info("event scheduled for retry", "tier", it.dec.Tier, "attempts", it.dec.Attempt, "error", err)
+				c.observe(it, "retried")
 			}
 			return
 		}
 		wait := retry.Backoff(n, c.cfg.RepublishMin, c.cfg.RepublishMax, c.cfg.Jitter, c.cfg.Rand)
 		logger.Warn("failed event not confirmed in a tier or the DLQ; holding it unacked", "error", ferr, "retry_in", wait.String())
 		if !sleep(stop, wait) || work.Err() != nil {
-			observe("dropped")
+			c.observe(it, "dropped")
 			return
 		}
 	}

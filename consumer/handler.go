@@ -25,6 +25,18 @@ type Delivery struct {
 	Replays int
 	// Redelivered is the broker's flag: an earlier delivery was not acked.
 	Redelivered bool
+
+	report *string // Outcome.Handled of this delivery; nil outside a Consumer
+}
+
+// Report records what the handler did with an event it handled without
+// error (such as "duplicate"); the consumer hands it to its Observer as
+// Outcome.Handled. A later call replaces an earlier one; on a Delivery
+// that did not come from a Consumer it does nothing.
+func (d Delivery) Report(result string) {
+	if d.report != nil {
+		*d.report = result
+	}
 }
 
 // Handler applies one event. A nil error acks it; any other error is

@@ -11,11 +11,44 @@ type Processor interface {
 	Process(ctx context.Context, raw []byte) (billing.Result, error)
 }
 
-// Process adapts a Processor to a Handler. Its errors already say their
+// Process adapts a Processor to a Handler: it reports the billing.Result
+// of each event it applied (Delivery.Report). Its errors already say their
 // class (malformed → permanent, database down → outage).
 func Process(p Processor) Handler {
 	return HandlerFunc(func(ctx context.Context, d Delivery) error {
-		_, err := p.Process(ctx, d.Body)
-		return err
+		res, err := p.Process(ctx, d.Body)
+		if err != nil {
+			return err
+		}
+		d.Report(string(res))
+		return nil
+	})
+}
+
+// BatchProcessor applies raw Stripe events in one transaction:
+// billing.Processor.
+type BatchProcessor interface {
+	ProcessBatch(ctx context.Context, raws [][]byte) ([]billing.Outcome, error)
+}
+
+// ProcessBatch adapts a BatchProcessor to a BatchHandler; it reports each
+// applied event's billing.Result (Delivery.Report).
+func ProcessBatch(p BatchProcessor) BatchHandler {
+	return BatchHandlerFunc(func(ctx context.Context, ds []Delivery) ([]error, error) {
+		raws := make([][]byte, len(ds))
+		for i, d := range ds {
+			raws[i] = d.Body
+		}
+		outcomes, err := p.ProcessBatch(ctx, raws)
+		if err != nil {
+			return nil, err
+		}
+		errs := make([]error, len(ds))
+		for i, o := range outcomes {
+			if errs[i] = o.Err; o.Err == nil {
+				ds[i].Report(string(o.Result))
+			}
+		}
+		return errs, nil
 	})
 }

@@ -3,6 +3,12 @@
 // is no global registry and no init side effect, so every process and every
 // test builds its own with New.
 //
+// It also holds the adapters that feed the collectors from the worker
+// (EventObserver for the consumer's outcomes, DBErrors middleware,
+// QueueDepths for the poller) and Server, the worker's small HTTP server
+// for /metrics, /healthz and /readyz. The api serves Handler on its own
+// server.
+//
 // Components take a *Metrics and call its methods; the methods are safe on a
 // nil *Metrics, so a component built without metrics (a unit test) needs no
 // special case.
@@ -149,9 +155,12 @@ func New(reg prometheus.Registerer) *Metrics {
 	)
 	version, goversion, revision := buildInfo()
 	m.BuildInfo.WithLabelValues(version, goversion, revision).Set(1)
-	// Outcomes and sources are a closed set: start them at zero so that
-	// rate() and absent-based alerts see the series from the first scrape.
-	for _, s := range []string{ReplayMove, ReplayReject, ReplayPublish, ReplayDLQCLI, ReplaySweep} {
+	// The sources a worker can tell apart start at zero, so that rate()
+	// sees the series from the first scrape. A worker cannot tell a
+	// hand-published copy from a fresh event, nor `billing dlq replay` and
+	// `billing sweep` from the UI's "Move messages" (all three go through
+	// the default exchange): those count as "move".
+	for _, s := range []string{ReplayMove, ReplayReject} {
 		m.Replayed.WithLabelValues(s)
 	}
 	return m

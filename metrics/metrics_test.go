@@ -281,8 +281,8 @@ func TestRegistriesAreIndependent(t *testing.T) {
 func TestReplaySourcesStartAtZero(t *testing.T) {
 	t.Parallel()
 	_, m := setup(t)
-	if n := testutil.CollectAndCount(m.Replayed); n != 5 {
-		t.Errorf("replayed series before any replay = %d, want 5 (move, reject, publish, dlq-cli, sweep)", n)
+	if n := testutil.CollectAndCount(m.Replayed); n != 2 {
+		t.Errorf("replayed series before any replay = %d, want 2 (move, reject: the sources a worker tells apart)", n)
 	}
 }
 
@@ -324,7 +324,7 @@ func TestHandler(t *testing.T) {
 		`billing_webhooks_total{code="202",outcome="accepted"} 1`,
 		`billing_build_info{`,
 		`go_goroutines `,
-		`billing_events_replayed_total{source="dlq-cli"} 0`,
+		`billing_events_replayed_total{source="reject"} 0`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)

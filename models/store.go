@@ -134,6 +134,31 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	return err
 }
 
+// Savepoint runs fn under SAVEPOINT name inside tx, a transaction of
+// InTx, so that several units of work can share one commit. When fn
+// fails, its statements are rolled back to the savepoint and its error is
+// returned while the rest of tx stands. abort is true for an error the
+// transaction cannot survive (a deadlock, which rolled all of it back, a
+// lock wait timeout, a lost connection, ctx done): the caller must return
+// it from InTx's fn, which then redoes the whole transaction or reports
+// the outage.
+func Savepoint(tx *gorm.DB, name string, fn func(tx *gorm.DB) error) (abort bool, err error) {
+	if err := tx.SavePoint(name).Error; err != nil {
+		return true, fmt.Errorf("models: savepoint %s: %w", name, err)
+	}
+	err = fn(tx)
+	if err == nil {
+		return false, nil
+	}
+	if isRetryable(err) || isUnavailable(err) || tx.Statement.Context.Err() != nil {
+		return true, err
+	}
+	if rerr := tx.RollbackTo(name).Error; rerr != nil {
+		return true, fmt.Errorf("models: rollback to savepoint %s: %w", name, errors.Join(rerr, err))
+	}
+	return false, err
+}
+
 // txBackoff is a small full-jitter delay: deadlocks clear in milliseconds.
 func txBackoff(attempt int) time.Duration {
 	ceiling := 5 * time.Millisecond << attempt

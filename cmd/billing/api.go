@@ -9,13 +9,15 @@ import (
 
 	"github.com/stripe-billing/billing/api"
 	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/metrics"
 	"github.com/stripe-billing/billing/retry"
 )
 
 const apiUsage = `Serve POST /webhooks/stripe on HTTP_ADDR: verify the Stripe-Signature with
 STRIPE_WEBHOOK_SECRET (required; comma-separated during rotation) and publish
 the raw event to <BILLING_NAMESPACE>.events, answering 200 only once RabbitMQ
-confirmed and routed it, else 503. Also GET /healthz and GET /readyz.
+confirmed and routed it, else 503. Also GET /healthz, GET /readyz and
+GET /metrics (Prometheus).
 The api starts even while RabbitMQ is down (it answers 503 until connected)
 and never touches MySQL.`
 
@@ -40,6 +42,8 @@ func runAPI(ctx context.Context, e env, args []string) error {
 		DialTimeout: 5 * time.Second,
 	}, logger)
 	pub := broker.NewPublisher(conn, cfg.PublisherChannels, cfg.PublishTimeout)
+	reg := metrics.NewRegistry()
+	m := metrics.New(reg)
 	server, err := api.New(api.Config{
 		Exchange:        topo.Events,
 		Secrets:         cfg.WebhookSecrets,
@@ -48,6 +52,8 @@ func runAPI(ctx context.Context, e env, args []string) error {
 		Addr:            cfg.HTTPAddr,
 		PublishTimeout:  cfg.PublishTimeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		Observer:        m,
+		Metrics:         metrics.Handler(reg),
 	}, logger, pub)
 	if err != nil {
 		return err

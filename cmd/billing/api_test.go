@@ -97,6 +97,12 @@ func TestAPIServesAndShutsDown(t *testing.T) {
 		t.Fatalf("%s: got ok=%v err=%v body %q, want the posted event", work, ok, err, d.Body)
 	}
 
+	if code, body := httpGet(a.base + "/metrics"); code != http.StatusOK ||
+		!strings.Contains(body, `billing_webhooks_total{code="200",outcome="accepted"} 1`) ||
+		!strings.Contains(body, "billing_publish_confirm_duration_seconds_count 1") {
+		t.Errorf("GET /metrics = %d, want the accepted webhook and one publish counted:\n%s", code, body)
+	}
+
 	a.stop(t, shutdown)
 	logs := a.stderr.String()
 	if strings.Contains(logs, apiTestSecret) || strings.Contains(logs, signed.Header) {
@@ -137,6 +143,9 @@ func TestAPIStartsWithBrokerDown(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("POST /webhooks/stripe = %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if _, body := httpGet(a.base + "/metrics"); !strings.Contains(body, `billing_webhooks_total{code="503",outcome="unavailable"} 1`) {
+		t.Errorf("/metrics does not count the 503:\n%s", body)
 	}
 	a.stop(t, shutdown)
 }

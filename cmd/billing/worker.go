@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -14,6 +15,7 @@ import (
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/config"
 	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/metrics"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/retry"
 )
@@ -25,6 +27,10 @@ const (
 	// jitter spreads the in-process waits (reconnects, outage probes) of
 	// many workers; the delay tiers themselves are fixed queue TTLs.
 	jitter = 0.2
+	// depthInterval is how often the worker polls its queue depths.
+	depthInterval = 5 * time.Second
+	// pingTimeout bounds the database ping of /readyz.
+	pingTimeout = time.Second
 )
 
 func runWorker(ctx context.Context, e env, args []string) error {
@@ -32,7 +38,8 @@ func runWorker(ctx context.Context, e env, args []string) error {
 once. Failures go to the delay tiers (RETRY_DELAYS, MAX_ATTEMPTS) or are
 parked in <namespace>.events.dlq with the reason; while MySQL is unreachable
 the worker pauses and spends no attempts. SIGTERM drains in-flight events
-within SHUTDOWN_TIMEOUT. Settings come from the environment.`)
+within SHUTDOWN_TIMEOUT. GET /metrics, /healthz and /readyz are served on
+METRICS_ADDR. Settings come from the environment.`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -48,7 +55,8 @@ within SHUTDOWN_TIMEOUT. Settings come from the environment.`)
 }
 
 // worker is the wiring of `billing worker`: a consuming and a publishing
-// connection, the store, the retry router and the consumer.
+// connection, the store, the retry router and the consumer, plus the
+// metrics server and the queue-depth poller.
 type worker struct {
 	cfg     config.Config
 	logger  *slog.Logger
@@ -57,8 +65,13 @@ type worker struct {
 	backoff func(attempt int) time.Duration
 	consume *broker.Conn
 	publish *broker.Conn
-	// observer is the seam for /metrics (another issue); nil for now.
-	observer consumer.Observer
+	metrics *metrics.Metrics
+	server  *metrics.Server
+	poller  *metrics.QueueDepthPoller
+	// store and consumer exist once work has opened the database; /readyz
+	// reads them from the server's goroutines.
+	store    atomic.Pointer[models.Store]
+	consumer atomic.Pointer[consumer.Consumer]
 }
 
 func newWorker(cfg config.Config, logger *slog.Logger) (*worker, error) {
@@ -83,22 +96,59 @@ func newWorker(cfg config.Config, logger *slog.Logger) (*worker, error) {
 	// must not stall acks.
 	w.consume = conn("billing-worker consumer")
 	w.publish = conn("billing-worker publisher")
+
+	reg := metrics.NewRegistry()
+	w.metrics = metrics.New(reg)
+	var err error
+	w.server, err = metrics.NewServer(metrics.ServerConfig{
+		Addr: cfg.MetricsAddr, Registry: reg, Ready: w.ready, ReadyTimeout: pingTimeout,
+	}, logger)
+	if err != nil {
+		return nil, err
+	}
+	w.poller, err = metrics.NewQueueDepthPoller(depthInterval, logger, w.metrics, metrics.QueueDepths(w.publish, w.topo.Queues()))
+	if err != nil {
+		return nil, err
+	}
 	return w, nil
 }
 
 // run works until ctx is canceled. The connections outlive the consumer:
-// it still acks its in-flight events after the cancel.
+// it still acks its in-flight events after the cancel. A failure of the
+// metrics server (its address taken) stops the whole worker.
 func (w *worker) run(ctx context.Context) error {
 	connCtx, stopConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopConns()
-	var g errgroup.Group
+	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.consume.Run(connCtx) })
 	g.Go(func() error { return w.publish.Run(connCtx) })
 	g.Go(func() error {
 		defer stopConns()
 		return w.work(ctx)
 	})
+	g.Go(func() error { return w.server.Run(ctx) })
+	g.Go(func() error { return w.poller.Run(ctx) })
 	return g.Wait()
+}
+
+// ready is /readyz: both broker connections up, the database open and
+// answering a ping, and the consumer not paused by an outage.
+func (w *worker) ready(ctx context.Context) error {
+	switch store, c := w.store.Load(), w.consumer.Load(); {
+	case !w.consume.Ready():
+		return errors.New("broker: consuming connection down")
+	case !w.publish.Ready():
+		return errors.New("broker: publishing connection down")
+	case store == nil || c == nil:
+		return errors.New("database: not connected yet")
+	case c.Paused():
+		return errors.New("consumer paused: database outage")
+	default:
+		if err := store.Ping(ctx); err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		return nil
+	}
 }
 
 func (w *worker) work(ctx context.Context) error {
@@ -112,20 +162,27 @@ func (w *worker) work(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	handler := consumer.Chain(consumer.Process(billing.NewProcessor(store, w.logger)),
-		consumer.Recover(w.logger), consumer.Log(w.logger), consumer.Timeout(handlerTimeout))
+	proc := billing.NewProcessor(store, w.logger)
+	handler := consumer.Chain(consumer.Process(proc),
+		consumer.Recover(w.logger), consumer.Log(w.logger), metrics.DBErrors(w.metrics), consumer.Timeout(handlerTimeout))
 	c, err := consumer.New(consumer.Config{
 		Queue:           w.topo.Work,
 		Concurrency:     w.cfg.WorkerConcurrency,
+		BatchSize:       w.cfg.WorkerBatchSize,
+		BatchWait:       w.cfg.WorkerBatchWait,
+		Batch:           consumer.TimeoutBatch(handlerTimeout, consumer.ProcessBatch(proc)),
 		ShutdownTimeout: w.cfg.ShutdownTimeout,
 		Name:            "billing-worker",
 		Ping:            store.Ping,
 		Jitter:          jitter,
-		Observer:        w.observer,
+		Observer:        metrics.NewEventObserver(w.metrics, w.topo),
 	}, w.logger, w.consume, handler, router)
 	if err != nil {
 		return err
 	}
+	w.store.Store(store)
+	w.consumer.Store(c)
+	defer w.store.Store(nil) // closed below: /readyz must not ping it
 	return c.Run(ctx)
 }
 

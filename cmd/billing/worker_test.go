@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -87,6 +90,7 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 		"WORKER_CONCURRENCY": "2",
 		"SHUTDOWN_TIMEOUT":   "2s",
 		"LOG_LEVEL":          "info",
+		"METRICS_ADDR":       "127.0.0.1:0",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -134,6 +138,16 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 		return status == "processed" && email == "a@example.com"
 	}, "event applied to MySQL (worker log: %s)", stderr.String())
 
+	base := "http://" + metricsAddr(t, &stderr)
+	testenv.Eventually(t, 5*time.Second, func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 }, "/readyz 200")
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		code, body := httpGet(base + "/metrics")
+		return code == 200 &&
+			strings.Contains(body, `billing_events_processed_total{outcome="processed",type="customer.created"} 1`) &&
+			strings.Contains(body, `billing_queue_messages{queue="`+topo.DLQ+`"} 0`) &&
+			strings.Contains(body, "billing_build_info{")
+	}, "/metrics counts the event and polls the queue depths")
+
 	cancel()
 	select {
 	case err := <-done:
@@ -151,7 +165,8 @@ func TestWorkerStartsWhileMySQLIsDown(t *testing.T) {
 		"AMQP_URL":          testenv.AMQPURL(),
 		"MYSQL_DSN":         "root@tcp(127.0.0.1:1)/billing?parseTime=true&timeout=200ms",
 		"BILLING_NAMESPACE": testenv.Namespace(t),
-		"LOG_LEVEL":         "warn",
+		"LOG_LEVEL":         "info",
+		"METRICS_ADDR":      "127.0.0.1:0",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -162,6 +177,15 @@ func TestWorkerStartsWhileMySQLIsDown(t *testing.T) {
 	testenv.Eventually(t, 5*time.Second, func() bool {
 		return strings.Contains(stderr.String(), "database unavailable")
 	}, "the worker reports it waits for the database")
+	base := "http://" + metricsAddr(t, &stderr)
+	if code, _ := httpGet(base + "/healthz"); code != 200 {
+		t.Errorf("/healthz = %d while MySQL is down, want 200 (alive)", code)
+	}
+	// Once the broker connections are up, the database is what is missing.
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		code, body := httpGet(base + "/readyz")
+		return code == 503 && strings.Contains(body, "database")
+	}, "/readyz 503 naming the database while MySQL is down")
 	select {
 	case err := <-done:
 		t.Fatalf("worker exited while MySQL was down: %v", err)
@@ -176,4 +200,33 @@ func TestWorkerStartsWhileMySQLIsDown(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("worker did not stop within 5s of the cancel")
 	}
+}
+
+// metricsAddr waits for the worker's "metrics listening" log line and
+// returns the address it names (METRICS_ADDR 127.0.0.1:0 picks a port).
+func metricsAddr(t *testing.T, log *syncBuffer) string {
+	t.Helper()
+	var addr string
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		for _, line := range strings.Split(log.String(), "\n") {
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "metrics listening" {
+				addr = rec.Addr
+				return true
+			}
+		}
+		return false
+	}, "the worker logs its metrics address")
+	return addr
+}
+
+func httpGet(url string) (int, string) {
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -1,0 +1,19 @@
+package bench_test
+
+import (
+	"time"
+
+	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/config"
+	"github.com/stripe-billing/billing/consumer"
+)
+
+// withBatches configures cfg as `billing worker` does for batchSize
+// events per transaction.
+func withBatches(cfg *consumer.Config, proc *billing.Processor, batchSize int, c config.Config) {
+	if batchSize <= 1 {
+		return
+	}
+	cfg.BatchSize, cfg.BatchWait = batchSize, c.WorkerBatchWait
+	cfg.Batch = consumer.TimeoutBatch(30*time.Second, consumer.ProcessBatch(proc))
+}

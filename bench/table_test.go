@@ -1,0 +1,173 @@
+package bench_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stripe-billing/billing/bench"
+	"github.com/stripe-billing/billing/internal/testenv"
+)
+
+// envInt reads a positive integer knob of the table run.
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		t.Fatalf("%s=%q: want a positive duration", name, v)
+	}
+	return d
+}
+
+// TestBenchTable measures every figure beside its limit and prints the
+// table of the README. It runs only when BILLING_BENCH=1 (`make bench`):
+// it takes minutes and loads the whole machine. Knobs: BENCH_ROUNDS
+// (each pair is measured this many times, alternating, and the median
+// kept), BENCH_OPS (requests or messages per measurement), BENCH_EVENTS
+// (events per processing run), BENCH_E2E_DURATION and BENCH_E2E_RATE.
+func TestBenchTable(t *testing.T) {
+	if os.Getenv("BILLING_BENCH") != "1" {
+		t.Skip("BILLING_BENCH=1 runs the benchmark table (make bench)")
+	}
+	cfg := settings(t)
+	rounds := envInt(t, "BENCH_ROUNDS", 3)
+	ops := envInt(t, "BENCH_OPS", 4000)
+	events := envInt(t, "BENCH_EVENTS", 19*200)
+	must := func(s bench.Stats, err error) bench.Stats {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	var rows []bench.Row
+	add := func(r bench.Row) {
+		rows = append(rows, r)
+		t.Logf("%s | %s | %s | %s | %s", r.Part, r.What, r.Figure, r.Limit, r.Ratio)
+	}
+
+	// Limits and ingest: each pair alternates, round after round.
+	body := invoiceEvent("table")
+	r := newRabbit(t)
+	apiURL := ingestServer(t, r)
+	bareURL := serve(t, bareHandler())
+	type ingestFigures struct{ confirm, async, bare, ingest bench.Stats }
+	figures := map[int]ingestFigures{}
+	for _, c := range concurrencies {
+		client := httpClient(c)
+		var confirm, async, bare, ingest []bench.Stats
+		for range rounds {
+			confirm = append(confirm, must(rawPublish(r, body, c, ops, 1)))
+			r.purge(t)
+			reqs := sign(body, 64)
+			ingest = append(ingest, must(post(client, apiURL, reqs, c, ops)))
+			r.purge(t)
+			async = append(async, must(rawPublish(r, body, c, 4*ops, 256)))
+			r.purge(t)
+			bare = append(bare, must(post(client, bareURL, reqs, c, 4*ops)))
+		}
+		figures[c] = ingestFigures{bench.Median(confirm), bench.Median(async), bench.Median(bare), bench.Median(ingest)}
+	}
+	for _, c := range concurrencies {
+		f := figures[c]
+		add(bench.Row{Part: "limit", What: fmt.Sprintf("raw publish, 3 KiB persistent to quorum queue, one confirm per message, c=%d", c),
+			Figure: fmt.Sprintf("%s (p50 %s, p99 %s)", bench.PerSecond(f.confirm.Rate(), "msg"), bench.Millis(f.confirm.Percentile(.5)), bench.Millis(f.confirm.Percentile(.99)))})
+	}
+	for _, c := range concurrencies {
+		f := figures[c]
+		add(bench.Row{Part: "limit", What: fmt.Sprintf("raw publish, asynchronous confirms (≤256 in flight per channel), c=%d channels", c),
+			Figure: bench.PerSecond(f.async.Rate(), "msg")})
+	}
+	for _, c := range concurrencies {
+		f := figures[c]
+		add(bench.Row{Part: "limit", What: fmt.Sprintf("bare net/http handler answering 200, loopback, c=%d", c),
+			Figure: fmt.Sprintf("%s (p50 %s, p99 %s)", bench.PerSecond(f.bare.Rate(), "req"), bench.Millis(f.bare.Percentile(.5)), bench.Millis(f.bare.Percentile(.99)))})
+	}
+
+	// Processing beside the raw transaction.
+	txDB := openDB(t, testenv.Database(t))
+	txDB.SetMaxOpenConns(cfg.WorkerConcurrency)
+	sizes := []int{1}
+	if cfg.WorkerBatchSize > 1 {
+		sizes = append(sizes, cfg.WorkerBatchSize)
+	}
+	var raw []bench.Stats
+	proc := map[int][]bench.Stats{}
+	for round := range rounds {
+		bodies := lifecycleBodies(events, time.Now().Add(time.Duration(round)*time.Hour))
+		raw = append(raw, must(rawTx(txDB, bodies, fmt.Sprint(round), cfg.WorkerConcurrency, events)))
+		for _, size := range sizes {
+			bodies := lifecycleBodies(events, time.Now().Add(time.Duration(round*10+size)*time.Minute))
+			proc[size] = append(proc[size], must(processing(t, bodies, size)))
+		}
+	}
+	rawTxs := bench.Median(raw)
+	add(bench.Row{Part: "limit", What: fmt.Sprintf("raw MySQL transaction shaped like one event (ledger insert, object upsert, history insert), c=%d", cfg.WorkerConcurrency),
+		Figure: fmt.Sprintf("%s (p50 %s, p99 %s)", bench.PerSecond(rawTxs.Rate(), "tx"), bench.Millis(rawTxs.Percentile(.5)), bench.Millis(rawTxs.Percentile(.99)))})
+
+	for _, c := range concurrencies {
+		f := figures[c]
+		ratio := f.ingest.Rate() / f.confirm.Rate()
+		add(bench.Row{Part: "ingest", What: fmt.Sprintf("signed webhook → api → confirmed enqueue, c=%d (%d publisher channels)", c, cfg.PublisherChannels),
+			Figure: fmt.Sprintf("%s, p50 %s, p99 %s", bench.PerSecond(f.ingest.Rate(), "req"), bench.Millis(f.ingest.Percentile(.5)), bench.Millis(f.ingest.Percentile(.99))),
+			Limit:  bench.PerSecond(f.confirm.Rate(), "msg") + " raw one-confirm publish",
+			Ratio:  fmt.Sprintf("%.2f×", ratio), Target: "≥ 0.80×", Verdict: bench.AtLeast(ratio, 0.8, "%.2f×")})
+		if c == 16 {
+			p99 := f.ingest.Percentile(.99)
+			add(bench.Row{Part: "ingest", What: "p99 at c=16", Figure: bench.Millis(p99), Target: "≤ 20 ms",
+				Verdict: bench.AtMost(float64(p99)/float64(time.Millisecond), 20, "%.1f ms")})
+		}
+	}
+	for _, size := range sizes {
+		p := bench.Median(proc[size])
+		ratio := p.Rate() / rawTxs.Rate()
+		row := bench.Row{Part: "processing", What: fmt.Sprintf("%d queued lifecycle events → worker → MySQL, c=%d, batch %d", events, cfg.WorkerConcurrency, size),
+			Figure: bench.PerSecond(p.Rate(), "event"), Limit: bench.PerSecond(rawTxs.Rate(), "tx") + " raw per-event transaction",
+			Ratio: fmt.Sprintf("%.2f×", ratio)}
+		if size == cfg.WorkerBatchSize {
+			row.Target, row.Verdict = "≥ 1.50×", bench.AtLeast(ratio, 1.5, "%.2f×")
+		}
+		add(row)
+	}
+
+	// End to end and memory, with the built binary as real processes.
+	e := endToEnd(t, e2eConfig{
+		Duration: envDuration(t, "BENCH_E2E_DURATION", 60*time.Second),
+		Rate:     float64(envInt(t, "BENCH_E2E_RATE", 100)),
+		Burst:    envInt(t, "BENCH_BURST", 5000),
+	})
+	add(bench.Row{Part: "end to end", What: fmt.Sprintf("billing simulate at %.0f events/s for %s: 2xx received → row committed (processed_at)", e.Rate, e.Duration),
+		Figure: fmt.Sprintf("p50 %s, p99 %s (%d events)", bench.Millis(e.P50), bench.Millis(e.P99), e.Events)})
+	add(bench.Row{Part: "memory", What: fmt.Sprintf("api peak RSS (VmHWM), after the run and a burst of %d at c=64", e.Burst),
+		Figure: fmt.Sprintf("%.1f MiB", e.APIRSS), Target: "≤ 64 MiB", Verdict: bench.AtMost(e.APIRSS, 64, "%.1f MiB")})
+	add(bench.Row{Part: "memory", What: "worker peak RSS (VmHWM), same loads",
+		Figure: fmt.Sprintf("%.1f MiB", e.WorkerRSS), Target: "≤ 128 MiB", Verdict: bench.AtMost(e.WorkerRSS, 128, "%.1f MiB")})
+
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "\n%s, %d CPUs, %s, batch %d, concurrency %d, rounds %d (median)\n\n",
+		time.Now().UTC().Format("2006-01-02"), nproc(), goVersion(), cfg.WorkerBatchSize, cfg.WorkerConcurrency, rounds)
+	if err := bench.WriteTable(&out, rows); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = os.Stdout.Write(out.Bytes())
+}

@@ -1,0 +1,192 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/retry"
+)
+
+// BatchHandler applies several events at once, typically in one database
+// transaction with a savepoint per event (billing.Processor.ProcessBatch).
+type BatchHandler interface {
+	// HandleBatch returns one error per delivery, in order: nil means the
+	// event is applied and committed, whatever became of the others. A
+	// non-nil err means nothing was committed.
+	HandleBatch(ctx context.Context, ds []Delivery) (errs []error, err error)
+}
+
+// BatchHandlerFunc adapts a function to BatchHandler.
+type BatchHandlerFunc func(ctx context.Context, ds []Delivery) ([]error, error)
+
+// HandleBatch calls f.
+func (f BatchHandlerFunc) HandleBatch(ctx context.Context, ds []Delivery) ([]error, error) {
+	return f(ctx, ds)
+}
+
+// TimeoutBatch bounds one batch's handling as Timeout bounds one event's.
+func TimeoutBatch(d time.Duration, h BatchHandler) BatchHandler {
+	return BatchHandlerFunc(func(ctx context.Context, ds []Delivery) ([]error, error) {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		return h.HandleBatch(ctx, ds)
+	})
+}
+
+// batchWorker collects batches and handles them until the stream ends or
+// stop. A batch being collected when stop comes is left unacked: the
+// broker redelivers it when the channel closes.
+func (c *Consumer) batchWorker(stop, work context.Context, deliveries <-chan amqp.Delivery) {
+	for {
+		batch, more := c.collect(stop, deliveries)
+		if len(batch) > 0 {
+			c.deliverBatch(stop, work, batch)
+		}
+		if !more {
+			return
+		}
+	}
+}
+
+// collect waits for one delivery, then takes up to BatchSize-1 more that
+// arrive within BatchWait (only those already delivered when it is 0).
+// more is false when the stream ended or stop came.
+func (c *Consumer) collect(stop context.Context, deliveries <-chan amqp.Delivery) (batch []amqp.Delivery, more bool) {
+	select {
+	case <-stop.Done():
+		return nil, false
+	case d, ok := <-deliveries:
+		if !ok {
+			return nil, false
+		}
+		batch = append(batch, d)
+	}
+	var deadline <-chan time.Time
+	if c.cfg.BatchWait > 0 {
+		t := time.NewTimer(c.cfg.BatchWait)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for len(batch) < c.cfg.BatchSize {
+		if deadline == nil {
+			select {
+			case d, ok := <-deliveries:
+				if !ok {
+					return batch, false
+				}
+				batch = append(batch, d)
+				continue
+			default:
+			}
+			break
+		}
+		select {
+		case <-stop.Done():
+			return nil, false
+		case <-deadline:
+			return batch, stop.Err() == nil
+		case d, ok := <-deliveries:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, d)
+		}
+	}
+	if stop.Err() != nil {
+		return nil, false
+	}
+	return batch, true
+}
+
+// deliverBatch handles a batch to its end: the events the batch handler
+// committed are acked; each failed one goes to retry alone; those that
+// failed for an outage are retried, as a batch, once the database answers
+// again, without spending an attempt.
+func (c *Consumer) deliverBatch(stop, work context.Context, ds []amqp.Delivery) {
+	start := time.Now()
+	pending := make([]*item, len(ds))
+	for i, d := range ds {
+		pending[i] = c.newItem(d, start)
+	}
+	drop := func(items []*item) {
+		for _, it := range items {
+			c.observe(it, "dropped")
+		}
+	}
+	for {
+		if c.gate.wait(stop) != nil {
+			drop(pending)
+			return
+		}
+		evs := make([]Delivery, len(pending))
+		for i, it := range pending {
+			it.handled = ""
+			evs[i] = it.ev
+		}
+		errs, err := c.handleBatch(work, evs)
+		if err == nil && len(errs) != len(pending) {
+			err = fmt.Errorf("consumer: batch handler returned %d results for %d events", len(errs), len(pending))
+		}
+		if err != nil {
+			switch {
+			case work.Err() != nil:
+				drop(pending) // nothing committed; the broker redelivers
+				return
+			case retry.Classify(err) == retry.Outage:
+				if !c.outage(stop, c.logger, err) {
+					drop(pending)
+					return
+				}
+				continue
+			}
+			// Nothing was committed and waiting will not help: each event
+			// alone through the Handler finds the one to blame.
+			c.logger.Warn("batch failed as a whole; handling its events one at a time", "events", len(pending), "error", err)
+			for _, it := range pending {
+				c.deliver(stop, work, it.d)
+			}
+			return
+		}
+		var outage []*item
+		var outageErr error
+		for i, it := range pending {
+			switch e := errs[i]; {
+			case e == nil:
+				c.ack(it.logger, it.d)
+				c.observe(it, "acked")
+			case work.Err() != nil:
+				c.observe(it, "dropped")
+			case retry.Classify(e) == retry.Outage:
+				outage, outageErr = append(outage, it), e
+			default:
+				it.logger.Warn("event failed", "error", e, "class", string(retry.Classify(e)), "batch", len(pending))
+				c.fail(stop, work, it, e)
+			}
+		}
+		if len(outage) == 0 {
+			return
+		}
+		pending = outage
+		if !c.outage(stop, c.logger, outageErr) {
+			drop(pending)
+			return
+		}
+	}
+}
+
+// handleBatch calls the batch handler and turns a panic into an error of
+// the whole batch.
+func (c *Consumer) handleBatch(ctx context.Context, evs []Delivery) (errs []error, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.logger.Error("batch handler panicked", "events", len(evs), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			errs, err = nil, errors.New("consumer: batch handler panic")
+		}
+	}()
+	return c.cfg.Batch.HandleBatch(ctx, evs)
+}

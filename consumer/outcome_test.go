@@ -1,0 +1,128 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/retry"
+)
+
+// recorder is an Observer that keeps every outcome by event type.
+type recorder struct {
+	mu  sync.Mutex
+	all []consumer.Outcome
+}
+
+func (r *recorder) Observe(o consumer.Outcome) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.all = append(r.all, o)
+}
+
+func (r *recorder) outcomes() []consumer.Outcome {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]consumer.Outcome(nil), r.all...)
+}
+
+// TestOutcomeSaysWhatBecameOfTheEvent checks what an Observer learns: the
+// handler's own result of an acked event (Process reports billing.Result),
+// the retry decision of a retried or parked one, and whether a delivery is
+// a replay from the DLQ and through which exchange.
+func TestOutcomeSaysWhatBecameOfTheEvent(t *testing.T) {
+	t.Parallel()
+	h := setup(t, []time.Duration{50 * time.Millisecond}, 2)
+	store := testenv.Store(t)
+	proc := consumer.Process(billing.NewProcessor(store, nil))
+	// flaky fails its first attempt (transient), then succeeds;
+	// broken always fails permanently.
+	handler := consumer.HandlerFunc(func(ctx context.Context, d consumer.Delivery) error {
+		switch d.Type {
+		case "test.flaky":
+			if d.Attempt == 1 {
+				return errors.New("not yet")
+			}
+			d.Report("flaky-ok")
+			return nil
+		case "test.broken":
+			return retry.MarkPermanent(errors.New("never"))
+		}
+		return proc.HandleEvent(ctx, d)
+	})
+	rec := &recorder{}
+	h.start(handler, h.router(store), func(c *consumer.Config) { c.Observer = rec; c.Concurrency = 1 })
+
+	created := billingtest.Event("evt_o_1", "customer.created", time.Unix(1700000000, 0), billingtest.Customer("cus_o_1", "o@example.com"))
+	unknown := billingtest.Event("evt_o_2", "balance.available", time.Unix(1700000001, 0), map[string]any{"object": "balance"})
+	h.publish("evt_o_1", "customer.created", created)
+	h.publish("evt_o_1", "customer.created", created)
+	h.publish("evt_o_2", "balance.available", unknown)
+	h.publish("evt_o_3", "test.flaky", eventJSON("evt_o_3", "test.flaky"))
+	h.publish("evt_o_4", "test.broken", eventJSON("evt_o_4", "test.broken"))
+	// A replay as the UI's "Move messages" does it: the default exchange,
+	// routing key = the work queue.
+	if err := h.ch.PublishWithContext(context.Background(), "", h.topo.Work, false, false, amqp.Publishing{
+		MessageId: "evt_o_5", Type: "customer.created", DeliveryMode: amqp.Persistent,
+		Body: billingtest.Event("evt_o_5", "customer.created", time.Unix(1700000002, 0), billingtest.Customer("cus_o_5", "p@example.com")),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(rec.outcomes()) >= 7 }, "7 outcomes")
+	time.Sleep(100 * time.Millisecond) // nothing more may come
+
+	type key struct{ typ, result, handled string }
+	got := map[key]int{}
+	for _, o := range rec.outcomes() {
+		got[key{o.EventType, o.Result, o.Handled}]++
+		switch {
+		case o.EventType == "test.flaky" && o.Result == "retried":
+			if o.Decision.Parked || o.Decision.Tier != 0 || o.Decision.Class != retry.Transient || o.Attempt != 1 {
+				t.Errorf("retried outcome decision = %+v attempt %d, want tier 0 transient attempt 1", o.Decision, o.Attempt)
+			}
+		case o.EventType == "test.broken":
+			if !o.Decision.Parked || o.Decision.Class != retry.Permanent {
+				t.Errorf("parked outcome decision = %+v, want parked permanent", o.Decision)
+			}
+		case o.Replayed:
+			if o.Exchange != "" || o.Handled != "processed" {
+				t.Errorf("replayed outcome: exchange %q handled %q, want the default exchange and processed", o.Exchange, o.Handled)
+			}
+		}
+		if o.Replayed != (o.Result == "acked" && o.EventType == "customer.created" && o.Exchange == "") {
+			t.Errorf("outcome %+v: Replayed = %v", o, o.Replayed)
+		}
+		if o.Duration <= 0 {
+			t.Errorf("outcome %+v: no duration", o)
+		}
+	}
+	want := map[key]int{
+		{"customer.created", "acked", "processed"}: 2, // evt_o_1 and the replayed evt_o_5
+		{"customer.created", "acked", "duplicate"}: 1,
+		{"balance.available", "acked", "ignored"}:  1,
+		{"test.flaky", "retried", ""}:              1,
+		{"test.flaky", "acked", "flaky-ok"}:        1,
+		{"test.broken", "parked", ""}:              1,
+	}
+	if len(got) != len(want) {
+		t.Errorf("outcomes = %v, want %v", got, want)
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("outcome %v seen %d times, want %d (all: %v)", k, got[k], n, got)
+		}
+	}
+}
+
+func TestReportOutsideAConsumerIsANoOp(t *testing.T) {
+	t.Parallel()
+	consumer.Delivery{ID: "evt_1"}.Report("processed") // must not panic
+}

@@ -1,0 +1,228 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/metrics"
+	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/retry"
+)
+
+func TestEventObserver(t *testing.T) {
+	t.Parallel()
+	topo := broker.NewTopology("obs", []time.Duration{10 * time.Second, time.Minute}, 20)
+	type series struct {
+		name  string
+		value func(m *metrics.Metrics) float64
+		want  float64
+	}
+	events := func(typ, outcome string) func(m *metrics.Metrics) float64 {
+		return func(m *metrics.Metrics) float64 {
+			return testutil.ToFloat64(m.EventsProcessed.WithLabelValues(typ, outcome))
+		}
+	}
+	tests := []struct {
+		name    string
+		outcome consumer.Outcome
+		want    []series
+	}{
+		{"processed", consumer.Outcome{EventType: "invoice.paid", Result: "acked", Handled: "processed"},
+			[]series{{"events", events("invoice.paid", "processed"), 1}}},
+		{"duplicate", consumer.Outcome{EventType: "invoice.paid", Result: "acked", Handled: "duplicate"},
+			[]series{{"events", events("invoice.paid", "duplicate"), 1}, {"processed", events("invoice.paid", "processed"), 0}}},
+		{"ignored", consumer.Outcome{EventType: "balance.available", Result: "acked", Handled: "ignored"},
+			[]series{{"events", events("balance.available", "ignored"), 1}}},
+		{"acked without a report counts as processed", consumer.Outcome{EventType: "x", Result: "acked"},
+			[]series{{"events", events("x", "processed"), 1}}},
+		{"retried in the second tier", consumer.Outcome{EventType: "x", Result: "retried", Decision: retry.Decision{Class: retry.Transient, Tier: 1}},
+			[]series{
+				{"events", events("x", "retried"), 1},
+				{"retries", func(m *metrics.Metrics) float64 { return testutil.ToFloat64(m.Retries.WithLabelValues("1m0s")) }, 1},
+			}},
+		{"parked", consumer.Outcome{EventType: "x", Result: "parked", Decision: retry.Decision{Class: retry.Permanent, Parked: true, Tier: -1}},
+			[]series{
+				{"events", events("x", "parked"), 1},
+				{"parked", func(m *metrics.Metrics) float64 { return testutil.ToFloat64(m.Parked.WithLabelValues("permanent")) }, 1},
+			}},
+		{"moved back from the DLQ", consumer.Outcome{EventType: "x", Result: "acked", Replayed: true, Exchange: ""},
+			[]series{{"move", func(m *metrics.Metrics) float64 {
+				return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplayMove))
+			}, 1}}},
+		{"rejected back from the DLQ", consumer.Outcome{EventType: "x", Result: "parked", Replayed: true, Exchange: topo.Replay},
+			[]series{{"reject", func(m *metrics.Metrics) float64 {
+				return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplayReject))
+			}, 1}}},
+		{"a dropped replay counts when it comes back", consumer.Outcome{EventType: "x", Result: "dropped", Replayed: true},
+			[]series{
+				{"move", func(m *metrics.Metrics) float64 {
+					return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplayMove))
+				}, 0},
+				{"events", events("x", "dropped"), 1},
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, m := setup(t)
+			o := tt.outcome
+			o.Duration = 3 * time.Millisecond
+			metrics.NewEventObserver(m, topo).Observe(o)
+			for _, s := range tt.want {
+				if got := s.value(m); got != s.want {
+					t.Errorf("%s = %v, want %v", s.name, got, s.want)
+				}
+			}
+			if n := testutil.CollectAndCount(m.Processing); n != 1 {
+				t.Errorf("processing histogram series = %d", n)
+			}
+		})
+	}
+}
+
+func TestDBErrorsByClass(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"unavailable", fmt.Errorf("models: tx: %w: %w", models.ErrUnavailable, errors.New("EOF")), metrics.DBUnavailable},
+		{"deadlock", fmt.Errorf("models: tx: %w", &mysql.MySQLError{Number: 1213}), metrics.DBDeadlock},
+		{"lock wait timeout", fmt.Errorf("models: tx: %w", &mysql.MySQLError{Number: 1205}), metrics.DBLockWaitTimeout},
+		{"other MySQL error", &mysql.MySQLError{Number: 1064}, metrics.DBOther},
+		{"not a database error", retry.MarkPermanent(errors.New("bad event")), ""},
+		{"no error", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, m := setup(t)
+			h := metrics.DBErrors(m)(consumer.HandlerFunc(func(context.Context, consumer.Delivery) error { return tt.err }))
+			if err := h.HandleEvent(context.Background(), consumer.Delivery{}); !errors.Is(err, tt.err) {
+				t.Errorf("middleware changed the error: %v", err)
+			}
+			if got := metrics.DBErrorClass(tt.err); got != tt.want {
+				t.Errorf("class = %q, want %q", got, tt.want)
+			}
+			if tt.want == "" {
+				if n := testutil.CollectAndCount(m.DBErrors); n != 0 {
+					t.Errorf("a non-database error was counted (%d series)", n)
+				}
+				return
+			}
+			if got := testutil.ToFloat64(m.DBErrors.WithLabelValues(tt.want)); got != 1 {
+				t.Errorf("billing_database_errors_total{class=%q} = %v, want 1", tt.want, got)
+			}
+		})
+	}
+}
+
+func TestServerProbes(t *testing.T) {
+	t.Parallel()
+	reg, m := setup(t)
+	m.Park("permanent")
+	var notReady error
+	srv, err := metrics.NewServer(metrics.ServerConfig{
+		Addr: "127.0.0.1:0", Registry: reg,
+		Ready: func(ctx context.Context) error { return notReady },
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `billing_events_parked_total{class="permanent"} 1`) {
+		t.Errorf("/metrics = %d %q", code, body)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("/healthz = %d", code)
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Errorf("/readyz while ready = %d", code)
+	}
+	notReady = errors.New("database: ping: refused")
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "database") {
+		t.Errorf("/readyz while not ready = %d %q, want 503 with the reason", code, body)
+	}
+}
+
+func TestServerRunStopsOnCancel(t *testing.T) {
+	t.Parallel()
+	reg, _ := setup(t)
+	srv, err := metrics.NewServer(metrics.ServerConfig{Addr: "127.0.0.1:0", Registry: reg, Ready: func(context.Context) error { return nil }}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+}
+
+type fixedConn struct{ c *amqp.Connection }
+
+func (f fixedConn) Connection() (*amqp.Connection, error) { return f.c, nil }
+
+func TestQueueDepthsReadsTheBroker(t *testing.T) {
+	t.Parallel()
+	topo := broker.NewTopology(testenv.Namespace(t), []time.Duration{time.Minute}, 20)
+	conn, err := amqp.Dial(testenv.AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.Declare(ch); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := ch.Publish("", topo.DLQ, false, false, amqp.Publishing{Body: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	depths := metrics.QueueDepths(fixedConn{conn}, topo.Queues())
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		d, err := depths(context.Background())
+		return err == nil && d[topo.DLQ] == 3 && d[topo.Work] == 0 && len(d) == 3
+	}, "depths of work, DLQ and the tier")
+	if _, err := metrics.QueueDepths(fixedConn{conn}, []string{topo.Namespace + ".missing"})(context.Background()); err == nil {
+		t.Error("a missing queue gave no error")
+	}
+}

@@ -1,0 +1,118 @@
+package models_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models"
+)
+
+// TestSavepointDeadlockRedoesTheWholeTransaction: two batches lock two
+// rows in opposite orders, each row under its own savepoint. MySQL
+// rolls the whole victim transaction back, so Savepoint must abort and
+// InTx must redo the batch from its first unit: each row ends with each
+// batch's change exactly once.
+func TestSavepointDeadlockRedoesTheWholeTransaction(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	for _, name := range []string{"a", "b"} {
+		if err := s.SetCheckpoint(ctx, name, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var runs, aborts atomic.Int64
+	var barrier sync.WaitGroup
+	barrier.Add(2)
+	batch := func(mark string, first, second string) error {
+		var once sync.Once
+		return s.InTx(ctx, func(tx *gorm.DB) error {
+			runs.Add(1)
+			for i, name := range []string{first, second} {
+				abort, err := models.Savepoint(tx, "u"+name, func(tx *gorm.DB) error {
+					return tx.Exec("UPDATE sweep_checkpoints SET value = CONCAT(value, ?) WHERE name = ?", mark, name).Error
+				})
+				if abort {
+					aborts.Add(1)
+					return err
+				}
+				if err != nil {
+					return err
+				}
+				if i == 0 {
+					once.Do(func() { barrier.Done(); barrier.Wait() }) // both hold their first row
+				}
+			}
+			return nil
+		})
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- batch("1", "a", "b") }()
+	go func() { errs <- batch("2", "b", "a") }()
+	for range 2 {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatalf("batch: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("batches did not finish")
+		}
+	}
+	if aborts.Load() == 0 || runs.Load() < 3 {
+		t.Fatalf("%d runs, %d aborts: the test made no deadlock", runs.Load(), aborts.Load())
+	}
+	for _, name := range []string{"a", "b"} {
+		v, err := s.Checkpoint(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v) != 2 || v == "11" || v == "22" {
+			t.Errorf("row %s = %q, want each batch's mark once", name, v)
+		}
+	}
+}
+
+// TestSavepointRollsBackOnlyTheFailedUnit: a failed unit's statements are
+// undone, the transaction goes on and commits the others.
+func TestSavepointRollsBackOnlyTheFailedUnit(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	boom := errors.New("boom")
+	err := s.InTx(ctx, func(tx *gorm.DB) error {
+		for _, name := range []string{"x", "y", "z"} {
+			abort, err := models.Savepoint(tx, "sp_"+name, func(tx *gorm.DB) error {
+				if err := tx.Exec("INSERT INTO sweep_checkpoints (name, value, updated_at) VALUES (?, 'v', NOW())", name).Error; err != nil {
+					return err
+				}
+				if name == "y" {
+					return boom
+				}
+				return nil
+			})
+			if abort {
+				return err
+			}
+			if name == "y" && !errors.Is(err, boom) {
+				t.Errorf("unit y: %v, want boom", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	s.DB().Raw("SELECT name FROM sweep_checkpoints ORDER BY name").Scan(&names)
+	if len(names) != 2 || names[0] != "x" || names[1] != "z" {
+		t.Errorf("rows %v, want [x z]", names)
+	}
+}
