@@ -1,4 +1,4 @@
-.PHONY: test test-parallel test-serial build
+.PHONY: test test-parallel test-serial bench build
 
 # All tests against a real MySQL and RabbitMQ. scripts/deps-up.sh starts them
 # with docker compose when they do not already answer on 127.0.0.1.
@@ -12,14 +12,22 @@
 # lock's descriptor must not leak into a server a test restarts (a detached
 # rabbitmq-server would hold the lock for ever).
 LOCK := /tmp/billing-servers.lock
+# flock is util-linux: where it is missing (macOS), run without the lock.
+FLOCK := $(if $(shell command -v flock),flock -o,)
+SHARED := $(if $(FLOCK),$(FLOCK) -s $(LOCK),)
+EXCLUSIVE := $(if $(FLOCK),$(FLOCK) -x $(LOCK),)
 
 test: test-parallel test-serial
 
 test-parallel:
-	flock -o -s $(LOCK) bash scripts/deps-up.sh go test -count=1 -timeout 10m ./...
+	$(SHARED) bash scripts/deps-up.sh go test -count=1 -timeout 10m ./...
 
 test-serial:
-	flock -o -x $(LOCK) bash scripts/deps-up.sh go test -tags serial -p 1 -count=1 -timeout 5m -run '^TestSerial' ./e2e/
+	$(EXCLUSIVE) bash scripts/deps-up.sh go test -tags serial -p 1 -count=1 -timeout 5m -run '^TestSerial' ./e2e/
+
+# The benchmark table of the README (a few minutes; see "Benchmarks").
+bench:
+	$(SHARED) bash scripts/deps-up.sh env BILLING_BENCH=1 go test -count=1 -timeout 30m -run '^TestBenchTable$$' -v ./bench/
 
 build:
 	go build -o bin/billing ./cmd/billing

@@ -69,15 +69,25 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 
 // apply records ev in the ledger and applies it within tx.
 func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (Result, error) {
+	// The outcome is known before the handler runs (a handler's error rolls
+	// the ledger row back with the rest), so the row is inserted final.
+	h, known := p.mux.Handler(ev.Type)
+	result, status := Processed, models.EventProcessed
+	if !known {
+		result, status = Ignored, models.EventIgnored
+	}
+	now := p.now()
 	row := &models.StripeEvent{
-		ID:         ev.ID,
-		Type:       ev.Type,
-		APIVersion: ev.APIVersion,
-		Livemode:   ev.Livemode,
-		Account:    ev.Account,
-		Created:    &ev.Created,
-		Payload:    ev.Raw,
-		ReceivedAt: p.now(),
+		ID:          ev.ID,
+		Type:        ev.Type,
+		APIVersion:  ev.APIVersion,
+		Livemode:    ev.Livemode,
+		Account:     ev.Account,
+		Created:     &ev.Created,
+		Status:      status,
+		Payload:     ev.Raw,
+		ReceivedAt:  now,
+		ProcessedAt: &now,
 	}
 	claim, err := models.ClaimEvent(tx, row)
 	if err != nil {
@@ -86,16 +96,10 @@ func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (Result, e
 	if claim == models.ClaimDuplicate {
 		return Duplicate, nil
 	}
-	result, status := Processed, models.EventProcessed
-	if h, known := p.mux.Handler(ev.Type); known {
+	if known {
 		if err := h.Handle(ctx, tx, ev); err != nil {
 			return "", err
 		}
-	} else {
-		result, status = Ignored, models.EventIgnored
-	}
-	if err := models.FinishEvent(tx, ev.ID, status, p.now()); err != nil {
-		return "", err
 	}
 	return result, nil
 }

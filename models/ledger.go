@@ -23,12 +23,17 @@ const (
 	ClaimDuplicate
 )
 
-// ClaimEvent inserts ev's ledger row in tx (status processed; FinishEvent
-// sets the final one before commit). An existing row that is done makes a
-// duplicate; a dead row is taken over, locked until tx ends, so a replayed
-// parked event applies exactly once.
+// ClaimEvent inserts ev's ledger row in tx with its final status and
+// processed_at, when the caller knows them up front (ev.Status, default
+// processed; ev.ProcessedAt), so that applying an event costs one ledger
+// statement: a failure rolls the row back with the rest of the event's
+// work. An existing row that is done makes a duplicate; a dead row is
+// taken over (its status, processed_at, attempts and payload set), locked
+// until tx ends, so a replayed parked event applies exactly once.
 func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
-	ev.Status = EventProcessed
+	if ev.Status == "" {
+		ev.Status = EventProcessed
+	}
 	ev.Attempts = 1
 	// ON DUPLICATE KEY UPDATE id = id: a redelivery is an expected no-op,
 	// not a failed statement (which GORM would log as an error), and unlike
@@ -50,8 +55,10 @@ func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
 		return ClaimDuplicate, nil
 	}
 	err = tx.Model(&StripeEvent{}).Where("id = ?", ev.ID).Updates(map[string]any{
-		"attempts": cur.Attempts + 1,
-		"payload":  ev.Payload,
+		"attempts":     cur.Attempts + 1,
+		"payload":      ev.Payload,
+		"status":       ev.Status,
+		"processed_at": ev.ProcessedAt,
 	}).Error
 	if err != nil {
 		return 0, fmt.Errorf("models: take over event %s: %w", ev.ID, err)
