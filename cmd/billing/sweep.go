@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stripe-billing/billing/metrics"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/retry"
 )
@@ -19,12 +22,20 @@ lets one pass run, the others exit 0 saying so).
   - When STRIPE_API_KEY is set, lists Stripe's events since the last run
     (at most 30 days back) and enqueues each one missing from the ledger.
 
-Prints a summary; exits non-zero when any part failed.`
+Prints a summary; exits non-zero when any part failed.
+
+With --every, it runs a pass every DURATION until stopped (docker-compose
+runs it so) and serves /metrics, /healthz and /readyz on METRICS_ADDR; a
+failed pass is logged and the next one runs on time.`
 
 func runSweep(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "sweep", sweepUsage)
+	every := fs.Duration("every", 0, "run a pass every `DURATION` until stopped, serving metrics on METRICS_ADDR (0: one pass, for cron)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *every < 0 {
+		return fmt.Errorf("%w: --every must not be negative", errUsage)
 	}
 	cfg, logger, err := loadConfig(e)
 	if err != nil {
@@ -53,10 +64,43 @@ func runSweep(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	rep, err := sweep.Pass(ctx)
+	if *every == 0 {
+		rep, err := sweep.Pass(ctx)
+		printSweep(e, rep)
+		return err
+	}
+
+	reg := metrics.NewRegistry()
+	m := metrics.New(reg)
+	srv, err := metrics.NewServer(metrics.ServerConfig{Addr: cfg.MetricsAddr, Registry: reg, Ready: store.Ping}, logger)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Run(gctx) })
+	g.Go(func() error {
+		for {
+			rep, err := sweep.Pass(gctx)
+			recordSweep(m, rep)
+			printSweep(e, rep)
+			if err != nil && gctx.Err() == nil {
+				logger.Error("sweep pass failed; the next one runs on schedule", "error", err, "every", every.String())
+			}
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-time.After(*every):
+			}
+		}
+	})
+	return g.Wait()
+}
+
+// printSweep prints one pass's summary.
+func printSweep(e env, rep retry.SweepReport) {
 	if rep.Skipped {
 		fmt.Fprintln(e.stdout, "sweep: another sweep holds the lock; nothing done")
-		return nil
+		return
 	}
 	for _, p := range rep.Redriven {
 		fmt.Fprintf(e.stdout, "re-driven %s %s (re-drive %d)\n", orDash(p.EventID), orDash(p.Type), p.Redrives)
@@ -67,5 +111,21 @@ func runSweep(ctx context.Context, e env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "sweep: re-driven %d, left for a person %d (permanent %d, out of re-drives %d), waiting %d, %s, errors %d\n",
 		len(rep.Redriven), rep.LeftForPerson(), rep.Permanent, rep.OutOfRedrives, rep.Waiting, reconciled, len(rep.Errors))
-	return err
+}
+
+// recordSweep counts one pass's results in billing_sweep_results_total. Its
+// re-drives are not counted as replays here: the worker counts them when
+// they arrive, as it counts every replay.
+func recordSweep(m *metrics.Metrics, rep retry.SweepReport) {
+	if rep.Skipped {
+		m.Sweep("skipped_locked")
+		return
+	}
+	counts := map[string]int{"redriven": len(rep.Redriven), "permanent": rep.Permanent, "out_of_redrives": rep.OutOfRedrives, "waiting": rep.Waiting, "error": len(rep.Errors)}
+	if r := rep.Reconciled; r != nil {
+		counts["reconciled"] = r.Enqueued
+	}
+	for result, n := range counts {
+		m.SweepResults.WithLabelValues(result).Add(float64(n))
+	}
 }

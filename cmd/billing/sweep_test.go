@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -89,4 +92,85 @@ func TestSweepCommandTwoAtOnceMoveEachMessageOnce(t *testing.T) {
 		t.Errorf("DLQ still holds %d", d)
 	}
 	t.Logf("sweep 1: %s\nsweep 2: %s", outs[0], outs[1])
+}
+
+// sweep --every is the long-running form docker-compose uses: a pass on
+// schedule and the results on /metrics.
+func TestSweepEveryRunsPassesAndServesMetrics(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t)
+	q := newParkedQueues(t, ns)
+	getenv := dlqCmdEnv(ns, map[string]string{
+		"MYSQL_DSN":     testenv.Database(t),
+		"SWEEP_MIN_AGE": "1m",
+		"METRICS_ADDR":  "127.0.0.1:0",
+		"LOG_LEVEL":     "info",
+	})
+	now := time.Now()
+	q.park(t, "evt_old", "invoice.paid", retry.Transient, now.Add(-time.Hour))
+	q.park(t, "evt_perm", "invoice.paid", retry.Permanent, now.Add(-time.Hour))
+	q.waitReady(t, q.topo.DLQ, 2)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"sweep", "--every", "100ms"}, getenv, &stdout, &stderr) }()
+	addr := metricsAddr(t, &stderr)
+
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		return strings.Count(stdout.String(), "sweep: ") >= 3
+	}, "three passes (stdout: %s)", stdout.String())
+	_, body := httpGet("http://" + addr + "/metrics")
+	for _, want := range []string{
+		`billing_sweep_results_total{result="redriven"} 1`,
+		`billing_sweep_results_total{result="error"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// The permanent event is looked at, and left, on every pass.
+	passes := strings.Count(stdout.String(), "sweep: ")
+	if got := metricValue(body, `billing_sweep_results_total{result="permanent"}`); got < 3 || got > float64(passes) {
+		t.Errorf("permanent count = %v after %d passes, want between 3 and the passes", got, passes)
+	}
+	if code, _ := httpGet("http://" + addr + "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz = %d, want 200", code)
+	}
+	if got := q.ids(t, q.topo.Work); strings.Join(got, ",") != "evt_old" {
+		t.Errorf("work queue holds %v, want evt_old once", got)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run = %v, want nil after cancel", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("sweep --every did not stop within 5s of the cancel")
+	}
+}
+
+func TestSweepEveryRejectsNegative(t *testing.T) {
+	t.Parallel()
+	_, err := runCmd(t, dlqCmdEnv(testenv.Namespace(t), nil), "sweep", "--every", "-1s")
+	if err == nil || exitCode(err) != 2 {
+		t.Fatalf("sweep --every -1s = %v, want a usage error (exit 2)", err)
+	}
+}
+
+// metricValue returns the value of the series named exactly series in a
+// Prometheus text exposition, or -1 when it is absent.
+func metricValue(body, series string) float64 {
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }
