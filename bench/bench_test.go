@@ -88,7 +88,7 @@ func BenchmarkIngest(b *testing.B) {
 			r := newRabbit(b)
 			url := ingestServer(b, r)
 			client := httpClient(c)
-			reqs := sign(body, 64)
+			reqs := signEvents("ingest", 64)
 			b.ResetTimer()
 			s, err := post(client, url, reqs, c, b.N)
 			b.StopTimer()

@@ -255,6 +255,19 @@ type signedRequests struct {
 	headers []string
 }
 
+// signEvents signs n distinct realistic invoice events (ids prefix_0 ...):
+// Stripe sends different events at once, not one event many times.
+func signEvents(prefix string, n int) signedRequests {
+	var s signedRequests
+	for k := range n {
+		body := invoiceEvent(fmt.Sprintf("%s_%d", prefix, k))
+		p := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: time.Now()})
+		s.bodies = append(s.bodies, body)
+		s.headers = append(s.headers, p.Header)
+	}
+	return s
+}
+
 func sign(body []byte, n int) signedRequests {
 	var s signedRequests
 	for range n {

@@ -79,7 +79,7 @@ func TestBenchTable(t *testing.T) {
 		for range rounds {
 			confirm = append(confirm, must(rawPublish(r, body, c, ops, 1)))
 			r.purge(t)
-			reqs := sign(body, 64)
+			reqs := signEvents("table", 64)
 			ingest = append(ingest, must(post(client, apiURL, reqs, c, ops)))
 			r.purge(t)
 			async = append(async, must(rawPublish(r, body, c, 4*ops, 256)))

@@ -1,6 +1,7 @@
 package billing
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,7 @@ type change struct {
 	livemode bool
 	fields   map[string]any // columns to set when the event is applied
 	refs     map[string]ref // reference columns: set when known, never cleared
+	customer ref            // the object's customer, whose row must exist (a stub if new)
 }
 
 // decode reads data.object into dst and checks it is the object expected.
@@ -64,10 +66,18 @@ func decode(ev Event, want string, dst any, c *common) error {
 // apply locks the object's row (creating a stub if it is new), writes the
 // change when the event is newer than the row, and records the status the
 // event reports even when it is stale.
-func apply(tx *gorm.DB, ev Event, now time.Time, c change) (applied bool, err error) {
-	cur, err := lockRow(tx, c.kind, c.id, c.livemode, now)
+func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) (applied bool, err error) {
+	cur, linked, err := lockRow(tx, c.kind, c.id, c.livemode, now, c.customer != "")
 	if err != nil {
 		return false, err
+	}
+	// A row that already references this customer was linked by an event
+	// that made sure the customer's row exists (customers are never
+	// deleted): the look-up is spared.
+	if c.customer != "" && linked != string(c.customer) {
+		if err := ensureStub(tx, customerKind, c.customer, c.livemode, nil, now); err != nil {
+			return false, err
+		}
 	}
 	in := state{Status: c.status, Created: ev.Created, EventID: ev.ID}
 	if shouldApply(c.kind.rank, cur, in) {
@@ -90,15 +100,19 @@ func apply(tx *gorm.DB, ev Event, now time.Time, c change) (applied bool, err er
 		applied = true
 	}
 	if c.kind.hasStatus && c.status != "" {
-		err := models.RecordStatus(tx, models.StatusChange{
+		sc := models.StatusChange{
 			ObjectType: c.kind.objectType,
 			ObjectID:   c.id,
 			Status:     c.status,
 			EventID:    ev.ID,
 			OccurredAt: ev.Created,
 			RecordedAt: now,
-		})
-		if err != nil {
+		}
+		if w := deferredOf(ctx); w != nil {
+			w.history = append(w.history, sc)
+			return applied, nil
+		}
+		if err := models.RecordStatus(tx, sc); err != nil {
 			return applied, err
 		}
 	}
@@ -106,38 +120,44 @@ func apply(tx *gorm.DB, ev Event, now time.Time, c change) (applied bool, err er
 }
 
 // lockRow returns the row's ordering state under FOR UPDATE, inserting a
-// stub first when the object is new. Under READ COMMITTED a missing row
-// takes no gap lock, so two first events for one object meet on the unique
-// key instead of deadlocking.
-func lockRow(tx *gorm.DB, k kind, id string, livemode bool, now time.Time) (state, error) {
+// stub first when the object is new, and, when withCustomer, its
+// customer_id ("" when NULL or new). Under READ COMMITTED a missing row
+// takes no gap lock, so two first events for one object meet on the
+// unique key instead of deadlocking.
+func lockRow(tx *gorm.DB, k kind, id string, livemode bool, now time.Time, withCustomer bool) (st state, customer string, err error) {
 	cols := "last_event_id, last_event_created"
 	if k.hasStatus {
 		cols += ", status"
 	} else {
 		cols += ", NULL"
 	}
+	if withCustomer {
+		cols += ", customer_id"
+	} else {
+		cols += ", NULL"
+	}
 	q := "SELECT " + cols + " FROM " + k.table + " WHERE stripe_id = ? FOR UPDATE"
 	for range 2 {
 		var (
-			eventID, status sql.NullString
-			created         sql.NullTime
+			eventID, status, cust sql.NullString
+			created               sql.NullTime
 		)
-		err := tx.Raw(q, id).Row().Scan(&eventID, &created, &status)
+		err := tx.Raw(q, id).Row().Scan(&eventID, &created, &status, &cust)
 		if err == nil {
 			st := state{Status: status.String, EventID: eventID.String}
 			if created.Valid {
 				st.Created = created.Time
 			}
-			return st, nil
+			return st, cust.String, nil
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
-			return state{}, fmt.Errorf("billing: lock %s %s: %w", k.objectType, id, err)
+			return state{}, "", fmt.Errorf("billing: lock %s %s: %w", k.objectType, id, err)
 		}
 		if err := insertStub(tx, k, id, livemode, nil, now); err != nil {
-			return state{}, err
+			return state{}, "", err
 		}
 	}
-	return state{}, fmt.Errorf("billing: lock %s %s: row vanished", k.objectType, id)
+	return state{}, "", fmt.Errorf("billing: lock %s %s: row vanished", k.objectType, id)
 }
 
 // insertStub creates a row that only knows its id (and the given columns),
@@ -194,4 +214,25 @@ func markDeleted(tx *gorm.DB, k kind, id string) error {
 		return fmt.Errorf("billing: delete %s %s: %w", k.objectType, id, err)
 	}
 	return nil
+}
+
+// deferred holds an event's writes that a batch makes in one statement
+// for all its events at the end, after the last savepoint: history rows
+// are append-only and nothing in the transaction reads them back.
+type deferred struct {
+	history []models.StatusChange
+}
+
+type deferredKey struct{}
+
+// withDeferred returns ctx carrying w: apply then queues history rows in
+// w instead of inserting each one.
+func withDeferred(ctx context.Context, w *deferred) context.Context {
+	return context.WithValue(ctx, deferredKey{}, w)
+}
+
+// deferredOf returns the writes ctx carries, nil outside a batch.
+func deferredOf(ctx context.Context) *deferred {
+	w, _ := ctx.Value(deferredKey{}).(*deferred)
+	return w
 }

@@ -47,13 +47,13 @@ func (h handlers) register(m *Mux) {
 	m.HandleFunc("checkout.session.async_payment_failed", h.checkoutSession)
 }
 
-func (h handlers) customer(_ context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) customer(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o customerObject
 	if err := decode(ev, "customer", &o, &o.common); err != nil {
 		return err
 	}
 	now := h.now()
-	_, err := apply(tx, ev, now, change{
+	_, err := apply(ctx, tx, ev, now, change{
 		kind:     customerKind,
 		id:       o.ID,
 		livemode: o.Livemode,
@@ -74,15 +74,12 @@ func (h handlers) customer(_ context.Context, tx *gorm.DB, ev Event) error {
 	return nil
 }
 
-func (h handlers) subscription(_ context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) subscription(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o subscriptionObject
 	if err := decode(ev, "subscription", &o, &o.common); err != nil {
 		return err
 	}
 	now := h.now()
-	if err := ensureStub(tx, customerKind, o.Customer, o.Livemode, nil, now); err != nil {
-		return err
-	}
 	fields := map[string]any{
 		"currency":             o.Currency,
 		"current_period_start": o.CurrentPeriodStart.t,
@@ -106,31 +103,30 @@ func (h handlers) subscription(_ context.Context, tx *gorm.DB, ev Event) error {
 			fields["current_period_end"] = item.CurrentPeriodEnd.t
 		}
 	}
-	_, err := apply(tx, ev, now, change{
+	_, err := apply(ctx, tx, ev, now, change{
 		kind:     subscriptionKind,
 		id:       o.ID,
 		status:   o.Status,
 		livemode: o.Livemode,
+		customer: o.Customer,
 		fields:   fields,
 		refs:     map[string]ref{"customer_id": o.Customer},
 	})
 	return err
 }
 
-func (h handlers) invoice(_ context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) invoice(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o invoiceObject
 	if err := decode(ev, "invoice", &o, &o.common); err != nil {
 		return err
 	}
 	now := h.now()
-	if err := ensureStub(tx, customerKind, o.Customer, o.Livemode, nil, now); err != nil {
-		return err
-	}
-	_, err := apply(tx, ev, now, change{
+	_, err := apply(ctx, tx, ev, now, change{
 		kind:     invoiceKind,
 		id:       o.ID,
 		status:   o.Status,
 		livemode: o.Livemode,
+		customer: o.Customer,
 		fields: map[string]any{
 			"number":             o.Number,
 			"currency":           o.Currency,
@@ -162,15 +158,12 @@ func (h handlers) invoice(_ context.Context, tx *gorm.DB, ev Event) error {
 	return nil
 }
 
-func (h handlers) paymentIntent(_ context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) paymentIntent(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o paymentIntentObject
 	if err := decode(ev, models.ObjectPaymentIntent, &o, &o.common); err != nil {
 		return err
 	}
 	now := h.now()
-	if err := ensureStub(tx, customerKind, o.Customer, o.Livemode, nil, now); err != nil {
-		return err
-	}
 	fields := map[string]any{
 		"currency":        o.Currency,
 		"amount":          o.Amount,
@@ -185,11 +178,12 @@ func (h handlers) paymentIntent(_ context.Context, tx *gorm.DB, ev Event) error 
 		fields["failure_code"] = e.Code
 		fields["failure_message"] = e.Message
 	}
-	_, err := apply(tx, ev, now, change{
+	_, err := apply(ctx, tx, ev, now, change{
 		kind:     paymentIntentKind,
 		id:       o.ID,
 		status:   o.Status,
 		livemode: o.Livemode,
+		customer: o.Customer,
 		fields:   fields,
 		refs: map[string]ref{
 			"customer_id": o.Customer,
@@ -200,20 +194,18 @@ func (h handlers) paymentIntent(_ context.Context, tx *gorm.DB, ev Event) error 
 	return err
 }
 
-func (h handlers) charge(_ context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) charge(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o chargeObject
 	if err := decode(ev, models.ObjectCharge, &o, &o.common); err != nil {
 		return err
 	}
 	now := h.now()
-	if err := ensureStub(tx, customerKind, o.Customer, o.Livemode, nil, now); err != nil {
-		return err
-	}
-	_, err := apply(tx, ev, now, change{
+	_, err := apply(ctx, tx, ev, now, change{
 		kind:     chargeKind,
 		id:       o.ID,
 		status:   o.Status,
 		livemode: o.Livemode,
+		customer: o.Customer,
 		fields: map[string]any{
 			"currency":        o.Currency,
 			"amount":          o.Amount,
@@ -235,12 +227,12 @@ func (h handlers) charge(_ context.Context, tx *gorm.DB, ev Event) error {
 	return err
 }
 
-func (h handlers) refund(_ context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) refund(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o refundObject
 	if err := decode(ev, "refund", &o, &o.common); err != nil {
 		return err
 	}
-	_, err := apply(tx, ev, h.now(), change{
+	_, err := apply(ctx, tx, ev, h.now(), change{
 		kind:     refundKind,
 		id:       o.ID,
 		status:   o.Status,
@@ -257,7 +249,7 @@ func (h handlers) refund(_ context.Context, tx *gorm.DB, ev Event) error {
 	return err
 }
 
-func (h handlers) dispute(_ context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) dispute(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o disputeObject
 	if err := decode(ev, "dispute", &o, &o.common); err != nil {
 		return err
@@ -273,7 +265,7 @@ func (h handlers) dispute(_ context.Context, tx *gorm.DB, ev Event) error {
 	if o.EvidenceDetails != nil {
 		fields["evidence_due_by"] = o.EvidenceDetails.DueBy.t
 	}
-	_, err := apply(tx, ev, h.now(), change{
+	_, err := apply(ctx, tx, ev, h.now(), change{
 		kind:     disputeKind,
 		id:       o.ID,
 		status:   o.Status,

@@ -70,7 +70,9 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 // apply records ev in the ledger and applies it within tx.
 func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (Result, error) {
 	// The outcome is known before the handler runs (a handler's error rolls
-	// the ledger row back with the rest), so the row is inserted final.
+	// the ledger row back with the rest), so the row is inserted final:
+	// one ledger statement per event. processed_at is the time of applying
+	// (ProcessBatch stamps its events again just before its commit).
 	h, known := p.mux.Handler(ev.Type)
 	result, status := Processed, models.EventProcessed
 	if !known {
@@ -133,23 +135,40 @@ func (p *Processor) ProcessBatch(ctx context.Context, raws [][]byte) (outcomes [
 		return outcomes, nil
 	}
 	err = p.store.InTx(ctx, func(tx *gorm.DB) error {
+		// History rows of the events that stand are inserted in one
+		// statement after the last savepoint; an event rolled back to its
+		// savepoint drops its own.
+		var history []models.StatusChange
+		var done []string
 		for i := range events {
 			if events[i].ID == "" && outcomes[i].Err != nil {
 				continue // unparsable: nothing to redo
 			}
 			outcomes[i] = Outcome{} // InTx may run this again after a deadlock
 			var res Result
+			var w deferred
 			abort, err := models.Savepoint(tx, fmt.Sprintf("ev%d", i), func(tx *gorm.DB) error {
 				var err error
-				res, err = p.apply(ctx, tx, events[i])
+				res, err = p.apply(withDeferred(ctx, &w), tx, events[i])
 				return err
 			})
 			if abort {
 				return err
 			}
 			outcomes[i] = Outcome{Result: res, Err: err}
+			if err == nil {
+				history = append(history, w.history...)
+				if res != Duplicate {
+					done = append(done, events[i].ID)
+				}
+			}
 		}
-		return nil
+		if err := models.RecordStatuses(tx, history); err != nil {
+			return err
+		}
+		// processed_at is the commit's time, not the claim's, for every
+		// event of the batch: one statement.
+		return models.StampProcessed(tx, done, p.now())
 	})
 	if err != nil {
 		return nil, err

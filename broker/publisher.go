@@ -19,29 +19,60 @@ var (
 	ErrConfirmTimeout = errors.New("broker: no confirm before the deadline")
 )
 
+// inFlightPerChannel bounds the publishes awaiting their confirm on one
+// channel. Waiting for confirms asynchronously, several at a time, is what
+// lets a few channels carry many concurrent requests.
+const inFlightPerChannel = 32
+
 // Publisher publishes with publisher confirms over a small pool of
 // confirm-mode channels on one connection that is used only for publishing.
-// A channel serves one publish at a time, so a return seen before the
-// confirm belongs to that publish.
+//
+// Several publishes are in flight on a channel at once: the publish call
+// itself is serialized per channel (amqp091-go channels are not safe for
+// concurrent publishing), the wait for the confirm is not. A message the
+// broker returns as unroutable is matched to its publish by exchange,
+// routing key and message id, and a channel never has two publishes with
+// the same three in flight (the second goes to another channel, or waits),
+// so the match is exact without touching the message: the broker sends
+// basic.return before the ack of the same message, and amqp091-go hands
+// the return over (into the channel's returns buffer, which never fills:
+// it holds at most the returns of the publishes in flight) before it
+// resolves that confirm, so once a confirm is in, its return, if any, is
+// in the buffer or already moved to the channel's returned set.
 type Publisher struct {
-	conn    *Conn
-	timeout time.Duration
-	slots   chan struct{} // one per channel the pool may hold
+	conn     *Conn
+	timeout  time.Duration
+	channels int
+	slots    chan struct{} // one per publish in flight, channels × inFlightPerChannel
 
-	mu   sync.Mutex
-	idle []*confirmChannel
+	mu      sync.Mutex
+	open    []*confirmChannel
+	opening int // channels being opened, counted against the pool size
 }
+
+// returnKey identifies a message in a basic.return.
+type returnKey struct{ exchange, key, id string }
 
 type confirmChannel struct {
 	conn    *amqp.Connection
 	ch      *amqp.Channel
-	returns chan amqp.Return
+	returns chan amqp.Return // capacity inFlightPerChannel: the reader never blocks on it
+
+	publishMu sync.Mutex // one publish call at a time
+
+	mu       sync.Mutex
+	inFlight map[returnKey]bool        // the publishes awaiting their confirm
+	returned map[returnKey]amqp.Return // drained from returns, until their publish looks
 }
 
 // NewPublisher returns a pool of at most channels confirm channels on conn;
 // each Publish waits at most timeout for its confirm.
 func NewPublisher(conn *Conn, channels int, timeout time.Duration) *Publisher {
-	return &Publisher{conn: conn, timeout: timeout, slots: make(chan struct{}, channels)}
+	channels = max(channels, 1)
+	return &Publisher{
+		conn: conn, timeout: timeout, channels: channels,
+		slots: make(chan struct{}, channels*inFlightPerChannel),
+	}
 }
 
 // Publish sends msg as mandatory and returns nil only when the broker
@@ -85,58 +116,134 @@ func (p *Publisher) deadlineError(ctx context.Context) error {
 }
 
 func (p *Publisher) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
-	cc, err := p.take()
+	rk := returnKey{exchange, key, msg.MessageId}
+	cc, err := p.take(ctx, rk)
 	if err != nil {
 		return err
 	}
+	defer cc.done(rk)
+	cc.publishMu.Lock()
 	dc, err := cc.ch.PublishWithDeferredConfirm(exchange, key, true, false, msg)
+	cc.publishMu.Unlock()
 	if err != nil {
-		cc.discard()
+		p.discard(cc)
 		return fmt.Errorf("%w: publish: %v", ErrUnavailable, err)
 	}
 	acked, err := dc.WaitContext(ctx)
 	if err != nil {
-		// A late confirm would be attributed to nobody: drop the channel.
-		cc.discard()
+		// A late confirm would be attributed to nobody: drop the channel
+		// (the other publishes waiting on it get a closed channel: 503).
+		p.discard(cc)
 		return p.deadlineError(ctx)
 	}
-	// The broker sends basic.return before the ack of the same message, and
-	// the library hands it over before it resolves the confirm.
-	select {
-	case r := <-cc.returns:
-		p.put(cc)
+	if r, ok := cc.takeReturn(rk); ok {
 		return fmt.Errorf("%w: %d %s (exchange %q, key %q)", ErrUnroutable, r.ReplyCode, r.ReplyText, r.Exchange, r.RoutingKey)
-	default:
 	}
 	if !acked && cc.ch.IsClosed() {
 		// A dying channel resolves its pending confirms as nacks, for
 		// example after a publish to an exchange that does not exist.
+		p.discard(cc)
 		return fmt.Errorf("%w: channel closed before the confirm", ErrUnavailable)
 	}
-	p.put(cc)
 	if !acked {
 		return ErrNacked
 	}
 	return nil
 }
 
-// take returns an idle channel of the current connection or opens one.
-func (p *Publisher) take() (*confirmChannel, error) {
+// takeReturn moves the returns received so far into the returned set and
+// takes rk's, if the broker returned it.
+func (cc *confirmChannel) takeReturn(rk returnKey) (amqp.Return, bool) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	for drained := false; !drained; {
+		select {
+		case r := <-cc.returns:
+			cc.returned[returnKey{r.Exchange, r.RoutingKey, r.MessageId}] = r
+		default:
+			drained = true
+		}
+	}
+	r, ok := cc.returned[rk]
+	delete(cc.returned, rk)
+	return r, ok
+}
+
+// take returns the least busy channel of the current connection that has
+// room for one more publish and no publish of rk in flight, opening one
+// while the pool is below its size and every open channel is busy. When
+// every channel already carries rk (the same event published again while
+// its first publish awaits its confirm: rare), it waits for one to finish.
+func (p *Publisher) take(ctx context.Context, rk returnKey) (*confirmChannel, error) {
+	for {
+		cc, wait, err := p.pick(rk)
+		if err != nil || cc != nil {
+			return cc, err
+		}
+		if wait {
+			select {
+			case <-time.After(time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return nil, p.deadlineError(ctx)
+			}
+		}
+		return p.openChannel(rk)
+	}
+}
+
+// pick returns a channel for rk, reserved; or wait when every channel
+// carries rk; or neither, when a channel is to be opened.
+func (p *Publisher) pick(rk returnKey) (cc *confirmChannel, wait bool, err error) {
+	conn, err := p.conn.Connection()
+	if err != nil {
+		return nil, false, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := p.open[:0]
+	var best *confirmChannel
+	bestLoad, carried := 0, false
+	for _, c := range p.open {
+		if c.conn != conn || c.ch.IsClosed() {
+			_ = c.ch.Close()
+			continue
+		}
+		kept = append(kept, c)
+		load, has := c.load(rk)
+		carried = carried || has
+		if !has && load < inFlightPerChannel && (best == nil || load < bestLoad) {
+			best, bestLoad = c, load
+		}
+	}
+	clear(p.open[len(kept):])
+	p.open = kept
+	full := len(p.open)+p.opening >= p.channels
+	switch {
+	case best != nil && (bestLoad == 0 || full):
+		best.reserve(rk)
+		return best, false, nil
+	case best == nil && carried && full:
+		return nil, true, nil
+	}
+	// Below the pool size, or (briefly, while channels being opened or
+	// just discarded still hold publishes) every channel is full.
+	p.opening++
+	return nil, false, nil
+}
+
+// openChannel opens a confirm channel reserved for rk and adds it to the
+// pool.
+func (p *Publisher) openChannel(rk returnKey) (*confirmChannel, error) {
+	defer func() {
+		p.mu.Lock()
+		p.opening--
+		p.mu.Unlock()
+	}()
 	conn, err := p.conn.Connection()
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	for len(p.idle) > 0 {
-		cc := p.idle[len(p.idle)-1]
-		p.idle = p.idle[:len(p.idle)-1]
-		if cc.conn == conn && !cc.ch.IsClosed() {
-			p.mu.Unlock()
-			return cc, nil
-		}
-		cc.discard()
-	}
-	p.mu.Unlock()
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("%w: open channel: %v", ErrUnavailable, err)
@@ -145,16 +252,40 @@ func (p *Publisher) take() (*confirmChannel, error) {
 		_ = ch.Close()
 		return nil, fmt.Errorf("%w: confirm mode: %v", ErrUnavailable, err)
 	}
-	return &confirmChannel{conn: conn, ch: ch, returns: ch.NotifyReturn(make(chan amqp.Return, 1))}, nil
-}
-
-func (p *Publisher) put(cc *confirmChannel) {
+	cc := &confirmChannel{
+		conn: conn, ch: ch,
+		returns:  ch.NotifyReturn(make(chan amqp.Return, inFlightPerChannel)),
+		inFlight: map[returnKey]bool{rk: true},
+		returned: make(map[returnKey]amqp.Return),
+	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.idle = append(p.idle, cc)
+	p.open = append(p.open, cc)
+	p.mu.Unlock()
+	return cc, nil
 }
 
-func (cc *confirmChannel) discard() { _ = cc.ch.Close() }
+// discard closes cc; pick drops it from the pool.
+func (p *Publisher) discard(cc *confirmChannel) { _ = cc.ch.Close() }
+
+// load is how many publishes cc carries and whether rk is one of them.
+func (cc *confirmChannel) load(rk returnKey) (int, bool) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return len(cc.inFlight), cc.inFlight[rk]
+}
+
+func (cc *confirmChannel) reserve(rk returnKey) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cc.inFlight[rk] = true
+}
+
+// done ends rk's publish on cc.
+func (cc *confirmChannel) done(rk returnKey) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	delete(cc.inFlight, rk)
+}
 
 // Ready reports whether the publishing connection is open and not blocked.
 func (p *Publisher) Ready() bool { return p.conn.Ready() && !p.conn.Blocked() }

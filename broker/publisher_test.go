@@ -2,10 +2,13 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -136,5 +139,71 @@ func TestPublishWithoutConnection(t *testing.T) {
 	}
 	if pub.Ready() {
 		t.Error("Ready() = true without a connection")
+	}
+}
+
+// TestPublishConcurrentOnOneChannel publishes many messages at once on a
+// pool of one channel (so several await their confirm together), one of
+// them to an exchange without bindings: that one alone must come back
+// ErrUnroutable, the others must be confirmed and in the work queue. A
+// few are the same message published twice, which must not be confused.
+func TestPublishConcurrentOnOneChannel(t *testing.T) {
+	t.Parallel()
+	topo, conn := startConn(t, testenv.AMQPURL(), true)
+	ch := inspect(t)
+	lonely := topo.Namespace + ".lonely"
+	if err := ch.ExchangeDeclare(lonely, amqp.ExchangeTopic, false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	pub := broker.NewPublisher(conn, 1, 5*time.Second)
+	const n = 40
+	const unroutable = n / 2
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			exchange := topo.Events
+			if i == unroutable {
+				exchange = lonely
+			}
+			id := fmt.Sprintf("evt_%d", i%(n-4)) // 0..3 twice
+			msg := message(id)
+			msg.Body = []byte(fmt.Sprintf(`{"id":%q,"n":%d}`, id, i))
+			errs[i] = pub.Publish(context.Background(), exchange, "invoice.paid", msg)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		switch {
+		case i == unroutable && !errors.Is(err, broker.ErrUnroutable):
+			t.Errorf("publish %d (unroutable) = %v, want ErrUnroutable", i, err)
+		case i != unroutable && err != nil:
+			t.Errorf("publish %d = %v, want nil", i, err)
+		}
+	}
+	var got []int
+	for {
+		d, ok, err := ch.Get(topo.Work, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		var body struct{ N int }
+		if err := json.Unmarshal(d.Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, body.N)
+	}
+	slices.Sort(got)
+	var want []int
+	for i := range n {
+		if i != unroutable {
+			want = append(want, i)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("work queue holds messages %v, want %v", got, want)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -51,6 +52,37 @@ func (c *Consumer) batchWorker(stop, work context.Context, deliveries <-chan amq
 			return
 		}
 	}
+}
+
+// relay copies deliveries into a channel buffered to the prefetch, so
+// that "already delivered" means what the broker sent: amqp091-go hands
+// deliveries over an unbuffered channel from a goroutine that is rarely
+// parked on the send when a worker looks again, so collect without a
+// BatchWait saw batches of one. The buffer never fills (the broker sends
+// at most the prefetch unacked), and what is in it when stop comes is
+// left unacked, for redelivery, like what amqp091-go still holds. The
+// relay ends, closing its channel, when the stream ends or stop.
+func (c *Consumer) relay(wg *sync.WaitGroup, stop context.Context, in <-chan amqp.Delivery) <-chan amqp.Delivery {
+	out := make(chan amqp.Delivery, c.cfg.Concurrency*c.cfg.BatchSize)
+	wg.Go(func() {
+		defer close(out)
+		for {
+			select {
+			case <-stop.Done():
+				return
+			case d, ok := <-in:
+				if !ok {
+					return
+				}
+				select {
+				case out <- d:
+				case <-stop.Done():
+					return
+				}
+			}
+		}
+	})
+	return out
 }
 
 // collect waits for one delivery, then takes up to BatchSize-1 more that

@@ -233,6 +233,9 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) (consumed
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	var wg sync.WaitGroup
+	if c.cfg.BatchSize > 1 {
+		deliveries = c.relay(&wg, stopCtx, deliveries)
+	}
 	for range c.cfg.Concurrency {
 		if c.cfg.BatchSize > 1 {
 			wg.Go(func() { c.batchWorker(stopCtx, work, deliveries) })

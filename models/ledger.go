@@ -78,11 +78,36 @@ func FinishEvent(tx *gorm.DB, id, status string, at time.Time) error {
 	return nil
 }
 
+// StampProcessed sets processed_at of the claimed events ids to at, in one
+// statement: a batch stamps its events just before its commit.
+func StampProcessed(tx *gorm.DB, ids []string, at time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := tx.Model(&StripeEvent{}).Where("id IN ?", ids).Update("processed_at", at).Error; err != nil {
+		return fmt.Errorf("models: stamp %d events processed: %w", len(ids), err)
+	}
+	return nil
+}
+
 // RecordStatus appends a history row; a redelivered event adds nothing.
 func RecordStatus(tx *gorm.DB, c StatusChange) error {
 	err := tx.Clauses(clause.Insert{Modifier: "IGNORE"}).Create(&c).Error
 	if err != nil {
 		return fmt.Errorf("models: record %s %s status: %w", c.ObjectType, c.ObjectID, err)
+	}
+	return nil
+}
+
+// RecordStatuses appends several history rows in one statement; rows a
+// redelivered event already added are skipped.
+func RecordStatuses(tx *gorm.DB, cs []StatusChange) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	err := tx.Clauses(clause.Insert{Modifier: "IGNORE"}).Create(&cs).Error
+	if err != nil {
+		return fmt.Errorf("models: record %d status changes: %w", len(cs), err)
 	}
 	return nil
 }

@@ -77,7 +77,7 @@ func open(dsn string, pool PoolConfig, logger *slog.Logger) (*Store, error) {
 		DSNConfig:                 cfg,
 		SkipInitializeWithVersion: true, // no query at open: the pool connects lazily
 	}), &gorm.Config{
-		Logger:                 gormlogger.NewSlogLogger(logger, gormlogger.Config{LogLevel: gormlogger.Warn, IgnoreRecordNotFoundError: true, SlowThreshold: time.Second}),
+		Logger:                 quietTrace{gormlogger.NewSlogLogger(logger, gormlogger.Config{LogLevel: gormlogger.Warn, IgnoreRecordNotFoundError: true, SlowThreshold: slowStatement}), gormlogger.Warn},
 		SkipDefaultTransaction: true,
 		DisableAutomaticPing:   true, // Open pings itself
 		NowFunc:                func() time.Time { return time.Now().UTC() },
@@ -99,6 +99,32 @@ func open(dsn string, pool PoolConfig, logger *slog.Logger) (*Store, error) {
 		sqlDB.SetConnMaxLifetime(pool.ConnMaxLifetime)
 	}
 	return &Store{db: gdb, sqlDB: sqlDB, logger: logger, now: func() time.Time { return time.Now().UTC() }}, nil
+}
+
+// slowStatement is the duration from which a statement is logged.
+const slowStatement = time.Second
+
+// quietTrace skips GORM's trace of a statement that neither failed nor
+// was slow before calling the wrapped logger: GORM's slog logger renders
+// every statement's SQL with its arguments before it decides not to log
+// it, a few percent of the worker's CPU. At level Info (every statement)
+// it passes everything on.
+type quietTrace struct {
+	gormlogger.Interface
+	level gormlogger.LogLevel
+}
+
+// LogMode keeps the wrapper.
+func (q quietTrace) LogMode(level gormlogger.LogLevel) gormlogger.Interface {
+	return quietTrace{q.Interface.LogMode(level), level}
+}
+
+// Trace passes on failed (but for record not found) and slow statements.
+func (q quietTrace) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	if q.level < gormlogger.Info && (err == nil || errors.Is(err, gorm.ErrRecordNotFound)) && time.Since(begin) <= slowStatement {
+		return
+	}
+	q.Interface.Trace(ctx, begin, fc, err)
 }
 
 // DB is the GORM handle, for reads outside a transaction.
