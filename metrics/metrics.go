@@ -4,7 +4,7 @@
 // test builds its own with New.
 //
 // It also holds the adapters that feed the collectors from the worker
-// (EventObserver for the consumer's outcomes, DBErrors middleware,
+// (EventObserver for the consumer's outcomes,
 // QueueDepths for the poller) and Server, the worker's small HTTP server
 // for /metrics, /healthz and /readyz. The api serves Handler on its own
 // server.

@@ -2,24 +2,12 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"github.com/go-sql-driver/mysql"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
-	"github.com/stripe-billing/billing/models"
-)
-
-// Classes of database errors: the "class" label of
-// billing_database_errors_total.
-const (
-	DBUnavailable     = "unavailable"       // MySQL unreachable or the connection broke (the worker pauses)
-	DBDeadlock        = "deadlock"          // 1213, still failing after the store's own retries
-	DBLockWaitTimeout = "lock_wait_timeout" // 1205, likewise
-	DBOther           = "other"             // any other error MySQL returned
 )
 
 // EventObserver turns the consumer's outcomes into the event metrics:
@@ -65,39 +53,6 @@ func (e *EventObserver) Observe(o consumer.Outcome) {
 		}
 	}
 	e.m.Event(o.EventType, outcome, o.Duration)
-}
-
-// DBErrorClass names the class of a database error, or "" when err is not
-// one (a malformed event, a handler's own error).
-func DBErrorClass(err error) string {
-	var me *mysql.MySQLError
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, models.ErrUnavailable):
-		return DBUnavailable
-	case errors.As(err, &me) && me.Number == 1213:
-		return DBDeadlock
-	case errors.As(err, &me) && me.Number == 1205:
-		return DBLockWaitTimeout
-	case errors.As(err, &me):
-		return DBOther
-	}
-	return ""
-}
-
-// DBErrors is consumer middleware that counts the database errors handlers
-// return, by class.
-func DBErrors(m *Metrics) consumer.Middleware {
-	return func(next consumer.Handler) consumer.Handler {
-		return consumer.HandlerFunc(func(ctx context.Context, d consumer.Delivery) error {
-			err := next.HandleEvent(ctx, d)
-			if class := DBErrorClass(err); class != "" {
-				m.DBError(class)
-			}
-			return err
-		})
-	}
 }
 
 // Connection is an open AMQP connection when there is one: broker.Conn.

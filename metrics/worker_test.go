@@ -3,7 +3,6 @@ package metrics_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -20,7 +18,6 @@ import (
 	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/metrics"
-	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/retry"
 )
 
@@ -90,44 +87,6 @@ func TestEventObserver(t *testing.T) {
 			}
 			if n := testutil.CollectAndCount(m.Processing); n != 1 {
 				t.Errorf("processing histogram series = %d", n)
-			}
-		})
-	}
-}
-
-func TestDBErrorsByClass(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name string
-		err  error
-		want string
-	}{
-		{"unavailable", fmt.Errorf("models: tx: %w: %w", models.ErrUnavailable, errors.New("EOF")), metrics.DBUnavailable},
-		{"deadlock", fmt.Errorf("models: tx: %w", &mysql.MySQLError{Number: 1213}), metrics.DBDeadlock},
-		{"lock wait timeout", fmt.Errorf("models: tx: %w", &mysql.MySQLError{Number: 1205}), metrics.DBLockWaitTimeout},
-		{"other MySQL error", &mysql.MySQLError{Number: 1064}, metrics.DBOther},
-		{"not a database error", retry.MarkPermanent(errors.New("bad event")), ""},
-		{"no error", nil, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			_, m := setup(t)
-			h := metrics.DBErrors(m)(consumer.HandlerFunc(func(context.Context, consumer.Delivery) error { return tt.err }))
-			if err := h.HandleEvent(context.Background(), consumer.Delivery{}); !errors.Is(err, tt.err) {
-				t.Errorf("middleware changed the error: %v", err)
-			}
-			if got := metrics.DBErrorClass(tt.err); got != tt.want {
-				t.Errorf("class = %q, want %q", got, tt.want)
-			}
-			if tt.want == "" {
-				if n := testutil.CollectAndCount(m.DBErrors); n != 0 {
-					t.Errorf("a non-database error was counted (%d series)", n)
-				}
-				return
-			}
-			if got := testutil.ToFloat64(m.DBErrors.WithLabelValues(tt.want)); got != 1 {
-				t.Errorf("billing_database_errors_total{class=%q} = %v, want 1", tt.want, got)
 			}
 		})
 	}

@@ -87,6 +87,33 @@ func isUnavailable(err error) bool {
 	return strings.Contains(msg, "server has gone away") || strings.Contains(msg, "connection refused")
 }
 
+// Classes of database errors, as ErrorClass names them.
+const (
+	ErrorUnavailable     = "unavailable"       // MySQL unreachable or the connection broke
+	ErrorDeadlock        = "deadlock"          // 1213
+	ErrorLockWaitTimeout = "lock_wait_timeout" // 1205
+	ErrorOther           = "other"             // any other error MySQL returned
+)
+
+// ErrorClass names the class of a database error, or "" when err is not
+// one (nil, a malformed event, a handler's own error, a canceled context).
+func ErrorClass(err error) string {
+	var me *mysql.MySQLError
+	switch {
+	case err == nil:
+		return ""
+	case isUnavailable(err):
+		return ErrorUnavailable
+	case errors.As(err, &me) && me.Number == errLockDeadlock:
+		return ErrorDeadlock
+	case errors.As(err, &me) && me.Number == errLockWaitTimeout:
+		return ErrorLockWaitTimeout
+	case errors.As(err, &me):
+		return ErrorOther
+	}
+	return ""
+}
+
 // isRetryable reports whether the whole transaction should run again.
 func isRetryable(err error) bool {
 	var me *mysql.MySQLError

@@ -35,6 +35,8 @@ type Store struct {
 	sqlDB  *sql.DB
 	logger *slog.Logger
 	now    func() time.Time
+	// onError is told the class of every failed transaction attempt.
+	onError func(class string)
 }
 
 // Open connects to MySQL and checks the connection. An unreachable server
@@ -127,6 +129,16 @@ func (q quietTrace) Trace(ctx context.Context, begin time.Time, fc func() (strin
 	q.Interface.Trace(ctx, begin, fc, err)
 }
 
+// Observed returns a Store on the same pool that tells onError the class
+// (ErrorClass) of every failed transaction attempt, deadlocks that the
+// in-place retry then overcomes included: the source of the database error
+// metrics.
+func (s *Store) Observed(onError func(class string)) *Store {
+	c := *s
+	c.onError = onError
+	return &c
+}
+
 // DB is the GORM handle, for reads outside a transaction.
 func (s *Store) DB() *gorm.DB { return s.db }
 
@@ -150,6 +162,9 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 		err = s.db.WithContext(ctx).Transaction(fn, opts)
 		if err == nil {
 			return nil
+		}
+		if class := ErrorClass(err); class != "" && s.onError != nil {
+			s.onError(class)
 		}
 		if !isRetryable(err) || attempt == maxTxAttempts {
 			break

@@ -57,6 +57,32 @@ func TestIsUnavailable(t *testing.T) {
 	}
 }
 
+func TestErrorClass(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"unavailable", fmt.Errorf("models: tx: %w: %w", models.ErrUnavailable, errors.New("EOF")), models.ErrorUnavailable},
+		{"broken connection", driver.ErrBadConn, models.ErrorUnavailable},
+		{"deadlock", fmt.Errorf("models: tx: %w", &mysql.MySQLError{Number: 1213}), models.ErrorDeadlock},
+		{"lock wait timeout", &mysql.MySQLError{Number: 1205}, models.ErrorLockWaitTimeout},
+		{"other MySQL error", &mysql.MySQLError{Number: 1064}, models.ErrorOther},
+		{"not a database error", errors.New("bad event"), ""},
+		{"caller canceled", context.Canceled, ""},
+		{"no error", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := models.ErrorClass(tt.err); got != tt.want {
+				t.Errorf("ErrorClass(%v) = %q, want %q", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestUnreachableServerIsUnavailable(t *testing.T) {
 	t.Parallel()
 	const dsn = "root@tcp(127.0.0.1:1)/billing?parseTime=true&timeout=2s"
@@ -94,18 +120,22 @@ func TestInTxRetriesDeadlocks(t *testing.T) {
 		err       error
 		wantCalls int
 		wantErr   bool
+		// wantClasses is what the error observer is told, one per failure.
+		wantClasses []string
 	}{
-		{"deadlock then success", 2, &mysql.MySQLError{Number: 1213}, 3, false},
-		{"lock wait timeout then success", 1, &mysql.MySQLError{Number: 1205}, 2, false},
-		{"deadlock forever gives up", 100, &mysql.MySQLError{Number: 1213}, 5, true},
-		{"other error is not retried", 100, &mysql.MySQLError{Number: 1064}, 1, true},
+		{"deadlock then success", 2, &mysql.MySQLError{Number: 1213}, 3, false, []string{"deadlock", "deadlock"}},
+		{"lock wait timeout then success", 1, &mysql.MySQLError{Number: 1205}, 2, false, []string{"lock_wait_timeout"}},
+		{"deadlock forever gives up", 100, &mysql.MySQLError{Number: 1213}, 5, true, slices.Repeat([]string{"deadlock"}, 5)},
+		{"other error is not retried", 100, &mysql.MySQLError{Number: 1064}, 1, true, []string{"other"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			name := "retry-" + tt.name
 			calls := 0
-			err := s.InTx(ctx, func(tx *gorm.DB) error {
+			var classes []string
+			observed := s.Observed(func(class string) { classes = append(classes, class) })
+			err := observed.InTx(ctx, func(tx *gorm.DB) error {
 				calls++
 				if err := tx.Exec("INSERT INTO sweep_checkpoints (name, value, updated_at) VALUES (?, ?, ?)", name, fmt.Sprint(calls), time.Now()).Error; err != nil {
 					return err
@@ -117,6 +147,9 @@ func TestInTxRetriesDeadlocks(t *testing.T) {
 			})
 			if calls != tt.wantCalls || (err != nil) != tt.wantErr {
 				t.Fatalf("calls = %d, err = %v; want %d calls, error %v", calls, err, tt.wantCalls, tt.wantErr)
+			}
+			if !slices.Equal(classes, tt.wantClasses) {
+				t.Errorf("observed classes %v, want %v", classes, tt.wantClasses)
 			}
 			// Failed attempts were rolled back: only the last one's row, if any.
 			got, err2 := s.Checkpoint(ctx, name)
@@ -138,7 +171,12 @@ func TestInTxRetriesDeadlocks(t *testing.T) {
 // two rows in opposite orders. Both must commit in the end.
 func TestInTxSurvivesRealDeadlock(t *testing.T) {
 	t.Parallel()
-	s := testenv.Store(t)
+	var deadlocks atomic.Int32
+	s := testenv.Store(t).Observed(func(class string) {
+		if class == models.ErrorDeadlock {
+			deadlocks.Add(1)
+		}
+	})
 	ctx := context.Background()
 	for _, n := range []string{"a", "b"} {
 		if err := s.SetCheckpoint(ctx, n, "0"); err != nil {
@@ -171,8 +209,8 @@ func TestInTxSurvivesRealDeadlock(t *testing.T) {
 			t.Fatalf("InTx: %v", err)
 		}
 	}
-	if calls.Load() < 3 {
-		t.Errorf("calls = %d, want a retry after the deadlock", calls.Load())
+	if calls.Load() < 3 || deadlocks.Load() < 1 {
+		t.Errorf("calls = %d, deadlocks observed = %d: want a retry after an observed deadlock", calls.Load(), deadlocks.Load())
 	}
 	for _, n := range []string{"a", "b"} {
 		if v, _ := s.Checkpoint(ctx, n); v != "2" {

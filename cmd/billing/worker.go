@@ -164,7 +164,7 @@ func (w *worker) work(ctx context.Context) error {
 	}
 	proc := billing.NewProcessor(store, w.logger)
 	handler := consumer.Chain(consumer.Process(proc),
-		consumer.Recover(w.logger), consumer.Log(w.logger), metrics.DBErrors(w.metrics), consumer.Timeout(handlerTimeout))
+		consumer.Recover(w.logger), consumer.Log(w.logger), consumer.Timeout(handlerTimeout))
 	c, err := consumer.New(consumer.Config{
 		Queue:           w.topo.Work,
 		Concurrency:     w.cfg.WorkerConcurrency,
@@ -197,7 +197,7 @@ func (w *worker) openStore(ctx context.Context) (*models.Store, error) {
 	for n := 0; ; n++ {
 		store, err := models.Open(ctx, w.cfg.MySQLDSN, pool, w.logger)
 		if err == nil {
-			return store, nil
+			return store.Observed(w.metrics.DBError), nil
 		}
 		if ctx.Err() != nil {
 			return nil, nil
