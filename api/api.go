@@ -10,11 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/internal/httpserve"
 )
 
 // Publisher is the broker as the api uses it; *broker.Publisher satisfies
@@ -131,38 +132,15 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // it stops accepting and lets in-flight requests finish for at most
 // ShutdownTimeout.
 func (s *Server) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("api: listen on %s: %w", s.cfg.Addr, err)
-	}
-	srv := &http.Server{
+	return httpserve.Run(ctx, "api", &http.Server{
+		Addr:              s.cfg.Addr,
 		Handler:           s.handler,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
-	}
-	s.logger.Info("api listening", "addr", ln.Addr().String())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("api: serve: %w", err)
-	case <-ctx.Done():
-	}
-	// ctx is done: shutting down needs a context of its own.
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
-	<-served // http.ErrServerClosed once Shutdown has begun
-	if err != nil {
-		_ = srv.Close()
-		return fmt.Errorf("api: shutdown: %w", err)
-	}
-	s.logger.Info("api stopped")
-	return nil
+	}, s.cfg.ShutdownTimeout, s.logger)
 }
 
 type nopObserver struct{}

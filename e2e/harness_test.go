@@ -110,27 +110,10 @@ func (s *stack) env(extra map[string]string) []string {
 type proc struct {
 	name   string
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *testenv.SyncBuffer
 	exited chan struct{}
 	err    error // of Wait, once exited
 	addr   string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // start runs `billing <sub>` with this stack's environment plus extra and
@@ -138,7 +121,7 @@ func (s *syncBuffer) String() string {
 // test ends if it still runs; its log is shown when the test failed.
 func (s *stack) start(sub string, extra map[string]string) *proc {
 	s.t.Helper()
-	p := &proc{name: sub, log: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{name: sub, log: &testenv.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, sub)
 	p.cmd.Env = s.env(extra)
 	p.cmd.Stdout, p.cmd.Stderr = io.Discard, p.log

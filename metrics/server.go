@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stripe-billing/billing/internal/httpserve"
 )
 
 // ServerConfig configures a Server.
@@ -71,34 +71,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // Run serves until ctx is done, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("metrics: listen on %s: %w", s.cfg.Addr, err)
-	}
-	srv := &http.Server{
+	return httpserve.Run(ctx, "metrics", &http.Server{
+		Addr:              s.cfg.Addr,
 		Handler:           s.mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
-	}
-	s.logger.Info("metrics listening", "addr", ln.Addr().String())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("metrics: serve: %w", err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
-	<-served
-	if err != nil {
-		_ = srv.Close()
-		return fmt.Errorf("metrics: shutdown: %w", err)
-	}
-	return nil
+	}, s.cfg.ShutdownTimeout, s.logger)
 }
 
 func writeStatus(w http.ResponseWriter, code int, v map[string]string) {

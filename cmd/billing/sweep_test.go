@@ -113,7 +113,7 @@ func TestSweepEveryRunsPassesAndServesMetrics(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"sweep", "--every", "100ms"}, getenv, &stdout, &stderr) }()
 	addr := metricsAddr(t, &stderr)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,24 +17,6 @@ import (
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/internal/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func workerEnv(vars map[string]string) func(string) string {
 	return func(name string) string { return vars[name] }
@@ -95,7 +76,7 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout bytes.Buffer
-	var stderr syncBuffer
+	var stderr testenv.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"worker"}, workerEnv(vars), &stdout, &stderr) }()
 
@@ -171,7 +152,7 @@ func TestWorkerStartsWhileMySQLIsDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout bytes.Buffer
-	var stderr syncBuffer
+	var stderr testenv.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"worker"}, workerEnv(vars), &stdout, &stderr) }()
 	testenv.Eventually(t, 5*time.Second, func() bool {
@@ -204,7 +185,7 @@ func TestWorkerStartsWhileMySQLIsDown(t *testing.T) {
 
 // metricsAddr waits for the worker's "metrics listening" log line and
 // returns the address it names (METRICS_ADDR 127.0.0.1:0 picks a port).
-func metricsAddr(t *testing.T, log *syncBuffer) string {
+func metricsAddr(t *testing.T, log *testenv.SyncBuffer) string {
 	t.Helper()
 	var addr string
 	testenv.Eventually(t, 5*time.Second, func() bool {
