@@ -94,8 +94,11 @@ func TestFailingHandlerIsRetriedThroughTheTiers(t *testing.T) {
 		delays   []time.Duration
 		max      int
 	}{
-		{"one failure", 1, []time.Duration{150 * time.Millisecond, 300 * time.Millisecond}, 5},
-		{"four failures through two tiers: the last tier repeats", 4, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}, 6},
+		// Tiers of a few hundred milliseconds: 20% of them stays above the
+		// scheduling noise of a loaded two-core machine (the first publish
+		// to a tier also opens its confirm channel).
+		{"one failure", 1, []time.Duration{300 * time.Millisecond, 600 * time.Millisecond}, 5},
+		{"four failures through two tiers: the last tier repeats", 4, []time.Duration{300 * time.Millisecond, 500 * time.Millisecond}, 6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,7 +115,7 @@ func TestFailingHandlerIsRetriedThroughTheTiers(t *testing.T) {
 			})
 			h.start(handler, h.router(nil), nil)
 			h.publish("evt_flaky", "invoice.paid", eventJSON("evt_flaky", "invoice.paid"))
-			waitFor(t, 5*time.Second, func() bool { return rec.succeeded("evt_flaky") }, "evt_flaky applied")
+			waitFor(t, 10*time.Second, func() bool { return rec.succeeded("evt_flaky") }, "evt_flaky applied")
 
 			cs := rec.get("evt_flaky")
 			if len(cs) != tt.failures+1 {

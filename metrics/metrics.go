@@ -85,6 +85,9 @@ type Metrics struct {
 	// QueueDepthErrors counts failed polls of the queue depths: a rising
 	// value means QueueDepth is stale.
 	QueueDepthErrors prometheus.Counter
+	// OldestParkedAge is how long ago the oldest event still parked (dead
+	// in the ledger) was first received; 0 when none is.
+	OldestParkedAge prometheus.Gauge
 	// DBErrors counts database errors by class (deadlock, lock_wait_timeout,
 	// unavailable, other, ...).
 	DBErrors *prometheus.CounterVec
@@ -139,6 +142,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "billing_queue_depth_poll_errors_total",
 			Help: "Failed polls of the queue depths; while it rises billing_queue_messages is stale.",
 		}),
+		OldestParkedAge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "billing_oldest_parked_event_age_seconds",
+			Help: "Age of the oldest event parked in the DLQ and dead in the ledger, since it was first received; 0 when none.",
+		}),
 		DBErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "billing_database_errors_total",
 			Help: "Database errors seen by the worker, by class.",
@@ -151,7 +158,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.Webhooks, m.PublishConfirm, m.EventsProcessed, m.Processing,
 		m.Retries, m.Parked, m.Replayed, m.SweepResults,
-		m.QueueDepth, m.QueueDepthErrors, m.DBErrors, m.BuildInfo,
+		m.QueueDepth, m.QueueDepthErrors, m.OldestParkedAge, m.DBErrors, m.BuildInfo,
 	)
 	version, goversion, revision := buildInfo()
 	m.BuildInfo.WithLabelValues(version, goversion, revision).Set(1)

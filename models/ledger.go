@@ -144,6 +144,17 @@ func (s *Store) MarkDead(ctx context.Context, ev DeadEvent) error {
 	return translate("mark dead "+ev.ID, err)
 }
 
+// OldestDead returns when the oldest event still dead in the ledger was
+// first received; the zero time when none is.
+func (s *Store) OldestDead(ctx context.Context) (time.Time, error) {
+	var oldest sql.NullTime
+	err := s.sqlDB.QueryRowContext(ctx, "SELECT MIN(received_at) FROM stripe_events WHERE status = ?", EventDead).Scan(&oldest)
+	if err != nil {
+		return time.Time{}, translate("oldest dead event", err)
+	}
+	return oldest.Time, nil
+}
+
 // KnownEventIDs returns which of ids have a ledger row, whatever its status.
 func (s *Store) KnownEventIDs(ctx context.Context, ids []string) (map[string]bool, error) {
 	known := make(map[string]bool, len(ids))

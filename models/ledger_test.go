@@ -162,3 +162,27 @@ func TestWithLock(t *testing.T) {
 		t.Fatalf("after release: acquired %v, err %v", acquired, err)
 	}
 }
+
+func TestOldestDead(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	if got, err := s.OldestDead(ctx); err != nil || !got.IsZero() {
+		t.Fatalf("OldestDead with none dead = %v, %v; want the zero time", got, err)
+	}
+	insertEvent(t, s, "evt_done", models.EventProcessed)
+	start := time.Now().Add(-time.Second)
+	for _, id := range []string{"evt_dead_1", "evt_dead_2"} {
+		if err := s.MarkDead(ctx, models.DeadEvent{ID: id, Type: "invoice.paid", Attempts: 1, LastError: "boom"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var first time.Time
+	if err := s.DB().Raw("SELECT received_at FROM stripe_events WHERE id = ?", "evt_dead_1").Scan(&first).Error; err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.OldestDead(ctx)
+	if err != nil || !got.Equal(first) || got.Before(start) {
+		t.Errorf("OldestDead = %v, %v; want %v, the first dead event's received_at", got, err, first)
+	}
+}

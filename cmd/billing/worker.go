@@ -128,7 +128,35 @@ func (w *worker) run(ctx context.Context) error {
 	})
 	g.Go(func() error { return w.server.Run(ctx) })
 	g.Go(func() error { return w.poller.Run(ctx) })
+	g.Go(func() error { return w.pollOldestParked(ctx) })
 	return g.Wait()
+}
+
+// pollOldestParked sets billing_oldest_parked_event_age_seconds from the
+// ledger every depthInterval, once the database is open.
+func (w *worker) pollOldestParked(ctx context.Context) error {
+	ticker := time.NewTicker(depthInterval)
+	defer ticker.Stop()
+	for {
+		if store := w.store.Load(); store != nil {
+			qctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			oldest, err := store.OldestDead(qctx)
+			cancel()
+			switch {
+			case err != nil:
+				w.logger.Debug("oldest parked event: query failed", "error", err)
+			case oldest.IsZero():
+				w.metrics.OldestParkedAge.Set(0)
+			default:
+				w.metrics.OldestParkedAge.Set(time.Since(oldest).Seconds())
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
 }
 
 // ready is /readyz: both broker connections up, the database open and

@@ -126,8 +126,25 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 		return code == 200 &&
 			strings.Contains(body, `billing_events_processed_total{outcome="processed",type="customer.created"} 1`) &&
 			strings.Contains(body, `billing_queue_messages{queue="`+topo.DLQ+`"} 0`) &&
-			strings.Contains(body, "billing_build_info{")
+			strings.Contains(body, "billing_build_info{") &&
+			metricValue(body, "billing_oldest_parked_event_age_seconds") == 0
 	}, "/metrics counts the event and polls the queue depths")
+
+	// A malformed event is parked: the ledger's oldest dead event shows.
+	dc, err = ch.PublishWithDeferredConfirm(topo.Events, "invoice.paid", true, false, amqp.Publishing{
+		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: "evt_WorkerBad", Type: "invoice.paid", Body: []byte("not json"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := dc.WaitContext(ctx); !ok || err != nil {
+		t.Fatalf("publish not confirmed: %v %v", ok, err)
+	}
+	testenv.Eventually(t, 15*time.Second, func() bool {
+		_, body := httpGet(base + "/metrics")
+		return metricValue(body, `billing_events_parked_total{class="permanent"}`) == 1 &&
+			metricValue(body, "billing_oldest_parked_event_age_seconds") > 0
+	}, "/metrics shows the parked event and its age")
 
 	cancel()
 	select {
