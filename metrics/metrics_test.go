@@ -225,6 +225,7 @@ func TestLint(t *testing.T) {
 	m.Sweep("redriven")
 	m.QueueDepth.WithLabelValues("billing.events.work").Set(3)
 	m.QueueDepthErrors.Inc()
+	m.OldestParkedAge.Set(42)
 	m.DBError("deadlock")
 
 	problems, err := testutil.GatherAndLint(reg)
@@ -238,8 +239,8 @@ func TestLint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(families) != 12 {
-		t.Errorf("gathered %d metric families, want 12", len(families))
+	if len(families) != 13 {
+		t.Errorf("gathered %d metric families, want 13", len(families))
 	}
 	for _, f := range families {
 		if !strings.HasPrefix(f.GetName(), "billing_") {
