@@ -69,14 +69,7 @@ func setup(t *testing.T, o options) *fixture {
 
 	// The test's own connection declares the topology first, so the work
 	// queue exists even when the api's connection never comes up.
-	c, err := amqp.Dial(testenv.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	if f.ch, err = c.Channel(); err != nil {
-		t.Fatal(err)
-	}
+	f.ch = testenv.Channel(t)
 	if err := f.topo.Declare(f.ch); err != nil {
 		t.Fatal(err)
 	}

@@ -48,16 +48,7 @@ func startConn(t *testing.T, url string, wait bool) (broker.Topology, *broker.Co
 // inspect opens the test's own channel, for declaring and reading queues.
 func inspect(t *testing.T) *amqp.Channel {
 	t.Helper()
-	c, err := amqp.Dial(testenv.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	ch, err := c.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ch
+	return testenv.Channel(t)
 }
 
 func message(id string) amqp.Publishing {

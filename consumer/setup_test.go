@@ -50,14 +50,7 @@ func setup(t *testing.T, delays []time.Duration, maxAttempts int) *harness {
 	h.consume = h.runConn("consumer")
 	h.pub = broker.NewPublisher(h.runConn("publisher"), 4, 5*time.Second)
 	h.events = broker.NewPublisher(h.runConn("test"), 2, 5*time.Second)
-	raw, err := amqp.Dial(testenv.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.Close() })
-	if h.ch, err = raw.Channel(); err != nil {
-		t.Fatal(err)
-	}
+	h.ch = testenv.Channel(t)
 	return h
 }
 

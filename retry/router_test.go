@@ -153,15 +153,7 @@ func brokerSetup(t *testing.T, delays []time.Duration) (broker.Topology, *broker
 	if _, err := conn.Await(wctx); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := amqp.Dial(testenv.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.Close() })
-	ch, err := raw.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := testenv.Channel(t)
 	return topo, broker.NewPublisher(conn, 2, 5*time.Second), ch
 }
 

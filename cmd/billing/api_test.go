@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/stripe-billing/billing/broker"
@@ -82,15 +81,7 @@ func TestAPIServesAndShutsDown(t *testing.T) {
 		t.Fatalf("POST /webhooks/stripe = %d, want 200", resp.StatusCode)
 	}
 
-	c, err := amqp.Dial(testenv.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ch, err := c.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := testenv.Channel(t)
 	work := broker.NewTopology(ns, nil, 0).Work
 	d, ok, err := ch.Get(work, true)
 	if err != nil || !ok || !bytes.Equal(d.Body, body) || d.MessageId != "evt_cmd_1" {

@@ -46,15 +46,7 @@ type parkedQueues struct {
 func newParkedQueues(t *testing.T, ns string) parkedQueues {
 	t.Helper()
 	topo := broker.NewTopology(ns, []time.Duration{10 * time.Second}, 20)
-	conn, err := amqp.Dial(testenv.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := testenv.Channel(t)
 	if err := topo.Declare(ch); err != nil {
 		t.Fatal(err)
 	}

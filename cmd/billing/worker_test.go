@@ -84,15 +84,7 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 	// The worker declares the topology when it connects; until then an
 	// event would be unroutable.
 	testenv.Eventually(t, 10*time.Second, func() bool { _, err := testenv.QueueDepth(topo.Work); return err == nil }, "the worker declares %s", topo.Work)
-	conn, err := amqp.Dial(testenv.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := testenv.Channel(t)
 	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}
