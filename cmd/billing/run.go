@@ -122,14 +122,3 @@ func loadConfig(e env) (config.Config, *slog.Logger, error) {
 	logger := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 	return cfg, logger, nil
 }
-
-// notYet is the answer of a subcommand whose issue has not landed.
-func notYet(name string) func(context.Context, env, []string) error {
-	return func(_ context.Context, e env, args []string) error {
-		fs := newFlagSet(e, name, "not implemented yet")
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		return fmt.Errorf("%s: not implemented yet", name)
-	}
-}
