@@ -60,23 +60,11 @@ func TestAPIServesAndShutsDown(t *testing.T) {
 		"BILLING_NAMESPACE": ns,
 		"SHUTDOWN_TIMEOUT":  shutdown.String(),
 	})
-	client := &http.Client{Timeout: 5 * time.Second}
 	testenv.Eventually(t, 10*time.Second, func() bool { return a.get(t, "/readyz") == http.StatusOK },
 		"api never became ready on %s", a.base)
 
 	body := []byte(`{"id":"evt_cmd_1","object":"event","type":"invoice.paid","api_version":"2023-10-16","data":{"object":{"id":"in_1","object":"invoice"}}}`)
-	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: apiTestSecret})
-	req, err := http.NewRequest(http.MethodPost, a.base+"/webhooks/stripe", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Stripe-Signature", signed.Header)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, signature := a.post(t, body)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST /webhooks/stripe = %d, want 200", resp.StatusCode)
 	}
@@ -94,9 +82,9 @@ func TestAPIServesAndShutsDown(t *testing.T) {
 		t.Errorf("GET /metrics = %d, want the accepted webhook and one publish counted:\n%s", code, body)
 	}
 
-	a.stop(t, shutdown)
+	a.stop(t, shutdown+time.Second)
 	logs := a.stderr.String()
-	if strings.Contains(logs, apiTestSecret) || strings.Contains(logs, signed.Header) {
+	if strings.Contains(logs, apiTestSecret) || strings.Contains(logs, signature) {
 		t.Error("logs contain the secret or the signature header")
 	}
 	if !strings.Contains(logs, `"event_id":"evt_cmd_1"`) {
@@ -120,33 +108,20 @@ func TestAPIStartsWithBrokerDown(t *testing.T) {
 		t.Errorf("/readyz = %d, want 503 while the broker is down", got)
 	}
 	body := []byte(`{"id":"evt_cmd_2","object":"event","type":"invoice.paid"}`)
-	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: apiTestSecret})
-	req, err := http.NewRequest(http.MethodPost, a.base+"/webhooks/stripe", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Stripe-Signature", signed.Header)
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := a.post(t, body)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("POST /webhooks/stripe = %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 	if _, body := httpGet(a.base + "/metrics"); !strings.Contains(body, `billing_webhooks_total{code="503",outcome="unavailable"} 1`) {
 		t.Errorf("/metrics does not count the 503:\n%s", body)
 	}
-	a.stop(t, shutdown)
+	a.stop(t, shutdown+time.Second)
 }
 
 // runningAPI is `billing api` running in the background.
 type runningAPI struct {
-	base   string
-	cancel context.CancelFunc
-	ran    chan error
-	stderr *bytes.Buffer // read only after stop
+	*running
+	base string
 }
 
 // startAPI runs `billing api` on a free port with vars (plus the secret
@@ -168,28 +143,14 @@ func startAPI(t *testing.T, vars map[string]string) *runningAPI {
 	for k, v := range vars {
 		env[k] = v
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a := &runningAPI{base: "http://" + addr, cancel: cancel, ran: make(chan error, 1), stderr: &bytes.Buffer{}}
-	go func() { a.ran <- run(ctx, []string{"api"}, apiTestEnv(env), &bytes.Buffer{}, a.stderr) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-a.ran:
-		case <-time.After(10 * time.Second):
-		}
-	})
-	return a
+	return &runningAPI{running: start(t, apiTestEnv(env), "api"), base: "http://" + addr}
 }
 
 // get returns the status of GET path, 0 when the server does not answer;
 // it fails the test when run has already returned.
 func (a *runningAPI) get(t *testing.T, path string) int {
 	t.Helper()
-	select {
-	case err := <-a.ran:
-		t.Fatalf("run returned early: %v\n%s", err, a.stderr.String())
-	default:
-	}
+	a.alive(t)
 	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(a.base + path)
 	if err != nil {
 		return 0
@@ -198,19 +159,23 @@ func (a *runningAPI) get(t *testing.T, path string) int {
 	return resp.StatusCode
 }
 
-// stop cancels run's context and expects nil within SHUTDOWN_TIMEOUT.
-func (a *runningAPI) stop(t *testing.T, shutdown time.Duration) {
+// post sends body signed with the test secret to the webhook endpoint and
+// returns the response (its body closed) and the signature header.
+func (a *runningAPI) post(t *testing.T, body []byte) (*http.Response, string) {
 	t.Helper()
-	a.cancel()
-	select {
-	case err := <-a.ran:
-		a.ran <- err // for the cleanup
-		if err != nil {
-			t.Errorf("run after cancel = %v, want nil", err)
-		}
-	case <-time.After(shutdown + time.Second):
-		t.Fatalf("run did not return within SHUTDOWN_TIMEOUT %s", shutdown)
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: apiTestSecret})
+	req, err := http.NewRequest(http.MethodPost, a.base+"/webhooks/stripe", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
 	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Stripe-Signature", signed.Header)
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp, signed.Header
 }
 
 func TestTopologyCommand(t *testing.T) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -111,12 +110,9 @@ func TestSweepEveryRunsPassesAndServesMetrics(t *testing.T) {
 	q.park(t, "evt_perm", "invoice.paid", retry.Permanent, now.Add(-time.Hour))
 	q.waitReady(t, q.topo.DLQ, 2)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr testenv.SyncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"sweep", "--every", "100ms"}, getenv, &stdout, &stderr) }()
-	addr := metricsAddr(t, &stderr)
+	sweep := start(t, getenv, "sweep", "--every", "100ms")
+	stdout := &sweep.stdout
+	addr := metricsAddr(t, &sweep.stderr)
 
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		return strings.Count(stdout.String(), "sweep: ") >= 3
@@ -142,15 +138,7 @@ func TestSweepEveryRunsPassesAndServesMetrics(t *testing.T) {
 		t.Errorf("work queue holds %v, want evt_old once", got)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("run = %v, want nil after cancel", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("sweep --every did not stop within 5s of the cancel")
-	}
+	sweep.stop(t, 5*time.Second)
 }
 
 func TestSweepEveryRejectsNegative(t *testing.T) {

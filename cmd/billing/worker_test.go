@@ -73,12 +73,8 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 		"LOG_LEVEL":          "info",
 		"METRICS_ADDR":       "127.0.0.1:0",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout bytes.Buffer
-	var stderr testenv.SyncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"worker"}, workerEnv(vars), &stdout, &stderr) }()
+	worker := start(t, workerEnv(vars), "worker")
+	stderr := &worker.stderr
 
 	topo := broker.NewTopology(ns, []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}, 20)
 	// The worker declares the topology when it connects; until then an
@@ -95,7 +91,7 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := dc.WaitContext(ctx); !ok || err != nil {
+	if ok, err := dc.WaitContext(t.Context()); !ok || err != nil {
 		t.Fatalf("publish not confirmed: %v %v", ok, err)
 	}
 
@@ -111,7 +107,7 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 		return status == "processed" && email == "a@example.com"
 	}, "event applied to MySQL (worker log: %s)", stderr.String())
 
-	base := "http://" + metricsAddr(t, &stderr)
+	base := "http://" + metricsAddr(t, stderr)
 	testenv.Eventually(t, 5*time.Second, func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 }, "/readyz 200")
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		code, body := httpGet(base + "/metrics")
@@ -129,7 +125,7 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := dc.WaitContext(ctx); !ok || err != nil {
+	if ok, err := dc.WaitContext(t.Context()); !ok || err != nil {
 		t.Fatalf("publish not confirmed: %v %v", ok, err)
 	}
 	testenv.Eventually(t, 15*time.Second, func() bool {
@@ -138,15 +134,7 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 			metricValue(body, "billing_oldest_parked_event_age_seconds") > 0
 	}, "/metrics shows the parked event and its age")
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("run = %v, want nil after cancel", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("worker did not stop within 5s of the cancel")
-	}
+	worker.stop(t, 5*time.Second)
 }
 
 func TestWorkerStartsWhileMySQLIsDown(t *testing.T) {
@@ -158,16 +146,12 @@ func TestWorkerStartsWhileMySQLIsDown(t *testing.T) {
 		"LOG_LEVEL":         "info",
 		"METRICS_ADDR":      "127.0.0.1:0",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout bytes.Buffer
-	var stderr testenv.SyncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"worker"}, workerEnv(vars), &stdout, &stderr) }()
+	worker := start(t, workerEnv(vars), "worker")
+	stderr := &worker.stderr
 	testenv.Eventually(t, 5*time.Second, func() bool {
 		return strings.Contains(stderr.String(), "database unavailable")
 	}, "the worker reports it waits for the database")
-	base := "http://" + metricsAddr(t, &stderr)
+	base := "http://" + metricsAddr(t, stderr)
 	if code, _ := httpGet(base + "/healthz"); code != 200 {
 		t.Errorf("/healthz = %d while MySQL is down, want 200 (alive)", code)
 	}
@@ -176,20 +160,8 @@ func TestWorkerStartsWhileMySQLIsDown(t *testing.T) {
 		code, body := httpGet(base + "/readyz")
 		return code == 503 && strings.Contains(body, "database")
 	}, "/readyz 503 naming the database while MySQL is down")
-	select {
-	case err := <-done:
-		t.Fatalf("worker exited while MySQL was down: %v", err)
-	default:
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("run = %v, want nil after cancel", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("worker did not stop within 5s of the cancel")
-	}
+	worker.alive(t)
+	worker.stop(t, 5*time.Second)
 }
 
 // metricsAddr waits for the worker's "metrics listening" log line and
