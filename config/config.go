@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -124,6 +125,9 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.AMQPURL == "" || !(strings.HasPrefix(c.AMQPURL, "amqp://") || strings.HasPrefix(c.AMQPURL, "amqps://")) {
 		l.fail("AMQP_URL", "must start with amqp:// or amqps://")
+	}
+	if u, err := url.Parse(c.StripeAPIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		l.fail("STRIPE_API_BASE", "must be an http(s) URL such as https://api.stripe.com")
 	}
 	if !strings.Contains(c.MySQLDSN, "parseTime=true") {
 		l.fail("MYSQL_DSN", "must contain parseTime=true")

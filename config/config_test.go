@@ -1,0 +1,91 @@
+package config_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stripe-billing/billing/config"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(nil))
+	if err != nil {
+		t.Fatalf("Load with no variables = %v, want the defaults", err)
+	}
+	if c.Namespace != "billing" || c.HTTPAddr != ":8080" || c.MetricsAddr != ":9090" ||
+		c.WebhookMaxBodyBytes != 1<<20 || c.WebhookTolerance != 5*time.Minute || c.MaxAttempts != 8 ||
+		len(c.RetryDelays) != 6 || c.RetryDelays[0] != 10*time.Second || c.RetryDelays[5] != 6*time.Hour ||
+		c.StripeAPIBase != "https://api.stripe.com" || len(c.WebhookSecrets) != 0 {
+		t.Errorf("defaults = %+v", c)
+	}
+	if !errors.Is(c.RequireWebhookSecret(), config.ErrMissingWebhookSecret) {
+		t.Error("RequireWebhookSecret without a secret = nil, want ErrMissingWebhookSecret")
+	}
+}
+
+func TestSecretsAreAListForRotation(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{"STRIPE_WEBHOOK_SECRET": " whsec_new , whsec_old ,"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.WebhookSecrets, "|") != "whsec_new|whsec_old" || c.RequireWebhookSecret() != nil {
+		t.Errorf("secrets = %q, want [whsec_new whsec_old]", c.WebhookSecrets)
+	}
+}
+
+// Every bad value is refused with an error naming its variable and the
+// problem.
+func TestBadValuesNameTheVariable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, value, want string
+	}{
+		{"AMQP_URL", "rabbitmq:5672", "config: AMQP_URL: must start with amqp:// or amqps://"},
+		{"MYSQL_DSN", "root@tcp(db:3306)/billing", "config: MYSQL_DSN: must contain parseTime=true"},
+		{"STRIPE_WEBHOOK_SECRET", "whsec_ok,sk_live_oops", "config: STRIPE_WEBHOOK_SECRET: each secret must start with whsec_"},
+		{"STRIPE_API_BASE", "api.stripe.com", "config: STRIPE_API_BASE: must be an http(s) URL"},
+		{"HTTP_ADDR", "8080", `config: HTTP_ADDR: "8080" is not host:port`},
+		{"METRICS_ADDR", "localhost", `config: METRICS_ADDR: "localhost" is not host:port`},
+		{"BILLING_NAMESPACE", "bad name", "config: BILLING_NAMESPACE: must be 1-64 letters"},
+		{"WEBHOOK_MAX_BODY_BYTES", "1MB", `config: WEBHOOK_MAX_BODY_BYTES: "1MB" is not a positive integer`},
+		{"WEBHOOK_TOLERANCE", "300", `config: WEBHOOK_TOLERANCE: "300" is not a positive duration`},
+		{"PUBLISH_TIMEOUT", "-1s", `config: PUBLISH_TIMEOUT: "-1s" is not a positive duration`},
+		{"PUBLISHER_CHANNELS", "0", `config: PUBLISHER_CHANNELS: "0" is not a positive integer`},
+		{"RETRY_DELAYS", "10s,,1m", `config: RETRY_DELAYS: "" is not a positive duration`},
+		{"RETRY_DELAYS", "10s,0s", `config: RETRY_DELAYS: "0s" is not a positive duration`},
+		{"MAX_ATTEMPTS", "many", `config: MAX_ATTEMPTS: "many" is not a positive integer`},
+		{"WORKER_CONCURRENCY", "-2", `config: WORKER_CONCURRENCY: "-2" is not a positive integer`},
+		{"WORKER_BATCH_SIZE", "100000", "config: WORKER_BATCH_SIZE: WORKER_CONCURRENCY × WORKER_BATCH_SIZE is the prefetch"},
+		{"WORKER_BATCH_WAIT", "-5ms", `config: WORKER_BATCH_WAIT: "-5ms" is not a duration`},
+		{"DB_MAX_IDLE_CONNS", "100", "config: DB_MAX_IDLE_CONNS: must not exceed DB_MAX_OPEN_CONNS"},
+		{"SWEEP_MIN_AGE", "soon", `config: SWEEP_MIN_AGE: "soon" is not a positive duration`},
+		{"LOG_LEVEL", "verbose", "config: LOG_LEVEL: must be debug, info, warn or error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Load(env(map[string]string{tt.name: tt.value}))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Load(%s=%q) = %v, want an error containing %q", tt.name, tt.value, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestAllProblemsAtOnce(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load(env(map[string]string{"MAX_ATTEMPTS": "0", "LOG_LEVEL": "loud", "HTTP_ADDR": "x"}))
+	for _, name := range []string{"MAX_ATTEMPTS", "LOG_LEVEL", "HTTP_ADDR"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("error %v does not name %s", err, name)
+		}
+	}
+}
