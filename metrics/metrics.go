@@ -40,11 +40,12 @@ const (
 // Sources of a replayed (re-driven) parked event: the "source" label of
 // billing_events_replayed_total.
 const (
-	ReplayMove    = "move"    // management UI "Move messages" (shovel into the work queue)
-	ReplayReject  = "reject"  // management UI "Get messages, Reject requeue false" (via the replay exchange)
-	ReplayPublish = "publish" // a hand-made copy published on the events exchange
-	ReplayDLQCLI  = "dlq-cli" // `billing dlq replay`
-	ReplaySweep   = "sweep"   // `billing sweep`
+	// Through the default exchange: the UI's "Move messages" shovel,
+	// `billing dlq replay` and `billing sweep` alike.
+	ReplayMove = "move"
+	// Through the DLQ's dead-letter exchange: the UI's "Get messages,
+	// Reject requeue false".
+	ReplayReject = "reject"
 )
 
 // Buckets of the publish-confirm latency: 1 ms to 5 s, the PUBLISH_TIMEOUT default.

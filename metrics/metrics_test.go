@@ -101,12 +101,12 @@ func TestEachCollectorMoves(t *testing.T) {
 		{
 			name: "replayed by source",
 			use: func(m *metrics.Metrics) {
-				m.Replay(metrics.ReplaySweep)
-				m.Replay(metrics.ReplaySweep)
+				m.Replay(metrics.ReplayReject)
+				m.Replay(metrics.ReplayReject)
 				m.Replay(metrics.ReplayMove)
 			},
 			get: func(m *metrics.Metrics) float64 {
-				return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplaySweep))
+				return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplayReject))
 			},
 			want: 2,
 		},
@@ -221,7 +221,7 @@ func TestLint(t *testing.T) {
 	m.Event("invoice.paid", metrics.OutcomeProcessed, time.Millisecond)
 	m.Retry("10s")
 	m.Park("permanent")
-	m.Replay(metrics.ReplayDLQCLI)
+	m.Replay(metrics.ReplayMove)
 	m.Sweep("redriven")
 	m.QueueDepth.WithLabelValues("billing.events.work").Set(3)
 	m.QueueDepthErrors.Inc()

@@ -24,7 +24,6 @@ var ErrNotFound = errors.New("models: not found")
 
 // MySQL server error numbers this package acts on.
 const (
-	errDupEntry          = 1062
 	errLockWaitTimeout   = 1205
 	errLockDeadlock      = 1213
 	errTooManyConns      = 1040
@@ -118,10 +117,4 @@ func ErrorClass(err error) string {
 func isRetryable(err error) bool {
 	var me *mysql.MySQLError
 	return errors.As(err, &me) && (me.Number == errLockDeadlock || me.Number == errLockWaitTimeout)
-}
-
-// IsDuplicateKey reports whether err is MySQL's duplicate-key error (1062).
-func IsDuplicateKey(err error) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && me.Number == errDupEntry
 }

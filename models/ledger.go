@@ -66,18 +66,6 @@ func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
 	return ClaimTakeover, nil
 }
 
-// FinishEvent sets a claimed event's final status.
-func FinishEvent(tx *gorm.DB, id, status string, at time.Time) error {
-	err := tx.Model(&StripeEvent{}).Where("id = ?", id).Updates(map[string]any{
-		"status":       status,
-		"processed_at": at,
-	}).Error
-	if err != nil {
-		return fmt.Errorf("models: finish event %s: %w", id, err)
-	}
-	return nil
-}
-
 // StampProcessed sets processed_at of the claimed events ids to at, in one
 // statement: a batch stamps its events just before its commit.
 func StampProcessed(tx *gorm.DB, ids []string, at time.Time) error {

@@ -24,10 +24,9 @@ func ledgerRow(t *testing.T, s *models.Store, id string) models.StripeEvent {
 func insertEvent(t *testing.T, s *models.Store, id, status string) {
 	t.Helper()
 	err := s.InTx(context.Background(), func(tx *gorm.DB) error {
-		if _, err := models.ClaimEvent(tx, &models.StripeEvent{ID: id, Type: "invoice.paid", ReceivedAt: time.Now()}); err != nil {
-			return err
-		}
-		return models.FinishEvent(tx, id, status, time.Now())
+		now := time.Now()
+		_, err := models.ClaimEvent(tx, &models.StripeEvent{ID: id, Type: "invoice.paid", Status: status, ReceivedAt: now, ProcessedAt: &now})
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
