@@ -395,3 +395,42 @@ func closeConnection(t *testing.T, name string) {
 		t.Fatalf("close connection: %v", err)
 	}
 }
+
+// An event parked by the work queue's delivery limit carries x-death naming
+// the work queue; the UI's "Move messages" keeps that header. If a retry
+// copied it, the delay tier's dead-lettering back into the work queue would
+// be a cycle without a rejection, and RabbitMQ would drop the event
+// silently. The retry must reach the handler.
+func TestRetryOfAMovedDeliveryLimitParkingIsNotDroppedAsACycle(t *testing.T) {
+	t.Parallel()
+	h := setup(t, []time.Duration{100 * time.Millisecond}, 5)
+	rec := &calls{}
+	handler := consumer.HandlerFunc(func(_ context.Context, d consumer.Delivery) error {
+		var err error
+		if len(rec.get(d.ID)) == 0 {
+			err = errors.New("test: lock wait timeout")
+		}
+		rec.add(d.ID, call{at: time.Now(), attempt: d.Attempt, err: err})
+		return err
+	})
+	h.start(handler, h.router(nil), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// What "Move messages" delivers: the default exchange, the work queue
+	// as routing key, every header of the parked message kept.
+	err := h.events.Publish(ctx, "", h.topo.Work, amqp.Publishing{
+		ContentType: "application/json", DeliveryMode: amqp.Persistent,
+		MessageId: "evt_moved", Type: "invoice.paid", Body: eventJSON("evt_moved", "invoice.paid"),
+		Headers: amqp.Table{"x-death": []any{amqp.Table{
+			"queue": h.topo.Work, "reason": "delivery_limit", "count": int64(1),
+			"exchange": h.topo.Events, "routing-keys": []any{"invoice.paid"}, "time": time.Now().UTC().Truncate(time.Second),
+		}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return rec.succeeded("evt_moved") }, "evt_moved applied after its retry")
+	if n := len(rec.get("evt_moved")); n != 2 {
+		t.Errorf("handled %d times, want 2 (one failure, one retry)", n)
+	}
+}
