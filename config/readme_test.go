@@ -33,11 +33,14 @@ func section(t *testing.T, md, title string) string {
 	return body
 }
 
+// configRow is what the README's configuration table shows of a variable.
+type configRow struct{ def, meaning string }
+
 // configTable maps each variable of the README's configuration table to the
-// default it shows.
-func configTable(t *testing.T, readme string) map[string]string {
+// default and meaning it shows.
+func configTable(t *testing.T, readme string) map[string]configRow {
 	t.Helper()
-	rows := map[string]string{}
+	rows := map[string]configRow{}
 	for _, line := range strings.Split(section(t, readme, "Configuration"), "\n") {
 		cells := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
 		if len(cells) < 3 {
@@ -56,7 +59,7 @@ func configTable(t *testing.T, readme string) map[string]string {
 		} else {
 			def = strings.Trim(def, "`")
 		}
-		rows[strings.Trim(name, "`")] = def
+		rows[strings.Trim(name, "`")] = configRow{def: def, meaning: strings.TrimSpace(strings.Join(cells[2:], "|"))}
 	}
 	return rows
 }
@@ -66,12 +69,15 @@ func TestReadmeConfigurationTable(t *testing.T) {
 	rows := configTable(t, readRepoFile(t, "README.md"))
 	for _, v := range config.Vars {
 		t.Run(v.Name, func(t *testing.T) {
-			def, ok := rows[v.Name]
+			row, ok := rows[v.Name]
 			if !ok {
 				t.Fatalf("README configuration table lacks %s", v.Name)
 			}
-			if def != v.Default {
-				t.Errorf("README shows %s default %q, config.Vars says %q", v.Name, def, v.Default)
+			if row.def != v.Default {
+				t.Errorf("README shows %s default %q, config.Vars says %q", v.Name, row.def, v.Default)
+			}
+			if row.meaning != v.Description {
+				t.Errorf("README says %s means %q, config.Vars says %q", v.Name, row.meaning, v.Description)
 			}
 		})
 	}
