@@ -25,7 +25,7 @@ test-parallel:
 test-serial:
 	$(EXCLUSIVE) bash scripts/deps-up.sh go test -tags serial -p 1 -count=1 -timeout 5m -run '^TestSerial' ./e2e/
 
-# The benchmark table of the README (a few minutes; see "Benchmarks").
+# The benchmark table of docs/benchmarks.md (a few minutes).
 bench:
 	$(SHARED) bash scripts/deps-up.sh env BILLING_BENCH=1 go test -count=1 -timeout 30m -run '^TestBenchTable$$' -v ./bench/
 
