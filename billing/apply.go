@@ -1,42 +1,134 @@
 package billing
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
+	"reflect"
 	"strings"
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/schema"
 
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/retry"
 )
 
-// kind describes one table of Stripe objects.
+// kind is one table of Stripe objects as events write it. mustKind
+// resolves it from the table's model (package models) once, at start-up:
+// a field the model lacks stops the program before any event is applied,
+// and every statement below names only columns of the model.
 type kind struct {
-	table      string
 	objectType string // payment_status_history.object_type and Stripe's "object"
-	hasStatus  bool
 	rank       rankFunc
-	object     string // payments.object of a stub row; "" for other tables
+	object     string   // payments.object of a stub row; "" for other tables
+	carries    []string // model fields every applied event sets, zero values included
+	refs       []string // model fields of references: set when known, never cleared
+	deletable  bool     // markDeleted sets the model's Deleted
+
+	// Resolved by mustKind.
+	model           reflect.Type
+	table           string
+	col             columns
+	carriedFields   []*schema.Field
+	refFields       []*schema.Field
+	lockSQL         string // the row's ordering state, FOR UPDATE
+	lockCustomerSQL string // lockSQL and the row's customer
+	stubSQL         string // a row that only knows its id
+}
+
+// columns are the columns of a kind's table that this file names; "" for
+// one the table does not have.
+type columns struct {
+	stripeID, livemode, lastEventID, lastEventCreated, createdAt, updatedAt string
+	status, customer, deleted, object                                       string
 }
 
 var (
-	customerKind      = kind{table: "customers", objectType: "customer", rank: noRank}
-	subscriptionKind  = kind{table: "subscriptions", objectType: "subscription", hasStatus: true, rank: subscriptionRank}
-	invoiceKind       = kind{table: "invoices", objectType: "invoice", hasStatus: true, rank: invoiceRank}
-	paymentIntentKind = kind{table: "payments", objectType: models.ObjectPaymentIntent, hasStatus: true, rank: paymentIntentRank,
-		object: models.ObjectPaymentIntent}
-	chargeKind = kind{table: "payments", objectType: models.ObjectCharge, hasStatus: true, rank: chargeRank,
-		object: models.ObjectCharge}
-	refundKind  = kind{table: "refunds", objectType: "refund", hasStatus: true, rank: refundRank}
-	disputeKind = kind{table: "disputes", objectType: "dispute", hasStatus: true, rank: disputeRank}
+	customerKind = mustKind(models.Customer{}, kind{objectType: "customer", rank: noRank, deletable: true,
+		carries: []string{"Email", "Name", "Currency", "Balance", "StripeCreated"}})
+	subscriptionKind = mustKind(models.Subscription{}, kind{objectType: "subscription", rank: subscriptionRank,
+		carries: []string{"Currency", "PriceID", "Quantity", "CurrentPeriodStart", "CurrentPeriodEnd", "CancelAtPeriodEnd",
+			"CancelAt", "CanceledAt", "EndedAt", "TrialStart", "TrialEnd", "StripeCreated"},
+		refs: []string{"CustomerID"}})
+	invoiceKind = mustKind(models.Invoice{}, kind{objectType: "invoice", rank: invoiceRank, deletable: true,
+		carries: []string{"Number", "Currency", "AmountDue", "AmountPaid", "AmountRemaining", "Subtotal", "Total",
+			"AttemptCount", "HostedInvoiceURL", "DueDate", "PeriodStart", "PeriodEnd", "StripeCreated"},
+		refs: []string{"CustomerID", "SubscriptionID", "PaymentIntentID", "ChargeID"}})
+	paymentIntentKind = mustKind(models.Payment{}, kind{objectType: models.ObjectPaymentIntent, rank: paymentIntentRank,
+		object:  models.ObjectPaymentIntent,
+		carries: []string{"Currency", "Amount", "AmountReceived", "Captured", "Paid", "FailureCode", "FailureMessage", "StripeCreated"},
+		refs:    []string{"CustomerID", "InvoiceID", "ChargeID"}})
+	chargeKind = mustKind(models.Payment{}, kind{objectType: models.ObjectCharge, rank: chargeRank,
+		object: models.ObjectCharge,
+		carries: []string{"Currency", "Amount", "AmountCaptured", "AmountRefunded", "Captured", "Refunded", "Paid",
+			"FailureCode", "FailureMessage", "StripeCreated"},
+		refs: []string{"CustomerID", "InvoiceID", "PaymentIntentID"}})
+	refundKind = mustKind(models.Refund{}, kind{objectType: "refund", rank: refundRank,
+		carries: []string{"Currency", "Amount", "Reason", "FailureReason", "StripeCreated"},
+		refs:    []string{"ChargeID", "PaymentIntentID"}})
+	disputeKind = mustKind(models.Dispute{}, kind{objectType: "dispute", rank: disputeRank,
+		carries: []string{"Currency", "Amount", "Reason", "IsChargeRefundable", "EvidenceDueBy", "StripeCreated"},
+		refs:    []string{"ChargeID", "PaymentIntentID"}})
 )
+
+// mustKind resolves k's fields and statements from model, the table's
+// GORM model; it panics, as regexp.MustCompile does, on a field the model
+// does not have.
+func mustKind(model schema.Tabler, k kind) kind {
+	s, err := models.Schema(model)
+	if err != nil {
+		panic(err)
+	}
+	field := func(name string) *schema.Field {
+		f := s.FieldsByName[name]
+		if f == nil || f.DBName == "" {
+			panic(fmt.Sprintf("billing: %s kind: model %s has no column for field %s", k.objectType, s.Name, name))
+		}
+		return f
+	}
+	column := func(name string) string {
+		if f := s.FieldsByName[name]; f != nil {
+			return f.DBName
+		}
+		return ""
+	}
+	k.model, k.table = s.ModelType, s.Table
+	k.col = columns{
+		stripeID:         field("StripeID").DBName,
+		livemode:         field("Livemode").DBName,
+		lastEventID:      field("LastEventID").DBName,
+		lastEventCreated: field("LastEventCreated").DBName,
+		createdAt:        field("CreatedAt").DBName,
+		updatedAt:        field("UpdatedAt").DBName,
+		status:           column("Status"),
+		customer:         column("CustomerID"),
+	}
+	if k.deletable {
+		k.col.deleted = field("Deleted").DBName
+	}
+	stub := []string{k.col.stripeID, k.col.livemode, k.col.createdAt, k.col.updatedAt}
+	if k.object != "" {
+		k.col.object = field("Object").DBName
+		stub = append(stub, k.col.object)
+	}
+	for _, name := range k.carries {
+		k.carriedFields = append(k.carriedFields, field(name))
+	}
+	for _, name := range k.refs {
+		k.refFields = append(k.refFields, field(name))
+	}
+	state := "SELECT " + k.col.lastEventID + ", " + k.col.lastEventCreated + ", " + cmp.Or(k.col.status, "NULL")
+	where := " FROM " + k.table + " WHERE " + k.col.stripeID + " = ? FOR UPDATE"
+	k.lockSQL = state + ", NULL" + where
+	k.lockCustomerSQL = state + ", " + cmp.Or(k.col.customer, "NULL") + where
+	k.stubSQL = "INSERT IGNORE INTO " + k.table + " (" + strings.Join(stub, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(stub)-1) + ")"
+	return k
+}
 
 // change is what one event says about one object.
 type change struct {
@@ -44,9 +136,8 @@ type change struct {
 	id       string
 	status   string
 	livemode bool
-	fields   map[string]any // columns to set when the event is applied
-	refs     map[string]ref // reference columns: set when known, never cleared
-	customer ref            // the object's customer, whose row must exist (a stub if new)
+	row      any // a pointer to the kind's model holding its carries and refs
+	customer ref // the object's customer, whose row must exist (a stub if new)
 }
 
 // decode reads data.object into dst and checks it is the object expected.
@@ -67,7 +158,12 @@ func decode(ev Event, want string, dst any, c *common) error {
 // change when the event is newer than the row, and records the status the
 // event reports even when it is stale.
 func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) (applied bool, err error) {
-	cur, linked, err := lockRow(tx, c.kind, c.id, c.livemode, now, c.customer != "")
+	k := c.kind
+	row := reflect.ValueOf(c.row)
+	if row.Type() != reflect.PointerTo(k.model) {
+		return false, fmt.Errorf("billing: apply %s %s: row is a %T, want a *%s", k.objectType, c.id, c.row, k.model)
+	}
+	cur, linked, err := lockRow(tx, k, c.id, c.livemode, now, c.customer != "")
 	if err != nil {
 		return false, err
 	}
@@ -75,33 +171,36 @@ func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) 
 	// that made sure the customer's row exists (customers are never
 	// deleted): the look-up is spared.
 	if c.customer != "" && linked != string(c.customer) {
-		if err := ensureStub(tx, customerKind, c.customer, c.livemode, nil, now); err != nil {
+		if err := ensureStub(tx, customerKind, c.customer, c.livemode, now); err != nil {
 			return false, err
 		}
 	}
 	in := state{Status: c.status, Created: ev.Created, EventID: ev.ID}
-	if shouldApply(c.kind.rank, cur, in) {
-		set := maps.Clone(c.fields)
-		for col, r := range c.refs {
-			if r != "" {
-				set[col] = string(r)
+	if shouldApply(k.rank, cur, in) {
+		set := make(map[string]any, len(k.carriedFields)+len(k.refFields)+5)
+		for _, f := range k.carriedFields {
+			set[f.DBName], _ = f.ValueOf(ctx, row)
+		}
+		for _, f := range k.refFields {
+			if v, unknown := f.ValueOf(ctx, row); !unknown {
+				set[f.DBName] = v
 			}
 		}
-		if c.kind.hasStatus {
-			set["status"] = c.status
+		if k.col.status != "" {
+			set[k.col.status] = c.status
 		}
-		set["livemode"] = c.livemode
-		set["last_event_id"] = ev.ID
-		set["last_event_created"] = ev.Created
-		set["updated_at"] = now
-		if err := tx.Table(c.kind.table).Where("stripe_id = ?", c.id).Updates(set).Error; err != nil {
-			return false, fmt.Errorf("billing: update %s %s: %w", c.kind.objectType, c.id, err)
+		set[k.col.livemode] = c.livemode
+		set[k.col.lastEventID] = ev.ID
+		set[k.col.lastEventCreated] = ev.Created
+		set[k.col.updatedAt] = now
+		if err := tx.Table(k.table).Where(k.col.stripeID+" = ?", c.id).Updates(set).Error; err != nil {
+			return false, fmt.Errorf("billing: update %s %s: %w", k.objectType, c.id, err)
 		}
 		applied = true
 	}
-	if c.kind.hasStatus && c.status != "" {
+	if k.col.status != "" && c.status != "" {
 		sc := models.StatusChange{
-			ObjectType: c.kind.objectType,
+			ObjectType: k.objectType,
 			ObjectID:   c.id,
 			Status:     c.status,
 			EventID:    ev.ID,
@@ -121,22 +220,14 @@ func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) 
 
 // lockRow returns the row's ordering state under FOR UPDATE, inserting a
 // stub first when the object is new, and, when withCustomer, its
-// customer_id ("" when NULL or new). Under READ COMMITTED a missing row
-// takes no gap lock, so two first events for one object meet on the
-// unique key instead of deadlocking.
+// customer ("" when NULL, new or the table has none). Under READ
+// COMMITTED a missing row takes no gap lock, so two first events for one
+// object meet on the unique key instead of deadlocking.
 func lockRow(tx *gorm.DB, k kind, id string, livemode bool, now time.Time, withCustomer bool) (st state, customer string, err error) {
-	cols := "last_event_id, last_event_created"
-	if k.hasStatus {
-		cols += ", status"
-	} else {
-		cols += ", NULL"
-	}
+	q := k.lockSQL
 	if withCustomer {
-		cols += ", customer_id"
-	} else {
-		cols += ", NULL"
+		q = k.lockCustomerSQL
 	}
-	q := "SELECT " + cols + " FROM " + k.table + " WHERE stripe_id = ? FOR UPDATE"
 	for range 2 {
 		var (
 			eventID, status, cust sql.NullString
@@ -153,28 +244,20 @@ func lockRow(tx *gorm.DB, k kind, id string, livemode bool, now time.Time, withC
 		if !errors.Is(err, sql.ErrNoRows) {
 			return state{}, "", fmt.Errorf("billing: lock %s %s: %w", k.objectType, id, err)
 		}
-		if err := insertStub(tx, k, id, livemode, nil, now); err != nil {
+		if err := insertStub(tx, k, id, livemode, now); err != nil {
 			return state{}, "", err
 		}
 	}
 	return state{}, "", fmt.Errorf("billing: lock %s %s: row vanished", k.objectType, id)
 }
 
-// insertStub creates a row that only knows its id (and the given columns),
-// unless one exists.
-func insertStub(tx *gorm.DB, k kind, id string, livemode bool, extra map[string]any, now time.Time) error {
-	row := map[string]any{"stripe_id": id, "livemode": livemode, "created_at": now, "updated_at": now}
+// insertStub creates a row that only knows its id, unless one exists.
+func insertStub(tx *gorm.DB, k kind, id string, livemode bool, now time.Time) error {
+	args := []any{id, livemode, now, now}
 	if k.object != "" {
-		row["object"] = k.object
+		args = append(args, k.object)
 	}
-	maps.Copy(row, extra)
-	cols := slices.Sorted(maps.Keys(row))
-	args := make([]any, len(cols))
-	for i, c := range cols {
-		args[i] = row[c]
-	}
-	q := "INSERT IGNORE INTO " + k.table + " (" + strings.Join(cols, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(cols)-1) + ")"
-	if err := tx.Exec(q, args...).Error; err != nil {
+	if err := tx.Exec(k.stubSQL, args...).Error; err != nil {
 		return fmt.Errorf("billing: insert %s %s: %w", k.objectType, id, err)
 	}
 	return nil
@@ -182,27 +265,38 @@ func insertStub(tx *gorm.DB, k kind, id string, livemode bool, extra map[string]
 
 // ensureStub makes sure a referenced object has a row, without locking an
 // existing one: an invoice may arrive before its customer.
-func ensureStub(tx *gorm.DB, k kind, r ref, livemode bool, extra map[string]any, now time.Time) error {
+func ensureStub(tx *gorm.DB, k kind, r ref, livemode bool, now time.Time) error {
 	if r == "" {
 		return nil
 	}
 	var n int64
-	if err := tx.Table(k.table).Where("stripe_id = ?", string(r)).Count(&n).Error; err != nil {
+	if err := tx.Table(k.table).Where(k.col.stripeID+" = ?", string(r)).Count(&n).Error; err != nil {
 		return fmt.Errorf("billing: find %s %s: %w", k.objectType, r, err)
 	}
 	if n > 0 {
 		return nil
 	}
-	return insertStub(tx, k, string(r), livemode, extra, now)
+	return insertStub(tx, k, string(r), livemode, now)
 }
 
-// link sets a reference column that is still empty.
-func link(tx *gorm.DB, k kind, id ref, col string, target ref) error {
-	if id == "" || target == "" {
+// link sets those references of the row id that are still empty to the
+// ones refs (a pointer to the kind's model) holds; its other fields are
+// not read.
+func link(ctx context.Context, tx *gorm.DB, k kind, id ref, refs any) error {
+	if id == "" {
 		return nil
 	}
-	err := tx.Table(k.table).Where("stripe_id = ? AND "+col+" IS NULL", string(id)).Update(col, string(target)).Error
-	if err != nil {
+	row := reflect.ValueOf(refs)
+	set := map[string]any{}
+	for _, f := range k.refFields {
+		if v, unknown := f.ValueOf(ctx, row); !unknown {
+			set[f.DBName] = gorm.Expr("IFNULL("+f.DBName+", ?)", v)
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	if err := tx.Table(k.table).Where(k.col.stripeID+" = ?", string(id)).Updates(set).Error; err != nil {
 		return fmt.Errorf("billing: link %s %s: %w", k.objectType, id, err)
 	}
 	return nil
@@ -210,7 +304,7 @@ func link(tx *gorm.DB, k kind, id ref, col string, target ref) error {
 
 // markDeleted is sticky and order-free: once deleted, always deleted.
 func markDeleted(tx *gorm.DB, k kind, id string) error {
-	if err := tx.Table(k.table).Where("stripe_id = ?", id).Update("deleted", true).Error; err != nil {
+	if err := tx.Table(k.table).Where(k.col.stripeID+" = ?", id).Update(k.col.deleted, true).Error; err != nil {
 		return fmt.Errorf("billing: delete %s %s: %w", k.objectType, id, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/retry"
 )
 
@@ -46,7 +47,7 @@ func TestProcessBatch(t *testing.T) {
 		}
 	}
 	var poisonRows int64
-	s.DB().Raw("SELECT COUNT(*) FROM stripe_events WHERE id = 'evt_poison_b'").Scan(&poisonRows)
+	s.DB().Model(&models.StripeEvent{}).Where("id = ?", "evt_poison_b").Count(&poisonRows)
 	if poisonRows != 0 {
 		t.Errorf("the poison event's ledger row survived its savepoint's rollback")
 	}

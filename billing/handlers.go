@@ -52,17 +52,16 @@ func (h handlers) customer(ctx context.Context, tx *gorm.DB, ev Event) error {
 	if err := decode(ev, "customer", &o, &o.common); err != nil {
 		return err
 	}
-	now := h.now()
-	_, err := apply(ctx, tx, ev, now, change{
+	_, err := apply(ctx, tx, ev, h.now(), change{
 		kind:     customerKind,
 		id:       o.ID,
 		livemode: o.Livemode,
-		fields: map[string]any{
-			"email":          o.Email,
-			"name":           o.Name,
-			"currency":       o.Currency,
-			"balance":        o.Balance,
-			"stripe_created": o.Created.t,
+		row: &models.Customer{
+			Email:         o.Email,
+			Name:          o.Name,
+			Currency:      o.Currency,
+			Balance:       o.Balance,
+			StripeCreated: o.Created.t,
 		},
 	})
 	if err != nil {
@@ -79,38 +78,35 @@ func (h handlers) subscription(ctx context.Context, tx *gorm.DB, ev Event) error
 	if err := decode(ev, "subscription", &o, &o.common); err != nil {
 		return err
 	}
-	now := h.now()
-	fields := map[string]any{
-		"currency":             o.Currency,
-		"current_period_start": o.CurrentPeriodStart.t,
-		"current_period_end":   o.CurrentPeriodEnd.t,
-		"cancel_at_period_end": o.CancelAtPeriodEnd,
-		"cancel_at":            o.CancelAt.t,
-		"canceled_at":          o.CanceledAt.t,
-		"ended_at":             o.EndedAt.t,
-		"trial_start":          o.TrialStart.t,
-		"trial_end":            o.TrialEnd.t,
-		"stripe_created":       o.Created.t,
-		"price_id":             nil,
-		"quantity":             nil,
+	row := &models.Subscription{
+		CustomerID:         o.Customer.ptr(),
+		Currency:           o.Currency,
+		CurrentPeriodStart: o.CurrentPeriodStart.t,
+		CurrentPeriodEnd:   o.CurrentPeriodEnd.t,
+		CancelAtPeriodEnd:  o.CancelAtPeriodEnd,
+		CancelAt:           o.CancelAt.t,
+		CanceledAt:         o.CanceledAt.t,
+		EndedAt:            o.EndedAt.t,
+		TrialStart:         o.TrialStart.t,
+		TrialEnd:           o.TrialEnd.t,
+		StripeCreated:      o.Created.t,
 	}
 	if len(o.Items.Data) > 0 {
 		item := o.Items.Data[0]
-		fields["price_id"] = ref(item.Price.ID).ptr()
-		fields["quantity"] = item.Quantity
-		if o.CurrentPeriodStart.t == nil {
-			fields["current_period_start"] = item.CurrentPeriodStart.t
-			fields["current_period_end"] = item.CurrentPeriodEnd.t
+		row.PriceID = ref(item.Price.ID).ptr()
+		row.Quantity = item.Quantity
+		if row.CurrentPeriodStart == nil {
+			row.CurrentPeriodStart = item.CurrentPeriodStart.t
+			row.CurrentPeriodEnd = item.CurrentPeriodEnd.t
 		}
 	}
-	_, err := apply(ctx, tx, ev, now, change{
+	_, err := apply(ctx, tx, ev, h.now(), change{
 		kind:     subscriptionKind,
 		id:       o.ID,
 		status:   o.Status,
 		livemode: o.Livemode,
 		customer: o.Customer,
-		fields:   fields,
-		refs:     map[string]ref{"customer_id": o.Customer},
+		row:      row,
 	})
 	return err
 }
@@ -120,33 +116,30 @@ func (h handlers) invoice(ctx context.Context, tx *gorm.DB, ev Event) error {
 	if err := decode(ev, "invoice", &o, &o.common); err != nil {
 		return err
 	}
-	now := h.now()
-	_, err := apply(ctx, tx, ev, now, change{
+	_, err := apply(ctx, tx, ev, h.now(), change{
 		kind:     invoiceKind,
 		id:       o.ID,
 		status:   o.Status,
 		livemode: o.Livemode,
 		customer: o.Customer,
-		fields: map[string]any{
-			"number":             o.Number,
-			"currency":           o.Currency,
-			"amount_due":         o.AmountDue,
-			"amount_paid":        o.AmountPaid,
-			"amount_remaining":   o.AmountRemaining,
-			"subtotal":           o.Subtotal,
-			"total":              o.Total,
-			"attempt_count":      o.AttemptCount,
-			"hosted_invoice_url": o.HostedInvoiceURL,
-			"due_date":           o.DueDate.t,
-			"period_start":       o.PeriodStart.t,
-			"period_end":         o.PeriodEnd.t,
-			"stripe_created":     o.Created.t,
-		},
-		refs: map[string]ref{
-			"customer_id":       o.Customer,
-			"subscription_id":   o.subscription(),
-			"payment_intent_id": o.PaymentIntent,
-			"charge_id":         o.Charge,
+		row: &models.Invoice{
+			CustomerID:       o.Customer.ptr(),
+			SubscriptionID:   o.subscription().ptr(),
+			PaymentIntentID:  o.PaymentIntent.ptr(),
+			ChargeID:         o.Charge.ptr(),
+			Number:           o.Number,
+			Currency:         o.Currency,
+			AmountDue:        o.AmountDue,
+			AmountPaid:       o.AmountPaid,
+			AmountRemaining:  o.AmountRemaining,
+			Subtotal:         o.Subtotal,
+			Total:            o.Total,
+			AttemptCount:     o.AttemptCount,
+			HostedInvoiceURL: o.HostedInvoiceURL,
+			DueDate:          o.DueDate.t,
+			PeriodStart:      o.PeriodStart.t,
+			PeriodEnd:        o.PeriodEnd.t,
+			StripeCreated:    o.Created.t,
 		},
 	})
 	if err != nil {
@@ -163,33 +156,27 @@ func (h handlers) paymentIntent(ctx context.Context, tx *gorm.DB, ev Event) erro
 	if err := decode(ev, models.ObjectPaymentIntent, &o, &o.common); err != nil {
 		return err
 	}
-	now := h.now()
-	fields := map[string]any{
-		"currency":        o.Currency,
-		"amount":          o.Amount,
-		"amount_received": o.AmountReceived,
-		"captured":        o.Status == "succeeded",
-		"paid":            o.Status == "succeeded",
-		"failure_code":    nil,
-		"failure_message": nil,
-		"stripe_created":  o.Created.t,
+	row := &models.Payment{
+		CustomerID:     o.Customer.ptr(),
+		InvoiceID:      o.Invoice.ptr(),
+		ChargeID:       o.LatestCharge.ptr(),
+		Currency:       o.Currency,
+		Amount:         o.Amount,
+		AmountReceived: o.AmountReceived,
+		Captured:       o.Status == "succeeded",
+		Paid:           o.Status == "succeeded",
+		StripeCreated:  o.Created.t,
 	}
 	if e := o.LastPaymentError; e != nil {
-		fields["failure_code"] = e.Code
-		fields["failure_message"] = e.Message
+		row.FailureCode, row.FailureMessage = e.Code, e.Message
 	}
-	_, err := apply(ctx, tx, ev, now, change{
+	_, err := apply(ctx, tx, ev, h.now(), change{
 		kind:     paymentIntentKind,
 		id:       o.ID,
 		status:   o.Status,
 		livemode: o.Livemode,
 		customer: o.Customer,
-		fields:   fields,
-		refs: map[string]ref{
-			"customer_id": o.Customer,
-			"invoice_id":  o.Invoice,
-			"charge_id":   o.LatestCharge,
-		},
+		row:      row,
 	})
 	return err
 }
@@ -199,29 +186,26 @@ func (h handlers) charge(ctx context.Context, tx *gorm.DB, ev Event) error {
 	if err := decode(ev, models.ObjectCharge, &o, &o.common); err != nil {
 		return err
 	}
-	now := h.now()
-	_, err := apply(ctx, tx, ev, now, change{
+	_, err := apply(ctx, tx, ev, h.now(), change{
 		kind:     chargeKind,
 		id:       o.ID,
 		status:   o.Status,
 		livemode: o.Livemode,
 		customer: o.Customer,
-		fields: map[string]any{
-			"currency":        o.Currency,
-			"amount":          o.Amount,
-			"amount_captured": o.AmountCaptured,
-			"amount_refunded": o.AmountRefunded,
-			"captured":        o.Captured,
-			"refunded":        o.Refunded,
-			"paid":            o.Paid,
-			"failure_code":    o.FailureCode,
-			"failure_message": o.FailureMessage,
-			"stripe_created":  o.Created.t,
-		},
-		refs: map[string]ref{
-			"customer_id":       o.Customer,
-			"invoice_id":        o.Invoice,
-			"payment_intent_id": o.PaymentIntent,
+		row: &models.Payment{
+			CustomerID:      o.Customer.ptr(),
+			InvoiceID:       o.Invoice.ptr(),
+			PaymentIntentID: o.PaymentIntent.ptr(),
+			Currency:        o.Currency,
+			Amount:          o.Amount,
+			AmountCaptured:  o.AmountCaptured,
+			AmountRefunded:  o.AmountRefunded,
+			Captured:        o.Captured,
+			Refunded:        o.Refunded,
+			Paid:            o.Paid,
+			FailureCode:     o.FailureCode,
+			FailureMessage:  o.FailureMessage,
+			StripeCreated:   o.Created.t,
 		},
 	})
 	return err
@@ -237,14 +221,15 @@ func (h handlers) refund(ctx context.Context, tx *gorm.DB, ev Event) error {
 		id:       o.ID,
 		status:   o.Status,
 		livemode: o.Livemode,
-		fields: map[string]any{
-			"currency":       o.Currency,
-			"amount":         o.Amount,
-			"reason":         o.Reason,
-			"failure_reason": o.FailureReason,
-			"stripe_created": o.Created.t,
+		row: &models.Refund{
+			ChargeID:        o.Charge.ptr(),
+			PaymentIntentID: o.PaymentIntent.ptr(),
+			Currency:        o.Currency,
+			Amount:          o.Amount,
+			Reason:          o.Reason,
+			FailureReason:   o.FailureReason,
+			StripeCreated:   o.Created.t,
 		},
-		refs: map[string]ref{"charge_id": o.Charge, "payment_intent_id": o.PaymentIntent},
 	})
 	return err
 }
@@ -254,52 +239,55 @@ func (h handlers) dispute(ctx context.Context, tx *gorm.DB, ev Event) error {
 	if err := decode(ev, "dispute", &o, &o.common); err != nil {
 		return err
 	}
-	fields := map[string]any{
-		"currency":             o.Currency,
-		"amount":               o.Amount,
-		"reason":               o.Reason,
-		"is_charge_refundable": o.IsChargeRefundable,
-		"evidence_due_by":      nil,
-		"stripe_created":       o.Created.t,
+	row := &models.Dispute{
+		ChargeID:           o.Charge.ptr(),
+		PaymentIntentID:    o.PaymentIntent.ptr(),
+		Currency:           o.Currency,
+		Amount:             o.Amount,
+		Reason:             o.Reason,
+		IsChargeRefundable: o.IsChargeRefundable,
+		StripeCreated:      o.Created.t,
 	}
 	if o.EvidenceDetails != nil {
-		fields["evidence_due_by"] = o.EvidenceDetails.DueBy.t
+		row.EvidenceDueBy = o.EvidenceDetails.DueBy.t
 	}
 	_, err := apply(ctx, tx, ev, h.now(), change{
 		kind:     disputeKind,
 		id:       o.ID,
 		status:   o.Status,
 		livemode: o.Livemode,
-		fields:   fields,
-		refs:     map[string]ref{"charge_id": o.Charge, "payment_intent_id": o.PaymentIntent},
+		row:      row,
 	})
 	return err
 }
 
 // checkoutSession links what a completed checkout created, creating rows
 // for what has not arrived yet. Sessions themselves are not stored.
-func (h handlers) checkoutSession(_ context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) checkoutSession(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o checkoutSessionObject
 	if err := decode(ev, "checkout.session", &o, &o.common); err != nil {
 		return err
 	}
 	now := h.now()
-	if err := ensureStub(tx, customerKind, o.Customer, o.Livemode, nil, now); err != nil {
+	if err := ensureStub(tx, customerKind, o.Customer, o.Livemode, now); err != nil {
 		return err
 	}
+	customer := o.Customer.ptr()
 	for _, t := range []struct {
 		kind kind
 		id   ref
-	}{{subscriptionKind, o.Subscription}, {paymentIntentKind, o.PaymentIntent}, {invoiceKind, o.Invoice}} {
-		if err := ensureStub(tx, t.kind, t.id, o.Livemode, nil, now); err != nil {
+		refs any
+	}{
+		{subscriptionKind, o.Subscription, &models.Subscription{CustomerID: customer}},
+		{paymentIntentKind, o.PaymentIntent, &models.Payment{CustomerID: customer, InvoiceID: o.Invoice.ptr()}},
+		{invoiceKind, o.Invoice, &models.Invoice{CustomerID: customer, SubscriptionID: o.Subscription.ptr()}},
+	} {
+		if err := ensureStub(tx, t.kind, t.id, o.Livemode, now); err != nil {
 			return err
 		}
-		if err := link(tx, t.kind, t.id, "customer_id", o.Customer); err != nil {
+		if err := link(ctx, tx, t.kind, t.id, t.refs); err != nil {
 			return err
 		}
 	}
-	if err := link(tx, invoiceKind, o.Invoice, "subscription_id", o.Subscription); err != nil {
-		return err
-	}
-	return link(tx, paymentIntentKind, o.PaymentIntent, "invoice_id", o.Invoice)
+	return nil
 }

@@ -2,7 +2,7 @@ package billing_test
 
 import (
 	"context"
-	"database/sql"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gorm.io/gorm/schema"
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
@@ -36,47 +38,42 @@ func process(t *testing.T, p *billing.Processor, raw []byte, want billing.Result
 	}
 }
 
-// snapshot reads every table in a stable order, leaving out what depends on
-// wall time or insertion order (surrogate ids, created_at and the like).
+// snapshot reads every table through its model in a stable order, as JSON
+// rows by table name, leaving out what depends on wall time or insertion
+// order (surrogate ids, created_at and the like).
 func snapshot(t *testing.T, s *models.Store) map[string][]string {
 	t.Helper()
-	skip := map[string]bool{"id": true, "created_at": true, "updated_at": true, "recorded_at": true, "received_at": true, "processed_at": true, "payload": true}
-	tables := map[string]string{
-		"customers": "stripe_id", "subscriptions": "stripe_id", "invoices": "stripe_id", "payments": "stripe_id",
-		"refunds": "stripe_id", "disputes": "stripe_id", "payment_status_history": "event_id, object_type, object_id",
-		"stripe_events": "id",
-	}
 	out := map[string][]string{}
-	for table, order := range tables {
-		rows, err := s.DB().Raw("SELECT * FROM " + table + " ORDER BY " + order).Rows()
+	add := func(table string, rows []string) { out[table] = rows }
+	add(dump[models.Customer](t, s, "stripe_id"))
+	add(dump[models.Subscription](t, s, "stripe_id"))
+	add(dump[models.Invoice](t, s, "stripe_id"))
+	add(dump[models.Payment](t, s, "stripe_id"))
+	add(dump[models.Refund](t, s, "stripe_id"))
+	add(dump[models.Dispute](t, s, "stripe_id"))
+	add(dump[models.StatusChange](t, s, "event_id, object_type, object_id"))
+	add(dump[models.StripeEvent](t, s, "id"))
+	return out
+}
+
+// dump returns M's table name and its rows in order, as JSON.
+func dump[M schema.Tabler](t *testing.T, s *models.Store, order string) (table string, rows []string) {
+	t.Helper()
+	var all []M
+	err := s.DB().Omit("id", "created_at", "updated_at", "recorded_at", "received_at", "processed_at", "payload").
+		Order(order).Find(&all).Error
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range all {
+		b, err := json.Marshal(m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cols, _ := rows.Columns()
-		for rows.Next() {
-			vals := make([]sql.RawBytes, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
-			var b strings.Builder
-			for i, c := range cols {
-				if !skip[c] {
-					if vals[i] == nil {
-						fmt.Fprintf(&b, "%s=NULL ", c)
-					} else {
-						fmt.Fprintf(&b, "%s=%s ", c, vals[i])
-					}
-				}
-			}
-			out[table] = append(out[table], b.String())
-		}
-		rows.Close()
+		rows = append(rows, string(b))
 	}
-	return out
+	var m M
+	return m.TableName(), rows
 }
 
 func TestLifecycle(t *testing.T) {
@@ -231,10 +228,10 @@ func TestShuffledConcurrentConverges(t *testing.T) {
 	}
 }
 
-func status(t *testing.T, s *models.Store, table, id string) string {
+func status(t *testing.T, s *models.Store, model schema.Tabler, id string) string {
 	t.Helper()
 	var st string
-	if err := s.DB().Table(table).Where("stripe_id = ?", id).Pluck("status", &st).Error; err != nil {
+	if err := s.DB().Model(model).Where("stripe_id = ?", id).Pluck("status", &st).Error; err != nil {
 		t.Fatal(err)
 	}
 	return st
@@ -256,35 +253,36 @@ func TestOrder(t *testing.T) {
 	tests := []struct {
 		name       string
 		events     []delivery
-		table, id  string
+		model      schema.Tabler
+		id         string
 		wantStatus string
 		wantHist   int
 	}{
 		{"tie on created: paid beats open whatever the order", []delivery{
 			{"evt_b", "invoice.paid", t0, inv("paid")},
 			{"evt_a", "invoice.updated", t0, inv("open")},
-		}, "invoices", "in_1", "paid", 2},
+		}, models.Invoice{}, "in_1", "paid", 2},
 		{"late update after deletion leaves subscription canceled", []delivery{
 			{"evt_1", "customer.subscription.created", t0, sub("active")},
 			{"evt_3", "customer.subscription.deleted", t0, sub("canceled")},
 			{"evt_2", "customer.subscription.updated", t1, sub("active")},
-		}, "subscriptions", "sub_1", "canceled", 3},
+		}, models.Subscription{}, "sub_1", "canceled", 3},
 		{"paid invoice never reopens", []delivery{
 			{"evt_1", "invoice.paid", t0, inv("paid")},
 			{"evt_2", "invoice.updated", t1, inv("open")},
-		}, "invoices", "in_1", "paid", 2},
+		}, models.Invoice{}, "in_1", "paid", 2},
 		{"older event is stale", []delivery{
 			{"evt_2", "customer.subscription.updated", t1, sub("past_due")},
 			{"evt_1", "customer.subscription.updated", t0, sub("active")},
-		}, "subscriptions", "sub_1", "past_due", 2},
+		}, models.Subscription{}, "sub_1", "past_due", 2},
 		{"succeeded intent never goes back to processing", []delivery{
 			{"evt_1", "payment_intent.succeeded", t0, billingtest.PaymentIntent("pi_1", "cus_1", "", "succeeded", 100)},
 			{"evt_2", "payment_intent.processing", t1, billingtest.PaymentIntent("pi_1", "cus_1", "", "processing", 100)},
-		}, "payments", "pi_1", "succeeded", 2},
+		}, models.Payment{}, "pi_1", "succeeded", 2},
 		{"lost dispute never reopens", []delivery{
 			{"evt_1", "charge.dispute.closed", t0, billingtest.Dispute("dp_1", "ch_1", "", "lost", 100)},
 			{"evt_2", "charge.dispute.updated", t1, billingtest.Dispute("dp_1", "ch_1", "", "under_review", 100)},
-		}, "disputes", "dp_1", "lost", 2},
+		}, models.Dispute{}, "dp_1", "lost", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -293,7 +291,7 @@ func TestOrder(t *testing.T) {
 			for _, d := range tt.events {
 				process(t, p, billingtest.Event(d.id, d.typ, d.at, d.obj), billing.Processed)
 			}
-			if got := status(t, s, tt.table, tt.id); got != tt.wantStatus {
+			if got := status(t, s, tt.model, tt.id); got != tt.wantStatus {
 				t.Errorf("status = %q, want %q", got, tt.wantStatus)
 			}
 			var hist int64
@@ -311,7 +309,7 @@ func TestUnknownAndDuplicate(t *testing.T) {
 	unknown := billingtest.Event("evt_unknown", "issuing_card.created", start, map[string]any{"id": "ic_1", "object": "issuing.card"})
 	process(t, p, unknown, billing.Ignored)
 	before := snapshot(t, s)
-	if len(before["stripe_events"]) != 1 || !strings.Contains(before["stripe_events"][0], "status=ignored") {
+	if len(before["stripe_events"]) != 1 || !strings.Contains(before["stripe_events"][0], `"Status":"ignored"`) {
 		t.Fatalf("ledger = %v, want one ignored row", before["stripe_events"])
 	}
 	for table, rows := range before {

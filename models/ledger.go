@@ -136,7 +136,7 @@ func (s *Store) MarkDead(ctx context.Context, ev DeadEvent) error {
 // first received; the zero time when none is.
 func (s *Store) OldestDead(ctx context.Context) (time.Time, error) {
 	var oldest sql.NullTime
-	err := s.sqlDB.QueryRowContext(ctx, "SELECT MIN(received_at) FROM stripe_events WHERE status = ?", EventDead).Scan(&oldest)
+	err := s.db.WithContext(ctx).Model(&StripeEvent{}).Select("MIN(received_at)").Where("status = ?", EventDead).Row().Scan(&oldest)
 	if err != nil {
 		return time.Time{}, translate("oldest dead event", err)
 	}

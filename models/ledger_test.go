@@ -176,10 +176,7 @@ func TestOldestDead(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var first time.Time
-	if err := s.DB().Raw("SELECT received_at FROM stripe_events WHERE id = ?", "evt_dead_1").Scan(&first).Error; err != nil {
-		t.Fatal(err)
-	}
+	first := ledgerRow(t, s, "evt_dead_1").ReceivedAt
 	got, err := s.OldestDead(ctx)
 	if err != nil || !got.Equal(first) || got.Before(start) {
 		t.Errorf("OldestDead = %v, %v; want %v, the first dead event's received_at", got, err, first)

@@ -1,6 +1,31 @@
 package models
 
-import "time"
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"gorm.io/gorm/schema"
+)
+
+// The structs below are the one Go definition of each table of the
+// migrations: reads go through them, the billing handlers take table and
+// column names from them (Schema), and TestModelsMatchSchema holds them
+// against the migrated database.
+
+// namingStrategy is GORM's default, named so that Schema parses models as
+// the Store's GORM does.
+var namingStrategy = schema.NamingStrategy{IdentifierMaxLength: 64}
+
+// Schema parses model, one of the table models, as the Store's GORM does:
+// its table name and each field's column.
+func Schema(model schema.Tabler) (*schema.Schema, error) {
+	s, err := schema.Parse(model, &sync.Map{}, namingStrategy)
+	if err != nil {
+		return nil, fmt.Errorf("models: parse %T: %w", model, err)
+	}
+	return s, nil
+}
 
 // Ledger statuses of a Stripe event.
 const (

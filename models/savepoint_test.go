@@ -90,7 +90,7 @@ func TestSavepointRollsBackOnlyTheFailedUnit(t *testing.T) {
 	err := s.InTx(ctx, func(tx *gorm.DB) error {
 		for _, name := range []string{"x", "y", "z"} {
 			abort, err := models.Savepoint(tx, "sp_"+name, func(tx *gorm.DB) error {
-				if err := tx.Exec("INSERT INTO sweep_checkpoints (name, value, updated_at) VALUES (?, 'v', NOW())", name).Error; err != nil {
+				if err := tx.Create(&models.SweepCheckpoint{Name: name, Value: "v", UpdatedAt: time.Now()}).Error; err != nil {
 					return err
 				}
 				if name == "y" {
@@ -111,7 +111,9 @@ func TestSavepointRollsBackOnlyTheFailedUnit(t *testing.T) {
 		t.Fatal(err)
 	}
 	var names []string
-	s.DB().Raw("SELECT name FROM sweep_checkpoints ORDER BY name").Scan(&names)
+	if err := s.DB().Model(&models.SweepCheckpoint{}).Order("name").Pluck("name", &names).Error; err != nil {
+		t.Fatal(err)
+	}
 	if len(names) != 2 || names[0] != "x" || names[1] != "z" {
 		t.Errorf("rows %v, want [x z]", names)
 	}

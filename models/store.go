@@ -80,6 +80,7 @@ func open(dsn string, pool PoolConfig, logger *slog.Logger) (*Store, error) {
 		SkipInitializeWithVersion: true, // no query at open: the pool connects lazily
 	}), &gorm.Config{
 		Logger:                 quietTrace{gormlogger.NewSlogLogger(logger, gormlogger.Config{LogLevel: gormlogger.Warn, IgnoreRecordNotFoundError: true, SlowThreshold: slowStatement}), gormlogger.Warn},
+		NamingStrategy:         namingStrategy,
 		SkipDefaultTransaction: true,
 		DisableAutomaticPing:   true, // Open pings itself
 		NowFunc:                func() time.Time { return time.Now().UTC() },

@@ -137,7 +137,7 @@ func TestInTxRetriesDeadlocks(t *testing.T) {
 			observed := s.Observed(func(class string) { classes = append(classes, class) })
 			err := observed.InTx(ctx, func(tx *gorm.DB) error {
 				calls++
-				if err := tx.Exec("INSERT INTO sweep_checkpoints (name, value, updated_at) VALUES (?, ?, ?)", name, fmt.Sprint(calls), time.Now()).Error; err != nil {
+				if err := tx.Create(&models.SweepCheckpoint{Name: name, Value: fmt.Sprint(calls), UpdatedAt: time.Now()}).Error; err != nil {
 					return err
 				}
 				if calls <= tt.failures {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models"
 )
 
 func workerEnv(vars map[string]string) func(string) string {
@@ -95,16 +95,17 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 		t.Fatalf("publish not confirmed: %v %v", ok, err)
 	}
 
-	db, err := sql.Open("mysql", dsn)
+	store, err := models.Open(t.Context(), dsn, models.PoolConfig{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer store.Close()
 	testenv.Eventually(t, 10*time.Second, func() bool {
-		var status, email string
-		_ = db.QueryRow("SELECT status FROM stripe_events WHERE id = ?", "evt_WorkerCmd1").Scan(&status)
-		_ = db.QueryRow("SELECT email FROM customers WHERE stripe_id = ?", "cus_WorkerCmd1").Scan(&email)
-		return status == "processed" && email == "a@example.com"
+		var ev models.StripeEvent
+		var c models.Customer
+		_ = store.DB().Where("id = ?", "evt_WorkerCmd1").Take(&ev).Error
+		_ = store.DB().Where("stripe_id = ?", "cus_WorkerCmd1").Take(&c).Error
+		return ev.Status == models.EventProcessed && c.Email != nil && *c.Email == "a@example.com"
 	}, "event applied to MySQL (worker log: %s)", stderr.String())
 
 	base := "http://" + metricsAddr(t, stderr)
