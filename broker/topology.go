@@ -1,6 +1,7 @@
 // Package broker owns everything between the program and RabbitMQ: the
 // topology's names and declaration, supervised connections that reconnect
-// with backoff, and the confirm-mode publisher pool.
+// with backoff, the confirm-mode publisher pool, and the message contract
+// (envelope.go).
 package broker
 
 import (

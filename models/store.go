@@ -17,6 +17,8 @@ import (
 	gormmysql "gorm.io/driver/mysql"
 	"gorm.io/gorm"
 	gormlogger "gorm.io/gorm/logger"
+
+	"github.com/stripe-billing/billing/failure"
 )
 
 // maxTxAttempts bounds InTx's retries of deadlocks and lock wait timeouts.
@@ -166,7 +168,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 		if class := ErrorClass(err); class != "" && s.onError != nil {
 			s.onError(class)
 		}
-		if !isRetryable(err) || attempt == maxTxAttempts {
+		if !failure.RerunsTransaction(dbClass(err)) || attempt == maxTxAttempts {
 			break
 		}
 		s.logger.DebugContext(ctx, "models: retrying transaction", "attempt", attempt, "error", err)
@@ -200,7 +202,7 @@ func Savepoint(tx *gorm.DB, name string, fn func(tx *gorm.DB) error) (abort bool
 	if err == nil {
 		return false, nil
 	}
-	if isRetryable(err) || isUnavailable(err) || tx.Statement.Context.Err() != nil {
+	if failure.EndsTransaction(dbClass(err)) || tx.Statement.Context.Err() != nil {
 		return true, err
 	}
 	if rerr := tx.RollbackTo(name).Error; rerr != nil {

@@ -1,3 +1,7 @@
+// Package retry owns the backoff policy: the delay tiers a failed event
+// waits in, how many failed attempts it gets (Policy, which failure.Decide
+// follows), and the jittered exponential backoff of the process's own
+// waits (reconnects, outage probes). It is pure: no I/O, no clock.
 package retry
 
 import (
