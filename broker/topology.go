@@ -40,6 +40,14 @@ type Topology struct {
 	DeliveryLimit int
 }
 
+// Defaults of the topology and the publisher pool (config.Vars refers to
+// them).
+const (
+	DefaultNamespace         = "billing"
+	DefaultDeliveryLimit     = 20
+	DefaultPublisherChannels = 8
+)
+
 // NewTopology derives every name from the namespace.
 func NewTopology(namespace string, delays []time.Duration, deliveryLimit int) Topology {
 	return Topology{

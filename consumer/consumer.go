@@ -141,8 +141,13 @@ type Consumer struct {
 	seq      atomic.Int64
 }
 
-// Defaults of a Consumer's settings.
+// Defaults of a Consumer's settings. Concurrency, BatchSize and BatchWait
+// have no default in New; these are the worker's (config.Vars).
 const (
+	DefaultConcurrency = 8
+	DefaultBatchSize   = 16
+	DefaultBatchWait   = time.Duration(0)
+
 	DefaultName           = "billing-worker"
 	DefaultHandlerTimeout = 30 * time.Second
 	DefaultOutageMin      = 250 * time.Millisecond

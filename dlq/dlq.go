@@ -80,7 +80,11 @@ type Queue struct {
 }
 
 // New returns a reader and mover of the DLQ. pub may be nil for a reader only.
+// A nil logger discards.
 func New(cfg Config, logger *slog.Logger, conn Connector, pub Publisher) (*Queue, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	if cfg.Topology.DLQ == "" || cfg.Topology.Work == "" {
 		return nil, errors.New("dlq: new dlq: topology without DLQ or work queue")
 	}

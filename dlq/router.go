@@ -51,7 +51,11 @@ type Router struct {
 // NewRouter returns a Router publishing through pub (a Publisher, declared
 // in dlq.go: broker.Publisher on a connection used only for publishing). ledger may be nil
 // (tests without a database); otherwise parked events are marked dead in it.
+// A nil logger discards.
 func NewRouter(cfg RouterConfig, logger *slog.Logger, pub Publisher, ledger Ledger) (*Router, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	if err := cfg.Policy.Validate(); err != nil {
 		return nil, err
 	}

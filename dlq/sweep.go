@@ -26,6 +26,13 @@ type Reconciler interface {
 	Reconcile(ctx context.Context) (reconcile.Result, error)
 }
 
+// Defaults of a sweep (config.Vars refers to them).
+const (
+	DefaultSweepMinAge      = 15 * time.Minute
+	DefaultSweepLimit       = 100
+	DefaultSweepMaxRedrives = 3
+)
+
 // SweepConfig configures a Sweep.
 type SweepConfig struct {
 	// MinAge is how long a transient failure stays parked before the
@@ -75,7 +82,11 @@ type SweepReport struct {
 func (r SweepReport) LeftForPerson() int { return r.Permanent + r.OutOfRedrives }
 
 // NewSweep returns a sweep. rec may be nil: no reconciliation.
+// A nil logger discards.
 func NewSweep(cfg SweepConfig, logger *slog.Logger, store SweepStore, dlq *Queue, rec Reconciler) (*Sweep, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	switch {
 	case store == nil || dlq == nil:
 		return nil, errors.New("dlq: sweep: store and dlq are required")

@@ -24,6 +24,13 @@ import (
 // maxTxAttempts bounds InTx's retries of deadlocks and lock wait timeouts.
 const maxTxAttempts = 5
 
+// The worker's default pool (config.Vars refers to it).
+const (
+	DefaultMaxOpenConns    = 16
+	DefaultMaxIdleConns    = 8
+	DefaultConnMaxLifetime = 5 * time.Minute
+)
+
 // PoolConfig sizes the connection pool.
 type PoolConfig struct {
 	MaxOpenConns    int

@@ -28,6 +28,9 @@ const CheckpointStripeEvents = "stripe_events"
 // everything else about the message is what the api publishes.
 const AppID = "billing-sweep"
 
+// DefaultAPIBase is Stripe's API (config.Vars refers to it).
+const DefaultAPIBase = stripe.APIURL
+
 // Publisher publishes one message with a confirm and reports success only
 // when the broker holds it in a queue: broker.Publisher.
 type Publisher interface {
@@ -86,7 +89,11 @@ type Result struct {
 }
 
 // New returns a Reconciler calling the Events API at cfg.APIBase.
+// A nil logger discards.
 func New(cfg Config, logger *slog.Logger, store Store, pub Publisher) (*Reconciler, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	switch {
 	case cfg.APIKey == "":
 		return nil, errors.New("reconcile: reconciler: no Stripe API key")
@@ -96,7 +103,7 @@ func New(cfg Config, logger *slog.Logger, store Store, pub Publisher) (*Reconcil
 		return nil, errors.New("reconcile: reconciler: store and publisher are required")
 	}
 	if cfg.APIBase == "" {
-		cfg.APIBase = stripe.APIURL
+		cfg.APIBase = DefaultAPIBase
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = 30 * 24 * time.Hour

@@ -11,6 +11,14 @@ import (
 	"time"
 )
 
+// The worker's default policy (config.Vars refers to it).
+const DefaultMaxAttempts = 8
+
+// DefaultDelays are the worker's default delay tiers.
+func DefaultDelays() []time.Duration {
+	return []time.Duration{10 * time.Second, time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 6 * time.Hour}
+}
+
 // Policy says what happens to an event after its n-th failed attempt: which
 // delay tier it waits in, and when it has had enough tries.
 //
