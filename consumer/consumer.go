@@ -1,8 +1,9 @@
 // Package consumer owns the worker's delivery loop: it consumes the work
-// queue with manual acks on its own connection, hands each event to a
-// Handler (net/http style, with middleware), acks what succeeded, gives
-// what failed to retry (a delay tier or the DLQ, confirmed before the ack)
-// and pauses all work while a dependency is down.
+// queue with manual acks on its own connection, hands each event or batch
+// to its handler through one middleware Pipeline (recover, log, timeout),
+// acks what succeeded, gives what failed to its Failures (dlq.Router: a
+// delay tier or the DLQ, confirmed before the ack) and pauses all work
+// while a dependency is down (failure.Outage).
 package consumer
 
 import (
@@ -65,7 +66,7 @@ type Outcome struct {
 	// Delivery.Report (Process reports the billing.Result); empty when it
 	// reported nothing.
 	Handled billing.Result
-	// Decision is what retry did with a "retried" or "parked" delivery.
+	// Decision is failure.Decide's for a Retried or Parked delivery.
 	Decision failure.Decision
 	Attempt  int
 	// Origin says how the delivery reached the work queue: fresh, back
@@ -419,7 +420,7 @@ func (c *Consumer) handleOne(ctx context.Context, ev Delivery) error {
 	return errs[0]
 }
 
-// fail gives a failed delivery to retry (a delay tier or the DLQ) and acks
+// fail gives a failed delivery to Failures (a delay tier or the DLQ) and acks
 // it once the copy is confirmed; until then it holds it unacked.
 func (c *Consumer) fail(stop, work context.Context, it *item, err error) {
 	logger := it.logger

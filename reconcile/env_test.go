@@ -37,16 +37,7 @@ func newEnv(t *testing.T) env {
 	if _, err := conn.Await(actx); err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	raw, err := amqp.Dial(testenv.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.Close() })
-	ch, err := raw.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return env{topo: topo, pub: broker.NewPublisher(conn, 2, 5*time.Second), ch: ch}
+	return env{topo: topo, pub: broker.NewPublisher(conn, 2, 5*time.Second), ch: testenv.Channel(t)}
 }
 
 // takeAll takes every message ready in queue.
