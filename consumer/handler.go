@@ -110,7 +110,7 @@ func Recover(logger *slog.Logger) Middleware {
 				if r := recover(); r != nil {
 					l := logger.With("events", len(ds))
 					if len(ds) == 1 {
-						l = logger.With("event_id", ds[0].ID, "event_type", ds[0].Type)
+						l = l.With("event_id", ds[0].ID, "event_type", ds[0].Type)
 					}
 					l.Error("event handler panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 					errs, err = nil, failure.MarkPermanent(fmt.Errorf("consumer: handler panic: %v", r))

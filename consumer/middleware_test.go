@@ -115,7 +115,7 @@ func TestPipeline(t *testing.T) {
 			single := consumer.HandlerFunc(func(context.Context, consumer.Delivery) error { singles.Add(1); return nil })
 			outcomes := &counter{}
 			h.start(single, h.router(nil), func(c *consumer.Config) {
-				batched(8, 500*time.Millisecond, tt.batch, outcomes)(c)
+				batched(8, 2*time.Second, tt.batch, outcomes)(c) // the 3 events, published first, make one batch
 				c.HandlerTimeout = 300 * time.Millisecond
 			})
 			waitFor(t, 10*time.Second, func() bool { return outcomes.get("acked") == 3 }, "3 events acked (now %d)", outcomes.get("acked"))
