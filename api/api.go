@@ -34,6 +34,15 @@ type Observer interface {
 	ObservePublish(d time.Duration)
 }
 
+// Defaults of a Server's settings (config.Vars refers to them).
+const (
+	DefaultAddr            = ":8080"
+	DefaultMaxBodyBytes    = 1 << 20
+	DefaultTolerance       = 5 * time.Minute
+	DefaultPublishTimeout  = 5 * time.Second
+	DefaultShutdownTimeout = 20 * time.Second
+)
+
 // Config configures a Server. Zero durations take the documented defaults.
 type Config struct {
 	// Exchange is the events exchange (broker.Topology.Events). Required.
@@ -78,7 +87,8 @@ type Server struct {
 	handler http.Handler
 }
 
-// New validates cfg, applies defaults and builds the routes.
+// New validates cfg, applies defaults and builds the routes. A nil logger
+// discards.
 func New(cfg Config, logger *slog.Logger, pub Publisher) (*Server, error) {
 	if cfg.Exchange == "" {
 		return nil, errors.New("api: config: Exchange is required")
@@ -90,17 +100,17 @@ func New(cfg Config, logger *slog.Logger, pub Publisher) (*Server, error) {
 		return nil, errors.New("api: a publisher is required")
 	}
 	if logger == nil {
-		return nil, errors.New("api: a logger is required")
+		logger = slog.New(slog.DiscardHandler)
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
 		}
 	}
-	def(&cfg.Tolerance, 5*time.Minute)
-	def(&cfg.PublishTimeout, 5*time.Second)
+	def(&cfg.Tolerance, DefaultTolerance)
+	def(&cfg.PublishTimeout, DefaultPublishTimeout)
 	def(&cfg.RetryAfter, 5*time.Second)
-	def(&cfg.ShutdownTimeout, 20*time.Second)
+	def(&cfg.ShutdownTimeout, DefaultShutdownTimeout)
 	def(&cfg.ReadHeaderTimeout, 5*time.Second)
 	def(&cfg.ReadTimeout, 15*time.Second)
 	def(&cfg.IdleTimeout, 60*time.Second)
@@ -109,10 +119,10 @@ func New(cfg Config, logger *slog.Logger, pub Publisher) (*Server, error) {
 		return nil, fmt.Errorf("api: config: WriteTimeout %s must exceed PublishTimeout %s", cfg.WriteTimeout, cfg.PublishTimeout)
 	}
 	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 1 << 20
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if cfg.Addr == "" {
-		cfg.Addr = ":8080"
+		cfg.Addr = DefaultAddr
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -13,8 +13,9 @@ import (
 	"strings"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stripe/stripe-go/v76/webhook"
+
+	"github.com/stripe-billing/billing/broker"
 )
 
 // AppID is the AppId of every message the api publishes.
@@ -128,15 +129,8 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request, res *result) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 	defer cancel()
 	start := time.Now()
-	err = s.pub.Publish(ctx, s.cfg.Exchange, eventType, amqp.Publishing{
-		ContentType:  "application/json",
-		DeliveryMode: amqp.Persistent,
-		MessageId:    ev.ID,
-		Type:         eventType,
-		Timestamp:    s.cfg.Now(),
-		AppId:        AppID,
-		Body:         body, // unchanged: consumers may verify or re-parse it
-	})
+	// body unchanged: consumers may verify or re-parse it.
+	err = s.pub.Publish(ctx, s.cfg.Exchange, eventType, broker.NewEvent(ev.ID, eventType, body, AppID, s.cfg.Now()))
 	s.cfg.Observer.ObservePublish(time.Since(start))
 	if err != nil {
 		s.fail(w, res, fmt.Errorf("%w: %w", errUnavailable, err), err)

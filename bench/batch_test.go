@@ -1,8 +1,6 @@
 package bench_test
 
 import (
-	"time"
-
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/config"
 	"github.com/stripe-billing/billing/consumer"
@@ -15,5 +13,5 @@ func withBatches(cfg *consumer.Config, proc *billing.Processor, batchSize int, c
 		return
 	}
 	cfg.BatchSize, cfg.BatchWait = batchSize, c.WorkerBatchWait
-	cfg.Batch = consumer.TimeoutBatch(30*time.Second, consumer.ProcessBatch(proc))
+	cfg.Batch = consumer.ProcessBatch(proc)
 }

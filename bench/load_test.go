@@ -26,6 +26,7 @@ import (
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/config"
 	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/retry"
@@ -446,14 +447,14 @@ func processing(tb testing.TB, bodies [][]byte, batchSize int) (bench.Stats, err
 	}
 	consume, publish := conn("bench worker consumer"), conn("bench worker publisher")
 	policy := retry.Policy{Delays: cfg.RetryDelays, MaxAttempts: cfg.MaxAttempts, Jitter: 0.2}
-	router, err := retry.NewRouter(retry.RouterConfig{Topology: r.topo, Policy: policy}, quietLogger(),
+	router, err := dlq.NewRouter(dlq.RouterConfig{Topology: r.topo, Policy: policy}, quietLogger(),
 		broker.NewPublisher(publish, cfg.WorkerConcurrency, cfg.PublishTimeout), store)
 	if err != nil {
 		return bench.Stats{}, err
 	}
 	proc := billing.NewProcessor(store, quietLogger())
 	logger := quietLogger()
-	handler := consumer.Chain(consumer.Process(proc), consumer.Recover(logger), consumer.Log(logger), consumer.Timeout(30*time.Second))
+	handler := consumer.Process(proc)
 	count := &counter{target: int64(len(bodies)), done: make(chan struct{})}
 	ccfg := consumer.Config{
 		Queue: r.topo.Work, Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout,

@@ -14,8 +14,8 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/schema"
 
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/models"
-	"github.com/stripe-billing/billing/retry"
 )
 
 // kind is one table of Stripe objects as events write it. mustKind
@@ -143,13 +143,13 @@ type change struct {
 // decode reads data.object into dst and checks it is the object expected.
 func decode(ev Event, want string, dst any, c *common) error {
 	if err := json.Unmarshal(ev.Object, dst); err != nil {
-		return retry.MarkPermanent(fmt.Errorf("billing: event %s: data.object is not a %s: %w", ev.ID, want, err))
+		return failure.MarkPermanent(fmt.Errorf("billing: event %s: data.object is not a %s: %w", ev.ID, want, err))
 	}
 	if c.ID == "" {
-		return retry.MarkPermanent(fmt.Errorf("billing: event %s: data.object has no id", ev.ID))
+		return failure.MarkPermanent(fmt.Errorf("billing: event %s: data.object has no id", ev.ID))
 	}
 	if c.Object != "" && c.Object != want {
-		return retry.MarkPermanent(fmt.Errorf("billing: event %s (%s): data.object is a %s, want %s", ev.ID, ev.Type, c.Object, want))
+		return failure.MarkPermanent(fmt.Errorf("billing: event %s (%s): data.object is a %s, want %s", ev.ID, ev.Type, c.Object, want))
 	}
 	return nil
 }

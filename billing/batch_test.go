@@ -7,8 +7,8 @@ import (
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/models"
-	"github.com/stripe-billing/billing/retry"
 )
 
 // TestProcessBatch: one transaction, a savepoint per event. The same
@@ -37,7 +37,7 @@ func TestProcessBatch(t *testing.T) {
 				t.Errorf("second copy in the batch: %+v, want duplicate", o)
 			}
 		case 2, 4:
-			if o.Err == nil || retry.Classify(o.Err) != retry.Permanent {
+			if o.Err == nil || failure.Of(o.Err) != failure.Permanent {
 				t.Errorf("event %d: %+v, want a permanent error", i, o)
 			}
 		default:

@@ -12,7 +12,7 @@ import (
 
 	"github.com/stripe/stripe-go/v76"
 
-	"github.com/stripe-billing/billing/retry"
+	"github.com/stripe-billing/billing/failure"
 )
 
 // Event is a parsed Stripe event. Raw is the exact bytes received.
@@ -33,7 +33,7 @@ type Event struct {
 func Parse(raw []byte) (Event, error) {
 	var se stripe.Event
 	if err := json.Unmarshal(raw, &se); err != nil {
-		return Event{}, retry.MarkPermanent(fmt.Errorf("billing: parse event: %w", err))
+		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event: %w", err))
 	}
 	var problem string
 	switch {
@@ -47,7 +47,7 @@ func Parse(raw []byte) (Event, error) {
 		problem = "no data.object"
 	}
 	if problem != "" {
-		return Event{}, retry.MarkPermanent(fmt.Errorf("billing: parse event %q: %w", se.ID, errors.New(problem)))
+		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event %q: %w", se.ID, errors.New(problem)))
 	}
 	return Event{
 		ID:         se.ID,

@@ -47,7 +47,7 @@ func (p *Processor) Handled() []string { return p.mux.Types() }
 
 // Process parses raw and, in one transaction, records it in the ledger and
 // applies it. Errors from Parse and malformed objects are marked permanent
-// (retry.Classify); database outages wrap models.ErrUnavailable; anything
+// (failure.Of); database outages wrap models.ErrUnavailable; anything
 // else is worth retrying.
 func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 	ev, err := Parse(raw)

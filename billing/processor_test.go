@@ -17,9 +17,9 @@ import (
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
-	"github.com/stripe-billing/billing/retry"
 )
 
 var start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -358,8 +358,8 @@ func TestMalformed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := p.Process(context.Background(), []byte(tt.raw))
-			if err == nil || retry.Classify(err) != retry.Permanent {
-				t.Fatalf("err = %v (class %v), want a permanent error", err, retry.Classify(err))
+			if err == nil || failure.Of(err) != failure.Permanent {
+				t.Fatalf("err = %v (class %v), want a permanent error", err, failure.Of(err))
 			}
 		})
 	}

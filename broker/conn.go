@@ -43,7 +43,11 @@ type Conn struct {
 }
 
 // NewConn returns a connection supervisor; nothing is dialled before Run.
+// A nil logger discards.
 func NewConn(cfg ConnConfig, logger *slog.Logger) *Conn {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	if cfg.Backoff == nil {
 		cfg.Backoff = func(int) time.Duration { return time.Second }
 	}

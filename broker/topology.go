@@ -1,6 +1,7 @@
 // Package broker owns everything between the program and RabbitMQ: the
 // topology's names and declaration, supervised connections that reconnect
-// with backoff, and the confirm-mode publisher pool.
+// with backoff, the confirm-mode publisher pool, and the message contract
+// (envelope.go).
 package broker
 
 import (
@@ -38,6 +39,14 @@ type Topology struct {
 	// DeliveryLimit is the work queue's x-delivery-limit backstop.
 	DeliveryLimit int
 }
+
+// Defaults of the topology and the publisher pool (config.Vars refers to
+// them).
+const (
+	DefaultNamespace         = "billing"
+	DefaultDeliveryLimit     = 20
+	DefaultPublisherChannels = 8
+)
 
 // NewTopology derives every name from the namespace.
 func NewTopology(namespace string, delays []time.Duration, deliveryLimit int) Topology {

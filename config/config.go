@@ -12,7 +12,37 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stripe-billing/billing/api"
+	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/metrics"
+	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/reconcile"
+	"github.com/stripe-billing/billing/retry"
 )
+
+// durationText writes d as the documentation does: "5m", not "5m0s".
+func durationText(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// durationsText writes a list of durations as RETRY_DELAYS takes it.
+func durationsText(ds []time.Duration) string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = durationText(d)
+	}
+	return strings.Join(out, ",")
+}
 
 // Var documents one environment variable. Vars is the single list the
 // loader, the README table and the docker-compose test are checked against.
@@ -22,33 +52,34 @@ type Var struct {
 	Description string
 }
 
-// Vars lists every environment variable the program reads.
+// Vars lists every environment variable the program reads. A default that
+// a package also applies is that package's named constant.
 var Vars = []Var{
 	{"AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ connection URL."},
 	{"MYSQL_DSN", "root@tcp(127.0.0.1:3306)/billing?parseTime=true", "MySQL DSN (go-sql-driver format); `parseTime=true` is required."},
 	{"STRIPE_WEBHOOK_SECRET", "", "Webhook signing secret(s) `whsec_...`; a comma-separated list during rotation. Required by `api`."},
 	{"STRIPE_API_KEY", "", "Stripe secret key; when set, `sweep` reconciles with Stripe's Events API."},
-	{"STRIPE_API_BASE", "https://api.stripe.com", "Stripe API base URL (tests point it at stripe-mock)."},
-	{"HTTP_ADDR", ":8080", "Listen address of `api` (webhooks, health, metrics)."},
-	{"METRICS_ADDR", ":9090", "Listen address of `worker` for /metrics, /healthz and /readyz."},
-	{"BILLING_NAMESPACE", "billing", "Prefix of every exchange and queue name."},
-	{"WEBHOOK_MAX_BODY_BYTES", "1048576", "Largest webhook body accepted; larger ones get 413."},
-	{"WEBHOOK_TOLERANCE", "5m", "Oldest signature timestamp accepted."},
-	{"PUBLISH_TIMEOUT", "5s", "Longest wait for a broker confirm before the api answers 503."},
-	{"PUBLISHER_CHANNELS", "8", "Confirm-mode channels in the api's publishing pool."},
-	{"RETRY_DELAYS", "10s,1m,5m,30m,2h,6h", "Delay tiers for transient failures; the last one repeats."},
-	{"MAX_ATTEMPTS", "8", "Attempts before a transiently failing event is parked in the DLQ."},
-	{"WORK_DELIVERY_LIMIT", "20", "Quorum `x-delivery-limit` of the work queue: parks a message that crashes the worker every time."},
-	{"WORKER_CONCURRENCY", "8", "Batches processed at once by one worker; its prefetch is `WORKER_CONCURRENCY` × `WORKER_BATCH_SIZE`."},
-	{"WORKER_BATCH_SIZE", "16", "Most events committed in one MySQL transaction (a savepoint each, so one bad event fails alone); 1 commits each event on its own."},
-	{"WORKER_BATCH_WAIT", "0s", "How long a worker waits for more deliveries to fill a batch; 0s takes only those already delivered, adding no latency."},
-	{"SHUTDOWN_TIMEOUT", "20s", "How long SIGTERM waits for in-flight requests and events."},
-	{"DB_MAX_OPEN_CONNS", "16", "MySQL pool: open connections."},
-	{"DB_MAX_IDLE_CONNS", "8", "MySQL pool: idle connections."},
-	{"DB_CONN_MAX_LIFETIME", "5m", "MySQL pool: longest life of a connection."},
-	{"SWEEP_MIN_AGE", "15m", "`sweep` re-drives transient parked events older than this."},
-	{"SWEEP_LIMIT", "100", "Most parked events `sweep` re-drives in one run."},
-	{"SWEEP_MAX_REDRIVES", "3", "Most automatic re-drives of one event by `sweep`."},
+	{"STRIPE_API_BASE", reconcile.DefaultAPIBase, "Stripe API base URL (tests point it at stripe-mock)."},
+	{"HTTP_ADDR", api.DefaultAddr, "Listen address of `api` (webhooks, health, metrics)."},
+	{"METRICS_ADDR", metrics.DefaultAddr, "Listen address of `worker` for /metrics, /healthz and /readyz."},
+	{"BILLING_NAMESPACE", broker.DefaultNamespace, "Prefix of every exchange and queue name."},
+	{"WEBHOOK_MAX_BODY_BYTES", strconv.Itoa(api.DefaultMaxBodyBytes), "Largest webhook body accepted; larger ones get 413."},
+	{"WEBHOOK_TOLERANCE", durationText(api.DefaultTolerance), "Oldest signature timestamp accepted."},
+	{"PUBLISH_TIMEOUT", durationText(api.DefaultPublishTimeout), "Longest wait for a broker confirm before the api answers 503."},
+	{"PUBLISHER_CHANNELS", strconv.Itoa(broker.DefaultPublisherChannels), "Confirm-mode channels in the api's publishing pool."},
+	{"RETRY_DELAYS", durationsText(retry.DefaultDelays()), "Delay tiers for transient failures; the last one repeats."},
+	{"MAX_ATTEMPTS", strconv.Itoa(retry.DefaultMaxAttempts), "Attempts before a transiently failing event is parked in the DLQ."},
+	{"WORK_DELIVERY_LIMIT", strconv.Itoa(broker.DefaultDeliveryLimit), "Quorum `x-delivery-limit` of the work queue: parks a message that crashes the worker every time."},
+	{"WORKER_CONCURRENCY", strconv.Itoa(consumer.DefaultConcurrency), "Batches processed at once by one worker; its prefetch is `WORKER_CONCURRENCY` × `WORKER_BATCH_SIZE`."},
+	{"WORKER_BATCH_SIZE", strconv.Itoa(consumer.DefaultBatchSize), "Most events committed in one MySQL transaction (a savepoint each, so one bad event fails alone); 1 commits each event on its own."},
+	{"WORKER_BATCH_WAIT", durationText(consumer.DefaultBatchWait), "How long a worker waits for more deliveries to fill a batch; 0s takes only those already delivered, adding no latency."},
+	{"SHUTDOWN_TIMEOUT", durationText(api.DefaultShutdownTimeout), "How long SIGTERM waits for in-flight requests and events."},
+	{"DB_MAX_OPEN_CONNS", strconv.Itoa(models.DefaultMaxOpenConns), "MySQL pool: open connections."},
+	{"DB_MAX_IDLE_CONNS", strconv.Itoa(models.DefaultMaxIdleConns), "MySQL pool: idle connections."},
+	{"DB_CONN_MAX_LIFETIME", durationText(models.DefaultConnMaxLifetime), "MySQL pool: longest life of a connection."},
+	{"SWEEP_MIN_AGE", durationText(dlq.DefaultSweepMinAge), "`sweep` re-drives transient parked events older than this."},
+	{"SWEEP_LIMIT", strconv.Itoa(dlq.DefaultSweepLimit), "Most parked events `sweep` re-drives in one run."},
+	{"SWEEP_MAX_REDRIVES", strconv.Itoa(dlq.DefaultSweepMaxRedrives), "Most automatic re-drives of one event by `sweep`."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
 }
 

@@ -2,42 +2,14 @@ package consumer
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/stripe-billing/billing/retry"
+	"github.com/stripe-billing/billing/failure"
 )
-
-// BatchHandler applies several events at once, typically in one database
-// transaction with a savepoint per event (billing.Processor.ProcessBatch).
-type BatchHandler interface {
-	// HandleBatch returns one error per delivery, in order: nil means the
-	// event is applied and committed, whatever became of the others. A
-	// non-nil err means nothing was committed.
-	HandleBatch(ctx context.Context, ds []Delivery) (errs []error, err error)
-}
-
-// BatchHandlerFunc adapts a function to BatchHandler.
-type BatchHandlerFunc func(ctx context.Context, ds []Delivery) ([]error, error)
-
-// HandleBatch calls f.
-func (f BatchHandlerFunc) HandleBatch(ctx context.Context, ds []Delivery) ([]error, error) {
-	return f(ctx, ds)
-}
-
-// TimeoutBatch bounds one batch's handling as Timeout bounds one event's.
-func TimeoutBatch(d time.Duration, h BatchHandler) BatchHandler {
-	return BatchHandlerFunc(func(ctx context.Context, ds []Delivery) ([]error, error) {
-		ctx, cancel := context.WithTimeout(ctx, d)
-		defer cancel()
-		return h.HandleBatch(ctx, ds)
-	})
-}
 
 // batchWorker collects batches and handles them until the stream ends or
 // stop. A batch being collected when stop comes is left unacked: the
@@ -147,7 +119,7 @@ func (c *Consumer) deliverBatch(stop, work context.Context, ds []amqp.Delivery) 
 	}
 	drop := func(items []*item) {
 		for _, it := range items {
-			c.observe(it, "dropped")
+			c.observe(it, Dropped)
 		}
 	}
 	for {
@@ -160,7 +132,7 @@ func (c *Consumer) deliverBatch(stop, work context.Context, ds []amqp.Delivery) 
 			it.handled = ""
 			evs[i] = it.ev
 		}
-		errs, err := c.handleBatch(work, evs)
+		errs, err := c.batch.HandleBatch(work, evs)
 		if err == nil && len(errs) != len(pending) {
 			err = fmt.Errorf("consumer: batch handler returned %d results for %d events", len(errs), len(pending))
 		}
@@ -169,7 +141,7 @@ func (c *Consumer) deliverBatch(stop, work context.Context, ds []amqp.Delivery) 
 			case work.Err() != nil:
 				drop(pending) // nothing committed; the broker redelivers
 				return
-			case retry.Classify(err) == retry.Outage:
+			case failure.Of(err) == failure.Outage:
 				if !c.outage(stop, c.logger, err) {
 					drop(pending)
 					return
@@ -190,13 +162,12 @@ func (c *Consumer) deliverBatch(stop, work context.Context, ds []amqp.Delivery) 
 			switch e := errs[i]; {
 			case e == nil:
 				c.ack(it.logger, it.d)
-				c.observe(it, "acked")
+				c.observe(it, Acked)
 			case work.Err() != nil:
-				c.observe(it, "dropped")
-			case retry.Classify(e) == retry.Outage:
+				c.observe(it, Dropped)
+			case failure.Of(e) == failure.Outage:
 				outage, outageErr = append(outage, it), e
 			default:
-				it.logger.Warn("event failed", "error", e, "class", string(retry.Classify(e)), "batch", len(pending))
 				c.fail(stop, work, it, e)
 			}
 		}
@@ -209,16 +180,4 @@ func (c *Consumer) deliverBatch(stop, work context.Context, ds []amqp.Delivery) 
 			return
 		}
 	}
-}
-
-// handleBatch calls the batch handler and turns a panic into an error of
-// the whole batch.
-func (c *Consumer) handleBatch(ctx context.Context, evs []Delivery) (errs []error, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.logger.Error("batch handler panicked", "events", len(evs), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			errs, err = nil, errors.New("consumer: batch handler panic")
-		}
-	}()
-	return c.cfg.Batch.HandleBatch(ctx, evs)
 }

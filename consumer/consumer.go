@@ -1,8 +1,9 @@
 // Package consumer owns the worker's delivery loop: it consumes the work
-// queue with manual acks on its own connection, hands each event to a
-// Handler (net/http style, with middleware), acks what succeeded, gives
-// what failed to retry (a delay tier or the DLQ, confirmed before the ack)
-// and pauses all work while a dependency is down.
+// queue with manual acks on its own connection, hands each event or batch
+// to its handler through one middleware Pipeline (recover, log, timeout),
+// acks what succeeded, gives what failed to its Failures (dlq.Router: a
+// delay tier or the DLQ, confirmed before the ack) and pauses all work
+// while a dependency is down (failure.Outage).
 package consumer
 
 import (
@@ -19,6 +20,9 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/retry"
 )
 
@@ -28,33 +32,46 @@ type Connector interface {
 	Await(ctx context.Context) (*amqp.Connection, error)
 }
 
-// Failures takes a failed delivery: retry.Router.
+// Result is what became of one delivery.
+type Result string
+
+// Results of a delivery, the "outcome" label of the event metrics besides
+// the billing.Result an acked event's handler reported.
+const (
+	// Acked: handled and acked.
+	Acked Result = "acked"
+	// Retried: sent to a delay tier, then acked.
+	Retried Result = "retried"
+	// Parked: sent to the DLQ, then acked.
+	Parked Result = "parked"
+	// Dropped: left unacked for the broker to redeliver (channel lost or
+	// shutting down).
+	Dropped Result = "dropped"
+)
+
+// Failures takes a failed delivery: dlq.Router.
 type Failures interface {
 	// Attempt says where d stands in its retry schedule.
-	Attempt(d amqp.Delivery) retry.Attempt
+	Attempt(d amqp.Delivery) broker.Attempt
 	// Fail schedules d in a delay tier or parks it; nil means the copy is
 	// confirmed and d may be acked.
-	Fail(ctx context.Context, d amqp.Delivery, cause error) (retry.Decision, error)
+	Fail(ctx context.Context, d amqp.Delivery, cause error) (failure.Decision, error)
 }
 
 // Outcome is what became of one delivery; see Observer.
 type Outcome struct {
 	EventType string
-	// Result is "acked", "retried", "parked" or "dropped" (left unacked
-	// for the broker to redeliver: channel lost or shutting down).
-	Result string
+	Result    Result
 	// Handled is what the handler reported of an acked event with
-	// Delivery.Report (Process reports billing.Result: "processed",
-	// "ignored" or "duplicate"); empty when it reported nothing.
-	Handled string
-	// Decision is what retry did with a "retried" or "parked" delivery.
-	Decision retry.Decision
+	// Delivery.Report (Process reports the billing.Result); empty when it
+	// reported nothing.
+	Handled billing.Result
+	// Decision is failure.Decide's for a Retried or Parked delivery.
+	Decision failure.Decision
 	Attempt  int
-	// Replayed is true when the delivery came back from the DLQ; Exchange
-	// is the exchange it was delivered from, which says how ("" for the
-	// UI's "Move messages", the replay exchange for "Reject requeue false").
-	Replayed bool
-	Exchange string
+	// Origin says how the delivery reached the work queue: fresh, back
+	// from a delay tier, or replayed from the DLQ (and how).
+	Origin   broker.Origin
 	Duration time.Duration
 }
 
@@ -83,11 +100,14 @@ type Config struct {
 	// panic, a persistent deadlock) is handled again one delivery at a
 	// time through the Handler.
 	Batch BatchHandler
+	// HandlerTimeout bounds one handling, of one event or a batch; an
+	// overrun is a transient failure. Default DefaultHandlerTimeout.
+	HandlerTimeout time.Duration
 	// ShutdownTimeout bounds how long Run lets in-flight events finish
 	// after its context is canceled.
 	ShutdownTimeout time.Duration
 	// Name prefixes the consumer tag shown in the management UI; default
-	// "billing-worker".
+	// DefaultName.
 	Name string
 	// Ping probes the database during an outage; the paused delivery is
 	// retried once it answers. Nil: retry the delivery after each wait.
@@ -109,18 +129,41 @@ type Config struct {
 
 // Consumer consumes one queue. Create it with New and start it with Run.
 type Consumer struct {
-	cfg      Config
-	logger   *slog.Logger
-	conn     Connector
-	handler  Handler
+	cfg    Config
+	logger *slog.Logger
+	conn   Connector
+	// single and batch are the handler and the batch handler inside the
+	// one Pipeline of middleware.
+	single   BatchHandler
+	batch    BatchHandler
 	failures Failures
 	gate     gate
 	tag      string
 	seq      atomic.Int64
 }
 
+// Defaults of a Consumer's settings. Concurrency, BatchSize and BatchWait
+// have no default in New; these are the worker's (config.Vars).
+const (
+	DefaultConcurrency = 8
+	DefaultBatchSize   = 16
+	DefaultBatchWait   = time.Duration(0)
+
+	DefaultName           = "billing-worker"
+	DefaultHandlerTimeout = 30 * time.Second
+	DefaultOutageMin      = 250 * time.Millisecond
+	DefaultOutageMax      = 30 * time.Second
+	DefaultRepublishMin   = 100 * time.Millisecond
+	DefaultRepublishMax   = 10 * time.Second
+	// DefaultJitter spreads the in-process waits (reconnects, outage
+	// probes) of many workers; the delay tiers themselves are fixed
+	// queue TTLs.
+	DefaultJitter = 0.2
+)
+
 // New checks cfg and returns a Consumer of cfg.Queue on conn that hands
-// each delivery to h and each failure to f.
+// each delivery to h (a batch to cfg.Batch), both through the one
+// Pipeline of middleware, and each failure to f. A nil logger discards.
 func New(cfg Config, logger *slog.Logger, conn Connector, h Handler, f Failures) (*Consumer, error) {
 	var errs []error
 	if cfg.Queue == "" {
@@ -152,26 +195,39 @@ func New(cfg Config, logger *slog.Logger, conn Connector, h Handler, f Failures)
 		cfg.OutageMin = 250 * time.Millisecond
 	}
 	if cfg.OutageMax < cfg.OutageMin {
-		cfg.OutageMax = max(30*time.Second, cfg.OutageMin)
+		cfg.OutageMax = max(DefaultOutageMax, cfg.OutageMin)
 	}
 	if cfg.RepublishMin <= 0 {
-		cfg.RepublishMin = 100 * time.Millisecond
+		cfg.RepublishMin = DefaultRepublishMin
 	}
 	if cfg.RepublishMax < cfg.RepublishMin {
-		cfg.RepublishMax = max(10*time.Second, cfg.RepublishMin)
+		cfg.RepublishMax = max(DefaultRepublishMax, cfg.RepublishMin)
 	}
 	if cfg.Jitter == 0 {
-		cfg.Jitter = 0.2
+		cfg.Jitter = DefaultJitter
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = mrand.Float64
 	}
+	if cfg.HandlerTimeout <= 0 {
+		cfg.HandlerTimeout = DefaultHandlerTimeout
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("queue", cfg.Queue)
+	pipeline := Pipeline(logger, cfg.HandlerTimeout)
+	c := &Consumer{
+		cfg: cfg, logger: logger, conn: conn, failures: f,
+		single: Chain(one(h), pipeline...),
+	}
+	if cfg.Batch != nil {
+		c.batch = Chain(cfg.Batch, pipeline...)
+	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	return &Consumer{
-		cfg: cfg, logger: logger.With("queue", cfg.Queue), conn: conn, handler: h, failures: f,
-		tag: cfg.Name + "-" + hex.EncodeToString(b),
-	}, nil
+	c.tag = cfg.Name + "-" + hex.EncodeToString(b)
+	return c, nil
 }
 
 // Paused reports whether the consumer is waiting out a dependency outage.
@@ -293,27 +349,27 @@ func (c *Consumer) worker(stop, work context.Context, deliveries <-chan amqp.Del
 // Observer is told at its end.
 type item struct {
 	d       amqp.Delivery
-	a       retry.Attempt
+	a       broker.Attempt
 	ev      Delivery
 	logger  *slog.Logger
-	handled string
-	dec     retry.Decision
+	handled billing.Result
+	dec     failure.Decision
 	start   time.Time
 }
 
 func (c *Consumer) newItem(d amqp.Delivery, start time.Time) *item {
 	it := &item{d: d, a: c.failures.Attempt(d), start: start}
-	id, typ := retry.EventIdentity(d.MessageId, d.Type, d.Body)
+	id, typ := broker.Identity(d.MessageId, d.Type, d.Body)
 	it.ev = Delivery{ID: id, Type: typ, Body: d.Body, Attempt: it.a.Number(), Replays: it.a.Replays, Redelivered: d.Redelivered, report: &it.handled}
 	it.logger = c.logger.With("event_id", id, "event_type", typ, "attempt", it.ev.Attempt)
 	return it
 }
 
-func (c *Consumer) observe(it *item, result string) {
+func (c *Consumer) observe(it *item, result Result) {
 	if c.cfg.Observer != nil {
 		c.cfg.Observer.Observe(Outcome{
 			EventType: it.ev.Type, Result: result, Handled: it.handled, Decision: it.dec, Attempt: it.ev.Attempt,
-			Replayed: it.a.Replayed, Exchange: it.d.Exchange, Duration: time.Since(it.start),
+			Origin: it.a.Origin, Duration: time.Since(it.start),
 		})
 	}
 }
@@ -325,34 +381,46 @@ func (c *Consumer) deliver(stop, work context.Context, d amqp.Delivery) {
 	var err error
 	for {
 		if c.gate.wait(stop) != nil {
-			c.observe(it, "dropped")
+			c.observe(it, Dropped)
 			return
 		}
 		it.handled = ""
-		err = c.handler.HandleEvent(work, it.ev)
+		err = c.handleOne(work, it.ev)
 		if err == nil {
 			c.ack(it.logger, d)
-			c.observe(it, "acked")
+			c.observe(it, Acked)
 			return
 		}
 		if work.Err() != nil {
 			// The channel is gone or the shutdown bound passed: the
 			// broker redelivers; publishing a retry now would duplicate.
-			c.observe(it, "dropped")
+			c.observe(it, Dropped)
 			return
 		}
-		if retry.Classify(err) != retry.Outage {
+		if failure.Of(err) != failure.Outage {
 			break
 		}
 		if !c.outage(stop, it.logger, err) {
-			c.observe(it, "dropped")
+			c.observe(it, Dropped)
 			return
 		}
 	}
 	c.fail(stop, work, it, err)
 }
 
-// fail gives a failed delivery to retry (a delay tier or the DLQ) and acks
+// handleOne runs one event through the pipeline, as a batch of one.
+func (c *Consumer) handleOne(ctx context.Context, ev Delivery) error {
+	errs, err := c.single.HandleBatch(ctx, []Delivery{ev})
+	switch {
+	case err != nil:
+		return err
+	case len(errs) != 1:
+		return fmt.Errorf("consumer: handler returned %d results for one event", len(errs))
+	}
+	return errs[0]
+}
+
+// fail gives a failed delivery to Failures (a delay tier or the DLQ) and acks
 // it once the copy is confirmed; until then it holds it unacked.
 func (c *Consumer) fail(stop, work context.Context, it *item, err error) {
 	logger := it.logger
@@ -363,17 +431,17 @@ func (c *Consumer) fail(stop, work context.Context, it *item, err error) {
 			c.ack(logger, it.d)
 			if it.dec.Parked {
 				logger.Warn("event parked in the DLQ", "class", string(it.dec.Class), "attempts", it.dec.Attempt, "error", err)
-				c.observe(it, "parked")
+				c.observe(it, Parked)
 			} else {
 				logger.Info("event scheduled for retry", "tier", it.dec.Tier, "attempts", it.dec.Attempt, "error", err)
-				c.observe(it, "retried")
+				c.observe(it, Retried)
 			}
 			return
 		}
 		wait := retry.Backoff(n, c.cfg.RepublishMin, c.cfg.RepublishMax, c.cfg.Jitter, c.cfg.Rand)
 		logger.Warn("failed event not confirmed in a tier or the DLQ; holding it unacked", "error", ferr, "retry_in", wait.String())
 		if !sleep(stop, wait) || work.Err() != nil {
-			c.observe(it, "dropped")
+			c.observe(it, Dropped)
 			return
 		}
 	}

@@ -7,7 +7,8 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/stripe-billing/billing/retry"
+	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/failure"
 )
 
 // Delivery is one event as a Handler sees it.
@@ -26,21 +27,21 @@ type Delivery struct {
 	// Redelivered is the broker's flag: an earlier delivery was not acked.
 	Redelivered bool
 
-	report *string // Outcome.Handled of this delivery; nil outside a Consumer
+	report *billing.Result // Outcome.Handled of this delivery; nil outside a Consumer
 }
 
 // Report records what the handler did with an event it handled without
-// error (such as "duplicate"); the consumer hands it to its Observer as
-// Outcome.Handled. A later call replaces an earlier one; on a Delivery
+// error (such as billing.Duplicate); the consumer hands it to its Observer
+// as Outcome.Handled. A later call replaces an earlier one; on a Delivery
 // that did not come from a Consumer it does nothing.
-func (d Delivery) Report(result string) {
+func (d Delivery) Report(result billing.Result) {
 	if d.report != nil {
 		*d.report = result
 	}
 }
 
 // Handler applies one event. A nil error acks it; any other error is
-// classified by retry.Classify: permanent → DLQ, transient → a delay tier,
+// classified by failure.Of: permanent → DLQ, transient → a delay tier,
 // outage → the worker pauses and tries the same delivery again.
 type Handler interface {
 	HandleEvent(ctx context.Context, d Delivery) error
@@ -52,51 +53,106 @@ type HandlerFunc func(ctx context.Context, d Delivery) error
 // HandleEvent calls f.
 func (f HandlerFunc) HandleEvent(ctx context.Context, d Delivery) error { return f(ctx, d) }
 
-// Middleware wraps a Handler.
-type Middleware func(Handler) Handler
+// BatchHandler applies several events at once, typically in one database
+// transaction with a savepoint per event (billing.Processor.ProcessBatch).
+type BatchHandler interface {
+	// HandleBatch returns one error per delivery, in order: nil means the
+	// event is applied and committed, whatever became of the others. A
+	// non-nil err means nothing was committed.
+	HandleBatch(ctx context.Context, ds []Delivery) (errs []error, err error)
+}
+
+// BatchHandlerFunc adapts a function to BatchHandler.
+type BatchHandlerFunc func(ctx context.Context, ds []Delivery) ([]error, error)
+
+// HandleBatch calls f.
+func (f BatchHandlerFunc) HandleBatch(ctx context.Context, ds []Delivery) ([]error, error) {
+	return f(ctx, ds)
+}
+
+// one runs a Handler as a batch of one, so that the single-event path and
+// the batch path go through the same middleware.
+func one(h Handler) BatchHandler {
+	return BatchHandlerFunc(func(ctx context.Context, ds []Delivery) ([]error, error) {
+		errs := make([]error, len(ds))
+		for i, d := range ds {
+			errs[i] = h.HandleEvent(ctx, d)
+		}
+		return errs, nil
+	})
+}
+
+// Middleware wraps the handling of events, one or a batch alike.
+type Middleware func(BatchHandler) BatchHandler
 
 // Chain wraps h in mws, the first one outermost.
-func Chain(h Handler, mws ...Middleware) Handler {
+func Chain(h BatchHandler, mws ...Middleware) BatchHandler {
 	for i := len(mws) - 1; i >= 0; i-- {
 		h = mws[i](h)
 	}
 	return h
 }
 
-// Recover turns a panic into a permanent error: the event is parked at
-// once instead of killing the worker on every redelivery.
+// Pipeline is the middleware every handling of a Consumer runs through,
+// outermost first: Recover, Log, Timeout.
+func Pipeline(logger *slog.Logger, timeout time.Duration) []Middleware {
+	return []Middleware{Recover(logger), Log(logger), Timeout(timeout)}
+}
+
+// Recover turns a panic into a permanent error of the whole call: a single
+// event is parked at once instead of killing the worker on every
+// redelivery; a batch is handled again one event at a time, which finds
+// the event to blame.
 func Recover(logger *slog.Logger) Middleware {
-	return func(next Handler) Handler {
-		return HandlerFunc(func(ctx context.Context, d Delivery) (err error) {
+	return func(next BatchHandler) BatchHandler {
+		return BatchHandlerFunc(func(ctx context.Context, ds []Delivery) (errs []error, err error) {
 			defer func() {
 				if r := recover(); r != nil {
-					logger.Error("event handler panicked", "event_id", d.ID, "event_type", d.Type,
-						"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-					err = retry.MarkPermanent(fmt.Errorf("consumer: handler panic: %v", r))
+					l := logger.With("events", len(ds))
+					if len(ds) == 1 {
+						l = l.With("event_id", ds[0].ID, "event_type", ds[0].Type)
+					}
+					l.Error("event handler panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+					errs, err = nil, failure.MarkPermanent(fmt.Errorf("consumer: handler panic: %v", r))
 				}
 			}()
-			return next.HandleEvent(ctx, d)
+			return next.HandleBatch(ctx, ds)
 		})
 	}
 }
 
 // Log records each handled event with its id, type, attempt, duration and
-// outcome; never the payload.
+// outcome (and the batch size when it was one of several); never the
+// payload. A batch that failed as a whole is one line.
 func Log(logger *slog.Logger) Middleware {
-	return func(next Handler) Handler {
-		return HandlerFunc(func(ctx context.Context, d Delivery) error {
+	return func(next BatchHandler) BatchHandler {
+		return BatchHandlerFunc(func(ctx context.Context, ds []Delivery) ([]error, error) {
 			start := time.Now()
-			err := next.HandleEvent(ctx, d)
-			l := logger.With("event_id", d.ID, "event_type", d.Type, "attempt", d.Attempt, "duration_ms", time.Since(start).Milliseconds())
-			if d.Replays > 0 {
-				l = l.With("replays", d.Replays)
+			errs, err := next.HandleBatch(ctx, ds)
+			ms := time.Since(start).Milliseconds()
+			if err != nil && len(ds) > 1 {
+				logger.Warn("batch failed", "events", len(ds), "duration_ms", ms, "error", err, "class", string(failure.Of(err)))
+				return errs, err
 			}
-			if err != nil {
-				l.Warn("event failed", "error", err, "class", string(retry.Classify(err)))
-				return err
+			for i, d := range ds {
+				e := err
+				if e == nil && i < len(errs) {
+					e = errs[i]
+				}
+				l := logger.With("event_id", d.ID, "event_type", d.Type, "attempt", d.Attempt, "duration_ms", ms)
+				if d.Replays > 0 {
+					l = l.With("replays", d.Replays)
+				}
+				if len(ds) > 1 {
+					l = l.With("batch", len(ds))
+				}
+				if e != nil {
+					l.Warn("event failed", "error", e, "class", string(failure.Of(e)))
+					continue
+				}
+				l.Debug("event handled")
 			}
-			l.Debug("event handled")
-			return nil
+			return errs, err
 		})
 	}
 }
@@ -104,11 +160,11 @@ func Log(logger *slog.Logger) Middleware {
 // Timeout bounds one handling; a handler that overruns gets a canceled
 // context and its error counts as transient.
 func Timeout(d time.Duration) Middleware {
-	return func(next Handler) Handler {
-		return HandlerFunc(func(ctx context.Context, dl Delivery) error {
+	return func(next BatchHandler) BatchHandler {
+		return BatchHandlerFunc(func(ctx context.Context, ds []Delivery) ([]error, error) {
 			ctx, cancel := context.WithTimeout(ctx, d)
 			defer cancel()
-			return next.HandleEvent(ctx, dl)
+			return next.HandleBatch(ctx, ds)
 		})
 	}
 }

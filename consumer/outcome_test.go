@@ -11,9 +11,10 @@ import (
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
-	"github.com/stripe-billing/billing/retry"
 )
 
 // recorder is an Observer that keeps every outcome by event type.
@@ -54,7 +55,7 @@ func TestOutcomeSaysWhatBecameOfTheEvent(t *testing.T) {
 			d.Report("flaky-ok")
 			return nil
 		case "test.broken":
-			return retry.MarkPermanent(errors.New("never"))
+			return failure.MarkPermanent(errors.New("never"))
 		}
 		return proc.HandleEvent(ctx, d)
 	})
@@ -82,23 +83,23 @@ func TestOutcomeSaysWhatBecameOfTheEvent(t *testing.T) {
 	type key struct{ typ, result, handled string }
 	got := map[key]int{}
 	for _, o := range rec.outcomes() {
-		got[key{o.EventType, o.Result, o.Handled}]++
+		got[key{o.EventType, string(o.Result), string(o.Handled)}]++
 		switch {
 		case o.EventType == "test.flaky" && o.Result == "retried":
-			if o.Decision.Parked || o.Decision.Tier != 0 || o.Decision.Class != retry.Transient || o.Attempt != 1 {
+			if o.Decision.Parked || o.Decision.Tier != 0 || o.Decision.Class != failure.Transient || o.Attempt != 1 {
 				t.Errorf("retried outcome decision = %+v attempt %d, want tier 0 transient attempt 1", o.Decision, o.Attempt)
 			}
 		case o.EventType == "test.broken":
-			if !o.Decision.Parked || o.Decision.Class != retry.Permanent {
+			if !o.Decision.Parked || o.Decision.Class != failure.Permanent {
 				t.Errorf("parked outcome decision = %+v, want parked permanent", o.Decision)
 			}
-		case o.Replayed:
-			if o.Exchange != "" || o.Handled != "processed" {
-				t.Errorf("replayed outcome: exchange %q handled %q, want the default exchange and processed", o.Exchange, o.Handled)
+		case o.Origin.Replay():
+			if o.Origin != broker.Moved || o.Handled != billing.Processed {
+				t.Errorf("replayed outcome: origin %q handled %q, want moved and processed", o.Origin, o.Handled)
 			}
 		}
-		if o.Replayed != (o.Result == "acked" && o.EventType == "customer.created" && o.Exchange == "") {
-			t.Errorf("outcome %+v: Replayed = %v", o, o.Replayed)
+		if o.Origin.Replay() != (o.Result == consumer.Acked && o.EventType == "customer.created" && o.Origin == broker.Moved) {
+			t.Errorf("outcome %+v: replay = %v", o, o.Origin.Replay())
 		}
 		if o.Duration <= 0 {
 			t.Errorf("outcome %+v: no duration", o)

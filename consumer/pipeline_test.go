@@ -23,10 +23,10 @@ import (
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
-	"github.com/stripe-billing/billing/retry"
 )
 
 // counter is an Observer that counts outcomes.
@@ -41,7 +41,7 @@ func (c *counter) Observe(o consumer.Outcome) {
 	if c.n == nil {
 		c.n = map[string]int{}
 	}
-	c.n[o.Result]++
+	c.n[string(o.Result)]++
 }
 
 func (c *counter) get(result string) int {
@@ -290,8 +290,8 @@ func TestMalformedEventFromTheProcessorIsParked(t *testing.T) {
 	}
 	got := h.getDLQ(1, time.Second)[0]
 	t.Logf("parked %s after %s", got.MessageId, time.Since(begin).Round(time.Millisecond))
-	if got.Headers[retry.HeaderErrorClass] != "permanent" || got.MessageId != "evt_NoType" {
-		t.Errorf("parked %q class %v, want evt_NoType permanent", got.MessageId, got.Headers[retry.HeaderErrorClass])
+	if got.Headers[broker.HeaderErrorClass] != "permanent" || got.MessageId != "evt_NoType" {
+		t.Errorf("parked %q class %v, want evt_NoType permanent", got.MessageId, got.Headers[broker.HeaderErrorClass])
 	}
 	waitFor(t, 5*time.Second, func() bool { return outcomes.get("acked") == 3 && outcomes.get("parked") == 1 }, "the other events applied")
 	var status string

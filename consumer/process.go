@@ -20,7 +20,7 @@ func Process(p Processor) Handler {
 		if err != nil {
 			return err
 		}
-		d.Report(string(res))
+		d.Report(res)
 		return nil
 	})
 }
@@ -46,7 +46,7 @@ func ProcessBatch(p BatchProcessor) BatchHandler {
 		errs := make([]error, len(ds))
 		for i, o := range outcomes {
 			if errs[i] = o.Err; o.Err == nil {
-				ds[i].Report(string(o.Result))
+				ds[i].Report(o.Result)
 			}
 		}
 		return errs, nil

@@ -14,9 +14,10 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
-	"github.com/stripe-billing/billing/retry"
 )
 
 // jsonHandler applies events that parse and refuses the rest as permanent,
@@ -26,7 +27,7 @@ func jsonHandler(rec *calls) consumer.Handler {
 		var ev struct{ ID string }
 		err := json.Unmarshal(d.Body, &ev)
 		if err != nil {
-			err = retry.MarkPermanent(fmt.Errorf("test: malformed event: %w", err))
+			err = failure.MarkPermanent(fmt.Errorf("test: malformed event: %w", err))
 		}
 		rec.add(d.ID, call{at: time.Now(), attempt: d.Attempt, err: err})
 		return err
@@ -52,20 +53,20 @@ func TestMalformedEventIsParkedWhileOthersFlow(t *testing.T) {
 		t.Errorf("parked message lost its properties: id %q type %q ct %q mode %d body %q", got.MessageId, got.Type, got.ContentType, got.DeliveryMode, got.Body)
 	}
 	hd := got.Headers
-	if e, _ := hd[retry.HeaderError].(string); !strings.Contains(e, "test: malformed event") {
-		t.Errorf("%s = %q, want the handler's error", retry.HeaderError, e)
+	if e, _ := hd[broker.HeaderError].(string); !strings.Contains(e, "test: malformed event") {
+		t.Errorf("%s = %q, want the handler's error", broker.HeaderError, e)
 	}
 	for k, want := range map[string]any{
-		retry.HeaderErrorClass:  "permanent",
-		retry.HeaderAttempt:     int32(1),
-		retry.HeaderSourceQueue: h.topo.Work,
-		retry.HeaderWorkerHost:  "test-host",
+		broker.HeaderErrorClass:  "permanent",
+		broker.HeaderAttempt:     int32(1),
+		broker.HeaderSourceQueue: h.topo.Work,
+		broker.HeaderWorkerHost:  "test-host",
 	} {
 		if hd[k] != want {
 			t.Errorf("header %s = %#v, want %#v", k, hd[k], want)
 		}
 	}
-	for _, k := range []string{retry.HeaderFirstFailedAt, retry.HeaderLastFailedAt, retry.HeaderParkedAt} {
+	for _, k := range []string{broker.HeaderFirstFailedAt, broker.HeaderLastFailedAt, broker.HeaderParkedAt} {
 		s, _ := hd[k].(string)
 		at, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil || at.Before(start.Add(-time.Second)) || at.After(time.Now().Add(time.Second)) || at.Location() != time.UTC {
@@ -154,17 +155,17 @@ func TestExhaustedAttemptsAreParked(t *testing.T) {
 	h.start(handler, h.router(nil), nil)
 	h.publish("evt_doomed", "invoice.paid", eventJSON("evt_doomed", "invoice.paid"))
 	got := h.getDLQ(1, 3*time.Second)[0]
-	if a := got.Headers[retry.HeaderAttempt]; a != int32(3) {
-		t.Errorf("%s = %#v, want MAX_ATTEMPTS = 3", retry.HeaderAttempt, a)
+	if a := got.Headers[broker.HeaderAttempt]; a != int32(3) {
+		t.Errorf("%s = %#v, want MAX_ATTEMPTS = 3", broker.HeaderAttempt, a)
 	}
-	if c := got.Headers[retry.HeaderErrorClass]; c != "transient" {
-		t.Errorf("%s = %#v, want transient (exhausted)", retry.HeaderErrorClass, c)
+	if c := got.Headers[broker.HeaderErrorClass]; c != "transient" {
+		t.Errorf("%s = %#v, want transient (exhausted)", broker.HeaderErrorClass, c)
 	}
-	if e := got.Headers[retry.HeaderError]; e != "test: attempt 3: upstream timeout" {
-		t.Errorf("%s = %#v, want the last error", retry.HeaderError, e)
+	if e := got.Headers[broker.HeaderError]; e != "test: attempt 3: upstream timeout" {
+		t.Errorf("%s = %#v, want the last error", broker.HeaderError, e)
 	}
-	first, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(got.Headers[retry.HeaderFirstFailedAt]))
-	last, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(got.Headers[retry.HeaderLastFailedAt]))
+	first, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(got.Headers[broker.HeaderFirstFailedAt]))
+	last, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(got.Headers[broker.HeaderLastFailedAt]))
 	if span := last.Sub(first); span < 80*time.Millisecond {
 		t.Errorf("first failure %s, last %s: want the first one kept across retries", first, last)
 	}
@@ -181,7 +182,7 @@ func TestPermanentFailuresAreParkedAtOnce(t *testing.T) {
 		errText string
 	}{
 		{"handler says permanent", func(context.Context, consumer.Delivery) error {
-			return retry.MarkPermanent(errors.New("test: currency xyz is not supported"))
+			return failure.MarkPermanent(errors.New("test: currency xyz is not supported"))
 		}, "test: currency xyz is not supported"},
 		{"handler panics", func(context.Context, consumer.Delivery) error {
 			var m map[string]int
@@ -200,14 +201,14 @@ func TestPermanentFailuresAreParkedAtOnce(t *testing.T) {
 			}), h.router(nil), nil)
 			h.publish("evt_poison", "charge.refunded", eventJSON("evt_poison", "charge.refunded"))
 			got := h.getDLQ(1, time.Second)[0]
-			if c := got.Headers[retry.HeaderErrorClass]; c != "permanent" {
-				t.Errorf("%s = %#v, want permanent", retry.HeaderErrorClass, c)
+			if c := got.Headers[broker.HeaderErrorClass]; c != "permanent" {
+				t.Errorf("%s = %#v, want permanent", broker.HeaderErrorClass, c)
 			}
-			if a := got.Headers[retry.HeaderAttempt]; a != int32(1) {
-				t.Errorf("%s = %#v, want 1", retry.HeaderAttempt, a)
+			if a := got.Headers[broker.HeaderAttempt]; a != int32(1) {
+				t.Errorf("%s = %#v, want 1", broker.HeaderAttempt, a)
 			}
-			if e := got.Headers[retry.HeaderError]; e != tt.errText {
-				t.Errorf("%s = %#v, want %q", retry.HeaderError, e, tt.errText)
+			if e := got.Headers[broker.HeaderError]; e != tt.errText {
+				t.Errorf("%s = %#v, want %q", broker.HeaderError, e, tt.errText)
 			}
 			time.Sleep(100 * time.Millisecond) // a wrongly scheduled retry would be back by now
 			if n := len(rec.get("evt_poison")); n != 1 {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/retry"
 )
@@ -73,9 +74,9 @@ func (h *harness) runConn(role string) *broker.Conn {
 	return conn
 }
 
-func (h *harness) router(ledger retry.Ledger) *retry.Router {
+func (h *harness) router(ledger dlq.Ledger) *dlq.Router {
 	h.t.Helper()
-	r, err := retry.NewRouter(retry.RouterConfig{Topology: h.topo, Policy: h.policy, Host: "test-host"}, h.logger, h.pub, ledger)
+	r, err := dlq.NewRouter(dlq.RouterConfig{Topology: h.topo, Policy: h.policy, Host: "test-host"}, h.logger, h.pub, ledger)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -116,11 +117,11 @@ func (h *harness) start(handler consumer.Handler, f consumer.Failures, tweak fun
 		OutageMax:       200 * time.Millisecond,
 		RepublishMin:    50 * time.Millisecond,
 		RepublishMax:    200 * time.Millisecond,
+		HandlerTimeout:  10 * time.Second,
 	}
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	handler = consumer.Chain(handler, consumer.Recover(h.logger), consumer.Log(h.logger), consumer.Timeout(10*time.Second))
 	c, err := consumer.New(cfg, h.logger, h.consume, handler, f)
 	if err != nil {
 		h.t.Fatal(err)

@@ -27,8 +27,8 @@ import (
 
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
-	"github.com/stripe-billing/billing/retry"
 	"github.com/stripe-billing/billing/simulate"
 )
 
@@ -346,7 +346,7 @@ func (s *stack) checkApplied(t *testing.T, accepted, poison []string, within tim
 		if acceptedSet[id] && !isPoison[id] {
 			t.Errorf("%s parked (%s) but it is not poison", id, class)
 		}
-		if class != string(retry.Permanent) {
+		if class != string(failure.Permanent) {
 			t.Errorf("%s parked as %q, want permanent (poison)", id, class)
 		}
 	}
@@ -429,7 +429,7 @@ func (s *stack) parkedN(t *testing.T) (map[string]string, int) {
 			return out, n
 		}
 		n++
-		class, _ := d.Headers[retry.HeaderErrorClass].(string)
+		class, _ := d.Headers[broker.HeaderErrorClass].(string)
 		out[d.MessageId] = class
 	}
 }

@@ -24,28 +24,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-)
 
-// Outcomes of an event at the worker: the "outcome" label of
-// billing_events_processed_total.
-const (
-	OutcomeProcessed = "processed" // applied to MySQL and acked
-	OutcomeIgnored   = "ignored"   // no handler for the type, or older than the object's state; acked
-	OutcomeDuplicate = "duplicate" // the ledger already holds the event id; acked
-	OutcomeRetried   = "retried"   // sent to a delay tier
-	OutcomeParked    = "parked"    // sent to the DLQ
-	OutcomeDropped   = "dropped"   // left unacked for the broker to redeliver (channel lost, shutdown)
+	"github.com/stripe-billing/billing/broker"
 )
 
 // Sources of a replayed (re-driven) parked event: the "source" label of
-// billing_events_replayed_total.
+// billing_events_replayed_total, the broker.Origin's name.
 const (
 	// Through the default exchange: the UI's "Move messages" shovel,
 	// `billing dlq replay` and `billing sweep` alike.
-	ReplayMove = "move"
+	ReplayMove = string(broker.Moved)
 	// Through the DLQ's dead-letter exchange: the UI's "Get messages,
 	// Reject requeue false".
-	ReplayReject = "reject"
+	ReplayReject = string(broker.Rejected)
 )
 
 // Buckets of the publish-confirm latency: 1 ms to 5 s, the PUBLISH_TIMEOUT default.
@@ -65,7 +56,8 @@ type Metrics struct {
 	// the failure) for one webhook.
 	PublishConfirm prometheus.Histogram
 	// EventsProcessed counts events at the worker by Stripe event type and
-	// outcome (the Outcome* constants).
+	// outcome: a billing.Result for an acked event, else the
+	// consumer.Result.
 	EventsProcessed *prometheus.CounterVec
 	// Processing is the time one delivery spends in the worker, from
 	// receipt to ack, retry or park.
@@ -229,7 +221,7 @@ func (m *Metrics) ObservePublish(d time.Duration) {
 }
 
 // Event records one delivery handled by the worker: its type, its outcome
-// (an Outcome* constant) and the time it took.
+// (a billing.Result or consumer.Result) and the time it took.
 func (m *Metrics) Event(eventType, outcome string, d time.Duration) {
 	if m == nil {
 		return

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/metrics"
 )
 
@@ -69,20 +71,20 @@ func TestEachCollectorMoves(t *testing.T) {
 		{
 			name: "events processed by type and outcome",
 			use: func(m *metrics.Metrics) {
-				m.Event("invoice.paid", metrics.OutcomeProcessed, time.Millisecond)
-				m.Event("invoice.paid", metrics.OutcomeDuplicate, time.Millisecond)
-				m.Event("invoice.paid", metrics.OutcomeProcessed, time.Millisecond)
+				m.Event("invoice.paid", string(billing.Processed), time.Millisecond)
+				m.Event("invoice.paid", string(billing.Duplicate), time.Millisecond)
+				m.Event("invoice.paid", string(billing.Processed), time.Millisecond)
 			},
 			get: func(m *metrics.Metrics) float64 {
-				return testutil.ToFloat64(m.EventsProcessed.WithLabelValues("invoice.paid", metrics.OutcomeProcessed))
+				return testutil.ToFloat64(m.EventsProcessed.WithLabelValues("invoice.paid", string(billing.Processed)))
 			},
 			want: 2,
 		},
 		{
 			name: "an event without a type is labelled unknown",
-			use:  func(m *metrics.Metrics) { m.Event("", metrics.OutcomeParked, time.Millisecond) },
+			use:  func(m *metrics.Metrics) { m.Event("", string(consumer.Parked), time.Millisecond) },
 			get: func(m *metrics.Metrics) float64 {
-				return testutil.ToFloat64(m.EventsProcessed.WithLabelValues("unknown", metrics.OutcomeParked))
+				return testutil.ToFloat64(m.EventsProcessed.WithLabelValues("unknown", string(consumer.Parked)))
 			},
 			want: 1,
 		},
@@ -136,9 +138,9 @@ func TestEachCollectorMoves(t *testing.T) {
 		{
 			name: "processing latency follows events",
 			use: func(m *metrics.Metrics) {
-				m.Event("charge.succeeded", metrics.OutcomeProcessed, 5*time.Millisecond)
-				m.Event("charge.succeeded", metrics.OutcomeRetried, 50*time.Millisecond)
-				m.Event("charge.succeeded", metrics.OutcomeIgnored, time.Millisecond)
+				m.Event("charge.succeeded", string(billing.Processed), 5*time.Millisecond)
+				m.Event("charge.succeeded", string(consumer.Retried), 50*time.Millisecond)
+				m.Event("charge.succeeded", string(billing.Ignored), time.Millisecond)
 			},
 			get:  func(m *metrics.Metrics) float64 { return histogramCount(t, m.Processing) },
 			want: 3,
@@ -218,7 +220,7 @@ func TestLint(t *testing.T) {
 	reg, m := setup(t)
 	m.Webhook("accepted", 200)
 	m.ObservePublish(time.Millisecond)
-	m.Event("invoice.paid", metrics.OutcomeProcessed, time.Millisecond)
+	m.Event("invoice.paid", string(billing.Processed), time.Millisecond)
 	m.Retry("10s")
 	m.Park("permanent")
 	m.Replay(metrics.ReplayMove)
@@ -293,7 +295,7 @@ func TestNilMetricsIsANoOp(t *testing.T) {
 	m.Webhook("accepted", 200)
 	m.ObserveRequest("webhook", "published", 200, time.Millisecond)
 	m.ObservePublish(time.Millisecond)
-	m.Event("invoice.paid", metrics.OutcomeProcessed, time.Millisecond)
+	m.Event("invoice.paid", string(billing.Processed), time.Millisecond)
 	m.Retry("10s")
 	m.Park("permanent")
 	m.Replay(metrics.ReplayMove)

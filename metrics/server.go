@@ -36,8 +36,15 @@ type Server struct {
 	mux    *http.ServeMux
 }
 
+// DefaultAddr is the worker's default metrics address (config.Vars).
+const DefaultAddr = ":9090"
+
 // NewServer checks cfg and builds the routes.
+// A nil logger discards.
 func NewServer(cfg ServerConfig, logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	if cfg.Addr == "" || cfg.Registry == nil || cfg.Ready == nil {
 		return nil, errors.New("metrics: server: Addr, Registry and Ready are required")
 	}

@@ -6,8 +6,10 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/dlq"
 )
 
 // EventObserver turns the consumer's outcomes into the event metrics:
@@ -28,29 +30,24 @@ func NewEventObserver(m *Metrics, topo broker.Topology) *EventObserver {
 // result its handler reported (processed, ignored, duplicate). A dropped
 // delivery comes back, so its replay is counted when it is finally handled.
 func (e *EventObserver) Observe(o consumer.Outcome) {
-	outcome := o.Result
+	outcome := string(o.Result)
 	switch o.Result {
-	case "acked":
-		outcome = o.Handled
+	case consumer.Acked:
+		outcome = string(o.Handled)
 		if outcome == "" {
-			outcome = OutcomeProcessed
+			outcome = string(billing.Processed)
 		}
-	case OutcomeRetried:
+	case consumer.Retried:
 		tier := "unknown"
 		if o.Decision.Tier >= 0 && o.Decision.Tier < len(e.topo.Delays) {
 			tier = e.topo.TierName(o.Decision.Tier)
 		}
 		e.m.Retry(tier)
-	case OutcomeParked:
+	case consumer.Parked:
 		e.m.Park(string(o.Decision.Class))
 	}
-	if o.Replayed && o.Result != OutcomeDropped {
-		switch o.Exchange {
-		case "":
-			e.m.Replay(ReplayMove)
-		case e.topo.Replay:
-			e.m.Replay(ReplayReject)
-		}
+	if o.Origin.Replay() && o.Result != consumer.Dropped {
+		e.m.Replay(string(o.Origin))
 	}
 	e.m.Event(o.EventType, outcome, o.Duration)
 }
@@ -85,5 +82,22 @@ func QueueDepths(conn Connection, queues []string) DepthFunc {
 			out[q] = st.Messages
 		}
 		return out, nil
+	}
+}
+
+// RecordSweep counts one sweep pass's results in
+// billing_sweep_results_total. Its re-drives are not counted as replays
+// here: the worker counts them when they arrive, as it counts every replay.
+func (m *Metrics) RecordSweep(rep dlq.SweepReport) {
+	if rep.Skipped {
+		m.Sweep("skipped_locked")
+		return
+	}
+	counts := map[string]int{"redriven": len(rep.Redriven), "permanent": rep.Permanent, "out_of_redrives": rep.OutOfRedrives, "waiting": rep.Waiting, "error": len(rep.Errors)}
+	if r := rep.Reconciled; r != nil {
+		counts["reconciled"] = r.Enqueued
+	}
+	for result, n := range counts {
+		m.SweepResults.WithLabelValues(result).Add(float64(n))
 	}
 }

@@ -16,9 +16,9 @@ import (
 
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/metrics"
-	"github.com/stripe-billing/billing/retry"
 )
 
 func TestEventObserver(t *testing.T) {
@@ -47,25 +47,25 @@ func TestEventObserver(t *testing.T) {
 			[]series{{"events", events("balance.available", "ignored"), 1}}},
 		{"acked without a report counts as processed", consumer.Outcome{EventType: "x", Result: "acked"},
 			[]series{{"events", events("x", "processed"), 1}}},
-		{"retried in the second tier", consumer.Outcome{EventType: "x", Result: "retried", Decision: retry.Decision{Class: retry.Transient, Tier: 1}},
+		{"retried in the second tier", consumer.Outcome{EventType: "x", Result: "retried", Decision: failure.Decision{Class: failure.Transient, Tier: 1}},
 			[]series{
 				{"events", events("x", "retried"), 1},
 				{"retries", func(m *metrics.Metrics) float64 { return testutil.ToFloat64(m.Retries.WithLabelValues("1m0s")) }, 1},
 			}},
-		{"parked", consumer.Outcome{EventType: "x", Result: "parked", Decision: retry.Decision{Class: retry.Permanent, Parked: true, Tier: -1}},
+		{"parked", consumer.Outcome{EventType: "x", Result: "parked", Decision: failure.Decision{Class: failure.Permanent, Parked: true, Tier: -1}},
 			[]series{
 				{"events", events("x", "parked"), 1},
 				{"parked", func(m *metrics.Metrics) float64 { return testutil.ToFloat64(m.Parked.WithLabelValues("permanent")) }, 1},
 			}},
-		{"moved back from the DLQ", consumer.Outcome{EventType: "x", Result: "acked", Replayed: true, Exchange: ""},
+		{"moved back from the DLQ", consumer.Outcome{EventType: "x", Result: "acked", Origin: broker.Moved},
 			[]series{{"move", func(m *metrics.Metrics) float64 {
 				return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplayMove))
 			}, 1}}},
-		{"rejected back from the DLQ", consumer.Outcome{EventType: "x", Result: "parked", Replayed: true, Exchange: topo.Replay},
+		{"rejected back from the DLQ", consumer.Outcome{EventType: "x", Result: "parked", Origin: broker.Rejected},
 			[]series{{"reject", func(m *metrics.Metrics) float64 {
 				return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplayReject))
 			}, 1}}},
-		{"a dropped replay counts when it comes back", consumer.Outcome{EventType: "x", Result: "dropped", Replayed: true},
+		{"a dropped replay counts when it comes back", consumer.Outcome{EventType: "x", Result: "dropped", Origin: broker.Moved},
 			[]series{
 				{"move", func(m *metrics.Metrics) float64 {
 					return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplayMove))

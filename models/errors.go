@@ -12,12 +12,14 @@ import (
 	"syscall"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/stripe-billing/billing/failure"
 )
 
 // ErrUnavailable marks a failure to reach MySQL at all (connection refused,
-// broken connection, server gone). Callers treat it as an outage: wait and
-// retry without spending an attempt.
-var ErrUnavailable = errors.New("models: database unavailable")
+// broken connection, server gone). It is marked failure.Outage: callers
+// wait and retry without spending an attempt.
+var ErrUnavailable = failure.MarkOutage(errors.New("models: database unavailable"))
 
 // ErrNotFound means the row asked for does not exist.
 var ErrNotFound = errors.New("models: not found")
@@ -86,35 +88,43 @@ func isUnavailable(err error) bool {
 	return strings.Contains(msg, "server has gone away") || strings.Contains(msg, "connection refused")
 }
 
-// Classes of database errors, as ErrorClass names them.
+// Labels of database errors, as ErrorClass names them for the metrics.
 const (
-	ErrorUnavailable     = "unavailable"       // MySQL unreachable or the connection broke
-	ErrorDeadlock        = "deadlock"          // 1213
-	ErrorLockWaitTimeout = "lock_wait_timeout" // 1205
-	ErrorOther           = "other"             // any other error MySQL returned
+	ErrorUnavailable     = "unavailable"                   // failure.Outage: MySQL unreachable or the connection broke
+	ErrorDeadlock        = string(failure.Deadlock)        // 1213
+	ErrorLockWaitTimeout = string(failure.LockWaitTimeout) // 1205
+	ErrorOther           = "other"                         // any other error MySQL returned
 )
 
-// ErrorClass names the class of a database error, or "" when err is not
-// one (nil, a malformed event, a handler's own error, a canceled context).
+// ErrorClass names the class of a database error for the metrics, or ""
+// when err is not one (nil, a malformed event, a handler's own error, a
+// canceled context).
 func ErrorClass(err error) string {
 	var me *mysql.MySQLError
-	switch {
-	case err == nil:
-		return ""
-	case isUnavailable(err):
+	switch c := dbClass(err); {
+	case c == failure.Outage:
 		return ErrorUnavailable
-	case errors.As(err, &me) && me.Number == errLockDeadlock:
-		return ErrorDeadlock
-	case errors.As(err, &me) && me.Number == errLockWaitTimeout:
-		return ErrorLockWaitTimeout
+	case c != "":
+		return string(c)
 	case errors.As(err, &me):
 		return ErrorOther
 	}
 	return ""
 }
 
-// isRetryable reports whether the whole transaction should run again.
-func isRetryable(err error) bool {
+// dbClass is the failure class of a database error: failure.Outage,
+// failure.Deadlock, failure.LockWaitTimeout, or "" for any other error.
+func dbClass(err error) failure.Class {
 	var me *mysql.MySQLError
-	return errors.As(err, &me) && (me.Number == errLockDeadlock || me.Number == errLockWaitTimeout)
+	switch {
+	case err == nil:
+		return ""
+	case isUnavailable(err):
+		return failure.Outage
+	case errors.As(err, &me) && me.Number == errLockDeadlock:
+		return failure.Deadlock
+	case errors.As(err, &me) && me.Number == errLockWaitTimeout:
+		return failure.LockWaitTimeout
+	}
+	return ""
 }

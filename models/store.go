@@ -17,10 +17,19 @@ import (
 	gormmysql "gorm.io/driver/mysql"
 	"gorm.io/gorm"
 	gormlogger "gorm.io/gorm/logger"
+
+	"github.com/stripe-billing/billing/failure"
 )
 
 // maxTxAttempts bounds InTx's retries of deadlocks and lock wait timeouts.
 const maxTxAttempts = 5
+
+// The worker's default pool (config.Vars refers to it).
+const (
+	DefaultMaxOpenConns    = 16
+	DefaultMaxIdleConns    = 8
+	DefaultConnMaxLifetime = 5 * time.Minute
+)
 
 // PoolConfig sizes the connection pool.
 type PoolConfig struct {
@@ -167,7 +176,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 		if class := ErrorClass(err); class != "" && s.onError != nil {
 			s.onError(class)
 		}
-		if !isRetryable(err) || attempt == maxTxAttempts {
+		if !failure.RerunsTransaction(dbClass(err)) || attempt == maxTxAttempts {
 			break
 		}
 		s.logger.DebugContext(ctx, "models: retrying transaction", "attempt", attempt, "error", err)
@@ -201,7 +210,7 @@ func Savepoint(tx *gorm.DB, name string, fn func(tx *gorm.DB) error) (abort bool
 	if err == nil {
 		return false, nil
 	}
-	if isRetryable(err) || isUnavailable(err) || tx.Statement.Context.Err() != nil {
+	if failure.EndsTransaction(dbClass(err)) || tx.Statement.Context.Err() != nil {
 		return true, err
 	}
 	if rerr := tx.RollbackTo(name).Error; rerr != nil {

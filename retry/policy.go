@@ -1,3 +1,7 @@
+// Package retry owns the backoff policy: the delay tiers a failed event
+// waits in, how many failed attempts it gets (Policy, which failure.Decide
+// follows), and the jittered exponential backoff of the process's own
+// waits (reconnects, outage probes). It is pure: no I/O, no clock.
 package retry
 
 import (
@@ -6,6 +10,14 @@ import (
 	"math"
 	"time"
 )
+
+// The worker's default policy (config.Vars refers to it).
+const DefaultMaxAttempts = 8
+
+// DefaultDelays are the worker's default delay tiers.
+func DefaultDelays() []time.Duration {
+	return []time.Duration{10 * time.Second, time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 6 * time.Hour}
+}
 
 // Policy says what happens to an event after its n-th failed attempt: which
 // delay tier it waits in, and when it has had enough tries.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/config"
-	"github.com/stripe-billing/billing/retry"
+	"github.com/stripe-billing/billing/dlq"
 )
 
 const dlqUsage = `Inspect or replay the events parked in <BILLING_NAMESPACE>.events.dlq.
@@ -82,7 +82,7 @@ func runDLQList(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
-func printParked(e env, parked []retry.Parked) {
+func printParked(e env, parked []dlq.Parked) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "EVENT ID\tTYPE\tCLASS\tATTEMPTS\tAGE\tERROR")
 	for _, p := range parked {
@@ -126,12 +126,12 @@ func runDLQReplay(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer s.close()
-	opts := retry.MoveOptions{Limit: *limit, DryRun: *dryRun}
+	opts := dlq.MoveOptions{Limit: *limit, DryRun: *dryRun}
 	switch {
 	case *event != "":
-		opts.Match = func(_ context.Context, p retry.Parked) (bool, error) { return p.EventID == *event, nil }
+		opts.Match = func(_ context.Context, p dlq.Parked) (bool, error) { return p.EventID == *event, nil }
 	case *typ != "":
-		opts.Match = func(_ context.Context, p retry.Parked) (bool, error) { return p.Type == *typ, nil }
+		opts.Match = func(_ context.Context, p dlq.Parked) (bool, error) { return p.Type == *typ, nil }
 	}
 	res, err := s.dlq.Move(ctx, opts)
 	verb := "moved"
@@ -159,7 +159,7 @@ func runDLQReplay(ctx context.Context, e env, args []string) error {
 // publishing connection with its confirm publisher, and the DLQ on them.
 type dlqSession struct {
 	topo  broker.Topology
-	dlq   *retry.DLQ
+	dlq   *dlq.Queue
 	pub   *broker.Publisher
 	close func()
 }
@@ -187,7 +187,7 @@ func openDLQ(ctx context.Context, cfg config.Config, logger *slog.Logger, name s
 		var pubConn *broker.Conn
 		if pubConn, err = connect("publisher"); err == nil {
 			s.pub = broker.NewPublisher(pubConn, 1, cfg.PublishTimeout)
-			s.dlq, err = retry.NewDLQ(retry.DLQConfig{Topology: topo}, logger, reader, s.pub)
+			s.dlq, err = dlq.New(dlq.Config{Topology: topo}, logger, reader, s.pub)
 		}
 	}
 	if err != nil {

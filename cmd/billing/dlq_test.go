@@ -11,8 +11,9 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
-	"github.com/stripe-billing/billing/retry"
 )
 
 // dlqCmdEnv is the environment of a dlq or sweep command on namespace ns.
@@ -57,15 +58,15 @@ func newParkedQueues(t *testing.T, ns string) parkedQueues {
 }
 
 // park puts an event in the DLQ as the consumer's router does.
-func (q parkedQueues) park(t *testing.T, id, typ string, class retry.Class, parkedAt time.Time) {
+func (q parkedQueues) park(t *testing.T, id, typ string, class failure.Class, parkedAt time.Time) {
 	t.Helper()
 	dc, err := q.ch.PublishWithDeferredConfirm(q.topo.Dead, typ, true, false, amqp.Publishing{
 		Headers: amqp.Table{
-			retry.HeaderAttempt:     int32(1),
-			retry.HeaderError:       "billing: cannot apply " + id,
-			retry.HeaderErrorClass:  string(class),
-			retry.HeaderParkedAt:    parkedAt.UTC().Format(time.RFC3339Nano),
-			retry.HeaderSourceQueue: q.topo.Work,
+			broker.HeaderAttempt:     int32(1),
+			broker.HeaderError:       "billing: cannot apply " + id,
+			broker.HeaderErrorClass:  string(class),
+			broker.HeaderParkedAt:    parkedAt.UTC().Format(time.RFC3339Nano),
+			broker.HeaderSourceQueue: q.topo.Work,
 		},
 		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: id, Type: typ,
 		Body: []byte(`{"id":"` + id + `","object":"event","type":"` + typ + `"}`),
@@ -140,9 +141,9 @@ func TestDLQCommandListAndReplay(t *testing.T) {
 	q := newParkedQueues(t, ns)
 	getenv := dlqCmdEnv(ns, nil)
 	now := time.Now()
-	q.park(t, "evt_a", "invoice.paid", retry.Permanent, now.Add(-2*time.Hour))
-	q.park(t, "evt_b", "customer.updated", retry.Transient, now.Add(-time.Hour))
-	q.park(t, "evt_c", "invoice.paid", retry.Permanent, now.Add(-time.Minute))
+	q.park(t, "evt_a", "invoice.paid", failure.Permanent, now.Add(-2*time.Hour))
+	q.park(t, "evt_b", "customer.updated", failure.Transient, now.Add(-time.Hour))
+	q.park(t, "evt_c", "invoice.paid", failure.Permanent, now.Add(-time.Minute))
 	q.waitReady(t, q.topo.DLQ, 3)
 
 	out, err := runCmd(t, getenv, "dlq", "list", "--json")
@@ -153,11 +154,11 @@ func TestDLQCommandListAndReplay(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("list --json printed %d lines, want 3:\n%s", len(lines), out)
 	}
-	var first retry.Parked
+	var first dlq.Parked
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
 		t.Fatal(err)
 	}
-	if first.EventID != "evt_a" || first.Class != retry.Permanent || first.Error != "billing: cannot apply evt_a" || first.AgeSeconds < 7190 || first.AgeSeconds > 7300 {
+	if first.EventID != "evt_a" || first.Class != failure.Permanent || first.Error != "billing: cannot apply evt_a" || first.AgeSeconds < 7190 || first.AgeSeconds > 7300 {
 		t.Errorf("first = %+v", first)
 	}
 
@@ -201,7 +202,7 @@ func TestDLQCommandListAndReplay(t *testing.T) {
 		t.Errorf("replaying an event no longer parked = %v, want exit 1", err)
 	}
 
-	q.park(t, "evt_d", "charge.refunded", retry.Permanent, now)
+	q.park(t, "evt_d", "charge.refunded", failure.Permanent, now)
 	q.waitReady(t, q.topo.DLQ, 3)
 	if out, err = runCmd(t, getenv, "dlq", "replay", "--all", "--limit", "2"); err != nil {
 		t.Fatal(err)

@@ -7,9 +7,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/metrics"
 	"github.com/stripe-billing/billing/models"
-	"github.com/stripe-billing/billing/retry"
+	"github.com/stripe-billing/billing/reconcile"
 )
 
 const sweepUsage = `One pass for cron; safe to run from several hosts at once (a database lock
@@ -53,14 +54,14 @@ func runSweep(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("sweep: %w", err)
 	}
 	defer s.close()
-	var rec *retry.Reconciler
+	var rec dlq.Reconciler
 	if cfg.StripeAPIKey != "" {
-		rec, err = retry.NewReconciler(retry.ReconcileConfig{APIKey: cfg.StripeAPIKey, APIBase: cfg.StripeAPIBase, Topology: s.topo}, logger, store, s.pub)
+		rec, err = reconcile.New(reconcile.Config{APIKey: cfg.StripeAPIKey, APIBase: cfg.StripeAPIBase, Topology: s.topo}, logger, store, s.pub)
 		if err != nil {
 			return err
 		}
 	}
-	sweep, err := retry.NewSweep(retry.SweepConfig{MinAge: cfg.SweepMinAge, Limit: cfg.SweepLimit, MaxRedrives: cfg.SweepMaxRedrives}, logger, store, s.dlq, rec)
+	sweep, err := dlq.NewSweep(dlq.SweepConfig{MinAge: cfg.SweepMinAge, Limit: cfg.SweepLimit, MaxRedrives: cfg.SweepMaxRedrives}, logger, store, s.dlq, rec)
 	if err != nil {
 		return err
 	}
@@ -79,25 +80,16 @@ func runSweep(ctx context.Context, e env, args []string) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error {
-		for {
-			rep, err := sweep.Pass(gctx)
-			recordSweep(m, rep)
+		return sweep.Every(gctx, *every, func(rep dlq.SweepReport) {
+			m.RecordSweep(rep)
 			printSweep(e, rep)
-			if err != nil && gctx.Err() == nil {
-				logger.Error("sweep pass failed; the next one runs on schedule", "error", err, "every", every.String())
-			}
-			select {
-			case <-gctx.Done():
-				return nil
-			case <-time.After(*every):
-			}
-		}
+		})
 	})
 	return g.Wait()
 }
 
 // printSweep prints one pass's summary.
-func printSweep(e env, rep retry.SweepReport) {
+func printSweep(e env, rep dlq.SweepReport) {
 	if rep.Skipped {
 		fmt.Fprintln(e.stdout, "sweep: another sweep holds the lock; nothing done")
 		return
@@ -111,21 +103,4 @@ func printSweep(e env, rep retry.SweepReport) {
 	}
 	fmt.Fprintf(e.stdout, "sweep: re-driven %d, left for a person %d (permanent %d, out of re-drives %d), waiting %d, %s, errors %d\n",
 		len(rep.Redriven), rep.LeftForPerson(), rep.Permanent, rep.OutOfRedrives, rep.Waiting, reconciled, len(rep.Errors))
-}
-
-// recordSweep counts one pass's results in billing_sweep_results_total. Its
-// re-drives are not counted as replays here: the worker counts them when
-// they arrive, as it counts every replay.
-func recordSweep(m *metrics.Metrics, rep retry.SweepReport) {
-	if rep.Skipped {
-		m.Sweep("skipped_locked")
-		return
-	}
-	counts := map[string]int{"redriven": len(rep.Redriven), "permanent": rep.Permanent, "out_of_redrives": rep.OutOfRedrives, "waiting": rep.Waiting, "error": len(rep.Errors)}
-	if r := rep.Reconciled; r != nil {
-		counts["reconciled"] = r.Enqueued
-	}
-	for result, n := range counts {
-		m.SweepResults.WithLabelValues(result).Add(float64(n))
-	}
 }

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
-	"github.com/stripe-billing/billing/retry"
 )
 
 func TestSweepCommand(t *testing.T) {
@@ -24,9 +24,9 @@ func TestSweepCommand(t *testing.T) {
 		"STRIPE_API_BASE": testenv.StripeMock(t),
 	})
 	now := time.Now()
-	q.park(t, "evt_old", "invoice.paid", retry.Transient, now.Add(-time.Hour))
-	q.park(t, "evt_perm", "invoice.paid", retry.Permanent, now.Add(-time.Hour))
-	q.park(t, "evt_young", "invoice.paid", retry.Transient, now)
+	q.park(t, "evt_old", "invoice.paid", failure.Transient, now.Add(-time.Hour))
+	q.park(t, "evt_perm", "invoice.paid", failure.Permanent, now.Add(-time.Hour))
+	q.park(t, "evt_young", "invoice.paid", failure.Transient, now)
 	q.waitReady(t, q.topo.DLQ, 3)
 
 	out, err := runCmd(t, getenv, "sweep")
@@ -62,7 +62,7 @@ func TestSweepCommandTwoAtOnceMoveEachMessageOnce(t *testing.T) {
 	getenv := dlqCmdEnv(ns, map[string]string{"MYSQL_DSN": testenv.Database(t), "SWEEP_MIN_AGE": "1m"})
 	const n = 30
 	for i := range n {
-		q.park(t, fmt.Sprintf("evt_%02d", i), "invoice.paid", retry.Transient, time.Now().Add(-time.Hour))
+		q.park(t, fmt.Sprintf("evt_%02d", i), "invoice.paid", failure.Transient, time.Now().Add(-time.Hour))
 	}
 	q.waitReady(t, q.topo.DLQ, n)
 	outs := make([]string, 2)
@@ -106,8 +106,8 @@ func TestSweepEveryRunsPassesAndServesMetrics(t *testing.T) {
 		"LOG_LEVEL":     "info",
 	})
 	now := time.Now()
-	q.park(t, "evt_old", "invoice.paid", retry.Transient, now.Add(-time.Hour))
-	q.park(t, "evt_perm", "invoice.paid", retry.Permanent, now.Add(-time.Hour))
+	q.park(t, "evt_old", "invoice.paid", failure.Transient, now.Add(-time.Hour))
+	q.park(t, "evt_perm", "invoice.paid", failure.Permanent, now.Add(-time.Hour))
 	q.waitReady(t, q.topo.DLQ, 2)
 
 	sweep := start(t, getenv, "sweep", "--every", "100ms")

@@ -15,19 +15,15 @@ import (
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/config"
 	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/metrics"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/retry"
 )
 
 const (
-	// handlerTimeout bounds one event's processing; an overrun is a
-	// transient failure and goes to the next delay tier.
-	handlerTimeout = 30 * time.Second
-	// jitter spreads the in-process waits (reconnects, outage probes) of
-	// many workers; the delay tiers themselves are fixed queue TTLs.
-	jitter = 0.2
-	// depthInterval is how often the worker polls its queue depths.
+	// depthInterval is how often the worker polls its queue depths and
+	// the age of the oldest parked event.
 	depthInterval = 5 * time.Second
 	// pingTimeout bounds the database ping of /readyz.
 	pingTimeout = time.Second
@@ -68,6 +64,7 @@ type worker struct {
 	metrics *metrics.Metrics
 	server  *metrics.Server
 	poller  *metrics.QueueDepthPoller
+	oldest  *metrics.OldestParkedPoller
 	// store and consumer exist once work has opened the database; /readyz
 	// reads them from the server's goroutines.
 	store    atomic.Pointer[models.Store]
@@ -75,7 +72,7 @@ type worker struct {
 }
 
 func newWorker(cfg config.Config, logger *slog.Logger) (*worker, error) {
-	policy := retry.Policy{Delays: cfg.RetryDelays, MaxAttempts: cfg.MaxAttempts, Jitter: jitter}
+	policy := retry.Policy{Delays: cfg.RetryDelays, MaxAttempts: cfg.MaxAttempts, Jitter: consumer.DefaultJitter}
 	if err := policy.Validate(); err != nil {
 		return nil, fmt.Errorf("worker: RETRY_DELAYS/MAX_ATTEMPTS: %w", err)
 	}
@@ -83,7 +80,7 @@ func newWorker(cfg config.Config, logger *slog.Logger) (*worker, error) {
 		cfg: cfg, logger: logger, policy: policy,
 		topo: broker.NewTopology(cfg.Namespace, cfg.RetryDelays, cfg.WorkDeliveryLimit),
 		backoff: func(n int) time.Duration {
-			return retry.Backoff(n, 100*time.Millisecond, 10*time.Second, jitter, rand.Float64)
+			return retry.Backoff(n, consumer.DefaultRepublishMin, consumer.DefaultRepublishMax, consumer.DefaultJitter, rand.Float64)
 		},
 	}
 	conn := func(name string) *broker.Conn {
@@ -110,6 +107,16 @@ func newWorker(cfg config.Config, logger *slog.Logger) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.oldest, err = metrics.NewOldestParkedPoller(depthInterval, pingTimeout, logger, w.metrics, func(ctx context.Context) (time.Time, error) {
+		store := w.store.Load()
+		if store == nil {
+			return time.Time{}, errors.New("database not open yet")
+		}
+		return store.OldestDead(ctx)
+	})
+	if err != nil {
+		return nil, err
+	}
 	return w, nil
 }
 
@@ -128,35 +135,8 @@ func (w *worker) run(ctx context.Context) error {
 	})
 	g.Go(func() error { return w.server.Run(ctx) })
 	g.Go(func() error { return w.poller.Run(ctx) })
-	g.Go(func() error { return w.pollOldestParked(ctx) })
+	g.Go(func() error { return w.oldest.Run(ctx) })
 	return g.Wait()
-}
-
-// pollOldestParked sets billing_oldest_parked_event_age_seconds from the
-// ledger every depthInterval, once the database is open.
-func (w *worker) pollOldestParked(ctx context.Context) error {
-	ticker := time.NewTicker(depthInterval)
-	defer ticker.Stop()
-	for {
-		if store := w.store.Load(); store != nil {
-			qctx, cancel := context.WithTimeout(ctx, pingTimeout)
-			oldest, err := store.OldestDead(qctx)
-			cancel()
-			switch {
-			case err != nil:
-				w.logger.Debug("oldest parked event: query failed", "error", err)
-			case oldest.IsZero():
-				w.metrics.OldestParkedAge.Set(0)
-			default:
-				w.metrics.OldestParkedAge.Set(time.Since(oldest).Seconds())
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-ticker.C:
-		}
-	}
 }
 
 // ready is /readyz: both broker connections up, the database open and
@@ -186,25 +166,21 @@ func (w *worker) work(ctx context.Context) error {
 	}
 	defer store.Close()
 	pub := broker.NewPublisher(w.publish, w.cfg.WorkerConcurrency, w.cfg.PublishTimeout)
-	router, err := retry.NewRouter(retry.RouterConfig{Topology: w.topo, Policy: w.policy}, w.logger, pub, store)
+	router, err := dlq.NewRouter(dlq.RouterConfig{Topology: w.topo, Policy: w.policy}, w.logger, pub, store)
 	if err != nil {
 		return err
 	}
 	proc := billing.NewProcessor(store, w.logger)
-	handler := consumer.Chain(consumer.Process(proc),
-		consumer.Recover(w.logger), consumer.Log(w.logger), consumer.Timeout(handlerTimeout))
 	c, err := consumer.New(consumer.Config{
 		Queue:           w.topo.Work,
 		Concurrency:     w.cfg.WorkerConcurrency,
 		BatchSize:       w.cfg.WorkerBatchSize,
 		BatchWait:       w.cfg.WorkerBatchWait,
-		Batch:           consumer.TimeoutBatch(handlerTimeout, consumer.ProcessBatch(proc)),
+		Batch:           consumer.ProcessBatch(proc),
 		ShutdownTimeout: w.cfg.ShutdownTimeout,
-		Name:            "billing-worker",
 		Ping:            store.Ping,
-		Jitter:          jitter,
 		Observer:        metrics.NewEventObserver(w.metrics, w.topo),
-	}, w.logger, w.consume, handler, router)
+	}, w.logger, w.consume, consumer.Process(proc), router)
 	if err != nil {
 		return err
 	}

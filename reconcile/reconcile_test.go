@@ -1,4 +1,4 @@
-package retry_test
+package reconcile_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
-	"github.com/stripe-billing/billing/retry"
+	"github.com/stripe-billing/billing/reconcile"
 )
 
 // stripe-mock v0.183.0 lists one fixture event.
@@ -37,7 +37,7 @@ func TestReconcileEnqueuesAMissingEventOnceAndAKnownOneNever(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := newDLQEnv(t, 20)
+			e := newEnv(t)
 			store := testenv.Store(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
@@ -46,7 +46,7 @@ func TestReconcileEnqueuesAMissingEventOnceAndAKnownOneNever(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			rec, err := retry.NewReconciler(retry.ReconcileConfig{APIKey: "sk_test_123", APIBase: base, Topology: e.topo, Now: func() time.Time { return now }},
+			rec, err := reconcile.New(reconcile.Config{APIKey: "sk_test_123", APIBase: base, Topology: e.topo, Now: func() time.Time { return now }},
 				quietLogger(), store, e.pub)
 			if err != nil {
 				t.Fatal(err)
@@ -59,7 +59,7 @@ func TestReconcileEnqueuesAMissingEventOnceAndAKnownOneNever(t *testing.T) {
 				if res.Listed != 1 || res.Enqueued != want {
 					t.Errorf("pass %d: listed %d, enqueued %d; want 1, %d", pass+1, res.Listed, res.Enqueued, want)
 				}
-				cp, err := store.Checkpoint(ctx, retry.CheckpointStripeEvents)
+				cp, err := store.Checkpoint(ctx, reconcile.CheckpointStripeEvents)
 				if err != nil || cp != now.Format(time.RFC3339) {
 					t.Errorf("pass %d: checkpoint %q, %v; want %s", pass+1, cp, err, now.Format(time.RFC3339))
 				}
@@ -100,10 +100,10 @@ func checkAPIShape(t *testing.T, d amqp.Delivery, exchange string) {
 func TestReconcileFirstRunStaysWithinTheEventsAPIRetention(t *testing.T) {
 	t.Parallel()
 	base := testenv.StripeMock(t)
-	e := newDLQEnv(t, 20)
+	e := newEnv(t)
 	store := testenv.Store(t)
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	rec, err := retry.NewReconciler(retry.ReconcileConfig{APIKey: "sk_test_123", APIBase: base, Topology: e.topo, Margin: time.Hour, Now: func() time.Time { return now }},
+	rec, err := reconcile.New(reconcile.Config{APIKey: "sk_test_123", APIBase: base, Topology: e.topo, Margin: time.Hour, Now: func() time.Time { return now }},
 		quietLogger(), store, e.pub)
 	if err != nil {
 		t.Fatal(err)

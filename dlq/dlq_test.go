@@ -1,4 +1,4 @@
-package retry_test
+package dlq_test
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/retry"
 )
@@ -70,9 +72,9 @@ func newDLQEnvFor(t *testing.T, topo broker.Topology) dlqEnv {
 	return e
 }
 
-func (e dlqEnv) newDLQ(t *testing.T, now time.Time) *retry.DLQ {
+func (e dlqEnv) newDLQ(t *testing.T, now time.Time) *dlq.Queue {
 	t.Helper()
-	q, err := retry.NewDLQ(retry.DLQConfig{Topology: e.topo, Idle: 500 * time.Millisecond, Now: func() time.Time { return now }},
+	q, err := dlq.New(dlq.Config{Topology: e.topo, Idle: 500 * time.Millisecond, Now: func() time.Time { return now }},
 		quietLogger(), e.conn, e.pub)
 	if err != nil {
 		t.Fatal(err)
@@ -87,17 +89,17 @@ func parkedBody(id, typ string) []byte {
 
 // park puts a message in the DLQ the way the consumer's router does: the
 // original body and properties through <ns>.dead with the reason headers.
-func (e dlqEnv) park(t *testing.T, id, typ string, class retry.Class, parkedAt time.Time, extra amqp.Table) amqp.Publishing {
+func (e dlqEnv) park(t *testing.T, id, typ string, class failure.Class, parkedAt time.Time, extra amqp.Table) amqp.Publishing {
 	t.Helper()
 	h := amqp.Table{
-		retry.HeaderAttempt:       int32(3),
-		retry.HeaderError:         "billing: " + string(class) + " failure of " + id,
-		retry.HeaderErrorClass:    string(class),
-		retry.HeaderFirstFailedAt: parkedAt.Add(-time.Minute).UTC().Format(time.RFC3339Nano),
-		retry.HeaderLastFailedAt:  parkedAt.UTC().Format(time.RFC3339Nano),
-		retry.HeaderSourceQueue:   e.topo.Work,
-		retry.HeaderWorkerHost:    "worker-1",
-		retry.HeaderParkedAt:      parkedAt.UTC().Format(time.RFC3339Nano),
+		broker.HeaderAttempt:       int32(3),
+		broker.HeaderError:         "billing: " + string(class) + " failure of " + id,
+		broker.HeaderErrorClass:    string(class),
+		broker.HeaderFirstFailedAt: parkedAt.Add(-time.Minute).UTC().Format(time.RFC3339Nano),
+		broker.HeaderLastFailedAt:  parkedAt.UTC().Format(time.RFC3339Nano),
+		broker.HeaderSourceQueue:   e.topo.Work,
+		broker.HeaderWorkerHost:    "worker-1",
+		broker.HeaderParkedAt:      parkedAt.UTC().Format(time.RFC3339Nano),
 	}
 	for k, v := range extra {
 		h[k] = v
@@ -153,7 +155,7 @@ func (e dlqEnv) takeAll(t *testing.T, queue string) []amqp.Delivery {
 	}
 }
 
-func eventIDs(ps []retry.Parked) []string {
+func eventIDs(ps []dlq.Parked) []string {
 	var ids []string
 	for _, p := range ps {
 		ids = append(ids, p.EventID)
@@ -165,9 +167,9 @@ func TestDLQListShowsParkedEventsAndKeepsThem(t *testing.T) {
 	t.Parallel()
 	e := newDLQEnv(t, 20)
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	e.park(t, "evt_perm", "invoice.paid", retry.Permanent, now.Add(-2*time.Hour), nil)
-	e.park(t, "evt_trans", "customer.updated", retry.Transient, now.Add(-30*time.Minute), amqp.Table{retry.HeaderReplays: int32(2), retry.HeaderRedrives: int32(1)})
-	e.park(t, "evt_third", "charge.refunded", retry.Permanent, now.Add(-time.Minute), nil)
+	e.park(t, "evt_perm", "invoice.paid", failure.Permanent, now.Add(-2*time.Hour), nil)
+	e.park(t, "evt_trans", "customer.updated", failure.Transient, now.Add(-30*time.Minute), amqp.Table{broker.HeaderReplays: int32(2), broker.HeaderRedrives: int32(1)})
+	e.park(t, "evt_third", "charge.refunded", failure.Permanent, now.Add(-time.Minute), nil)
 	e.waitReady(t, e.topo.DLQ, 3)
 	q := e.newDLQ(t, now)
 
@@ -191,8 +193,8 @@ func TestDLQListShowsParkedEventsAndKeepsThem(t *testing.T) {
 		e.waitReady(t, e.topo.DLQ, 3)
 		if tt.name == "all" {
 			p := got[1]
-			want := retry.Parked{
-				EventID: "evt_trans", Type: "customer.updated", Class: retry.Transient, Attempts: 3,
+			want := dlq.Parked{
+				EventID: "evt_trans", Type: "customer.updated", Class: failure.Transient, Attempts: 3,
 				Error:    "billing: transient failure of evt_trans",
 				ParkedAt: now.Add(-30 * time.Minute), AgeSeconds: 1800,
 				FirstFailedAt: now.Add(-31 * time.Minute), LastFailedAt: now.Add(-30 * time.Minute),
@@ -255,8 +257,8 @@ func TestAMessageThatKillsTheWorkerOnEveryDeliveryIsParkedByTheDeliveryLimit(t *
 		t.Fatalf("list = %+v, %v; want the one parked message", got, err)
 	}
 	p := got[0]
-	if p.EventID != "evt_crash" || p.Type != "invoice.created" || p.Class != retry.ClassDeliveryLimit || p.SourceQueue != e.topo.Work {
-		t.Errorf("parked = %+v; want evt_crash, invoice.created, class %s from %s", p, retry.ClassDeliveryLimit, e.topo.Work)
+	if p.EventID != "evt_crash" || p.Type != "invoice.created" || p.Class != failure.DeliveryLimit || p.SourceQueue != e.topo.Work {
+		t.Errorf("parked = %+v; want evt_crash, invoice.created, class %s from %s", p, failure.DeliveryLimit, e.topo.Work)
 	}
 	if p.Attempts != 1 || !strings.Contains(p.Error, "x-delivery-limit") {
 		t.Errorf("attempts = %d, error %q; want the x-death count 1 and the limit named", p.Attempts, p.Error)
@@ -272,23 +274,23 @@ func TestDLQMove(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	ids := []string{"evt_a", "evt_b", "evt_c", "evt_d"}
 	typeOf := map[string]string{"evt_a": "invoice.paid", "evt_b": "customer.updated", "evt_c": "invoice.paid", "evt_d": "charge.refunded"}
-	byID := func(id string) func(context.Context, retry.Parked) (bool, error) {
-		return func(_ context.Context, p retry.Parked) (bool, error) { return p.EventID == id, nil }
+	byID := func(id string) func(context.Context, dlq.Parked) (bool, error) {
+		return func(_ context.Context, p dlq.Parked) (bool, error) { return p.EventID == id, nil }
 	}
-	byType := func(typ string) func(context.Context, retry.Parked) (bool, error) {
-		return func(_ context.Context, p retry.Parked) (bool, error) { return p.Type == typ, nil }
+	byType := func(typ string) func(context.Context, dlq.Parked) (bool, error) {
+		return func(_ context.Context, p dlq.Parked) (bool, error) { return p.Type == typ, nil }
 	}
 	tests := []struct {
 		name      string
-		opts      retry.MoveOptions
+		opts      dlq.MoveOptions
 		wantMoved []string
 		wantLeft  []string // in DLQ order
 	}{
-		{"dry run moves nothing", retry.MoveOptions{DryRun: true}, nil, ids},
-		{"one event", retry.MoveOptions{Match: byID("evt_c")}, []string{"evt_c"}, []string{"evt_a", "evt_b", "evt_d"}},
-		{"by type", retry.MoveOptions{Match: byType("invoice.paid")}, []string{"evt_a", "evt_c"}, []string{"evt_b", "evt_d"}},
-		{"all, limit 2", retry.MoveOptions{Limit: 2}, []string{"evt_a", "evt_b"}, []string{"evt_c", "evt_d"}},
-		{"all", retry.MoveOptions{}, ids, nil},
+		{"dry run moves nothing", dlq.MoveOptions{DryRun: true}, nil, ids},
+		{"one event", dlq.MoveOptions{Match: byID("evt_c")}, []string{"evt_c"}, []string{"evt_a", "evt_b", "evt_d"}},
+		{"by type", dlq.MoveOptions{Match: byType("invoice.paid")}, []string{"evt_a", "evt_c"}, []string{"evt_b", "evt_d"}},
+		{"all, limit 2", dlq.MoveOptions{Limit: 2}, []string{"evt_a", "evt_b"}, []string{"evt_c", "evt_d"}},
+		{"all", dlq.MoveOptions{}, ids, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -296,7 +298,7 @@ func TestDLQMove(t *testing.T) {
 			e := newDLQEnv(t, 20)
 			sent := map[string]amqp.Publishing{}
 			for _, id := range ids {
-				sent[id] = e.park(t, id, typeOf[id], retry.Permanent, now.Add(-time.Hour), amqp.Table{"x-custom": "dropped", "tenant": "acme"})
+				sent[id] = e.park(t, id, typeOf[id], failure.Permanent, now.Add(-time.Hour), amqp.Table{"x-custom": "dropped", "tenant": "acme"})
 			}
 			e.waitReady(t, e.topo.DLQ, len(ids))
 			res, err := e.newDLQ(t, now).Move(context.Background(), tt.opts)
@@ -343,7 +345,7 @@ func checkReplayCopy(t *testing.T, d amqp.Delivery, sent amqp.Publishing, work s
 		t.Errorf("%s: properties changed: id %q type %q content-type %q mode %d timestamp %s app %q",
 			sent.MessageId, d.MessageId, d.Type, d.ContentType, d.DeliveryMode, d.Timestamp, d.AppId)
 	}
-	if n := retry.HeaderInt(d.Headers, "x-delivery-count"); n != 0 {
+	if n := broker.HeaderInt(d.Headers, "x-delivery-count"); n != 0 {
 		t.Errorf("%s: first delivery from the work queue has x-delivery-count %d", sent.MessageId, n)
 	}
 	if d.Exchange != "" || d.RoutingKey != work {
@@ -356,28 +358,28 @@ func checkReplayCopy(t *testing.T, d amqp.Delivery, sent amqp.Publishing, work s
 		}
 	}
 	for k, v := range sent.Headers {
-		if strings.HasPrefix(k, "x-") || k == retry.HeaderRedrives {
+		if strings.HasPrefix(k, "x-") || k == broker.HeaderRedrives {
 			continue
 		}
 		if got := d.Headers[k]; got != v {
 			t.Errorf("%s: header %s = %v (%T), want %v (%T)", sent.MessageId, k, got, got, v, v)
 		}
 	}
-	wantRedrives := retry.HeaderInt(sent.Headers, retry.HeaderRedrives)
+	wantRedrives := broker.HeaderInt(sent.Headers, broker.HeaderRedrives)
 	if redrive {
 		wantRedrives++
 	}
-	if got := retry.HeaderInt(d.Headers, retry.HeaderRedrives); got != wantRedrives {
-		t.Errorf("%s: %s = %d, want %d", sent.MessageId, retry.HeaderRedrives, got, wantRedrives)
+	if got := broker.HeaderInt(d.Headers, broker.HeaderRedrives); got != wantRedrives {
+		t.Errorf("%s: %s = %d, want %d", sent.MessageId, broker.HeaderRedrives, got, wantRedrives)
 	}
 	// The replay count the consumer records: the copy comes through the
 	// default exchange, which the router counts as one more replay.
-	r, err := retry.NewRouter(retry.RouterConfig{Topology: broker.NewTopology("ns", []time.Duration{time.Second}, 20), Policy: retry.Policy{Delays: []time.Duration{time.Second}, MaxAttempts: 3}},
+	r, err := dlq.NewRouter(dlq.RouterConfig{Topology: broker.NewTopology("ns", []time.Duration{time.Second}, 20), Policy: retry.Policy{Delays: []time.Duration{time.Second}, MaxAttempts: 3}},
 		quietLogger(), replayNoopPublisher{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := r.Attempt(d).Replays, retry.HeaderInt(sent.Headers, retry.HeaderReplays)+1; got != want {
+	if got, want := r.Attempt(d).Replays, broker.HeaderInt(sent.Headers, broker.HeaderReplays)+1; got != want {
 		t.Errorf("%s: the consumer counts replay %d, want %d", sent.MessageId, got, want)
 	}
 }

@@ -1,4 +1,4 @@
-package retry_test
+package dlq_test
 
 import (
 	"context"
@@ -11,14 +11,17 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/retry"
 )
 
-func newSweep(t *testing.T, e dlqEnv, store retry.SweepStore, now time.Time, limit, maxRedrives int) *retry.Sweep {
+func newSweep(t *testing.T, e dlqEnv, store dlq.SweepStore, now time.Time, limit, maxRedrives int) *dlq.Sweep {
 	t.Helper()
-	s, err := retry.NewSweep(retry.SweepConfig{MinAge: 15 * time.Minute, Limit: limit, MaxRedrives: maxRedrives, Now: func() time.Time { return now }},
+	s, err := dlq.NewSweep(dlq.SweepConfig{MinAge: 15 * time.Minute, Limit: limit, MaxRedrives: maxRedrives, Now: func() time.Time { return now }},
 		quietLogger(), store, e.newDLQ(t, now), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -34,11 +37,11 @@ func TestSweepRedrivesTransientParkedEventsAndLeavesPermanentOnes(t *testing.T) 
 	now := time.Now()
 	old := now.Add(-time.Hour)
 	sent := map[string]amqp.Publishing{
-		"evt_old":       e.park(t, "evt_old", "invoice.paid", retry.Transient, old, nil),
-		"evt_perm":      e.park(t, "evt_perm", "invoice.paid", retry.Permanent, old, nil),
-		"evt_young":     e.park(t, "evt_young", "invoice.paid", retry.Transient, now.Add(-time.Minute), nil),
-		"evt_maxed":     e.park(t, "evt_maxed", "invoice.paid", retry.Transient, old, amqp.Table{retry.HeaderRedrives: int32(2)}),
-		"evt_exhausted": e.park(t, "evt_exhausted", "invoice.paid", retry.ClassExhausted, old, amqp.Table{retry.HeaderRedrives: int32(1)}),
+		"evt_old":       e.park(t, "evt_old", "invoice.paid", failure.Transient, old, nil),
+		"evt_perm":      e.park(t, "evt_perm", "invoice.paid", failure.Permanent, old, nil),
+		"evt_young":     e.park(t, "evt_young", "invoice.paid", failure.Transient, now.Add(-time.Minute), nil),
+		"evt_maxed":     e.park(t, "evt_maxed", "invoice.paid", failure.Transient, old, amqp.Table{broker.HeaderRedrives: int32(2)}),
+		"evt_exhausted": e.park(t, "evt_exhausted", "invoice.paid", failure.Exhausted, old, amqp.Table{broker.HeaderRedrives: int32(1)}),
 	}
 	e.waitReady(t, e.topo.DLQ, len(sent))
 	if err := store.MarkDead(ctx, models.DeadEvent{ID: "evt_old", Type: "invoice.paid", Attempts: 3, LastError: "x"}); err != nil {
@@ -81,7 +84,7 @@ func TestSweepRespectsMaxRedrives(t *testing.T) {
 	e := newDLQEnv(t, 20)
 	store := testenv.Store(t)
 	ctx := context.Background()
-	router, err := retry.NewRouter(retry.RouterConfig{Topology: e.topo, Policy: retry.Policy{Delays: e.topo.Delays, MaxAttempts: 1}, Host: "worker-1"},
+	router, err := dlq.NewRouter(dlq.RouterConfig{Topology: e.topo, Policy: retry.Policy{Delays: e.topo.Delays, MaxAttempts: 1}, Host: "worker-1"},
 		quietLogger(), e.pub, store)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +136,7 @@ func TestSweepLimit(t *testing.T) {
 	e := newDLQEnv(t, 20)
 	now := time.Now()
 	for _, id := range []string{"evt_1", "evt_2", "evt_3"} {
-		e.park(t, id, "invoice.paid", retry.Transient, now.Add(-time.Hour), nil)
+		e.park(t, id, "invoice.paid", failure.Transient, now.Add(-time.Hour), nil)
 	}
 	e.waitReady(t, e.topo.DLQ, 3)
 	rep, err := newSweep(t, e, testenv.Store(t), now, 2, 3).Pass(context.Background())
@@ -166,10 +169,10 @@ func TestTwoConcurrentSweepsMoveEachMessageOnce(t *testing.T) {
 	for i := range n {
 		id := "evt_" + string(rune('a'+i))
 		want = append(want, id)
-		e.park(t, id, "invoice.paid", retry.Transient, now.Add(-time.Hour), nil)
+		e.park(t, id, "invoice.paid", failure.Transient, now.Add(-time.Hour), nil)
 	}
 	e.waitReady(t, e.topo.DLQ, n)
-	var sweeps []*retry.Sweep
+	var sweeps []*dlq.Sweep
 	for range 2 { // two processes: own store, own broker connections
 		store, err := models.Open(context.Background(), dsn, models.PoolConfig{}, quietLogger())
 		if err != nil {
@@ -178,7 +181,7 @@ func TestTwoConcurrentSweepsMoveEachMessageOnce(t *testing.T) {
 		t.Cleanup(func() { store.Close() })
 		sweeps = append(sweeps, newSweep(t, newDLQEnvSharing(t, e), slowStore{store}, now, 100, 3))
 	}
-	reps := make([]retry.SweepReport, 2)
+	reps := make([]dlq.SweepReport, 2)
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
 	for i, s := range sweeps {

@@ -1,38 +1,38 @@
-package retry
+// Package dlq owns what happens to a failed event after the handler: the
+// Router that schedules it in a delay tier or parks it in the DLQ with the
+// reason (the billing-* headers), reading parked messages (Queue.List),
+// sending them back (Queue.Move, for `billing dlq replay` and the sweep),
+// and the Sweep that re-drives the failures time may cure.
+package dlq
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/failure"
 )
-
-// ClassDeliveryLimit is the class shown for a message the work queue's
-// x-delivery-limit backstop parked: it crashed (or hung up) the worker on
-// every delivery, so no billing-* reason headers were ever written.
-const ClassDeliveryLimit Class = "delivery_limit"
 
 // Parked is one message of the DLQ as staff see it.
 type Parked struct {
-	EventID       string    `json:"event_id"`
-	Type          string    `json:"type"`
-	Class         Class     `json:"class"`
-	Attempts      int       `json:"attempts"`
-	Error         string    `json:"error"`
-	ParkedAt      time.Time `json:"parked_at"`
-	AgeSeconds    float64   `json:"age_seconds"`
-	FirstFailedAt time.Time `json:"first_failed_at,omitzero"`
-	LastFailedAt  time.Time `json:"last_failed_at,omitzero"`
-	SourceQueue   string    `json:"source_queue,omitempty"`
-	WorkerHost    string    `json:"worker_host,omitempty"`
-	Replays       int       `json:"replays"`
-	Redrives      int       `json:"redrives"`
+	EventID       string        `json:"event_id"`
+	Type          string        `json:"type"`
+	Class         failure.Class `json:"class"`
+	Attempts      int           `json:"attempts"`
+	Error         string        `json:"error"`
+	ParkedAt      time.Time     `json:"parked_at"`
+	AgeSeconds    float64       `json:"age_seconds"`
+	FirstFailedAt time.Time     `json:"first_failed_at,omitzero"`
+	LastFailedAt  time.Time     `json:"last_failed_at,omitzero"`
+	SourceQueue   string        `json:"source_queue,omitempty"`
+	WorkerHost    string        `json:"worker_host,omitempty"`
+	Replays       int           `json:"replays"`
+	Redrives      int           `json:"redrives"`
 }
 
 // Age is how long the message has been parked at now.
@@ -56,8 +56,8 @@ type Publisher interface {
 	Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error
 }
 
-// DLQConfig configures a DLQ.
-type DLQConfig struct {
+// Config configures a Queue.
+type Config struct {
 	Topology broker.Topology
 	// Idle is how long a pass waits for one more delivery before it decides
 	// that the rest of the queue is held by someone else. Default 2s.
@@ -66,11 +66,11 @@ type DLQConfig struct {
 	Now func() time.Time
 }
 
-// DLQ reads and moves parked messages. Reading never loses or drops a
+// Queue reads and moves parked messages. Reading never loses or drops a
 // message: deliveries are taken with manual acks and returned to the queue
 // when the channel closes. Moving is lossless: a message is acked in the DLQ
 // only after its copy has been confirmed in the work queue.
-type DLQ struct {
+type Queue struct {
 	topo   broker.Topology
 	idle   time.Duration
 	now    func() time.Time
@@ -79,13 +79,17 @@ type DLQ struct {
 	pub    Publisher
 }
 
-// NewDLQ returns a DLQ reader and mover. pub may be nil for a reader only.
-func NewDLQ(cfg DLQConfig, logger *slog.Logger, conn Connector, pub Publisher) (*DLQ, error) {
+// New returns a reader and mover of the DLQ. pub may be nil for a reader only.
+// A nil logger discards.
+func New(cfg Config, logger *slog.Logger, conn Connector, pub Publisher) (*Queue, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	if cfg.Topology.DLQ == "" || cfg.Topology.Work == "" {
-		return nil, errors.New("retry: new dlq: topology without DLQ or work queue")
+		return nil, errors.New("dlq: new dlq: topology without DLQ or work queue")
 	}
 	if conn == nil {
-		return nil, errors.New("retry: new dlq: no connection")
+		return nil, errors.New("dlq: new dlq: no connection")
 	}
 	if cfg.Idle <= 0 {
 		cfg.Idle = 2 * time.Second
@@ -93,12 +97,12 @@ func NewDLQ(cfg DLQConfig, logger *slog.Logger, conn Connector, pub Publisher) (
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &DLQ{topo: cfg.Topology, idle: cfg.Idle, now: cfg.Now, logger: logger, conn: conn, pub: pub}, nil
+	return &Queue{topo: cfg.Topology, idle: cfg.Idle, now: cfg.Now, logger: logger, conn: conn, pub: pub}, nil
 }
 
 // List returns up to limit parked messages (all when limit <= 0) in queue
 // order. Every message stays in the DLQ.
-func (q *DLQ) List(ctx context.Context, limit int) ([]Parked, error) {
+func (q *Queue) List(ctx context.Context, limit int) ([]Parked, error) {
 	var out []Parked
 	now := q.now()
 	err := q.scan(ctx, func(d *amqp.Delivery) (bool, error) {
@@ -106,7 +110,7 @@ func (q *DLQ) List(ctx context.Context, limit int) ([]Parked, error) {
 		return limit > 0 && len(out) >= limit, nil
 	})
 	if err != nil {
-		return out, fmt.Errorf("retry: list dlq %s: %w", q.topo.DLQ, err)
+		return out, fmt.Errorf("dlq: list dlq %s: %w", q.topo.DLQ, err)
 	}
 	return out, nil
 }
@@ -136,16 +140,16 @@ type MoveResult struct {
 }
 
 // Move sends the parked messages opts selects back to the work queue, each
-// as a fresh attempt (see ReplayCopy): body, properties and billing-*
+// as a fresh attempt (see broker.ReplayCopy): body, properties and billing-*
 // headers kept, x-* headers dropped. Each copy is published
 // with a confirm through the default exchange straight into the work queue,
 // and the DLQ message is acked only after that confirm; messages not
 // selected return to the DLQ. On an error the messages moved so far stay
 // moved and the rest stay parked.
-func (q *DLQ) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) {
+func (q *Queue) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) {
 	var res MoveResult
 	if q.pub == nil && !opts.DryRun {
-		return res, errors.New("retry: move from dlq: no publisher")
+		return res, errors.New("dlq: move from dlq: no publisher")
 	}
 	now := q.now()
 	err := q.scan(ctx, func(d *amqp.Delivery) (bool, error) {
@@ -162,7 +166,7 @@ func (q *DLQ) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) {
 			return false, nil // returns to the DLQ when the channel closes
 		}
 		if !opts.DryRun {
-			msg := ReplayCopy(d, opts.Redrive)
+			msg := broker.ReplayCopy(*d, opts.Redrive)
 			if err := q.pub.Publish(ctx, "", q.topo.Work, msg); err != nil {
 				return true, fmt.Errorf("publish %s to %s: %w", p.EventID, q.topo.Work, err)
 			}
@@ -173,9 +177,9 @@ func (q *DLQ) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) {
 				return true, fmt.Errorf("ack %s: %w", p.EventID, err)
 			}
 			// The consumer counts the replay when the copy arrives through
-			// the default exchange (Router.Attempt); show that number.
+			// the default exchange (broker.ReadAttempt); show that number.
 			p.Replays++
-			p.Redrives = HeaderInt(msg.Headers, HeaderRedrives)
+			p.Redrives = broker.HeaderInt(msg.Headers, broker.HeaderRedrives)
 			q.logger.Info("dlq message moved", "event_id", p.EventID, "event_type", p.Type, "to", q.topo.Work, "replays", p.Replays, "redrive", opts.Redrive)
 			if opts.Moved != nil {
 				opts.Moved(ctx, p)
@@ -185,7 +189,7 @@ func (q *DLQ) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) {
 		return opts.Limit > 0 && len(res.Moved) >= opts.Limit, nil
 	})
 	if err != nil {
-		return res, fmt.Errorf("retry: move from dlq %s: %w", q.topo.DLQ, err)
+		return res, fmt.Errorf("dlq: move from dlq %s: %w", q.topo.DLQ, err)
 	}
 	return res, nil
 }
@@ -196,7 +200,7 @@ func (q *DLQ) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) {
 // redelivered to this scan nor reordered against each other, and return to
 // the queue together. The DLQ has no delivery limit, so the delivery count
 // this raises cannot drop anything.
-func (q *DLQ) scan(ctx context.Context, fn func(d *amqp.Delivery) (stop bool, err error)) error {
+func (q *Queue) scan(ctx context.Context, fn func(d *amqp.Delivery) (stop bool, err error)) error {
 	conn, err := q.conn.Await(ctx)
 	if err != nil {
 		return err
@@ -243,49 +247,6 @@ func (q *DLQ) scan(ctx context.Context, fn func(d *amqp.Delivery) (stop bool, er
 	return nil
 }
 
-// ReplayCopy is the message a replay publishes for a parked delivery: a
-// fresh attempt. Body and properties are kept, and so are headers of our
-// own, billing-redrives incremented for the sweep's re-drives. x-* headers
-// are dropped: they belong to RabbitMQ, and a copied x-death makes
-// dead-letter cycle detection drop the message.
-//
-// billing-replays is not incremented here: the copy goes through the
-// default exchange, exactly like the management UI's "Move messages", and
-// the consumer counts every delivery from the default or the replay
-// exchange as one more replay (Router.Attempt). Counting in one place keeps
-// the count right whichever way the event was sent back.
-func ReplayCopy(d *amqp.Delivery, redrive bool) amqp.Publishing {
-	h := amqp.Table{}
-	for k, v := range d.Headers {
-		if !strings.HasPrefix(strings.ToLower(k), "x-") {
-			h[k] = v
-		}
-	}
-	if redrive {
-		h[HeaderRedrives] = int64(HeaderInt(d.Headers, HeaderRedrives) + 1)
-	}
-	mode := d.DeliveryMode
-	if mode == 0 {
-		mode = amqp.Persistent
-	}
-	return amqp.Publishing{
-		Headers:         h,
-		ContentType:     d.ContentType,
-		ContentEncoding: d.ContentEncoding,
-		DeliveryMode:    mode,
-		Priority:        d.Priority,
-		CorrelationId:   d.CorrelationId,
-		ReplyTo:         d.ReplyTo,
-		Expiration:      d.Expiration,
-		MessageId:       d.MessageId,
-		Timestamp:       d.Timestamp,
-		Type:            d.Type,
-		UserId:          d.UserId,
-		AppId:           d.AppId,
-		Body:            d.Body,
-	}
-}
-
 // ParseParked reads what a parked delivery says about itself: our billing-*
 // headers, or for a message the work queue's delivery limit parked, its
 // x-death entry. Event id and type come from the properties the api sets,
@@ -295,26 +256,26 @@ func ParseParked(d *amqp.Delivery, now time.Time) Parked {
 	p := Parked{
 		EventID:       d.MessageId,
 		Type:          d.Type,
-		Class:         Class(headerString(h, HeaderErrorClass)),
-		Attempts:      HeaderInt(h, HeaderAttempt),
-		Error:         headerString(h, HeaderError),
-		ParkedAt:      headerTime(h, HeaderParkedAt),
-		FirstFailedAt: headerTime(h, HeaderFirstFailedAt),
-		LastFailedAt:  headerTime(h, HeaderLastFailedAt),
-		SourceQueue:   headerString(h, HeaderSourceQueue),
-		WorkerHost:    headerString(h, HeaderWorkerHost),
-		Replays:       HeaderInt(h, HeaderReplays),
-		Redrives:      HeaderInt(h, HeaderRedrives),
+		Class:         failure.Class(broker.HeaderString(h, broker.HeaderErrorClass)),
+		Attempts:      broker.HeaderInt(h, broker.HeaderAttempt),
+		Error:         broker.HeaderString(h, broker.HeaderError),
+		ParkedAt:      broker.HeaderTime(h, broker.HeaderParkedAt),
+		FirstFailedAt: broker.HeaderTime(h, broker.HeaderFirstFailedAt),
+		LastFailedAt:  broker.HeaderTime(h, broker.HeaderLastFailedAt),
+		SourceQueue:   broker.HeaderString(h, broker.HeaderSourceQueue),
+		WorkerHost:    broker.HeaderString(h, broker.HeaderWorkerHost),
+		Replays:       broker.HeaderInt(h, broker.HeaderReplays),
+		Redrives:      broker.HeaderInt(h, broker.HeaderRedrives),
 	}
-	p.EventID, p.Type = EventIdentity(d.MessageId, d.Type, d.Body)
+	p.EventID, p.Type = broker.Identity(d.MessageId, d.Type, d.Body)
 	// The newest x-death entry comes first. A message our consumer parked
 	// carries none (it never copies x-* headers) until it is dead-lettered
 	// again, so our own class wins when present.
 	if death, ok := latestDeath(h); ok {
 		reason, _ := death["reason"].(string)
-		if p.Class == "" || (reason == string(ClassDeliveryLimit) && p.ParkedAt.Before(deathTime(death))) {
-			p.Class = Class(reason)
-			if reason == string(ClassDeliveryLimit) {
+		if p.Class == "" || (reason == string(failure.DeliveryLimit) && p.ParkedAt.Before(deathTime(death))) {
+			p.Class = failure.Class(reason)
+			if reason == string(failure.DeliveryLimit) {
 				p.Error = "delivered to workers too often without an ack (x-delivery-limit)"
 				if q, _ := death["queue"].(string); q != "" {
 					p.SourceQueue = q
@@ -323,7 +284,7 @@ func ParseParked(d *amqp.Delivery, now time.Time) Parked {
 				// the dead-lettered message (an x-delivery-count on a
 				// DLQ delivery is the DLQ's own); x-death counts how
 				// often the limit parked it.
-				p.Attempts = HeaderInt(death, "count")
+				p.Attempts = broker.HeaderInt(death, "count")
 			}
 			if t := deathTime(death); !t.IsZero() {
 				p.ParkedAt = t
@@ -351,28 +312,4 @@ func latestDeath(h amqp.Table) (amqp.Table, bool) {
 func deathTime(death amqp.Table) time.Time {
 	t, _ := death["time"].(time.Time)
 	return t
-}
-
-func headerString(h amqp.Table, key string) string {
-	switch v := h[key].(type) {
-	case string:
-		return v
-	case []byte:
-		return string(v)
-	}
-	return ""
-}
-
-func headerTime(h amqp.Table, key string) time.Time {
-	switch v := h[key].(type) {
-	case time.Time:
-		return v
-	case string:
-		t, _ := time.Parse(time.RFC3339Nano, v)
-		return t
-	case []byte:
-		t, _ := time.Parse(time.RFC3339Nano, string(v))
-		return t
-	}
-	return time.Time{}
 }

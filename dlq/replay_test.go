@@ -1,4 +1,4 @@
-package retry_test
+package dlq_test
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/retry"
@@ -37,7 +39,7 @@ func newReplayWorld(t *testing.T, failing string) *replayWorld {
 	handler := consumer.HandlerFunc(func(ctx context.Context, d consumer.Delivery) error {
 		if d.ID == failing && !w.fixed.Load() {
 			w.record(d.ID, "failed")
-			return retry.MarkPermanent(errors.New("billing: customer " + d.ID + " rejected by a bug"))
+			return failure.MarkPermanent(errors.New("billing: customer " + d.ID + " rejected by a bug"))
 		}
 		res, err := proc.Process(ctx, d.Body)
 		if err == nil {
@@ -45,7 +47,7 @@ func newReplayWorld(t *testing.T, failing string) *replayWorld {
 		}
 		return err
 	})
-	router, err := retry.NewRouter(retry.RouterConfig{Topology: w.topo, Policy: retry.Policy{Delays: w.topo.Delays, MaxAttempts: 3}, Host: "worker-1"},
+	router, err := dlq.NewRouter(dlq.RouterConfig{Topology: w.topo, Policy: retry.Policy{Delays: w.topo.Delays, MaxAttempts: 3}, Host: "worker-1"},
 		quietLogger(), w.pub, w.store)
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +189,7 @@ func TestUIReplayAppliesAParkedEventOnceItsCauseIsFixed(t *testing.T) {
 			// Replaying the processed event again (parked once more, say by
 			// an operator's mistake) changes nothing and is acked.
 			if name != "publish message" {
-				w.park(t, id, typ, retry.Permanent, time.Now(), nil)
+				w.park(t, id, typ, failure.Permanent, time.Now(), nil)
 				w.waitReady(t, w.topo.DLQ, 1)
 			}
 			replay(t, w, typ, body)

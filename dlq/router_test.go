@@ -1,4 +1,4 @@
-package retry_test
+package dlq_test
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/retry"
@@ -19,9 +21,9 @@ import (
 
 var testTopo = broker.NewTopology("ns", []time.Duration{time.Minute, 5 * time.Minute}, 20)
 
-func testRouter(t *testing.T, topo broker.Topology, pub retry.Publisher, ledger retry.Ledger, now time.Time) *retry.Router {
+func testRouter(t *testing.T, topo broker.Topology, pub dlq.Publisher, ledger dlq.Ledger, now time.Time) *dlq.Router {
 	t.Helper()
-	r, err := retry.NewRouter(retry.RouterConfig{
+	r, err := dlq.NewRouter(dlq.RouterConfig{
 		Topology: topo,
 		Policy:   retry.Policy{Delays: topo.Delays, MaxAttempts: 4},
 		Host:     "worker-1",
@@ -33,43 +35,11 @@ func testRouter(t *testing.T, topo broker.Topology, pub retry.Publisher, ledger 
 	return r
 }
 
-func TestAttempt(t *testing.T) {
-	t.Parallel()
-	r := testRouter(t, testTopo, discardPublisher{}, nil, time.Now())
-	withHeaders := amqp.Table{retry.HeaderAttempt: int32(3), retry.HeaderReplays: int32(2)}
-	tests := []struct {
-		name     string
-		d        amqp.Delivery
-		want     retry.Attempt
-		wantNext int
-	}{
-		{"from the api", amqp.Delivery{Exchange: testTopo.Events}, retry.Attempt{}, 1},
-		{"back from a delay tier", amqp.Delivery{Exchange: testTopo.Return, Headers: withHeaders}, retry.Attempt{Prior: 3, Replays: 2}, 4},
-		{"tier header as a string", amqp.Delivery{Exchange: testTopo.Return, Headers: amqp.Table{retry.HeaderAttempt: "2"}}, retry.Attempt{Prior: 2}, 3},
-		{"UI publish with copied headers is fresh", amqp.Delivery{Exchange: testTopo.Events, Headers: withHeaders}, retry.Attempt{Replays: 2}, 1},
-		{"DLQ reject requeue false is a replay", amqp.Delivery{Exchange: testTopo.Replay, Headers: withHeaders}, retry.Attempt{Replays: 3, Replayed: true}, 1},
-		{"UI move messages is a replay", amqp.Delivery{Exchange: "", RoutingKey: testTopo.Work, Headers: withHeaders}, retry.Attempt{Replays: 3, Replayed: true}, 1},
-		{"first replay", amqp.Delivery{Exchange: testTopo.Replay}, retry.Attempt{Replays: 1, Replayed: true}, 1},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got := r.Attempt(tt.d)
-			if got != tt.want {
-				t.Errorf("Attempt = %+v, want %+v", got, tt.want)
-			}
-			if got.Number() != tt.wantNext {
-				t.Errorf("Number = %d, want %d", got.Number(), tt.wantNext)
-			}
-		})
-	}
-}
-
 func TestDecide(t *testing.T) {
 	t.Parallel()
 	r := testRouter(t, testTopo, discardPublisher{}, nil, time.Now()) // MaxAttempts 4, 2 tiers
 	back := func(prior int) amqp.Delivery {
-		return amqp.Delivery{Exchange: testTopo.Return, Headers: amqp.Table{retry.HeaderAttempt: int32(prior)}}
+		return amqp.Delivery{Exchange: testTopo.Return, Headers: amqp.Table{broker.HeaderAttempt: int32(prior)}}
 	}
 	fresh := amqp.Delivery{Exchange: testTopo.Events}
 	transient := errors.New("lock wait")
@@ -77,16 +47,16 @@ func TestDecide(t *testing.T) {
 		name string
 		d    amqp.Delivery
 		err  error
-		want retry.Decision
+		want failure.Decision
 	}{
-		{"first failure: tier 0", fresh, transient, retry.Decision{Class: retry.Transient, Attempt: 1, Tier: 0}},
-		{"second failure: tier 1", back(1), transient, retry.Decision{Class: retry.Transient, Attempt: 2, Tier: 1}},
-		{"third failure: last tier repeats", back(2), transient, retry.Decision{Class: retry.Transient, Attempt: 3, Tier: 1}},
-		{"fourth failure: exhausted", back(3), transient, retry.Decision{Class: retry.Transient, Attempt: 4, Parked: true, Tier: -1}},
-		{"permanent at once", fresh, retry.MarkPermanent(transient), retry.Decision{Class: retry.Permanent, Attempt: 1, Parked: true, Tier: -1}},
-		{"permanent late", back(2), retry.MarkPermanent(transient), retry.Decision{Class: retry.Permanent, Attempt: 3, Parked: true, Tier: -1}},
-		{"outage given anyway counts as transient", fresh, models.ErrUnavailable, retry.Decision{Class: retry.Transient, Attempt: 1, Tier: 0}},
-		{"replayed exhausted event starts over", amqp.Delivery{Exchange: testTopo.Replay, Headers: amqp.Table{retry.HeaderAttempt: int32(4)}}, transient, retry.Decision{Class: retry.Transient, Attempt: 1, Tier: 0}},
+		{"first failure: tier 0", fresh, transient, failure.Decision{Class: failure.Transient, Attempt: 1, Tier: 0}},
+		{"second failure: tier 1", back(1), transient, failure.Decision{Class: failure.Transient, Attempt: 2, Tier: 1}},
+		{"third failure: last tier repeats", back(2), transient, failure.Decision{Class: failure.Transient, Attempt: 3, Tier: 1}},
+		{"fourth failure: exhausted", back(3), transient, failure.Decision{Class: failure.Transient, Attempt: 4, Parked: true, Tier: -1}},
+		{"permanent at once", fresh, failure.MarkPermanent(transient), failure.Decision{Class: failure.Permanent, Attempt: 1, Parked: true, Tier: -1}},
+		{"permanent late", back(2), failure.MarkPermanent(transient), failure.Decision{Class: failure.Permanent, Attempt: 3, Parked: true, Tier: -1}},
+		{"outage given anyway counts as transient", fresh, models.ErrUnavailable, failure.Decision{Class: failure.Transient, Attempt: 1, Tier: 0}},
+		{"replayed exhausted event starts over", amqp.Delivery{Exchange: testTopo.Replay, Headers: amqp.Table{broker.HeaderAttempt: int32(4)}}, transient, failure.Decision{Class: failure.Transient, Attempt: 1, Tier: 0}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,7 +84,7 @@ func TestTruncateError(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got := retry.TruncateError(tt.in, tt.max)
+			got := dlq.TruncateError(tt.in, tt.max)
 			if got != tt.want || len(got) > tt.max {
 				t.Errorf("TruncateError(%q, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
 			}
@@ -124,7 +94,7 @@ func TestTruncateError(t *testing.T) {
 
 func TestNewRouterRejectsMismatchedTiers(t *testing.T) {
 	t.Parallel()
-	_, err := retry.NewRouter(retry.RouterConfig{
+	_, err := dlq.NewRouter(dlq.RouterConfig{
 		Topology: testTopo,
 		Policy:   retry.Policy{Delays: []time.Duration{time.Second}, MaxAttempts: 3},
 	}, slog.New(slog.NewTextHandler(io.Discard, nil)), discardPublisher{}, nil)
@@ -187,12 +157,12 @@ func original(topo broker.Topology) amqp.Delivery {
 		AppId:        "billing-api",
 		Body:         []byte(`{"id":"evt_Case1","type":"invoice.paid"}`),
 		Headers: amqp.Table{
-			retry.HeaderAttempt:       int32(1),
-			retry.HeaderFirstFailedAt: "2026-01-02T03:04:05Z",
-			retry.HeaderReplays:       int32(1),
-			"x-death":                 []any{amqp.Table{"count": int64(1), "queue": "q"}},
-			"x-first-death-queue":     "q",
-			"trace-id":                "abc",
+			broker.HeaderAttempt:       int32(1),
+			broker.HeaderFirstFailedAt: "2026-01-02T03:04:05Z",
+			broker.HeaderReplays:       int32(1),
+			"x-death":                  []any{amqp.Table{"count": int64(1), "queue": "q"}},
+			"x-first-death-queue":      "q",
+			"trace-id":                 "abc",
 		},
 	}
 }
@@ -206,19 +176,19 @@ func TestFailSchedulesInTheNextTier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (retry.Decision{Class: retry.Transient, Attempt: 2, Tier: 1}); dec != want {
+	if want := (failure.Decision{Class: failure.Transient, Attempt: 2, Tier: 1}); dec != want {
 		t.Fatalf("decision = %+v, want %+v", dec, want)
 	}
 	got := getOne(t, ch, topo.TierQueue(1))
 	checkProperties(t, got)
 	wantHeaders := map[string]any{
-		retry.HeaderAttempt:       int32(2),
-		retry.HeaderReplays:       int32(1),
-		retry.HeaderFirstFailedAt: "2026-01-02T03:04:05Z",
-		retry.HeaderLastFailedAt:  "2026-03-04T05:06:07Z",
-		retry.HeaderError:         "db: lock wait timeout",
-		retry.HeaderErrorClass:    "transient",
-		"trace-id":                "abc",
+		broker.HeaderAttempt:       int32(2),
+		broker.HeaderReplays:       int32(1),
+		broker.HeaderFirstFailedAt: "2026-01-02T03:04:05Z",
+		broker.HeaderLastFailedAt:  "2026-03-04T05:06:07Z",
+		broker.HeaderError:         "db: lock wait timeout",
+		broker.HeaderErrorClass:    "transient",
+		"trace-id":                 "abc",
 	}
 	checkHeaders(t, got.Headers, wantHeaders)
 	if n, _ := testenv.QueueDepth(topo.DLQ); n != 0 {
@@ -233,30 +203,30 @@ func TestFailParksWithTheReason(t *testing.T) {
 	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	r := testRouter(t, topo, pub, store, now)
 	long := strings.Repeat("x", 3000)
-	dec, err := r.Fail(context.Background(), original(topo), retry.MarkPermanent(errors.New("billing: malformed event: "+long)))
+	dec, err := r.Fail(context.Background(), original(topo), failure.MarkPermanent(errors.New("billing: malformed event: "+long)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !dec.Parked || dec.Class != retry.Permanent || dec.Attempt != 2 {
+	if !dec.Parked || dec.Class != failure.Permanent || dec.Attempt != 2 {
 		t.Fatalf("decision = %+v, want parked permanent attempt 2", dec)
 	}
 	got := getOne(t, ch, topo.DLQ)
 	checkProperties(t, got)
-	errHeader, _ := got.Headers[retry.HeaderError].(string)
-	if len(errHeader) > retry.MaxErrorHeader || !strings.HasPrefix(errHeader, "billing: malformed event: xxx") {
-		t.Errorf("%s = %d bytes %.40q..., want the error cut to at most %d bytes", retry.HeaderError, len(errHeader), errHeader, retry.MaxErrorHeader)
+	errHeader, _ := got.Headers[broker.HeaderError].(string)
+	if len(errHeader) > dlq.MaxErrorHeader || !strings.HasPrefix(errHeader, "billing: malformed event: xxx") {
+		t.Errorf("%s = %d bytes %.40q..., want the error cut to at most %d bytes", broker.HeaderError, len(errHeader), errHeader, dlq.MaxErrorHeader)
 	}
 	checkHeaders(t, got.Headers, map[string]any{
-		retry.HeaderAttempt:       int32(2),
-		retry.HeaderReplays:       int32(1),
-		retry.HeaderErrorClass:    "permanent",
-		retry.HeaderFirstFailedAt: "2026-01-02T03:04:05Z",
-		retry.HeaderLastFailedAt:  "2026-03-04T05:06:07Z",
-		retry.HeaderParkedAt:      "2026-03-04T05:06:07Z",
-		retry.HeaderSourceQueue:   topo.Work,
-		retry.HeaderWorkerHost:    "worker-1",
-		retry.HeaderError:         errHeader,
-		"trace-id":                "abc",
+		broker.HeaderAttempt:       int32(2),
+		broker.HeaderReplays:       int32(1),
+		broker.HeaderErrorClass:    "permanent",
+		broker.HeaderFirstFailedAt: "2026-01-02T03:04:05Z",
+		broker.HeaderLastFailedAt:  "2026-03-04T05:06:07Z",
+		broker.HeaderParkedAt:      "2026-03-04T05:06:07Z",
+		broker.HeaderSourceQueue:   topo.Work,
+		broker.HeaderWorkerHost:    "worker-1",
+		broker.HeaderError:         errHeader,
+		"trace-id":                 "abc",
 	})
 	var row struct {
 		Status    string

@@ -1,4 +1,8 @@
-package retry
+// Package reconcile owns the client side of Stripe's Events API: it lists
+// the events Stripe sent in the last 30 days and enqueues, in the shape the
+// api publishes, every one the ledger has never seen (a webhook lost before
+// the api could answer it).
+package reconcile
 
 import (
 	"context"
@@ -20,20 +24,29 @@ import (
 // CheckpointStripeEvents names the reconciliation's saved position.
 const CheckpointStripeEvents = "stripe_events"
 
-// ReconcileAppID is the AMQP app-id of the events reconciliation enqueues;
+// AppID is the AMQP app-id of the events reconciliation enqueues;
 // everything else about the message is what the api publishes.
-const ReconcileAppID = "billing-sweep"
+const AppID = "billing-sweep"
 
-// ReconcileStore is what reconciliation needs of the database
+// DefaultAPIBase is Stripe's API (config.Vars refers to it).
+const DefaultAPIBase = stripe.APIURL
+
+// Publisher publishes one message with a confirm and reports success only
+// when the broker holds it in a queue: broker.Publisher.
+type Publisher interface {
+	Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error
+}
+
+// Store is what reconciliation needs of the database
 // (*models.Store).
-type ReconcileStore interface {
+type Store interface {
 	KnownEventIDs(ctx context.Context, ids []string) (map[string]bool, error)
 	Checkpoint(ctx context.Context, name string) (string, error)
 	SetCheckpoint(ctx context.Context, name, value string) error
 }
 
-// ReconcileConfig configures a Reconciler.
-type ReconcileConfig struct {
+// Config configures a Reconciler.
+type Config struct {
 	// APIKey is the Stripe secret key (required).
 	APIKey string
 	// APIBase is the Stripe API base URL; default https://api.stripe.com.
@@ -57,15 +70,15 @@ type ReconcileConfig struct {
 // one the ledger has never seen, in the shape the api publishes: what a
 // lost webhook would have delivered.
 type Reconciler struct {
-	cfg    ReconcileConfig
+	cfg    Config
 	logger *slog.Logger
-	store  ReconcileStore
+	store  Store
 	pub    Publisher
 	api    *client.API
 }
 
-// ReconcileResult is what one reconciliation did.
-type ReconcileResult struct {
+// Result is what one reconciliation did.
+type Result struct {
 	// Since is the lower bound of created times asked for.
 	Since time.Time
 	// Listed counts the events Stripe returned, Enqueued those missing
@@ -75,18 +88,22 @@ type ReconcileResult struct {
 	Checkpoint time.Time
 }
 
-// NewReconciler returns a Reconciler calling the Events API at cfg.APIBase.
-func NewReconciler(cfg ReconcileConfig, logger *slog.Logger, store ReconcileStore, pub Publisher) (*Reconciler, error) {
+// New returns a Reconciler calling the Events API at cfg.APIBase.
+// A nil logger discards.
+func New(cfg Config, logger *slog.Logger, store Store, pub Publisher) (*Reconciler, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	switch {
 	case cfg.APIKey == "":
-		return nil, errors.New("retry: reconciler: no Stripe API key")
+		return nil, errors.New("reconcile: reconciler: no Stripe API key")
 	case cfg.Topology.Events == "":
-		return nil, errors.New("retry: reconciler: topology has no events exchange")
+		return nil, errors.New("reconcile: reconciler: topology has no events exchange")
 	case store == nil || pub == nil:
-		return nil, errors.New("retry: reconciler: store and publisher are required")
+		return nil, errors.New("reconcile: reconciler: store and publisher are required")
 	}
 	if cfg.APIBase == "" {
-		cfg.APIBase = stripe.APIURL
+		cfg.APIBase = DefaultAPIBase
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = 30 * 24 * time.Hour
@@ -116,23 +133,23 @@ func NewReconciler(cfg ReconcileConfig, logger *slog.Logger, store ReconcileStor
 // Reconcile runs one pass. The checkpoint advances only when every missing
 // event has been confirmed by the broker, so a failed pass is repeated in
 // full by the next; the ledger check makes that safe.
-func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileResult, error) {
+func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 	now := r.cfg.Now()
 	since := now.Add(-r.cfg.Retention + r.cfg.Margin)
 	cp, err := r.store.Checkpoint(ctx, CheckpointStripeEvents)
 	if err != nil {
-		return ReconcileResult{}, fmt.Errorf("retry: reconcile: read checkpoint: %w", err)
+		return Result{}, fmt.Errorf("reconcile: reconcile: read checkpoint: %w", err)
 	}
 	if cp != "" {
 		at, err := time.Parse(time.RFC3339, cp)
 		if err != nil {
-			return ReconcileResult{}, fmt.Errorf("retry: reconcile: checkpoint %q: %w", cp, err)
+			return Result{}, fmt.Errorf("reconcile: reconcile: checkpoint %q: %w", cp, err)
 		}
 		if at = at.Add(-r.cfg.Margin); at.After(since) {
 			since = at
 		}
 	}
-	res := ReconcileResult{Since: since.Truncate(time.Second)}
+	res := Result{Since: since.Truncate(time.Second)}
 
 	params := &stripe.EventListParams{CreatedRange: &stripe.RangeQueryParams{GreaterThanOrEqual: res.Since.Unix()}}
 	params.Limit = stripe.Int64(r.cfg.PageSize)
@@ -157,7 +174,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileResult, error) {
 			flush() // the previous page, with its raw JSON
 			page = l
 			if raw, err = rawEvents(l); err != nil {
-				return res, fmt.Errorf("retry: reconcile: %w", err)
+				return res, fmt.Errorf("reconcile: reconcile: %w", err)
 			}
 		}
 		ev := it.Event()
@@ -169,14 +186,14 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	}
 	flush()
 	if err := it.Err(); err != nil {
-		return res, fmt.Errorf("retry: reconcile: list events since %s: %w", res.Since.Format(time.RFC3339), err)
+		return res, fmt.Errorf("reconcile: reconcile: list events since %s: %w", res.Since.Format(time.RFC3339), err)
 	}
 	if flushErr != nil {
-		return res, fmt.Errorf("retry: reconcile: %w", flushErr)
+		return res, fmt.Errorf("reconcile: reconcile: %w", flushErr)
 	}
 	res.Checkpoint = now.UTC().Truncate(time.Second)
 	if err := r.store.SetCheckpoint(ctx, CheckpointStripeEvents, res.Checkpoint.Format(time.RFC3339)); err != nil {
-		return res, fmt.Errorf("retry: reconcile: save checkpoint: %w", err)
+		return res, fmt.Errorf("reconcile: reconcile: save checkpoint: %w", err)
 	}
 	return res, nil
 }
@@ -201,15 +218,7 @@ func (r *Reconciler) enqueueMissing(ctx context.Context, events []*stripe.Event,
 			return n, fmt.Errorf("event %s: no raw JSON in its page", ev.ID)
 		}
 		typ := string(ev.Type)
-		err := r.pub.Publish(ctx, r.cfg.Topology.Events, typ, amqp.Publishing{
-			ContentType:  "application/json",
-			DeliveryMode: amqp.Persistent,
-			MessageId:    ev.ID,
-			Type:         typ,
-			Timestamp:    r.cfg.Now(),
-			AppId:        ReconcileAppID,
-			Body:         body,
-		})
+		err := r.pub.Publish(ctx, r.cfg.Topology.Events, typ, broker.NewEvent(ev.ID, typ, body, AppID, r.cfg.Now()))
 		if err != nil {
 			return n, fmt.Errorf("enqueue %s: %w", ev.ID, err)
 		}

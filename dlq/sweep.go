@@ -1,4 +1,4 @@
-package retry
+package dlq
 
 import (
 	"context"
@@ -6,20 +6,32 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/reconcile"
 )
 
 // SweepLockName is the database lock that keeps sweeps from running at once.
 const SweepLockName = "billing-sweep"
-
-// ClassExhausted is accepted as re-drivable besides Transient: the router
-// parks an exhausted event with class transient, but a message may name it.
-const ClassExhausted Class = "exhausted"
 
 // SweepStore is what the sweep needs of the database (*models.Store).
 type SweepStore interface {
 	WithLock(ctx context.Context, name string, timeout time.Duration, fn func(ctx context.Context) error) (bool, error)
 	IncrementRedrives(ctx context.Context, id string) (int, error)
 }
+
+// Reconciler enqueues the events Stripe sent that never arrived:
+// *reconcile.Reconciler.
+type Reconciler interface {
+	Reconcile(ctx context.Context) (reconcile.Result, error)
+}
+
+// Defaults of a sweep (config.Vars refers to them).
+const (
+	DefaultSweepMinAge      = 15 * time.Minute
+	DefaultSweepLimit       = 100
+	DefaultSweepMaxRedrives = 3
+)
 
 // SweepConfig configures a Sweep.
 type SweepConfig struct {
@@ -40,8 +52,8 @@ type Sweep struct {
 	cfg    SweepConfig
 	logger *slog.Logger
 	store  SweepStore
-	dlq    *DLQ
-	rec    *Reconciler
+	dlq    *Queue
+	rec    Reconciler
 }
 
 // SweepReport is what one pass did.
@@ -61,7 +73,7 @@ type SweepReport struct {
 	// cover the part of the DLQ it looked at.
 	Waiting int
 	// Reconciled is the Stripe reconciliation, when it ran.
-	Reconciled *ReconcileResult
+	Reconciled *reconcile.Result
 	// Errors are the failures of the pass; the pass did what it could.
 	Errors []error
 }
@@ -70,15 +82,22 @@ type SweepReport struct {
 func (r SweepReport) LeftForPerson() int { return r.Permanent + r.OutOfRedrives }
 
 // NewSweep returns a sweep. rec may be nil: no reconciliation.
-func NewSweep(cfg SweepConfig, logger *slog.Logger, store SweepStore, dlq *DLQ, rec *Reconciler) (*Sweep, error) {
+// A nil logger discards.
+func NewSweep(cfg SweepConfig, logger *slog.Logger, store SweepStore, dlq *Queue, rec Reconciler) (*Sweep, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	switch {
 	case store == nil || dlq == nil:
-		return nil, errors.New("retry: sweep: store and dlq are required")
+		return nil, errors.New("dlq: sweep: store and dlq are required")
 	case cfg.MinAge < 0 || cfg.Limit <= 0 || cfg.MaxRedrives < 0:
-		return nil, fmt.Errorf("retry: sweep: min age %s, limit %d, max redrives %d: want >= 0, > 0, >= 0", cfg.MinAge, cfg.Limit, cfg.MaxRedrives)
+		return nil, fmt.Errorf("dlq: sweep: min age %s, limit %d, max redrives %d: want >= 0, > 0, >= 0", cfg.MinAge, cfg.Limit, cfg.MaxRedrives)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if r, ok := rec.(*reconcile.Reconciler); ok && r == nil {
+		rec = nil // a typed nil would be called
 	}
 	return &Sweep{cfg: cfg, logger: logger, store: store, dlq: dlq, rec: rec}, nil
 }
@@ -102,7 +121,7 @@ func (s *Sweep) Pass(ctx context.Context) (SweepReport, error) {
 		return nil
 	})
 	if err != nil {
-		rep.Errors = append(rep.Errors, fmt.Errorf("retry: sweep: %w", err))
+		rep.Errors = append(rep.Errors, fmt.Errorf("dlq: sweep: %w", err))
 	}
 	rep.Skipped = !acquired && err == nil
 	return rep, errors.Join(rep.Errors...)
@@ -116,7 +135,7 @@ func (s *Sweep) redrive(ctx context.Context, rep *SweepReport) error {
 		Limit:   s.cfg.Limit,
 		Match: func(_ context.Context, p Parked) (bool, error) {
 			switch {
-			case p.Class != Transient && p.Class != ClassExhausted:
+			case !failure.Redrivable(p.Class):
 				rep.Permanent++
 				return false, nil
 			case p.Redrives >= s.cfg.MaxRedrives:
@@ -138,7 +157,30 @@ func (s *Sweep) redrive(ctx context.Context, rep *SweepReport) error {
 	})
 	rep.Redriven = res.Moved
 	if err != nil {
-		return fmt.Errorf("retry: sweep: re-drive: %w", err)
+		return fmt.Errorf("dlq: sweep: re-drive: %w", err)
 	}
 	return nil
+}
+
+// Every runs a pass at once and then every interval until ctx is done,
+// and returns nil then. Each pass's report goes to done (which records and
+// prints it); a failed pass is logged and the next one runs on time.
+func (s *Sweep) Every(ctx context.Context, interval time.Duration, done func(SweepReport)) error {
+	if interval <= 0 {
+		return fmt.Errorf("dlq: sweep: interval %s, want positive", interval)
+	}
+	for {
+		rep, err := s.Pass(ctx)
+		done(rep)
+		if err != nil && ctx.Err() == nil {
+			s.logger.Error("sweep pass failed; the next one runs on schedule", "error", err, "every", interval.String())
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
 }

@@ -1,0 +1,269 @@
+package broker
+
+// The message contract, in one place: how an event message is built, how
+// it is copied for a retry or a replay, how its identity and origin are
+// read, and the names of our headers.
+
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Headers of our own on retried and parked messages. None has the x- prefix:
+// RabbitMQ owns those, and copying x-death into a republished message makes
+// dead-letter cycle detection drop it silently.
+const (
+	// HeaderAttempt is the number of failed attempts so far. It is honoured
+	// only on a delivery that came back from a delay tier.
+	HeaderAttempt = "billing-attempt"
+	// HeaderReplays counts how often a parked event was sent back by a
+	// person or the sweep.
+	HeaderReplays = "billing-replays"
+	// HeaderRedrives counts the sweep's automatic re-drives of a parked event.
+	HeaderRedrives = "billing-redrives"
+
+	// The reason a message was parked in the DLQ.
+	HeaderError         = "billing-error"
+	HeaderErrorClass    = "billing-error-class"
+	HeaderFirstFailedAt = "billing-first-failed-at" // RFC 3339, UTC
+	HeaderLastFailedAt  = "billing-last-failed-at"  // RFC 3339, UTC
+	HeaderSourceQueue   = "billing-source-queue"
+	HeaderWorkerHost    = "billing-worker-host"
+	HeaderParkedAt      = "billing-parked-at" // RFC 3339, UTC
+)
+
+// failureHeaders are the headers each failure writes afresh: a retry copy
+// drops them, a replay copy keeps them (they say why it was parked).
+var failureHeaders = []string{
+	HeaderAttempt, HeaderReplays, HeaderError, HeaderErrorClass, HeaderFirstFailedAt,
+	HeaderLastFailedAt, HeaderSourceQueue, HeaderWorkerHost, HeaderParkedAt,
+}
+
+// NewEvent is the message of one Stripe event, as the api publishes it and
+// reconciliation enqueues it: persistent JSON, the event id as message id
+// and its type as message type (the routing key is the type too). body is
+// the event as Stripe sent it: re-encoding it would break its signature.
+func NewEvent(id, eventType string, body []byte, appID string, at time.Time) amqp.Publishing {
+	return amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    id,
+		Type:         eventType,
+		Timestamp:    at,
+		AppId:        appID,
+		Body:         body,
+	}
+}
+
+// RetryCopy is the message a failed delivery is republished as, to a delay
+// tier or the DLQ: the copy of d (see copyOf) without our per-failure
+// headers, which the router sets afresh.
+func RetryCopy(d amqp.Delivery) amqp.Publishing {
+	return copyOf(d, failureHeaders...)
+}
+
+// ReplayCopy is the message a replay publishes for a parked delivery: a
+// fresh attempt. The copy of d (see copyOf) keeps our headers, the reason
+// it was parked included; billing-redrives is incremented for the sweep's
+// re-drives.
+//
+// billing-replays is not incremented here: the copy goes through the
+// default exchange, exactly like the management UI's "Move messages", and
+// the consumer counts every delivery from the default or the replay
+// exchange as one more replay (see ReadAttempt). Counting in one place
+// keeps the count right whichever way the event was sent back.
+func ReplayCopy(d amqp.Delivery, redrive bool) amqp.Publishing {
+	msg := copyOf(d)
+	if redrive {
+		msg.Headers[HeaderRedrives] = int64(HeaderInt(d.Headers, HeaderRedrives) + 1)
+	}
+	return msg
+}
+
+// copyOf republishes d: body and the properties of an event kept, the
+// delivery mode persistent unless d said otherwise, and every header but
+// RabbitMQ's x-* ones and those named in drop. x-death above all must go:
+// copied, it makes dead-letter cycle detection drop the message the
+// second time it passes a queue. user-id and expiration are not kept: the
+// broker refuses a user-id other than the publishing connection's, and an
+// expiration would let a retried or replayed event expire on its way.
+func copyOf(d amqp.Delivery, drop ...string) amqp.Publishing {
+	h := amqp.Table{}
+	for k, v := range d.Headers {
+		if strings.HasPrefix(strings.ToLower(k), "x-") || slices.Contains(drop, k) {
+			continue
+		}
+		h[k] = v
+	}
+	mode := d.DeliveryMode
+	if mode == 0 {
+		mode = amqp.Persistent
+	}
+	return amqp.Publishing{
+		Headers:         h,
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    mode,
+		Priority:        d.Priority,
+		CorrelationId:   d.CorrelationId,
+		ReplyTo:         d.ReplyTo,
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
+		Type:            d.Type,
+		AppId:           d.AppId,
+		Body:            d.Body,
+	}
+}
+
+// Identity returns a message's Stripe event id and type: from the message
+// properties when set, else from the JSON body when it parses (a message
+// published by hand).
+func Identity(messageID, messageType string, body []byte) (id, eventType string) {
+	id, eventType = messageID, messageType
+	if id != "" && eventType != "" {
+		return id, eventType
+	}
+	var ev struct {
+		ID   string `json:"id"`
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(body, &ev) == nil {
+		if id == "" {
+			id = ev.ID
+		}
+		if eventType == "" {
+			eventType = ev.Type
+		}
+	}
+	return id, eventType
+}
+
+// Origin is the way a delivery reached the work queue, told by the
+// exchange it was delivered from.
+type Origin string
+
+const (
+	// Fresh: through the events exchange (the api, reconciliation, or the
+	// UI's "Publish message" on that exchange).
+	Fresh Origin = "fresh"
+	// Retried: back from a delay tier through the return exchange.
+	Retried Origin = "retry"
+	// Rejected: a replay through the DLQ's own dead-letter exchange (the
+	// UI's "Get messages, Reject requeue false").
+	Rejected Origin = "reject"
+	// Moved: a replay through the default exchange straight into the work
+	// queue (the UI's "Move messages", `billing dlq replay`, the sweep).
+	Moved Origin = "move"
+)
+
+// OriginOf tells where d came from in topology t.
+func OriginOf(d amqp.Delivery, t Topology) Origin {
+	switch d.Exchange {
+	case t.Return:
+		return Retried
+	case t.Replay:
+		return Rejected
+	case "":
+		return Moved
+	}
+	return Fresh
+}
+
+// Replay reports whether the origin is a replay from the DLQ.
+func (o Origin) Replay() bool { return o == Rejected || o == Moved }
+
+// Attempt is where a delivery stands in its retry schedule.
+type Attempt struct {
+	Origin Origin
+	// Prior is the number of failed attempts before this delivery.
+	Prior int
+	// Replays counts how often a person or the sweep sent the event back
+	// from the DLQ, this delivery included when it is such a replay.
+	Replays int
+}
+
+// Number is the 1-based number of the attempt this delivery is.
+func (a Attempt) Number() int { return a.Prior + 1 }
+
+// ReadAttempt reads where d stands in topology t. The attempt header is
+// honoured only on a delivery back from a delay tier; anything else is a
+// fresh start, and a replay counts one more.
+func ReadAttempt(d amqp.Delivery, t Topology) Attempt {
+	a := Attempt{Origin: OriginOf(d, t), Replays: HeaderInt(d.Headers, HeaderReplays)}
+	switch {
+	case a.Origin == Retried:
+		a.Prior = HeaderInt(d.Headers, HeaderAttempt)
+	case a.Origin.Replay():
+		a.Replays++
+	}
+	return a
+}
+
+// HeaderInt reads an integer header whatever its AMQP type: the broker,
+// the management UI ("Publish message" sends strings) and other clients
+// encode numbers differently. Missing or unreadable means 0.
+func HeaderInt(h amqp.Table, key string) int {
+	switch v := h[key].(type) {
+	case int:
+		return v
+	case int8:
+		return int(v)
+	case int16:
+		return int(v)
+	case int32:
+		return int(v)
+	case int64:
+		return int(v)
+	case uint8:
+		return int(v)
+	case uint16:
+		return int(v)
+	case uint32:
+		return int(v)
+	case uint64:
+		return int(v)
+	case float32:
+		return int(v)
+	case float64:
+		return int(v)
+	case string:
+		n, _ := strconv.Atoi(strings.TrimSpace(v))
+		return n
+	case []byte:
+		n, _ := strconv.Atoi(strings.TrimSpace(string(v)))
+		return n
+	}
+	return 0
+}
+
+// HeaderString reads a text header; missing or of another type means "".
+func HeaderString(h amqp.Table, key string) string {
+	switch v := h[key].(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	}
+	return ""
+}
+
+// HeaderTime reads a timestamp header, an AMQP timestamp or RFC 3339 text;
+// missing or unreadable means the zero time.
+func HeaderTime(h amqp.Table, key string) time.Time {
+	switch v := h[key].(type) {
+	case time.Time:
+		return v
+	case string:
+		t, _ := time.Parse(time.RFC3339Nano, v)
+		return t
+	case []byte:
+		t, _ := time.Parse(time.RFC3339Nano, string(v))
+		return t
+	}
+	return time.Time{}
+}

@@ -1,0 +1,176 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+	"unicode/utf8"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/retry"
+)
+
+// MaxErrorHeader bounds the billing-error header; longer messages are cut.
+const MaxErrorHeader = 1024
+
+// Ledger records a parked event in the database; *models.Store.
+type Ledger interface {
+	MarkDead(ctx context.Context, ev models.DeadEvent) error
+}
+
+// RouterConfig configures a Router.
+type RouterConfig struct {
+	Topology broker.Topology
+	Policy   retry.Policy
+	// Host names the worker in billing-worker-host; default os.Hostname.
+	Host string
+	// Now is the clock of the failure timestamps; default time.Now.
+	Now func() time.Time
+	// LedgerTimeout bounds MarkDead; default 5s.
+	LedgerTimeout time.Duration
+}
+
+// Router takes a failed delivery and either schedules it in a delay tier or
+// parks it in the DLQ with the reason, always with a publisher confirm. It
+// never acks: a nil error from Fail means the copy is safely in a queue and
+// the caller may ack the original; any error means it must not.
+type Router struct {
+	cfg    RouterConfig
+	logger *slog.Logger
+	pub    Publisher
+	ledger Ledger
+}
+
+// NewRouter returns a Router publishing through pub (a Publisher, declared
+// in dlq.go: broker.Publisher on a connection used only for publishing). ledger may be nil
+// (tests without a database); otherwise parked events are marked dead in it.
+// A nil logger discards.
+func NewRouter(cfg RouterConfig, logger *slog.Logger, pub Publisher, ledger Ledger) (*Router, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, err
+	}
+	if len(cfg.Topology.Delays) != len(cfg.Policy.Delays) {
+		return nil, fmt.Errorf("dlq: router: topology has %d tiers, policy %d", len(cfg.Topology.Delays), len(cfg.Policy.Delays))
+	}
+	if cfg.Topology.Work == "" {
+		return nil, errors.New("dlq: router: topology has no names")
+	}
+	if pub == nil {
+		return nil, errors.New("dlq: router: no publisher")
+	}
+	if cfg.Host == "" {
+		cfg.Host, _ = os.Hostname()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.LedgerTimeout <= 0 {
+		cfg.LedgerTimeout = 5 * time.Second
+	}
+	if ledger != nil {
+		// A typed nil pointer in the interface would panic on the first park.
+		if s, ok := ledger.(*models.Store); ok && s == nil {
+			ledger = nil
+		}
+	}
+	return &Router{cfg: cfg, logger: logger, pub: pub, ledger: ledger}, nil
+}
+
+// Attempt reads where d stands in its retry schedule (broker.ReadAttempt).
+func (r *Router) Attempt(d amqp.Delivery) broker.Attempt {
+	return broker.ReadAttempt(d, r.cfg.Topology)
+}
+
+// Decide is Fail without the side effects: failure.Decide on the class of
+// cause at d's attempt. Outage errors are the caller's to handle (pause
+// and retry without spending an attempt); given one, Decide treats it as
+// transient.
+func (r *Router) Decide(d amqp.Delivery, cause error) failure.Decision {
+	return failure.Decide(failure.Of(cause), r.Attempt(d).Number(), r.cfg.Policy)
+}
+
+// Fail schedules d in its next delay tier or parks it in the DLQ, as
+// Decide says, and returns once the broker confirmed the copy. On an error
+// nothing was confirmed and d must not be acked.
+func (r *Router) Fail(ctx context.Context, d amqp.Delivery, cause error) (failure.Decision, error) {
+	dec := r.Decide(d, cause)
+	now := r.cfg.Now().UTC()
+	a := r.Attempt(d)
+	msg := broker.RetryCopy(d)
+	h := msg.Headers
+	h[broker.HeaderAttempt] = int32(dec.Attempt)
+	if a.Replays > 0 {
+		h[broker.HeaderReplays] = int32(a.Replays)
+	}
+	first := now
+	if a.Prior > 0 {
+		if t, err := time.Parse(time.RFC3339Nano, broker.HeaderString(d.Headers, broker.HeaderFirstFailedAt)); err == nil {
+			first = t
+		}
+	}
+	h[broker.HeaderFirstFailedAt] = first.Format(time.RFC3339Nano)
+	h[broker.HeaderLastFailedAt] = now.Format(time.RFC3339Nano)
+	h[broker.HeaderError] = TruncateError(cause.Error(), MaxErrorHeader)
+	h[broker.HeaderErrorClass] = string(dec.Class)
+
+	key := d.RoutingKey
+	if !dec.Parked {
+		key = r.cfg.Topology.TierName(dec.Tier)
+		if err := r.pub.Publish(ctx, r.cfg.Topology.Retry, key, msg); err != nil {
+			return dec, fmt.Errorf("dlq: schedule %s in tier %s: %w", d.MessageId, key, err)
+		}
+		return dec, nil
+	}
+	h[broker.HeaderSourceQueue] = r.cfg.Topology.Work
+	h[broker.HeaderWorkerHost] = r.cfg.Host
+	h[broker.HeaderParkedAt] = now.Format(time.RFC3339Nano)
+	if err := r.pub.Publish(ctx, r.cfg.Topology.Dead, key, msg); err != nil {
+		return dec, fmt.Errorf("dlq: park %s: %w", d.MessageId, err)
+	}
+	r.markDead(ctx, d, dec, h[broker.HeaderError].(string))
+	return dec, nil
+}
+
+// markDead records the parking in the ledger, best effort: the DLQ holds
+// the event whatever the database says.
+func (r *Router) markDead(ctx context.Context, d amqp.Delivery, dec failure.Decision, reason string) {
+	if r.ledger == nil {
+		return
+	}
+	id, typ := broker.Identity(d.MessageId, d.Type, d.Body)
+	if id == "" {
+		return // nothing to key a ledger row on; the DLQ headers say why
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.LedgerTimeout)
+	defer cancel()
+	err := r.ledger.MarkDead(ctx, models.DeadEvent{
+		ID: id, Type: typ, Payload: d.Body, Attempts: dec.Attempt, LastError: reason,
+	})
+	if err != nil {
+		r.logger.Warn("parked event not marked dead in the ledger", "event_id", id, "event_type", typ, "error", err)
+	}
+}
+
+// TruncateError cuts s to at most max bytes on a UTF-8 boundary, marking
+// the cut with "…".
+func TruncateError(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	const mark = "…"
+	cut := max - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
