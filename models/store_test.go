@@ -221,13 +221,15 @@ func TestInTxSurvivesRealDeadlock(t *testing.T) {
 
 func TestMigrateTwice(t *testing.T) {
 	t.Parallel()
-	dsn := testenv.Database(t) // migrated once already
-	db, err := sql.Open("mysql", dsn)
+	db, err := sql.Open("mysql", testenv.EmptyDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	ctx := context.Background()
+	if _, err := models.Migrate(ctx, db); err != nil {
+		t.Fatalf("first Migrate: %v", err)
+	}
 	before := schema(t, db)
 	if !slices.ContainsFunc(before, func(c string) bool { return strings.HasPrefix(c, "stripe_events.redrives int") }) {
 		t.Fatalf("schema lacks stripe_events.redrives: %v", before)
@@ -251,19 +253,12 @@ func TestMigrateTwice(t *testing.T) {
 
 func TestMigrateFresh(t *testing.T) {
 	t.Parallel()
-	cfg, err := mysql.ParseDSN(testenv.Database(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("mysql", cfg.FormatDSN())
+	db, err := sql.Open("mysql", testenv.EmptyDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	ctx := context.Background()
-	if _, err := db.ExecContext(ctx, "DROP TABLE stripe_events, customers, subscriptions, invoices, payments, refunds, disputes, payment_status_history, sweep_checkpoints, goose_db_version"); err != nil {
-		t.Fatal(err)
-	}
 	applied, err := models.Migrate(ctx, db)
 	if err != nil || !slices.Equal(applied, []string{"00001_init.sql"}) {
 		t.Fatalf("Migrate on empty database: applied %v, err %v", applied, err)
