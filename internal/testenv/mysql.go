@@ -273,3 +273,37 @@ func (s *schema) copyTo(ctx context.Context, cfg *mysql.Config) error {
 	}
 	return nil
 }
+
+// Schema describes the tables of db's current database, one sorted line per
+// table, column and index column ("invoices.status varchar(32) ..."), for
+// tests that compare two schemas.
+func Schema(t testing.TB, db *sql.DB) []string {
+	t.Helper()
+	rows, err := db.Query(`
+		SELECT CONCAT_WS(' ', CONCAT(table_name, '.', column_name), column_type, is_nullable,
+			IFNULL(column_default, 'no-default'), IFNULL(collation_name, '-'), extra)
+		FROM information_schema.columns WHERE table_schema = DATABASE()
+		UNION ALL
+		SELECT CONCAT_WS(' ', table_name, 'index', index_name, non_unique, seq_in_index, column_name)
+		FROM information_schema.statistics WHERE table_schema = DATABASE()
+		UNION ALL
+		SELECT CONCAT_WS(' ', table_name, 'table', engine, table_collation)
+		FROM information_schema.tables WHERE table_schema = DATABASE()
+		ORDER BY 1`)
+	if err != nil {
+		t.Fatalf("testenv: read schema: %v", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatalf("testenv: read schema: %v", err)
+		}
+		out = append(out, line)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("testenv: read schema: %v", err)
+	}
+	return out
+}
