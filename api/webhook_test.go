@@ -210,8 +210,11 @@ func TestWebhookBrokerUnreachable(t *testing.T) {
 			if ra := got.header.Get("Retry-After"); ra != "3" {
 				t.Errorf("Retry-After = %q, want 3", ra)
 			}
-			if took > 2*time.Second+500*time.Millisecond {
-				t.Errorf("answer took %s, past PUBLISH_TIMEOUT", took)
+			// Generous: catches a request that hangs to the client's 10s
+			// timeout, not a slow machine.
+			t.Logf("answered in %s", took.Round(time.Millisecond))
+			if took > 2*time.Second+5*time.Second {
+				t.Errorf("answer took %s, far past PUBLISH_TIMEOUT", took)
 			}
 			ready := do(t, http.MethodGet, f.url+"/readyz", nil, nil)
 			assertError(t, ready, http.StatusServiceUnavailable, "not ready")
@@ -403,8 +406,11 @@ func TestWebhookConfirmTimeout(t *testing.T) {
 	if got.header.Get("Retry-After") != "3" {
 		t.Errorf("Retry-After = %q, want 3", got.header.Get("Retry-After"))
 	}
-	if took < timeout || took > timeout+500*time.Millisecond {
-		t.Errorf("answer took %s, want PUBLISH_TIMEOUT %s plus a small margin", took, timeout)
+	// The lower bound is the test: no 503 before the deadline. The upper
+	// one is generous, under the client's 10s timeout, and catches a hang.
+	t.Logf("answered in %s", took.Round(time.Millisecond))
+	if took < timeout || took > timeout+5*time.Second {
+		t.Errorf("answer took %s, want PUBLISH_TIMEOUT %s and no hang", took, timeout)
 	}
 	lines := f.logs.requests(t)
 	if err, _ := lines[len(lines)-1]["error"].(string); !strings.Contains(err, "no confirm before the deadline") {

@@ -125,8 +125,10 @@ func TestPublishWithoutConnection(t *testing.T) {
 	if !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("Publish = %v, want ErrUnavailable", err)
 	}
-	if took := time.Since(start); took > 100*time.Millisecond {
-		t.Errorf("Publish took %s without a connection, want an immediate answer", took)
+	// Well under the 5s publish timeout: an answer at once, not after
+	// waiting for a confirm that cannot come.
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Publish took %s without a connection, want an answer before the publish timeout", took)
 	}
 	if pub.Ready() {
 		t.Error("Ready() = true without a connection")

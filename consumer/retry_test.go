@@ -95,9 +95,8 @@ func TestFailingHandlerIsRetriedThroughTheTiers(t *testing.T) {
 		delays   []time.Duration
 		max      int
 	}{
-		// Tiers of a few hundred milliseconds: 20% of them stays above the
-		// scheduling noise of a loaded two-core machine (the first publish
-		// to a tier also opens its confirm channel).
+		// Tiers of a few hundred milliseconds, so a retry that skipped its
+		// tier would come back visibly early.
 		{"one failure", 1, []time.Duration{300 * time.Millisecond, 600 * time.Millisecond}, 5},
 		{"four failures through two tiers: the last tier repeats", 4, []time.Duration{300 * time.Millisecond, 500 * time.Millisecond}, 6},
 	}
@@ -132,8 +131,11 @@ func TestFailingHandlerIsRetriedThroughTheTiers(t *testing.T) {
 				want := h.policy.Delay(i)
 				got := c.at.Sub(cs[i-1].at)
 				t.Logf("retry %d: waited %s in tier %s", i, got.Round(time.Millisecond), want)
-				if got < want*8/10 || got > want*12/10 {
-					t.Errorf("retry %d came after %s, want %s ± 20%%", i, got.Round(time.Millisecond), want)
+				// A lower bound only: a busy machine delays a retry, nothing
+				// may bring one back before its tier's TTL (RabbitMQ keeps
+				// time in whole milliseconds).
+				if got < want-time.Millisecond {
+					t.Errorf("retry %d came after %s, before its tier's delay %s", i, got.Round(time.Millisecond), want)
 				}
 			}
 			if n := h.ready(h.topo.DLQ); n != 0 {
@@ -283,7 +285,7 @@ func TestShutdownFinishesInFlightEvents(t *testing.T) {
 		t.Fatal("handler never started")
 	}
 	begin := time.Now()
-	r.stop(t, 3*time.Second)
+	r.stop(t, 10*time.Second) // catches a hang; the wait itself is logged below
 	select {
 	case <-finished:
 	default:
@@ -312,7 +314,7 @@ func TestShutdownBoundLeavesStuckEventsForRedelivery(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("handler never started")
 	}
-	r.stop(t, time.Second)
+	r.stop(t, 5*time.Second) // the handler never returns: only the bound ends Run
 	waitFor(t, 2*time.Second, func() bool { return h.ready(h.topo.Work) == 1 }, "the stuck event back in the work queue")
 	if n := h.ready(h.topo.TierQueue(0)) + h.ready(h.topo.DLQ); n != 0 {
 		t.Errorf("tier + DLQ hold %d messages: a canceled handler must not be retried or parked", n)

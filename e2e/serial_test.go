@@ -244,8 +244,10 @@ func TestSerialMemoryAlarm(t *testing.T) {
 		}
 		slowest = max(slowest, time.Since(start))
 	}
-	if slowest > publishTimeout+500*time.Millisecond {
-		t.Errorf("slowest answer during the alarm took %s, want at most PUBLISH_TIMEOUT %s + 500ms", slowest, publishTimeout)
+	// Generous, under the probe client's 5s timeout: catches a publish
+	// blocked by the alarm past PUBLISH_TIMEOUT, not a slow machine.
+	if slowest > publishTimeout+3*time.Second {
+		t.Errorf("slowest answer during the alarm took %s, want PUBLISH_TIMEOUT %s and no hang", slowest, publishTimeout)
 	}
 	if c, _ := get(api.url("/readyz")); c != http.StatusServiceUnavailable {
 		t.Errorf("/readyz = %d during the alarm, want 503", c)

@@ -22,13 +22,13 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	l := startLoad(api, 2000, 300, 21)
 	time.Sleep(1500 * time.Millisecond)
 	// The worker first, under load, with events in flight.
-	took, code := worker.stop(t, shutdown+2*time.Second)
+	took, code := worker.stop(t, shutdown+5*time.Second)
 	t.Logf("worker exited %d after %s", code, took.Round(time.Millisecond))
 	if code != 0 {
 		t.Errorf("worker exit code %d, want 0", code)
 	}
 	time.Sleep(300 * time.Millisecond) // the queue fills while no worker runs
-	took, code = api.stop(t, shutdown+2*time.Second)
+	took, code = api.stop(t, shutdown+5*time.Second)
 	t.Logf("api exited %d after %s", code, took.Round(time.Millisecond))
 	if code != 0 {
 		t.Errorf("api exit code %d, want 0", code)

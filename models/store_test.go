@@ -221,14 +221,16 @@ func TestInTxSurvivesRealDeadlock(t *testing.T) {
 
 func TestMigrateTwice(t *testing.T) {
 	t.Parallel()
-	dsn := testenv.Database(t) // migrated once already
-	db, err := sql.Open("mysql", dsn)
+	db, err := sql.Open("mysql", testenv.EmptyDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	ctx := context.Background()
-	before := schema(t, db)
+	if _, err := models.Migrate(ctx, db); err != nil {
+		t.Fatalf("first Migrate: %v", err)
+	}
+	before := testenv.Schema(t, db)
 	if !slices.ContainsFunc(before, func(c string) bool { return strings.HasPrefix(c, "stripe_events.redrives int") }) {
 		t.Fatalf("schema lacks stripe_events.redrives: %v", before)
 	}
@@ -244,47 +246,21 @@ func TestMigrateTwice(t *testing.T) {
 			t.Errorf("second Migrate: applied %v, err %v; want nothing", results[i], errs[i])
 		}
 	}
-	if after := schema(t, db); !slices.Equal(before, after) {
+	if after := testenv.Schema(t, db); !slices.Equal(before, after) {
 		t.Errorf("schema changed:\nbefore %v\nafter  %v", before, after)
 	}
 }
 
 func TestMigrateFresh(t *testing.T) {
 	t.Parallel()
-	cfg, err := mysql.ParseDSN(testenv.Database(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("mysql", cfg.FormatDSN())
+	db, err := sql.Open("mysql", testenv.EmptyDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	ctx := context.Background()
-	if _, err := db.ExecContext(ctx, "DROP TABLE stripe_events, customers, subscriptions, invoices, payments, refunds, disputes, payment_status_history, sweep_checkpoints, goose_db_version"); err != nil {
-		t.Fatal(err)
-	}
 	applied, err := models.Migrate(ctx, db)
 	if err != nil || !slices.Equal(applied, []string{"00001_init.sql"}) {
 		t.Fatalf("Migrate on empty database: applied %v, err %v", applied, err)
 	}
-}
-
-func schema(t *testing.T, db *sql.DB) []string {
-	t.Helper()
-	rows, err := db.Query(`SELECT CONCAT(table_name, '.', column_name, ' ', column_type)
-		FROM information_schema.columns WHERE table_schema = DATABASE() ORDER BY 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	return out
 }

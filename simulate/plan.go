@@ -10,7 +10,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/simulate/stripeevent"
 )
 
 // delivery is one planned POST: an event's exact bytes, sent once or more.
@@ -62,14 +62,14 @@ func plan(cfg Config) ([]delivery, error) {
 }
 
 // lifecycleEvents returns n events of interleaved customer lifecycles
-// (billingtest.Lifecycle), in the order Stripe sends them. Customers come in
+// (stripeevent.Lifecycle), in the order Stripe sends them. Customers come in
 // batches of cfg.Customers, each batch starting after the previous one.
 func lifecycleEvents(cfg Config, n int) ([]event, error) {
 	var out []event
 	next := make(map[int]int) // customer -> next seq
-	perCustomer := len(billingtest.Lifecycle(1, cfg.Start))
+	perCustomer := len(stripeevent.Lifecycle(1, cfg.Start))
 	if perCustomer == 0 {
-		return nil, errors.New("simulate: billingtest.Lifecycle generates no events")
+		return nil, errors.New("simulate: stripeevent.Lifecycle generates no events")
 	}
 	for batch := 0; len(out) < n; batch++ {
 		start := cfg.Start.Add(time.Duration(batch*(cfg.Customers+120)) * time.Second)
@@ -78,13 +78,13 @@ func lifecycleEvents(cfg Config, n int) ([]event, error) {
 		customers := min(cfg.Customers, (n-len(out)+perCustomer-1)/perCustomer)
 		owner := make(map[string]int) // object id -> customer of the run
 		for i := range customers {
-			ids := billingtest.LifecycleIDs(start, i)
+			ids := stripeevent.LifecycleIDs(start, i)
 			for _, id := range []string{ids.Customer, ids.Subscription, ids.Invoice, ids.PaymentIntent,
 				ids.FailedCharge, ids.Charge, ids.Refund, ids.Dispute, ids.Checkout} {
 				owner[id] = batch*cfg.Customers + i
 			}
 		}
-		for _, body := range billingtest.Lifecycle(customers, start) {
+		for _, body := range stripeevent.Lifecycle(customers, start) {
 			if len(out) == n {
 				break
 			}
@@ -188,7 +188,7 @@ func insertPoison(rng *rand.Rand, events []event, start time.Time, n int) []even
 		pt := poisonTypes[k%len(poisonTypes)]
 		id := fmt.Sprintf("evt_poison_%d_%04d", start.Unix(), k)
 		obj := map[string]any{"id": 4_000_000 + k, "object": pt.object, "created": start.Unix(), "livemode": false}
-		body := billingtest.Event(id, pt.typ, start, obj)
+		body := stripeevent.Event(id, pt.typ, start, obj)
 		p := rng.IntN(len(events) + 1)
 		events = slices.Insert(events, p, event{id: id, body: body, poison: true, customer: -1})
 	}

@@ -1,5 +1,5 @@
 // Package simulate is the load generator of the billing system: it builds
-// realistic Stripe event streams (customer lifecycles from billingtest, in
+// realistic Stripe event streams (customer lifecycles from stripeevent, in
 // the 2023-10-16 shapes), makes a fraction of them late, duplicated or
 // poison, signs each delivery with the webhook secret and posts it to the
 // api at a rate and concurrency, and summarises what the api answered.

@@ -82,7 +82,7 @@ func TestAPIServesAndShutsDown(t *testing.T) {
 		t.Errorf("GET /metrics = %d, want the accepted webhook and one publish counted:\n%s", code, body)
 	}
 
-	a.stop(t, shutdown+time.Second)
+	a.stop(t, shutdown+5*time.Second)
 	logs := a.stderr.String()
 	if strings.Contains(logs, apiTestSecret) || strings.Contains(logs, signature) {
 		t.Error("logs contain the secret or the signature header")
@@ -115,7 +115,7 @@ func TestAPIStartsWithBrokerDown(t *testing.T) {
 	if _, body := httpGet(a.base + "/metrics"); !strings.Contains(body, `billing_webhooks_total{code="503",outcome="unavailable"} 1`) {
 		t.Errorf("/metrics does not count the 503:\n%s", body)
 	}
-	a.stop(t, shutdown+time.Second)
+	a.stop(t, shutdown+5*time.Second)
 }
 
 // runningAPI is `billing api` running in the background.

@@ -15,7 +15,7 @@ import (
 func TestMigrateCommand(t *testing.T) {
 	t.Parallel()
 	// A database that does not exist yet: migrate creates it.
-	cfg, err := mysql.ParseDSN(testenv.Database(t))
+	cfg, err := mysql.ParseDSN(testenv.EmptyDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
