@@ -237,11 +237,13 @@ func (q *Queue) scan(ctx context.Context, fn func(d *amqp.Delivery) (stop bool, 
 			if !ok {
 				return errors.New("channel closed during the scan")
 			}
-			idle.Reset(q.idle)
 			stop, err := fn(&d)
 			if err != nil || stop {
 				return err
 			}
+			// Idle counts only the wait for the broker: a slow confirm or
+			// ledger write in fn must not cut the pass short.
+			idle.Reset(q.idle)
 		}
 	}
 	return nil

@@ -280,6 +280,13 @@ func TestDLQMove(t *testing.T) {
 	byType := func(typ string) func(context.Context, dlq.Parked) (bool, error) {
 		return func(_ context.Context, p dlq.Parked) (bool, error) { return p.Type == typ, nil }
 	}
+	slow := func(ctx context.Context, _ dlq.Parked) (bool, error) {
+		select {
+		case <-time.After(700 * time.Millisecond): // newDLQ's Idle is 500ms
+		case <-ctx.Done():
+		}
+		return true, nil
+	}
 	tests := []struct {
 		name      string
 		opts      dlq.MoveOptions
@@ -291,6 +298,9 @@ func TestDLQMove(t *testing.T) {
 		{"by type", dlq.MoveOptions{Match: byType("invoice.paid")}, []string{"evt_a", "evt_c"}, []string{"evt_b", "evt_d"}},
 		{"all, limit 2", dlq.MoveOptions{Limit: 2}, []string{"evt_a", "evt_b"}, []string{"evt_c", "evt_d"}},
 		{"all", dlq.MoveOptions{}, ids, nil},
+		// Time spent on a message (a slow confirm or ledger write) is not
+		// idleness: the pass still reaches every message.
+		{"all, each slower than Idle", dlq.MoveOptions{Match: slow}, ids, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

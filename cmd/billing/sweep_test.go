@@ -126,10 +126,12 @@ func TestSweepEveryRunsPassesAndServesMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	// The permanent event is looked at, and left, on every pass.
+	// The permanent event is looked at and left. Not necessarily on every
+	// pass: a quorum queue requeues the previous pass's unacked message
+	// asynchronously, so a pass right after may find the DLQ empty.
 	passes := strings.Count(stdout.String(), "sweep: ")
-	if got := metricValue(body, `billing_sweep_results_total{result="permanent"}`); got < 3 || got > float64(passes) {
-		t.Errorf("permanent count = %v after %d passes, want between 3 and the passes", got, passes)
+	if got := metricValue(body, `billing_sweep_results_total{result="permanent"}`); got < 1 || got > float64(passes) {
+		t.Errorf("permanent count = %v after %d passes, want between 1 and the passes", got, passes)
 	}
 	if code, _ := httpGet("http://" + addr + "/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz = %d, want 200", code)
