@@ -33,7 +33,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	if code != 0 {
 		t.Errorf("api exit code %d, want 0", code)
 	}
-	sum := l.wait(t, 15*time.Second)
+	sum := l.wait(t, 60*time.Second)
 	t.Logf("simulate: sent %d, 2xx %d, non-2xx %v, transport errors %d", sum.Sent, sum.OK, sum.NotOK, sum.TransportErrors)
 	if sum.OK < 100 {
 		t.Fatalf("only %d events accepted before the SIGTERM: no load", sum.OK)

@@ -71,13 +71,15 @@ func TestConnectionLossUnderLoad(t *testing.T) {
 	}
 	phase("all links back", 0)
 
-	sum := l.wait(t, 30*time.Second)
+	// Bounds that catch a hang, not a speed: 900 events at 100/s take 9 s
+	// on an idle machine and several times that on a busy one.
+	sum := l.wait(t, 90*time.Second)
 	t.Logf("simulate: sent %d, 2xx %d, non-2xx %v, transport errors %d, p50 %s p99 %s", sum.Sent, sum.OK, sum.NotOK, sum.TransportErrors, sum.Latency.P50, sum.Latency.P99)
 	if sum.OK == 0 {
 		t.Fatal("no event accepted")
 	}
 	accepted := append(append([]string{}, sum.Accepted...), pr.accepted...)
-	s.checkApplied(t, accepted, sum.AcceptedPoison, 30*time.Second)
+	s.checkApplied(t, accepted, sum.AcceptedPoison, 60*time.Second)
 	testenv.Eventually(t, 10*time.Second, func() bool { c, _ := get(worker.url("/readyz")); return c == 200 }, "worker ready at the end")
 
 	// What /metrics says of the run.
