@@ -141,18 +141,7 @@ func (e dlqEnv) waitReady(t *testing.T, queue string, n int) {
 
 // takeAll removes and returns every message of queue, in order.
 func (e dlqEnv) takeAll(t *testing.T, queue string) []amqp.Delivery {
-	t.Helper()
-	var out []amqp.Delivery
-	for {
-		d, ok, err := e.ch.Get(queue, true)
-		if err != nil {
-			t.Fatalf("get from %s: %v", queue, err)
-		}
-		if !ok {
-			return out
-		}
-		out = append(out, d)
-	}
+	return testenv.TakeAll(t, e.ch, queue)
 }
 
 func eventIDs(ps []dlq.Parked) []string {

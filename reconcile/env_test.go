@@ -42,16 +42,5 @@ func newEnv(t *testing.T) env {
 
 // takeAll takes every message ready in queue.
 func (e env) takeAll(t *testing.T, queue string) []amqp.Delivery {
-	t.Helper()
-	var out []amqp.Delivery
-	for {
-		d, ok, err := e.ch.Get(queue, true)
-		if err != nil {
-			t.Fatalf("get from %s: %v", queue, err)
-		}
-		if !ok {
-			return out
-		}
-		out = append(out, d)
-	}
+	return testenv.TakeAll(t, e.ch, queue)
 }

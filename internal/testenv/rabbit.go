@@ -123,3 +123,19 @@ func Channel(t testing.TB) *amqp.Channel {
 	}
 	return ch
 }
+
+// TakeAll removes and returns every message ready in queue, in order.
+func TakeAll(t testing.TB, ch *amqp.Channel, queue string) []amqp.Delivery {
+	t.Helper()
+	var out []amqp.Delivery
+	for {
+		d, ok, err := ch.Get(queue, true)
+		if err != nil {
+			t.Fatalf("testenv: get from %s: %v", queue, err)
+		}
+		if !ok {
+			return out
+		}
+		out = append(out, d)
+	}
+}
