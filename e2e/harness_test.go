@@ -70,7 +70,8 @@ type stack struct {
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	s := &stack{t: t, ns: testenv.Namespace(t), dsn: testenv.Database(t), delays: "100ms,200ms"}
-	s.topo = broker.NewTopology(s.ns, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}, 20)
+	// As `billing topology` before the processes start: they only check it.
+	s.topo = testenv.Declare(t, broker.NewTopology(s.ns, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}, 20))
 	db, err := sql.Open("mysql", s.dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/broker"
 )
 
 // Namespace returns a fresh BILLING_NAMESPACE for t and deletes every
@@ -19,6 +21,26 @@ func Namespace(t testing.TB) string {
 	ns := randomName("t")
 	t.Cleanup(func() { DeleteNamespace(t, ns) })
 	return ns
+}
+
+// Declare declares topo as `billing topology` would and returns it: the
+// components only check the topology, so a test that starts one declares
+// first. Its namespace should come from Namespace, which removes it.
+func Declare(t testing.TB, topo broker.Topology) broker.Topology {
+	t.Helper()
+	conn, err := amqp.Dial(AMQPURL())
+	if err != nil {
+		t.Fatalf("testenv: declare topology: %v", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err == nil {
+		err = topo.Declare(ch)
+	}
+	if err != nil {
+		t.Fatalf("testenv: declare topology: %v", err)
+	}
+	return topo
 }
 
 // DeleteNamespace removes the queues and exchanges whose names start with ns+".".
