@@ -1,7 +1,7 @@
 // Package broker owns everything between the program and RabbitMQ: the
-// topology's names and declaration, supervised connections that reconnect
-// with backoff, the confirm-mode publisher pool, and the message contract
-// (envelope.go).
+// topology (names, declaration, check, each role's permissions), supervised
+// connections that reconnect with backoff, the confirm-mode publisher pool,
+// and the message contract (envelope.go).
 package broker
 
 import (
