@@ -165,6 +165,11 @@ func endToEnd(t *testing.T, cfg e2eConfig) e2eResult {
 	dsn := testenv.Database(t)
 	apiAddr := freeAddr(t)
 	common := []string{"AMQP_URL=" + testenv.AMQPURL(), "BILLING_NAMESPACE=" + ns, "LOG_LEVEL=warn", "MYSQL_DSN=" + dsn}
+	topology := exec.Command(bin, "topology") // as docker-compose does, once before the others
+	topology.Env = common
+	if out, err := topology.CombinedOutput(); err != nil {
+		t.Fatalf("billing topology: %v\n%s", err, out)
+	}
 	apiProc := start(t, bin, "api", append(common, "HTTP_ADDR="+apiAddr, "STRIPE_WEBHOOK_SECRET="+secret)...)
 	workerProc := start(t, bin, "worker", append(common, "METRICS_ADDR="+freeAddr(t))...)
 

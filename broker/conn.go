@@ -27,8 +27,9 @@ type ConnConfig struct {
 	DialTimeout time.Duration
 }
 
-// Conn is one AMQP connection, supervised: Run dials, declares the topology,
-// and redials with backoff whenever the connection is lost. All
+// Conn is one AMQP connection, supervised: Run dials, checks that the
+// topology exists (Topology.Check: `billing topology` declares it), and
+// redials with backoff whenever the connection is lost. All
 // reconnection lives here; amqp091-go's own recovery is not used, because
 // it can ack the wrong delivery after a reconnect.
 type Conn struct {
@@ -57,10 +58,14 @@ func NewConn(cfg ConnConfig, logger *slog.Logger) *Conn {
 	return &Conn{cfg: cfg, logger: logger.With("amqp_connection", cfg.Name), ready: make(chan struct{})}
 }
 
-// Run keeps the connection up until ctx is done, then closes it.
+// Run keeps the connection up until ctx is done, then closes it. A missing
+// topology ends it with ErrTopologyMissing: waiting would not create it.
 func (c *Conn) Run(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		conn, err := c.dial()
+		if errors.Is(err, ErrTopologyMissing) {
+			return err
+		}
 		if err != nil {
 			wait := c.cfg.Backoff(attempt)
 			c.logger.Warn("broker connect failed", "error", err, "retry_in", wait.String())
@@ -120,12 +125,7 @@ func (c *Conn) dial() (*amqp.Connection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: dial: %w", err)
 	}
-	ch, err := conn.Channel()
-	if err == nil {
-		err = c.cfg.Topology.Declare(ch)
-		_ = ch.Close()
-	}
-	if err != nil {
+	if err := c.cfg.Topology.Check(conn); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}

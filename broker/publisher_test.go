@@ -23,7 +23,7 @@ import (
 func startConn(t *testing.T, url string, wait bool) (broker.Topology, *broker.Conn) {
 	t.Helper()
 	ns := testenv.Namespace(t)
-	topo := broker.NewTopology(ns, []time.Duration{time.Second}, 5)
+	topo := testenv.Declare(t, broker.NewTopology(ns, []time.Duration{time.Second}, 5))
 	conn := broker.NewConn(broker.ConnConfig{
 		URL:         url,
 		Name:        "publisher-test " + ns,

@@ -1,10 +1,11 @@
 // Package broker owns everything between the program and RabbitMQ: the
-// topology's names and declaration, supervised connections that reconnect
-// with backoff, the confirm-mode publisher pool, and the message contract
-// (envelope.go).
+// topology (names, declaration, check, each role's permissions), supervised
+// connections that reconnect with backoff, the confirm-mode publisher pool,
+// and the message contract (envelope.go).
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -88,18 +89,23 @@ func (t Topology) Exchanges() []string {
 	return []string{t.Events, t.Retry, t.Return, t.Dead, t.Replay}
 }
 
-// Declare creates the topology idempotently. Declaring with the same
-// arguments is a no-op; different arguments on an existing queue make the
-// broker close the channel with PRECONDITION_FAILED, which is reported.
-func (t Topology) Declare(ch *amqp.Channel) error {
-	exchanges := []struct{ name, kind string }{
+// exchangeKinds pairs every exchange with its kind, in declaration order.
+func (t Topology) exchangeKinds() []struct{ name, kind string } {
+	return []struct{ name, kind string }{
 		{t.Events, amqp.ExchangeTopic},
 		{t.Retry, amqp.ExchangeDirect},
 		{t.Return, amqp.ExchangeFanout},
 		{t.Dead, amqp.ExchangeFanout},
 		{t.Replay, amqp.ExchangeFanout},
 	}
-	for _, x := range exchanges {
+}
+
+// Declare creates the topology idempotently: `billing topology` is its one
+// caller, with the topology user's configure permission. Declaring with the
+// same arguments is a no-op; different arguments on an existing queue make
+// the broker close the channel with PRECONDITION_FAILED, which is reported.
+func (t Topology) Declare(ch *amqp.Channel) error {
+	for _, x := range t.exchangeKinds() {
 		if err := ch.ExchangeDeclare(x.name, x.kind, true, false, false, false, nil); err != nil {
 			return fmt.Errorf("broker: declare exchange %s: %w", x.name, err)
 		}
@@ -152,3 +158,56 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 }
 
 type binding struct{ exchange, key string }
+
+// ErrTopologyMissing means an exchange or queue of the namespace does not
+// exist: `billing topology` has not run for it.
+var ErrTopologyMissing = errors.New("broker: topology missing")
+
+// Check verifies that every exchange and queue of the topology exists,
+// without declaring anything: the api, worker, sweep and dlq run as users
+// that may not create exchanges or queues. A passive declare needs no
+// permission, and a missing object makes the broker close the channel, so
+// each object gets a channel of its own and the error names all of them.
+// Bindings and arguments are not compared; Declare sets them.
+func (t Topology) Check(conn *amqp.Connection) error {
+	var missing []string
+	check := func(what string, declare func(*amqp.Channel) error) error {
+		ch, err := conn.Channel()
+		if err != nil {
+			return fmt.Errorf("broker: check %s: open channel: %w", what, err)
+		}
+		err = declare(ch)
+		var aerr *amqp.Error
+		if errors.As(err, &aerr) && aerr.Code == amqp.NotFound {
+			missing = append(missing, what) // the broker closed ch
+			return nil
+		}
+		_ = ch.Close()
+		if err != nil {
+			return fmt.Errorf("broker: check %s: %w", what, err)
+		}
+		return nil
+	}
+	for _, x := range t.exchangeKinds() {
+		err := check("exchange "+x.name, func(ch *amqp.Channel) error {
+			return ch.ExchangeDeclarePassive(x.name, x.kind, true, false, false, false, nil)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, q := range t.Queues() {
+		err := check("queue "+q, func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: namespace %s lacks %s: run `billing topology` first, as a user allowed to declare them",
+			ErrTopologyMissing, t.Namespace, strings.Join(missing, ", "))
+	}
+	return nil
+}

@@ -1,6 +1,9 @@
 package broker_test
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,4 +39,62 @@ func TestDeclareIsIdempotent(t *testing.T) {
 	if got, want := topo.TierQueue(0), topo.Namespace+".retry.50ms"; got != want {
 		t.Errorf("tier queue = %q, want %q", got, want)
 	}
+}
+
+func TestTopologyCheck(t *testing.T) {
+	t.Parallel()
+	topo := broker.NewTopology(testenv.Namespace(t), []time.Duration{time.Second}, 5)
+	conn, err := amqp.Dial(testenv.AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	t.Run("NamesEverythingMissing", func(t *testing.T) {
+		err := topo.Check(conn)
+		if !errors.Is(err, broker.ErrTopologyMissing) {
+			t.Fatalf("Check on an undeclared namespace = %v, want ErrTopologyMissing", err)
+		}
+		for _, name := range append(topo.Exchanges(), topo.Queues()...) {
+			if !strings.Contains(err.Error(), name) {
+				t.Errorf("error does not name %s: %v", name, err)
+			}
+		}
+		if !strings.Contains(err.Error(), "billing topology") {
+			t.Errorf("error does not say to run `billing topology`: %v", err)
+		}
+		for _, q := range topo.Queues() {
+			if _, err := testenv.QueueDepth(q); err == nil {
+				t.Errorf("Check created queue %s", q)
+			}
+		}
+	})
+	testenv.Declare(t, topo)
+	t.Run("PassesOnceDeclared", func(t *testing.T) {
+		if err := topo.Check(conn); err != nil {
+			t.Fatalf("Check after Declare = %v", err)
+		}
+	})
+	t.Run("NamesADeletedQueue", func(t *testing.T) {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ch.QueueDelete(topo.DLQ, false, false, false); err != nil {
+			t.Fatal(err)
+		}
+		ch.Close()
+		err = topo.Check(conn)
+		if !errors.Is(err, broker.ErrTopologyMissing) || !strings.Contains(err.Error(), "lacks queue "+topo.DLQ+":") {
+			t.Fatalf("Check without the DLQ = %v, want it named alone", err)
+		}
+	})
+	t.Run("ConnRunStops", func(t *testing.T) {
+		c := broker.NewConn(broker.ConnConfig{URL: testenv.AMQPURL(), Name: t.Name(), Topology: topo}, nil)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if err := c.Run(ctx); !errors.Is(err, broker.ErrTopologyMissing) {
+			t.Fatalf("Conn.Run with the DLQ missing = %v, want ErrTopologyMissing", err)
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,7 +16,9 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"gopkg.in/yaml.v3"
 
+	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/config"
+	"github.com/stripe-billing/billing/models"
 )
 
 // stack is everything the compose checks read, parsed afresh for each case
@@ -27,10 +30,41 @@ type stack struct {
 	dockerfile   string
 	dockerignore string
 	depsUp       string // scripts/deps-up.sh, which `make test` uses
+	rabbitConf   string // deploy/rabbitmq/rabbitmq.conf
+	definitions  definitions
+	mysqlInit    string // deploy/mysql/init/01-users.sql
+}
+
+// definitions is deploy/rabbitmq/definitions.json, the parts compose uses.
+type definitions struct {
+	Users []struct {
+		Name     string `json:"name"`
+		Password string `json:"password"`
+		Tags     string `json:"tags"`
+	} `json:"users"`
+	Permissions []struct {
+		User      string `json:"user"`
+		Vhost     string `json:"vhost"`
+		Configure string `json:"configure"`
+		Write     string `json:"write"`
+		Read      string `json:"read"`
+	} `json:"permissions"`
+}
+
+// rabbitRoles is the RabbitMQ role of each billing service (migrate has
+// no broker user); the user is billing-<role>.
+var rabbitRoles = map[string]broker.Role{
+	"topology": broker.RoleTopology, "api": broker.RoleAPI, "worker": broker.RoleWorker, "sweep": broker.RoleSweep,
+}
+
+// mysqlPrivileges is what each service's MySQL user is granted on the
+// database (api and topology have none).
+var mysqlPrivileges = map[string]string{
+	"migrate": models.MigratePrivileges, "worker": models.AppPrivileges, "sweep": models.AppPrivileges,
 }
 
 // billingServices run the image built from the Dockerfile.
-var billingServices = []string{"api", "migrate", "sweep", "worker"}
+var billingServices = []string{"api", "migrate", "sweep", "topology", "worker"}
 
 func loadStack(t *testing.T) *stack {
 	t.Helper()
@@ -46,6 +80,11 @@ func loadStack(t *testing.T) *stack {
 		dockerfile:   string(read("Dockerfile")),
 		dockerignore: string(read(".dockerignore")),
 		depsUp:       string(read("scripts/deps-up.sh")),
+		rabbitConf:   string(read("deploy/rabbitmq/rabbitmq.conf")),
+		mysqlInit:    string(read("deploy/mysql/init/01-users.sql")),
+	}
+	if err := json.Unmarshal(read("deploy/rabbitmq/definitions.json"), &s.definitions); err != nil {
+		t.Fatalf("deploy/rabbitmq/definitions.json: %v", err)
 	}
 	if err := yaml.Unmarshal(read("docker-compose.yml"), &s.top); err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
@@ -151,6 +190,34 @@ func (s *stack) dependsOn(service string) map[string]string {
 	return out
 }
 
+// rabbitUser returns the password and tags of a user in the definitions.
+func (s *stack) rabbitUser(name string) (password, tags string, ok bool) {
+	for _, u := range s.definitions.Users {
+		if u.Name == name {
+			return u.Password, u.Tags, true
+		}
+	}
+	return "", "", false
+}
+
+var (
+	createUser = regexp.MustCompile("CREATE USER '([^']+)'@'%' IDENTIFIED BY '([^']*)';")
+	grant      = regexp.MustCompile("GRANT ([A-Z, ]+) ON `([^`]+)`\\.\\* TO '([^']+)'@'%';")
+)
+
+// mysqlUsers reads the init script: user → password, and user → the
+// privileges granted on which database.
+func (s *stack) mysqlUsers() (passwords, grants map[string]string) {
+	passwords, grants = map[string]string{}, map[string]string{}
+	for _, m := range createUser.FindAllStringSubmatch(s.mysqlInit, -1) {
+		passwords[m[1]] = m[2]
+	}
+	for _, m := range grant.FindAllStringSubmatch(s.mysqlInit, -1) {
+		grants[m[3]] += m[1] + " ON " + m[2]
+	}
+	return passwords, grants
+}
+
 func port(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
 	return p
@@ -253,10 +320,11 @@ func TestCompose(t *testing.T) {
 			name: "required variables are set",
 			check: func(s *stack) error {
 				want := map[string][]string{
-					"api":     {"AMQP_URL", "MYSQL_DSN", "STRIPE_WEBHOOK_SECRET", "HTTP_ADDR"},
-					"worker":  {"AMQP_URL", "MYSQL_DSN", "METRICS_ADDR"},
-					"sweep":   {"AMQP_URL", "MYSQL_DSN"},
-					"migrate": {"AMQP_URL", "MYSQL_DSN"},
+					"api":      {"AMQP_URL", "STRIPE_WEBHOOK_SECRET", "HTTP_ADDR"},
+					"worker":   {"AMQP_URL", "MYSQL_DSN", "METRICS_ADDR"},
+					"sweep":    {"AMQP_URL", "MYSQL_DSN"},
+					"migrate":  {"MYSQL_DSN"},
+					"topology": {"AMQP_URL"},
 				}
 				for svc, names := range want {
 					env := s.env(svc)
@@ -304,17 +372,25 @@ func TestCompose(t *testing.T) {
 			breakIt: func(s *stack) { s.set("worker", "MYSQL_DSN", "billing:pw@tcp(mysql:3306)/billing") },
 		},
 		{
-			name: "AMQP_URL uses the rabbitmq service and its credentials",
+			name: "each service connects as its role's RabbitMQ user",
 			check: func(s *stack) error {
-				r := s.env("rabbitmq")
 				for _, svc := range billingServices {
-					u, err := url.Parse(s.expandedEnv(svc)["AMQP_URL"])
+					raw, set := s.expandedEnv(svc)["AMQP_URL"]
+					role, ok := rabbitRoles[svc]
+					if !ok {
+						if set {
+							return fmt.Errorf("%s sets AMQP_URL but has no RabbitMQ role", svc)
+						}
+						continue
+					}
+					u, err := url.Parse(raw)
 					if err != nil {
 						return fmt.Errorf("%s AMQP_URL: %w", svc, err)
 					}
+					user := "billing-" + string(role)
 					pw, _ := u.User.Password()
-					if u.User.Username() != r["RABBITMQ_DEFAULT_USER"] || pw != r["RABBITMQ_DEFAULT_PASS"] {
-						return fmt.Errorf("%s AMQP_URL credentials are not rabbitmq's RABBITMQ_DEFAULT_USER/PASS", svc)
+					if want, _, ok := s.rabbitUser(user); u.User.Username() != user || !ok || pw != want {
+						return fmt.Errorf("%s AMQP_URL user %q, want %s with its password in definitions.json", svc, u.User.Username(), user)
 					}
 					if u.Host != "rabbitmq:5672" {
 						return fmt.Errorf("%s AMQP_URL host %q, want rabbitmq:5672", svc, u.Host)
@@ -322,24 +398,82 @@ func TestCompose(t *testing.T) {
 				}
 				return nil
 			},
-			breakIt: func(s *stack) { s.set("api", "AMQP_URL", "amqp://billing:billing_dev_pw@127.0.0.1:5672/") },
+			breakIt: func(s *stack) { s.set("api", "AMQP_URL", "amqp://billing-worker:worker_dev_pw@rabbitmq:5672/") },
 		},
 		{
-			name: "MYSQL_DSN uses the mysql service, its credentials and database",
+			name: "definitions.json grants each role broker.Permissions for namespace billing",
+			check: func(s *stack) error {
+				perms := broker.NewTopology("billing", nil, 0).Permissions()
+				r := s.env("rabbitmq")
+				want := map[string]broker.Permission{
+					r["RABBITMQ_DEFAULT_USER"]: {Configure: ".*", Write: ".*", Read: ".*", Tags: "administrator"},
+				}
+				for _, role := range broker.Roles {
+					want["billing-"+string(role)] = perms[role]
+				}
+				if len(s.definitions.Users) != len(want) || len(s.definitions.Permissions) != len(want) {
+					return fmt.Errorf("definitions.json has %d users and %d permissions, want %d of each (the administrator and one per role)",
+						len(s.definitions.Users), len(s.definitions.Permissions), len(want))
+				}
+				if pw, _, _ := s.rabbitUser(r["RABBITMQ_DEFAULT_USER"]); pw != r["RABBITMQ_DEFAULT_PASS"] {
+					return errors.New("definitions.json lacks the administrator RABBITMQ_DEFAULT_USER/PASS (no default user is created when definitions are imported)")
+				}
+				for _, p := range s.definitions.Permissions {
+					w, ok := want[p.User]
+					_, tags, _ := s.rabbitUser(p.User)
+					got := broker.Permission{Configure: p.Configure, Write: p.Write, Read: p.Read, Tags: tags}
+					if !ok || p.Vhost != "/" || got != w {
+						return fmt.Errorf("definitions.json: %s on vhost %q: %+v, want %+v", p.User, p.Vhost, got, w)
+					}
+				}
+				if !regexp.MustCompile(`(?m)^load_definitions = /etc/rabbitmq/definitions.json$`).MatchString(s.rabbitConf) {
+					return errors.New("rabbitmq.conf does not load_definitions = /etc/rabbitmq/definitions.json")
+				}
+				for _, mount := range []string{
+					"./deploy/rabbitmq/rabbitmq.conf:/etc/rabbitmq/conf.d/20-billing.conf:ro",
+					"./deploy/rabbitmq/definitions.json:/etc/rabbitmq/definitions.json:ro",
+				} {
+					if !slices.Contains(strs(s.services["rabbitmq"]["volumes"]), mount) {
+						return fmt.Errorf("rabbitmq does not mount %s", mount)
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.definitions.Permissions[2].Write = "^billing\\." },
+		},
+		{
+			name: "each service's MYSQL_DSN is a user of the init script with its role's grants",
 			check: func(s *stack) error {
 				m := s.env("mysql")
 				if m["MYSQL_DATABASE"] != "billing" {
 					return fmt.Errorf("mysql MYSQL_DATABASE = %q, want billing", m["MYSQL_DATABASE"])
 				}
+				if m["MYSQL_USER"] != "" {
+					return errors.New("mysql sets MYSQL_USER, a user with every privilege on the database: the init script creates the users")
+				}
+				const mount = "./deploy/mysql/init:/docker-entrypoint-initdb.d:ro"
+				if !slices.Contains(strs(s.services["mysql"]["volumes"]), mount) {
+					return fmt.Errorf("mysql does not mount %s", mount)
+				}
+				passwords, grants := s.mysqlUsers()
 				for _, svc := range billingServices {
-					dsn, err := mysql.ParseDSN(s.expandedEnv(svc)["MYSQL_DSN"])
+					raw, set := s.expandedEnv(svc)["MYSQL_DSN"]
+					privileges, ok := mysqlPrivileges[svc]
+					if !ok {
+						if set {
+							return fmt.Errorf("%s sets MYSQL_DSN but needs no database", svc)
+						}
+						continue
+					}
+					dsn, err := mysql.ParseDSN(raw)
 					if err != nil {
 						return fmt.Errorf("%s MYSQL_DSN: %w", svc, err)
 					}
-					user := dsn.User == m["MYSQL_USER"] && dsn.Passwd == m["MYSQL_PASSWORD"]
-					root := dsn.User == "root" && dsn.Passwd == m["MYSQL_ROOT_PASSWORD"]
-					if dsn.User == "" || !(user || root) {
-						return fmt.Errorf("%s MYSQL_DSN user %q: not a user the mysql service creates with that password", svc, dsn.User)
+					if pw, ok := passwords[dsn.User]; !ok || pw != dsn.Passwd {
+						return fmt.Errorf("%s MYSQL_DSN user %q: not a user the init script creates with that password", svc, dsn.User)
+					}
+					if want := privileges + " ON " + m["MYSQL_DATABASE"]; grants[dsn.User] != want {
+						return fmt.Errorf("%s MYSQL_DSN user %s is granted %q, want %q", svc, dsn.User, grants[dsn.User], want)
 					}
 					if dsn.Net != "tcp" || dsn.Addr != "mysql:3306" || dsn.DBName != m["MYSQL_DATABASE"] || !dsn.ParseTime {
 						return fmt.Errorf("%s MYSQL_DSN: want tcp(mysql:3306)/%s?parseTime=true", svc, m["MYSQL_DATABASE"])
@@ -348,7 +482,7 @@ func TestCompose(t *testing.T) {
 				return nil
 			},
 			breakIt: func(s *stack) {
-				s.services["mysql"]["environment"].(map[string]any)["MYSQL_PASSWORD"] = "rotated"
+				s.set("worker", "MYSQL_DSN", "billing_migrate:migrate_dev_pw@tcp(mysql:3306)/billing?parseTime=true")
 			},
 		},
 		{
@@ -425,14 +559,16 @@ func TestCompose(t *testing.T) {
 			name: "depends_on conditions",
 			check: func(s *stack) error {
 				want := map[string]map[string]string{
-					"migrate": {"mysql": "service_healthy"},
-					"api":     {"rabbitmq": "service_healthy"},
+					"migrate":  {"mysql": "service_healthy"},
+					"topology": {"rabbitmq": "service_healthy"},
+					"api":      {"rabbitmq": "service_healthy", "topology": "service_completed_successfully"},
 					"worker": {
 						"rabbitmq": "service_healthy",
 						"mysql":    "service_healthy",
 						"migrate":  "service_completed_successfully",
+						"topology": "service_completed_successfully",
 					},
-					"sweep": {"migrate": "service_completed_successfully"},
+					"sweep": {"migrate": "service_completed_successfully", "topology": "service_completed_successfully"},
 				}
 				for svc, deps := range want {
 					got := s.dependsOn(svc)
@@ -463,17 +599,19 @@ func TestCompose(t *testing.T) {
 			},
 		},
 		{
-			name: "migrate runs once",
+			name: "migrate and topology run once",
 			check: func(s *stack) error {
-				if got := strs(s.services["migrate"]["command"]); !slices.Equal(got, []string{"migrate"}) {
-					return fmt.Errorf("migrate command %v, want [migrate]", got)
-				}
-				if r := fmt.Sprint(s.services["migrate"]["restart"]); r != "no" {
-					return fmt.Errorf("migrate restart %q, want \"no\"", r)
+				for _, svc := range []string{"migrate", "topology"} {
+					if got := strs(s.services[svc]["command"]); !slices.Equal(got, []string{svc}) {
+						return fmt.Errorf("%s command %v, want [%s]", svc, got, svc)
+					}
+					if r := fmt.Sprint(s.services[svc]["restart"]); r != "no" {
+						return fmt.Errorf("%s restart %q, want \"no\"", svc, r)
+					}
 				}
 				return nil
 			},
-			breakIt: func(s *stack) { s.services["migrate"]["restart"] = "on-failure" },
+			breakIt: func(s *stack) { s.services["topology"]["restart"] = "on-failure" },
 		},
 		{
 			name: "long-running services run their subcommand",
@@ -494,7 +632,7 @@ func TestCompose(t *testing.T) {
 			name: "healthchecks on every long-running service",
 			check: func(s *stack) error {
 				for name, svc := range s.services {
-					if name == "migrate" {
+					if name == "migrate" || name == "topology" {
 						continue
 					}
 					hc, _ := svc["healthcheck"].(map[string]any)

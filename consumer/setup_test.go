@@ -44,7 +44,7 @@ func setup(t *testing.T, delays []time.Duration, maxAttempts int) *harness {
 	t.Helper()
 	h := &harness{
 		t:      t,
-		topo:   broker.NewTopology(testenv.Namespace(t), delays, 20),
+		topo:   testenv.Declare(t, broker.NewTopology(testenv.Namespace(t), delays, 20)),
 		policy: retry.Policy{Delays: delays, MaxAttempts: maxAttempts},
 		logger: testLogger(t),
 	}

@@ -33,7 +33,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 func newDLQEnv(t *testing.T, deliveryLimit int) dlqEnv {
 	t.Helper()
-	return newDLQEnvFor(t, broker.NewTopology(testenv.Namespace(t), []time.Duration{50 * time.Millisecond}, deliveryLimit))
+	return newDLQEnvFor(t, testenv.Declare(t, broker.NewTopology(testenv.Namespace(t), []time.Duration{50 * time.Millisecond}, deliveryLimit)))
 }
 
 // newDLQEnvSharing is another process on e's namespace: its own connections.

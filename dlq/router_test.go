@@ -111,7 +111,7 @@ func (discardPublisher) Publish(context.Context, string, string, amqp.Publishing
 // confirm publisher on its own connection and a channel to inspect queues.
 func brokerSetup(t *testing.T, delays []time.Duration) (broker.Topology, *broker.Publisher, *amqp.Channel) {
 	t.Helper()
-	topo := broker.NewTopology(testenv.Namespace(t), delays, 20)
+	topo := testenv.Declare(t, broker.NewTopology(testenv.Namespace(t), delays, 20))
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	conn := broker.NewConn(broker.ConnConfig{URL: testenv.AMQPURL(), Name: t.Name() + " publisher", Topology: topo}, logger)
 	ctx, cancel := context.WithCancel(context.Background())

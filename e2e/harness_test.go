@@ -69,6 +69,15 @@ type stack struct {
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
+	s := undeclaredStack(t)
+	// As `billing topology` before the processes start: they only check it.
+	testenv.Declare(t, s.topo)
+	return s
+}
+
+// undeclaredStack is newStack before its topology is declared.
+func undeclaredStack(t *testing.T) *stack {
+	t.Helper()
 	s := &stack{t: t, ns: testenv.Namespace(t), dsn: testenv.Database(t), delays: "100ms,200ms"}
 	s.topo = broker.NewTopology(s.ns, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}, 20)
 	db, err := sql.Open("mysql", s.dsn)

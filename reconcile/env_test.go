@@ -26,7 +26,7 @@ type env struct {
 
 func newEnv(t *testing.T) env {
 	t.Helper()
-	topo := broker.NewTopology(testenv.Namespace(t), []time.Duration{50 * time.Millisecond}, 20)
+	topo := testenv.Declare(t, broker.NewTopology(testenv.Namespace(t), []time.Duration{50 * time.Millisecond}, 20))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })

@@ -54,6 +54,7 @@ func TestAPIHelp(t *testing.T) {
 func TestAPIServesAndShutsDown(t *testing.T) {
 	t.Parallel()
 	ns := testenv.Namespace(t)
+	testenv.Declare(t, broker.NewTopology(ns, []time.Duration{time.Second}, 0)) // startAPI's RETRY_DELAYS
 	const shutdown = 2 * time.Second
 	a := startAPI(t, map[string]string{
 		"AMQP_URL":          testenv.AMQPURL(),
@@ -216,5 +217,34 @@ func TestTopologyCommandBrokerDown(t *testing.T) {
 	}
 	if stdout.Len() != 0 {
 		t.Errorf("stdout = %q, want nothing", stdout.String())
+	}
+}
+
+// The long-running commands only check the topology: on a namespace that
+// `billing topology` never declared they stop and say what to run, and
+// declare nothing.
+func TestCommandsFailWithoutTopology(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"api"}, {"worker"}, {"dlq", "list"}} {
+		t.Run(args[0], func(t *testing.T) {
+			t.Parallel()
+			ns := testenv.Namespace(t)
+			getenv := apiTestEnv(map[string]string{
+				"AMQP_URL": testenv.AMQPURL(), "BILLING_NAMESPACE": ns, "STRIPE_WEBHOOK_SECRET": apiTestSecret,
+				"HTTP_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "error",
+				"MYSQL_DSN": "root@tcp(127.0.0.1:1)/billing?parseTime=true&timeout=200ms",
+			})
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			var stdout, stderr bytes.Buffer
+			err := run(ctx, args, getenv, &stdout, &stderr)
+			if !errors.Is(err, broker.ErrTopologyMissing) || !strings.Contains(err.Error(), ns+".events.work") ||
+				!strings.Contains(err.Error(), "billing topology") {
+				t.Fatalf("billing %s = %v, want ErrTopologyMissing naming %s.events.work and `billing topology`", strings.Join(args, " "), err, ns)
+			}
+			if _, err := testenv.QueueDepth(ns + ".events.work"); err == nil {
+				t.Errorf("billing %s declared the work queue", args[0])
+			}
+		})
 	}
 }

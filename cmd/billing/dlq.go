@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -164,7 +165,7 @@ type dlqSession struct {
 	close func()
 }
 
-// openDLQ connects to RabbitMQ (declaring the topology) and waits at most
+// openDLQ connects to RabbitMQ (checking the topology) and waits at most
 // a few seconds for it: a one-shot command fails instead of waiting forever.
 func openDLQ(ctx context.Context, cfg config.Config, logger *slog.Logger, name string) (*dlqSession, error) {
 	topo := broker.NewTopology(cfg.Namespace, cfg.RetryDelays, cfg.WorkDeliveryLimit)
@@ -173,11 +174,22 @@ func openDLQ(ctx context.Context, cfg config.Config, logger *slog.Logger, name s
 	s := &dlqSession{topo: topo, close: func() { cancel(); wg.Wait() }}
 	connect := func(role string) (*broker.Conn, error) {
 		c := broker.NewConn(broker.ConnConfig{URL: cfg.AMQPURL, Name: name + " " + role, Topology: topo, Backoff: reconnectBackoff, DialTimeout: 5 * time.Second}, logger)
+		// Run ends early on a missing topology: say so rather than time out.
+		failed, fail := context.WithCancelCause(ctx)
+		defer fail(nil)
 		wg.Add(1)
-		go func() { defer wg.Done(); _ = c.Run(ctx) }()
-		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+		go func() {
+			defer wg.Done()
+			if err := c.Run(ctx); err != nil {
+				fail(err)
+			}
+		}()
+		actx, acancel := context.WithTimeout(failed, 10*time.Second)
 		defer acancel()
 		if _, err := c.Await(actx); err != nil {
+			if cause := context.Cause(failed); errors.Is(cause, broker.ErrTopologyMissing) {
+				return nil, cause
+			}
 			return nil, fmt.Errorf("connect to RabbitMQ at %s (AMQP_URL): %w", redactURL(cfg.AMQPURL), err)
 		}
 		return c, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/retry"
 )
 
 // dlqCmdEnv is the environment of a dlq or sweep command on namespace ns.
@@ -46,11 +47,9 @@ type parkedQueues struct {
 
 func newParkedQueues(t *testing.T, ns string) parkedQueues {
 	t.Helper()
-	topo := broker.NewTopology(ns, []time.Duration{10 * time.Second}, 20)
+	// The tiers of the default RETRY_DELAYS: the commands check for them.
+	topo := testenv.Declare(t, broker.NewTopology(ns, retry.DefaultDelays(), 20))
 	ch := testenv.Channel(t)
-	if err := topo.Declare(ch); err != nil {
-		t.Fatal(err)
-	}
 	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}

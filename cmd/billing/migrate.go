@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -44,7 +45,7 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stdout, "applied %s\n", name)
 	}
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return fmt.Errorf("migrate: %w", explainDenied(err))
 	}
 	if len(applied) == 0 {
 		fmt.Fprintln(e.stdout, "up to date")
@@ -64,9 +65,25 @@ func createDatabase(ctx context.Context, dsn mysql.Config) error {
 	defer db.Close()
 	q := "CREATE DATABASE IF NOT EXISTS " + quoteIdent(name) + " CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
 	if _, err := db.ExecContext(ctx, q); err != nil {
-		return fmt.Errorf("migrate: create database %s: %w", name, err)
+		return fmt.Errorf("migrate: create database %s: %w", name, explainDenied(err))
 	}
 	return nil
+}
+
+// MySQL's "access denied" to a database and to a table.
+const (
+	errDBAccessDenied    = 1044
+	errTableAccessDenied = 1142
+)
+
+// explainDenied says what to do when MYSQL_DSN's user may not change the
+// schema: it is the worker's (DML only), not the migrate user.
+func explainDenied(err error) error {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && (me.Number == errDBAccessDenied || me.Number == errTableAccessDenied) {
+		return fmt.Errorf("%w (MYSQL_DSN's user may not change the schema: run migrate as the migrate user, see docs/operations.md#least-privilege)", err)
+	}
+	return err
 }
 
 func quoteIdent(s string) string {

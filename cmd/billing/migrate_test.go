@@ -10,6 +10,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models"
 )
 
 func TestMigrateCommand(t *testing.T) {
@@ -58,4 +59,33 @@ func TestMigrateCommand(t *testing.T) {
 	if exitCode(err) != 2 {
 		t.Errorf("stray argument: err = %v, want a usage error", err)
 	}
+}
+
+// Least privilege: the migrate user's grants are enough to migrate a new
+// database; the worker's (DML only) are refused with a message naming the
+// fix.
+func TestMigrateCommandPrivileges(t *testing.T) {
+	t.Parallel()
+	migrate := func(dsn string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), []string{"migrate"}, func(name string) string {
+			return map[string]string{"MYSQL_DSN": dsn}[name]
+		}, &stdout, &stderr)
+		return stdout.String(), err
+	}
+	t.Run("MigrateUser", func(t *testing.T) {
+		t.Parallel()
+		out, err := migrate(testenv.MySQLUser(t, testenv.EmptyDatabase(t), models.MigratePrivileges))
+		if err != nil || !strings.HasPrefix(out, "applied 00001_init.sql\n") {
+			t.Fatalf("migrate as the migrate user = %v, stdout %q, want the migrations applied", err, out)
+		}
+	})
+	t.Run("AppUserRefused", func(t *testing.T) {
+		t.Parallel()
+		_, err := migrate(testenv.MySQLUser(t, testenv.Database(t), models.AppPrivileges))
+		if err == nil || !strings.Contains(err.Error(), "run migrate as the migrate user") {
+			t.Fatalf("migrate as the app user = %v, want a refusal naming the migrate user", err)
+		}
+		t.Logf("refused: %v", err)
+	})
 }

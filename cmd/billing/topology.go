@@ -12,8 +12,10 @@ import (
 )
 
 const topologyUsage = `Declare the RabbitMQ exchanges and queues of BILLING_NAMESPACE on AMQP_URL
-(idempotent: safe to run again; the api and the worker also declare them at
-start), print the names declared and exit.`
+(idempotent: safe to run again), print the names declared and exit. The only
+command that declares: api, worker, sweep and dlq check at start that the
+topology exists and fail naming what is missing. Run it as a user with
+configure permission on the namespace (docs/operations.md#least-privilege).`
 
 func runTopology(_ context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "topology", topologyUsage)

@@ -16,6 +16,7 @@ import (
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/retry"
 )
 
 func workerEnv(vars map[string]string) func(string) string {
@@ -61,6 +62,7 @@ func TestWorkerRejectsBadConfig(t *testing.T) {
 func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 	t.Parallel()
 	ns := testenv.Namespace(t)
+	topo := testenv.Declare(t, broker.NewTopology(ns, []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}, 20))
 	dsn := testenv.Database(t)
 	vars := map[string]string{
 		"AMQP_URL":           testenv.AMQPURL(),
@@ -76,10 +78,6 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 	worker := start(t, workerEnv(vars), "worker")
 	stderr := &worker.stderr
 
-	topo := broker.NewTopology(ns, []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}, 20)
-	// The worker declares the topology when it connects; until then an
-	// event would be unroutable.
-	testenv.Eventually(t, 10*time.Second, func() bool { _, err := testenv.QueueDepth(topo.Work); return err == nil }, "the worker declares %s", topo.Work)
 	ch := testenv.Channel(t)
 	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
@@ -140,10 +138,12 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 
 func TestWorkerStartsWhileMySQLIsDown(t *testing.T) {
 	t.Parallel()
+	ns := testenv.Namespace(t)
+	testenv.Declare(t, broker.NewTopology(ns, retry.DefaultDelays(), 0))
 	vars := map[string]string{
 		"AMQP_URL":          testenv.AMQPURL(),
 		"MYSQL_DSN":         "root@tcp(127.0.0.1:1)/billing?parseTime=true&timeout=200ms",
-		"BILLING_NAMESPACE": testenv.Namespace(t),
+		"BILLING_NAMESPACE": ns,
 		"LOG_LEVEL":         "info",
 		"METRICS_ADDR":      "127.0.0.1:0",
 	}

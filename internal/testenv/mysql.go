@@ -307,3 +307,35 @@ func Schema(t testing.TB, db *sql.DB) []string {
 	}
 	return out
 }
+
+// MySQLUser creates a user with privileges (models.AppPrivileges, ...) on
+// dsn's database only, dropped when t ends, and returns dsn as that user.
+func MySQLUser(t testing.TB, dsn, privileges string) string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, password := randomName("u"), randomName("pw")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, q := range []string{
+		"CREATE USER '" + user + "'@'%' IDENTIFIED BY '" + password + "'",
+		"GRANT " + privileges + " ON `" + cfg.DBName + "`.* TO '" + user + "'@'%'",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("testenv: mysql user: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		if _, err := db.ExecContext(context.Background(), "DROP USER IF EXISTS '"+user+"'@'%'"); err != nil {
+			t.Logf("testenv: drop mysql user %s: %v", user, err)
+		}
+	})
+	cfg.User, cfg.Passwd = user, password
+	return cfg.FormatDSN()
+}

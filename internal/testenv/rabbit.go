@@ -10,6 +10,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/broker"
 )
 
 // Namespace returns a fresh BILLING_NAMESPACE for t and deletes every
@@ -19,6 +21,52 @@ func Namespace(t testing.TB) string {
 	ns := randomName("t")
 	t.Cleanup(func() { DeleteNamespace(t, ns) })
 	return ns
+}
+
+// Declare declares topo as `billing topology` would and returns it: the
+// components only check the topology, so a test that starts one declares
+// first. Its namespace should come from Namespace, which removes it.
+func Declare(t testing.TB, topo broker.Topology) broker.Topology {
+	t.Helper()
+	conn, err := amqp.Dial(AMQPURL())
+	if err != nil {
+		t.Fatalf("testenv: declare topology: %v", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err == nil {
+		err = topo.Declare(ch)
+	}
+	if err != nil {
+		t.Fatalf("testenv: declare topology: %v", err)
+	}
+	return topo
+}
+
+// RabbitUser creates a RabbitMQ user with perm on the default vhost,
+// deleted when t ends, and returns AMQPURL with its credentials.
+func RabbitUser(t testing.TB, perm broker.Permission) string {
+	t.Helper()
+	name, password := randomName("u"), randomName("pw")
+	user := map[string]string{"password": password, "tags": perm.Tags}
+	grant := map[string]string{"configure": perm.Configure, "write": perm.Write, "read": perm.Read}
+	if err := Management(http.MethodPut, "/api/users/"+name, user, nil); err != nil {
+		t.Fatalf("testenv: rabbitmq user: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := Management(http.MethodDelete, "/api/users/"+name, nil, nil); err != nil {
+			t.Logf("testenv: delete rabbitmq user %s: %v", name, err)
+		}
+	})
+	if err := Management(http.MethodPut, "/api/permissions/%2F/"+name, grant, nil); err != nil {
+		t.Fatalf("testenv: rabbitmq permissions: %v", err)
+	}
+	u, err := url.Parse(AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(name, password)
+	return u.String()
 }
 
 // DeleteNamespace removes the queues and exchanges whose names start with ns+".".
@@ -44,7 +92,13 @@ func DeleteNamespace(t testing.TB, ns string) {
 // Management calls the RabbitMQ management HTTP API, as the UI does, with
 // body encoded as JSON and the answer decoded into out when out is not nil.
 func Management(method, path string, body, out any) error {
-	base, err := url.Parse(ManagementURL())
+	return ManagementAt(ManagementURL(), method, path, body, out)
+}
+
+// ManagementAt is Management on another base URL, such as ManagementURL
+// with the credentials of a user the test created.
+func ManagementAt(baseURL, method, path string, body, out any) error {
+	base, err := url.Parse(baseURL)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,228 @@
+package broker_test
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/internal/testenv"
+)
+
+// TestPermissions runs each role's user, with Permissions' regexes, against
+// the real broker: what the role's process does is allowed, the rest is
+// refused.
+func TestPermissions(t *testing.T) {
+	t.Parallel()
+	topo := broker.NewTopology(testenv.Namespace(t), []time.Duration{time.Second}, 5)
+	perms := topo.Permissions()
+	dial := func(t *testing.T, role broker.Role) *amqp.Connection {
+		t.Helper()
+		conn, err := amqp.Dial(testenv.RabbitUser(t, perms[role]))
+		if err != nil {
+			t.Fatalf("%s: %v", role, err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn
+	}
+
+	// The topology user declares; the others are tested on what it made.
+	topology := dial(t, broker.RoleTopology)
+	ch, err := topology.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.Declare(ch); err != nil {
+		t.Fatalf("topology user: Declare = %v", err)
+	}
+	ch.Close()
+	if err := declareQueue(topology, "other.queue"); !refused(err) {
+		t.Errorf("topology user declared a queue outside its namespace: %v", err)
+	}
+
+	t.Run("API", func(t *testing.T) {
+		conn := dial(t, broker.RoleAPI)
+		if err := topo.Check(conn); err != nil {
+			t.Errorf("Check (passive declares) = %v, want nil", err)
+		}
+		if err := publish(conn, topo.Events, "invoice.paid"); err != nil {
+			t.Errorf("publish to %s = %v, want a confirm", topo.Events, err)
+		}
+		for _, x := range []string{topo.Retry, topo.Dead, ""} {
+			if err := publish(conn, x, topo.Work); !refused(err) {
+				t.Errorf("publish to %q = %v, want ACCESS_REFUSED", x, err)
+			}
+		}
+		if err := declareQueue(conn, topo.Namespace+".mine"); !refused(err) {
+			t.Errorf("declare a queue = %v, want ACCESS_REFUSED", err)
+		}
+		if err := consume(conn, topo.Work); !refused(err) {
+			t.Errorf("consume %s = %v, want ACCESS_REFUSED", topo.Work, err)
+		}
+	})
+	t.Run("Worker", func(t *testing.T) {
+		conn := dial(t, broker.RoleWorker)
+		if err := topo.Check(conn); err != nil {
+			t.Errorf("Check = %v, want nil", err)
+		}
+		if err := consume(conn, topo.Work); err != nil {
+			t.Errorf("consume %s = %v", topo.Work, err)
+		}
+		for _, x := range []string{topo.Retry, topo.Dead} {
+			key := topo.TierName(0)
+			if err := publish(conn, x, key); err != nil {
+				t.Errorf("publish to %s = %v, want a confirm", x, err)
+			}
+		}
+		if err := publish(conn, topo.Events, "invoice.paid"); !refused(err) {
+			t.Errorf("publish to %s = %v, want ACCESS_REFUSED", topo.Events, err)
+		}
+		if err := declareExchange(conn, topo.Events); !refused(err) {
+			t.Errorf("declare %s = %v, want ACCESS_REFUSED", topo.Events, err)
+		}
+		if err := consume(conn, topo.DLQ); !refused(err) {
+			t.Errorf("consume %s = %v, want ACCESS_REFUSED", topo.DLQ, err)
+		}
+	})
+	t.Run("Sweep", func(t *testing.T) {
+		conn := dial(t, broker.RoleSweep)
+		if err := consume(conn, topo.DLQ); err != nil {
+			t.Errorf("consume %s = %v", topo.DLQ, err)
+		}
+		if err := publish(conn, "", topo.Work); err != nil {
+			t.Errorf("publish to the work queue through the default exchange = %v", err)
+		}
+		if err := publish(conn, topo.Events, "invoice.paid"); err != nil {
+			t.Errorf("publish to %s = %v", topo.Events, err)
+		}
+		if err := consume(conn, topo.Work); !refused(err) {
+			t.Errorf("consume %s = %v, want ACCESS_REFUSED", topo.Work, err)
+		}
+		if err := declareQueue(conn, topo.Namespace+".mine"); !refused(err) {
+			t.Errorf("declare a queue = %v, want ACCESS_REFUSED", err)
+		}
+	})
+	t.Run("Support", func(t *testing.T) {
+		amqpURL := testenv.RabbitUser(t, perms[broker.RoleSupport])
+		u, err := url.Parse(amqpURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw, _ := u.User.Password()
+		ui := func(method, path string, body any) error {
+			return managementAs(u.User.Username(), pw, method, path, body)
+		}
+		// The runbook's ways, as the management UI sends them.
+		get := map[string]any{"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"}
+		if err := ui(http.MethodPost, "/api/queues/%2F/"+url.PathEscape(topo.DLQ)+"/get", get); err != nil {
+			t.Errorf("Get messages on the DLQ = %v", err)
+		}
+		pub := map[string]any{"properties": map[string]any{}, "routing_key": "invoice.paid", "payload": "{}", "payload_encoding": "string"}
+		if err := ui(http.MethodPost, "/api/exchanges/%2F/"+url.PathEscape(topo.Events)+"/publish", pub); err != nil {
+			t.Errorf("Publish message on %s = %v", topo.Events, err)
+		}
+		// "Move messages" creates a shovel, which needs the policymaker
+		// tag and declares its destination with the plugin's rights: a
+		// typo would create a queue. Support does not get it.
+		shovel := map[string]any{"value": map[string]any{
+			"src-uri": "amqp:///%2F", "src-queue": topo.DLQ, "dest-uri": "amqp:///%2F", "dest-queue": topo.Work + "x",
+			"src-delete-after": "queue-length",
+		}}
+		if err := ui(http.MethodPut, "/api/parameters/shovel/%2F/"+url.PathEscape("Move from "+topo.DLQ), shovel); err == nil {
+			t.Error("Move messages (a shovel) was allowed")
+		}
+		if err := ui(http.MethodPut, "/api/queues/%2F/"+url.PathEscape(topo.Namespace+".typo"), map[string]any{"durable": true}); err == nil {
+			t.Error("the support user created a queue in the UI")
+		}
+		conn, err := amqp.Dial(amqpURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if err := publish(conn, "", topo.Work); !refused(err) {
+			t.Errorf("publish straight into %s = %v, want ACCESS_REFUSED", topo.Work, err)
+		}
+		if err := consume(conn, topo.Work); !refused(err) {
+			t.Errorf("consume %s = %v, want ACCESS_REFUSED", topo.Work, err)
+		}
+	})
+}
+
+func refused(err error) bool {
+	var aerr *amqp.Error
+	return errors.As(err, &aerr) && aerr.Code == amqp.AccessRefused
+}
+
+// publish sends one mandatory persistent message on a channel of its own
+// and waits for the confirm or the channel's closing.
+func publish(conn *amqp.Connection, exchange, key string) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	if err := ch.Confirm(false); err != nil {
+		return err
+	}
+	dc, err := ch.PublishWithDeferredConfirm(exchange, key, true, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("{}")})
+	if err != nil {
+		return err
+	}
+	select {
+	case <-dc.Done():
+		if dc.Acked() {
+			return nil
+		}
+	case <-time.After(5 * time.Second):
+	}
+	select {
+	case err := <-closed:
+		return err
+	case <-time.After(time.Second):
+		return errors.New("neither confirmed nor refused")
+	}
+}
+
+func consume(conn *amqp.Connection, queue string) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	_, err = ch.Consume(queue, "", false, false, false, false, nil)
+	return err
+}
+
+func declareQueue(conn *amqp.Connection, name string) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	_, err = ch.QueueDeclare(name, true, true, false, false, nil)
+	return err
+}
+
+func declareExchange(conn *amqp.Connection, name string) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	return ch.ExchangeDeclare(name, amqp.ExchangeTopic, true, false, false, false, nil)
+}
+
+// managementAs calls the management API as user, as the UI does for them.
+func managementAs(user, password, method, path string, body any) error {
+	base, err := url.Parse(testenv.ManagementURL())
+	if err != nil {
+		return err
+	}
+	base.User = url.UserPassword(user, password)
+	return testenv.ManagementAt(base.String(), method, path, body, nil)
+}
