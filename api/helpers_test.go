@@ -38,7 +38,7 @@ type options struct {
 	amqpURL        string // default: the test broker
 	publishTimeout time.Duration
 	wait           bool // wait until the api's connection is up
-	metrics        http.Handler
+	maxInFlight    int
 }
 
 // fixture is one api on a fresh namespace, served by httptest, with a real
@@ -97,7 +97,7 @@ func setup(t *testing.T, o options) *fixture {
 		RetryAfter:     3 * time.Second,
 		Now:            func() time.Time { return clock },
 		Observer:       f.observed,
-		Metrics:        o.metrics,
+		MaxInFlight:    o.maxInFlight,
 	}, logger, pub)
 	if err != nil {
 		t.Fatal(err)

@@ -165,7 +165,7 @@ func endToEnd(t *testing.T, cfg e2eConfig) e2eResult {
 	dsn := testenv.Database(t)
 	apiAddr := freeAddr(t)
 	common := []string{"AMQP_URL=" + testenv.AMQPURL(), "BILLING_NAMESPACE=" + ns, "LOG_LEVEL=warn", "MYSQL_DSN=" + dsn}
-	apiProc := start(t, bin, "api", append(common, "HTTP_ADDR="+apiAddr, "STRIPE_WEBHOOK_SECRET="+secret)...)
+	apiProc := start(t, bin, "api", append(common, "HTTP_ADDR="+apiAddr, "METRICS_ADDR="+freeAddr(t), "STRIPE_WEBHOOK_SECRET="+secret)...)
 	workerProc := start(t, bin, "worker", append(common, "METRICS_ADDR="+freeAddr(t))...)
 
 	testenv.Eventually(t, 30*time.Second, func() bool {

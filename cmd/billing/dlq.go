@@ -178,7 +178,7 @@ func openDLQ(ctx context.Context, cfg config.Config, logger *slog.Logger, name s
 		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
 		defer acancel()
 		if _, err := c.Await(actx); err != nil {
-			return nil, fmt.Errorf("connect to RabbitMQ at %s (AMQP_URL): %w", redactURL(cfg.AMQPURL), err)
+			return nil, fmt.Errorf("connect to RabbitMQ at %s (AMQP_URL): %w", broker.RedactURL(cfg.AMQPURL), err)
 		}
 		return c, nil
 	}
