@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -90,7 +91,7 @@ func printParked(e env, parked []dlq.Parked) {
 		if !p.ParkedAt.IsZero() {
 			age = (time.Duration(p.AgeSeconds) * time.Second).String()
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", orDash(p.EventID), orDash(p.Type), orDash(string(p.Class)), p.Attempts, age, orDash(oneLine(p.Error, 100)))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", cell(p.EventID), cell(p.Type), cell(string(p.Class)), p.Attempts, age, cell(oneLine(p.Error, 100)))
 	}
 	_ = w.Flush()
 }
@@ -139,7 +140,7 @@ func runDLQReplay(ctx context.Context, e env, args []string) error {
 		verb = "would move"
 	}
 	for _, p := range res.Moved {
-		fmt.Fprintf(e.stdout, "%s %s %s (class %s, attempts %d)\n", verb, orDash(p.EventID), orDash(p.Type), orDash(string(p.Class)), p.Attempts)
+		fmt.Fprintf(e.stdout, "%s %s %s (class %s, attempts %d)\n", verb, cell(p.EventID), cell(p.Type), cell(string(p.Class)), p.Attempts)
 	}
 	if *dryRun {
 		fmt.Fprintf(e.stdout, "dry run: would move %d event(s) to %s; nothing was moved\n", len(res.Moved), s.topo.Work)
@@ -197,9 +198,16 @@ func openDLQ(ctx context.Context, cfg config.Config, logger *slog.Logger, name s
 	return s, nil
 }
 
-func orDash(s string) string {
-	if s == "" {
+// cell is a value read from a message as a terminal may show it: "-" when
+// empty, quoted Go-style (strconv.Quote) when it holds a rune that is not
+// printable, so that a hand-published message cannot put escape sequences
+// or line breaks on an operator's terminal, nor fake a row of the table.
+func cell(s string) string {
+	switch {
+	case s == "":
 		return "-"
+	case strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) >= 0:
+		return strconv.Quote(s)
 	}
 	return s
 }
