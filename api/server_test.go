@@ -92,7 +92,7 @@ func (p *blockingPublisher) Ready() bool { return true }
 // for its confirm: the request must still get its 200, then Run returns nil.
 func TestRunDrainsInFlight(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	pub := &blockingPublisher{started: make(chan struct{}), release: make(chan struct{})}
 	srv, err := api.New(api.Config{
 		Exchange:        "x.events",

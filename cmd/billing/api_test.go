@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -138,7 +137,7 @@ type runningAPI struct {
 // and short retry delays) as its whole environment.
 func startAPI(t *testing.T, vars map[string]string) *runningAPI {
 	t.Helper()
-	addr, opsAddr := freeLoopback(t), freeLoopback(t) // 127.0.0.1:0 would not tell us the ports
+	addr, opsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t) // 127.0.0.1:0 would not tell us the ports
 	env := map[string]string{
 		"HTTP_ADDR":             addr,
 		"METRICS_ADDR":          opsAddr,
@@ -150,17 +149,6 @@ func startAPI(t *testing.T, vars map[string]string) *runningAPI {
 		env[k] = v
 	}
 	return &runningAPI{running: start(t, apiTestEnv(env), "api"), base: "http://" + addr, ops: "http://" + opsAddr}
-}
-
-// freeLoopback returns a loopback address no one listens on right now.
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // get returns the status of GET path, 0 when the server does not answer;

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -54,12 +53,12 @@ func TestAPIMemoryUnderSlowUploads(t *testing.T) {
 		interval  = 250 * time.Millisecond // 1 MiB in 4s per upload
 		rssBound  = 256                    // MiB; 1,000 bodies would be 1,000
 	)
-	addr := freeLoopback(t)
+	addr := testenv.FreeAddr(t)
 	child := exec.Command(os.Args[0], "api")
 	child.Env = []string{
 		asBinary + "=1",
 		"HTTP_ADDR=" + addr,
-		"METRICS_ADDR=" + freeLoopback(t),
+		"METRICS_ADDR=" + testenv.FreeAddr(t),
 		"AMQP_URL=amqp://guest:guest@127.0.0.1:1/", // no broker: nothing here is published
 		"BILLING_NAMESPACE=" + testenv.Namespace(t),
 		"STRIPE_WEBHOOK_SECRET=whsec_memory_test",
@@ -88,7 +87,7 @@ func TestAPIMemoryUnderSlowUploads(t *testing.T) {
 		code, _ := httpGet("http://" + addr + "/healthz")
 		return code == http.StatusOK
 	}, "billing api never served /healthz")
-	before := procStatusMiB(t, child.Process.Pid, "VmRSS")
+	before := testenv.ProcStatusMiB(t, child.Process.Pid, "VmRSS")
 
 	body := bytes.Repeat([]byte("a"), bodyBytes)
 	signature := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: "whsec_someone_else"}).Header
@@ -111,7 +110,7 @@ func TestAPIMemoryUnderSlowUploads(t *testing.T) {
 	}
 	wg.Wait()
 	took := time.Since(start)
-	peak := procStatusMiB(t, child.Process.Pid, "VmHWM")
+	peak := testenv.ProcStatusMiB(t, child.Process.Pid, "VmHWM")
 
 	busy := answers["503 too many webhooks in flight, retry later"]
 	read := answers["400 no valid signature"]
@@ -167,24 +166,4 @@ func slowUpload(addr string, head, body []byte, chunks int, interval time.Durati
 		}
 	}
 	return <-answered
-}
-
-// procStatusMiB reads a kB field of /proc/<pid>/status in MiB.
-func procStatusMiB(t *testing.T, pid int, field string) float64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return float64(kb) / 1024
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
 }
