@@ -1,8 +1,10 @@
 // Package api owns the HTTP side of ingest: POST /webhooks/stripe verifies
 // the Stripe-Signature of the raw body and publishes those exact bytes to
 // the events exchange, answering 2xx only once the broker has confirmed
-// and routed the message; plus /healthz and /readyz. It never touches MySQL,
-// so ingest stays up while the database is down.
+// and routed the message; plus /healthz and a /readyz that says ready or
+// not ready and nothing more (this port faces Stripe: metrics and the
+// reasons of readiness are served elsewhere, on METRICS_ADDR). It never
+// touches MySQL, so ingest stays up while the database is down.
 package api
 
 import (
@@ -11,9 +13,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/stripe-billing/billing/internal/httpserve"
 )
@@ -41,7 +45,14 @@ const (
 	DefaultTolerance       = 5 * time.Minute
 	DefaultPublishTimeout  = 5 * time.Second
 	DefaultShutdownTimeout = 20 * time.Second
+	// DefaultMaxInFlight bounds the bodies held at once: with the default
+	// body cap, at most 128 MiB of bodies.
+	DefaultMaxInFlight = 128
 )
+
+// DevWebhookSecret is the webhook secret of the development stack
+// (docker-compose.yml's default); Run warns when it is configured.
+const DevWebhookSecret = "whsec_dev_only_change_me"
 
 // Config configures a Server. Zero durations take the documented defaults.
 type Config struct {
@@ -54,6 +65,11 @@ type Config struct {
 	Tolerance time.Duration
 	// MaxBodyBytes caps the body; larger ones get 413. Default 1 MiB.
 	MaxBodyBytes int64
+	// MaxInFlight caps the webhooks being read, verified or published at
+	// once; over it a webhook gets 503 with Retry-After before its body is
+	// read, so slow uploads cannot hold more than MaxInFlight×MaxBodyBytes
+	// of memory. Default DefaultMaxInFlight.
+	MaxInFlight int
 	// Addr is the listen address of Run. Default ":8080".
 	Addr string
 	// PublishTimeout bounds one publish, confirm included; past it the
@@ -75,8 +91,6 @@ type Config struct {
 	Now func() time.Time
 	// Observer, when set, is told about every webhook.
 	Observer Observer
-	// Metrics, when set, is served at GET /metrics.
-	Metrics http.Handler
 }
 
 // Server is the api's HTTP server.
@@ -85,6 +99,8 @@ type Server struct {
 	logger  *slog.Logger
 	pub     Publisher
 	handler http.Handler
+	// inFlight holds one unit per webhook past its header checks.
+	inFlight *semaphore.Weighted
 }
 
 // New validates cfg, applies defaults and builds the routes. A nil logger
@@ -121,6 +137,9 @@ func New(cfg Config, logger *slog.Logger, pub Publisher) (*Server, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
 	}
@@ -130,7 +149,7 @@ func New(cfg Config, logger *slog.Logger, pub Publisher) (*Server, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	s := &Server{cfg: cfg, logger: logger, pub: pub}
+	s := &Server{cfg: cfg, logger: logger, pub: pub, inFlight: semaphore.NewWeighted(int64(cfg.MaxInFlight))}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -142,6 +161,9 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // it stops accepting and lets in-flight requests finish for at most
 // ShutdownTimeout.
 func (s *Server) Run(ctx context.Context) error {
+	if slices.Contains(s.cfg.Secrets, DevWebhookSecret) {
+		s.logger.Warn("api: STRIPE_WEBHOOK_SECRET is the development secret: anyone who read docker-compose.yml can sign events; set your endpoint's own secret")
+	}
 	return httpserve.Run(ctx, "api", &http.Server{
 		Addr:              s.cfg.Addr,
 		Handler:           s.handler,

@@ -20,10 +20,13 @@ var (
 	errMalformedSignature = errors.New("malformed Stripe-Signature header")
 	errBadSignature       = errors.New("no valid signature")
 	errExpiredSignature   = errors.New("signature timestamp outside tolerance")
+	errFutureSignature    = errors.New("signature timestamp in the future")
 	errNotEvent           = errors.New("body is not a Stripe event")
 	// errUnavailable wraps every publish failure: the event may not be in
 	// a queue, so Stripe must retry.
 	errUnavailable = errors.New("event not stored, retry later")
+	// errBusy answers a webhook over MaxInFlight, before its body is read.
+	errBusy = errors.New("too many webhooks in flight, retry later")
 	// errNotReady answers /readyz while the publisher cannot publish.
 	errNotReady = errors.New("not ready")
 )
@@ -53,10 +56,14 @@ func status(err error) (code int, message, outcome string) {
 		return http.StatusBadRequest, errBadSignature.Error(), "bad_signature"
 	case errors.Is(err, errExpiredSignature):
 		return http.StatusBadRequest, errExpiredSignature.Error(), "expired_signature"
+	case errors.Is(err, errFutureSignature):
+		return http.StatusBadRequest, errFutureSignature.Error(), "future_signature"
 	case errors.Is(err, errNotEvent):
 		return http.StatusBadRequest, errNotEvent.Error(), "not_an_event"
 	case errors.Is(err, errUnavailable):
 		return http.StatusServiceUnavailable, errUnavailable.Error(), "unavailable"
+	case errors.Is(err, errBusy):
+		return http.StatusServiceUnavailable, errBusy.Error(), "busy"
 	case errors.Is(err, errNotReady):
 		return http.StatusServiceUnavailable, errNotReady.Error(), "not_ready"
 	default:

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -38,7 +37,7 @@ type options struct {
 	amqpURL        string // default: the test broker
 	publishTimeout time.Duration
 	wait           bool // wait until the api's connection is up
-	metrics        http.Handler
+	maxInFlight    int
 }
 
 // fixture is one api on a fresh namespace, served by httptest, with a real
@@ -97,7 +96,7 @@ func setup(t *testing.T, o options) *fixture {
 		RetryAfter:     3 * time.Second,
 		Now:            func() time.Time { return clock },
 		Observer:       f.observed,
-		Metrics:        o.metrics,
+		MaxInFlight:    o.maxInFlight,
 	}, logger, pub)
 	if err != nil {
 		t.Fatal(err)
@@ -260,18 +259,6 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-// freeAddr returns a loopback address no one listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
 }
 
 // recorder is an api.Observer that remembers what it was told.

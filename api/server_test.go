@@ -18,18 +18,18 @@ import (
 
 func TestProbes(t *testing.T) {
 	t.Parallel()
-	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "billing_up 1\n") })
-	f := setup(t, options{wait: true, metrics: metrics})
+	f := setup(t, options{wait: true})
 	for path, want := range map[string]string{
 		"/healthz": `{"status":"ok"}` + "\n",
 		"/readyz":  `{"status":"ready"}` + "\n",
-		"/metrics": "billing_up 1\n",
 	} {
 		got := do(t, http.MethodGet, f.url+path, nil, nil)
 		if got.status != http.StatusOK || got.body != want {
 			t.Errorf("GET %s = %d %q, want 200 %q", path, got.status, got.body, want)
 		}
 	}
+	// The public port faces Stripe: metrics live on METRICS_ADDR.
+	assertError(t, do(t, http.MethodGet, f.url+"/metrics", nil, nil), http.StatusNotFound, "not found")
 	if webhooks, _ := f.observed.seen(); len(webhooks) != 0 {
 		t.Errorf("observer saw %v for probes, want nothing", webhooks)
 	}
@@ -92,7 +92,7 @@ func (p *blockingPublisher) Ready() bool { return true }
 // for its confirm: the request must still get its 200, then Run returns nil.
 func TestRunDrainsInFlight(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	pub := &blockingPublisher{started: make(chan struct{}), release: make(chan struct{})}
 	srv, err := api.New(api.Config{
 		Exchange:        "x.events",

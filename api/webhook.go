@@ -1,15 +1,18 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,9 +40,6 @@ type routeFunc func(w http.ResponseWriter, r *http.Request, res *result)
 // routes is the one table of endpoints.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	if s.cfg.Metrics != nil {
-		mux.Handle("GET /metrics", s.cfg.Metrics)
-	}
 	mux.Handle("/webhooks/stripe", s.route("webhook", slog.LevelInfo, []string{http.MethodPost}, s.webhook))
 	mux.Handle("/healthz", s.route("healthz", slog.LevelDebug, []string{http.MethodGet, http.MethodHead}, s.healthz))
 	mux.Handle("/readyz", s.route("readyz", slog.LevelDebug, []string{http.MethodGet, http.MethodHead}, s.readyz))
@@ -107,13 +107,25 @@ func (s *Server) fail(w http.ResponseWriter, res *result, err, cause error) {
 	res.cause = cause
 }
 
-// webhook is POST /webhooks/stripe: check, read, verify, publish the raw
-// bytes, and answer 200 only when the broker holds the event.
+// webhook is POST /webhooks/stripe: check the headers, take an in-flight
+// slot, read, verify, publish the raw bytes, and answer 200 only when the
+// broker holds the event. Everything before the read costs no more than
+// the headers did, so a caller that is not Stripe, or too many at once,
+// is answered before a byte of its body is read.
 func (s *Server) webhook(w http.ResponseWriter, r *http.Request, res *result) {
 	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
 		s.fail(w, res, err, nil)
 		return
 	}
+	if err := checkSignatureHeader(r.Header.Get("Stripe-Signature"), time.Now(), s.cfg.Tolerance); err != nil {
+		s.fail(w, res, err, nil)
+		return
+	}
+	if !s.inFlight.TryAcquire(1) {
+		s.fail(w, res, errBusy, nil)
+		return
+	}
+	defer s.inFlight.Release(1)
 	body, err := s.readBody(w, r)
 	if err != nil {
 		s.fail(w, res, err, nil)
@@ -151,22 +163,80 @@ func checkContentType(v string) error {
 	return nil
 }
 
-// readBody reads the whole raw body under the cap.
+// readBody reads the whole raw body under the cap. A declared length
+// sizes the buffer once, so a body costs its own size, not the doublings
+// of a growing one.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if r.ContentLength > s.cfg.MaxBodyBytes {
 		return nil, errTooLarge
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead) // ReadFrom wants MinRead spare
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
 		return nil, errTooLarge
 	case err != nil:
 		return nil, errReadBody
-	case len(body) == 0:
+	case buf.Len() == 0:
 		return nil, errEmptyBody
 	}
-	return body, nil
+	return buf.Bytes(), nil
+}
+
+// Form of a Stripe-Signature header: "t=<unix seconds>,v1=<hex HMAC-SHA256>",
+// more v1 during a secret roll, perhaps a v0 and parts we do not know.
+const (
+	maxSignatureHeader = 2048
+	signatureHexLen    = 2 * sha256.Size
+)
+
+// checkSignatureHeader is the check before the body is read: the header
+// has stripe-go's form (pairs k=v, one decimal t, at least one v1 of a
+// hex SHA-256 length, parts it does not know ignored) and its timestamp
+// is within tolerance of now on either side. now is the same clock as
+// stripe-go's own tolerance check in verify, which cannot be injected.
+func checkSignatureHeader(header string, now time.Time, tolerance time.Duration) error {
+	if header == "" {
+		return errNoSignature
+	}
+	if len(header) > maxSignatureHeader {
+		return errMalformedSignature
+	}
+	var t int64
+	signatures := 0
+	for _, pair := range strings.Split(header, ",") {
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok || strings.Contains(v, "=") {
+			return errMalformedSignature
+		}
+		switch k {
+		case "t":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 || t != 0 {
+				return errMalformedSignature
+			}
+			t = n
+		case "v1":
+			if _, err := hex.DecodeString(v); err == nil && len(v) == signatureHexLen {
+				signatures++
+			}
+		}
+	}
+	if t == 0 || signatures == 0 {
+		return errMalformedSignature
+	}
+	at := time.Unix(t, 0)
+	switch {
+	case now.Sub(at) > tolerance:
+		return errExpiredSignature
+	case at.Sub(now) > tolerance:
+		return errFutureSignature
+	}
+	return nil
 }
 
 // event is what the api reads of a verified body: the message id and
@@ -178,7 +248,8 @@ type event struct {
 }
 
 // verify checks the signature against every configured secret (any one
-// accepts) and that the signed body is a Stripe event. Events of any API
+// accepts) and that the signed body is a Stripe event. The header has
+// passed checkSignatureHeader. Events of any API
 // version are accepted: the endpoint's pinned version may differ from
 // stripe-go's, and refusing them would make Stripe retry for days. The
 // signature is stripe-go's check (webhook.ValidatePayloadWithTolerance);
@@ -205,10 +276,7 @@ func (s *Server) verify(body []byte, header string) (event, error) {
 			return event{}, errNoSignature
 		case errors.Is(err, webhook.ErrInvalidHeader):
 			return event{}, errMalformedSignature
-		case errors.Is(err, webhook.ErrTooOld):
-			if !hasTimestamp(header) { // stripe-go reads a missing t= as 1970
-				return event{}, errMalformedSignature
-			}
+		case errors.Is(err, webhook.ErrTooOld): // the body took its time
 			return event{}, errExpiredSignature
 		default:
 			return event{}, errBadSignature
@@ -224,15 +292,6 @@ func checkEvent(ev event) error {
 		return errNotEvent
 	}
 	return nil
-}
-
-func hasTimestamp(header string) bool {
-	for _, part := range strings.Split(header, ",") {
-		if strings.HasPrefix(part, "t=") {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request, res *result) {

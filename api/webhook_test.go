@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -111,6 +112,16 @@ func TestWebhookRejects(t *testing.T) {
 		{"wrong secret", "POST", "/webhooks/stripe", reader(body), signed(body, "whsec_someone_else", time.Now()), 400, "no valid signature"},
 		{"body changed by one byte", "POST", "/webhooks/stripe", reader(changed), signed(body, secret, time.Now()), 400, "no valid signature"},
 		{"timestamp older than the tolerance", "POST", "/webhooks/stripe", reader(body), signed(body, secret, time.Now().Add(-6*time.Minute)), 400, "signature timestamp outside tolerance"},
+		{"timestamp further ahead than the tolerance", "POST", "/webhooks/stripe", reader(body), signed(body, secret, time.Now().Add(6*time.Minute)), 400, "signature timestamp in the future"},
+		{"timestamp in the year 2100", "POST", "/webhooks/stripe", reader(body), signed(body, secret, time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)), 400, "signature timestamp in the future"},
+		{"timestamp not a number", "POST", "/webhooks/stripe", reader(body),
+			map[string]string{"Content-Type": "application/json", "Stripe-Signature": "t=soon,v1=" + strings.Repeat("ab", 32)}, 400, "malformed Stripe-Signature header"},
+		{"two timestamps", "POST", "/webhooks/stripe", reader(body),
+			map[string]string{"Content-Type": "application/json", "Stripe-Signature": sign(body, secret, time.Now()) + ",t=1"}, 400, "malformed Stripe-Signature header"},
+		{"v1 not a SHA-256 in hex", "POST", "/webhooks/stripe", reader(body),
+			map[string]string{"Content-Type": "application/json", "Stripe-Signature": fmt.Sprintf("t=%d,v1=abc", time.Now().Unix())}, 400, "malformed Stripe-Signature header"},
+		{"header longer than any Stripe sends", "POST", "/webhooks/stripe", reader(body),
+			map[string]string{"Content-Type": "application/json", "Stripe-Signature": sign(body, secret, time.Now()) + strings.Repeat(",v0=00", 400)}, 400, "malformed Stripe-Signature header"},
 		{"body over the cap", "POST", "/webhooks/stripe", reader(large), signed(large, secret, time.Now()), 413, "body too large"},
 		{"body over the cap, chunked", "POST", "/webhooks/stripe", chunked(large), signed(large, secret, time.Now()), 413, "body too large"},
 		{"empty body", "POST", "/webhooks/stripe", reader(nil), signed(nil, secret, time.Now()), 400, "empty body"},

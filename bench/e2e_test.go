@@ -1,20 +1,15 @@
 package bench_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -120,33 +115,7 @@ func tail(s string, n int) string {
 // peakRSS reads VmHWM, the process's peak resident set, in MiB.
 func (p *process) peakRSS(t *testing.T) float64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return float64(kb) / 1024
-		}
-	}
-	t.Fatalf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
-	return 0
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testenv.ProcStatusMiB(t, p.cmd.Process.Pid, "VmHWM")
 }
 
 // endToEnd builds the binary, runs `billing api` and `billing worker` on
@@ -163,15 +132,15 @@ func endToEnd(t *testing.T, cfg e2eConfig) e2eResult {
 	}
 	ns := testenv.Namespace(t)
 	dsn := testenv.Database(t)
-	apiAddr := freeAddr(t)
+	apiAddr := testenv.FreeAddr(t)
 	common := []string{"AMQP_URL=" + testenv.AMQPURL(), "BILLING_NAMESPACE=" + ns, "LOG_LEVEL=warn", "MYSQL_DSN=" + dsn}
 	topology := exec.Command(bin, "topology") // as docker-compose does, once before the others
 	topology.Env = common
 	if out, err := topology.CombinedOutput(); err != nil {
 		t.Fatalf("billing topology: %v\n%s", err, out)
 	}
-	apiProc := start(t, bin, "api", append(common, "HTTP_ADDR="+apiAddr, "STRIPE_WEBHOOK_SECRET="+secret)...)
-	workerProc := start(t, bin, "worker", append(common, "METRICS_ADDR="+freeAddr(t))...)
+	apiProc := start(t, bin, "api", append(common, "HTTP_ADDR="+apiAddr, "METRICS_ADDR="+testenv.FreeAddr(t), "STRIPE_WEBHOOK_SECRET="+secret)...)
+	workerProc := start(t, bin, "worker", append(common, "METRICS_ADDR="+testenv.FreeAddr(t))...)
 
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		resp, err := http.Get("http://" + apiAddr + "/readyz")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,7 +115,37 @@ func (c *Conn) serve(ctx context.Context, conn *amqp.Connection) bool {
 	}
 }
 
+// ParseURL reads an AMQP URL as the dialer does. Its error never holds the
+// URL nor any part of it: net/url's errors quote the whole URL, password
+// included, and one about a bad percent escape quotes the escape, which
+// may be the password's.
+func ParseURL(raw string) (amqp.URI, error) {
+	uri, err := amqp.ParseURI(raw)
+	var urlErr *url.Error
+	switch {
+	case errors.As(err, &urlErr):
+		return uri, errors.New("broker: AMQP URL does not parse (percent-encode reserved characters of the user name and password, RFC 3986 §3.2.1)")
+	case err != nil:
+		return uri, fmt.Errorf("broker: AMQP URL: %w", err) // amqp091-go's own messages quote nothing
+	}
+	return uri, nil
+}
+
+// RedactURL returns raw with its password hidden, for messages and logs.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
 func (c *Conn) dial() (*amqp.Connection, error) {
+	// Parsed here first, as amqp.DialConfig's error would quote the URL
+	// on every reconnect.
+	if _, err := ParseURL(c.cfg.URL); err != nil {
+		return nil, err
+	}
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(c.cfg.Name)
 	conn, err := amqp.DialConfig(c.cfg.URL, amqp.Config{

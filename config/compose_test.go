@@ -16,6 +16,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"gopkg.in/yaml.v3"
 
+	"github.com/stripe-billing/billing/api"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/config"
 	"github.com/stripe-billing/billing/models"
@@ -344,7 +345,7 @@ func TestCompose(t *testing.T) {
 		{
 			name: "the webhook secret comes from the host with a dev default",
 			check: func(s *stack) error {
-				const want = "${STRIPE_WEBHOOK_SECRET:-whsec_dev_only_change_me}"
+				want := "${STRIPE_WEBHOOK_SECRET:-" + api.DevWebhookSecret + "}" // the api warns of it
 				if got := s.env("api")["STRIPE_WEBHOOK_SECRET"]; got != want {
 					return fmt.Errorf("api STRIPE_WEBHOOK_SECRET = %q, want %q", got, want)
 				}
@@ -541,6 +542,20 @@ func TestCompose(t *testing.T) {
 			},
 		},
 		{
+			name: "every port is published on 127.0.0.1 only",
+			check: func(s *stack) error {
+				for name, svc := range s.services {
+					for _, m := range strs(svc["ports"]) {
+						if !strings.HasPrefix(m, "127.0.0.1:") || strings.Count(m, ":") != 2 {
+							return fmt.Errorf("%s publishes %q, want 127.0.0.1:<host port>:<container port>", name, m)
+						}
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.services["rabbitmq"]["ports"] = []any{"127.0.0.1:5672:5672", "15672:15672"} },
+		},
+		{
 			name: "rabbitmq publishes AMQP and the management UI",
 			check: func(s *stack) error {
 				for _, p := range []string{"5672", "15672"} {
@@ -647,14 +662,21 @@ func TestCompose(t *testing.T) {
 		{
 			name: "api and worker ports match their listen addresses",
 			check: func(s *stack) error {
+				for _, l := range []struct{ svc, v string }{
+					{"api", "HTTP_ADDR"}, {"api", "METRICS_ADDR"}, {"worker", "METRICS_ADDR"}, {"sweep", "METRICS_ADDR"},
+				} {
+					p := port(s.expandedEnv(l.svc)[l.v])
+					if p == "" {
+						return fmt.Errorf("%s: %s has no port", l.svc, l.v)
+					}
+					if !s.publishes(l.svc, p) {
+						return fmt.Errorf("%s listens on %s (%s) but does not publish it", l.svc, p, l.v)
+					}
+				}
+				// Each healthcheck probes the port of the process's own
+				// server: the api's public one, the metrics one elsewhere.
 				for svc, v := range map[string]string{"api": "HTTP_ADDR", "worker": "METRICS_ADDR", "sweep": "METRICS_ADDR"} {
 					p := port(s.expandedEnv(svc)[v])
-					if p == "" {
-						return fmt.Errorf("%s: %s has no port", svc, v)
-					}
-					if !s.publishes(svc, p) {
-						return fmt.Errorf("%s listens on %s (%s) but does not publish it", svc, p, v)
-					}
 					hc, _ := s.services[svc]["healthcheck"].(map[string]any)
 					if test := strings.Join(strs(hc["test"]), " "); !strings.Contains(test, ":"+p+"/healthz") {
 						return fmt.Errorf("%s healthcheck %q does not probe :%s/healthz", svc, test, p)
@@ -662,7 +684,7 @@ func TestCompose(t *testing.T) {
 				}
 				return nil
 			},
-			breakIt: func(s *stack) { s.set("api", "HTTP_ADDR", ":8081") },
+			breakIt: func(s *stack) { s.set("api", "METRICS_ADDR", ":9191") },
 		},
 		{
 			name: "Dockerfile builds ./cmd/billing with golang:1.26",

@@ -59,12 +59,13 @@ var Vars = []Var{
 	{"MYSQL_DSN", "root@tcp(127.0.0.1:3306)/billing?parseTime=true", "MySQL DSN (go-sql-driver format); `parseTime=true` is required."},
 	{"STRIPE_WEBHOOK_SECRET", "", "Webhook signing secret(s) `whsec_...`; a comma-separated list during rotation. Required by `api`."},
 	{"STRIPE_API_KEY", "", "Stripe secret key; when set, `sweep` reconciles with Stripe's Events API."},
-	{"STRIPE_API_BASE", reconcile.DefaultAPIBase, "Stripe API base URL (tests point it at stripe-mock)."},
-	{"HTTP_ADDR", api.DefaultAddr, "Listen address of `api` (webhooks, health, metrics)."},
-	{"METRICS_ADDR", metrics.DefaultAddr, "Listen address of `worker` for /metrics, /healthz and /readyz."},
+	{"STRIPE_API_BASE", reconcile.DefaultAPIBase, "Stripe API base URL: https, or http on loopback only (tests point it at stripe-mock)."},
+	{"HTTP_ADDR", api.DefaultAddr, "Listen address of `api`, the port Stripe reaches: the webhook, /healthz and a /readyz without detail."},
+	{"METRICS_ADDR", metrics.DefaultAddr, "Listen address of `api`, `worker` and `sweep --every` for /metrics, /healthz and /readyz with its reason; keep it off the internet."},
 	{"BILLING_NAMESPACE", broker.DefaultNamespace, "Prefix of every exchange and queue name."},
 	{"WEBHOOK_MAX_BODY_BYTES", strconv.Itoa(api.DefaultMaxBodyBytes), "Largest webhook body accepted; larger ones get 413."},
-	{"WEBHOOK_TOLERANCE", durationText(api.DefaultTolerance), "Oldest signature timestamp accepted."},
+	{"WEBHOOK_MAX_INFLIGHT", strconv.Itoa(api.DefaultMaxInFlight), "Webhooks the api reads and publishes at once; over it 503 with Retry-After, before the body is read."},
+	{"WEBHOOK_TOLERANCE", durationText(api.DefaultTolerance), "Oldest, and furthest in the future, signature timestamp accepted."},
 	{"PUBLISH_TIMEOUT", durationText(api.DefaultPublishTimeout), "Longest wait for a broker confirm before the api answers 503."},
 	{"PUBLISHER_CHANNELS", strconv.Itoa(broker.DefaultPublisherChannels), "Confirm-mode channels in the api's publishing pool."},
 	{"RETRY_DELAYS", durationsText(retry.DefaultDelays()), "Delay tiers for transient failures; the last one repeats."},
@@ -94,6 +95,7 @@ type Config struct {
 	MetricsAddr         string
 	Namespace           string
 	WebhookMaxBodyBytes int64
+	WebhookMaxInFlight  int
 	WebhookTolerance    time.Duration
 	PublishTimeout      time.Duration
 	PublisherChannels   int
@@ -136,6 +138,7 @@ func Load(getenv func(string) string) (Config, error) {
 		MetricsAddr:         l.addr("METRICS_ADDR"),
 		Namespace:           l.str("BILLING_NAMESPACE"),
 		WebhookMaxBodyBytes: int64(l.positiveInt("WEBHOOK_MAX_BODY_BYTES")),
+		WebhookMaxInFlight:  l.positiveInt("WEBHOOK_MAX_INFLIGHT"),
 		WebhookTolerance:    l.positiveDuration("WEBHOOK_TOLERANCE"),
 		PublishTimeout:      l.positiveDuration("PUBLISH_TIMEOUT"),
 		PublisherChannels:   l.positiveInt("PUBLISHER_CHANNELS"),
@@ -154,11 +157,14 @@ func Load(getenv func(string) string) (Config, error) {
 		SweepMaxRedrives:    l.positiveInt("SWEEP_MAX_REDRIVES"),
 		LogLevel:            l.str("LOG_LEVEL"),
 	}
-	if c.AMQPURL == "" || !(strings.HasPrefix(c.AMQPURL, "amqp://") || strings.HasPrefix(c.AMQPURL, "amqps://")) {
-		l.fail("AMQP_URL", "must start with amqp:// or amqps://")
+	if _, err := broker.ParseURL(c.AMQPURL); err != nil {
+		l.fail("AMQP_URL", "must be an amqp:// or amqps:// URL: "+err.Error())
 	}
 	if u, err := url.Parse(c.StripeAPIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		l.fail("STRIPE_API_BASE", "must be an http(s) URL such as https://api.stripe.com")
+		l.fail("STRIPE_API_BASE", "must be an https URL such as https://api.stripe.com")
+	} else if u.Scheme == "http" && !IsLoopback(u.Hostname()) {
+		// The API key travels in every request.
+		l.fail("STRIPE_API_BASE", "must be https unless the host is loopback (127.0.0.0/8, ::1, localhost)")
 	}
 	if !strings.Contains(c.MySQLDSN, "parseTime=true") {
 		l.fail("MYSQL_DSN", "must contain parseTime=true")
@@ -184,6 +190,16 @@ func Load(getenv func(string) string) (Config, error) {
 		l.fail("DB_MAX_IDLE_CONNS", "must not exceed DB_MAX_OPEN_CONNS")
 	}
 	return c, errors.Join(l.errs...)
+}
+
+// IsLoopback reports whether host (a name or an IP, without port or
+// brackets) is this machine: localhost, 127.0.0.0/8 or ::1.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // RequireWebhookSecret reports whether the api can verify signatures.

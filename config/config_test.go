@@ -22,7 +22,7 @@ func TestDefaults(t *testing.T) {
 	if c.Namespace != "billing" || c.HTTPAddr != ":8080" || c.MetricsAddr != ":9090" ||
 		c.WebhookMaxBodyBytes != 1<<20 || c.WebhookTolerance != 5*time.Minute || c.MaxAttempts != 8 ||
 		len(c.RetryDelays) != 6 || c.RetryDelays[0] != 10*time.Second || c.RetryDelays[5] != 6*time.Hour ||
-		c.StripeAPIBase != "https://api.stripe.com" || len(c.WebhookSecrets) != 0 {
+		c.StripeAPIBase != "https://api.stripe.com" || len(c.WebhookSecrets) != 0 || c.WebhookMaxInFlight != 128 {
 		t.Errorf("defaults = %+v", c)
 	}
 	if !errors.Is(c.RequireWebhookSecret(), config.ErrMissingWebhookSecret) {
@@ -48,10 +48,11 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 	tests := []struct {
 		name, value, want string
 	}{
-		{"AMQP_URL", "rabbitmq:5672", "config: AMQP_URL: must start with amqp:// or amqps://"},
+		{"AMQP_URL", "rabbitmq:5672", "config: AMQP_URL: must be an amqp:// or amqps:// URL"},
 		{"MYSQL_DSN", "root@tcp(db:3306)/billing", "config: MYSQL_DSN: must contain parseTime=true"},
 		{"STRIPE_WEBHOOK_SECRET", "whsec_ok,sk_live_oops", "config: STRIPE_WEBHOOK_SECRET: each secret must start with whsec_"},
-		{"STRIPE_API_BASE", "api.stripe.com", "config: STRIPE_API_BASE: must be an http(s) URL"},
+		{"STRIPE_API_BASE", "api.stripe.com", "config: STRIPE_API_BASE: must be an https URL"},
+		{"WEBHOOK_MAX_INFLIGHT", "0", `config: WEBHOOK_MAX_INFLIGHT: "0" is not a positive integer`},
 		{"HTTP_ADDR", "8080", `config: HTTP_ADDR: "8080" is not host:port`},
 		{"METRICS_ADDR", "localhost", `config: METRICS_ADDR: "localhost" is not host:port`},
 		{"BILLING_NAMESPACE", "bad name", "config: BILLING_NAMESPACE: must be 1-64 letters"},
@@ -86,6 +87,65 @@ func TestAllProblemsAtOnce(t *testing.T) {
 	for _, name := range []string{"MAX_ATTEMPTS", "LOG_LEVEL", "HTTP_ADDR"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("error %v does not name %s", err, name)
+		}
+	}
+}
+
+// An AMQP_URL that does not parse is refused at start by name, and the
+// error shows no part of the password (net/url's own error would quote
+// the whole URL, and the bad escape).
+func TestAMQPURLErrorHidesThePassword(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{
+		"amqp://billing:hunter%zz2@rabbitmq:5672/",
+		"amqp://billing:hunter 2@rabbitmq:5672/",
+		"amqp://billing:hunter2@rabbitmq:notaport/",
+	} {
+		_, err := config.Load(env(map[string]string{"AMQP_URL": u}))
+		if err == nil || !strings.Contains(err.Error(), "config: AMQP_URL: ") {
+			t.Errorf("Load(AMQP_URL=%q) = %v, want an error naming AMQP_URL", u, err)
+			continue
+		}
+		for _, leak := range []string{"hunter", "%zz", "billing:"} {
+			if strings.Contains(err.Error(), leak) {
+				t.Errorf("Load(AMQP_URL=%q) error %q shows %q", u, err, leak)
+			}
+		}
+	}
+	if _, err := config.Load(env(map[string]string{"AMQP_URL": "amqp://billing:p%25ss@rabbitmq:5672/"})); err != nil {
+		t.Errorf("a percent-encoded password is refused: %v", err)
+	}
+}
+
+// STRIPE_API_BASE carries the API key: plain http is for stripe-mock on
+// this machine only.
+func TestStripeAPIBaseHTTPSUnlessLoopback(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		base string
+		ok   bool
+	}{
+		{"https://api.stripe.com", true},
+		{"https://stripe.internal.example:8443", true},
+		{"http://127.0.0.1:12111", true},
+		{"http://127.8.9.10:12111", true},
+		{"http://[::1]:12111", true},
+		{"http://localhost:12111/", true},
+		{"http://LocalHost", true},
+		{"http://api.stripe.com", false},
+		{"http://10.0.0.5:12111", false},
+		{"http://[::ffff:10.0.0.5]:12111", false},
+		{"http://localhost.example.com", false},
+		{"http://127.0.0.1.nip.io", false},
+		{"ftp://127.0.0.1", false},
+	}
+	for _, tt := range tests {
+		_, err := config.Load(env(map[string]string{"STRIPE_API_BASE": tt.base}))
+		switch {
+		case tt.ok && err != nil:
+			t.Errorf("STRIPE_API_BASE=%s refused: %v", tt.base, err)
+		case !tt.ok && (err == nil || !strings.Contains(err.Error(), "config: STRIPE_API_BASE: must be")):
+			t.Errorf("STRIPE_API_BASE=%s = %v, want refused naming STRIPE_API_BASE", tt.base, err)
 		}
 	}
 }

@@ -123,6 +123,7 @@ type proc struct {
 	exited chan struct{}
 	err    error // of Wait, once exited
 	addr   string
+	ops    string // the api's METRICS_ADDR; the worker's is addr
 }
 
 // start runs `billing <sub>` with this stack's environment plus extra and
@@ -157,6 +158,10 @@ func (s *stack) start(sub string, extra map[string]string) *proc {
 		default:
 		}
 		p.addr = logged(p.log.String(), msg, "addr")
+		if sub == "api" {
+			p.ops = logged(p.log.String(), "metrics listening", "addr")
+			return p.addr != "" && p.ops != ""
+		}
 		return p.addr != ""
 	}, "%s logs %q", sub, msg)
 	return p

@@ -83,7 +83,7 @@ func TestConnectionLossUnderLoad(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool { c, _ := get(worker.url("/readyz")); return c == 200 }, "worker ready at the end")
 
 	// What /metrics says of the run.
-	_, apiMetrics := get(api.url("/metrics"))
+	_, apiMetrics := get("http://" + api.ops + "/metrics")
 	if got, want := metric(apiMetrics, `billing_webhooks_total{code="200",outcome="accepted"}`), float64(sum.OK+len(pr.accepted)); got != want {
 		t.Errorf("api billing_webhooks_total accepted = %v, want %v", got, want)
 	}

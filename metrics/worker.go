@@ -16,14 +16,25 @@ import (
 // billing_events_processed_total, the processing latency, retries by tier,
 // parked events by class and replays by the way they came back.
 type EventObserver struct {
-	m    *Metrics
-	topo broker.Topology
+	m       *Metrics
+	topo    broker.Topology
+	handled map[string]bool
 }
 
+// OtherType is the "type" label of every event type the worker has no
+// handler for: the type comes from the message, which anyone with access
+// to the broker can write, so only the handled types get series of their own.
+const OtherType = "other"
+
 // NewEventObserver returns the consumer.Observer of a worker consuming
-// topo's work queue.
-func NewEventObserver(m *Metrics, topo broker.Topology) *EventObserver {
-	return &EventObserver{m: m, topo: topo}
+// topo's work queue whose handlers take the event types handled
+// (billing.Processor.Handled).
+func NewEventObserver(m *Metrics, topo broker.Topology, handled []string) *EventObserver {
+	e := &EventObserver{m: m, topo: topo, handled: make(map[string]bool, len(handled))}
+	for _, t := range handled {
+		e.handled[t] = true
+	}
+	return e
 }
 
 // Observe records one delivery's outcome. An acked event counts under the
@@ -49,7 +60,11 @@ func (e *EventObserver) Observe(o consumer.Outcome) {
 	if o.Origin.Replay() && o.Result != consumer.Dropped {
 		e.m.Replay(string(o.Origin))
 	}
-	e.m.Event(o.EventType, outcome, o.Duration)
+	eventType := o.EventType
+	if !e.handled[eventType] {
+		eventType = OtherType
+	}
+	e.m.Event(eventType, outcome, o.Duration)
 }
 
 // Connection is an open AMQP connection when there is one: broker.Conn.

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -43,8 +44,10 @@ func TestEventObserver(t *testing.T) {
 			[]series{{"events", events("invoice.paid", "processed"), 1}}},
 		{"duplicate", consumer.Outcome{EventType: "invoice.paid", Result: "acked", Handled: "duplicate"},
 			[]series{{"events", events("invoice.paid", "duplicate"), 1}, {"processed", events("invoice.paid", "processed"), 0}}},
-		{"ignored", consumer.Outcome{EventType: "balance.available", Result: "acked", Handled: "ignored"},
-			[]series{{"events", events("balance.available", "ignored"), 1}}},
+		{"a type without a handler counts as other", consumer.Outcome{EventType: "balance.available", Result: "acked", Handled: "ignored"},
+			[]series{{"events", events(metrics.OtherType, "ignored"), 1}, {"own series", events("balance.available", "ignored"), 0}}},
+		{"a forged type counts as other", consumer.Outcome{EventType: "evt\x1b[2J" + strings.Repeat("z", 300), Result: "parked", Decision: failure.Decision{Class: failure.Permanent, Parked: true, Tier: -1}},
+			[]series{{"events", events(metrics.OtherType, "parked"), 1}}},
 		{"acked without a report counts as processed", consumer.Outcome{EventType: "x", Result: "acked"},
 			[]series{{"events", events("x", "processed"), 1}}},
 		{"retried in the second tier", consumer.Outcome{EventType: "x", Result: "retried", Decision: failure.Decision{Class: failure.Transient, Tier: 1}},
@@ -79,7 +82,7 @@ func TestEventObserver(t *testing.T) {
 			_, m := setup(t)
 			o := tt.outcome
 			o.Duration = 3 * time.Millisecond
-			metrics.NewEventObserver(m, topo).Observe(o)
+			metrics.NewEventObserver(m, topo, []string{"invoice.paid", "x"}).Observe(o)
 			for _, s := range tt.want {
 				if got := s.value(m); got != s.want {
 					t.Errorf("%s = %v, want %v", s.name, got, s.want)
@@ -89,6 +92,25 @@ func TestEventObserver(t *testing.T) {
 				t.Errorf("processing histogram series = %d", n)
 			}
 		})
+	}
+}
+
+// TestEventObserverBoundsTypes: however many types the messages claim,
+// billing_events_processed_total has a series per handled type and one
+// for all the others.
+func TestEventObserverBoundsTypes(t *testing.T) {
+	t.Parallel()
+	_, m := setup(t)
+	obs := metrics.NewEventObserver(m, broker.NewTopology("obs", []time.Duration{time.Second}, 20), []string{"invoice.paid"})
+	for i := range 500 {
+		obs.Observe(consumer.Outcome{EventType: fmt.Sprintf("forged.%d", i), Result: "acked", Handled: "ignored"})
+	}
+	obs.Observe(consumer.Outcome{EventType: "invoice.paid", Result: "acked", Handled: "processed"})
+	if n := testutil.CollectAndCount(m.EventsProcessed); n != 2 {
+		t.Errorf("billing_events_processed_total has %d series, want 2 (invoice.paid and other)", n)
+	}
+	if got := testutil.ToFloat64(m.EventsProcessed.WithLabelValues(metrics.OtherType, "ignored")); got != 500 {
+		t.Errorf("other = %v, want 500", got)
 	}
 }
 

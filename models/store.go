@@ -88,7 +88,11 @@ func open(dsn string, pool PoolConfig, logger *slog.Logger) (*Store, error) {
 		DSNConfig:                 cfg,
 		SkipInitializeWithVersion: true, // no query at open: the pool connects lazily
 	}), &gorm.Config{
-		Logger:                 quietTrace{gormlogger.NewSlogLogger(logger, gormlogger.Config{LogLevel: gormlogger.Warn, IgnoreRecordNotFoundError: true, SlowThreshold: slowStatement}), gormlogger.Warn},
+		// ParameterizedQueries: a logged statement shows its placeholders,
+		// never the values (customer emails, hosted invoice URLs).
+		Logger: quietTrace{gormlogger.NewSlogLogger(logger, gormlogger.Config{
+			LogLevel: gormlogger.Warn, IgnoreRecordNotFoundError: true, SlowThreshold: slowStatement, ParameterizedQueries: true,
+		}), gormlogger.Warn},
 		NamingStrategy:         namingStrategy,
 		SkipDefaultTransaction: true,
 		DisableAutomaticPing:   true, // Open pings itself
@@ -129,6 +133,16 @@ type quietTrace struct {
 // LogMode keeps the wrapper.
 func (q quietTrace) LogMode(level gormlogger.LogLevel) gormlogger.Interface {
 	return quietTrace{q.Interface.LogMode(level), level}
+}
+
+// ParamsFilter passes GORM's question on to the wrapped logger: without
+// it the wrapper would hide the logger's ParameterizedQueries and GORM
+// would log every value.
+func (q quietTrace) ParamsFilter(ctx context.Context, sql string, params ...any) (string, []any) {
+	if f, ok := q.Interface.(gorm.ParamsFilter); ok {
+		return f.ParamsFilter(ctx, sql, params...)
+	}
+	return sql, params
 }
 
 // Trace passes on failed (but for record not found) and slow statements.

@@ -21,12 +21,18 @@ import (
 	"time"
 
 	"github.com/stripe/stripe-go/v76/webhook"
+
+	"github.com/stripe-billing/billing/config"
 )
 
 // Config describes one run. Ratios are fractions in [0, 1).
 type Config struct {
 	// URL is the webhook endpoint, such as http://127.0.0.1:8080/webhooks/stripe.
+	// Its host must be loopback unless AllowRemote.
 	URL string
+	// AllowRemote lets URL name another machine: a mistyped URL must not
+	// post thousands of events to a real endpoint that trusts the secret.
+	AllowRemote bool
 	// Secret is the webhook signing secret (whsec_...).
 	Secret string
 	// Count is the number of requests to send, duplicates included.
@@ -81,6 +87,8 @@ func (c Config) withDefaults() (Config, error) {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("simulate: "+format, args...)) }
 	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("url %q is not an http(s) URL", c.URL)
+	} else if !c.AllowRemote && !config.IsLoopback(u.Hostname()) {
+		bad("url %q is not on this machine (127.0.0.0/8, ::1, localhost); --allow-remote posts to another host", c.URL)
 	}
 	if c.Secret == "" {
 		bad("no webhook secret")

@@ -353,6 +353,8 @@ func TestConfigValidation(t *testing.T) {
 	}{
 		{"no url", func(c *simulate.Config) { c.URL = "" }, "url"},
 		{"not http", func(c *simulate.Config) { c.URL = "amqp://x/" }, "url"},
+		{"another machine", func(c *simulate.Config) { c.URL = "http://192.0.2.7:8080/webhooks/stripe" }, "--allow-remote"},
+		{"a name that is not localhost", func(c *simulate.Config) { c.URL = "https://billing.example.com/webhooks/stripe" }, "--allow-remote"},
 		{"no secret", func(c *simulate.Config) { c.Secret = "" }, "secret"},
 		{"no count", func(c *simulate.Config) { c.Count = 0 }, "count"},
 		{"negative rate", func(c *simulate.Config) { c.Rate = -1 }, "rate"},
@@ -408,4 +410,70 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestRunTargets: loopback in any spelling is a target; another machine is
+// one only when allowed (checked without a request: the config is refused
+// before anything is sent).
+func TestRunTargets(t *testing.T) {
+	t.Parallel()
+	_, srv := newReceiver(t, nil)
+	port := srv.URL[strings.LastIndex(srv.URL, ":"):]
+	for _, host := range []string{"127.0.0.1", "localhost", "[::1]"} {
+		cfg := baseConfig("http://" + host + port + "/webhooks/stripe")
+		cfg.Count = 1
+		if host == "[::1]" {
+			cfg.RequestTimeout = time.Second // the test server may not listen on IPv6
+		}
+		if _, err := simulate.Run(context.Background(), cfg, nil); err != nil {
+			t.Errorf("%s refused: %v", host, err)
+		}
+	}
+	cfg := baseConfig("http://192.0.2.7:1/webhooks/stripe") // TEST-NET-1: never routed
+	cfg.AllowRemote, cfg.Count, cfg.RequestTimeout = true, 1, 50*time.Millisecond
+	s, err := simulate.Run(context.Background(), cfg, nil)
+	if err != nil || s.Sent != 1 || s.TransportErrors != 1 {
+		t.Errorf("allowed remote: sent %d, transport errors %d, err %v; want the one request tried", s.Sent, s.TransportErrors, err)
+	}
+}
+
+// TestRunSendsTestModeEvents: every event, poison included, and every
+// object that has the field, says livemode false.
+func TestRunSendsTestModeEvents(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var events, live int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev struct {
+			Livemode *bool `json:"livemode"`
+			Data     struct {
+				Object json.RawMessage `json:"object"`
+			} `json:"data"`
+		}
+		body, _ := io.ReadAll(r.Body)
+		if err := json.Unmarshal(body, &ev); err != nil {
+			t.Errorf("body is not JSON: %v", err)
+		}
+		var obj struct {
+			Livemode *bool `json:"livemode"`
+		}
+		_ = json.Unmarshal(ev.Data.Object, &obj) // poison objects do not decode
+		mu.Lock()
+		defer mu.Unlock()
+		events++
+		if ev.Livemode == nil || *ev.Livemode || (obj.Livemode != nil && *obj.Livemode) {
+			live++
+		}
+	}))
+	t.Cleanup(srv.Close)
+	cfg := baseConfig(srv.URL)
+	cfg.PoisonRatio, cfg.DuplicateRatio = 0.1, 0.1
+	if _, err := simulate.Run(context.Background(), cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if events != cfg.Count || live != 0 {
+		t.Errorf("%d events, %d not in test mode; want %d, none", events, live, cfg.Count)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -16,8 +17,9 @@ import (
 const apiUsage = `Serve POST /webhooks/stripe on HTTP_ADDR: verify the Stripe-Signature with
 STRIPE_WEBHOOK_SECRET (required; comma-separated during rotation) and publish
 the raw event to <BILLING_NAMESPACE>.events, answering 200 only once RabbitMQ
-confirmed and routed it, else 503. Also GET /healthz, GET /readyz and
-GET /metrics (Prometheus).
+confirmed and routed it, else 503. Also GET /healthz and GET /readyz (ready
+or not, no detail) there; GET /metrics (Prometheus), /healthz and /readyz
+with the reason on METRICS_ADDR, a port for operators only.
 The api starts even while RabbitMQ is down (it answers 503 until connected)
 and never touches MySQL.`
 
@@ -49,12 +51,18 @@ func runAPI(ctx context.Context, e env, args []string) error {
 		Secrets:         cfg.WebhookSecrets,
 		Tolerance:       cfg.WebhookTolerance,
 		MaxBodyBytes:    cfg.WebhookMaxBodyBytes,
+		MaxInFlight:     cfg.WebhookMaxInFlight,
 		Addr:            cfg.HTTPAddr,
 		PublishTimeout:  cfg.PublishTimeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Observer:        m,
-		Metrics:         metrics.Handler(reg),
 	}, logger, pub)
+	if err != nil {
+		return err
+	}
+	ops, err := metrics.NewServer(metrics.ServerConfig{
+		Addr: cfg.MetricsAddr, Registry: reg, Ready: func(context.Context) error { return publisherReady(conn) },
+	}, logger)
 	if err != nil {
 		return err
 	}
@@ -70,7 +78,22 @@ func runAPI(ctx context.Context, e env, args []string) error {
 		defer stopConn()
 		return server.Run(ctx)
 	})
+	g.Go(func() error { return ops.Run(ctx) })
 	return g.Wait()
+}
+
+// errBlocked is the api's reason for not being ready during a resource alarm.
+var errBlocked = errors.New("broker: publishing blocked by a memory or disk alarm")
+
+// publisherReady is the api's readiness with its reason, for METRICS_ADDR.
+func publisherReady(conn *broker.Conn) error {
+	switch {
+	case !conn.Ready():
+		return broker.ErrUnavailable
+	case conn.Blocked():
+		return errBlocked
+	}
+	return nil
 }
 
 // reconnectBackoff waits 100ms·2ⁿ, capped at 10s, shortened by up to half

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/stripe/stripe-go/v76/webhook"
 
+	"github.com/stripe-billing/billing/api"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/config"
 	"github.com/stripe-billing/billing/internal/testenv"
@@ -77,7 +77,10 @@ func TestAPIServesAndShutsDown(t *testing.T) {
 		t.Fatalf("%s: got ok=%v err=%v body %q, want the posted event", work, ok, err, d.Body)
 	}
 
-	if code, body := httpGet(a.base + "/metrics"); code != http.StatusOK ||
+	if code, _ := httpGet(a.base + "/metrics"); code != http.StatusNotFound {
+		t.Errorf("GET /metrics on HTTP_ADDR = %d, want 404: metrics are on METRICS_ADDR only", code)
+	}
+	if code, body := httpGet(a.ops + "/metrics"); code != http.StatusOK ||
 		!strings.Contains(body, `billing_webhooks_total{code="200",outcome="accepted"} 1`) ||
 		!strings.Contains(body, "billing_publish_confirm_duration_seconds_count 1") {
 		t.Errorf("GET /metrics = %d, want the accepted webhook and one publish counted:\n%s", code, body)
@@ -105,15 +108,20 @@ func TestAPIStartsWithBrokerDown(t *testing.T) {
 	})
 	testenv.Eventually(t, 10*time.Second, func() bool { return a.get(t, "/healthz") == http.StatusOK },
 		"api never served /healthz on %s", a.base)
-	if got := a.get(t, "/readyz"); got != http.StatusServiceUnavailable {
-		t.Errorf("/readyz = %d, want 503 while the broker is down", got)
+	// The public /readyz says no more than "not ready"; the reason is on
+	// METRICS_ADDR.
+	if code, body := httpGet(a.base + "/readyz"); code != http.StatusServiceUnavailable || body != `{"error":"not ready"}`+"\n" {
+		t.Errorf("public /readyz = %d %q, want 503 {\"error\":\"not ready\"} while the broker is down", code, body)
+	}
+	if code, body := httpGet(a.ops + "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, `"reason":"broker: not connected"`) {
+		t.Errorf("METRICS_ADDR /readyz = %d %q, want 503 with the reason", code, body)
 	}
 	body := []byte(`{"id":"evt_cmd_2","object":"event","type":"invoice.paid"}`)
 	resp, _ := a.post(t, body)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("POST /webhooks/stripe = %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	if _, body := httpGet(a.base + "/metrics"); !strings.Contains(body, `billing_webhooks_total{code="503",outcome="unavailable"} 1`) {
+	if _, body := httpGet(a.ops + "/metrics"); !strings.Contains(body, `billing_webhooks_total{code="503",outcome="unavailable"} 1`) {
 		t.Errorf("/metrics does not count the 503:\n%s", body)
 	}
 	a.stop(t, shutdown+5*time.Second)
@@ -122,21 +130,18 @@ func TestAPIStartsWithBrokerDown(t *testing.T) {
 // runningAPI is `billing api` running in the background.
 type runningAPI struct {
 	*running
-	base string
+	base string // HTTP_ADDR
+	ops  string // METRICS_ADDR
 }
 
 // startAPI runs `billing api` on a free port with vars (plus the secret
 // and short retry delays) as its whole environment.
 func startAPI(t *testing.T, vars map[string]string) *runningAPI {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String() // HTTP_ADDR 127.0.0.1:0 would not tell us the port
-	_ = ln.Close()
+	addr, opsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t) // 127.0.0.1:0 would not tell us the ports
 	env := map[string]string{
 		"HTTP_ADDR":             addr,
+		"METRICS_ADDR":          opsAddr,
 		"STRIPE_WEBHOOK_SECRET": "whsec_old," + apiTestSecret,
 		"RETRY_DELAYS":          "1s",
 		"PUBLISH_TIMEOUT":       "2s",
@@ -144,7 +149,7 @@ func startAPI(t *testing.T, vars map[string]string) *runningAPI {
 	for k, v := range vars {
 		env[k] = v
 	}
-	return &runningAPI{running: start(t, apiTestEnv(env), "api"), base: "http://" + addr}
+	return &runningAPI{running: start(t, apiTestEnv(env), "api"), base: "http://" + addr, ops: "http://" + opsAddr}
 }
 
 // get returns the status of GET path, 0 when the server does not answer;
@@ -247,4 +252,55 @@ func TestCommandsFailWithoutTopology(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAPIWarnsOfDevSecret: started as docker-compose starts it when the
+// host sets no secret, the api says so in its log.
+func TestAPIWarnsOfDevSecret(t *testing.T) {
+	t.Parallel()
+	a := startAPI(t, map[string]string{
+		"AMQP_URL":              "amqp://guest:guest@127.0.0.1:1/",
+		"BILLING_NAMESPACE":     testenv.Namespace(t),
+		"STRIPE_WEBHOOK_SECRET": api.DevWebhookSecret,
+	})
+	testenv.Eventually(t, 10*time.Second, func() bool { return a.get(t, "/healthz") == http.StatusOK },
+		"api never served /healthz on %s", a.base)
+	a.stop(t, 5*time.Second)
+	if !strings.Contains(a.stderr.String(), `"level":"WARN","msg":"api: STRIPE_WEBHOOK_SECRET is the development secret`) {
+		t.Errorf("no warning about the development secret in:\n%s", a.stderr.String())
+	}
+}
+
+// TestAPIKeepsTheAMQPPasswordOutOfItsLog: a password with a bad percent
+// escape is refused at start by variable name; a good one, on a broker
+// that refuses the connection, never shows in the reconnect warnings.
+func TestAPIKeepsTheAMQPPasswordOutOfItsLog(t *testing.T) {
+	t.Parallel()
+	t.Run("unparsable", func(t *testing.T) {
+		t.Parallel()
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), []string{"api"}, apiTestEnv(map[string]string{
+			"AMQP_URL": "amqp://billing:hunter%zz2@127.0.0.1:1/", "STRIPE_WEBHOOK_SECRET": apiTestSecret,
+		}), &stdout, &stderr)
+		if err == nil || !strings.Contains(err.Error(), "AMQP_URL") {
+			t.Fatalf("run api = %v, want an error naming AMQP_URL", err)
+		}
+		if out := err.Error() + stdout.String() + stderr.String(); strings.Contains(out, "hunter") || strings.Contains(out, "%zz") {
+			t.Errorf("error or output shows the password: %s", out)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		t.Parallel()
+		a := startAPI(t, map[string]string{
+			"AMQP_URL":          "amqp://billing:hunter%252@127.0.0.1:1/", // the password is hunter%2
+			"BILLING_NAMESPACE": testenv.Namespace(t),
+		})
+		testenv.Eventually(t, 10*time.Second, func() bool {
+			return strings.Count(a.stderr.String(), `"msg":"broker connect failed"`) >= 2
+		}, "the api never retried its connection")
+		a.stop(t, 5*time.Second)
+		if logs := a.stderr.String(); strings.Contains(logs, "hunter") {
+			t.Errorf("log shows the password:\n%s", logs)
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -91,7 +92,7 @@ func printParked(e env, parked []dlq.Parked) {
 		if !p.ParkedAt.IsZero() {
 			age = (time.Duration(p.AgeSeconds) * time.Second).String()
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", orDash(p.EventID), orDash(p.Type), orDash(string(p.Class)), p.Attempts, age, orDash(oneLine(p.Error, 100)))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", cell(p.EventID), cell(p.Type), cell(string(p.Class)), p.Attempts, age, cell(oneLine(p.Error, 100)))
 	}
 	_ = w.Flush()
 }
@@ -140,7 +141,7 @@ func runDLQReplay(ctx context.Context, e env, args []string) error {
 		verb = "would move"
 	}
 	for _, p := range res.Moved {
-		fmt.Fprintf(e.stdout, "%s %s %s (class %s, attempts %d)\n", verb, orDash(p.EventID), orDash(p.Type), orDash(string(p.Class)), p.Attempts)
+		fmt.Fprintf(e.stdout, "%s %s %s (class %s, attempts %d)\n", verb, cell(p.EventID), cell(p.Type), cell(string(p.Class)), p.Attempts)
 	}
 	if *dryRun {
 		fmt.Fprintf(e.stdout, "dry run: would move %d event(s) to %s; nothing was moved\n", len(res.Moved), s.topo.Work)
@@ -190,7 +191,7 @@ func openDLQ(ctx context.Context, cfg config.Config, logger *slog.Logger, name s
 			if cause := context.Cause(failed); errors.Is(cause, broker.ErrTopologyMissing) {
 				return nil, cause
 			}
-			return nil, fmt.Errorf("connect to RabbitMQ at %s (AMQP_URL): %w", redactURL(cfg.AMQPURL), err)
+			return nil, fmt.Errorf("connect to RabbitMQ at %s (AMQP_URL): %w", broker.RedactURL(cfg.AMQPURL), err)
 		}
 		return c, nil
 	}
@@ -209,9 +210,16 @@ func openDLQ(ctx context.Context, cfg config.Config, logger *slog.Logger, name s
 	return s, nil
 }
 
-func orDash(s string) string {
-	if s == "" {
+// cell is a value read from a message as a terminal may show it: "-" when
+// empty, quoted Go-style (strconv.Quote) when it holds a rune that is not
+// printable, so that a hand-published message cannot put escape sequences
+// or line breaks on an operator's terminal, nor fake a row of the table.
+func cell(s string) string {
+	switch {
+	case s == "":
 		return "-"
+	case strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) >= 0:
+		return strconv.Quote(s)
 	}
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +216,34 @@ func TestDLQCommandListAndReplay(t *testing.T) {
 	}
 	if got := q.ids(t, q.topo.DLQ); strings.Join(got, ",") != "evt_d" {
 		t.Errorf("DLQ holds %v, want evt_d", got)
+	}
+}
+
+// TestDLQListEscapes parks a hand-made message whose id clears the screen
+// and breaks the line and whose type sets the terminal's title: `dlq list`
+// prints them quoted, one row per event, and not a control byte.
+func TestDLQListEscapes(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t)
+	q := newParkedQueues(t, ns)
+	const id, typ = "evt_\x1b[2J\nevt_fake", "invoice.paid\x1b]0;pwned\x07"
+	q.park(t, id, typ, failure.Permanent, time.Now())
+	q.park(t, "evt_plain_1", "invoice.paid", failure.Permanent, time.Now())
+
+	out, err := runCmd(t, dlqCmdEnv(ns, nil), "dlq", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := strings.IndexFunc(out, func(r rune) bool { return r < 0x20 && r != '\n' || r == 0x7f }); i >= 0 {
+		t.Errorf("output holds control byte %q at %d:\n%q", out[i], i, out)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 4 { // header, two events, the count
+		t.Fatalf("%d lines, want 4:\n%s", len(lines), out)
+	}
+	for _, want := range []string{strconv.Quote(id), strconv.Quote(typ), "evt_plain_1  ", "invoice.paid  "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
 	}
 }

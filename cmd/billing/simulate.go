@@ -16,11 +16,13 @@ invoices, payment intents, charges, refunds, disputes) to the api and print
 what it answered. The signing secret is the first of STRIPE_WEBHOOK_SECRET.
 Exits non-zero when any request got a non-2xx answer or none at all.
 Poison events are valid signed events: the api answers 200 and the worker
-parks them.`
+parks them. Every event is a test-mode event (livemode false). The target
+must be on this machine unless --allow-remote.`
 
 func runSimulate(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "simulate [flags]", simulateUsage)
 	url := fs.String("url", "http://127.0.0.1:8080/webhooks/stripe", "webhook endpoint of the api")
+	allowRemote := fs.Bool("allow-remote", false, "allow a --url that is not on this machine")
 	count := fs.Int("count", 1000, "requests to send, duplicates included")
 	rate := fs.Float64("rate", 100, "requests started per second at most (0 = unlimited)")
 	concurrency := fs.Int("concurrency", 8, "requests in flight at most")
@@ -54,6 +56,7 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 	defer client.CloseIdleConnections()
 	summary, runErr := simulate.Run(ctx, simulate.Config{
 		URL:             *url,
+		AllowRemote:     *allowRemote,
 		Secret:          cfg.WebhookSecrets[0],
 		Count:           *count,
 		Rate:            *rate,

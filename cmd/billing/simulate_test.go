@@ -197,3 +197,23 @@ func TestSimulateHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulateRefusesARemoteTarget: a URL off this machine is a usage
+// error, and nothing is sent, unless --allow-remote.
+func TestSimulateRefusesARemoteTarget(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	getenv := func(k string) string { return map[string]string{"STRIPE_WEBHOOK_SECRET": "whsec_sim"}[k] }
+	err := run(context.Background(), []string{"simulate", "--count", "1", "--url", "https://billing.example.com/webhooks/stripe"}, getenv, &stdout, &stderr)
+	if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "--allow-remote") {
+		t.Fatalf("simulate to another host = %v (exit %d), want a usage error naming --allow-remote", err, exitCode(err))
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("stdout = %q, want nothing sent", stdout.String())
+	}
+	stdout.Reset()
+	err = run(context.Background(), []string{"simulate", "--count", "1", "--timeout", "50ms", "--allow-remote", "--url", "http://192.0.2.7:1/webhooks/stripe"}, getenv, &stdout, &stderr)
+	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "1 transport errors") {
+		t.Errorf("simulate --allow-remote = %v (exit %d), want the request tried and its transport error reported", err, exitCode(err))
+	}
+}

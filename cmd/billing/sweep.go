@@ -95,7 +95,7 @@ func printSweep(e env, rep dlq.SweepReport) {
 		return
 	}
 	for _, p := range rep.Redriven {
-		fmt.Fprintf(e.stdout, "re-driven %s %s (re-drive %d)\n", orDash(p.EventID), orDash(p.Type), p.Redrives)
+		fmt.Fprintf(e.stdout, "re-driven %s %s (re-drive %d)\n", cell(p.EventID), cell(p.Type), p.Redrives)
 	}
 	reconciled := "reconciliation off (STRIPE_API_KEY not set)"
 	if r := rep.Reconciled; r != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -30,7 +29,7 @@ func runTopology(_ context.Context, e env, args []string) error {
 	// amqp091-go dials without a context; the dial timeout bounds it.
 	conn, err := amqp.DialConfig(cfg.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
-		return fmt.Errorf("topology: connect to RabbitMQ at %s (AMQP_URL): %w", redactURL(cfg.AMQPURL), err)
+		return fmt.Errorf("topology: connect to RabbitMQ at %s (AMQP_URL): %w", broker.RedactURL(cfg.AMQPURL), err)
 	}
 	defer conn.Close()
 	ch, err := conn.Channel()
@@ -48,13 +47,4 @@ func runTopology(_ context.Context, e env, args []string) error {
 		fmt.Fprintln(e.stdout, "queue   ", q)
 	}
 	return nil
-}
-
-// redactURL hides the password of an AMQP URL for messages.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }

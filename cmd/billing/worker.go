@@ -179,7 +179,7 @@ func (w *worker) work(ctx context.Context) error {
 		Batch:           consumer.ProcessBatch(proc),
 		ShutdownTimeout: w.cfg.ShutdownTimeout,
 		Ping:            store.Ping,
-		Observer:        metrics.NewEventObserver(w.metrics, w.topo),
+		Observer:        metrics.NewEventObserver(w.metrics, w.topo, proc.Handled()),
 	}, w.logger, w.consume, consumer.Process(proc), router)
 	if err != nil {
 		return err
