@@ -22,6 +22,17 @@ func refunded(id string, at time.Time, amount int64) (evID string, body []byte) 
 	return evID, billingtest.Event(evID, "charge.refunded", at, o)
 }
 
+// startReady starts an api and a worker (with workerEnv besides the
+// stack's) and waits until both are ready; it returns the api.
+func (s *stack) startReady(workerEnv map[string]string) *proc {
+	s.t.Helper()
+	api, worker := s.start("api", nil), s.start("worker", workerEnv)
+	for _, p := range []*proc{api, worker} {
+		testenv.Eventually(s.t, 10*time.Second, func() bool { c, _ := get(p.url("/readyz")); return c == 200 }, "%s ready", p.name)
+	}
+	return api
+}
+
 // postApplied posts a signed event to the running api and waits until the
 // running worker has recorded it in the ledger.
 func (s *stack) postApplied(t *testing.T, api *proc, evID string, body []byte) {
@@ -48,9 +59,7 @@ func (s *stack) amountRefunded(t *testing.T, charge string) (amount int64, lastE
 func TestSameSecondRefundsEndToEnd(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	api, worker := s.start("api", nil), s.start("worker", nil)
-	testenv.Eventually(t, 10*time.Second, func() bool { c, _ := get(api.url("/readyz")); return c == 200 }, "api ready")
-	testenv.Eventually(t, 10*time.Second, func() bool { c, _ := get(worker.url("/readyz")); return c == 200 }, "worker ready")
+	api := s.startReady(nil)
 	at := time.Now().Truncate(time.Second)
 	for run := range 4 {
 		charge := fmt.Sprintf("ch_e2e_tie_%d", run)
@@ -77,9 +86,7 @@ func TestSameSecondRefundsEndToEnd(t *testing.T) {
 func TestReprocessEndToEnd(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	api, worker := s.start("api", nil), s.start("worker", nil)
-	testenv.Eventually(t, 10*time.Second, func() bool { c, _ := get(api.url("/readyz")); return c == 200 }, "api ready")
-	testenv.Eventually(t, 10*time.Second, func() bool { c, _ := get(worker.url("/readyz")); return c == 200 }, "worker ready")
+	api := s.startReady(nil)
 	at := time.Now().Truncate(time.Second)
 	const charge = "ch_e2e_reprocess"
 	succeededID := billingtest.NewEventID()
@@ -148,10 +155,7 @@ func TestSubscriptionTieFetchedEndToEnd(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	mock := testenv.StripeMock(t)
-	api := s.start("api", nil)
-	worker := s.start("worker", map[string]string{"STRIPE_API_KEY": "sk_test_123", "STRIPE_API_BASE": mock})
-	testenv.Eventually(t, 10*time.Second, func() bool { c, _ := get(api.url("/readyz")); return c == 200 }, "api ready")
-	testenv.Eventually(t, 10*time.Second, func() bool { c, _ := get(worker.url("/readyz")); return c == 200 }, "worker ready")
+	api := s.startReady(map[string]string{"STRIPE_API_KEY": "sk_test_123", "STRIPE_API_BASE": mock})
 	const sub = "sub_e2e_tie"
 	req, _ := http.NewRequest(http.MethodGet, mock+"/v1/subscriptions/"+sub, nil)
 	req.SetBasicAuth("sk_test_123", "")

@@ -9,7 +9,6 @@ import (
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/models"
-	"github.com/stripe-billing/billing/reconcile"
 )
 
 const reprocessUsage = `Apply ledger events again, from their stored payloads, through this
@@ -62,13 +61,9 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("reprocess: open MySQL (MYSQL_DSN): %w", err)
 	}
 	defer store.Close()
-	var opts []billing.Option
-	if cfg.StripeAPIKey != "" {
-		fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: cfg.StripeAPIKey, APIBase: cfg.StripeAPIBase})
-		if err != nil {
-			return err
-		}
-		opts = append(opts, billing.WithObjectFetcher(fetcher))
+	opts, err := processorOptions(cfg)
+	if err != nil {
+		return err
 	}
 	rp := billing.NewReprocessor(billing.NewProcessor(store, logger, opts...))
 	rep, err := rp.Run(ctx, f, *dryRun, func(r billing.Reprocessed) {

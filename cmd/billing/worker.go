@@ -173,13 +173,9 @@ func (w *worker) work(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var opts []billing.Option
-	if w.cfg.StripeAPIKey != "" {
-		fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: w.cfg.StripeAPIKey, APIBase: w.cfg.StripeAPIBase})
-		if err != nil {
-			return err
-		}
-		opts = append(opts, billing.WithObjectFetcher(fetcher))
+	opts, err := processorOptions(w.cfg)
+	if err != nil {
+		return err
 	}
 	proc := billing.NewProcessor(store, w.logger, opts...)
 	c, err := consumer.New(consumer.Config{
@@ -199,6 +195,20 @@ func (w *worker) work(ctx context.Context) error {
 	w.consumer.Store(c)
 	defer w.store.Store(nil) // closed below: /readyz must not ping it
 	return c.Run(ctx)
+}
+
+// processorOptions are the billing.Processor's options of cfg: with a
+// Stripe API key, same-second ties are settled by the object fetched
+// from Stripe.
+func processorOptions(cfg config.Config) ([]billing.Option, error) {
+	if cfg.StripeAPIKey == "" {
+		return nil, nil
+	}
+	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: cfg.StripeAPIKey, APIBase: cfg.StripeAPIBase})
+	if err != nil {
+		return nil, err
+	}
+	return []billing.Option{billing.WithObjectFetcher(fetcher)}, nil
 }
 
 // openStore opens the database, waiting with backoff while it is
