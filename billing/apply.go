@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ type kind struct {
 	object     string   // payments.object of a stub row; "" for other tables
 	carries    []string // model fields every applied event sets, zero values included
 	refs       []string // model fields of references: set when known, never cleared
+	grows      []string // carried model fields that only grow: they order a tie and never go down
 	deletable  bool     // markDeleted sets the model's Deleted
 
 	// Resolved by mustKind.
@@ -36,7 +38,8 @@ type kind struct {
 	col             columns
 	carriedFields   []*schema.Field
 	refFields       []*schema.Field
-	lockSQL         string // the row's ordering state, FOR UPDATE
+	growFields      []*schema.Field
+	lockSQL         string // the row's ordering state (grows included), FOR UPDATE
 	lockCustomerSQL string // lockSQL and the row's customer
 	stubSQL         string // a row that only knows its id
 }
@@ -56,15 +59,18 @@ var (
 			"CancelAt", "CanceledAt", "EndedAt", "TrialStart", "TrialEnd", "StripeCreated"},
 		refs: []string{"CustomerID"}})
 	invoiceKind = mustKind(models.Invoice{}, kind{objectType: "invoice", rank: invoiceRank, deletable: true,
+		grows: []string{"AmountPaid", "AttemptCount"},
 		carries: []string{"Number", "Currency", "AmountDue", "AmountPaid", "AmountRemaining", "Subtotal", "Total",
 			"AttemptCount", "HostedInvoiceURL", "DueDate", "PeriodStart", "PeriodEnd", "StripeCreated"},
 		refs: []string{"CustomerID", "SubscriptionID", "PaymentIntentID", "ChargeID"}})
 	paymentIntentKind = mustKind(models.Payment{}, kind{objectType: models.ObjectPaymentIntent, rank: paymentIntentRank,
 		object:  models.ObjectPaymentIntent,
+		grows:   []string{"AmountReceived"},
 		carries: []string{"Currency", "Amount", "AmountReceived", "Captured", "Paid", "FailureCode", "FailureMessage", "StripeCreated"},
 		refs:    []string{"CustomerID", "InvoiceID", "ChargeID"}})
 	chargeKind = mustKind(models.Payment{}, kind{objectType: models.ObjectCharge, rank: chargeRank,
 		object: models.ObjectCharge,
+		grows:  []string{"AmountRefunded", "AmountCaptured"},
 		carries: []string{"Currency", "Amount", "AmountCaptured", "AmountRefunded", "Captured", "Refunded", "Paid",
 			"FailureCode", "FailureMessage", "StripeCreated"},
 		refs: []string{"CustomerID", "InvoiceID", "PaymentIntentID"}})
@@ -122,8 +128,17 @@ func mustKind(model schema.Tabler, k kind) kind {
 	for _, name := range k.refs {
 		k.refFields = append(k.refFields, field(name))
 	}
+	grows := ""
+	for _, name := range k.grows {
+		if !slices.Contains(k.carries, name) {
+			panic(fmt.Sprintf("billing: %s kind: growing field %s is not carried", k.objectType, name))
+		}
+		f := field(name)
+		k.growFields = append(k.growFields, f)
+		grows += ", " + f.DBName
+	}
 	state := "SELECT " + k.col.lastEventID + ", " + k.col.lastEventCreated + ", " + cmp.Or(k.col.status, "NULL")
-	where := " FROM " + k.table + " WHERE " + k.col.stripeID + " = ? FOR UPDATE"
+	where := grows + " FROM " + k.table + " WHERE " + k.col.stripeID + " = ? FOR UPDATE"
 	k.lockSQL = state + ", NULL" + where
 	k.lockCustomerSQL = state + ", " + cmp.Or(k.col.customer, "NULL") + where
 	k.stubSQL = "INSERT IGNORE INTO " + k.table + " (" + strings.Join(stub, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(stub)-1) + ")"
@@ -155,8 +170,9 @@ func decode(ev Event, want string, dst any, c *common) error {
 }
 
 // apply locks the object's row (creating a stub if it is new), writes the
-// change when the event is newer than the row, and records the status the
-// event reports even when it is stale.
+// change when the event is newer than the row (compare; a tie is settled
+// by settleTie), and records the status the event reports even when it is
+// stale. Fields that only grow never go down, whatever the event carries.
 func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) (applied bool, err error) {
 	k := c.kind
 	row := reflect.ValueOf(c.row)
@@ -175,11 +191,32 @@ func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) 
 			return false, err
 		}
 	}
-	in := state{Status: c.status, Created: ev.Created, EventID: ev.ID}
-	if shouldApply(k.rank, cur, in) {
+	in := state{Status: c.status, Created: ev.Created, EventID: ev.ID, Grows: make([]sql.NullInt64, len(k.growFields))}
+	for i, f := range k.growFields {
+		v, _ := f.ValueOf(ctx, row)
+		in.Grows[i] = int64Of(v)
+	}
+	v, reported, lastEventID := compare(k.rank, cur, in), c.status, ev.ID
+	if v == tied {
+		var fromStripe bool
+		if v, reported, fromStripe, err = settleTie(ctx, k, c, cur, in); err != nil {
+			return false, err
+		}
+		if fromStripe {
+			// Stripe's object is neither event's: the row names the
+			// larger id, so that it ends the same whatever the order.
+			lastEventID = max(ev.ID, cur.EventID)
+		}
+	}
+	if v == replace {
 		set := make(map[string]any, len(k.carriedFields)+len(k.refFields)+5)
 		for _, f := range k.carriedFields {
 			set[f.DBName], _ = f.ValueOf(ctx, row)
+		}
+		for i, f := range k.growFields {
+			if n := in.Grows[i]; n.Valid {
+				set[f.DBName] = gorm.Expr("GREATEST(COALESCE("+f.DBName+", ?), ?)", n.Int64, n.Int64)
+			}
 		}
 		for _, f := range k.refFields {
 			if v, unknown := f.ValueOf(ctx, row); !unknown {
@@ -190,7 +227,7 @@ func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) 
 			set[k.col.status] = c.status
 		}
 		set[k.col.livemode] = c.livemode
-		set[k.col.lastEventID] = ev.ID
+		set[k.col.lastEventID] = lastEventID
 		set[k.col.lastEventCreated] = ev.Created
 		set[k.col.updatedAt] = now
 		if err := tx.Table(k.table).Where(k.col.stripeID+" = ?", c.id).Updates(set).Error; err != nil {
@@ -198,11 +235,11 @@ func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) 
 		}
 		applied = true
 	}
-	if k.col.status != "" && c.status != "" {
+	if k.col.status != "" && reported != "" {
 		sc := models.StatusChange{
 			ObjectType: k.objectType,
 			ObjectID:   c.id,
-			Status:     c.status,
+			Status:     reported,
 			EventID:    ev.ID,
 			OccurredAt: ev.Created,
 			RecordedAt: now,
@@ -232,10 +269,15 @@ func lockRow(tx *gorm.DB, k kind, id string, livemode bool, now time.Time, withC
 		var (
 			eventID, status, cust sql.NullString
 			created               sql.NullTime
+			grows                 = make([]sql.NullInt64, len(k.growFields))
 		)
-		err := tx.Raw(q, id).Row().Scan(&eventID, &created, &status, &cust)
+		dest := []any{&eventID, &created, &status, &cust}
+		for i := range grows {
+			dest = append(dest, &grows[i])
+		}
+		err := tx.Raw(q, id).Row().Scan(dest...)
 		if err == nil {
-			st := state{Status: status.String, EventID: eventID.String}
+			st := state{Status: status.String, EventID: eventID.String, Grows: grows}
 			if created.Valid {
 				st.Created = created.Time
 			}
@@ -249,6 +291,22 @@ func lockRow(tx *gorm.DB, k kind, id string, livemode bool, now time.Time, withC
 		}
 	}
 	return state{}, "", fmt.Errorf("billing: lock %s %s: row vanished", k.objectType, id)
+}
+
+// int64Of reads an integer model value, a pointer to one included; not
+// Valid for nil or another type.
+func int64Of(v any) sql.NullInt64 {
+	rv := reflect.ValueOf(v)
+	for rv.Kind() == reflect.Pointer {
+		if rv.IsNil() {
+			return sql.NullInt64{}
+		}
+		rv = rv.Elem()
+	}
+	if rv.CanInt() {
+		return sql.NullInt64{Int64: rv.Int(), Valid: true}
+	}
+	return sql.NullInt64{}
 }
 
 // insertStub creates a row that only knows its id, unless one exists.

@@ -1,16 +1,19 @@
 package billing
 
 import (
+	"database/sql"
 	"strings"
 	"time"
 )
 
 // state is what decides whether an event may change a row: the status it
-// carries and the event that carried it.
+// carries, the event that carried it, and the values of the kind's fields
+// that only grow.
 type state struct {
 	Status  string
 	Created time.Time // zero for a stub row no event has filled yet
 	EventID string
+	Grows   []sql.NullInt64 // in the order of kind.grows; not Valid when unknown
 }
 
 // rankFunc orders the statuses of one kind of object: a row never moves to
@@ -18,22 +21,77 @@ type state struct {
 // and the newer event wins.
 type rankFunc func(status string) int
 
-// shouldApply decides whether incoming replaces current. The order is
-// (rank, created, event id): rank first so terminal states never reopen,
-// then Stripe's time, then the event id as a last, arbitrary but
-// deterministic tie-break, so that every delivery order converges on the
-// same row.
-func shouldApply(rank rankFunc, current, incoming state) bool {
+// verdict is what the order says of an incoming event.
+type verdict int
+
+const (
+	keep    verdict = iota // the row stays as it is
+	replace                // the incoming event's object is newer
+	tied                   // nothing the two carry orders them
+)
+
+// compare orders incoming against current: by rank first, so terminal
+// states never reopen, then by Stripe's time, then, within one second, by
+// the fields that only grow (more refunded, more attempts: later). What
+// is left is a tie: Stripe's ids are not ordered in time, so the caller
+// settles it with Stripe's own object or, failing that, byEventID. The
+// same event again (a reprocess) keeps the row.
+func compare(rank rankFunc, current, incoming state) verdict {
 	if current.Created.IsZero() {
-		return true
+		return replace
 	}
 	if rc, ri := rank(current.Status), rank(incoming.Status); ri != rc {
-		return ri > rc
+		return cond(ri > rc)
 	}
 	if !incoming.Created.Equal(current.Created) {
-		return incoming.Created.After(current.Created)
+		return cond(incoming.Created.After(current.Created))
 	}
-	return strings.Compare(incoming.EventID, current.EventID) > 0
+	switch growth(current.Grows, incoming.Grows) {
+	case 1:
+		return replace
+	case -1:
+		return keep
+	}
+	if incoming.EventID == current.EventID {
+		return keep
+	}
+	return tied
+}
+
+// byEventID settles a tie when nothing else can: arbitrary, but the same
+// whatever the delivery order, so every order converges on one row.
+func byEventID(current, incoming state) verdict {
+	return cond(strings.Compare(incoming.EventID, current.EventID) > 0)
+}
+
+func cond(newer bool) verdict {
+	if newer {
+		return replace
+	}
+	return keep
+}
+
+// growth is 1 when incoming has grown past current (some field more, none
+// less), -1 when current is ahead, 0 when they are equal, disagree, or
+// one of them does not know.
+func growth(current, incoming []sql.NullInt64) int {
+	more, less := false, false
+	for i := range min(len(current), len(incoming)) {
+		c, in := current[i], incoming[i]
+		if !c.Valid || !in.Valid {
+			continue
+		}
+		more = more || in.Int64 > c.Int64
+		less = less || in.Int64 < c.Int64
+	}
+	switch {
+	case more && !less:
+		return 1
+	case less && !more:
+		return -1
+	default:
+		return 0
+	}
 }
 
 func noRank(string) int { return 0 }

@@ -25,21 +25,35 @@ const (
 
 // Processor applies Stripe events to the database, each exactly once.
 type Processor struct {
-	store  *models.Store
-	logger *slog.Logger
-	mux    *Mux
-	now    func() time.Time
+	store   *models.Store
+	logger  *slog.Logger
+	mux     *Mux
+	now     func() time.Time
+	fetcher ObjectFetcher // nil: ties are settled by event id
+}
+
+// Option configures a Processor.
+type Option func(*Processor)
+
+// WithObjectFetcher settles same-second ties with the object fetched from
+// Stripe (see ObjectFetcher); without it they are settled by event id.
+func WithObjectFetcher(f ObjectFetcher) Option {
+	return func(p *Processor) { p.fetcher = f }
 }
 
 // NewProcessor returns a Processor with every handler registered.
-func NewProcessor(store *models.Store, logger *slog.Logger) *Processor {
+func NewProcessor(store *models.Store, logger *slog.Logger, opts ...Option) *Processor {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	now := func() time.Time { return time.Now().UTC() }
 	mux := NewMux()
 	handlers{now: now}.register(mux)
-	return &Processor{store: store, logger: logger, mux: mux, now: now}
+	p := &Processor{store: store, logger: logger, mux: mux, now: now}
+	for _, opt := range opts {
+		opt(p)
+	}
+	return p
 }
 
 // Handled lists the event types the Processor applies; others are ignored.
@@ -99,7 +113,7 @@ func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (Result, e
 		return Duplicate, nil
 	}
 	if known {
-		if err := h.Handle(ctx, tx, ev); err != nil {
+		if err := p.handle(ctx, tx, h, ev); err != nil {
 			return "", err
 		}
 	}

@@ -58,7 +58,7 @@ var Vars = []Var{
 	{"AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ connection URL."},
 	{"MYSQL_DSN", "root@tcp(127.0.0.1:3306)/billing?parseTime=true", "MySQL DSN (go-sql-driver format); `parseTime=true` is required."},
 	{"STRIPE_WEBHOOK_SECRET", "", "Webhook signing secret(s) `whsec_...`; a comma-separated list during rotation. Required by `api`."},
-	{"STRIPE_API_KEY", "", "Stripe secret key; when set, `sweep` reconciles with Stripe's Events API."},
+	{"STRIPE_API_KEY", "", "Stripe secret key; when set, `sweep` reconciles with Stripe's Events API and `worker` fetches an object to settle a same-second tie."},
 	{"STRIPE_API_BASE", reconcile.DefaultAPIBase, "Stripe API base URL: https, or http on loopback only (tests point it at stripe-mock)."},
 	{"HTTP_ADDR", api.DefaultAddr, "Listen address of `api`, the port Stripe reaches: the webhook, /healthz and a /readyz without detail."},
 	{"METRICS_ADDR", metrics.DefaultAddr, "Listen address of `api`, `worker` and `sweep --every` for /metrics, /healthz and /readyz with its reason; keep it off the internet."},

@@ -238,3 +238,70 @@ func (s *Store) WithLock(ctx context.Context, name string, timeout time.Duration
 	}()
 	return true, fn(ctx)
 }
+
+// EventFilter selects ledger events: by type and status (any of each;
+// empty: all) and by Stripe's created time in [Since, Until) (zero: no
+// bound). An event whose created is unknown (a dead row whose payload
+// never parsed) matches only when no time bound is set.
+type EventFilter struct {
+	Types, Statuses []string
+	Since, Until    time.Time
+}
+
+// EventsInStripeOrder returns up to limit ledger events matching f, in
+// Stripe's order (created, then id; unknown created first), after the
+// event after (nil: from the start), without their payloads: a caller
+// pages through a ledger of any size and loads each payload when it
+// applies the event (LockEvent).
+func (s *Store) EventsInStripeOrder(ctx context.Context, f EventFilter, after *StripeEvent, limit int) ([]StripeEvent, error) {
+	q := s.db.WithContext(ctx).Model(&StripeEvent{}).Select("id", "type", "status", "created")
+	if len(f.Types) > 0 {
+		q = q.Where("type IN ?", f.Types)
+	}
+	if len(f.Statuses) > 0 {
+		q = q.Where("status IN ?", f.Statuses)
+	}
+	if !f.Since.IsZero() {
+		q = q.Where("created >= ?", f.Since)
+	}
+	if !f.Until.IsZero() {
+		q = q.Where("created < ?", f.Until)
+	}
+	if after != nil {
+		if after.Created == nil {
+			q = q.Where("((created IS NULL AND id > ?) OR created IS NOT NULL)", after.ID)
+		} else {
+			q = q.Where("(created > ? OR (created = ? AND id > ?))", *after.Created, *after.Created, after.ID)
+		}
+	}
+	var out []StripeEvent
+	err := q.Order("created IS NOT NULL, created, id").Limit(limit).Find(&out).Error
+	if err != nil {
+		return nil, translate("list events", err)
+	}
+	return out, nil
+}
+
+// LockEvent reads the ledger row id, payload included, locked until tx
+// ends; ErrNotFound when there is none.
+func LockEvent(tx *gorm.DB, id string) (StripeEvent, error) {
+	var ev StripeEvent
+	err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("id = ?", id).Take(&ev).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return ev, fmt.Errorf("models: lock event %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return ev, fmt.Errorf("models: lock event %s: %w", id, err)
+	}
+	return ev, nil
+}
+
+// SetEventStatus sets the ledger status of event id, and its processed_at
+// to at, in tx.
+func SetEventStatus(tx *gorm.DB, id, status string, at time.Time) error {
+	err := tx.Model(&StripeEvent{}).Where("id = ?", id).Updates(map[string]any{"status": status, "processed_at": at}).Error
+	if err != nil {
+		return fmt.Errorf("models: set event %s %s: %w", id, status, err)
+	}
+	return nil
+}

@@ -1,7 +1,8 @@
-// Package reconcile owns the client side of Stripe's Events API: it lists
-// the events Stripe sent in the last 30 days and enqueues, in the shape the
+// Package reconcile owns the client side of Stripe's API: it lists the
+// events Stripe sent in the last 30 days and enqueues, in the shape the
 // api publishes, every one the ledger has never seen (a webhook lost before
-// the api could answer it).
+// the api could answer it); and it fetches one object (Fetcher) when the
+// worker needs Stripe's current state to settle a same-second tie.
 package reconcile
 
 import (
@@ -102,9 +103,6 @@ func New(cfg Config, logger *slog.Logger, store Store, pub Publisher) (*Reconcil
 	case store == nil || pub == nil:
 		return nil, errors.New("reconcile: reconciler: store and publisher are required")
 	}
-	if cfg.APIBase == "" {
-		cfg.APIBase = DefaultAPIBase
-	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = 30 * 24 * time.Hour
 	}
@@ -114,20 +112,29 @@ func New(cfg Config, logger *slog.Logger, store Store, pub Publisher) (*Reconcil
 	if cfg.PageSize <= 0 || cfg.PageSize > 100 {
 		cfg.PageSize = 100
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	backend := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
-		URL:               stripe.String(cfg.APIBase),
-		HTTPClient:        cfg.HTTPClient,
+	backend := newBackend(cfg.APIBase, cfg.HTTPClient)
+	api := client.New(cfg.APIKey, &stripe.Backends{API: backend, Connect: backend, Uploads: backend})
+	return &Reconciler{cfg: cfg, logger: logger, store: store, pub: pub, api: api}, nil
+}
+
+// newBackend is the stripe-go backend for Stripe's API at base; stripe-go
+// retries network errors and 5xx answers twice itself.
+func newBackend(base string, httpClient *http.Client) stripe.Backend {
+	if base == "" {
+		base = DefaultAPIBase
+	}
+	if httpClient == nil {
+		httpClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	return stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
+		URL:               stripe.String(base),
+		HTTPClient:        httpClient,
 		MaxNetworkRetries: stripe.Int64(2),
 		LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
 	})
-	api := client.New(cfg.APIKey, &stripe.Backends{API: backend, Connect: backend, Uploads: backend})
-	return &Reconciler{cfg: cfg, logger: logger, store: store, pub: pub, api: api}, nil
 }
 
 // Reconcile runs one pass. The checkpoint advances only when every missing

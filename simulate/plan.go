@@ -41,8 +41,8 @@ func planCounts(cfg Config) (lifecycle, poison, duplicates int) {
 	return unique - poison, poison, duplicates
 }
 
-// plan builds the deliveries of one run, deterministically from cfg.Seed
-// and cfg.Start.
+// plan builds the deliveries of one run: its objects, times and order
+// deterministically from cfg.Seed and cfg.Start, its event ids at random.
 func plan(cfg Config) ([]delivery, error) {
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)>>32^0x9e3779b97f4a7c15))
 	nLife, nPoison, nDup := planCounts(cfg)
@@ -186,7 +186,7 @@ var poisonTypes = []struct{ typ, object string }{
 func insertPoison(rng *rand.Rand, events []event, start time.Time, n int) []event {
 	for k := range n {
 		pt := poisonTypes[k%len(poisonTypes)]
-		id := fmt.Sprintf("evt_poison_%d_%04d", start.Unix(), k)
+		id := stripeevent.NewEventID()
 		obj := map[string]any{"id": 4_000_000 + k, "object": pt.object, "created": start.Unix(), "livemode": false}
 		body := stripeevent.Event(id, pt.typ, start, obj)
 		p := rng.IntN(len(events) + 1)

@@ -51,14 +51,16 @@ type Config struct {
 	// signed and well-formed, but with a data.object no handler can decode,
 	// so the worker parks them in the DLQ.
 	PoisonRatio float64
-	// Seed makes the stream and its shuffles reproducible.
+	// Seed makes the stream and its shuffles reproducible (event ids
+	// aside: they are random, as Stripe's are).
 	Seed int64
 	// Customers is the number of customer lifecycles interleaved at once
 	// (default 50); a run longer than their 19 events each uses new batches.
 	Customers int
 	// Start is the time the generated events claim to begin (default: now,
-	// to the second). Object and event ids derive from it, so two runs with
-	// the same Start and Seed send the same events.
+	// to the second). Object ids derive from it, so two runs with the same
+	// Start and Seed send the same objects in the same order, under new
+	// event ids.
 	Start time.Time
 	// RequestTimeout bounds one request (default 10s). In-flight requests
 	// finish even after ctx is done, so that every sent request has an answer.

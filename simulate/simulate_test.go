@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -33,6 +34,7 @@ type stripeReceiver struct {
 	badSig    int
 	badType   int
 	ids       []string // in arrival order
+	shapes    []string // type, object id and created of each request, in arrival order
 	poison    map[string]bool
 	ok        map[string]bool // ids answered 2xx at least once
 	regressed int             // first deliveries older than an event already seen for the same object
@@ -76,7 +78,9 @@ func (r *stripeReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		ID     string `json:"id"`
 		Object string `json:"object"`
 	}
-	if err := json.Unmarshal(ev.Data.Raw, &obj); err != nil {
+	err = json.Unmarshal(ev.Data.Raw, &obj)
+	r.shapes = append(r.shapes, fmt.Sprintf("%s %s %d", ev.Type, obj.ID, ev.Created))
+	if err != nil {
 		r.poison[ev.ID] = true
 	} else if first {
 		if ev.Created < r.newest[obj.ID] {
@@ -212,7 +216,7 @@ func TestOutOfOrderReachesTheServer(t *testing.T) {
 
 func TestRunIsDeterministic(t *testing.T) {
 	t.Parallel()
-	order := func(seed int64) []string {
+	order := func(seed int64) (shapes, ids []string) {
 		rcv, srv := newReceiver(t, nil)
 		cfg := baseConfig(srv.URL)
 		cfg.Count, cfg.Concurrency, cfg.Seed = 150, 1, seed
@@ -220,16 +224,27 @@ func TestRunIsDeterministic(t *testing.T) {
 		if _, err := simulate.Run(context.Background(), cfg, srv.Client()); err != nil {
 			t.Fatal(err)
 		}
+		if got, want := rcv.distinct(), 150-15; got != want { // 10% of 150 are duplicates
+			t.Errorf("%d distinct event ids, want %d", got, want)
+		}
 		rcv.mu.Lock()
 		defer rcv.mu.Unlock()
-		return slices.Clone(rcv.ids)
+		return slices.Clone(rcv.shapes), slices.Clone(rcv.ids)
 	}
-	a, b, c := order(1), order(1), order(2)
+	a, aIDs := order(1)
+	b, bIDs := order(1)
+	c, _ := order(2)
 	if !slices.Equal(a, b) {
 		t.Error("two runs with one seed sent different streams")
 	}
 	if slices.Equal(a, c) {
 		t.Error("two seeds sent the same stream")
+	}
+	// Event ids are random, as Stripe's: a run never repeats another's.
+	for _, id := range bIDs {
+		if slices.Contains(aIDs, id) {
+			t.Fatalf("event id %s sent by two runs", id)
+		}
 	}
 }
 

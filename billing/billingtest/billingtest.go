@@ -70,9 +70,12 @@ func LifecycleAmount(i int) int64 { return stripeevent.LifecycleAmount(i) }
 // LifecycleRefund is the amount refunded to every customer.
 const LifecycleRefund = stripeevent.LifecycleRefund
 
+// NewEventID returns a random event id in Stripe's shape (crypto/rand):
+// like Stripe's, it says nothing of the event's place in time.
+func NewEventID() string { return stripeevent.NewEventID() }
+
 // Lifecycle returns customerN interleaved lifecycles in the order Stripe
-// would send them (see stripeevent.Lifecycle); event ids sort in stream
-// order.
+// would send them (see stripeevent.Lifecycle); event ids are random.
 func Lifecycle(customerN int, start time.Time) [][]byte {
 	return stripeevent.Lifecycle(customerN, start)
 }

@@ -28,13 +28,14 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"api":      {"serve POST /webhooks/stripe and publish verified events to RabbitMQ", runAPI},
-		"worker":   {"consume the work queue and apply events to MySQL", runWorker},
-		"migrate":  {"apply the database migrations (idempotent)", runMigrate},
-		"topology": {"declare the RabbitMQ exchanges and queues (idempotent)", runTopology},
-		"sweep":    {"one pass for cron: re-drive parked events, reconcile with Stripe", runSweep},
-		"dlq":      {"list or replay dead-lettered events", runDLQ},
-		"simulate": {"post realistic signed Stripe events to the api", runSimulate},
+		"api":       {"serve POST /webhooks/stripe and publish verified events to RabbitMQ", runAPI},
+		"worker":    {"consume the work queue and apply events to MySQL", runWorker},
+		"migrate":   {"apply the database migrations (idempotent)", runMigrate},
+		"topology":  {"declare the RabbitMQ exchanges and queues (idempotent)", runTopology},
+		"sweep":     {"one pass for cron: re-drive parked events, reconcile with Stripe", runSweep},
+		"dlq":       {"list or replay dead-lettered events", runDLQ},
+		"simulate":  {"post realistic signed Stripe events to the api", runSimulate},
+		"reprocess": {"apply ledger events again through today's handlers (by type, status, time)", runReprocess},
 	}
 }
 

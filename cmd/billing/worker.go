@@ -18,6 +18,7 @@ import (
 	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/metrics"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/reconcile"
 	"github.com/stripe-billing/billing/retry"
 )
 
@@ -33,7 +34,9 @@ func runWorker(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "worker", `Consume <namespace>.events.work and apply each Stripe event to MySQL exactly
 once. Failures go to the delay tiers (RETRY_DELAYS, MAX_ATTEMPTS) or are
 parked in <namespace>.events.dlq with the reason; while MySQL is unreachable
-the worker pauses and spends no attempts. SIGTERM drains in-flight events
+the worker pauses and spends no attempts. With STRIPE_API_KEY set, two events
+of one object in one second that nothing in their payloads orders are settled
+by the object fetched from Stripe; without it, by event id. SIGTERM drains in-flight events
 within SHUTDOWN_TIMEOUT. GET /metrics, /healthz and /readyz are served on
 METRICS_ADDR. Settings come from the environment.`)
 	if err := parseFlags(fs, args); err != nil {
@@ -170,7 +173,11 @@ func (w *worker) work(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	proc := billing.NewProcessor(store, w.logger)
+	opts, err := processorOptions(w.cfg)
+	if err != nil {
+		return err
+	}
+	proc := billing.NewProcessor(store, w.logger, opts...)
 	c, err := consumer.New(consumer.Config{
 		Queue:           w.topo.Work,
 		Concurrency:     w.cfg.WorkerConcurrency,
@@ -188,6 +195,20 @@ func (w *worker) work(ctx context.Context) error {
 	w.consumer.Store(c)
 	defer w.store.Store(nil) // closed below: /readyz must not ping it
 	return c.Run(ctx)
+}
+
+// processorOptions are the billing.Processor's options of cfg: with a
+// Stripe API key, same-second ties are settled by the object fetched
+// from Stripe.
+func processorOptions(cfg config.Config) ([]billing.Option, error) {
+	if cfg.StripeAPIKey == "" {
+		return nil, nil
+	}
+	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: cfg.StripeAPIKey, APIBase: cfg.StripeAPIBase})
+	if err != nil {
+		return nil, err
+	}
+	return []billing.Option{billing.WithObjectFetcher(fetcher)}, nil
 }
 
 // openStore opens the database, waiting with backoff while it is

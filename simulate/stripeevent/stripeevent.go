@@ -6,6 +6,7 @@
 package stripeevent
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -31,6 +32,28 @@ func Event(id, typ string, created time.Time, object map[string]any) []byte {
 		panic(err) // only maps of JSON values are passed
 	}
 	return b
+}
+
+// idAlphabet is the characters of a Stripe id after its prefix.
+const idAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// NewEventID returns a random event id in Stripe's shape, "evt_" and 24
+// alphanumerics. Stripe's ids are not ordered in time, and neither are
+// these: nothing may settle an order by comparing them.
+func NewEventID() string {
+	id := make([]byte, 0, 4+24)
+	id = append(id, "evt_"...)
+	var buf [32]byte
+	for len(id) < cap(id) {
+		rand.Read(buf[:]) // never fails (crypto/rand)
+		for _, b := range buf {
+			// 248 = 4*62: rejecting the rest keeps every character equally likely.
+			if b < 248 && len(id) < cap(id) {
+				id = append(id, idAlphabet[b%62])
+			}
+		}
+	}
+	return string(id)
 }
 
 func nullable(s string) any {
@@ -243,12 +266,11 @@ func Lifecycle(customerN int, start time.Time) [][]byte {
 		}},
 	}
 	var out [][]byte
-	for s, st := range steps {
+	for _, st := range steps {
 		for i := range customerN {
 			id := LifecycleIDs(start, i)
 			at := start.Add(time.Duration(i+st.at) * time.Second)
-			evID := fmt.Sprintf("evt_%d_%03d_%03d", start.Unix(), s, i)
-			out = append(out, Event(evID, st.typ, at, st.obj(id, LifecycleAmount(i), at)))
+			out = append(out, Event(NewEventID(), st.typ, at, st.obj(id, LifecycleAmount(i), at)))
 		}
 	}
 	return out

@@ -1,0 +1,136 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/stripe-billing/billing/models"
+)
+
+// No event is final for want of a handler: the ledger keeps every event's
+// payload, ignored ones included, and a Reprocessor applies ledger events
+// again through today's handlers. Applying is idempotent (the state order
+// refuses what a row already reflects, history rows are keyed by event),
+// so reprocessing twice changes nothing, and events are applied in
+// Stripe's order (created, then id; the tie rules settle the rest).
+
+// Reprocessing outcomes of one event.
+const (
+	ReprocessApplied   = "applied"
+	ReprocessNoHandler = "no handler" // still none: left as it is
+	ReprocessFailed    = "failed"     // rolled back; the error says why
+	// In a dry run, what would become of the event.
+	ReprocessWouldApply = "would apply"
+)
+
+// Reprocessed is what a Reprocessor did, or would do, with one event.
+type Reprocessed struct {
+	ID, Type string
+	Status   string    // the ledger status before
+	Created  time.Time // zero when unknown
+	Outcome  string
+	Err      error // with ReprocessFailed
+}
+
+// ReprocessReport counts a run's outcomes.
+type ReprocessReport struct {
+	Matched, Applied, NoHandler, Failed int
+}
+
+// Reprocessor applies ledger events again through a Processor's handlers.
+type Reprocessor struct {
+	proc     *Processor
+	pageSize int
+}
+
+// NewReprocessor returns a Reprocessor applying events with proc's
+// handlers and store (and its ObjectFetcher, for ties).
+func NewReprocessor(proc *Processor) *Reprocessor {
+	return &Reprocessor{proc: proc, pageSize: 500}
+}
+
+// Run applies every ledger event f selects, in Stripe's order, each in a
+// transaction of its own that also marks it processed; with dryRun it
+// only says what it would do. each is called once per event, in order. An
+// event that fails is rolled back, reported and passed over; the error
+// returned is for what stopped the run (the ledger could not be read, ctx
+// ended).
+func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool, each func(Reprocessed)) (ReprocessReport, error) {
+	var rep ReprocessReport
+	var after *models.StripeEvent
+	for {
+		page, err := r.proc.store.EventsInStripeOrder(ctx, f, after, r.pageSize)
+		if err != nil {
+			return rep, fmt.Errorf("billing: reprocess: %w", err)
+		}
+		for i := range page {
+			row := page[i]
+			after = &page[i]
+			got := Reprocessed{ID: row.ID, Type: row.Type, Status: row.Status}
+			if row.Created != nil {
+				got.Created = *row.Created
+			}
+			_, known := r.proc.mux.Handler(row.Type)
+			switch {
+			case !known:
+				got.Outcome = ReprocessNoHandler
+			case dryRun:
+				got.Outcome = ReprocessWouldApply
+			default:
+				if got.Err = r.apply(ctx, row.ID); got.Err != nil {
+					got.Outcome = ReprocessFailed
+				} else {
+					got.Outcome = ReprocessApplied
+				}
+			}
+			rep.Matched++
+			switch got.Outcome {
+			case ReprocessApplied:
+				rep.Applied++
+			case ReprocessNoHandler:
+				rep.NoHandler++
+			case ReprocessFailed:
+				rep.Failed++
+			}
+			if each != nil {
+				each(got)
+			}
+		}
+		if len(page) < r.pageSize {
+			return rep, ctx.Err()
+		}
+	}
+}
+
+// apply applies the ledger event id from its stored payload and marks it
+// processed (processed_at then, unless it already was).
+func (r *Reprocessor) apply(ctx context.Context, id string) error {
+	p := r.proc
+	return p.store.InTx(ctx, func(tx *gorm.DB) error {
+		row, err := models.LockEvent(tx, id)
+		if err != nil {
+			return err
+		}
+		ev, err := Parse(row.Payload)
+		if err != nil {
+			return err
+		}
+		if ev.ID != id {
+			return fmt.Errorf("billing: reprocess %s: the stored payload is event %q", id, ev.ID)
+		}
+		h, known := p.mux.Handler(ev.Type)
+		if !known {
+			return fmt.Errorf("billing: reprocess %s: no handler for %s", id, ev.Type)
+		}
+		if err := p.handle(ctx, tx, h, ev); err != nil {
+			return err
+		}
+		if row.Status == models.EventProcessed {
+			return nil
+		}
+		return models.SetEventStatus(tx, id, models.EventProcessed, p.now())
+	})
+}

@@ -1,0 +1,114 @@
+package billing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"gorm.io/gorm"
+)
+
+// Two events of one object in one second that nothing in their payloads
+// orders (same status rank, same values of the fields that only grow: two
+// customer.subscription.updated, say) are a tie. Stripe's event ids are not
+// ordered in time, so the only source of the latest state is Stripe: with
+// an ObjectFetcher the Processor fetches the object and applies it, in the
+// same transaction and through the same handler; without one, the larger
+// event id wins, which is arbitrary but the same in every delivery order.
+
+// ObjectRef names a Stripe object to fetch, with the event's API version
+// (the shape the handlers expect) and its Connect account, if any.
+type ObjectRef struct {
+	Type       string // Stripe's "object": charge, invoice, subscription, ...
+	ID         string
+	APIVersion string
+	Account    string
+}
+
+// ObjectFetcher fetches an object's current state from Stripe
+// (reconcile.Fetcher). It returns the object's JSON as Stripe serializes
+// it, or nil and no error when Stripe has no such object. An error is a
+// failed attempt, to be retried.
+type ObjectFetcher interface {
+	FetchObject(ctx context.Context, ref ObjectRef) (json.RawMessage, error)
+}
+
+// tieBreak is how apply settles a tie during one handler run; the
+// Processor puts it in the context.
+type tieBreak struct {
+	logger *slog.Logger
+	// fetch: a tie asks the Processor for Stripe's object (errTie)
+	// instead of settling by event id.
+	fetch bool
+	// fetched is set on the run that applies Stripe's object for this tie.
+	fetched *errTie
+}
+
+type tieKey struct{}
+
+func withTieBreak(ctx context.Context, t *tieBreak) context.Context {
+	return context.WithValue(ctx, tieKey{}, t)
+}
+
+// errTie is what apply returns when a tie needs Stripe's object: the
+// handler's run ends, and the Processor runs it again on the fetched
+// object. It is never returned by the Processor.
+type errTie struct {
+	ref      ObjectRef
+	reported string // the status the event itself carries, for the history
+}
+
+func (e *errTie) Error() string {
+	return fmt.Sprintf("billing: tie on %s %s needs the object from Stripe", e.ref.Type, e.ref.ID)
+}
+
+// settleTie decides a tie between current and incoming for the object of
+// change c, names the status the history records for the event, and says
+// whether c is Stripe's own object.
+func settleTie(ctx context.Context, k kind, c change, current, incoming state) (v verdict, reported string, fromStripe bool, err error) {
+	t, _ := ctx.Value(tieKey{}).(*tieBreak)
+	switch {
+	case t != nil && t.fetched != nil && t.fetched.ref.Type == k.objectType && t.fetched.ref.ID == c.id:
+		// c is Stripe's object now: the latest state, unless our order
+		// says it went back, which Stripe's objects never do.
+		return cond(k.rank(c.status) >= k.rank(current.Status)), t.fetched.reported, true, nil
+	case t != nil && t.fetch:
+		return keep, c.status, false, &errTie{ref: ObjectRef{Type: k.objectType, ID: c.id}, reported: c.status}
+	default:
+		if t != nil {
+			t.logger.DebugContext(ctx, "billing: same-second tie settled by event id, without Stripe's object",
+				"object_type", k.objectType, "object_id", c.id, "event_id", incoming.EventID, "row_event_id", current.EventID)
+		}
+		return byEventID(current, incoming), c.status, false, nil
+	}
+}
+
+// handle runs h on ev and, when a tie needs Stripe's object, fetches it
+// and runs h again on it, in the same transaction.
+func (p *Processor) handle(ctx context.Context, tx *gorm.DB, h Handler, ev Event) error {
+	err := h.Handle(withTieBreak(ctx, &tieBreak{logger: p.logger, fetch: p.fetcher != nil}), tx, ev)
+	var tie *errTie
+	if !errors.As(err, &tie) {
+		return err
+	}
+	tie.ref.APIVersion, tie.ref.Account = ev.APIVersion, ev.Account
+	obj, err := p.fetcher.FetchObject(ctx, tie.ref)
+	if err != nil {
+		return fmt.Errorf("billing: event %s: fetch %s %s to settle a same-second tie: %w", ev.ID, tie.ref.Type, tie.ref.ID, err)
+	}
+	again := &tieBreak{logger: p.logger, fetched: tie}
+	if obj == nil {
+		p.logger.WarnContext(ctx, "billing: same-second tie settled by event id: Stripe has no such object",
+			"event_id", ev.ID, "object_type", tie.ref.Type, "object_id", tie.ref.ID)
+		again.fetched = nil
+	} else {
+		ev.Object = obj
+	}
+	err = h.Handle(withTieBreak(ctx, again), tx, ev)
+	if errors.As(err, &tie) {
+		return fmt.Errorf("billing: event %s: %s %s from Stripe did not settle the tie", ev.ID, tie.ref.Type, tie.ref.ID)
+	}
+	return err
+}

@@ -1,0 +1,251 @@
+package billing_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/reconcile"
+)
+
+// runs is how many times each tie is delivered, with new random event
+// ids each time and the two delivery orders in turn.
+const runs = 50
+
+// deliverTie processes events (created in one second, in Stripe's order)
+// forward on even runs and backward on odd ones.
+func deliverTie(t *testing.T, p *billing.Processor, run int, events [][]byte) {
+	t.Helper()
+	for i := range events {
+		if run%2 == 1 {
+			i = len(events) - 1 - i
+		}
+		process(t, p, events[i], billing.Processed)
+	}
+}
+
+// TestSameSecondTiesSettleOnGrowingFields: within one second the fields
+// that only grow order the events, whatever their ids and delivery order,
+// and never go down.
+func TestSameSecondTiesSettleOnGrowingFields(t *testing.T) {
+	t.Parallel()
+	charge := func(id string, refunded int64) map[string]any {
+		o := billingtest.Charge(id, "cus_1", "pi_1", "", "succeeded", 2000)
+		o["amount_refunded"], o["refunded"] = refunded, refunded == 2000
+		return o
+	}
+	invoice := func(id string, paid int64, attempts int) map[string]any {
+		o := billingtest.Invoice(id, "cus_1", "sub_1", "open", 2000, paid)
+		o["attempt_count"] = attempts
+		return o
+	}
+	intent := func(id string, received int64) map[string]any {
+		o := billingtest.PaymentIntent(id, "cus_1", "", "requires_capture", 2000)
+		o["amount_received"] = received
+		return o
+	}
+	type step struct {
+		typ string
+		obj func(id string) map[string]any
+	}
+	tests := []struct {
+		name  string
+		model any
+		steps []step // in Stripe's order, all in one second
+		check func(row map[string]any) string
+	}{
+		{"partial refunds: 500 then 1000", &models.Payment{}, []step{
+			{"charge.refunded", func(id string) map[string]any { return charge(id, 500) }},
+			{"charge.refunded", func(id string) map[string]any { return charge(id, 1000) }},
+		}, func(r map[string]any) string { return fmt.Sprintf("refunded=%v", r["amount_refunded"]) }},
+		{"three partial refunds", &models.Payment{}, []step{
+			{"charge.refunded", func(id string) map[string]any { return charge(id, 500) }},
+			{"charge.refunded", func(id string) map[string]any { return charge(id, 1000) }},
+			{"charge.refunded", func(id string) map[string]any { return charge(id, 2000) }},
+		}, func(r map[string]any) string { return fmt.Sprintf("refunded=%v", r["amount_refunded"]) }},
+		{"invoice payment attempts", &models.Invoice{}, []step{
+			{"invoice.payment_failed", func(id string) map[string]any { return invoice(id, 0, 1) }},
+			{"invoice.payment_failed", func(id string) map[string]any { return invoice(id, 0, 2) }},
+		}, func(r map[string]any) string { return fmt.Sprintf("attempts=%v", r["attempt_count"]) }},
+		{"invoice partial payments", &models.Invoice{}, []step{
+			{"invoice.updated", func(id string) map[string]any { return invoice(id, 500, 1) }},
+			{"invoice.updated", func(id string) map[string]any { return invoice(id, 1200, 1) }},
+		}, func(r map[string]any) string {
+			return fmt.Sprintf("paid=%v remaining=%v", r["amount_paid"], r["amount_remaining"])
+		}},
+		{"payment intent received", &models.Payment{}, []step{
+			{"payment_intent.amount_capturable_updated", func(id string) map[string]any { return intent(id, 0) }},
+			{"payment_intent.partially_funded", func(id string) map[string]any { return intent(id, 700) }},
+		}, func(r map[string]any) string { return fmt.Sprintf("received=%v", r["amount_received"]) }},
+	}
+	want := map[string]string{
+		"partial refunds: 500 then 1000": "refunded=1000",
+		"three partial refunds":          "refunded=2000",
+		"invoice payment attempts":       "attempts=2",
+		"invoice partial payments":       "paid=1200 remaining=800",
+		"payment intent received":        "received=700",
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, p := setup(t)
+			for run := range runs {
+				id := fmt.Sprintf("obj_%03d", run)
+				var events [][]byte
+				for _, st := range tt.steps {
+					events = append(events, billingtest.Event(billingtest.NewEventID(), st.typ, start, st.obj(id)))
+				}
+				deliverTie(t, p, run, events)
+				row := map[string]any{}
+				if err := s.DB().Model(tt.model).Where("stripe_id = ?", id).Take(&row).Error; err != nil {
+					t.Fatal(err)
+				}
+				if got := tt.check(row); got != want[tt.name] {
+					t.Errorf("run %d (%s order): %s, want %s", run, []string{"Stripe's", "reverse"}[run%2], got, want[tt.name])
+				}
+			}
+		})
+	}
+}
+
+// TestGrowingFieldsNeverGoDown: a later event that carries less refunded
+// than the row leaves the amount alone and applies the rest.
+func TestGrowingFieldsNeverGoDown(t *testing.T) {
+	t.Parallel()
+	s, p := setup(t)
+	o := billingtest.Charge("ch_down", "cus_1", "pi_1", "", "succeeded", 2000)
+	o["amount_refunded"] = 1000
+	process(t, p, billingtest.Event(billingtest.NewEventID(), "charge.refunded", start, o), billing.Processed)
+	o["amount_refunded"], o["failure_message"] = 500, "later"
+	process(t, p, billingtest.Event(billingtest.NewEventID(), "charge.updated", start.Add(time.Second), o), billing.Processed)
+	var pay models.Payment
+	if err := s.DB().Where("stripe_id = ?", "ch_down").Take(&pay).Error; err != nil {
+		t.Fatal(err)
+	}
+	if pay.AmountRefunded != 1000 || pay.FailureMessage == nil || *pay.FailureMessage != "later" {
+		t.Errorf("charge = refunded %d, failure message %v; want 1000 and the later event's message", pay.AmountRefunded, pay.FailureMessage)
+	}
+}
+
+// subscriptionTie is two customer.subscription.updated of one
+// subscription in one second that nothing in their payloads orders.
+func subscriptionTie(id string) (events [][]byte, ids []string) {
+	for _, status := range []string{"past_due", "unpaid"} {
+		evID := billingtest.NewEventID()
+		ids = append(ids, evID)
+		events = append(events, billingtest.Event(evID, "customer.subscription.updated", start, billingtest.Subscription(id, "cus_1", status, start)))
+	}
+	return events, ids
+}
+
+// TestSubscriptionTieWithoutAKey: the larger event id wins, in both
+// delivery orders: arbitrary, but deterministic.
+func TestSubscriptionTieWithoutAKey(t *testing.T) {
+	t.Parallel()
+	s, p := setup(t)
+	for run := range runs {
+		id := fmt.Sprintf("sub_nokey_%03d", run)
+		events, ids := subscriptionTie(id)
+		deliverTie(t, p, run, events)
+		want := "past_due"
+		if ids[1] > ids[0] {
+			want = "unpaid"
+		}
+		var sub models.Subscription
+		if err := s.DB().Where("stripe_id = ?", id).Take(&sub).Error; err != nil {
+			t.Fatal(err)
+		}
+		if *sub.Status != want || *sub.LastEventID != max(ids[0], ids[1]) {
+			t.Errorf("run %d: status %s, last event %s; want %s from %s", run, *sub.Status, *sub.LastEventID, want, max(ids[0], ids[1]))
+		}
+	}
+}
+
+// TestSubscriptionTieFetchedFromStripe: with an ObjectFetcher, the tie is
+// settled by the subscription as Stripe (stripe-mock) has it, in both
+// orders; the history keeps what each event reported.
+func TestSubscriptionTieFetchedFromStripe(t *testing.T) {
+	t.Parallel()
+	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: testenv.StripeMock(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testenv.Store(t)
+	p := billing.NewProcessor(s, nil, billing.WithObjectFetcher(fetcher))
+	for run := range 10 {
+		id := fmt.Sprintf("sub_fetch_%03d", run)
+		raw, err := fetcher.FetchObject(context.Background(), billing.ObjectRef{Type: "subscription", ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stripeSub struct {
+			Status           string
+			Customer         string
+			CurrentPeriodEnd int64 `json:"current_period_end"`
+			CanceledAt       int64 `json:"canceled_at"`
+		}
+		if err := json.Unmarshal(raw, &stripeSub); err != nil {
+			t.Fatal(err)
+		}
+		if stripeSub.Status == "past_due" || stripeSub.Status == "unpaid" || stripeSub.Status == "" {
+			t.Fatalf("stripe-mock's subscription is %q: the test cannot tell it from the events", stripeSub.Status)
+		}
+		events, ids := subscriptionTie(id)
+		deliverTie(t, p, run, events)
+		var sub models.Subscription
+		if err := s.DB().Where("stripe_id = ?", id).Take(&sub).Error; err != nil {
+			t.Fatal(err)
+		}
+		if *sub.Status != stripeSub.Status || *sub.CustomerID != stripeSub.Customer ||
+			sub.CurrentPeriodEnd.Unix() != stripeSub.CurrentPeriodEnd || sub.CanceledAt.Unix() != stripeSub.CanceledAt ||
+			*sub.LastEventID != max(ids[0], ids[1]) {
+			t.Errorf("run %d: row = status %s customer %s period end %v canceled %v last event %s; want Stripe's %+v and %s",
+				run, *sub.Status, *sub.CustomerID, sub.CurrentPeriodEnd, sub.CanceledAt, *sub.LastEventID, stripeSub, max(ids[0], ids[1]))
+		}
+		var history []string
+		s.DB().Model(&models.StatusChange{}).Where("object_id = ?", id).Order("status").Pluck("status", &history)
+		if fmt.Sprint(history) != "[past_due unpaid]" {
+			t.Errorf("run %d: history = %v, want what the events reported", run, history)
+		}
+	}
+}
+
+// TestTieFetchFailsTransiently: Stripe down during the fetch fails the
+// event with a transient error and leaves nothing of it behind.
+func TestTieFetchFailsTransiently(t *testing.T) {
+	t.Parallel()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: down.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testenv.Store(t)
+	p := billing.NewProcessor(s, nil, billing.WithObjectFetcher(fetcher))
+	events, ids := subscriptionTie("sub_down")
+	process(t, p, events[0], billing.Processed)
+	_, err = p.Process(context.Background(), events[1])
+	if err == nil || failure.Of(err) != failure.Transient {
+		t.Fatalf("Process during a Stripe outage = %v (class %v), want a transient error", err, failure.Of(err))
+	}
+	var n int64
+	s.DB().Model(&models.StripeEvent{}).Where("id = ?", ids[1]).Count(&n)
+	var sub models.Subscription
+	if err := s.DB().Where("stripe_id = ?", "sub_down").Take(&sub).Error; err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 || *sub.Status != "past_due" || *sub.LastEventID != ids[0] {
+		t.Errorf("after the failed fetch: ledger rows %d, status %s, last event %s; want the first event's row only", n, *sub.Status, *sub.LastEventID)
+	}
+}

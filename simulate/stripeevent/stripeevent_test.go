@@ -1,0 +1,60 @@
+package stripeevent
+
+import (
+	"encoding/json"
+	"regexp"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestNewEventID(t *testing.T) {
+	t.Parallel()
+	shape := regexp.MustCompile(`^evt_[0-9A-Za-z]{24}$`)
+	seen := map[string]bool{}
+	chars := map[rune]bool{}
+	for range 2000 {
+		id := NewEventID()
+		if !shape.MatchString(id) {
+			t.Fatalf("NewEventID() = %q, want evt_ and 24 alphanumerics", id)
+		}
+		if seen[id] {
+			t.Fatalf("NewEventID() repeated %q", id)
+		}
+		seen[id] = true
+		for _, c := range id[4:] {
+			chars[c] = true
+		}
+	}
+	// 48,000 draws from 62 characters: every one shows up.
+	if len(chars) != len(idAlphabet) {
+		t.Errorf("%d distinct characters in the ids, want %d", len(chars), len(idAlphabet))
+	}
+}
+
+// TestLifecycleEventIDs: the same lifecycle built twice carries new event
+// ids, and they do not sort in stream order, as Stripe's do not.
+func TestLifecycleEventIDs(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	ids := func() []string {
+		var out []string
+		for _, raw := range Lifecycle(3, start) {
+			var ev struct{ ID string }
+			if err := json.Unmarshal(raw, &ev); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, ev.ID)
+		}
+		return out
+	}
+	a, b := ids(), ids()
+	if slices.IsSorted(a) {
+		t.Errorf("event ids sort in stream order: %v", a)
+	}
+	for _, id := range b {
+		if slices.Contains(a, id) {
+			t.Fatalf("event id %s in two lifecycles", id)
+		}
+	}
+}
