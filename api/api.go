@@ -16,6 +16,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stripe-billing/billing/internal/httpserve"
+	"github.com/stripe-billing/billing/verify"
 )
 
 // Publisher is the broker as the api uses it; *broker.Publisher satisfies
@@ -38,7 +39,7 @@ type Observer interface {
 const (
 	DefaultAddr            = ":8080"
 	DefaultMaxBodyBytes    = 1 << 20
-	DefaultTolerance       = 5 * time.Minute
+	DefaultTolerance       = verify.DefaultTolerance
 	DefaultPublishTimeout  = 5 * time.Second
 	DefaultShutdownTimeout = 20 * time.Second
 )

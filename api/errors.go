@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+
+	"github.com/stripe-billing/billing/verify"
 )
 
 // The api's own errors. Each maps to one status, message and outcome in
@@ -55,6 +57,14 @@ func status(err error) (code int, message, outcome string) {
 		return http.StatusBadRequest, errExpiredSignature.Error(), "expired_signature"
 	case errors.Is(err, errNotEvent):
 		return http.StatusBadRequest, errNotEvent.Error(), "not_an_event"
+	case errors.Is(err, verify.ErrFutureSignature):
+		return http.StatusBadRequest, verify.ErrFutureSignature.Error(), "future_signature"
+	case errors.Is(err, verify.ErrBadID):
+		return http.StatusBadRequest, verify.ErrBadID.Error(), "bad_event_id"
+	case errors.Is(err, verify.ErrBadType):
+		return http.StatusBadRequest, verify.ErrBadType.Error(), "bad_event_type"
+	case errors.Is(err, verify.ErrFutureCreated):
+		return http.StatusBadRequest, verify.ErrFutureCreated.Error(), "future_created"
 	case errors.Is(err, errUnavailable):
 		return http.StatusServiceUnavailable, errUnavailable.Error(), "unavailable"
 	case errors.Is(err, errNotReady):

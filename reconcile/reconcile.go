@@ -1,7 +1,14 @@
 // Package reconcile owns the client side of Stripe's Events API: it lists
 // the events Stripe sent in the last 30 days and enqueues, in the shape the
 // api publishes, every one the ledger has never seen (a webhook lost before
-// the api could answer it).
+// the api could answer it); and the Fetcher gets one event by id, Stripe's
+// own copy, for the worker to apply in place of a message it cannot
+// verify.
+//
+// Reconciliation enqueues its events without a signature (it has none to
+// forward): the worker fetches each again by id. A mark of our own ("came
+// from the sweep") would be a header anyone with access to the broker
+// could set; asking Stripe cannot be forged.
 package reconcile
 
 import (
@@ -19,6 +26,7 @@ import (
 	"github.com/stripe/stripe-go/v76/client"
 
 	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/failure"
 )
 
 // CheckpointStripeEvents names the reconciliation's saved position.
@@ -120,14 +128,66 @@ func New(cfg Config, logger *slog.Logger, store Store, pub Publisher) (*Reconcil
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	api := newClient(cfg.APIKey, cfg.APIBase, cfg.HTTPClient, 2)
+	return &Reconciler{cfg: cfg, logger: logger, store: store, pub: pub, api: api}, nil
+}
+
+// newClient is a stripe-go client of the API at base that logs nothing
+// (its log lines would carry request details) and retries network errors
+// and 5xx answers retries times.
+func newClient(key, base string, httpClient *http.Client, retries int64) *client.API {
 	backend := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
-		URL:               stripe.String(cfg.APIBase),
-		HTTPClient:        cfg.HTTPClient,
-		MaxNetworkRetries: stripe.Int64(2),
+		URL:               stripe.String(base),
+		HTTPClient:        httpClient,
+		MaxNetworkRetries: stripe.Int64(retries),
 		LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
 	})
-	api := client.New(cfg.APIKey, &stripe.Backends{API: backend, Connect: backend, Uploads: backend})
-	return &Reconciler{cfg: cfg, logger: logger, store: store, pub: pub, api: api}, nil
+	return client.New(key, &stripe.Backends{API: backend, Connect: backend, Uploads: backend})
+}
+
+// Fetcher gets single events from Stripe's Events API by id.
+type Fetcher struct {
+	api *client.API
+}
+
+// DefaultFetchTimeout bounds one fetch, its retries included.
+const DefaultFetchTimeout = 10 * time.Second
+
+// NewFetcher returns a Fetcher calling Stripe at apiBase (default
+// https://api.stripe.com) with apiKey. It retries a failed call once: the
+// worker's own retries (a delay tier) take over after that.
+func NewFetcher(apiKey, apiBase string) (*Fetcher, error) {
+	if apiKey == "" {
+		return nil, errors.New("reconcile: fetcher: no Stripe API key")
+	}
+	if apiBase == "" {
+		apiBase = DefaultAPIBase
+	}
+	return &Fetcher{api: newClient(apiKey, apiBase, &http.Client{Timeout: DefaultFetchTimeout}, 1)}, nil
+}
+
+// FetchEvent returns event id as Stripe serves it, its JSON unchanged;
+// account, when set, is the Connect account to look in. When Stripe does
+// not know the id (404) the error is marked failure.Unverified; any other
+// error (Stripe unreachable, 5xx, 429, a key Stripe refuses) is left
+// transient: the event is tried again later.
+func (f *Fetcher) FetchEvent(ctx context.Context, id, account string) ([]byte, error) {
+	params := &stripe.EventParams{}
+	params.Context = ctx
+	if account != "" {
+		params.SetStripeAccount(account)
+	}
+	ev, err := f.api.Events.Get(id, params)
+	if se, ok := errors.AsType[*stripe.Error](err); ok && se.HTTPStatusCode == http.StatusNotFound {
+		return nil, failure.MarkUnverified(fmt.Errorf("reconcile: fetch event %s: Stripe does not know it: %s", id, se.Msg))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: fetch event %s: %w", id, err)
+	}
+	if ev.LastResponse == nil || len(ev.LastResponse.RawJSON) == 0 {
+		return nil, fmt.Errorf("reconcile: fetch event %s: empty answer", id)
+	}
+	return ev.LastResponse.RawJSON, nil
 }
 
 // Reconcile runs one pass. The checkpoint advances only when every missing
@@ -218,7 +278,7 @@ func (r *Reconciler) enqueueMissing(ctx context.Context, events []*stripe.Event,
 			return n, fmt.Errorf("event %s: no raw JSON in its page", ev.ID)
 		}
 		typ := string(ev.Type)
-		err := r.pub.Publish(ctx, r.cfg.Topology.Events, typ, broker.NewEvent(ev.ID, typ, body, AppID, r.cfg.Now()))
+		err := r.pub.Publish(ctx, r.cfg.Topology.Events, typ, broker.NewEvent(ev.ID, typ, body, "", AppID, r.cfg.Now()))
 		if err != nil {
 			return n, fmt.Errorf("enqueue %s: %w", ev.ID, err)
 		}

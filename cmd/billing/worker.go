@@ -18,7 +18,9 @@ import (
 	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/metrics"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/reconcile"
 	"github.com/stripe-billing/billing/retry"
+	"github.com/stripe-billing/billing/verify"
 )
 
 const (
@@ -31,9 +33,12 @@ const (
 
 func runWorker(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "worker", `Consume <namespace>.events.work and apply each Stripe event to MySQL exactly
-once. Failures go to the delay tiers (RETRY_DELAYS, MAX_ATTEMPTS) or are
-parked in <namespace>.events.dlq with the reason; while MySQL is unreachable
-the worker pauses and spends no attempts. SIGTERM drains in-flight events
+once. Each message is verified first: its forwarded Stripe-Signature
+against STRIPE_WEBHOOK_SECRET (required), else, with STRIPE_API_KEY, the
+event is fetched from Stripe by id and Stripe's copy is applied; anything
+else is parked as unverified. Failures go to the delay tiers (RETRY_DELAYS,
+MAX_ATTEMPTS) or are parked in <namespace>.events.dlq with the reason; while
+MySQL is unreachable the worker pauses and spends no attempts. SIGTERM drains in-flight events
 within SHUTDOWN_TIMEOUT. GET /metrics, /healthz and /readyz are served on
 METRICS_ADDR. Settings come from the environment.`)
 	if err := parseFlags(fs, args); err != nil {
@@ -41,6 +46,9 @@ METRICS_ADDR. Settings come from the environment.`)
 	}
 	cfg, logger, err := loadConfig(e)
 	if err != nil {
+		return err
+	}
+	if err := cfg.RequireWebhookSecret(); err != nil {
 		return err
 	}
 	w, err := newWorker(cfg, logger)
@@ -170,6 +178,10 @@ func (w *worker) work(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	v, err := w.verifier()
+	if err != nil {
+		return err
+	}
 	proc := billing.NewProcessor(store, w.logger)
 	c, err := consumer.New(consumer.Config{
 		Queue:           w.topo.Work,
@@ -180,6 +192,7 @@ func (w *worker) work(ctx context.Context) error {
 		ShutdownTimeout: w.cfg.ShutdownTimeout,
 		Ping:            store.Ping,
 		Observer:        metrics.NewEventObserver(w.metrics, w.topo),
+		Verifier:        v,
 	}, w.logger, w.consume, consumer.Process(proc), router)
 	if err != nil {
 		return err
@@ -188,6 +201,22 @@ func (w *worker) work(ctx context.Context) error {
 	w.consumer.Store(c)
 	defer w.store.Store(nil) // closed below: /readyz must not ping it
 	return c.Run(ctx)
+}
+
+// verifier checks each message with the api's webhook secrets and, with
+// STRIPE_API_KEY, fetches from Stripe the events it cannot verify.
+func (w *worker) verifier() (*verify.Verifier, error) {
+	cfg := verify.Config{Secrets: w.cfg.WebhookSecrets, Tolerance: w.cfg.WebhookTolerance}
+	if w.cfg.StripeAPIKey == "" {
+		w.logger.Warn("STRIPE_API_KEY not set: messages without a valid signature (published by hand, enqueued by reconciliation) are parked as unverified")
+		return verify.New(cfg)
+	}
+	f, err := reconcile.NewFetcher(w.cfg.StripeAPIKey, w.cfg.StripeAPIBase)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Fetcher = f
+	return verify.New(cfg)
 }
 
 // openStore opens the database, waiting with backoff while it is
