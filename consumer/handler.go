@@ -119,7 +119,7 @@ func Verify(v *verify.Verifier) Middleware {
 			trusted := make([]Delivery, 0, len(ds))
 			at := make([]int, 0, len(ds))
 			for i, d := range ds {
-				ev, err := v.Verify(ctx, verify.Message{ID: d.ID, Body: d.Body, Signature: d.Signature})
+				ev, err := v.Verify(ctx, verify.Message{ID: d.ID, Type: d.Type, Body: d.Body, Signature: d.Signature})
 				if err != nil {
 					errs[i] = err
 					continue

@@ -121,8 +121,7 @@ const (
 	NoAPIKey Reason = "no_api_key"
 	// UnknownEvent: not signed by our secrets, and Stripe answered 404.
 	UnknownEvent Reason = "unknown_event"
-	// Malformed: signed, but the signed body is not an event; or Stripe's
-	// copy is not the event asked for.
+	// Malformed: Stripe's copy is not the event asked for.
 	Malformed Reason = "malformed"
 )
 
@@ -201,9 +200,9 @@ func New(cfg Config) (*Verifier, error) {
 
 // Message is a message as the worker received it.
 type Message struct {
-	// ID is the event id the message claims (its properties, else its
-	// body); it is what a fetch asks Stripe for.
-	ID        string
+	// ID and Type are what the message claims (its properties, else its
+	// body); ID is what a fetch asks Stripe for.
+	ID, Type  string
 	Body      []byte
 	Signature string // the forwarded Stripe-Signature header; may be empty
 }
@@ -234,7 +233,7 @@ type envelope struct {
 // transient.
 func (v *Verifier) Verify(ctx context.Context, m Message) (Event, error) {
 	if m.Signature != "" && Signature(m.Body, m.Signature, v.cfg.Secrets, 0, time.Time{}) == nil {
-		return v.event(m.ID, m.Body, false)
+		return v.event(m, m.Body, false)
 	}
 	if !idForm.MatchString(m.ID) {
 		return Event{}, unverified(m.ID, BadID, ErrBadID) // never ask Stripe for garbage
@@ -251,18 +250,21 @@ func (v *Verifier) Verify(ctx context.Context, m Message) (Event, error) {
 	case err != nil:
 		return Event{}, fmt.Errorf("verify: fetch event %s from Stripe: %w", m.ID, err)
 	}
-	ev, err := v.event(m.ID, body, true)
-	if err == nil && ev.ID != m.ID {
+	var copied envelope
+	if json.Unmarshal(body, &copied) != nil || copied.ID != m.ID {
 		return Event{}, unverified(m.ID, Malformed, errCopyDisagrees)
 	}
-	return ev, err
+	return v.event(m, body, true)
 }
 
-// event checks the form of a trusted body.
-func (v *Verifier) event(claimedID string, body []byte, fetched bool) (Event, error) {
+// event checks the form of a trusted body. A body that is no event at
+// all (not JSON, no id or type) goes on as it is, under the claimed id
+// and type: Stripe's signature vouches for it, and the handler parks it as
+// malformed (permanent), which is what it is.
+func (v *Verifier) event(m Message, body []byte, fetched bool) (Event, error) {
 	var e envelope
-	if err := json.Unmarshal(body, &e); err != nil {
-		return Event{}, unverified(claimedID, Malformed, errNotEvent)
+	if json.Unmarshal(body, &e) != nil || e.ID == "" || e.Type == "" {
+		return Event{ID: m.ID, Type: m.Type, Body: body, Fetched: fetched}, nil
 	}
 	switch err := Form(e.ID, e.Type); {
 	case errors.Is(err, ErrBadID):
