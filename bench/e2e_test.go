@@ -166,7 +166,7 @@ func endToEnd(t *testing.T, cfg e2eConfig) e2eResult {
 	apiAddr := freeAddr(t)
 	common := []string{"AMQP_URL=" + testenv.AMQPURL(), "BILLING_NAMESPACE=" + ns, "LOG_LEVEL=warn", "MYSQL_DSN=" + dsn}
 	apiProc := start(t, bin, "api", append(common, "HTTP_ADDR="+apiAddr, "STRIPE_WEBHOOK_SECRET="+secret)...)
-	workerProc := start(t, bin, "worker", append(common, "METRICS_ADDR="+freeAddr(t))...)
+	workerProc := start(t, bin, "worker", append(common, "METRICS_ADDR="+freeAddr(t), "STRIPE_WEBHOOK_SECRET="+secret)...)
 
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		resp, err := http.Get("http://" + apiAddr + "/readyz")

@@ -32,21 +32,6 @@ const (
 	mockObjectID  = "price_1OPouiJN5vQBdWExAQaqTooZ"
 )
 
-// stripeNotFound answers every request as Stripe does for an id it does
-// not know. It is a fake only for that role: stripe-mock answers any
-// well-formed id with its fixture, so it cannot play it.
-func stripeNotFound(t *testing.T) string {
-	t.Helper()
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		id := strings.TrimPrefix(r.URL.Path, "/v1/events/")
-		fmt.Fprintf(w, `{"error":{"code":"resource_missing","doc_url":"https://stripe.com/docs/error-codes/resource-missing","message":"No such event: '%s'","param":"id","type":"invalid_request_error"}}`, id)
-	}))
-	t.Cleanup(s.Close)
-	return s.URL
-}
-
 // counting is an API base that counts its requests and answers 500.
 func counting(t *testing.T, n *atomic.Int32) string {
 	t.Helper()
@@ -325,7 +310,7 @@ func testOnlyStripeWrites(t *testing.T, mock string, batch int) {
 
 	t.Run("UnknownToStripeIsUnverified", func(t *testing.T) {
 		t.Parallel()
-		w := startTrusted(t, stripeNotFound(t), batch)
+		w := startTrusted(t, testenv.StripeNotFound(t), batch)
 		body := forgedPaid("evt_unknown_paid", "in_unknown", open)
 		w.uiPublish(t, "invoice.paid", body)
 		w.checkParkedUnverified(t, "evt_unknown_paid", verify.UnknownEvent, body)

@@ -63,7 +63,9 @@ func TestEventObserver(t *testing.T) {
 			Cause:    failure.MarkUnverified(&verify.Error{ID: "evt_1", Reason: verify.NoAPIKey, Err: errors.New("not signed")})},
 			[]series{
 				{"parked", func(m *metrics.Metrics) float64 { return testutil.ToFloat64(m.Parked.WithLabelValues("unverified")) }, 1},
-				{"unverified", func(m *metrics.Metrics) float64 { return testutil.ToFloat64(m.Unverified.WithLabelValues("no_api_key")) }, 1},
+				{"unverified", func(m *metrics.Metrics) float64 {
+					return testutil.ToFloat64(m.Unverified.WithLabelValues("no_api_key"))
+				}, 1},
 			}},
 		{"parked permanent: not unverified", consumer.Outcome{EventType: "x", Result: "parked",
 			Decision: failure.Decision{Class: failure.Permanent, Parked: true, Tier: -1}, Cause: failure.MarkPermanent(errors.New("bad"))},

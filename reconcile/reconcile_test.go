@@ -3,8 +3,6 @@ package reconcile_test
 import (
 	"context"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -143,21 +141,13 @@ func TestReconcileFirstRunStaysWithinTheEventsAPIRetention(t *testing.T) {
 func TestFetcher(t *testing.T) {
 	t.Parallel()
 	mock := testenv.StripeMock(t)
-	// Stripe's answer for an id it does not know; stripe-mock answers any
-	// well-formed id, so this one role is played by a fake.
-	notFound := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = w.Write([]byte(`{"error":{"code":"resource_missing","message":"No such event: 'evt_gone'","param":"id","type":"invalid_request_error"}}`))
-	}))
-	t.Cleanup(notFound.Close)
 	tests := []struct {
 		name      string
 		base      string
 		wantClass failure.Class // "" for success
 	}{
 		{"Stripe's copy", mock, ""},
-		{"unknown id", notFound.URL, failure.Unverified},
+		{"unknown id", testenv.StripeNotFound(t), failure.Unverified},
 		{"Stripe unreachable", "http://127.0.0.1:1", failure.Transient},
 	}
 	for _, tt := range tests {

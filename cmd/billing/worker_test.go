@@ -89,15 +89,9 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := billingtest.Event("evt_WorkerCmd1", "customer.created", time.Now(), billingtest.Customer("cus_WorkerCmd1", "a@example.com"))
-	dc, err := ch.PublishWithDeferredConfirm(topo.Events, "customer.created", true, false, testenv.Signed(amqp.Publishing{
+	publishConfirmed(t, ch, topo.Events, "customer.created", testenv.Signed(amqp.Publishing{
 		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: "evt_WorkerCmd1", Type: "customer.created", Body: body,
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := dc.WaitContext(t.Context()); !ok || err != nil {
-		t.Fatalf("publish not confirmed: %v %v", ok, err)
-	}
 
 	store, err := models.Open(t.Context(), dsn, models.PoolConfig{}, nil)
 	if err != nil {
@@ -124,15 +118,9 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 	}, "/metrics counts the event and polls the queue depths")
 
 	// A malformed event is parked: the ledger's oldest dead event shows.
-	dc, err = ch.PublishWithDeferredConfirm(topo.Events, "invoice.paid", true, false, testenv.Signed(amqp.Publishing{
+	publishConfirmed(t, ch, topo.Events, "invoice.paid", testenv.Signed(amqp.Publishing{
 		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: "evt_WorkerBad", Type: "invoice.paid", Body: []byte("not json"),
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := dc.WaitContext(t.Context()); !ok || err != nil {
-		t.Fatalf("publish not confirmed: %v %v", ok, err)
-	}
 	testenv.Eventually(t, 15*time.Second, func() bool {
 		_, body := httpGet(base + "/metrics")
 		return metricValue(body, `billing_events_parked_total{class="permanent"}`) == 1 &&
@@ -142,13 +130,7 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 	// An unsigned event (a hand-made publish) is parked unverified, and
 	// counted by reason.
 	forged := billingtest.Event("evt_WorkerForged", "customer.created", time.Now(), billingtest.Customer("cus_WorkerForged", "f@example.com"))
-	dc, err = ch.PublishWithDeferredConfirm(topo.Events, "customer.created", true, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: forged})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := dc.WaitContext(t.Context()); !ok || err != nil {
-		t.Fatalf("publish not confirmed: %v %v", ok, err)
-	}
+	publishConfirmed(t, ch, topo.Events, "customer.created", amqp.Publishing{DeliveryMode: amqp.Persistent, Body: forged})
 	testenv.Eventually(t, 15*time.Second, func() bool {
 		_, body := httpGet(base + "/metrics")
 		return metricValue(body, `billing_events_parked_total{class="unverified"}`) == 1 &&
@@ -217,4 +199,16 @@ func httpGet(url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// publishConfirmed publishes msg mandatory and waits for its confirm.
+func publishConfirmed(t *testing.T, ch *amqp.Channel, exchange, key string, msg amqp.Publishing) {
+	t.Helper()
+	dc, err := ch.PublishWithDeferredConfirm(exchange, key, true, false, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := dc.WaitContext(t.Context()); !ok || err != nil {
+		t.Fatalf("publish not confirmed: %v %v", ok, err)
+	}
 }
