@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/stripe-billing/billing/internal/httpserve"
+	"github.com/stripe-billing/billing/verify"
 )
 
 // Publisher is the broker as the api uses it; *broker.Publisher satisfies
@@ -42,7 +43,7 @@ type Observer interface {
 const (
 	DefaultAddr            = ":8080"
 	DefaultMaxBodyBytes    = 1 << 20
-	DefaultTolerance       = 5 * time.Minute
+	DefaultTolerance       = verify.DefaultTolerance
 	DefaultPublishTimeout  = 5 * time.Second
 	DefaultShutdownTimeout = 20 * time.Second
 	// DefaultMaxInFlight bounds the bodies held at once: with the default

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+
+	"github.com/stripe-billing/billing/verify"
 )
 
 // The api's own errors. Each maps to one status, message and outcome in
@@ -20,7 +22,7 @@ var (
 	errMalformedSignature = errors.New("malformed Stripe-Signature header")
 	errBadSignature       = errors.New("no valid signature")
 	errExpiredSignature   = errors.New("signature timestamp outside tolerance")
-	errFutureSignature    = errors.New("signature timestamp in the future")
+	errFutureSignature    = verify.ErrFutureSignature
 	errNotEvent           = errors.New("body is not a Stripe event")
 	// errUnavailable wraps every publish failure: the event may not be in
 	// a queue, so Stripe must retry.
@@ -60,6 +62,12 @@ func status(err error) (code int, message, outcome string) {
 		return http.StatusBadRequest, errFutureSignature.Error(), "future_signature"
 	case errors.Is(err, errNotEvent):
 		return http.StatusBadRequest, errNotEvent.Error(), "not_an_event"
+	case errors.Is(err, verify.ErrBadID):
+		return http.StatusBadRequest, verify.ErrBadID.Error(), "bad_event_id"
+	case errors.Is(err, verify.ErrBadType):
+		return http.StatusBadRequest, verify.ErrBadType.Error(), "bad_event_type"
+	case errors.Is(err, verify.ErrFutureCreated):
+		return http.StatusBadRequest, verify.ErrFutureCreated.Error(), "future_created"
 	case errors.Is(err, errUnavailable):
 		return http.StatusServiceUnavailable, errUnavailable.Error(), "unavailable"
 	case errors.Is(err, errBusy):

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/stripe-billing/billing/api"
 	"github.com/stripe-billing/billing/broker"
@@ -132,7 +131,7 @@ func event(id, eventType, apiVersion string) []byte {
 }
 
 func sign(body []byte, secret string, at time.Time) string {
-	return webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: at}).Header
+	return testenv.Sign(body, secret, at)
 }
 
 type response struct {

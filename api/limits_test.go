@@ -75,7 +75,7 @@ func TestWebhookAnswersBeforeTheBody(t *testing.T) {
 		{"no signature", "", "missing Stripe-Signature header"},
 		{"malformed", "v1=" + strings.Repeat("ab", 32), "malformed Stripe-Signature header"},
 		{"expired", sign(body, secret, time.Now().Add(-time.Hour)), "signature timestamp outside tolerance"},
-		{"future", sign(body, secret, time.Now().Add(time.Hour)), "signature timestamp in the future"},
+		{"future", sign(body, secret, time.Now().Add(time.Hour)), "signature timestamp more than the tolerance in the future"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

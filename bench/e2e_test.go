@@ -140,7 +140,7 @@ func endToEnd(t *testing.T, cfg e2eConfig) e2eResult {
 		t.Fatalf("billing topology: %v\n%s", err, out)
 	}
 	apiProc := start(t, bin, "api", append(common, "HTTP_ADDR="+apiAddr, "METRICS_ADDR="+testenv.FreeAddr(t), "STRIPE_WEBHOOK_SECRET="+secret)...)
-	workerProc := start(t, bin, "worker", append(common, "METRICS_ADDR="+testenv.FreeAddr(t))...)
+	workerProc := start(t, bin, "worker", append(common, "METRICS_ADDR="+testenv.FreeAddr(t), "STRIPE_WEBHOOK_SECRET="+secret)...)
 
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		resp, err := http.Get("http://" + apiAddr + "/readyz")

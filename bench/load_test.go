@@ -388,10 +388,10 @@ func prefill(r *rabbit, bodies [][]byte) error {
 		if err != nil {
 			return err
 		}
-		dc, err := ch.PublishWithDeferredConfirm(r.topo.Events, ev.Type, true, false, amqp.Publishing{
+		dc, err := ch.PublishWithDeferredConfirm(r.topo.Events, ev.Type, true, false, testenv.Signed(amqp.Publishing{
 			ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: ev.ID, Type: ev.Type,
 			Timestamp: time.Now().UTC(), AppId: "billing-api", Body: b,
-		})
+		}))
 		if err != nil {
 			return err
 		}
@@ -459,6 +459,8 @@ func processing(tb testing.TB, bodies [][]byte, batchSize int) (bench.Stats, err
 	ccfg := consumer.Config{
 		Queue: r.topo.Work, Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout,
 		Name: "bench-worker", Ping: store.Ping, Observer: count,
+		// As the worker: each signature checked again before applying.
+		Verifier: testenv.Verifier(tb, nil),
 	}
 	withBatches(&ccfg, proc, batchSize, cfg)
 	c, err := consumer.New(ccfg, logger, consume, handler, router)

@@ -37,6 +37,12 @@ const (
 	HeaderParkedAt      = "billing-parked-at" // RFC 3339, UTC
 )
 
+// HeaderStripeSignature carries the Stripe-Signature header the api
+// received with the event, unchanged: the worker checks it again against
+// the body before applying the event. Retry and replay copies keep it, so
+// an event replayed days later still proves it came from Stripe.
+const HeaderStripeSignature = "stripe-signature"
+
 // failureHeaders are the headers each failure writes afresh: a retry copy
 // drops them, a replay copy keeps them (they say why it was parked).
 var failureHeaders = []string{
@@ -47,9 +53,16 @@ var failureHeaders = []string{
 // NewEvent is the message of one Stripe event, as the api publishes it and
 // reconciliation enqueues it: persistent JSON, the event id as message id
 // and its type as message type (the routing key is the type too). body is
-// the event as Stripe sent it: re-encoding it would break its signature.
-func NewEvent(id, eventType string, body []byte, appID string, at time.Time) amqp.Publishing {
+// the event as Stripe sent it: re-encoding it would break its signature,
+// which travels as header HeaderStripeSignature when there is one
+// (reconciliation's events have none: the worker fetches them again).
+func NewEvent(id, eventType string, body []byte, signature, appID string, at time.Time) amqp.Publishing {
+	var h amqp.Table
+	if signature != "" {
+		h = amqp.Table{HeaderStripeSignature: signature}
+	}
 	return amqp.Publishing{
+		Headers:      h,
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
 		MessageId:    id,

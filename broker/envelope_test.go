@@ -53,20 +53,21 @@ func TestCopies(t *testing.T) {
 	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	d := amqp.Delivery{
 		Headers: amqp.Table{
-			"x-death":                  []any{amqp.Table{"count": int64(1)}},
-			"x-delivery-count":         int64(4),
-			"X-First-Death-Queue":      "ns.events.work",
-			"tenant":                   "acme", // someone else's header travels along
-			broker.HeaderAttempt:       int32(2),
-			broker.HeaderReplays:       int32(1),
-			broker.HeaderRedrives:      int32(1),
-			broker.HeaderError:         "boom",
-			broker.HeaderErrorClass:    "transient",
-			broker.HeaderFirstFailedAt: "2026-05-01T11:00:00Z",
-			broker.HeaderLastFailedAt:  "2026-05-01T11:30:00Z",
-			broker.HeaderSourceQueue:   "ns.events.work",
-			broker.HeaderWorkerHost:    "w1",
-			broker.HeaderParkedAt:      "2026-05-01T11:30:00Z",
+			"x-death":                    []any{amqp.Table{"count": int64(1)}},
+			"x-delivery-count":           int64(4),
+			"X-First-Death-Queue":        "ns.events.work",
+			"tenant":                     "acme", // someone else's header travels along
+			broker.HeaderStripeSignature: "t=1,v1=abc",
+			broker.HeaderAttempt:         int32(2),
+			broker.HeaderReplays:         int32(1),
+			broker.HeaderRedrives:        int32(1),
+			broker.HeaderError:           "boom",
+			broker.HeaderErrorClass:      "transient",
+			broker.HeaderFirstFailedAt:   "2026-05-01T11:00:00Z",
+			broker.HeaderLastFailedAt:    "2026-05-01T11:30:00Z",
+			broker.HeaderSourceQueue:     "ns.events.work",
+			broker.HeaderWorkerHost:      "w1",
+			broker.HeaderParkedAt:        "2026-05-01T11:30:00Z",
 		},
 		ContentType: "application/json", ContentEncoding: "identity", DeliveryMode: amqp.Transient, Priority: 3,
 		CorrelationId: "corr", ReplyTo: "reply", Expiration: "60000", MessageId: "evt_1", Timestamp: at,
@@ -80,16 +81,17 @@ func TestCopies(t *testing.T) {
 	}
 	with := func(h amqp.Table) amqp.Publishing { p := props; p.Headers = h; return p }
 	ours := amqp.Table{
-		"tenant":                   "acme",
-		broker.HeaderAttempt:       int32(2),
-		broker.HeaderReplays:       int32(1),
-		broker.HeaderError:         "boom",
-		broker.HeaderErrorClass:    "transient",
-		broker.HeaderFirstFailedAt: "2026-05-01T11:00:00Z",
-		broker.HeaderLastFailedAt:  "2026-05-01T11:30:00Z",
-		broker.HeaderSourceQueue:   "ns.events.work",
-		broker.HeaderWorkerHost:    "w1",
-		broker.HeaderParkedAt:      "2026-05-01T11:30:00Z",
+		"tenant":                     "acme",
+		broker.HeaderStripeSignature: "t=1,v1=abc",
+		broker.HeaderAttempt:         int32(2),
+		broker.HeaderReplays:         int32(1),
+		broker.HeaderError:           "boom",
+		broker.HeaderErrorClass:      "transient",
+		broker.HeaderFirstFailedAt:   "2026-05-01T11:00:00Z",
+		broker.HeaderLastFailedAt:    "2026-05-01T11:30:00Z",
+		broker.HeaderSourceQueue:     "ns.events.work",
+		broker.HeaderWorkerHost:      "w1",
+		broker.HeaderParkedAt:        "2026-05-01T11:30:00Z",
 	}
 	plus := func(h amqp.Table, k string, v any) amqp.Table {
 		out := amqp.Table{k: v}
@@ -108,9 +110,11 @@ func TestCopies(t *testing.T) {
 		want amqp.Publishing
 	}{
 		// A retry keeps no x-* header and none of the per-failure ones,
-		// which the router writes afresh; re-drives count on.
-		{"retry", broker.RetryCopy(d), with(amqp.Table{"tenant": "acme", broker.HeaderRedrives: int32(1)})},
-		// A replay keeps our headers (the reason it was parked) but no x-*.
+		// which the router writes afresh; re-drives count on, and Stripe's
+		// signature travels along for the worker to check again.
+		{"retry", broker.RetryCopy(d), with(amqp.Table{"tenant": "acme", broker.HeaderStripeSignature: "t=1,v1=abc", broker.HeaderRedrives: int32(1)})},
+		// A replay keeps our headers (the reason it was parked, Stripe's
+		// signature) but no x-*.
 		{"replay", broker.ReplayCopy(d, false), with(plus(ours, broker.HeaderRedrives, int32(1)))},
 		{"sweep re-drive", broker.ReplayCopy(d, true), with(plus(ours, broker.HeaderRedrives, int64(2)))},
 	}
@@ -159,10 +163,22 @@ func TestIdentity(t *testing.T) {
 func TestNewEvent(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	got := broker.NewEvent("evt_1", "invoice.paid", []byte(`{}`), "billing-api", at)
 	want := amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: "evt_1",
 		Type: "invoice.paid", Timestamp: at, AppId: "billing-api", Body: []byte(`{}`)}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("NewEvent = %+v, want %+v", got, want)
-	}
+	t.Run("Signed", func(t *testing.T) {
+		t.Parallel()
+		got := broker.NewEvent("evt_1", "invoice.paid", []byte(`{}`), "t=1,v1=abc", "billing-api", at)
+		w := want
+		w.Headers = amqp.Table{broker.HeaderStripeSignature: "t=1,v1=abc"}
+		if !reflect.DeepEqual(got, w) {
+			t.Errorf("NewEvent = %+v, want %+v", got, w)
+		}
+	})
+	t.Run("Unsigned", func(t *testing.T) {
+		t.Parallel()
+		got := broker.NewEvent("evt_1", "invoice.paid", []byte(`{}`), "", "billing-api", at)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("NewEvent = %+v, want %+v", got, want)
+		}
+	})
 }

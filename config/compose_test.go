@@ -322,7 +322,7 @@ func TestCompose(t *testing.T) {
 			check: func(s *stack) error {
 				want := map[string][]string{
 					"api":      {"AMQP_URL", "STRIPE_WEBHOOK_SECRET", "HTTP_ADDR"},
-					"worker":   {"AMQP_URL", "MYSQL_DSN", "METRICS_ADDR"},
+					"worker":   {"AMQP_URL", "MYSQL_DSN", "METRICS_ADDR", "STRIPE_WEBHOOK_SECRET"},
 					"sweep":    {"AMQP_URL", "MYSQL_DSN"},
 					"migrate":  {"MYSQL_DSN"},
 					"topology": {"AMQP_URL"},
@@ -345,13 +345,16 @@ func TestCompose(t *testing.T) {
 		{
 			name: "the webhook secret comes from the host with a dev default",
 			check: func(s *stack) error {
+				// The worker checks again what the api checked: the same secret.
 				want := "${STRIPE_WEBHOOK_SECRET:-" + api.DevWebhookSecret + "}" // the api warns of it
-				if got := s.env("api")["STRIPE_WEBHOOK_SECRET"]; got != want {
-					return fmt.Errorf("api STRIPE_WEBHOOK_SECRET = %q, want %q", got, want)
+				for _, svc := range []string{"api", "worker"} {
+					if got := s.env(svc)["STRIPE_WEBHOOK_SECRET"]; got != want {
+						return fmt.Errorf("%s STRIPE_WEBHOOK_SECRET = %q, want %q", svc, got, want)
+					}
 				}
 				return nil
 			},
-			breakIt: func(s *stack) { s.set("api", "STRIPE_WEBHOOK_SECRET", "whsec_hardcoded") },
+			breakIt: func(s *stack) { s.set("worker", "STRIPE_WEBHOOK_SECRET", "whsec_hardcoded") },
 		},
 		{
 			name: "config.Load accepts every billing service's environment",
@@ -362,9 +365,9 @@ func TestCompose(t *testing.T) {
 					if err != nil {
 						return fmt.Errorf("%s: %w", svc, err)
 					}
-					if svc == "api" {
+					if svc == "api" || svc == "worker" {
 						if err := cfg.RequireWebhookSecret(); err != nil {
-							return fmt.Errorf("api: %w", err)
+							return fmt.Errorf("%s: %w", svc, err)
 						}
 					}
 				}

@@ -57,15 +57,15 @@ type Var struct {
 var Vars = []Var{
 	{"AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ connection URL."},
 	{"MYSQL_DSN", "root@tcp(127.0.0.1:3306)/billing?parseTime=true", "MySQL DSN (go-sql-driver format); `parseTime=true` is required."},
-	{"STRIPE_WEBHOOK_SECRET", "", "Webhook signing secret(s) `whsec_...`; a comma-separated list during rotation. Required by `api`."},
-	{"STRIPE_API_KEY", "", "Stripe secret key; when set, `sweep` reconciles with Stripe's Events API and `worker` fetches an object to settle a same-second tie."},
+	{"STRIPE_WEBHOOK_SECRET", "", "Webhook signing secret(s) `whsec_...`; a comma-separated list during rotation. Required by `api` and `worker` (which checks every message again)."},
+	{"STRIPE_API_KEY", "", "Stripe secret key; when set, `worker` fetches from Stripe each event it cannot verify and each object whose same-second tie nothing in the payloads settles, and `sweep` reconciles with Stripe's Events API."},
 	{"STRIPE_API_BASE", reconcile.DefaultAPIBase, "Stripe API base URL: https, or http on loopback only (tests point it at stripe-mock)."},
 	{"HTTP_ADDR", api.DefaultAddr, "Listen address of `api`, the port Stripe reaches: the webhook, /healthz and a /readyz without detail."},
 	{"METRICS_ADDR", metrics.DefaultAddr, "Listen address of `api`, `worker` and `sweep --every` for /metrics, /healthz and /readyz with its reason; keep it off the internet."},
 	{"BILLING_NAMESPACE", broker.DefaultNamespace, "Prefix of every exchange and queue name."},
 	{"WEBHOOK_MAX_BODY_BYTES", strconv.Itoa(api.DefaultMaxBodyBytes), "Largest webhook body accepted; larger ones get 413."},
 	{"WEBHOOK_MAX_INFLIGHT", strconv.Itoa(api.DefaultMaxInFlight), "Webhooks the api reads and publishes at once; over it 503 with Retry-After, before the body is read."},
-	{"WEBHOOK_TOLERANCE", durationText(api.DefaultTolerance), "Oldest, and furthest in the future, signature timestamp accepted."},
+	{"WEBHOOK_TOLERANCE", durationText(api.DefaultTolerance), "Oldest signature timestamp the api accepts; also how far in the future a signature or an event's `created` may lie."},
 	{"PUBLISH_TIMEOUT", durationText(api.DefaultPublishTimeout), "Longest wait for a broker confirm before the api answers 503."},
 	{"PUBLISHER_CHANNELS", strconv.Itoa(broker.DefaultPublisherChannels), "Confirm-mode channels in the api's publishing pool."},
 	{"RETRY_DELAYS", durationsText(retry.DefaultDelays()), "Delay tiers for transient failures; the last one repeats."},
@@ -116,7 +116,7 @@ type Config struct {
 }
 
 // ErrMissingWebhookSecret is returned by RequireWebhookSecret.
-var ErrMissingWebhookSecret = errors.New("config: STRIPE_WEBHOOK_SECRET: required by the api, not set")
+var ErrMissingWebhookSecret = errors.New("config: STRIPE_WEBHOOK_SECRET: required by the api and the worker, not set")
 
 // maxPrefetch is the largest prefetch count AMQP 0-9-1 can carry.
 const maxPrefetch = 65535
@@ -202,7 +202,8 @@ func IsLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// RequireWebhookSecret reports whether the api can verify signatures.
+// RequireWebhookSecret reports whether the api and the worker can verify
+// signatures.
 func (c Config) RequireWebhookSecret() error {
 	if len(c.WebhookSecrets) == 0 {
 		return ErrMissingWebhookSecret

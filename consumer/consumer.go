@@ -1,6 +1,7 @@
 // Package consumer owns the worker's delivery loop: it consumes the work
 // queue with manual acks on its own connection, hands each event or batch
-// to its handler through one middleware Pipeline (recover, log, timeout),
+// to its handler through one middleware Pipeline (recover, log, timeout,
+// verify: only events Stripe signed or Stripe's own copies reach it),
 // acks what succeeded, gives what failed to its Failures (dlq.Router: a
 // delay tier or the DLQ, confirmed before the ack) and pauses all work
 // while a dependency is down (failure.Outage).
@@ -24,6 +25,7 @@ import (
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/retry"
+	"github.com/stripe-billing/billing/verify"
 )
 
 // Connector hands out the open AMQP connection deliveries are consumed on
@@ -66,8 +68,10 @@ type Outcome struct {
 	// Delivery.Report (Process reports the billing.Result); empty when it
 	// reported nothing.
 	Handled billing.Result
-	// Decision is failure.Decide's for a Retried or Parked delivery.
+	// Decision is failure.Decide's for a Retried or Parked delivery, and
+	// Cause the failure it was made on.
 	Decision failure.Decision
+	Cause    error
 	Attempt  int
 	// Origin says how the delivery reached the work queue: fresh, back
 	// from a delay tier, or replayed from the DLQ (and how).
@@ -125,6 +129,10 @@ type Config struct {
 	Rand func() float64
 	// Observer, when set, is told each outcome.
 	Observer Observer
+	// Verifier decides which event each delivery stands for: the one
+	// Stripe signed, or Stripe's copy (Verify). Required: the worker
+	// applies nothing it has not verified.
+	Verifier *verify.Verifier
 }
 
 // Consumer consumes one queue. Create it with New and start it with Run.
@@ -184,6 +192,9 @@ func New(cfg Config, logger *slog.Logger, conn Connector, h Handler, f Failures)
 	if conn == nil || h == nil || f == nil {
 		errs = append(errs, errors.New("consumer: connection, handler and failures are required"))
 	}
+	if cfg.Verifier == nil {
+		errs = append(errs, errors.New("consumer: a verifier is required"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -216,7 +227,7 @@ func New(cfg Config, logger *slog.Logger, conn Connector, h Handler, f Failures)
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("queue", cfg.Queue)
-	pipeline := Pipeline(logger, cfg.HandlerTimeout)
+	pipeline := Pipeline(logger, cfg.HandlerTimeout, cfg.Verifier)
 	c := &Consumer{
 		cfg: cfg, logger: logger, conn: conn, failures: f,
 		single: Chain(one(h), pipeline...),
@@ -354,13 +365,14 @@ type item struct {
 	logger  *slog.Logger
 	handled billing.Result
 	dec     failure.Decision
+	cause   error
 	start   time.Time
 }
 
 func (c *Consumer) newItem(d amqp.Delivery, start time.Time) *item {
 	it := &item{d: d, a: c.failures.Attempt(d), start: start}
 	id, typ := broker.Identity(d.MessageId, d.Type, d.Body)
-	it.ev = Delivery{ID: id, Type: typ, Body: d.Body, Attempt: it.a.Number(), Replays: it.a.Replays, Redelivered: d.Redelivered, report: &it.handled}
+	it.ev = Delivery{ID: id, Type: typ, Body: d.Body, Signature: broker.HeaderString(d.Headers, broker.HeaderStripeSignature), Attempt: it.a.Number(), Replays: it.a.Replays, Redelivered: d.Redelivered, report: &it.handled}
 	it.logger = c.logger.With("event_id", id, "event_type", typ, "attempt", it.ev.Attempt)
 	return it
 }
@@ -368,7 +380,7 @@ func (c *Consumer) newItem(d amqp.Delivery, start time.Time) *item {
 func (c *Consumer) observe(it *item, result Result) {
 	if c.cfg.Observer != nil {
 		c.cfg.Observer.Observe(Outcome{
-			EventType: it.ev.Type, Result: result, Handled: it.handled, Decision: it.dec, Attempt: it.ev.Attempt,
+			EventType: it.ev.Type, Result: result, Handled: it.handled, Decision: it.dec, Cause: it.cause, Attempt: it.ev.Attempt,
 			Origin: it.a.Origin, Duration: time.Since(it.start),
 		})
 	}
@@ -427,6 +439,7 @@ func (c *Consumer) fail(stop, work context.Context, it *item, err error) {
 	for n := 0; ; n++ {
 		var ferr error
 		it.dec, ferr = c.failures.Fail(work, it.d, err)
+		it.cause = err
 		if ferr == nil {
 			c.ack(logger, it.d)
 			if it.dec.Parked {

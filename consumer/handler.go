@@ -9,6 +9,7 @@ import (
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/verify"
 )
 
 // Delivery is one event as a Handler sees it.
@@ -17,8 +18,13 @@ type Delivery struct {
 	// else the JSON body; empty when neither says.
 	ID   string
 	Type string
-	// Body is the raw event, as Stripe sent it.
+	// Body is the raw event, as Stripe sent it. Inside the pipeline,
+	// past Verify, it is the event Verify trusts: the message body when
+	// Stripe signed it, else Stripe's copy fetched by id.
 	Body []byte
+	// Signature is the Stripe-Signature the api forwarded
+	// (broker.HeaderStripeSignature); empty when the message has none.
+	Signature string
 	// Attempt is the 1-based number of this try; retries through the delay
 	// tiers count up, replays from the DLQ start again at 1.
 	Attempt int
@@ -94,9 +100,50 @@ func Chain(h BatchHandler, mws ...Middleware) BatchHandler {
 }
 
 // Pipeline is the middleware every handling of a Consumer runs through,
-// outermost first: Recover, Log, Timeout.
-func Pipeline(logger *slog.Logger, timeout time.Duration) []Middleware {
-	return []Middleware{Recover(logger), Log(logger), Timeout(timeout)}
+// outermost first: Recover, Log, Timeout, Verify. Verify is innermost so
+// that a fetch from Stripe is bounded by the timeout and its failures are
+// logged like any other.
+func Pipeline(logger *slog.Logger, timeout time.Duration, v *verify.Verifier) []Middleware {
+	return []Middleware{Recover(logger), Log(logger), Timeout(timeout), Verify(v)}
+}
+
+// Verify hands on only the events v trusts, each with the body v says to
+// apply (its own when Stripe signed it, else Stripe's copy) and the id
+// and type of that body. A delivery v does not trust fails alone with v's
+// error (unverified: parked at once; Stripe unreachable: transient); the
+// others go on as one batch.
+func Verify(v *verify.Verifier) Middleware {
+	return func(next BatchHandler) BatchHandler {
+		return BatchHandlerFunc(func(ctx context.Context, ds []Delivery) ([]error, error) {
+			errs := make([]error, len(ds))
+			trusted := make([]Delivery, 0, len(ds))
+			at := make([]int, 0, len(ds))
+			for i, d := range ds {
+				ev, err := v.Verify(ctx, verify.Message{ID: d.ID, Type: d.Type, Body: d.Body, Signature: d.Signature})
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				d.ID, d.Type, d.Body = ev.ID, ev.Type, ev.Body
+				trusted = append(trusted, d)
+				at = append(at, i)
+			}
+			if len(trusted) == 0 {
+				return errs, nil
+			}
+			inner, err := next.HandleBatch(ctx, trusted)
+			if err != nil {
+				return nil, err
+			}
+			if len(inner) != len(trusted) {
+				return nil, fmt.Errorf("consumer: handler returned %d results for %d events", len(inner), len(trusted))
+			}
+			for j, i := range at {
+				errs[i] = inner[j]
+			}
+			return errs, nil
+		})
+	}
 }
 
 // Recover turns a panic into a permanent error of the whole call: a single

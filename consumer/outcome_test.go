@@ -71,10 +71,10 @@ func TestOutcomeSaysWhatBecameOfTheEvent(t *testing.T) {
 	h.publish("evt_o_4", "test.broken", eventJSON("evt_o_4", "test.broken"))
 	// A replay as the UI's "Move messages" does it: the default exchange,
 	// routing key = the work queue.
-	if err := h.ch.PublishWithContext(context.Background(), "", h.topo.Work, false, false, amqp.Publishing{
+	if err := h.ch.PublishWithContext(context.Background(), "", h.topo.Work, false, false, testenv.Signed(amqp.Publishing{
 		MessageId: "evt_o_5", Type: "customer.created", DeliveryMode: amqp.Persistent,
 		Body: billingtest.Event("evt_o_5", "customer.created", time.Unix(1700000002, 0), billingtest.Customer("cus_o_5", "p@example.com")),
-	}); err != nil {
+	})); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 10*time.Second, func() bool { return len(rec.outcomes()) >= 7 }, "7 outcomes")

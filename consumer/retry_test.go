@@ -421,14 +421,14 @@ func TestRetryOfAMovedDeliveryLimitParkingIsNotDroppedAsACycle(t *testing.T) {
 	defer cancel()
 	// What "Move messages" delivers: the default exchange, the work queue
 	// as routing key, every header of the parked message kept.
-	err := h.events.Publish(ctx, "", h.topo.Work, amqp.Publishing{
+	err := h.events.Publish(ctx, "", h.topo.Work, testenv.Signed(amqp.Publishing{
 		ContentType: "application/json", DeliveryMode: amqp.Persistent,
 		MessageId: "evt_moved", Type: "invoice.paid", Body: eventJSON("evt_moved", "invoice.paid"),
 		Headers: amqp.Table{"x-death": []any{amqp.Table{
 			"queue": h.topo.Work, "reason": "delivery_limit", "count": int64(1),
 			"exchange": h.topo.Events, "routing-keys": []any{"invoice.paid"}, "time": time.Now().UTC().Truncate(time.Second),
 		}}},
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

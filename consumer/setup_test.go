@@ -118,6 +118,7 @@ func (h *harness) start(handler consumer.Handler, f consumer.Failures, tweak fun
 		RepublishMin:    50 * time.Millisecond,
 		RepublishMax:    200 * time.Millisecond,
 		HandlerTimeout:  10 * time.Second,
+		Verifier:        testenv.Verifier(h.t, nil),
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -141,16 +142,17 @@ func (h *harness) start(handler consumer.Handler, f consumer.Failures, tweak fun
 }
 
 // publish sends an event as the api does: persistent JSON with the event
-// id and type as message id and type, routing key = type.
+// id and type as message id and type, routing key = type, Stripe's
+// signature in its header.
 func (h *harness) publish(id, typ string, body []byte) {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := h.events.Publish(ctx, h.topo.Events, typ, amqp.Publishing{
+	err := h.events.Publish(ctx, h.topo.Events, typ, testenv.Signed(amqp.Publishing{
 		ContentType: "application/json", DeliveryMode: amqp.Persistent,
 		MessageId: id, Type: typ, Timestamp: time.Now().UTC().Truncate(time.Second), AppId: "billing-api",
 		Body: body,
-	})
+	}))
 	if err != nil {
 		h.t.Fatalf("publish %s: %v", id, err)
 	}

@@ -88,7 +88,8 @@ func parkedBody(id, typ string) []byte {
 }
 
 // park puts a message in the DLQ the way the consumer's router does: the
-// original body and properties through <ns>.dead with the reason headers.
+// original body, properties and Stripe's signature through <ns>.dead with
+// the reason headers.
 func (e dlqEnv) park(t *testing.T, id, typ string, class failure.Class, parkedAt time.Time, extra amqp.Table) amqp.Publishing {
 	t.Helper()
 	h := amqp.Table{
@@ -104,7 +105,7 @@ func (e dlqEnv) park(t *testing.T, id, typ string, class failure.Class, parkedAt
 	for k, v := range extra {
 		h[k] = v
 	}
-	msg := amqp.Publishing{
+	msg := testenv.Signed(amqp.Publishing{
 		Headers:      h,
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
@@ -113,7 +114,7 @@ func (e dlqEnv) park(t *testing.T, id, typ string, class failure.Class, parkedAt
 		Timestamp:    parkedAt.Add(-time.Hour).Truncate(time.Second),
 		AppId:        "billing-api",
 		Body:         parkedBody(id, typ),
-	}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := e.pub.Publish(ctx, e.topo.Dead, typ, msg); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/failure"
@@ -52,7 +53,7 @@ func newReplayWorld(t *testing.T, failing string) *replayWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := consumer.New(consumer.Config{Queue: w.topo.Work, Concurrency: 2, ShutdownTimeout: 2 * time.Second, Name: "replay-test"},
+	c, err := consumer.New(consumer.Config{Queue: w.topo.Work, Concurrency: 2, ShutdownTimeout: 2 * time.Second, Name: "replay-test", Verifier: testenv.Verifier(t, nil)},
 		quietLogger(), newDLQEnvSharing(t, w.dlqEnv).conn, handler, router)
 	if err != nil {
 		t.Fatal(err)
@@ -133,13 +134,18 @@ var uiReplays = map[string]func(t *testing.T, w *replayWorld, typ string, body [
 		}
 	},
 	// Exchanges → <ns>.events → "Publish message": the event JSON pasted
-	// as payload, routing key = type, no properties or headers at all.
+	// as payload, routing key = type, and the parked message's
+	// stripe-signature header copied (a signature of these bytes by our
+	// secret here: the same proof), no properties. Without the header the
+	// worker would fetch the event from Stripe (consumer's
+	// TestOnlyStripeWrites).
 	"publish message": func(t *testing.T, w *replayWorld, typ string, body []byte) {
 		var res struct {
 			Routed bool `json:"routed"`
 		}
+		headers := map[string]any{broker.HeaderStripeSignature: testenv.Sign(body, testenv.WebhookSecret, time.Now())}
 		err := testenv.Management(http.MethodPost, "/api/exchanges/%2F/"+url.PathEscape(w.topo.Events)+"/publish",
-			map[string]any{"properties": map[string]any{}, "routing_key": typ, "payload": string(body), "payload_encoding": "string"}, &res)
+			map[string]any{"properties": map[string]any{"headers": headers}, "routing_key": typ, "payload": string(body), "payload_encoding": "string"}, &res)
 		if err != nil || !res.Routed {
 			t.Fatalf("publish message: %v, routed %v", err, res.Routed)
 		}
@@ -155,7 +161,7 @@ func TestUIReplayAppliesAParkedEventOnceItsCauseIsFixed(t *testing.T) {
 			w := newReplayWorld(t, id)
 			body := billingtest.Event(id, typ, time.Now(), billingtest.Customer(cus, "ada@example.com"))
 			ctx := context.Background()
-			err := w.pub.Publish(ctx, w.topo.Events, typ, amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: id, Type: typ, Body: body})
+			err := w.pub.Publish(ctx, w.topo.Events, typ, testenv.Signed(amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: id, Type: typ, Body: body}))
 			if err != nil {
 				t.Fatal(err)
 			}

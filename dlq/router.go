@@ -142,9 +142,11 @@ func (r *Router) Fail(ctx context.Context, d amqp.Delivery, cause error) (failur
 }
 
 // markDead records the parking in the ledger, best effort: the DLQ holds
-// the event whatever the database says.
+// the event whatever the database says. An unverified message is not
+// recorded: the ledger holds only what Stripe sent, and a row under a
+// forged id would make reconciliation take that id for known.
 func (r *Router) markDead(ctx context.Context, d amqp.Delivery, dec failure.Decision, reason string) {
-	if r.ledger == nil {
+	if r.ledger == nil || dec.Class == failure.Unverified {
 		return
 	}
 	id, typ := broker.Identity(d.MessageId, d.Type, d.Body)

@@ -42,6 +42,9 @@ func TestSweepRedrivesTransientParkedEventsAndLeavesPermanentOnes(t *testing.T) 
 		"evt_young":     e.park(t, "evt_young", "invoice.paid", failure.Transient, now.Add(-time.Minute), nil),
 		"evt_maxed":     e.park(t, "evt_maxed", "invoice.paid", failure.Transient, old, amqp.Table{broker.HeaderRedrives: int32(2)}),
 		"evt_exhausted": e.park(t, "evt_exhausted", "invoice.paid", failure.Exhausted, old, amqp.Table{broker.HeaderRedrives: int32(1)}),
+		// A planted message the worker could not verify: never laundered
+		// back into the work queue.
+		"evt_unverified": e.park(t, "evt_unverified", "invoice.paid", failure.Unverified, old, nil),
 	}
 	e.waitReady(t, e.topo.DLQ, len(sent))
 	if err := store.MarkDead(ctx, models.DeadEvent{ID: "evt_old", Type: "invoice.paid", Attempts: 3, LastError: "x"}); err != nil {
@@ -55,10 +58,10 @@ func TestSweepRedrivesTransientParkedEventsAndLeavesPermanentOnes(t *testing.T) 
 	if g := strings.Join(eventIDs(rep.Redriven), ","); g != "evt_old,evt_exhausted" {
 		t.Errorf("re-driven %s, want evt_old,evt_exhausted", g)
 	}
-	if rep.Skipped || rep.Permanent != 1 || rep.OutOfRedrives != 1 || rep.Waiting != 1 || rep.LeftForPerson() != 2 {
-		t.Errorf("report %+v: want 1 permanent, 1 out of re-drives, 1 waiting", rep)
+	if rep.Skipped || rep.Permanent != 2 || rep.OutOfRedrives != 1 || rep.Waiting != 1 || rep.LeftForPerson() != 3 {
+		t.Errorf("report %+v: want 2 permanent (permanent, unverified), 1 out of re-drives, 1 waiting", rep)
 	}
-	e.waitReady(t, e.topo.DLQ, 3)
+	e.waitReady(t, e.topo.DLQ, 4)
 	for _, d := range e.takeAll(t, e.topo.Work) {
 		checkReplayCopy(t, d, sent[d.MessageId], e.topo.Work, true)
 	}
@@ -70,8 +73,8 @@ func TestSweepRedrivesTransientParkedEventsAndLeavesPermanentOnes(t *testing.T) 
 	for _, d := range e.takeAll(t, e.topo.DLQ) {
 		left = append(left, d.MessageId)
 	}
-	if g := strings.Join(left, ","); g != "evt_perm,evt_young,evt_maxed" {
-		t.Errorf("DLQ holds %s, want evt_perm,evt_young,evt_maxed in order", g)
+	if g := strings.Join(left, ","); g != "evt_perm,evt_young,evt_maxed,evt_unverified" {
+		t.Errorf("DLQ holds %s, want evt_perm,evt_young,evt_maxed,evt_unverified in order", g)
 	}
 }
 

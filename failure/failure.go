@@ -27,6 +27,12 @@ const (
 	// router parks such an event with class Transient; a message may name
 	// this class, and the sweep re-drives it alike.
 	Exhausted Class = "exhausted"
+	// Unverified failures are messages the worker cannot trust as Stripe's:
+	// no valid signature and no copy from Stripe (no API key, or Stripe
+	// does not know the id), or an id, type or created time Stripe would
+	// never send. Parked at once; time cures none of them, so the sweep
+	// never re-drives one.
+	Unverified Class = "unverified"
 	// DeliveryLimit is the class of a message the work queue's
 	// x-delivery-limit backstop parked: it crashed (or hung up) the worker
 	// on every delivery, so no reason headers were ever written. RabbitMQ
@@ -53,6 +59,11 @@ type outageError struct{ err error }
 func (e *outageError) Error() string { return e.err.Error() }
 func (e *outageError) Unwrap() error { return e.err }
 
+type unverifiedError struct{ err error }
+
+func (e *unverifiedError) Error() string { return e.err.Error() }
+func (e *unverifiedError) Unwrap() error { return e.err }
+
 // MarkPermanent wraps err so that Of reports Permanent. nil stays nil.
 func MarkPermanent(err error) error {
 	if err == nil {
@@ -70,17 +81,29 @@ func MarkOutage(err error) error {
 	return &outageError{err: err}
 }
 
+// MarkUnverified wraps err so that Of reports Unverified (unless it is
+// also marked permanent). nil stays nil.
+func MarkUnverified(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &unverifiedError{err: err}
+}
+
 // Of is the class of a processing error: Permanent when marked so anywhere
-// in its chain, else Outage when marked so, else Transient. nil has no
-// class ("").
+// in its chain, else Unverified, else Outage when marked so, else
+// Transient. nil has no class ("").
 func Of(err error) Class {
 	var p *permanentError
+	var u *unverifiedError
 	var o *outageError
 	switch {
 	case err == nil:
 		return ""
 	case errors.As(err, &p):
 		return Permanent
+	case errors.As(err, &u):
+		return Unverified
 	case errors.As(err, &o):
 		return Outage
 	default:
@@ -125,18 +148,19 @@ type Schedule interface {
 // one, Decide treats it as transient. An exhausted event is parked with
 // class Transient and Attempt = the schedule's last: every parked
 // transient event is an exhausted one, which the sweep may re-drive;
-// permanent ones wait for a person.
+// permanent and unverified ones are parked at once and wait for a person.
 func Decide(c Class, attempt int, s Schedule) Decision {
 	if c == Outage || c == "" {
 		c = Transient
 	}
-	if c == Permanent || s.Exhausted(attempt) {
+	if c == Permanent || c == Unverified || s.Exhausted(attempt) {
 		return Decision{Class: c, Attempt: attempt, Parked: true, Tier: -1}
 	}
 	return Decision{Class: c, Attempt: attempt, Tier: s.Tier(attempt)}
 }
 
 // Redrivable reports whether the sweep may send a parked event of class c
-// back by itself: only failures that time may cure. Permanent failures,
-// delivery-limit parkings and unknown classes wait for a person.
+// back by itself: only failures that time may cure. Permanent and
+// unverified failures, delivery-limit parkings and unknown classes wait
+// for a person.
 func Redrivable(c Class) bool { return c == Transient || c == Exhausted }

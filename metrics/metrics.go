@@ -84,6 +84,10 @@ type Metrics struct {
 	// DBErrors counts database errors by class (deadlock, lock_wait_timeout,
 	// unavailable, other, ...).
 	DBErrors *prometheus.CounterVec
+	// Unverified counts messages parked because the worker could not
+	// verify them as Stripe's, by verify.Reason: a rise means someone
+	// publishes to the broker by hand, or a secret or key is wrong.
+	Unverified *prometheus.CounterVec
 	// BuildInfo is 1, labelled with the module version, Go version and VCS
 	// revision of the running binary.
 	BuildInfo *prometheus.GaugeVec
@@ -143,6 +147,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "billing_database_errors_total",
 			Help: "Database errors seen by the worker, by class.",
 		}, []string{"class"}),
+		Unverified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billing_events_unverified_total",
+			Help: "Messages parked as unverified: neither signed by Stripe nor known to Stripe's Events API, or of a form Stripe never sends; by reason.",
+		}, []string{"reason"}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "billing_build_info",
 			Help: "Always 1; the labels describe the running binary.",
@@ -152,6 +160,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.Webhooks, m.PublishConfirm, m.EventsProcessed, m.Processing,
 		m.Retries, m.Parked, m.Replayed, m.SweepResults,
 		m.QueueDepth, m.QueueDepthErrors, m.OldestParkedAge, m.DBErrors, m.BuildInfo,
+		m.Unverified,
 	)
 	version, goversion, revision := buildInfo()
 	m.BuildInfo.WithLabelValues(version, goversion, revision).Set(1)
@@ -247,6 +256,18 @@ func (m *Metrics) Park(class string) {
 		return
 	}
 	m.Parked.WithLabelValues(class).Inc()
+}
+
+// Unverify records one message parked as unverified, for reason (a
+// verify.Reason).
+func (m *Metrics) Unverify(reason string) {
+	if m == nil {
+		return
+	}
+	if reason == "" {
+		reason = "other"
+	}
+	m.Unverified.WithLabelValues(reason).Inc()
 }
 
 // Replay records one parked event back in the work queue from source (a

@@ -10,11 +10,13 @@ import (
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/verify"
 )
 
 // EventObserver turns the consumer's outcomes into the event metrics:
 // billing_events_processed_total, the processing latency, retries by tier,
-// parked events by class and replays by the way they came back.
+// parked events by class (unverified ones by reason too) and replays by the way they came back.
 type EventObserver struct {
 	m       *Metrics
 	topo    broker.Topology
@@ -56,6 +58,9 @@ func (e *EventObserver) Observe(o consumer.Outcome) {
 		e.m.Retry(tier)
 	case consumer.Parked:
 		e.m.Park(string(o.Decision.Class))
+		if o.Decision.Class == failure.Unverified {
+			e.m.Unverify(string(verify.ReasonOf(o.Cause)))
+		}
 	}
 	if o.Origin.Replay() && o.Result != consumer.Dropped {
 		e.m.Replay(string(o.Origin))

@@ -20,6 +20,7 @@ import (
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/metrics"
+	"github.com/stripe-billing/billing/verify"
 )
 
 func TestEventObserver(t *testing.T) {
@@ -60,6 +61,18 @@ func TestEventObserver(t *testing.T) {
 				{"events", events("x", "parked"), 1},
 				{"parked", func(m *metrics.Metrics) float64 { return testutil.ToFloat64(m.Parked.WithLabelValues("permanent")) }, 1},
 			}},
+		{"parked unverified: counted by reason", consumer.Outcome{EventType: "x", Result: "parked",
+			Decision: failure.Decision{Class: failure.Unverified, Parked: true, Tier: -1},
+			Cause:    failure.MarkUnverified(&verify.Error{ID: "evt_1", Reason: verify.NoAPIKey, Err: errors.New("not signed")})},
+			[]series{
+				{"parked", func(m *metrics.Metrics) float64 { return testutil.ToFloat64(m.Parked.WithLabelValues("unverified")) }, 1},
+				{"unverified", func(m *metrics.Metrics) float64 {
+					return testutil.ToFloat64(m.Unverified.WithLabelValues("no_api_key"))
+				}, 1},
+			}},
+		{"parked permanent: not unverified", consumer.Outcome{EventType: "x", Result: "parked",
+			Decision: failure.Decision{Class: failure.Permanent, Parked: true, Tier: -1}, Cause: failure.MarkPermanent(errors.New("bad"))},
+			[]series{{"unverified", func(m *metrics.Metrics) float64 { return float64(testutil.CollectAndCount(m.Unverified)) }, 0}}},
 		{"moved back from the DLQ", consumer.Outcome{EventType: "x", Result: "acked", Origin: broker.Moved},
 			[]series{{"move", func(m *metrics.Metrics) float64 {
 				return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplayMove))

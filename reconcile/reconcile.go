@@ -1,8 +1,14 @@
 // Package reconcile owns the client side of Stripe's API: it lists the
 // events Stripe sent in the last 30 days and enqueues, in the shape the
 // api publishes, every one the ledger has never seen (a webhook lost before
-// the api could answer it); and it fetches one object (Fetcher) when the
-// worker needs Stripe's current state to settle a same-second tie.
+// the api could answer it); and the Fetcher gets one event or object by
+// id as Stripe serves it: an event for the worker to apply in place of a
+// message it cannot verify, an object to settle a same-second tie.
+//
+// Reconciliation enqueues its events without a signature (it has none to
+// forward): the worker fetches each again by id. A mark of our own ("came
+// from the sweep") would be a header anyone with access to the broker
+// could set; asking Stripe cannot be forged.
 package reconcile
 
 import (
@@ -225,7 +231,7 @@ func (r *Reconciler) enqueueMissing(ctx context.Context, events []*stripe.Event,
 			return n, fmt.Errorf("event %s: no raw JSON in its page", ev.ID)
 		}
 		typ := string(ev.Type)
-		err := r.pub.Publish(ctx, r.cfg.Topology.Events, typ, broker.NewEvent(ev.ID, typ, body, AppID, r.cfg.Now()))
+		err := r.pub.Publish(ctx, r.cfg.Topology.Events, typ, broker.NewEvent(ev.ID, typ, body, "", AppID, r.cfg.Now()))
 		if err != nil {
 			return n, fmt.Errorf("enqueue %s: %w", ev.ID, err)
 		}

@@ -3,11 +3,13 @@ package reconcile_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/reconcile"
@@ -83,6 +85,13 @@ func checkAPIShape(t *testing.T, d amqp.Delivery, exchange string) {
 		d.ContentType != "application/json" || d.DeliveryMode != amqp.Persistent {
 		t.Errorf("enqueued exchange %q key %q id %q type %q content-type %q mode %d", d.Exchange, d.RoutingKey, d.MessageId, d.Type, d.ContentType, d.DeliveryMode)
 	}
+	// No signature, and no mark of our own that anyone could forge: the
+	// worker fetches the event again from Stripe by id.
+	for k := range d.Headers {
+		if !strings.HasPrefix(k, "x-") { // the broker's own, such as x-delivery-count
+			t.Errorf("enqueued with header %s (%v), want none of ours", k, d.Headers[k])
+		}
+	}
 	var ev map[string]any
 	if err := json.Unmarshal(d.Body, &ev); err != nil {
 		t.Fatalf("body is not JSON: %v", err)
@@ -126,5 +135,42 @@ func TestReconcileFirstRunStaysWithinTheEventsAPIRetention(t *testing.T) {
 	}
 	if want := now.Add(-3 * time.Hour); !res.Since.Equal(want) {
 		t.Errorf("second run since %s, want the checkpoint minus the margin, %s", res.Since, want)
+	}
+}
+
+func TestFetchEvent(t *testing.T) {
+	t.Parallel()
+	mock := testenv.StripeMock(t)
+	tests := []struct {
+		name      string
+		base      string
+		wantClass failure.Class // "" for success
+	}{
+		{"Stripe's copy", mock, ""},
+		{"unknown id", testenv.StripeNotFound(t), failure.Unverified},
+		{"Stripe unreachable", "http://127.0.0.1:1", failure.Transient},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: tt.base})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := f.FetchEvent(context.Background(), "evt_gone", "")
+			if failure.Of(err) != tt.wantClass {
+				t.Fatalf("FetchEvent error %v (class %q), want class %q", err, failure.Of(err), tt.wantClass)
+			}
+			if err != nil {
+				return
+			}
+			var ev struct{ ID, Type string }
+			if err := json.Unmarshal(body, &ev); err != nil || ev.ID != "evt_gone" || ev.Type != mockEventType {
+				t.Errorf("fetched %s %s (%v), want stripe-mock's %s under the id asked for", ev.ID, ev.Type, err, mockEventType)
+			}
+		})
+	}
+	if _, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "", APIBase: mock}); err == nil {
+		t.Error("NewFetcher without a key = nil error")
 	}
 }

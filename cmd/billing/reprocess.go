@@ -60,11 +60,11 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("reprocess: open MySQL (MYSQL_DSN): %w", err)
 	}
 	defer store.Close()
-	opts, err := processorOptions(cfg)
+	fetcher, err := stripeFetcher(cfg)
 	if err != nil {
 		return err
 	}
-	rp := billing.NewReprocessor(billing.NewProcessor(store, logger, opts...))
+	rp := billing.NewReprocessor(billing.NewProcessor(store, logger, processorOptions(fetcher)...))
 	rep, err := rp.Run(ctx, f, *dryRun, func(r billing.Reprocessed) {
 		created := "-"
 		if !r.Created.IsZero() {

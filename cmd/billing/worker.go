@@ -20,6 +20,7 @@ import (
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/reconcile"
 	"github.com/stripe-billing/billing/retry"
+	"github.com/stripe-billing/billing/verify"
 )
 
 const (
@@ -32,11 +33,15 @@ const (
 
 func runWorker(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "worker", `Consume <namespace>.events.work and apply each Stripe event to MySQL exactly
-once. Failures go to the delay tiers (RETRY_DELAYS, MAX_ATTEMPTS) or are
-parked in <namespace>.events.dlq with the reason; while MySQL is unreachable
-the worker pauses and spends no attempts. With STRIPE_API_KEY set, two events
-of one object in one second that nothing in their payloads orders are settled
-by the object fetched from Stripe; without it, by event id. SIGTERM drains in-flight events
+once. Each message is verified first: its forwarded Stripe-Signature
+against STRIPE_WEBHOOK_SECRET (required), else, with STRIPE_API_KEY, the
+event is fetched from Stripe by id and Stripe's copy is applied; anything
+else is parked as unverified. Failures go to the delay tiers (RETRY_DELAYS,
+MAX_ATTEMPTS) or are parked in <namespace>.events.dlq with the reason; while
+MySQL is unreachable the worker pauses and spends no attempts. With
+STRIPE_API_KEY set, two events of one object in one second that nothing in
+their payloads orders are settled by the object fetched from Stripe; without
+it, by event id. SIGTERM drains in-flight events
 within SHUTDOWN_TIMEOUT. GET /metrics, /healthz and /readyz are served on
 METRICS_ADDR. Settings come from the environment.`)
 	if err := parseFlags(fs, args); err != nil {
@@ -44,6 +49,9 @@ METRICS_ADDR. Settings come from the environment.`)
 	}
 	cfg, logger, err := loadConfig(e)
 	if err != nil {
+		return err
+	}
+	if err := cfg.RequireWebhookSecret(); err != nil {
 		return err
 	}
 	w, err := newWorker(cfg, logger)
@@ -173,11 +181,15 @@ func (w *worker) work(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	opts, err := processorOptions(w.cfg)
+	fetcher, err := stripeFetcher(w.cfg)
 	if err != nil {
 		return err
 	}
-	proc := billing.NewProcessor(store, w.logger, opts...)
+	v, err := w.verifier(fetcher)
+	if err != nil {
+		return err
+	}
+	proc := billing.NewProcessor(store, w.logger, processorOptions(fetcher)...)
 	c, err := consumer.New(consumer.Config{
 		Queue:           w.topo.Work,
 		Concurrency:     w.cfg.WorkerConcurrency,
@@ -186,6 +198,7 @@ func (w *worker) work(ctx context.Context) error {
 		Batch:           consumer.ProcessBatch(proc),
 		ShutdownTimeout: w.cfg.ShutdownTimeout,
 		Ping:            store.Ping,
+		Verifier:        v,
 		Observer:        metrics.NewEventObserver(w.metrics, w.topo, proc.Handled()),
 	}, w.logger, w.consume, consumer.Process(proc), router)
 	if err != nil {
@@ -197,18 +210,33 @@ func (w *worker) work(ctx context.Context) error {
 	return c.Run(ctx)
 }
 
-// processorOptions are the billing.Processor's options of cfg: with a
-// Stripe API key, same-second ties are settled by the object fetched
-// from Stripe.
-func processorOptions(cfg config.Config) ([]billing.Option, error) {
+// stripeFetcher calls Stripe's API with STRIPE_API_KEY; nil without one.
+func stripeFetcher(cfg config.Config) (*reconcile.Fetcher, error) {
 	if cfg.StripeAPIKey == "" {
 		return nil, nil
 	}
-	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: cfg.StripeAPIKey, APIBase: cfg.StripeAPIBase})
-	if err != nil {
-		return nil, err
+	return reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: cfg.StripeAPIKey, APIBase: cfg.StripeAPIBase})
+}
+
+// verifier checks each message with the api's webhook secrets and, with a
+// fetcher, applies Stripe's copy of the events it cannot verify.
+func (w *worker) verifier(fetcher *reconcile.Fetcher) (*verify.Verifier, error) {
+	cfg := verify.Config{Secrets: w.cfg.WebhookSecrets, Tolerance: w.cfg.WebhookTolerance}
+	if fetcher == nil {
+		w.logger.Warn("STRIPE_API_KEY not set: messages without a valid signature (published by hand, enqueued by reconciliation) are parked as unverified")
+	} else {
+		cfg.Fetcher = fetcher
 	}
-	return []billing.Option{billing.WithObjectFetcher(fetcher)}, nil
+	return verify.New(cfg)
+}
+
+// processorOptions are the billing.Processor's options: with a fetcher,
+// same-second ties are settled by the object fetched from Stripe.
+func processorOptions(fetcher *reconcile.Fetcher) []billing.Option {
+	if fetcher == nil {
+		return nil
+	}
+	return []billing.Option{billing.WithObjectFetcher(fetcher)}
 }
 
 // openStore opens the database, waiting with backoff while it is

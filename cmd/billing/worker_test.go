@@ -44,6 +44,8 @@ func TestWorkerRejectsBadConfig(t *testing.T) {
 		{"zero attempts", map[string]string{"MAX_ATTEMPTS": "0"}, "MAX_ATTEMPTS"},
 		{"bad delays", map[string]string{"RETRY_DELAYS": "10s,soon"}, "RETRY_DELAYS"},
 		{"bad concurrency", map[string]string{"WORKER_CONCURRENCY": "-1"}, "WORKER_CONCURRENCY"},
+		// Without the webhook secret nothing could be verified.
+		{"no webhook secret", map[string]string{}, "STRIPE_WEBHOOK_SECRET"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,6 +76,8 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 		"SHUTDOWN_TIMEOUT":   "2s",
 		"LOG_LEVEL":          "info",
 		"METRICS_ADDR":       "127.0.0.1:0",
+		// No STRIPE_API_KEY: what is not signed is parked unverified.
+		"STRIPE_WEBHOOK_SECRET": testenv.WebhookSecret,
 	}
 	worker := start(t, workerEnv(vars), "worker")
 	stderr := &worker.stderr
@@ -83,15 +87,9 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := billingtest.Event("evt_WorkerCmd1", "customer.created", time.Now(), billingtest.Customer("cus_WorkerCmd1", "a@example.com"))
-	dc, err := ch.PublishWithDeferredConfirm(topo.Events, "customer.created", true, false, amqp.Publishing{
+	publishConfirmed(t, ch, topo.Events, "customer.created", testenv.Signed(amqp.Publishing{
 		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: "evt_WorkerCmd1", Type: "customer.created", Body: body,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := dc.WaitContext(t.Context()); !ok || err != nil {
-		t.Fatalf("publish not confirmed: %v %v", ok, err)
-	}
+	}))
 
 	store, err := models.Open(t.Context(), dsn, models.PoolConfig{}, nil)
 	if err != nil {
@@ -118,20 +116,28 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 	}, "/metrics counts the event and polls the queue depths")
 
 	// A malformed event is parked: the ledger's oldest dead event shows.
-	dc, err = ch.PublishWithDeferredConfirm(topo.Events, "invoice.paid", true, false, amqp.Publishing{
+	publishConfirmed(t, ch, topo.Events, "invoice.paid", testenv.Signed(amqp.Publishing{
 		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: "evt_WorkerBad", Type: "invoice.paid", Body: []byte("not json"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := dc.WaitContext(t.Context()); !ok || err != nil {
-		t.Fatalf("publish not confirmed: %v %v", ok, err)
-	}
+	}))
 	testenv.Eventually(t, 15*time.Second, func() bool {
 		_, body := httpGet(base + "/metrics")
 		return metricValue(body, `billing_events_parked_total{class="permanent"}`) == 1 &&
 			metricValue(body, "billing_oldest_parked_event_age_seconds") > 0
 	}, "/metrics shows the parked event and its age")
+
+	// An unsigned event (a hand-made publish) is parked unverified, and
+	// counted by reason.
+	forged := billingtest.Event("evt_WorkerForged", "customer.created", time.Now(), billingtest.Customer("cus_WorkerForged", "f@example.com"))
+	publishConfirmed(t, ch, topo.Events, "customer.created", amqp.Publishing{DeliveryMode: amqp.Persistent, Body: forged})
+	testenv.Eventually(t, 15*time.Second, func() bool {
+		_, body := httpGet(base + "/metrics")
+		return metricValue(body, `billing_events_parked_total{class="unverified"}`) == 1 &&
+			metricValue(body, `billing_events_unverified_total{reason="no_api_key"}`) == 1
+	}, "/metrics counts the unverified event")
+	var n int64
+	if err := store.DB().Model(&models.Customer{}).Where("stripe_id = ?", "cus_WorkerForged").Count(&n).Error; err != nil || n != 0 {
+		t.Errorf("forged customer rows = %d, %v; want none", n, err)
+	}
 
 	worker.stop(t, 5*time.Second)
 }
@@ -141,11 +147,12 @@ func TestWorkerStartsWhileMySQLIsDown(t *testing.T) {
 	ns := testenv.Namespace(t)
 	testenv.Declare(t, broker.NewTopology(ns, retry.DefaultDelays(), 0))
 	vars := map[string]string{
-		"AMQP_URL":          testenv.AMQPURL(),
-		"MYSQL_DSN":         "root@tcp(127.0.0.1:1)/billing?parseTime=true&timeout=200ms",
-		"BILLING_NAMESPACE": ns,
-		"LOG_LEVEL":         "info",
-		"METRICS_ADDR":      "127.0.0.1:0",
+		"AMQP_URL":              testenv.AMQPURL(),
+		"MYSQL_DSN":             "root@tcp(127.0.0.1:1)/billing?parseTime=true&timeout=200ms",
+		"BILLING_NAMESPACE":     ns,
+		"LOG_LEVEL":             "info",
+		"METRICS_ADDR":          "127.0.0.1:0",
+		"STRIPE_WEBHOOK_SECRET": testenv.WebhookSecret,
 	}
 	worker := start(t, workerEnv(vars), "worker")
 	stderr := &worker.stderr
@@ -192,4 +199,16 @@ func httpGet(url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// publishConfirmed publishes msg mandatory and waits for its confirm.
+func publishConfirmed(t *testing.T, ch *amqp.Channel, exchange, key string, msg amqp.Publishing) {
+	t.Helper()
+	dc, err := ch.PublishWithDeferredConfirm(exchange, key, true, false, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := dc.WaitContext(t.Context()); !ok || err != nil {
+		t.Fatalf("publish not confirmed: %v %v", ok, err)
+	}
 }

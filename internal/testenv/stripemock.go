@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -106,4 +108,20 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StripeNotFound serves, until t ends, an API that answers every request
+// as Stripe does for an id it does not know (404, resource_missing), and
+// returns its base URL. It is a fake for that one role: stripe-mock
+// answers any well-formed id with its fixture, so it cannot play it.
+func StripeNotFound(t testing.TB) string {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		id := path.Base(r.URL.Path)
+		fmt.Fprintf(w, `{"error":{"code":"resource_missing","doc_url":"https://stripe.com/docs/error-codes/resource-missing","message":"No such event: '%s'","param":"id","type":"invalid_request_error"}}`, id)
+	}))
+	t.Cleanup(s.Close)
+	return s.URL
 }

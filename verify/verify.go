@@ -1,0 +1,279 @@
+// Package verify owns what the system trusts as Stripe's. An event is
+// Stripe's when its body is signed with one of our webhook secrets (the
+// Stripe-Signature header, checked by stripe-go) or when it is Stripe's
+// own copy, fetched from the Events API by id; either way its id, type and
+// created time must have the form Stripe gives them.
+//
+// The api refuses anything else with a 400. The worker checks every
+// message again with a Verifier: whatever reached the broker another way
+// than through the api (the management UI's "Publish message", a leaked
+// password, reconciliation) proves nothing by being there.
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stripe/stripe-go/v76/webhook"
+
+	"github.com/stripe-billing/billing/failure"
+)
+
+// DefaultTolerance is how far an event's created time (and, at the api, a
+// signature's timestamp) may lie in the future: clocks differ a little.
+const DefaultTolerance = 5 * time.Minute
+
+// Stripe's forms of an event id and type. Both become AMQP short strings
+// (message id, type, routing key) of at most 255 bytes.
+var (
+	idForm   = regexp.MustCompile(`^evt_[A-Za-z0-9_]{1,251}$`)
+	typeForm = regexp.MustCompile(`^[a-z0-9_.]{1,255}$`)
+)
+
+// Errors of an event's form; the api answers each with a 400 and its text.
+var (
+	ErrBadID           = errors.New("event id is not a Stripe event id (evt_ then letters, digits or _, at most 255 bytes)")
+	ErrBadType         = errors.New("event type is not a Stripe event type (lower-case letters, digits, _ or ., at most 255 bytes)")
+	ErrFutureCreated   = errors.New("event created more than the tolerance in the future")
+	ErrFutureSignature = errors.New("signature timestamp more than the tolerance in the future")
+	errNoAPIKey        = errors.New("no valid signature, and no Stripe API key to fetch the event from Stripe")
+	errUnknownEvent    = errors.New("no valid signature, and Stripe does not know the event")
+	errCopyDisagrees   = errors.New("Stripe's copy of the event has another id")
+	errNotEvent        = errors.New("body is not a JSON event")
+)
+
+// Form checks an event's id and type.
+func Form(id, eventType string) error {
+	if !idForm.MatchString(id) {
+		return ErrBadID
+	}
+	if !typeForm.MatchString(eventType) {
+		return ErrBadType
+	}
+	return nil
+}
+
+// Created checks that created lies at most tolerance after now.
+func Created(created, now time.Time, tolerance time.Duration) error {
+	if created.After(now.Add(tolerance)) {
+		return ErrFutureCreated
+	}
+	return nil
+}
+
+// Signature checks that header signs body with any of secrets; stripe-go's
+// webhook errors (ErrNotSigned, ErrInvalidHeader, ErrNoValidSignature,
+// ErrTooOld) say why not. With a tolerance, as the api checks, a
+// signature older than tolerance or more than tolerance after now is
+// refused (ErrFutureSignature). A zero tolerance ignores the timestamp, as
+// the worker does: an event replayed from the DLQ days later is still
+// Stripe's, and the ledger stops it from applying twice.
+func Signature(body []byte, header string, secrets []string, tolerance time.Duration, now time.Time) error {
+	err := webhook.ErrNoValidSignature
+	for _, secret := range secrets {
+		if tolerance > 0 {
+			err = webhook.ValidatePayloadWithTolerance(body, header, secret, tolerance)
+		} else {
+			err = webhook.ValidatePayloadIgnoringTolerance(body, header, secret)
+		}
+		if !errors.Is(err, webhook.ErrNoValidSignature) {
+			break // accepted, or a header no secret can accept
+		}
+	}
+	if err != nil || tolerance <= 0 {
+		return err
+	}
+	if t, ok := Timestamp(header); ok && t.After(now.Add(tolerance)) {
+		return ErrFutureSignature
+	}
+	return nil
+}
+
+// Timestamp reads the t= of a Stripe-Signature header; false when it has
+// none that parses (stripe-go reads a missing one as 1970).
+func Timestamp(header string) (time.Time, bool) {
+	for part := range strings.SplitSeq(header, ",") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(part), "t="); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return time.Unix(n, 0), true
+			}
+		}
+	}
+	return time.Time{}, false
+}
+
+// Reason says why the worker did not trust a message: the reason label of
+// billing_events_unverified_total and the start of the DLQ's billing-error.
+type Reason string
+
+// Reasons of Error.
+const (
+	BadID         Reason = "bad_id"
+	BadType       Reason = "bad_type"
+	FutureCreated Reason = "future_created"
+	// NoAPIKey: not signed by our secrets, and no key to ask Stripe.
+	NoAPIKey Reason = "no_api_key"
+	// UnknownEvent: not signed by our secrets, and Stripe answered 404.
+	UnknownEvent Reason = "unknown_event"
+	// Malformed: Stripe's copy is not the event asked for.
+	Malformed Reason = "malformed"
+)
+
+// Error is a message the worker does not trust. It is always marked
+// failure.Unverified: parked at once and never re-driven by the sweep.
+type Error struct {
+	ID     string // as the message claims it, quoted and cut in Error
+	Reason Reason
+	Err    error
+}
+
+func (e *Error) Error() string {
+	id := e.ID
+	if len(id) > 64 {
+		id = id[:64] + "..."
+	}
+	return fmt.Sprintf("verify: %s: event %q not trusted: %v", e.Reason, id, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func unverified(id string, reason Reason, err error) error {
+	return failure.MarkUnverified(&Error{ID: id, Reason: reason, Err: err})
+}
+
+// ReasonOf returns the Reason of an error from Verify; "" for any other.
+func ReasonOf(err error) Reason {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Reason
+	}
+	return ""
+}
+
+// Fetcher gets an event from Stripe's Events API: reconcile.Fetcher.
+type Fetcher interface {
+	// FetchEvent returns the event's JSON as Stripe serves it; account,
+	// when set, is the Connect account to look in. An error marked
+	// failure.Unverified means Stripe does not know the id; any other is
+	// worth trying again later (Stripe unreachable, rate limited).
+	FetchEvent(ctx context.Context, id, account string) ([]byte, error)
+}
+
+// Config configures a Verifier.
+type Config struct {
+	// Secrets are the webhook signing secrets, as the api's. At least one.
+	Secrets []string
+	// Tolerance is how far created may lie in the future; default
+	// DefaultTolerance.
+	Tolerance time.Duration
+	// Fetcher gets the events that carry no valid signature; nil (no
+	// Stripe API key) leaves them unverified.
+	Fetcher Fetcher
+	// Now is the clock created is checked against; default time.Now.
+	Now func() time.Time
+}
+
+// Verifier tells the worker which event to apply for a message: its own
+// body when Stripe signed it, else Stripe's copy fetched by id.
+type Verifier struct {
+	cfg Config
+}
+
+// New checks cfg and returns a Verifier.
+func New(cfg Config) (*Verifier, error) {
+	if len(cfg.Secrets) == 0 {
+		return nil, errors.New("verify: at least one webhook secret is required")
+	}
+	if cfg.Tolerance <= 0 {
+		cfg.Tolerance = DefaultTolerance
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Verifier{cfg: cfg}, nil
+}
+
+// Message is a message as the worker received it.
+type Message struct {
+	// ID and Type are what the message claims (its properties, else its
+	// body); ID is what a fetch asks Stripe for.
+	ID, Type  string
+	Body      []byte
+	Signature string // the forwarded Stripe-Signature header; may be empty
+}
+
+// Event is what the worker may apply.
+type Event struct {
+	ID, Type string
+	// Body is the message's own body when it is signed, else Stripe's copy.
+	Body []byte
+	// Fetched is true when Body is Stripe's copy.
+	Fetched bool
+}
+
+// envelope is what Verify reads of an event body.
+type envelope struct {
+	ID      string `json:"id"`
+	Type    string `json:"type"`
+	Created int64  `json:"created"`
+	Account string `json:"account"`
+}
+
+// Verify returns the event to apply for m. A body signed with one of our
+// secrets (any age) is applied as it is. Anything else (no signature, a
+// secret rotated out, a body edited by hand) is applied only as Stripe's
+// own copy, fetched by the id m claims; the rest of m's body is ignored.
+// An error marked failure.Unverified (an *Error) when neither holds or
+// the event's form is wrong; any other error (Stripe unreachable) is
+// transient.
+func (v *Verifier) Verify(ctx context.Context, m Message) (Event, error) {
+	if m.Signature != "" && Signature(m.Body, m.Signature, v.cfg.Secrets, 0, time.Time{}) == nil {
+		return v.event(m, m.Body, false)
+	}
+	if !idForm.MatchString(m.ID) {
+		return Event{}, unverified(m.ID, BadID, ErrBadID) // never ask Stripe for garbage
+	}
+	if v.cfg.Fetcher == nil {
+		return Event{}, unverified(m.ID, NoAPIKey, errNoAPIKey)
+	}
+	var claimed envelope
+	_ = json.Unmarshal(m.Body, &claimed) // the account only scopes the lookup
+	body, err := v.cfg.Fetcher.FetchEvent(ctx, m.ID, claimed.Account)
+	switch {
+	case failure.Of(err) == failure.Unverified:
+		return Event{}, unverified(m.ID, UnknownEvent, fmt.Errorf("%w: %w", errUnknownEvent, err))
+	case err != nil:
+		return Event{}, fmt.Errorf("verify: fetch event %s from Stripe: %w", m.ID, err)
+	}
+	var copied envelope
+	if json.Unmarshal(body, &copied) != nil || copied.ID != m.ID {
+		return Event{}, unverified(m.ID, Malformed, errCopyDisagrees)
+	}
+	return v.event(m, body, true)
+}
+
+// event checks the form of a trusted body. A body that is no event at
+// all (not JSON, no id or type) goes on as it is, under the claimed id
+// and type: Stripe's signature vouches for it, and the handler parks it as
+// malformed (permanent), which is what it is.
+func (v *Verifier) event(m Message, body []byte, fetched bool) (Event, error) {
+	var e envelope
+	if json.Unmarshal(body, &e) != nil || e.ID == "" || e.Type == "" {
+		return Event{ID: m.ID, Type: m.Type, Body: body, Fetched: fetched}, nil
+	}
+	switch err := Form(e.ID, e.Type); {
+	case errors.Is(err, ErrBadID):
+		return Event{}, unverified(e.ID, BadID, err)
+	case err != nil:
+		return Event{}, unverified(e.ID, BadType, err)
+	}
+	if err := Created(time.Unix(e.Created, 0), v.cfg.Now(), v.cfg.Tolerance); err != nil {
+		return Event{}, unverified(e.ID, FutureCreated, err)
+	}
+	return Event{ID: e.ID, Type: e.Type, Body: body, Fetched: fetched}, nil
+}

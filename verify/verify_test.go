@@ -1,0 +1,140 @@
+package verify_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stripe/stripe-go/v76/webhook"
+
+	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/reconcile"
+	"github.com/stripe-billing/billing/verify"
+)
+
+func TestForm(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, id, typ string
+		want          error
+	}{
+		{"Stripe's", "evt_1NqAbC_x", "invoice.payment_succeeded", nil},
+		{"v2 thin event type", "evt_1", "v1.billing.meter.error_report_triggered", nil},
+		{"not evt_", "cus_1", "invoice.paid", verify.ErrBadID},
+		{"evt_ alone", "evt_", "invoice.paid", verify.ErrBadID},
+		{"dash", "evt_1-2", "invoice.paid", verify.ErrBadID},
+		{"path", "evt_../../v1/customers", "invoice.paid", verify.ErrBadID},
+		{"control character", "evt_1\x1b[2J", "invoice.paid", verify.ErrBadID},
+		{"id of 255 bytes", "evt_" + strings.Repeat("a", 251), "invoice.paid", nil},
+		{"id of 256 bytes", "evt_" + strings.Repeat("a", 252), "invoice.paid", verify.ErrBadID},
+		{"upper-case type", "evt_1", "Invoice.paid", verify.ErrBadType},
+		{"type with a routing wildcard", "evt_1", "invoice.#", verify.ErrBadType},
+		{"empty type", "evt_1", "", verify.ErrBadType},
+		{"type of 256 bytes", "evt_1", strings.Repeat("a", 256), verify.ErrBadType},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if err := verify.Form(tt.id, tt.typ); !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+				t.Errorf("Form(%q, %q) = %v, want %v", tt.id, tt.typ, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSignature(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	body := []byte(`{"id":"evt_1"}`)
+	secrets := []string{"whsec_new", "whsec_old"}
+	tests := []struct {
+		name      string
+		header    string
+		tolerance time.Duration
+		want      error
+	}{
+		{"signed now", testenv.Sign(body, "whsec_new", now), 5 * time.Minute, nil},
+		{"second secret", testenv.Sign(body, "whsec_old", now), 5 * time.Minute, nil},
+		{"other secret", testenv.Sign(body, "whsec_other", now), 5 * time.Minute, webhook.ErrNoValidSignature},
+		{"too old for the api", testenv.Sign(body, "whsec_new", now.Add(-time.Hour)), 5 * time.Minute, webhook.ErrTooOld},
+		{"old is fine for the worker", testenv.Sign(body, "whsec_new", now.Add(-72*time.Hour)), 0, nil},
+		{"in the future", testenv.Sign(body, "whsec_new", now.Add(10*time.Minute)), 5 * time.Minute, verify.ErrFutureSignature},
+		{"within the tolerance ahead", testenv.Sign(body, "whsec_new", now.Add(time.Minute)), 5 * time.Minute, nil},
+		{"no header", "", 0, webhook.ErrNotSigned},
+		{"garbage", "garbage", 0, webhook.ErrInvalidHeader},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := verify.Signature(body, tt.header, secrets, tt.tolerance, now)
+			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+				t.Errorf("Signature = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestVerify covers the ways a message is trusted or not; the consumer's
+// TestOnlyStripeWrites shows the same through the whole worker.
+func TestVerify(t *testing.T) {
+	t.Parallel()
+	mock := testenv.StripeMock(t)
+	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: mock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	body := []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","created":1780315200}`) // now
+	future := []byte(`{"id":"evt_f","object":"event","type":"invoice.paid","created":4102444800}`)
+	badType := []byte(`{"id":"evt_t","object":"event","type":"INVOICE","created":1780315200}`)
+	sig := func(b []byte, secret string) string { return testenv.Sign(b, secret, now.Add(-72*time.Hour)) }
+	tests := []struct {
+		name        string
+		fetch       bool
+		m           verify.Message
+		wantType    string
+		wantFetched bool
+		wantReason  verify.Reason
+	}{
+		{"signed, days old", false, verify.Message{ID: "evt_s", Body: body, Signature: sig(body, testenv.WebhookSecret)}, "invoice.paid", false, ""},
+		{"signed, created in 2100", true, verify.Message{ID: "evt_f", Body: future, Signature: sig(future, testenv.WebhookSecret)}, "", false, verify.FutureCreated},
+		{"signed, bad type", true, verify.Message{ID: "evt_t", Body: badType, Signature: sig(badType, testenv.WebhookSecret)}, "", false, verify.BadType},
+		{"unsigned, no key", false, verify.Message{ID: "evt_s", Body: body}, "", false, verify.NoAPIKey},
+		{"unsigned, bad id, no fetch", true, verify.Message{ID: "evt_x y", Body: body}, "", false, verify.BadID},
+		{"unsigned: Stripe's copy", true, verify.Message{ID: "evt_s", Body: body}, "plan.created", true, ""},
+		{"rotated-out secret: Stripe's copy", true, verify.Message{ID: "evt_s", Body: body, Signature: sig(body, "whsec_gone")}, "plan.created", true, ""},
+		{"id only: Stripe's copy", true, verify.Message{ID: "evt_only", Body: []byte(`{"id":"evt_only"}`)}, "plan.created", true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := verify.Config{Secrets: []string{"whsec_other", testenv.WebhookSecret}, Now: func() time.Time { return now }}
+			if tt.fetch {
+				cfg.Fetcher = fetcher
+			}
+			v, err := verify.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, err := v.Verify(context.Background(), tt.m)
+			if tt.wantReason != "" {
+				if failure.Of(err) != failure.Unverified || verify.ReasonOf(err) != tt.wantReason {
+					t.Fatalf("Verify = %v (class %s), want unverified %s", err, failure.Of(err), tt.wantReason)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Verify = %v", err)
+			}
+			if ev.ID != tt.m.ID || ev.Type != tt.wantType || ev.Fetched != tt.wantFetched {
+				t.Errorf("event %s %s fetched %v, want %s %s fetched %v", ev.ID, ev.Type, ev.Fetched, tt.m.ID, tt.wantType, tt.wantFetched)
+			}
+			if !tt.wantFetched && string(ev.Body) != string(tt.m.Body) {
+				t.Errorf("signed body changed: %s", ev.Body)
+			}
+		})
+	}
+}
