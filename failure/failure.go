@@ -20,6 +20,12 @@ const (
 	// Permanent failures are parked in the DLQ at once: retrying will
 	// never help (a malformed event, a handler that says so, a panic).
 	Permanent Class = "permanent"
+	// Schema failures are permanent ones of a payload whose shape the
+	// handlers do not know: a field they cannot do without is missing or
+	// of another type (the message names the field and the event's API
+	// version). Parked at once, never retried: a new handler fixes them,
+	// then a replay.
+	Schema Class = "schema"
 	// Outage means a dependency is down: the worker pauses and retries the
 	// same delivery later without spending an attempt.
 	Outage Class = "outage"
@@ -48,6 +54,11 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
+type schemaError struct{ err error }
+
+func (e *schemaError) Error() string { return e.err.Error() }
+func (e *schemaError) Unwrap() error { return e.err }
+
 type outageError struct{ err error }
 
 func (e *outageError) Error() string { return e.err.Error() }
@@ -61,6 +72,14 @@ func MarkPermanent(err error) error {
 	return &permanentError{err: err}
 }
 
+// MarkSchema wraps err so that Of reports Schema. nil stays nil.
+func MarkSchema(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &schemaError{err: err}
+}
+
 // MarkOutage wraps err so that Of reports Outage (unless it is also marked
 // permanent). nil stays nil.
 func MarkOutage(err error) error {
@@ -70,15 +89,18 @@ func MarkOutage(err error) error {
 	return &outageError{err: err}
 }
 
-// Of is the class of a processing error: Permanent when marked so anywhere
-// in its chain, else Outage when marked so, else Transient. nil has no
-// class ("").
+// Of is the class of a processing error: Schema or Permanent when marked so
+// anywhere in its chain, else Outage when marked so, else Transient. nil
+// has no class ("").
 func Of(err error) Class {
 	var p *permanentError
+	var sc *schemaError
 	var o *outageError
 	switch {
 	case err == nil:
 		return ""
+	case errors.As(err, &sc):
+		return Schema
 	case errors.As(err, &p):
 		return Permanent
 	case errors.As(err, &o):
@@ -125,18 +147,18 @@ type Schedule interface {
 // one, Decide treats it as transient. An exhausted event is parked with
 // class Transient and Attempt = the schedule's last: every parked
 // transient event is an exhausted one, which the sweep may re-drive;
-// permanent ones wait for a person.
+// permanent and schema ones wait for a person.
 func Decide(c Class, attempt int, s Schedule) Decision {
 	if c == Outage || c == "" {
 		c = Transient
 	}
-	if c == Permanent || s.Exhausted(attempt) {
+	if c == Permanent || c == Schema || s.Exhausted(attempt) {
 		return Decision{Class: c, Attempt: attempt, Parked: true, Tier: -1}
 	}
 	return Decision{Class: c, Attempt: attempt, Tier: s.Tier(attempt)}
 }
 
 // Redrivable reports whether the sweep may send a parked event of class c
-// back by itself: only failures that time may cure. Permanent failures,
-// delivery-limit parkings and unknown classes wait for a person.
+// back by itself: only failures that time may cure. Permanent and schema
+// failures, delivery-limit parkings and unknown classes wait for a person.
 func Redrivable(c Class) bool { return c == Transient || c == Exhausted }

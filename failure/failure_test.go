@@ -25,6 +25,8 @@ func TestOf(t *testing.T) {
 		{"permanent wrapped", fmt.Errorf("billing: %w", failure.MarkPermanent(errors.New("bad"))), failure.Permanent},
 		{"outage wrapped", fmt.Errorf("models: tx: %w: %w", outage, errors.New("EOF")), failure.Outage},
 		{"permanent wins over outage", failure.MarkPermanent(outage), failure.Permanent},
+		{"schema", failure.MarkSchema(errors.New("invoice.status missing")), failure.Schema},
+		{"schema wrapped in permanent", failure.MarkPermanent(fmt.Errorf("billing: %w", failure.MarkSchema(errors.New("x")))), failure.Schema},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -35,7 +37,7 @@ func TestOf(t *testing.T) {
 		})
 	}
 	t.Run("MarkNilIsNil", func(t *testing.T) {
-		if failure.MarkPermanent(nil) != nil || failure.MarkOutage(nil) != nil {
+		if failure.MarkPermanent(nil) != nil || failure.MarkOutage(nil) != nil || failure.MarkSchema(nil) != nil {
 			t.Error("marking nil gave an error")
 		}
 	})
@@ -65,6 +67,7 @@ func TestDecide(t *testing.T) {
 		{"third: the last tier repeats", failure.Transient, 3, failure.Decision{Class: failure.Transient, Attempt: 3, Tier: 1}},
 		{"exhausted: parked as transient", failure.Transient, 4, failure.Decision{Class: failure.Transient, Attempt: 4, Parked: true, Tier: -1}},
 		{"permanent: parked at once", failure.Permanent, 1, failure.Decision{Class: failure.Permanent, Attempt: 1, Parked: true, Tier: -1}},
+		{"schema: parked at once", failure.Schema, 1, failure.Decision{Class: failure.Schema, Attempt: 1, Parked: true, Tier: -1}},
 		{"outage given: transient", failure.Outage, 2, failure.Decision{Class: failure.Transient, Attempt: 2, Tier: 1}},
 	}
 	for _, tt := range tests {
@@ -79,7 +82,7 @@ func TestDecide(t *testing.T) {
 
 func TestRules(t *testing.T) {
 	t.Parallel()
-	all := []failure.Class{failure.Transient, failure.Permanent, failure.Outage, failure.Exhausted,
+	all := []failure.Class{failure.Transient, failure.Permanent, failure.Schema, failure.Outage, failure.Exhausted,
 		failure.DeliveryLimit, failure.Deadlock, failure.LockWaitTimeout, "unknown"}
 	redrive := map[failure.Class]bool{failure.Transient: true, failure.Exhausted: true}
 	rerun := map[failure.Class]bool{failure.Deadlock: true, failure.LockWaitTimeout: true}
