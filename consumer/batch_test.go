@@ -166,8 +166,8 @@ func TestBatchPoisonIsParkedAloneWhileItsBatchCommits(t *testing.T) {
 	h.start(consumer.Process(billing.NewProcessor(store, nil)), h.router(store),
 		batched(16, 200*time.Millisecond, rec.wrap(consumer.ProcessBatch(billing.NewProcessor(store, nil))), outcomes))
 	got := h.getDLQ(1, 5*time.Second)[0]
-	if got.MessageId != "evt_poison" || got.Headers[broker.HeaderErrorClass] != "permanent" {
-		t.Errorf("parked %q class %v, want evt_poison permanent", got.MessageId, got.Headers[broker.HeaderErrorClass])
+	if got.MessageId != "evt_poison" || got.Headers[broker.HeaderErrorClass] != "schema" {
+		t.Errorf("parked %q class %v, want evt_poison schema", got.MessageId, got.Headers[broker.HeaderErrorClass])
 	}
 	waitFor(t, 5*time.Second, func() bool { return outcomes.get("acked") == 7 && outcomes.get("parked") == 1 }, "7 acked and 1 parked")
 	seen, _ := rec.get()

@@ -346,8 +346,8 @@ func (s *stack) checkApplied(t *testing.T, accepted, poison []string, within tim
 		if acceptedSet[id] && !isPoison[id] {
 			t.Errorf("%s parked (%s) but it is not poison", id, class)
 		}
-		if class != string(failure.Permanent) {
-			t.Errorf("%s parked as %q, want permanent (poison)", id, class)
+		if class != string(failure.Schema) {
+			t.Errorf("%s parked as %q, want schema (poison: a numeric object id)", id, class)
 		}
 	}
 }
