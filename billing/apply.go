@@ -55,7 +55,7 @@ type carried struct {
 // one the table does not have.
 type columns struct {
 	stripeID, livemode, account, lastEventID, lastEventCreated, createdAt, updatedAt string
-	status, customer, deleted, object, invoice, paymentIntent, charge                 string
+	status, customer, deleted, object, invoice, paymentIntent, charge                string
 }
 
 var (
