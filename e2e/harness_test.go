@@ -208,7 +208,12 @@ func get(url string) (int, string) {
 // post sends one signed customer.created event and returns the status (0:
 // no answer).
 func post(api *proc, id string) int {
-	body := billingtest.Event(id, "customer.created", time.Now(), billingtest.Customer("cus_"+id, id+"@example.com"))
+	return postSigned(api, billingtest.Event(id, "customer.created", time.Now(), billingtest.Customer("cus_"+id, id+"@example.com")))
+}
+
+// postSigned sends body signed with the stack's webhook secret, as Stripe
+// does, and returns the status (0: no answer).
+func postSigned(api *proc, body []byte) int {
 	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret})
 	req, _ := http.NewRequest(http.MethodPost, api.url("/webhooks/stripe"), bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
