@@ -254,8 +254,8 @@ func (h handlers) paymentIntent(ctx context.Context, tx *gorm.DB, ev Event) erro
 		customer: o.Customer,
 		row:      row,
 	})
-	if err != nil {
-		return err
+	if err != nil || p.has("invoice") {
+		return err // before basil the objects name each other
 	}
 	return settleLinks(tx, ref(o.ID))
 }
@@ -288,8 +288,8 @@ func (h handlers) charge(ctx context.Context, tx *gorm.DB, ev Event) error {
 			StripeCreated:   o.Created.t,
 		},
 	})
-	if err != nil {
-		return err
+	if err != nil || p.has("invoice") {
+		return err // before basil the objects name each other
 	}
 	return settleLinks(tx, o.PaymentIntent)
 }

@@ -22,13 +22,18 @@ import (
 // that the records do not depend on the API version: payments.invoice_id
 // of the intent and its charges, invoices.payment_intent_id, and
 // invoices.charge_id (the intent's latest charge, as invoice.charge was).
+// It runs after every InvoicePayment, and after a payment intent or charge
+// whose payload has no invoice field (basil and later).
 
 // linkStatements are settleLinks' statements, resolved from the kinds.
+// Each names its rows by a unique key or an index: an UPDATE that scanned
+// the table would wait on every row another transaction holds.
 type linkStatements struct {
-	intent          string // a payment intent's invoice and latest charge
-	intentInvoice   string // an invoice an InvoicePayment of the intent pays
-	paymentsInvoice string // sets the invoice of the intent and its charges
-	invoiceLinks    string // sets the invoice's payment intent and charge
+	intent        string // a payment intent's invoice and latest charge
+	intentInvoice string // an invoice an InvoicePayment of the intent pays
+	intentLink    string // sets the intent's invoice
+	chargesLink   string // sets the invoice of the intent's charges
+	invoiceLinks  string // sets the invoice's payment intent and charge
 }
 
 var links = func() linkStatements {
@@ -38,8 +43,10 @@ var links = func() linkStatements {
 			" WHERE " + p.col.stripeID + " = ? AND " + p.col.object + " = ?",
 		intentInvoice: "SELECT " + ip.col.invoice + " FROM " + ip.table + " WHERE " + ip.col.paymentIntent + " = ? AND " +
 			ip.col.invoice + " IS NOT NULL ORDER BY " + ip.col.invoice + " LIMIT 1",
-		paymentsInvoice: "UPDATE " + p.table + " SET " + p.col.invoice + " = ? WHERE " + p.col.invoice + " IS NULL AND (" +
-			p.col.stripeID + " = ? OR " + p.col.paymentIntent + " = ?)",
+		intentLink: "UPDATE " + p.table + " SET " + p.col.invoice + " = ? WHERE " + p.col.stripeID + " = ? AND " +
+			p.col.invoice + " IS NULL",
+		chargesLink: "UPDATE " + p.table + " SET " + p.col.invoice + " = ? WHERE " + p.col.paymentIntent + " = ? AND " +
+			p.col.invoice + " IS NULL",
 		invoiceLinks: "UPDATE " + inv.table + " SET " + inv.col.paymentIntent + " = IFNULL(" + inv.col.paymentIntent + ", ?), " +
 			inv.col.charge + " = IFNULL(?, " + inv.col.charge + ") WHERE " + inv.col.stripeID + " = ?",
 	}
@@ -67,8 +74,10 @@ func settleLinks(tx *gorm.DB, pi ref) error {
 			return fmt.Errorf("billing: invoice of payment intent %s: %w", pi, err)
 		}
 	}
-	if err := tx.Exec(links.paymentsInvoice, invoice.String, string(pi), string(pi)).Error; err != nil {
-		return fmt.Errorf("billing: link payment intent %s to invoice %s: %w", pi, invoice.String, err)
+	for _, q := range []string{links.intentLink, links.chargesLink} {
+		if err := tx.Exec(q, invoice.String, string(pi)).Error; err != nil {
+			return fmt.Errorf("billing: link payment intent %s and its charges to invoice %s: %w", pi, invoice.String, err)
+		}
 	}
 	if err := tx.Exec(links.invoiceLinks, string(pi), charge, invoice.String).Error; err != nil {
 		return fmt.Errorf("billing: link invoice %s to payment intent %s: %w", invoice.String, pi, err)
