@@ -174,19 +174,7 @@ func TestBatchPoisonIsParkedAloneWhileItsBatchCommits(t *testing.T) {
 	if len(seen) == 0 || len(seen[0]) != 8 {
 		t.Fatalf("batches %v, want the 8 events in one batch", seen)
 	}
-	statuses := map[string]string{}
-	rows, err := store.DB().Raw("SELECT id, status FROM stripe_events").Rows()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id, status string
-		if err := rows.Scan(&id, &status); err != nil {
-			t.Fatal(err)
-		}
-		statuses[id] = status
-	}
+	statuses := ledgerStatuses(t, store)
 	want := map[string]string{"evt_poison": "dead"}
 	for i := range 7 {
 		want[fmt.Sprintf("evt_batch_%d", i)] = "processed"

@@ -78,20 +78,7 @@ func TestSchemaFailureIsParkedAtOnce(t *testing.T) {
 	if n := h.ready(h.topo.DLQ); n != 0 {
 		t.Errorf("DLQ holds %d more events, want none (the preview is not parked)", n)
 	}
-	statuses := map[string]string{}
-	rows, err := store.DB().Raw("SELECT id, status FROM stripe_events WHERE id IN ('evt_NoStatus', 'evt_Upcoming')").Rows()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id, status string
-		if err := rows.Scan(&id, &status); err != nil {
-			t.Fatal(err)
-		}
-		statuses[id] = status
-	}
-	if statuses["evt_NoStatus"] != "dead" || statuses["evt_Upcoming"] != "ignored" {
+	if statuses := ledgerStatuses(t, store); statuses["evt_NoStatus"] != "dead" || statuses["evt_Upcoming"] != "ignored" {
 		t.Errorf("ledger = %v, want evt_NoStatus dead and evt_Upcoming ignored", statuses)
 	}
 }

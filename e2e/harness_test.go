@@ -415,6 +415,17 @@ func (s *stack) parked(t *testing.T) map[string]string {
 // parkedN is parked with the number of messages.
 func (s *stack) parkedN(t *testing.T) (map[string]string, int) {
 	t.Helper()
+	out := map[string]string{}
+	ds := s.peekDLQ(t)
+	for _, d := range ds {
+		out[d.MessageId] = broker.HeaderString(d.Headers, broker.HeaderErrorClass)
+	}
+	return out, len(ds)
+}
+
+// peekDLQ returns the messages in the DLQ, which stay there.
+func (s *stack) peekDLQ(t *testing.T) []amqp.Delivery {
+	t.Helper()
 	conn, err := amqp.Dial(testenv.AMQPURL())
 	if err != nil {
 		t.Fatal(err)
@@ -424,18 +435,16 @@ func (s *stack) parkedN(t *testing.T) (map[string]string, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, n := map[string]string{}, 0
+	var out []amqp.Delivery
 	for {
 		d, ok, err := ch.Get(s.topo.DLQ, false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !ok {
-			return out, n
+			return out
 		}
-		n++
-		class, _ := d.Headers[broker.HeaderErrorClass].(string)
-		out[d.MessageId] = class
+		out = append(out, d)
 	}
 }
 

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/internal/stripefixture"
@@ -104,10 +102,13 @@ func TestVersionedRecords(t *testing.T) {
 	if a, w := after.Tables()["invoices"], want.Tables()["invoices"]; !slices.Equal(a, w) {
 		t.Errorf("invoices after a payload without amounts:\n got  %q\n want %q", a, w)
 	}
-	parked := s.parkedReasons(t)
-	if len(parked) != 1 || parked["evt_nostatus"][0] != "schema" ||
-		!strings.Contains(parked["evt_nostatus"][1], "invoice.status is missing") || !strings.Contains(parked["evt_nostatus"][1], v) {
-		t.Errorf("DLQ = %v, want evt_nostatus alone, class schema, naming invoice.status and %s", parked, v)
+	parked := s.peekDLQ(t)
+	if len(parked) != 1 {
+		t.Fatalf("DLQ holds %d messages, want evt_nostatus alone", len(parked))
+	}
+	class, reason := broker.HeaderString(parked[0].Headers, broker.HeaderErrorClass), broker.HeaderString(parked[0].Headers, broker.HeaderError)
+	if parked[0].MessageId != "evt_nostatus" || class != "schema" || !strings.Contains(reason, "invoice.status is missing") || !strings.Contains(reason, v) {
+		t.Errorf("parked %s class %q reason %q, want evt_nostatus, schema, naming invoice.status and %s", parked[0].MessageId, class, reason, v)
 	}
 }
 
@@ -147,30 +148,4 @@ func (s *stack) waitProcessed(t *testing.T, ids []string, within time.Duration) 
 		}
 		return len(missing) == 0
 	}, "events applied (not yet: %v)", &missing)
-}
-
-// parkedReasons maps the id of each message in the DLQ to its class and
-// reason headers; the messages stay in the DLQ.
-func (s *stack) parkedReasons(t *testing.T) map[string][2]string {
-	t.Helper()
-	conn, err := amqp.Dial(testenv.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close() // unacked messages return to the DLQ
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][2]string{}
-	for {
-		d, ok, err := ch.Get(s.topo.DLQ, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			return out
-		}
-		out[d.MessageId] = [2]string{broker.HeaderString(d.Headers, broker.HeaderErrorClass), broker.HeaderString(d.Headers, broker.HeaderError)}
-	}
 }
