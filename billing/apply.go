@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -15,7 +14,6 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/schema"
 
-	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -27,16 +25,21 @@ type kind struct {
 	objectType string // payment_status_history.object_type and Stripe's "object"
 	rank       rankFunc
 	object     string   // payments.object of a stub row; "" for other tables
-	carries    []string // model fields every applied event sets, zero values included
-	refs       []string // model fields of references: set when known, never cleared
-	grows      []string // carried model fields that only grow: they order a tie and never go down
-	deletable  bool     // markDeleted sets the model's Deleted
+	requires   []string // payload fields besides id without which an event is a schema failure
+	carries    []string // model fields an applied event sets when its payload carries their source
+	// sources names the payload keys a carried field comes from (any of
+	// them, space-separated) when they are not its column's name;
+	// StripeCreated comes from "created".
+	sources   map[string]string
+	refs      []string // model fields of references: set when known, never cleared
+	grows     []string // carried model fields that only grow: they order a tie and never go down
+	deletable bool     // markDeleted sets the model's Deleted
 
 	// Resolved by mustKind.
 	model           reflect.Type
 	table           string
 	col             columns
-	carriedFields   []*schema.Field
+	carried         []carried
 	refFields       []*schema.Field
 	growFields      []*schema.Field
 	lockSQL         string // the row's ordering state (grows included), FOR UPDATE
@@ -44,42 +47,66 @@ type kind struct {
 	stubSQL         string // a row that only knows its id
 }
 
+// carried is a model field and the payload keys that carry it.
+type carried struct {
+	field *schema.Field
+	keys  []string
+}
+
 // columns are the columns of a kind's table that this file names; "" for
 // one the table does not have.
 type columns struct {
-	stripeID, livemode, lastEventID, lastEventCreated, createdAt, updatedAt string
-	status, customer, deleted, object                                       string
+	stripeID, livemode, account, lastEventID, lastEventCreated, createdAt, updatedAt string
+	status, customer, deleted, object, invoice, paymentIntent, charge                string
 }
 
 var (
 	customerKind = mustKind(models.Customer{}, kind{objectType: "customer", rank: noRank, deletable: true,
 		carries: []string{"Email", "Name", "Currency", "Balance", "StripeCreated"}})
 	subscriptionKind = mustKind(models.Subscription{}, kind{objectType: "subscription", rank: subscriptionRank,
-		carries: []string{"Currency", "PriceID", "Quantity", "CurrentPeriodStart", "CurrentPeriodEnd", "CancelAtPeriodEnd",
+		requires: []string{"status"},
+		carries: []string{"Currency", "CurrentPeriodStart", "CurrentPeriodEnd", "CancelAtPeriodEnd",
 			"CancelAt", "CanceledAt", "EndedAt", "TrialStart", "TrialEnd", "StripeCreated"},
-		refs: []string{"CustomerID"}})
+		// From 2025-03-31.basil the period is on the items only.
+		sources: map[string]string{"CurrentPeriodStart": "current_period_start items", "CurrentPeriodEnd": "current_period_end items"},
+		refs:    []string{"CustomerID"}})
 	invoiceKind = mustKind(models.Invoice{}, kind{objectType: "invoice", rank: invoiceRank, deletable: true,
-		grows: []string{"AmountPaid", "AttemptCount"},
+		requires: []string{"status"},
+		grows:    []string{"AmountPaid", "AttemptCount"},
 		carries: []string{"Number", "Currency", "AmountDue", "AmountPaid", "AmountRemaining", "Subtotal", "Total",
-			"AttemptCount", "HostedInvoiceURL", "DueDate", "PeriodStart", "PeriodEnd", "StripeCreated"},
-		refs: []string{"CustomerID", "SubscriptionID", "PaymentIntentID", "ChargeID"}})
+			"AttemptCount", "HostedInvoiceURL", "DueDate", "PeriodStart", "PeriodEnd", "BilledPeriodStart", "BilledPeriodEnd",
+			"StripeCreated"},
+		sources: map[string]string{"BilledPeriodStart": "lines", "BilledPeriodEnd": "lines"},
+		refs:    []string{"CustomerID", "SubscriptionID", "PaymentIntentID", "ChargeID"}})
+	invoicePaymentKind = mustKind(models.InvoicePayment{}, kind{objectType: "invoice_payment", rank: invoicePaymentRank,
+		requires: []string{"status", "invoice"},
+		carries:  []string{"Currency", "AmountPaid", "AmountRequested", "PaidAt", "StripeCreated"},
+		sources:  map[string]string{"PaidAt": "status_transitions"},
+		refs:     []string{"InvoiceID", "PaymentIntentID", "ChargeID"}})
 	paymentIntentKind = mustKind(models.Payment{}, kind{objectType: models.ObjectPaymentIntent, rank: paymentIntentRank,
-		object:  models.ObjectPaymentIntent,
-		grows:   []string{"AmountReceived"},
-		carries: []string{"Currency", "Amount", "AmountReceived", "Captured", "Paid", "FailureCode", "FailureMessage", "StripeCreated"},
-		refs:    []string{"CustomerID", "InvoiceID", "ChargeID"}})
+		object:   models.ObjectPaymentIntent,
+		requires: []string{"status"},
+		grows:    []string{"AmountReceived"},
+		carries:  []string{"Currency", "Amount", "AmountReceived", "Captured", "Paid", "FailureCode", "FailureMessage", "StripeCreated"},
+		sources: map[string]string{"Captured": "status", "Paid": "status",
+			"FailureCode": "last_payment_error", "FailureMessage": "last_payment_error"},
+		refs: []string{"CustomerID", "InvoiceID", "ChargeID"}})
 	chargeKind = mustKind(models.Payment{}, kind{objectType: models.ObjectCharge, rank: chargeRank,
-		object: models.ObjectCharge,
-		grows:  []string{"AmountRefunded", "AmountCaptured"},
+		object:   models.ObjectCharge,
+		requires: []string{"status"},
+		grows:    []string{"AmountRefunded", "AmountCaptured"},
 		carries: []string{"Currency", "Amount", "AmountCaptured", "AmountRefunded", "Captured", "Refunded", "Paid",
 			"FailureCode", "FailureMessage", "StripeCreated"},
 		refs: []string{"CustomerID", "InvoiceID", "PaymentIntentID"}})
 	refundKind = mustKind(models.Refund{}, kind{objectType: "refund", rank: refundRank,
-		carries: []string{"Currency", "Amount", "Reason", "FailureReason", "StripeCreated"},
-		refs:    []string{"ChargeID", "PaymentIntentID"}})
+		requires: []string{"status"},
+		carries:  []string{"Currency", "Amount", "Reason", "FailureReason", "StripeCreated"},
+		refs:     []string{"ChargeID", "PaymentIntentID"}})
 	disputeKind = mustKind(models.Dispute{}, kind{objectType: "dispute", rank: disputeRank,
-		carries: []string{"Currency", "Amount", "Reason", "IsChargeRefundable", "EvidenceDueBy", "StripeCreated"},
-		refs:    []string{"ChargeID", "PaymentIntentID"}})
+		requires: []string{"status"},
+		carries:  []string{"Currency", "Amount", "Reason", "IsChargeRefundable", "EvidenceDueBy", "StripeCreated"},
+		sources:  map[string]string{"EvidenceDueBy": "evidence_details"},
+		refs:     []string{"ChargeID", "PaymentIntentID"}})
 )
 
 // mustKind resolves k's fields and statements from model, the table's
@@ -107,23 +134,40 @@ func mustKind(model schema.Tabler, k kind) kind {
 	k.col = columns{
 		stripeID:         field("StripeID").DBName,
 		livemode:         field("Livemode").DBName,
+		account:          field("Account").DBName,
 		lastEventID:      field("LastEventID").DBName,
 		lastEventCreated: field("LastEventCreated").DBName,
 		createdAt:        field("CreatedAt").DBName,
 		updatedAt:        field("UpdatedAt").DBName,
 		status:           column("Status"),
 		customer:         column("CustomerID"),
+		invoice:          column("InvoiceID"),
+		paymentIntent:    column("PaymentIntentID"),
+		charge:           column("ChargeID"),
 	}
 	if k.deletable {
 		k.col.deleted = field("Deleted").DBName
 	}
-	stub := []string{k.col.stripeID, k.col.livemode, k.col.createdAt, k.col.updatedAt}
+	stub := []string{k.col.stripeID, k.col.livemode, k.col.account, k.col.createdAt, k.col.updatedAt}
 	if k.object != "" {
 		k.col.object = field("Object").DBName
 		stub = append(stub, k.col.object)
 	}
 	for _, name := range k.carries {
-		k.carriedFields = append(k.carriedFields, field(name))
+		f := field(name)
+		keys := []string{f.DBName}
+		switch {
+		case k.sources[name] != "":
+			keys = strings.Fields(k.sources[name])
+		case name == "StripeCreated":
+			keys = []string{"created"}
+		}
+		k.carried = append(k.carried, carried{field: f, keys: keys})
+	}
+	for name := range k.sources {
+		if !slices.Contains(k.carries, name) {
+			panic(fmt.Sprintf("billing: %s kind: source of %s, which it does not carry", k.objectType, name))
+		}
 	}
 	for _, name := range k.refs {
 		k.refFields = append(k.refFields, field(name))
@@ -150,23 +194,26 @@ type change struct {
 	kind     kind
 	id       string
 	status   string
-	livemode bool
-	row      any // a pointer to the kind's model holding its carries and refs
-	customer ref // the object's customer, whose row must exist (a stub if new)
+	present  payload // the fields the object carries: a carried field outside it is left alone
+	row      any     // a pointer to the kind's model holding its carries and refs
+	customer ref     // the object's customer, whose row must exist (a stub if new)
 }
 
-// decode reads data.object into dst and checks it is the object expected.
-func decode(ev Event, want string, dst any, c *common) error {
-	if err := json.Unmarshal(ev.Object, dst); err != nil {
-		return failure.MarkPermanent(fmt.Errorf("billing: event %s: data.object is not a %s: %w", ev.ID, want, err))
-	}
-	if c.ID == "" {
-		return failure.MarkPermanent(fmt.Errorf("billing: event %s: data.object has no id", ev.ID))
-	}
-	if c.Object != "" && c.Object != want {
-		return failure.MarkPermanent(fmt.Errorf("billing: event %s (%s): data.object is a %s, want %s", ev.ID, ev.Type, c.Object, want))
-	}
-	return nil
+// decode reads ev's data.object, a k, into dst (see decode).
+func (k kind) decode(ev Event, dst any, c *common) (payload, error) {
+	return decode(ev, ev.Object, k.objectType, k.objectType, dst, c, k.requires...)
+}
+
+// envelope is what an event says of every object it carries: whether it
+// is live and the Connect account it belongs to (NULL for the platform's
+// own).
+type envelope struct {
+	livemode bool
+	account  *string
+}
+
+func envelopeOf(ev Event) envelope {
+	return envelope{livemode: ev.Livemode, account: ref(ev.Account).ptr()}
 }
 
 // apply locks the object's row (creating a stub if it is new), writes the
@@ -179,7 +226,8 @@ func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) 
 	if row.Type() != reflect.PointerTo(k.model) {
 		return false, fmt.Errorf("billing: apply %s %s: row is a %T, want a *%s", k.objectType, c.id, c.row, k.model)
 	}
-	cur, linked, err := lockRow(tx, k, c.id, c.livemode, now, c.customer != "")
+	env := envelopeOf(ev)
+	cur, linked, err := lockRow(tx, k, c.id, env, now, c.customer != "")
 	if err != nil {
 		return false, err
 	}
@@ -187,7 +235,7 @@ func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) 
 	// that made sure the customer's row exists (customers are never
 	// deleted): the look-up is spared.
 	if c.customer != "" && linked != string(c.customer) {
-		if err := ensureStub(tx, customerKind, c.customer, c.livemode, now); err != nil {
+		if err := ensureStub(tx, customerKind, c.customer, env, now); err != nil {
 			return false, err
 		}
 	}
@@ -209,9 +257,11 @@ func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) 
 		}
 	}
 	if v == replace {
-		set := make(map[string]any, len(k.carriedFields)+len(k.refFields)+5)
-		for _, f := range k.carriedFields {
-			set[f.DBName], _ = f.ValueOf(ctx, row)
+		set := make(map[string]any, len(k.carried)+len(k.refFields)+6)
+		for _, f := range k.carried {
+			if c.present.has(f.keys...) {
+				set[f.field.DBName], _ = f.field.ValueOf(ctx, row)
+			}
 		}
 		for i, f := range k.growFields {
 			if n := in.Grows[i]; n.Valid {
@@ -226,7 +276,8 @@ func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) 
 		if k.col.status != "" {
 			set[k.col.status] = c.status
 		}
-		set[k.col.livemode] = c.livemode
+		set[k.col.livemode] = env.livemode
+		set[k.col.account] = env.account
 		set[k.col.lastEventID] = lastEventID
 		set[k.col.lastEventCreated] = ev.Created
 		set[k.col.updatedAt] = now
@@ -260,7 +311,7 @@ func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) 
 // customer ("" when NULL, new or the table has none). Under READ
 // COMMITTED a missing row takes no gap lock, so two first events for one
 // object meet on the unique key instead of deadlocking.
-func lockRow(tx *gorm.DB, k kind, id string, livemode bool, now time.Time, withCustomer bool) (st state, customer string, err error) {
+func lockRow(tx *gorm.DB, k kind, id string, env envelope, now time.Time, withCustomer bool) (st state, customer string, err error) {
 	q := k.lockSQL
 	if withCustomer {
 		q = k.lockCustomerSQL
@@ -286,7 +337,7 @@ func lockRow(tx *gorm.DB, k kind, id string, livemode bool, now time.Time, withC
 		if !errors.Is(err, sql.ErrNoRows) {
 			return state{}, "", fmt.Errorf("billing: lock %s %s: %w", k.objectType, id, err)
 		}
-		if err := insertStub(tx, k, id, livemode, now); err != nil {
+		if err := insertStub(tx, k, id, env, now); err != nil {
 			return state{}, "", err
 		}
 	}
@@ -310,8 +361,8 @@ func int64Of(v any) sql.NullInt64 {
 }
 
 // insertStub creates a row that only knows its id, unless one exists.
-func insertStub(tx *gorm.DB, k kind, id string, livemode bool, now time.Time) error {
-	args := []any{id, livemode, now, now}
+func insertStub(tx *gorm.DB, k kind, id string, env envelope, now time.Time) error {
+	args := []any{id, env.livemode, env.account, now, now}
 	if k.object != "" {
 		args = append(args, k.object)
 	}
@@ -323,7 +374,7 @@ func insertStub(tx *gorm.DB, k kind, id string, livemode bool, now time.Time) er
 
 // ensureStub makes sure a referenced object has a row, without locking an
 // existing one: an invoice may arrive before its customer.
-func ensureStub(tx *gorm.DB, k kind, r ref, livemode bool, now time.Time) error {
+func ensureStub(tx *gorm.DB, k kind, r ref, env envelope, now time.Time) error {
 	if r == "" {
 		return nil
 	}
@@ -334,7 +385,7 @@ func ensureStub(tx *gorm.DB, k kind, r ref, livemode bool, now time.Time) error 
 	if n > 0 {
 		return nil
 	}
-	return insertStub(tx, k, string(r), livemode, now)
+	return insertStub(tx, k, string(r), env, now)
 }
 
 // link sets those references of the row id that are still empty to the

@@ -13,7 +13,7 @@ import (
 
 // TestProcessBatch: one transaction, a savepoint per event. The same
 // event twice in a batch applies once; an unparsable event and a poison
-// one fail alone (permanent) while the rest commit, and the batch ends in
+// one fail alone (permanent, schema) while the rest commit, and the batch ends in
 // the rows the same events give one at a time.
 func TestProcessBatch(t *testing.T) {
 	t.Parallel()
@@ -36,9 +36,13 @@ func TestProcessBatch(t *testing.T) {
 			if o.Err != nil || o.Result != billing.Duplicate {
 				t.Errorf("second copy in the batch: %+v, want duplicate", o)
 			}
-		case 2, 4:
+		case 2:
 			if o.Err == nil || failure.Of(o.Err) != failure.Permanent {
 				t.Errorf("event %d: %+v, want a permanent error", i, o)
+			}
+		case 4:
+			if o.Err == nil || failure.Of(o.Err) != failure.Schema {
+				t.Errorf("event %d: %+v, want a schema error", i, o)
 			}
 		default:
 			if o.Err != nil || o.Result != billing.Processed {

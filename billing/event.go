@@ -24,6 +24,7 @@ type Event struct {
 	Account    string
 	Created    time.Time
 	Object     json.RawMessage // data.object
+	ObjectID   string          // data.object's id; "" for a preview (invoice.upcoming)
 	Raw        []byte
 }
 
@@ -49,6 +50,7 @@ func Parse(raw []byte) (Event, error) {
 	if problem != "" {
 		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event %q: %w", se.ID, errors.New(problem)))
 	}
+	objectID, _ := se.Data.Object["id"].(string)
 	return Event{
 		ID:         se.ID,
 		Type:       string(se.Type),
@@ -57,6 +59,7 @@ func Parse(raw []byte) (Event, error) {
 		Account:    se.Account,
 		Created:    time.Unix(se.Created, 0).UTC(),
 		Object:     se.Data.Raw,
+		ObjectID:   objectID,
 		Raw:        raw,
 	}, nil
 }

@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"gorm.io/gorm"
@@ -42,20 +43,31 @@ func (h handlers) register(m *Mux) {
 		"charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated"} {
 		m.HandleFunc(t, h.dispute)
 	}
+	m.HandleFunc("invoice_payment.paid", h.invoicePayment)
 	m.HandleFunc("checkout.session.completed", h.checkoutSession)
 	m.HandleFunc("checkout.session.async_payment_succeeded", h.checkoutSession)
 	m.HandleFunc("checkout.session.async_payment_failed", h.checkoutSession)
 }
 
+// previewTypes are the event types whose object Stripe may send without an
+// id: a preview of what will be, not an object to store.
+var previewTypes = map[string]bool{"invoice.upcoming": true}
+
+// isPreview reports whether ev carries a preview: an object without an id
+// in an event of a preview type. Any other object without an id is a
+// schema failure.
+func isPreview(ev Event) bool { return ev.ObjectID == "" && previewTypes[ev.Type] }
+
 func (h handlers) customer(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o customerObject
-	if err := decode(ev, "customer", &o, &o.common); err != nil {
+	p, err := customerKind.decode(ev, &o, &o.common)
+	if err != nil {
 		return err
 	}
-	_, err := apply(ctx, tx, ev, h.now(), change{
-		kind:     customerKind,
-		id:       o.ID,
-		livemode: o.Livemode,
+	_, err = apply(ctx, tx, ev, h.now(), change{
+		kind:    customerKind,
+		id:      o.ID,
+		present: p,
 		row: &models.Customer{
 			Email:         o.Email,
 			Name:          o.Name,
@@ -75,7 +87,12 @@ func (h handlers) customer(ctx context.Context, tx *gorm.DB, ev Event) error {
 
 func (h handlers) subscription(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o subscriptionObject
-	if err := decode(ev, "subscription", &o, &o.common); err != nil {
+	p, err := subscriptionKind.decode(ev, &o, &o.common)
+	if err != nil {
+		return err
+	}
+	items, err := decodeItems(ev, o, p)
+	if err != nil {
 		return err
 	}
 	row := &models.Subscription{
@@ -91,59 +108,69 @@ func (h handlers) subscription(ctx context.Context, tx *gorm.DB, ev Event) error
 		TrialEnd:           o.TrialEnd.t,
 		StripeCreated:      o.Created.t,
 	}
-	if len(o.Items.Data) > 0 {
-		item := o.Items.Data[0]
-		row.PriceID = ref(item.Price.ID).ptr()
-		row.Quantity = item.Quantity
-		if row.CurrentPeriodStart == nil {
-			row.CurrentPeriodStart = item.CurrentPeriodStart.t
-			row.CurrentPeriodEnd = item.CurrentPeriodEnd.t
-		}
+	if !p.has("current_period_start") {
+		// From 2025-03-31.basil each item has its own period: the
+		// subscription's is their span.
+		row.CurrentPeriodStart, row.CurrentPeriodEnd = items.span()
 	}
-	_, err := apply(ctx, tx, ev, h.now(), change{
+	applied, err := apply(ctx, tx, ev, h.now(), change{
 		kind:     subscriptionKind,
 		id:       o.ID,
 		status:   o.Status,
-		livemode: o.Livemode,
+		present:  p,
 		customer: o.Customer,
 		row:      row,
 	})
-	return err
+	if err != nil || !applied || o.Items == nil {
+		return err
+	}
+	return writeItems(tx, ev, h.now(), o.ID, items, !o.Items.HasMore)
 }
 
 func (h handlers) invoice(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o invoiceObject
-	if err := decode(ev, "invoice", &o, &o.common); err != nil {
+	p, err := invoiceKind.decode(ev, &o, &o.common)
+	if err != nil {
 		return err
 	}
-	_, err := apply(ctx, tx, ev, h.now(), change{
+	row := &models.Invoice{
+		CustomerID:       o.Customer.ptr(),
+		SubscriptionID:   o.subscription().ptr(),
+		PaymentIntentID:  o.PaymentIntent.ptr(),
+		ChargeID:         o.Charge.ptr(),
+		Number:           o.Number,
+		Currency:         o.Currency,
+		AmountDue:        o.AmountDue,
+		AmountPaid:       o.AmountPaid,
+		AmountRemaining:  o.AmountRemaining,
+		Subtotal:         o.Subtotal,
+		Total:            o.Total,
+		AttemptCount:     o.AttemptCount,
+		HostedInvoiceURL: o.HostedInvoiceURL,
+		DueDate:          o.DueDate.t,
+		PeriodStart:      o.PeriodStart.t,
+		PeriodEnd:        o.PeriodEnd.t,
+		StripeCreated:    o.Created.t,
+	}
+	row.BilledPeriodStart, row.BilledPeriodEnd = o.billedPeriod()
+	_, err = apply(ctx, tx, ev, h.now(), change{
 		kind:     invoiceKind,
 		id:       o.ID,
 		status:   o.Status,
-		livemode: o.Livemode,
+		present:  p,
 		customer: o.Customer,
-		row: &models.Invoice{
-			CustomerID:       o.Customer.ptr(),
-			SubscriptionID:   o.subscription().ptr(),
-			PaymentIntentID:  o.PaymentIntent.ptr(),
-			ChargeID:         o.Charge.ptr(),
-			Number:           o.Number,
-			Currency:         o.Currency,
-			AmountDue:        o.AmountDue,
-			AmountPaid:       o.AmountPaid,
-			AmountRemaining:  o.AmountRemaining,
-			Subtotal:         o.Subtotal,
-			Total:            o.Total,
-			AttemptCount:     o.AttemptCount,
-			HostedInvoiceURL: o.HostedInvoiceURL,
-			DueDate:          o.DueDate.t,
-			PeriodStart:      o.PeriodStart.t,
-			PeriodEnd:        o.PeriodEnd.t,
-			StripeCreated:    o.Created.t,
-		},
+		row:      row,
 	})
 	if err != nil {
 		return err
+	}
+	if o.Payments != nil {
+		for i, raw := range o.Payments.Data {
+			path := fmt.Sprintf("invoice.payments.data[%d]", i)
+			if err := h.applyInvoicePayment(ctx, tx, ev, raw, path, ref(o.ID)); err != nil {
+				return err
+			}
+		}
 	}
 	if ev.Type == "invoice.deleted" {
 		return markDeleted(tx, invoiceKind, o.ID)
@@ -151,11 +178,60 @@ func (h handlers) invoice(ctx context.Context, tx *gorm.DB, ev Event) error {
 	return nil
 }
 
-func (h handlers) paymentIntent(ctx context.Context, tx *gorm.DB, ev Event) error {
-	var o paymentIntentObject
-	if err := decode(ev, models.ObjectPaymentIntent, &o, &o.common); err != nil {
+// invoicePayment applies an InvoicePayment (API versions from
+// 2025-03-31.basil), the link between an invoice and what paid it.
+func (h handlers) invoicePayment(ctx context.Context, tx *gorm.DB, ev Event) error {
+	return h.applyInvoicePayment(ctx, tx, ev, ev.Object, invoicePaymentKind.objectType, "")
+}
+
+// applyInvoicePayment applies the InvoicePayment raw found at path of ev
+// (data.object, or an item of an invoice's payments), whose invoice is
+// invoice when it names none, and carries its links to the invoice, the
+// payment intent and the charges.
+func (h handlers) applyInvoicePayment(ctx context.Context, tx *gorm.DB, ev Event, raw []byte, path string, invoice ref) error {
+	var o invoicePaymentObject
+	k := invoicePaymentKind
+	requires := k.requires
+	if invoice != "" {
+		requires = []string{"status"} // an item of the invoice's own list
+	}
+	p, err := decode(ev, raw, path, k.objectType, &o, &o.common, requires...)
+	if err != nil {
 		return err
 	}
+	if o.Invoice != "" {
+		invoice = o.Invoice
+	}
+	var pi, charge ref
+	if o.Payment != nil {
+		pi, charge = o.Payment.PaymentIntent, o.Payment.Charge
+	}
+	row := &models.InvoicePayment{
+		InvoiceID:       invoice.ptr(),
+		PaymentIntentID: pi.ptr(),
+		ChargeID:        charge.ptr(),
+		Currency:        o.Currency,
+		AmountPaid:      o.AmountPaid,
+		AmountRequested: o.AmountRequested,
+		StripeCreated:   o.Created.t,
+	}
+	if o.StatusTransitions != nil {
+		row.PaidAt = o.StatusTransitions.PaidAt.t
+	}
+	_, err = apply(ctx, tx, ev, h.now(), change{kind: k, id: o.ID, status: o.Status, present: p, row: row})
+	if err != nil {
+		return err
+	}
+	return linkInvoicePayment(ctx, tx, ev, h.now(), invoice, pi, charge)
+}
+
+func (h handlers) paymentIntent(ctx context.Context, tx *gorm.DB, ev Event) error {
+	var o paymentIntentObject
+	p, err := paymentIntentKind.decode(ev, &o, &o.common)
+	if err != nil {
+		return err
+	}
+	succeeded := o.Status == "succeeded"
 	row := &models.Payment{
 		CustomerID:     o.Customer.ptr(),
 		InvoiceID:      o.Invoice.ptr(),
@@ -163,34 +239,38 @@ func (h handlers) paymentIntent(ctx context.Context, tx *gorm.DB, ev Event) erro
 		Currency:       o.Currency,
 		Amount:         o.Amount,
 		AmountReceived: o.AmountReceived,
-		Captured:       o.Status == "succeeded",
-		Paid:           o.Status == "succeeded",
+		Captured:       &succeeded,
+		Paid:           &succeeded,
 		StripeCreated:  o.Created.t,
 	}
 	if e := o.LastPaymentError; e != nil {
 		row.FailureCode, row.FailureMessage = e.Code, e.Message
 	}
-	_, err := apply(ctx, tx, ev, h.now(), change{
+	_, err = apply(ctx, tx, ev, h.now(), change{
 		kind:     paymentIntentKind,
 		id:       o.ID,
 		status:   o.Status,
-		livemode: o.Livemode,
+		present:  p,
 		customer: o.Customer,
 		row:      row,
 	})
-	return err
+	if err != nil || p.has("invoice") {
+		return err // before basil the objects name each other
+	}
+	return settleLinks(tx, ref(o.ID))
 }
 
 func (h handlers) charge(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o chargeObject
-	if err := decode(ev, models.ObjectCharge, &o, &o.common); err != nil {
+	p, err := chargeKind.decode(ev, &o, &o.common)
+	if err != nil {
 		return err
 	}
-	_, err := apply(ctx, tx, ev, h.now(), change{
+	_, err = apply(ctx, tx, ev, h.now(), change{
 		kind:     chargeKind,
 		id:       o.ID,
 		status:   o.Status,
-		livemode: o.Livemode,
+		present:  p,
 		customer: o.Customer,
 		row: &models.Payment{
 			CustomerID:      o.Customer.ptr(),
@@ -208,19 +288,23 @@ func (h handlers) charge(ctx context.Context, tx *gorm.DB, ev Event) error {
 			StripeCreated:   o.Created.t,
 		},
 	})
-	return err
+	if err != nil || p.has("invoice") {
+		return err // before basil the objects name each other
+	}
+	return settleLinks(tx, o.PaymentIntent)
 }
 
 func (h handlers) refund(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o refundObject
-	if err := decode(ev, "refund", &o, &o.common); err != nil {
+	p, err := refundKind.decode(ev, &o, &o.common)
+	if err != nil {
 		return err
 	}
-	_, err := apply(ctx, tx, ev, h.now(), change{
-		kind:     refundKind,
-		id:       o.ID,
-		status:   o.Status,
-		livemode: o.Livemode,
+	_, err = apply(ctx, tx, ev, h.now(), change{
+		kind:    refundKind,
+		id:      o.ID,
+		status:  o.Status,
+		present: p,
 		row: &models.Refund{
 			ChargeID:        o.Charge.ptr(),
 			PaymentIntentID: o.PaymentIntent.ptr(),
@@ -236,7 +320,8 @@ func (h handlers) refund(ctx context.Context, tx *gorm.DB, ev Event) error {
 
 func (h handlers) dispute(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o disputeObject
-	if err := decode(ev, "dispute", &o, &o.common); err != nil {
+	p, err := disputeKind.decode(ev, &o, &o.common)
+	if err != nil {
 		return err
 	}
 	row := &models.Dispute{
@@ -251,12 +336,12 @@ func (h handlers) dispute(ctx context.Context, tx *gorm.DB, ev Event) error {
 	if o.EvidenceDetails != nil {
 		row.EvidenceDueBy = o.EvidenceDetails.DueBy.t
 	}
-	_, err := apply(ctx, tx, ev, h.now(), change{
-		kind:     disputeKind,
-		id:       o.ID,
-		status:   o.Status,
-		livemode: o.Livemode,
-		row:      row,
+	_, err = apply(ctx, tx, ev, h.now(), change{
+		kind:    disputeKind,
+		id:      o.ID,
+		status:  o.Status,
+		present: p,
+		row:     row,
 	})
 	return err
 }
@@ -265,11 +350,11 @@ func (h handlers) dispute(ctx context.Context, tx *gorm.DB, ev Event) error {
 // for what has not arrived yet. Sessions themselves are not stored.
 func (h handlers) checkoutSession(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o checkoutSessionObject
-	if err := decode(ev, "checkout.session", &o, &o.common); err != nil {
+	if _, err := decode(ev, ev.Object, "checkout.session", "checkout.session", &o, &o.common); err != nil {
 		return err
 	}
-	now := h.now()
-	if err := ensureStub(tx, customerKind, o.Customer, o.Livemode, now); err != nil {
+	now, env := h.now(), envelopeOf(ev)
+	if err := ensureStub(tx, customerKind, o.Customer, env, now); err != nil {
 		return err
 	}
 	customer := o.Customer.ptr()
@@ -282,7 +367,7 @@ func (h handlers) checkoutSession(ctx context.Context, tx *gorm.DB, ev Event) er
 		{paymentIntentKind, o.PaymentIntent, &models.Payment{CustomerID: customer, InvoiceID: o.Invoice.ptr()}},
 		{invoiceKind, o.Invoice, &models.Invoice{CustomerID: customer, SubscriptionID: o.Subscription.ptr()}},
 	} {
-		if err := ensureStub(tx, t.kind, t.id, o.Livemode, now); err != nil {
+		if err := ensureStub(tx, t.kind, t.id, env, now); err != nil {
 			return err
 		}
 		if err := link(ctx, tx, t.kind, t.id, t.refs); err != nil {

@@ -3,12 +3,104 @@ package billing
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
 	"time"
+
+	"github.com/stripe-billing/billing/failure"
 )
 
 // The structs below read only what the tables keep, and tolerate the shapes
 // that changed between API versions: expandable references are an id or an
-// object, and fields that moved are read from both places.
+// object, and fields that moved are read from both places. A field of a
+// table is a pointer, nil when the payload says null; whether the payload
+// carries the field at all is the payload's to say (decode).
+
+// payload is the fields a Stripe object carries, by top-level key: a key
+// it lacks is a field the event says nothing about, left alone in the row.
+type payload map[string]json.RawMessage
+
+// has reports whether p carries any of keys.
+func (p payload) has(keys ...string) bool {
+	for _, k := range keys {
+		if _, ok := p[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// null reports whether p lacks key or carries it as null.
+func (p payload) null(key string) bool {
+	v, ok := p[key]
+	return !ok || bytes.Equal(bytes.TrimSpace(v), []byte("null"))
+}
+
+// decode reads raw, the object at path (such as "invoice" or
+// "invoice.payments.data[0]") of event ev, into dst, checks that it is a
+// want with an id and every field of requires, and returns the fields it
+// carries. A field of another type than Stripe's, a missing id or required
+// field, or an object of another kind is an error of class failure.Schema
+// naming the field and the event's API version.
+func decode(ev Event, raw json.RawMessage, path, want string, dst any, c *common, requires ...string) (payload, error) {
+	var p payload
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, schemaError(ev, path, "is not an object")
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			// The common fields are embedded: their path is the object's.
+			field := strings.TrimPrefix(strings.ReplaceAll("."+te.Field, ".common.", "."), ".")
+			return nil, schemaError(ev, path+"."+field, fmt.Sprintf("is a JSON %s, want %s", te.Value, jsonKind(te.Type)))
+		}
+		return nil, schemaError(ev, path, err.Error())
+	}
+	if c.Object != "" && c.Object != want {
+		return nil, schemaError(ev, path+".object", fmt.Sprintf("is %q, want %q", c.Object, want))
+	}
+	for _, key := range append([]string{"id"}, requires...) {
+		if p.null(key) || bytes.Equal(bytes.TrimSpace(p[key]), []byte(`""`)) {
+			return nil, schemaError(ev, path+"."+key, "is missing")
+		}
+	}
+	return p, nil
+}
+
+// schemaError is a failure.Schema error about the field at path of ev's
+// object.
+func schemaError(ev Event, path, problem string) error {
+	version := ev.APIVersion
+	if version == "" {
+		version = "unknown"
+	}
+	return failure.MarkSchema(fmt.Errorf("billing: event %s (%s, API version %s): %s %s", ev.ID, ev.Type, version, path, problem))
+}
+
+// jsonKind names the JSON value a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another type"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		return "an array"
+	default:
+		return "an object"
+	}
+}
 
 // ref is an expandable reference: "id", {"id": ...} or null.
 type ref string
@@ -26,7 +118,7 @@ func (r *ref) UnmarshalJSON(b []byte) error {
 		}
 		*r = ref(s)
 		return nil
-	default:
+	case b[0] == '{':
 		var o struct {
 			ID string `json:"id"`
 		}
@@ -35,6 +127,8 @@ func (r *ref) UnmarshalJSON(b []byte) error {
 		}
 		*r = ref(o.ID)
 		return nil
+	default:
+		return &json.UnmarshalTypeError{Value: "value " + string(b), Type: reflect.TypeFor[string]()}
 	}
 }
 
@@ -68,12 +162,12 @@ func (u *unix) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// common holds what every Stripe object has.
+// common holds what every Stripe object has. livemode is left out: it is
+// the event's (a Refund has none).
 type common struct {
-	ID       string `json:"id"`
-	Object   string `json:"object"`
-	Livemode bool   `json:"livemode"`
-	Created  unix   `json:"created"`
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created unix   `json:"created"`
 }
 
 type customerObject struct {
@@ -81,7 +175,7 @@ type customerObject struct {
 	Email    *string `json:"email"`
 	Name     *string `json:"name"`
 	Currency *string `json:"currency"`
-	Balance  int64   `json:"balance"`
+	Balance  *int64  `json:"balance"`
 }
 
 type subscriptionObject struct {
@@ -91,23 +185,28 @@ type subscriptionObject struct {
 	Currency           *string `json:"currency"`
 	CurrentPeriodStart unix    `json:"current_period_start"`
 	CurrentPeriodEnd   unix    `json:"current_period_end"`
-	CancelAtPeriodEnd  bool    `json:"cancel_at_period_end"`
+	CancelAtPeriodEnd  *bool   `json:"cancel_at_period_end"`
 	CancelAt           unix    `json:"cancel_at"`
 	CanceledAt         unix    `json:"canceled_at"`
 	EndedAt            unix    `json:"ended_at"`
 	TrialStart         unix    `json:"trial_start"`
 	TrialEnd           unix    `json:"trial_end"`
-	Items              struct {
-		Data []struct {
-			Price struct {
-				ID string `json:"id"`
-			} `json:"price"`
-			Quantity *int64 `json:"quantity"`
-			// API versions from 2025-03-31 keep the period on the item.
-			CurrentPeriodStart unix `json:"current_period_start"`
-			CurrentPeriodEnd   unix `json:"current_period_end"`
-		} `json:"data"`
-	} `json:"items"`
+	Items              *list   `json:"items"`
+}
+
+// list is a Stripe list whose items are decoded one by one.
+type list struct {
+	Data    []json.RawMessage `json:"data"`
+	HasMore bool              `json:"has_more"`
+}
+
+type subscriptionItemObject struct {
+	common
+	Price    ref    `json:"price"`
+	Quantity *int64 `json:"quantity"`
+	// API versions from 2025-03-31 keep the period on the item.
+	CurrentPeriodStart unix `json:"current_period_start"`
+	CurrentPeriodEnd   unix `json:"current_period_end"`
 }
 
 type invoiceObject struct {
@@ -119,16 +218,27 @@ type invoiceObject struct {
 	Status           string  `json:"status"`
 	Number           *string `json:"number"`
 	Currency         *string `json:"currency"`
-	AmountDue        int64   `json:"amount_due"`
-	AmountPaid       int64   `json:"amount_paid"`
-	AmountRemaining  int64   `json:"amount_remaining"`
-	Subtotal         int64   `json:"subtotal"`
-	Total            int64   `json:"total"`
-	AttemptCount     int     `json:"attempt_count"`
+	AmountDue        *int64  `json:"amount_due"`
+	AmountPaid       *int64  `json:"amount_paid"`
+	AmountRemaining  *int64  `json:"amount_remaining"`
+	Subtotal         *int64  `json:"subtotal"`
+	Total            *int64  `json:"total"`
+	AttemptCount     *int    `json:"attempt_count"`
 	HostedInvoiceURL *string `json:"hosted_invoice_url"`
 	DueDate          unix    `json:"due_date"`
 	PeriodStart      unix    `json:"period_start"`
 	PeriodEnd        unix    `json:"period_end"`
+	Lines            *struct {
+		Data []struct {
+			Period *struct {
+				Start unix `json:"start"`
+				End   unix `json:"end"`
+			} `json:"period"`
+		} `json:"data"`
+	} `json:"lines"`
+	// API versions from 2025-03-31: the invoice's InvoicePayments, when
+	// the payload includes them.
+	Payments *list `json:"payments"`
 	// API versions from 2025-03-31 moved the subscription here.
 	Parent *struct {
 		SubscriptionDetails *struct {
@@ -147,6 +257,41 @@ func (o invoiceObject) subscription() ref {
 	return ""
 }
 
+// billedPeriod is the span of the lines' periods: what the invoice bills.
+func (o invoiceObject) billedPeriod() (start, end *time.Time) {
+	if o.Lines == nil {
+		return nil, nil
+	}
+	for _, l := range o.Lines.Data {
+		if l.Period == nil {
+			continue
+		}
+		if s := l.Period.Start.t; s != nil && (start == nil || s.Before(*start)) {
+			start = s
+		}
+		if e := l.Period.End.t; e != nil && (end == nil || e.After(*end)) {
+			end = e
+		}
+	}
+	return start, end
+}
+
+type invoicePaymentObject struct {
+	common
+	Invoice         ref     `json:"invoice"`
+	Status          string  `json:"status"`
+	Currency        *string `json:"currency"`
+	AmountPaid      *int64  `json:"amount_paid"`
+	AmountRequested *int64  `json:"amount_requested"`
+	Payment         *struct {
+		PaymentIntent ref `json:"payment_intent"`
+		Charge        ref `json:"charge"`
+	} `json:"payment"`
+	StatusTransitions *struct {
+		PaidAt unix `json:"paid_at"`
+	} `json:"status_transitions"`
+}
+
 type paymentError struct {
 	Code    *string `json:"code"`
 	Message *string `json:"message"`
@@ -159,9 +304,8 @@ type paymentIntentObject struct {
 	LatestCharge     ref           `json:"latest_charge"`
 	Status           string        `json:"status"`
 	Currency         *string       `json:"currency"`
-	Amount           int64         `json:"amount"`
-	AmountCapturable int64         `json:"amount_capturable"`
-	AmountReceived   int64         `json:"amount_received"`
+	Amount           *int64        `json:"amount"`
+	AmountReceived   *int64        `json:"amount_received"`
 	LastPaymentError *paymentError `json:"last_payment_error"`
 }
 
@@ -172,12 +316,12 @@ type chargeObject struct {
 	PaymentIntent  ref     `json:"payment_intent"`
 	Status         string  `json:"status"`
 	Currency       *string `json:"currency"`
-	Amount         int64   `json:"amount"`
-	AmountCaptured int64   `json:"amount_captured"`
-	AmountRefunded int64   `json:"amount_refunded"`
-	Captured       bool    `json:"captured"`
-	Refunded       bool    `json:"refunded"`
-	Paid           bool    `json:"paid"`
+	Amount         *int64  `json:"amount"`
+	AmountCaptured *int64  `json:"amount_captured"`
+	AmountRefunded *int64  `json:"amount_refunded"`
+	Captured       *bool   `json:"captured"`
+	Refunded       *bool   `json:"refunded"`
+	Paid           *bool   `json:"paid"`
 	FailureCode    *string `json:"failure_code"`
 	FailureMessage *string `json:"failure_message"`
 }
@@ -188,7 +332,7 @@ type refundObject struct {
 	PaymentIntent ref     `json:"payment_intent"`
 	Status        string  `json:"status"`
 	Currency      *string `json:"currency"`
-	Amount        int64   `json:"amount"`
+	Amount        *int64  `json:"amount"`
 	Reason        *string `json:"reason"`
 	FailureReason *string `json:"failure_reason"`
 }
@@ -199,9 +343,9 @@ type disputeObject struct {
 	PaymentIntent      ref     `json:"payment_intent"`
 	Status             string  `json:"status"`
 	Currency           *string `json:"currency"`
-	Amount             int64   `json:"amount"`
+	Amount             *int64  `json:"amount"`
 	Reason             *string `json:"reason"`
-	IsChargeRefundable bool    `json:"is_charge_refundable"`
+	IsChargeRefundable *bool   `json:"is_charge_refundable"`
 	EvidenceDetails    *struct {
 		DueBy unix `json:"due_by"`
 	} `json:"evidence_details"`

@@ -164,3 +164,13 @@ func disputeRank(s string) int {
 		return 0
 	}
 }
+
+// invoicePaymentRank: open < paid | canceled.
+func invoicePaymentRank(s string) int {
+	switch s {
+	case "paid", "canceled":
+		return 1
+	default:
+		return 0
+	}
+}

@@ -21,6 +21,10 @@ const (
 	Ignored Result = "ignored"
 	// Duplicate: the event id was already done; nothing changed.
 	Duplicate Result = "duplicate"
+	// Preview: the event carries an object without an id, a preview such
+	// as invoice.upcoming's: there is no row to write. Recorded in the
+	// ledger as ignored and counted under this result.
+	Preview Result = "preview"
 )
 
 // Processor applies Stripe events to the database, each exactly once.
@@ -89,8 +93,11 @@ func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (Result, e
 	// (ProcessBatch stamps its events again just before its commit).
 	h, known := p.mux.Handler(ev.Type)
 	result, status := Processed, models.EventProcessed
-	if !known {
+	switch {
+	case !known:
 		result, status = Ignored, models.EventIgnored
+	case isPreview(ev):
+		result, status, known = Preview, models.EventIgnored, false
 	}
 	now := p.now()
 	row := &models.StripeEvent{

@@ -47,6 +47,8 @@ func snapshot(t *testing.T, s *models.Store) map[string][]string {
 	add := func(table string, rows []string) { out[table] = rows }
 	add(dump[models.Customer](t, s, "stripe_id"))
 	add(dump[models.Subscription](t, s, "stripe_id"))
+	add(dump[models.SubscriptionItem](t, s, "stripe_id"))
+	add(dump[models.InvoicePayment](t, s, "stripe_id"))
 	add(dump[models.Invoice](t, s, "stripe_id"))
 	add(dump[models.Payment](t, s, "stripe_id"))
 	add(dump[models.Refund](t, s, "stripe_id"))
@@ -100,15 +102,22 @@ func TestLifecycle(t *testing.T) {
 			if err := db.Where("stripe_id = ?", id.Subscription).Take(&sub).Error; err != nil {
 				t.Fatal(err)
 			}
-			if *sub.Status != "canceled" || sub.CanceledAt == nil || *sub.CustomerID != id.Customer || *sub.PriceID != "price_monthly" {
+			if *sub.Status != "canceled" || sub.CanceledAt == nil || *sub.CustomerID != id.Customer {
 				t.Errorf("subscription = %+v", sub)
+			}
+			var items []models.SubscriptionItem
+			if err := db.Where("subscription_id = ?", id.Subscription).Find(&items).Error; err != nil {
+				t.Fatal(err)
+			}
+			if len(items) != 1 || *items[0].PriceID != "price_monthly" || *items[0].Quantity != 1 || !items[0].CurrentPeriodStart.Equal(*sub.CurrentPeriodStart) {
+				t.Errorf("subscription items = %+v", items)
 			}
 			var inv models.Invoice
 			if err := db.Where("stripe_id = ?", id.Invoice).Take(&inv).Error; err != nil {
 				t.Fatal(err)
 			}
-			if *inv.Status != "paid" || inv.AmountDue != amount || inv.AmountPaid != amount || inv.AmountRemaining != 0 ||
-				*inv.Currency != "usd" || *inv.SubscriptionID != id.Subscription || *inv.ChargeID != id.Charge || inv.AttemptCount != 2 {
+			if *inv.Status != "paid" || *inv.AmountDue != amount || *inv.AmountPaid != amount || *inv.AmountRemaining != 0 ||
+				*inv.Currency != "usd" || *inv.SubscriptionID != id.Subscription || *inv.ChargeID != id.Charge || *inv.AttemptCount != 2 {
 				t.Errorf("invoice = %+v", inv)
 			}
 			var pays []models.Payment
@@ -117,12 +126,12 @@ func TestLifecycle(t *testing.T) {
 			}
 			got := map[string]string{}
 			for _, pay := range pays {
-				got[pay.StripeID] = fmt.Sprintf("%s %s amount=%d refunded=%d captured=%v failure=%v", pay.Object, *pay.Status, pay.Amount, pay.AmountRefunded, pay.Captured, pay.FailureCode != nil)
+				got[pay.StripeID] = fmt.Sprintf("%s %s amount=%d refunded=%v captured=%v failure=%v", pay.Object, *pay.Status, *pay.Amount, value(pay.AmountRefunded), *pay.Captured, pay.FailureCode != nil)
 			}
 			want := map[string]string{
 				id.Charge:        fmt.Sprintf("charge succeeded amount=%d refunded=%d captured=true failure=false", amount, billingtest.LifecycleRefund),
 				id.FailedCharge:  fmt.Sprintf("charge failed amount=%d refunded=0 captured=false failure=true", amount),
-				id.PaymentIntent: fmt.Sprintf("payment_intent succeeded amount=%d refunded=0 captured=true failure=false", amount),
+				id.PaymentIntent: fmt.Sprintf("payment_intent succeeded amount=%d refunded=<nil> captured=true failure=false", amount),
 			}
 			if !maps.Equal(got, want) {
 				t.Errorf("payments = %v\nwant %v", got, want)
@@ -131,14 +140,14 @@ func TestLifecycle(t *testing.T) {
 			if err := db.Where("stripe_id = ?", id.Refund).Take(&ref).Error; err != nil {
 				t.Fatal(err)
 			}
-			if *ref.Status != "succeeded" || ref.Amount != billingtest.LifecycleRefund || *ref.ChargeID != id.Charge {
+			if *ref.Status != "succeeded" || *ref.Amount != billingtest.LifecycleRefund || *ref.ChargeID != id.Charge {
 				t.Errorf("refund = %+v", ref)
 			}
 			var dp models.Dispute
 			if err := db.Where("stripe_id = ?", id.Dispute).Take(&dp).Error; err != nil {
 				t.Fatal(err)
 			}
-			if *dp.Status != "lost" || dp.Amount != amount-billingtest.LifecycleRefund || *dp.Reason != "fraudulent" {
+			if *dp.Status != "lost" || *dp.Amount != amount-billingtest.LifecycleRefund || *dp.Reason != "fraudulent" {
 				t.Errorf("dispute = %+v", dp)
 			}
 			var history []string
@@ -332,6 +341,14 @@ func TestUnknownAndDuplicate(t *testing.T) {
 	}
 }
 
+// value is *p, or nil.
+func value[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
 func flatten(m map[string][]string) map[string]string {
 	out := map[string]string{}
 	for k, v := range m {
@@ -346,21 +363,28 @@ func TestMalformed(t *testing.T) {
 	tests := []struct {
 		name string
 		raw  string
+		want failure.Class
+		msg  string // in the error: the field at fault
 	}{
-		{"not json", `{"id": "evt_1", `},
-		{"no id", `{"object":"event","type":"invoice.paid","created":1700000000,"data":{"object":{"id":"in_1","object":"invoice"}}}`},
-		{"no type", `{"id":"evt_1","object":"event","created":1700000000,"data":{"object":{"id":"in_1","object":"invoice"}}}`},
-		{"data.object a string", `{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":"in_1"}}`},
-		{"no data", `{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000}`},
-		{"object without id", `{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":{"object":"invoice"}}}`},
-		{"object of the wrong kind", `{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":{"id":"cus_1","object":"customer"}}}`},
-		{"amount not a number", `{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":{"id":"in_1","object":"invoice","amount_due":"lots"}}}`},
+		{"not json", `{"id": "evt_1", `, failure.Permanent, "parse event"},
+		{"no id", `{"object":"event","type":"invoice.paid","created":1700000000,"data":{"object":{"id":"in_1","object":"invoice"}}}`, failure.Permanent, "no id"},
+		{"no type", `{"id":"evt_1","object":"event","created":1700000000,"data":{"object":{"id":"in_1","object":"invoice"}}}`, failure.Permanent, "no type"},
+		{"data.object a string", `{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":"in_1"}}`, failure.Permanent, "parse event"},
+		{"no data", `{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000}`, failure.Permanent, "no data.object"},
+		{"object without id", `{"id":"evt_1","object":"event","api_version":"2025-05-28.basil","type":"invoice.paid","created":1700000000,"data":{"object":{"object":"invoice","status":"paid"}}}`,
+			failure.Schema, "API version 2025-05-28.basil): invoice.id is missing"},
+		{"object of the wrong kind", `{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":{"id":"cus_1","object":"customer"}}}`,
+			failure.Schema, `invoice.object is "customer", want "invoice"`},
+		{"amount not a number", `{"id":"evt_1","object":"event","api_version":"2023-10-16","type":"invoice.paid","created":1700000000,"data":{"object":{"id":"in_1","object":"invoice","status":"paid","amount_due":"lots"}}}`,
+			failure.Schema, "API version 2023-10-16): invoice.amount_due is a JSON string, want a number"},
+		{"id not a string", `{"id":"evt_1","object":"event","type":"customer.created","created":1700000000,"data":{"object":{"id":4,"object":"customer"}}}`,
+			failure.Schema, "customer.id is a JSON number, want a string"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := p.Process(context.Background(), []byte(tt.raw))
-			if err == nil || failure.Of(err) != failure.Permanent {
-				t.Fatalf("err = %v (class %v), want a permanent error", err, failure.Of(err))
+			if err == nil || failure.Of(err) != tt.want || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("err = %v (class %v), want a %s error saying %q", err, failure.Of(err), tt.want, tt.msg)
 			}
 		})
 	}
@@ -393,8 +417,8 @@ func TestIDsAreCaseSensitiveAndAmountsExact(t *testing.T) {
 	if err := s.DB().Where("stripe_id = ?", "in_big").Take(&inv).Error; err != nil {
 		t.Fatal(err)
 	}
-	if inv.AmountDue != big || inv.AmountRemaining != big {
-		t.Errorf("amount_due = %d, amount_remaining = %d, want %d", inv.AmountDue, inv.AmountRemaining, big)
+	if *inv.AmountDue != big || *inv.AmountRemaining != big {
+		t.Errorf("amount_due = %d, amount_remaining = %d, want %d", *inv.AmountDue, *inv.AmountRemaining, big)
 	}
 }
 

@@ -58,7 +58,10 @@ func TestReprocessAppliesAnIgnoredEvent(t *testing.T) {
 		if err := s.DB().Where("stripe_id = ?", "ch_rp").Take(&pay).Error; err != nil {
 			t.Fatal(err)
 		}
-		return pay.AmountRefunded
+		if pay.AmountRefunded == nil {
+			return -1
+		}
+		return *pay.AmountRefunded
 	}
 	ignored := models.EventFilter{Types: []string{"charge.refunded"}, Statuses: []string{models.EventIgnored}}
 
@@ -107,13 +110,19 @@ func TestReprocessAppliesAnIgnoredEvent(t *testing.T) {
 	})
 }
 
-// lifecycles are customer lifecycles, in Stripe's order, for each API
-// version the rebuild is checked on. The other versions of issue 11 join
-// here as billingtest gains their lifecycles.
+// lifecycles are customer lifecycles, in Stripe's order, for each
+// supported API version: three built from that version's Stripe fixtures
+// (live and test mode, a Connect account, several items, refunds, a
+// dispute), plus, on 2023-10-16, the simulator's lifecycles.
 func lifecycles() map[string][][]byte {
-	return map[string][][]byte{
-		billingtest.APIVersion: billingtest.Lifecycle(4, start),
+	out := map[string][][]byte{}
+	for _, v := range billing.SupportedVersions() {
+		for seed := 1; seed <= 3; seed++ {
+			out[v] = append(out[v], billingtest.VersionLifecycle(v, seed).Events...)
+		}
 	}
+	out[billingtest.APIVersion] = append(out[billingtest.APIVersion], billingtest.Lifecycle(4, start)...)
+	return out
 }
 
 // TestRebuildFromLedger: every billing table rebuilt from the ledger into
@@ -173,7 +182,11 @@ func TestRebuildFromLedger(t *testing.T) {
 				}
 			}
 			for table := range want {
-				if len(want[table]) == 0 && table != "payment_status_history" {
+				// Invoice payments exist from 2025-03-31.basil on.
+				noInvoicePayments := table == "invoice_payments" && !slices.ContainsFunc(events, func(e []byte) bool {
+					return bytes.Contains(e, []byte(`"invoice_payment.paid"`))
+				})
+				if len(want[table]) == 0 && table != "payment_status_history" && !noInvoicePayments {
 					t.Errorf("%s is empty: the lifecycle does not reach it", table)
 				}
 				if !slices.Equal(got[table], want[table]) {

@@ -166,27 +166,15 @@ func TestBatchPoisonIsParkedAloneWhileItsBatchCommits(t *testing.T) {
 	h.start(consumer.Process(billing.NewProcessor(store, nil)), h.router(store),
 		batched(16, 200*time.Millisecond, rec.wrap(consumer.ProcessBatch(billing.NewProcessor(store, nil))), outcomes))
 	got := h.getDLQ(1, 5*time.Second)[0]
-	if got.MessageId != "evt_poison" || got.Headers[broker.HeaderErrorClass] != "permanent" {
-		t.Errorf("parked %q class %v, want evt_poison permanent", got.MessageId, got.Headers[broker.HeaderErrorClass])
+	if got.MessageId != "evt_poison" || got.Headers[broker.HeaderErrorClass] != "schema" {
+		t.Errorf("parked %q class %v, want evt_poison schema", got.MessageId, got.Headers[broker.HeaderErrorClass])
 	}
 	waitFor(t, 5*time.Second, func() bool { return outcomes.get("acked") == 7 && outcomes.get("parked") == 1 }, "7 acked and 1 parked")
 	seen, _ := rec.get()
 	if len(seen) == 0 || len(seen[0]) != 8 {
 		t.Fatalf("batches %v, want the 8 events in one batch", seen)
 	}
-	statuses := map[string]string{}
-	rows, err := store.DB().Raw("SELECT id, status FROM stripe_events").Rows()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id, status string
-		if err := rows.Scan(&id, &status); err != nil {
-			t.Fatal(err)
-		}
-		statuses[id] = status
-	}
+	statuses := ledgerStatuses(t, store)
 	want := map[string]string{"evt_poison": "dead"}
 	for i := range 7 {
 		want[fmt.Sprintf("evt_batch_%d", i)] = "processed"

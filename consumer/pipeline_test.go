@@ -61,6 +61,20 @@ func openStore(t *testing.T, dsn string) *models.Store {
 	return s
 }
 
+// ledgerStatuses maps each event id of the ledger to its status.
+func ledgerStatuses(t *testing.T, store *models.Store) map[string]string {
+	t.Helper()
+	var rows []models.StripeEvent
+	if err := store.DB().Select("id", "status").Find(&rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	statuses := make(map[string]string, len(rows))
+	for _, r := range rows {
+		statuses[r.ID] = r.Status
+	}
+	return statuses
+}
+
 func eventID(t *testing.T, raw []byte) (id, typ string) {
 	t.Helper()
 	var ev struct{ ID, Type string }

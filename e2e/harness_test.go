@@ -225,8 +225,8 @@ func post(api *proc, id string) int {
 	return postSigned(api, billingtest.Event(id, "customer.created", time.Now(), billingtest.Customer("cus_"+id, id+"@example.com")))
 }
 
-// postSigned sends body signed with the api's secret, as Stripe would, and
-// returns the status (0: no answer).
+// postSigned sends body signed with the stack's webhook secret, as Stripe
+// does, and returns the status (0: no answer).
 func postSigned(api *proc, body []byte) int {
 	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret})
 	req, _ := http.NewRequest(http.MethodPost, api.url("/webhooks/stripe"), bytes.NewReader(body))
@@ -365,8 +365,8 @@ func (s *stack) checkApplied(t *testing.T, accepted, poison []string, within tim
 		if acceptedSet[id] && !isPoison[id] {
 			t.Errorf("%s parked (%s) but it is not poison", id, class)
 		}
-		if class != string(failure.Permanent) {
-			t.Errorf("%s parked as %q, want permanent (poison)", id, class)
+		if class != string(failure.Schema) {
+			t.Errorf("%s parked as %q, want schema (poison: a numeric object id)", id, class)
 		}
 	}
 }
@@ -429,6 +429,17 @@ func (s *stack) parked(t *testing.T) map[string]string {
 // parkedN is parked with the number of messages.
 func (s *stack) parkedN(t *testing.T) (map[string]string, int) {
 	t.Helper()
+	out := map[string]string{}
+	ds := s.peekDLQ(t)
+	for _, d := range ds {
+		out[d.MessageId] = broker.HeaderString(d.Headers, broker.HeaderErrorClass)
+	}
+	return out, len(ds)
+}
+
+// peekDLQ returns the messages in the DLQ, which stay there.
+func (s *stack) peekDLQ(t *testing.T) []amqp.Delivery {
+	t.Helper()
 	conn, err := amqp.Dial(testenv.AMQPURL())
 	if err != nil {
 		t.Fatal(err)
@@ -438,18 +449,16 @@ func (s *stack) parkedN(t *testing.T) (map[string]string, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, n := map[string]string{}, 0
+	var out []amqp.Delivery
 	for {
 		d, ok, err := ch.Get(s.topo.DLQ, false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !ok {
-			return out, n
+			return out
 		}
-		n++
-		class, _ := d.Headers[broker.HeaderErrorClass].(string)
-		out[d.MessageId] = class
+		out = append(out, d)
 	}
 }
 

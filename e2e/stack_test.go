@@ -107,7 +107,7 @@ func TestConnectionLossUnderLoad(t *testing.T) {
 		{"processed", sumMetric(workerMetrics, "billing_events_processed_total{", `outcome="processed"`), float64(len(accepted) - len(sum.AcceptedPoison) - 20)},
 		{"duplicate", sumMetric(workerMetrics, "billing_events_processed_total{", `outcome="duplicate"`), 1},
 		{"parked", sumMetric(workerMetrics, "billing_events_processed_total{", `outcome="parked"`), float64(len(sum.AcceptedPoison))},
-		{"parked permanent", metric(workerMetrics, `billing_events_parked_total{class="permanent"}`), float64(len(sum.AcceptedPoison))},
+		{"parked schema", metric(workerMetrics, `billing_events_parked_total{class="schema"}`), float64(len(sum.AcceptedPoison))},
 		{"processing histogram", metric(workerMetrics, "billing_event_processing_duration_seconds_count"), float64(len(accepted))},
 		{"build info", sumMetric(workerMetrics, "billing_build_info{", ""), 1},
 	} {

@@ -20,6 +20,12 @@ const (
 	// Permanent failures are parked in the DLQ at once: retrying will
 	// never help (a malformed event, a handler that says so, a panic).
 	Permanent Class = "permanent"
+	// Schema failures are permanent ones of a payload whose shape the
+	// handlers do not know: a field they cannot do without is missing or
+	// of another type (the message names the field and the event's API
+	// version). Parked at once, never retried: a new handler fixes them,
+	// then a replay.
+	Schema Class = "schema"
 	// Outage means a dependency is down: the worker pauses and retries the
 	// same delivery later without spending an attempt.
 	Outage Class = "outage"
@@ -54,6 +60,11 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
+type schemaError struct{ err error }
+
+func (e *schemaError) Error() string { return e.err.Error() }
+func (e *schemaError) Unwrap() error { return e.err }
+
 type outageError struct{ err error }
 
 func (e *outageError) Error() string { return e.err.Error() }
@@ -72,6 +83,14 @@ func MarkPermanent(err error) error {
 	return &permanentError{err: err}
 }
 
+// MarkSchema wraps err so that Of reports Schema. nil stays nil.
+func MarkSchema(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &schemaError{err: err}
+}
+
 // MarkOutage wraps err so that Of reports Outage (unless it is also marked
 // permanent). nil stays nil.
 func MarkOutage(err error) error {
@@ -82,7 +101,7 @@ func MarkOutage(err error) error {
 }
 
 // MarkUnverified wraps err so that Of reports Unverified (unless it is
-// also marked permanent). nil stays nil.
+// also marked schema or permanent). nil stays nil.
 func MarkUnverified(err error) error {
 	if err == nil {
 		return nil
@@ -90,16 +109,19 @@ func MarkUnverified(err error) error {
 	return &unverifiedError{err: err}
 }
 
-// Of is the class of a processing error: Permanent when marked so anywhere
-// in its chain, else Unverified, else Outage when marked so, else
-// Transient. nil has no class ("").
+// Of is the class of a processing error: Schema, else Permanent, when
+// marked so anywhere in its chain, else Unverified, else Outage when marked
+// so, else Transient. nil has no class ("").
 func Of(err error) Class {
 	var p *permanentError
+	var sc *schemaError
 	var u *unverifiedError
 	var o *outageError
 	switch {
 	case err == nil:
 		return ""
+	case errors.As(err, &sc):
+		return Schema
 	case errors.As(err, &p):
 		return Permanent
 	case errors.As(err, &u):
@@ -148,19 +170,20 @@ type Schedule interface {
 // one, Decide treats it as transient. An exhausted event is parked with
 // class Transient and Attempt = the schedule's last: every parked
 // transient event is an exhausted one, which the sweep may re-drive;
-// permanent and unverified ones are parked at once and wait for a person.
+// permanent, schema and unverified ones are parked at once and wait for a
+// person.
 func Decide(c Class, attempt int, s Schedule) Decision {
 	if c == Outage || c == "" {
 		c = Transient
 	}
-	if c == Permanent || c == Unverified || s.Exhausted(attempt) {
+	if c == Permanent || c == Schema || c == Unverified || s.Exhausted(attempt) {
 		return Decision{Class: c, Attempt: attempt, Parked: true, Tier: -1}
 	}
 	return Decision{Class: c, Attempt: attempt, Tier: s.Tier(attempt)}
 }
 
 // Redrivable reports whether the sweep may send a parked event of class c
-// back by itself: only failures that time may cure. Permanent and
-// unverified failures, delivery-limit parkings and unknown classes wait
-// for a person.
+// back by itself: only failures that time may cure. Permanent, schema and
+// unverified failures, delivery-limit parkings and unknown classes wait for
+// a person.
 func Redrivable(c Class) bool { return c == Transient || c == Exhausted }

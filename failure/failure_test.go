@@ -28,6 +28,8 @@ func TestOf(t *testing.T) {
 		{"unverified wrapped", fmt.Errorf("consumer: %w", failure.MarkUnverified(errors.New("not signed"))), failure.Unverified},
 		{"unverified wins over outage", failure.MarkUnverified(outage), failure.Unverified},
 		{"permanent wins over unverified", failure.MarkPermanent(failure.MarkUnverified(errors.New("x"))), failure.Permanent},
+		{"schema", failure.MarkSchema(errors.New("invoice.status missing")), failure.Schema},
+		{"schema wrapped in permanent", failure.MarkPermanent(fmt.Errorf("billing: %w", failure.MarkSchema(errors.New("x")))), failure.Schema},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,7 +40,7 @@ func TestOf(t *testing.T) {
 		})
 	}
 	t.Run("MarkNilIsNil", func(t *testing.T) {
-		if failure.MarkPermanent(nil) != nil || failure.MarkOutage(nil) != nil || failure.MarkUnverified(nil) != nil {
+		if failure.MarkPermanent(nil) != nil || failure.MarkOutage(nil) != nil || failure.MarkUnverified(nil) != nil || failure.MarkSchema(nil) != nil {
 			t.Error("marking nil gave an error")
 		}
 	})
@@ -69,6 +71,7 @@ func TestDecide(t *testing.T) {
 		{"exhausted: parked as transient", failure.Transient, 4, failure.Decision{Class: failure.Transient, Attempt: 4, Parked: true, Tier: -1}},
 		{"permanent: parked at once", failure.Permanent, 1, failure.Decision{Class: failure.Permanent, Attempt: 1, Parked: true, Tier: -1}},
 		{"unverified: parked at once", failure.Unverified, 1, failure.Decision{Class: failure.Unverified, Attempt: 1, Parked: true, Tier: -1}},
+		{"schema: parked at once", failure.Schema, 1, failure.Decision{Class: failure.Schema, Attempt: 1, Parked: true, Tier: -1}},
 		{"outage given: transient", failure.Outage, 2, failure.Decision{Class: failure.Transient, Attempt: 2, Tier: 1}},
 	}
 	for _, tt := range tests {
@@ -83,7 +86,7 @@ func TestDecide(t *testing.T) {
 
 func TestRules(t *testing.T) {
 	t.Parallel()
-	all := []failure.Class{failure.Transient, failure.Permanent, failure.Outage, failure.Exhausted,
+	all := []failure.Class{failure.Transient, failure.Permanent, failure.Schema, failure.Outage, failure.Exhausted,
 		failure.Unverified, failure.DeliveryLimit, failure.Deadlock, failure.LockWaitTimeout, "unknown"}
 	redrive := map[failure.Class]bool{failure.Transient: true, failure.Exhausted: true}
 	rerun := map[failure.Class]bool{failure.Deadlock: true, failure.LockWaitTimeout: true}

@@ -76,9 +76,10 @@ type Customer struct {
 	Email         *string    `gorm:"column:email"`
 	Name          *string    `gorm:"column:name"`
 	Currency      *string    `gorm:"column:currency"`
-	Balance       int64      `gorm:"column:balance"`
+	Balance       *int64     `gorm:"column:balance"`
 	Deleted       bool       `gorm:"column:deleted"`
 	Livemode      bool       `gorm:"column:livemode"`
+	Account       *string    `gorm:"column:account"`
 	StripeCreated *time.Time `gorm:"column:stripe_created"`
 	Ordering      `gorm:"embedded"`
 }
@@ -93,23 +94,42 @@ type Subscription struct {
 	CustomerID         *string    `gorm:"column:customer_id"`
 	Status             *string    `gorm:"column:status"`
 	Currency           *string    `gorm:"column:currency"`
-	PriceID            *string    `gorm:"column:price_id"`
-	Quantity           *int64     `gorm:"column:quantity"`
 	CurrentPeriodStart *time.Time `gorm:"column:current_period_start"`
 	CurrentPeriodEnd   *time.Time `gorm:"column:current_period_end"`
-	CancelAtPeriodEnd  bool       `gorm:"column:cancel_at_period_end"`
+	CancelAtPeriodEnd  *bool      `gorm:"column:cancel_at_period_end"`
 	CancelAt           *time.Time `gorm:"column:cancel_at"`
 	CanceledAt         *time.Time `gorm:"column:canceled_at"`
 	EndedAt            *time.Time `gorm:"column:ended_at"`
 	TrialStart         *time.Time `gorm:"column:trial_start"`
 	TrialEnd           *time.Time `gorm:"column:trial_end"`
 	Livemode           bool       `gorm:"column:livemode"`
+	Account            *string    `gorm:"column:account"`
 	StripeCreated      *time.Time `gorm:"column:stripe_created"`
 	Ordering           `gorm:"embedded"`
 }
 
 // TableName implements gorm's tabler.
 func (Subscription) TableName() string { return "subscriptions" }
+
+// SubscriptionItem is one item of a subscription, as its subscription's
+// newest applied event lists it. Before 2025-03-31.basil every item has its
+// subscription's current period.
+type SubscriptionItem struct {
+	ID                 uint64     `gorm:"column:id;primaryKey"`
+	StripeID           string     `gorm:"column:stripe_id"`
+	SubscriptionID     string     `gorm:"column:subscription_id"`
+	PriceID            *string    `gorm:"column:price_id"`
+	Quantity           *int64     `gorm:"column:quantity"`
+	CurrentPeriodStart *time.Time `gorm:"column:current_period_start"`
+	CurrentPeriodEnd   *time.Time `gorm:"column:current_period_end"`
+	Livemode           bool       `gorm:"column:livemode"`
+	Account            *string    `gorm:"column:account"`
+	CreatedAt          time.Time  `gorm:"column:created_at"`
+	UpdatedAt          time.Time  `gorm:"column:updated_at"`
+}
+
+// TableName implements gorm's tabler.
+func (SubscriptionItem) TableName() string { return "subscription_items" }
 
 // Invoice is a Stripe invoice.
 type Invoice struct {
@@ -122,20 +142,28 @@ type Invoice struct {
 	Status           *string    `gorm:"column:status"`
 	Number           *string    `gorm:"column:number"`
 	Currency         *string    `gorm:"column:currency"`
-	AmountDue        int64      `gorm:"column:amount_due"`
-	AmountPaid       int64      `gorm:"column:amount_paid"`
-	AmountRemaining  int64      `gorm:"column:amount_remaining"`
-	Subtotal         int64      `gorm:"column:subtotal"`
-	Total            int64      `gorm:"column:total"`
-	AttemptCount     int        `gorm:"column:attempt_count"`
+	AmountDue        *int64     `gorm:"column:amount_due"`
+	AmountPaid       *int64     `gorm:"column:amount_paid"`
+	AmountRemaining  *int64     `gorm:"column:amount_remaining"`
+	Subtotal         *int64     `gorm:"column:subtotal"`
+	Total            *int64     `gorm:"column:total"`
+	AttemptCount     *int       `gorm:"column:attempt_count"`
 	HostedInvoiceURL *string    `gorm:"column:hosted_invoice_url"`
 	DueDate          *time.Time `gorm:"column:due_date"`
-	PeriodStart      *time.Time `gorm:"column:period_start"`
-	PeriodEnd        *time.Time `gorm:"column:period_end"`
-	Deleted          bool       `gorm:"column:deleted"`
-	Livemode         bool       `gorm:"column:livemode"`
-	StripeCreated    *time.Time `gorm:"column:stripe_created"`
-	Ordering         `gorm:"embedded"`
+	// PeriodStart and PeriodEnd are Stripe's period_start/period_end: the
+	// period in which items were added to the invoice (for a subscription
+	// invoice, the period before the one it bills).
+	PeriodStart *time.Time `gorm:"column:period_start"`
+	PeriodEnd   *time.Time `gorm:"column:period_end"`
+	// BilledPeriodStart and BilledPeriodEnd are the period the invoice
+	// bills: the earliest start and latest end of its lines' periods.
+	BilledPeriodStart *time.Time `gorm:"column:billed_period_start"`
+	BilledPeriodEnd   *time.Time `gorm:"column:billed_period_end"`
+	Deleted           bool       `gorm:"column:deleted"`
+	Livemode          bool       `gorm:"column:livemode"`
+	Account           *string    `gorm:"column:account"`
+	StripeCreated     *time.Time `gorm:"column:stripe_created"`
+	Ordering          `gorm:"embedded"`
 }
 
 // TableName implements gorm's tabler.
@@ -152,16 +180,17 @@ type Payment struct {
 	ChargeID        *string    `gorm:"column:charge_id"`
 	Status          *string    `gorm:"column:status"`
 	Currency        *string    `gorm:"column:currency"`
-	Amount          int64      `gorm:"column:amount"`
-	AmountCaptured  int64      `gorm:"column:amount_captured"`
-	AmountReceived  int64      `gorm:"column:amount_received"`
-	AmountRefunded  int64      `gorm:"column:amount_refunded"`
-	Captured        bool       `gorm:"column:captured"`
-	Refunded        bool       `gorm:"column:refunded"`
-	Paid            bool       `gorm:"column:paid"`
+	Amount          *int64     `gorm:"column:amount"`
+	AmountCaptured  *int64     `gorm:"column:amount_captured"`
+	AmountReceived  *int64     `gorm:"column:amount_received"`
+	AmountRefunded  *int64     `gorm:"column:amount_refunded"`
+	Captured        *bool      `gorm:"column:captured"`
+	Refunded        *bool      `gorm:"column:refunded"`
+	Paid            *bool      `gorm:"column:paid"`
 	FailureCode     *string    `gorm:"column:failure_code"`
 	FailureMessage  *string    `gorm:"column:failure_message"`
 	Livemode        bool       `gorm:"column:livemode"`
+	Account         *string    `gorm:"column:account"`
 	StripeCreated   *time.Time `gorm:"column:stripe_created"`
 	Ordering        `gorm:"embedded"`
 }
@@ -177,10 +206,11 @@ type Refund struct {
 	PaymentIntentID *string    `gorm:"column:payment_intent_id"`
 	Status          *string    `gorm:"column:status"`
 	Currency        *string    `gorm:"column:currency"`
-	Amount          int64      `gorm:"column:amount"`
+	Amount          *int64     `gorm:"column:amount"`
 	Reason          *string    `gorm:"column:reason"`
 	FailureReason   *string    `gorm:"column:failure_reason"`
 	Livemode        bool       `gorm:"column:livemode"`
+	Account         *string    `gorm:"column:account"`
 	StripeCreated   *time.Time `gorm:"column:stripe_created"`
 	Ordering        `gorm:"embedded"`
 }
@@ -196,17 +226,41 @@ type Dispute struct {
 	PaymentIntentID    *string    `gorm:"column:payment_intent_id"`
 	Status             *string    `gorm:"column:status"`
 	Currency           *string    `gorm:"column:currency"`
-	Amount             int64      `gorm:"column:amount"`
+	Amount             *int64     `gorm:"column:amount"`
 	Reason             *string    `gorm:"column:reason"`
-	IsChargeRefundable bool       `gorm:"column:is_charge_refundable"`
+	IsChargeRefundable *bool      `gorm:"column:is_charge_refundable"`
 	EvidenceDueBy      *time.Time `gorm:"column:evidence_due_by"`
 	Livemode           bool       `gorm:"column:livemode"`
+	Account            *string    `gorm:"column:account"`
 	StripeCreated      *time.Time `gorm:"column:stripe_created"`
 	Ordering           `gorm:"embedded"`
 }
 
 // TableName implements gorm's tabler.
 func (Dispute) TableName() string { return "disputes" }
+
+// InvoicePayment is a Stripe InvoicePayment (API versions from
+// 2025-03-31.basil): one payment, by a payment intent or a charge, toward
+// an invoice.
+type InvoicePayment struct {
+	ID              uint64     `gorm:"column:id;primaryKey"`
+	StripeID        string     `gorm:"column:stripe_id"`
+	InvoiceID       *string    `gorm:"column:invoice_id"`
+	PaymentIntentID *string    `gorm:"column:payment_intent_id"`
+	ChargeID        *string    `gorm:"column:charge_id"`
+	Status          *string    `gorm:"column:status"`
+	Currency        *string    `gorm:"column:currency"`
+	AmountPaid      *int64     `gorm:"column:amount_paid"`
+	AmountRequested *int64     `gorm:"column:amount_requested"`
+	PaidAt          *time.Time `gorm:"column:paid_at"`
+	Livemode        bool       `gorm:"column:livemode"`
+	Account         *string    `gorm:"column:account"`
+	StripeCreated   *time.Time `gorm:"column:stripe_created"`
+	Ordering        `gorm:"embedded"`
+}
+
+// TableName implements gorm's tabler.
+func (InvoicePayment) TableName() string { return "invoice_payments" }
 
 // StatusChange is one append-only row of payment_status_history.
 type StatusChange struct {

@@ -16,8 +16,9 @@ import (
 // tableModels is the model of every table the migrations create.
 func tableModels() []gormschema.Tabler {
 	return []gormschema.Tabler{
-		models.StripeEvent{}, models.Customer{}, models.Subscription{}, models.Invoice{}, models.Payment{},
-		models.Refund{}, models.Dispute{}, models.StatusChange{}, models.SweepCheckpoint{},
+		models.StripeEvent{}, models.Customer{}, models.Subscription{}, models.SubscriptionItem{}, models.Invoice{},
+		models.InvoicePayment{}, models.Payment{}, models.Refund{}, models.Dispute{}, models.StatusChange{},
+		models.SweepCheckpoint{},
 	}
 }
 

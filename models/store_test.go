@@ -260,7 +260,7 @@ func TestMigrateFresh(t *testing.T) {
 	defer db.Close()
 	ctx := context.Background()
 	applied, err := models.Migrate(ctx, db)
-	if err != nil || !slices.Equal(applied, []string{"00001_init.sql"}) {
+	if err != nil || !slices.Equal(applied, []string{"00001_init.sql", "00002_versions.sql"}) {
 		t.Fatalf("Migrate on empty database: applied %v, err %v", applied, err)
 	}
 }

@@ -1,8 +1,10 @@
-// Package billingtest builds Stripe events (API version 2023-10-16 shapes)
-// for tests and benchmarks: single objects, events around them, and a
-// realistic ordered lifecycle stream. The builders are simulate/stripeevent,
-// which the simulator streams in production; this package names them for
-// tests, so test code never becomes a dependency of production code.
+// Package billingtest builds Stripe events for tests and benchmarks. In the
+// API version 2023-10-16 shapes: single objects, events around them, and a
+// realistic ordered lifecycle stream; the builders are simulate/stripeevent,
+// which the simulator streams in production, and this package names them
+// for tests, so test code never becomes a dependency of production code.
+// In every supported API version: VersionLifecycle, built from Stripe's own
+// fixtures (internal/stripefixture), with the records it must leave.
 package billingtest
 
 import (

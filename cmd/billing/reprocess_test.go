@@ -82,7 +82,7 @@ func TestReprocessCommand(t *testing.T) {
 		t.Errorf("output:\n%s", out)
 	}
 	var pay models.Payment
-	if err := store.DB().Where("stripe_id = ?", "ch_cmd").Take(&pay).Error; err != nil || *pay.Status != "succeeded" || pay.Amount != 900 {
+	if err := store.DB().Where("stripe_id = ?", "ch_cmd").Take(&pay).Error; err != nil || *pay.Status != "succeeded" || pay.Amount == nil || *pay.Amount != 900 {
 		t.Errorf("charge after reprocess = %+v, %v", pay, err)
 	}
 	var ev models.StripeEvent
