@@ -73,30 +73,31 @@ func TestVersionedRecords(t *testing.T) {
 	// A newer invoice payload without its amounts, one without its status,
 	// and an invoice preview.
 	const v = "2025-05-28.basil"
+	sparseID, noStatusID, upcomingID := billingtest.NewEventID(), billingtest.NewEventID(), billingtest.NewEventID()
 	invoice := want.Invoices[0].StripeID
-	sparse := versionedEvent(t, v, "evt_sparse", "invoice.updated", map[string]any{"id": invoice, "object": "invoice", "status": "paid"})
+	sparse := versionedEvent(t, v, sparseID, "invoice.updated", map[string]any{"id": invoice, "object": "invoice", "status": "paid"})
 	var lastEvent string // the sparse event must be applied, not stale
 	noStatus := stripefixture.Object(v, "invoice")
 	noStatus["id"] = "in_nostatus"
 	delete(noStatus, "status")
 	upcoming := stripefixture.Object(v, "invoice")
 	delete(upcoming, "id")
-	for _, raw := range [][]byte{sparse, versionedEvent(t, v, "evt_nostatus", "invoice.paid", noStatus),
-		versionedEvent(t, v, "evt_upcoming", "invoice.upcoming", upcoming)} {
+	for _, raw := range [][]byte{sparse, versionedEvent(t, v, noStatusID, "invoice.paid", noStatus),
+		versionedEvent(t, v, upcomingID, "invoice.upcoming", upcoming)} {
 		if code := postSigned(api, raw); code != http.StatusOK {
 			t.Fatalf("POST: %d", code)
 		}
 	}
-	s.waitProcessed(t, []string{"evt_sparse", "evt_upcoming"}, 15*time.Second)
-	testenv.Eventually(t, 15*time.Second, func() bool { return s.ledger(t)["evt_nostatus"] == models.EventDead }, "evt_nostatus parked")
-	if st := s.ledger(t)["evt_upcoming"]; st != models.EventIgnored {
+	s.waitProcessed(t, []string{sparseID, upcomingID}, 15*time.Second)
+	testenv.Eventually(t, 15*time.Second, func() bool { return s.ledger(t)[noStatusID] == models.EventDead }, "evt_nostatus parked")
+	if st := s.ledger(t)[upcomingID]; st != models.EventIgnored {
 		t.Errorf("invoice.upcoming: ledger %q, want ignored", st)
 	}
 	after, err := billingtest.ReadRecords(store.DB())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.db.QueryRow("SELECT last_event_id FROM invoices WHERE stripe_id = ?", invoice).Scan(&lastEvent); err != nil || lastEvent != "evt_sparse" {
+	if err := s.db.QueryRow("SELECT last_event_id FROM invoices WHERE stripe_id = ?", invoice).Scan(&lastEvent); err != nil || lastEvent != sparseID {
 		t.Errorf("invoice %s last applied event %q (%v), want evt_sparse", invoice, lastEvent, err)
 	}
 	if a, w := after.Tables()["invoices"], want.Tables()["invoices"]; !slices.Equal(a, w) {
@@ -107,7 +108,7 @@ func TestVersionedRecords(t *testing.T) {
 		t.Fatalf("DLQ holds %d messages, want evt_nostatus alone", len(parked))
 	}
 	class, reason := broker.HeaderString(parked[0].Headers, broker.HeaderErrorClass), broker.HeaderString(parked[0].Headers, broker.HeaderError)
-	if parked[0].MessageId != "evt_nostatus" || class != "schema" || !strings.Contains(reason, "invoice.status is missing") || !strings.Contains(reason, v) {
+	if parked[0].MessageId != noStatusID || class != "schema" || !strings.Contains(reason, "invoice.status is missing") || !strings.Contains(reason, v) {
 		t.Errorf("parked %s class %q reason %q, want evt_nostatus, schema, naming invoice.status and %s", parked[0].MessageId, class, reason, v)
 	}
 }
@@ -116,8 +117,10 @@ func TestVersionedRecords(t *testing.T) {
 // event of the lifecycles.
 func versionedEvent(t *testing.T, v, id, typ string, object map[string]any) []byte {
 	t.Helper()
+	// Now: later than every lifecycle event, and not in the future, which
+	// the api refuses.
 	b, err := json.Marshal(map[string]any{"id": id, "object": "event", "type": typ, "api_version": v,
-		"created": time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC).Unix(), "livemode": true, "data": map[string]any{"object": object}})
+		"created": time.Now().Unix(), "livemode": true, "data": map[string]any{"object": object}})
 	if err != nil {
 		t.Fatal(err)
 	}
