@@ -55,82 +55,56 @@ const (
 	LockWaitTimeout Class = "lock_wait_timeout"
 )
 
-type permanentError struct{ err error }
+// marked is an error with the class its maker gave it.
+type marked struct {
+	class Class
+	err   error
+}
 
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
+func (e *marked) Error() string { return e.err.Error() }
+func (e *marked) Unwrap() error { return e.err }
 
-type schemaError struct{ err error }
+// Is lets errors.Is find a mark of a class anywhere in a chain: the probe
+// is a mark of that class without an error.
+func (e *marked) Is(target error) bool {
+	t, ok := target.(*marked)
+	return ok && t.err == nil && t.class == e.class
+}
 
-func (e *schemaError) Error() string { return e.err.Error() }
-func (e *schemaError) Unwrap() error { return e.err }
-
-type outageError struct{ err error }
-
-func (e *outageError) Error() string { return e.err.Error() }
-func (e *outageError) Unwrap() error { return e.err }
-
-type unverifiedError struct{ err error }
-
-func (e *unverifiedError) Error() string { return e.err.Error() }
-func (e *unverifiedError) Unwrap() error { return e.err }
+func mark(c Class, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &marked{class: c, err: err}
+}
 
 // MarkPermanent wraps err so that Of reports Permanent. nil stays nil.
-func MarkPermanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &permanentError{err: err}
-}
+func MarkPermanent(err error) error { return mark(Permanent, err) }
 
 // MarkSchema wraps err so that Of reports Schema. nil stays nil.
-func MarkSchema(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &schemaError{err: err}
-}
+func MarkSchema(err error) error { return mark(Schema, err) }
 
 // MarkOutage wraps err so that Of reports Outage (unless it is also marked
-// permanent). nil stays nil.
-func MarkOutage(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &outageError{err: err}
-}
+// otherwise). nil stays nil.
+func MarkOutage(err error) error { return mark(Outage, err) }
 
 // MarkUnverified wraps err so that Of reports Unverified (unless it is
 // also marked schema or permanent). nil stays nil.
-func MarkUnverified(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &unverifiedError{err: err}
-}
+func MarkUnverified(err error) error { return mark(Unverified, err) }
 
-// Of is the class of a processing error: Schema, else Permanent, when
-// marked so anywhere in its chain, else Unverified, else Outage when marked
-// so, else Transient. nil has no class ("").
+// Of is the class of a processing error: the first of Schema, Permanent,
+// Unverified and Outage marked anywhere in its chain, else Transient. nil
+// has no class ("").
 func Of(err error) Class {
-	var p *permanentError
-	var sc *schemaError
-	var u *unverifiedError
-	var o *outageError
-	switch {
-	case err == nil:
+	if err == nil {
 		return ""
-	case errors.As(err, &sc):
-		return Schema
-	case errors.As(err, &p):
-		return Permanent
-	case errors.As(err, &u):
-		return Unverified
-	case errors.As(err, &o):
-		return Outage
-	default:
-		return Transient
 	}
+	for _, c := range []Class{Schema, Permanent, Unverified, Outage} {
+		if errors.Is(err, &marked{class: c}) {
+			return c
+		}
+	}
+	return Transient
 }
 
 // RerunsTransaction reports whether a database transaction that failed with
