@@ -2,7 +2,6 @@ package bench_test
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,14 +45,7 @@ func ingestProcesses(t *testing.T, bin string, apis, conc, ops int) (bench.Stats
 		addr := testenv.FreeAddr(t)
 		p := start(t, bin, "api", append(common, "HTTP_ADDR="+addr, "METRICS_ADDR="+testenv.FreeAddr(t))...)
 		procs.Add("api", p.cmd.Process.Pid)
-		testenv.Eventually(t, 30*time.Second, func() bool {
-			resp, err := http.Get("http://" + addr + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		}, "api ready")
+		awaitReady(t, addr)
 		urls = append(urls, "http://"+addr+"/webhooks/stripe")
 	}
 	procs.Add("client", os.Getpid())
