@@ -94,8 +94,16 @@ func (s *Server) writeError(w http.ResponseWriter, err error) (code int, outcome
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	b, _ := json.Marshal(v) // maps of strings and bools always marshal
+	writeBody(w, code, append(b, '\n'))
+}
+
+// receivedBody is the answer to an accepted webhook, encoded once.
+var receivedBody = []byte(`{"received":true}` + "\n")
+
+// writeBody answers code with the JSON body b.
+func writeBody(w http.ResponseWriter, code int, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
 }

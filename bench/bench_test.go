@@ -79,8 +79,9 @@ func BenchmarkLimitTx(b *testing.B) {
 
 // BenchmarkIngest posts signed webhooks to the api's handler (real
 // broker.Publisher, real HTTP on loopback), each answered 200 after a
-// confirmed enqueue; the raw one-confirm-per-message publish runs beside
-// it with as many operations, for the ratio.
+// confirmed enqueue; the raw one-confirm-per-message publish and the
+// least honest endpoint run beside it with as many operations, for the
+// ratios.
 func BenchmarkIngest(b *testing.B) {
 	body := invoiceEvent("ingest")
 	for _, c := range concurrencies {
@@ -101,9 +102,16 @@ func BenchmarkIngest(b *testing.B) {
 				b.Fatal(err)
 			}
 			r.purge(b)
+			honest, err := post(client, honestServer(b, r), reqs, c, b.N)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.purge(b)
 			report(b, s, "req")
 			b.ReportMetric(raw.Rate(), "raw-msg/s")
 			b.ReportMetric(s.Rate()/raw.Rate(), "ratio")
+			b.ReportMetric(honest.Rate(), "honest-req/s")
+			b.ReportMetric(s.Rate()/honest.Rate(), "honest-ratio")
 		})
 	}
 }

@@ -142,14 +142,7 @@ func endToEnd(t *testing.T, cfg e2eConfig) e2eResult {
 	apiProc := start(t, bin, "api", append(common, "HTTP_ADDR="+apiAddr, "METRICS_ADDR="+testenv.FreeAddr(t), "STRIPE_WEBHOOK_SECRET="+secret)...)
 	workerProc := start(t, bin, "worker", append(common, "METRICS_ADDR="+testenv.FreeAddr(t), "STRIPE_WEBHOOK_SECRET="+secret)...)
 
-	testenv.Eventually(t, 30*time.Second, func() bool {
-		resp, err := http.Get("http://" + apiAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, "api ready")
+	awaitReady(t, apiAddr)
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		var q struct {
 			Consumers int `json:"consumers"`
@@ -226,3 +219,16 @@ func endToEnd(t *testing.T, cfg e2eConfig) e2eResult {
 func nproc() int { return runtime.NumCPU() }
 
 func goVersion() string { return runtime.Version() }
+
+// awaitReady waits until the api at addr answers /readyz with 200.
+func awaitReady(t *testing.T, addr string) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "api ready")
+}

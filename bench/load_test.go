@@ -282,10 +282,16 @@ func sign(body []byte, n int) signedRequests {
 // post sends n signed webhooks to url from conc goroutines; any answer
 // but 200 is an error.
 func post(client *http.Client, url string, reqs signedRequests, conc, n int) (bench.Stats, error) {
+	return postSplit(client, []string{url}, reqs, conc, n)
+}
+
+// postSplit is post with the requests spread over urls in turn, as a
+// balancer in front of several api processes would.
+func postSplit(client *http.Client, urls []string, reqs signedRequests, conc, n int) (bench.Stats, error) {
 	return run(conc, n, func(int) (func(int) error, func(), error) {
 		return func(i int) error {
 			k := i % len(reqs.bodies)
-			req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(reqs.bodies[k]))
+			req, err := http.NewRequest(http.MethodPost, urls[i%len(urls)], bytes.NewReader(reqs.bodies[k]))
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,137 @@
+package bench_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/webhook"
+	gormmysql "gorm.io/driver/mysql"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	gormlogger "gorm.io/gorm/logger"
+
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models"
+)
+
+// honestChannels is the honest endpoint's pool of confirm channels.
+const honestChannels = 8
+
+// honestServer is the least an honest endpoint does, the limit ingest is
+// held to: net/http, stripe-go's signature check, one persistent
+// mandatory publish to the quorum work queue awaited for its confirm
+// before the 200, through a pool of 8 confirm channels (a channel goes
+// back to the pool as soon as the publish is written, so that 8 carry
+// every request in flight), no logging, no metrics, no body parsing (the
+// routing key is fixed). It returns the URL.
+func honestServer(tb testing.TB, r *rabbit) string {
+	tb.Helper()
+	pool := make(chan *amqp.Channel, honestChannels)
+	for range honestChannels {
+		ch, err := r.conn.Channel()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := ch.Confirm(false); err != nil {
+			tb.Fatal(err)
+		}
+		pool <- ch
+	}
+	return serve(tb, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, 1<<20))
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		if err := webhook.ValidatePayload(body, req.Header.Get("Stripe-Signature"), secret); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		ch := <-pool
+		dc, err := ch.PublishWithDeferredConfirm(r.topo.Events, "invoice.paid", true, false,
+			amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body})
+		pool <- ch
+		if err != nil || !dc.Wait() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+}
+
+// peerServer is the handler a user would write instead of the api and
+// the worker: stripe-go's ConstructEventWithOptions (API version
+// mismatches ignored), then one GORM transaction inside the request that
+// writes the ledger row and upserts the invoice, answering 200 after the
+// commit. GORM as a user opens it: database/sql's default pool, no
+// logging. It returns the URL.
+func peerServer(tb testing.TB) string {
+	tb.Helper()
+	db, err := gorm.Open(gormmysql.Open(testenv.Database(tb)), &gorm.Config{Logger: gormlogger.Discard})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = sqlDB.Close() })
+	return serve(tb, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, 1<<20))
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		ev, err := webhook.ConstructEventWithOptions(body, req.Header.Get("Stripe-Signature"), secret,
+			webhook.ConstructEventOptions{IgnoreAPIVersionMismatch: true})
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		var inv stripe.Invoice
+		if err := json.Unmarshal(ev.Data.Raw, &inv); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		now := time.Now().UTC()
+		created := time.Unix(ev.Created, 0).UTC()
+		err = db.WithContext(req.Context()).Transaction(func(tx *gorm.DB) error {
+			if err := tx.Create(&models.StripeEvent{
+				ID: ev.ID, Type: string(ev.Type), APIVersion: ev.APIVersion, Livemode: ev.Livemode, Created: &created,
+				Status: models.EventProcessed, Attempts: 1, Payload: body, ReceivedAt: now, ProcessedAt: &now,
+			}).Error; err != nil {
+				return err
+			}
+			status := string(inv.Status)
+			row := models.Invoice{
+				StripeID: inv.ID, Status: &status, Currency: (*string)(&inv.Currency),
+				AmountDue: &inv.AmountDue, AmountPaid: &inv.AmountPaid, Total: &inv.Total, Livemode: inv.Livemode,
+				Ordering: models.Ordering{LastEventID: &ev.ID, LastEventCreated: &created, CreatedAt: now, UpdatedAt: now},
+			}
+			if inv.Customer != nil {
+				row.CustomerID = &inv.Customer.ID
+			}
+			return tx.Clauses(clause.OnConflict{
+				Columns:   []clause.Column{{Name: "stripe_id"}},
+				DoUpdates: clause.AssignmentColumns([]string{"status", "amount_due", "amount_paid", "total", "last_event_id", "last_event_created", "updated_at"}),
+			}).Create(&row).Error
+		})
+		if err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+}
+
+// signDistinct signs n distinct invoice events of run: writers to the
+// database must not meet the same event twice.
+func signDistinct(run string, n int) signedRequests {
+	return signEvents(fmt.Sprintf("%s_%d", run, time.Now().UnixNano()), n)
+}

@@ -1,0 +1,151 @@
+package bench_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stripe-billing/billing/bench"
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models"
+)
+
+// buildBinary builds `billing` for the processes of a measurement.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "billing")
+	build := exec.Command("go", "build", "-o", bin, "github.com/stripe-billing/billing/cmd/billing")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// servers are the shared servers' processes, for their CPU time.
+func servers(p *bench.Procs) {
+	p.Add("rabbitmq", bench.FindProcesses("beam.smp")...)
+	p.Add("mariadb", bench.FindProcesses("mariadbd")...)
+}
+
+// ingestProcesses posts ops signed webhooks at concurrency conc to apis
+// `billing api` processes (each on its own port, the requests spread
+// over them in turn) with the default log level, and reads the CPU of
+// the api processes, this test process (the HTTP client), RabbitMQ and
+// MariaDB over the run.
+func ingestProcesses(t *testing.T, bin string, apis, conc, ops int) (bench.Stats, bench.CPUUse) {
+	t.Helper()
+	r := newRabbit(t)
+	common := []string{"AMQP_URL=" + testenv.AMQPURL(), "BILLING_NAMESPACE=" + r.topo.Namespace, "STRIPE_WEBHOOK_SECRET=" + secret}
+	var procs bench.Procs
+	var urls []string
+	for range apis {
+		addr := testenv.FreeAddr(t)
+		p := start(t, bin, "api", append(common, "HTTP_ADDR="+addr, "METRICS_ADDR="+testenv.FreeAddr(t))...)
+		procs.Add("api", p.cmd.Process.Pid)
+		awaitReady(t, addr)
+		urls = append(urls, "http://"+addr+"/webhooks/stripe")
+	}
+	procs.Add("client", os.Getpid())
+	servers(&procs)
+	client := httpClient(conc)
+	reqs := signEvents("scale", 64)
+	var s bench.Stats
+	use, err := procs.Measure(func() (err error) {
+		s, err = postSplit(client, urls, reqs, conc, ops)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.purge(t)
+	return s, use
+}
+
+// workerProcesses drains a work queue pre-filled with events lifecycle
+// events with workers `billing worker` processes into a fresh database.
+// The rate runs from the first processed_at to the last, so the
+// processes' start is not counted; the CPU of the workers, RabbitMQ and
+// MariaDB is read from the workers' start to the last event.
+func workerProcesses(t *testing.T, bin string, workers, events int) (float64, bench.CPUUse) {
+	t.Helper()
+	r := newRabbit(t)
+	dsn := testenv.Database(t)
+	if err := prefill(r, lifecycleBodies(events, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	store := openStore(t, dsn, settings(t))
+	env := []string{"AMQP_URL=" + testenv.AMQPURL(), "BILLING_NAMESPACE=" + r.topo.Namespace, "LOG_LEVEL=warn",
+		"MYSQL_DSN=" + dsn, "STRIPE_WEBHOOK_SECRET=" + testenv.WebhookSecret}
+	var procs bench.Procs
+	servers(&procs)
+	use, err := procs.Measure(func() error {
+		for range workers {
+			p := start(t, bin, "worker", append(env, "METRICS_ADDR="+testenv.FreeAddr(t))...)
+			procs.Add("worker", p.cmd.Process.Pid)
+		}
+		testenv.Eventually(t, 5*time.Minute, func() bool {
+			var done int64
+			err := store.DB().Model(&models.StripeEvent{}).Where("status IN ?", []string{models.EventProcessed, models.EventIgnored}).Count(&done).Error
+			return err == nil && done >= int64(events)
+		}, "%d events processed by %d workers", events, workers)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var span struct{ First, Last time.Time }
+	if err := store.DB().Model(&models.StripeEvent{}).Select("MIN(processed_at) AS first, MAX(processed_at) AS last").Scan(&span).Error; err != nil {
+		t.Fatal(err)
+	}
+	window := span.Last.Sub(span.First)
+	if window <= 0 {
+		t.Fatalf("processed_at spans %s", window)
+	}
+	use.Elapsed = window // the busy stretch, for the cores
+	return float64(events-1) / window.Seconds(), use
+}
+
+// scaling measures ingest with 1 and 2 api processes and processing with
+// 1, 2 and 4 worker processes on this machine, and the CPU each
+// process spends per 1,000 events in the single-process runs.
+func scaling(t *testing.T, ops, events int) []bench.Row {
+	t.Helper()
+	bin := buildBinary(t)
+	const conc = 64
+	var rows []bench.Row
+	var one float64
+	for _, apis := range []int{1, 2} {
+		var s bench.Stats
+		var use bench.CPUUse
+		if !t.Run(fmt.Sprintf("apis=%d", apis), func(t *testing.T) { s, use = ingestProcesses(t, bin, apis, conc, ops) }) {
+			t.FailNow()
+		}
+		if apis == 1 {
+			one = s.Rate()
+			rows = append(rows, bench.Row{Part: "cost", What: fmt.Sprintf("ingest, 1 api process (LOG_LEVEL=info), c=%d, %d requests", conc, ops),
+				Figure: use.PerThousand(ops)})
+		}
+		rows = append(rows, bench.Row{Part: "scaling", What: fmt.Sprintf("ingest, %d `billing api` process(es) on their own ports, the load split, c=%d", apis, conc),
+			Figure: fmt.Sprintf("%s, p99 %s; %s", bench.PerSecond(s.Rate(), "req"), bench.Millis(s.Percentile(.99)), use.Cores()),
+			Ratio:  fmt.Sprintf("%.2f× 1 process", s.Rate()/one)})
+	}
+	for _, workers := range []int{1, 2, 4} {
+		var rate float64
+		var use bench.CPUUse
+		if !t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) { rate, use = workerProcesses(t, bin, workers, events) }) {
+			t.FailNow()
+		}
+		if workers == 1 {
+			one = rate
+			rows = append(rows, bench.Row{Part: "cost", What: fmt.Sprintf("processing, 1 worker process, %d queued lifecycle events", events),
+				Figure: use.PerThousand(events)})
+		}
+		rows = append(rows, bench.Row{Part: "scaling", What: fmt.Sprintf("processing, %d `billing worker` process(es), %d queued events", workers, events),
+			Figure: fmt.Sprintf("%s; %s", bench.PerSecond(rate, "event"), use.Cores()),
+			Ratio:  fmt.Sprintf("%.2f× 1 process", rate/one)})
+	}
+	return rows
+}
