@@ -295,6 +295,14 @@ func (l *load) wait(t *testing.T, within time.Duration) simulate.Summary {
 		t.Fatalf("simulate did not finish within %s", within)
 	}
 	l.cancel()
+	// Faults make the api answer 503 and Stripe retry; any other status
+	// means the simulator sent what the api refuses (say, an event
+	// created in the future), and those events would go untested.
+	for code, n := range l.summary.NotOK {
+		if code != http.StatusServiceUnavailable {
+			t.Errorf("simulate: %d answers %d; want only 2xx and 503", n, code)
+		}
+	}
 	return l.summary
 }
 

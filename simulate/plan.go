@@ -41,6 +41,16 @@ func planCounts(cfg Config) (lifecycle, poison, duplicates int) {
 	return unique - poison, poison, duplicates
 }
 
+// span bounds how long after cfg.Start the last event of a run claims to
+// be created: lifecycleEvents starts a batch of cfg.Customers lifecycles
+// every cfg.Customers+120 seconds, and a lifecycle lasts under 120 s.
+func span(cfg Config) time.Duration {
+	nLife, _, _ := planCounts(cfg)
+	perBatch := max(cfg.Customers, 1) * len(stripeevent.Lifecycle(1, time.Time{}))
+	batches := (max(nLife, 0) + perBatch - 1) / perBatch
+	return time.Duration(batches*(cfg.Customers+120)) * time.Second
+}
+
 // plan builds the deliveries of one run: its objects, times and order
 // deterministically from cfg.Seed and cfg.Start, its event ids at random.
 func plan(cfg Config) ([]delivery, error) {

@@ -57,10 +57,11 @@ type Config struct {
 	// Customers is the number of customer lifecycles interleaved at once
 	// (default 50); a run longer than their 19 events each uses new batches.
 	Customers int
-	// Start is the time the generated events claim to begin (default: now,
-	// to the second). Object ids derive from it, so two runs with the same
-	// Start and Seed send the same objects in the same order, under new
-	// event ids.
+	// Start is the time the generated events claim to begin (default: far
+	// enough before now, to the second, that the last one is not in the
+	// future, which the api refuses). Object ids derive from it, so two runs
+	// with the same Start and Seed send the same objects in the same order,
+	// under new event ids.
 	Start time.Time
 	// RequestTimeout bounds one request (default 10s). In-flight requests
 	// finish even after ctx is done, so that every sent request has an answer.
@@ -83,7 +84,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Now = time.Now
 	}
 	if c.Start.IsZero() {
-		c.Start = c.Now().Truncate(time.Second)
+		c.Start = c.Now().Add(-span(c)).Truncate(time.Second)
 	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("simulate: "+format, args...)) }

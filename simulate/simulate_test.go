@@ -492,3 +492,32 @@ func TestRunSendsTestModeEvents(t *testing.T) {
 		t.Errorf("%d events, %d not in test mode; want %d, none", events, live, cfg.Count)
 	}
 }
+
+// TestRunCreatesNothingInTheFuture: by default a long run's events all
+// claim a created time before the run, however many batches of customers
+// it takes: the api refuses an event created in the future.
+func TestRunCreatesNothingInTheFuture(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var latest int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev struct{ Created int64 }
+		body, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(body, &ev)
+		mu.Lock()
+		defer mu.Unlock()
+		latest = max(latest, ev.Created)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := baseConfig(srv.URL)
+	cfg.Start, cfg.Count, cfg.Customers, cfg.Concurrency = time.Time{}, 3000, 20, 16 // eight batches of customers
+	before := time.Now()
+	if _, err := simulate.Run(context.Background(), cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if latest == 0 || latest > before.Unix() {
+		t.Errorf("latest created %s, want at or before the run's start %s", time.Unix(latest, 0).UTC(), before.UTC())
+	}
+}
