@@ -3,10 +3,8 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -20,7 +18,6 @@ import (
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/internal/testenv"
-	"github.com/stripe-billing/billing/models"
 )
 
 // The cluster of scripts/cluster-up.sh: c1-c3@localhost on their own ports,
@@ -179,21 +176,7 @@ func TestSerialCluster(t *testing.T) {
 		}
 	}
 
-	store, err := models.Open(context.Background(), s.dsn, models.PoolConfig{MaxOpenConns: 2, MaxIdleConns: 1, ConnMaxLifetime: time.Minute},
-		slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	got, err := billingtest.ReadRecords(store.DB())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for table, rows := range want.Tables() {
-		if g := got.Tables()[table]; !slices.Equal(g, rows) {
-			t.Errorf("%s: %d rows differ from the lifecycles' %d:\n got  %.2000q\n want %.2000q", table, len(g), len(rows), g, rows)
-		}
-	}
+	checkRecords(t, s.store(t), want)
 	running(t, apis...)
 	step("records right")
 }
@@ -249,15 +232,7 @@ type poster struct {
 // it finishes the batch under way and returns the records the lifecycles
 // must leave.
 func (p *poster) run(stop chan struct{}, rate, batch int) (billingtest.Records, int) {
-	jobs := make(chan []byte)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for raw := range jobs {
-				p.deliver(raw)
-			}
-		})
-	}
+	jobs, wait := p.senders()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	rng := rand.New(rand.NewPCG(14, 14))
@@ -268,7 +243,7 @@ func (p *poster) run(stop chan struct{}, rate, batch int) (billingtest.Records, 
 		select {
 		case <-stop:
 			close(jobs)
-			wg.Wait()
+			wait()
 			return want, seed
 		default:
 		}
@@ -290,20 +265,27 @@ func (p *poster) run(stop chan struct{}, rate, batch int) (billingtest.Records, 
 
 // postAll posts events, 8 at a time, as fast as the apis answer.
 func (p *poster) postAll(events [][]byte) {
-	jobs := make(chan []byte)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for raw := range jobs {
-				p.deliver(raw)
-			}
-		})
-	}
+	jobs, wait := p.senders()
 	for _, raw := range events {
 		jobs <- raw
 	}
 	close(jobs)
-	wg.Wait()
+	wait()
+}
+
+// senders delivers what is sent on jobs, 8 at a time; wait returns once
+// jobs is closed and every event delivered.
+func (p *poster) senders() (jobs chan<- []byte, wait func()) {
+	ch := make(chan []byte)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for raw := range ch {
+				p.deliver(raw)
+			}
+		})
+	}
+	return ch, wg.Wait
 }
 
 // deliver posts raw until an api answers 2xx (for at most a minute).
