@@ -57,13 +57,25 @@ CONF
 		setsid "$bin/rabbitmq-server" >"$nd/log/stdout.log" 2>&1 </dev/null &
 }
 
+ctl() { HOME="$dir/home" RABBITMQ_CONF_ENV_FILE="$dir/empty-env.conf" "$bin/rabbitmqctl" "$@"; }
+
+# await_node N: wait until node cN has booted. await_startup fails at once
+# while the node is not yet registered with epmd, so it is retried.
+await_node() {
+	for _ in $(seq 120); do
+		ctl -n "c$1@localhost" -q await_startup >/dev/null 2>&1 && return 0
+		sleep 1
+	done
+	echo "cluster-up: node c$1 did not start; logs in $dir/c$1/log" >&2
+	return 1
+}
+
 # A node number or name alone: restart that node of a running cluster (the
 # tests bring back a node they killed). No argument: start the cluster.
 if (($# == 1)); then
 	start_node "${1#c}"
-	HOME="$dir/home" RABBITMQ_CONF_ENV_FILE="$dir/empty-env.conf" \
-		timeout 120 "$bin/rabbitmqctl" -n "c${1#c}@localhost" await_startup >/dev/null
-	exit 0
+	await_node "${1#c}"
+	exit
 fi
 
 for n in 1 2 3; do
@@ -80,16 +92,12 @@ if [[ ! -f "$dir/home/.erlang.cookie" ]]; then
 fi
 for n in 1 2 3; do start_node "$n"; done
 
-ctl() { HOME="$dir/home" RABBITMQ_CONF_ENV_FILE="$dir/empty-env.conf" "$bin/rabbitmqctl" "$@"; }
 # await_online_nodes needs node 1 to answer first.
-for _ in $(seq 120); do
-	ctl -n c1@localhost -q await_startup >/dev/null 2>&1 && break
-	sleep 1
-done
+await_node 1
 if ! timeout 120 env HOME="$dir/home" RABBITMQ_CONF_ENV_FILE="$dir/empty-env.conf" \
 	"$bin/rabbitmqctl" -n c1@localhost await_online_nodes 3 >/dev/null; then
 	echo "cluster-up: the three nodes did not form a cluster; logs in $dir/c*/log" >&2
 	exit 1
 fi
-for n in 2 3; do ctl -n "c$n@localhost" -q await_startup >/dev/null; done
+for n in 2 3; do await_node "$n"; done
 echo "cluster-up: c1 c2 c3 on 127.0.0.1:$((amqp_base + 1))-$((amqp_base + 3)) (management $((mgmt_base + 1))-$((mgmt_base + 3)))"
