@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,9 @@ var ErrUnavailable = errors.New("broker: not connected")
 
 // ConnConfig configures a supervised connection.
 type ConnConfig struct {
+	// URL is one node's AMQP URL, or a comma-separated list of the
+	// cluster's nodes: each connection attempt tries them in turn, starting
+	// after the node last connected to.
 	URL string
 	// Name is shown in the management UI's connection list.
 	Name     string
@@ -26,7 +30,16 @@ type ConnConfig struct {
 	Backoff func(attempt int) time.Duration
 	// DialTimeout bounds one connection attempt.
 	DialTimeout time.Duration
+	// ReconnectDelay is the wait after a connection loss before the first
+	// redial (default DefaultReconnectDelay).
+	ReconnectDelay time.Duration
 }
+
+// DefaultReconnectDelay is the wait before redialling after a connection
+// loss. On RabbitMQ 3.10.8, a client that reconnected within milliseconds
+// of losing the node that led a quorum queue had every publish nacked until
+// that node came back (issue 14); after about a second it was not.
+const DefaultReconnectDelay = time.Second
 
 // Conn is one AMQP connection, supervised: Run dials, checks that the
 // topology exists (Topology.Check: `billing topology` declares it), and
@@ -36,6 +49,9 @@ type ConnConfig struct {
 type Conn struct {
 	cfg    ConnConfig
 	logger *slog.Logger
+
+	urls []string
+	next int // the index in urls the next dial tries first; Run's goroutine only
 
 	mu    sync.Mutex
 	conn  *amqp.Connection
@@ -56,7 +72,10 @@ func NewConn(cfg ConnConfig, logger *slog.Logger) *Conn {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 5 * time.Second
 	}
-	return &Conn{cfg: cfg, logger: logger.With("amqp_connection", cfg.Name), ready: make(chan struct{})}
+	if cfg.ReconnectDelay <= 0 {
+		cfg.ReconnectDelay = DefaultReconnectDelay
+	}
+	return &Conn{cfg: cfg, urls: SplitURLs(cfg.URL), logger: logger.With("amqp_connection", cfg.Name), ready: make(chan struct{})}
 }
 
 // Run keeps the connection up until ctx is done, then closes it. A missing
@@ -80,6 +99,11 @@ func (c *Conn) Run(ctx context.Context) error {
 		attempt = -1
 		if !c.serve(ctx, conn) {
 			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(c.cfg.ReconnectDelay):
 		}
 	}
 }
@@ -131,31 +155,80 @@ func ParseURL(raw string) (amqp.URI, error) {
 	return uri, nil
 }
 
-// RedactURL returns raw with its password hidden, for messages and logs.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
+// SplitURLs reads AMQP_URL: one URL or a comma-separated list of a
+// cluster's nodes (no URL holds a comma once its user name and password
+// are percent-encoded).
+func SplitURLs(raw string) []string {
+	var urls []string
+	for _, u := range strings.Split(raw, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
 	}
-	return u.Redacted()
+	return urls
 }
 
-func (c *Conn) dial() (*amqp.Connection, error) {
-	// Parsed here first, as amqp.DialConfig's error would quote the URL
-	// on every reconnect.
-	if _, err := ParseURL(c.cfg.URL); err != nil {
-		return nil, err
+// RedactURL returns raw, one URL or a list, with every password hidden,
+// for messages and logs.
+func RedactURL(raw string) string {
+	urls := SplitURLs(raw)
+	for i, one := range urls {
+		u, err := url.Parse(one)
+		if err != nil {
+			urls[i] = "(unparsable URL)"
+			continue
+		}
+		urls[i] = u.Redacted()
+	}
+	return strings.Join(urls, ",")
+}
+
+// Dial connects to the first node of raw (one URL or a list) that
+// answers, trying each in turn.
+func Dial(raw, name string, timeout time.Duration) (*amqp.Connection, error) {
+	conn, _, err := dialFirst(SplitURLs(raw), 0, name, timeout)
+	return conn, err
+}
+
+// dialFirst tries urls in turn from urls[start] and returns the first
+// connection and its index, or every node's error.
+func dialFirst(urls []string, start int, name string, timeout time.Duration) (*amqp.Connection, int, error) {
+	if len(urls) == 0 {
+		return nil, 0, errors.New("broker: no AMQP URL")
 	}
 	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(c.cfg.Name)
-	conn, err := amqp.DialConfig(c.cfg.URL, amqp.Config{
-		Heartbeat:  10 * time.Second,
-		Properties: props,
-		Dial:       amqp.DefaultDial(c.cfg.DialTimeout),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("broker: dial: %w", err)
+	props.SetClientConnectionName(name)
+	var errs []error
+	for k := range urls {
+		i := (start + k) % len(urls)
+		// Parsed here first, as amqp.DialConfig's error would quote the
+		// URL on every reconnect.
+		uri, err := ParseURL(urls[i])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		conn, err := amqp.DialConfig(urls[i], amqp.Config{
+			Heartbeat:  10 * time.Second,
+			Properties: props,
+			Dial:       amqp.DefaultDial(timeout),
+		})
+		if err == nil {
+			return conn, i, nil
+		}
+		errs = append(errs, fmt.Errorf("broker: dial %s:%d: %w", uri.Host, uri.Port, err))
 	}
+	return nil, 0, errors.Join(errs...)
+}
+
+// dial connects to the first node that answers, from the one after the
+// node last connected to: a lost node is tried last.
+func (c *Conn) dial() (*amqp.Connection, error) {
+	conn, i, err := dialFirst(c.urls, c.next, c.cfg.Name, c.cfg.DialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	c.next = (i + 1) % len(c.urls)
 	if err := c.cfg.Topology.Check(conn); err != nil {
 		_ = conn.Close()
 		return nil, err

@@ -58,12 +58,73 @@ func TestConnLogHidesThePassword(t *testing.T) {
 func TestRedactURL(t *testing.T) {
 	t.Parallel()
 	for raw, want := range map[string]string{
-		"amqp://billing:hunter%252@rabbitmq:5672/": "amqp://billing:xxxxx@rabbitmq:5672/",
-		"amqp://billing:hunter%zz@rabbitmq:5672/":  "(unparsable URL)",
-		"amqp://rabbitmq:5672/":                    "amqp://rabbitmq:5672/",
+		"amqp://billing:hunter%252@rabbitmq:5672/":     "amqp://billing:xxxxx@rabbitmq:5672/",
+		"amqp://billing:hunter%zz@rabbitmq:5672/":      "(unparsable URL)",
+		"amqp://rabbitmq:5672/":                        "amqp://rabbitmq:5672/",
+		"amqp://a:pw1@r1:5672/, amqp://b:pw2@r2:5672/": "amqp://a:xxxxx@r1:5672/,amqp://b:xxxxx@r2:5672/",
 	} {
 		if got := broker.RedactURL(raw); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", raw, got, want)
 		}
+	}
+}
+
+// TestConnTriesEachNodeInTurn gives Conn a cluster's list whose first node
+// refuses connections: it connects through the second, and after losing
+// that connection it waits ReconnectDelay, then tries the list again (the
+// refused node first, as the node lost is tried last) and reconnects.
+func TestConnTriesEachNodeInTurn(t *testing.T) {
+	t.Parallel()
+	topo := testenv.Declare(t, broker.NewTopology(testenv.Namespace(t), []time.Duration{time.Second}, 5))
+	refused := "amqp://guest:guest@" + testenv.FreeAddr(t) + "/"
+	const delay = 300 * time.Millisecond
+	conn := broker.NewConn(broker.ConnConfig{
+		URL: refused + " , " + testenv.AMQPURL(), Name: t.Name(), Topology: topo, ReconnectDelay: delay,
+		Backoff: func(int) time.Duration { return 20 * time.Millisecond },
+	}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = conn.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	first, err := conn.Await(ctxTimeout(t, 10*time.Second))
+	if err != nil {
+		t.Fatalf("no connection through the second URL: %v", err)
+	}
+	lost := time.Now()
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := conn.Await(ctxTimeout(t, 10*time.Second))
+	if err != nil {
+		t.Fatalf("no reconnection after the loss: %v", err)
+	}
+	if second == first {
+		t.Fatal("Await returned the closed connection")
+	}
+	if waited := time.Since(lost); waited < delay {
+		t.Errorf("reconnected %v after the loss, before ReconnectDelay %v", waited, delay)
+	}
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestDialTriesEachNode: `billing topology` dials through the same list;
+// every node refused gives an error per node, without the password.
+func TestDialTriesEachNode(t *testing.T) {
+	t.Parallel()
+	refused := "amqp://guest:hunter%252@" + testenv.FreeAddr(t) + "/"
+	conn, err := broker.Dial(refused+","+testenv.AMQPURL(), t.Name(), 5*time.Second)
+	if err != nil {
+		t.Fatalf("Dial with the second node up: %v", err)
+	}
+	conn.Close()
+	_, err = broker.Dial(refused+","+refused, t.Name(), 5*time.Second)
+	if err == nil || strings.Count(err.Error(), "connection refused") != 2 || strings.Contains(err.Error(), "hunter") {
+		t.Errorf("Dial with every node down = %v, want two refusals and no password", err)
 	}
 }

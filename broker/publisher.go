@@ -146,6 +146,11 @@ func (p *Publisher) publish(ctx context.Context, exchange, key string, msg amqp.
 		return fmt.Errorf("%w: channel closed before the confirm", ErrUnavailable)
 	}
 	if !acked {
+		// A fresh channel, not this one, for the next publish: on RabbitMQ
+		// 3.10.8 a channel whose quorum queue leader died kept asking the
+		// dead leader, and every publish on it was nacked until that node
+		// came back (issue 14).
+		p.discard(cc)
 		return ErrNacked
 	}
 	return nil

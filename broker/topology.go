@@ -39,6 +39,11 @@ type Topology struct {
 	Delays []time.Duration
 	// DeliveryLimit is the work queue's x-delivery-limit backstop.
 	DeliveryLimit int
+	// QuorumInitialGroupSize is the members of each quorum queue Declare
+	// creates (x-quorum-initial-group-size): the cluster's size, so each
+	// queue survives losing a node; 0 leaves RabbitMQ's default (every
+	// node of the cluster, at most 5 in recent versions).
+	QuorumInitialGroupSize int
 }
 
 // Defaults of the topology and the publisher pool (config.Vars refers to
@@ -145,6 +150,9 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 		}, []binding{{t.Retry, t.TierName(i)}}})
 	}
 	for _, q := range queues {
+		if t.QuorumInitialGroupSize > 0 {
+			q.args["x-quorum-initial-group-size"] = t.QuorumInitialGroupSize
+		}
 		if _, err := ch.QueueDeclare(q.name, true, false, false, false, q.args); err != nil {
 			return fmt.Errorf("broker: declare queue %s: %w", q.name, err)
 		}

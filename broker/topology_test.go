@@ -3,6 +3,8 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -97,4 +99,27 @@ func TestTopologyCheck(t *testing.T) {
 			t.Fatalf("Conn.Run with the DLQ missing = %v, want ErrTopologyMissing", err)
 		}
 	})
+}
+
+// TestDeclareQuorumInitialGroupSize: set, every quorum queue is declared
+// with it (x-quorum-initial-group-size); unset, RabbitMQ's default applies.
+func TestDeclareQuorumInitialGroupSize(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int{0, 1} {
+		topo := broker.NewTopology(testenv.Namespace(t), []time.Duration{time.Second}, 5)
+		topo.QuorumInitialGroupSize = size
+		testenv.Declare(t, topo)
+		for _, q := range topo.Queues() {
+			var got struct {
+				Arguments map[string]any `json:"arguments"`
+			}
+			if err := testenv.Management(http.MethodGet, "/api/queues/%2F/"+url.PathEscape(q), nil, &got); err != nil {
+				t.Fatal(err)
+			}
+			arg, set := got.Arguments["x-quorum-initial-group-size"]
+			if (size == 0 && set) || (size > 0 && arg != float64(size)) {
+				t.Errorf("size %d: queue %s has x-quorum-initial-group-size %v (set %v)", size, q, arg, set)
+			}
+		}
+	}
 }

@@ -32,6 +32,7 @@ type stack struct {
 	dockerignore string
 	depsUp       string // scripts/deps-up.sh, which `make test` uses
 	rabbitConf   string // deploy/rabbitmq/rabbitmq.conf
+	clusterConf  string // deploy/rabbitmq/cluster.conf, the cluster profile's
 	definitions  definitions
 	mysqlInit    string // deploy/mysql/init/01-users.sql
 }
@@ -82,6 +83,7 @@ func loadStack(t *testing.T) *stack {
 		dockerignore: string(read(".dockerignore")),
 		depsUp:       string(read("scripts/deps-up.sh")),
 		rabbitConf:   string(read("deploy/rabbitmq/rabbitmq.conf")),
+		clusterConf:  string(read("deploy/rabbitmq/cluster.conf")),
 		mysqlInit:    string(read("deploy/mysql/init/01-users.sql")),
 	}
 	if err := json.Unmarshal(read("deploy/rabbitmq/definitions.json"), &s.definitions); err != nil {
@@ -765,6 +767,63 @@ func TestCompose(t *testing.T) {
 				return nil
 			},
 			breakIt: func(s *stack) { s.dockerignore += "\ncmd\n" },
+		},
+		{
+			name: "the cluster profile forms three rabbitmq nodes into one cluster",
+			check: func(s *stack) error {
+				var nodes []string
+				for name, svc := range s.services {
+					if slices.Contains(strs(svc["profiles"]), "cluster") {
+						nodes = append(nodes, name)
+					}
+				}
+				slices.Sort(nodes)
+				if want := []string{"rabbit1", "rabbit2", "rabbit3"}; !slices.Equal(nodes, want) {
+					return fmt.Errorf("cluster profile services %v, want %v", nodes, want)
+				}
+				if !strings.Contains(s.clusterConf, "cluster_formation.peer_discovery_backend = classic_config") {
+					return errors.New("cluster.conf does not use classic_config peer discovery")
+				}
+				const mount = "./deploy/rabbitmq/cluster.conf:/etc/rabbitmq/conf.d/30-cluster.conf:ro"
+				cookie, hostPorts := "", map[string]string{}
+				for i, name := range nodes {
+					svc := s.services[name]
+					if svc["image"] != s.services["rabbitmq"]["image"] {
+						return fmt.Errorf("%s image %v, want the single node's %v", name, svc["image"], s.services["rabbitmq"]["image"])
+					}
+					// The node name rabbit@<hostname> must be one the others look for.
+					node := fmt.Sprintf("cluster_formation.classic_config.nodes.%d = rabbit@%v", i+1, svc["hostname"])
+					if svc["hostname"] != name || !strings.Contains(s.clusterConf, node) {
+						return fmt.Errorf("%s: hostname %v, cluster.conf lacks %q", name, svc["hostname"], node)
+					}
+					c := s.env(name)["RABBITMQ_ERLANG_COOKIE"]
+					if c == "" || (cookie != "" && c != cookie) {
+						return fmt.Errorf("%s: Erlang cookie %q: the three need one shared cookie", name, c)
+					}
+					cookie = c
+					if !slices.Contains(strs(svc["volumes"]), mount) {
+						return fmt.Errorf("%s does not mount %s", name, mount)
+					}
+					if !s.publishes(name, "5672") {
+						return fmt.Errorf("%s does not publish AMQP", name)
+					}
+					for _, m := range strs(svc["ports"]) {
+						host := strings.Split(m, ":")[1]
+						if other, taken := hostPorts[host]; taken || host == "5672" || host == "15672" {
+							return fmt.Errorf("%s publishes host port %s, taken by %s or the single node", name, host, other)
+						}
+						hostPorts[host] = name
+					}
+					hc, _ := svc["healthcheck"].(map[string]any)
+					if test := strings.Join(strs(hc["test"]), " "); !strings.Contains(test, "await_online_nodes 3") {
+						return fmt.Errorf("%s healthcheck %q does not wait for the three nodes", name, test)
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) {
+				s.services["rabbit3"]["environment"] = map[string]any{"RABBITMQ_ERLANG_COOKIE": "another"}
+			},
 		},
 		{
 			name: "make test uses the compose credentials",

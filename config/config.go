@@ -55,7 +55,7 @@ type Var struct {
 // Vars lists every environment variable the program reads. A default that
 // a package also applies is that package's named constant.
 var Vars = []Var{
-	{"AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ connection URL."},
+	{"AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL, or a cluster's node URLs comma-separated, tried in turn ([scaling](docs/scaling.md))."},
 	{"MYSQL_DSN", "root@tcp(127.0.0.1:3306)/billing?parseTime=true", "MySQL DSN (go-sql-driver format); `parseTime=true` is required."},
 	{"STRIPE_WEBHOOK_SECRET", "", "Webhook signing secret(s) `whsec_...`; a comma-separated list during rotation. Required by `api` and `worker` (which checks every message again)."},
 	{"STRIPE_API_KEY", "", "Stripe secret key; when set, `worker` fetches from Stripe each event it cannot verify and each object whose same-second tie nothing in the payloads settles, and `sweep` reconciles with Stripe's Events API."},
@@ -82,6 +82,7 @@ var Vars = []Var{
 	{"SWEEP_LIMIT", strconv.Itoa(dlq.DefaultSweepLimit), "Most parked events `sweep` re-drives in one run."},
 	{"SWEEP_MAX_REDRIVES", strconv.Itoa(dlq.DefaultSweepMaxRedrives), "Most automatic re-drives of one event by `sweep`."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
+	{"QUORUM_INITIAL_GROUP_SIZE", "", "Members of each quorum queue `topology` declares (the cluster's size); unset: RabbitMQ's default."},
 }
 
 // Config holds every setting, parsed and validated.
@@ -113,6 +114,8 @@ type Config struct {
 	SweepLimit          int
 	SweepMaxRedrives    int
 	LogLevel            string
+	// QuorumInitialGroupSize is 0 when unset.
+	QuorumInitialGroupSize int
 }
 
 // ErrMissingWebhookSecret is returned by RequireWebhookSecret.
@@ -157,8 +160,17 @@ func Load(getenv func(string) string) (Config, error) {
 		SweepMaxRedrives:    l.positiveInt("SWEEP_MAX_REDRIVES"),
 		LogLevel:            l.str("LOG_LEVEL"),
 	}
-	if _, err := broker.ParseURL(c.AMQPURL); err != nil {
-		l.fail("AMQP_URL", "must be an amqp:// or amqps:// URL: "+err.Error())
+	urls := broker.SplitURLs(c.AMQPURL)
+	if len(urls) == 0 {
+		l.fail("AMQP_URL", "must be an amqp:// or amqps:// URL, or a comma-separated list of them")
+	}
+	for i, u := range urls {
+		if _, err := broker.ParseURL(u); err != nil {
+			l.fail("AMQP_URL", fmt.Sprintf("must be an amqp:// or amqps:// URL (entry %d of %d): %s", i+1, len(urls), err))
+		}
+	}
+	if v := l.str("QUORUM_INITIAL_GROUP_SIZE"); v != "" {
+		c.QuorumInitialGroupSize = l.positiveInt("QUORUM_INITIAL_GROUP_SIZE")
 	}
 	if u, err := url.Parse(c.StripeAPIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		l.fail("STRIPE_API_BASE", "must be an https URL such as https://api.stripe.com")

@@ -117,6 +117,38 @@ func TestAMQPURLErrorHidesThePassword(t *testing.T) {
 	}
 }
 
+// AMQP_URL may list a cluster's nodes; each entry is checked and named by
+// its place, never quoted.
+func TestAMQPURLList(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{"AMQP_URL": "amqp://b:p1@r1:5672/, amqp://b:p2@r2:5672/"}))
+	if err != nil || c.AMQPURL == "" {
+		t.Fatalf("a list of two URLs: %v", err)
+	}
+	_, err = config.Load(env(map[string]string{"AMQP_URL": "amqp://b:p1@r1:5672/,amqp://b:hunter%zz@r2:5672/"}))
+	if err == nil || !strings.Contains(err.Error(), "config: AMQP_URL: ") || !strings.Contains(err.Error(), "entry 2 of 2") || strings.Contains(err.Error(), "hunter") {
+		t.Errorf("a list with a bad second URL: %v, want entry 2 named, no password", err)
+	}
+	if _, err := config.Load(env(map[string]string{"AMQP_URL": " , "})); err == nil {
+		t.Error("a list of no URL is accepted")
+	}
+}
+
+func TestQuorumInitialGroupSize(t *testing.T) {
+	t.Parallel()
+	for v, want := range map[string]int{"": 0, "3": 3} {
+		c, err := config.Load(env(map[string]string{"QUORUM_INITIAL_GROUP_SIZE": v}))
+		if err != nil || c.QuorumInitialGroupSize != want {
+			t.Errorf("QUORUM_INITIAL_GROUP_SIZE=%q: %d, %v; want %d", v, c.QuorumInitialGroupSize, err, want)
+		}
+	}
+	for _, v := range []string{"0", "-1", "three"} {
+		if _, err := config.Load(env(map[string]string{"QUORUM_INITIAL_GROUP_SIZE": v})); err == nil || !strings.Contains(err.Error(), "QUORUM_INITIAL_GROUP_SIZE") {
+			t.Errorf("QUORUM_INITIAL_GROUP_SIZE=%q: %v, want an error naming it", v, err)
+		}
+	}
+}
+
 // STRIPE_API_BASE carries the API key: plain http is for stripe-mock on
 // this machine only.
 func TestStripeAPIBaseHTTPSUnlessLoopback(t *testing.T) {

@@ -51,21 +51,8 @@ func TestVersionedRecords(t *testing.T) {
 		}
 	}
 	s.waitProcessed(t, ids, 30*time.Second)
-	store, err := models.Open(context.Background(), s.dsn, models.PoolConfig{MaxOpenConns: 2, MaxIdleConns: 1, ConnMaxLifetime: time.Minute},
-		slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	got, err := billingtest.ReadRecords(store.DB())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for table, rows := range want.Tables() {
-		if g := got.Tables()[table]; !slices.Equal(g, rows) {
-			t.Errorf("%s:\n got  %q\n want %q", table, g, rows)
-		}
-	}
+	store := s.store(t)
+	got := checkRecords(t, store, want)
 	if len(got.InvoicePayments) != 6 || len(got.SubscriptionItems) != 18 {
 		t.Errorf("%d invoice payments and %d subscription items, want 6 (basil and dahlia) and 18", len(got.InvoicePayments), len(got.SubscriptionItems))
 	}
@@ -125,6 +112,34 @@ func versionedEvent(t *testing.T, v, id, typ string, object map[string]any) []by
 		t.Fatal(err)
 	}
 	return b
+}
+
+// store opens the stack's database as the worker does, closed when t ends.
+func (s *stack) store(t *testing.T) *models.Store {
+	t.Helper()
+	store, err := models.Open(context.Background(), s.dsn, models.PoolConfig{MaxOpenConns: 2, MaxIdleConns: 1, ConnMaxLifetime: time.Minute},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// checkRecords reads the billing records and reports each table that is
+// not want's.
+func checkRecords(t *testing.T, store *models.Store, want billingtest.Records) billingtest.Records {
+	t.Helper()
+	got, err := billingtest.ReadRecords(store.DB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for table, rows := range want.Tables() {
+		if g := got.Tables()[table]; !slices.Equal(g, rows) {
+			t.Errorf("%s: %d rows, want %d:\n got  %.3000q\n want %.3000q", table, len(g), len(rows), g, rows)
+		}
+	}
+	return got
 }
 
 func eventIDOf(t *testing.T, raw []byte) string {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/stripe-billing/billing/broker"
 )
 
@@ -26,8 +24,9 @@ func runTopology(_ context.Context, e env, args []string) error {
 		return err
 	}
 	topo := broker.NewTopology(cfg.Namespace, cfg.RetryDelays, cfg.WorkDeliveryLimit)
+	topo.QuorumInitialGroupSize = cfg.QuorumInitialGroupSize
 	// amqp091-go dials without a context; the dial timeout bounds it.
-	conn, err := amqp.DialConfig(cfg.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	conn, err := broker.Dial(cfg.AMQPURL, "billing topology", 5*time.Second)
 	if err != nil {
 		return fmt.Errorf("topology: connect to RabbitMQ at %s (AMQP_URL): %w", broker.RedactURL(cfg.AMQPURL), err)
 	}
