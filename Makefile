@@ -23,7 +23,7 @@ test-parallel:
 	$(SHARED) bash scripts/deps-up.sh go test -count=1 -timeout 10m ./...
 
 test-serial:
-	$(EXCLUSIVE) bash scripts/deps-up.sh go test -tags serial -p 1 -count=1 -timeout 5m -run '^TestSerial' ./e2e/
+	$(EXCLUSIVE) bash scripts/deps-up.sh go test -tags serial -p 1 -count=1 -timeout 12m -run '^TestSerial' ./e2e/
 
 # The benchmark table of docs/benchmarks.md (a few minutes).
 bench:
