@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -148,6 +149,23 @@ func TestSerialCluster(t *testing.T) {
 		t.Errorf("the DLQ holds %d messages the run did not put there: %v", n, parked)
 	}
 	step("every accepted event applied once, nothing parked")
+
+	// Several workers on one queue order each object through row locks:
+	// a deadlock is retried, a storm of them would stall the run.
+	var deadlocks float64
+	for _, w := range workers {
+		_, body := get(w.url("/metrics"))
+		for _, line := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(line, `billing_database_errors_total{class="deadlock"} `); ok {
+				n, _ := strconv.ParseFloat(v, 64)
+				deadlocks += n
+			}
+		}
+	}
+	step("deadlocks retried by the 3 workers: %.0f for %d accepted events", deadlocks, len(accepted))
+	if deadlocks > float64(len(accepted))/20 {
+		t.Errorf("%.0f deadlocks for %d events: a storm, want at most one in 20 events", deadlocks, len(accepted))
+	}
 
 	// Processing with 1, 2 and 3 workers: the events wait in the work
 	// queue, then k workers drain it.
