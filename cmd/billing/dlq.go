@@ -160,10 +160,11 @@ func runDLQReplay(ctx context.Context, e env, args []string) error {
 // dlqSession is a command's view of the broker: a reading connection, a
 // publishing connection with its confirm publisher, and the DLQ on them.
 type dlqSession struct {
-	topo  broker.Topology
-	dlq   *dlq.Queue
-	pub   *broker.Publisher
-	close func()
+	topo   broker.Topology
+	reader *broker.Conn
+	dlq    *dlq.Queue
+	pub    *broker.Publisher
+	close  func()
 }
 
 // openDLQ connects to RabbitMQ (checking the topology) and waits at most
@@ -196,6 +197,7 @@ func openDLQ(ctx context.Context, cfg config.Config, logger *slog.Logger, name s
 		return c, nil
 	}
 	reader, err := connect("reader")
+	s.reader = reader
 	if err == nil {
 		var pubConn *broker.Conn
 		if pubConn, err = connect("publisher"); err == nil {

@@ -35,6 +35,7 @@ func commands() map[string]command {
 		"sweep":     {"one pass for cron: re-drive parked events, reconcile with Stripe", runSweep},
 		"dlq":       {"list or replay dead-lettered events", runDLQ},
 		"simulate":  {"post realistic signed Stripe events to the api", runSimulate},
+		"status":    {"where things stand: queues, rates, parked and lost events, the last sweep", runStatus},
 		"reprocess": {"apply ledger events again through today's handlers (by type, status, time)", runReprocess},
 	}
 }
