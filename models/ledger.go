@@ -28,7 +28,8 @@ const (
 // processed; ev.ProcessedAt), so that applying an event costs one ledger
 // statement: a failure rolls the row back with the rest of the event's
 // work. An existing row that is done makes a duplicate; a dead row is
-// taken over (its status, processed_at, attempts and payload set), locked
+// taken over (its status, processed_at, attempts and payload set, its
+// last_error cleared), locked
 // until tx ends, so a replayed parked event applies exactly once.
 func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
 	if ev.Status == "" {
@@ -59,6 +60,7 @@ func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
 		"payload":      ev.Payload,
 		"status":       ev.Status,
 		"processed_at": ev.ProcessedAt,
+		"last_error":   nil, // it applied: the parking's reason is history
 	}).Error
 	if err != nil {
 		return 0, fmt.Errorf("models: take over event %s: %w", ev.ID, err)

@@ -162,6 +162,31 @@ func TestWithLock(t *testing.T) {
 	}
 }
 
+// A dead event processed at last (a replay) is taken over: processed,
+// its parking's error cleared.
+func TestClaimEventTakesOverADeadRow(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: "evt_back", Type: "invoice.paid", Attempts: 3, LastError: "boom"}); err != nil {
+		t.Fatal(err)
+	}
+	var claim models.Claim
+	err := s.InTx(ctx, func(tx *gorm.DB) error {
+		now := time.Now()
+		var err error
+		claim, err = models.ClaimEvent(tx, &models.StripeEvent{ID: "evt_back", Type: "invoice.paid", ReceivedAt: now, ProcessedAt: &now})
+		return err
+	})
+	if err != nil || claim != models.ClaimTakeover {
+		t.Fatalf("ClaimEvent = %v, %v; want a takeover", claim, err)
+	}
+	got := ledgerRow(t, s, "evt_back")
+	if got.Status != models.EventProcessed || got.Attempts != 4 || got.LastError != nil || got.ProcessedAt == nil {
+		t.Errorf("row %s attempts %d last_error %v processed_at %v; want processed, attempts 4, no last_error", got.Status, got.Attempts, got.LastError, got.ProcessedAt)
+	}
+}
+
 func TestDead(t *testing.T) {
 	t.Parallel()
 	s := testenv.Store(t)
