@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/status"
 )
 
@@ -40,11 +39,9 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	store, err := models.Open(octx, cfg.MySQLDSN, models.PoolConfig{MaxOpenConns: 2, MaxIdleConns: 2, ConnMaxLifetime: cfg.DBConnMaxLifetime}, logger)
-	cancel()
+	store, err := openStore(ctx, cfg, logger, "status", 2)
 	if err != nil {
-		return fmt.Errorf("status: open MySQL (MYSQL_DSN): %w", err)
+		return err
 	}
 	defer store.Close()
 	s, err := openDLQ(ctx, cfg, logger, "billing-status")
