@@ -35,6 +35,9 @@ type stack struct {
 	clusterConf  string // deploy/rabbitmq/cluster.conf, the cluster profile's
 	definitions  definitions
 	mysqlInit    string // deploy/mysql/init/01-users.sql
+	prometheus   string // deploy/prometheus/prometheus.yml
+	grafanaDash  string // deploy/grafana/provisioning/dashboards/billing.yml
+	grafanaData  string // deploy/grafana/provisioning/datasources/prometheus.yml
 }
 
 // definitions is deploy/rabbitmq/definitions.json, the parts compose uses.
@@ -85,6 +88,9 @@ func loadStack(t *testing.T) *stack {
 		rabbitConf:   string(read("deploy/rabbitmq/rabbitmq.conf")),
 		clusterConf:  string(read("deploy/rabbitmq/cluster.conf")),
 		mysqlInit:    string(read("deploy/mysql/init/01-users.sql")),
+		prometheus:   string(read("deploy/prometheus/prometheus.yml")),
+		grafanaDash:  string(read("deploy/grafana/provisioning/dashboards/billing.yml")),
+		grafanaData:  string(read("deploy/grafana/provisioning/datasources/prometheus.yml")),
 	}
 	if err := json.Unmarshal(read("deploy/rabbitmq/definitions.json"), &s.definitions); err != nil {
 		t.Fatalf("deploy/rabbitmq/definitions.json: %v", err)
@@ -545,6 +551,66 @@ func TestCompose(t *testing.T) {
 			breakIt: func(s *stack) {
 				s.plugins = "[rabbitmq_management,rabbitmq_prometheus,rabbitmq_shovel_management]."
 			},
+		},
+		{
+			name: "monitoring profile: prometheus scrapes every process, grafana loads the dashboards",
+			check: func(s *stack) error {
+				for name, svc := range s.services {
+					got := strs(svc["profiles"])
+					monitoring := name == "prometheus" || name == "grafana"
+					if monitoring != slices.Equal(got, []string{"monitoring"}) {
+						return fmt.Errorf("%s has profiles %v: only prometheus and grafana are in [monitoring], the rest run without a profile", name, got)
+					}
+				}
+				if !slices.Contains(strs(s.services["prometheus"]["volumes"]), "./deploy/prometheus:/etc/prometheus:ro") ||
+					!slices.Contains(strs(s.services["prometheus"]["command"]), "--config.file=/etc/prometheus/prometheus.yml") {
+					return errors.New("prometheus does not run with ./deploy/prometheus/prometheus.yml")
+				}
+				var cfg struct {
+					RuleFiles     []string `yaml:"rule_files"`
+					ScrapeConfigs []struct {
+						Job           string `yaml:"job_name"`
+						StaticConfigs []struct {
+							Targets []string `yaml:"targets"`
+						} `yaml:"static_configs"`
+					} `yaml:"scrape_configs"`
+				}
+				if err := yaml.Unmarshal([]byte(s.prometheus), &cfg); err != nil {
+					return fmt.Errorf("prometheus.yml: %w", err)
+				}
+				targets := map[string][]string{}
+				for _, sc := range cfg.ScrapeConfigs {
+					for _, st := range sc.StaticConfigs {
+						targets[sc.Job] = append(targets[sc.Job], st.Targets...)
+					}
+				}
+				want := map[string]string{"rabbitmq": "rabbitmq:15692"}
+				for _, svc := range []string{"api", "worker", "sweep"} {
+					want["billing-"+svc] = svc + ":" + port(s.expandedEnv(svc)["METRICS_ADDR"])
+				}
+				for job, target := range want {
+					if !slices.Equal(targets[job], []string{target}) {
+						return fmt.Errorf("prometheus.yml job %s scrapes %v, want [%s]", job, targets[job], target)
+					}
+				}
+				if !slices.Equal(cfg.RuleFiles, []string{"alerts.yml"}) {
+					return fmt.Errorf("prometheus.yml rule_files %v, want [alerts.yml]", cfg.RuleFiles)
+				}
+				if !strings.Contains(s.plugins, "rabbitmq_prometheus") {
+					return errors.New("enabled_plugins lacks rabbitmq_prometheus, which the rabbitmq job scrapes")
+				}
+				vols := strs(s.services["grafana"]["volumes"])
+				if !slices.Contains(vols, "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro") ||
+					!slices.Contains(vols, "./deploy/grafana/dashboards:/etc/grafana/dashboards:ro") ||
+					!strings.Contains(s.grafanaDash, "path: /etc/grafana/dashboards") {
+					return errors.New("grafana does not provision deploy/grafana/dashboards from the path its provider reads")
+				}
+				if !strings.Contains(s.grafanaData, "url: http://prometheus:9090") {
+					return errors.New("grafana's data source is not the prometheus service")
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.prometheus = strings.Replace(s.prometheus, "worker:9090", "worker:9091", 1) },
 		},
 		{
 			name: "every port is published on 127.0.0.1 only",

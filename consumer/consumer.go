@@ -374,6 +374,9 @@ func (c *Consumer) newItem(d amqp.Delivery, start time.Time) *item {
 	id, typ := broker.Identity(d.MessageId, d.Type, d.Body)
 	it.ev = Delivery{ID: id, Type: typ, Body: d.Body, Signature: broker.HeaderString(d.Headers, broker.HeaderStripeSignature), Attempt: it.a.Number(), Replays: it.a.Replays, Redelivered: d.Redelivered, report: &it.handled}
 	it.logger = c.logger.With("event_id", id, "event_type", typ, "attempt", it.ev.Attempt)
+	if it.a.Replays > 0 {
+		it.logger = it.logger.With("replays", it.a.Replays, "origin", string(it.a.Origin))
+	}
 	return it
 }
 

@@ -178,7 +178,13 @@ func Log(logger *slog.Logger) Middleware {
 			errs, err := next.HandleBatch(ctx, ds)
 			ms := time.Since(start).Milliseconds()
 			if err != nil && len(ds) > 1 {
-				logger.Warn("batch failed", "events", len(ds), "duration_ms", ms, "error", err, "class", string(failure.Of(err)))
+				l := logger
+				// A replay must show on the batch path too: its events are
+				// handled again one at a time, but this line comes first.
+				if n := replayed(ds); n > 0 {
+					l = l.With("replayed", n)
+				}
+				l.Warn("batch failed", "events", len(ds), "duration_ms", ms, "error", err, "class", string(failure.Of(err)))
 				return errs, err
 			}
 			for i, d := range ds {
@@ -197,11 +203,27 @@ func Log(logger *slog.Logger) Middleware {
 					l.Warn("event failed", "error", e, "class", string(failure.Of(e)))
 					continue
 				}
-				l.Debug("event handled")
+				// A replay is rare and someone waits for it: at Info.
+				level := slog.LevelDebug
+				if d.Replays > 0 {
+					level = slog.LevelInfo
+				}
+				l.Log(ctx, level, "event handled")
 			}
 			return errs, err
 		})
 	}
+}
+
+// replayed counts the events of ds sent back from the DLQ.
+func replayed(ds []Delivery) int {
+	n := 0
+	for _, d := range ds {
+		if d.Replays > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // Timeout bounds one handling; a handler that overruns gets a canceled

@@ -137,3 +137,31 @@ func TestPipeline(t *testing.T) {
 		})
 	}
 }
+
+// TestLogNamesReplays shows that Log tells a replayed event from a first
+// delivery, one by one and in a failed batch.
+func TestLogNamesReplays(t *testing.T) {
+	t.Parallel()
+	ds := []consumer.Delivery{{ID: "evt_replayed", Type: "invoice.paid", Attempt: 1, Replays: 2}, {ID: "evt_first", Type: "invoice.paid", Attempt: 1}}
+	logs := &logRecords{}
+	ok := consumer.BatchHandlerFunc(func(_ context.Context, ds []consumer.Delivery) ([]error, error) { return make([]error, len(ds)), nil })
+	if _, err := consumer.Log(slog.New(logs))(ok).HandleBatch(context.Background(), ds); err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]map[string]string{}
+	for _, r := range logs.find("event handled") {
+		byID[r["event_id"]] = r
+	}
+	if r := byID["evt_replayed"]; r["replays"] != "2" || r["batch"] != "2" {
+		t.Errorf("replayed event's record %v, want replays 2 in a batch of 2", r)
+	}
+	if r, ok := byID["evt_first"]; !ok || r["replays"] != "" {
+		t.Errorf("first delivery's record %v, want one without replays", r)
+	}
+
+	failed := consumer.BatchHandlerFunc(func(context.Context, []consumer.Delivery) ([]error, error) { return nil, fmt.Errorf("boom") })
+	_, _ = consumer.Log(slog.New(logs))(failed).HandleBatch(context.Background(), ds)
+	if recs := logs.find("batch failed"); len(recs) != 1 || recs[0]["replayed"] != "1" {
+		t.Errorf("batch failure records %v, want one naming 1 replayed event", recs)
+	}
+}

@@ -112,18 +112,25 @@ func (r *Router) Fail(ctx context.Context, d amqp.Delivery, cause error) (failur
 	if a.Replays > 0 {
 		h[broker.HeaderReplays] = int32(a.Replays)
 	}
+	// The first failure survives retries and replays alike: a replay is a
+	// fresh attempt, but the event has been failing since then.
 	first := now
-	if a.Prior > 0 {
-		if t, err := time.Parse(time.RFC3339Nano, broker.HeaderString(d.Headers, broker.HeaderFirstFailedAt)); err == nil {
-			first = t
-		}
+	if t, err := time.Parse(time.RFC3339Nano, broker.HeaderString(d.Headers, broker.HeaderFirstFailedAt)); err == nil {
+		first = t
 	}
 	h[broker.HeaderFirstFailedAt] = first.Format(time.RFC3339Nano)
 	h[broker.HeaderLastFailedAt] = now.Format(time.RFC3339Nano)
 	h[broker.HeaderError] = TruncateError(cause.Error(), MaxErrorHeader)
 	h[broker.HeaderErrorClass] = string(dec.Class)
 
-	key := d.RoutingKey
+	// Parked under the event type, the api's routing key: a replay through
+	// the default exchange ("Move messages", `billing dlq replay`) arrives
+	// keyed by the work queue's name, which a person copying the key into
+	// "Publish message" must not find on the parked message.
+	key := d.Type
+	if key == "" {
+		key = d.RoutingKey
+	}
 	if !dec.Parked {
 		key = r.cfg.Topology.TierName(dec.Tier)
 		if err := r.pub.Publish(ctx, r.cfg.Topology.Retry, key, msg); err != nil {

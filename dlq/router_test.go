@@ -241,6 +241,33 @@ func TestFailParksWithTheReason(t *testing.T) {
 	}
 }
 
+// A replayed event that fails again keeps its first failure time and is
+// parked under its event type, not the work queue's name it came back with.
+func TestFailAfterAReplay(t *testing.T) {
+	t.Parallel()
+	topo, pub, ch := brokerSetup(t, []time.Duration{time.Minute})
+	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	r := testRouter(t, topo, pub, nil, now)
+	d := original(topo)
+	d.Exchange, d.RoutingKey = "", topo.Work // moved back from the DLQ
+	d.Headers[broker.HeaderAttempt] = int32(5)
+	d.Headers[broker.HeaderParkedAt] = "2026-01-03T00:00:00Z"
+	dec, err := r.Fail(context.Background(), d, failure.MarkPermanent(errors.New("still broken")))
+	if err != nil || !dec.Parked || dec.Attempt != 1 {
+		t.Fatalf("Fail = %+v, %v; want parked on the replay's first attempt", dec, err)
+	}
+	got := getOne(t, ch, topo.DLQ)
+	if got.RoutingKey != "invoice.paid" {
+		t.Errorf("parked with routing key %q, want the event type invoice.paid", got.RoutingKey)
+	}
+	if first, last := got.Headers[broker.HeaderFirstFailedAt], got.Headers[broker.HeaderLastFailedAt]; first != "2026-01-02T03:04:05Z" || last != "2026-03-04T05:06:07Z" {
+		t.Errorf("first failed at %v, last %v; want the first failure before the replay kept, the last now", first, last)
+	}
+	if replays := got.Headers[broker.HeaderReplays]; replays != int32(2) {
+		t.Errorf("%s = %#v, want 2 (one more)", broker.HeaderReplays, replays)
+	}
+}
+
 func TestFailDoesNotConfirmWhatIsNotQueued(t *testing.T) {
 	t.Parallel()
 	topo, pub, ch := brokerSetup(t, []time.Duration{time.Minute})

@@ -2,6 +2,7 @@ package dlq
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +19,12 @@ const SweepLockName = "billing-sweep"
 type SweepStore interface {
 	WithLock(ctx context.Context, name string, timeout time.Duration, fn func(ctx context.Context) error) (bool, error)
 	IncrementRedrives(ctx context.Context, id string) (int, error)
+	SetCheckpoint(ctx context.Context, name, value string) error
 }
+
+// LastSweepCheckpoint is the sweep_checkpoints row where each pass that ran
+// saves its SweepSummary, for `billing status`.
+const LastSweepCheckpoint = "sweep-last-pass"
 
 // Reconciler enqueues the events Stripe sent that never arrived:
 // *reconcile.Reconciler.
@@ -78,6 +84,41 @@ type SweepReport struct {
 	Errors []error
 }
 
+// SweepSummary is what a pass did, as saved under LastSweepCheckpoint.
+type SweepSummary struct {
+	At            time.Time `json:"at"`
+	Redriven      int       `json:"redriven"`
+	Permanent     int       `json:"permanent"`
+	OutOfRedrives int       `json:"out_of_redrives"`
+	Waiting       int       `json:"waiting"`
+	// Reconciled is the number of missing events enqueued from Stripe;
+	// nil when the pass did not reconcile (no STRIPE_API_KEY).
+	Reconciled *int     `json:"reconciled,omitempty"`
+	Errors     []string `json:"errors,omitempty"`
+}
+
+// Summary is r as saved, for a pass that ended at.
+func (r SweepReport) Summary(at time.Time) SweepSummary {
+	sum := SweepSummary{At: at.UTC(), Redriven: len(r.Redriven), Permanent: r.Permanent, OutOfRedrives: r.OutOfRedrives, Waiting: r.Waiting}
+	if r.Reconciled != nil {
+		n := r.Reconciled.Enqueued
+		sum.Reconciled = &n
+	}
+	for _, err := range r.Errors {
+		sum.Errors = append(sum.Errors, err.Error())
+	}
+	return sum
+}
+
+// ParseSweepSummary reads a value saved under LastSweepCheckpoint.
+func ParseSweepSummary(value string) (SweepSummary, error) {
+	var sum SweepSummary
+	if err := json.Unmarshal([]byte(value), &sum); err != nil {
+		return sum, fmt.Errorf("dlq: parse sweep summary: %w", err)
+	}
+	return sum, nil
+}
+
 // LeftForPerson counts the parked events the sweep will never re-drive.
 func (r SweepReport) LeftForPerson() int { return r.Permanent + r.OutOfRedrives }
 
@@ -117,6 +158,14 @@ func (s *Sweep) Pass(ctx context.Context) (SweepReport, error) {
 			if err != nil {
 				rep.Errors = append(rep.Errors, err)
 			}
+		}
+		// Saved under the lock, so the row always holds the latest pass.
+		b, err := json.Marshal(rep.Summary(s.cfg.Now()))
+		if err == nil {
+			err = s.store.SetCheckpoint(ctx, LastSweepCheckpoint, string(b))
+		}
+		if err != nil {
+			rep.Errors = append(rep.Errors, fmt.Errorf("dlq: sweep: save summary: %w", err))
 		}
 		return nil
 	})

@@ -61,6 +61,14 @@ func TestSweepRedrivesTransientParkedEventsAndLeavesPermanentOnes(t *testing.T) 
 	if rep.Skipped || rep.Permanent != 2 || rep.OutOfRedrives != 1 || rep.Waiting != 1 || rep.LeftForPerson() != 3 {
 		t.Errorf("report %+v: want 2 permanent (permanent, unverified), 1 out of re-drives, 1 waiting", rep)
 	}
+	saved, err := store.Checkpoint(ctx, dlq.LastSweepCheckpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := dlq.ParseSweepSummary(saved)
+	if err != nil || !sum.At.Equal(now.UTC()) || sum.Redriven != 2 || sum.Permanent != 2 || sum.OutOfRedrives != 1 || sum.Waiting != 1 || sum.Reconciled != nil || len(sum.Errors) != 0 {
+		t.Errorf("saved summary %+v, %v: want this pass's counts at %s", sum, err, now.UTC())
+	}
 	e.waitReady(t, e.topo.DLQ, 4)
 	for _, d := range e.takeAll(t, e.topo.Work) {
 		checkReplayCopy(t, d, sent[d.MessageId], e.topo.Work, true)

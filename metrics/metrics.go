@@ -81,6 +81,10 @@ type Metrics struct {
 	// OldestParkedAge is how long ago the oldest event still parked (dead
 	// in the ledger) was first received; 0 when none is.
 	OldestParkedAge prometheus.Gauge
+	// DeadEvents is the number of events dead in the ledger. More of them
+	// than messages in all the queues means parked events went somewhere
+	// else (a mistyped "Move messages" destination).
+	DeadEvents prometheus.Gauge
 	// DBErrors counts database errors by class (deadlock, lock_wait_timeout,
 	// unavailable, other, ...).
 	DBErrors *prometheus.CounterVec
@@ -143,6 +147,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "billing_oldest_parked_event_age_seconds",
 			Help: "Age of the oldest event parked in the DLQ and dead in the ledger, since it was first received; 0 when none.",
 		}),
+		DeadEvents: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "billing_dead_events",
+			Help: "Events dead in the ledger: parked, or moved out of the DLQ and not processed yet.",
+		}),
 		DBErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "billing_database_errors_total",
 			Help: "Database errors seen by the worker, by class.",
@@ -159,7 +167,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.Webhooks, m.PublishConfirm, m.EventsProcessed, m.Processing,
 		m.Retries, m.Parked, m.Replayed, m.SweepResults,
-		m.QueueDepth, m.QueueDepthErrors, m.OldestParkedAge, m.DBErrors, m.BuildInfo,
+		m.QueueDepth, m.QueueDepthErrors, m.OldestParkedAge, m.DeadEvents, m.DBErrors, m.BuildInfo,
 		m.Unverified,
 	)
 	version, goversion, revision := buildInfo()

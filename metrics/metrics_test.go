@@ -228,6 +228,7 @@ func TestLint(t *testing.T) {
 	m.QueueDepth.WithLabelValues("billing.events.work").Set(3)
 	m.QueueDepthErrors.Inc()
 	m.OldestParkedAge.Set(42)
+	m.DeadEvents.Set(2)
 	m.DBError("deadlock")
 
 	problems, err := testutil.GatherAndLint(reg)
@@ -241,8 +242,8 @@ func TestLint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(families) != 13 {
-		t.Errorf("gathered %d metric families, want 13", len(families))
+	if len(families) != 14 {
+		t.Errorf("gathered %d metric families, want 14", len(families))
 	}
 	for _, f := range families {
 		if !strings.HasPrefix(f.GetName(), "billing_") {

@@ -84,51 +84,53 @@ func (p *QueueDepthPoller) poll(ctx context.Context, seen map[string]bool) map[s
 	return now
 }
 
-// OldestFunc returns when the oldest event still parked (dead in the
-// ledger) was first received, the zero time when none is:
-// models.Store.OldestDead, once the database is open.
-type OldestFunc func(ctx context.Context) (time.Time, error)
+// ParkedFunc returns how many events are dead in the ledger and when the
+// oldest of them was first received (the zero time when none is):
+// models.Store.Dead, once the database is open.
+type ParkedFunc func(ctx context.Context) (count int, oldest time.Time, err error)
 
-// OldestParkedPoller sets Metrics.OldestParkedAge from an OldestFunc on an
-// interval.
-type OldestParkedPoller struct {
+// ParkedPoller sets Metrics.OldestParkedAge and Metrics.DeadEvents from a
+// ParkedFunc on an interval.
+type ParkedPoller struct {
 	m        *Metrics
 	logger   *slog.Logger
-	oldest   OldestFunc
+	parked   ParkedFunc
 	interval time.Duration
 	timeout  time.Duration
 	now      func() time.Time
 }
 
-// NewOldestParkedPoller returns a poller that calls oldest every interval
-// (and once at the start of Run), each call bounded by timeout, and sets
-// m's oldest-parked gauge. A nil logger discards.
-func NewOldestParkedPoller(interval, timeout time.Duration, logger *slog.Logger, m *Metrics, oldest OldestFunc) (*OldestParkedPoller, error) {
+// NewParkedPoller returns a poller that calls parked every interval (and
+// once at the start of Run), each call bounded by timeout, and sets m's
+// parked gauges. A nil logger discards.
+func NewParkedPoller(interval, timeout time.Duration, logger *slog.Logger, m *Metrics, parked ParkedFunc) (*ParkedPoller, error) {
 	switch {
 	case interval <= 0 || timeout <= 0:
-		return nil, fmt.Errorf("metrics: oldest parked poller: interval %s, timeout %s: want positive", interval, timeout)
-	case m == nil || oldest == nil:
-		return nil, errors.New("metrics: oldest parked poller: metrics and oldest function are required")
+		return nil, fmt.Errorf("metrics: parked poller: interval %s, timeout %s: want positive", interval, timeout)
+	case m == nil || parked == nil:
+		return nil, errors.New("metrics: parked poller: metrics and parked function are required")
 	case logger == nil:
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &OldestParkedPoller{m: m, logger: logger, oldest: oldest, interval: interval, timeout: timeout, now: time.Now}, nil
+	return &ParkedPoller{m: m, logger: logger, parked: parked, interval: interval, timeout: timeout, now: time.Now}, nil
 }
 
 // Run polls until ctx is done and returns nil then. A failed poll (the
-// database not open yet, or not answering) leaves the gauge as it was.
-func (p *OldestParkedPoller) Run(ctx context.Context) error {
+// database not open yet, or not answering) leaves the gauges as they were.
+func (p *ParkedPoller) Run(ctx context.Context) error {
 	return every(ctx, p.interval, func(ctx context.Context) {
 		qctx, cancel := context.WithTimeout(ctx, p.timeout)
-		oldest, err := p.oldest(qctx)
+		count, oldest, err := p.parked(qctx)
 		cancel()
-		switch {
-		case err != nil:
-			p.logger.Debug("oldest parked event: query failed", "error", err)
-		case oldest.IsZero():
-			p.m.OldestParkedAge.Set(0)
-		default:
-			p.m.OldestParkedAge.Set(p.now().Sub(oldest).Seconds())
+		if err != nil {
+			p.logger.Debug("parked events: query failed", "error", err)
+			return
 		}
+		p.m.DeadEvents.Set(float64(count))
+		if oldest.IsZero() {
+			p.m.OldestParkedAge.Set(0)
+			return
+		}
+		p.m.OldestParkedAge.Set(p.now().Sub(oldest).Seconds())
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/verify"
 )
 
@@ -35,6 +36,21 @@ func NewEventObserver(m *Metrics, topo broker.Topology, handled []string) *Event
 	e := &EventObserver{m: m, topo: topo, handled: make(map[string]bool, len(handled))}
 	for _, t := range handled {
 		e.handled[t] = true
+	}
+	if m == nil {
+		return e
+	}
+	// The retries, parkings and database errors a worker can have start at
+	// zero, so that rate() and the dashboard's panels see the series from
+	// the first scrape rather than from the first failure.
+	for i := range topo.Delays {
+		m.Retries.WithLabelValues(topo.TierName(i))
+	}
+	for _, c := range []failure.Class{failure.Transient, failure.Permanent, failure.Schema, failure.Unverified} {
+		m.Parked.WithLabelValues(string(c))
+	}
+	for _, c := range []string{models.ErrorUnavailable, models.ErrorDeadlock, models.ErrorLockWaitTimeout, models.ErrorOther} {
+		m.DBErrors.WithLabelValues(c)
 	}
 	return e
 }

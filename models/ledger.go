@@ -28,7 +28,8 @@ const (
 // processed; ev.ProcessedAt), so that applying an event costs one ledger
 // statement: a failure rolls the row back with the rest of the event's
 // work. An existing row that is done makes a duplicate; a dead row is
-// taken over (its status, processed_at, attempts and payload set), locked
+// taken over (its status, processed_at, attempts and payload set, its
+// last_error cleared), locked
 // until tx ends, so a replayed parked event applies exactly once.
 func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
 	if ev.Status == "" {
@@ -59,6 +60,7 @@ func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
 		"payload":      ev.Payload,
 		"status":       ev.Status,
 		"processed_at": ev.ProcessedAt,
+		"last_error":   nil, // it applied: the parking's reason is history
 	}).Error
 	if err != nil {
 		return 0, fmt.Errorf("models: take over event %s: %w", ev.ID, err)
@@ -132,15 +134,95 @@ func (s *Store) MarkDead(ctx context.Context, ev DeadEvent) error {
 	return translate("mark dead "+ev.ID, err)
 }
 
-// OldestDead returns when the oldest event still dead in the ledger was
-// first received; the zero time when none is.
-func (s *Store) OldestDead(ctx context.Context) (time.Time, error) {
-	var oldest sql.NullTime
-	err := s.db.WithContext(ctx).Model(&StripeEvent{}).Select("MIN(received_at)").Where("status = ?", EventDead).Row().Scan(&oldest)
-	if err != nil {
-		return time.Time{}, translate("oldest dead event", err)
+// DeadSummary is what the ledger says about the events still parked.
+type DeadSummary struct {
+	// Count is the number of events dead in the ledger.
+	Count int
+	// OldestID and OldestReceivedAt name the one first received; empty and
+	// zero when none is dead.
+	OldestID         string
+	OldestReceivedAt time.Time
+}
+
+// Dead summarizes the events still dead in the ledger (parked, or moved out
+// of the DLQ and not yet processed).
+func (s *Store) Dead(ctx context.Context) (DeadSummary, error) {
+	var sum DeadSummary
+	db := s.db.WithContext(ctx)
+	var n int64
+	if err := db.Model(&StripeEvent{}).Where("status = ?", EventDead).Count(&n).Error; err != nil {
+		return sum, translate("count dead events", err)
 	}
-	return oldest.Time, nil
+	sum.Count = int(n)
+	if n == 0 {
+		return sum, nil
+	}
+	var oldest StripeEvent
+	err := db.Select("id", "received_at").Where("status = ?", EventDead).Order("received_at, id").Take(&oldest).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) { // processed since the count
+		return DeadSummary{}, nil
+	}
+	if err != nil {
+		return sum, translate("oldest dead event", err)
+	}
+	sum.OldestID, sum.OldestReceivedAt = oldest.ID, oldest.ReceivedAt
+	return sum, nil
+}
+
+// Activity counts the ledger's events of a recent window.
+type Activity struct {
+	// Received counts events first seen (a ledger row written) since then,
+	// whatever became of them.
+	Received int
+	// Processed counts events processed or ignored since then (including
+	// parked events replayed since, received up to a day earlier).
+	Processed int
+	// Parked counts events received since then that are dead now.
+	Parked int
+}
+
+// Activity counts the events received and processed since since. Every
+// count is a range of the (status, received_at) index, so a busy ledger
+// answers quickly.
+func (s *Store) Activity(ctx context.Context, since time.Time) (Activity, error) {
+	var a Activity
+	done := []string{EventProcessed, EventIgnored}
+	db := s.db.WithContext(ctx)
+	var byStatus []struct {
+		Status string
+		N      int
+	}
+	err := db.Model(&StripeEvent{}).Select("status, COUNT(*) AS n").
+		Where("status IN ? AND received_at >= ?", append(done, EventDead), since).Group("status").Scan(&byStatus).Error
+	if err != nil {
+		return a, translate("count received events", err)
+	}
+	for _, r := range byStatus {
+		a.Received += r.N
+		if r.Status == EventDead {
+			a.Parked = r.N
+		}
+	}
+	var n int64
+	err = db.Model(&StripeEvent{}).
+		Where("status IN ? AND received_at >= ? AND processed_at >= ?", done, since.Add(-24*time.Hour), since).Count(&n).Error
+	if err != nil {
+		return a, translate("count processed events", err)
+	}
+	a.Processed = int(n)
+	return a, nil
+}
+
+// DeadIDs returns the ids of up to limit events dead in the ledger, oldest
+// first.
+func (s *Store) DeadIDs(ctx context.Context, limit int) ([]string, error) {
+	var ids []string
+	err := s.db.WithContext(ctx).Model(&StripeEvent{}).Where("status = ?", EventDead).
+		Order("received_at, id").Limit(limit).Pluck("id", &ids).Error
+	if err != nil {
+		return nil, translate("dead event ids", err)
+	}
+	return ids, nil
 }
 
 // KnownEventIDs returns which of ids have a ledger row, whatever its status.

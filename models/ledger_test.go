@@ -162,23 +162,81 @@ func TestWithLock(t *testing.T) {
 	}
 }
 
-func TestOldestDead(t *testing.T) {
+// A dead event processed at last (a replay) is taken over: processed,
+// its parking's error cleared.
+func TestClaimEventTakesOverADeadRow(t *testing.T) {
 	t.Parallel()
 	s := testenv.Store(t)
 	ctx := context.Background()
-	if got, err := s.OldestDead(ctx); err != nil || !got.IsZero() {
-		t.Fatalf("OldestDead with none dead = %v, %v; want the zero time", got, err)
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: "evt_back", Type: "invoice.paid", Attempts: 3, LastError: "boom"}); err != nil {
+		t.Fatal(err)
+	}
+	var claim models.Claim
+	err := s.InTx(ctx, func(tx *gorm.DB) error {
+		now := time.Now()
+		var err error
+		claim, err = models.ClaimEvent(tx, &models.StripeEvent{ID: "evt_back", Type: "invoice.paid", ReceivedAt: now, ProcessedAt: &now})
+		return err
+	})
+	if err != nil || claim != models.ClaimTakeover {
+		t.Fatalf("ClaimEvent = %v, %v; want a takeover", claim, err)
+	}
+	got := ledgerRow(t, s, "evt_back")
+	if got.Status != models.EventProcessed || got.Attempts != 4 || got.LastError != nil || got.ProcessedAt == nil {
+		t.Errorf("row %s attempts %d last_error %v processed_at %v; want processed, attempts 4, no last_error", got.Status, got.Attempts, got.LastError, got.ProcessedAt)
+	}
+}
+
+func TestDead(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	if got, err := s.Dead(ctx); err != nil || got != (models.DeadSummary{}) {
+		t.Fatalf("Dead with none dead = %+v, %v; want the zero summary", got, err)
 	}
 	insertEvent(t, s, "evt_done", models.EventProcessed)
-	start := time.Now().Add(-time.Second)
 	for _, id := range []string{"evt_dead_1", "evt_dead_2"} {
 		if err := s.MarkDead(ctx, models.DeadEvent{ID: id, Type: "invoice.paid", Attempts: 1, LastError: "boom"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	first := ledgerRow(t, s, "evt_dead_1").ReceivedAt
-	got, err := s.OldestDead(ctx)
-	if err != nil || !got.Equal(first) || got.Before(start) {
-		t.Errorf("OldestDead = %v, %v; want %v, the first dead event's received_at", got, err, first)
+	got, err := s.Dead(ctx)
+	want := models.DeadSummary{Count: 2, OldestID: "evt_dead_1", OldestReceivedAt: first}
+	if err != nil || got.Count != want.Count || got.OldestID != want.OldestID || !got.OldestReceivedAt.Equal(first) {
+		t.Errorf("Dead = %+v, %v; want %+v", got, err, want)
+	}
+	ids, err := s.DeadIDs(ctx, 10)
+	if err != nil || len(ids) != 2 || ids[0] != "evt_dead_1" || ids[1] != "evt_dead_2" {
+		t.Errorf("DeadIDs = %v, %v; want [evt_dead_1 evt_dead_2]", ids, err)
+	}
+	if ids, err := s.DeadIDs(ctx, 1); err != nil || len(ids) != 1 {
+		t.Errorf("DeadIDs(limit 1) = %v, %v; want one id", ids, err)
+	}
+}
+
+func TestActivity(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	since := time.Now().Add(-time.Minute)
+	// Received and processed two days ago: outside every count.
+	old := time.Now().Add(-48 * time.Hour)
+	err := s.InTx(ctx, func(tx *gorm.DB) error {
+		_, err := models.ClaimEvent(tx, &models.StripeEvent{ID: "evt_old", Type: "invoice.paid", ReceivedAt: old, ProcessedAt: &old})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	insertEvent(t, s, "evt_done_1", models.EventProcessed)
+	insertEvent(t, s, "evt_done_2", models.EventIgnored)
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: "evt_dead", Type: "invoice.paid", Attempts: 1, LastError: "boom"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Activity(ctx, since)
+	want := models.Activity{Received: 3, Processed: 2, Parked: 1}
+	if err != nil || got != want {
+		t.Errorf("Activity = %+v, %v; want %+v", got, err, want)
 	}
 }

@@ -169,19 +169,28 @@ func (a *runningAPI) get(t *testing.T, path string) int {
 // returns the response (its body closed) and the signature header.
 func (a *runningAPI) post(t *testing.T, body []byte) (*http.Response, string) {
 	t.Helper()
+	resp, sig, err := a.send(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, sig
+}
+
+// send is post for a goroutine other than the test's: it returns the error.
+func (a *runningAPI) send(body []byte) (*http.Response, string, error) {
 	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: apiTestSecret})
 	req, err := http.NewRequest(http.MethodPost, a.base+"/webhooks/stripe", bytes.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return nil, "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Stripe-Signature", signed.Header)
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return nil, "", err
 	}
 	resp.Body.Close()
-	return resp, signed.Header
+	return resp, signed.Header, nil
 }
 
 func TestTopologyCommand(t *testing.T) {

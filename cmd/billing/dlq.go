@@ -20,7 +20,8 @@ import (
 const dlqUsage = `Inspect or replay the events parked in <BILLING_NAMESPACE>.events.dlq.
 
   billing dlq list [--json] [--limit N]
-      Show parked events: event id, type, class, attempts, age, error.
+      Show parked events as the management UI's headers do: event id, type,
+      class, attempts, replays, first failure, parked at, age, the error.
       Nothing leaves the DLQ. --json prints one JSON object per line.
 
   billing dlq replay (--event ID | --type TYPE | --all) [--limit N] [--dry-run]
@@ -84,17 +85,30 @@ func runDLQList(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
+// printParked shows what the management UI shows of each parked message:
+// the class, the times (UTC) and the whole reason (billing-error, at most
+// dlq.MaxErrorHeader bytes), last so that a long one does not push the
+// other columns.
 func printParked(e env, parked []dlq.Parked) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "EVENT ID\tTYPE\tCLASS\tATTEMPTS\tAGE\tERROR")
+	fmt.Fprintln(w, "EVENT ID\tTYPE\tCLASS\tATTEMPTS\tREPLAYS\tFIRST FAILED\tPARKED AT\tAGE\tERROR")
 	for _, p := range parked {
 		age := "-"
 		if !p.ParkedAt.IsZero() {
 			age = (time.Duration(p.AgeSeconds) * time.Second).String()
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", cell(p.EventID), cell(p.Type), cell(string(p.Class)), p.Attempts, age, cell(oneLine(p.Error, 100)))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", cell(p.EventID), cell(p.Type), cell(string(p.Class)), p.Attempts, p.Replays,
+			timeCell(p.FirstFailedAt), timeCell(p.ParkedAt), age, cell(oneLine(p.Error, dlq.MaxErrorHeader)))
 	}
 	_ = w.Flush()
+}
+
+// timeCell is t as the UI's headers show it (RFC 3339, UTC), "-" when unset.
+func timeCell(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 func runDLQReplay(ctx context.Context, e env, args []string) error {
@@ -160,10 +174,11 @@ func runDLQReplay(ctx context.Context, e env, args []string) error {
 // dlqSession is a command's view of the broker: a reading connection, a
 // publishing connection with its confirm publisher, and the DLQ on them.
 type dlqSession struct {
-	topo  broker.Topology
-	dlq   *dlq.Queue
-	pub   *broker.Publisher
-	close func()
+	topo   broker.Topology
+	reader *broker.Conn
+	dlq    *dlq.Queue
+	pub    *broker.Publisher
+	close  func()
 }
 
 // openDLQ connects to RabbitMQ (checking the topology) and waits at most
@@ -196,6 +211,7 @@ func openDLQ(ctx context.Context, cfg config.Config, logger *slog.Logger, name s
 		return c, nil
 	}
 	reader, err := connect("reader")
+	s.reader = reader
 	if err == nil {
 		var pubConn *broker.Conn
 		if pubConn, err = connect("publisher"); err == nil {

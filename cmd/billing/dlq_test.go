@@ -166,7 +166,8 @@ func TestDLQCommandListAndReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"EVENT ID", "evt_a", "invoice.paid", "permanent", "evt_b", "transient", "2h0m0s", "billing: cannot apply evt_b", "2 parked event(s) shown"} {
+	for _, want := range []string{"EVENT ID", "PARKED AT", "evt_a", "invoice.paid", "permanent", "evt_b", "transient", "2h0m0s", "billing: cannot apply evt_b",
+		now.Add(-2 * time.Hour).UTC().Format(time.RFC3339), "2 parked event(s) shown"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("list output lacks %q:\n%s", want, out)
 		}

@@ -53,11 +53,9 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	store, err := models.Open(octx, cfg.MySQLDSN, models.PoolConfig{MaxOpenConns: 2, MaxIdleConns: 2, ConnMaxLifetime: cfg.DBConnMaxLifetime}, logger)
-	cancel()
+	store, err := openStore(ctx, cfg, logger, "reprocess", 2)
 	if err != nil {
-		return fmt.Errorf("reprocess: open MySQL (MYSQL_DSN): %w", err)
+		return err
 	}
 	defer store.Close()
 	fetcher, err := stripeFetcher(cfg)

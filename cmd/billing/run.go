@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/stripe-billing/billing/config"
+	"github.com/stripe-billing/billing/models"
 )
 
 // env is what every subcommand receives: the process environment and streams.
@@ -35,6 +37,7 @@ func commands() map[string]command {
 		"sweep":     {"one pass for cron: re-drive parked events, reconcile with Stripe", runSweep},
 		"dlq":       {"list or replay dead-lettered events", runDLQ},
 		"simulate":  {"post realistic signed Stripe events to the api", runSimulate},
+		"status":    {"where things stand: queues, rates, parked and lost events, the last sweep", runStatus},
 		"reprocess": {"apply ledger events again through today's handlers (by type, status, time)", runReprocess},
 	}
 }
@@ -122,4 +125,16 @@ func loadConfig(e env) (config.Config, *slog.Logger, error) {
 	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config.Load
 	logger := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 	return cfg, logger, nil
+}
+
+// openStore opens MySQL for the one-shot command name with a pool of conns
+// connections, waiting at most 10s: a command fails rather than hang.
+func openStore(ctx context.Context, cfg config.Config, logger *slog.Logger, name string, conns int) (*models.Store, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	store, err := models.Open(ctx, cfg.MySQLDSN, models.PoolConfig{MaxOpenConns: conns, MaxIdleConns: 2, ConnMaxLifetime: cfg.DBConnMaxLifetime}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("%s: open MySQL (MYSQL_DSN): %w", name, err)
+	}
+	return store, nil
 }

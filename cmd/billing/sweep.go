@@ -9,7 +9,6 @@ import (
 
 	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/metrics"
-	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/reconcile"
 )
 
@@ -42,11 +41,9 @@ func runSweep(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	store, err := models.Open(octx, cfg.MySQLDSN, models.PoolConfig{MaxOpenConns: 4, MaxIdleConns: 2, ConnMaxLifetime: cfg.DBConnMaxLifetime}, logger)
-	cancel()
+	store, err := openStore(ctx, cfg, logger, "sweep", 4)
 	if err != nil {
-		return fmt.Errorf("sweep: open MySQL (MYSQL_DSN): %w", err)
+		return err
 	}
 	defer store.Close()
 	s, err := openDLQ(ctx, cfg, logger, "billing-sweep")

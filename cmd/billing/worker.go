@@ -25,7 +25,7 @@ import (
 
 const (
 	// depthInterval is how often the worker polls its queue depths and
-	// the age of the oldest parked event.
+	// the age of the oldest parked event and the count of dead ones.
 	depthInterval = 5 * time.Second
 	// pingTimeout bounds the database ping of /readyz.
 	pingTimeout = time.Second
@@ -75,7 +75,7 @@ type worker struct {
 	metrics *metrics.Metrics
 	server  *metrics.Server
 	poller  *metrics.QueueDepthPoller
-	oldest  *metrics.OldestParkedPoller
+	parked  *metrics.ParkedPoller
 	// store and consumer exist once work has opened the database; /readyz
 	// reads them from the server's goroutines.
 	store    atomic.Pointer[models.Store]
@@ -118,12 +118,13 @@ func newWorker(cfg config.Config, logger *slog.Logger) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.oldest, err = metrics.NewOldestParkedPoller(depthInterval, pingTimeout, logger, w.metrics, func(ctx context.Context) (time.Time, error) {
+	w.parked, err = metrics.NewParkedPoller(depthInterval, pingTimeout, logger, w.metrics, func(ctx context.Context) (int, time.Time, error) {
 		store := w.store.Load()
 		if store == nil {
-			return time.Time{}, errors.New("database not open yet")
+			return 0, time.Time{}, errors.New("database not open yet")
 		}
-		return store.OldestDead(ctx)
+		d, err := store.Dead(ctx)
+		return d.Count, d.OldestReceivedAt, err
 	})
 	if err != nil {
 		return nil, err
@@ -146,7 +147,7 @@ func (w *worker) run(ctx context.Context) error {
 	})
 	g.Go(func() error { return w.server.Run(ctx) })
 	g.Go(func() error { return w.poller.Run(ctx) })
-	g.Go(func() error { return w.oldest.Run(ctx) })
+	g.Go(func() error { return w.parked.Run(ctx) })
 	return g.Wait()
 }
 
