@@ -165,11 +165,13 @@ func TestUIReplayAppliesAParkedEventOnceItsCauseIsFixed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// The bug parks the event.
+			// The bug parks the event. The router marks the ledger row
+			// dead after the DLQ confirmed the copy: wait for both.
 			w.waitReady(t, w.topo.DLQ, 1)
-			if ev := w.ledger(t, id); ev.Status != models.EventDead {
-				t.Fatalf("ledger status %q, want dead", ev.Status)
-			}
+			testenv.Eventually(t, 10*time.Second, func() bool {
+				var ev models.StripeEvent
+				return w.store.DB().Where("id = ?", id).Take(&ev).Error == nil && ev.Status == models.EventDead
+			}, "ledger row %s dead", id)
 			w.fixed.Store(true)
 
 			replay(t, w, typ, body)

@@ -20,7 +20,9 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool { c, _ := get(worker.url("/readyz")); return c == 200 }, "worker ready")
 
 	l := startLoad(api, 2000, 300, 21)
-	time.Sleep(1500 * time.Millisecond)
+	// Under load: the worker has applied some events and more come. A
+	// count, not a time: a busy machine takes longer to get there.
+	testenv.Eventually(t, 60*time.Second, func() bool { return len(s.ledger(t)) >= 150 }, "150 events applied")
 	// The worker first, under load, with events in flight.
 	took, code := worker.stop(t, shutdown+5*time.Second)
 	t.Logf("worker exited %d after %s", code, took.Round(time.Millisecond))
