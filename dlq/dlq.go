@@ -105,9 +105,9 @@ func New(cfg Config, logger *slog.Logger, conn Connector, pub Publisher) (*Queue
 func (q *Queue) List(ctx context.Context, limit int) ([]Parked, error) {
 	var out []Parked
 	now := q.now()
-	err := q.scan(ctx, func(d *amqp.Delivery) (bool, error) {
+	err := q.scan(ctx, func(d *amqp.Delivery) (acked, stop bool, err error) {
 		out = append(out, ParseParked(d, now))
-		return limit > 0 && len(out) >= limit, nil
+		return false, limit > 0 && len(out) >= limit, nil
 	})
 	if err != nil {
 		return out, fmt.Errorf("dlq: list dlq %s: %w", q.topo.DLQ, err)
@@ -152,29 +152,29 @@ func (q *Queue) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) 
 		return res, errors.New("dlq: move from dlq: no publisher")
 	}
 	now := q.now()
-	err := q.scan(ctx, func(d *amqp.Delivery) (bool, error) {
+	err := q.scan(ctx, func(d *amqp.Delivery) (acked, stop bool, err error) {
 		p := ParseParked(d, now)
 		ok := true
 		if opts.Match != nil {
 			var err error
 			if ok, err = opts.Match(ctx, p); err != nil {
-				return true, err
+				return false, true, err
 			}
 		}
 		if !ok {
 			res.Left++
-			return false, nil // returns to the DLQ when the channel closes
+			return false, false, nil // handed back at the end of the scan
 		}
 		if !opts.DryRun {
 			msg := broker.ReplayCopy(*d, opts.Redrive)
 			if err := q.pub.Publish(ctx, "", q.topo.Work, msg); err != nil {
-				return true, fmt.Errorf("publish %s to %s: %w", p.EventID, q.topo.Work, err)
+				return false, true, fmt.Errorf("publish %s to %s: %w", p.EventID, q.topo.Work, err)
 			}
 			// The copy is in the work queue: only now may the original go.
 			// Should this ack be lost, the event is both parked and
 			// queued, and the consumer's dedupe makes that harmless.
 			if err := d.Ack(false); err != nil {
-				return true, fmt.Errorf("ack %s: %w", p.EventID, err)
+				return false, true, fmt.Errorf("ack %s: %w", p.EventID, err)
 			}
 			// The consumer counts the replay when the copy arrives through
 			// the default exchange (broker.ReadAttempt); show that number.
@@ -186,7 +186,7 @@ func (q *Queue) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) 
 			}
 		}
 		res.Moved = append(res.Moved, p)
-		return opts.Limit > 0 && len(res.Moved) >= opts.Limit, nil
+		return !opts.DryRun, opts.Limit > 0 && len(res.Moved) >= opts.Limit, nil
 	})
 	if err != nil {
 		return res, fmt.Errorf("dlq: move from dlq %s: %w", q.topo.DLQ, err)
@@ -195,12 +195,15 @@ func (q *Queue) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) 
 }
 
 // scan hands each message of the DLQ, as it stood when the scan began, to
-// fn, which may ack it; fn returns true to stop. Messages fn does not ack
-// stay unacked until the channel closes at the end, so they are neither
-// redelivered to this scan nor reordered against each other, and return to
-// the queue together. The DLQ has no delivery limit, so the delivery count
+// fn, which may ack it (and says so); fn returns stop to end the scan.
+// Messages fn does not ack stay unacked until the end, so they are neither
+// redelivered to this scan nor reordered against each other; closing the
+// channel then hands them back together, in order. A quorum queue requeues
+// them asynchronously, so scan waits (at most Idle) until the queue shows
+// them ready again: a `billing dlq list` or `replay` run right after this
+// one must find them. The DLQ has no delivery limit, so the delivery count
 // this raises cannot drop anything.
-func (q *Queue) scan(ctx context.Context, fn func(d *amqp.Delivery) (stop bool, err error)) error {
+func (q *Queue) scan(ctx context.Context, fn func(d *amqp.Delivery) (acked, stop bool, err error)) error {
 	conn, err := q.conn.Await(ctx)
 	if err != nil {
 		return err
@@ -209,44 +212,83 @@ func (q *Queue) scan(ctx context.Context, fn func(d *amqp.Delivery) (stop bool, 
 	if err != nil {
 		return fmt.Errorf("open channel: %w", err)
 	}
-	defer ch.Close()
+	kept, err := q.take(ctx, ch, fn)
+	_ = ch.Close()
+	if kept > 0 {
+		q.awaitReady(ctx, conn, kept)
+	}
+	return err
+}
+
+// take consumes the DLQ on ch for scan and counts the messages it kept.
+func (q *Queue) take(ctx context.Context, ch *amqp.Channel, fn func(d *amqp.Delivery) (acked, stop bool, err error)) (kept int, err error) {
 	info, err := ch.QueueDeclarePassive(q.topo.DLQ, true, false, false, false, nil)
 	if err != nil {
-		return fmt.Errorf("inspect queue: %w", err)
+		return 0, fmt.Errorf("inspect queue: %w", err)
 	}
 	depth := info.Messages
 	if depth == 0 {
-		return nil
+		return 0, nil
 	}
 	// No prefetch limit: unacked messages we keep must not stall the scan.
 	// A scan holds at most the depth it saw, one DLQ's worth.
 	deliveries, err := ch.ConsumeWithContext(ctx, q.topo.DLQ, "", false, false, false, false, nil)
 	if err != nil {
-		return fmt.Errorf("consume: %w", err)
+		return 0, fmt.Errorf("consume: %w", err)
 	}
 	idle := time.NewTimer(q.idle)
 	defer idle.Stop()
 	for seen := 0; seen < depth; seen++ {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return kept, ctx.Err()
 		case <-idle.C:
 			// Others hold the rest (a concurrent sweep or replay).
-			return nil
+			return kept, nil
 		case d, ok := <-deliveries:
 			if !ok {
-				return errors.New("channel closed during the scan")
+				return kept, errors.New("channel closed during the scan")
 			}
-			stop, err := fn(&d)
+			acked, stop, err := fn(&d)
+			if !acked {
+				kept++
+			}
 			if err != nil || stop {
-				return err
+				return kept, err
 			}
 			// Idle counts only the wait for the broker: a slow confirm or
 			// ledger write in fn must not cut the pass short.
 			idle.Reset(q.idle)
 		}
 	}
-	return nil
+	return kept, nil
+}
+
+// awaitReady waits, at most Idle, until the DLQ has at least n messages
+// ready. Best effort: the messages come back in any case.
+func (q *Queue) awaitReady(ctx context.Context, conn *amqp.Connection, n int) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	wait := time.NewTimer(q.idle)
+	defer wait.Stop()
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		info, err := ch.QueueDeclarePassive(q.topo.DLQ, true, false, false, false, nil)
+		if err != nil || info.Messages >= n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wait.C:
+			return
+		case <-poll.C:
+		}
+	}
 }
 
 // ParseParked reads what a parked delivery says about itself: our billing-*
