@@ -113,7 +113,7 @@ func section(title string) string { return `//h2[text()="` + title + `"]/..` }
 // openSection unfolds the section unless the UI remembered it open.
 func openSection(title, field string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		open, err := chromedp.Evaluate[bool](`$('` + field + `').is(':visible')`)(ctx, t)
+		open, err := chromedp.Evaluate[bool](`$('`+field+`').is(':visible')`)(ctx, t)
 		if err != nil {
 			return err
 		}
@@ -137,7 +137,7 @@ func openFromTab(href, name string) chromedp.Action[chromedp.Void] {
 	const box = `input.pagination_class_input[id$="-name"]`
 	filter := chromedp.CSS(box + `:not(.stale)`)
 	return chromedp.Steps(
-		ignore(chromedp.Evaluate[any](`$('` + box + `').addClass('stale')`)),
+		ignore(chromedp.Evaluate[any](`$('`+box+`').addClass('stale')`)),
 		chromedp.Click(chromedp.CSS(`#tabs a[href="`+href+`"]`)),
 		chromedp.WaitVisible(filter),
 		chromedp.Clear(filter), // the UI keeps the last page's filter
