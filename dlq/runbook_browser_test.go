@@ -45,6 +45,8 @@ func newRunbookBrowser(t *testing.T) *runbookBrowser {
 	dir := os.Getenv(screenshotsEnv)
 	if dir == "" {
 		dir = t.TempDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	api, err := url.Parse(testenv.ManagementURL())
 	if err != nil {
