@@ -1,4 +1,4 @@
-.PHONY: test test-parallel test-serial bench build
+.PHONY: test test-parallel test-serial bench build screenshots
 
 # All tests against a real MySQL and RabbitMQ. scripts/deps-up.sh starts them
 # with docker compose when they do not already answer on 127.0.0.1.
@@ -28,6 +28,11 @@ test-serial:
 # The benchmark table of docs/benchmarks.md (a few minutes).
 bench:
 	$(SHARED) bash scripts/deps-up.sh env BILLING_BENCH=1 go test -count=1 -timeout 30m -run '^TestBenchTable$$' -v ./bench/
+
+# docs/runbook/*.png, the runbook's pictures: the browser test walks the
+# UI replay in Chromium and writes a screenshot per step.
+screenshots:
+	$(SHARED) bash scripts/deps-up.sh env BILLING_RUNBOOK_SCREENSHOTS=$(CURDIR)/docs/runbook go test -count=1 -run '^TestRunbookReplayInTheBrowser$$' -v ./dlq/
 
 build:
 	go build -o bin/billing ./cmd/billing

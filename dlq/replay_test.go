@@ -70,6 +70,25 @@ func newReplayWorld(t *testing.T, failing string) *replayWorld {
 	return w
 }
 
+// sendFailing publishes event id (type typ, creating customer cus) as the
+// api does, signed, and waits until the bug has parked it: in the DLQ and
+// dead in the ledger (the router marks it after the DLQ confirmed the
+// copy). It returns the event's body.
+func (w *replayWorld) sendFailing(t *testing.T, id, typ, cus string) []byte {
+	t.Helper()
+	body := billingtest.Event(id, typ, time.Now(), billingtest.Customer(cus, "ada@example.com"))
+	err := w.pub.Publish(context.Background(), w.topo.Events, typ, testenv.Signed(amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: id, Type: typ, Body: body}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.waitReady(t, w.topo.DLQ, 1)
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		var ev models.StripeEvent
+		return w.store.DB().Where("id = ?", id).Take(&ev).Error == nil && ev.Status == models.EventDead
+	}, "ledger row %s dead", id)
+	return body
+}
+
 func (w *replayWorld) record(id, outcome string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -159,19 +178,7 @@ func TestUIReplayAppliesAParkedEventOnceItsCauseIsFixed(t *testing.T) {
 			t.Parallel()
 			const id, typ, cus = "evt_ui_replay", "customer.created", "cus_ui_replay"
 			w := newReplayWorld(t, id)
-			body := billingtest.Event(id, typ, time.Now(), billingtest.Customer(cus, "ada@example.com"))
-			ctx := context.Background()
-			err := w.pub.Publish(ctx, w.topo.Events, typ, testenv.Signed(amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: id, Type: typ, Body: body}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			// The bug parks the event. The router marks the ledger row
-			// dead after the DLQ confirmed the copy: wait for both.
-			w.waitReady(t, w.topo.DLQ, 1)
-			testenv.Eventually(t, 10*time.Second, func() bool {
-				var ev models.StripeEvent
-				return w.store.DB().Where("id = ?", id).Take(&ev).Error == nil && ev.Status == models.EventDead
-			}, "ledger row %s dead", id)
+			body := w.sendFailing(t, id, typ, cus)
 			w.fixed.Store(true)
 
 			replay(t, w, typ, body)

@@ -1,0 +1,310 @@
+package dlq_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models"
+)
+
+// screenshotsEnv names the directory `make screenshots` has the browser
+// test write its pictures to (docs/runbook); unset, they go to a temporary
+// directory.
+const screenshotsEnv = "BILLING_RUNBOOK_SCREENSHOTS"
+
+// runbookBrowser is a headless Chromium logged in to nothing yet, writing
+// a PNG per runbook step.
+type runbookBrowser struct {
+	t    *testing.T
+	ctx  context.Context
+	base string // the management UI, without credentials
+	dir  string
+}
+
+func newRunbookBrowser(t *testing.T) *runbookBrowser {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium not installed (apt-get install chromium): the runbook is not walked in a browser")
+	}
+	dir := os.Getenv(screenshotsEnv)
+	if dir == "" {
+		dir = t.TempDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	api, err := url.Parse(testenv.ManagementURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.WindowSize(1200, 900))
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); acancel() })
+	// The browser lives as long as the context of its first run: no timeout
+	// on this one, each step has its own.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return &runbookBrowser{t: t, ctx: ctx, base: api.Scheme + "://" + api.Host, dir: dir}
+}
+
+// do runs one runbook step's actions, each bounded so a missing element
+// fails the test instead of hanging it.
+func (b *runbookBrowser) do(step string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		// What the browser showed when the step failed, to see why.
+		shot, cancelShot := context.WithTimeout(b.ctx, 5*time.Second)
+		_ = chromedp.Do(shot, b.shot("failed", ""))
+		cancelShot()
+		b.t.Fatalf("runbook step %q: %v (the page: %s)", step, err, filepath.Join(b.dir, "failed.png"))
+	}
+}
+
+// shot saves what the person sees, the element sel or the whole window.
+func (b *runbookBrowser) shot(name, sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		capture := chromedp.CaptureScreenshot()
+		if sel != "" {
+			capture = chromedp.Screenshot(sel)
+		}
+		png, err := capture(ctx, t)
+		if err != nil {
+			return fmt.Errorf("screenshot %s: %w", name, err)
+		}
+		return os.WriteFile(filepath.Join(b.dir, name+".png"), png, 0o644)
+	})
+}
+
+// into runs a and stores its value in dst, so it can be one of the steps.
+func into[T any](dst *T, a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		v, err := a(ctx, t)
+		*dst = v
+		return err
+	})
+}
+
+// ignore runs a for its effect.
+func ignore[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	var discard T
+	return into(&discard, a)
+}
+
+// section is a collapsible part of a queue or exchange page, by its title.
+func section(title string) string { return `//h2[text()="` + title + `"]/..` }
+
+// openSection unfolds the section unless the UI remembered it open.
+func openSection(title, field string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		open, err := chromedp.Evaluate[bool](`$('`+field+`').is(':visible')`)(ctx, t)
+		if err != nil {
+			return err
+		}
+		if !open {
+			if _, err := chromedp.Click(`//h2[text()="`+title+`"]`)(ctx, t); err != nil {
+				return err
+			}
+		}
+		_, err = chromedp.WaitVisible(chromedp.CSS(field))(ctx, t)
+		return err
+	})
+}
+
+// openFromTab clicks a top tab (the link, not its label: 3.13 renamed
+// Queues), filters the list by name and clicks the entry, as the runbook
+// says. The tab marks the old filter box stale and waits for the new one;
+// the filter's Enter (and a form's redirect) render the list again at a
+// moment the page does not announce, so the whole is tried again until the
+// entry's page opens.
+func openFromTab(href, name string) chromedp.Action[chromedp.Void] {
+	const box = `input.pagination_class_input[id$="-name"]`
+	filter := chromedp.CSS(box + `:not(.stale)`)
+	link := `a[href="` + href + `/%2F/` + url.PathEscape(name) + `"]`
+	entry := chromedp.Steps(
+		chromedp.WaitVisible(chromedp.CSS(link)),
+		// The DOM's click on the link, not a mouse click at coordinates a
+		// re-render may have moved.
+		ignore(chromedp.Evaluate[any](`document.querySelector('`+link+`').click()`)),
+		chromedp.WaitVisible(`//h1/b[text()="`+name+`"]`),
+	)
+	return retried(chromedp.Steps(
+		// From the Overview: a form's redirect can show a list while the
+		// address still names the entry's page, and a link to the address
+		// the browser is at does nothing.
+		chromedp.Click(chromedp.CSS(`#tabs a[href="#/"]`)),
+		chromedp.WaitVisible(`//h1[starts-with(., "Overview")]`),
+		ignore(chromedp.Evaluate[any](`$('`+box+`').addClass('stale')`)),
+		chromedp.Click(chromedp.CSS(`#tabs a[href="`+href+`"]`)),
+		chromedp.WaitVisible(filter),
+		chromedp.Clear(filter), // the UI keeps the last list's filter
+		chromedp.SendKeys(filter, name+kb.Enter),
+		entry,
+	))
+}
+
+// retried runs a, each try bounded to a few seconds, until it succeeds or
+// the step's own deadline ends.
+func retried(a chromedp.Action[chromedp.Void]) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		for {
+			try, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := a(try, t)
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				return err
+			}
+		}
+	})
+}
+
+// getMessages fills and submits the DLQ page's "Get messages" form.
+func getMessages(ackMode string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		openSection("Get messages", `select[name="ackmode"]`),
+		chromedp.SetValue(chromedp.CSS(`select[name="ackmode"]`), ackMode),
+		chromedp.SetValue(chromedp.CSS(`input[name="count"]`), "1"),
+		ignore(chromedp.Evaluate[any](`$('#msg-wrapper').empty()`)),
+		chromedp.Click(chromedp.CSS(`input[value="Get Message(s)"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#msg-wrapper .box`)),
+		settled(`#msg-wrapper`),
+	)
+}
+
+// settled waits until jQuery's animations of sel (a slide-down) are done,
+// so a screenshot shows all of it.
+func settled(sel string) chromedp.Action[chromedp.Void] {
+	return ignore(chromedp.Evaluate[bool](`new Promise(done => $('`+sel+`').promise().done(() => done(true)))`, chromedp.EvalAwaitPromise))
+}
+
+// TestRunbookReplayInTheBrowser walks docs/runbook.md's "Replay from the
+// RabbitMQ management UI" in Chromium against the real broker, a real
+// worker and MySQL: log in, open the DLQ, read the reason, then replay with
+// each of the three ways and check what each did to the ledger and queues.
+func TestRunbookReplayInTheBrowser(t *testing.T) {
+	t.Parallel()
+	b := newRunbookBrowser(t)
+	const id, typ, cus = "evt_runbook_browser", "customer.created", "cus_runbook_browser"
+	w := newReplayWorld(t, id)
+	body := w.sendFailing(t, id, typ, cus)
+
+	api, _ := url.Parse(testenv.ManagementURL())
+	password, _ := api.User.Password()
+	b.do("log in",
+		chromedp.Navigate(b.base+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="username"]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name="username"]`), api.User.Username()),
+		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), password),
+		b.shot("01-login", ""),
+		chromedp.Click(chromedp.CSS(`input[value="Login"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#logout`)),
+		// The UI's periodic refresh re-renders lists under the test's clicks;
+		// each page it opens is fresh anyway.
+		ignore(chromedp.Evaluate[any](`$('#update-every').val('').change()`)),
+	)
+
+	b.do("open the DLQ", openFromTab("#/queues", w.topo.DLQ), b.shot("02-dlq", ""))
+
+	var shown string
+	b.do("read the reason: Get messages, Nack message requeue true",
+		getMessages("ack_requeue_true"),
+		into(&shown, chromedp.Text(chromedp.CSS(`#msg-wrapper`))),
+		b.shot("03-get-messages-nack", section("Get messages")),
+	)
+	for _, want := range []string{"billing-error", "rejected by a bug", "billing-error-class", "permanent", id} {
+		if !strings.Contains(shown, want) {
+			t.Errorf("Get messages shows no %q:\n%s", want, shown)
+		}
+	}
+	w.waitReady(t, w.topo.DLQ, 1)
+
+	// (a) with the cause still there: the event comes back to the DLQ once.
+	t.Cleanup(func() {
+		_ = testenv.Management(http.MethodDelete, "/api/parameters/shovel/%2F/"+url.PathEscape("Move from "+w.topo.DLQ), nil, nil)
+	})
+	b.do("replay: Move messages",
+		openSection("Move messages", `input[name="dest-queue"]`),
+		chromedp.SendKeys(chromedp.CSS(`input[name="dest-queue"]`), w.topo.Work),
+		b.shot("04-move-messages", section("Move messages")),
+		chromedp.Click(chromedp.CSS(`input[value="Move messages"]`)),
+	)
+	testenv.Eventually(t, 15*time.Second, func() bool { return len(w.outcomes(id)) == 2 }, "the moved event consumed (outcomes %v)", w.outcomes(id))
+	w.waitReady(t, w.topo.DLQ, 1)
+	if ev := w.ledger(t, id); ev.Status != models.EventDead || w.customers(t, cus) != 0 {
+		t.Fatalf("after a move with the cause still there: ledger %s, %d customers; want dead, 0", ev.Status, w.customers(t, cus))
+	}
+	b.do("see it parked again",
+		openFromTab("#/queues", w.topo.DLQ),
+		getMessages("ack_requeue_true"),
+		into(&shown, chromedp.Text(chromedp.CSS(`#msg-wrapper`))),
+		b.shot("05-parked-again", section("Get messages")),
+	)
+	if !strings.Contains(strings.Join(strings.Fields(shown), " "), "billing-replays: 1") {
+		t.Errorf("the re-parked event shows no billing-replays: 1:\n%s", shown)
+	}
+
+	// (c) fixed, the event published by hand on the ingress exchange with
+	// its signature is applied once; the parked original stays.
+	w.fixed.Store(true)
+	sig := testenv.Sign(body, testenv.WebhookSecret, time.Now())
+	publish := func(field string) string { return `form[action="#/exchanges/publish"] ` + field }
+	var popup string
+	b.do("replay: Publish message on the exchange",
+		chromedp.Navigate(b.base+"/#/overview"),
+		openFromTab("#/exchanges", w.topo.Events),
+		openSection("Publish message", publish(`input[name="routing_key"]`)),
+		chromedp.SendKeys(chromedp.CSS(publish(`input[name="routing_key"]`)), typ),
+		chromedp.SendKeys(chromedp.CSS(publish(`input[name="headers_1_mfkey"]`)), "stripe-signature"),
+		chromedp.SendKeys(chromedp.CSS(publish(`input[name="headers_1_mfvalue"]`)), sig),
+		chromedp.SetValue(chromedp.CSS(publish(`textarea[name="payload"]`)), string(body)),
+		b.shot("06-publish-message", section("Publish message")),
+		chromedp.Click(chromedp.CSS(publish(`input[value="Publish message"]`))),
+		chromedp.WaitVisible(chromedp.CSS(`.form-popup-info`)),
+		settled(`.form-popup-info`),
+		into(&popup, chromedp.Text(chromedp.CSS(`.form-popup-info`))),
+		b.shot("07-message-published", ""),
+		chromedp.Click(chromedp.CSS(`.form-popup-info span`)),
+	)
+	if !strings.Contains(popup, "Message published.") {
+		t.Errorf("publish popup %q, want Message published.", popup)
+	}
+	testenv.Eventually(t, 15*time.Second, func() bool { return w.ledger(t, id).Status == models.EventProcessed }, "the published event processed")
+	if n := w.customers(t, cus); n != 1 {
+		t.Fatalf("%d customer rows, want 1", n)
+	}
+	applied := w.ledger(t, id)
+	w.waitReady(t, w.topo.DLQ, 1)
+
+	// (b) the original sent back with Reject requeue false is a duplicate:
+	// acked, nothing applied twice, the DLQ empty.
+	b.do("replay: Get messages, Reject requeue false",
+		openFromTab("#/queues", w.topo.DLQ),
+		getMessages("reject_requeue_false"),
+		b.shot("08-get-messages-reject", section("Get messages")),
+	)
+	testenv.Eventually(t, 15*time.Second, func() bool { return len(w.outcomes(id)) == 4 }, "the rejected original consumed (outcomes %v)", w.outcomes(id))
+	if got := w.outcomes(id); got[0] != "failed" || got[1] != "failed" || got[2] != string(billing.Processed) || got[3] != string(billing.Duplicate) {
+		t.Errorf("outcomes %v, want failed, failed, processed, duplicate", got)
+	}
+	if again := w.ledger(t, id); again.Status != applied.Status || !again.ProcessedAt.Equal(*applied.ProcessedAt) || w.customers(t, cus) != 1 {
+		t.Errorf("the duplicate changed the ledger or customers: %+v → %+v, %d customers", applied, again, w.customers(t, cus))
+	}
+	w.waitReady(t, w.topo.DLQ, 0)
+	testenv.Eventually(t, 5*time.Second, func() bool { n, err := testenv.QueueDepth(w.topo.Work); return err == nil && n == 0 }, "work queue drained, acked")
+}
