@@ -23,7 +23,7 @@ test-parallel:
 	$(SHARED) bash scripts/deps-up.sh go test -count=1 -timeout 10m ./...
 
 test-serial:
-	$(EXCLUSIVE) bash scripts/deps-up.sh go test -tags serial -p 1 -count=1 -timeout 12m -run '^TestSerial' ./e2e/
+	$(EXCLUSIVE) bash scripts/deps-up.sh go test -tags serial -p 1 -count=1 -timeout 12m -run '^TestSerial' ./e2e/ ./dlq/
 
 # The benchmark table of docs/benchmarks.md (a few minutes).
 bench:
@@ -32,7 +32,7 @@ bench:
 # docs/runbook/*.png, the runbook's pictures: the browser test walks the
 # UI replay in Chromium and writes a screenshot per step.
 screenshots:
-	$(SHARED) bash scripts/deps-up.sh env BILLING_RUNBOOK_SCREENSHOTS=$(CURDIR)/docs/runbook go test -count=1 -run '^TestRunbookReplayInTheBrowser$$' -v ./dlq/
+	$(SHARED) bash scripts/deps-up.sh env BILLING_RUNBOOK_SCREENSHOTS=$(CURDIR)/docs/runbook go test -tags serial -count=1 -run '^TestSerialRunbookReplayInTheBrowser$$' -v ./dlq/
 
 build:
 	go build -o bin/billing ./cmd/billing
