@@ -1,17 +1,14 @@
 package billing
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"reflect"
 	"slices"
 	"strings"
 	"time"
 
-	"gorm.io/gorm"
 	"gorm.io/gorm/schema"
 
 	"github.com/stripe-billing/billing/models"
@@ -33,18 +30,19 @@ type kind struct {
 	sources   map[string]string
 	refs      []string // model fields of references: set when known, never cleared
 	grows     []string // carried model fields that only grow: they order a tie and never go down
-	deletable bool     // markDeleted sets the model's Deleted
+	deletable bool     // a deleting event sets the model's Deleted
 
 	// Resolved by mustKind.
-	model           reflect.Type
-	table           string
-	col             columns
-	carried         []carried
-	refFields       []*schema.Field
-	growFields      []*schema.Field
-	lockSQL         string // the row's ordering state (grows included), FOR UPDATE
-	lockCustomerSQL string // lockSQL and the row's customer
-	stubSQL         string // a row that only knows its id
+	model      reflect.Type
+	table      string
+	col        columns
+	f          fields
+	carried    []carried
+	refFields  []*schema.Field
+	growFields []*schema.Field
+	selectCols string          // every column of the model, for reading whole rows
+	stub       []*schema.Field // the columns of a row that only knows its id
+	writes     []*schema.Field // the columns an applied event or a link may change
 }
 
 // carried is a model field and the payload keys that carry it.
@@ -58,6 +56,13 @@ type carried struct {
 type columns struct {
 	stripeID, livemode, account, lastEventID, lastEventCreated, createdAt, updatedAt string
 	status, customer, deleted, object, invoice, paymentIntent, charge                string
+}
+
+// fields are the model fields behind columns; nil for one the table does
+// not have.
+type fields struct {
+	stripeID, livemode, account, lastEventID, lastEventCreated, createdAt, updatedAt *schema.Field
+	status, customer, deleted, object                                                *schema.Field
 }
 
 var (
@@ -109,9 +114,9 @@ var (
 		refs:     []string{"ChargeID", "PaymentIntentID"}})
 )
 
-// mustKind resolves k's fields and statements from model, the table's
-// GORM model; it panics, as regexp.MustCompile does, on a field the model
-// does not have.
+// mustKind resolves k's fields and columns from model, the table's GORM
+// model; it panics, as regexp.MustCompile does, on a field the model does
+// not have.
 func mustKind(model schema.Tabler, k kind) kind {
 	s, err := models.Schema(model)
 	if err != nil {
@@ -124,34 +129,47 @@ func mustKind(model schema.Tabler, k kind) kind {
 		}
 		return f
 	}
-	column := func(name string) string {
-		if f := s.FieldsByName[name]; f != nil {
-			return f.DBName
+	optional := func(name string) *schema.Field {
+		if f := s.FieldsByName[name]; f != nil && f.DBName != "" {
+			return f
 		}
-		return ""
+		return nil
 	}
 	k.model, k.table = s.ModelType, s.Table
-	k.col = columns{
-		stripeID:         field("StripeID").DBName,
-		livemode:         field("Livemode").DBName,
-		account:          field("Account").DBName,
-		lastEventID:      field("LastEventID").DBName,
-		lastEventCreated: field("LastEventCreated").DBName,
-		createdAt:        field("CreatedAt").DBName,
-		updatedAt:        field("UpdatedAt").DBName,
-		status:           column("Status"),
-		customer:         column("CustomerID"),
-		invoice:          column("InvoiceID"),
-		paymentIntent:    column("PaymentIntentID"),
-		charge:           column("ChargeID"),
+	k.f = fields{
+		stripeID:         field("StripeID"),
+		livemode:         field("Livemode"),
+		account:          field("Account"),
+		lastEventID:      field("LastEventID"),
+		lastEventCreated: field("LastEventCreated"),
+		createdAt:        field("CreatedAt"),
+		updatedAt:        field("UpdatedAt"),
+		status:           optional("Status"),
+		customer:         optional("CustomerID"),
 	}
 	if k.deletable {
-		k.col.deleted = field("Deleted").DBName
+		k.f.deleted = field("Deleted")
 	}
-	stub := []string{k.col.stripeID, k.col.livemode, k.col.account, k.col.createdAt, k.col.updatedAt}
 	if k.object != "" {
-		k.col.object = field("Object").DBName
-		stub = append(stub, k.col.object)
+		k.f.object = field("Object")
+	}
+	name := func(f *schema.Field) string {
+		if f == nil {
+			return ""
+		}
+		return f.DBName
+	}
+	column := func(n string) string { return name(optional(n)) }
+	k.col = columns{
+		stripeID: name(k.f.stripeID), livemode: name(k.f.livemode), account: name(k.f.account),
+		lastEventID: name(k.f.lastEventID), lastEventCreated: name(k.f.lastEventCreated),
+		createdAt: name(k.f.createdAt), updatedAt: name(k.f.updatedAt),
+		status: name(k.f.status), customer: name(k.f.customer), deleted: name(k.f.deleted), object: name(k.f.object),
+		invoice: column("InvoiceID"), paymentIntent: column("PaymentIntentID"), charge: column("ChargeID"),
+	}
+	k.stub = []*schema.Field{k.f.stripeID, k.f.livemode, k.f.account, k.f.createdAt, k.f.updatedAt}
+	if k.f.object != nil {
+		k.stub = append(k.stub, k.f.object)
 	}
 	for _, name := range k.carries {
 		f := field(name)
@@ -172,20 +190,23 @@ func mustKind(model schema.Tabler, k kind) kind {
 	for _, name := range k.refs {
 		k.refFields = append(k.refFields, field(name))
 	}
-	grows := ""
 	for _, name := range k.grows {
 		if !slices.Contains(k.carries, name) {
 			panic(fmt.Sprintf("billing: %s kind: growing field %s is not carried", k.objectType, name))
 		}
-		f := field(name)
-		k.growFields = append(k.growFields, f)
-		grows += ", " + f.DBName
+		k.growFields = append(k.growFields, field(name))
 	}
-	state := "SELECT " + k.col.lastEventID + ", " + k.col.lastEventCreated + ", " + cmp.Or(k.col.status, "NULL")
-	where := grows + " FROM " + k.table + " WHERE " + k.col.stripeID + " = ? FOR UPDATE"
-	k.lockSQL = state + ", NULL" + where
-	k.lockCustomerSQL = state + ", " + cmp.Or(k.col.customer, "NULL") + where
-	k.stubSQL = "INSERT IGNORE INTO " + k.table + " (" + strings.Join(stub, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(stub)-1) + ")"
+	k.selectCols = strings.Join(s.DBNames, ", ")
+	k.writes = []*schema.Field{k.f.livemode, k.f.account, k.f.updatedAt, k.f.lastEventID, k.f.lastEventCreated}
+	for _, f := range []*schema.Field{k.f.status, k.f.deleted} {
+		if f != nil {
+			k.writes = append(k.writes, f)
+		}
+	}
+	for _, c := range k.carried {
+		k.writes = append(k.writes, c.field)
+	}
+	k.writes = append(k.writes, k.refFields...)
 	return k
 }
 
@@ -197,6 +218,8 @@ type change struct {
 	present  payload // the fields the object carries: a carried field outside it is left alone
 	row      any     // a pointer to the kind's model holding its carries and refs
 	customer ref     // the object's customer, whose row must exist (a stub if new)
+	deletes  bool    // the event deletes the object: sticky and order-free, once deleted always deleted
+	items    *items
 }
 
 // decode reads ev's data.object, a k, into dst (see decode).
@@ -216,39 +239,57 @@ func envelopeOf(ev Event) envelope {
 	return envelope{livemode: ev.Livemode, account: ref(ev.Account).ptr()}
 }
 
-// apply locks the object's row (creating a stub if it is new), writes the
-// change when the event is newer than the row (compare; a tie is settled
-// by settleTie), and records the status the event reports even when it is
-// stale. Fields that only grow never go down, whatever the event carries.
-func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) (applied bool, err error) {
-	k := c.kind
-	row := reflect.ValueOf(c.row)
-	if row.Type() != reflect.PointerTo(k.model) {
-		return false, fmt.Errorf("billing: apply %s %s: row is a %T, want a *%s", k.objectType, c.id, c.row, k.model)
-	}
-	env := envelopeOf(ev)
-	cur, linked, err := lockRow(tx, k, c.id, env, now, c.customer != "")
-	if err != nil {
-		return false, err
-	}
-	// A row that already references this customer was linked by an event
-	// that made sure the customer's row exists (customers are never
-	// deleted): the look-up is spared.
-	if c.customer != "" && linked != string(c.customer) {
-		if err := ensureStub(tx, customerKind, c.customer, env, now); err != nil {
-			return false, err
+// stateOf is the ordering state of row, a pointer to k's model.
+func (k kind) stateOf(ctx context.Context, row reflect.Value) state {
+	st := state{Grows: k.growsOf(ctx, row)}
+	if k.f.status != nil {
+		if v, _ := k.f.status.ValueOf(ctx, row); v != nil {
+			if s, ok := v.(*string); ok && s != nil {
+				st.Status = *s
+			}
 		}
 	}
-	in := state{Status: c.status, Created: ev.Created, EventID: ev.ID, Grows: make([]sql.NullInt64, len(k.growFields))}
+	if v, _ := k.f.lastEventID.ValueOf(ctx, row); v != nil {
+		if s, ok := v.(*string); ok && s != nil {
+			st.EventID = *s
+		}
+	}
+	if v, _ := k.f.lastEventCreated.ValueOf(ctx, row); v != nil {
+		if t, ok := v.(*time.Time); ok && t != nil {
+			st.Created = *t
+		}
+	}
+	return st
+}
+
+// growsOf reads the fields that only grow of row, a pointer to k's model.
+func (k kind) growsOf(ctx context.Context, row reflect.Value) []sql.NullInt64 {
+	grows := make([]sql.NullInt64, len(k.growFields))
 	for i, f := range k.growFields {
 		v, _ := f.ValueOf(ctx, row)
-		in.Grows[i] = int64Of(v)
+		grows[i] = int64Of(v)
 	}
+	return grows
+}
+
+// applyChange writes change c of event ev into row, the object's locked
+// row (a stub if it was new), when the event is newer than the row
+// (compare; a tie is settled by settleTie), and says whether it did and
+// which status the history records for the event, even when it is
+// stale. Fields that only grow never go down, whatever the event carries.
+func applyChange(ctx context.Context, row reflect.Value, ev Event, now time.Time, c change) (applied bool, reported string, err error) {
+	k := c.kind
+	src := reflect.ValueOf(c.row)
+	if src.Type() != reflect.PointerTo(k.model) {
+		return false, "", fmt.Errorf("billing: apply %s %s: row is a %T, want a *%s", k.objectType, c.id, c.row, k.model)
+	}
+	cur := k.stateOf(ctx, row)
+	in := state{Status: c.status, Created: ev.Created, EventID: ev.ID, Grows: k.growsOf(ctx, src)}
 	v, reported, lastEventID := compare(k.rank, cur, in), c.status, ev.ID
 	if v == tied {
 		var fromStripe bool
 		if v, reported, fromStripe, err = settleTie(ctx, k, c, cur, in); err != nil {
-			return false, err
+			return false, "", err
 		}
 		if fromStripe {
 			// Stripe's object is neither event's: the row names the
@@ -257,91 +298,73 @@ func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) 
 		}
 	}
 	if v == replace {
-		set := make(map[string]any, len(k.carried)+len(k.refFields)+6)
 		for _, f := range k.carried {
 			if c.present.has(f.keys...) {
-				set[f.field.DBName], _ = f.field.ValueOf(ctx, row)
+				f.field.ReflectValueOf(ctx, row).Set(f.field.ReflectValueOf(ctx, src))
 			}
 		}
 		for i, f := range k.growFields {
 			if n := in.Grows[i]; n.Valid {
-				set[f.DBName] = gorm.Expr("GREATEST(COALESCE("+f.DBName+", ?), ?)", n.Int64, n.Int64)
+				if was := cur.Grows[i]; was.Valid {
+					n.Int64 = max(n.Int64, was.Int64)
+				}
+				assign(ctx, f, row, n.Int64)
 			}
 		}
 		for _, f := range k.refFields {
-			if v, unknown := f.ValueOf(ctx, row); !unknown {
-				set[f.DBName] = v
+			if _, unknown := f.ValueOf(ctx, src); !unknown {
+				f.ReflectValueOf(ctx, row).Set(f.ReflectValueOf(ctx, src))
 			}
 		}
-		if k.col.status != "" {
-			set[k.col.status] = c.status
+		if k.f.status != nil {
+			assign(ctx, k.f.status, row, c.status)
 		}
-		set[k.col.livemode] = env.livemode
-		set[k.col.account] = env.account
-		set[k.col.lastEventID] = lastEventID
-		set[k.col.lastEventCreated] = ev.Created
-		set[k.col.updatedAt] = now
-		if err := tx.Table(k.table).Where(k.col.stripeID+" = ?", c.id).Updates(set).Error; err != nil {
-			return false, fmt.Errorf("billing: update %s %s: %w", k.objectType, c.id, err)
-		}
+		env := envelopeOf(ev)
+		assign(ctx, k.f.livemode, row, env.livemode)
+		assign(ctx, k.f.account, row, env.account)
+		assign(ctx, k.f.lastEventID, row, lastEventID)
+		assign(ctx, k.f.lastEventCreated, row, ev.Created)
+		assign(ctx, k.f.updatedAt, row, now)
 		applied = true
 	}
-	if k.col.status != "" && reported != "" {
-		sc := models.StatusChange{
-			ObjectType: k.objectType,
-			ObjectID:   c.id,
-			Status:     reported,
-			EventID:    ev.ID,
-			OccurredAt: ev.Created,
-			RecordedAt: now,
-		}
-		if w := deferredOf(ctx); w != nil {
-			w.history = append(w.history, sc)
-			return applied, nil
-		}
-		if err := models.RecordStatus(tx, sc); err != nil {
-			return applied, err
-		}
+	if c.deletes {
+		assign(ctx, k.f.deleted, row, true)
 	}
-	return applied, nil
+	if k.col.status == "" {
+		reported = ""
+	}
+	return applied, reported, nil
 }
 
-// lockRow returns the row's ordering state under FOR UPDATE, inserting a
-// stub first when the object is new, and, when withCustomer, its
-// customer ("" when NULL, new or the table has none). Under READ
-// COMMITTED a missing row takes no gap lock, so two first events for one
-// object meet on the unique key instead of deadlocking.
-func lockRow(tx *gorm.DB, k kind, id string, env envelope, now time.Time, withCustomer bool) (st state, customer string, err error) {
-	q := k.lockSQL
-	if withCustomer {
-		q = k.lockCustomerSQL
-	}
-	for range 2 {
-		var (
-			eventID, status, cust sql.NullString
-			created               sql.NullTime
-			grows                 = make([]sql.NullInt64, len(k.growFields))
-		)
-		dest := []any{&eventID, &created, &status, &cust}
-		for i := range grows {
-			dest = append(dest, &grows[i])
+// fillRefs sets those references of row (a pointer to k's model) that
+// are still empty to the ones refs (another pointer to it) holds; its
+// other fields are not read. It says whether it changed any.
+func fillRefs(ctx context.Context, k kind, row reflect.Value, refs any) (changed bool) {
+	src := reflect.ValueOf(refs)
+	for _, f := range k.refFields {
+		if _, unknown := f.ValueOf(ctx, src); unknown {
+			continue
 		}
-		err := tx.Raw(q, id).Row().Scan(dest...)
-		if err == nil {
-			st := state{Status: status.String, EventID: eventID.String, Grows: grows}
-			if created.Valid {
-				st.Created = created.Time
-			}
-			return st, cust.String, nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return state{}, "", fmt.Errorf("billing: lock %s %s: %w", k.objectType, id, err)
-		}
-		if err := insertStub(tx, k, id, env, now); err != nil {
-			return state{}, "", err
+		if _, empty := f.ValueOf(ctx, row); empty {
+			f.ReflectValueOf(ctx, row).Set(f.ReflectValueOf(ctx, src))
+			changed = true
 		}
 	}
-	return state{}, "", fmt.Errorf("billing: lock %s %s: row vanished", k.objectType, id)
+	return changed
+}
+
+// assign sets field f of row to v, allocating when f is a pointer and v
+// is not, converting between integer widths.
+func assign(ctx context.Context, f *schema.Field, row reflect.Value, v any) {
+	fv, val := f.ReflectValueOf(ctx, row), reflect.ValueOf(v)
+	switch {
+	case fv.Kind() == reflect.Pointer && val.Kind() != reflect.Pointer:
+		p := reflect.New(fv.Type().Elem())
+		p.Elem().Set(val.Convert(fv.Type().Elem()))
+		fv.Set(p)
+	default:
+		fv.Set(val.Convert(fv.Type()))
+	}
 }
 
 // int64Of reads an integer model value, a pointer to one included; not
@@ -358,84 +381,4 @@ func int64Of(v any) sql.NullInt64 {
 		return sql.NullInt64{Int64: rv.Int(), Valid: true}
 	}
 	return sql.NullInt64{}
-}
-
-// insertStub creates a row that only knows its id, unless one exists.
-func insertStub(tx *gorm.DB, k kind, id string, env envelope, now time.Time) error {
-	args := []any{id, env.livemode, env.account, now, now}
-	if k.object != "" {
-		args = append(args, k.object)
-	}
-	if err := tx.Exec(k.stubSQL, args...).Error; err != nil {
-		return fmt.Errorf("billing: insert %s %s: %w", k.objectType, id, err)
-	}
-	return nil
-}
-
-// ensureStub makes sure a referenced object has a row, without locking an
-// existing one: an invoice may arrive before its customer.
-func ensureStub(tx *gorm.DB, k kind, r ref, env envelope, now time.Time) error {
-	if r == "" {
-		return nil
-	}
-	var n int64
-	if err := tx.Table(k.table).Where(k.col.stripeID+" = ?", string(r)).Count(&n).Error; err != nil {
-		return fmt.Errorf("billing: find %s %s: %w", k.objectType, r, err)
-	}
-	if n > 0 {
-		return nil
-	}
-	return insertStub(tx, k, string(r), env, now)
-}
-
-// link sets those references of the row id that are still empty to the
-// ones refs (a pointer to the kind's model) holds; its other fields are
-// not read.
-func link(ctx context.Context, tx *gorm.DB, k kind, id ref, refs any) error {
-	if id == "" {
-		return nil
-	}
-	row := reflect.ValueOf(refs)
-	set := map[string]any{}
-	for _, f := range k.refFields {
-		if v, unknown := f.ValueOf(ctx, row); !unknown {
-			set[f.DBName] = gorm.Expr("IFNULL("+f.DBName+", ?)", v)
-		}
-	}
-	if len(set) == 0 {
-		return nil
-	}
-	if err := tx.Table(k.table).Where(k.col.stripeID+" = ?", string(id)).Updates(set).Error; err != nil {
-		return fmt.Errorf("billing: link %s %s: %w", k.objectType, id, err)
-	}
-	return nil
-}
-
-// markDeleted is sticky and order-free: once deleted, always deleted.
-func markDeleted(tx *gorm.DB, k kind, id string) error {
-	if err := tx.Table(k.table).Where(k.col.stripeID+" = ?", id).Update(k.col.deleted, true).Error; err != nil {
-		return fmt.Errorf("billing: delete %s %s: %w", k.objectType, id, err)
-	}
-	return nil
-}
-
-// deferred holds an event's writes that a batch makes in one statement
-// for all its events at the end, after the last savepoint: history rows
-// are append-only and nothing in the transaction reads them back.
-type deferred struct {
-	history []models.StatusChange
-}
-
-type deferredKey struct{}
-
-// withDeferred returns ctx carrying w: apply then queues history rows in
-// w instead of inserting each one.
-func withDeferred(ctx context.Context, w *deferred) context.Context {
-	return context.WithValue(ctx, deferredKey{}, w)
-}
-
-// deferredOf returns the writes ctx carries, nil outside a batch.
-func deferredOf(ctx context.Context) *deferred {
-	w, _ := ctx.Value(deferredKey{}).(*deferred)
-	return w
 }

@@ -3,18 +3,69 @@ package billing_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
 )
 
-// TestProcessBatch: one transaction, a savepoint per event. The same
+// fallbacks is a log handler counting the batches a Processor applied
+// event by event instead of as sets.
+type fallbacks struct{ n atomic.Int64 }
+
+func (f *fallbacks) Enabled(context.Context, slog.Level) bool { return true }
+func (f *fallbacks) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "billing: batch applied event by event" {
+		f.n.Add(1)
+	}
+	return nil
+}
+func (f *fallbacks) WithAttrs([]slog.Attr) slog.Handler { return f }
+func (f *fallbacks) WithGroup(string) slog.Handler      { return f }
+
+// batchSetup is setup with a Processor whose fallbacks are counted.
+func batchSetup(t *testing.T) (*models.Store, *billing.Processor, *fallbacks) {
+	t.Helper()
+	s := testenv.Store(t)
+	fb := &fallbacks{}
+	return s, billing.NewProcessor(s, slog.New(fb)), fb
+}
+
+// processBatches applies events in batches of size and fails the test on
+// any error.
+func processBatches(t *testing.T, p *billing.Processor, events [][]byte, size int) []billing.Outcome {
+	t.Helper()
+	var all []billing.Outcome
+	for i := 0; i < len(events); i += size {
+		outcomes, err := p.ProcessBatch(context.Background(), events[i:min(i+size, len(events))])
+		if err != nil {
+			t.Fatalf("ProcessBatch: %v", err)
+		}
+		for j, o := range outcomes {
+			if o.Err != nil {
+				t.Fatalf("ProcessBatch(%.200s): %v", events[i+j], o.Err)
+			}
+		}
+		all = append(all, outcomes...)
+	}
+	return all
+}
+
+// TestProcessBatch: one transaction, the batch's work as sets. The same
 // event twice in a batch applies once; an unparsable event and a poison
-// one fail alone (permanent, schema) while the rest commit, and the batch ends in
-// the rows the same events give one at a time.
+// one fail alone (permanent, schema) while the rest commit, without
+// leaving the sets, and the batch ends in the rows the same events give
+// one at a time.
 func TestProcessBatch(t *testing.T) {
 	t.Parallel()
 	stream := billingtest.Lifecycle(2, start)
@@ -22,7 +73,7 @@ func TestProcessBatch(t *testing.T) {
 	batch := [][]byte{stream[0], stream[0], []byte(`{not json`), stream[1], poison}
 	batch = append(batch, stream[2:]...)
 
-	s, p := setup(t)
+	s, p, fb := batchSetup(t)
 	outcomes, err := p.ProcessBatch(context.Background(), batch)
 	if err != nil {
 		t.Fatal(err)
@@ -50,10 +101,13 @@ func TestProcessBatch(t *testing.T) {
 			}
 		}
 	}
+	if n := fb.n.Load(); n != 0 {
+		t.Errorf("%d batches applied event by event, want the sets", n)
+	}
 	var poisonRows int64
 	s.DB().Model(&models.StripeEvent{}).Where("id = ?", "evt_poison_b").Count(&poisonRows)
 	if poisonRows != 0 {
-		t.Errorf("the poison event's ledger row survived its savepoint's rollback")
+		t.Errorf("the poison event has a ledger row")
 	}
 
 	ref, refProc := setup(t)
@@ -62,5 +116,136 @@ func TestProcessBatch(t *testing.T) {
 	}
 	if got, want := snapshot(t, s), snapshot(t, ref); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("batch rows differ from one-at-a-time rows:\n got %v\nwant %v", got, want)
+	}
+
+	t.Run("Redelivered", func(t *testing.T) {
+		again, err := p.ProcessBatch(context.Background(), batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range again {
+			if i != 2 && i != 4 && (o.Err != nil || o.Result != billing.Duplicate) {
+				t.Errorf("event %d again: %+v, want duplicate", i, o)
+			}
+		}
+		if got, want := snapshot(t, s), snapshot(t, ref); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("a redelivered batch changed the rows")
+		}
+	})
+}
+
+// TestProcessBatchPoisonStatement: an event the database refuses (a
+// currency too long for its column) fails a statement of the sets; the
+// batch is applied again event by event and the poison fails alone.
+func TestProcessBatchPoisonStatement(t *testing.T) {
+	t.Parallel()
+	stream := billingtest.Lifecycle(2, start)
+	poison := billingtest.Event(billingtest.NewEventID(), "customer.updated", start.Add(time.Hour),
+		billingtest.Customer(billingtest.LifecycleIDs(start, 0).Customer, "poison@example.com"))
+	poison = []byte(strings.Replace(string(poison), `"currency":"usd"`, `"currency":"usdx"`, 1))
+	if !strings.Contains(string(poison), `"usdx"`) {
+		t.Fatalf("the poison event carries no currency to spoil: %s", poison)
+	}
+	batch := append(slices.Clone(stream[:9]), poison)
+	batch = append(batch, stream[9:]...)
+
+	s, p, fb := batchSetup(t)
+	outcomes, err := p.ProcessBatch(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range outcomes {
+		switch {
+		case i == 9 && o.Err == nil:
+			t.Errorf("the poison event: %+v, want an error", o)
+		case i != 9 && (o.Err != nil || o.Result != billing.Processed):
+			t.Errorf("event %d: %+v, want processed", i, o)
+		}
+	}
+	if n := fb.n.Load(); n != 1 {
+		t.Errorf("%d batches applied event by event, want 1", n)
+	}
+	ref, refProc := setup(t)
+	for _, raw := range stream {
+		process(t, refProc, raw, billing.Processed)
+	}
+	if got, want := snapshot(t, s), snapshot(t, ref); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("rows differ from the stream without the poison:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestProcessBatchConcurrentWorkers: two workers (two Processors, two
+// goroutines each) apply overlapping batches of the same events at once,
+// each goroutine all of them in its own order. Each event is processed
+// exactly once and a duplicate everywhere else, and the rows are those of
+// the ordered stream.
+func TestProcessBatchConcurrentWorkers(t *testing.T) {
+	t.Parallel()
+	events := billingtest.Lifecycle(6, start)
+	ref, refProc := setup(t)
+	for _, raw := range events {
+		process(t, refProc, raw, billing.Processed)
+	}
+	want := snapshot(t, ref)
+
+	s := testenv.Store(t)
+	fb := &fallbacks{}
+	workers := []*billing.Processor{billing.NewProcessor(s, slog.New(fb)), billing.NewProcessor(s, slog.New(fb))}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	var (
+		mu        sync.Mutex
+		processed = map[string]int{}
+		results   = map[billing.Result]int{}
+		batches   int
+		wg        sync.WaitGroup
+	)
+	for g := range 2 * len(workers) {
+		p := workers[g%len(workers)]
+		order := slices.Clone(events)
+		rng := rand.New(rand.NewPCG(seed, uint64(g)))
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		wg.Go(func() {
+			for i := 0; i < len(order); i += 16 {
+				batch := order[i:min(i+16, len(order))]
+				outcomes, err := p.ProcessBatch(context.Background(), batch)
+				if err != nil {
+					t.Errorf("ProcessBatch: %v", err)
+					return
+				}
+				mu.Lock()
+				batches++
+				for j, o := range outcomes {
+					if o.Err != nil {
+						t.Errorf("event %.80s: %v", batch[j], o.Err)
+					}
+					results[o.Result]++
+					if o.Result == billing.Processed {
+						ev, _ := billing.Parse(batch[j])
+						processed[ev.ID]++
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if results[billing.Processed] != len(events) || results[billing.Duplicate] != 3*len(events) {
+		t.Errorf("results %v, want %d processed and %d duplicates", results, len(events), 3*len(events))
+	}
+	for id, n := range processed {
+		if n != 1 {
+			t.Errorf("event %s processed %d times", id, n)
+		}
+	}
+	t.Logf("%d of %d batches applied event by event", fb.n.Load(), batches)
+	if fb.n.Load() >= int64(batches) {
+		t.Errorf("every batch was applied event by event: the sets were never tried with duplicates")
+	}
+	got := snapshot(t, s)
+	for table := range want {
+		if !slices.Equal(got[table], want[table]) {
+			t.Errorf("%s differs from the ordered run:\ngot  %q\nwant %q", table, got[table], want[table])
+		}
 	}
 }

@@ -1,11 +1,8 @@
 package billing
 
 import (
-	"context"
 	"fmt"
 	"time"
-
-	"gorm.io/gorm"
 
 	"github.com/stripe-billing/billing/models"
 )
@@ -14,39 +11,40 @@ import (
 type handlers struct{ now func() time.Time }
 
 func (h handlers) register(m *Mux) {
+	handle := func(t string, decode func(Event) (plan, error)) { m.Handle(t, planner{decode: decode, now: h.now}) }
 	for _, t := range []string{"customer.created", "customer.updated", "customer.deleted"} {
-		m.HandleFunc(t, h.customer)
+		handle(t, h.customer)
 	}
 	for _, t := range []string{"customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
 		"customer.subscription.paused", "customer.subscription.resumed", "customer.subscription.trial_will_end",
 		"customer.subscription.pending_update_applied", "customer.subscription.pending_update_expired"} {
-		m.HandleFunc(t, h.subscription)
+		handle(t, h.subscription)
 	}
 	for _, t := range []string{"invoice.created", "invoice.finalized", "invoice.updated", "invoice.paid",
 		"invoice.payment_succeeded", "invoice.payment_failed", "invoice.payment_action_required", "invoice.voided",
 		"invoice.marked_uncollectible", "invoice.deleted", "invoice.sent", "invoice.upcoming", "invoice.finalization_failed"} {
-		m.HandleFunc(t, h.invoice)
+		handle(t, h.invoice)
 	}
 	for _, t := range []string{"payment_intent.created", "payment_intent.succeeded", "payment_intent.payment_failed",
 		"payment_intent.canceled", "payment_intent.processing", "payment_intent.requires_action",
 		"payment_intent.amount_capturable_updated", "payment_intent.partially_funded"} {
-		m.HandleFunc(t, h.paymentIntent)
+		handle(t, h.paymentIntent)
 	}
 	for _, t := range []string{"charge.succeeded", "charge.failed", "charge.pending", "charge.captured",
 		"charge.refunded", "charge.updated", "charge.expired"} {
-		m.HandleFunc(t, h.charge)
+		handle(t, h.charge)
 	}
 	for _, t := range []string{"charge.refund.updated", "refund.created", "refund.updated", "refund.failed"} {
-		m.HandleFunc(t, h.refund)
+		handle(t, h.refund)
 	}
 	for _, t := range []string{"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
 		"charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated"} {
-		m.HandleFunc(t, h.dispute)
+		handle(t, h.dispute)
 	}
-	m.HandleFunc("invoice_payment.paid", h.invoicePayment)
-	m.HandleFunc("checkout.session.completed", h.checkoutSession)
-	m.HandleFunc("checkout.session.async_payment_succeeded", h.checkoutSession)
-	m.HandleFunc("checkout.session.async_payment_failed", h.checkoutSession)
+	handle("invoice_payment.paid", h.invoicePayment)
+	handle("checkout.session.completed", h.checkoutSession)
+	handle("checkout.session.async_payment_succeeded", h.checkoutSession)
+	handle("checkout.session.async_payment_failed", h.checkoutSession)
 }
 
 // previewTypes are the event types whose object Stripe may send without an
@@ -58,16 +56,17 @@ var previewTypes = map[string]bool{"invoice.upcoming": true}
 // schema failure.
 func isPreview(ev Event) bool { return ev.ObjectID == "" && previewTypes[ev.Type] }
 
-func (h handlers) customer(ctx context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) customer(ev Event) (plan, error) {
 	var o customerObject
 	p, err := customerKind.decode(ev, &o, &o.common)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = apply(ctx, tx, ev, h.now(), change{
+	return plan{{kind: customerKind, id: o.ID, change: &change{
 		kind:    customerKind,
 		id:      o.ID,
 		present: p,
+		deletes: ev.Type == "customer.deleted",
 		row: &models.Customer{
 			Email:         o.Email,
 			Name:          o.Name,
@@ -75,25 +74,18 @@ func (h handlers) customer(ctx context.Context, tx *gorm.DB, ev Event) error {
 			Balance:       o.Balance,
 			StripeCreated: o.Created.t,
 		},
-	})
-	if err != nil {
-		return err
-	}
-	if ev.Type == "customer.deleted" {
-		return markDeleted(tx, customerKind, o.ID)
-	}
-	return nil
+	}}}, nil
 }
 
-func (h handlers) subscription(ctx context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) subscription(ev Event) (plan, error) {
 	var o subscriptionObject
 	p, err := subscriptionKind.decode(ev, &o, &o.common)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	items, err := decodeItems(ev, o, p)
+	its, err := decodeItems(ev, o, p)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	row := &models.Subscription{
 		CustomerID:         o.Customer.ptr(),
@@ -111,27 +103,27 @@ func (h handlers) subscription(ctx context.Context, tx *gorm.DB, ev Event) error
 	if !p.has("current_period_start") {
 		// From 2025-03-31.basil each item has its own period: the
 		// subscription's is their span.
-		row.CurrentPeriodStart, row.CurrentPeriodEnd = items.span()
+		row.CurrentPeriodStart, row.CurrentPeriodEnd = its.span()
 	}
-	applied, err := apply(ctx, tx, ev, h.now(), change{
+	c := &change{
 		kind:     subscriptionKind,
 		id:       o.ID,
 		status:   o.Status,
 		present:  p,
 		customer: o.Customer,
 		row:      row,
-	})
-	if err != nil || !applied || o.Items == nil {
-		return err
 	}
-	return writeItems(tx, ev, h.now(), o.ID, items, !o.Items.HasMore)
+	if o.Items != nil {
+		c.items = &its // written with the event only when it is applied
+	}
+	return plan{{kind: subscriptionKind, id: o.ID, change: c}}, nil
 }
 
-func (h handlers) invoice(ctx context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) invoice(ev Event) (plan, error) {
 	var o invoiceObject
 	p, err := invoiceKind.decode(ev, &o, &o.common)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	row := &models.Invoice{
 		CustomerID:       o.Customer.ptr(),
@@ -153,42 +145,41 @@ func (h handlers) invoice(ctx context.Context, tx *gorm.DB, ev Event) error {
 		StripeCreated:    o.Created.t,
 	}
 	row.BilledPeriodStart, row.BilledPeriodEnd = o.billedPeriod()
-	_, err = apply(ctx, tx, ev, h.now(), change{
+	pl := plan{{kind: invoiceKind, id: o.ID, change: &change{
 		kind:     invoiceKind,
 		id:       o.ID,
 		status:   o.Status,
 		present:  p,
 		customer: o.Customer,
+		deletes:  ev.Type == "invoice.deleted",
 		row:      row,
-	})
-	if err != nil {
-		return err
-	}
+	}}}
 	if o.Payments != nil {
 		for i, raw := range o.Payments.Data {
 			path := fmt.Sprintf("invoice.payments.data[%d]", i)
-			if err := h.applyInvoicePayment(ctx, tx, ev, raw, path, ref(o.ID)); err != nil {
-				return err
+			ip, err := decodeInvoicePayment(ev, raw, path, ref(o.ID))
+			if err != nil {
+				return nil, err
 			}
+			pl = append(pl, ip...)
 		}
 	}
-	if ev.Type == "invoice.deleted" {
-		return markDeleted(tx, invoiceKind, o.ID)
-	}
-	return nil
+	return pl, nil
 }
 
 // invoicePayment applies an InvoicePayment (API versions from
 // 2025-03-31.basil), the link between an invoice and what paid it.
-func (h handlers) invoicePayment(ctx context.Context, tx *gorm.DB, ev Event) error {
-	return h.applyInvoicePayment(ctx, tx, ev, ev.Object, invoicePaymentKind.objectType, "")
+func (h handlers) invoicePayment(ev Event) (plan, error) {
+	return decodeInvoicePayment(ev, ev.Object, invoicePaymentKind.objectType, "")
 }
 
-// applyInvoicePayment applies the InvoicePayment raw found at path of ev
+// decodeInvoicePayment plans the InvoicePayment raw found at path of ev
 // (data.object, or an item of an invoice's payments), whose invoice is
-// invoice when it names none, and carries its links to the invoice, the
-// payment intent and the charges.
-func (h handlers) applyInvoicePayment(ctx context.Context, tx *gorm.DB, ev Event, raw []byte, path string, invoice ref) error {
+// invoice when it names none, and its links: the invoice gets a row if it
+// has none yet, so that the link waits for its own events; it is tied to
+// what paid it (a payment intent, or a charge without one), and the
+// intent's links are settled.
+func decodeInvoicePayment(ev Event, raw []byte, path string, invoice ref) (plan, error) {
 	var o invoicePaymentObject
 	k := invoicePaymentKind
 	requires := k.requires
@@ -197,7 +188,7 @@ func (h handlers) applyInvoicePayment(ctx context.Context, tx *gorm.DB, ev Event
 	}
 	p, err := decode(ev, raw, path, k.objectType, &o, &o.common, requires...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if o.Invoice != "" {
 		invoice = o.Invoice
@@ -218,18 +209,20 @@ func (h handlers) applyInvoicePayment(ctx context.Context, tx *gorm.DB, ev Event
 	if o.StatusTransitions != nil {
 		row.PaidAt = o.StatusTransitions.PaidAt.t
 	}
-	_, err = apply(ctx, tx, ev, h.now(), change{kind: k, id: o.ID, status: o.Status, present: p, row: row})
-	if err != nil {
-		return err
-	}
-	return linkInvoicePayment(ctx, tx, ev, h.now(), invoice, pi, charge)
+	return plan{
+		{kind: k, id: o.ID, change: &change{kind: k, id: o.ID, status: o.Status, present: p, row: row}},
+		{kind: invoiceKind, id: string(invoice), ensure: true},
+		{kind: invoiceKind, id: string(invoice), link: &models.Invoice{PaymentIntentID: pi.ptr(), ChargeID: charge.ptr()}},
+		{kind: chargeKind, id: string(charge), link: &models.Payment{InvoiceID: invoice.ptr()}},
+		{kind: paymentIntentKind, id: string(pi), settle: true},
+	}, nil
 }
 
-func (h handlers) paymentIntent(ctx context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) paymentIntent(ev Event) (plan, error) {
 	var o paymentIntentObject
 	p, err := paymentIntentKind.decode(ev, &o, &o.common)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	succeeded := o.Status == "succeeded"
 	row := &models.Payment{
@@ -246,27 +239,27 @@ func (h handlers) paymentIntent(ctx context.Context, tx *gorm.DB, ev Event) erro
 	if e := o.LastPaymentError; e != nil {
 		row.FailureCode, row.FailureMessage = e.Code, e.Message
 	}
-	_, err = apply(ctx, tx, ev, h.now(), change{
+	pl := plan{{kind: paymentIntentKind, id: o.ID, change: &change{
 		kind:     paymentIntentKind,
 		id:       o.ID,
 		status:   o.Status,
 		present:  p,
 		customer: o.Customer,
 		row:      row,
-	})
-	if err != nil || p.has("invoice") {
-		return err // before basil the objects name each other
+	}}}
+	if !p.has("invoice") { // before basil the objects name each other
+		pl = append(pl, op{kind: paymentIntentKind, id: o.ID, settle: true})
 	}
-	return settleLinks(tx, ref(o.ID))
+	return pl, nil
 }
 
-func (h handlers) charge(ctx context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) charge(ev Event) (plan, error) {
 	var o chargeObject
 	p, err := chargeKind.decode(ev, &o, &o.common)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = apply(ctx, tx, ev, h.now(), change{
+	pl := plan{{kind: chargeKind, id: o.ID, change: &change{
 		kind:     chargeKind,
 		id:       o.ID,
 		status:   o.Status,
@@ -287,20 +280,20 @@ func (h handlers) charge(ctx context.Context, tx *gorm.DB, ev Event) error {
 			FailureMessage:  o.FailureMessage,
 			StripeCreated:   o.Created.t,
 		},
-	})
-	if err != nil || p.has("invoice") {
-		return err // before basil the objects name each other
+	}}}
+	if !p.has("invoice") { // before basil the objects name each other
+		pl = append(pl, op{kind: paymentIntentKind, id: string(o.PaymentIntent), settle: true})
 	}
-	return settleLinks(tx, o.PaymentIntent)
+	return pl, nil
 }
 
-func (h handlers) refund(ctx context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) refund(ev Event) (plan, error) {
 	var o refundObject
 	p, err := refundKind.decode(ev, &o, &o.common)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = apply(ctx, tx, ev, h.now(), change{
+	return plan{{kind: refundKind, id: o.ID, change: &change{
 		kind:    refundKind,
 		id:      o.ID,
 		status:  o.Status,
@@ -314,15 +307,14 @@ func (h handlers) refund(ctx context.Context, tx *gorm.DB, ev Event) error {
 			FailureReason:   o.FailureReason,
 			StripeCreated:   o.Created.t,
 		},
-	})
-	return err
+	}}}, nil
 }
 
-func (h handlers) dispute(ctx context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) dispute(ev Event) (plan, error) {
 	var o disputeObject
 	p, err := disputeKind.decode(ev, &o, &o.common)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	row := &models.Dispute{
 		ChargeID:           o.Charge.ptr(),
@@ -336,28 +328,24 @@ func (h handlers) dispute(ctx context.Context, tx *gorm.DB, ev Event) error {
 	if o.EvidenceDetails != nil {
 		row.EvidenceDueBy = o.EvidenceDetails.DueBy.t
 	}
-	_, err = apply(ctx, tx, ev, h.now(), change{
+	return plan{{kind: disputeKind, id: o.ID, change: &change{
 		kind:    disputeKind,
 		id:      o.ID,
 		status:  o.Status,
 		present: p,
 		row:     row,
-	})
-	return err
+	}}}, nil
 }
 
 // checkoutSession links what a completed checkout created, creating rows
 // for what has not arrived yet. Sessions themselves are not stored.
-func (h handlers) checkoutSession(ctx context.Context, tx *gorm.DB, ev Event) error {
+func (h handlers) checkoutSession(ev Event) (plan, error) {
 	var o checkoutSessionObject
 	if _, err := decode(ev, ev.Object, "checkout.session", "checkout.session", &o, &o.common); err != nil {
-		return err
-	}
-	now, env := h.now(), envelopeOf(ev)
-	if err := ensureStub(tx, customerKind, o.Customer, env, now); err != nil {
-		return err
+		return nil, err
 	}
 	customer := o.Customer.ptr()
+	pl := plan{{kind: customerKind, id: string(o.Customer), ensure: true}}
 	for _, t := range []struct {
 		kind kind
 		id   ref
@@ -367,12 +355,7 @@ func (h handlers) checkoutSession(ctx context.Context, tx *gorm.DB, ev Event) er
 		{paymentIntentKind, o.PaymentIntent, &models.Payment{CustomerID: customer, InvoiceID: o.Invoice.ptr()}},
 		{invoiceKind, o.Invoice, &models.Invoice{CustomerID: customer, SubscriptionID: o.Subscription.ptr()}},
 	} {
-		if err := ensureStub(tx, t.kind, t.id, env, now); err != nil {
-			return err
-		}
-		if err := link(ctx, tx, t.kind, t.id, t.refs); err != nil {
-			return err
-		}
+		pl = append(pl, op{kind: t.kind, id: string(t.id), ensure: true}, op{kind: t.kind, id: string(t.id), link: t.refs})
 	}
-	return nil
+	return pl, nil
 }

@@ -1,10 +1,10 @@
 package billing
 
 import (
-	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,78 +27,125 @@ import (
 
 // linkStatements are settleLinks' statements, resolved from the kinds.
 // Each names its rows by a unique key or an index: an UPDATE that scanned
-// the table would wait on every row another transaction holds.
+// the table would wait on every row another transaction holds. The CASE
+// of an UPDATE is filled in per batch.
 type linkStatements struct {
-	intent        string // a payment intent's invoice and latest charge
-	intentInvoice string // an invoice an InvoicePayment of the intent pays
-	intentLink    string // sets the intent's invoice
-	chargesLink   string // sets the invoice of the intent's charges
-	invoiceLinks  string // sets the invoice's payment intent and charge
+	intents        string // payment intents' invoice and latest charge
+	intentInvoices string // the first invoice an InvoicePayment of each intent pays
+	intentLinks    string // sets the intents' invoice
+	chargesLinks   string // sets the invoice of the intents' charges
+	invoiceLinks   string // sets the invoices' payment intent and charge
 }
 
 var links = func() linkStatements {
 	p, inv, ip := paymentIntentKind, invoiceKind, invoicePaymentKind
 	return linkStatements{
-		intent: "SELECT " + p.col.invoice + ", " + p.col.charge + " FROM " + p.table +
-			" WHERE " + p.col.stripeID + " = ? AND " + p.col.object + " = ?",
-		intentInvoice: "SELECT " + ip.col.invoice + " FROM " + ip.table + " WHERE " + ip.col.paymentIntent + " = ? AND " +
-			ip.col.invoice + " IS NOT NULL ORDER BY " + ip.col.invoice + " LIMIT 1",
-		intentLink: "UPDATE " + p.table + " SET " + p.col.invoice + " = ? WHERE " + p.col.stripeID + " = ? AND " +
-			p.col.invoice + " IS NULL",
-		chargesLink: "UPDATE " + p.table + " SET " + p.col.invoice + " = ? WHERE " + p.col.paymentIntent + " = ? AND " +
-			p.col.invoice + " IS NULL",
-		invoiceLinks: "UPDATE " + inv.table + " SET " + inv.col.paymentIntent + " = IFNULL(" + inv.col.paymentIntent + ", ?), " +
-			inv.col.charge + " = IFNULL(?, " + inv.col.charge + ") WHERE " + inv.col.stripeID + " = ?",
+		intents: "SELECT " + p.col.stripeID + ", " + p.col.invoice + ", " + p.col.charge + " FROM " + p.table +
+			" WHERE " + p.col.stripeID + " IN ? AND " + p.col.object + " = ?",
+		intentInvoices: "SELECT " + ip.col.paymentIntent + ", MIN(" + ip.col.invoice + ") FROM " + ip.table + " WHERE " +
+			ip.col.paymentIntent + " IN ? AND " + ip.col.invoice + " IS NOT NULL GROUP BY " + ip.col.paymentIntent,
+		intentLinks: "UPDATE " + p.table + " SET " + p.col.invoice + " = CASE " + p.col.stripeID + "%s END WHERE " +
+			p.col.stripeID + " IN ? AND " + p.col.invoice + " IS NULL",
+		chargesLinks: "UPDATE " + p.table + " SET " + p.col.invoice + " = CASE " + p.col.paymentIntent + "%s END WHERE " +
+			p.col.paymentIntent + " IN ? AND " + p.col.invoice + " IS NULL",
+		invoiceLinks: "UPDATE " + inv.table + " SET " + inv.col.paymentIntent + " = IFNULL(" + inv.col.paymentIntent +
+			", CASE " + inv.col.stripeID + "%s END), " + inv.col.charge + " = IFNULL(CASE " + inv.col.stripeID + "%s END, " +
+			inv.col.charge + ") WHERE " + inv.col.stripeID + " IN ?",
 	}
 }()
 
-// settleLinks carries payment intent pi's invoice (its own, from versions
-// before basil, or an InvoicePayment's) to the intent and its charges, and
-// the intent and its latest charge to the invoice. It reads rows, not the
-// event, so that any delivery order ends in the same links.
-func settleLinks(tx *gorm.DB, pi ref) error {
-	if pi == "" {
+// settleLinks carries each payment intent's invoice (its own, from
+// versions before basil, or an InvoicePayment's) to the intent and its
+// charges, and the intent and its latest charge to the invoice, for the
+// intents pis in order. It reads rows, not events, so that any delivery
+// order ends in the same links; a batch settles its intents once, after
+// its rows are written, in five statements at most.
+func settleLinks(tx *gorm.DB, pis []string) error {
+	if len(pis) == 0 {
 		return nil
 	}
-	var invoice, charge sql.NullString
-	err := tx.Raw(links.intent, string(pi), models.ObjectPaymentIntent).Row().Scan(&invoice, &charge)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("billing: links of payment intent %s: %w", pi, err)
+	type intent struct{ invoice, charge sql.NullString }
+	found := make(map[string]intent, len(pis))
+	rows, err := tx.Raw(links.intents, pis, models.ObjectPaymentIntent).Rows()
+	if err != nil {
+		return fmt.Errorf("billing: links of %d payment intents: %w", len(pis), err)
 	}
-	if !invoice.Valid {
-		err := tx.Raw(links.intentInvoice, string(pi)).Row().Scan(&invoice)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil // no invoice known yet: a later event settles it
+	for rows.Next() {
+		var id string
+		var in intent
+		if err := rows.Scan(&id, &in.invoice, &in.charge); err != nil {
+			rows.Close()
+			return fmt.Errorf("billing: links of %d payment intents: %w", len(pis), err)
 		}
+		found[id] = in
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return fmt.Errorf("billing: links of %d payment intents: %w", len(pis), err)
+	}
+	var without []string
+	for _, pi := range pis {
+		if !found[pi].invoice.Valid {
+			without = append(without, pi)
+		}
+	}
+	if len(without) > 0 {
+		rows, err := tx.Raw(links.intentInvoices, without).Rows()
 		if err != nil {
-			return fmt.Errorf("billing: invoice of payment intent %s: %w", pi, err)
+			return fmt.Errorf("billing: invoices of %d payment intents: %w", len(without), err)
+		}
+		for rows.Next() {
+			var id string
+			var invoice sql.NullString
+			if err := rows.Scan(&id, &invoice); err != nil {
+				rows.Close()
+				return fmt.Errorf("billing: invoices of %d payment intents: %w", len(without), err)
+			}
+			in := found[id]
+			in.invoice = invoice
+			found[id] = in
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("billing: invoices of %d payment intents: %w", len(without), err)
 		}
 	}
-	for _, q := range []string{links.intentLink, links.chargesLink} {
-		if err := tx.Exec(q, invoice.String, string(pi)).Error; err != nil {
-			return fmt.Errorf("billing: link payment intent %s and its charges to invoice %s: %w", pi, invoice.String, err)
+	// What each statement sets, in the order the intents were settled:
+	// an invoice keeps the first intent that reaches it and the last
+	// charge known, as one statement per intent would leave them.
+	var linked, invoices []string
+	var byIntent, intentOf, chargeOf []any
+	paid := map[string]int{} // invoice → its place in invoices
+	for _, pi := range pis {
+		in := found[pi]
+		if !in.invoice.Valid {
+			continue // no invoice known yet: a later event settles it
+		}
+		linked = append(linked, pi)
+		byIntent = append(byIntent, pi, in.invoice.String)
+		i, seen := paid[in.invoice.String]
+		if !seen {
+			paid[in.invoice.String] = len(invoices)
+			invoices = append(invoices, in.invoice.String)
+			intentOf = append(intentOf, in.invoice.String, pi)
+			chargeOf = append(chargeOf, in.invoice.String, in.charge)
+		} else if in.charge.Valid {
+			chargeOf[2*i+1] = in.charge
 		}
 	}
-	if err := tx.Exec(links.invoiceLinks, string(pi), charge, invoice.String).Error; err != nil {
-		return fmt.Errorf("billing: link invoice %s to payment intent %s: %w", invoice.String, pi, err)
+	if len(linked) == 0 {
+		return nil
+	}
+	when := func(n int) string { return strings.Repeat(" WHEN ? THEN ?", n) }
+	for _, q := range []string{links.intentLinks, links.chargesLinks} {
+		if err := tx.Exec(fmt.Sprintf(q, when(len(linked))), append(byIntent, linked)...).Error; err != nil {
+			return fmt.Errorf("billing: link %d payment intents and their charges to invoices: %w", len(linked), err)
+		}
+	}
+	q := fmt.Sprintf(links.invoiceLinks, when(len(invoices)), when(len(invoices)))
+	args := append(append(intentOf, chargeOf...), invoices)
+	if err := tx.Exec(q, args...).Error; err != nil {
+		return fmt.Errorf("billing: link %d invoices to payment intents: %w", len(invoices), err)
 	}
 	return nil
-}
-
-// linkInvoicePayment ties invoice to what an InvoicePayment says paid it:
-// a payment intent, or a charge without one. The invoice gets a row if it
-// has none yet, so that the link waits for its own events.
-func linkInvoicePayment(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, invoice, pi, charge ref) error {
-	if err := ensureStub(tx, invoiceKind, invoice, envelopeOf(ev), now); err != nil {
-		return err
-	}
-	if err := link(ctx, tx, invoiceKind, invoice, &models.Invoice{PaymentIntentID: pi.ptr(), ChargeID: charge.ptr()}); err != nil {
-		return err
-	}
-	if err := link(ctx, tx, chargeKind, charge, &models.Payment{InvoiceID: invoice.ptr()}); err != nil {
-		return err
-	}
-	return settleLinks(tx, pi)
 }
 
 // item is one subscription item of a payload and the fields it carries.
@@ -113,6 +160,7 @@ type items struct {
 	list       []item
 	start, end *time.Time
 	hasPeriod  bool // the subscription payload carries its period
+	complete   bool // the list has every item (no has_more)
 }
 
 // decodeItems reads the items of subscription o, whose payload is p, from
@@ -122,6 +170,7 @@ func decodeItems(ev Event, o subscriptionObject, p payload) (items, error) {
 	if o.Items == nil {
 		return its, nil
 	}
+	its.complete = !o.Items.HasMore
 	for i, raw := range o.Items.Data {
 		var it item
 		p, err := decode(ev, raw, fmt.Sprintf("subscription.items.data[%d]", i), "subscription_item",
@@ -172,52 +221,86 @@ var itemCols = func() itemColumns {
 	}
 }()
 
-// writeItems makes the subscription_items rows of subscription sub those
-// its payload lists, under the subscription's lock and only for an event
-// that was applied to it: an item's fields the payload does not carry are
-// left alone. When the list is complete (no has_more), items it no longer
-// lists are deleted.
-func writeItems(tx *gorm.DB, ev Event, now time.Time, sub string, its items, complete bool) error {
-	c, env := itemCols, envelopeOf(ev)
-	ids := make([]string, 0, len(its.list))
-	for _, it := range its.list {
-		cols := []string{c.stripeID, c.subscription, c.livemode, c.account, c.updatedAt}
-		args := []any{it.ID, sub, env.livemode, env.account, now}
-		if it.present.has("price") {
-			cols, args = append(cols, c.price), append(args, it.Price.ptr())
+// writeItems makes the subscription_items rows of each subscription those
+// its applied events list, in order, under the subscription's lock: an
+// item's fields a payload does not carry are left alone. Items written
+// alike go in one multi-row upsert. When a list is complete (no
+// has_more), the items neither it nor a later list of the batch names
+// are deleted, in one statement for the batch.
+func writeItems(tx *gorm.DB, writes []itemWrite, now time.Time) error {
+	c := itemCols
+	type upsert struct {
+		cols []string
+		args []any
+		rows int
+	}
+	var upserts []upsert
+	kept := map[string][]string{} // a subscription whose list was complete: the items that stay
+	var pruned []string
+	for _, w := range writes {
+		its := w.items
+		ids := make([]string, 0, len(its.list))
+		for _, it := range its.list {
+			cols := []string{c.stripeID, c.subscription, c.livemode, c.account, c.updatedAt}
+			args := []any{it.ID, w.sub, w.env.livemode, w.env.account, now}
+			if it.present.has("price") {
+				cols, args = append(cols, c.price), append(args, it.Price.ptr())
+			}
+			if it.present.has("quantity") {
+				cols, args = append(cols, c.quantity), append(args, it.Quantity)
+			}
+			switch {
+			case it.present.has("current_period_start"):
+				cols = append(cols, c.periodStart, c.periodEnd)
+				args = append(args, it.CurrentPeriodStart.t, it.CurrentPeriodEnd.t)
+			case its.hasPeriod:
+				cols = append(cols, c.periodStart, c.periodEnd)
+				args = append(args, its.start, its.end)
+			}
+			cols, args = append(cols, c.createdAt), append(args, now)
+			if n := len(upserts); n > 0 && slices.Equal(upserts[n-1].cols, cols) {
+				upserts[n-1].args = append(upserts[n-1].args, args...)
+				upserts[n-1].rows++
+			} else {
+				upserts = append(upserts, upsert{cols: cols, args: args, rows: 1})
+			}
+			ids = append(ids, it.ID)
 		}
-		if it.present.has("quantity") {
-			cols, args = append(cols, c.quantity), append(args, it.Quantity)
+		switch _, listed := kept[w.sub]; {
+		case its.complete:
+			if !listed {
+				pruned = append(pruned, w.sub)
+			}
+			kept[w.sub] = ids
+		case listed:
+			kept[w.sub] = append(kept[w.sub], ids...)
 		}
-		switch {
-		case it.present.has("current_period_start"):
-			cols = append(cols, c.periodStart, c.periodEnd)
-			args = append(args, it.CurrentPeriodStart.t, it.CurrentPeriodEnd.t)
-		case its.hasPeriod:
-			cols = append(cols, c.periodStart, c.periodEnd)
-			args = append(args, its.start, its.end)
-		}
-		update := make([]string, 0, len(cols))
-		for _, col := range cols[1:] {
+	}
+	for _, u := range upserts {
+		update := make([]string, 0, len(u.cols))
+		for _, col := range u.cols[1 : len(u.cols)-1] { // neither the key nor created_at
 			update = append(update, col+" = VALUES("+col+")")
 		}
-		cols, args = append(cols, c.createdAt), append(args, now)
-		q := "INSERT INTO " + c.table + " (" + strings.Join(cols, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(cols)-1) +
-			") ON DUPLICATE KEY UPDATE " + strings.Join(update, ", ")
-		if err := tx.Exec(q, args...).Error; err != nil {
-			return fmt.Errorf("billing: write item %s of subscription %s: %w", it.ID, sub, err)
+		row := "(?" + strings.Repeat(", ?", len(u.cols)-1) + ")"
+		q := "INSERT INTO " + c.table + " (" + strings.Join(u.cols, ", ") + ") VALUES " + strings.Repeat(row+", ", u.rows-1) + row +
+			" ON DUPLICATE KEY UPDATE " + strings.Join(update, ", ")
+		if err := tx.Exec(q, u.args...).Error; err != nil {
+			return fmt.Errorf("billing: write %d subscription items: %w", u.rows, err)
 		}
-		ids = append(ids, it.ID)
 	}
-	if !complete {
+	if len(pruned) == 0 {
 		return nil
 	}
-	q, args := "DELETE FROM "+c.table+" WHERE "+c.subscription+" = ?", []any{sub}
-	if len(ids) > 0 {
-		q, args = q+" AND "+c.stripeID+" NOT IN ?", append(args, ids)
+	var stay []string
+	for _, sub := range pruned {
+		stay = append(stay, kept[sub]...) // an item belongs to one subscription
+	}
+	q, args := "DELETE FROM "+c.table+" WHERE "+c.subscription+" IN ?", []any{pruned}
+	if len(stay) > 0 {
+		q, args = q+" AND "+c.stripeID+" NOT IN ?", append(args, stay)
 	}
 	if err := tx.Exec(q, args...).Error; err != nil {
-		return fmt.Errorf("billing: delete items no longer in subscription %s: %w", sub, err)
+		return fmt.Errorf("billing: delete items no longer in %d subscriptions: %w", len(pruned), err)
 	}
 	return nil
 }

@@ -2,8 +2,11 @@ package billing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -92,27 +95,10 @@ func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (Result, e
 	// one ledger statement per event. processed_at is the time of applying
 	// (ProcessBatch stamps its events again just before its commit).
 	h, known := p.mux.Handler(ev.Type)
-	result, status := Processed, models.EventProcessed
-	switch {
-	case !known:
-		result, status = Ignored, models.EventIgnored
-	case isPreview(ev):
-		result, status, known = Preview, models.EventIgnored, false
-	}
-	now := p.now()
-	row := &models.StripeEvent{
-		ID:          ev.ID,
-		Type:        ev.Type,
-		APIVersion:  ev.APIVersion,
-		Livemode:    ev.Livemode,
-		Account:     ev.Account,
-		Created:     &ev.Created,
-		Status:      status,
-		Payload:     ev.Raw,
-		ReceivedAt:  now,
-		ProcessedAt: &now,
-	}
-	claim, err := models.ClaimEvent(tx, row)
+	result, status := p.resultOf(ev)
+	known = known && result == Processed
+	row := ledgerRow(ev, status, p.now())
+	claim, err := models.ClaimEvent(tx, &row)
 	if err != nil {
 		return "", err
 	}
@@ -127,6 +113,36 @@ func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (Result, e
 	return result, nil
 }
 
+// resultOf is what processing ev comes to, and its ledger status, known
+// before its handler runs.
+func (p *Processor) resultOf(ev Event) (Result, string) {
+	_, known := p.mux.Handler(ev.Type)
+	switch {
+	case !known:
+		return Ignored, models.EventIgnored
+	case isPreview(ev):
+		return Preview, models.EventIgnored
+	default:
+		return Processed, models.EventProcessed
+	}
+}
+
+// ledgerRow is ev's ledger row with its final status, applied at now.
+func ledgerRow(ev Event, status string, now time.Time) models.StripeEvent {
+	return models.StripeEvent{
+		ID:          ev.ID,
+		Type:        ev.Type,
+		APIVersion:  ev.APIVersion,
+		Livemode:    ev.Livemode,
+		Account:     ev.Account,
+		Created:     &ev.Created,
+		Status:      status,
+		Payload:     ev.Raw,
+		ReceivedAt:  now,
+		ProcessedAt: &now,
+	}
+}
+
 // Outcome is what ProcessBatch did with one event of a batch: its Result,
 // or the error that rolled it (and only it) back.
 type Outcome struct {
@@ -134,11 +150,16 @@ type Outcome struct {
 	Err    error
 }
 
-// ProcessBatch applies raws in one transaction, each event under its own
-// savepoint, so that the batch shares one commit while an event that
-// fails is rolled back alone: outcomes[i] is raws[i]'s result or error
-// (classified as Process's are), and the other events commit. The same
-// event twice in a batch is applied once (the second is a Duplicate).
+// ProcessBatch applies raws in one transaction, as sets (writeSets): the
+// batch's ledger rows in one insert, the rows of each table locked in one
+// statement and written in one, the history in one insert. An event that
+// cannot be read fails alone before any statement; when a statement of
+// the sets fails, or a same-second tie needs Stripe's object, the batch
+// is applied again event by event, each under its own savepoint, so that
+// an event that fails is rolled back alone. outcomes[i] is raws[i]'s
+// result or error (classified as Process's are), and the other events
+// commit. The same event twice in a batch is applied once (the second is
+// a Duplicate).
 //
 // err is non-nil only when nothing was committed: a database outage
 // (wrapping models.ErrUnavailable), a deadlock or lock wait timeout that
@@ -155,44 +176,17 @@ func (p *Processor) ProcessBatch(ctx context.Context, raws [][]byte) (outcomes [
 	if parsed == 0 {
 		return outcomes, nil
 	}
-	err = p.store.InTx(ctx, func(tx *gorm.DB) error {
-		// History rows of the events that stand are inserted in one
-		// statement after the last savepoint; an event rolled back to its
-		// savepoint drops its own.
-		var history []models.StatusChange
-		var done []string
-		for i := range events {
-			if events[i].ID == "" && outcomes[i].Err != nil {
-				continue // unparsable: nothing to redo
-			}
-			outcomes[i] = Outcome{} // InTx may run this again after a deadlock
-			var res Result
-			var w deferred
-			abort, err := models.Savepoint(tx, fmt.Sprintf("ev%d", i), func(tx *gorm.DB) error {
-				var err error
-				res, err = p.apply(withDeferred(ctx, &w), tx, events[i])
-				return err
-			})
-			if abort {
-				return err
-			}
-			outcomes[i] = Outcome{Result: res, Err: err}
-			if err == nil {
-				history = append(history, w.history...)
-				if res != Duplicate {
-					done = append(done, events[i].ID)
-				}
-			}
-		}
-		if err := models.RecordStatuses(tx, history); err != nil {
-			return err
-		}
-		// processed_at is the commit's time, not the claim's, for every
-		// event of the batch: one statement.
-		return models.StampProcessed(tx, done, p.now())
-	})
-	if err != nil {
+	sets, err := p.processSets(ctx, events, outcomes)
+	switch {
+	case err == nil:
+		outcomes = sets
+	case errors.Is(err, models.ErrUnavailable) || ctx.Err() != nil:
 		return nil, err
+	default:
+		p.logger.WarnContext(ctx, "billing: batch applied event by event", "batch", len(raws), "error", err)
+		if err := p.processEach(ctx, events, outcomes); err != nil {
+			return nil, err
+		}
 	}
 	for i, o := range outcomes {
 		if o.Err == nil {
@@ -200,4 +194,188 @@ func (p *Processor) ProcessBatch(ctx context.Context, raws [][]byte) (outcomes [
 		}
 	}
 	return outcomes, nil
+}
+
+// errClaimed: some of the batch's events have ledger rows, or another
+// transaction claimed them meanwhile; the claim starts again, reading
+// which rows exist first, up to claimAttempts times.
+var errClaimed = errors.New("billing: some of the batch's events were claimed concurrently")
+
+const claimAttempts = 3
+
+// processSets applies the parsed events as sets and returns their
+// outcomes; parsed holds the outcomes of parsing. An error means nothing
+// was committed.
+func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Outcome) ([]Outcome, error) {
+	type entry struct {
+		ev     Event
+		result Result
+		row    models.StripeEvent
+		plan   plan
+		err    error // the event cannot be read: it fails alone
+		copies []int // its places in the batch
+	}
+	var entries []*entry
+	byID := map[string]*entry{}
+	now := p.now()
+	for i, ev := range events {
+		if parsed[i].Err != nil {
+			continue
+		}
+		if e := byID[ev.ID]; e != nil {
+			e.copies = append(e.copies, i)
+			continue
+		}
+		e := &entry{ev: ev, copies: []int{i}}
+		var status string
+		e.result, status = p.resultOf(ev)
+		e.row = ledgerRow(ev, status, now)
+		if e.result == Processed {
+			h, _ := p.mux.Handler(ev.Type)
+			pl, ok := h.(planner)
+			if !ok {
+				return nil, fmt.Errorf("billing: the handler of %s has no plan", ev.Type)
+			}
+			e.plan, e.err = pl.decode(ev)
+		}
+		entries = append(entries, e)
+		byID[ev.ID] = e
+	}
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = e.ev.ID
+	}
+	// An event that cannot be read is still a duplicate when it is done:
+	// the ledger is read first.
+	unreadable := slices.ContainsFunc(entries, func(e *entry) bool { return e.err != nil })
+
+	outcomes := make([]Outcome, len(events))
+	attempt := func(preread bool) error {
+		return p.store.InTx(ctx, func(tx *gorm.DB) error {
+			clear(outcomes)
+			copy(outcomes, parsed)
+			done := map[string]bool{} // claimed by this transaction
+			existing := map[string]string{}
+			var err error
+			if preread || unreadable {
+				if existing, err = models.EventStatuses(tx, ids); err != nil {
+					return err
+				}
+				preread = true
+			}
+			var rows []models.StripeEvent
+			for _, e := range entries {
+				if _, ok := existing[e.ev.ID]; !ok && e.err == nil {
+					rows = append(rows, e.row)
+				}
+			}
+			// In key order, so that two batches sharing events wait for
+			// each other instead of deadlocking.
+			slices.SortFunc(rows, func(a, b models.StripeEvent) int { return strings.Compare(a.ID, b.ID) })
+			n, err := models.InsertEvents(tx, rows)
+			if err != nil {
+				return err
+			}
+			if n != int64(len(rows)) {
+				return errClaimed
+			}
+			for _, r := range rows {
+				done[r.ID] = true
+			}
+			var writes []planned
+			for _, e := range entries {
+				status, exists := existing[e.ev.ID]
+				switch {
+				case e.err != nil:
+				case !exists:
+				case status == models.EventDead:
+					row := e.row // a parked event replayed: taken over, locked
+					claim, err := models.ClaimEvent(tx, &row)
+					if err != nil {
+						return err
+					}
+					done[e.ev.ID] = claim != models.ClaimDuplicate
+				}
+				if done[e.ev.ID] && e.plan != nil {
+					writes = append(writes, planned{ev: e.ev, plan: e.plan})
+				}
+			}
+			tie := withTieBreak(ctx, &tieBreak{logger: p.logger, fetch: p.fetcher != nil})
+			history, err := writeSets(tie, tx, writes, now)
+			if err != nil {
+				return err
+			}
+			if err := models.RecordStatuses(tx, history); err != nil {
+				return err
+			}
+			var stamped []string
+			for _, e := range entries {
+				first := Outcome{Result: e.result}
+				switch status, exists := existing[e.ev.ID]; {
+				case e.err != nil && exists && status != models.EventDead:
+					first = Outcome{Result: Duplicate}
+				case e.err != nil:
+					first = Outcome{Err: e.err}
+				case !done[e.ev.ID]:
+					first = Outcome{Result: Duplicate}
+				}
+				for n, i := range e.copies {
+					outcomes[i] = first
+					if n > 0 && first.Err == nil {
+						outcomes[i] = Outcome{Result: Duplicate}
+					}
+				}
+				if done[e.ev.ID] {
+					stamped = append(stamped, e.ev.ID)
+				}
+			}
+			// processed_at is the commit's time, not the claim's.
+			return models.StampProcessed(tx, stamped, p.now())
+		})
+	}
+	// Rows another transaction claimed are committed (or gone) when the
+	// insert skips them: the next attempt reads them.
+	err := attempt(false)
+	for range claimAttempts {
+		if !errors.Is(err, errClaimed) {
+			break
+		}
+		err = attempt(true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return outcomes, nil
+}
+
+// processEach applies events one by one in one transaction, each under
+// its own savepoint: the way of a batch whose sets failed. outcomes holds
+// the outcomes of parsing and receives the others.
+func (p *Processor) processEach(ctx context.Context, events []Event, outcomes []Outcome) error {
+	parsed := slices.Clone(outcomes)
+	return p.store.InTx(ctx, func(tx *gorm.DB) error {
+		copy(outcomes, parsed) // InTx may run this again after a deadlock
+		var done []string
+		for i := range events {
+			if parsed[i].Err != nil {
+				continue // unparsable: nothing to redo
+			}
+			var res Result
+			abort, err := models.Savepoint(tx, fmt.Sprintf("ev%d", i), func(tx *gorm.DB) error {
+				var err error
+				res, err = p.apply(ctx, tx, events[i])
+				return err
+			})
+			if abort {
+				return err
+			}
+			outcomes[i] = Outcome{Result: res, Err: err}
+			if err == nil && res != Duplicate {
+				done = append(done, events[i].ID)
+			}
+		}
+		// processed_at is the commit's time, not the claim's, for every
+		// event of the batch: one statement.
+		return models.StampProcessed(tx, done, p.now())
+	})
 }

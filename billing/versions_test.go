@@ -49,7 +49,8 @@ var versionSeeds = []int{1, 2, 3}
 
 // TestVersionLifecycles runs the same customer lifecycles in every
 // supported API version, in Stripe's order and shuffled with duplicates,
-// and finds the records each version's lifecycles must leave, links
+// one event at a time and in batches of 16 (as sets, never event by
+// event), and finds the records each version's lifecycles must leave, links
 // included, and the same records in every version (invoice_payments
 // aside, which only versions from basil have).
 func TestVersionLifecycles(t *testing.T) {
@@ -58,7 +59,7 @@ func TestVersionLifecycles(t *testing.T) {
 	got := map[string]billingtest.Records{}
 	t.Run("group", func(t *testing.T) {
 		for _, version := range billing.SupportedVersions() {
-			for _, order := range []string{"ordered", "shuffled"} {
+			for _, order := range []string{"ordered", "shuffled", "ordered/batches", "shuffled/batches"} {
 				t.Run(version+"/"+order, func(t *testing.T) {
 					t.Parallel()
 					var events [][]byte
@@ -68,17 +69,24 @@ func TestVersionLifecycles(t *testing.T) {
 						events = append(events, l.Events...)
 						want = want.Add(l.Want)
 					}
-					if order == "shuffled" {
+					if strings.HasPrefix(order, "shuffled") {
 						seed := rand.Uint64()
 						t.Logf("shuffle seed %d", seed)
 						rng := rand.New(rand.NewPCG(seed, seed))
 						events = append(events, events[:len(events)/3]...) // redeliveries
 						rng.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
 					}
-					s, p := setup(t)
-					for _, raw := range events {
-						if _, err := p.Process(context.Background(), raw); err != nil {
-							t.Fatalf("Process(%.200s): %v", raw, err)
+					s, p, fb := batchSetup(t)
+					if strings.HasSuffix(order, "/batches") {
+						processBatches(t, p, events, 16)
+						if n := fb.n.Load(); n != 0 {
+							t.Errorf("%d batches applied event by event, want the sets", n)
+						}
+					} else {
+						for _, raw := range events {
+							if _, err := p.Process(context.Background(), raw); err != nil {
+								t.Fatalf("Process(%.200s): %v", raw, err)
+							}
 						}
 					}
 					records, err := billingtest.ReadRecords(s.DB())

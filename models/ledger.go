@@ -32,22 +32,17 @@ const (
 // last_error cleared), locked
 // until tx ends, so a replayed parked event applies exactly once.
 func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
-	if ev.Status == "" {
-		ev.Status = EventProcessed
+	evs := []StripeEvent{*ev}
+	n, err := InsertEvents(tx, evs)
+	*ev = evs[0]
+	if err != nil {
+		return 0, err
 	}
-	ev.Attempts = 1
-	// ON DUPLICATE KEY UPDATE id = id: a redelivery is an expected no-op,
-	// not a failed statement (which GORM would log as an error), and unlike
-	// INSERT IGNORE it does not turn other errors into warnings.
-	res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(ev)
-	if res.Error != nil {
-		return 0, fmt.Errorf("models: claim event %s: %w", ev.ID, res.Error)
-	}
-	if res.RowsAffected == 1 {
+	if n == 1 {
 		return ClaimNew, nil
 	}
 	var cur StripeEvent
-	err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Select("status", "attempts").
+	err = tx.Clauses(clause.Locking{Strength: "UPDATE"}).Select("status", "attempts").
 		Where("id = ?", ev.ID).Take(&cur).Error
 	if err != nil {
 		return 0, fmt.Errorf("models: claim event %s: %w", ev.ID, err)
@@ -66,6 +61,45 @@ func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
 		return 0, fmt.Errorf("models: take over event %s: %w", ev.ID, err)
 	}
 	return ClaimTakeover, nil
+}
+
+// InsertEvents inserts the ledger rows evs in one statement, each with its
+// final status (default processed) and one attempt, skips those whose id
+// has a row, and returns how many it inserted. A caller that inserted as
+// many rows as it gave knows every one is its own: a row another
+// transaction holds makes the insert wait for it, then skip it.
+func InsertEvents(tx *gorm.DB, evs []StripeEvent) (int64, error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	for i := range evs {
+		if evs[i].Status == "" {
+			evs[i].Status = EventProcessed
+		}
+		evs[i].Attempts = 1
+	}
+	// ON DUPLICATE KEY UPDATE id = id: a redelivery is an expected no-op,
+	// not a failed statement (which GORM would log as an error), and unlike
+	// INSERT IGNORE it does not turn other errors into warnings. An
+	// unchanged row counts 0 affected rows.
+	res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&evs)
+	if res.Error != nil {
+		return 0, fmt.Errorf("models: insert %d events: %w", len(evs), res.Error)
+	}
+	return res.RowsAffected, nil
+}
+
+// EventStatuses returns the ledger status of those of ids that have a row.
+func EventStatuses(tx *gorm.DB, ids []string) (map[string]string, error) {
+	var rows []StripeEvent
+	if err := tx.Select("id", "status").Where("id IN ?", ids).Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("models: status of %d events: %w", len(ids), err)
+	}
+	out := make(map[string]string, len(rows))
+	for _, r := range rows {
+		out[r.ID] = r.Status
+	}
+	return out, nil
 }
 
 // StampProcessed sets processed_at of the claimed events ids to at, in one

@@ -1,0 +1,418 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/schema"
+
+	"github.com/stripe-billing/billing/models"
+)
+
+// A handler decodes its event into a plan, the writes the event asks for
+// in order, and writeSets applies the plans of a whole batch as sets: the
+// rows of each table locked in one SELECT ... FOR UPDATE in key order
+// (new objects first get stub rows in one INSERT), each object's events
+// folded in Go in batch order by the rules of apply.go, the new states
+// written in one multi-row upsert per table. A single event is a batch of
+// one, so both ways share every rule.
+
+// op is one write of a plan. Exactly one of change, ensure, link and
+// settle is set.
+type op struct {
+	kind kind
+	id   string
+	// change applies what the event says of the object (applyChange).
+	change *change
+	// ensure: the row must exist; a stub when it is new. An object that
+	// arrives after what references it finds its row.
+	ensure bool
+	// link fills the row's empty references with those it holds (a
+	// pointer to the kind's model); no row, no link.
+	link any
+	// settle: the payment intent's links are settled from the rows once
+	// the batch's rows are written (settleLinks).
+	settle bool
+}
+
+// plan is what one event writes, in order.
+type plan []op
+
+// planner is a built-in handler: decode turns the event into its plan.
+// As a Handler it applies the plan at once, a batch of one.
+type planner struct {
+	decode func(ev Event) (plan, error)
+	now    func() time.Time
+}
+
+// Handle applies ev's plan in tx and records the statuses it reports.
+func (p planner) Handle(ctx context.Context, tx *gorm.DB, ev Event) error {
+	pl, err := p.decode(ev)
+	if err != nil {
+		return err
+	}
+	history, err := writeSets(ctx, tx, []planned{{ev: ev, plan: pl}}, p.now())
+	if err != nil {
+		return err
+	}
+	return models.RecordStatuses(tx, history)
+}
+
+// planned is an event and its plan.
+type planned struct {
+	ev   Event
+	plan plan
+}
+
+// lockedRow is an object's row read under FOR UPDATE (or a stub this
+// transaction inserted), as a pointer to its kind's model.
+type lockedRow struct {
+	v     reflect.Value
+	dirty bool // to be written
+}
+
+// wanted is why a row is wanted: the kind and envelope of the first event
+// that asks for it, and whether a missing row becomes a stub.
+type wanted struct {
+	kind kind
+	env  envelope
+	stub bool
+}
+
+// tableSet is what a batch does to one table.
+type tableSet struct {
+	kinds  []kind             // the kinds of the table the batch writes, first seen first
+	lock   map[string]*wanted // rows locked FOR UPDATE
+	ensure map[string]*wanted // rows that must exist, not locked
+	rows   map[string]*lockedRow
+}
+
+func (ts *tableSet) want(into map[string]*wanted, id string, k kind, env envelope, stub bool) {
+	if w := into[id]; w != nil {
+		if stub && !w.stub {
+			*w = wanted{kind: k, env: env, stub: true}
+		}
+		return
+	}
+	into[id] = &wanted{kind: k, env: env, stub: stub}
+	if !slices.ContainsFunc(ts.kinds, func(o kind) bool { return o.objectType == k.objectType }) {
+		ts.kinds = append(ts.kinds, k)
+	}
+}
+
+// itemWrite is a subscription's items as an applied event lists them.
+type itemWrite struct {
+	env   envelope
+	sub   string
+	items *items
+}
+
+// writeSets applies the plans of events, in order, within tx, and returns
+// the status history they report. Every row a plan changes is locked
+// before any is written; a tie that needs Stripe's object ends it with an
+// errTie (see handle).
+func writeSets(ctx context.Context, tx *gorm.DB, events []planned, now time.Time) ([]models.StatusChange, error) {
+	sets := map[string]*tableSet{}
+	set := func(k kind) *tableSet {
+		ts := sets[k.table]
+		if ts == nil {
+			ts = &tableSet{lock: map[string]*wanted{}, ensure: map[string]*wanted{}, rows: map[string]*lockedRow{}}
+			sets[k.table] = ts
+		}
+		return ts
+	}
+	type customerRef struct {
+		owner *tableSet
+		id    string
+		env   envelope
+		ref   ref
+	}
+	var customers []customerRef
+	for _, pe := range events {
+		env := envelopeOf(pe.ev)
+		for _, o := range pe.plan {
+			if o.id == "" {
+				continue
+			}
+			ts := set(o.kind)
+			switch {
+			case o.change != nil:
+				ts.want(ts.lock, o.id, o.kind, env, true)
+				if c := o.change.customer; c != "" {
+					customers = append(customers, customerRef{owner: ts, id: o.id, env: env, ref: c})
+				}
+			case o.ensure:
+				ts.want(ts.ensure, o.id, o.kind, env, true)
+			case o.link != nil:
+				ts.want(ts.lock, o.id, o.kind, env, false)
+			}
+		}
+	}
+	// A row both ensured and linked is locked, and a stub when new.
+	for _, ts := range sets {
+		for id, e := range ts.ensure {
+			if w := ts.lock[id]; w != nil {
+				if !w.stub {
+					*w = *e
+				}
+				delete(ts.ensure, id)
+			}
+		}
+	}
+	tables := slices.Sorted(maps.Keys(sets))
+	for _, t := range tables {
+		if err := lockRows(ctx, tx, sets[t], now); err != nil {
+			return nil, err
+		}
+	}
+	// An object's customer must have a row; one the locked row already
+	// names was made sure of by the event that linked it (customers are
+	// never deleted).
+	if len(customers) > 0 {
+		cs := set(customerKind)
+		for _, c := range customers {
+			if cs.lock[string(c.ref)] != nil {
+				continue
+			}
+			owner := c.owner.rows[c.id]
+			k := c.owner.lock[c.id].kind
+			if k.f.customer != nil {
+				if v, _ := k.f.customer.ValueOf(ctx, owner.v); v != nil {
+					if s, ok := v.(*string); ok && s != nil && *s == string(c.ref) {
+						continue
+					}
+				}
+			}
+			cs.want(cs.ensure, string(c.ref), customerKind, c.env, true)
+		}
+	}
+	for _, t := range slices.Sorted(maps.Keys(sets)) {
+		if err := ensureRows(tx, sets[t], now); err != nil {
+			return nil, err
+		}
+	}
+
+	var history []models.StatusChange
+	var items []itemWrite
+	var intents []string
+	for _, pe := range events {
+		ev := pe.ev
+		for _, o := range pe.plan {
+			if o.id == "" {
+				continue
+			}
+			ts := sets[o.kind.table]
+			switch {
+			case o.change != nil:
+				r := ts.rows[o.id]
+				applied, reported, err := applyChange(ctx, r.v, ev, now, *o.change)
+				if err != nil {
+					return nil, err
+				}
+				r.dirty = r.dirty || applied || o.change.deletes
+				if reported != "" {
+					history = append(history, models.StatusChange{ObjectType: o.kind.objectType, ObjectID: o.id,
+						Status: reported, EventID: ev.ID, OccurredAt: ev.Created, RecordedAt: now})
+				}
+				if applied && o.change.items != nil {
+					items = append(items, itemWrite{env: envelopeOf(ev), sub: o.id, items: o.change.items})
+				}
+			case o.link != nil:
+				if r := ts.rows[o.id]; r != nil && fillRefs(ctx, o.kind, r.v, o.link) {
+					r.dirty = true
+				}
+			case o.settle:
+				if !slices.Contains(intents, o.id) {
+					intents = append(intents, o.id)
+				}
+			}
+		}
+	}
+	for _, t := range tables {
+		if err := upsertRows(ctx, tx, t, sets[t]); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeItems(tx, items, now); err != nil {
+		return nil, err
+	}
+	if err := settleLinks(tx, intents); err != nil {
+		return nil, err
+	}
+	return history, nil
+}
+
+// lockRows reads the rows ts locks in one SELECT ... FOR UPDATE in key
+// order. Missing rows that may be stubs are inserted in one INSERT IGNORE;
+// when it inserted them all they are known to be empty, otherwise another
+// transaction made some first and they are read again. Under READ
+// COMMITTED a missing row takes no gap lock, so two first events for one
+// object meet on the unique key instead of deadlocking.
+func lockRows(ctx context.Context, tx *gorm.DB, ts *tableSet, now time.Time) error {
+	if len(ts.lock) == 0 {
+		return nil
+	}
+	ids := slices.Sorted(maps.Keys(ts.lock))
+	if err := readLocked(ctx, tx, ts, ids); err != nil {
+		return err
+	}
+	var missing []string
+	for _, id := range ids {
+		if ts.rows[id] == nil && ts.lock[id].stub {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	n, err := insertStubs(tx, ts.lock, missing, now)
+	if err != nil {
+		return err
+	}
+	if n < int64(len(missing)) {
+		if err := readLocked(ctx, tx, ts, missing); err != nil {
+			return err
+		}
+	}
+	for _, id := range missing {
+		if ts.rows[id] != nil {
+			continue
+		}
+		if n < int64(len(missing)) {
+			return fmt.Errorf("billing: lock %s %s: row vanished", ts.lock[id].kind.objectType, id)
+		}
+		w, row := ts.lock[id], reflect.New(ts.lock[id].kind.model)
+		for i, v := range stubValues(w, id, now) {
+			assign(ctx, w.kind.stub[i], row, v)
+		}
+		ts.rows[id] = &lockedRow{v: row}
+	}
+	return nil
+}
+
+// readLocked reads the rows ids of ts's table FOR UPDATE into ts.rows.
+func readLocked(ctx context.Context, tx *gorm.DB, ts *tableSet, ids []string) error {
+	k := ts.kinds[0]
+	rows := reflect.New(reflect.SliceOf(k.model))
+	q := "SELECT " + k.selectCols + " FROM " + k.table + " WHERE " + k.col.stripeID + " IN ? ORDER BY " + k.col.stripeID + " FOR UPDATE"
+	if err := tx.Raw(q, ids).Scan(rows.Interface()).Error; err != nil {
+		return fmt.Errorf("billing: lock %d %s rows: %w", len(ids), k.table, err)
+	}
+	for i := range rows.Elem().Len() {
+		row := rows.Elem().Index(i).Addr()
+		id, _ := k.f.stripeID.ValueOf(ctx, row)
+		ts.rows[id.(string)] = &lockedRow{v: row}
+	}
+	return nil
+}
+
+// stubValues are the values of w.kind.stub for the stub row id.
+func stubValues(w *wanted, id string, now time.Time) []any {
+	v := []any{id, w.env.livemode, w.env.account, now, now}
+	if w.kind.f.object != nil {
+		v = append(v, w.kind.object)
+	}
+	return v
+}
+
+// insertStubs inserts a row that only knows its id for each of ids
+// (wanted by want), in one statement, unless one exists; it returns how
+// many it inserted.
+func insertStubs(tx *gorm.DB, want map[string]*wanted, ids []string, now time.Time) (int64, error) {
+	k := want[ids[0]].kind
+	cols := make([]string, len(k.stub))
+	for i, f := range k.stub {
+		cols[i] = f.DBName
+	}
+	row := "(?" + strings.Repeat(", ?", len(cols)-1) + ")"
+	args := make([]any, 0, len(ids)*len(cols))
+	for _, id := range ids {
+		args = append(args, stubValues(want[id], id, now)...)
+	}
+	q := "INSERT IGNORE INTO " + k.table + " (" + strings.Join(cols, ", ") + ") VALUES " +
+		strings.Repeat(row+", ", len(ids)-1) + row
+	res := tx.Exec(q, args...)
+	if res.Error != nil {
+		return 0, fmt.Errorf("billing: insert %d %s stubs: %w", len(ids), k.table, res.Error)
+	}
+	return res.RowsAffected, nil
+}
+
+// ensureRows makes sure the rows ts.ensure names exist, without locking
+// an existing one: an invoice may arrive before its customer.
+func ensureRows(tx *gorm.DB, ts *tableSet, now time.Time) error {
+	if len(ts.ensure) == 0 {
+		return nil
+	}
+	ids := slices.Sorted(maps.Keys(ts.ensure))
+	k := ts.ensure[ids[0]].kind
+	var found []string
+	if err := tx.Table(k.table).Where(k.col.stripeID+" IN ?", ids).Pluck(k.col.stripeID, &found).Error; err != nil {
+		return fmt.Errorf("billing: find %d %s rows: %w", len(ids), k.table, err)
+	}
+	missing := slices.DeleteFunc(ids, func(id string) bool { return slices.Contains(found, id) })
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err := insertStubs(tx, ts.ensure, missing, now)
+	return err
+}
+
+// upsertRows writes the changed rows of table in one multi-row INSERT ...
+// ON DUPLICATE KEY UPDATE: each row exists and is locked, so each is an
+// update of the columns its kinds write.
+func upsertRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) error {
+	var ids []string
+	for id, r := range ts.rows {
+		if r.dirty {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	slices.Sort(ids)
+	k := ts.kinds[0]
+	// The insert's own columns (never updated), then what the kinds write.
+	cols := []*schema.Field{k.f.stripeID, k.f.createdAt}
+	if k.f.object != nil {
+		cols = append(cols, k.f.object)
+	}
+	insertOnly := len(cols)
+	for _, kk := range ts.kinds {
+		for _, f := range kk.writes {
+			if !slices.ContainsFunc(cols, func(c *schema.Field) bool { return c.DBName == f.DBName }) {
+				cols = append(cols, f)
+			}
+		}
+	}
+	names := make([]string, len(cols))
+	update := make([]string, 0, len(cols)-insertOnly)
+	for i, f := range cols {
+		names[i] = f.DBName
+		if i >= insertOnly {
+			update = append(update, f.DBName+" = VALUES("+f.DBName+")")
+		}
+	}
+	row := "(?" + strings.Repeat(", ?", len(cols)-1) + ")"
+	args := make([]any, 0, len(ids)*len(cols))
+	for _, id := range ids {
+		v := ts.rows[id].v
+		for _, f := range cols {
+			a, _ := f.ValueOf(ctx, v)
+			args = append(args, a)
+		}
+	}
+	q := "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ") VALUES " + strings.Repeat(row+", ", len(ids)-1) + row +
+		" ON DUPLICATE KEY UPDATE " + strings.Join(update, ", ")
+	if err := tx.Exec(q, args...).Error; err != nil {
+		return fmt.Errorf("billing: write %d %s rows: %w", len(ids), table, err)
+	}
+	return nil
+}
