@@ -20,13 +20,25 @@ import (
 )
 
 // fallbacks is a log handler counting the batches a Processor applied
-// event by event instead of as sets.
-type fallbacks struct{ n atomic.Int64 }
+// event by event instead of as sets, and keeping why.
+type fallbacks struct {
+	n       atomic.Int64
+	mu      sync.Mutex
+	reasons []string
+}
 
 func (f *fallbacks) Enabled(context.Context, slog.Level) bool { return true }
 func (f *fallbacks) Handle(_ context.Context, r slog.Record) error {
 	if r.Message == "billing: batch applied event by event" {
 		f.n.Add(1)
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "error" {
+				f.mu.Lock()
+				f.reasons = append(f.reasons, a.Value.String())
+				f.mu.Unlock()
+			}
+			return true
+		})
 	}
 	return nil
 }
@@ -238,7 +250,7 @@ func TestProcessBatchConcurrentWorkers(t *testing.T) {
 			t.Errorf("event %s processed %d times", id, n)
 		}
 	}
-	t.Logf("%d of %d batches applied event by event", fb.n.Load(), batches)
+	t.Logf("%d of %d batches applied event by event: %q", fb.n.Load(), batches, fb.reasons)
 	if fb.n.Load() >= int64(batches) {
 		t.Errorf("every batch was applied event by event: the sets were never tried with duplicates")
 	}

@@ -5,12 +5,11 @@
 package billing
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/stripe/stripe-go/v76"
 
 	"github.com/stripe-billing/billing/failure"
 )
@@ -28,15 +27,33 @@ type Event struct {
 	Raw        []byte
 }
 
+// envelopeJSON is the part of a Stripe event Parse reads; data.object is
+// kept raw for the handler, which decodes it into its own struct.
+type envelopeJSON struct {
+	ID         string `json:"id"`
+	Type       string `json:"type"`
+	APIVersion string `json:"api_version"`
+	Livemode   bool   `json:"livemode"`
+	Account    string `json:"account"`
+	Created    int64  `json:"created"`
+	Data       *struct {
+		Object json.RawMessage `json:"object"`
+	} `json:"data"`
+}
+
 // Parse decodes a Stripe event. Anything that can never be processed (not
 // JSON, no id, type or created, data.object not an object) is an error
 // marked permanent for the retry package.
 func Parse(raw []byte) (Event, error) {
-	var se stripe.Event
+	var se envelopeJSON
 	if err := json.Unmarshal(raw, &se); err != nil {
 		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event: %w", err))
 	}
 	var problem string
+	var object []byte
+	if se.Data != nil {
+		object = bytes.TrimSpace(se.Data.Object)
+	}
 	switch {
 	case se.ID == "":
 		problem = "no id"
@@ -44,21 +61,30 @@ func Parse(raw []byte) (Event, error) {
 		problem = "no type"
 	case se.Created <= 0:
 		problem = "no created"
-	case se.Data == nil || se.Data.Object == nil:
+	case len(object) == 0 || bytes.Equal(object, []byte("null")):
 		problem = "no data.object"
+	case object[0] != '{':
+		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event %q: data.object is not an object", se.ID))
 	}
 	if problem != "" {
 		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event %q: %w", se.ID, errors.New(problem)))
 	}
-	objectID, _ := se.Data.Object["id"].(string)
+	// The object's id when it is a string; a preview has none.
+	var id struct {
+		ID any `json:"id"`
+	}
+	if err := json.Unmarshal(object, &id); err != nil {
+		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event %q: data.object: %w", se.ID, err))
+	}
+	objectID, _ := id.ID.(string)
 	return Event{
 		ID:         se.ID,
-		Type:       string(se.Type),
+		Type:       se.Type,
 		APIVersion: se.APIVersion,
 		Livemode:   se.Livemode,
 		Account:    se.Account,
 		Created:    time.Unix(se.Created, 0).UTC(),
-		Object:     se.Data.Raw,
+		Object:     object,
 		ObjectID:   objectID,
 		Raw:        raw,
 	}, nil

@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -75,6 +76,7 @@ type planned struct {
 type lockedRow struct {
 	v     reflect.Value
 	dirty bool // to be written
+	fresh bool // not in the table yet: inserted, changed or not
 }
 
 // wanted is why a row is wanted: the kind and envelope of the first event
@@ -235,7 +237,7 @@ func writeSets(ctx context.Context, tx *gorm.DB, events []planned, now time.Time
 		}
 	}
 	for _, t := range tables {
-		if err := upsertRows(ctx, tx, t, sets[t]); err != nil {
+		if err := writeRows(ctx, tx, t, sets[t]); err != nil {
 			return nil, err
 		}
 	}
@@ -249,11 +251,11 @@ func writeSets(ctx context.Context, tx *gorm.DB, events []planned, now time.Time
 }
 
 // lockRows reads the rows ts locks in one SELECT ... FOR UPDATE in key
-// order. Missing rows that may be stubs are inserted in one INSERT IGNORE;
-// when it inserted them all they are known to be empty, otherwise another
-// transaction made some first and they are read again. Under READ
-// COMMITTED a missing row takes no gap lock, so two first events for one
-// object meet on the unique key instead of deadlocking.
+// order. A missing row that may be created becomes a fresh row, in
+// memory: it is inserted with its state once the batch is folded
+// (writeRows). Under READ COMMITTED a missing row takes no gap lock, so
+// two first events for one object meet on the unique key when they
+// insert it, and the one that finds it there is run again (errRerun).
 func lockRows(ctx context.Context, tx *gorm.DB, ts *tableSet, now time.Time) error {
 	if len(ts.lock) == 0 {
 		return nil
@@ -262,45 +264,28 @@ func lockRows(ctx context.Context, tx *gorm.DB, ts *tableSet, now time.Time) err
 	if err := readLocked(ctx, tx, ts, ids); err != nil {
 		return err
 	}
-	var missing []string
 	for _, id := range ids {
-		if ts.rows[id] == nil && ts.lock[id].stub {
-			missing = append(missing, id)
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	n, err := insertStubs(tx, ts.lock, missing, now)
-	if err != nil {
-		return err
-	}
-	if n < int64(len(missing)) {
-		if err := readLocked(ctx, tx, ts, missing); err != nil {
-			return err
-		}
-	}
-	for _, id := range missing {
-		if ts.rows[id] != nil {
+		w := ts.lock[id]
+		if ts.rows[id] != nil || !w.stub {
 			continue
 		}
-		if n < int64(len(missing)) {
-			return fmt.Errorf("billing: lock %s %s: row vanished", ts.lock[id].kind.objectType, id)
-		}
-		w, row := ts.lock[id], reflect.New(ts.lock[id].kind.model)
+		row := reflect.New(w.kind.model)
 		for i, v := range stubValues(w, id, now) {
 			assign(ctx, w.kind.stub[i], row, v)
 		}
-		ts.rows[id] = &lockedRow{v: row}
+		ts.rows[id] = &lockedRow{v: row, fresh: true}
 	}
 	return nil
 }
 
-// readLocked reads the rows ids of ts's table FOR UPDATE into ts.rows.
+// readLocked reads the rows ids of ts's table FOR UPDATE into ts.rows,
+// through the unique key: on a small table the optimizer would rather
+// scan it, which locks, and waits for, every row.
 func readLocked(ctx context.Context, tx *gorm.DB, ts *tableSet, ids []string) error {
 	k := ts.kinds[0]
 	rows := reflect.New(reflect.SliceOf(k.model))
-	q := "SELECT " + k.selectCols + " FROM " + k.table + " WHERE " + k.col.stripeID + " IN ? ORDER BY " + k.col.stripeID + " FOR UPDATE"
+	q := "SELECT " + k.selectCols + " FROM " + k.table + " FORCE INDEX (" + models.StripeIDIndex(k.table) + ") WHERE " +
+		k.col.stripeID + " IN ? ORDER BY " + k.col.stripeID + " FOR UPDATE"
 	if err := tx.Raw(q, ids).Scan(rows.Interface()).Error; err != nil {
 		return fmt.Errorf("billing: lock %d %s rows: %w", len(ids), k.table, err)
 	}
@@ -364,20 +349,29 @@ func ensureRows(tx *gorm.DB, ts *tableSet, now time.Time) error {
 	return err
 }
 
-// upsertRows writes the changed rows of table in one multi-row INSERT ...
-// ON DUPLICATE KEY UPDATE: each row exists and is locked, so each is an
-// update of the columns its kinds write.
-func upsertRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) error {
-	var ids []string
+// errRerun: a row this transaction found missing (a ledger row, an
+// object's) was created by another transaction meanwhile. Nothing of it
+// may commit; run again, the transaction sees the row.
+var errRerun = errors.New("billing: a row was created by another transaction meanwhile")
+
+// writeRows writes the rows of table that the batch changed or created:
+// the changed ones in one multi-row INSERT ... ON DUPLICATE KEY UPDATE
+// (each exists and is locked, so each is an update of the columns its
+// kinds write), the fresh ones in one INSERT that skips a row another
+// transaction inserted since lockRows looked, which is then errRerun.
+func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) error {
+	var changed, fresh []string
 	for id, r := range ts.rows {
-		if r.dirty {
-			ids = append(ids, id)
+		switch {
+		case r.fresh:
+			fresh = append(fresh, id)
+		case r.dirty:
+			changed = append(changed, id)
 		}
 	}
-	if len(ids) == 0 {
+	if len(changed)+len(fresh) == 0 {
 		return nil
 	}
-	slices.Sort(ids)
 	k := ts.kinds[0]
 	// The insert's own columns (never updated), then what the kinds write.
 	cols := []*schema.Field{k.f.stripeID, k.f.createdAt}
@@ -400,19 +394,39 @@ func upsertRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) er
 			update = append(update, f.DBName+" = VALUES("+f.DBName+")")
 		}
 	}
-	row := "(?" + strings.Repeat(", ?", len(cols)-1) + ")"
-	args := make([]any, 0, len(ids)*len(cols))
-	for _, id := range ids {
-		v := ts.rows[id].v
-		for _, f := range cols {
-			a, _ := f.ValueOf(ctx, v)
-			args = append(args, a)
+	write := func(ids []string, onDuplicate string) (int64, error) {
+		if len(ids) == 0 {
+			return 0, nil
 		}
+		slices.Sort(ids)
+		row := "(?" + strings.Repeat(", ?", len(cols)-1) + ")"
+		args := make([]any, 0, len(ids)*len(cols))
+		for _, id := range ids {
+			v := ts.rows[id].v
+			for _, f := range cols {
+				a, _ := f.ValueOf(ctx, v)
+				args = append(args, a)
+			}
+		}
+		q := "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ") VALUES " + strings.Repeat(row+", ", len(ids)-1) + row +
+			" ON DUPLICATE KEY UPDATE " + onDuplicate
+		res := tx.Exec(q, args...)
+		if res.Error != nil {
+			return 0, fmt.Errorf("billing: write %d %s rows: %w", len(ids), table, res.Error)
+		}
+		return res.RowsAffected, nil
 	}
-	q := "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ") VALUES " + strings.Repeat(row+", ", len(ids)-1) + row +
-		" ON DUPLICATE KEY UPDATE " + strings.Join(update, ", ")
-	if err := tx.Exec(q, args...).Error; err != nil {
-		return fmt.Errorf("billing: write %d %s rows: %w", len(ids), table, err)
+	if _, err := write(changed, strings.Join(update, ", ")); err != nil {
+		return err
+	}
+	// An unchanged row counts no affected row: a row that was there is
+	// left alone and found by the count.
+	n, err := write(fresh, k.col.stripeID+" = "+k.col.stripeID)
+	if err != nil {
+		return err
+	}
+	if n != int64(len(fresh)) {
+		return fmt.Errorf("billing: insert %d new %s rows: %w", len(fresh), table, errRerun)
 	}
 	return nil
 }

@@ -76,7 +76,7 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 		return "", err
 	}
 	var result Result
-	err = p.store.InTx(ctx, func(tx *gorm.DB) error {
+	err = p.inTx(ctx, func(tx *gorm.DB) error {
 		var err error
 		result, err = p.apply(ctx, tx, ev)
 		return err
@@ -196,28 +196,43 @@ func (p *Processor) ProcessBatch(ctx context.Context, raws [][]byte) (outcomes [
 	return outcomes, nil
 }
 
-// errClaimed: some of the batch's events have ledger rows, or another
-// transaction claimed them meanwhile; the claim starts again, reading
-// which rows exist first, up to claimAttempts times.
-var errClaimed = errors.New("billing: some of the batch's events were claimed concurrently")
+// rerunAttempts bounds the runs of a transaction that met rows other
+// transactions created meanwhile (errRerun).
+const rerunAttempts = 3
 
-const claimAttempts = 3
+// inTx runs fn in a transaction (Store.InTx), again when it met rows
+// another transaction created meanwhile.
+func (p *Processor) inTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	var err error
+	for range rerunAttempts {
+		if err = p.store.InTx(ctx, fn); !errors.Is(err, errRerun) {
+			break
+		}
+	}
+	return err
+}
 
 // processSets applies the parsed events as sets and returns their
 // outcomes; parsed holds the outcomes of parsing. An error means nothing
 // was committed.
+//
+// The ledger rows are inserted first, in one statement: a batch that
+// inserted as many rows as it gave owns every one of its events (an event
+// another transaction holds makes the insert wait for it, then skip it).
+// A batch that finds some events already there runs again, reading the
+// ledger first: those done are duplicates, those parked dead are taken
+// over.
 func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Outcome) ([]Outcome, error) {
 	type entry struct {
 		ev     Event
 		result Result
-		row    models.StripeEvent
+		status string // its ledger status when claimed
 		plan   plan
 		err    error // the event cannot be read: it fails alone
 		copies []int // its places in the batch
 	}
 	var entries []*entry
 	byID := map[string]*entry{}
-	now := p.now()
 	for i, ev := range events {
 		if parsed[i].Err != nil {
 			continue
@@ -227,9 +242,7 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 			continue
 		}
 		e := &entry{ev: ev, copies: []int{i}}
-		var status string
-		e.result, status = p.resultOf(ev)
-		e.row = ledgerRow(ev, status, now)
+		e.result, e.status = p.resultOf(ev)
 		if e.result == Processed {
 			h, _ := p.mux.Handler(ev.Type)
 			pl, ok := h.(planner)
@@ -252,21 +265,20 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 	outcomes := make([]Outcome, len(events))
 	attempt := func(preread bool) error {
 		return p.store.InTx(ctx, func(tx *gorm.DB) error {
-			clear(outcomes)
-			copy(outcomes, parsed)
-			done := map[string]bool{} // claimed by this transaction
+			copy(outcomes, parsed) // InTx may run this again after a deadlock
+			now := p.now()
 			existing := map[string]string{}
 			var err error
 			if preread || unreadable {
 				if existing, err = models.EventStatuses(tx, ids); err != nil {
 					return err
 				}
-				preread = true
 			}
+			claimed := map[string]bool{}
 			var rows []models.StripeEvent
 			for _, e := range entries {
-				if _, ok := existing[e.ev.ID]; !ok && e.err == nil {
-					rows = append(rows, e.row)
+				if _, exists := existing[e.ev.ID]; !exists && e.err == nil {
+					rows = append(rows, ledgerRow(e.ev, e.status, now))
 				}
 			}
 			// In key order, so that two batches sharing events wait for
@@ -277,26 +289,30 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 				return err
 			}
 			if n != int64(len(rows)) {
-				return errClaimed
-			}
-			for _, r := range rows {
-				done[r.ID] = true
+				return fmt.Errorf("billing: claim %d events: %w", len(rows), errRerun)
 			}
 			var writes []planned
+			var done []string
 			for _, e := range entries {
-				status, exists := existing[e.ev.ID]
-				switch {
-				case e.err != nil:
-				case !exists:
-				case status == models.EventDead:
-					row := e.row // a parked event replayed: taken over, locked
+				if e.err != nil {
+					continue
+				}
+				if status, exists := existing[e.ev.ID]; exists {
+					if status != models.EventDead {
+						continue
+					}
+					row := ledgerRow(e.ev, e.status, now) // a parked event replayed: taken over, locked
 					claim, err := models.ClaimEvent(tx, &row)
 					if err != nil {
 						return err
 					}
-					done[e.ev.ID] = claim != models.ClaimDuplicate
+					if claim == models.ClaimDuplicate {
+						continue
+					}
 				}
-				if done[e.ev.ID] && e.plan != nil {
+				claimed[e.ev.ID] = true
+				done = append(done, e.ev.ID)
+				if e.plan != nil {
 					writes = append(writes, planned{ev: e.ev, plan: e.plan})
 				}
 			}
@@ -308,7 +324,10 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 			if err := models.RecordStatuses(tx, history); err != nil {
 				return err
 			}
-			var stamped []string
+			// processed_at is the commit's time, not the claim's.
+			if err := models.StampProcessed(tx, done, p.now()); err != nil {
+				return err
+			}
 			for _, e := range entries {
 				first := Outcome{Result: e.result}
 				switch status, exists := existing[e.ev.ID]; {
@@ -316,7 +335,7 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 					first = Outcome{Result: Duplicate}
 				case e.err != nil:
 					first = Outcome{Err: e.err}
-				case !done[e.ev.ID]:
+				case !claimed[e.ev.ID]:
 					first = Outcome{Result: Duplicate}
 				}
 				for n, i := range e.copies {
@@ -325,19 +344,13 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 						outcomes[i] = Outcome{Result: Duplicate}
 					}
 				}
-				if done[e.ev.ID] {
-					stamped = append(stamped, e.ev.ID)
-				}
 			}
-			// processed_at is the commit's time, not the claim's.
-			return models.StampProcessed(tx, stamped, p.now())
+			return nil
 		})
 	}
-	// Rows another transaction claimed are committed (or gone) when the
-	// insert skips them: the next attempt reads them.
 	err := attempt(false)
-	for range claimAttempts {
-		if !errors.Is(err, errClaimed) {
+	for range rerunAttempts {
+		if !errors.Is(err, errRerun) {
 			break
 		}
 		err = attempt(true)
@@ -353,7 +366,7 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 // the outcomes of parsing and receives the others.
 func (p *Processor) processEach(ctx context.Context, events []Event, outcomes []Outcome) error {
 	parsed := slices.Clone(outcomes)
-	return p.store.InTx(ctx, func(tx *gorm.DB) error {
+	return p.inTx(ctx, func(tx *gorm.DB) error {
 		copy(outcomes, parsed) // InTx may run this again after a deadlock
 		var done []string
 		for i := range events {
@@ -366,7 +379,7 @@ func (p *Processor) processEach(ctx context.Context, events []Event, outcomes []
 				res, err = p.apply(ctx, tx, events[i])
 				return err
 			})
-			if abort {
+			if abort || errors.Is(err, errRerun) {
 				return err
 			}
 			outcomes[i] = Outcome{Result: res, Err: err}

@@ -109,7 +109,7 @@ func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool
 // processed (processed_at then, unless it already was).
 func (r *Reprocessor) apply(ctx context.Context, id string) error {
 	p := r.proc
-	return p.store.InTx(ctx, func(tx *gorm.DB) error {
+	return p.inTx(ctx, func(tx *gorm.DB) error {
 		row, err := models.LockEvent(tx, id)
 		if err != nil {
 			return err

@@ -27,6 +27,10 @@ func Schema(model schema.Tabler) (*schema.Schema, error) {
 	return s, nil
 }
 
+// StripeIDIndex is the name of the unique key on stripe_id of a table of
+// Stripe objects: statements that must use it name it.
+func StripeIDIndex(table string) string { return "uq_" + table + "_stripe_id" }
+
 // Ledger statuses of a Stripe event.
 const (
 	EventProcessed = "processed"

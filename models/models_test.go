@@ -145,3 +145,32 @@ func holds(f *gormschema.Field, c column) error {
 	}
 	return nil
 }
+
+// TestStripeIDIndexes holds every table with a stripe_id column to a
+// unique key on it named StripeIDIndex: the worker locks a batch's rows
+// through that key by name.
+func TestStripeIDIndexes(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	var tables []string
+	err := s.DB().Raw(`SELECT table_name FROM information_schema.columns
+		WHERE table_schema = DATABASE() AND column_name = 'stripe_id' ORDER BY table_name`).Scan(&tables).Error
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tables) < 8 {
+		t.Fatalf("%d tables with a stripe_id column (%v): the query does not see the schema", len(tables), tables)
+	}
+	for _, table := range tables {
+		var cols []string
+		err := s.DB().Raw(`SELECT column_name FROM information_schema.statistics
+			WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ? AND non_unique = 0 ORDER BY seq_in_index`,
+			table, models.StripeIDIndex(table)).Scan(&cols).Error
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cols) != 1 || cols[0] != "stripe_id" {
+			t.Errorf("table %s: unique key %s is on %v, want (stripe_id)", table, models.StripeIDIndex(table), cols)
+		}
+	}
+}
