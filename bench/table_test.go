@@ -56,13 +56,7 @@ func TestBenchTable(t *testing.T) {
 	rounds := envInt(t, "BENCH_ROUNDS", 3)
 	ops := envInt(t, "BENCH_OPS", 4000)
 	events := envInt(t, "BENCH_EVENTS", 19*200)
-	must := func(s bench.Stats, err error) bench.Stats {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	must := mustStats(t)
 	var rows []bench.Row
 	add := func(r bench.Row) {
 		rows = append(rows, r)
@@ -200,13 +194,7 @@ func processingTable(t *testing.T, cfg config.Config, rounds, events int) (limit
 	if cfg.WorkerBatchSize > 1 {
 		sizes = append(sizes, cfg.WorkerBatchSize)
 	}
-	must := func(s bench.Stats, err error) bench.Stats {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	must := mustStats(t)
 	var raw []bench.Stats
 	proc := map[int][]bench.Stats{}
 	for round := range rounds {
@@ -234,4 +222,16 @@ func processingTable(t *testing.T, cfg config.Config, rounds, events int) (limit
 		rows = append(rows, row)
 	}
 	return limit, rows
+}
+
+// mustStats returns a function that passes a measurement's figures on and
+// ends the test at its error.
+func mustStats(t *testing.T) func(bench.Stats, error) bench.Stats {
+	return func(s bench.Stats, err error) bench.Stats {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
 }

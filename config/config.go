@@ -72,7 +72,7 @@ var Vars = []Var{
 	{"MAX_ATTEMPTS", strconv.Itoa(retry.DefaultMaxAttempts), "Attempts before a transiently failing event is parked in the DLQ."},
 	{"WORK_DELIVERY_LIMIT", strconv.Itoa(broker.DefaultDeliveryLimit), "Quorum `x-delivery-limit` of the work queue: parks a message that crashes the worker every time."},
 	{"WORKER_CONCURRENCY", strconv.Itoa(consumer.DefaultConcurrency), "Batches processed at once by one worker; its prefetch is `WORKER_CONCURRENCY` × `WORKER_BATCH_SIZE`."},
-	{"WORKER_BATCH_SIZE", strconv.Itoa(consumer.DefaultBatchSize), "Most events committed in one MySQL transaction (a savepoint each, so one bad event fails alone); 1 commits each event on its own."},
+	{"WORKER_BATCH_SIZE", strconv.Itoa(consumer.DefaultBatchSize), "Most events committed in one MySQL transaction (as sets; a bad event still fails alone); 1 commits each event on its own."},
 	{"WORKER_BATCH_WAIT", durationText(consumer.DefaultBatchWait), "How long a worker waits for more deliveries to fill a batch; 0s takes only those already delivered, adding no latency."},
 	{"SHUTDOWN_TIMEOUT", durationText(api.DefaultShutdownTimeout), "How long SIGTERM waits for in-flight requests and events."},
 	{"DB_MAX_OPEN_CONNS", strconv.Itoa(models.DefaultMaxOpenConns), "MySQL pool: open connections."},

@@ -60,7 +60,7 @@ type HandlerFunc func(ctx context.Context, d Delivery) error
 func (f HandlerFunc) HandleEvent(ctx context.Context, d Delivery) error { return f(ctx, d) }
 
 // BatchHandler applies several events at once, typically in one database
-// transaction with a savepoint per event (billing.Processor.ProcessBatch).
+// transaction, done as sets (billing.Processor.ProcessBatch).
 type BatchHandler interface {
 	// HandleBatch returns one error per delivery, in order: nil means the
 	// event is applied and committed, whatever became of the others. A
