@@ -71,7 +71,7 @@ var Vars = []Var{
 	{"RETRY_DELAYS", durationsText(retry.DefaultDelays()), "Delay tiers for transient failures; the last one repeats."},
 	{"MAX_ATTEMPTS", strconv.Itoa(retry.DefaultMaxAttempts), "Attempts before a transiently failing event is parked in the DLQ."},
 	{"WORK_DELIVERY_LIMIT", strconv.Itoa(broker.DefaultDeliveryLimit), "Quorum `x-delivery-limit` of the work queue: parks a message that crashes the worker every time."},
-	{"WORKER_CONCURRENCY", strconv.Itoa(consumer.DefaultConcurrency), "Batches processed at once by one worker; its prefetch is `WORKER_CONCURRENCY` × `WORKER_BATCH_SIZE`."},
+	{"WORKER_CONCURRENCY", strconv.Itoa(consumer.DefaultConcurrency), "Batches processed at once by one worker; its prefetch is twice `WORKER_CONCURRENCY` × `WORKER_BATCH_SIZE`."},
 	{"WORKER_BATCH_SIZE", strconv.Itoa(consumer.DefaultBatchSize), "Most events committed in one MySQL transaction (as sets; a bad event still fails alone); 1 commits each event on its own."},
 	{"WORKER_BATCH_WAIT", durationText(consumer.DefaultBatchWait), "How long a worker waits for more deliveries to fill a batch; 0s takes only those already delivered, adding no latency."},
 	{"SHUTDOWN_TIMEOUT", durationText(api.DefaultShutdownTimeout), "How long SIGTERM waits for in-flight requests and events."},
@@ -195,8 +195,8 @@ func Load(getenv func(string) string) (Config, error) {
 	default:
 		l.fail("LOG_LEVEL", "must be debug, info, warn or error")
 	}
-	if c.WorkerConcurrency*c.WorkerBatchSize > maxPrefetch {
-		l.fail("WORKER_BATCH_SIZE", fmt.Sprintf("WORKER_CONCURRENCY × WORKER_BATCH_SIZE is the prefetch and must not exceed %d", maxPrefetch))
+	if consumer.Prefetch(c.WorkerConcurrency, c.WorkerBatchSize) > maxPrefetch {
+		l.fail("WORKER_BATCH_SIZE", fmt.Sprintf("the prefetch, twice WORKER_CONCURRENCY × WORKER_BATCH_SIZE, must not exceed %d", maxPrefetch))
 	}
 	if c.DBMaxIdleConns > c.DBMaxOpenConns {
 		l.fail("DB_MAX_IDLE_CONNS", "must not exceed DB_MAX_OPEN_CONNS")

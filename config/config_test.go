@@ -64,7 +64,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{"RETRY_DELAYS", "10s,0s", `config: RETRY_DELAYS: "0s" is not a positive duration`},
 		{"MAX_ATTEMPTS", "many", `config: MAX_ATTEMPTS: "many" is not a positive integer`},
 		{"WORKER_CONCURRENCY", "-2", `config: WORKER_CONCURRENCY: "-2" is not a positive integer`},
-		{"WORKER_BATCH_SIZE", "100000", "config: WORKER_BATCH_SIZE: WORKER_CONCURRENCY × WORKER_BATCH_SIZE is the prefetch"},
+		{"WORKER_BATCH_SIZE", "100000", "config: WORKER_BATCH_SIZE: the prefetch, twice WORKER_CONCURRENCY × WORKER_BATCH_SIZE, must not exceed 65535"},
 		{"WORKER_BATCH_WAIT", "-5ms", `config: WORKER_BATCH_WAIT: "-5ms" is not a duration`},
 		{"DB_MAX_IDLE_CONNS", "100", "config: DB_MAX_IDLE_CONNS: must not exceed DB_MAX_OPEN_CONNS"},
 		{"SWEEP_MIN_AGE", "soon", `config: SWEEP_MIN_AGE: "soon" is not a positive duration`},

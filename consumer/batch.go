@@ -26,6 +26,15 @@ func (c *Consumer) batchWorker(stop, work context.Context, deliveries <-chan amq
 	}
 }
 
+// Prefetch is the prefetch count of a Consumer's channel, the unacked
+// deliveries the broker sends ahead: two batches per worker, one in hand
+// and one ready. With only the one in hand, a worker that acked its batch
+// found the replacements still on their way and took a part of a batch
+// (11 events of 16 on average in the processing benchmark, 14 with two).
+func Prefetch(concurrency, batchSize int) int { return 2 * concurrency * max(batchSize, 1) }
+
+func (c *Consumer) prefetch() int { return Prefetch(c.cfg.Concurrency, c.cfg.BatchSize) }
+
 // relay copies deliveries into a channel buffered to the prefetch, so
 // that "already delivered" means what the broker sent: amqp091-go hands
 // deliveries over an unbuffered channel from a goroutine that is rarely
@@ -35,7 +44,7 @@ func (c *Consumer) batchWorker(stop, work context.Context, deliveries <-chan amq
 // left unacked, for redelivery, like what amqp091-go still holds. The
 // relay ends, closing its channel, when the stream ends or stop.
 func (c *Consumer) relay(wg *sync.WaitGroup, stop context.Context, in <-chan amqp.Delivery) <-chan amqp.Delivery {
-	out := make(chan amqp.Delivery, c.cfg.Concurrency*c.cfg.BatchSize)
+	out := make(chan amqp.Delivery, c.prefetch())
 	wg.Go(func() {
 		defer close(out)
 		for {

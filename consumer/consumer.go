@@ -89,7 +89,7 @@ type Config struct {
 	// Queue is the work queue.
 	Queue string
 	// Concurrency is the number of events (or batches) handled at once;
-	// the channel's prefetch is Concurrency × BatchSize.
+	// the channel's prefetch is Prefetch(Concurrency, BatchSize).
 	Concurrency int
 	// BatchSize is the most deliveries one worker hands to Batch at once.
 	// 0 or 1: each delivery goes alone to the Handler.
@@ -280,7 +280,7 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) (consumed
 	}
 	defer ch.Close()
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	if err := ch.Qos(c.cfg.Concurrency*c.cfg.BatchSize, 0, false); err != nil {
+	if err := ch.Qos(c.prefetch(), 0, false); err != nil {
 		return false, fmt.Errorf("consumer: set prefetch: %w", err)
 	}
 	tag := fmt.Sprintf("%s-%d", c.tag, c.seq.Add(1))
