@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -19,18 +20,34 @@ import (
 )
 
 // runs is how many times each tie is delivered, with new random event
-// ids each time and the two delivery orders in turn.
+// ids each time, the two delivery orders in turn, one at a time and in
+// one batch.
 const runs = 50
 
 // deliverTie processes events (created in one second, in Stripe's order)
-// forward on even runs and backward on odd ones.
+// forward on even runs and backward on odd ones, one at a time in runs 0
+// and 1 of every 4 and in one batch in runs 2 and 3 (folded in memory, or
+// event by event when the tie needs Stripe's object).
 func deliverTie(t *testing.T, p *billing.Processor, run int, events [][]byte) {
 	t.Helper()
-	for i := range events {
-		if run%2 == 1 {
-			i = len(events) - 1 - i
+	order := slices.Clone(events)
+	if run%2 == 1 {
+		slices.Reverse(order)
+	}
+	if run%4 < 2 {
+		for _, raw := range order {
+			process(t, p, raw, billing.Processed)
 		}
-		process(t, p, events[i], billing.Processed)
+		return
+	}
+	outcomes, err := p.ProcessBatch(context.Background(), order)
+	if err != nil {
+		t.Fatalf("run %d: ProcessBatch: %v", run, err)
+	}
+	for i, o := range outcomes {
+		if o.Err != nil || o.Result != billing.Processed {
+			t.Fatalf("run %d: event %d of the batch: %+v, want processed", run, i, o)
+		}
 	}
 }
 
