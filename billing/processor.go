@@ -183,7 +183,7 @@ func (p *Processor) ProcessBatch(ctx context.Context, raws [][]byte) (outcomes [
 	case errors.Is(err, models.ErrUnavailable) || ctx.Err() != nil:
 		return nil, err
 	default:
-		p.logger.WarnContext(ctx, "billing: batch applied event by event", "batch", len(raws), "error", err)
+		p.logger.InfoContext(ctx, "billing: batch applied event by event", "batch", len(raws), "error", err)
 		if err := p.processEach(ctx, events, outcomes); err != nil {
 			return nil, err
 		}
