@@ -74,11 +74,16 @@ func (b *runbookBrowser) do(step string, actions ...chromedp.Action[chromedp.Voi
 	ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
-		// What the browser showed when the step failed, to see why.
+		// What the browser showed when the step failed, to see why: the
+		// picture stays in the test's directory, the text goes in the log.
 		shot, cancelShot := context.WithTimeout(b.ctx, 5*time.Second)
-		_ = chromedp.Do(shot, b.shot("failed", ""))
+		var page string
+		_ = chromedp.Do(shot, b.shot("failed", ""), into(&page, chromedp.Evaluate[string](`document.location.hash + "\n" + document.body.innerText`)))
 		cancelShot()
-		b.t.Fatalf("runbook step %q: %v (the page: %s)", step, err, filepath.Join(b.dir, "failed.png"))
+		if len(page) > 4000 {
+			page = page[:4000] + "…"
+		}
+		b.t.Fatalf("runbook step %q: %v (the page: %s)\n%s", step, err, filepath.Join(b.dir, "failed.png"), page)
 	}
 }
 
