@@ -184,17 +184,33 @@ func retried(a chromedp.Action[chromedp.Void]) chromedp.Action[chromedp.Void] {
 	})
 }
 
-// getMessages fills and submits the DLQ page's "Get messages" form.
+// getMessages fills and submits the DLQ page's "Get messages" form. What
+// the UI says instead of showing a message (a popup: "Queue is empty", an
+// error) fails the try with its words; a Nack-requeue get leaves the queue
+// as it was, so that one is tried again.
 func getMessages(ackMode string) chromedp.Action[chromedp.Void] {
-	return chromedp.Steps(
+	const popup = `.form-popup-info, .form-popup-warn`
+	get := chromedp.Steps(
 		openSection("Get messages", `select[name="ackmode"]`),
 		chromedp.SetValue(chromedp.CSS(`select[name="ackmode"]`), ackMode),
 		chromedp.SetValue(chromedp.CSS(`input[name="count"]`), "1"),
-		ignore(chromedp.Evaluate[any](`$('#msg-wrapper').empty()`)),
+		ignore(chromedp.Evaluate[any](`$('#msg-wrapper').empty(); $('`+popup+`').remove()`)),
 		chromedp.Click(chromedp.CSS(`input[value="Get Message(s)"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`#msg-wrapper .box`)),
+		chromedp.WaitVisible(chromedp.CSS(`#msg-wrapper .box, `+popup)),
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			said, err := chromedp.Evaluate[string](`$('` + popup + `').text()`)(ctx, t)
+			if err != nil || said == "" {
+				return err
+			}
+			_, _ = chromedp.Evaluate[any](`$('`+popup+`').remove()`)(ctx, t)
+			return fmt.Errorf("Get messages: the UI said %q", strings.TrimSpace(said))
+		}),
 		settled(`#msg-wrapper`),
 	)
+	if ackMode == "ack_requeue_true" {
+		return retried(get)
+	}
+	return get
 }
 
 // settled waits until jQuery's animations of sel (a slide-down) are done,
