@@ -61,10 +61,6 @@ type StripeEvent struct {
 // TableName implements gorm's tabler.
 func (StripeEvent) TableName() string { return "stripe_events" }
 
-// A Metadata field is the object's Stripe metadata as JSON text (a JSON
-// column: LONGTEXT with a JSON_VALID check on MariaDB), for JSON_EXTRACT
-// and JSON_VALUE; nil until an event carries it.
-
 // Ordering is the guard every Stripe object row carries: the newest event
 // applied to it.
 type Ordering struct {
@@ -76,12 +72,15 @@ type Ordering struct {
 
 // Customer is a Stripe customer.
 type Customer struct {
-	ID            uint64     `gorm:"column:id;primaryKey"`
-	StripeID      string     `gorm:"column:stripe_id"`
-	Email         *string    `gorm:"column:email"`
-	Name          *string    `gorm:"column:name"`
-	Currency      *string    `gorm:"column:currency"`
-	Balance       *int64     `gorm:"column:balance"`
+	ID       uint64  `gorm:"column:id;primaryKey"`
+	StripeID string  `gorm:"column:stripe_id"`
+	Email    *string `gorm:"column:email"`
+	Name     *string `gorm:"column:name"`
+	Currency *string `gorm:"column:currency"`
+	Balance  *int64  `gorm:"column:balance"`
+	// Metadata, on every object's table, is its Stripe metadata as JSON
+	// text (a JSON column: LONGTEXT with a JSON_VALID check on MariaDB),
+	// for JSON_VALUE and JSON_EXTRACT; nil until an event carries it.
 	Metadata      *string    `gorm:"column:metadata;type:json"`
 	Deleted       bool       `gorm:"column:deleted"`
 	Livemode      bool       `gorm:"column:livemode"`

@@ -139,7 +139,7 @@ func holds(f *gormschema.Field, c column) error {
 		}
 	case "json":
 		// MySQL has a JSON type; MariaDB's JSON is a LONGTEXT (whose
-		// JSON_VALID check TestMetadataJSON holds).
+		// JSON_VALID check TestMigrateRecordsKeepsRows holds).
 		if c.dataType != "json" && c.dataType != "longtext" {
 			return fmt.Errorf("want JSON")
 		}
