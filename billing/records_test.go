@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
@@ -122,5 +123,44 @@ func TestDisputePrevented(t *testing.T) {
 	}
 	if d.Status == nil || *d.Status != "prevented" {
 		t.Errorf("dispute status %v, want prevented", d.Status)
+	}
+}
+
+// TestCheckoutAsyncPayment: a completed checkout whose payment is still
+// pending (a bank debit) gets its payment status from the later
+// async_payment event, whatever the delivery order, in every supported
+// API version.
+func TestCheckoutAsyncPayment(t *testing.T) {
+	t.Parallel()
+	for _, version := range billing.SupportedVersions() {
+		t.Run(version, func(t *testing.T) {
+			t.Parallel()
+			s, p := setup(t)
+			event := func(typ, paymentStatus string, created time.Time) []byte {
+				o := stripefixture.Object(version, "checkout.session")
+				o["id"], o["created"], o["mode"], o["status"], o["payment_status"] = "cs_async", start.Unix(), "payment", "complete", paymentStatus
+				o["client_reference_id"], o["payment_intent"], o["metadata"] = "user_async", "pi_async", map[string]any{"order": "o_1"}
+				b, err := json.Marshal(map[string]any{"id": billingtest.NewEventID(), "object": "event", "type": typ,
+					"api_version": version, "created": created.Unix(), "livemode": false, "data": map[string]any{"object": o}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			process(t, p, event("checkout.session.async_payment_succeeded", "paid", start.Add(time.Minute)), billing.Processed)
+			process(t, p, event("checkout.session.completed", "unpaid", start), billing.Processed)
+			var cs models.CheckoutSession
+			if err := s.DB().Where("stripe_id = ?", "cs_async").Take(&cs).Error; err != nil {
+				t.Fatal(err)
+			}
+			if cs.PaymentStatus == nil || *cs.PaymentStatus != "paid" || cs.Status == nil || *cs.Status != "complete" ||
+				cs.PaymentIntentID == nil || *cs.PaymentIntentID != "pi_async" || cs.Metadata == nil || *cs.Metadata != `{"order":"o_1"}` {
+				t.Errorf("checkout session = %+v", cs)
+			}
+			var pi models.Payment // a stub until its own events arrive
+			if err := s.DB().Where("stripe_id = ? AND object = ?", "pi_async", models.ObjectPaymentIntent).Take(&pi).Error; err != nil {
+				t.Errorf("payment intent stub: %v", err)
+			}
+		})
 	}
 }
