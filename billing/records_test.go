@@ -2,6 +2,7 @@ package billing_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/internal/stripefixture"
+	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -163,4 +165,35 @@ func TestCheckoutAsyncPayment(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReprocessFillsNewRecords: a database of a release that ignored
+// credit note events and kept no checkout session gets both from the
+// ledger with the reprocess docs/finance.md gives.
+func TestReprocessFillsNewRecords(t *testing.T) {
+	t.Parallel()
+	l := billingtest.VersionLifecycle(billing.SupportedVersions()[0], 4)
+	types := []string{"credit_note.created", "credit_note.updated", "credit_note.voided", "checkout.session.completed",
+		"checkout.session.async_payment_succeeded", "checkout.session.async_payment_failed", "checkout.session.expired"}
+	s := testenv.Store(t)
+	old := billing.NewProcessor(s, nil, billing.WithoutHandlers("credit_note.created", "credit_note.updated",
+		"credit_note.voided", "checkout.session.expired"))
+	for _, raw := range l.Events {
+		if _, err := old.Process(context.Background(), raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DB().Exec("DELETE FROM checkout_sessions").Error; err != nil {
+		t.Fatal(err)
+	}
+	rep, _ := reprocess(t, billing.NewProcessor(s, nil),
+		models.EventFilter{Types: types, Statuses: []string{models.EventIgnored, models.EventProcessed}}, false)
+	if rep.Applied != 6 || rep.Failed != 0 {
+		t.Errorf("reprocess report %+v, want the 6 checkout and credit note events applied", rep)
+	}
+	got, err := billingtest.ReadRecords(s.DB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffTables(t, got.Tables(), l.Want.Tables())
 }

@@ -11,7 +11,9 @@
 --   payments cannot count a payment twice (docs/finance.md);
 -- - an index for each common look-up, named with the question it serves.
 -- Every new column is NULL on the rows the old schema wrote: nothing is
--- made up for events already applied (billing reprocess fills them).
+-- made up; the object's next event fills them. Credit notes and checkout
+-- sessions come back from the ledger with `billing reprocess`
+-- (docs/finance.md).
 
 -- +goose Up
 ALTER TABLE customers
