@@ -62,11 +62,11 @@ type columns struct {
 
 var (
 	customerKind = mustKind(models.Customer{}, kind{objectType: "customer", rank: noRank, deletable: true,
-		carries: []string{"Email", "Name", "Currency", "Balance", "StripeCreated"}})
+		carries: []string{"Email", "Name", "Currency", "Balance", "Metadata", "StripeCreated"}})
 	subscriptionKind = mustKind(models.Subscription{}, kind{objectType: "subscription", rank: subscriptionRank,
 		requires: []string{"status"},
 		carries: []string{"Currency", "CurrentPeriodStart", "CurrentPeriodEnd", "CancelAtPeriodEnd",
-			"CancelAt", "CanceledAt", "EndedAt", "TrialStart", "TrialEnd", "StripeCreated"},
+			"CancelAt", "CanceledAt", "EndedAt", "TrialStart", "TrialEnd", "Metadata", "StripeCreated"},
 		// From 2025-03-31.basil the period is on the items only.
 		sources: map[string]string{"CurrentPeriodStart": "current_period_start items", "CurrentPeriodEnd": "current_period_end items"},
 		refs:    []string{"CustomerID"}})
@@ -75,9 +75,10 @@ var (
 		grows:    []string{"AmountPaid", "AttemptCount"},
 		carries: []string{"Number", "Currency", "AmountDue", "AmountPaid", "AmountRemaining", "Subtotal", "Total",
 			"AttemptCount", "HostedInvoiceURL", "DueDate", "PeriodStart", "PeriodEnd", "BilledPeriodStart", "BilledPeriodEnd",
-			"StripeCreated"},
-		sources: map[string]string{"BilledPeriodStart": "lines", "BilledPeriodEnd": "lines"},
-		refs:    []string{"CustomerID", "SubscriptionID", "PaymentIntentID", "ChargeID"}})
+			"PaidAt", "NextPaymentAttempt", "Tax", "TotalDiscountAmount", "Metadata", "StripeCreated"},
+		sources: map[string]string{"BilledPeriodStart": "lines", "BilledPeriodEnd": "lines", "PaidAt": "status_transitions",
+			"Tax": "tax total_taxes", "TotalDiscountAmount": "total_discount_amounts"},
+		refs: []string{"CustomerID", "SubscriptionID", "PaymentIntentID", "ChargeID"}})
 	invoicePaymentKind = mustKind(models.InvoicePayment{}, kind{objectType: "invoice_payment", rank: invoicePaymentRank,
 		requires: []string{"status", "invoice"},
 		carries:  []string{"Currency", "AmountPaid", "AmountRequested", "PaidAt", "StripeCreated"},
@@ -87,7 +88,8 @@ var (
 		object:   models.ObjectPaymentIntent,
 		requires: []string{"status"},
 		grows:    []string{"AmountReceived"},
-		carries:  []string{"Currency", "Amount", "AmountReceived", "Captured", "Paid", "FailureCode", "FailureMessage", "StripeCreated"},
+		carries: []string{"Currency", "Amount", "AmountReceived", "Captured", "Paid", "FailureCode", "FailureMessage",
+			"Metadata", "StripeCreated"},
 		sources: map[string]string{"Captured": "status", "Paid": "status",
 			"FailureCode": "last_payment_error", "FailureMessage": "last_payment_error"},
 		refs: []string{"CustomerID", "InvoiceID", "ChargeID"}})
@@ -96,17 +98,31 @@ var (
 		requires: []string{"status"},
 		grows:    []string{"AmountRefunded", "AmountCaptured"},
 		carries: []string{"Currency", "Amount", "AmountCaptured", "AmountRefunded", "Captured", "Refunded", "Paid",
-			"FailureCode", "FailureMessage", "StripeCreated"},
+			"FailureCode", "FailureMessage", "PaymentMethodType", "PaymentMethodBrand", "PaymentMethodLast4",
+			"PaymentMethodExpMonth", "PaymentMethodExpYear", "PaymentMethodWallet", "Metadata", "StripeCreated"},
+		sources: map[string]string{"PaymentMethodType": "payment_method_details", "PaymentMethodBrand": "payment_method_details",
+			"PaymentMethodLast4": "payment_method_details", "PaymentMethodExpMonth": "payment_method_details",
+			"PaymentMethodExpYear": "payment_method_details", "PaymentMethodWallet": "payment_method_details"},
 		refs: []string{"CustomerID", "InvoiceID", "PaymentIntentID"}})
 	refundKind = mustKind(models.Refund{}, kind{objectType: "refund", rank: refundRank,
 		requires: []string{"status"},
-		carries:  []string{"Currency", "Amount", "Reason", "FailureReason", "StripeCreated"},
+		carries:  []string{"Currency", "Amount", "Reason", "FailureReason", "Metadata", "StripeCreated"},
 		refs:     []string{"ChargeID", "PaymentIntentID"}})
 	disputeKind = mustKind(models.Dispute{}, kind{objectType: "dispute", rank: disputeRank,
 		requires: []string{"status"},
-		carries:  []string{"Currency", "Amount", "Reason", "IsChargeRefundable", "EvidenceDueBy", "StripeCreated"},
+		carries:  []string{"Currency", "Amount", "Reason", "IsChargeRefundable", "EvidenceDueBy", "Metadata", "StripeCreated"},
 		sources:  map[string]string{"EvidenceDueBy": "evidence_details"},
 		refs:     []string{"ChargeID", "PaymentIntentID"}})
+	checkoutSessionKind = mustKind(models.CheckoutSession{}, kind{objectType: "checkout.session", rank: checkoutSessionRank,
+		requires: []string{"status"},
+		carries: []string{"Mode", "PaymentStatus", "ClientReferenceID", "Currency", "AmountTotal", "ExpiresAt",
+			"Metadata", "StripeCreated"},
+		refs: []string{"CustomerID", "SubscriptionID", "PaymentIntentID", "InvoiceID"}})
+	creditNoteKind = mustKind(models.CreditNote{}, kind{objectType: "credit_note", rank: creditNoteRank,
+		requires: []string{"status"},
+		carries: []string{"Number", "Type", "Reason", "Currency", "Amount", "Total", "Memo", "VoidedAt",
+			"Metadata", "StripeCreated"},
+		refs: []string{"InvoiceID", "CustomerID"}})
 )
 
 // mustKind resolves k's fields and statements from model, the table's

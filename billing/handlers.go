@@ -47,6 +47,10 @@ func (h handlers) register(m *Mux) {
 	m.HandleFunc("checkout.session.completed", h.checkoutSession)
 	m.HandleFunc("checkout.session.async_payment_succeeded", h.checkoutSession)
 	m.HandleFunc("checkout.session.async_payment_failed", h.checkoutSession)
+	m.HandleFunc("checkout.session.expired", h.checkoutSession)
+	for _, t := range []string{"credit_note.created", "credit_note.updated", "credit_note.voided"} {
+		m.HandleFunc(t, h.creditNote)
+	}
 }
 
 // previewTypes are the event types whose object Stripe may send without an
@@ -73,6 +77,7 @@ func (h handlers) customer(ctx context.Context, tx *gorm.DB, ev Event) error {
 			Name:          o.Name,
 			Currency:      o.Currency,
 			Balance:       o.Balance,
+			Metadata:      o.Metadata.s,
 			StripeCreated: o.Created.t,
 		},
 	})
@@ -106,6 +111,7 @@ func (h handlers) subscription(ctx context.Context, tx *gorm.DB, ev Event) error
 		EndedAt:            o.EndedAt.t,
 		TrialStart:         o.TrialStart.t,
 		TrialEnd:           o.TrialEnd.t,
+		Metadata:           o.Metadata.s,
 		StripeCreated:      o.Created.t,
 	}
 	if !p.has("current_period_start") {
@@ -134,23 +140,28 @@ func (h handlers) invoice(ctx context.Context, tx *gorm.DB, ev Event) error {
 		return err
 	}
 	row := &models.Invoice{
-		CustomerID:       o.Customer.ptr(),
-		SubscriptionID:   o.subscription().ptr(),
-		PaymentIntentID:  o.PaymentIntent.ptr(),
-		ChargeID:         o.Charge.ptr(),
-		Number:           o.Number,
-		Currency:         o.Currency,
-		AmountDue:        o.AmountDue,
-		AmountPaid:       o.AmountPaid,
-		AmountRemaining:  o.AmountRemaining,
-		Subtotal:         o.Subtotal,
-		Total:            o.Total,
-		AttemptCount:     o.AttemptCount,
-		HostedInvoiceURL: o.HostedInvoiceURL,
-		DueDate:          o.DueDate.t,
-		PeriodStart:      o.PeriodStart.t,
-		PeriodEnd:        o.PeriodEnd.t,
-		StripeCreated:    o.Created.t,
+		CustomerID:          o.Customer.ptr(),
+		SubscriptionID:      o.subscription().ptr(),
+		PaymentIntentID:     o.PaymentIntent.ptr(),
+		ChargeID:            o.Charge.ptr(),
+		Number:              o.Number,
+		Currency:            o.Currency,
+		AmountDue:           o.AmountDue,
+		AmountPaid:          o.AmountPaid,
+		AmountRemaining:     o.AmountRemaining,
+		Subtotal:            o.Subtotal,
+		Total:               o.Total,
+		AttemptCount:        o.AttemptCount,
+		HostedInvoiceURL:    o.HostedInvoiceURL,
+		DueDate:             o.DueDate.t,
+		PeriodStart:         o.PeriodStart.t,
+		PeriodEnd:           o.PeriodEnd.t,
+		PaidAt:              o.paidAt(),
+		NextPaymentAttempt:  o.NextPaymentAttempt.t,
+		Tax:                 o.tax(),
+		TotalDiscountAmount: sum(o.TotalDiscountAmounts),
+		Metadata:            o.Metadata.s,
+		StripeCreated:       o.Created.t,
 	}
 	row.BilledPeriodStart, row.BilledPeriodEnd = o.billedPeriod()
 	_, err = apply(ctx, tx, ev, h.now(), change{
@@ -241,6 +252,7 @@ func (h handlers) paymentIntent(ctx context.Context, tx *gorm.DB, ev Event) erro
 		AmountReceived: o.AmountReceived,
 		Captured:       &succeeded,
 		Paid:           &succeeded,
+		Metadata:       o.Metadata.s,
 		StripeCreated:  o.Created.t,
 	}
 	if e := o.LastPaymentError; e != nil {
@@ -266,27 +278,33 @@ func (h handlers) charge(ctx context.Context, tx *gorm.DB, ev Event) error {
 	if err != nil {
 		return err
 	}
+	row := &models.Payment{
+		CustomerID:      o.Customer.ptr(),
+		InvoiceID:       o.Invoice.ptr(),
+		PaymentIntentID: o.PaymentIntent.ptr(),
+		Currency:        o.Currency,
+		Amount:          o.Amount,
+		AmountCaptured:  o.AmountCaptured,
+		AmountRefunded:  o.AmountRefunded,
+		Captured:        o.Captured,
+		Refunded:        o.Refunded,
+		Paid:            o.Paid,
+		FailureCode:     o.FailureCode,
+		FailureMessage:  o.FailureMessage,
+		Metadata:        o.Metadata.s,
+		StripeCreated:   o.Created.t,
+	}
+	if pm := o.PaymentMethodDetails; pm != nil {
+		row.PaymentMethodType, row.PaymentMethodBrand, row.PaymentMethodLast4 = pm.Type, pm.Brand, pm.Last4
+		row.PaymentMethodExpMonth, row.PaymentMethodExpYear, row.PaymentMethodWallet = pm.ExpMonth, pm.ExpYear, pm.wallet()
+	}
 	_, err = apply(ctx, tx, ev, h.now(), change{
 		kind:     chargeKind,
 		id:       o.ID,
 		status:   o.Status,
 		present:  p,
 		customer: o.Customer,
-		row: &models.Payment{
-			CustomerID:      o.Customer.ptr(),
-			InvoiceID:       o.Invoice.ptr(),
-			PaymentIntentID: o.PaymentIntent.ptr(),
-			Currency:        o.Currency,
-			Amount:          o.Amount,
-			AmountCaptured:  o.AmountCaptured,
-			AmountRefunded:  o.AmountRefunded,
-			Captured:        o.Captured,
-			Refunded:        o.Refunded,
-			Paid:            o.Paid,
-			FailureCode:     o.FailureCode,
-			FailureMessage:  o.FailureMessage,
-			StripeCreated:   o.Created.t,
-		},
+		row:      row,
 	})
 	if err != nil || p.has("invoice") {
 		return err // before basil the objects name each other
@@ -312,6 +330,7 @@ func (h handlers) refund(ctx context.Context, tx *gorm.DB, ev Event) error {
 			Amount:          o.Amount,
 			Reason:          o.Reason,
 			FailureReason:   o.FailureReason,
+			Metadata:        o.Metadata.s,
 			StripeCreated:   o.Created.t,
 		},
 	})
@@ -331,6 +350,7 @@ func (h handlers) dispute(ctx context.Context, tx *gorm.DB, ev Event) error {
 		Amount:             o.Amount,
 		Reason:             o.Reason,
 		IsChargeRefundable: o.IsChargeRefundable,
+		Metadata:           o.Metadata.s,
 		StripeCreated:      o.Created.t,
 	}
 	if o.EvidenceDetails != nil {
@@ -346,18 +366,41 @@ func (h handlers) dispute(ctx context.Context, tx *gorm.DB, ev Event) error {
 	return err
 }
 
-// checkoutSession links what a completed checkout created, creating rows
-// for what has not arrived yet. Sessions themselves are not stored.
+// checkoutSession stores the session (what ties a checkout to our user:
+// client_reference_id, metadata) and links what a completed checkout
+// created, creating rows for what has not arrived yet.
 func (h handlers) checkoutSession(ctx context.Context, tx *gorm.DB, ev Event) error {
 	var o checkoutSessionObject
-	if _, err := decode(ev, ev.Object, "checkout.session", "checkout.session", &o, &o.common); err != nil {
+	p, err := checkoutSessionKind.decode(ev, &o, &o.common)
+	if err != nil {
 		return err
 	}
 	now, env := h.now(), envelopeOf(ev)
-	if err := ensureStub(tx, customerKind, o.Customer, env, now); err != nil {
+	customer := o.Customer.ptr()
+	_, err = apply(ctx, tx, ev, now, change{
+		kind:     checkoutSessionKind,
+		id:       o.ID,
+		status:   o.Status,
+		present:  p,
+		customer: o.Customer,
+		row: &models.CheckoutSession{
+			Mode:              o.Mode,
+			PaymentStatus:     o.PaymentStatus,
+			ClientReferenceID: o.ClientReferenceID,
+			CustomerID:        customer,
+			SubscriptionID:    o.Subscription.ptr(),
+			PaymentIntentID:   o.PaymentIntent.ptr(),
+			InvoiceID:         o.Invoice.ptr(),
+			Currency:          o.Currency,
+			AmountTotal:       o.AmountTotal,
+			ExpiresAt:         o.ExpiresAt.t,
+			Metadata:          o.Metadata.s,
+			StripeCreated:     o.Created.t,
+		},
+	})
+	if err != nil {
 		return err
 	}
-	customer := o.Customer.ptr()
 	for _, t := range []struct {
 		kind kind
 		id   ref
@@ -375,4 +418,34 @@ func (h handlers) checkoutSession(ctx context.Context, tx *gorm.DB, ev Event) er
 		}
 	}
 	return nil
+}
+
+func (h handlers) creditNote(ctx context.Context, tx *gorm.DB, ev Event) error {
+	var o creditNoteObject
+	p, err := creditNoteKind.decode(ev, &o, &o.common)
+	if err != nil {
+		return err
+	}
+	_, err = apply(ctx, tx, ev, h.now(), change{
+		kind:     creditNoteKind,
+		id:       o.ID,
+		status:   o.Status,
+		present:  p,
+		customer: o.Customer,
+		row: &models.CreditNote{
+			InvoiceID:     o.Invoice.ptr(),
+			CustomerID:    o.Customer.ptr(),
+			Number:        o.Number,
+			Type:          o.Type,
+			Reason:        o.Reason,
+			Currency:      o.Currency,
+			Amount:        o.Amount,
+			Total:         o.Total,
+			Memo:          o.Memo,
+			VoidedAt:      o.VoidedAt.t,
+			Metadata:      o.Metadata.s,
+			StripeCreated: o.Created.t,
+		},
+	})
+	return err
 }

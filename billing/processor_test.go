@@ -53,6 +53,8 @@ func snapshot(t *testing.T, s *models.Store) map[string][]string {
 	add(dump[models.Payment](t, s, "stripe_id"))
 	add(dump[models.Refund](t, s, "stripe_id"))
 	add(dump[models.Dispute](t, s, "stripe_id"))
+	add(dump[models.CheckoutSession](t, s, "stripe_id"))
+	add(dump[models.CreditNote](t, s, "stripe_id"))
 	add(dump[models.StatusChange](t, s, "event_id, object_type, object_id"))
 	add(dump[models.StripeEvent](t, s, "id"))
 	return out
@@ -166,7 +168,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	snap := snapshot(t, s)
 	wantCounts := map[string]int{"stripe_events": len(events), "customers": n, "subscriptions": n, "invoices": n,
-		"payments": 3 * n, "refunds": n, "disputes": n, "payment_status_history": 16 * n}
+		"payments": 3 * n, "refunds": n, "disputes": n, "checkout_sessions": n, "payment_status_history": 17 * n}
 	for table, want := range wantCounts {
 		if got := len(snap[table]); got != want {
 			t.Errorf("%s: %d rows, want %d", table, got, want)

@@ -5,3 +5,7 @@ var (
 	IsUnavailable = isUnavailable
 	OpenLazy      = open
 )
+
+// Migrations are the embedded goose migrations, for tests that migrate to
+// a given version.
+var Migrations = migrations

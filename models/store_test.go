@@ -260,7 +260,7 @@ func TestMigrateFresh(t *testing.T) {
 	defer db.Close()
 	ctx := context.Background()
 	applied, err := models.Migrate(ctx, db)
-	if err != nil || !slices.Equal(applied, []string{"00001_init.sql", "00002_versions.sql"}) {
+	if err != nil || !slices.Equal(applied, []string{"00001_init.sql", "00002_versions.sql", "00003_records.sql"}) {
 		t.Fatalf("Migrate on empty database: applied %v, err %v", applied, err)
 	}
 }
