@@ -4,4 +4,5 @@ package models
 var (
 	IsUnavailable = isUnavailable
 	OpenLazy      = open
+	Migrations    = migrations
 )
