@@ -77,12 +77,12 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 		var applied bool
 		var err error
 		result, applied, err = p.apply(ctx, tx, ev)
-		if err != nil || !applied {
+		if err != nil || result != Processed || applied {
 			return err
 		}
-		// The row was claimed not applied: an event that changed its
-		// object costs this one statement more, a stale one none.
-		return models.StampProcessed(tx, []string{ev.ID}, []string{ev.ID}, p.now())
+		// The row was claimed applied, as most events are: a stale one
+		// costs this one statement more.
+		return models.StampProcessed(tx, []string{ev.ID}, nil, p.now())
 	})
 	if err != nil {
 		return "", err
@@ -92,8 +92,9 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 }
 
 // apply records ev in the ledger and applies it within tx; applied says
-// whether it changed its object's row, which the ledger row, claimed with
-// applied false, does not say yet: the caller stamps it (StampProcessed).
+// whether it changed its object's row. The ledger row of a Processed
+// event is claimed applied: when it was stale, the caller says so
+// (StampProcessed).
 func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (result Result, applied bool, err error) {
 	// The outcome is known before the handler runs (a handler's error rolls
 	// the ledger row back with the rest), so the row is inserted final:
@@ -123,7 +124,7 @@ func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (result Re
 		ProcessedAt: &now,
 	}
 	if known {
-		row.Applied = new(bool) // stale until the handler says otherwise
+		row.Applied = &known // until the handler finds it stale
 	}
 	claim, err := models.ClaimEvent(tx, row)
 	if err != nil {

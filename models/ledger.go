@@ -73,17 +73,20 @@ func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
 }
 
 // StampProcessed sets processed_at of the claimed events ids to at and
-// marks those of them in applied as applied (their object's row changed),
-// in one statement: a batch stamps its events just before its commit.
+// says which of them changed their object's row: those in applied; the
+// others were stale. An event not applied at all (ignored: applied NULL)
+// stays NULL. One statement: a batch stamps its events just before its
+// commit.
 func StampProcessed(tx *gorm.DB, ids, applied []string, at time.Time) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	set := map[string]any{"processed_at": at}
+	set, args := "IF(applied IS NULL, NULL, FALSE)", []any{at}
 	if len(applied) > 0 {
-		set["applied"] = gorm.Expr("IF(id IN ?, TRUE, applied)", applied)
+		set, args = "IF(applied IS NULL, NULL, id IN ?)", append(args, applied)
 	}
-	if err := tx.Model(&StripeEvent{}).Where("id IN ?", ids).Updates(set).Error; err != nil {
+	err := tx.Exec("UPDATE stripe_events SET processed_at = ?, applied = "+set+" WHERE id IN ?", append(args, ids)...).Error
+	if err != nil {
 		return fmt.Errorf("models: stamp %d events processed: %w", len(ids), err)
 	}
 	return nil
