@@ -140,12 +140,10 @@ func Of(ctx context.Context, ledger Ledger, id string) (Report, error) {
 		e := Event{
 			ID: ev.ID, Type: ev.Type, Created: ev.Created, Received: ev.ReceivedAt, Processed: ev.ProcessedAt,
 			Outcome: outcome(ev), StatusBefore: status, StatusAfter: status,
+			Error: ev.LastError, // only a dead row keeps one
 		}
 		if s, ok := reported[ev.ID]; ok {
 			e.StatusAfter, status = &s, &s
-		}
-		if ev.Status == models.EventDead {
-			e.Processed, e.Error = nil, ev.LastError
 		}
 		rep.Events = append(rep.Events, e)
 	}
