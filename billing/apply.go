@@ -301,6 +301,7 @@ func apply(ctx context.Context, tx *gorm.DB, ev Event, now time.Time, c change) 
 			return false, fmt.Errorf("billing: update %s %s: %w", k.objectType, c.id, err)
 		}
 		applied = true
+		noteApplied(ctx, c.id)
 	}
 	if k.col.status != "" && reported != "" {
 		sc := models.StatusChange{
@@ -427,12 +428,40 @@ func link(ctx context.Context, tx *gorm.DB, k kind, id ref, refs any) error {
 	return nil
 }
 
-// markDeleted is sticky and order-free: once deleted, always deleted.
-func markDeleted(tx *gorm.DB, k kind, id string) error {
-	if err := tx.Table(k.table).Where(k.col.stripeID+" = ?", id).Update(k.col.deleted, true).Error; err != nil {
-		return fmt.Errorf("billing: delete %s %s: %w", k.objectType, id, err)
+// markDeleted is sticky and order-free: once deleted, always deleted. A
+// stale deletion still changes the row the first time.
+func markDeleted(ctx context.Context, tx *gorm.DB, k kind, id string) error {
+	res := tx.Table(k.table).Where(k.col.stripeID+" = ?", id).Update(k.col.deleted, true)
+	if res.Error != nil {
+		return fmt.Errorf("billing: delete %s %s: %w", k.objectType, id, res.Error)
+	}
+	if res.RowsAffected > 0 { // MySQL counts the rows changed, not those matched
+		noteApplied(ctx, id)
 	}
 	return nil
+}
+
+// ownObject is the object of the event a handler runs on, which the
+// context carries so that apply can say whether its row changed: the
+// ledger's applied. The rows of other objects the event carries (an
+// invoice's payments, references) do not count.
+type ownObject struct {
+	id      string
+	applied bool
+}
+
+type ownObjectKey struct{}
+
+func withOwnObject(ctx context.Context, o *ownObject) context.Context {
+	return context.WithValue(ctx, ownObjectKey{}, o)
+}
+
+// noteApplied records that the row of object id changed, if it is the
+// event's own object.
+func noteApplied(ctx context.Context, id string) {
+	if o, _ := ctx.Value(ownObjectKey{}).(*ownObject); o != nil && o.id == id {
+		o.applied = true
+	}
 }
 
 // deferred holds an event's writes that a batch makes in one statement

@@ -24,6 +24,7 @@ type Event struct {
 	Account    string
 	Created    time.Time
 	Object     json.RawMessage // data.object
+	ObjectType string          // data.object's object: Stripe's name of its type
 	ObjectID   string          // data.object's id; "" for a preview (invoice.upcoming)
 	Raw        []byte
 }
@@ -50,6 +51,7 @@ func Parse(raw []byte) (Event, error) {
 	if problem != "" {
 		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event %q: %w", se.ID, errors.New(problem)))
 	}
+	objectType, _ := se.Data.Object["object"].(string)
 	objectID, _ := se.Data.Object["id"].(string)
 	return Event{
 		ID:         se.ID,
@@ -59,6 +61,7 @@ func Parse(raw []byte) (Event, error) {
 		Account:    se.Account,
 		Created:    time.Unix(se.Created, 0).UTC(),
 		Object:     se.Data.Raw,
+		ObjectType: objectType,
 		ObjectID:   objectID,
 		Raw:        raw,
 	}, nil

@@ -85,7 +85,7 @@ func (h handlers) customer(ctx context.Context, tx *gorm.DB, ev Event) error {
 		return err
 	}
 	if ev.Type == "customer.deleted" {
-		return markDeleted(tx, customerKind, o.ID)
+		return markDeleted(ctx, tx, customerKind, o.ID)
 	}
 	return nil
 }
@@ -184,7 +184,7 @@ func (h handlers) invoice(ctx context.Context, tx *gorm.DB, ev Event) error {
 		}
 	}
 	if ev.Type == "invoice.deleted" {
-		return markDeleted(tx, invoiceKind, o.ID)
+		return markDeleted(ctx, tx, invoiceKind, o.ID)
 	}
 	return nil
 }

@@ -74,9 +74,15 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 	}
 	var result Result
 	err = p.store.InTx(ctx, func(tx *gorm.DB) error {
+		var applied bool
 		var err error
-		result, err = p.apply(ctx, tx, ev)
-		return err
+		result, applied, err = p.apply(ctx, tx, ev)
+		if err != nil || result != Processed || applied {
+			return err
+		}
+		// The row was claimed applied, as most events are: a stale one
+		// costs this one statement more.
+		return models.StampProcessed(tx, []string{ev.ID}, nil, p.now())
 	})
 	if err != nil {
 		return "", err
@@ -85,8 +91,11 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 	return result, nil
 }
 
-// apply records ev in the ledger and applies it within tx.
-func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (Result, error) {
+// apply records ev in the ledger and applies it within tx; applied says
+// whether it changed its object's row. The ledger row of a Processed
+// event is claimed applied: when it was stale, the caller says so
+// (StampProcessed).
+func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (result Result, applied bool, err error) {
 	// The outcome is known before the handler runs (a handler's error rolls
 	// the ledger row back with the rest), so the row is inserted final:
 	// one ledger statement per event. processed_at is the time of applying
@@ -107,24 +116,29 @@ func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (Result, e
 		Livemode:    ev.Livemode,
 		Account:     ev.Account,
 		Created:     &ev.Created,
+		ObjectType:  ref(ev.ObjectType).ptr(),
+		ObjectID:    ref(ev.ObjectID).ptr(),
 		Status:      status,
 		Payload:     ev.Raw,
 		ReceivedAt:  now,
 		ProcessedAt: &now,
 	}
+	if known {
+		row.Applied = &known // until the handler finds it stale
+	}
 	claim, err := models.ClaimEvent(tx, row)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if claim == models.ClaimDuplicate {
-		return Duplicate, nil
+		return Duplicate, false, nil
 	}
 	if known {
-		if err := p.handle(ctx, tx, h, ev); err != nil {
-			return "", err
+		if applied, err = p.handle(ctx, tx, h, ev); err != nil {
+			return "", false, err
 		}
 	}
-	return result, nil
+	return result, applied, nil
 }
 
 // Outcome is what ProcessBatch did with one event of a batch: its Result,
@@ -160,17 +174,18 @@ func (p *Processor) ProcessBatch(ctx context.Context, raws [][]byte) (outcomes [
 		// statement after the last savepoint; an event rolled back to its
 		// savepoint drops its own.
 		var history []models.StatusChange
-		var done []string
+		var done, applied []string
 		for i := range events {
 			if events[i].ID == "" && outcomes[i].Err != nil {
 				continue // unparsable: nothing to redo
 			}
 			outcomes[i] = Outcome{} // InTx may run this again after a deadlock
 			var res Result
+			var changed bool
 			var w deferred
 			abort, err := models.Savepoint(tx, fmt.Sprintf("ev%d", i), func(tx *gorm.DB) error {
 				var err error
-				res, err = p.apply(withDeferred(ctx, &w), tx, events[i])
+				res, changed, err = p.apply(withDeferred(ctx, &w), tx, events[i])
 				return err
 			})
 			if abort {
@@ -182,14 +197,17 @@ func (p *Processor) ProcessBatch(ctx context.Context, raws [][]byte) (outcomes [
 				if res != Duplicate {
 					done = append(done, events[i].ID)
 				}
+				if changed {
+					applied = append(applied, events[i].ID)
+				}
 			}
 		}
 		if err := models.RecordStatuses(tx, history); err != nil {
 			return err
 		}
 		// processed_at is the commit's time, not the claim's, for every
-		// event of the batch: one statement.
-		return models.StampProcessed(tx, done, p.now())
+		// event of the batch, and applied is set: one statement.
+		return models.StampProcessed(tx, done, applied, p.now())
 	})
 	if err != nil {
 		return nil, err

@@ -106,7 +106,8 @@ func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool
 }
 
 // apply applies the ledger event id from its stored payload and marks it
-// processed (processed_at then, unless it already was).
+// processed, applied or stale (processed_at then), unless it already was
+// and is stale now.
 func (r *Reprocessor) apply(ctx context.Context, id string) error {
 	p := r.proc
 	return p.store.InTx(ctx, func(tx *gorm.DB) error {
@@ -125,12 +126,13 @@ func (r *Reprocessor) apply(ctx context.Context, id string) error {
 		if !known {
 			return fmt.Errorf("billing: reprocess %s: no handler for %s", id, ev.Type)
 		}
-		if err := p.handle(ctx, tx, h, ev); err != nil {
+		applied, err := p.handle(ctx, tx, h, ev)
+		if err != nil {
 			return err
 		}
-		if row.Status == models.EventProcessed {
-			return nil
+		if row.Status == models.EventProcessed && !applied {
+			return nil // it stays as its first apply left it
 		}
-		return models.SetEventStatus(tx, id, models.EventProcessed, p.now())
+		return models.SetEventStatus(tx, id, models.EventProcessed, &applied, p.now())
 	})
 }

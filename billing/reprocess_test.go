@@ -90,8 +90,8 @@ func TestReprocessAppliesAnIgnoredEvent(t *testing.T) {
 		if err := s.DB().Where("id = ?", refundedID).Take(&ledger).Error; err != nil {
 			t.Fatal(err)
 		}
-		if refundedOf() != 500 || ledger.Status != models.EventProcessed {
-			t.Errorf("after reprocess: refunded %d, ledger %q; want 500, processed", refundedOf(), ledger.Status)
+		if refundedOf() != 500 || ledger.Status != models.EventProcessed || ledger.Applied == nil || !*ledger.Applied {
+			t.Errorf("after reprocess: refunded %d, ledger %q applied %v; want 500, processed, applied", refundedOf(), ledger.Status, ledger.Applied)
 		}
 	})
 	t.Run("Idempotent", func(t *testing.T) {

@@ -43,13 +43,21 @@ const (
 
 // StripeEvent is one row of the ledger: every event id ever seen, once.
 type StripeEvent struct {
-	ID          string     `gorm:"column:id;primaryKey"`
-	Type        string     `gorm:"column:type"`
-	APIVersion  string     `gorm:"column:api_version"`
-	Livemode    bool       `gorm:"column:livemode"`
-	Account     string     `gorm:"column:account"`
-	Created     *time.Time `gorm:"column:created"`
-	Status      string     `gorm:"column:status"`
+	ID         string     `gorm:"column:id;primaryKey"`
+	Type       string     `gorm:"column:type"`
+	APIVersion string     `gorm:"column:api_version"`
+	Livemode   bool       `gorm:"column:livemode"`
+	Account    string     `gorm:"column:account"`
+	Created    *time.Time `gorm:"column:created"`
+	// ObjectType and ObjectID name the event's object (data.object's
+	// object and id); ObjectID is nil for a preview without an id.
+	ObjectType *string `gorm:"column:object_type"`
+	ObjectID   *string `gorm:"column:object_id"`
+	Status     string  `gorm:"column:status"`
+	// Applied is true when the event changed its object's row, false when
+	// it was stale (its status only went to the history); nil when it was
+	// not applied (ignored, dead) or was recorded before the column was.
+	Applied     *bool      `gorm:"column:applied"`
 	Attempts    int        `gorm:"column:attempts"`
 	Redrives    int        `gorm:"column:redrives"`
 	LastError   *string    `gorm:"column:last_error"`
