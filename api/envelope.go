@@ -96,23 +96,32 @@ func (s *scanner) end() error {
 	return nil
 }
 
-// str reads a string token and returns it raw, quotes included.
+// str reads a string token and returns it raw, without its quotes.
 func (s *scanner) str() ([]byte, bool) {
 	s.space()
 	if s.i >= len(s.b) || s.b[s.i] != '"' {
 		return nil, false
 	}
-	start := s.i
-	for s.i++; s.i < len(s.b); s.i++ {
-		switch s.b[s.i] {
-		case '\\':
-			s.i++
-		case '"':
-			s.i++
-			return s.b[start+1 : s.i-1], true
+	start := s.i + 1
+	for i := start; ; i++ {
+		// Most of an event's bytes are in strings: IndexByte passes over
+		// them many bytes at a time.
+		j := bytes.IndexByte(s.b[i:], '"')
+		if j < 0 {
+			return nil, false
+		}
+		i += j
+		// The quote ends the string unless an odd run of backslashes
+		// escapes it.
+		k := i
+		for k > start && s.b[k-1] == '\\' {
+			k--
+		}
+		if (i-k)%2 == 0 {
+			s.i = i + 1
+			return s.b[start:i], true
 		}
 	}
-	return nil, false
 }
 
 // text reads a string value; null reads as "", as encoding/json leaves it.
