@@ -10,10 +10,6 @@ import (
 // stops reading costs at most this much memory per connection.
 const maxQueued = 1 << 20
 
-// maxSpare is the largest buffer kept for the next batch; a larger one (a
-// big body went out) is left to the garbage collector.
-const maxSpare = 64 << 10
-
 // coalescedConn is a net.Conn whose Write queues its bytes and returns;
 // one goroutine writes out everything queued, at once. amqp091-go writes
 // each publish (method, header and body frames) with one Write while it
@@ -32,8 +28,8 @@ type coalescedConn struct {
 	mu     sync.Mutex
 	room   sync.Cond // the queue shrank or err was set
 	queued []byte
-	spare  []byte
-	err    error // the first write error or net.ErrClosed; every later Write returns it
+	spare  []byte // the buffer of the last write, for the next queue: two buffers of at most a batch each, no allocation per batch
+	err    error  // the first write error or net.ErrClosed; every later Write returns it
 }
 
 // coalesce wraps conn; its writer goroutine ends with Close or the first
@@ -77,17 +73,16 @@ func (c *coalescedConn) writeQueued() {
 			return
 		}
 		c.mu.Lock()
+		if len(c.queued) == 0 { // taken with the batch before
+			c.mu.Unlock()
+			continue
+		}
 		out := c.queued
 		c.queued, c.spare = c.spare, nil
 		c.mu.Unlock()
-		if len(out) == 0 {
-			continue
-		}
 		_, err := c.Conn.Write(out)
 		c.mu.Lock()
-		if cap(out) <= maxSpare && c.spare == nil {
-			c.spare = out[:0]
-		}
+		c.spare = out[:0]
 		if err != nil && c.err == nil {
 			c.err = err
 		}
