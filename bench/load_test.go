@@ -316,7 +316,7 @@ func postSplit(client *http.Client, urls []string, reqs signedRequests, conc, n 
 func ingestServer(tb testing.TB, r *rabbit) string {
 	tb.Helper()
 	cfg := settings(tb)
-	conn := broker.NewConn(broker.ConnConfig{URL: testenv.AMQPURL(), Name: "bench api", Topology: r.topo}, quietLogger())
+	conn := broker.NewConn(broker.ConnConfig{URL: testenv.AMQPURL(), Name: "bench api", Topology: r.topo, CoalesceWrites: true}, quietLogger())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = conn.Run(ctx) }()
