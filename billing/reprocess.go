@@ -11,7 +11,8 @@ import (
 )
 
 // No event is final for want of a handler: the ledger keeps every event's
-// payload, ignored ones included, and a Reprocessor applies ledger events
+// payload, ignored ones included, for the payload retention (dead events'
+// for ever), and a Reprocessor applies ledger events
 // again through today's handlers. Applying is idempotent (the state order
 // refuses what a row already reflects, history rows are keyed by event),
 // so reprocessing twice changes nothing, and events are applied in
@@ -113,6 +114,9 @@ func (r *Reprocessor) apply(ctx context.Context, id string) error {
 		row, err := models.LockEvent(tx, id)
 		if err != nil {
 			return err
+		}
+		if row.Payload == nil && row.Status != models.EventDead {
+			return fmt.Errorf("billing: reprocess %s: %w (LEDGER_PAYLOAD_RETENTION): the ledger keeps only its id, type, created and status", id, models.ErrPayloadPruned)
 		}
 		ev, err := Parse(row.Payload)
 		if err != nil {
