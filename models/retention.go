@@ -13,10 +13,12 @@ import (
 var ErrPayloadPruned = errors.New("models: payload pruned by the payload retention")
 
 // PruneCursor is a position in one status's ledger rows in order of
-// receipt (received_at, then id): the last row a prune looked at.
+// receipt (received_at, then seq: the order of the (status, received_at)
+// index, which holds seq as the primary key): the last row a prune looked
+// at. The zero cursor is the start.
 type PruneCursor struct {
 	ReceivedAt time.Time `json:"received_at"`
-	ID         string    `json:"id"`
+	Seq        uint64    `json:"seq"`
 }
 
 // PruneBatch is what one PrunePayloads call did.
@@ -36,8 +38,8 @@ type PruneBatch struct {
 // received after cursor and, like their processing, before cutoff. The
 // rows are found in order of receipt on the (status, received_at) index,
 // so a batch costs the same however long the ledger has grown, and
-// emptied by id in a second statement; each row keeps its id, so the
-// event is still a duplicate when Stripe sends it again.
+// emptied by primary key in a second statement; each row keeps its id, so
+// the event is still a duplicate when Stripe sends it again.
 func (s *Store) PrunePayloads(ctx context.Context, status string, after PruneCursor, cutoff time.Time, limit int) (PruneBatch, error) {
 	var b PruneBatch
 	if status != EventProcessed && status != EventIgnored {
@@ -47,12 +49,13 @@ func (s *Store) PrunePayloads(ctx context.Context, status string, after PruneCur
 		return b, fmt.Errorf("models: prune payloads: limit %d, want positive", limit)
 	}
 	db := s.db.WithContext(ctx)
-	q := db.Model(&StripeEvent{}).Select("id", "received_at").Where("status = ? AND received_at < ?", status, cutoff)
-	if after.ID != "" {
-		q = q.Where("(received_at > ? OR (received_at = ? AND id > ?))", after.ReceivedAt, after.ReceivedAt, after.ID)
+	// Only index columns are read: the walk never touches the table.
+	q := db.Model(&StripeEvent{}).Select("seq", "received_at").Where("status = ? AND received_at < ?", status, cutoff)
+	if after.Seq != 0 {
+		q = q.Where("(received_at > ? OR (received_at = ? AND seq > ?))", after.ReceivedAt, after.ReceivedAt, after.Seq)
 	}
 	var rows []StripeEvent
-	if err := q.Order("received_at, id").Limit(limit).Find(&rows).Error; err != nil {
+	if err := q.Order("received_at, seq").Limit(limit).Find(&rows).Error; err != nil {
 		return b, translate("find payloads to prune", err)
 	}
 	b.Looked, b.Next = len(rows), after
@@ -60,13 +63,13 @@ func (s *Store) PrunePayloads(ctx context.Context, status string, after PruneCur
 		return b, nil
 	}
 	last := rows[len(rows)-1]
-	b.Next = PruneCursor{ReceivedAt: last.ReceivedAt, ID: last.ID}
-	ids := make([]string, len(rows))
+	b.Next = PruneCursor{ReceivedAt: last.ReceivedAt, Seq: last.Seq}
+	seqs := make([]uint64, len(rows))
 	for i, r := range rows {
-		ids[i] = r.ID
+		seqs[i] = r.Seq
 	}
 	res := db.Model(&StripeEvent{}).
-		Where("id IN ? AND status = ? AND processed_at < ? AND payload IS NOT NULL", ids, status, cutoff).
+		Where("seq IN ? AND status = ? AND processed_at < ? AND payload IS NOT NULL", seqs, status, cutoff).
 		Update("payload", nil)
 	if res.Error != nil {
 		return b, translate("prune payloads", res.Error)

@@ -2,10 +2,13 @@ package models_test
 
 import (
 	"context"
+	"database/sql"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pressly/goose/v3"
 	"gorm.io/gorm"
 
 	"github.com/stripe-billing/billing/internal/testenv"
@@ -32,18 +35,20 @@ func TestPrunePayloads(t *testing.T) {
 	cutoff := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	old := cutoff.Add(-time.Hour)
 
-	t.Run("WalksOneStatusInOrderOfReceiptTiesByID", func(t *testing.T) {
+	t.Run("WalksOneStatusInOrderOfReceiptTiesByInsertion", func(t *testing.T) {
 		t.Parallel()
 		s := testenv.Store(t)
-		// Three rows of one microsecond, a younger one, another status.
+		// Three rows of one microsecond, an older one inserted after them,
+		// a younger one, another status.
 		for _, id := range []string{"evt_c", "evt_a", "evt_b"} {
 			claimAt(t, s, id, models.EventProcessed, old)
 		}
+		claimAt(t, s, "evt_older", models.EventProcessed, old.Add(-time.Minute))
 		claimAt(t, s, "evt_young", models.EventProcessed, cutoff)
 		claimAt(t, s, "evt_ignored", models.EventIgnored, old)
 		var cur models.PruneCursor
 		var order []string
-		for range 4 {
+		for range 5 {
 			b, err := s.PrunePayloads(ctx, models.EventProcessed, cur, cutoff, 1)
 			if err != nil {
 				t.Fatal(err)
@@ -55,12 +60,16 @@ func TestPrunePayloads(t *testing.T) {
 				t.Fatalf("batch %+v: want one row looked at and pruned", b)
 			}
 			cur = b.Next
-			order = append(order, cur.ID)
+			var id string
+			if err := s.DB().Model(&models.StripeEvent{}).Where("seq = ?", cur.Seq).Pluck("id", &id).Error; err != nil {
+				t.Fatal(err)
+			}
+			order = append(order, id)
 		}
-		if got := strings.Join(order, ","); got != "evt_a,evt_b,evt_c" {
-			t.Errorf("pruned %s, want evt_a,evt_b,evt_c", got)
+		if got := strings.Join(order, ","); got != "evt_older,evt_c,evt_a,evt_b" {
+			t.Errorf("pruned %s, want evt_older,evt_c,evt_a,evt_b", got)
 		}
-		for id, kept := range map[string]bool{"evt_a": false, "evt_b": false, "evt_c": false, "evt_young": true, "evt_ignored": true} {
+		for id, kept := range map[string]bool{"evt_a": false, "evt_b": false, "evt_c": false, "evt_older": false, "evt_young": true, "evt_ignored": true} {
 			row := ledgerRow(t, s, id)
 			if (row.Payload != nil) != kept || row.Type != "invoice.paid" || row.Created == nil {
 				t.Errorf("%s: payload %q, type %q, created %v; want payload kept %v and the rest as it was", id, row.Payload, row.Type, row.Created, kept)
@@ -107,4 +116,71 @@ func TestPrunePayloads(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLedgerRetentionMigration: 00005 moves the ledger's clustered key
+// from the event id to seq and back, keeping the rows, and the id stays
+// unique either way.
+func TestLedgerRetentionMigration(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := sql.Open("mysql", testenv.EmptyDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectMySQL, db, os.DirFS("migrations"), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary := func() string {
+		t.Helper()
+		var cols []string
+		rows, err := db.QueryContext(ctx, `SELECT column_name FROM information_schema.statistics
+			WHERE table_schema = DATABASE() AND table_name = 'stripe_events' AND index_name = 'PRIMARY' ORDER BY seq_in_index`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c string
+			if err := rows.Scan(&c); err != nil {
+				t.Fatal(err)
+			}
+			cols = append(cols, c)
+		}
+		return strings.Join(cols, ",")
+	}
+	insert := func(id string) error {
+		_, err := db.ExecContext(ctx, "INSERT INTO stripe_events (id, status, received_at) VALUES (?, 'processed', NOW(6))", id)
+		return err
+	}
+	if _, err := p.UpTo(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := insert("evt_before"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	if got := primary(); got != "seq" {
+		t.Errorf("primary key after 00005: %q, want seq", got)
+	}
+	if err := insert("evt_after"); err != nil {
+		t.Fatal(err)
+	}
+	if err := insert("evt_before"); err == nil {
+		t.Error("a second row for evt_before was inserted: the id is not unique")
+	}
+	if _, err := p.DownTo(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	if got := primary(); got != "id" {
+		t.Errorf("primary key after 00005 down: %q, want id", got)
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM stripe_events WHERE id IN ('evt_before', 'evt_after')").Scan(&n); err != nil || n != 2 {
+		t.Errorf("rows after down: %d, %v; want both", n, err)
+	}
 }
