@@ -3,6 +3,7 @@ package dlq_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -238,6 +239,23 @@ func TestSweepWithoutRetentionPrunesNothing(t *testing.T) {
 	for id := range l.raws {
 		if l.row(t, id).Payload == nil {
 			t.Errorf("%s lost its payload", id)
+		}
+	}
+}
+
+func TestNewSweepRefusesNegativePruneSettings(t *testing.T) {
+	t.Parallel()
+	e := newDLQEnv(t, 20)
+	store := testenv.Store(t)
+	for _, cfg := range []dlq.SweepConfig{
+		{Limit: 1, PayloadRetention: -time.Hour},
+		{Limit: 1, PayloadRetention: time.Hour, PruneBatch: -1},
+		{Limit: 1, PayloadRetention: time.Hour, PruneLimit: -1},
+		{Limit: 1, PayloadRetention: time.Hour, PrunePause: -time.Millisecond},
+	} {
+		_, err := dlq.NewSweep(cfg, nil, store, e.newDLQ(t, time.Now()), nil)
+		if err == nil || !strings.Contains(err.Error(), "dlq: sweep: payload retention") {
+			t.Errorf("NewSweep(%+v) = %v, want an error naming the prune settings", cfg, err)
 		}
 	}
 }
