@@ -204,8 +204,9 @@ func TestRebuildFromLedger(t *testing.T) {
 }
 
 // TestReprocessOfAPrunedEventSaysSo: an ignored event whose payload the
-// retention emptied cannot be applied from the ledger; reprocessing it
-// fails with ErrPayloadPruned and changes nothing.
+// retention emptied cannot be applied from the ledger; a dry run says it
+// would fail, and reprocessing it fails with ErrPayloadPruned and changes
+// nothing.
 func TestReprocessOfAPrunedEventSaysSo(t *testing.T) {
 	t.Parallel()
 	s := testenv.Store(t)
@@ -217,14 +218,17 @@ func TestReprocessOfAPrunedEventSaysSo(t *testing.T) {
 	if err != nil || b.Pruned != 1 {
 		t.Fatalf("PrunePayloads = %+v, %v; want 1 pruned", b, err)
 	}
-	var got []billing.Reprocessed
-	rep, err := billing.NewReprocessor(billing.NewProcessor(s, nil)).Run(ctx, models.EventFilter{Statuses: []string{models.EventIgnored}}, false,
-		func(r billing.Reprocessed) { got = append(got, r) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Failed != 1 || len(got) != 1 || !errors.Is(got[0].Err, models.ErrPayloadPruned) || !strings.Contains(got[0].Err.Error(), id) {
-		t.Fatalf("report %+v, outcomes %+v: want one failure naming %s with ErrPayloadPruned", rep, got, id)
+	for _, dryRun := range []bool{true, false} {
+		var got []billing.Reprocessed
+		rep, err := billing.NewReprocessor(billing.NewProcessor(s, nil)).Run(ctx, models.EventFilter{Statuses: []string{models.EventIgnored}}, dryRun,
+			func(r billing.Reprocessed) { got = append(got, r) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[bool]string{true: billing.ReprocessWouldFail, false: billing.ReprocessFailed}[dryRun]
+		if rep.Failed != 1 || len(got) != 1 || got[0].Outcome != want || !errors.Is(got[0].Err, models.ErrPayloadPruned) || !strings.Contains(got[0].Err.Error(), id) {
+			t.Fatalf("dry run %v: report %+v, outcomes %+v: want %q naming %s with ErrPayloadPruned", dryRun, rep, got, want, id)
+		}
 	}
 	var n int64
 	if err := s.DB().Model(&models.Customer{}).Count(&n).Error; err != nil || n != 0 {
