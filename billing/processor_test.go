@@ -66,7 +66,7 @@ func snapshot(t *testing.T, s *models.Store) map[string][]string {
 func dump[M schema.Tabler](t *testing.T, s *models.Store, order string) (table string, rows []string) {
 	t.Helper()
 	var all []M
-	err := s.DB().Omit("id", "created_at", "updated_at", "recorded_at", "received_at", "processed_at", "payload", "applied").
+	err := s.DB().Omit("id", "seq", "created_at", "updated_at", "recorded_at", "received_at", "processed_at", "payload", "applied").
 		Order(order).Find(&all).Error
 	if err != nil {
 		t.Fatal(err)

@@ -43,7 +43,10 @@ const (
 
 // StripeEvent is one row of the ledger: every event id ever seen, once.
 type StripeEvent struct {
-	ID         string     `gorm:"column:id;primaryKey"`
+	// Seq numbers rows in order of insertion: the clustered key, so that
+	// new rows append (00005_ledger_retention.sql says why).
+	Seq        uint64     `gorm:"column:seq;primaryKey"`
+	ID         string     `gorm:"column:id"`
 	Type       string     `gorm:"column:type"`
 	APIVersion string     `gorm:"column:api_version"`
 	Livemode   bool       `gorm:"column:livemode"`
