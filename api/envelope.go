@@ -96,23 +96,19 @@ func (s *scanner) end() error {
 	return nil
 }
 
-// str reads a string token and returns it raw, quotes included.
+// str reads a string token and returns it raw, without its quotes.
 func (s *scanner) str() ([]byte, bool) {
 	s.space()
 	if s.i >= len(s.b) || s.b[s.i] != '"' {
 		return nil, false
 	}
-	start := s.i
-	for s.i++; s.i < len(s.b); s.i++ {
-		switch s.b[s.i] {
-		case '\\':
-			s.i++
-		case '"':
-			s.i++
-			return s.b[start+1 : s.i-1], true
-		}
+	end, ok := stringEnd(s.b, s.i+1)
+	if !ok {
+		return nil, false
 	}
-	return nil, false
+	raw := s.b[s.i+1 : end]
+	s.i = end + 1
+	return raw, true
 }
 
 // text reads a string value; null reads as "", as encoding/json leaves it.
@@ -172,26 +168,12 @@ func (s *scanner) skip() error {
 		}
 		return nil
 	case '{', '[':
-		depth := 0
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case '"':
-				if _, ok := s.str(); !ok {
-					return errNotObject
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					s.i++
-					return nil
-				}
-			}
-			s.i++
+		end, ok := skipContainer(s.b, s.i)
+		if !ok {
+			return errNotObject
 		}
-		return errNotObject
+		s.i = end
+		return nil
 	}
 	start := s.i
 	for s.i < len(s.b) && bytes.IndexByte([]byte(",}] \t\n\r"), s.b[s.i]) < 0 {
@@ -201,4 +183,52 @@ func (s *scanner) skip() error {
 		return errNotObject
 	}
 	return nil
+}
+
+// skipContainer returns the index just past the object or array opening
+// at b[i]. It works on locals, not the scanner's fields: the loop is most
+// of the api's reading of a body.
+func skipContainer(b []byte, i int) (int, bool) {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			end, ok := stringEnd(b, i+1)
+			if !ok {
+				return 0, false
+			}
+			i = end
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return i + 1, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// stringEnd returns the index of the quote that closes the string whose
+// contents start at b[start].
+func stringEnd(b []byte, start int) (int, bool) {
+	for i := start; ; i++ {
+		// Most of an event's bytes are in strings: IndexByte passes over
+		// them many bytes at a time.
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return 0, false
+		}
+		i += j
+		// The quote ends the string unless an odd run of backslashes
+		// escapes it.
+		k := i
+		for k > start && b[k-1] == '\\' {
+			k--
+		}
+		if (i-k)%2 == 0 {
+			return i, true
+		}
+	}
 }

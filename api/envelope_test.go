@@ -3,6 +3,8 @@ package api
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/stripe-billing/billing/internal/stripefixture"
 )
 
 // TestReadEvent checks the one-pass scanner against encoding/json, which
@@ -17,6 +19,7 @@ func TestReadEvent(t *testing.T) {
 			"white space":  " \n{ \"id\" : \"evt_2\" ,\t\"type\":\"customer.created\", \"object\":\"event\", \"created\" : 12 }\r\n",
 			"repeated key": `{"id":"evt_a","id":"evt_b","type":"x","object":"event","created":1}`,
 			"escapes":      `{"id":"evt_\u0031","type":"a\"b","object":"event","created":3,"note":"q\\\"}"}`,
+			"backslashes":  `{"dir":"C:\\","id":"evt_5","esc":"\\\"\\","type":"t","object":"event","created":4}`,
 			"nulls":        `{"id":null,"type":null,"object":null,"created":null}`,
 			"empty":        `{}`,
 			"nested keys":  `{"data":{"id":"in_1","type":"nope","created":5},"id":"evt_3","object":"event","type":"t","created":-1}`,
@@ -44,4 +47,24 @@ func TestReadEvent(t *testing.T) {
 			}
 		}
 	})
+}
+
+// BenchmarkReadEvent reads an invoice.paid event as Stripe sends it
+// (stripe-mock's invoice fixture, indented).
+func BenchmarkReadEvent(b *testing.B) {
+	body, err := json.MarshalIndent(map[string]any{
+		"id": "evt_1", "object": "event", "api_version": "2023-10-16", "created": 1700000000,
+		"data":     map[string]any{"object": stripefixture.Object("2023-10-16", "invoice")},
+		"livemode": false, "pending_webhooks": 1, "request": map[string]any{"id": nil, "idempotency_key": nil},
+		"type": "invoice.paid",
+	}, "", "  ")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := readEvent(body); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -79,6 +79,8 @@ func setup(t *testing.T, o options) *fixture {
 		Topology:    f.topo,
 		Backoff:     func(int) time.Duration { return 50 * time.Millisecond },
 		DialTimeout: 500 * time.Millisecond,
+		// As `billing api` dials.
+		CoalesceWrites: true,
 	}, logger)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -77,6 +77,9 @@ func (s *Server) route(name string, level slog.Level, methods []string, fn route
 			case res.code == http.StatusServiceUnavailable && name == "webhook":
 				lvl = slog.LevelWarn
 			}
+			if !s.logger.Enabled(r.Context(), lvl) {
+				return
+			}
 			attrs := []slog.Attr{
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.Path),
@@ -117,7 +120,8 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request, res *result) {
 		s.fail(w, res, err, nil)
 		return
 	}
-	if err := checkSignatureHeader(r.Header.Get("Stripe-Signature"), time.Now(), s.cfg.Tolerance); err != nil {
+	signature := r.Header.Get("Stripe-Signature")
+	if err := checkSignatureHeader(signature, time.Now(), s.cfg.Tolerance); err != nil {
 		s.fail(w, res, err, nil)
 		return
 	}
@@ -131,7 +135,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request, res *result) {
 		s.fail(w, res, err, nil)
 		return
 	}
-	ev, err := s.verify(body, r.Header.Get("Stripe-Signature"))
+	ev, err := s.verify(body, signature)
 	if err != nil {
 		s.fail(w, res, err, nil)
 		return
@@ -142,7 +146,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request, res *result) {
 	defer cancel()
 	start := time.Now()
 	// body and signature unchanged: the worker verifies them again.
-	msg := broker.NewEvent(ev.ID, eventType, body, r.Header.Get("Stripe-Signature"), AppID, s.cfg.Now())
+	msg := broker.NewEvent(ev.ID, eventType, body, signature, AppID, s.cfg.Now())
 	err = s.pub.Publish(ctx, s.cfg.Exchange, eventType, msg)
 	s.cfg.Observer.ObservePublish(time.Since(start))
 	if err != nil {

@@ -455,6 +455,17 @@ func TestWebhookConfirmTimeout(t *testing.T) {
 	if err, _ := lines[len(lines)-1]["error"].(string); !strings.Contains(err, "no confirm before the deadline") {
 		t.Errorf("log error = %q, want the confirm timeout", err)
 	}
+	// The timed-out channel was dropped: the next publish opens a channel
+	// on the muted connection, which never answers, and must still get
+	// its answer by the deadline.
+	start = time.Now()
+	got = f.post(t, body, sign(body, secret, time.Now()))
+	took = time.Since(start)
+	assertError(t, got, http.StatusServiceUnavailable, "event not stored, retry later")
+	t.Logf("next answered in %s", took.Round(time.Millisecond))
+	if took < timeout || took > timeout+5*time.Second {
+		t.Errorf("next answer took %s, want PUBLISH_TIMEOUT %s and no hang", took, timeout)
+	}
 }
 
 // proxy forwards TCP to the test broker; once muted it drops everything

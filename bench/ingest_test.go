@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"gorm.io/gorm/clause"
 	gormlogger "gorm.io/gorm/logger"
 
+	"github.com/stripe-billing/billing/bench"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
 )
@@ -134,4 +136,55 @@ func peerServer(tb testing.TB) string {
 // database must not meet the same event twice.
 func signDistinct(run string, n int) signedRequests {
 	return signEvents(fmt.Sprintf("%s_%d", run, time.Now().UnixNano()), n)
+}
+
+// TestBenchIngest measures only ingest beside the least honest endpoint,
+// alternating round after round at each concurrency, and prints both
+// (rate, p50, p99), the ratio, and the CPU spent per 1,000 requests by
+// this process (the HTTP client, the same for both, and the server) and
+// by RabbitMQ, which hold still where rates do not: the figures of issue
+// 13's ingest rows in a minute instead of the table's minutes. It runs
+// when BILLING_BENCH=1; BENCH_ROUNDS and BENCH_OPS as for TestBenchTable.
+func TestBenchIngest(t *testing.T) {
+	if os.Getenv("BILLING_BENCH") != "1" {
+		t.Skip("BILLING_BENCH=1 runs the ingest benchmark")
+	}
+	rounds := envInt(t, "BENCH_ROUNDS", 3)
+	ops := envInt(t, "BENCH_OPS", 4000)
+	r := newRabbit(t)
+	apiURL, honestURL := ingestServer(t, r), honestServer(t, r)
+	reqs := signEvents("ingest", 64)
+	var procs bench.Procs
+	procs.Add("bench", os.Getpid())
+	servers(&procs)
+	type measured struct {
+		stats bench.Stats
+		cpu   bench.CPUUse
+	}
+	measure := func(client *http.Client, url string, c int) measured {
+		t.Helper()
+		var m measured
+		var err error
+		m.cpu, err = procs.Measure(func() (err error) {
+			m.stats, err = post(client, url, reqs, c, ops)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.purge(t)
+		return m
+	}
+	figure := func(m measured) string {
+		s := m.stats
+		return fmt.Sprintf("%s, p50 %s, p99 %s, %s", bench.PerSecond(s.Rate(), "req"), bench.Millis(s.Percentile(.5)), bench.Millis(s.Percentile(.99)), m.cpu.PerThousand(ops))
+	}
+	for _, c := range concurrencies {
+		client := httpClient(c)
+		for round := range rounds {
+			ingest := measure(client, apiURL, c)
+			honest := measure(client, honestURL, c)
+			t.Logf("c=%d round %d: ratio %.2f×\n\tingest %s\n\thonest %s", c, round, ingest.stats.Rate()/honest.stats.Rate(), figure(ingest), figure(honest))
+		}
+	}
 }

@@ -47,7 +47,8 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 // kept), BENCH_OPS (requests or messages per measurement), BENCH_EVENTS
 // (events per processing run), BENCH_PEER_OPS (requests per peer
 // measurement), BENCH_SCALE_OPS and BENCH_SCALE_EVENTS (the process
-// scaling runs), BENCH_E2E_DURATION and BENCH_E2E_RATE.
+// scaling runs), BENCH_LEDGER_ROWS (the filled ledger's events),
+// BENCH_E2E_DURATION and BENCH_E2E_RATE.
 func TestBenchTable(t *testing.T) {
 	if os.Getenv("BILLING_BENCH") != "1" {
 		t.Skip("BILLING_BENCH=1 runs the benchmark table (make bench)")
@@ -139,6 +140,12 @@ func TestBenchTable(t *testing.T) {
 			Ratio:  fmt.Sprintf("%.2f× throughput, %.2f× p99", f.ingest.Rate()/f.peer.Rate(), float64(p99)/float64(f.peer.Percentile(.99)))})
 	}
 	for _, row := range processingRows {
+		add(row)
+	}
+
+	// The ledger grown to a million events beside an empty one; its size.
+	ledger := ledgerGrowth(t, envInt(t, "BENCH_LEDGER_ROWS", 1_000_000), rounds, events, cfg.WorkerBatchSize)
+	for _, row := range ledger.tableRows(events, cfg.WorkerBatchSize) {
 		add(row)
 	}
 

@@ -67,11 +67,11 @@ type fields struct {
 
 var (
 	customerKind = mustKind(models.Customer{}, kind{objectType: "customer", rank: noRank, deletable: true,
-		carries: []string{"Email", "Name", "Currency", "Balance", "StripeCreated"}})
+		carries: []string{"Email", "Name", "Currency", "Balance", "Metadata", "StripeCreated"}})
 	subscriptionKind = mustKind(models.Subscription{}, kind{objectType: "subscription", rank: subscriptionRank,
 		requires: []string{"status"},
 		carries: []string{"Currency", "CurrentPeriodStart", "CurrentPeriodEnd", "CancelAtPeriodEnd",
-			"CancelAt", "CanceledAt", "EndedAt", "TrialStart", "TrialEnd", "StripeCreated"},
+			"CancelAt", "CanceledAt", "EndedAt", "TrialStart", "TrialEnd", "Metadata", "StripeCreated"},
 		// From 2025-03-31.basil the period is on the items only.
 		sources: map[string]string{"CurrentPeriodStart": "current_period_start items", "CurrentPeriodEnd": "current_period_end items"},
 		refs:    []string{"CustomerID"}})
@@ -80,9 +80,10 @@ var (
 		grows:    []string{"AmountPaid", "AttemptCount"},
 		carries: []string{"Number", "Currency", "AmountDue", "AmountPaid", "AmountRemaining", "Subtotal", "Total",
 			"AttemptCount", "HostedInvoiceURL", "DueDate", "PeriodStart", "PeriodEnd", "BilledPeriodStart", "BilledPeriodEnd",
-			"StripeCreated"},
-		sources: map[string]string{"BilledPeriodStart": "lines", "BilledPeriodEnd": "lines"},
-		refs:    []string{"CustomerID", "SubscriptionID", "PaymentIntentID", "ChargeID"}})
+			"PaidAt", "NextPaymentAttempt", "Tax", "TotalDiscountAmount", "Metadata", "StripeCreated"},
+		sources: map[string]string{"BilledPeriodStart": "lines", "BilledPeriodEnd": "lines", "PaidAt": "status_transitions",
+			"Tax": "tax total_taxes", "TotalDiscountAmount": "total_discount_amounts"},
+		refs: []string{"CustomerID", "SubscriptionID", "PaymentIntentID", "ChargeID"}})
 	invoicePaymentKind = mustKind(models.InvoicePayment{}, kind{objectType: "invoice_payment", rank: invoicePaymentRank,
 		requires: []string{"status", "invoice"},
 		carries:  []string{"Currency", "AmountPaid", "AmountRequested", "PaidAt", "StripeCreated"},
@@ -92,7 +93,8 @@ var (
 		object:   models.ObjectPaymentIntent,
 		requires: []string{"status"},
 		grows:    []string{"AmountReceived"},
-		carries:  []string{"Currency", "Amount", "AmountReceived", "Captured", "Paid", "FailureCode", "FailureMessage", "StripeCreated"},
+		carries: []string{"Currency", "Amount", "AmountReceived", "Captured", "Paid", "FailureCode", "FailureMessage",
+			"Metadata", "StripeCreated"},
 		sources: map[string]string{"Captured": "status", "Paid": "status",
 			"FailureCode": "last_payment_error", "FailureMessage": "last_payment_error"},
 		refs: []string{"CustomerID", "InvoiceID", "ChargeID"}})
@@ -101,17 +103,31 @@ var (
 		requires: []string{"status"},
 		grows:    []string{"AmountRefunded", "AmountCaptured"},
 		carries: []string{"Currency", "Amount", "AmountCaptured", "AmountRefunded", "Captured", "Refunded", "Paid",
-			"FailureCode", "FailureMessage", "StripeCreated"},
+			"FailureCode", "FailureMessage", "PaymentMethodType", "PaymentMethodBrand", "PaymentMethodLast4",
+			"PaymentMethodExpMonth", "PaymentMethodExpYear", "PaymentMethodWallet", "Metadata", "StripeCreated"},
+		sources: map[string]string{"PaymentMethodType": "payment_method_details", "PaymentMethodBrand": "payment_method_details",
+			"PaymentMethodLast4": "payment_method_details", "PaymentMethodExpMonth": "payment_method_details",
+			"PaymentMethodExpYear": "payment_method_details", "PaymentMethodWallet": "payment_method_details"},
 		refs: []string{"CustomerID", "InvoiceID", "PaymentIntentID"}})
 	refundKind = mustKind(models.Refund{}, kind{objectType: "refund", rank: refundRank,
 		requires: []string{"status"},
-		carries:  []string{"Currency", "Amount", "Reason", "FailureReason", "StripeCreated"},
+		carries:  []string{"Currency", "Amount", "Reason", "FailureReason", "Metadata", "StripeCreated"},
 		refs:     []string{"ChargeID", "PaymentIntentID"}})
 	disputeKind = mustKind(models.Dispute{}, kind{objectType: "dispute", rank: disputeRank,
 		requires: []string{"status"},
-		carries:  []string{"Currency", "Amount", "Reason", "IsChargeRefundable", "EvidenceDueBy", "StripeCreated"},
+		carries:  []string{"Currency", "Amount", "Reason", "IsChargeRefundable", "EvidenceDueBy", "Metadata", "StripeCreated"},
 		sources:  map[string]string{"EvidenceDueBy": "evidence_details"},
 		refs:     []string{"ChargeID", "PaymentIntentID"}})
+	checkoutSessionKind = mustKind(models.CheckoutSession{}, kind{objectType: "checkout.session", rank: checkoutSessionRank,
+		requires: []string{"status"},
+		carries: []string{"Mode", "PaymentStatus", "ClientReferenceID", "Currency", "AmountTotal", "ExpiresAt",
+			"Metadata", "StripeCreated"},
+		refs: []string{"CustomerID", "SubscriptionID", "PaymentIntentID", "InvoiceID"}})
+	creditNoteKind = mustKind(models.CreditNote{}, kind{objectType: "credit_note", rank: creditNoteRank,
+		requires: []string{"status"},
+		carries: []string{"Number", "Type", "Reason", "Currency", "Amount", "Total", "Memo", "VoidedAt",
+			"Metadata", "StripeCreated"},
+		refs: []string{"InvoiceID", "CustomerID"}})
 )
 
 // mustKind resolves k's fields and columns from model, the table's GORM
@@ -274,14 +290,16 @@ func (k kind) growsOf(ctx context.Context, row reflect.Value) []sql.NullInt64 {
 
 // applyChange writes change c of event ev into row, the object's locked
 // row (a stub if it was new), when the event is newer than the row
-// (compare; a tie is settled by settleTie), and says whether it did and
-// which status the history records for the event, even when it is
-// stale. Fields that only grow never go down, whatever the event carries.
-func applyChange(ctx context.Context, row reflect.Value, ev Event, now time.Time, c change) (applied bool, reported string, err error) {
+// (compare; a tie is settled by settleTie), and says whether it did
+// (replaced), whether it newly deleted the object (a deletion is sticky
+// and order-free: a stale one still deletes the first time) and which
+// status the history records for the event, even when it is stale.
+// Fields that only grow never go down, whatever the event carries.
+func applyChange(ctx context.Context, row reflect.Value, ev Event, now time.Time, c change) (replaced, deleted bool, reported string, err error) {
 	k := c.kind
 	src := reflect.ValueOf(c.row)
 	if src.Type() != reflect.PointerTo(k.model) {
-		return false, "", fmt.Errorf("billing: apply %s %s: row is a %T, want a *%s", k.objectType, c.id, c.row, k.model)
+		return false, false, "", fmt.Errorf("billing: apply %s %s: row is a %T, want a *%s", k.objectType, c.id, c.row, k.model)
 	}
 	cur := k.stateOf(ctx, row)
 	in := state{Status: c.status, Created: ev.Created, EventID: ev.ID, Grows: k.growsOf(ctx, src)}
@@ -289,7 +307,7 @@ func applyChange(ctx context.Context, row reflect.Value, ev Event, now time.Time
 	if v == tied {
 		var fromStripe bool
 		if v, reported, fromStripe, err = settleTie(ctx, k, c, cur, in); err != nil {
-			return false, "", err
+			return false, false, "", err
 		}
 		if fromStripe {
 			// Stripe's object is neither event's: the row names the
@@ -325,15 +343,17 @@ func applyChange(ctx context.Context, row reflect.Value, ev Event, now time.Time
 		assign(ctx, k.f.lastEventID, row, lastEventID)
 		assign(ctx, k.f.lastEventCreated, row, ev.Created)
 		assign(ctx, k.f.updatedAt, row, now)
-		applied = true
+		replaced = true
 	}
 	if c.deletes {
+		was, _ := k.f.deleted.ValueOf(ctx, row)
+		deleted = was != true
 		assign(ctx, k.f.deleted, row, true)
 	}
 	if k.col.status == "" {
 		reported = ""
 	}
-	return applied, reported, nil
+	return replaced, deleted, reported, nil
 }
 
 // fillRefs sets those references of row (a pointer to k's model) that
@@ -381,4 +401,27 @@ func int64Of(v any) sql.NullInt64 {
 		return sql.NullInt64{Int64: rv.Int(), Valid: true}
 	}
 	return sql.NullInt64{}
+}
+
+// ownObject is the object of the event a handler runs on, which the
+// context carries so that the handler can say whether its row changed:
+// the ledger's applied. The rows of other objects the event carries (an
+// invoice's payments, references) do not count.
+type ownObject struct {
+	id      string
+	applied bool
+}
+
+type ownObjectKey struct{}
+
+func withOwnObject(ctx context.Context, o *ownObject) context.Context {
+	return context.WithValue(ctx, ownObjectKey{}, o)
+}
+
+// noteApplied records that the row of object id changed, if it is the
+// event's own object.
+func noteApplied(ctx context.Context, id string) {
+	if o, _ := ctx.Value(ownObjectKey{}).(*ownObject); o != nil && o.id == id {
+		o.applied = true
+	}
 }

@@ -23,6 +23,7 @@ type Event struct {
 	Account    string
 	Created    time.Time
 	Object     json.RawMessage // data.object
+	ObjectType string          // data.object's object: Stripe's name of its type
 	ObjectID   string          // data.object's id; "" for a preview (invoice.upcoming)
 	Raw        []byte
 }
@@ -69,14 +70,16 @@ func Parse(raw []byte) (Event, error) {
 	if problem != "" {
 		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event %q: %w", se.ID, errors.New(problem)))
 	}
-	// The object's id when it is a string; a preview has none.
-	var id struct {
-		ID any `json:"id"`
+	// The object's type and id when they are strings; a preview has no id.
+	var head struct {
+		Object any `json:"object"`
+		ID     any `json:"id"`
 	}
-	if err := json.Unmarshal(object, &id); err != nil {
+	if err := json.Unmarshal(object, &head); err != nil {
 		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event %q: data.object: %w", se.ID, err))
 	}
-	objectID, _ := id.ID.(string)
+	objectType, _ := head.Object.(string)
+	objectID, _ := head.ID.(string)
 	return Event{
 		ID:         se.ID,
 		Type:       se.Type,
@@ -85,6 +88,7 @@ func Parse(raw []byte) (Event, error) {
 		Account:    se.Account,
 		Created:    time.Unix(se.Created, 0).UTC(),
 		Object:     object,
+		ObjectType: objectType,
 		ObjectID:   objectID,
 		Raw:        raw,
 	}, nil

@@ -45,6 +45,10 @@ func (h handlers) register(m *Mux) {
 	handle("checkout.session.completed", h.checkoutSession)
 	handle("checkout.session.async_payment_succeeded", h.checkoutSession)
 	handle("checkout.session.async_payment_failed", h.checkoutSession)
+	handle("checkout.session.expired", h.checkoutSession)
+	for _, t := range []string{"credit_note.created", "credit_note.updated", "credit_note.voided"} {
+		handle(t, h.creditNote)
+	}
 }
 
 // previewTypes are the event types whose object Stripe may send without an
@@ -72,6 +76,7 @@ func (h handlers) customer(ev Event) (plan, error) {
 			Name:          o.Name,
 			Currency:      o.Currency,
 			Balance:       o.Balance,
+			Metadata:      o.Metadata.s,
 			StripeCreated: o.Created.t,
 		},
 	}}}, nil
@@ -98,6 +103,7 @@ func (h handlers) subscription(ev Event) (plan, error) {
 		EndedAt:            o.EndedAt.t,
 		TrialStart:         o.TrialStart.t,
 		TrialEnd:           o.TrialEnd.t,
+		Metadata:           o.Metadata.s,
 		StripeCreated:      o.Created.t,
 	}
 	if !p.has("current_period_start") {
@@ -126,23 +132,28 @@ func (h handlers) invoice(ev Event) (plan, error) {
 		return nil, err
 	}
 	row := &models.Invoice{
-		CustomerID:       o.Customer.ptr(),
-		SubscriptionID:   o.subscription().ptr(),
-		PaymentIntentID:  o.PaymentIntent.ptr(),
-		ChargeID:         o.Charge.ptr(),
-		Number:           o.Number,
-		Currency:         o.Currency,
-		AmountDue:        o.AmountDue,
-		AmountPaid:       o.AmountPaid,
-		AmountRemaining:  o.AmountRemaining,
-		Subtotal:         o.Subtotal,
-		Total:            o.Total,
-		AttemptCount:     o.AttemptCount,
-		HostedInvoiceURL: o.HostedInvoiceURL,
-		DueDate:          o.DueDate.t,
-		PeriodStart:      o.PeriodStart.t,
-		PeriodEnd:        o.PeriodEnd.t,
-		StripeCreated:    o.Created.t,
+		CustomerID:          o.Customer.ptr(),
+		SubscriptionID:      o.subscription().ptr(),
+		PaymentIntentID:     o.PaymentIntent.ptr(),
+		ChargeID:            o.Charge.ptr(),
+		Number:              o.Number,
+		Currency:            o.Currency,
+		AmountDue:           o.AmountDue,
+		AmountPaid:          o.AmountPaid,
+		AmountRemaining:     o.AmountRemaining,
+		Subtotal:            o.Subtotal,
+		Total:               o.Total,
+		AttemptCount:        o.AttemptCount,
+		HostedInvoiceURL:    o.HostedInvoiceURL,
+		DueDate:             o.DueDate.t,
+		PeriodStart:         o.PeriodStart.t,
+		PeriodEnd:           o.PeriodEnd.t,
+		PaidAt:              o.paidAt(),
+		NextPaymentAttempt:  o.NextPaymentAttempt.t,
+		Tax:                 o.tax(),
+		TotalDiscountAmount: sum(o.TotalDiscountAmounts),
+		Metadata:            o.Metadata.s,
+		StripeCreated:       o.Created.t,
 	}
 	row.BilledPeriodStart, row.BilledPeriodEnd = o.billedPeriod()
 	pl := plan{{kind: invoiceKind, id: o.ID, change: &change{
@@ -234,6 +245,7 @@ func (h handlers) paymentIntent(ev Event) (plan, error) {
 		AmountReceived: o.AmountReceived,
 		Captured:       &succeeded,
 		Paid:           &succeeded,
+		Metadata:       o.Metadata.s,
 		StripeCreated:  o.Created.t,
 	}
 	if e := o.LastPaymentError; e != nil {
@@ -259,27 +271,33 @@ func (h handlers) charge(ev Event) (plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	row := &models.Payment{
+		CustomerID:      o.Customer.ptr(),
+		InvoiceID:       o.Invoice.ptr(),
+		PaymentIntentID: o.PaymentIntent.ptr(),
+		Currency:        o.Currency,
+		Amount:          o.Amount,
+		AmountCaptured:  o.AmountCaptured,
+		AmountRefunded:  o.AmountRefunded,
+		Captured:        o.Captured,
+		Refunded:        o.Refunded,
+		Paid:            o.Paid,
+		FailureCode:     o.FailureCode,
+		FailureMessage:  o.FailureMessage,
+		Metadata:        o.Metadata.s,
+		StripeCreated:   o.Created.t,
+	}
+	if pm := o.PaymentMethodDetails; pm != nil {
+		row.PaymentMethodType, row.PaymentMethodBrand, row.PaymentMethodLast4 = pm.Type, pm.Brand, pm.Last4
+		row.PaymentMethodExpMonth, row.PaymentMethodExpYear, row.PaymentMethodWallet = pm.ExpMonth, pm.ExpYear, pm.wallet()
+	}
 	pl := plan{{kind: chargeKind, id: o.ID, change: &change{
 		kind:     chargeKind,
 		id:       o.ID,
 		status:   o.Status,
 		present:  p,
 		customer: o.Customer,
-		row: &models.Payment{
-			CustomerID:      o.Customer.ptr(),
-			InvoiceID:       o.Invoice.ptr(),
-			PaymentIntentID: o.PaymentIntent.ptr(),
-			Currency:        o.Currency,
-			Amount:          o.Amount,
-			AmountCaptured:  o.AmountCaptured,
-			AmountRefunded:  o.AmountRefunded,
-			Captured:        o.Captured,
-			Refunded:        o.Refunded,
-			Paid:            o.Paid,
-			FailureCode:     o.FailureCode,
-			FailureMessage:  o.FailureMessage,
-			StripeCreated:   o.Created.t,
-		},
+		row:      row,
 	}}}
 	if !p.has("invoice") { // before basil the objects name each other
 		pl = append(pl, op{kind: paymentIntentKind, id: string(o.PaymentIntent), settle: true})
@@ -305,6 +323,7 @@ func (h handlers) refund(ev Event) (plan, error) {
 			Amount:          o.Amount,
 			Reason:          o.Reason,
 			FailureReason:   o.FailureReason,
+			Metadata:        o.Metadata.s,
 			StripeCreated:   o.Created.t,
 		},
 	}}}, nil
@@ -323,6 +342,7 @@ func (h handlers) dispute(ev Event) (plan, error) {
 		Amount:             o.Amount,
 		Reason:             o.Reason,
 		IsChargeRefundable: o.IsChargeRefundable,
+		Metadata:           o.Metadata.s,
 		StripeCreated:      o.Created.t,
 	}
 	if o.EvidenceDetails != nil {
@@ -337,15 +357,37 @@ func (h handlers) dispute(ev Event) (plan, error) {
 	}}}, nil
 }
 
-// checkoutSession links what a completed checkout created, creating rows
-// for what has not arrived yet. Sessions themselves are not stored.
+// checkoutSession stores the session (what ties a checkout to our user:
+// client_reference_id, metadata) and links what a completed checkout
+// created, creating rows for what has not arrived yet.
 func (h handlers) checkoutSession(ev Event) (plan, error) {
 	var o checkoutSessionObject
-	if _, err := decode(ev, ev.Object, "checkout.session", "checkout.session", &o, &o.common); err != nil {
+	p, err := checkoutSessionKind.decode(ev, &o, &o.common)
+	if err != nil {
 		return nil, err
 	}
 	customer := o.Customer.ptr()
-	pl := plan{{kind: customerKind, id: string(o.Customer), ensure: true}}
+	pl := plan{{kind: checkoutSessionKind, id: o.ID, change: &change{
+		kind:     checkoutSessionKind,
+		id:       o.ID,
+		status:   o.Status,
+		present:  p,
+		customer: o.Customer,
+		row: &models.CheckoutSession{
+			Mode:              o.Mode,
+			PaymentStatus:     o.PaymentStatus,
+			ClientReferenceID: o.ClientReferenceID,
+			CustomerID:        customer,
+			SubscriptionID:    o.Subscription.ptr(),
+			PaymentIntentID:   o.PaymentIntent.ptr(),
+			InvoiceID:         o.Invoice.ptr(),
+			Currency:          o.Currency,
+			AmountTotal:       o.AmountTotal,
+			ExpiresAt:         o.ExpiresAt.t,
+			Metadata:          o.Metadata.s,
+			StripeCreated:     o.Created.t,
+		},
+	}}}
 	for _, t := range []struct {
 		kind kind
 		id   ref
@@ -358,4 +400,33 @@ func (h handlers) checkoutSession(ev Event) (plan, error) {
 		pl = append(pl, op{kind: t.kind, id: string(t.id), ensure: true}, op{kind: t.kind, id: string(t.id), link: t.refs})
 	}
 	return pl, nil
+}
+
+func (h handlers) creditNote(ev Event) (plan, error) {
+	var o creditNoteObject
+	p, err := creditNoteKind.decode(ev, &o, &o.common)
+	if err != nil {
+		return nil, err
+	}
+	return plan{{kind: creditNoteKind, id: o.ID, change: &change{
+		kind:     creditNoteKind,
+		id:       o.ID,
+		status:   o.Status,
+		present:  p,
+		customer: o.Customer,
+		row: &models.CreditNote{
+			InvoiceID:     o.Invoice.ptr(),
+			CustomerID:    o.Customer.ptr(),
+			Number:        o.Number,
+			Type:          o.Type,
+			Reason:        o.Reason,
+			Currency:      o.Currency,
+			Amount:        o.Amount,
+			Total:         o.Total,
+			Memo:          o.Memo,
+			VoidedAt:      o.VoidedAt.t,
+			Metadata:      o.Metadata.s,
+			StripeCreated: o.Created.t,
+		},
+	}}}, nil
 }

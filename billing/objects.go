@@ -162,6 +162,29 @@ func (u *unix) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// metadata is an object's Stripe metadata (string keys and values) as
+// compact JSON text with its keys sorted, nil for null: the same object
+// gives the same column whatever the payload's spacing.
+type metadata struct{ s *string }
+
+func (m *metadata) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+		m.s = nil
+		return nil
+	}
+	var kv map[string]string
+	if err := json.Unmarshal(b, &kv); err != nil {
+		return err
+	}
+	text, err := json.Marshal(kv)
+	if err != nil {
+		return err
+	}
+	s := string(text)
+	m.s = &s
+	return nil
+}
+
 // common holds what every Stripe object has. livemode is left out: it is
 // the event's (a Refund has none).
 type common struct {
@@ -172,26 +195,28 @@ type common struct {
 
 type customerObject struct {
 	common
-	Email    *string `json:"email"`
-	Name     *string `json:"name"`
-	Currency *string `json:"currency"`
-	Balance  *int64  `json:"balance"`
+	Email    *string  `json:"email"`
+	Name     *string  `json:"name"`
+	Currency *string  `json:"currency"`
+	Balance  *int64   `json:"balance"`
+	Metadata metadata `json:"metadata"`
 }
 
 type subscriptionObject struct {
 	common
-	Customer           ref     `json:"customer"`
-	Status             string  `json:"status"`
-	Currency           *string `json:"currency"`
-	CurrentPeriodStart unix    `json:"current_period_start"`
-	CurrentPeriodEnd   unix    `json:"current_period_end"`
-	CancelAtPeriodEnd  *bool   `json:"cancel_at_period_end"`
-	CancelAt           unix    `json:"cancel_at"`
-	CanceledAt         unix    `json:"canceled_at"`
-	EndedAt            unix    `json:"ended_at"`
-	TrialStart         unix    `json:"trial_start"`
-	TrialEnd           unix    `json:"trial_end"`
-	Items              *list   `json:"items"`
+	Customer           ref      `json:"customer"`
+	Status             string   `json:"status"`
+	Currency           *string  `json:"currency"`
+	CurrentPeriodStart unix     `json:"current_period_start"`
+	CurrentPeriodEnd   unix     `json:"current_period_end"`
+	CancelAtPeriodEnd  *bool    `json:"cancel_at_period_end"`
+	CancelAt           unix     `json:"cancel_at"`
+	CanceledAt         unix     `json:"canceled_at"`
+	EndedAt            unix     `json:"ended_at"`
+	TrialStart         unix     `json:"trial_start"`
+	TrialEnd           unix     `json:"trial_end"`
+	Items              *list    `json:"items"`
+	Metadata           metadata `json:"metadata"`
 }
 
 // list is a Stripe list whose items are decoded one by one.
@@ -211,24 +236,34 @@ type subscriptionItemObject struct {
 
 type invoiceObject struct {
 	common
-	Customer         ref     `json:"customer"`
-	Subscription     ref     `json:"subscription"`
-	PaymentIntent    ref     `json:"payment_intent"`
-	Charge           ref     `json:"charge"`
-	Status           string  `json:"status"`
-	Number           *string `json:"number"`
-	Currency         *string `json:"currency"`
-	AmountDue        *int64  `json:"amount_due"`
-	AmountPaid       *int64  `json:"amount_paid"`
-	AmountRemaining  *int64  `json:"amount_remaining"`
-	Subtotal         *int64  `json:"subtotal"`
-	Total            *int64  `json:"total"`
-	AttemptCount     *int    `json:"attempt_count"`
-	HostedInvoiceURL *string `json:"hosted_invoice_url"`
-	DueDate          unix    `json:"due_date"`
-	PeriodStart      unix    `json:"period_start"`
-	PeriodEnd        unix    `json:"period_end"`
-	Lines            *struct {
+	Customer           ref     `json:"customer"`
+	Subscription       ref     `json:"subscription"`
+	PaymentIntent      ref     `json:"payment_intent"`
+	Charge             ref     `json:"charge"`
+	Status             string  `json:"status"`
+	Number             *string `json:"number"`
+	Currency           *string `json:"currency"`
+	AmountDue          *int64  `json:"amount_due"`
+	AmountPaid         *int64  `json:"amount_paid"`
+	AmountRemaining    *int64  `json:"amount_remaining"`
+	Subtotal           *int64  `json:"subtotal"`
+	Total              *int64  `json:"total"`
+	AttemptCount       *int    `json:"attempt_count"`
+	HostedInvoiceURL   *string `json:"hosted_invoice_url"`
+	DueDate            unix    `json:"due_date"`
+	NextPaymentAttempt unix    `json:"next_payment_attempt"`
+	StatusTransitions  *struct {
+		PaidAt unix `json:"paid_at"`
+	} `json:"status_transitions"`
+	// Before 2025-03-31.basil the total tax is tax; from it on, the sum
+	// of total_taxes.
+	Tax                  *int64    `json:"tax"`
+	TotalTaxes           *[]amount `json:"total_taxes"`
+	TotalDiscountAmounts *[]amount `json:"total_discount_amounts"`
+	Metadata             metadata  `json:"metadata"`
+	PeriodStart          unix      `json:"period_start"`
+	PeriodEnd            unix      `json:"period_end"`
+	Lines                *struct {
 		Data []struct {
 			Period *struct {
 				Start unix `json:"start"`
@@ -245,6 +280,38 @@ type invoiceObject struct {
 			Subscription ref `json:"subscription"`
 		} `json:"subscription_details"`
 	} `json:"parent"`
+}
+
+// amount is an item of a list of amounts (taxes, discounts).
+type amount struct {
+	Amount int64 `json:"amount"`
+}
+
+// sum adds up amounts; nil when the list is null.
+func sum(amounts *[]amount) *int64 {
+	if amounts == nil {
+		return nil
+	}
+	var total int64
+	for _, a := range *amounts {
+		total += a.Amount
+	}
+	return &total
+}
+
+// tax is the invoice's total tax, in whichever field its version has.
+func (o invoiceObject) tax() *int64 {
+	if o.Tax != nil {
+		return o.Tax
+	}
+	return sum(o.TotalTaxes)
+}
+
+func (o invoiceObject) paidAt() *time.Time {
+	if o.StatusTransitions == nil {
+		return nil
+	}
+	return o.StatusTransitions.PaidAt.t
 }
 
 func (o invoiceObject) subscription() ref {
@@ -307,34 +374,86 @@ type paymentIntentObject struct {
 	Amount           *int64        `json:"amount"`
 	AmountReceived   *int64        `json:"amount_received"`
 	LastPaymentError *paymentError `json:"last_payment_error"`
+	Metadata         metadata      `json:"metadata"`
 }
 
 type chargeObject struct {
 	common
-	Customer       ref     `json:"customer"`
-	Invoice        ref     `json:"invoice"`
-	PaymentIntent  ref     `json:"payment_intent"`
-	Status         string  `json:"status"`
-	Currency       *string `json:"currency"`
-	Amount         *int64  `json:"amount"`
-	AmountCaptured *int64  `json:"amount_captured"`
-	AmountRefunded *int64  `json:"amount_refunded"`
-	Captured       *bool   `json:"captured"`
-	Refunded       *bool   `json:"refunded"`
-	Paid           *bool   `json:"paid"`
-	FailureCode    *string `json:"failure_code"`
-	FailureMessage *string `json:"failure_message"`
+	Customer             ref                   `json:"customer"`
+	Invoice              ref                   `json:"invoice"`
+	PaymentIntent        ref                   `json:"payment_intent"`
+	Status               string                `json:"status"`
+	Currency             *string               `json:"currency"`
+	Amount               *int64                `json:"amount"`
+	AmountCaptured       *int64                `json:"amount_captured"`
+	AmountRefunded       *int64                `json:"amount_refunded"`
+	Captured             *bool                 `json:"captured"`
+	Refunded             *bool                 `json:"refunded"`
+	Paid                 *bool                 `json:"paid"`
+	FailureCode          *string               `json:"failure_code"`
+	FailureMessage       *string               `json:"failure_message"`
+	PaymentMethodDetails *paymentMethodSummary `json:"payment_method_details"`
+	Metadata             metadata              `json:"metadata"`
+}
+
+// paymentMethodSummary is what a charge's payment_method_details say of
+// the method that paid, whatever its type: the type and, from the
+// details of that type, brand, last four digits, expiry and wallet. The
+// rest (a card's fingerprint above all) is never read.
+type paymentMethodSummary struct {
+	Type     *string `json:"-"`
+	Brand    *string `json:"brand"`
+	Last4    *string `json:"last4"`
+	ExpMonth *int    `json:"exp_month"`
+	ExpYear  *int    `json:"exp_year"`
+	Wallet   *struct {
+		Type *string `json:"type"`
+	} `json:"wallet"`
+}
+
+func (m *paymentMethodSummary) UnmarshalJSON(b []byte) error {
+	var details map[string]json.RawMessage
+	if err := json.Unmarshal(b, &details); err != nil {
+		return err
+	}
+	*m = paymentMethodSummary{}
+	if t := details["type"]; t != nil {
+		if err := json.Unmarshal(t, &m.Type); err != nil {
+			return err
+		}
+	}
+	if m.Type == nil {
+		return nil
+	}
+	if method := details[*m.Type]; method != nil {
+		type fields paymentMethodSummary // without this method
+		f := fields{Type: m.Type}
+		if err := json.Unmarshal(method, &f); err != nil {
+			return err
+		}
+		*m = paymentMethodSummary(f)
+	}
+	return nil
+}
+
+// wallet is the wallet that paid (apple_pay, link, ...), nil for none.
+func (m *paymentMethodSummary) wallet() *string {
+	if m == nil || m.Wallet == nil {
+		return nil
+	}
+	return m.Wallet.Type
 }
 
 type refundObject struct {
 	common
-	Charge        ref     `json:"charge"`
-	PaymentIntent ref     `json:"payment_intent"`
-	Status        string  `json:"status"`
-	Currency      *string `json:"currency"`
-	Amount        *int64  `json:"amount"`
-	Reason        *string `json:"reason"`
-	FailureReason *string `json:"failure_reason"`
+	Charge        ref      `json:"charge"`
+	PaymentIntent ref      `json:"payment_intent"`
+	Status        string   `json:"status"`
+	Currency      *string  `json:"currency"`
+	Amount        *int64   `json:"amount"`
+	Reason        *string  `json:"reason"`
+	FailureReason *string  `json:"failure_reason"`
+	Metadata      metadata `json:"metadata"`
 }
 
 type disputeObject struct {
@@ -349,12 +468,37 @@ type disputeObject struct {
 	EvidenceDetails    *struct {
 		DueBy unix `json:"due_by"`
 	} `json:"evidence_details"`
+	Metadata metadata `json:"metadata"`
 }
 
 type checkoutSessionObject struct {
 	common
-	Customer      ref `json:"customer"`
-	Subscription  ref `json:"subscription"`
-	PaymentIntent ref `json:"payment_intent"`
-	Invoice       ref `json:"invoice"`
+	Mode              *string  `json:"mode"`
+	Status            string   `json:"status"`
+	PaymentStatus     *string  `json:"payment_status"`
+	ClientReferenceID *string  `json:"client_reference_id"`
+	Customer          ref      `json:"customer"`
+	Subscription      ref      `json:"subscription"`
+	PaymentIntent     ref      `json:"payment_intent"`
+	Invoice           ref      `json:"invoice"`
+	Currency          *string  `json:"currency"`
+	AmountTotal       *int64   `json:"amount_total"`
+	ExpiresAt         unix     `json:"expires_at"`
+	Metadata          metadata `json:"metadata"`
+}
+
+type creditNoteObject struct {
+	common
+	Invoice  ref      `json:"invoice"`
+	Customer ref      `json:"customer"`
+	Number   *string  `json:"number"`
+	Status   string   `json:"status"`
+	Type     *string  `json:"type"`
+	Reason   *string  `json:"reason"`
+	Currency *string  `json:"currency"`
+	Amount   *int64   `json:"amount"`
+	Total    *int64   `json:"total"`
+	Memo     *string  `json:"memo"`
+	VoidedAt unix     `json:"voided_at"`
+	Metadata metadata `json:"metadata"`
 }

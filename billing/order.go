@@ -155,10 +155,12 @@ func refundRank(s string) int {
 	}
 }
 
-// disputeRank: open statuses < won | lost | warning_closed.
+// disputeRank: open statuses < won | lost | warning_closed | prevented
+// (from 2025-09-30.clover: a dispute stopped before it was filed, by a
+// prevention service such as Visa's Rapid Dispute Resolution).
 func disputeRank(s string) int {
 	switch s {
-	case "won", "lost", "warning_closed":
+	case "won", "lost", "warning_closed", "prevented":
 		return 1
 	default:
 		return 0
@@ -173,4 +175,24 @@ func invoicePaymentRank(s string) int {
 	default:
 		return 0
 	}
+}
+
+// checkoutSessionRank: open < complete | expired. A complete session's
+// payment_status still changes (an async payment succeeds or fails): the
+// newer event wins.
+func checkoutSessionRank(s string) int {
+	switch s {
+	case "complete", "expired":
+		return 1
+	default:
+		return 0
+	}
+}
+
+// creditNoteRank: issued < void; a voided credit note is never issued again.
+func creditNoteRank(s string) int {
+	if s == "void" {
+		return 1
+	}
+	return 0
 }

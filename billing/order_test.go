@@ -28,6 +28,10 @@ func TestCompare(t *testing.T) {
 		want     verdict
 	}{
 		{"stub row takes anything", invoiceRank, state{}, st("draft", t0, "evt_1"), replace},
+		{"a prevented dispute stays prevented", disputeRank, st("prevented", t0, "evt_1"), st("needs_response", t1, "evt_2"), keep},
+		{"an expired checkout never reopens", checkoutSessionRank, st("expired", t0, "evt_1"), st("open", t1, "evt_2"), keep},
+		{"a complete checkout's newer payment status wins", checkoutSessionRank, st("complete", t0, "evt_1"), st("complete", t1, "evt_2"), replace},
+		{"a void credit note is never issued again", creditNoteRank, st("void", t0, "evt_1"), st("issued", t1, "evt_2"), keep},
 		{"newer peer wins", subscriptionRank, st("active", t0, "evt_1"), st("past_due", t1, "evt_2"), replace},
 		{"older peer loses", subscriptionRank, st("past_due", t1, "evt_2"), st("active", t0, "evt_1"), keep},
 		{"same second: higher state wins", invoiceRank, st("open", t0, "evt_9"), st("paid", t0, "evt_1"), replace},

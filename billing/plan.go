@@ -58,9 +58,12 @@ func (p planner) Handle(ctx context.Context, tx *gorm.DB, ev Event) error {
 	if err != nil {
 		return err
 	}
-	history, err := writeSets(ctx, tx, []planned{{ev: ev, plan: pl}}, p.now())
+	history, applied, err := writeSets(ctx, tx, []planned{{ev: ev, plan: pl}}, p.now())
 	if err != nil {
 		return err
+	}
+	if len(applied) > 0 {
+		noteApplied(ctx, ev.ObjectID)
 	}
 	return models.RecordStatuses(tx, history)
 }
@@ -116,10 +119,12 @@ type itemWrite struct {
 }
 
 // writeSets applies the plans of events, in order, within tx, and returns
-// the status history they report. Every row a plan changes is locked
+// the status history they report and the ids of the events that changed
+// their own object's row (the ledger's applied; the rows of other objects
+// an event carries do not count). Every row a plan changes is locked
 // before any is written; a tie that needs Stripe's object ends it with an
 // errTie (see handle).
-func writeSets(ctx context.Context, tx *gorm.DB, events []planned, now time.Time) ([]models.StatusChange, error) {
+func writeSets(ctx context.Context, tx *gorm.DB, events []planned, now time.Time) (history []models.StatusChange, applied []string, err error) {
 	sets := map[string]*tableSet{}
 	set := func(k kind) *tableSet {
 		ts := sets[k.table]
@@ -170,7 +175,7 @@ func writeSets(ctx context.Context, tx *gorm.DB, events []planned, now time.Time
 	tables := slices.Sorted(maps.Keys(sets))
 	for _, t := range tables {
 		if err := lockRows(ctx, tx, sets[t], now); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	// An object's customer must have a row; one the locked row already
@@ -196,11 +201,10 @@ func writeSets(ctx context.Context, tx *gorm.DB, events []planned, now time.Time
 	}
 	for _, t := range slices.Sorted(maps.Keys(sets)) {
 		if err := ensureRows(tx, sets[t], now); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 
-	var history []models.StatusChange
 	var items []itemWrite
 	var intents []string
 	for _, pe := range events {
@@ -213,16 +217,19 @@ func writeSets(ctx context.Context, tx *gorm.DB, events []planned, now time.Time
 			switch {
 			case o.change != nil:
 				r := ts.rows[o.id]
-				applied, reported, err := applyChange(ctx, r.v, ev, now, *o.change)
+				replaced, deleted, reported, err := applyChange(ctx, r.v, ev, now, *o.change)
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
-				r.dirty = r.dirty || applied || o.change.deletes
+				r.dirty = r.dirty || replaced || deleted
+				if (replaced || deleted) && o.id == ev.ObjectID && !slices.Contains(applied, ev.ID) {
+					applied = append(applied, ev.ID)
+				}
 				if reported != "" {
 					history = append(history, models.StatusChange{ObjectType: o.kind.objectType, ObjectID: o.id,
 						Status: reported, EventID: ev.ID, OccurredAt: ev.Created, RecordedAt: now})
 				}
-				if applied && o.change.items != nil {
+				if replaced && o.change.items != nil {
 					items = append(items, itemWrite{env: envelopeOf(ev), sub: o.id, items: o.change.items})
 				}
 			case o.link != nil:
@@ -238,16 +245,16 @@ func writeSets(ctx context.Context, tx *gorm.DB, events []planned, now time.Time
 	}
 	for _, t := range tables {
 		if err := writeRows(ctx, tx, t, sets[t]); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := writeItems(tx, items, now); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := settleLinks(tx, intents); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return history, nil
+	return history, applied, nil
 }
 
 // lockRows reads the rows ts locks in one SELECT ... FOR UPDATE in key

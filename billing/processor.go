@@ -77,9 +77,15 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 	}
 	var result Result
 	err = p.inTx(ctx, func(tx *gorm.DB) error {
+		var applied bool
 		var err error
-		result, err = p.apply(ctx, tx, ev)
-		return err
+		result, applied, err = p.apply(ctx, tx, ev)
+		if err != nil || result != Processed || applied {
+			return err
+		}
+		// The row was claimed applied, as most events are: a stale one
+		// costs this one statement more.
+		return models.StampProcessed(tx, []string{ev.ID}, nil, p.now())
 	})
 	if err != nil {
 		return "", err
@@ -88,59 +94,70 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 	return result, nil
 }
 
-// apply records ev in the ledger and applies it within tx.
-func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (Result, error) {
+// apply records ev in the ledger and applies it within tx; applied says
+// whether it changed its object's row. The ledger row of a Processed
+// event is claimed applied: when it was stale, the caller says so
+// (StampProcessed).
+func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (result Result, applied bool, err error) {
 	// The outcome is known before the handler runs (a handler's error rolls
 	// the ledger row back with the rest), so the row is inserted final:
 	// one ledger statement per event. processed_at is the time of applying
 	// (ProcessBatch stamps its events again just before its commit).
 	h, known := p.mux.Handler(ev.Type)
-	result, status := p.resultOf(ev)
+	result = p.resultOf(ev)
 	known = known && result == Processed
-	row := ledgerRow(ev, status, p.now())
+	row := ledgerRow(ev, result, p.now())
 	claim, err := models.ClaimEvent(tx, &row)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if claim == models.ClaimDuplicate {
-		return Duplicate, nil
+		return Duplicate, false, nil
 	}
 	if known {
-		if err := p.handle(ctx, tx, h, ev); err != nil {
-			return "", err
+		if applied, err = p.handle(ctx, tx, h, ev); err != nil {
+			return "", false, err
 		}
 	}
-	return result, nil
+	return result, applied, nil
 }
 
-// resultOf is what processing ev comes to, and its ledger status, known
-// before its handler runs.
-func (p *Processor) resultOf(ev Event) (Result, string) {
+// resultOf is what processing ev comes to, known before its handler runs.
+func (p *Processor) resultOf(ev Event) Result {
 	_, known := p.mux.Handler(ev.Type)
 	switch {
 	case !known:
-		return Ignored, models.EventIgnored
+		return Ignored
 	case isPreview(ev):
-		return Preview, models.EventIgnored
+		return Preview
 	default:
-		return Processed, models.EventProcessed
+		return Processed
 	}
 }
 
-// ledgerRow is ev's ledger row with its final status, applied at now.
-func ledgerRow(ev Event, status string, now time.Time) models.StripeEvent {
-	return models.StripeEvent{
+// ledgerRow is ev's ledger row with its final status, applied at now. A
+// Processed event is claimed applied: the stale ones are set so when
+// their batch is stamped (StampProcessed); an ignored one stays NULL.
+func ledgerRow(ev Event, result Result, now time.Time) models.StripeEvent {
+	row := models.StripeEvent{
 		ID:          ev.ID,
 		Type:        ev.Type,
 		APIVersion:  ev.APIVersion,
 		Livemode:    ev.Livemode,
 		Account:     ev.Account,
 		Created:     &ev.Created,
-		Status:      status,
+		ObjectType:  ref(ev.ObjectType).ptr(),
+		ObjectID:    ref(ev.ObjectID).ptr(),
+		Status:      models.EventIgnored,
 		Payload:     ev.Raw,
 		ReceivedAt:  now,
 		ProcessedAt: &now,
 	}
+	if result == Processed {
+		applied := true
+		row.Status, row.Applied = models.EventProcessed, &applied
+	}
+	return row
 }
 
 // Outcome is what ProcessBatch did with one event of a batch: its Result,
@@ -226,7 +243,6 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 	type entry struct {
 		ev     Event
 		result Result
-		status string // its ledger status when claimed
 		plan   plan
 		err    error // the event cannot be read: it fails alone
 		copies []int // its places in the batch
@@ -242,7 +258,7 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 			continue
 		}
 		e := &entry{ev: ev, copies: []int{i}}
-		e.result, e.status = p.resultOf(ev)
+		e.result = p.resultOf(ev)
 		if e.result == Processed {
 			h, _ := p.mux.Handler(ev.Type)
 			pl, ok := h.(planner)
@@ -278,7 +294,7 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 			var rows []models.StripeEvent
 			for _, e := range entries {
 				if _, exists := existing[e.ev.ID]; !exists && e.err == nil {
-					rows = append(rows, ledgerRow(e.ev, e.status, now))
+					rows = append(rows, ledgerRow(e.ev, e.result, now))
 				}
 			}
 			// In key order, so that two batches sharing events wait for
@@ -301,7 +317,7 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 					if status != models.EventDead {
 						continue
 					}
-					row := ledgerRow(e.ev, e.status, now) // a parked event replayed: taken over, locked
+					row := ledgerRow(e.ev, e.result, now) // a parked event replayed: taken over, locked
 					claim, err := models.ClaimEvent(tx, &row)
 					if err != nil {
 						return err
@@ -317,15 +333,16 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 				}
 			}
 			tie := withTieBreak(ctx, &tieBreak{logger: p.logger, fetch: p.fetcher != nil})
-			history, err := writeSets(tie, tx, writes, now)
+			history, applied, err := writeSets(tie, tx, writes, now)
 			if err != nil {
 				return err
 			}
 			if err := models.RecordStatuses(tx, history); err != nil {
 				return err
 			}
-			// processed_at is the commit's time, not the claim's.
-			if err := models.StampProcessed(tx, done, p.now()); err != nil {
+			// processed_at is the commit's time, not the claim's, and the
+			// stale events are told from the applied ones.
+			if err := models.StampProcessed(tx, done, applied, p.now()); err != nil {
 				return err
 			}
 			for _, e := range entries {
@@ -368,15 +385,16 @@ func (p *Processor) processEach(ctx context.Context, events []Event, outcomes []
 	parsed := slices.Clone(outcomes)
 	return p.inTx(ctx, func(tx *gorm.DB) error {
 		copy(outcomes, parsed) // InTx may run this again after a deadlock
-		var done []string
+		var done, applied []string
 		for i := range events {
 			if parsed[i].Err != nil {
 				continue // unparsable: nothing to redo
 			}
 			var res Result
+			var changed bool
 			abort, err := models.Savepoint(tx, fmt.Sprintf("ev%d", i), func(tx *gorm.DB) error {
 				var err error
-				res, err = p.apply(ctx, tx, events[i])
+				res, changed, err = p.apply(ctx, tx, events[i])
 				return err
 			})
 			if abort || errors.Is(err, errRerun) {
@@ -386,9 +404,12 @@ func (p *Processor) processEach(ctx context.Context, events []Event, outcomes []
 			if err == nil && res != Duplicate {
 				done = append(done, events[i].ID)
 			}
+			if err == nil && changed {
+				applied = append(applied, events[i].ID)
+			}
 		}
 		// processed_at is the commit's time, not the claim's, for every
-		// event of the batch: one statement.
-		return models.StampProcessed(tx, done, p.now())
+		// event of the batch, and applied is set: one statement.
+		return models.StampProcessed(tx, done, applied, p.now())
 	})
 }

@@ -11,7 +11,8 @@ import (
 )
 
 // No event is final for want of a handler: the ledger keeps every event's
-// payload, ignored ones included, and a Reprocessor applies ledger events
+// payload, ignored ones included, for the payload retention (dead events'
+// for ever), and a Reprocessor applies ledger events
 // again through today's handlers. Applying is idempotent (the state order
 // refuses what a row already reflects, history rows are keyed by event),
 // so reprocessing twice changes nothing, and events are applied in
@@ -24,6 +25,7 @@ const (
 	ReprocessFailed    = "failed"     // rolled back; the error says why
 	// In a dry run, what would become of the event.
 	ReprocessWouldApply = "would apply"
+	ReprocessWouldFail  = "would fail" // its payload is pruned; Err says so
 )
 
 // Reprocessed is what a Reprocessor did, or would do, with one event.
@@ -35,7 +37,8 @@ type Reprocessed struct {
 	Err      error // with ReprocessFailed
 }
 
-// ReprocessReport counts a run's outcomes.
+// ReprocessReport counts a run's outcomes (Failed: or would fail, in a
+// dry run).
 type ReprocessReport struct {
 	Matched, Applied, NoHandler, Failed int
 }
@@ -66,6 +69,16 @@ func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool
 		if err != nil {
 			return rep, fmt.Errorf("billing: reprocess: %w", err)
 		}
+		var pruned map[string]bool // a dry run does not load the payloads
+		if dryRun {
+			ids := make([]string, len(page))
+			for i, row := range page {
+				ids[i] = row.ID
+			}
+			if pruned, err = r.proc.store.PrunedEventIDs(ctx, ids); err != nil {
+				return rep, fmt.Errorf("billing: reprocess: %w", err)
+			}
+		}
 		for i := range page {
 			row := page[i]
 			after = &page[i]
@@ -77,6 +90,8 @@ func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool
 			switch {
 			case !known:
 				got.Outcome = ReprocessNoHandler
+			case dryRun && pruned[row.ID]:
+				got.Outcome, got.Err = ReprocessWouldFail, prunedError(row.ID)
 			case dryRun:
 				got.Outcome = ReprocessWouldApply
 			default:
@@ -92,7 +107,7 @@ func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool
 				rep.Applied++
 			case ReprocessNoHandler:
 				rep.NoHandler++
-			case ReprocessFailed:
+			case ReprocessFailed, ReprocessWouldFail:
 				rep.Failed++
 			}
 			if each != nil {
@@ -106,13 +121,17 @@ func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool
 }
 
 // apply applies the ledger event id from its stored payload and marks it
-// processed (processed_at then, unless it already was).
+// processed, applied or stale (processed_at then), unless it already was
+// and is stale now.
 func (r *Reprocessor) apply(ctx context.Context, id string) error {
 	p := r.proc
 	return p.inTx(ctx, func(tx *gorm.DB) error {
 		row, err := models.LockEvent(tx, id)
 		if err != nil {
 			return err
+		}
+		if row.Payload == nil && row.Status != models.EventDead {
+			return prunedError(id)
 		}
 		ev, err := Parse(row.Payload)
 		if err != nil {
@@ -125,12 +144,18 @@ func (r *Reprocessor) apply(ctx context.Context, id string) error {
 		if !known {
 			return fmt.Errorf("billing: reprocess %s: no handler for %s", id, ev.Type)
 		}
-		if err := p.handle(ctx, tx, h, ev); err != nil {
+		applied, err := p.handle(ctx, tx, h, ev)
+		if err != nil {
 			return err
 		}
-		if row.Status == models.EventProcessed {
-			return nil
+		if row.Status == models.EventProcessed && !applied {
+			return nil // it stays as its first apply left it
 		}
-		return models.SetEventStatus(tx, id, models.EventProcessed, p.now())
+		return models.SetEventStatus(tx, id, models.EventProcessed, &applied, p.now())
 	})
+}
+
+// prunedError says that event id cannot be applied from the ledger.
+func prunedError(id string) error {
+	return fmt.Errorf("billing: reprocess %s: %w (LEDGER_PAYLOAD_RETENTION): the ledger keeps only its id, type, created and status", id, models.ErrPayloadPruned)
 }

@@ -86,17 +86,20 @@ func settleTie(ctx context.Context, k kind, c change, current, incoming state) (
 }
 
 // handle runs h on ev and, when a tie needs Stripe's object, fetches it
-// and runs h again on it, in the same transaction.
-func (p *Processor) handle(ctx context.Context, tx *gorm.DB, h Handler, ev Event) error {
-	err := h.Handle(withTieBreak(ctx, &tieBreak{logger: p.logger, fetch: p.fetcher != nil}), tx, ev)
+// and runs h again on it, in the same transaction. applied says whether
+// either run changed the row of ev's own object.
+func (p *Processor) handle(ctx context.Context, tx *gorm.DB, h Handler, ev Event) (applied bool, err error) {
+	own := &ownObject{id: ev.ObjectID}
+	ctx = withOwnObject(ctx, own)
+	err = h.Handle(withTieBreak(ctx, &tieBreak{logger: p.logger, fetch: p.fetcher != nil}), tx, ev)
 	var tie *errTie
 	if !errors.As(err, &tie) {
-		return err
+		return own.applied, err
 	}
 	tie.ref.APIVersion, tie.ref.Account = ev.APIVersion, ev.Account
 	obj, err := p.fetcher.FetchObject(ctx, tie.ref)
 	if err != nil {
-		return fmt.Errorf("billing: event %s: fetch %s %s to settle a same-second tie: %w", ev.ID, tie.ref.Type, tie.ref.ID, err)
+		return false, fmt.Errorf("billing: event %s: fetch %s %s to settle a same-second tie: %w", ev.ID, tie.ref.Type, tie.ref.ID, err)
 	}
 	again := &tieBreak{logger: p.logger, fetched: tie}
 	if obj == nil {
@@ -108,7 +111,7 @@ func (p *Processor) handle(ctx context.Context, tx *gorm.DB, h Handler, ev Event
 	}
 	err = h.Handle(withTieBreak(ctx, again), tx, ev)
 	if errors.As(err, &tie) {
-		return fmt.Errorf("billing: event %s: %s %s from Stripe did not settle the tie", ev.ID, tie.ref.Type, tie.ref.ID)
+		return false, fmt.Errorf("billing: event %s: %s %s from Stripe did not settle the tie", ev.ID, tie.ref.Type, tie.ref.ID)
 	}
-	return err
+	return own.applied, err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -33,6 +34,11 @@ type ConnConfig struct {
 	// ReconnectDelay is the wait after a connection loss before the first
 	// redial (default DefaultReconnectDelay).
 	ReconnectDelay time.Duration
+	// CoalesceWrites queues the connection's writes for one writer
+	// goroutine, so that the publishes of concurrent requests go out in
+	// one system call (see coalescedConn): the api's publishing
+	// connection sets it.
+	CoalesceWrites bool
 }
 
 // DefaultReconnectDelay is the wait before redialling after a connection
@@ -186,13 +192,13 @@ func RedactURL(raw string) string {
 // Dial connects to the first node of raw (one URL or a list) that
 // answers, trying each in turn.
 func Dial(raw, name string, timeout time.Duration) (*amqp.Connection, error) {
-	conn, _, err := dialFirst(SplitURLs(raw), 0, name, timeout)
+	conn, _, err := dialFirst(SplitURLs(raw), 0, name, amqp.DefaultDial(timeout))
 	return conn, err
 }
 
-// dialFirst tries urls in turn from urls[start] and returns the first
-// connection and its index, or every node's error.
-func dialFirst(urls []string, start int, name string, timeout time.Duration) (*amqp.Connection, int, error) {
+// dialFirst tries urls in turn from urls[start], each with dial, and
+// returns the first connection and its index, or every node's error.
+func dialFirst(urls []string, start int, name string, dial func(network, addr string) (net.Conn, error)) (*amqp.Connection, int, error) {
 	if len(urls) == 0 {
 		return nil, 0, errors.New("broker: no AMQP URL")
 	}
@@ -211,7 +217,7 @@ func dialFirst(urls []string, start int, name string, timeout time.Duration) (*a
 		conn, err := amqp.DialConfig(urls[i], amqp.Config{
 			Heartbeat:  10 * time.Second,
 			Properties: props,
-			Dial:       amqp.DefaultDial(timeout),
+			Dial:       dial,
 		})
 		if err == nil {
 			return conn, i, nil
@@ -224,7 +230,18 @@ func dialFirst(urls []string, start int, name string, timeout time.Duration) (*a
 // dial connects to the first node that answers, from the one after the
 // node last connected to: a lost node is tried last.
 func (c *Conn) dial() (*amqp.Connection, error) {
-	conn, i, err := dialFirst(c.urls, c.next, c.cfg.Name, c.cfg.DialTimeout)
+	dial := amqp.DefaultDial(c.cfg.DialTimeout)
+	if c.cfg.CoalesceWrites {
+		plain := dial
+		dial = func(network, addr string) (net.Conn, error) {
+			conn, err := plain(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return coalesce(conn), nil
+		}
+	}
+	conn, i, err := dialFirst(c.urls, c.next, c.cfg.Name, dial)
 	if err != nil {
 		return nil, err
 	}

@@ -27,9 +27,9 @@ const inFlightPerChannel = 32
 // Publisher publishes with publisher confirms over a small pool of
 // confirm-mode channels on one connection that is used only for publishing.
 //
-// Several publishes are in flight on a channel at once: the publish call
-// itself is serialized per channel (amqp091-go channels are not safe for
-// concurrent publishing), the wait for the confirm is not. A message the
+// Several publishes are in flight on a channel at once: each channel has
+// one sender goroutine that writes its publishes one after the other, the
+// wait for the confirm is the caller's. A message the
 // broker returns as unroutable is matched to its publish by exchange,
 // routing key and message id, and a channel never has two publishes with
 // the same three in flight (the second goes to another channel, or waits),
@@ -58,7 +58,13 @@ type confirmChannel struct {
 	ch      *amqp.Channel
 	returns chan amqp.Return // capacity inFlightPerChannel: the reader never blocks on it
 
-	publishMu sync.Mutex // one publish call at a time
+	// The sender goroutine takes sends until stopped or the channel
+	// closes. It lives as long as the channel: a goroutine per publish
+	// grew its stack anew for every publish, a quarter of the publish's
+	// CPU, and did it while holding the connection's write lock.
+	sends    chan send
+	stop     chan struct{}
+	stopOnce sync.Once
 
 	mu       sync.Mutex
 	inFlight map[returnKey]bool        // the publishes awaiting their confirm
@@ -82,27 +88,18 @@ func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.
 	if p.conn.Blocked() {
 		return ErrBlocked
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
+	if deadline, ok := ctx.Deadline(); !ok || time.Until(deadline) > p.timeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.timeout)
+		defer cancel()
+	}
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
 		return fmt.Errorf("%w: waiting for a channel", ErrConfirmTimeout)
 	}
-	// The publish runs in its own goroutine that keeps the slot until the
-	// broker answers: a write can block on a blocked connection and
-	// ignores ctx, but the caller must still get its answer on time.
-	done := make(chan error, 1)
-	go func() {
-		defer func() { <-p.slots }()
-		done <- p.publish(ctx, exchange, key, msg)
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return p.deadlineError(ctx)
-	}
+	defer func() { <-p.slots }()
+	return p.publish(ctx, exchange, key, msg)
 }
 
 func (p *Publisher) deadlineError(ctx context.Context) error {
@@ -122,14 +119,20 @@ func (p *Publisher) publish(ctx context.Context, exchange, key string, msg amqp.
 		return err
 	}
 	defer cc.done(rk)
-	cc.publishMu.Lock()
-	dc, err := cc.ch.PublishWithDeferredConfirm(exchange, key, true, false, msg)
-	cc.publishMu.Unlock()
-	if err != nil {
+	dc, err := cc.publish(ctx, exchange, key, msg)
+	switch {
+	case errors.Is(err, errStopped):
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	case err != nil:
+		// The write did not end before the deadline: it may still go out,
+		// and its confirm would be attributed to nobody.
 		p.discard(cc)
-		return fmt.Errorf("%w: publish: %v", ErrUnavailable, err)
+		return p.deadlineError(ctx)
+	case dc.err != nil:
+		p.discard(cc)
+		return fmt.Errorf("%w: publish: %v", ErrUnavailable, dc.err)
 	}
-	acked, err := dc.WaitContext(ctx)
+	acked, err := dc.confirm.WaitContext(ctx)
 	if err != nil {
 		// A late confirm would be attributed to nobody: drop the channel
 		// (the other publishes waiting on it get a closed channel: 503).
@@ -156,6 +159,80 @@ func (p *Publisher) publish(ctx context.Context, exchange, key string, msg amqp.
 	return nil
 }
 
+// send is one publish handed to a channel's sender goroutine; sent gets
+// its deferred confirm or the error of the write.
+type send struct {
+	exchange, key string
+	msg           amqp.Publishing
+	sent          chan sent // capacity 1: the sender never waits for the caller
+}
+
+type sent struct {
+	confirm *amqp.DeferredConfirmation
+	err     error
+}
+
+// errStopped: the channel was discarded or closed before it took the send.
+var errStopped = errors.New("broker: channel closed before the publish")
+
+// publish hands msg to cc's sender goroutine and returns what the write
+// gave, or ctx's error: a write can block on a connection the broker no
+// longer reads and it ignores ctx, but the caller must still get its
+// answer on time.
+func (cc *confirmChannel) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (sent, error) {
+	s := send{exchange: exchange, key: key, msg: msg, sent: make(chan sent, 1)}
+	select {
+	case cc.sends <- s:
+	case <-cc.stop:
+		return sent{}, errStopped
+	case <-ctx.Done():
+		return sent{}, ctx.Err()
+	}
+	select {
+	case r := <-s.sent:
+		return r, nil
+	case <-ctx.Done():
+		return sent{}, ctx.Err()
+	}
+}
+
+// sender writes cc's publishes until cc is stopped or its channel closes.
+func (cc *confirmChannel) sender(closed <-chan *amqp.Error) {
+	for {
+		select {
+		case s := <-cc.sends:
+			dc, err := cc.ch.PublishWithDeferredConfirm(s.exchange, s.key, true, false, s.msg)
+			s.sent <- sent{dc, err}
+		case <-cc.stop:
+			return
+		case <-closed:
+			cc.close()
+			return
+		}
+	}
+}
+
+// close stops cc's sender and closes its channel; pick drops it from the
+// pool. The close waits for the broker's close-ok, so it runs on its own:
+// the caller must not wait for a broker that stopped answering (it ends
+// when the connection does).
+func (cc *confirmChannel) close() {
+	cc.stopOnce.Do(func() {
+		close(cc.stop)
+		go func() { _ = cc.ch.Close() }()
+	})
+}
+
+// stopped reports whether cc was closed.
+func (cc *confirmChannel) stopped() bool {
+	select {
+	case <-cc.stop:
+		return true
+	default:
+		return cc.ch.IsClosed()
+	}
+}
+
 // takeReturn moves the returns received so far into the returned set and
 // takes rk's, if the broker returned it.
 func (cc *confirmChannel) takeReturn(rk returnKey) (amqp.Return, bool) {
@@ -163,7 +240,11 @@ func (cc *confirmChannel) takeReturn(rk returnKey) (amqp.Return, bool) {
 	defer cc.mu.Unlock()
 	for drained := false; !drained; {
 		select {
-		case r := <-cc.returns:
+		case r, ok := <-cc.returns:
+			if !ok { // closed with the channel: nothing more will come
+				drained = true
+				break
+			}
 			cc.returned[returnKey{r.Exchange, r.RoutingKey, r.MessageId}] = r
 		default:
 			drained = true
@@ -193,7 +274,7 @@ func (p *Publisher) take(ctx context.Context, rk returnKey) (*confirmChannel, er
 				return nil, p.deadlineError(ctx)
 			}
 		}
-		return p.openChannel(rk)
+		return p.openChannel(ctx, rk)
 	}
 }
 
@@ -210,8 +291,8 @@ func (p *Publisher) pick(rk returnKey) (cc *confirmChannel, wait bool, err error
 	var best *confirmChannel
 	bestLoad, carried := 0, false
 	for _, c := range p.open {
-		if c.conn != conn || c.ch.IsClosed() {
-			_ = c.ch.Close()
+		if c.conn != conn || c.stopped() {
+			c.close()
 			continue
 		}
 		kept = append(kept, c)
@@ -238,8 +319,34 @@ func (p *Publisher) pick(rk returnKey) (cc *confirmChannel, wait bool, err error
 }
 
 // openChannel opens a confirm channel reserved for rk and adds it to the
-// pool.
-func (p *Publisher) openChannel(rk returnKey) (*confirmChannel, error) {
+// pool, or returns ctx's error first: opening waits for the broker's
+// answers, the caller must not wait past its deadline for a broker that
+// stopped answering. A channel opened after that joins the pool.
+func (p *Publisher) openChannel(ctx context.Context, rk returnKey) (*confirmChannel, error) {
+	type opened struct {
+		cc  *confirmChannel
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		cc, err := p.addChannel(rk)
+		done <- opened{cc, err}
+	}()
+	select {
+	case o := <-done:
+		return o.cc, o.err
+	case <-ctx.Done():
+		go func() {
+			if o := <-done; o.cc != nil {
+				o.cc.done(rk)
+			}
+		}()
+		return nil, p.deadlineError(ctx)
+	}
+}
+
+// addChannel opens one confirm channel reserved for rk and adds it to the pool.
+func (p *Publisher) addChannel(rk returnKey) (*confirmChannel, error) {
 	defer func() {
 		p.mu.Lock()
 		p.opening--
@@ -260,9 +367,12 @@ func (p *Publisher) openChannel(rk returnKey) (*confirmChannel, error) {
 	cc := &confirmChannel{
 		conn: conn, ch: ch,
 		returns:  ch.NotifyReturn(make(chan amqp.Return, inFlightPerChannel)),
+		sends:    make(chan send),
+		stop:     make(chan struct{}),
 		inFlight: map[returnKey]bool{rk: true},
 		returned: make(map[returnKey]amqp.Return),
 	}
+	go cc.sender(ch.NotifyClose(make(chan *amqp.Error, 1)))
 	p.mu.Lock()
 	p.open = append(p.open, cc)
 	p.mu.Unlock()
@@ -270,7 +380,7 @@ func (p *Publisher) openChannel(rk returnKey) (*confirmChannel, error) {
 }
 
 // discard closes cc; pick drops it from the pool.
-func (p *Publisher) discard(cc *confirmChannel) { _ = cc.ch.Close() }
+func (p *Publisher) discard(cc *confirmChannel) { cc.close() }
 
 // load is how many publishes cc carries and whether rk is one of them.
 func (cc *confirmChannel) load(rk returnKey) (int, bool) {

@@ -81,6 +81,7 @@ var Vars = []Var{
 	{"SWEEP_MIN_AGE", durationText(dlq.DefaultSweepMinAge), "`sweep` re-drives transient parked events older than this."},
 	{"SWEEP_LIMIT", strconv.Itoa(dlq.DefaultSweepLimit), "Most parked events `sweep` re-drives in one run."},
 	{"SWEEP_MAX_REDRIVES", strconv.Itoa(dlq.DefaultSweepMaxRedrives), "Most automatic re-drives of one event by `sweep`."},
+	{"LEDGER_PAYLOAD_RETENTION", durationText(dlq.DefaultPayloadRetention), "How long `sweep` keeps a processed or ignored event's payload (the row stays); `off`: for ever."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"QUORUM_INITIAL_GROUP_SIZE", "", "Members of each quorum queue `topology` declares (the cluster's size); unset: RabbitMQ's default."},
 }
@@ -113,7 +114,9 @@ type Config struct {
 	SweepMinAge         time.Duration
 	SweepLimit          int
 	SweepMaxRedrives    int
-	LogLevel            string
+	// PayloadRetention is 0 when LEDGER_PAYLOAD_RETENTION is off.
+	PayloadRetention time.Duration
+	LogLevel         string
 	// QuorumInitialGroupSize is 0 when unset.
 	QuorumInitialGroupSize int
 }
@@ -158,6 +161,7 @@ func Load(getenv func(string) string) (Config, error) {
 		SweepMinAge:         l.positiveDuration("SWEEP_MIN_AGE"),
 		SweepLimit:          l.positiveInt("SWEEP_LIMIT"),
 		SweepMaxRedrives:    l.positiveInt("SWEEP_MAX_REDRIVES"),
+		PayloadRetention:    l.retention("LEDGER_PAYLOAD_RETENTION"),
 		LogLevel:            l.str("LOG_LEVEL"),
 	}
 	urls := broker.SplitURLs(c.AMQPURL)
@@ -287,6 +291,23 @@ func (l *loader) nonNegativeDuration(name string) time.Duration {
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 {
 		l.fail(name, fmt.Sprintf("%q is not a duration such as 0s, 5ms or 1s", v))
+		return 0
+	}
+	return d
+}
+
+// retentionOff is the value that keeps every payload. 0 is refused: it
+// would read as "keep nothing" as well as "no limit".
+const retentionOff = "off"
+
+func (l *loader) retention(name string) time.Duration {
+	v := l.str(name)
+	if v == retentionOff {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		l.fail(name, fmt.Sprintf("%q is neither a positive duration such as %s nor %s", v, durationText(dlq.DefaultPayloadRetention), retentionOff))
 		return 0
 	}
 	return d

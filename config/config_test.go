@@ -69,6 +69,10 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{"DB_MAX_IDLE_CONNS", "100", "config: DB_MAX_IDLE_CONNS: must not exceed DB_MAX_OPEN_CONNS"},
 		{"SWEEP_MIN_AGE", "soon", `config: SWEEP_MIN_AGE: "soon" is not a positive duration`},
 		{"LOG_LEVEL", "verbose", "config: LOG_LEVEL: must be debug, info, warn or error"},
+		{"LEDGER_PAYLOAD_RETENTION", "90d", `config: LEDGER_PAYLOAD_RETENTION: "90d" is neither a positive duration such as 2160h nor off`},
+		{"LEDGER_PAYLOAD_RETENTION", "0", `config: LEDGER_PAYLOAD_RETENTION: "0" is neither a positive duration such as 2160h nor off`},
+		{"LEDGER_PAYLOAD_RETENTION", "-1h", `config: LEDGER_PAYLOAD_RETENTION: "-1h" is neither a positive duration such as 2160h nor off`},
+		{"LEDGER_PAYLOAD_RETENTION", "OFF", `config: LEDGER_PAYLOAD_RETENTION: "OFF" is neither a positive duration such as 2160h nor off`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
@@ -78,6 +82,26 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 				t.Errorf("Load(%s=%q) = %v, want an error containing %q", tt.name, tt.value, err, tt.want)
 			}
 		})
+	}
+}
+
+// LEDGER_PAYLOAD_RETENTION is a duration, 90 days by default, or off.
+func TestPayloadRetention(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		value string
+		want  time.Duration
+	}{
+		{"", 90 * 24 * time.Hour},
+		{"720h", 720 * time.Hour},
+		{" 36h ", 36 * time.Hour},
+		{"off", 0},
+	}
+	for _, tt := range tests {
+		c, err := config.Load(env(map[string]string{"LEDGER_PAYLOAD_RETENTION": tt.value}))
+		if err != nil || c.PayloadRetention != tt.want {
+			t.Errorf("LEDGER_PAYLOAD_RETENTION=%q: %s, %v; want %s", tt.value, c.PayloadRetention, err, tt.want)
+		}
 	}
 }
 

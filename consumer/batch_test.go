@@ -126,7 +126,7 @@ func TestBatchPipelineShuffledDuplicated(t *testing.T) {
 	}
 	for _, q := range []struct{ table, order string }{
 		{"customers", "stripe_id"}, {"subscriptions", "stripe_id"}, {"invoices", "stripe_id"},
-		{"payments", "stripe_id"}, {"refunds", "stripe_id"}, {"disputes", "stripe_id"},
+		{"payments", "stripe_id"}, {"refunds", "stripe_id"}, {"disputes", "stripe_id"}, {"checkout_sessions", "stripe_id"},
 		{"payment_status_history", "object_type, object_id, event_id"},
 		{"stripe_events", "id"},
 	} {

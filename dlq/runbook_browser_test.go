@@ -74,11 +74,16 @@ func (b *runbookBrowser) do(step string, actions ...chromedp.Action[chromedp.Voi
 	ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
-		// What the browser showed when the step failed, to see why.
+		// What the browser showed when the step failed, to see why: the
+		// picture stays in the test's directory, the text goes in the log.
 		shot, cancelShot := context.WithTimeout(b.ctx, 5*time.Second)
-		_ = chromedp.Do(shot, b.shot("failed", ""))
+		var page string
+		_ = chromedp.Do(shot, b.shot("failed", ""), into(&page, chromedp.Evaluate[string](`document.location.hash + "\n" + document.body.innerText`)))
 		cancelShot()
-		b.t.Fatalf("runbook step %q: %v (the page: %s)", step, err, filepath.Join(b.dir, "failed.png"))
+		if len(page) > 4000 {
+			page = page[:4000] + "…"
+		}
+		b.t.Fatalf("runbook step %q: %v (the page: %s)\n%s", step, err, filepath.Join(b.dir, "failed.png"), page)
 	}
 }
 
@@ -179,17 +184,33 @@ func retried(a chromedp.Action[chromedp.Void]) chromedp.Action[chromedp.Void] {
 	})
 }
 
-// getMessages fills and submits the DLQ page's "Get messages" form.
+// getMessages fills and submits the DLQ page's "Get messages" form. What
+// the UI says instead of showing a message (a popup: "Queue is empty", an
+// error) fails the try with its words; a Nack-requeue get leaves the queue
+// as it was, so that one is tried again.
 func getMessages(ackMode string) chromedp.Action[chromedp.Void] {
-	return chromedp.Steps(
+	const popup = `.form-popup-info, .form-popup-warn`
+	get := chromedp.Steps(
 		openSection("Get messages", `select[name="ackmode"]`),
 		chromedp.SetValue(chromedp.CSS(`select[name="ackmode"]`), ackMode),
 		chromedp.SetValue(chromedp.CSS(`input[name="count"]`), "1"),
-		ignore(chromedp.Evaluate[any](`$('#msg-wrapper').empty()`)),
+		ignore(chromedp.Evaluate[any](`$('#msg-wrapper').empty(); $('`+popup+`').remove()`)),
 		chromedp.Click(chromedp.CSS(`input[value="Get Message(s)"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`#msg-wrapper .box`)),
+		chromedp.WaitVisible(chromedp.CSS(`#msg-wrapper .box, `+popup)),
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			said, err := chromedp.Evaluate[string](`$('` + popup + `').text()`)(ctx, t)
+			if err != nil || said == "" {
+				return err
+			}
+			_, _ = chromedp.Evaluate[any](`$('`+popup+`').remove()`)(ctx, t)
+			return fmt.Errorf("Get messages: the UI said %q", strings.TrimSpace(said))
+		}),
 		settled(`#msg-wrapper`),
 	)
+	if ackMode == "ack_requeue_true" {
+		return retried(get)
+	}
+	return get
 }
 
 // settled waits until jQuery's animations of sel (a slide-down) are done,

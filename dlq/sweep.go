@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/reconcile"
 )
 
@@ -20,6 +21,8 @@ type SweepStore interface {
 	WithLock(ctx context.Context, name string, timeout time.Duration, fn func(ctx context.Context) error) (bool, error)
 	IncrementRedrives(ctx context.Context, id string) (int, error)
 	SetCheckpoint(ctx context.Context, name, value string) error
+	Checkpoint(ctx context.Context, name string) (string, error)
+	PrunePayloads(ctx context.Context, status string, after models.PruneCursor, cutoff time.Time, limit int) (models.PruneBatch, error)
 }
 
 // LastSweepCheckpoint is the sweep_checkpoints row where each pass that ran
@@ -37,6 +40,19 @@ const (
 	DefaultSweepMinAge      = 15 * time.Minute
 	DefaultSweepLimit       = 100
 	DefaultSweepMaxRedrives = 3
+	// DefaultPayloadRetention is three times the 30 days of events that
+	// Stripe's Events API lists: a payload is kept well past the time
+	// reconciliation or a replay could ask for it.
+	DefaultPayloadRetention = 90 * 24 * time.Hour
+	// DefaultPruneBatch is the most ledger rows one prune statement
+	// touches: a short statement holding few row locks.
+	DefaultPruneBatch = 1000
+	// DefaultPruneLimit is the most ledger rows a pass looks at for
+	// pruning; the next pass goes on from there.
+	DefaultPruneLimit = 100_000
+	// DefaultPrunePause is the wait between two prune batches, leaving
+	// the database to the worker.
+	DefaultPrunePause = 20 * time.Millisecond
 )
 
 // SweepConfig configures a Sweep.
@@ -48,7 +64,16 @@ type SweepConfig struct {
 	Limit int
 	// MaxRedrives is the most automatic re-drives of one event.
 	MaxRedrives int
-	Now         func() time.Time
+	// PayloadRetention is how long the payload of a processed or ignored
+	// event is kept; 0 keeps every payload.
+	PayloadRetention time.Duration
+	// PruneBatch, PruneLimit and PrunePause bound the pruning: rows per
+	// statement, rows per pass, wait between statements (defaults:
+	// DefaultPruneBatch, DefaultPruneLimit, DefaultPrunePause).
+	PruneBatch int
+	PruneLimit int
+	PrunePause time.Duration
+	Now        func() time.Time
 }
 
 // Sweep is one pass for cron: it re-drives parked transient failures that
@@ -80,6 +105,8 @@ type SweepReport struct {
 	Waiting int
 	// Reconciled is the Stripe reconciliation, when it ran.
 	Reconciled *reconcile.Result
+	// Pruned counts the payloads emptied by the payload retention.
+	Pruned int
 	// Errors are the failures of the pass; the pass did what it could.
 	Errors []error
 }
@@ -94,12 +121,13 @@ type SweepSummary struct {
 	// Reconciled is the number of missing events enqueued from Stripe;
 	// nil when the pass did not reconcile (no STRIPE_API_KEY).
 	Reconciled *int     `json:"reconciled,omitempty"`
+	Pruned     int      `json:"pruned"`
 	Errors     []string `json:"errors,omitempty"`
 }
 
 // Summary is r as saved, for a pass that ended at.
 func (r SweepReport) Summary(at time.Time) SweepSummary {
-	sum := SweepSummary{At: at.UTC(), Redriven: len(r.Redriven), Permanent: r.Permanent, OutOfRedrives: r.OutOfRedrives, Waiting: r.Waiting}
+	sum := SweepSummary{At: at.UTC(), Redriven: len(r.Redriven), Permanent: r.Permanent, OutOfRedrives: r.OutOfRedrives, Waiting: r.Waiting, Pruned: r.Pruned}
 	if r.Reconciled != nil {
 		n := r.Reconciled.Enqueued
 		sum.Reconciled = &n
@@ -133,6 +161,17 @@ func NewSweep(cfg SweepConfig, logger *slog.Logger, store SweepStore, dlq *Queue
 		return nil, errors.New("dlq: sweep: store and dlq are required")
 	case cfg.MinAge < 0 || cfg.Limit <= 0 || cfg.MaxRedrives < 0:
 		return nil, fmt.Errorf("dlq: sweep: min age %s, limit %d, max redrives %d: want >= 0, > 0, >= 0", cfg.MinAge, cfg.Limit, cfg.MaxRedrives)
+	case cfg.PayloadRetention < 0 || cfg.PruneBatch < 0 || cfg.PruneLimit < 0 || cfg.PrunePause < 0:
+		return nil, fmt.Errorf("dlq: sweep: payload retention %s, prune batch %d, limit %d, pause %s: want >= 0", cfg.PayloadRetention, cfg.PruneBatch, cfg.PruneLimit, cfg.PrunePause)
+	}
+	if cfg.PruneBatch == 0 {
+		cfg.PruneBatch = DefaultPruneBatch
+	}
+	if cfg.PruneLimit == 0 {
+		cfg.PruneLimit = DefaultPruneLimit
+	}
+	if cfg.PrunePause == 0 {
+		cfg.PrunePause = DefaultPrunePause
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -156,6 +195,11 @@ func (s *Sweep) Pass(ctx context.Context) (SweepReport, error) {
 			res, err := s.rec.Reconcile(ctx)
 			rep.Reconciled = &res
 			if err != nil {
+				rep.Errors = append(rep.Errors, err)
+			}
+		}
+		if s.cfg.PayloadRetention > 0 {
+			if err := s.prune(ctx, &rep); err != nil {
 				rep.Errors = append(rep.Errors, err)
 			}
 		}
@@ -207,6 +251,73 @@ func (s *Sweep) redrive(ctx context.Context, rep *SweepReport) error {
 	rep.Redriven = res.Moved
 	if err != nil {
 		return fmt.Errorf("dlq: sweep: re-drive: %w", err)
+	}
+	return nil
+}
+
+// PruneCheckpoint is the sweep_checkpoints row where the pruning keeps,
+// for each ledger status it prunes, the last row it looked at: a pass goes
+// on from there, so its cost does not grow with the rows already pruned.
+const PruneCheckpoint = "ledger-payload-pruned"
+
+// prunedStatuses are the final ledger statuses whose payloads expire.
+var prunedStatuses = []string{models.EventProcessed, models.EventIgnored}
+
+// prune empties the payloads of events done longer than PayloadRetention
+// ago, PruneBatch rows per statement and at most PruneLimit rows a pass,
+// saving its place after each batch. Dead events keep theirs: a replay
+// needs it. An event processed after the pruning had passed its receipt
+// time (parked, replayed later) keeps its payload.
+func (s *Sweep) prune(ctx context.Context, rep *SweepReport) error {
+	cutoff := s.cfg.Now().Add(-s.cfg.PayloadRetention)
+	saved, err := s.store.Checkpoint(ctx, PruneCheckpoint)
+	if err != nil {
+		return fmt.Errorf("dlq: sweep: prune: %w", err)
+	}
+	cursors := map[string]models.PruneCursor{}
+	if saved != "" {
+		if err := json.Unmarshal([]byte(saved), &cursors); err != nil {
+			return fmt.Errorf("dlq: sweep: prune: checkpoint %s: %w", PruneCheckpoint, err)
+		}
+	}
+	looked, batches := 0, 0
+	defer func() {
+		s.logger.Info("ledger payloads pruned", "pruned", rep.Pruned, "looked_at", looked, "batches", batches,
+			"done_before", cutoff.UTC().Format(time.RFC3339), "limit_reached", looked >= s.cfg.PruneLimit)
+	}()
+	for _, status := range prunedStatuses {
+		for looked < s.cfg.PruneLimit {
+			if batches > 0 {
+				t := time.NewTimer(s.cfg.PrunePause)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return fmt.Errorf("dlq: sweep: prune: %w", ctx.Err())
+				case <-t.C:
+				}
+			}
+			limit := min(s.cfg.PruneBatch, s.cfg.PruneLimit-looked)
+			b, err := s.store.PrunePayloads(ctx, status, cursors[status], cutoff, limit)
+			if err != nil {
+				return fmt.Errorf("dlq: sweep: prune: %w", err)
+			}
+			batches++
+			looked += b.Looked
+			rep.Pruned += b.Pruned
+			if b.Looked > 0 {
+				cursors[status] = b.Next
+				v, err := json.Marshal(cursors)
+				if err == nil {
+					err = s.store.SetCheckpoint(ctx, PruneCheckpoint, string(v))
+				}
+				if err != nil {
+					return fmt.Errorf("dlq: sweep: prune: save checkpoint: %w", err)
+				}
+			}
+			if b.Looked < limit {
+				break // none left before the cutoff
+			}
+		}
 	}
 	return nil
 }

@@ -21,7 +21,10 @@ import (
 // 2023-10-16 shapes, basil's and the newest) to a running api and checks
 // in MySQL what the running worker made of them: each version's
 // lifecycles leave their records, links, subscription items, billed
-// periods, livemode and Connect account included; a later payload
+// periods, livemode and Connect account included, and what support and
+// finance ask of them (checkout sessions, credit notes, metadata, invoice
+// tax, discounts and paid_at, the charge's payment method summary,
+// queried through the charges view); a later payload
 // without the amounts leaves them alone; a payload without a field its
 // handler needs is parked at once with class schema, naming the field and
 // the version; an invoice.upcoming is not parked.
@@ -55,6 +58,15 @@ func TestVersionedRecords(t *testing.T) {
 	got := checkRecords(t, store, want)
 	if len(got.InvoicePayments) != 6 || len(got.SubscriptionItems) != 18 {
 		t.Errorf("%d invoice payments and %d subscription items, want 6 (basil and dahlia) and 18", len(got.InvoicePayments), len(got.SubscriptionItems))
+	}
+	if len(got.CheckoutSessions) != 18 || len(got.CreditNotes) != 18 {
+		t.Errorf("%d checkout sessions and %d credit notes, want 18 and 18", len(got.CheckoutSessions), len(got.CreditNotes))
+	}
+	var charges, users int
+	err := s.db.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT JSON_VALUE(metadata, '$.user_id')) FROM charges
+		WHERE payment_method_last4 IS NOT NULL AND JSON_VALUE(metadata, '$.set_on') = 'charge'`).Scan(&charges, &users)
+	if err != nil || charges != 18 || users != 9 {
+		t.Errorf("charges with a card summary and metadata: %d of %d users (%v), want 18 of 9", charges, users, err)
 	}
 
 	// A newer invoice payload without its amounts, one without its status,

@@ -72,6 +72,9 @@ type Metrics struct {
 	// SweepResults counts what `billing sweep` did with each parked event
 	// it looked at (redriven, skipped_young, skipped_permanent, ...).
 	SweepResults *prometheus.CounterVec
+	// PayloadsPruned counts the ledger payloads the sweep emptied under
+	// LEDGER_PAYLOAD_RETENTION.
+	PayloadsPruned prometheus.Counter
 	// QueueDepth is the number of messages in each queue of the topology
 	// (work, each retry tier, DLQ), set by a QueueDepthPoller.
 	QueueDepth *prometheus.GaugeVec
@@ -135,6 +138,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "billing_sweep_results_total",
 			Help: "Parked events examined by the sweep, by result.",
 		}, []string{"result"}),
+		PayloadsPruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "billing_ledger_payloads_pruned_total",
+			Help: "Payloads of processed or ignored events emptied by the sweep's payload retention; the rows stay.",
+		}),
 		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "billing_queue_messages",
 			Help: "Messages in each queue of the topology (work, retry tiers, DLQ), as last polled.",
@@ -166,7 +173,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(
 		m.Webhooks, m.PublishConfirm, m.EventsProcessed, m.Processing,
-		m.Retries, m.Parked, m.Replayed, m.SweepResults,
+		m.Retries, m.Parked, m.Replayed, m.SweepResults, m.PayloadsPruned,
 		m.QueueDepth, m.QueueDepthErrors, m.OldestParkedAge, m.DeadEvents, m.DBErrors, m.BuildInfo,
 		m.Unverified,
 	)

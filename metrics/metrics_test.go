@@ -242,8 +242,8 @@ func TestLint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(families) != 14 {
-		t.Errorf("gathered %d metric families, want 14", len(families))
+	if len(families) != 15 {
+		t.Errorf("gathered %d metric families, want 15", len(families))
 	}
 	for _, f := range families {
 		if !strings.HasPrefix(f.GetName(), "billing_") {

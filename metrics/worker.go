@@ -136,4 +136,5 @@ func (m *Metrics) RecordSweep(rep dlq.SweepReport) {
 	for result, n := range counts {
 		m.SweepResults.WithLabelValues(result).Add(float64(n))
 	}
+	m.PayloadsPruned.Add(float64(rep.Pruned))
 }

@@ -4,4 +4,5 @@ package models
 var (
 	IsUnavailable = isUnavailable
 	OpenLazy      = open
+	Migrations    = migrations // the embedded goose migrations, for tests that migrate to a given version
 )

@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -54,6 +55,9 @@ func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
 		"attempts":     cur.Attempts + 1,
 		"payload":      ev.Payload,
 		"status":       ev.Status,
+		"object_type":  ev.ObjectType,
+		"object_id":    ev.ObjectID,
+		"applied":      ev.Applied,
 		"processed_at": ev.ProcessedAt,
 		"last_error":   nil, // it applied: the parking's reason is history
 	}).Error
@@ -78,7 +82,8 @@ func InsertEvents(tx *gorm.DB, evs []StripeEvent) (int64, error) {
 		}
 		evs[i].Attempts = 1
 	}
-	// ON DUPLICATE KEY UPDATE id = id: a redelivery is an expected no-op,
+	// ON DUPLICATE KEY UPDATE seq = seq (a duplicate meets the unique id;
+	// seq, left out, auto-increments): a redelivery is an expected no-op,
 	// not a failed statement (which GORM would log as an error), and unlike
 	// INSERT IGNORE it does not turn other errors into warnings. An
 	// unchanged row counts 0 affected rows.
@@ -102,13 +107,21 @@ func EventStatuses(tx *gorm.DB, ids []string) (map[string]string, error) {
 	return out, nil
 }
 
-// StampProcessed sets processed_at of the claimed events ids to at, in one
-// statement: a batch stamps its events just before its commit.
-func StampProcessed(tx *gorm.DB, ids []string, at time.Time) error {
+// StampProcessed sets processed_at of the claimed events ids to at and
+// says which of them changed their object's row: those in applied; the
+// others were stale. An event not applied at all (ignored: applied NULL)
+// stays NULL. One statement: a batch stamps its events just before its
+// commit.
+func StampProcessed(tx *gorm.DB, ids, applied []string, at time.Time) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if err := tx.Model(&StripeEvent{}).Where("id IN ?", ids).Update("processed_at", at).Error; err != nil {
+	set, args := "IF(applied IS NULL, NULL, FALSE)", []any{at}
+	if len(applied) > 0 {
+		set, args = "IF(applied IS NULL, NULL, id IN ?)", append(args, applied)
+	}
+	err := tx.Exec("UPDATE stripe_events SET processed_at = ?, applied = "+set+" WHERE id IN ?", append(args, ids)...).Error
+	if err != nil {
 		return fmt.Errorf("models: stamp %d events processed: %w", len(ids), err)
 	}
 	return nil
@@ -153,19 +166,55 @@ func (s *Store) MarkDead(ctx context.Context, ev DeadEvent) error {
 		return errors.New("models: mark dead: event id is empty")
 	}
 	now := s.now()
+	created, objectType, objectID := payloadFields(ev.Payload)
 	// ON DUPLICATE KEY assignments run left to right and see earlier ones,
 	// so status, which the others test, is assigned last.
 	err := s.db.WithContext(ctx).Exec(`INSERT INTO stripe_events
-		(id, type, status, attempts, last_error, payload, received_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)
+		(id, type, created, object_type, object_id, status, attempts, last_error, payload, received_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON DUPLICATE KEY UPDATE
 		  type = IF(type = '', VALUES(type), type),
+		  created = IFNULL(created, VALUES(created)),
+		  object_type = IFNULL(object_type, VALUES(object_type)),
+		  object_id = IFNULL(object_id, VALUES(object_id)),
 		  attempts = IF(status IN ('processed', 'ignored'), attempts, GREATEST(attempts, VALUES(attempts))),
 		  last_error = IF(status IN ('processed', 'ignored'), last_error, VALUES(last_error)),
 		  payload = IFNULL(payload, VALUES(payload)),
 		  status = IF(status IN ('processed', 'ignored'), status, 'dead')`,
-		ev.ID, ev.Type, EventDead, ev.Attempts, ev.LastError, ev.Payload, now).Error
+		ev.ID, ev.Type, created, objectType, objectID, EventDead, ev.Attempts, ev.LastError, ev.Payload, now).Error
 	return translate("mark dead "+ev.ID, err)
+}
+
+// payloadFields reads a parked event's created and its object's type and
+// id from its payload, so that the event shows in its object's history in
+// Stripe's order; nil for what the payload does not say (it may not even
+// be JSON: it failed).
+func payloadFields(payload []byte) (created *time.Time, objectType, objectID *string) {
+	var ev struct {
+		Created int64
+		Data    struct {
+			Object struct {
+				Object, ID string
+			}
+		}
+	}
+	if json.Unmarshal(payload, &ev) != nil {
+		return nil, nil, nil
+	}
+	if ev.Created > 0 {
+		t := time.Unix(ev.Created, 0).UTC()
+		created = &t
+	}
+	o := ev.Data.Object
+	return created, nonEmpty(o.Object), nonEmpty(o.ID)
+}
+
+// nonEmpty is s, nil when empty.
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // DeadSummary is what the ledger says about the events still parked.
@@ -412,10 +461,10 @@ func LockEvent(tx *gorm.DB, id string) (StripeEvent, error) {
 	return ev, nil
 }
 
-// SetEventStatus sets the ledger status of event id, and its processed_at
-// to at, in tx.
-func SetEventStatus(tx *gorm.DB, id, status string, at time.Time) error {
-	err := tx.Model(&StripeEvent{}).Where("id = ?", id).Updates(map[string]any{"status": status, "processed_at": at}).Error
+// SetEventStatus sets the ledger status of event id, whether it was
+// applied (nil: not applied at all), and its processed_at to at, in tx.
+func SetEventStatus(tx *gorm.DB, id, status string, applied *bool, at time.Time) error {
+	err := tx.Model(&StripeEvent{}).Where("id = ?", id).Updates(map[string]any{"status": status, "applied": applied, "processed_at": at}).Error
 	if err != nil {
 		return fmt.Errorf("models: set event %s %s: %w", id, status, err)
 	}

@@ -38,7 +38,8 @@ const (
 	EventDead      = "dead"
 )
 
-// Payment object kinds sharing the payments table.
+// Payment object kinds sharing the payments table; the views charges and
+// payment_intents each show one.
 const (
 	ObjectCharge        = "charge"
 	ObjectPaymentIntent = "payment_intent"
@@ -46,13 +47,24 @@ const (
 
 // StripeEvent is one row of the ledger: every event id ever seen, once.
 type StripeEvent struct {
-	ID          string     `gorm:"column:id;primaryKey"`
-	Type        string     `gorm:"column:type"`
-	APIVersion  string     `gorm:"column:api_version"`
-	Livemode    bool       `gorm:"column:livemode"`
-	Account     string     `gorm:"column:account"`
-	Created     *time.Time `gorm:"column:created"`
-	Status      string     `gorm:"column:status"`
+	// Seq numbers rows in order of insertion: the clustered key, so that
+	// new rows append (00005_ledger_retention.sql says why).
+	Seq        uint64     `gorm:"column:seq;primaryKey"`
+	ID         string     `gorm:"column:id"`
+	Type       string     `gorm:"column:type"`
+	APIVersion string     `gorm:"column:api_version"`
+	Livemode   bool       `gorm:"column:livemode"`
+	Account    string     `gorm:"column:account"`
+	Created    *time.Time `gorm:"column:created"`
+	// ObjectType and ObjectID name the event's object (data.object's
+	// object and id); ObjectID is nil for a preview without an id.
+	ObjectType *string `gorm:"column:object_type"`
+	ObjectID   *string `gorm:"column:object_id"`
+	Status     string  `gorm:"column:status"`
+	// Applied is true when the event changed its object's row, false when
+	// it was stale (its status only went to the history); nil when it was
+	// not applied (ignored, dead) or was recorded before the column was.
+	Applied     *bool      `gorm:"column:applied"`
 	Attempts    int        `gorm:"column:attempts"`
 	Redrives    int        `gorm:"column:redrives"`
 	LastError   *string    `gorm:"column:last_error"`
@@ -75,12 +87,16 @@ type Ordering struct {
 
 // Customer is a Stripe customer.
 type Customer struct {
-	ID            uint64     `gorm:"column:id;primaryKey"`
-	StripeID      string     `gorm:"column:stripe_id"`
-	Email         *string    `gorm:"column:email"`
-	Name          *string    `gorm:"column:name"`
-	Currency      *string    `gorm:"column:currency"`
-	Balance       *int64     `gorm:"column:balance"`
+	ID       uint64  `gorm:"column:id;primaryKey"`
+	StripeID string  `gorm:"column:stripe_id"`
+	Email    *string `gorm:"column:email"`
+	Name     *string `gorm:"column:name"`
+	Currency *string `gorm:"column:currency"`
+	Balance  *int64  `gorm:"column:balance"`
+	// Metadata, on every object's table, is its Stripe metadata as JSON
+	// text (a JSON column: LONGTEXT with a JSON_VALID check on MariaDB),
+	// for JSON_VALUE and JSON_EXTRACT; nil until an event carries it.
+	Metadata      *string    `gorm:"column:metadata;type:json"`
 	Deleted       bool       `gorm:"column:deleted"`
 	Livemode      bool       `gorm:"column:livemode"`
 	Account       *string    `gorm:"column:account"`
@@ -106,6 +122,7 @@ type Subscription struct {
 	EndedAt            *time.Time `gorm:"column:ended_at"`
 	TrialStart         *time.Time `gorm:"column:trial_start"`
 	TrialEnd           *time.Time `gorm:"column:trial_end"`
+	Metadata           *string    `gorm:"column:metadata;type:json"`
 	Livemode           bool       `gorm:"column:livemode"`
 	Account            *string    `gorm:"column:account"`
 	StripeCreated      *time.Time `gorm:"column:stripe_created"`
@@ -137,23 +154,30 @@ func (SubscriptionItem) TableName() string { return "subscription_items" }
 
 // Invoice is a Stripe invoice.
 type Invoice struct {
-	ID               uint64     `gorm:"column:id;primaryKey"`
-	StripeID         string     `gorm:"column:stripe_id"`
-	CustomerID       *string    `gorm:"column:customer_id"`
-	SubscriptionID   *string    `gorm:"column:subscription_id"`
-	PaymentIntentID  *string    `gorm:"column:payment_intent_id"`
-	ChargeID         *string    `gorm:"column:charge_id"`
-	Status           *string    `gorm:"column:status"`
-	Number           *string    `gorm:"column:number"`
-	Currency         *string    `gorm:"column:currency"`
-	AmountDue        *int64     `gorm:"column:amount_due"`
-	AmountPaid       *int64     `gorm:"column:amount_paid"`
-	AmountRemaining  *int64     `gorm:"column:amount_remaining"`
-	Subtotal         *int64     `gorm:"column:subtotal"`
-	Total            *int64     `gorm:"column:total"`
-	AttemptCount     *int       `gorm:"column:attempt_count"`
-	HostedInvoiceURL *string    `gorm:"column:hosted_invoice_url"`
-	DueDate          *time.Time `gorm:"column:due_date"`
+	ID              uint64  `gorm:"column:id;primaryKey"`
+	StripeID        string  `gorm:"column:stripe_id"`
+	CustomerID      *string `gorm:"column:customer_id"`
+	SubscriptionID  *string `gorm:"column:subscription_id"`
+	PaymentIntentID *string `gorm:"column:payment_intent_id"`
+	ChargeID        *string `gorm:"column:charge_id"`
+	Status          *string `gorm:"column:status"`
+	Number          *string `gorm:"column:number"`
+	Currency        *string `gorm:"column:currency"`
+	AmountDue       *int64  `gorm:"column:amount_due"`
+	AmountPaid      *int64  `gorm:"column:amount_paid"`
+	AmountRemaining *int64  `gorm:"column:amount_remaining"`
+	Subtotal        *int64  `gorm:"column:subtotal"`
+	Total           *int64  `gorm:"column:total"`
+	// Tax is the invoice's total tax, inclusive taxes included: Stripe's
+	// tax before 2025-03-31.basil, the sum of total_taxes from it on.
+	Tax *int64 `gorm:"column:tax"`
+	// TotalDiscountAmount is the sum of total_discount_amounts.
+	TotalDiscountAmount *int64     `gorm:"column:total_discount_amount"`
+	AttemptCount        *int       `gorm:"column:attempt_count"`
+	HostedInvoiceURL    *string    `gorm:"column:hosted_invoice_url"`
+	DueDate             *time.Time `gorm:"column:due_date"`
+	PaidAt              *time.Time `gorm:"column:paid_at"` // status_transitions.paid_at
+	NextPaymentAttempt  *time.Time `gorm:"column:next_payment_attempt"`
 	// PeriodStart and PeriodEnd are Stripe's period_start/period_end: the
 	// period in which items were added to the invoice (for a subscription
 	// invoice, the period before the one it bills).
@@ -163,6 +187,7 @@ type Invoice struct {
 	// bills: the earliest start and latest end of its lines' periods.
 	BilledPeriodStart *time.Time `gorm:"column:billed_period_start"`
 	BilledPeriodEnd   *time.Time `gorm:"column:billed_period_end"`
+	Metadata          *string    `gorm:"column:metadata;type:json"`
 	Deleted           bool       `gorm:"column:deleted"`
 	Livemode          bool       `gorm:"column:livemode"`
 	Account           *string    `gorm:"column:account"`
@@ -175,28 +200,38 @@ func (Invoice) TableName() string { return "invoices" }
 
 // Payment is a Stripe charge or payment intent (Object says which).
 type Payment struct {
-	ID              uint64     `gorm:"column:id;primaryKey"`
-	StripeID        string     `gorm:"column:stripe_id"`
-	Object          string     `gorm:"column:object"`
-	CustomerID      *string    `gorm:"column:customer_id"`
-	InvoiceID       *string    `gorm:"column:invoice_id"`
-	PaymentIntentID *string    `gorm:"column:payment_intent_id"`
-	ChargeID        *string    `gorm:"column:charge_id"`
-	Status          *string    `gorm:"column:status"`
-	Currency        *string    `gorm:"column:currency"`
-	Amount          *int64     `gorm:"column:amount"`
-	AmountCaptured  *int64     `gorm:"column:amount_captured"`
-	AmountReceived  *int64     `gorm:"column:amount_received"`
-	AmountRefunded  *int64     `gorm:"column:amount_refunded"`
-	Captured        *bool      `gorm:"column:captured"`
-	Refunded        *bool      `gorm:"column:refunded"`
-	Paid            *bool      `gorm:"column:paid"`
-	FailureCode     *string    `gorm:"column:failure_code"`
-	FailureMessage  *string    `gorm:"column:failure_message"`
-	Livemode        bool       `gorm:"column:livemode"`
-	Account         *string    `gorm:"column:account"`
-	StripeCreated   *time.Time `gorm:"column:stripe_created"`
-	Ordering        `gorm:"embedded"`
+	ID              uint64  `gorm:"column:id;primaryKey"`
+	StripeID        string  `gorm:"column:stripe_id"`
+	Object          string  `gorm:"column:object"`
+	CustomerID      *string `gorm:"column:customer_id"`
+	InvoiceID       *string `gorm:"column:invoice_id"`
+	PaymentIntentID *string `gorm:"column:payment_intent_id"`
+	ChargeID        *string `gorm:"column:charge_id"`
+	Status          *string `gorm:"column:status"`
+	Currency        *string `gorm:"column:currency"`
+	Amount          *int64  `gorm:"column:amount"`
+	AmountCaptured  *int64  `gorm:"column:amount_captured"`
+	AmountReceived  *int64  `gorm:"column:amount_received"`
+	AmountRefunded  *int64  `gorm:"column:amount_refunded"`
+	Captured        *bool   `gorm:"column:captured"`
+	Refunded        *bool   `gorm:"column:refunded"`
+	Paid            *bool   `gorm:"column:paid"`
+	FailureCode     *string `gorm:"column:failure_code"`
+	FailureMessage  *string `gorm:"column:failure_message"`
+	// The payment method summary of a charge (payment_method_details):
+	// its type and, where the method has them, brand, last four digits,
+	// expiry and wallet. Never the number or fingerprint.
+	PaymentMethodType     *string    `gorm:"column:payment_method_type"`
+	PaymentMethodBrand    *string    `gorm:"column:payment_method_brand"`
+	PaymentMethodLast4    *string    `gorm:"column:payment_method_last4"`
+	PaymentMethodExpMonth *int       `gorm:"column:payment_method_exp_month"`
+	PaymentMethodExpYear  *int       `gorm:"column:payment_method_exp_year"`
+	PaymentMethodWallet   *string    `gorm:"column:payment_method_wallet"`
+	Metadata              *string    `gorm:"column:metadata;type:json"`
+	Livemode              bool       `gorm:"column:livemode"`
+	Account               *string    `gorm:"column:account"`
+	StripeCreated         *time.Time `gorm:"column:stripe_created"`
+	Ordering              `gorm:"embedded"`
 }
 
 // TableName implements gorm's tabler.
@@ -213,6 +248,7 @@ type Refund struct {
 	Amount          *int64     `gorm:"column:amount"`
 	Reason          *string    `gorm:"column:reason"`
 	FailureReason   *string    `gorm:"column:failure_reason"`
+	Metadata        *string    `gorm:"column:metadata;type:json"`
 	Livemode        bool       `gorm:"column:livemode"`
 	Account         *string    `gorm:"column:account"`
 	StripeCreated   *time.Time `gorm:"column:stripe_created"`
@@ -234,6 +270,7 @@ type Dispute struct {
 	Reason             *string    `gorm:"column:reason"`
 	IsChargeRefundable *bool      `gorm:"column:is_charge_refundable"`
 	EvidenceDueBy      *time.Time `gorm:"column:evidence_due_by"`
+	Metadata           *string    `gorm:"column:metadata;type:json"`
 	Livemode           bool       `gorm:"column:livemode"`
 	Account            *string    `gorm:"column:account"`
 	StripeCreated      *time.Time `gorm:"column:stripe_created"`
@@ -265,6 +302,57 @@ type InvoicePayment struct {
 
 // TableName implements gorm's tabler.
 func (InvoicePayment) TableName() string { return "invoice_payments" }
+
+// CheckoutSession is a Stripe Checkout Session: what links a checkout to
+// our user (client_reference_id, metadata) and to what it created.
+type CheckoutSession struct {
+	ID                uint64     `gorm:"column:id;primaryKey"`
+	StripeID          string     `gorm:"column:stripe_id"`
+	Mode              *string    `gorm:"column:mode"`
+	Status            *string    `gorm:"column:status"`
+	PaymentStatus     *string    `gorm:"column:payment_status"`
+	ClientReferenceID *string    `gorm:"column:client_reference_id"`
+	CustomerID        *string    `gorm:"column:customer_id"`
+	SubscriptionID    *string    `gorm:"column:subscription_id"`
+	PaymentIntentID   *string    `gorm:"column:payment_intent_id"`
+	InvoiceID         *string    `gorm:"column:invoice_id"`
+	Currency          *string    `gorm:"column:currency"`
+	AmountTotal       *int64     `gorm:"column:amount_total"`
+	ExpiresAt         *time.Time `gorm:"column:expires_at"`
+	Metadata          *string    `gorm:"column:metadata;type:json"`
+	Livemode          bool       `gorm:"column:livemode"`
+	Account           *string    `gorm:"column:account"`
+	StripeCreated     *time.Time `gorm:"column:stripe_created"`
+	Ordering          `gorm:"embedded"`
+}
+
+// TableName implements gorm's tabler.
+func (CheckoutSession) TableName() string { return "checkout_sessions" }
+
+// CreditNote is a Stripe credit note: an amount credited on an invoice.
+type CreditNote struct {
+	ID            uint64     `gorm:"column:id;primaryKey"`
+	StripeID      string     `gorm:"column:stripe_id"`
+	InvoiceID     *string    `gorm:"column:invoice_id"`
+	CustomerID    *string    `gorm:"column:customer_id"`
+	Number        *string    `gorm:"column:number"`
+	Status        *string    `gorm:"column:status"`
+	Type          *string    `gorm:"column:type"`
+	Reason        *string    `gorm:"column:reason"`
+	Currency      *string    `gorm:"column:currency"`
+	Amount        *int64     `gorm:"column:amount"`
+	Total         *int64     `gorm:"column:total"`
+	Memo          *string    `gorm:"column:memo"`
+	VoidedAt      *time.Time `gorm:"column:voided_at"`
+	Metadata      *string    `gorm:"column:metadata;type:json"`
+	Livemode      bool       `gorm:"column:livemode"`
+	Account       *string    `gorm:"column:account"`
+	StripeCreated *time.Time `gorm:"column:stripe_created"`
+	Ordering      `gorm:"embedded"`
+}
+
+// TableName implements gorm's tabler.
+func (CreditNote) TableName() string { return "credit_notes" }
 
 // StatusChange is one append-only row of payment_status_history.
 type StatusChange struct {

@@ -8,6 +8,7 @@ const (
 	// change. GET_LOCK (the migration lock) needs no privilege.
 	AppPrivileges = "SELECT, INSERT, UPDATE, DELETE"
 	// MigratePrivileges are `billing migrate`'s: the schema too, and
-	// CREATE on the database lets it run CREATE DATABASE IF NOT EXISTS.
-	MigratePrivileges = AppPrivileges + ", CREATE, ALTER, DROP, INDEX, REFERENCES"
+	// CREATE on the database lets it run CREATE DATABASE IF NOT EXISTS;
+	// CREATE VIEW and SHOW VIEW: the views charges and payment_intents.
+	MigratePrivileges = AppPrivileges + ", CREATE, ALTER, DROP, INDEX, REFERENCES, CREATE VIEW, SHOW VIEW"
 )

@@ -37,11 +37,12 @@ func runAPI(ctx context.Context, e env, args []string) error {
 	}
 	topo := broker.NewTopology(cfg.Namespace, cfg.RetryDelays, cfg.WorkDeliveryLimit)
 	conn := broker.NewConn(broker.ConnConfig{
-		URL:         cfg.AMQPURL,
-		Name:        "billing-api publisher",
-		Topology:    topo,
-		Backoff:     reconnectBackoff,
-		DialTimeout: 5 * time.Second,
+		URL:            cfg.AMQPURL,
+		Name:           "billing-api publisher",
+		Topology:       topo,
+		Backoff:        reconnectBackoff,
+		DialTimeout:    5 * time.Second,
+		CoalesceWrites: true,
 	}, logger)
 	pub := broker.NewPublisher(conn, cfg.PublisherChannels, cfg.PublishTimeout)
 	reg := metrics.NewRegistry()

@@ -305,6 +305,7 @@ func TestAPIKeepsTheAMQPPasswordOutOfItsLog(t *testing.T) {
 			"BILLING_NAMESPACE": testenv.Namespace(t),
 		})
 		testenv.Eventually(t, 10*time.Second, func() bool {
+			a.alive(t)
 			return strings.Count(a.stderr.String(), `"msg":"broker connect failed"`) >= 2
 		}, "the api never retried its connection")
 		a.stop(t, 5*time.Second)

@@ -75,13 +75,16 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 		fmt.Fprintln(e.stdout, line)
 	})
 	if *dryRun {
-		fmt.Fprintf(e.stdout, "dry run: %d event(s) match, %d would be applied, %d have no handler; nothing was applied\n",
-			rep.Matched, rep.Matched-rep.NoHandler, rep.NoHandler)
+		fmt.Fprintf(e.stdout, "dry run: %d event(s) match, %d would be applied, %d have no handler, %d would fail (payload pruned); nothing was applied\n",
+			rep.Matched, rep.Matched-rep.NoHandler-rep.Failed, rep.NoHandler, rep.Failed)
 	} else {
 		fmt.Fprintf(e.stdout, "reprocessed %d event(s): %d applied, %d without a handler, %d failed\n", rep.Matched, rep.Applied, rep.NoHandler, rep.Failed)
 	}
 	if err != nil {
 		return err
+	}
+	if rep.Failed > 0 && *dryRun {
+		return fmt.Errorf("reprocess: %d event(s) would fail", rep.Failed)
 	}
 	if rep.Failed > 0 {
 		return fmt.Errorf("reprocess: %d event(s) failed", rep.Failed)

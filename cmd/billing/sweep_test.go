@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -9,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models"
 )
 
 func TestSweepCommand(t *testing.T) {
@@ -121,6 +125,7 @@ func TestSweepEveryRunsPassesAndServesMetrics(t *testing.T) {
 	for _, want := range []string{
 		`billing_sweep_results_total{result="redriven"} 1`,
 		`billing_sweep_results_total{result="error"} 0`,
+		`billing_ledger_payloads_pruned_total 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -163,4 +168,40 @@ func metricValue(body, series string) float64 {
 		}
 	}
 	return -1
+}
+
+// LEDGER_PAYLOAD_RETENTION reaches the sweep: a processed event older
+// than it loses its payload, a younger one keeps it, and the pass says
+// how many it pruned.
+func TestSweepCommandPrunesOldPayloads(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t)
+	newParkedQueues(t, ns)
+	dsn := testenv.Database(t)
+	store, err := models.Open(context.Background(), dsn, models.PoolConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	now := time.Now()
+	for id, at := range map[string]time.Time{"evt_old": now.Add(-3 * time.Hour), "evt_new": now.Add(-time.Hour)} {
+		err := store.InTx(context.Background(), func(tx *gorm.DB) error {
+			_, err := models.ClaimEvent(tx, &models.StripeEvent{ID: id, Type: "invoice.paid", Payload: []byte(`{}`), ReceivedAt: at, ProcessedAt: &at})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := runCmd(t, dlqCmdEnv(ns, map[string]string{"MYSQL_DSN": dsn, "LEDGER_PAYLOAD_RETENTION": "2h"}), "sweep")
+	if err != nil || !strings.Contains(out, "payloads pruned 1, errors 0") {
+		t.Fatalf("sweep = %v, output:\n%s\nwant payloads pruned 1", err, out)
+	}
+	var kept []string
+	if err := store.DB().Model(&models.StripeEvent{}).Where("payload IS NOT NULL").Pluck("id", &kept).Error; err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(kept, ",") != "evt_new" {
+		t.Errorf("payloads kept by %v, want evt_new only", kept)
+	}
 }

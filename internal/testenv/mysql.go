@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -133,9 +134,11 @@ func dropDatabase(ctx context.Context, admin *sql.DB, name string) error {
 }
 
 // schema is what the migrations leave in a database: each table's CREATE
-// TABLE statement and the rows they wrote (goose's version table above all).
+// TABLE statement, each view's CREATE VIEW, and the rows they wrote
+// (goose's version table above all).
 type schema struct {
 	tables []string
+	views  []string
 	rows   []tableRows
 }
 
@@ -180,24 +183,24 @@ var migratedSchema = sync.OnceValues(func() (*schema, error) {
 })
 
 func readSchema(ctx context.Context, db *sql.DB) (*schema, error) {
-	rows, err := db.QueryContext(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY table_name")
+	names, err := tableNames(ctx, db, "BASE TABLE")
 	if err != nil {
 		return nil, err
 	}
-	var names []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		names = append(names, name)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	views, err := tableNames(ctx, db, "VIEW")
+	if err != nil {
 		return nil, err
 	}
 	s := &schema{}
+	for _, name := range views {
+		var view, create, charset, collation string
+		if err := db.QueryRowContext(ctx, "SHOW CREATE VIEW `"+name+"`").Scan(&view, &create, &charset, &collation); err != nil {
+			return nil, err
+		}
+		// The definer is the template's creator; the copy's is whoever
+		// creates it.
+		s.views = append(s.views, definerClause.ReplaceAllString(create, ""))
+	}
 	for _, name := range names {
 		var table, create string
 		if err := db.QueryRowContext(ctx, "SHOW CREATE TABLE `"+name+"`").Scan(&table, &create); err != nil {
@@ -213,6 +216,28 @@ func readSchema(ctx context.Context, db *sql.DB) (*schema, error) {
 		}
 	}
 	return s, nil
+}
+
+// definerClause is the DEFINER of a SHOW CREATE VIEW statement.
+var definerClause = regexp.MustCompile("DEFINER=`[^`]*`@`[^`]*` ")
+
+// tableNames lists the current database's tables of type typ (BASE TABLE,
+// VIEW) by name.
+func tableNames(ctx context.Context, db *sql.DB, typ string) ([]string, error) {
+	rows, err := db.QueryContext(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = ? ORDER BY table_name", typ)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		names = append(names, name)
+	}
+	return names, rows.Err()
 }
 
 func readRows(ctx context.Context, db *sql.DB, table string) (tableRows, error) {
@@ -263,6 +288,11 @@ func (s *schema) copyTo(ctx context.Context, cfg *mysql.Config) error {
 	}
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("testenv: create tables in %s: %w", cfg.DBName, err)
+	}
+	for _, create := range s.views { // after the tables they select from
+		if _, err := db.ExecContext(ctx, create); err != nil {
+			return fmt.Errorf("testenv: create views in %s: %w", cfg.DBName, err)
+		}
 	}
 	for _, r := range s.rows {
 		for _, v := range r.values {

@@ -2,25 +2,50 @@ package testenv
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
 // FreeAddr returns a loopback address no one listens on right now, for a
 // server whose port the test must know before it starts (127.0.0.1:0
-// would not tell).
+// would not tell). The port is below Linux's ephemeral range (32768 and
+// up): a port from that range, free when checked, may be taken by an
+// outgoing connection of a parallel test before the server binds it.
+// Within a process no port is handed out twice.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	freeMu.Lock()
+	defer freeMu.Unlock()
+	for range 1000 {
+		port := freeLow + rand.IntN(freeHigh-freeLow)
+		if freeGiven[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		freeGiven[port] = true
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("no free port in %d-%d on 127.0.0.1", freeLow, freeHigh)
+	return ""
 }
+
+// The ports FreeAddr picks from, and those it has handed out.
+const freeLow, freeHigh = 20000, 32768
+
+var (
+	freeMu    sync.Mutex
+	freeGiven = map[int]bool{}
+)
 
 // ProcStatusMiB reads a kB field of /proc/<pid>/status in MiB: VmHWM is a
 // process's peak resident set, VmRSS its current one.

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/stripe-billing/billing/history"
+)
+
+const historyUsage = `What happened to one Stripe object, and when: its current row (from
+whichever table holds the id) and every ledger event of it in Stripe's
+order (created, then received): event id, type, created, received, the
+status before and after, and the outcome: applied (it changed the row),
+stale (a newer event was applied first: only its status was recorded),
+ignored (no handler), dead (parked: see 'billing dlq list'), processed
+(recorded before outcomes were). Needs MYSQL_DSN only.
+
+  billing history [--json] <stripe id>
+
+Exits 1 when nothing is known of the id, 2 when it is not an object id.`
+
+func runHistory(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "history", historyUsage)
+	asJSON := fs.Bool("json", false, "print the report as one JSON object (schema: docs/runbook.md)")
+	// The id may come before or after the flags.
+	var ids []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		ids = append(ids, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(ids) != 1 {
+		return fmt.Errorf("%w: history takes one object id, got %d", errUsage, len(ids))
+	}
+	if err := history.CheckID(ids[0]); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	cfg, logger, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	store, err := openStore(ctx, cfg, logger, "history", 2)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	rep, err := history.Of(ctx, store, ids[0])
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(e.stdout).Encode(rep)
+	}
+	printHistory(e, rep)
+	return nil
+}
+
+// printHistory prints rep for a person. Every value goes through cell:
+// customers write names and emails, and the ledger keeps what Stripe sent.
+func printHistory(e env, rep history.Report) {
+	if rep.Table == "" {
+		fmt.Fprintf(e.stdout, "%s: no row in any table (the ledger alone knows it)\n", cell(rep.ID))
+	} else {
+		fmt.Fprintf(e.stdout, "%s: row in %s\n", cell(rep.ID), rep.Table)
+		w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		for _, c := range rep.Columns {
+			if c.Name == "id" {
+				continue // the table's own key, of no use to anyone asking
+			}
+			fmt.Fprintf(w, "  %s\t%s\n", c.Name, cell(oneLine(valueText(c.Value), 120)))
+		}
+		_ = w.Flush()
+	}
+	fmt.Fprintf(e.stdout, "\n%d event(s), in Stripe's order (created, then received):\n", len(rep.Events))
+	if len(rep.Events) == 0 {
+		return
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "CREATED\tRECEIVED\tEVENT\tTYPE\tSTATUS\tOUTCOME")
+	var dead []string
+	for _, ev := range rep.Events {
+		created := "-"
+		if ev.Created != nil {
+			created = timeCell(*ev.Created)
+		}
+		status := cell(ptrText(ev.StatusBefore)) + " -> " + cell(ptrText(ev.StatusAfter))
+		if ev.StatusBefore == nil && ev.StatusAfter == nil {
+			status = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", created, timeCell(ev.Received), cell(ev.ID), cell(ev.Type), status, ev.Outcome)
+		if ev.Error != nil {
+			dead = append(dead, fmt.Sprintf("%s: %s", cell(ev.ID), cell(oneLine(*ev.Error, 300))))
+		}
+	}
+	_ = w.Flush()
+	if len(dead) > 0 {
+		fmt.Fprintln(e.stdout, "\nparked (dead) events, with their last error; replay them as the runbook says:")
+		for _, d := range dead {
+			fmt.Fprintln(e.stdout, "  "+d)
+		}
+	}
+}
+
+// valueText renders a row value: "" for NULL, times in RFC 3339.
+func valueText(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case time.Time:
+		return timeCell(x)
+	case string:
+		return x
+	}
+	return fmt.Sprint(v)
+}
+
+func ptrText(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

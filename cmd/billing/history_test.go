@@ -1,0 +1,108 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/history"
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models"
+)
+
+// TestHistoryCommand: the history of an invoice whose lifecycle (Stripe's
+// fixtures, invoice.finalized late) the real Processor applied, as a
+// table for people and as JSON, the id before or after --json; the
+// customer's, whose name goes through cell.
+func TestHistoryCommand(t *testing.T) {
+	t.Parallel()
+	dsn := testenv.Database(t)
+	store, err := models.Open(t.Context(), dsn, models.PoolConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	lc, late := billingtest.LateLifecycle(billing.SupportedVersions()[0], 5)
+	p := billing.NewProcessor(store, nil)
+	for _, raw := range lc.Events {
+		if _, err := p.Process(t.Context(), raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A name with an escape sequence, as a customer may type one.
+	if err := store.DB().Model(&models.Customer{}).Where("stripe_id = ?", lc.IDs.Customer).Update("name", "Eve\x1b[2J").Error; err != nil {
+		t.Fatal(err)
+	}
+	env := workerEnv(map[string]string{"MYSQL_DSN": dsn, "LOG_LEVEL": "warn"})
+
+	out, err := runCmd(t, env, "history", lc.IDs.Invoice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^` + lc.IDs.Invoice + `: row in invoices$`),
+		regexp.MustCompile(`(?m)^  status +paid$`),
+		regexp.MustCompile(`(?m)^CREATED +RECEIVED +EVENT +TYPE +STATUS +OUTCOME$`),
+		regexp.MustCompile(`(?m)^\S+ +\S+ +evt_\w+ +invoice\.created +- -> draft +applied$`),
+		regexp.MustCompile(`(?m)^\S+ +\S+ +` + late.Finalized + ` +invoice\.finalized +draft -> open +stale$`),
+		regexp.MustCompile(`(?m)^\S+ +\S+ +evt_\w+ +invoice\.payment_failed +open -> open +applied$`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
+	}
+
+	out, err = runCmd(t, env, "history", lc.IDs.Invoice, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep history.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out)
+	}
+	if rep.ID != lc.IDs.Invoice || rep.Table != "invoices" || rep.Row["status"] != "paid" || len(rep.Events) != 5 ||
+		rep.Events[1].ID != late.Finalized || rep.Events[1].Outcome != history.Stale {
+		t.Errorf("--json report: %+v", rep)
+	}
+
+	out, err = runCmd(t, env, "history", "--json=false", lc.IDs.Customer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^  name +"Eve\\x1b\[2J"$`).MatchString(out) {
+		t.Errorf("the customer's name is not quoted:\n%q", out)
+	}
+	if strings.Contains(out, "\x1b") {
+		t.Errorf("output carries a raw escape character:\n%q", out)
+	}
+	if !regexp.MustCompile(`(?m)^\S+ +\S+ +` + late.Deleted + ` +customer\.deleted +- +applied$`).MatchString(out) {
+		t.Errorf("the late customer.deleted is not applied (it marks the row deleted):\n%s", out)
+	}
+}
+
+// TestHistoryErrors: a bad id or stray arguments are usage errors (exit
+// 2) before the database is opened; an id nothing knows exits 1 saying so.
+func TestHistoryErrors(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"history"},
+		{"history", "in_1", "in_2"},
+		{"history", "not an id"},
+		{"history", "evt_1NvYyf2eZvKYlo2C"},
+		{"history", "--jsn", "in_1"},
+	} {
+		_, err := runCmd(t, workerEnv(nil), args...)
+		if !errors.Is(err, errUsage) || exitCode(err) != 2 {
+			t.Errorf("billing %s: %v, want a usage error", strings.Join(args, " "), err)
+		}
+	}
+	env := workerEnv(map[string]string{"MYSQL_DSN": testenv.Database(t), "LOG_LEVEL": "warn"})
+	_, err := runCmd(t, env, "history", "in_nobodyknows")
+	if !errors.Is(err, history.ErrUnknown) || exitCode(err) != 1 || !strings.Contains(err.Error(), "in_nobodyknows") {
+		t.Errorf("unknown id: %v (exit %d), want ErrUnknown naming it, exit 1", err, exitCode(err))
+	}
+}

@@ -1,0 +1,138 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/schema"
+)
+
+// ObjectTables are the models of the tables that hold Stripe objects, one
+// row per stripe_id: where an object is looked up by its id alone
+// (FindObject, `billing history`). A new table of Stripe objects is one
+// more entry.
+func ObjectTables() []schema.Tabler {
+	return []schema.Tabler{
+		Customer{}, Subscription{}, SubscriptionItem{}, Invoice{}, InvoicePayment{},
+		Payment{}, Refund{}, Dispute{}, CheckoutSession{}, CreditNote{},
+	}
+}
+
+// Column is one column of a row and its value: nil for NULL, else a
+// string, bool, int64, uint64 or time.Time (UTC).
+type Column struct {
+	Name  string
+	Value any
+}
+
+// ObjectRow is the stored row of a Stripe object.
+type ObjectRow struct {
+	Table   string
+	Columns []Column // in the model's order
+}
+
+// Value returns the value of column name, nil when NULL or absent.
+func (r ObjectRow) Value(name string) any {
+	for _, c := range r.Columns {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	return nil
+}
+
+// FindObject returns the row of Stripe object stripeID from whichever
+// object table holds it (ObjectTables); ErrNotFound when none does. Each
+// table is read by its unique key on stripe_id.
+func (s *Store) FindObject(ctx context.Context, stripeID string) (ObjectRow, error) {
+	for _, m := range ObjectTables() {
+		sch, err := Schema(m)
+		if err != nil {
+			return ObjectRow{}, err
+		}
+		row := reflect.New(sch.ModelType)
+		err = s.db.WithContext(ctx).Where("stripe_id = ?", stripeID).Take(row.Interface()).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			continue
+		}
+		if err != nil {
+			return ObjectRow{}, translate("find "+sch.Table+" "+stripeID, err)
+		}
+		out := ObjectRow{Table: sch.Table}
+		for _, f := range sch.Fields {
+			if f.DBName == "" {
+				continue
+			}
+			v, _ := f.ValueOf(ctx, row.Elem())
+			out.Columns = append(out.Columns, Column{Name: f.DBName, Value: plain(v)})
+		}
+		return out, nil
+	}
+	return ObjectRow{}, fmt.Errorf("models: find object %s: %w", stripeID, ErrNotFound)
+}
+
+// plain is a model field's value without its pointer, times in UTC.
+func plain(v any) any {
+	rv := reflect.ValueOf(v)
+	for rv.Kind() == reflect.Pointer {
+		if rv.IsNil() {
+			return nil
+		}
+		rv = rv.Elem()
+	}
+	switch x := rv.Interface().(type) {
+	case time.Time:
+		return x.UTC()
+	case string, bool, int64, uint64:
+		return x
+	}
+	switch {
+	case rv.CanInt():
+		return rv.Int()
+	case rv.CanUint():
+		return rv.Uint()
+	}
+	return rv.Interface()
+}
+
+// ObjectEvents returns the ledger events of Stripe object objectID, in
+// Stripe's order (created, then received), without their payloads; none
+// when the ledger names no such object. The (object_type, object_id,
+// created) index serves it: one range per object type the ledger knows,
+// which a loose scan of that index lists.
+func (s *Store) ObjectEvents(ctx context.Context, objectID string) ([]StripeEvent, error) {
+	db := s.db.WithContext(ctx)
+	var types []string
+	if err := db.Model(&StripeEvent{}).Distinct("object_type").Where("object_type IS NOT NULL").Pluck("object_type", &types).Error; err != nil {
+		return nil, translate("ledger object types", err)
+	}
+	if len(types) == 0 {
+		return nil, nil
+	}
+	var out []StripeEvent
+	err := db.Omit("payload").Where("object_type IN ? AND object_id = ?", types, objectID).
+		Order("created IS NOT NULL, created, received_at, id").Find(&out).Error
+	if err != nil {
+		return nil, translate("events of "+objectID, err)
+	}
+	return out, nil
+}
+
+// StatusChanges returns the statuses recorded for object objectID of the
+// types objectTypes (Stripe's names), in the order they occurred.
+func (s *Store) StatusChanges(ctx context.Context, objectTypes []string, objectID string) ([]StatusChange, error) {
+	if len(objectTypes) == 0 {
+		return nil, nil
+	}
+	var out []StatusChange
+	err := s.db.WithContext(ctx).Where("object_type IN ? AND object_id = ?", objectTypes, objectID).
+		Order("occurred_at, id").Find(&out).Error
+	if err != nil {
+		return nil, translate("status history of "+objectID, err)
+	}
+	return out, nil
+}
