@@ -5,13 +5,10 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"io/fs"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pressly/goose/v3"
 
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/internal/testenv"
@@ -31,19 +28,7 @@ const ledgerObjectsVersion = 4
 func TestLedgerObjectsMigration(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := sql.Open("mysql", testenv.EmptyDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	fsys, err := fs.Sub(models.Migrations, "migrations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectMySQL, db, fsys, goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, p := emptyMigrator(t)
 	if _, err := p.UpTo(ctx, ledgerObjectsVersion-1); err != nil {
 		t.Fatal(err)
 	}

@@ -4,13 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io/fs"
 	"maps"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/pressly/goose/v3"
 
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
@@ -24,20 +21,8 @@ import (
 // is the old one and the rows are still there.
 func TestMigrateRecordsKeepsRows(t *testing.T) {
 	t.Parallel()
-	db, err := sql.Open("mysql", testenv.EmptyDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, p := emptyMigrator(t)
 	ctx := context.Background()
-	fsys, err := fs.Sub(models.Migrations, "migrations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectMySQL, db, fsys, goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := p.UpTo(ctx, 2); err != nil {
 		t.Fatal(err)
 	}

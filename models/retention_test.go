@@ -2,13 +2,10 @@ package models_test
 
 import (
 	"context"
-	"database/sql"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pressly/goose/v3"
 	"gorm.io/gorm"
 
 	"github.com/stripe-billing/billing/internal/testenv"
@@ -142,15 +139,7 @@ func TestPrunePayloads(t *testing.T) {
 func TestLedgerRetentionMigration(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := sql.Open("mysql", testenv.EmptyDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectMySQL, db, os.DirFS("migrations"), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, p := emptyMigrator(t)
 	primary := func() string {
 		t.Helper()
 		var cols []string
