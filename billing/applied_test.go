@@ -3,7 +3,10 @@ package billing_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
@@ -12,14 +15,15 @@ import (
 
 // TestLedgerNamesObjectAndApplied: each ledger row names its event's
 // object and says whether the event changed the object's row, one event
-// at a time and in a batch alike (billingtest.LateLifecycle, with a duplicate, a preview
-// without an id and an event without a handler, neither applied nor
-// stale: NULL). The event each row names as its last is applied.
+// at a time, in a batch done as sets, and in a batch that falls back to
+// one savepoint per event (a poison event spoils the sets) alike
+// (billingtest.LateLifecycle, with a duplicate, a preview without an id
+// and an event without a handler, neither applied nor stale: NULL). The
+// event each row names as its last is applied.
 func TestLedgerNamesObjectAndApplied(t *testing.T) {
 	t.Parallel()
-	for _, batch := range []bool{false, true} {
-		name := map[bool]string{false: "OneAtATime", true: "Batch"}[batch]
-		t.Run(name, func(t *testing.T) {
+	for _, mode := range []string{"OneAtATime", "Batch", "BatchFallback"} {
+		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			lc, late := billingtest.LateLifecycle(billing.SupportedVersions()[0], 7)
 			stream := lc.Events
@@ -27,23 +31,37 @@ func TestLedgerNamesObjectAndApplied(t *testing.T) {
 			stream = append(stream, stream[0],
 				billingtest.Event(previewID, "invoice.upcoming", start, map[string]any{"object": "invoice", "status": "draft"}),
 				billingtest.Event(unknownID, "issuing_card.created", start, map[string]any{"id": "ic_1", "object": "issuing.card"}))
-			s, p := setup(t)
-			if batch {
-				outcomes, err := p.ProcessBatch(context.Background(), stream)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i, o := range outcomes {
-					if o.Err != nil {
-						t.Fatalf("event %d: %v", i, o.Err)
-					}
-				}
-			} else {
+			s, p, fb := batchSetup(t)
+			poisonID := ""
+			switch mode {
+			case "OneAtATime":
 				for _, raw := range stream {
 					if _, err := p.Process(context.Background(), raw); err != nil {
 						t.Fatal(err)
 					}
 				}
+			case "BatchFallback":
+				// A currency too long for its column fails the sets'
+				// statement, and the batch runs again event by event.
+				poisonID = billingtest.NewEventID()
+				poison := billingtest.Event(poisonID, "customer.updated", start.Add(time.Hour),
+					map[string]any{"id": "cus_poison", "object": "customer", "currency": "usdx"})
+				stream = append(stream[:3:3], append([][]byte{poison}, stream[3:]...)...)
+				fallthrough
+			case "Batch":
+				outcomes, err := p.ProcessBatch(context.Background(), stream)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, o := range outcomes {
+					if (o.Err != nil) != (i == 3 && poisonID != "") {
+						t.Fatalf("event %d: %v", i, o.Err)
+					}
+				}
+				if want := map[bool]int64{false: 0, true: 1}[poisonID != ""]; fb.n.Load() != want {
+					t.Fatalf("%d batches applied event by event, want %d", fb.n.Load(), want)
+				}
+				stream = slices.DeleteFunc(stream, func(raw []byte) bool { return poisonID != "" && strings.Contains(string(raw), poisonID) })
 			}
 
 			var ledger []models.StripeEvent
@@ -53,6 +71,9 @@ func TestLedgerNamesObjectAndApplied(t *testing.T) {
 			rows := map[string]models.StripeEvent{}
 			for _, row := range ledger {
 				rows[row.ID] = row
+			}
+			if _, ok := rows[poisonID]; ok {
+				t.Errorf("the poison event %s has a ledger row", poisonID)
 			}
 			applied := func(id string) string {
 				switch a := rows[id].Applied; {
