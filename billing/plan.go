@@ -322,18 +322,15 @@ func insertStubs(tx *gorm.DB, want map[string]*wanted, ids []string, now time.Ti
 	for i, f := range k.stub {
 		cols[i] = f.DBName
 	}
-	row := "(?" + strings.Repeat(", ?", len(cols)-1) + ")"
 	args := make([]any, 0, len(ids)*len(cols))
 	for _, id := range ids {
 		args = append(args, stubValues(want[id], id, now)...)
 	}
-	q := "INSERT IGNORE INTO " + k.table + " (" + strings.Join(cols, ", ") + ") VALUES " +
-		strings.Repeat(row+", ", len(ids)-1) + row
-	res := tx.Exec(q, args...)
-	if res.Error != nil {
-		return 0, fmt.Errorf("billing: insert %d %s stubs: %w", len(ids), k.table, res.Error)
+	n, err := models.ExecRows(tx, "INSERT IGNORE INTO "+k.table+" ("+strings.Join(cols, ", ")+") VALUES ", len(cols), len(ids), "", args)
+	if err != nil {
+		return 0, fmt.Errorf("billing: insert %d %s stubs: %w", len(ids), k.table, err)
 	}
-	return res.RowsAffected, nil
+	return n, nil
 }
 
 // ensureRows makes sure the rows ts.ensure names exist, without locking
@@ -406,7 +403,6 @@ func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) err
 			return 0, nil
 		}
 		slices.Sort(ids)
-		row := "(?" + strings.Repeat(", ?", len(cols)-1) + ")"
 		args := make([]any, 0, len(ids)*len(cols))
 		for _, id := range ids {
 			v := ts.rows[id].v
@@ -415,13 +411,12 @@ func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) err
 				args = append(args, a)
 			}
 		}
-		q := "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ") VALUES " + strings.Repeat(row+", ", len(ids)-1) + row +
-			" ON DUPLICATE KEY UPDATE " + onDuplicate
-		res := tx.Exec(q, args...)
-		if res.Error != nil {
-			return 0, fmt.Errorf("billing: write %d %s rows: %w", len(ids), table, res.Error)
+		n, err := models.ExecRows(tx, "INSERT INTO "+table+" ("+strings.Join(names, ", ")+") VALUES ", len(cols), len(ids),
+			" ON DUPLICATE KEY UPDATE "+onDuplicate, args)
+		if err != nil {
+			return 0, fmt.Errorf("billing: write %d %s rows: %w", len(ids), table, err)
 		}
-		return res.RowsAffected, nil
+		return n, nil
 	}
 	if _, err := write(changed, strings.Join(update, ", ")); err != nil {
 		return err
