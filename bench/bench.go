@@ -22,6 +22,8 @@ type Stats struct {
 	N         int
 	Elapsed   time.Duration
 	Latencies []time.Duration
+	// CPU is what the processes spent over the run, when it is measured.
+	CPU CPUUse
 }
 
 // Rate is operations per second.

@@ -3,12 +3,15 @@ package bench
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -80,16 +83,21 @@ func (p *Procs) Add(name string, pids ...int) {
 	p.Pids[name] = append(p.Pids[name], pids...)
 }
 
-// CPUTimes reads the CPU time of each name, summed over its pids.
-func (p *Procs) CPUTimes() (map[string]time.Duration, error) {
-	t := map[string]time.Duration{}
-	for name, pids := range p.Pids {
+// cpuTimes reads the CPU time of each pid of p; a pid that is gone (a
+// short-lived process of the same name, such as rabbitmqctl's beam.smp,
+// or a server restarted meanwhile) is left out.
+func (p *Procs) cpuTimes() (map[int]time.Duration, error) {
+	t := map[int]time.Duration{}
+	for _, pids := range p.Pids {
 		for _, pid := range pids {
 			d, err := CPUTime(pid)
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}
-			t[name] += d
+			t[pid] = d
 		}
 	}
 	return t, nil
@@ -102,9 +110,10 @@ type CPUUse struct {
 	Elapsed time.Duration
 }
 
-// Measure reads p's CPU times, runs fn, and reads them again.
+// Measure reads p's CPU times, runs fn, and reads them again; a pid is
+// counted when it was there at both reads.
 func (p *Procs) Measure(fn func() error) (CPUUse, error) {
-	before, err := p.CPUTimes()
+	before, err := p.cpuTimes()
 	if err != nil {
 		return CPUUse{}, err
 	}
@@ -113,13 +122,19 @@ func (p *Procs) Measure(fn func() error) (CPUUse, error) {
 		return CPUUse{}, err
 	}
 	elapsed := time.Since(start)
-	after, err := p.CPUTimes()
+	after, err := p.cpuTimes()
 	if err != nil {
 		return CPUUse{}, err
 	}
 	u := CPUUse{Names: p.Names, Spent: map[string]time.Duration{}, Elapsed: elapsed}
-	for name, d := range after {
-		u.Spent[name] = d - before[name]
+	for name, pids := range p.Pids {
+		for _, pid := range pids {
+			b, ok1 := before[pid]
+			a, ok2 := after[pid]
+			if ok1 && ok2 {
+				u.Spent[name] += a - b
+			}
+		}
 	}
 	return u, nil
 }

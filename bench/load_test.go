@@ -491,14 +491,22 @@ func processingInto(tb testing.TB, dsn string, bodies [][]byte, batchSize int) (
 	if err != nil {
 		return bench.Stats{}, err
 	}
-	start := time.Now()
-	wg.Go(func() { _ = c.Run(ctx) })
-	select {
-	case <-count.done:
-	case <-time.After(5 * time.Minute):
-		return bench.Stats{}, fmt.Errorf("bench: %d of %d events acked after 5 minutes", count.acked.Load(), len(bodies))
+	var s bench.Stats
+	use, err := processingProcs().Measure(func() error {
+		start := time.Now()
+		wg.Go(func() { _ = c.Run(ctx) })
+		select {
+		case <-count.done:
+		case <-time.After(5 * time.Minute):
+			return fmt.Errorf("bench: %d of %d events acked after 5 minutes", count.acked.Load(), len(bodies))
+		}
+		s = bench.Stats{N: len(bodies), Elapsed: time.Since(start)}
+		return nil
+	})
+	if err != nil {
+		return s, err
 	}
-	s := bench.Stats{N: len(bodies), Elapsed: time.Since(start)}
+	s.CPU = use
 	if n := count.other.Load(); n > 0 {
 		return s, fmt.Errorf("bench: %d deliveries were not acked at once", n)
 	}
@@ -510,6 +518,16 @@ func processingInto(tb testing.TB, dsn string, bodies [][]byte, batchSize int) (
 		return s, fmt.Errorf("bench: %d ledger rows done, want %d", done, len(bodies))
 	}
 	return s, nil
+}
+
+// processingProcs are the processes that share the work of processing:
+// this one (the worker, or the raw transaction's client), RabbitMQ and
+// MariaDB.
+func processingProcs() *bench.Procs {
+	p := &bench.Procs{}
+	p.Add("this process", os.Getpid())
+	servers(p)
+	return p
 }
 
 func openStore(tb testing.TB, dsn string, cfg config.Config) *models.Store {

@@ -208,7 +208,14 @@ func processingTable(t *testing.T, cfg config.Config, rounds, events int) (limit
 		// Distinct objects per run, created in the past: the worker parks
 		// an event created more than the tolerance in the future.
 		bodies := lifecycleBodies(events, time.Now().Add(-time.Duration(round+1)*time.Hour))
-		raw = append(raw, must(rawTx(txDB, bodies, fmt.Sprint(round), cfg.WorkerConcurrency, events)))
+		var rawRun bench.Stats
+		use, err := processingProcs().Measure(func() error {
+			var err error
+			rawRun, err = rawTx(txDB, bodies, fmt.Sprint(round), cfg.WorkerConcurrency, events)
+			return err
+		})
+		rawRun.CPU = use
+		raw = append(raw, must(rawRun, err))
 		for _, size := range sizes {
 			bodies := lifecycleBodies(events, time.Now().Add(-time.Duration(round*10+size)*time.Minute))
 			proc[size] = append(proc[size], must(processing(t, bodies, size)))
@@ -216,12 +223,13 @@ func processingTable(t *testing.T, cfg config.Config, rounds, events int) (limit
 	}
 	rawTxs := bench.Median(raw)
 	limit = bench.Row{Part: "limit", What: fmt.Sprintf("raw MySQL transaction shaped like one event (ledger insert, object upsert, history insert), c=%d", cfg.WorkerConcurrency),
-		Figure: fmt.Sprintf("%s (p50 %s, p99 %s)", bench.PerSecond(rawTxs.Rate(), "tx"), bench.Millis(rawTxs.Percentile(.5)), bench.Millis(rawTxs.Percentile(.99)))}
+		Figure: fmt.Sprintf("%s (p50 %s, p99 %s; %s)", bench.PerSecond(rawTxs.Rate(), "tx"), bench.Millis(rawTxs.Percentile(.5)), bench.Millis(rawTxs.Percentile(.99)),
+			rawTxs.CPU.PerThousand(events))}
 	for _, size := range sizes {
 		p := bench.Median(proc[size])
 		ratio := p.Rate() / rawTxs.Rate()
 		row := bench.Row{Part: "processing", What: fmt.Sprintf("%d queued lifecycle events → worker → MySQL, c=%d, batch %d", events, cfg.WorkerConcurrency, size),
-			Figure: bench.PerSecond(p.Rate(), "event"), Limit: bench.PerSecond(rawTxs.Rate(), "tx") + " raw per-event transaction",
+			Figure: fmt.Sprintf("%s (%s)", bench.PerSecond(p.Rate(), "event"), p.CPU.PerThousand(events)), Limit: bench.PerSecond(rawTxs.Rate(), "tx") + " raw per-event transaction",
 			Ratio: fmt.Sprintf("%.2f×", ratio)}
 		if size == cfg.WorkerBatchSize {
 			row.Target, row.Verdict = "≥ 2.00×", bench.AtLeast(ratio, 2, "%.2f×")

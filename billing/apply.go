@@ -41,6 +41,7 @@ type kind struct {
 	refFields  []*schema.Field
 	growFields []*schema.Field
 	selectCols string          // every column of the model, for reading whole rows
+	selected   []*schema.Field // the fields of selectCols, in its order
 	stub       []*schema.Field // the columns of a row that only knows its id
 	writes     []*schema.Field // the columns an applied event or a link may change
 }
@@ -213,6 +214,9 @@ func mustKind(model schema.Tabler, k kind) kind {
 		k.growFields = append(k.growFields, field(name))
 	}
 	k.selectCols = strings.Join(s.DBNames, ", ")
+	for _, name := range s.DBNames {
+		k.selected = append(k.selected, s.FieldsByDBName[name])
+	}
 	k.writes = []*schema.Field{k.f.livemode, k.f.account, k.f.updatedAt, k.f.lastEventID, k.f.lastEventCreated}
 	for _, f := range []*schema.Field{k.f.status, k.f.deleted} {
 		if f != nil {

@@ -20,7 +20,33 @@ import (
 
 // payload is the fields a Stripe object carries, by top-level key: a key
 // it lacks is a field the event says nothing about, left alone in the row.
-type payload map[string]json.RawMessage
+// Only what each value is (null, "", other) is kept: decode reads the
+// values themselves into the kind's struct, and a copy of each would be
+// an allocation per field of every event.
+type payload map[string]held
+
+// held is what a payload's field holds.
+type held byte
+
+const (
+	heldValue held = iota
+	heldNull
+	heldEmpty // ""
+)
+
+// UnmarshalJSON keeps what b is (the decoder hands it trimmed, null
+// included).
+func (c *held) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case "null":
+		*c = heldNull
+	case `""`:
+		*c = heldEmpty
+	default:
+		*c = heldValue
+	}
+	return nil
+}
 
 // has reports whether p carries any of keys.
 func (p payload) has(keys ...string) bool {
@@ -35,7 +61,7 @@ func (p payload) has(keys ...string) bool {
 // null reports whether p lacks key or carries it as null.
 func (p payload) null(key string) bool {
 	v, ok := p[key]
-	return !ok || bytes.Equal(bytes.TrimSpace(v), []byte("null"))
+	return !ok || v == heldNull
 }
 
 // decode reads raw, the object at path (such as "invoice" or
@@ -62,7 +88,7 @@ func decode(ev Event, raw json.RawMessage, path, want string, dst any, c *common
 		return nil, schemaError(ev, path+".object", fmt.Sprintf("is %q, want %q", c.Object, want))
 	}
 	for _, key := range append([]string{"id"}, requires...) {
-		if p.null(key) || bytes.Equal(bytes.TrimSpace(p[key]), []byte(`""`)) {
+		if p.null(key) || p[key] == heldEmpty {
 			return nil, schemaError(ev, path+"."+key, "is missing")
 		}
 	}

@@ -123,6 +123,8 @@ func TestSchemaFailures(t *testing.T) {
 			ip["status"] = 3
 			o["payments"] = map[string]any{"object": "list", "data": []any{ip}, "has_more": false}
 		}), "invoice.payments.data[0].status is a JSON number, want a string"},
+		{"subscription status empty", "customer.subscription.updated",
+			fixture("subscription", func(o map[string]any) { o["status"] = "" }), "subscription.status is missing"},
 		{"refund status null", "refund.updated",
 			fixture("refund", func(o map[string]any) { o["status"] = nil }), "refund.status is missing"},
 		{"charge amount_refunded a string", "charge.refunded",

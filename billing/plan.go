@@ -287,19 +287,36 @@ func lockRows(ctx context.Context, tx *gorm.DB, ts *tableSet, now time.Time) err
 
 // readLocked reads the rows ids of ts's table FOR UPDATE into ts.rows,
 // through the unique key: on a small table the optimizer would rather
-// scan it, which locks, and waits for, every row.
+// scan it, which locks, and waits for, every row. The columns are scanned
+// straight into the model's fields: GORM's Scan looks each column's field
+// up again for every row.
 func readLocked(ctx context.Context, tx *gorm.DB, ts *tableSet, ids []string) error {
 	k := ts.kinds[0]
-	rows := reflect.New(reflect.SliceOf(k.model))
 	q := "SELECT " + k.selectCols + " FROM " + k.table + " FORCE INDEX (" + models.StripeIDIndex(k.table) + ") WHERE " +
-		k.col.stripeID + " IN ? ORDER BY " + k.col.stripeID + " FOR UPDATE"
-	if err := tx.Raw(q, ids).Scan(rows.Interface()).Error; err != nil {
+		k.col.stripeID + " IN (?" + strings.Repeat(", ?", len(ids)-1) + ") ORDER BY " + k.col.stripeID + " FOR UPDATE"
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, q, args...)
+	if err != nil {
 		return fmt.Errorf("billing: lock %d %s rows: %w", len(ids), k.table, err)
 	}
-	for i := range rows.Elem().Len() {
-		row := rows.Elem().Index(i).Addr()
+	defer rows.Close()
+	dest := make([]any, len(k.selected))
+	for rows.Next() {
+		row := reflect.New(k.model)
+		for i, f := range k.selected {
+			dest[i] = f.ReflectValueOf(ctx, row).Addr().Interface()
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("billing: lock %d %s rows: %w", len(ids), k.table, err)
+		}
 		id, _ := k.f.stripeID.ValueOf(ctx, row)
 		ts.rows[id.(string)] = &lockedRow{v: row}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("billing: lock %d %s rows: %w", len(ids), k.table, err)
 	}
 	return nil
 }
@@ -322,18 +339,15 @@ func insertStubs(tx *gorm.DB, want map[string]*wanted, ids []string, now time.Ti
 	for i, f := range k.stub {
 		cols[i] = f.DBName
 	}
-	row := "(?" + strings.Repeat(", ?", len(cols)-1) + ")"
 	args := make([]any, 0, len(ids)*len(cols))
 	for _, id := range ids {
 		args = append(args, stubValues(want[id], id, now)...)
 	}
-	q := "INSERT IGNORE INTO " + k.table + " (" + strings.Join(cols, ", ") + ") VALUES " +
-		strings.Repeat(row+", ", len(ids)-1) + row
-	res := tx.Exec(q, args...)
-	if res.Error != nil {
-		return 0, fmt.Errorf("billing: insert %d %s stubs: %w", len(ids), k.table, res.Error)
+	n, err := models.ExecRows(tx, "INSERT IGNORE INTO "+k.table+" ("+strings.Join(cols, ", ")+") VALUES ", len(cols), len(ids), "", args)
+	if err != nil {
+		return 0, fmt.Errorf("billing: insert %d %s stubs: %w", len(ids), k.table, err)
 	}
-	return res.RowsAffected, nil
+	return n, nil
 }
 
 // ensureRows makes sure the rows ts.ensure names exist, without locking
@@ -406,7 +420,6 @@ func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) err
 			return 0, nil
 		}
 		slices.Sort(ids)
-		row := "(?" + strings.Repeat(", ?", len(cols)-1) + ")"
 		args := make([]any, 0, len(ids)*len(cols))
 		for _, id := range ids {
 			v := ts.rows[id].v
@@ -415,13 +428,12 @@ func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) err
 				args = append(args, a)
 			}
 		}
-		q := "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ") VALUES " + strings.Repeat(row+", ", len(ids)-1) + row +
-			" ON DUPLICATE KEY UPDATE " + onDuplicate
-		res := tx.Exec(q, args...)
-		if res.Error != nil {
-			return 0, fmt.Errorf("billing: write %d %s rows: %w", len(ids), table, res.Error)
+		n, err := models.ExecRows(tx, "INSERT INTO "+table+" ("+strings.Join(names, ", ")+") VALUES ", len(cols), len(ids),
+			" ON DUPLICATE KEY UPDATE "+onDuplicate, args)
+		if err != nil {
+			return 0, fmt.Errorf("billing: write %d %s rows: %w", len(ids), table, err)
 		}
-		return res.RowsAffected, nil
+		return n, nil
 	}
 	if _, err := write(changed, strings.Join(update, ", ")); err != nil {
 		return err

@@ -233,12 +233,13 @@ func (p *Processor) inTx(ctx context.Context, fn func(tx *gorm.DB) error) error 
 // outcomes; parsed holds the outcomes of parsing. An error means nothing
 // was committed.
 //
-// The ledger rows are inserted first, in one statement: a batch that
-// inserted as many rows as it gave owns every one of its events (an event
-// another transaction holds makes the insert wait for it, then skip it).
-// A batch that finds some events already there runs again, reading the
-// ledger first: those done are duplicates, those parked dead are taken
-// over.
+// The ledger rows are inserted last, final (status, applied,
+// processed_at), in one statement: a batch that inserted as many rows as
+// it gave owns every one of its events (an event another transaction
+// holds makes the insert wait for it, then skip it), and one that did not
+// commits nothing. It runs again, reading the ledger first: those done
+// are duplicates, those parked dead are taken over (and stamped once
+// applied).
 func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Outcome) ([]Outcome, error) {
 	type entry struct {
 		ev     Event
@@ -291,24 +292,8 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 				}
 			}
 			claimed := map[string]bool{}
-			var rows []models.StripeEvent
-			for _, e := range entries {
-				if _, exists := existing[e.ev.ID]; !exists && e.err == nil {
-					rows = append(rows, ledgerRow(e.ev, e.result, now))
-				}
-			}
-			// In key order, so that two batches sharing events wait for
-			// each other instead of deadlocking.
-			slices.SortFunc(rows, func(a, b models.StripeEvent) int { return strings.Compare(a.ID, b.ID) })
-			n, err := models.InsertEvents(tx, rows)
-			if err != nil {
-				return err
-			}
-			if n != int64(len(rows)) {
-				return fmt.Errorf("billing: claim %d events: %w", len(rows), errRerun)
-			}
 			var writes []planned
-			var done []string
+			var done, takenOver []string
 			for _, e := range entries {
 				if e.err != nil {
 					continue
@@ -325,6 +310,7 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 					if claim == models.ClaimDuplicate {
 						continue
 					}
+					takenOver = append(takenOver, e.ev.ID)
 				}
 				claimed[e.ev.ID] = true
 				done = append(done, e.ev.ID)
@@ -340,9 +326,36 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 			if err := models.RecordStatuses(tx, history); err != nil {
 				return err
 			}
-			// processed_at is the commit's time, not the claim's, and the
-			// stale events are told from the applied ones.
-			if err := models.StampProcessed(tx, done, applied, p.now()); err != nil {
+			// The new ledger rows go last, final: processed_at is the
+			// commit's time, not the claim's, and a stale event is told
+			// from an applied one, with no UPDATE of the rows afterwards.
+			// They are still the claim: an event another transaction
+			// holds makes the insert wait for it, then skip it, and
+			// nothing of this run commits.
+			stamp := p.now()
+			var rows []models.StripeEvent
+			for _, e := range entries {
+				if _, exists := existing[e.ev.ID]; exists || e.err != nil {
+					continue
+				}
+				row := ledgerRow(e.ev, e.result, now)
+				row.ProcessedAt = &stamp
+				if row.Applied != nil && !slices.Contains(applied, e.ev.ID) {
+					*row.Applied = false
+				}
+				rows = append(rows, row)
+			}
+			// In key order, so that two batches sharing events wait for
+			// each other instead of deadlocking.
+			slices.SortFunc(rows, func(a, b models.StripeEvent) int { return strings.Compare(a.ID, b.ID) })
+			n, err := models.InsertEvents(tx, rows)
+			if err != nil {
+				return err
+			}
+			if n != int64(len(rows)) {
+				return fmt.Errorf("billing: claim %d events: %w", len(rows), errRerun)
+			}
+			if err := models.StampProcessed(tx, takenOver, applied, stamp); err != nil {
 				return err
 			}
 			for _, e := range entries {

@@ -7,6 +7,7 @@ package models
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,7 +85,13 @@ func open(dsn string, pool PoolConfig, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("models: dsn: %w", err)
+	}
+	sqlDB := sql.OpenDB(readCommitted{connector})
 	gdb, err := gorm.Open(gormmysql.New(gormmysql.Config{
+		Conn:                      sqlDB,
 		DSNConfig:                 cfg,
 		SkipInitializeWithVersion: true, // no query at open: the pool connects lazily
 	}), &gorm.Config{
@@ -99,11 +106,8 @@ func open(dsn string, pool PoolConfig, logger *slog.Logger) (*Store, error) {
 		NowFunc:                func() time.Time { return time.Now().UTC() },
 	})
 	if err != nil {
+		_ = sqlDB.Close()
 		return nil, translate("open", err)
-	}
-	sqlDB, err := gdb.DB()
-	if err != nil {
-		return nil, fmt.Errorf("models: open: %w", err)
 	}
 	if pool.MaxOpenConns > 0 {
 		sqlDB.SetMaxOpenConns(pool.MaxOpenConns)
@@ -115,6 +119,27 @@ func open(dsn string, pool PoolConfig, logger *slog.Logger) (*Store, error) {
 		sqlDB.SetConnMaxLifetime(pool.ConnMaxLifetime)
 	}
 	return &Store{db: gdb, sqlDB: sqlDB, logger: logger, now: func() time.Time { return time.Now().UTC() }}, nil
+}
+
+// readCommitted makes every connection of the pool READ COMMITTED once,
+// when it connects, so that a transaction needs no SET TRANSACTION
+// ISOLATION LEVEL of its own: the driver sends that as a statement of its
+// own, a round trip more per transaction. The SESSION statement is the
+// same on MariaDB and MySQL, whose variables differ in name (tx_isolation,
+// transaction_isolation), so it is not a DSN parameter.
+type readCommitted struct{ driver.Connector }
+
+// Connect opens a connection and sets its isolation level.
+func (c readCommitted) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.(driver.ExecerContext).ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", nil); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }
 
 // slowStatement is the duration from which a statement is logged.
@@ -174,16 +199,15 @@ func (s *Store) Ping(ctx context.Context) error {
 	return translate("ping", s.sqlDB.PingContext(ctx))
 }
 
-// InTx runs fn in one READ COMMITTED transaction, committed when fn returns
-// nil. The whole transaction is retried on deadlock (1213) and lock wait
+// InTx runs fn in one READ COMMITTED transaction (every connection is,
+// see readCommitted), committed when fn returns nil. The whole transaction is retried on deadlock (1213) and lock wait
 // timeout (1205), so fn must have no effects outside tx. Connection
 // failures come back wrapping ErrUnavailable; fn's own errors come back
 // unchanged otherwise.
 func (s *Store) InTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	opts := &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = s.db.WithContext(ctx).Transaction(fn, opts)
+		err = s.db.WithContext(ctx).Transaction(fn)
 		if err == nil {
 			return nil
 		}

@@ -221,6 +221,53 @@ func TestInTxSurvivesRealDeadlock(t *testing.T) {
 	}
 }
 
+// TestInTxReadsCommitted: a transaction of InTx sees what another
+// committed after its first read (under REPEATABLE READ, MySQL's
+// default, it would read its first snapshot again), on every connection
+// of the pool.
+func TestInTxReadsCommitted(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	if err := s.SetCheckpoint(ctx, "rc", "before"); err != nil {
+		t.Fatal(err)
+	}
+	const txs = 3 // held open together: each on a connection of its own
+	var ready, updated sync.WaitGroup
+	ready.Add(txs)
+	updated.Add(1)
+	errs := make(chan error, txs)
+	for range txs {
+		go func() {
+			errs <- s.InTx(ctx, func(tx *gorm.DB) error {
+				var first, second string
+				if err := tx.Raw("SELECT value FROM sweep_checkpoints WHERE name = 'rc'").Scan(&first).Error; err != nil {
+					return err
+				}
+				ready.Done()
+				updated.Wait()
+				if err := tx.Raw("SELECT value FROM sweep_checkpoints WHERE name = 'rc'").Scan(&second).Error; err != nil {
+					return err
+				}
+				if first != "before" || second != "after" {
+					return fmt.Errorf("read %q then %q, want before then after", first, second)
+				}
+				return nil
+			})
+		}()
+	}
+	ready.Wait()
+	if err := s.SetCheckpoint(ctx, "rc", "after"); err != nil {
+		t.Fatal(err)
+	}
+	updated.Done()
+	for range txs {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 func TestMigrateTwice(t *testing.T) {
 	t.Parallel()
 	db, err := sql.Open("mysql", testenv.EmptyDatabase(t))
