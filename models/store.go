@@ -200,8 +200,9 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // InTx runs fn in one READ COMMITTED transaction (every connection is,
-// see readCommitted), committed when fn returns nil. The whole transaction is retried on deadlock (1213) and lock wait
-// timeout (1205), so fn must have no effects outside tx. Connection
+// see readCommitted), committed when fn returns nil. The whole
+// transaction is retried on deadlock (1213) and lock wait timeout (1205),
+// so fn must have no effects outside tx. Connection
 // failures come back wrapping ErrUnavailable; fn's own errors come back
 // unchanged otherwise.
 func (s *Store) InTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
