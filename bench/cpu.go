@@ -111,7 +111,8 @@ type CPUUse struct {
 }
 
 // Measure reads p's CPU times, runs fn, and reads them again; a pid is
-// counted when it was there at both reads.
+// counted when it is there at the second read (a process fn starts, and
+// adds to p, from its start), and left out when it is gone by then.
 func (p *Procs) Measure(fn func() error) (CPUUse, error) {
 	before, err := p.cpuTimes()
 	if err != nil {
@@ -129,10 +130,10 @@ func (p *Procs) Measure(fn func() error) (CPUUse, error) {
 	u := CPUUse{Names: p.Names, Spent: map[string]time.Duration{}, Elapsed: elapsed}
 	for name, pids := range p.Pids {
 		for _, pid := range pids {
-			b, ok1 := before[pid]
-			a, ok2 := after[pid]
-			if ok1 && ok2 {
-				u.Spent[name] += a - b
+			// A pid added during fn started there, from no CPU time;
+			// one gone by the second read is left out.
+			if a, ok := after[pid]; ok {
+				u.Spent[name] += a - before[pid]
 			}
 		}
 	}
