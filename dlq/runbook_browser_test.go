@@ -198,7 +198,7 @@ func getMessages(ackMode string) chromedp.Action[chromedp.Void] {
 		chromedp.Click(chromedp.CSS(`input[value="Get Message(s)"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#msg-wrapper .box, `+popup)),
 		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-			said, err := chromedp.Evaluate[string](`$('` + popup + `').text()`)(ctx, t)
+			said, err := chromedp.Evaluate[string](`$('`+popup+`').text()`)(ctx, t)
 			if err != nil || said == "" {
 				return err
 			}
