@@ -438,33 +438,26 @@ func TestWebhookConfirmTimeout(t *testing.T) {
 		t.Fatalf("before muting: %d %q, want 200", got.status, got.body)
 	}
 	p.mute.Store(true)
-	start := time.Now()
-	got := f.post(t, body, sign(body, secret, time.Now()))
-	took := time.Since(start)
-	assertError(t, got, http.StatusServiceUnavailable, "event not stored, retry later")
-	if got.header.Get("Retry-After") != "3" {
-		t.Errorf("Retry-After = %q, want 3", got.header.Get("Retry-After"))
-	}
-	// The lower bound is the test: no 503 before the deadline. The upper
-	// one is generous, under the client's 10s timeout, and catches a hang.
-	t.Logf("answered in %s", took.Round(time.Millisecond))
-	if took < timeout || took > timeout+5*time.Second {
-		t.Errorf("answer took %s, want PUBLISH_TIMEOUT %s and no hang", took, timeout)
-	}
-	lines := f.logs.requests(t)
-	if err, _ := lines[len(lines)-1]["error"].(string); !strings.Contains(err, "no confirm before the deadline") {
-		t.Errorf("log error = %q, want the confirm timeout", err)
-	}
-	// The timed-out channel was dropped: the next publish opens a channel
-	// on the muted connection, which never answers, and must still get
-	// its answer by the deadline.
-	start = time.Now()
-	got = f.post(t, body, sign(body, secret, time.Now()))
-	took = time.Since(start)
-	assertError(t, got, http.StatusServiceUnavailable, "event not stored, retry later")
-	t.Logf("next answered in %s", took.Round(time.Millisecond))
-	if took < timeout || took > timeout+5*time.Second {
-		t.Errorf("next answer took %s, want PUBLISH_TIMEOUT %s and no hang", took, timeout)
+	// Each answer is a 503 for the confirm's deadline, never before it
+	// (a lower bound: load only makes it later); a hang fails the test
+	// client's own timeout. The first publish times out on its channel,
+	// which is dropped: the next opens a channel on the muted connection,
+	// which never answers, and must still get its answer by the deadline.
+	for _, which := range []string{"first", "next"} {
+		start := time.Now()
+		got := f.post(t, body, sign(body, secret, time.Now()))
+		took := time.Since(start)
+		assertError(t, got, http.StatusServiceUnavailable, "event not stored, retry later")
+		if got.header.Get("Retry-After") != "3" {
+			t.Errorf("%s: Retry-After = %q, want 3", which, got.header.Get("Retry-After"))
+		}
+		if took < timeout {
+			t.Errorf("%s answer after %s, before PUBLISH_TIMEOUT %s", which, took, timeout)
+		}
+		lines := f.logs.requests(t)
+		if err, _ := lines[len(lines)-1]["error"].(string); !strings.Contains(err, "no confirm before the deadline") {
+			t.Errorf("%s: log error = %q, want the confirm timeout", which, err)
+		}
 	}
 }
 
