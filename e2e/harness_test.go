@@ -209,6 +209,17 @@ func (p *proc) stop(t *testing.T, within time.Duration) (time.Duration, int) {
 
 func (p *proc) url(path string) string { return "http://" + p.addr + path }
 
+// startReady starts an api and a worker (with workerEnv besides the
+// stack's) and waits until both are ready; it returns the api.
+func (s *stack) startReady(workerEnv map[string]string) *proc {
+	s.t.Helper()
+	api, worker := s.start("api", nil), s.start("worker", workerEnv)
+	for _, p := range []*proc{api, worker} {
+		testenv.Eventually(s.t, 10*time.Second, func() bool { c, _ := get(p.url("/readyz")); return c == 200 }, "%s ready", p.name)
+	}
+	return api
+}
+
 func get(url string) (int, string) {
 	resp, err := (&http.Client{Timeout: 3 * time.Second}).Get(url)
 	if err != nil {

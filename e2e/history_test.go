@@ -14,7 +14,6 @@ import (
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/history"
-	"github.com/stripe-billing/billing/internal/testenv"
 )
 
 // TestHistoryEndToEnd posts a lifecycle of every supported API version to
@@ -27,9 +26,7 @@ import (
 func TestHistoryEndToEnd(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	api := s.start("api", nil)
-	s.start("worker", nil)
-	testenv.Eventually(t, 10*time.Second, func() bool { c, _ := get(api.url("/readyz")); return c == 200 }, "api ready")
+	api := s.startReady(nil)
 
 	type sent struct {
 		lc   billingtest.VersionedLifecycle

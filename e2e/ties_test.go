@@ -22,17 +22,6 @@ func refunded(id string, at time.Time, amount int64) (evID string, body []byte) 
 	return evID, billingtest.Event(evID, "charge.refunded", at, o)
 }
 
-// startReady starts an api and a worker (with workerEnv besides the
-// stack's) and waits until both are ready; it returns the api.
-func (s *stack) startReady(workerEnv map[string]string) *proc {
-	s.t.Helper()
-	api, worker := s.start("api", nil), s.start("worker", workerEnv)
-	for _, p := range []*proc{api, worker} {
-		testenv.Eventually(s.t, 10*time.Second, func() bool { c, _ := get(p.url("/readyz")); return c == 200 }, "%s ready", p.name)
-	}
-	return api
-}
-
 // postApplied posts a signed event to the running api and waits until the
 // running worker has recorded it in the ledger.
 func (s *stack) postApplied(t *testing.T, api *proc, evID string, body []byte) {

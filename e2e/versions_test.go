@@ -31,9 +31,7 @@ import (
 func TestVersionedRecords(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	api := s.start("api", nil)
-	s.start("worker", nil)
-	testenv.Eventually(t, 10*time.Second, func() bool { c, _ := get(api.url("/readyz")); return c == 200 }, "api ready")
+	api := s.startReady(nil)
 
 	// Distinct seeds: object ids depend on the seed only. Seeds 3, 6 and 9
 	// are Connect events, odd seeds live mode.
