@@ -45,7 +45,6 @@ var (
 	errNoAPIKey        = errors.New("no valid signature, and no Stripe API key to fetch the event from Stripe")
 	errUnknownEvent    = errors.New("no valid signature, and Stripe does not know the event")
 	errCopyDisagrees   = errors.New("Stripe's copy of the event has another id")
-	errNotEvent        = errors.New("body is not a JSON event")
 )
 
 // Form checks an event's id and type.
