@@ -370,10 +370,14 @@ func rawTx(db *sql.DB, bodies [][]byte, run0 string, conc, n int) (bench.Stats, 
 }
 
 // lifecycleBodies returns n events of interleaved customer lifecycles in
-// Stripe's order, starting at start (ids derive from it).
-func lifecycleBodies(n int, start time.Time) [][]byte {
+// Stripe's order, the last created by end (ids derive from it): customer
+// i starts i seconds after the first and its lifecycle spans 51 seconds,
+// and an event created further in the future than the verifier's
+// tolerance would not be applied (12,000 events from now reached 11
+// minutes ahead).
+func lifecycleBodies(n int, end time.Time) [][]byte {
 	customers := (n + 18) / 19
-	return billingtest.Lifecycle(customers, start)[:n]
+	return billingtest.Lifecycle(customers, end.Add(-time.Duration(customers+51)*time.Second))[:n]
 }
 
 // prefill publishes bodies to the events exchange as the api does

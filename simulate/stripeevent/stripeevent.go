@@ -187,7 +187,7 @@ const LifecycleRefund int64 = 500
 // declined payment, a successful one, the invoice paid (payment_succeeded
 // and paid share one second, as in reality), the subscription active, a
 // refund, a lost dispute, the subscription canceled, and a customer update.
-// Event ids sort in stream order.
+// Event ids are random (NewEventID), as Stripe's say nothing of order.
 func Lifecycle(customerN int, start time.Time) [][]byte {
 	type step struct {
 		at  int // seconds after the customer's start
