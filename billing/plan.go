@@ -377,9 +377,18 @@ var errRerun = errors.New("billing: a row was created by another transaction mea
 
 // writeRows writes the rows of table that the batch changed or created:
 // the changed ones in one multi-row INSERT ... ON DUPLICATE KEY UPDATE
-// (each exists and is locked, so each is an update of the columns its
-// kinds write), the fresh ones in one INSERT that skips a row another
-// transaction inserted since lockRows looked, which is then errRerun.
+// keyed by their primary key, read by lockRows (each exists and is
+// locked, so each is an update of the columns its kinds write), the fresh
+// ones in one INSERT that skips a row another transaction inserted since
+// lockRows looked, which is then errRerun.
+//
+// The primary key makes the upsert of a changed row an update: InnoDB
+// meets the duplicate in the clustered index, on a record the transaction
+// already holds, before it writes anything. Keyed by stripe_id alone it
+// first inserted each row into the clustered index under a new
+// auto-increment id, met the duplicate in the unique index, where it took
+// a next-key lock (a gap that a neighbouring batch's new row waits for),
+// and rolled the insert back before updating.
 func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) error {
 	var changed, fresh []string
 	for id, r := range ts.rows {
@@ -395,7 +404,7 @@ func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) err
 	}
 	k := ts.kinds[0]
 	// The insert's own columns (never updated), then what the kinds write.
-	cols := []*schema.Field{k.f.stripeID, k.f.createdAt}
+	cols := []*schema.Field{k.f.id, k.f.stripeID, k.f.createdAt}
 	if k.f.object != nil {
 		cols = append(cols, k.f.object)
 	}
@@ -407,19 +416,19 @@ func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) err
 			}
 		}
 	}
-	names := make([]string, len(cols))
 	update := make([]string, 0, len(cols)-insertOnly)
-	for i, f := range cols {
-		names[i] = f.DBName
-		if i >= insertOnly {
-			update = append(update, f.DBName+" = VALUES("+f.DBName+")")
-		}
+	for _, f := range cols[insertOnly:] {
+		update = append(update, f.DBName+" = VALUES("+f.DBName+")")
 	}
-	write := func(ids []string, onDuplicate string) (int64, error) {
+	write := func(ids []string, cols []*schema.Field, onDuplicate string) (int64, error) {
 		if len(ids) == 0 {
 			return 0, nil
 		}
 		slices.Sort(ids)
+		names := make([]string, len(cols))
+		for i, f := range cols {
+			names[i] = f.DBName
+		}
 		args := make([]any, 0, len(ids)*len(cols))
 		for _, id := range ids {
 			v := ts.rows[id].v
@@ -435,12 +444,13 @@ func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) err
 		}
 		return n, nil
 	}
-	if _, err := write(changed, strings.Join(update, ", ")); err != nil {
+	if _, err := write(changed, cols, strings.Join(update, ", ")); err != nil {
 		return err
 	}
-	// An unchanged row counts no affected row: a row that was there is
-	// left alone and found by the count.
-	n, err := write(fresh, k.col.stripeID+" = "+k.col.stripeID)
+	// A fresh row has no id yet: auto-increment gives it one. An
+	// unchanged row counts no affected row: a row that was there is left
+	// alone and found by the count.
+	n, err := write(fresh, cols[1:], k.col.stripeID+" = "+k.col.stripeID)
 	if err != nil {
 		return err
 	}
