@@ -78,8 +78,9 @@ type planned struct {
 // transaction inserted), as a pointer to its kind's model.
 type lockedRow struct {
 	v     reflect.Value
-	dirty bool // to be written
-	fresh bool // not in the table yet: inserted, changed or not
+	read  reflect.Value // a copy of the row as read, to write only what changed; none for a fresh row
+	dirty bool          // to be written
+	fresh bool          // not in the table yet: inserted, changed or not
 }
 
 // wanted is why a row is wanted: the kind and envelope of the first event
@@ -313,7 +314,9 @@ func readLocked(ctx context.Context, tx *gorm.DB, ts *tableSet, ids []string) er
 			return fmt.Errorf("billing: lock %d %s rows: %w", len(ids), k.table, err)
 		}
 		id, _ := k.f.stripeID.ValueOf(ctx, row)
-		ts.rows[id.(string)] = &lockedRow{v: row}
+		read := reflect.New(k.model)
+		read.Elem().Set(row.Elem()) // the fold sets fields, never what they point to
+		ts.rows[id.(string)] = &lockedRow{v: row, read: read}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("billing: lock %d %s rows: %w", len(ids), k.table, err)
@@ -382,6 +385,10 @@ var errRerun = errors.New("billing: a row was created by another transaction mea
 // ones in one INSERT that skips a row another transaction inserted since
 // lockRows looked, which is then errRerun.
 //
+// A changed row's upsert writes the columns that differ from the row as
+// read in one row of the batch at least (and updated_at, which the
+// insert needs); the others, most of a wide row, are left alone.
+//
 // The primary key makes the upsert of a changed row an update: InnoDB
 // meets the duplicate in the clustered index, on a record the transaction
 // already holds, before it writes anything. Keyed by stripe_id alone it
@@ -416,10 +423,6 @@ func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) err
 			}
 		}
 	}
-	update := make([]string, 0, len(cols)-insertOnly)
-	for _, f := range cols[insertOnly:] {
-		update = append(update, f.DBName+" = VALUES("+f.DBName+")")
-	}
 	write := func(ids []string, cols []*schema.Field, onDuplicate string) (int64, error) {
 		if len(ids) == 0 {
 			return 0, nil
@@ -444,8 +447,21 @@ func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) err
 		}
 		return n, nil
 	}
-	if _, err := write(changed, cols, strings.Join(update, ", ")); err != nil {
-		return err
+	if len(changed) > 0 {
+		written := slices.Clone(cols[:insertOnly])
+		var update []string
+		for _, f := range cols[insertOnly:] {
+			if f.DBName == k.col.updatedAt || slices.ContainsFunc(changed, func(id string) bool {
+				r := ts.rows[id]
+				return !reflect.DeepEqual(f.ReflectValueOf(ctx, r.v).Interface(), f.ReflectValueOf(ctx, r.read).Interface())
+			}) {
+				written = append(written, f)
+				update = append(update, f.DBName+" = VALUES("+f.DBName+")")
+			}
+		}
+		if _, err := write(changed, written, strings.Join(update, ", ")); err != nil {
+			return err
+		}
 	}
 	// A fresh row has no id yet: auto-increment gives it one. An
 	// unchanged row counts no affected row: a row that was there is left
