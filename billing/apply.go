@@ -62,8 +62,8 @@ type columns struct {
 // fields are the model fields behind columns; nil for one the table does
 // not have.
 type fields struct {
-	stripeID, livemode, account, lastEventID, lastEventCreated, createdAt, updatedAt *schema.Field
-	status, customer, deleted, object                                                *schema.Field
+	id, stripeID, livemode, account, lastEventID, lastEventCreated, createdAt, updatedAt *schema.Field
+	status, customer, deleted, object                                                    *schema.Field
 }
 
 var (
@@ -153,7 +153,11 @@ func mustKind(model schema.Tabler, k kind) kind {
 		return nil
 	}
 	k.model, k.table = s.ModelType, s.Table
+	if s.PrioritizedPrimaryField == nil || !s.PrioritizedPrimaryField.AutoIncrement {
+		panic(fmt.Sprintf("billing: %s kind: model %s has no auto-increment primary key", k.objectType, s.Name))
+	}
 	k.f = fields{
+		id:               s.PrioritizedPrimaryField,
 		stripeID:         field("StripeID"),
 		livemode:         field("Livemode"),
 		account:          field("Account"),

@@ -272,3 +272,92 @@ func TestProcessBatchConcurrentWorkers(t *testing.T) {
 		}
 	}
 }
+
+// TestProcessBatchUpdatesInPlace: a batch writes an object's row that
+// exists as an update of that row, keyed by its primary key, not as an
+// insert that meets the unique stripe_id and falls back to an update
+// (which spends an auto-increment id on every write and takes a next-key
+// lock in the unique index): after whole lifecycles in batches, each
+// object table has spent one id per row.
+func TestProcessBatchUpdatesInPlace(t *testing.T) {
+	t.Parallel()
+	s, p, fb := batchSetup(t)
+	processBatches(t, p, billingtest.Lifecycle(8, start), 16)
+	if n := fb.n.Load(); n != 0 {
+		t.Fatalf("%d batches applied event by event, want the sets", n)
+	}
+	for _, table := range []string{"customers", "subscriptions", "invoices", "payments", "refunds", "disputes", "checkout_sessions"} {
+		var rows, maxID, next int64
+		if err := s.DB().Raw("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM "+table).Row().Scan(&rows, &maxID); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DB().Raw("SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", table).Row().Scan(&next); err != nil {
+			t.Fatal(err)
+		}
+		if rows == 0 || maxID != rows || next != rows+1 {
+			t.Errorf("%s: %d rows, ids up to %d, next id %d: want one id spent per row", table, rows, maxID, next)
+		}
+	}
+}
+
+// TestProcessBatchItemsLockTheirSubscriptions: the DELETE of the items a
+// complete list no longer names locks only the items of its own
+// subscriptions. Scanning the table, it waited for the items another
+// transaction holds under another subscription's lock, and batches
+// writing the items of different subscriptions deadlocked. Here another
+// transaction holds the items of one subscription of 20 while a batch
+// replaces the items of 16 others (enough for the optimizer to prefer a
+// scan): with a one-second lock wait, a wait would fail the batch.
+func TestProcessBatchItemsLockTheirSubscriptions(t *testing.T) {
+	t.Parallel()
+	s, err := models.Open(context.Background(), testenv.Database(t)+"&innodb_lock_wait_timeout=1", models.PoolConfig{MaxOpenConns: 4}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	fb := &fallbacks{}
+	p := billing.NewProcessor(s, slog.New(fb))
+	var created, updated [][]byte
+	for _, raw := range billingtest.Lifecycle(20, start) {
+		ev, err := billing.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch ev.Type {
+		case "customer.created", "customer.subscription.created":
+			created = append(created, raw)
+		case "customer.subscription.updated":
+			if ev.ObjectID != billingtest.LifecycleIDs(start, 19).Subscription {
+				updated = append(updated, raw)
+			}
+		}
+	}
+	processBatches(t, p, created, 16)
+
+	db, err := s.DB().DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder, err := db.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+	var held int
+	if err := holder.QueryRow("SELECT COUNT(*) FROM (SELECT id FROM subscription_items WHERE subscription_id = ? FOR UPDATE) held",
+		billingtest.LifecycleIDs(start, 19).Subscription).Scan(&held); err != nil || held == 0 {
+		t.Fatalf("lock the other subscription's items: %d items, %v", held, err)
+	}
+	outcomes, err := p.ProcessBatch(context.Background(), updated[:16])
+	if err != nil {
+		t.Fatalf("ProcessBatch: %v", err)
+	}
+	for i, o := range outcomes {
+		if o.Err != nil || o.Result != billing.Processed {
+			t.Errorf("event %d: %+v, want processed", i, o)
+		}
+	}
+	if n := fb.n.Load(); n != 0 {
+		t.Errorf("%d batches applied event by event (%v), want the sets", n, fb.reasons)
+	}
+}

@@ -295,7 +295,11 @@ func writeItems(tx *gorm.DB, writes []itemWrite, now time.Time) error {
 	for _, sub := range pruned {
 		stay = append(stay, kept[sub]...) // an item belongs to one subscription
 	}
-	q, args := "DELETE FROM "+c.table+" WHERE "+c.subscription+" IN ?", []any{pruned}
+	// Through the subscription's index: a DELETE that scanned the table
+	// would lock, and wait for, the items other batches are writing under
+	// their own subscriptions' locks, and deadlock with them.
+	q, args := "DELETE "+c.table+" FROM "+c.table+" FORCE INDEX ("+models.SubscriptionItemsBySubscription+") WHERE "+
+		c.subscription+" IN ?", []any{pruned}
 	if len(stay) > 0 {
 		q, args = q+" AND "+c.stripeID+" NOT IN ?", append(args, stay)
 	}

@@ -78,8 +78,9 @@ type planned struct {
 // transaction inserted), as a pointer to its kind's model.
 type lockedRow struct {
 	v     reflect.Value
-	dirty bool // to be written
-	fresh bool // not in the table yet: inserted, changed or not
+	read  reflect.Value // a copy of the row as read, to write only what changed; none for a fresh row
+	dirty bool          // to be written
+	fresh bool          // not in the table yet: inserted, changed or not
 }
 
 // wanted is why a row is wanted: the kind and envelope of the first event
@@ -313,7 +314,9 @@ func readLocked(ctx context.Context, tx *gorm.DB, ts *tableSet, ids []string) er
 			return fmt.Errorf("billing: lock %d %s rows: %w", len(ids), k.table, err)
 		}
 		id, _ := k.f.stripeID.ValueOf(ctx, row)
-		ts.rows[id.(string)] = &lockedRow{v: row}
+		read := reflect.New(k.model)
+		read.Elem().Set(row.Elem()) // the fold sets fields, never what they point to
+		ts.rows[id.(string)] = &lockedRow{v: row, read: read}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("billing: lock %d %s rows: %w", len(ids), k.table, err)
@@ -377,9 +380,22 @@ var errRerun = errors.New("billing: a row was created by another transaction mea
 
 // writeRows writes the rows of table that the batch changed or created:
 // the changed ones in one multi-row INSERT ... ON DUPLICATE KEY UPDATE
-// (each exists and is locked, so each is an update of the columns its
-// kinds write), the fresh ones in one INSERT that skips a row another
-// transaction inserted since lockRows looked, which is then errRerun.
+// keyed by their primary key, read by lockRows (each exists and is
+// locked, so each is an update of the columns its kinds write), the fresh
+// ones in one INSERT that skips a row another transaction inserted since
+// lockRows looked, which is then errRerun.
+//
+// A changed row's upsert writes the columns that differ from the row as
+// read in one row of the batch at least (and updated_at, which the
+// insert needs); the others, most of a wide row, are left alone.
+//
+// The primary key makes the upsert of a changed row an update: InnoDB
+// meets the duplicate in the clustered index, on a record the transaction
+// already holds, before it writes anything. Keyed by stripe_id alone it
+// first inserted each row into the clustered index under a new
+// auto-increment id, met the duplicate in the unique index, where it took
+// a next-key lock (a gap that a neighbouring batch's new row waits for),
+// and rolled the insert back before updating.
 func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) error {
 	var changed, fresh []string
 	for id, r := range ts.rows {
@@ -395,7 +411,7 @@ func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) err
 	}
 	k := ts.kinds[0]
 	// The insert's own columns (never updated), then what the kinds write.
-	cols := []*schema.Field{k.f.stripeID, k.f.createdAt}
+	cols := []*schema.Field{k.f.id, k.f.stripeID, k.f.createdAt}
 	if k.f.object != nil {
 		cols = append(cols, k.f.object)
 	}
@@ -407,19 +423,15 @@ func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) err
 			}
 		}
 	}
-	names := make([]string, len(cols))
-	update := make([]string, 0, len(cols)-insertOnly)
-	for i, f := range cols {
-		names[i] = f.DBName
-		if i >= insertOnly {
-			update = append(update, f.DBName+" = VALUES("+f.DBName+")")
-		}
-	}
-	write := func(ids []string, onDuplicate string) (int64, error) {
+	write := func(ids []string, cols []*schema.Field, onDuplicate string) (int64, error) {
 		if len(ids) == 0 {
 			return 0, nil
 		}
 		slices.Sort(ids)
+		names := make([]string, len(cols))
+		for i, f := range cols {
+			names[i] = f.DBName
+		}
 		args := make([]any, 0, len(ids)*len(cols))
 		for _, id := range ids {
 			v := ts.rows[id].v
@@ -435,12 +447,26 @@ func writeRows(ctx context.Context, tx *gorm.DB, table string, ts *tableSet) err
 		}
 		return n, nil
 	}
-	if _, err := write(changed, strings.Join(update, ", ")); err != nil {
-		return err
+	if len(changed) > 0 {
+		written := slices.Clone(cols[:insertOnly])
+		var update []string
+		for _, f := range cols[insertOnly:] {
+			if f.DBName == k.col.updatedAt || slices.ContainsFunc(changed, func(id string) bool {
+				r := ts.rows[id]
+				return !reflect.DeepEqual(f.ReflectValueOf(ctx, r.v).Interface(), f.ReflectValueOf(ctx, r.read).Interface())
+			}) {
+				written = append(written, f)
+				update = append(update, f.DBName+" = VALUES("+f.DBName+")")
+			}
+		}
+		if _, err := write(changed, written, strings.Join(update, ", ")); err != nil {
+			return err
+		}
 	}
-	// An unchanged row counts no affected row: a row that was there is
-	// left alone and found by the count.
-	n, err := write(fresh, k.col.stripeID+" = "+k.col.stripeID)
+	// A fresh row has no id yet: auto-increment gives it one. An
+	// unchanged row counts no affected row: a row that was there is left
+	// alone and found by the count.
+	n, err := write(fresh, cols[1:], k.col.stripeID+" = "+k.col.stripeID)
 	if err != nil {
 		return err
 	}

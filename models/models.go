@@ -31,6 +31,11 @@ func Schema(model schema.Tabler) (*schema.Schema, error) {
 // Stripe objects: statements that must use it name it.
 func StripeIDIndex(table string) string { return "uq_" + table + "_stripe_id" }
 
+// SubscriptionItemsBySubscription is the index of subscription_items on
+// subscription_id: a statement that must lock only the items of its
+// subscriptions names it.
+const SubscriptionItemsBySubscription = "idx_subscription_items_subscription"
+
 // Ledger statuses of a Stripe event.
 const (
 	EventProcessed = "processed"
