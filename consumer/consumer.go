@@ -1,10 +1,13 @@
 // Package consumer owns the worker's delivery loop: it consumes the work
-// queue with manual acks on its own connection, hands each event or batch
-// to its handler through one middleware Pipeline (recover, log, timeout,
+// queue with manual acks on its own connection, one channel per worker
+// (each with its own prefetch and consumer tag, so that a worker settles
+// its channel's deliveries in tag order), hands each event or batch to
+// its handler through one middleware Pipeline (recover, log, timeout,
 // verify: only events Stripe signed or Stripe's own copies reach it),
-// acks what succeeded, gives what failed to its Failures (dlq.Router: a
-// delay tier or the DLQ, confirmed before the ack) and pauses all work
-// while a dependency is down (failure.Outage).
+// acks what succeeded (a batch's applied events with one multiple ack),
+// gives what failed to its Failures (dlq.Router: a delay tier or the DLQ,
+// confirmed before the failed event's own ack) and pauses all work while
+// a dependency is down (failure.Outage).
 package consumer
 
 import (
@@ -88,8 +91,9 @@ type Observer interface {
 type Config struct {
 	// Queue is the work queue.
 	Queue string
-	// Concurrency is the number of events (or batches) handled at once;
-	// the channel's prefetch is Prefetch(Concurrency, BatchSize).
+	// Concurrency is the number of events (or batches) handled at once,
+	// one worker per channel, each channel's prefetch twice BatchSize
+	// (Prefetch(Concurrency, BatchSize) in all).
 	Concurrency int
 	// BatchSize is the most deliveries one worker hands to Batch at once.
 	// 0 or 1: each delivery goes alone to the Handler.
@@ -244,11 +248,12 @@ func New(cfg Config, logger *slog.Logger, conn Connector, h Handler, f Failures)
 // Paused reports whether the consumer is waiting out a dependency outage.
 func (c *Consumer) Paused() bool { return c.gate.paused() }
 
-// Run consumes until ctx is canceled: then it stops taking deliveries,
-// lets the in-flight ones finish and ack within ShutdownTimeout, and
-// returns nil. A lost channel or connection is re-established with
-// backoff; deliveries in flight on it are dropped (never acked on a dead
-// channel) and the broker redelivers them.
+// Run consumes until ctx is canceled: then it cancels every consumer,
+// lets the in-flight deliveries finish and ack within ShutdownTimeout, and
+// returns nil. A lost channel (any of the workers') or connection ends
+// the session and is re-established with backoff; deliveries in flight
+// are dropped (never acked on a dead channel) and the broker redelivers
+// them.
 func (c *Consumer) Run(ctx context.Context) error {
 	for n := 0; ; {
 		conn, err := c.conn.Await(ctx)
