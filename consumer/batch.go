@@ -3,7 +3,6 @@ package consumer
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -11,14 +10,14 @@ import (
 	"github.com/stripe-billing/billing/failure"
 )
 
-// batchWorker collects batches and handles them until the stream ends or
-// stop. A batch being collected when stop comes is left unacked: the
-// broker redelivers it when the channel closes.
-func (c *Consumer) batchWorker(stop, work context.Context, deliveries <-chan amqp.Delivery) {
+// batchWorker collects batches from its lane and handles them until the
+// stream ends or stop. A batch being collected when stop comes is left
+// unacked: the broker redelivers it when the channel closes.
+func (c *Consumer) batchWorker(stop, work context.Context, l *lane) {
 	for {
-		batch, more := c.collect(stop, deliveries)
+		batch, more := c.collect(stop, l.deliveries)
 		if len(batch) > 0 {
-			c.deliverBatch(stop, work, batch)
+			c.deliverBatch(stop, work, l, batch)
 		}
 		if !more {
 			return
@@ -26,43 +25,35 @@ func (c *Consumer) batchWorker(stop, work context.Context, deliveries <-chan amq
 	}
 }
 
-// Prefetch is the prefetch count of a Consumer's channel, the unacked
-// deliveries the broker sends ahead: two batches per worker, one in hand
-// and one ready. With only the one in hand, a worker that acked its batch
-// found the replacements still on their way and took a part of a batch
-// (11 events of 16 on average in the processing benchmark, 14 with two).
-func Prefetch(concurrency, batchSize int) int { return 2 * concurrency * max(batchSize, 1) }
+// Prefetch is a Consumer's prefetch in all, the unacked deliveries the
+// broker sends ahead over its Concurrency channels: two batches per
+// worker, one in hand and one ready. With only the one in hand, a worker
+// that acked its batch found the replacements still on their way and took
+// a part of a batch (11 events of 16 on average in the processing
+// benchmark, 14 with two).
+func Prefetch(concurrency, batchSize int) int { return concurrency * lanePrefetch(batchSize) }
 
-func (c *Consumer) prefetch() int { return Prefetch(c.cfg.Concurrency, c.cfg.BatchSize) }
+// lanePrefetch is the prefetch of one worker's channel.
+func lanePrefetch(batchSize int) int { return 2 * max(batchSize, 1) }
 
-// relay copies deliveries into a channel buffered to the prefetch, so
-// that "already delivered" means what the broker sent: amqp091-go hands
-// deliveries over an unbuffered channel from a goroutine that is rarely
-// parked on the send when a worker looks again, so collect without a
-// BatchWait saw batches of one. The buffer never fills (the broker sends
-// at most the prefetch unacked), and what is in it when stop comes is
-// left unacked, for redelivery, like what amqp091-go still holds. The
-// relay ends, closing its channel, when the stream ends or stop.
-func (c *Consumer) relay(wg *sync.WaitGroup, stop context.Context, in <-chan amqp.Delivery) <-chan amqp.Delivery {
-	out := make(chan amqp.Delivery, c.prefetch())
-	wg.Go(func() {
+// relay copies a lane's deliveries into a channel buffered to the lane's
+// prefetch, so that "already delivered" means what the broker sent:
+// amqp091-go hands deliveries over an unbuffered channel from a goroutine
+// that is rarely parked on the send when a worker looks again, so collect
+// without a BatchWait saw batches of one. The send never blocks (the
+// broker sends at most the prefetch unacked, and the worker acks only
+// what it took), so the relay needs no select: it ends, closing its
+// channel, when the stream ends (the consumer canceled or the channel
+// closed). What is in the buffer when the worker stops is left unacked,
+// for redelivery, like what amqp091-go still holds.
+func relay(in <-chan amqp.Delivery, prefetch int) <-chan amqp.Delivery {
+	out := make(chan amqp.Delivery, prefetch)
+	go func() {
 		defer close(out)
-		for {
-			select {
-			case <-stop.Done():
-				return
-			case d, ok := <-in:
-				if !ok {
-					return
-				}
-				select {
-				case out <- d:
-				case <-stop.Done():
-					return
-				}
-			}
+		for d := range in {
+			out <- d
 		}
-	})
+	}()
 	return out
 }
 
@@ -116,16 +107,28 @@ func (c *Consumer) collect(stop context.Context, deliveries <-chan amqp.Delivery
 	return batch, true
 }
 
-// deliverBatch handles a batch to its end: the events the batch handler
-// committed are acked; each failed one goes to retry alone; those that
-// failed for an outage are retried, as a batch, once the database answers
-// again, without spending an attempt.
-func (c *Consumer) deliverBatch(stop, work context.Context, ds []amqp.Delivery) {
+// deliverBatch handles a batch of one lane to its end: the events the
+// batch handler committed are acked (ackApplied: one multiple ack); each
+// failed one goes to retry alone and is acked alone once its copy is
+// confirmed, before that ack; those that failed for an outage stay
+// unacked and are retried, as a batch, once the database answers again,
+// without spending an attempt.
+func (c *Consumer) deliverBatch(stop, work context.Context, l *lane, ds []amqp.Delivery) {
 	start := time.Now()
-	pending := make([]*item, len(ds))
+	all := make([]*item, len(ds))
 	for i, d := range ds {
-		pending[i] = c.newItem(d, start)
+		all[i] = c.newItem(d, start)
 	}
+	defer func() {
+		// A delivery of the batch still open is left for redelivery: the
+		// lane's later acks must not cover it.
+		for _, it := range all {
+			if it.state != settled {
+				l.clean = false
+			}
+		}
+	}()
+	pending := all
 	drop := func(items []*item) {
 		for _, it := range items {
 			c.observe(it, Dropped)
@@ -161,7 +164,7 @@ func (c *Consumer) deliverBatch(stop, work context.Context, ds []amqp.Delivery) 
 			// alone through the Handler finds the one to blame.
 			c.logger.Warn("batch failed as a whole; handling its events one at a time", "events", len(pending), "error", err)
 			for _, it := range pending {
-				c.deliver(stop, work, it.d)
+				c.deliver(stop, work, it)
 			}
 			return
 		}
@@ -170,8 +173,7 @@ func (c *Consumer) deliverBatch(stop, work context.Context, ds []amqp.Delivery) 
 		for i, it := range pending {
 			switch e := errs[i]; {
 			case e == nil:
-				c.ack(it.logger, it.d)
-				c.observe(it, Acked)
+				it.state = applied
 			case work.Err() != nil:
 				c.observe(it, Dropped)
 			case failure.Of(e) == failure.Outage:
@@ -180,6 +182,7 @@ func (c *Consumer) deliverBatch(stop, work context.Context, ds []amqp.Delivery) 
 				c.fail(stop, work, it, e)
 			}
 		}
+		c.ackApplied(l, all)
 		if len(outage) == 0 {
 			return
 		}
@@ -188,5 +191,42 @@ func (c *Consumer) deliverBatch(stop, work context.Context, ds []amqp.Delivery) 
 			drop(pending)
 			return
 		}
+	}
+}
+
+// ackApplied acks the applied deliveries of a batch (all, in the lane's
+// delivery-tag order): one multiple ack for the highest of them below the
+// first delivery still open, when the lane's deliveries before the batch
+// are all settled; those above an open one alone. A multiple ack covers
+// every unacked delivery of its channel up to its tag, and the lane's
+// channel carries this worker's deliveries only: below that tag they are
+// all this batch's applied ones, or settled already (a failed event acked
+// alone after its copy's confirm).
+func (c *Consumer) ackApplied(l *lane, all []*item) {
+	var below []*item
+	gap := !l.clean
+	for _, it := range all {
+		switch {
+		case it.state == open:
+			gap = true
+		case it.state != applied:
+		case gap:
+			c.ack(it.logger, it.d)
+			it.state = settled
+			c.observe(it, Acked)
+		default:
+			below = append(below, it)
+		}
+	}
+	if len(below) == 0 {
+		return
+	}
+	last := below[len(below)-1]
+	if err := last.d.Ack(true); err != nil {
+		c.logger.Warn("ack failed; the broker will redeliver", "events", len(below), "error", err)
+	}
+	for _, it := range below {
+		it.state = settled
+		c.observe(it, Acked)
 	}
 }

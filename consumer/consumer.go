@@ -1,10 +1,13 @@
 // Package consumer owns the worker's delivery loop: it consumes the work
-// queue with manual acks on its own connection, hands each event or batch
-// to its handler through one middleware Pipeline (recover, log, timeout,
+// queue with manual acks on its own connection, one channel per worker
+// (each with its own prefetch and consumer tag, so that a worker settles
+// its channel's deliveries in tag order), hands each event or batch to
+// its handler through one middleware Pipeline (recover, log, timeout,
 // verify: only events Stripe signed or Stripe's own copies reach it),
-// acks what succeeded, gives what failed to its Failures (dlq.Router: a
-// delay tier or the DLQ, confirmed before the ack) and pauses all work
-// while a dependency is down (failure.Outage).
+// acks what succeeded (a batch's applied events with one multiple ack),
+// gives what failed to its Failures (dlq.Router: a delay tier or the DLQ,
+// confirmed before the failed event's own ack) and pauses all work while
+// a dependency is down (failure.Outage).
 package consumer
 
 import (
@@ -88,8 +91,9 @@ type Observer interface {
 type Config struct {
 	// Queue is the work queue.
 	Queue string
-	// Concurrency is the number of events (or batches) handled at once;
-	// the channel's prefetch is Prefetch(Concurrency, BatchSize).
+	// Concurrency is the number of events (or batches) handled at once,
+	// one worker per channel, each channel's prefetch twice BatchSize
+	// (Prefetch(Concurrency, BatchSize) in all).
 	Concurrency int
 	// BatchSize is the most deliveries one worker hands to Batch at once.
 	// 0 or 1: each delivery goes alone to the Handler.
@@ -244,11 +248,12 @@ func New(cfg Config, logger *slog.Logger, conn Connector, h Handler, f Failures)
 // Paused reports whether the consumer is waiting out a dependency outage.
 func (c *Consumer) Paused() bool { return c.gate.paused() }
 
-// Run consumes until ctx is canceled: then it stops taking deliveries,
-// lets the in-flight ones finish and ack within ShutdownTimeout, and
-// returns nil. A lost channel or connection is re-established with
-// backoff; deliveries in flight on it are dropped (never acked on a dead
-// channel) and the broker redelivers them.
+// Run consumes until ctx is canceled: then it cancels every consumer,
+// lets the in-flight deliveries finish and ack within ShutdownTimeout, and
+// returns nil. A lost channel (any of the workers') or connection ends
+// the session and is re-established with backoff; deliveries in flight
+// are dropped (never acked on a dead channel) and the broker redelivers
+// them.
 func (c *Consumer) Run(ctx context.Context) error {
 	for n := 0; ; {
 		conn, err := c.conn.Await(ctx)
@@ -271,24 +276,38 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
-// session consumes on one channel until ctx is done or the channel dies.
-// consumed reports whether the consume itself was set up.
+// lane is one worker's channel: its own prefetch and consumer tag, so
+// that its deliveries reach that worker alone, in delivery-tag order,
+// and the worker settles them in that order (Consumer.ackApplied).
+type lane struct {
+	ch         *amqp.Channel
+	tag        string
+	deliveries <-chan amqp.Delivery
+	// clean is true while every delivery the lane took before the batch
+	// in hand is settled (acked); a delivery left for redelivery makes it
+	// false, and every later ack of the lane single.
+	clean bool
+}
+
+// session consumes on one channel per worker until ctx is done or a
+// channel dies: the loss of one ends the session, and Run starts another.
+// consumed reports whether every consume was set up.
 func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) (consumed bool, err error) {
-	ch, err := conn.Channel()
-	if err != nil {
-		return false, fmt.Errorf("consumer: open channel: %w", err)
+	lanes := make([]*lane, 0, c.cfg.Concurrency)
+	defer func() {
+		for _, l := range lanes {
+			_ = l.ch.Close()
+		}
+	}()
+	lost := make(chan *amqp.Error, 1) // the first channel loss
+	for range c.cfg.Concurrency {
+		l, err := c.open(conn, lost)
+		if err != nil {
+			return false, err
+		}
+		lanes = append(lanes, l)
 	}
-	defer ch.Close()
-	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	if err := ch.Qos(c.prefetch(), 0, false); err != nil {
-		return false, fmt.Errorf("consumer: set prefetch: %w", err)
-	}
-	tag := fmt.Sprintf("%s-%d", c.tag, c.seq.Add(1))
-	deliveries, err := ch.Consume(c.cfg.Queue, tag, false, false, false, false, nil)
-	if err != nil {
-		return false, fmt.Errorf("consumer: consume %s: %w", c.cfg.Queue, err)
-	}
-	c.logger.Info("consuming", "consumer_tag", tag, "concurrency", c.cfg.Concurrency, "batch_size", c.cfg.BatchSize)
+	c.logger.Info("consuming", "consumer_tag", lanes[0].tag, "channels", len(lanes), "concurrency", c.cfg.Concurrency, "batch_size", c.cfg.BatchSize)
 
 	// stop ends waits (outage pause, republish backoff) and the taking of
 	// deliveries: canceled on shutdown or channel loss. work is the
@@ -300,33 +319,44 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) (consumed
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	var wg sync.WaitGroup
-	if c.cfg.BatchSize > 1 {
-		deliveries = c.relay(&wg, stopCtx, deliveries)
-	}
-	for range c.cfg.Concurrency {
-		if c.cfg.BatchSize > 1 {
-			wg.Go(func() { c.batchWorker(stopCtx, work, deliveries) })
-		} else {
-			wg.Go(func() { c.worker(stopCtx, work, deliveries) })
-		}
+	ended := make(chan struct{}) // closed when the first worker returns
+	var endOnce sync.Once
+	for _, l := range lanes {
+		wg.Go(func() {
+			defer endOnce.Do(func() { close(ended) })
+			if c.cfg.BatchSize > 1 {
+				c.batchWorker(stopCtx, work, l)
+			} else {
+				c.worker(stopCtx, work, l)
+			}
+		})
 	}
 	workersDone := make(chan struct{})
 	go func() { wg.Wait(); close(workersDone) }()
 
 	select {
-	case <-workersDone:
-		err = errors.New("consumer: the broker ended the delivery stream")
-	case e := <-closed:
+	case <-ended:
+		// A worker returns before stop only when its stream ended: the
+		// broker canceled its consumer, or its channel closed.
+		select {
+		case e := <-lost:
+			err = fmt.Errorf("consumer: channel lost: %v", e)
+		default:
+			err = errors.New("consumer: the broker ended a delivery stream")
+		}
+	case e := <-lost:
 		err = fmt.Errorf("consumer: channel lost: %v", e)
 	case <-ctx.Done():
-		if cerr := ch.Cancel(tag, false); cerr != nil {
-			c.logger.Warn("cancel consumer", "error", cerr)
+		for _, l := range lanes {
+			if cerr := l.ch.Cancel(l.tag, false); cerr != nil {
+				c.logger.Warn("cancel consumer", "consumer_tag", l.tag, "error", cerr)
+			}
 		}
 		timer := time.NewTimer(c.cfg.ShutdownTimeout)
 		defer timer.Stop()
 		select {
 		case <-workersDone:
-		case e := <-closed:
+		case e := <-lost:
 			err = fmt.Errorf("consumer: channel lost while draining: %v", e)
 		case <-timer.C:
 			c.logger.Warn("shutdown timeout: events still in flight are left for redelivery", "timeout", c.cfg.ShutdownTimeout.String())
@@ -338,20 +368,55 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) (consumed
 	return true, err
 }
 
-// worker handles deliveries one at a time until the stream ends or stop.
-func (c *Consumer) worker(stop, work context.Context, deliveries <-chan amqp.Delivery) {
+// open opens one worker's channel and consumes the queue on it. A loss of
+// the channel is sent to lost unless lost already holds one.
+func (c *Consumer) open(conn *amqp.Connection, lost chan<- *amqp.Error) (*lane, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("consumer: open channel: %w", err)
+	}
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	go func() {
+		// Closed without a value when the session closes the channel.
+		if e, ok := <-closed; ok {
+			select {
+			case lost <- e:
+			default:
+			}
+		}
+	}()
+	if err := ch.Qos(lanePrefetch(c.cfg.BatchSize), 0, false); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("consumer: set prefetch: %w", err)
+	}
+	tag := fmt.Sprintf("%s-%d", c.tag, c.seq.Add(1))
+	deliveries, err := ch.Consume(c.cfg.Queue, tag, false, false, false, false, nil)
+	if err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("consumer: consume %s: %w", c.cfg.Queue, err)
+	}
+	l := &lane{ch: ch, tag: tag, deliveries: deliveries, clean: true}
+	if c.cfg.BatchSize > 1 {
+		l.deliveries = relay(deliveries, lanePrefetch(c.cfg.BatchSize))
+	}
+	return l, nil
+}
+
+// worker handles its lane's deliveries one at a time, each acked alone,
+// until the stream ends or stop.
+func (c *Consumer) worker(stop, work context.Context, l *lane) {
 	for {
 		select {
 		case <-stop.Done():
 			return
-		case d, ok := <-deliveries:
+		case d, ok := <-l.deliveries:
 			if !ok {
 				return
 			}
 			if stop.Err() != nil {
 				return // unacked: requeued when the channel closes
 			}
-			c.deliver(stop, work, d)
+			c.deliver(stop, work, c.newItem(d, time.Now()))
 		}
 	}
 }
@@ -360,6 +425,7 @@ func (c *Consumer) worker(stop, work context.Context, deliveries <-chan amqp.Del
 // Observer is told at its end.
 type item struct {
 	d       amqp.Delivery
+	state   state
 	a       broker.Attempt
 	ev      Delivery
 	logger  *slog.Logger
@@ -368,6 +434,19 @@ type item struct {
 	cause   error
 	start   time.Time
 }
+
+// state is how far a delivery is settled.
+type state uint8
+
+const (
+	// open: not settled: in hand, held for an outage or for its copy's
+	// confirm, or left for redelivery.
+	open state = iota
+	// applied: handled and committed, not acked yet.
+	applied
+	// settled: acked (applied, or failed with its copy confirmed).
+	settled
+)
 
 func (c *Consumer) newItem(d amqp.Delivery, start time.Time) *item {
 	it := &item{d: d, a: c.failures.Attempt(d), start: start}
@@ -389,10 +468,10 @@ func (c *Consumer) observe(it *item, result Result) {
 	}
 }
 
-// deliver handles one delivery to its end: acked, republished and acked,
-// or dropped unacked for the broker to redeliver.
-func (c *Consumer) deliver(stop, work context.Context, d amqp.Delivery) {
-	it := c.newItem(d, time.Now())
+// deliver handles one delivery to its end: acked alone, republished and
+// acked alone, or dropped unacked for the broker to redeliver (it.state
+// says which).
+func (c *Consumer) deliver(stop, work context.Context, it *item) {
 	var err error
 	for {
 		if c.gate.wait(stop) != nil {
@@ -402,7 +481,8 @@ func (c *Consumer) deliver(stop, work context.Context, d amqp.Delivery) {
 		it.handled = ""
 		err = c.handleOne(work, it.ev)
 		if err == nil {
-			c.ack(it.logger, d)
+			c.ack(it.logger, it.d)
+			it.state = settled
 			c.observe(it, Acked)
 			return
 		}
@@ -436,7 +516,8 @@ func (c *Consumer) handleOne(ctx context.Context, ev Delivery) error {
 }
 
 // fail gives a failed delivery to Failures (a delay tier or the DLQ) and acks
-// it once the copy is confirmed; until then it holds it unacked.
+// it alone once the copy is confirmed (it.state settled); until then it
+// holds it unacked, and leaves it so when stop comes.
 func (c *Consumer) fail(stop, work context.Context, it *item, err error) {
 	logger := it.logger
 	for n := 0; ; n++ {
@@ -445,6 +526,7 @@ func (c *Consumer) fail(stop, work context.Context, it *item, err error) {
 		it.cause = err
 		if ferr == nil {
 			c.ack(logger, it.d)
+			it.state = settled
 			if it.dec.Parked {
 				logger.Warn("event parked in the DLQ", "class", string(it.dec.Class), "attempts", it.dec.Attempt, "error", err)
 				c.observe(it, Parked)
@@ -463,6 +545,7 @@ func (c *Consumer) fail(stop, work context.Context, it *item, err error) {
 	}
 }
 
+// ack acks d alone.
 func (c *Consumer) ack(logger *slog.Logger, d amqp.Delivery) {
 	if err := d.Ack(false); err != nil {
 		logger.Warn("ack failed; the broker will redeliver", "error", err)
