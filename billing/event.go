@@ -6,10 +6,11 @@ package billing
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/segmentio/encoding/json"
 
 	"github.com/stripe-billing/billing/failure"
 )
