@@ -48,7 +48,13 @@ type envelopeJSON struct {
 // marked permanent for the retry package.
 func Parse(raw []byte) (Event, error) {
 	var se envelopeJSON
-	if err := json.Unmarshal(raw, &se); err != nil {
+	// data.object is kept as a part of raw, not a copy: the Event holds
+	// raw all the same, and nothing writes to either.
+	rest, err := json.Parse(raw, &se, json.DontCopyRawMessage)
+	if len(rest) != 0 && !errors.As(err, new(*json.SyntaxError)) {
+		err = fmt.Errorf("invalid character %q after top-level value", rest[0]) // as json.Unmarshal
+	}
+	if err != nil {
 		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event: %w", err))
 	}
 	var problem string
