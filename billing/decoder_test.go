@@ -3,6 +3,7 @@ package billing
 import (
 	"bytes"
 	stdjson "encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -61,6 +62,7 @@ func sameAsStd(t *testing.T, name, label string, raw []byte) {
 	if errGot == nil && !reflect.DeepEqual(got, want) {
 		t.Fatalf("%s %s: decoder read %+v, encoding/json %+v", name, label, got, want)
 	}
+	sameParseAsStd(t, label, raw)
 	keys, err := stdKeys(raw)
 	if err != nil {
 		return
@@ -73,6 +75,35 @@ func sameAsStd(t *testing.T, name, label string, raw []byte) {
 		if g, ok := p.get(k); !ok || g != h {
 			t.Fatalf("%s %s: payload key %q holds %v (%v), encoding/json %v", name, label, k, g, ok, h)
 		}
+	}
+}
+
+// sameParseAsStd checks that Parse reads an event carrying object as
+// encoding/json reads it: refused alike, and the same object type and id
+// (strings, else "").
+func sameParseAsStd(t *testing.T, label string, object []byte) {
+	t.Helper()
+	raw := append(append([]byte(`{"id":"evt_1","type":"invoice.paid","created":1700000000,"data":{"object":`), object...), "}}"...)
+	ev, err := Parse(raw)
+	var se struct {
+		Data struct {
+			Object struct {
+				Object any `json:"object"`
+				ID     any `json:"id"`
+			} `json:"object"`
+		} `json:"data"`
+	}
+	errStd := stdjson.Unmarshal(raw, &se)
+	if o := bytes.TrimSpace(object); errStd == nil && (len(o) == 0 || o[0] != '{') {
+		errStd = errors.New("not an object")
+	}
+	if (err == nil) != (errStd == nil) {
+		t.Fatalf("Parse %s: error %v, encoding/json error %v", label, err, errStd)
+	}
+	typ, _ := se.Data.Object.Object.(string)
+	id, _ := se.Data.Object.ID.(string)
+	if err == nil && (ev.ObjectType != typ || ev.ObjectID != id) {
+		t.Fatalf("Parse %s: object %q id %q, encoding/json %q %q", label, ev.ObjectType, ev.ObjectID, typ, id)
 	}
 }
 
@@ -136,6 +167,12 @@ func TestDecoderEdges(t *testing.T) {
 		`{"id":"in_1"} x`,
 		`{"id":"in_1", }`,
 		`{"i\u0064":"in_1","\u006eumber":"esc"}`,
+		`{"object":"invoice","id":"in_1","OBJECT":"customer","Id":"in_2"}`,
+		`{"object":"invoice","id":"in_1","object":5,"id":{"a":"b"}}`,
+		`{"object":"invoice","id":"in_1","obj\u0065ct":null,"iD":["x"]}`,
+		`{"object":"in\u0076oice","id":"in_` + "\xff" + `1"}`,
+		`{"x":{"object":"customer","id":"cus_1"},"object":"invoice"}`,
+		`{"objectx":"a","xid":"b","ıd":"c","ſ":"d"}`,
 	} {
 		sameAsStd(t, "invoice", fmt.Sprintf("%q", raw), []byte(raw))
 	}

@@ -27,6 +27,8 @@ type Event struct {
 	ObjectType string          // data.object's object: Stripe's name of its type
 	ObjectID   string          // data.object's id; "" for a preview (invoice.upcoming)
 	Raw        []byte
+
+	keys payload // data.object's, from Parse; nil in an Event made otherwise
 }
 
 // envelopeJSON is the part of a Stripe event Parse reads; data.object is
@@ -77,16 +79,9 @@ func Parse(raw []byte) (Event, error) {
 	if problem != "" {
 		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event %q: %w", se.ID, errors.New(problem)))
 	}
-	// The object's type and id when they are strings; a preview has no id.
-	var head struct {
-		Object any `json:"object"`
-		ID     any `json:"id"`
-	}
-	if err := json.Unmarshal(object, &head); err != nil {
-		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event %q: data.object: %w", se.ID, err))
-	}
-	objectType, _ := head.Object.(string)
-	objectID, _ := head.ID.(string)
+	// The object's type and id when they are strings (a preview has no
+	// id), and its keys for the handler, in one pass.
+	keys, objectType, objectID := scanObject(object)
 	return Event{
 		ID:         se.ID,
 		Type:       se.Type,
@@ -98,5 +93,6 @@ func Parse(raw []byte) (Event, error) {
 		ObjectType: objectType,
 		ObjectID:   objectID,
 		Raw:        raw,
+		keys:       keys,
 	}, nil
 }

@@ -91,27 +91,61 @@ func (p payload) null(key string) bool {
 	return !ok || v == heldNull
 }
 
-// keysOf lists the top-level keys of object, which decode has checked is
-// a JSON object, with what each holds: one pass of a tokenizer.
+// keysOf lists the top-level keys of object, valid JSON, with what each
+// holds: one pass of a tokenizer.
 func keysOf(object []byte) payload {
-	p := payload{keys: make([]byte, 0, 1024), fields: make([]field, 0, 64)}
-	key := false
+	p, _, _ := scanObject(object)
+	return p
+}
+
+// scanObject reads the top-level fields of object, valid JSON: its keys
+// and what each holds, and its "object" and "id" where they are strings
+// (else ""). Those two are matched as encoding/json matches a struct's
+// field names, case-insensitively and the last one counting.
+func scanObject(object []byte) (p payload, objectType, id string) {
+	p = payload{keys: make([]byte, 0, 1024), fields: make([]field, 0, 64)}
+	key, isType, isID := false, false, false
 	for t := json.NewTokenizer(object); t.Next(); {
 		switch {
 		case t.Depth != 1 || t.Delim == ':' || t.Delim == ',' || t.Delim == '}':
 		case t.IsKey:
-			if plain(t.Value) {
-				p.keys = append(p.keys, t.Value[1:len(t.Value)-1]...)
-			} else { // escapes, or bytes to read as UTF-8 (U+FFFD where invalid)
-				p.keys = json.AppendUnescape(p.keys, t.Value, 0)
-			}
+			start := len(p.keys)
+			p.keys = appendString(p.keys, t.Value)
+			isType, isID = bytes.EqualFold(p.keys[start:], []byte("object")), bytes.EqualFold(p.keys[start:], []byte("id"))
 			key = true
 		case key:
 			p.fields = append(p.fields, field{end: len(p.keys), held: heldOf(t.Value)})
+			if isType || isID {
+				var s string
+				if t.Delim == 0 && t.Value[0] == '"' {
+					s = stringOf(t.Value)
+				}
+				if isType {
+					objectType = s
+				} else {
+					id = s
+				}
+			}
 			key = false
 		}
 	}
-	return p
+	return p, objectType, id
+}
+
+// stringOf is the value of the JSON string s.
+func stringOf(s []byte) string {
+	if plain(s) {
+		return string(s[1 : len(s)-1])
+	}
+	return string(json.AppendUnescape(nil, s, 0))
+}
+
+// appendString appends the value of the JSON string s to b.
+func appendString(b, s []byte) []byte {
+	if plain(s) {
+		return append(b, s[1:len(s)-1]...)
+	}
+	return json.AppendUnescape(b, s, 0) // escapes, or bytes to read as UTF-8 (U+FFFD where invalid)
 }
 
 // plain reports whether the JSON string s is ASCII without escapes: its
@@ -132,6 +166,12 @@ func plain(s []byte) bool {
 // field, or an object of another kind is an error of class failure.Schema
 // naming the field and the event's API version.
 func decode(ev Event, raw json.RawMessage, path, want string, dst any, c *common, requires ...string) (payload, error) {
+	return decodeScanned(ev, raw, payload{}, path, want, dst, c, requires...)
+}
+
+// decodeScanned is decode with raw's keys already read (scanObject), or
+// none (read here).
+func decodeScanned(ev Event, raw json.RawMessage, keys payload, path, want string, dst any, c *common, requires ...string) (payload, error) {
 	if raw = bytes.TrimSpace(raw); len(raw) == 0 || raw[0] != '{' {
 		return payload{}, schemaError(ev, path, "is not an object")
 	}
@@ -149,7 +189,10 @@ func decode(ev Event, raw json.RawMessage, path, want string, dst any, c *common
 	if c.Object != "" && c.Object != want {
 		return payload{}, schemaError(ev, path+".object", fmt.Sprintf("is %q, want %q", c.Object, want))
 	}
-	p := keysOf(raw)
+	p := keys
+	if p.fields == nil {
+		p = keysOf(raw)
+	}
 	for _, key := range append([]string{"id"}, requires...) {
 		if v, _ := p.get(key); p.null(key) || v == heldEmpty {
 			return payload{}, schemaError(ev, path+"."+key, "is missing")
