@@ -149,3 +149,19 @@ func scaling(t *testing.T, ops, events int) []bench.Row {
 	}
 	return rows
 }
+
+// TestBenchWorkerProcess measures the CPU per 1,000 events of one built
+// `billing worker` process draining BENCH_EVENTS queued lifecycle events
+// (BILLING_BENCH=1), with RabbitMQ's and MariaDB's beside it: the table's
+// "processing, 1 worker process" cost row alone. Unlike
+// TestBenchProcessing it runs the worker as its own process, so what the
+// binary sets for itself shows (its GC settings; `GOGC` or `GOMEMLIMIT` in
+// the environment reach it).
+func TestBenchWorkerProcess(t *testing.T) {
+	if os.Getenv("BILLING_BENCH") != "1" {
+		t.Skip("BILLING_BENCH=1 runs the worker process's cost row of the benchmark table")
+	}
+	events := envInt(t, "BENCH_EVENTS", 19*200)
+	rate, use := workerProcesses(t, buildBinary(t), 1, events)
+	t.Logf("cost | processing, 1 worker process, %d queued lifecycle events | %s | %s", events, use.PerThousand(events), bench.PerSecond(rate, "event"))
+}

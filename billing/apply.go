@@ -248,7 +248,7 @@ type change struct {
 
 // decode reads ev's data.object, a k, into dst (see decode).
 func (k kind) decode(ev Event, dst any, c *common) (payload, error) {
-	return decode(ev, ev.Object, k.objectType, k.objectType, dst, c, k.requires...)
+	return decodeScanned(ev, ev.Object, ev.keys, k.objectType, k.objectType, dst, c, k.requires...)
 }
 
 // envelope is what an event says of every object it carries: whether it

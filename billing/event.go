@@ -6,10 +6,11 @@ package billing
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/segmentio/encoding/json"
 
 	"github.com/stripe-billing/billing/failure"
 )
@@ -26,6 +27,8 @@ type Event struct {
 	ObjectType string          // data.object's object: Stripe's name of its type
 	ObjectID   string          // data.object's id; "" for a preview (invoice.upcoming)
 	Raw        []byte
+
+	keys payload // data.object's, from Parse; nil in an Event made otherwise
 }
 
 // envelopeJSON is the part of a Stripe event Parse reads; data.object is
@@ -47,7 +50,13 @@ type envelopeJSON struct {
 // marked permanent for the retry package.
 func Parse(raw []byte) (Event, error) {
 	var se envelopeJSON
-	if err := json.Unmarshal(raw, &se); err != nil {
+	// data.object is kept as a part of raw, not a copy: the Event holds
+	// raw all the same, and nothing writes to either.
+	rest, err := json.Parse(raw, &se, json.DontCopyRawMessage)
+	if len(rest) != 0 && !errors.As(err, new(*json.SyntaxError)) {
+		err = fmt.Errorf("invalid character %q after top-level value", rest[0]) // as json.Unmarshal
+	}
+	if err != nil {
 		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event: %w", err))
 	}
 	var problem string
@@ -70,16 +79,9 @@ func Parse(raw []byte) (Event, error) {
 	if problem != "" {
 		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event %q: %w", se.ID, errors.New(problem)))
 	}
-	// The object's type and id when they are strings; a preview has no id.
-	var head struct {
-		Object any `json:"object"`
-		ID     any `json:"id"`
-	}
-	if err := json.Unmarshal(object, &head); err != nil {
-		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: parse event %q: data.object: %w", se.ID, err))
-	}
-	objectType, _ := head.Object.(string)
-	objectID, _ := head.ID.(string)
+	// The object's type and id when they are strings (a preview has no
+	// id), and its keys for the handler, in one pass.
+	keys, objectType, objectID := scanObject(object)
 	return Event{
 		ID:         se.ID,
 		Type:       se.Type,
@@ -91,5 +93,6 @@ func Parse(raw []byte) (Event, error) {
 		ObjectType: objectType,
 		ObjectID:   objectID,
 		Raw:        raw,
+		keys:       keys,
 	}, nil
 }

@@ -2,12 +2,15 @@ package billing
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/segmentio/encoding/json"
 
 	"github.com/stripe-billing/billing/failure"
 )
@@ -21,9 +24,20 @@ import (
 // payload is the fields a Stripe object carries, by top-level key: a key
 // it lacks is a field the event says nothing about, left alone in the row.
 // Only what each value is (null, "", other) is kept: decode reads the
-// values themselves into the kind's struct, and a copy of each would be
-// an allocation per field of every event.
-type payload map[string]held
+// values themselves into the kind's struct. The keys are kept end to end
+// in one buffer: a string of each, or a map of them, would be allocations
+// per field of every event.
+type payload struct {
+	keys   []byte  // the keys, unquoted, one after the other
+	fields []field // in the object's order
+}
+
+// field is a top-level key of a payload, keys[previous end:end], and
+// what its value is.
+type field struct {
+	end  int
+	held held
+}
 
 // held is what a payload's field holds.
 type held byte
@@ -34,24 +48,37 @@ const (
 	heldEmpty // ""
 )
 
-// UnmarshalJSON keeps what b is (the decoder hands it trimmed, null
-// included).
-func (c *held) UnmarshalJSON(b []byte) error {
-	switch string(b) {
+// heldOf says what the JSON value v is.
+func heldOf(v []byte) held {
+	switch string(v) {
 	case "null":
-		*c = heldNull
+		return heldNull
 	case `""`:
-		*c = heldEmpty
+		return heldEmpty
 	default:
-		*c = heldValue
+		return heldValue
 	}
-	return nil
+}
+
+// get returns what key holds; false when p lacks it. Of a key given twice
+// the last counts, as encoding/json reads it.
+func (p payload) get(key string) (held, bool) {
+	for i := len(p.fields) - 1; i >= 0; i-- {
+		start := 0
+		if i > 0 {
+			start = p.fields[i-1].end
+		}
+		if string(p.keys[start:p.fields[i].end]) == key {
+			return p.fields[i].held, true
+		}
+	}
+	return 0, false
 }
 
 // has reports whether p carries any of keys.
 func (p payload) has(keys ...string) bool {
 	for _, k := range keys {
-		if _, ok := p[k]; ok {
+		if _, ok := p.get(k); ok {
 			return true
 		}
 	}
@@ -60,8 +87,76 @@ func (p payload) has(keys ...string) bool {
 
 // null reports whether p lacks key or carries it as null.
 func (p payload) null(key string) bool {
-	v, ok := p[key]
+	v, ok := p.get(key)
 	return !ok || v == heldNull
+}
+
+// keysOf lists the top-level keys of object, valid JSON, with what each
+// holds: one pass of a tokenizer.
+func keysOf(object []byte) payload {
+	p, _, _ := scanObject(object)
+	return p
+}
+
+// scanObject reads the top-level fields of object, valid JSON: its keys
+// and what each holds, and its "object" and "id" where they are strings
+// (else ""). Those two are matched as encoding/json matches a struct's
+// field names, case-insensitively and the last one counting.
+func scanObject(object []byte) (p payload, objectType, id string) {
+	p = payload{keys: make([]byte, 0, 1024), fields: make([]field, 0, 64)}
+	key, isType, isID := false, false, false
+	for t := json.NewTokenizer(object); t.Next(); {
+		switch {
+		case t.Depth != 1 || t.Delim == ':' || t.Delim == ',' || t.Delim == '}':
+		case t.IsKey:
+			start := len(p.keys)
+			p.keys = appendString(p.keys, t.Value)
+			isType, isID = bytes.EqualFold(p.keys[start:], []byte("object")), bytes.EqualFold(p.keys[start:], []byte("id"))
+			key = true
+		case key:
+			p.fields = append(p.fields, field{end: len(p.keys), held: heldOf(t.Value)})
+			if isType || isID {
+				var s string
+				if t.Delim == 0 && t.Value[0] == '"' {
+					s = stringOf(t.Value)
+				}
+				if isType {
+					objectType = s
+				} else {
+					id = s
+				}
+			}
+			key = false
+		}
+	}
+	return p, objectType, id
+}
+
+// stringOf is the value of the JSON string s.
+func stringOf(s []byte) string {
+	if plain(s) {
+		return string(s[1 : len(s)-1])
+	}
+	return string(json.AppendUnescape(nil, s, 0))
+}
+
+// appendString appends the value of the JSON string s to b.
+func appendString(b, s []byte) []byte {
+	if plain(s) {
+		return append(b, s[1:len(s)-1]...)
+	}
+	return json.AppendUnescape(b, s, 0) // escapes, or bytes to read as UTF-8 (U+FFFD where invalid)
+}
+
+// plain reports whether the JSON string s is ASCII without escapes: its
+// text between the quotes is its value.
+func plain(s []byte) bool {
+	for _, c := range s {
+		if c == '\\' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // decode reads raw, the object at path (such as "invoice" or
@@ -71,25 +166,36 @@ func (p payload) null(key string) bool {
 // field, or an object of another kind is an error of class failure.Schema
 // naming the field and the event's API version.
 func decode(ev Event, raw json.RawMessage, path, want string, dst any, c *common, requires ...string) (payload, error) {
-	var p payload
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, schemaError(ev, path, "is not an object")
+	return decodeScanned(ev, raw, payload{}, path, want, dst, c, requires...)
+}
+
+// decodeScanned is decode with raw's keys already read (scanObject), or
+// none (read here).
+func decodeScanned(ev Event, raw json.RawMessage, keys payload, path, want string, dst any, c *common, requires ...string) (payload, error) {
+	if raw = bytes.TrimSpace(raw); len(raw) == 0 || raw[0] != '{' {
+		return payload{}, schemaError(ev, path, "is not an object")
 	}
 	if err := json.Unmarshal(raw, dst); err != nil {
 		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			// The common fields are embedded: their path is the object's.
-			field := strings.TrimPrefix(strings.ReplaceAll("."+te.Field, ".common.", "."), ".")
-			return nil, schemaError(ev, path+"."+field, fmt.Sprintf("is a JSON %s, want %s", te.Value, jsonKind(te.Type)))
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			return payload{}, schemaError(ev, path+"."+fieldPath(te.Field), fmt.Sprintf("is a JSON %s, want %s", jsonValue(te.Value), jsonKind(te.Type)))
+		case errors.As(err, &se):
+			return payload{}, schemaError(ev, path, "is not an object")
 		}
-		return nil, schemaError(ev, path, err.Error())
+		return payload{}, schemaError(ev, path, err.Error())
 	}
 	if c.Object != "" && c.Object != want {
-		return nil, schemaError(ev, path+".object", fmt.Sprintf("is %q, want %q", c.Object, want))
+		return payload{}, schemaError(ev, path+".object", fmt.Sprintf("is %q, want %q", c.Object, want))
+	}
+	p := keys
+	if p.fields == nil {
+		p = keysOf(raw)
 	}
 	for _, key := range append([]string{"id"}, requires...) {
-		if p.null(key) || p[key] == heldEmpty {
-			return nil, schemaError(ev, path+"."+key, "is missing")
+		if v, _ := p.get(key); p.null(key) || v == heldEmpty {
+			return payload{}, schemaError(ev, path+"."+key, "is missing")
 		}
 	}
 	return p, nil
@@ -103,6 +209,52 @@ func schemaError(ev Event, path, problem string) error {
 		version = "unknown"
 	}
 	return failure.MarkSchema(fmt.Errorf("billing: event %s (%s, API version %s): %s %s", ev.ID, ev.Type, version, path, problem))
+}
+
+// fieldPath writes the decoder's path of a field (dotted, an array's
+// index as a segment of digits) as this package's errors do:
+// "lines.data[0].period". The common fields are embedded: their path is
+// the object's.
+func fieldPath(field string) string {
+	var b strings.Builder
+	for seg := range strings.SplitSeq(field, ".") {
+		switch {
+		case seg == "common" || seg == "":
+		case strings.Trim(seg, "0123456789") == "":
+			b.WriteString("[" + seg + "]")
+		default:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(seg)
+		}
+	}
+	return b.String()
+}
+
+// jsonValue names the kind of JSON value an UnmarshalTypeError reports.
+// The decoder reports the text it stopped at (quoted, cut short: "\"500\",
+// \"app...") where encoding/json names the kind ("string"); a kind named
+// already, or a value a custom decoder put in words ("value 42"), is kept.
+func jsonValue(v string) string {
+	if u, err := strconv.Unquote(v); err == nil {
+		v = u
+	}
+	switch {
+	case v == "":
+		return "value"
+	case v[0] == '"':
+		return "string"
+	case v[0] == '-' || '0' <= v[0] && v[0] <= '9' || strings.HasPrefix(v, "number"):
+		return "number"
+	case strings.HasPrefix(v, "true") || strings.HasPrefix(v, "false"):
+		return "bool"
+	case v[0] == '[':
+		return "array"
+	case v[0] == '{':
+		return "object"
+	}
+	return v
 }
 
 // jsonKind names the JSON value a Go type decodes from.

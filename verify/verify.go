@@ -12,7 +12,6 @@ package verify
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -20,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segmentio/encoding/json"
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/stripe-billing/billing/failure"
