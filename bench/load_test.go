@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -496,6 +497,8 @@ func processingInto(tb testing.TB, dsn string, bodies [][]byte, batchSize int) (
 		return bench.Stats{}, err
 	}
 	var s bench.Stats
+	restore := workerGC()
+	defer restore()
 	use, err := processingProcs().Measure(func() error {
 		start := time.Now()
 		wg.Go(func() { _ = c.Run(ctx) })
@@ -522,6 +525,22 @@ func processingInto(tb testing.TB, dsn string, bodies [][]byte, batchSize int) (
 		return s, fmt.Errorf("bench: %d ledger rows done, want %d", done, len(bodies))
 	}
 	return s, nil
+}
+
+// workerGC gives this process the garbage collector `billing worker`
+// gives itself (config.TuneWorkerGC: GOGC and a memory limit unless the
+// environment sets them), so that the worker run in process measures as
+// the binary does, until restore; the raw transaction's client keeps Go's
+// defaults.
+func workerGC() (restore func()) {
+	percent := debug.SetGCPercent(100)
+	debug.SetGCPercent(percent)
+	limit := debug.SetMemoryLimit(-1)
+	config.TuneWorkerGC(os.Getenv, quietLogger())
+	return func() {
+		debug.SetGCPercent(percent)
+		debug.SetMemoryLimit(limit)
+	}
 }
 
 // processingProcs are the processes that share the work of processing:

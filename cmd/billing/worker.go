@@ -54,7 +54,7 @@ METRICS_ADDR. Settings come from the environment.`)
 	if err := cfg.RequireWebhookSecret(); err != nil {
 		return err
 	}
-	tuneWorkerGC(e.getenv, logger)
+	config.TuneWorkerGC(e.getenv, logger)
 	w, err := newWorker(cfg, logger)
 	if err != nil {
 		return err
