@@ -199,8 +199,11 @@ func Load(getenv func(string) string) (Config, error) {
 	default:
 		l.fail("LOG_LEVEL", "must be debug, info, warn or error")
 	}
-	if consumer.Prefetch(c.WorkerConcurrency, c.WorkerBatchSize) > maxPrefetch {
-		l.fail("WORKER_BATCH_SIZE", fmt.Sprintf("the prefetch, twice WORKER_CONCURRENCY × WORKER_BATCH_SIZE, must not exceed %d", maxPrefetch))
+	if consumer.ChannelPrefetch(c.WorkerBatchSize) > maxPrefetch {
+		l.fail("WORKER_BATCH_SIZE", fmt.Sprintf("each worker channel's prefetch, twice WORKER_BATCH_SIZE, must not exceed %d", maxPrefetch))
+	}
+	if c.WorkerConcurrency > consumer.MaxConcurrency {
+		l.fail("WORKER_CONCURRENCY", fmt.Sprintf("must not exceed %d: each worker consumes on a channel of its own, and RabbitMQ's default channel_max is %d", consumer.MaxConcurrency, consumer.MaxConcurrency))
 	}
 	if c.DBMaxIdleConns > c.DBMaxOpenConns {
 		l.fail("DB_MAX_IDLE_CONNS", "must not exceed DB_MAX_OPEN_CONNS")

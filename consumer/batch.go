@@ -31,10 +31,15 @@ func (c *Consumer) batchWorker(stop, work context.Context, l *lane) {
 // that acked its batch found the replacements still on their way and took
 // a part of a batch (11 events of 16 on average in the processing
 // benchmark, 14 with two).
-func Prefetch(concurrency, batchSize int) int { return concurrency * lanePrefetch(batchSize) }
+func Prefetch(concurrency, batchSize int) int { return concurrency * ChannelPrefetch(batchSize) }
 
-// lanePrefetch is the prefetch of one worker's channel.
-func lanePrefetch(batchSize int) int { return 2 * max(batchSize, 1) }
+// ChannelPrefetch is the prefetch of one worker's channel.
+func ChannelPrefetch(batchSize int) int { return 2 * max(batchSize, 1) }
+
+// MaxConcurrency is the most workers a Consumer runs: each consumes on a
+// channel of its own, and RabbitMQ's default channel_max is 2047 channels
+// per connection.
+const MaxConcurrency = 2047
 
 // relay copies a lane's deliveries into a channel buffered to the lane's
 // prefetch, so that "already delivered" means what the broker sent:

@@ -385,7 +385,7 @@ func (c *Consumer) open(conn *amqp.Connection, lost chan<- *amqp.Error) (*lane, 
 			}
 		}
 	}()
-	if err := ch.Qos(lanePrefetch(c.cfg.BatchSize), 0, false); err != nil {
+	if err := ch.Qos(ChannelPrefetch(c.cfg.BatchSize), 0, false); err != nil {
 		_ = ch.Close()
 		return nil, fmt.Errorf("consumer: set prefetch: %w", err)
 	}
@@ -397,7 +397,7 @@ func (c *Consumer) open(conn *amqp.Connection, lost chan<- *amqp.Error) (*lane, 
 	}
 	l := &lane{ch: ch, tag: tag, deliveries: deliveries, clean: true}
 	if c.cfg.BatchSize > 1 {
-		l.deliveries = relay(deliveries, lanePrefetch(c.cfg.BatchSize))
+		l.deliveries = relay(deliveries, ChannelPrefetch(c.cfg.BatchSize))
 	}
 	return l, nil
 }
