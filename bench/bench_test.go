@@ -133,6 +133,7 @@ func BenchmarkProcessing(b *testing.B) {
 			}
 			db := openDB(b, testenv.Database(b))
 			db.SetMaxOpenConns(cfg.WorkerConcurrency)
+			settle(b)
 			raw, err := rawTx(db, bodies, "beside", cfg.WorkerConcurrency, b.N)
 			if err != nil {
 				b.Fatal(err)

@@ -140,6 +140,37 @@ func (p *Procs) Measure(fn func() error) (CPUUse, error) {
 	return u, nil
 }
 
+// Settle waits, at most limit, until p's processes together keep less
+// than busy of a core over one step, so that a measurement neither counts
+// nor competes with what an earlier one left them to do (RabbitMQ writing
+// a queue's segments, InnoDB flushing pages and purging). It returns how
+// long it waited and whether they settled.
+func (p *Procs) Settle(busy float64, step, limit time.Duration) (time.Duration, bool, error) {
+	start := time.Now()
+	for {
+		before, err := p.cpuTimes()
+		if err != nil {
+			return 0, false, err
+		}
+		time.Sleep(step)
+		after, err := p.cpuTimes()
+		if err != nil {
+			return 0, false, err
+		}
+		var spent time.Duration
+		for pid, a := range after {
+			if b, ok := before[pid]; ok {
+				spent += a - b
+			}
+		}
+		if waited := time.Since(start); spent.Seconds() < busy*step.Seconds() {
+			return waited, true, nil
+		} else if waited >= limit {
+			return waited, false, nil
+		}
+	}
+}
+
 // PerThousand formats the CPU milliseconds each process spent per 1,000
 // of n events.
 func (u CPUUse) PerThousand(n int) string {

@@ -47,3 +47,28 @@ func TestMeasureCountsProcessesStartedInside(t *testing.T) {
 		t.Errorf("the process gone by the second read spent %s, want it left out", use.Spent["gone"])
 	}
 }
+
+// TestSettle: Settle returns after its first step for a process at rest,
+// and waits out its limit while a process keeps spinning.
+func TestSettle(t *testing.T) {
+	t.Parallel()
+	start := func(script string) int {
+		c := exec.Command("sh", "-c", script)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+		return c.Process.Pid
+	}
+	var rest, spin bench.Procs
+	rest.Add("rest", start("sleep 60"))
+	spin.Add("spin", start("while :; do :; done"))
+	const step, limit = 100 * time.Millisecond, 500 * time.Millisecond
+	// 1% of a core: a spinning process keeps more even on a loaded machine.
+	if waited, ok, err := rest.Settle(0.01, step, limit); err != nil || !ok {
+		t.Errorf("a process at rest: settled %v after %s (%v), want settled", ok, waited, err)
+	}
+	if waited, ok, err := spin.Settle(0.01, step, limit); err != nil || ok || waited < limit {
+		t.Errorf("a spinning process: settled %v after %s (%v), want not settled, after at least %s", ok, waited, err, limit)
+	}
+}

@@ -209,6 +209,7 @@ func processingTable(t *testing.T, cfg config.Config, rounds, events int) (limit
 		// an event created more than the tolerance in the future.
 		bodies := lifecycleBodies(events, time.Now().Add(-time.Duration(round+1)*time.Hour))
 		var rawRun bench.Stats
+		settle(t)
 		use, err := processingProcs().Measure(func() error {
 			var err error
 			rawRun, err = rawTx(txDB, bodies, fmt.Sprint(round), cfg.WorkerConcurrency, events)
