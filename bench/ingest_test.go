@@ -165,6 +165,7 @@ func TestBenchIngest(t *testing.T) {
 		t.Helper()
 		var m measured
 		var err error
+		settle(t)
 		m.cpu, err = procs.Measure(func() (err error) {
 			m.stats, err = post(client, url, reqs, c, ops)
 			return err

@@ -545,10 +545,11 @@ func workerGC() (restore func()) {
 }
 
 // settle waits, at most 10 s, until RabbitMQ and MariaDB are at rest
-// (under 5% of a core over 200 ms), so that a processing measurement
-// counts only its own work: not the segments RabbitMQ still writes for a
-// prefill just confirmed, nor the pages InnoDB still flushes and purges
-// after the run before. Unsettled, it measures anyway and says so.
+// (under 5% of a core over 200 ms), so that a measurement counts only its
+// own work: not the segments RabbitMQ still writes or deletes for a
+// prefill just confirmed or a queue just purged, nor the pages InnoDB
+// still flushes and purges after the run before. Unsettled, it measures
+// anyway and says so.
 func settle(tb testing.TB) {
 	tb.Helper()
 	var p bench.Procs

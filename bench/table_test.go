@@ -78,11 +78,15 @@ func TestBenchTable(t *testing.T) {
 		client := httpClient(c)
 		var confirm, async, bare, ingest, honest, peer []bench.Stats
 		for round := range rounds {
+			// Each of the compared runs starts on servers at rest.
+			settle(t)
 			confirm = append(confirm, must(rawPublish(r, body, c, ops, 1)))
 			r.purge(t)
 			reqs := signEvents("table", 64)
+			settle(t)
 			ingest = append(ingest, must(post(client, apiURL, reqs, c, ops)))
 			r.purge(t)
+			settle(t)
 			honest = append(honest, must(post(client, honestURL, reqs, c, ops)))
 			r.purge(t)
 			peer = append(peer, must(post(client, peerURL, signDistinct(fmt.Sprintf("peer_%d_%d", c, round), peerOps), c, peerOps)))
