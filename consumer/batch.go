@@ -25,15 +25,11 @@ func (c *Consumer) batchWorker(stop, work context.Context, l *lane) {
 	}
 }
 
-// Prefetch is a Consumer's prefetch in all, the unacked deliveries the
-// broker sends ahead over its Concurrency channels: two batches per
-// worker, one in hand and one ready. With only the one in hand, a worker
-// that acked its batch found the replacements still on their way and took
-// a part of a batch (11 events of 16 on average in the processing
-// benchmark, 14 with two).
-func Prefetch(concurrency, batchSize int) int { return concurrency * ChannelPrefetch(batchSize) }
-
-// ChannelPrefetch is the prefetch of one worker's channel.
+// ChannelPrefetch is the prefetch of one worker's channel, the unacked
+// deliveries the broker sends it ahead: two batches, one in hand and one
+// ready. With only the one in hand, a worker that acked its batch found
+// the replacements still on their way and took a part of a batch (11
+// events of 16 on average in the processing benchmark, 14 with two).
 func ChannelPrefetch(batchSize int) int { return 2 * max(batchSize, 1) }
 
 // MaxConcurrency is the most workers a Consumer runs: each consumes on a

@@ -92,8 +92,8 @@ type Config struct {
 	// Queue is the work queue.
 	Queue string
 	// Concurrency is the number of events (or batches) handled at once,
-	// one worker per channel, each channel's prefetch twice BatchSize
-	// (Prefetch(Concurrency, BatchSize) in all).
+	// one worker per channel, each channel's prefetch ChannelPrefetch
+	// (twice BatchSize).
 	Concurrency int
 	// BatchSize is the most deliveries one worker hands to Batch at once.
 	// 0 or 1: each delivery goes alone to the Handler.
@@ -181,8 +181,8 @@ func New(cfg Config, logger *slog.Logger, conn Connector, h Handler, f Failures)
 	if cfg.Queue == "" {
 		errs = append(errs, errors.New("consumer: no queue"))
 	}
-	if cfg.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("consumer: concurrency %d, want at least 1", cfg.Concurrency))
+	if cfg.Concurrency < 1 || cfg.Concurrency > MaxConcurrency {
+		errs = append(errs, fmt.Errorf("consumer: concurrency %d, want 1 to %d (a channel each)", cfg.Concurrency, MaxConcurrency))
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("consumer: shutdown timeout %s, want positive", cfg.ShutdownTimeout))
