@@ -48,7 +48,7 @@ func TestMeasureCountsProcessesStartedInside(t *testing.T) {
 	}
 }
 
-// TestSettle: Settle returns after its first step for a process at rest,
+// TestSettle: Settle reports a process at rest settled,
 // and waits out its limit while a process keeps spinning.
 func TestSettle(t *testing.T) {
 	t.Parallel()

@@ -67,7 +67,7 @@ func sameAsStd(t *testing.T, name, label string, raw []byte) {
 	if err != nil {
 		return
 	}
-	p := keysOf(raw)
+	p, _, _ := scanObject(raw)
 	if len(p.fields) < len(keys) {
 		t.Fatalf("%s %s: payload has %d keys, encoding/json %d", name, label, len(p.fields), len(keys))
 	}

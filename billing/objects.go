@@ -91,13 +91,6 @@ func (p payload) null(key string) bool {
 	return !ok || v == heldNull
 }
 
-// keysOf lists the top-level keys of object, valid JSON, with what each
-// holds: one pass of a tokenizer.
-func keysOf(object []byte) payload {
-	p, _, _ := scanObject(object)
-	return p
-}
-
 // scanObject reads the top-level fields of object, valid JSON: its keys
 // and what each holds, and its "object" and "id" where they are strings
 // (else ""). Those two are matched as encoding/json matches a struct's
@@ -191,7 +184,7 @@ func decodeScanned(ev Event, raw json.RawMessage, keys payload, path, want strin
 	}
 	p := keys
 	if p.fields == nil {
-		p = keysOf(raw)
+		p, _, _ = scanObject(raw)
 	}
 	for _, key := range append([]string{"id"}, requires...) {
 		if v, _ := p.get(key); p.null(key) || v == heldEmpty {

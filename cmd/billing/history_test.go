@@ -21,11 +21,7 @@ import (
 func TestHistoryCommand(t *testing.T) {
 	t.Parallel()
 	dsn := testenv.Database(t)
-	store, err := models.Open(t.Context(), dsn, models.PoolConfig{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := testenv.StoreAt(t, dsn)
 	lc, late := billingtest.LateLifecycle(billing.SupportedVersions()[0], 5)
 	p := billing.NewProcessor(store, nil)
 	for _, raw := range lc.Events {

@@ -34,11 +34,7 @@ func TestReprocessRejectsBadFlags(t *testing.T) {
 func TestReprocessCommand(t *testing.T) {
 	t.Parallel()
 	dsn := testenv.Database(t)
-	store, err := models.Open(t.Context(), dsn, models.PoolConfig{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := testenv.StoreAt(t, dsn)
 	at := time.Now().UTC().Truncate(time.Second)
 	ignore := func(id, typ string, object map[string]any) {
 		raw := billingtest.Event(id, typ, at, object)

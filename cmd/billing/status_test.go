@@ -24,11 +24,7 @@ func TestStatusCommand(t *testing.T) {
 	q := newParkedQueues(t, ns)
 	dsn := testenv.Database(t)
 	getenv := dlqCmdEnv(ns, map[string]string{"MYSQL_DSN": dsn, "SWEEP_MIN_AGE": "15m"})
-	store, err := models.Open(t.Context(), dsn, models.PoolConfig{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := testenv.StoreAt(t, dsn)
 	now := time.Now()
 	for _, id := range []string{"evt_perm", "evt_typo"} {
 		if err := store.MarkDead(t.Context(), models.DeadEvent{ID: id, Type: "invoice.paid", Attempts: 1, LastError: "boom"}); err != nil {

@@ -91,11 +91,7 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: "evt_WorkerCmd1", Type: "customer.created", Body: body,
 	}))
 
-	store, err := models.Open(t.Context(), dsn, models.PoolConfig{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := testenv.StoreAt(t, dsn)
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		var ev models.StripeEvent
 		var c models.Customer

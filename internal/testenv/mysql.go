@@ -55,7 +55,13 @@ func EmptyDatabase(t testing.TB) string {
 // Store opens a Store on a fresh database (see Database), closed when t ends.
 func Store(t testing.TB) *models.Store {
 	t.Helper()
-	dsn := Database(t)
+	return StoreAt(t, Database(t))
+}
+
+// StoreAt opens a Store on the database dsn, closed when t ends: for a
+// test that also hands dsn to a command it runs.
+func StoreAt(t testing.TB, dsn string) *models.Store {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s, err := models.Open(context.Background(), dsn, models.PoolConfig{MaxOpenConns: 16, MaxIdleConns: 8, ConnMaxLifetime: time.Minute}, logger)
 	if err != nil {
