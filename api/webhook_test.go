@@ -242,18 +242,12 @@ func TestWebhookBrokerUnreachable(t *testing.T) {
 			t.Parallel()
 			f := setup(t, options{amqpURL: "amqp://guest:guest@" + tt.addr(t) + "/", publishTimeout: 2 * time.Second})
 			body := event("evt_down", "invoice.paid", "2023-10-16")
-			start := time.Now()
+			// A request that hangs instead of answering fails at the test
+			// client's timeout (do); the answer's time is not asserted.
 			got := f.post(t, body, sign(body, secret, time.Now()))
-			took := time.Since(start)
 			assertError(t, got, http.StatusServiceUnavailable, "event not stored, retry later")
 			if ra := got.header.Get("Retry-After"); ra != "3" {
 				t.Errorf("Retry-After = %q, want 3", ra)
-			}
-			// Generous: catches a request that hangs to the client's 10s
-			// timeout, not a slow machine.
-			t.Logf("answered in %s", took.Round(time.Millisecond))
-			if took > 2*time.Second+5*time.Second {
-				t.Errorf("answer took %s, far past PUBLISH_TIMEOUT", took)
 			}
 			ready := do(t, http.MethodGet, f.url+"/readyz", nil, nil)
 			assertError(t, ready, http.StatusServiceUnavailable, "not ready")

@@ -120,15 +120,11 @@ func TestPublishWithoutConnection(t *testing.T) {
 	// Nothing listens on port 1: the connection never comes up.
 	topo, conn := startConn(t, "amqp://guest:guest@127.0.0.1:1/", false)
 	pub := broker.NewPublisher(conn, 2, 5*time.Second)
-	start := time.Now()
+	// An answer at once, not after waiting for a confirm that cannot
+	// come: that wait would end in ErrConfirmTimeout, not ErrUnavailable.
 	err := pub.Publish(context.Background(), topo.Events, "invoice.paid", message("evt_1"))
-	if !errors.Is(err, broker.ErrUnavailable) {
+	if !errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrConfirmTimeout) {
 		t.Fatalf("Publish = %v, want ErrUnavailable", err)
-	}
-	// Well under the 5s publish timeout: an answer at once, not after
-	// waiting for a confirm that cannot come.
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("Publish took %s without a connection, want an answer before the publish timeout", took)
 	}
 	if pub.Ready() {
 		t.Error("Ready() = true without a connection")
