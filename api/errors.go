@@ -100,10 +100,18 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // receivedBody is the answer to an accepted webhook, encoded once.
 var receivedBody = []byte(`{"received":true}` + "\n")
 
+// Header values of every answer, allocated once: the keys are canonical
+// already, and net/http copies the values when it sends them.
+var (
+	jsonContentType = []string{"application/json"}
+	noSniff         = []string{"nosniff"}
+)
+
 // writeBody answers code with the JSON body b.
 func writeBody(w http.ResponseWriter, code int, b []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["X-Content-Type-Options"] = noSniff
 	w.WriteHeader(code)
 	_, _ = w.Write(b)
 }

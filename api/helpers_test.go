@@ -221,8 +221,10 @@ func assertError(t *testing.T, got response, status int, msg string) {
 	if got.status != status || got.body != errorBody(msg) {
 		t.Errorf("answer = %d %q, want %d %q", got.status, got.body, status, errorBody(msg))
 	}
-	if ct := got.header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("Content-Type = %q, want application/json", ct)
+	for k, want := range map[string]string{"Content-Type": "application/json", "X-Content-Type-Options": "nosniff"} {
+		if v := got.header.Values(k); len(v) != 1 || v[0] != want {
+			t.Errorf("%s = %q, want %q", k, v, want)
+		}
 	}
 }
 

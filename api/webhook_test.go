@@ -32,6 +32,11 @@ func TestWebhookPublishesRawEvent(t *testing.T) {
 	if got.status != http.StatusOK || got.body != `{"received":true}`+"\n" {
 		t.Fatalf("answer = %d %q, want 200 {\"received\":true}", got.status, got.body)
 	}
+	for k, want := range map[string]string{"Content-Type": "application/json", "X-Content-Type-Options": "nosniff"} {
+		if v := got.header.Values(k); len(v) != 1 || v[0] != want {
+			t.Errorf("%s = %q, want %q", k, v, want)
+		}
+	}
 	msgs := f.take(t)
 	if len(msgs) != 1 {
 		t.Fatalf("work queue gave %d messages, want 1", len(msgs))
@@ -126,6 +131,8 @@ func TestWebhookRejects(t *testing.T) {
 			map[string]string{"Content-Type": "application/json", "Stripe-Signature": sign(body, secret, time.Now()) + ",t=1"}, 400, "malformed Stripe-Signature header"},
 		{"v1 not a SHA-256 in hex", "POST", "/webhooks/stripe", reader(body),
 			map[string]string{"Content-Type": "application/json", "Stripe-Signature": fmt.Sprintf("t=%d,v1=abc", time.Now().Unix())}, 400, "malformed Stripe-Signature header"},
+		{"v1 of a SHA-256's length, not hex", "POST", "/webhooks/stripe", reader(body),
+			map[string]string{"Content-Type": "application/json", "Stripe-Signature": fmt.Sprintf("t=%d,v1=%s", time.Now().Unix(), strings.Repeat("g", 64))}, 400, "malformed Stripe-Signature header"},
 		{"header longer than any Stripe sends", "POST", "/webhooks/stripe", reader(body),
 			map[string]string{"Content-Type": "application/json", "Stripe-Signature": sign(body, secret, time.Now()) + strings.Repeat(",v0=00", 400)}, 400, "malformed Stripe-Signature header"},
 		{"body over the cap", "POST", "/webhooks/stripe", reader(large), signed(large, secret, time.Now()), 413, "body too large"},

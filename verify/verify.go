@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -29,13 +28,6 @@ import (
 // signature's timestamp) may lie in the future: clocks differ a little.
 const DefaultTolerance = 5 * time.Minute
 
-// Stripe's forms of an event id and type. Both become AMQP short strings
-// (message id, type, routing key) of at most 255 bytes.
-var (
-	idForm   = regexp.MustCompile(`^evt_[A-Za-z0-9_]{1,251}$`)
-	typeForm = regexp.MustCompile(`^[a-z0-9_.]{1,255}$`)
-)
-
 // Errors of an event's form; the api answers each with a 400 and its text.
 var (
 	ErrBadID           = errors.New("event id is not a Stripe event id (evt_ then letters, digits or _, at most 255 bytes)")
@@ -49,14 +41,48 @@ var (
 
 // Form checks an event's id and type.
 func Form(id, eventType string) error {
-	if !idForm.MatchString(id) {
+	if !validID(id) {
 		return ErrBadID
 	}
-	if !typeForm.MatchString(eventType) {
+	if !validType(eventType) {
 		return ErrBadType
 	}
 	return nil
 }
+
+// Stripe's forms of an event id and type: evt_ then 1 to 251 ASCII
+// letters, digits or _, and 1 to 255 lower-case ASCII letters, digits, _
+// or dots. Both become AMQP short strings (message id, type, routing key)
+// of at most 255 bytes. Checked byte by byte: the api checks every
+// webhook, and the two regular expressions this replaces cost it more
+// than the rest of reading the event's fields.
+func validID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "evt_")
+	if !ok || len(rest) == 0 || len(rest) > 251 {
+		return false
+	}
+	for i := range len(rest) {
+		if c := rest[i]; !isLower(c) && !isDigitOr_(c) && !('A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+func validType(t string) bool {
+	if len(t) == 0 || len(t) > 255 {
+		return false
+	}
+	for i := range len(t) {
+		if c := t[i]; !isLower(c) && !isDigitOr_(c) && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func isLower(c byte) bool    { return 'a' <= c && c <= 'z' }
+func isDigitOr_(c byte) bool { return '0' <= c && c <= '9' || c == '_' }
 
 // Created checks that created lies at most tolerance after now.
 func Created(created, now time.Time, tolerance time.Duration) error {
@@ -234,7 +260,7 @@ func (v *Verifier) Verify(ctx context.Context, m Message) (Event, error) {
 	if m.Signature != "" && Signature(m.Body, m.Signature, v.cfg.Secrets, 0, time.Time{}) == nil {
 		return v.event(m, m.Body, false)
 	}
-	if !idForm.MatchString(m.ID) {
+	if !validID(m.ID) {
 		return Event{}, unverified(m.ID, BadID, ErrBadID) // never ask Stripe for garbage
 	}
 	if v.cfg.Fetcher == nil {

@@ -28,11 +28,17 @@ func TestForm(t *testing.T) {
 		{"dash", "evt_1-2", "invoice.paid", verify.ErrBadID},
 		{"path", "evt_../../v1/customers", "invoice.paid", verify.ErrBadID},
 		{"control character", "evt_1\x1b[2J", "invoice.paid", verify.ErrBadID},
+		{"trailing newline", "evt_1\n", "invoice.paid", verify.ErrBadID},
+		{"non-ASCII letter", "evt_1é", "invoice.paid", verify.ErrBadID},
+		{"upper-case prefix", "EVT_1", "invoice.paid", verify.ErrBadID},
 		{"id of 255 bytes", "evt_" + strings.Repeat("a", 251), "invoice.paid", nil},
 		{"id of 256 bytes", "evt_" + strings.Repeat("a", 252), "invoice.paid", verify.ErrBadID},
 		{"upper-case type", "evt_1", "Invoice.paid", verify.ErrBadType},
 		{"type with a routing wildcard", "evt_1", "invoice.#", verify.ErrBadType},
 		{"empty type", "evt_1", "", verify.ErrBadType},
+		{"type with a space", "evt_1", "invoice paid", verify.ErrBadType},
+		{"type with a trailing newline", "evt_1", "invoice.paid\n", verify.ErrBadType},
+		{"type of 255 bytes", "evt_1", strings.Repeat("a", 255), nil},
 		{"type of 256 bytes", "evt_1", strings.Repeat("a", 256), verify.ErrBadType},
 	}
 	for _, tt := range tests {
