@@ -15,6 +15,7 @@ import (
 
 	"github.com/stripe-billing/billing/api"
 	"github.com/stripe-billing/billing/internal/stripefixture"
+	"github.com/stripe-billing/billing/simulate/stripeevent"
 )
 
 // confirmedPublisher confirms every publish at once: BenchmarkWebhook
@@ -35,7 +36,7 @@ func BenchmarkWebhook(b *testing.B) {
 	}
 	h := srv.Handler()
 	body, err := json.Marshal(map[string]any{
-		"id": "evt_1NqAbC", "object": "event", "api_version": "2023-10-16", "created": time.Now().Unix(),
+		"id": stripeevent.NewEventID(), "object": "event", "api_version": "2023-10-16", "created": time.Now().Unix(),
 		"data":     map[string]any{"object": stripefixture.Object("2023-10-16", "invoice")},
 		"livemode": false, "pending_webhooks": 1, "request": map[string]any{"id": nil, "idempotency_key": nil},
 		"type": "invoice.paid",

@@ -62,7 +62,7 @@ func validID(id string) bool {
 		return false
 	}
 	for i := range len(rest) {
-		if c := rest[i]; !isLower(c) && !isDigitOr_(c) && !('A' <= c && c <= 'Z') {
+		if c := rest[i]; !isLower(c) && !isDigitOrUnderscore(c) && !('A' <= c && c <= 'Z') {
 			return false
 		}
 	}
@@ -74,15 +74,15 @@ func validType(t string) bool {
 		return false
 	}
 	for i := range len(t) {
-		if c := t[i]; !isLower(c) && !isDigitOr_(c) && c != '.' {
+		if c := t[i]; !isLower(c) && !isDigitOrUnderscore(c) && c != '.' {
 			return false
 		}
 	}
 	return true
 }
 
-func isLower(c byte) bool    { return 'a' <= c && c <= 'z' }
-func isDigitOr_(c byte) bool { return '0' <= c && c <= '9' || c == '_' }
+func isLower(c byte) bool             { return 'a' <= c && c <= 'z' }
+func isDigitOrUnderscore(c byte) bool { return '0' <= c && c <= '9' || c == '_' }
 
 // Created checks that created lies at most tolerance after now.
 func Created(created, now time.Time, tolerance time.Duration) error {
