@@ -244,11 +244,11 @@ func TestActivity(t *testing.T) {
 	}
 }
 
-// TestActivityReadsTheWindow checks that a count of recent events reads
-// the recent part of the (status, received_at) index, not every event of
-// the status: the window's start, a time in nanoseconds, reaches MariaDB
-// in microseconds, which it converts to received_at for a range.
-func TestActivityReadsTheWindow(t *testing.T) {
+// TestTimeRanges checks that a statement bounding received_at by a time
+// reads that range of the (status, received_at) index, not every event
+// of the status: a time in nanoseconds, as time.Now() gives, reaches
+// MariaDB in microseconds, which it converts to received_at for a range.
+func TestTimeRanges(t *testing.T) {
 	t.Parallel()
 	s := testenv.Store(t)
 	ctx := context.Background()
@@ -260,21 +260,35 @@ func TestActivityReadsTheWindow(t *testing.T) {
 	if err := s.InTx(ctx, func(tx *gorm.DB) error { _, err := models.InsertEvents(tx, rows); return err }); err != nil {
 		t.Fatal(err)
 	}
-	since := time.Now().Add(-time.Minute)
-	if since.Nanosecond()%1000 == 0 {
-		since = since.Add(time.Nanosecond) // a time.Now() as the status report passes it
+	at := time.Now().Add(-time.Minute)
+	if at.Nanosecond()%1000 == 0 {
+		at = at.Add(time.Nanosecond)
 	}
-	var plan string
-	err := s.DB().Raw("EXPLAIN FORMAT=JSON SELECT status, COUNT(*) FROM stripe_events WHERE status IN ? AND received_at >= ? GROUP BY status",
-		[]string{models.EventProcessed, models.EventIgnored, models.EventDead}, since).Row().Scan(&plan)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, query string
+		args        []any
+	}{
+		// Activity, for the status report: the events of its window.
+		{"StatusWindow", "SELECT status, COUNT(*) FROM stripe_events WHERE status IN ? AND received_at >= ? GROUP BY status",
+			[]any{[]string{models.EventProcessed, models.EventIgnored, models.EventDead}, at}},
+		// PrunePayloads: the events received before the cutoff, which
+		// the last batch of a pass reaches.
+		{"RetentionWalk", "SELECT seq, received_at FROM stripe_events WHERE status = ? AND received_at < ? ORDER BY received_at, seq LIMIT 1000",
+			[]any{models.EventProcessed, at.Add(-72 * time.Hour)}},
 	}
-	key, parts := planKey(t, plan)
-	if key != "idx_stripe_events_status_received" || !slices.Contains(parts, "received_at") {
-		t.Errorf("the window's count reads index %q by %v, want idx_stripe_events_status_received by status and received_at\n%s", key, parts, plan)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var plan string
+			if err := s.DB().Raw("EXPLAIN FORMAT=JSON "+tt.query, tt.args...).Row().Scan(&plan); err != nil {
+				t.Fatal(err)
+			}
+			key, parts := planKey(t, plan)
+			if key != "idx_stripe_events_status_received" || !slices.Contains(parts, "received_at") {
+				t.Errorf("reads index %q by %v, want idx_stripe_events_status_received by status and received_at\n%s", key, parts, plan)
+			}
+		})
 	}
-	got, err := s.Activity(ctx, since)
+	got, err := s.Activity(ctx, at)
 	if err != nil || got != (models.Activity{}) {
 		t.Errorf("Activity = %+v, %v; want none of the 200 events received two days ago", got, err)
 	}

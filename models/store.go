@@ -85,9 +85,11 @@ func open(dsn string, pool PoolConfig, logger *slog.Logger) (*Store, error) {
 	// Times go out in the schema's precision, DATETIME(6): a literal with
 	// nanoseconds does not convert to the column without loss, and then
 	// MariaDB uses no range on it, so a `received_at >= ?` after an equal
-	// status scanned every event of that status (a million for the status
+	// status read every event of that status (a million for the status
 	// report's counts on a million-event ledger) instead of the recent
-	// ones. MariaDB truncated such a value when it stored it anyway.
+	// ones, and the retention's last batch of a pass every event newer
+	// than its cutoff. MariaDB truncated such a value when it stored it
+	// anyway.
 	if err := cfg.Apply(mysql.TimeTruncate(time.Microsecond)); err != nil {
 		return nil, fmt.Errorf("models: dsn: %w", err)
 	}
