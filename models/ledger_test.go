@@ -2,7 +2,10 @@ package models_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -239,4 +242,96 @@ func TestActivity(t *testing.T) {
 	if err != nil || got != want {
 		t.Errorf("Activity = %+v, %v; want %+v", got, err, want)
 	}
+}
+
+// TestTimeRanges checks that a statement bounding received_at by a time
+// reads that range of the (status, received_at) index, not every event
+// of the status: a time in nanoseconds, as time.Now() gives, reaches
+// MariaDB in microseconds, which it converts to received_at for a range.
+func TestTimeRanges(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	old := time.Now().Add(-48 * time.Hour)
+	rows := make([]models.StripeEvent, 200)
+	for i := range rows {
+		rows[i] = models.StripeEvent{ID: fmt.Sprintf("evt_old_%03d", i), Type: "invoice.paid", ReceivedAt: old, ProcessedAt: &old}
+	}
+	if err := s.InTx(ctx, func(tx *gorm.DB) error { _, err := models.InsertEvents(tx, rows); return err }); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(-time.Minute)
+	if at.Nanosecond()%1000 == 0 {
+		at = at.Add(time.Nanosecond)
+	}
+	tests := []struct {
+		name, query string
+		args        []any
+	}{
+		// Activity, for the status report: the events of its window.
+		{"StatusWindow", "SELECT status, COUNT(*) FROM stripe_events WHERE status IN ? AND received_at >= ? GROUP BY status",
+			[]any{[]string{models.EventProcessed, models.EventIgnored, models.EventDead}, at}},
+		// PrunePayloads: the events received before the cutoff, which
+		// the last batch of a pass reaches.
+		{"RetentionWalk", "SELECT seq, received_at FROM stripe_events WHERE status = ? AND received_at < ? ORDER BY received_at, seq LIMIT 1000",
+			[]any{models.EventProcessed, at.Add(-72 * time.Hour)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var plan string
+			if err := s.DB().Raw("EXPLAIN FORMAT=JSON "+tt.query, tt.args...).Row().Scan(&plan); err != nil {
+				t.Fatal(err)
+			}
+			key, parts := planKey(t, plan)
+			if key != "idx_stripe_events_status_received" || !slices.Contains(parts, "received_at") {
+				t.Errorf("reads index %q by %v, want idx_stripe_events_status_received by status and received_at\n%s", key, parts, plan)
+			}
+		})
+	}
+	got, err := s.Activity(ctx, at)
+	if err != nil || got != (models.Activity{}) {
+		t.Errorf("Activity = %+v, %v; want none of the 200 events received two days ago", got, err)
+	}
+}
+
+// planKey returns the index, and the parts of it, that the JSON plan of a
+// one-table statement reads (MariaDB nests the table in nested_loop,
+// MySQL 8 in grouping_operation or query_block).
+func planKey(t *testing.T, plan string) (string, []string) {
+	t.Helper()
+	var doc any
+	if err := json.Unmarshal([]byte(plan), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var find func(v any) map[string]any
+	find = func(v any) map[string]any {
+		switch v := v.(type) {
+		case map[string]any:
+			if _, ok := v["used_key_parts"]; ok {
+				return v
+			}
+			for _, c := range v {
+				if m := find(c); m != nil {
+					return m
+				}
+			}
+		case []any:
+			for _, c := range v {
+				if m := find(c); m != nil {
+					return m
+				}
+			}
+		}
+		return nil
+	}
+	table := find(doc)
+	if table == nil {
+		return "", nil
+	}
+	key, _ := table["key"].(string)
+	var parts []string
+	for _, p := range table["used_key_parts"].([]any) {
+		parts = append(parts, fmt.Sprint(p))
+	}
+	return key, parts
 }

@@ -82,6 +82,17 @@ func open(dsn string, pool PoolConfig, logger *slog.Logger) (*Store, error) {
 	// multibyte set whose bytes could hide a quote), and it escapes by the
 	// session's NO_BACKSLASH_ESCAPES mode.
 	cfg.InterpolateParams = true
+	// Times go out in the schema's precision, DATETIME(6): a literal with
+	// nanoseconds does not convert to the column without loss, and then
+	// MariaDB uses no range on it, so a `received_at >= ?` after an equal
+	// status read every event of that status (a million for the status
+	// report's counts on a million-event ledger) instead of the recent
+	// ones, and the retention's last batch of a pass every event newer
+	// than its cutoff. MariaDB truncated such a value when it stored it
+	// anyway.
+	if err := cfg.Apply(mysql.TimeTruncate(time.Microsecond)); err != nil {
+		return nil, fmt.Errorf("models: dsn: %w", err)
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
