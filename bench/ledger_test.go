@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,27 +29,37 @@ const idAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 // now) with payload (nil: none, as after the retention). The ids have
 // Stripe's form ("evt_" and 24 characters of idAlphabet) and are random,
 // as Stripe's are: the first four characters, which place an id in the
-// id index, are spread evenly over the alphabet. The rows go in order of
+// id index, are spread evenly over the alphabet. Each names a customer of
+// its own, whose id is random the same way, as in the object index of a
+// real ledger (and of the events the benchmark processes into it: see
+// stripeevent.LifecycleIDs). The rows go in order of
 // receipt, as the worker writes them, so the fill appends to the table
-// and inserts at random only into the id index, which is what keeps a
-// million rows to tens of seconds.
+// and inserts at random only into the id and object indexes, which is
+// what keeps a million rows to tens of seconds.
 func fillLedger(ctx context.Context, db *sql.DB, n, chunk int, payload []byte) error {
 	now := time.Now().UTC()
 	salt := now.UnixNano()
 	const space = 62 * 62 * 62 * 62
-	digit := func(place int) string { // of k, a random number in [0, space)
-		return fmt.Sprintf("SUBSTRING('%s', FLOOR(k / %d) MOD 62 + 1, 1)", idAlphabet, place)
+	// The four characters of idAlphabet that spell v, a random number
+	// in [0, space).
+	prefix := func(v string) string {
+		var digits []string
+		for _, place := range []int{62 * 62 * 62, 62 * 62, 62, 1} {
+			digits = append(digits, fmt.Sprintf("SUBSTRING('%s', FLOOR(%s / %d) MOD 62 + 1, 1)", idAlphabet, v, place))
+		}
+		return strings.Join(digits, ", ")
 	}
-	id := fmt.Sprintf("CONCAT('evt_', %s, %s, %s, %s, LEFT(MD5(CONCAT(seq, '/', ?)), 20))",
-		digit(62*62*62), digit(62*62), digit(62), digit(1))
+	id := fmt.Sprintf("CONCAT('evt_', %s, LEFT(MD5(CONCAT(seq, '/', ?)), 20))", prefix("k"))
+	object := fmt.Sprintf("CONCAT('cus_', %s, LEFT(MD5(CONCAT(seq, '/cus/', ?)), 10))", prefix("c"))
 	for from := 1; from <= n; from += chunk {
 		to := min(from+chunk-1, n)
 		_, err := db.ExecContext(ctx, fmt.Sprintf(`INSERT INTO stripe_events
-			(id, type, api_version, created, status, attempts, payload, received_at, processed_at)
-			SELECT %s, 'customer.updated', '2023-10-16', t, 'processed', 1, ?, t, t
+			(id, type, api_version, created, object_type, object_id, status, attempts, payload, received_at, processed_at)
+			SELECT %s, 'customer.updated', '2023-10-16', t, 'customer', %s, 'processed', 1, ?, t, t
 			FROM (SELECT seq, CONV(LEFT(MD5(CONCAT(?, '/', seq)), 8), 16, 10) MOD %d AS k,
+			  CONV(LEFT(MD5(CONCAT(?, '/cus/', seq)), 8), 16, 10) MOD %d AS c,
 			  ? - INTERVAL (%d - seq) * 8 SECOND AS t FROM seq_%d_to_%d) s
-			ORDER BY seq`, id, space, n, from, to), salt, payload, salt, now)
+			ORDER BY seq`, id, object, space, space, n, from, to), salt, salt, payload, salt, salt, now)
 		if err != nil {
 			return fmt.Errorf("bench: fill ledger rows %d-%d: %w", from, to, err)
 		}
@@ -329,24 +340,25 @@ func TestFillLedger(t *testing.T) {
 	if err := fillLedger(ctx, db, n, 1000, []byte(`{"id":"x"}`)); err != nil {
 		t.Fatal(err)
 	}
-	var rows, ids, payloads int
+	var rows, ids, objects, payloads int
 	var oldest, newest time.Time
-	err := db.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT id), SUM(payload = '{"id":"x"}'), MIN(received_at), MAX(received_at)
-		FROM stripe_events WHERE status = 'processed' AND id REGEXP '^evt_[0-9A-Za-z]{24}$'`).Scan(&rows, &ids, &payloads, &oldest, &newest)
+	err := db.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT id), COUNT(DISTINCT object_id), SUM(payload = '{"id":"x"}'), MIN(received_at), MAX(received_at)
+		FROM stripe_events WHERE status = 'processed' AND id REGEXP '^evt_[0-9A-Za-z]{24}$'
+		AND object_type = 'customer' AND object_id REGEXP '^cus_[0-9A-Za-z]{14}$'`).Scan(&rows, &ids, &objects, &payloads, &oldest, &newest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rows != n || ids != n || payloads != n {
-		t.Errorf("%d rows, %d distinct ids of Stripe's form, %d with the payload; want %d each", rows, ids, payloads, n)
+	if rows != n || ids != n || objects != n || payloads != n {
+		t.Errorf("%d rows, %d distinct ids and %d distinct customers of Stripe's form, %d with the payload; want %d each", rows, ids, objects, payloads, n)
 	}
 	// The ids spread over the whole space: among thousands, the first and
 	// last are at its two ends.
-	var first, last string
-	if err := db.QueryRowContext(ctx, "SELECT MIN(id), MAX(id) FROM stripe_events").Scan(&first, &last); err != nil {
+	var first, last, firstObject, lastObject string
+	if err := db.QueryRowContext(ctx, "SELECT MIN(id), MAX(id), MIN(object_id), MAX(object_id) FROM stripe_events").Scan(&first, &last, &firstObject, &lastObject); err != nil {
 		t.Fatal(err)
 	}
-	if first[4] != '0' || last[4] != 'z' {
-		t.Errorf("ids from %s to %s, want from evt_0... to evt_z...", first, last)
+	if first[4] != '0' || last[4] != 'z' || firstObject[4] != '0' || lastObject[4] != 'z' {
+		t.Errorf("ids from %s to %s, customers from %s to %s; want each from ..._0... to ..._z...", first, last, firstObject, lastObject)
 	}
 	if span := newest.Sub(oldest); span != (n-1)*8*time.Second {
 		t.Errorf("received over %s, want %s", span, (n-1)*8*time.Second)

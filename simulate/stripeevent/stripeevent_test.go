@@ -58,3 +58,35 @@ func TestLifecycleEventIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestLifecycleIDs: the object ids of a lifecycle are the same for the
+// same start and customer, distinct otherwise, and, like Stripe's, do not
+// sort in the order the customers came: a table's unique key takes them
+// at random places.
+func TestLifecycleIDs(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	if a, b := LifecycleIDs(start, 7), LifecycleIDs(start, 7); a != b {
+		t.Errorf("customer 7's ids differ between two calls: %+v, %+v", a, b)
+	}
+	var customers []string
+	firsts := map[byte]bool{}
+	for i := range 200 {
+		c := LifecycleIDs(start, i).Customer
+		if slices.Contains(customers, c) {
+			t.Fatalf("customer %d has the id %s of another", i, c)
+		}
+		customers = append(customers, c)
+		firsts[c[len("cus_")]] = true
+	}
+	if c := LifecycleIDs(start.Add(time.Second), 0).Customer; slices.Contains(customers, c) {
+		t.Errorf("a lifecycle a second later reuses %s", c)
+	}
+	if slices.IsSorted(customers) {
+		t.Errorf("customer ids sort in the customers' order: %v", customers[:5])
+	}
+	// 200 draws from 62 characters: far more than a handful show up.
+	if len(firsts) < 40 {
+		t.Errorf("the customer ids start with %d distinct characters, want them spread over the alphabet", len(firsts))
+	}
+}
