@@ -97,24 +97,21 @@ func idIndexBytes(ctx context.Context, db *sql.DB) (int64, error) {
 	return n, nil
 }
 
-// poolReads is the server's count of InnoDB pages read from disk: pages
-// a statement needed that were not in the buffer pool.
-func poolReads(ctx context.Context, db *sql.DB) (int64, error) {
-	var name string
-	var n int64
-	if err := db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_reads'").Scan(&name, &n); err != nil {
-		return 0, fmt.Errorf("bench: buffer pool reads: %w", err)
-	}
-	return n, nil
-}
+// Server-wide InnoDB counters the ledger benchmark reads (globalStatus).
+const (
+	// poolReads counts pages read from disk: pages a statement needed
+	// that were not in the buffer pool.
+	poolReads = "Innodb_buffer_pool_reads"
+	// dirtyPages counts buffer pool pages changed in memory and not yet
+	// written to disk.
+	dirtyPages = "Innodb_buffer_pool_pages_dirty"
+)
 
-// dirtyPages is the server's count of buffer pool pages changed in
-// memory and not yet written to disk.
-func dirtyPages(ctx context.Context, db *sql.DB) (int64, error) {
-	var name string
+// globalStatus reads the server's status variable name.
+func globalStatus(ctx context.Context, db *sql.DB, name string) (int64, error) {
 	var n int64
-	if err := db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'").Scan(&name, &n); err != nil {
-		return 0, fmt.Errorf("bench: dirty pages: %w", err)
+	if err := db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE ?", name).Scan(new(string), &n); err != nil {
+		return 0, fmt.Errorf("bench: %s: %w", name, err)
 	}
 	return n, nil
 }
@@ -201,7 +198,7 @@ func ledgerGrowth(t *testing.T, rows, rounds, events, batchSize int) ledgerFigur
 		t.Fatal(err)
 	}
 	f.withoutPayload = float64(bareSize) / float64(f.bareRows)
-	if f.dirtyBefore, err = dirtyPages(ctx, full); err != nil {
+	if f.dirtyBefore, err = globalStatus(ctx, full, dirtyPages); err != nil {
 		t.Fatal(err)
 	}
 	start = time.Now()
@@ -211,7 +208,7 @@ func ledgerGrowth(t *testing.T, rows, rounds, events, batchSize int) ledgerFigur
 		}
 	}
 	f.write = time.Since(start)
-	if f.dirtyAfter, err = dirtyPages(ctx, full); err != nil {
+	if f.dirtyAfter, err = globalStatus(ctx, full, dirtyPages); err != nil {
 		t.Fatal(err)
 	}
 
@@ -230,7 +227,7 @@ func ledgerGrowth(t *testing.T, rows, rounds, events, batchSize int) ledgerFigur
 		bodies := lifecycleBodies(events, time.Now().Add(-time.Duration(round+1)*time.Hour))
 		// reads runs fn and adds the pages it read from disk per event to *per.
 		reads := func(per *float64, fn func() (bench.Stats, error)) bench.Stats {
-			before, err := poolReads(ctx, full)
+			before, err := globalStatus(ctx, full, poolReads)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -238,7 +235,7 @@ func ledgerGrowth(t *testing.T, rows, rounds, events, batchSize int) ledgerFigur
 			if err != nil {
 				t.Fatal(err)
 			}
-			after, err := poolReads(ctx, full)
+			after, err := globalStatus(ctx, full, poolReads)
 			if err != nil {
 				t.Fatal(err)
 			}
