@@ -212,8 +212,7 @@ func (c *Consumer) ackApplied(l *lane, all []*item) {
 			gap = true
 		case it.state != applied:
 		case gap:
-			c.ack(it.logger, it.d)
-			it.state = settled
+			c.ack(it)
 			c.observe(it, Acked)
 		default:
 			below = append(below, it)

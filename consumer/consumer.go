@@ -481,8 +481,7 @@ func (c *Consumer) deliver(stop, work context.Context, it *item) {
 		it.handled = ""
 		err = c.handleOne(work, it.ev)
 		if err == nil {
-			c.ack(it.logger, it.d)
-			it.state = settled
+			c.ack(it)
 			c.observe(it, Acked)
 			return
 		}
@@ -525,8 +524,7 @@ func (c *Consumer) fail(stop, work context.Context, it *item, err error) {
 		it.dec, ferr = c.failures.Fail(work, it.d, err)
 		it.cause = err
 		if ferr == nil {
-			c.ack(logger, it.d)
-			it.state = settled
+			c.ack(it)
 			if it.dec.Parked {
 				logger.Warn("event parked in the DLQ", "class", string(it.dec.Class), "attempts", it.dec.Attempt, "error", err)
 				c.observe(it, Parked)
@@ -545,10 +543,11 @@ func (c *Consumer) fail(stop, work context.Context, it *item, err error) {
 	}
 }
 
-// ack acks d alone.
-func (c *Consumer) ack(logger *slog.Logger, d amqp.Delivery) {
-	if err := d.Ack(false); err != nil {
-		logger.Warn("ack failed; the broker will redeliver", "error", err)
+// ack acks it alone: it is settled.
+func (c *Consumer) ack(it *item) {
+	it.state = settled
+	if err := it.d.Ack(false); err != nil {
+		it.logger.Warn("ack failed; the broker will redeliver", "error", err)
 	}
 }
 
