@@ -218,13 +218,15 @@ func rawPublish(r *rabbit, body []byte, conc, n, window int) (bench.Stats, error
 	return s, nil
 }
 
-// httpClient keeps conc connections to the api alive, as Stripe's
-// senders would.
+// httpClient keeps conc connections to each server alive, as Stripe's
+// senders would. The idle pool has no limit across servers (MaxIdleConns
+// 0): with a limit of conc, the servers measured in turn evicted each
+// other's connections, and every round began by opening conc new ones.
 func httpClient(conc int) *http.Client {
 	return &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
-			MaxIdleConns: conc, MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc,
+			MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc,
 			IdleConnTimeout: time.Minute, DisableCompression: true,
 		},
 	}

@@ -332,11 +332,11 @@ func TestBatchShutdown(t *testing.T) {
 				if n != 4 {
 					t.Fatalf("batch of %d, want 4", n)
 				}
-			case <-time.After(3 * time.Second):
+			case <-time.After(10 * time.Second):
 				t.Fatal("batch never started")
 			}
 			r.stop(t, tc.bound+5*time.Second)
-			waitFor(t, 2*time.Second, func() bool { return h.ready(h.topo.Work) == tc.wantReady }, "%d events back in the work queue (now %d)", tc.wantReady, h.ready(h.topo.Work))
+			waitFor(t, 10*time.Second, func() bool { return h.ready(h.topo.Work) == tc.wantReady }, "%d events back in the work queue (now %d)", tc.wantReady, h.ready(h.topo.Work))
 			if got := outcomes.get("acked"); got != 4-tc.wantReady {
 				t.Errorf("%d acked, want %d", got, 4-tc.wantReady)
 			}

@@ -14,6 +14,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/failure"
@@ -80,7 +81,7 @@ func TestMalformedEventIsParkedWhileOthersFlow(t *testing.T) {
 	}
 	for i := range 5 {
 		id := fmt.Sprintf("evt_good_%d", i)
-		waitFor(t, 2*time.Second, func() bool { return rec.succeeded(id) }, "%s handled", id)
+		waitFor(t, 10*time.Second, func() bool { return rec.succeeded(id) }, "%s handled", id)
 	}
 	if n := len(rec.get("evt_bad")); n != 1 {
 		t.Errorf("malformed event handled %d times, want 1", n)
@@ -238,16 +239,17 @@ func TestRetryPublishFailureKeepsTheEvent(t *testing.T) {
 		return err
 	})
 	first := h.start(handler, h.router(nil), nil)
-	h.publish("evt_kept", "invoice.paid", eventJSON("evt_kept", "invoice.paid"))
-	waitFor(t, 2*time.Second, func() bool { return len(rec.get("evt_kept")) == 1 }, "first delivery")
+	id := billingtest.NewEventID()
+	h.publish(id, "invoice.paid", eventJSON(id, "invoice.paid"))
+	waitFor(t, 10*time.Second, func() bool { return len(rec.get(id)) == 1 }, "first delivery")
 	time.Sleep(400 * time.Millisecond) // several republish attempts fail meanwhile
 	if n := h.ready(h.topo.TierQueue(0)) + h.ready(h.topo.DLQ); n != 0 {
 		t.Fatalf("tier + DLQ hold %d messages, want none", n)
 	}
 	// The consumer still holds it unacked: stopping it hands it back.
 	first.stop(t, 5*time.Second)
-	waitFor(t, 2*time.Second, func() bool { return h.ready(h.topo.Work) == 1 }, "the event back in the work queue")
-	if n := len(rec.get("evt_kept")); n != 1 {
+	waitFor(t, 10*time.Second, func() bool { return h.ready(h.topo.Work) == 1 }, "the event back in the work queue")
+	if n := len(rec.get(id)); n != 1 {
 		t.Fatalf("handled %d times while the tier was unroutable, want 1", n)
 	}
 
@@ -255,8 +257,8 @@ func TestRetryPublishFailureKeepsTheEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.start(handler, h.router(nil), nil)
-	waitFor(t, 3*time.Second, func() bool { return rec.succeeded("evt_kept") }, "evt_kept applied")
-	cs := rec.get("evt_kept")
+	waitFor(t, 10*time.Second, func() bool { return rec.succeeded(id) }, "%s applied", id)
+	cs := rec.get(id)
 	if len(cs) != 2 || cs[1].attempt != 1 {
 		t.Errorf("calls = %+v, want a redelivery of the same fresh attempt", cs)
 	}
@@ -281,7 +283,7 @@ func TestShutdownFinishesInFlightEvents(t *testing.T) {
 	h.publish("evt_slow", "invoice.paid", eventJSON("evt_slow", "invoice.paid"))
 	select {
 	case <-started:
-	case <-time.After(2 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("handler never started")
 	}
 	begin := time.Now()
@@ -311,11 +313,11 @@ func TestShutdownBoundLeavesStuckEventsForRedelivery(t *testing.T) {
 	h.publish("evt_stuck", "invoice.paid", eventJSON("evt_stuck", "invoice.paid"))
 	select {
 	case <-started:
-	case <-time.After(2 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("handler never started")
 	}
 	r.stop(t, 5*time.Second) // the handler never returns: only the bound ends Run
-	waitFor(t, 2*time.Second, func() bool { return h.ready(h.topo.Work) == 1 }, "the stuck event back in the work queue")
+	waitFor(t, 10*time.Second, func() bool { return h.ready(h.topo.Work) == 1 }, "the stuck event back in the work queue")
 	if n := h.ready(h.topo.TierQueue(0)) + h.ready(h.topo.DLQ); n != 0 {
 		t.Errorf("tier + DLQ hold %d messages: a canceled handler must not be retried or parked", n)
 	}
@@ -357,7 +359,7 @@ func TestConnectionLossDropsInFlightAndResumes(t *testing.T) {
 	h.publish("evt_cut", "invoice.paid", eventJSON("evt_cut", "invoice.paid"))
 	select {
 	case <-inFlight:
-	case <-time.After(3 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("handler never started")
 	}
 	closeConnection(t, t.Name()+" consumer")
