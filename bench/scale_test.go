@@ -32,9 +32,10 @@ func servers(p *bench.Procs) {
 
 // ingestProcesses posts ops signed webhooks at concurrency conc to apis
 // `billing api` processes (each on its own port, the requests spread
-// over them in turn) with the default log level, and reads the CPU of
-// the api processes, this test process (the HTTP client), RabbitMQ and
-// MariaDB over the run.
+// over them in turn) with the default log level, once the processes have
+// answered a first unmeasured 4×conc, and reads the CPU of the api
+// processes, this test process (the HTTP client), RabbitMQ and MariaDB
+// over the run.
 func ingestProcesses(t *testing.T, bin string, apis, conc, ops int) (bench.Stats, bench.CPUUse) {
 	t.Helper()
 	r := newRabbit(t)
@@ -52,6 +53,13 @@ func ingestProcesses(t *testing.T, bin string, apis, conc, ops int) (bench.Stats
 	servers(&procs)
 	client := httpClient(conc)
 	reqs := signEvents("scale", 64)
+	// Unmeasured first: the processes' start (publisher channels opened,
+	// stacks grown) and the client's connections are not a request's cost.
+	if _, err := postSplit(client, urls, reqs, conc, 4*conc); err != nil {
+		t.Fatal(err)
+	}
+	r.purge(t)
+	settle(t)
 	var s bench.Stats
 	use, err := procs.Measure(func() (err error) {
 		s, err = postSplit(client, urls, reqs, conc, ops)
@@ -77,6 +85,7 @@ func workerProcesses(t *testing.T, bin string, workers, events int) (float64, be
 		t.Fatal(err)
 	}
 	store := openStore(t, dsn, settings(t))
+	settle(t) // the prefill's writes in RabbitMQ are not the workers' cost
 	env := []string{"AMQP_URL=" + testenv.AMQPURL(), "BILLING_NAMESPACE=" + r.topo.Namespace, "LOG_LEVEL=warn",
 		"MYSQL_DSN=" + dsn, "STRIPE_WEBHOOK_SECRET=" + testenv.WebhookSecret}
 	var procs bench.Procs
@@ -148,6 +157,22 @@ func scaling(t *testing.T, ops, events int) []bench.Row {
 			Ratio:  fmt.Sprintf("%.2f× 1 process", rate/one)})
 	}
 	return rows
+}
+
+// TestBenchAPIProcess measures one built `billing api` process at c=64
+// (BILLING_BENCH=1; BENCH_ROUNDS rounds of BENCH_OPS requests): the
+// table's ingest cost row alone, and its rate and p99 as a process of
+// its own, which the in-process ingest rows are not.
+func TestBenchAPIProcess(t *testing.T) {
+	if os.Getenv("BILLING_BENCH") != "1" {
+		t.Skip("BILLING_BENCH=1 runs the api process's cost row of the benchmark table")
+	}
+	bin := buildBinary(t)
+	ops := envInt(t, "BENCH_OPS", 4000)
+	for round := range envInt(t, "BENCH_ROUNDS", 3) {
+		s, use := ingestProcesses(t, bin, 1, 64, ops)
+		t.Logf("round %d: %s, p50 %s, p99 %s; %s; %s", round, bench.PerSecond(s.Rate(), "req"), bench.Millis(s.Percentile(.5)), bench.Millis(s.Percentile(.99)), use.PerThousand(ops), use.Cores())
+	}
 }
 
 // TestBenchWorkerProcess measures the CPU per 1,000 events of one built
