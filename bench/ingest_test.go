@@ -142,8 +142,8 @@ func signDistinct(run string, n int) signedRequests {
 // and the broker's own floor (the raw one-confirm publish), alternating
 // round after round at each concurrency, and prints each (rate, p50,
 // p99), the ratio to the honest endpoint, and the CPU spent per 1,000
-// requests by this process (the HTTP client, the same for both, and the
-// server) and by RabbitMQ, which hold still where rates do not: the
+// requests by this process (the HTTP client, the same for each, and the
+// server) and by RabbitMQ, which move less than the rates do: the
 // figures of issue 13's ingest rows in a minute instead of the table's
 // minutes. It runs when BILLING_BENCH=1; BENCH_ROUNDS and BENCH_OPS as
 // for TestBenchTable.
