@@ -221,6 +221,13 @@ func assertError(t *testing.T, got response, status int, msg string) {
 	if got.status != status || got.body != errorBody(msg) {
 		t.Errorf("answer = %d %q, want %d %q", got.status, got.body, status, errorBody(msg))
 	}
+	assertJSONHeaders(t, got)
+}
+
+// assertJSONHeaders checks the two headers of every JSON answer, each
+// given once.
+func assertJSONHeaders(t *testing.T, got response) {
+	t.Helper()
 	for k, want := range map[string]string{"Content-Type": "application/json", "X-Content-Type-Options": "nosniff"} {
 		if v := got.header.Values(k); len(v) != 1 || v[0] != want {
 			t.Errorf("%s = %q, want %q", k, v, want)

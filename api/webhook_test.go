@@ -32,11 +32,7 @@ func TestWebhookPublishesRawEvent(t *testing.T) {
 	if got.status != http.StatusOK || got.body != `{"received":true}`+"\n" {
 		t.Fatalf("answer = %d %q, want 200 {\"received\":true}", got.status, got.body)
 	}
-	for k, want := range map[string]string{"Content-Type": "application/json", "X-Content-Type-Options": "nosniff"} {
-		if v := got.header.Values(k); len(v) != 1 || v[0] != want {
-			t.Errorf("%s = %q, want %q", k, v, want)
-		}
-	}
+	assertJSONHeaders(t, got)
 	msgs := f.take(t)
 	if len(msgs) != 1 {
 		t.Fatalf("work queue gave %d messages, want 1", len(msgs))

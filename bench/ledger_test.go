@@ -13,21 +13,18 @@ import (
 	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/simulate/stripeevent"
 )
 
 // fillChunk is the most rows one fill statement of the benchmark
 // inserts: a transaction whose undo log stays small.
 const fillChunk = 100_000
 
-// idAlphabet is the alphabet of Stripe ids (and of
-// stripeevent.NewEventID), in ASCII order: the ledger's ascii_bin order.
-const idAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
 // fillLedger adds n processed events to the ledger of db in INSERT ...
 // SELECT statements of chunk rows over MariaDB's SEQUENCE engine, each
 // received 8 seconds after the one before (n = 1M spans 92 days back from
 // now) with payload (nil: none, as after the retention). The ids have
-// Stripe's form ("evt_" and 24 characters of idAlphabet) and are random,
+// Stripe's form ("evt_" and 24 characters of stripeevent.IDAlphabet) and are random,
 // as Stripe's are: the first four characters, which place an id in the
 // id index, are spread evenly over the alphabet. Each names a customer of
 // its own, whose id is random the same way, as in the object index of a
@@ -40,12 +37,12 @@ func fillLedger(ctx context.Context, db *sql.DB, n, chunk int, payload []byte) e
 	now := time.Now().UTC()
 	salt := now.UnixNano()
 	const space = 62 * 62 * 62 * 62
-	// The four characters of idAlphabet that spell v, a random number
+	// The four characters of stripeevent.IDAlphabet that spell v, a random number
 	// in [0, space).
 	prefix := func(v string) string {
 		var digits []string
 		for _, place := range []int{62 * 62 * 62, 62 * 62, 62, 1} {
-			digits = append(digits, fmt.Sprintf("SUBSTRING('%s', FLOOR(%s / %d) MOD 62 + 1, 1)", idAlphabet, v, place))
+			digits = append(digits, fmt.Sprintf("SUBSTRING('%s', FLOOR(%s / %d) MOD 62 + 1, 1)", stripeevent.IDAlphabet, v, place))
 		}
 		return strings.Join(digits, ", ")
 	}
@@ -216,8 +213,9 @@ func ledgerGrowth(t *testing.T, rows, rounds, events, batchSize int) ledgerFigur
 	// that every new event reads at a random place, mostly out of the
 	// buffer pool, where a ledger in use keeps it: a run into it, not
 	// measured, brings it back as processing does: three rounds' events,
-	// which reach most of its leaves (after one round's, the filled
-	// rounds still read 0.29 pages an event from disk; after three, 0.2).
+	// which reach most of its leaves (docs/benchmarks.md, "Ledger size
+	// and growth", has the pages read from disk per event with and
+	// without it).
 	warm := lifecycleBodies(3*events, time.Now().Add(-time.Duration(rounds+1)*time.Hour-30*time.Minute))
 	if _, err := processingInto(t, fullDSN, warm, batchSize); err != nil {
 		t.Fatal(err)

@@ -85,10 +85,10 @@ func (p payload) has(keys ...string) bool {
 	return false
 }
 
-// null reports whether p lacks key or carries it as null.
-func (p payload) null(key string) bool {
+// missing reports whether p lacks key or carries it as null or "".
+func (p payload) missing(key string) bool {
 	v, ok := p.get(key)
-	return !ok || v == heldNull
+	return !ok || v == heldNull || v == heldEmpty
 }
 
 // scanObject reads the top-level fields of object, valid JSON: its keys
@@ -187,7 +187,7 @@ func decodeScanned(ev Event, raw json.RawMessage, keys payload, path, want strin
 		p, _, _ = scanObject(raw)
 	}
 	for _, key := range append([]string{"id"}, requires...) {
-		if v, _ := p.get(key); p.null(key) || v == heldEmpty {
+		if p.missing(key) {
 			return payload{}, schemaError(ev, path+"."+key, "is missing")
 		}
 	}

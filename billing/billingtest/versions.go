@@ -13,6 +13,7 @@ import (
 
 	"github.com/stripe-billing/billing/internal/stripefixture"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/simulate/stripeevent"
 )
 
 // VersionedLifecycle is one customer's lifecycle in one Stripe API version:
@@ -125,12 +126,10 @@ func newVersionBuilder(version string, seed int) *versionBuilder {
 	return b
 }
 
-const idChars = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
 func randomID(r *rand.Rand, n int) string {
 	b := make([]byte, n)
 	for i := range b {
-		b[i] = idChars[r.IntN(len(idChars))]
+		b[i] = stripeevent.IDAlphabet[r.IntN(len(stripeevent.IDAlphabet))]
 	}
 	return string(b)
 }

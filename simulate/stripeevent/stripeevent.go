@@ -35,8 +35,9 @@ func Event(id, typ string, created time.Time, object map[string]any) []byte {
 	return b
 }
 
-// idAlphabet is the characters of a Stripe id after its prefix.
-const idAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+// IDAlphabet is the characters of a Stripe id after its prefix, in ASCII
+// order (a ledger's ascii_bin order).
+const IDAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 // NewEventID returns a random event id in Stripe's shape, "evt_" and 24
 // alphanumerics. Stripe's ids are not ordered in time, and neither are
@@ -50,7 +51,7 @@ func NewEventID() string {
 		for _, b := range buf {
 			// 248 = 4*62: rejecting the rest keeps every character equally likely.
 			if b < 248 && len(id) < cap(id) {
-				id = append(id, idAlphabet[b%62])
+				id = append(id, IDAlphabet[b%62])
 			}
 		}
 	}
@@ -176,7 +177,11 @@ type IDs struct {
 func LifecycleIDs(start time.Time, i int) IDs {
 	s := fmt.Sprintf("%d_%03d", start.Unix(), i)
 	sum := sha256.Sum256([]byte(s))
-	s = string([]byte{idAlphabet[sum[0]%62], idAlphabet[sum[1]%62], idAlphabet[sum[2]%62], idAlphabet[sum[3]%62]}) + s
+	head := make([]byte, 4)
+	for i := range head {
+		head[i] = IDAlphabet[sum[i]%62]
+	}
+	s = string(head) + s
 	return IDs{
 		Customer: "cus_" + s, Subscription: "sub_" + s, Invoice: "in_" + s, PaymentIntent: "pi_" + s,
 		FailedCharge: "ch_fail_" + s, Charge: "ch_" + s, Refund: "re_" + s, Dispute: "dp_" + s, Checkout: "cs_" + s,

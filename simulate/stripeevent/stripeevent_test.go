@@ -27,8 +27,8 @@ func TestNewEventID(t *testing.T) {
 		}
 	}
 	// 48,000 draws from 62 characters: every one shows up.
-	if len(chars) != len(idAlphabet) {
-		t.Errorf("%d distinct characters in the ids, want %d", len(chars), len(idAlphabet))
+	if len(chars) != len(IDAlphabet) {
+		t.Errorf("%d distinct characters in the ids, want %d", len(chars), len(IDAlphabet))
 	}
 }
 
