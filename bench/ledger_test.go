@@ -213,9 +213,8 @@ func ledgerGrowth(t *testing.T, rows, rounds, events, batchSize int) ledgerFigur
 	// that every new event reads at a random place, mostly out of the
 	// buffer pool, where a ledger in use keeps it: a run into it, not
 	// measured, brings it back as processing does: three rounds' events,
-	// which reach most of its leaves (docs/benchmarks.md, "Ledger size
-	// and growth", has the pages read from disk per event with and
-	// without it).
+	// which reach most of its leaves (without it the first filled round
+	// read about twice the pages from disk per event of the later ones).
 	warm := lifecycleBodies(3*events, time.Now().Add(-time.Duration(rounds+1)*time.Hour-30*time.Minute))
 	if _, err := processingInto(t, fullDSN, warm, batchSize); err != nil {
 		t.Fatal(err)
