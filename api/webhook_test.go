@@ -19,6 +19,7 @@ import (
 	"github.com/stripe-billing/billing/api"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/simulate/stripeevent"
 	"github.com/stripe-billing/billing/verify"
 )
 
@@ -319,6 +320,46 @@ func TestWebhookUnroutable(t *testing.T) {
 		if err, _ := line["error"].(string); !strings.Contains(err, "unroutable") {
 			t.Errorf("log error = %q, want the unroutable return", err)
 		}
+	}
+}
+
+// TestWebhookNacked: RabbitMQ nacks the publish on a live channel (a
+// queue bound beside the work queue, at its length limit with x-overflow
+// reject-publish, refuses it; a message routed to several queues is nacked
+// when any refuses). A nack is not a confirm: the answer is a 503 with
+// Retry-After, so Stripe retries, and the delivery after the queue has room
+// again is a 200.
+func TestWebhookNacked(t *testing.T) {
+	t.Parallel()
+	f := setup(t, options{wait: true})
+	full := f.topo.Namespace + ".full"
+	if _, err := f.ch.QueueDeclare(full, false, true, false, false, amqp.Table{
+		"x-max-length": int32(0),
+		"x-overflow":   "reject-publish",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ch.QueueBind(full, "#", f.topo.Events, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	body := event(stripeevent.NewEventID(), "invoice.paid", "2023-10-16")
+	got := f.post(t, body, sign(body, secret, time.Now()))
+	assertError(t, got, http.StatusServiceUnavailable, "event not stored, retry later")
+	if got.header.Get("Retry-After") != "3" {
+		t.Errorf("Retry-After = %q, want 3", got.header.Get("Retry-After"))
+	}
+	if _, err := f.ch.QueueDelete(full, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.post(t, body, sign(body, secret, time.Now())); got.status != http.StatusOK {
+		t.Fatalf("retry once the queue is gone: %d %q, want 200", got.status, got.body)
+	}
+	// The work queue took the nacked copy too (a nack means "not stored
+	// everywhere", not "stored nowhere"); the ledger makes the second
+	// copy a duplicate.
+	msgs := f.take(t)
+	if len(msgs) != 2 || !bytes.Equal(msgs[0].Body, body) || !bytes.Equal(msgs[1].Body, body) {
+		t.Errorf("work queue holds %d messages, want the event twice", len(msgs))
 	}
 }
 

@@ -146,6 +146,44 @@ func TestProcessBatch(t *testing.T) {
 	})
 }
 
+// TestProcessBatchRedeliveredOnOneWorker: a batch of valid events,
+// redelivered whole to the same worker (its ack was lost), is all
+// duplicates. Every event is readable, so nothing reads the ledger first:
+// the claim's count alone must tell that the rows exist, and the batch
+// must then commit nothing (rows, history and the ledger's stamps as
+// they were).
+func TestProcessBatchRedeliveredOnOneWorker(t *testing.T) {
+	t.Parallel()
+	stream := billingtest.Lifecycle(3, start)
+	s, p, _ := batchSetup(t)
+	for i, o := range processBatches(t, p, stream, len(stream)) {
+		if o.Result != billing.Processed {
+			t.Fatalf("event %d: %+v, want processed", i, o)
+		}
+	}
+	before := snapshot(t, s)
+	var stamps []time.Time
+	if err := s.DB().Model(&models.StripeEvent{}).Order("id").Pluck("processed_at", &stamps).Error; err != nil {
+		t.Fatal(err)
+	}
+
+	for i, o := range processBatches(t, p, stream, len(stream)) {
+		if o.Result != billing.Duplicate {
+			t.Errorf("event %d redelivered: %+v, want duplicate", i, o)
+		}
+	}
+	if got := snapshot(t, s); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("the redelivered batch changed the rows:\n got %v\nwant %v", got, before)
+	}
+	var after []time.Time
+	if err := s.DB().Model(&models.StripeEvent{}).Order("id").Pluck("processed_at", &after).Error; err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(after, stamps, time.Time.Equal) {
+		t.Errorf("the redelivered batch stamped the ledger again")
+	}
+}
+
 // TestProcessBatchPoisonStatement: an event the database refuses (a
 // currency too long for its column) fails a statement of the sets; the
 // batch is applied again event by event and the poison fails alone.

@@ -239,3 +239,53 @@ func TestReprocessOfAPrunedEventSaysSo(t *testing.T) {
 		t.Errorf("ledger row %+v, %v: want ignored still, payload empty", row, err)
 	}
 }
+
+// TestReprocessOrder: reprocessing applies ledger events in Stripe's order
+// (created, then id), whatever order they were received in, across pages
+// of the ledger. The final rows cannot show it (the state order makes most
+// orders end alike), so the order of the outcomes does.
+func TestReprocessOrder(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	const n = 1234 // more than a page
+	rows := make([]models.StripeEvent, n)
+	for i := range rows {
+		// Few distinct seconds: most events tie on created, and the id
+		// (random, not ordered in time) must settle them.
+		created := start.Add(time.Duration(rng.IntN(40)) * time.Second)
+		id := billingtest.NewEventID()
+		rows[i] = models.StripeEvent{
+			ID: id, Type: "issuing_card.created", APIVersion: "2023-10-16", Created: &created,
+			Status:     models.EventIgnored,
+			Payload:    billingtest.Event(id, "issuing_card.created", created, map[string]any{"id": "ic_" + id[4:], "object": "issuing.card"}),
+			ReceivedAt: start.Add(time.Duration(i) * time.Millisecond),
+		}
+	}
+	if err := s.DB().CreateInBatches(rows, 500).Error; err != nil {
+		t.Fatal(err)
+	}
+
+	var got []billing.Reprocessed
+	_, err := billing.NewReprocessor(billing.NewProcessor(s, nil)).Run(context.Background(), models.EventFilter{}, false, func(r billing.Reprocessed) {
+		got = append(got, r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("reprocessed %d events, want %d", len(got), n)
+	}
+	slices.SortFunc(rows, func(a, b models.StripeEvent) int {
+		if c := a.Created.Compare(*b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	for i, r := range got {
+		if r.ID != rows[i].ID {
+			t.Fatalf("event %d reprocessed is %s (created %s), want %s (created %s): not Stripe's order",
+				i, r.ID, r.Created.Format(time.TimeOnly), rows[i].ID, rows[i].Created.Format(time.TimeOnly))
+		}
+	}
+}

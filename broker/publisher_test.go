@@ -16,6 +16,7 @@ import (
 
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/simulate/stripeevent"
 )
 
 // startConn runs a supervised connection to url on a fresh namespace and,
@@ -194,5 +195,45 @@ func TestPublishConcurrentOnOneChannel(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("work queue holds messages %v, want %v", got, want)
+	}
+}
+
+// TestPublishNacked makes RabbitMQ itself nack a publish on a live
+// channel: a queue at its length limit with x-overflow reject-publish,
+// bound beside the work queue, refuses the message, and a message routed to
+// several queues is nacked when any of them refuses it. The publish must
+// fail with ErrNacked (the api's "no 2xx without a positive confirm"), and
+// the pool must go on publishing once there is room.
+func TestPublishNacked(t *testing.T) {
+	t.Parallel()
+	topo, conn := startConn(t, testenv.AMQPURL(), true)
+	ch := inspect(t)
+	full := topo.Namespace + ".full"
+	if _, err := ch.QueueDeclare(full, false, true, false, false, amqp.Table{
+		"x-max-length": int32(1),
+		"x-overflow":   "reject-publish",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(full, "#", topo.Events, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	pub := broker.NewPublisher(conn, 1, 2*time.Second)
+	ctx := context.Background()
+	first, refused := stripeevent.NewEventID(), stripeevent.NewEventID()
+	if err := pub.Publish(ctx, topo.Events, "invoice.paid", message(first)); err != nil {
+		t.Fatalf("Publish into room = %v, want nil", err)
+	}
+	if err := pub.Publish(ctx, topo.Events, "invoice.paid", message(refused)); !errors.Is(err, broker.ErrNacked) {
+		t.Fatalf("Publish into a full reject-publish queue = %v, want ErrNacked", err)
+	}
+	if _, err := ch.QueuePurge(full, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, topo.Events, "invoice.paid", message(first)); err != nil {
+		t.Fatalf("Publish after the nack = %v, want nil: the pool must recover", err)
+	}
+	if !pub.Ready() {
+		t.Error("Ready() = false after a nack on a live connection")
 	}
 }
