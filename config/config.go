@@ -17,6 +17,7 @@ import (
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/internal/netaddr"
 	"github.com/stripe-billing/billing/metrics"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/reconcile"
@@ -178,7 +179,7 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if u, err := url.Parse(c.StripeAPIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		l.fail("STRIPE_API_BASE", "must be an https URL such as https://api.stripe.com")
-	} else if u.Scheme == "http" && !IsLoopback(u.Hostname()) {
+	} else if u.Scheme == "http" && !netaddr.IsLoopback(u.Hostname()) {
 		// The API key travels in every request.
 		l.fail("STRIPE_API_BASE", "must be https unless the host is loopback (127.0.0.0/8, ::1, localhost)")
 	}
@@ -209,16 +210,6 @@ func Load(getenv func(string) string) (Config, error) {
 		l.fail("DB_MAX_IDLE_CONNS", "must not exceed DB_MAX_OPEN_CONNS")
 	}
 	return c, errors.Join(l.errs...)
-}
-
-// IsLoopback reports whether host (a name or an IP, without port or
-// brackets) is this machine: localhost, 127.0.0.0/8 or ::1.
-func IsLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // RequireWebhookSecret reports whether the api and the worker can verify

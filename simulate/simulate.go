@@ -22,7 +22,7 @@ import (
 
 	"github.com/stripe/stripe-go/v76/webhook"
 
-	"github.com/stripe-billing/billing/config"
+	"github.com/stripe-billing/billing/internal/netaddr"
 )
 
 // Config describes one run. Ratios are fractions in [0, 1).
@@ -90,7 +90,7 @@ func (c Config) withDefaults() (Config, error) {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("simulate: "+format, args...)) }
 	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("url %q is not an http(s) URL", c.URL)
-	} else if !c.AllowRemote && !config.IsLoopback(u.Hostname()) {
+	} else if !c.AllowRemote && !netaddr.IsLoopback(u.Hostname()) {
 		bad("url %q is not on this machine (127.0.0.0/8, ::1, localhost); --allow-remote posts to another host", c.URL)
 	}
 	if c.Secret == "" {
