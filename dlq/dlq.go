@@ -1,8 +1,14 @@
 // Package dlq owns what happens to a failed event after the handler: the
 // Router that schedules it in a delay tier or parks it in the DLQ with the
-// reason (the billing-* headers), reading parked messages (Queue.List),
-// sending them back (Queue.Move, for `billing dlq replay` and the sweep),
-// and the Sweep that re-drives the failures time may cure.
+// reason (the billing-* headers), reading parked messages (Queue.List,
+// Queue.Show), sending them back (Queue.Move, for `billing dlq replay` and
+// the sweep), dropping them on a person's word (Queue.Discard), and the
+// Sweep that re-drives the failures time may cure.
+//
+// Every pass over the DLQ takes all of its messages unacked on one
+// channel, acks only those it moved or dropped, and closes the channel:
+// the others go back together, in order. It never nacks with requeue,
+// which on a quorum queue would send each message looked at to the back.
 package dlq
 
 import (
@@ -33,6 +39,27 @@ type Parked struct {
 	WorkerHost    string        `json:"worker_host,omitempty"`
 	Replays       int           `json:"replays"`
 	Redrives      int           `json:"redrives"`
+	// Copies counts the DLQ messages of the event (ByEvent): Stripe may
+	// deliver an event twice, and each copy that fails is parked.
+	Copies int `json:"copies,omitempty"`
+}
+
+// ByEvent folds the copies of each event into one line, where its first
+// copy stands, with Copies counting them; a message without an event id
+// stands alone.
+func ByEvent(parked []Parked) []Parked {
+	out := make([]Parked, 0, len(parked))
+	at := map[string]int{}
+	for _, p := range parked {
+		if i, ok := at[p.EventID]; ok && p.EventID != "" {
+			out[i].Copies++
+			continue
+		}
+		p.Copies = 1
+		at[p.EventID] = len(out)
+		out = append(out, p)
+	}
+	return out
 }
 
 // Age is how long the message has been parked at now.
@@ -108,7 +135,7 @@ func (q *Queue) List(ctx context.Context, limit int) ([]Parked, error) {
 	err := q.scan(ctx, func(d *amqp.Delivery) (acked, stop bool, err error) {
 		out = append(out, ParseParked(d, now))
 		return false, limit > 0 && len(out) >= limit, nil
-	})
+	}, nil)
 	if err != nil {
 		return out, fmt.Errorf("dlq: list dlq %s: %w", q.topo.DLQ, err)
 	}
@@ -128,6 +155,9 @@ type MoveOptions struct {
 	Redrive bool
 	// Moved, if set, is called after each message has been moved.
 	Moved func(ctx context.Context, p Parked)
+	// Pace is the least time between two publishes (`--rate`): a bulk
+	// replay must not flood the workers. 0: no wait.
+	Pace time.Duration
 }
 
 // MoveResult is what a Move did.
@@ -152,6 +182,7 @@ func (q *Queue) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) 
 		return res, errors.New("dlq: move from dlq: no publisher")
 	}
 	now := q.now()
+	var last time.Time
 	err := q.scan(ctx, func(d *amqp.Delivery) (acked, stop bool, err error) {
 		p := ParseParked(d, now)
 		ok := true
@@ -166,6 +197,10 @@ func (q *Queue) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) 
 			return false, false, nil // handed back at the end of the scan
 		}
 		if !opts.DryRun {
+			if err := pace(ctx, last, opts.Pace); err != nil {
+				return false, true, err
+			}
+			last = time.Now()
 			msg := broker.ReplayCopy(*d, opts.Redrive)
 			if err := q.pub.Publish(ctx, "", q.topo.Work, msg); err != nil {
 				return false, true, fmt.Errorf("publish %s to %s: %w", p.EventID, q.topo.Work, err)
@@ -187,23 +222,112 @@ func (q *Queue) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) 
 		}
 		res.Moved = append(res.Moved, p)
 		return !opts.DryRun, opts.Limit > 0 && len(res.Moved) >= opts.Limit, nil
-	})
+	}, nil)
 	if err != nil {
 		return res, fmt.Errorf("dlq: move from dlq %s: %w", q.topo.DLQ, err)
 	}
 	return res, nil
 }
 
+// pace waits until at least every has passed since last (zero: at once).
+func pace(ctx context.Context, last time.Time, every time.Duration) error {
+	wait := time.Until(last.Add(every))
+	if last.IsZero() || wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Message is one parked message in full, for `billing dlq show`.
+type Message struct {
+	Parked
+	// Delivery is the message as the DLQ delivered it (its acknowledger
+	// removed: it is for reading).
+	Delivery amqp.Delivery
+}
+
+// Show returns every copy of event id in the DLQ, in queue order. Every
+// message stays in the DLQ.
+func (q *Queue) Show(ctx context.Context, id string) ([]Message, error) {
+	var out []Message
+	now := q.now()
+	err := q.scan(ctx, func(d *amqp.Delivery) (acked, stop bool, err error) {
+		if p := ParseParked(d, now); p.EventID == id {
+			m := Message{Parked: p, Delivery: *d}
+			m.Delivery.Acknowledger = nil
+			out = append(out, m)
+		}
+		return false, false, nil
+	}, nil)
+	if err != nil {
+		return out, fmt.Errorf("dlq: show %s in %s: %w", id, q.topo.DLQ, err)
+	}
+	return out, nil
+}
+
+// Discard takes every copy of event id off the DLQ for good. It reads the
+// whole DLQ first, holding every message, then calls record with the
+// copies found (the caller writes who, when and why), and only when
+// record succeeds acks them; all other messages go back in order. With no
+// copy found, record is not called and ErrNotParked is returned. Should
+// an ack be lost after record, the copies stay parked and a second
+// Discard removes them (recording the decision again).
+func (q *Queue) Discard(ctx context.Context, id string, record func(ctx context.Context, copies []Parked) error) ([]Parked, error) {
+	var found []*amqp.Delivery
+	var copies []Parked
+	now := q.now()
+	err := q.scan(ctx, func(d *amqp.Delivery) (acked, stop bool, err error) {
+		if p := ParseParked(d, now); p.EventID == id {
+			found = append(found, d)
+			copies = append(copies, p)
+		}
+		return false, false, nil
+	}, func(ctx context.Context) (int, error) {
+		if len(found) == 0 {
+			return 0, nil
+		}
+		if err := record(ctx, copies); err != nil {
+			return 0, err
+		}
+		for i, d := range found {
+			if err := d.Ack(false); err != nil {
+				return i, fmt.Errorf("ack copy %d of %s: %w", i+1, id, err)
+			}
+		}
+		q.logger.Info("dlq event discarded", "event_id", id, "event_type", copies[0].Type, "copies", len(copies))
+		return len(found), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dlq: discard %s from %s: %w", id, q.topo.DLQ, err)
+	}
+	if len(copies) == 0 {
+		return nil, fmt.Errorf("dlq: discard %s: %w", id, ErrNotParked)
+	}
+	return copies, nil
+}
+
+// ErrNotParked is returned for an event with no message in the DLQ.
+var ErrNotParked = errors.New("no such event in the DLQ")
+
 // scan hands each message of the DLQ, as it stood when the scan began, to
 // fn, which may ack it (and says so); fn returns stop to end the scan.
 // Messages fn does not ack stay unacked until the end, so they are neither
 // redelivered to this scan nor reordered against each other; closing the
-// channel then hands them back together, in order. A quorum queue requeues
+// channel then hands them back together, in order. finish, when set, runs
+// after the last message, on the same channel, and acks what it says
+// (say, messages fn kept until a decision on all of them). A quorum queue requeues
 // them asynchronously, so scan waits (at most Idle) until the queue shows
 // them ready again: a `billing dlq list` or `replay` run right after this
 // one must find them. The DLQ has no delivery limit, so the delivery count
 // this raises cannot drop anything.
-func (q *Queue) scan(ctx context.Context, fn func(d *amqp.Delivery) (acked, stop bool, err error)) error {
+func (q *Queue) scan(ctx context.Context, fn func(d *amqp.Delivery) (acked, stop bool, err error), finish func(ctx context.Context) (acked int, err error)) error {
 	conn, err := q.conn.Await(ctx)
 	if err != nil {
 		return err
@@ -213,6 +337,11 @@ func (q *Queue) scan(ctx context.Context, fn func(d *amqp.Delivery) (acked, stop
 		return fmt.Errorf("open channel: %w", err)
 	}
 	kept, err := q.take(ctx, ch, fn)
+	if err == nil && finish != nil {
+		var acked int
+		acked, err = finish(ctx)
+		kept -= acked
+	}
 	_ = ch.Close()
 	if kept > 0 {
 		q.awaitReady(ctx, conn, kept)

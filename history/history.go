@@ -22,6 +22,7 @@ type Ledger interface {
 	FindObject(ctx context.Context, stripeID string) (models.ObjectRow, error)
 	ObjectEvents(ctx context.Context, objectID string) ([]models.StripeEvent, error)
 	StatusChanges(ctx context.Context, objectTypes []string, objectID string) ([]models.StatusChange, error)
+	Discards(ctx context.Context, eventIDs []string) ([]models.EventDiscard, error)
 }
 
 // Outcomes of an event, as Report.Events says them.
@@ -37,6 +38,9 @@ const (
 	Ignored = "ignored"
 	// Dead: parked in the DLQ; `billing dlq` says why.
 	Dead = "dead"
+	// Discarded: a person took it off the DLQ (`billing dlq discard`);
+	// Event.Discards says who, when and why.
+	Discarded = "discarded"
 )
 
 // Report is one object's history. Its JSON form is the stable schema of
@@ -73,6 +77,17 @@ type Event struct {
 	StatusAfter  *string `json:"status_after"`
 	// Error is the last error of a dead event; null otherwise.
 	Error *string `json:"error"`
+	// Discards are the `billing dlq discard` runs on the event, oldest
+	// first; absent when none.
+	Discards []Discard `json:"discards,omitempty"`
+}
+
+// Discard is one person's decision to drop a parked event.
+type Discard struct {
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+	Copies int       `json:"copies"`
 }
 
 // ErrUnknown is returned for an id that neither a table nor the ledger knows.
@@ -131,6 +146,18 @@ func Of(ctx context.Context, ledger Ledger, id string) (Report, error) {
 	if err != nil {
 		return Report{}, fmt.Errorf("history: %s: %w", id, err)
 	}
+	ids := make([]string, len(events))
+	for i, ev := range events {
+		ids[i] = ev.ID
+	}
+	discards, err := ledger.Discards(ctx, ids)
+	if err != nil {
+		return Report{}, fmt.Errorf("history: %s: %w", id, err)
+	}
+	dropped := map[string][]Discard{}
+	for _, d := range discards {
+		dropped[d.EventID] = append(dropped[d.EventID], Discard{By: d.DiscardedBy, At: d.DiscardedAt.UTC(), Reason: d.Reason, Copies: d.Copies})
+	}
 	reported := make(map[string]string, len(changes))
 	for _, c := range changes {
 		reported[c.EventID] = c.Status
@@ -140,7 +167,8 @@ func Of(ctx context.Context, ledger Ledger, id string) (Report, error) {
 		e := Event{
 			ID: ev.ID, Type: ev.Type, Created: ev.Created, Received: ev.ReceivedAt, Processed: ev.ProcessedAt,
 			Outcome: outcome(ev), StatusBefore: status, StatusAfter: status,
-			Error: ev.LastError, // only a dead row keeps one
+			Error:    ev.LastError, // only a dead or discarded row keeps one
+			Discards: dropped[ev.ID],
 		}
 		if s, ok := reported[ev.ID]; ok {
 			e.StatusAfter, status = &s, &s
@@ -157,6 +185,8 @@ func outcome(ev models.StripeEvent) string {
 		return Dead
 	case ev.Status == models.EventIgnored:
 		return Ignored
+	case ev.Status == models.EventDiscarded:
+		return Discarded
 	case ev.Applied == nil:
 		return Processed
 	case *ev.Applied:

@@ -41,6 +41,9 @@ const (
 	EventProcessed = "processed"
 	EventIgnored   = "ignored"
 	EventDead      = "dead"
+	// EventDiscarded: a person took the parked event off the DLQ for good
+	// (`billing dlq discard`); its EventDiscard rows say who, when and why.
+	EventDiscarded = "discarded"
 )
 
 // Payment object kinds sharing the payments table; the views charges and
@@ -382,3 +385,18 @@ type SweepCheckpoint struct {
 
 // TableName implements gorm's tabler.
 func (SweepCheckpoint) TableName() string { return "sweep_checkpoints" }
+
+// EventDiscard is one `billing dlq discard`: a person's decision to drop a
+// parked event, with the DLQ copies it took away.
+type EventDiscard struct {
+	ID          uint64    `gorm:"column:id;primaryKey"`
+	EventID     string    `gorm:"column:event_id"`
+	EventType   string    `gorm:"column:event_type"`
+	Copies      int       `gorm:"column:copies"`
+	DiscardedBy string    `gorm:"column:discarded_by"`
+	Reason      string    `gorm:"column:reason"`
+	DiscardedAt time.Time `gorm:"column:discarded_at"`
+}
+
+// TableName implements gorm's tabler.
+func (EventDiscard) TableName() string { return "event_discards" }

@@ -18,7 +18,7 @@ func tableModels() []gormschema.Tabler {
 	return []gormschema.Tabler{
 		models.StripeEvent{}, models.Customer{}, models.Subscription{}, models.SubscriptionItem{}, models.Invoice{},
 		models.InvoicePayment{}, models.Payment{}, models.Refund{}, models.Dispute{}, models.CheckoutSession{},
-		models.CreditNote{}, models.StatusChange{}, models.SweepCheckpoint{},
+		models.CreditNote{}, models.StatusChange{}, models.SweepCheckpoint{}, models.EventDiscard{},
 	}
 }
 

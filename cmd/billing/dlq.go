@@ -1,50 +1,74 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
+	"os/user"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/config"
 	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/models"
 )
 
-const dlqUsage = `Inspect or replay the events parked in <BILLING_NAMESPACE>.events.dlq.
+const dlqUsage = `Inspect, replay or discard the events parked in <BILLING_NAMESPACE>.events.dlq.
+Needs AMQP_URL and BILLING_NAMESPACE (discard and show's ledger row:
+MYSQL_DSN too). No command reorders the DLQ: each takes every message
+unacked, acks only those it moves or discards, and hands the others back
+together, in order.
 
   billing dlq list [--json] [--limit N]
-      Show parked events as the management UI's headers do: event id, type,
-      class, attempts, replays, first failure, parked at, age, the error.
-      Nothing leaves the DLQ. --json prints one JSON object per line.
+      One line per parked event, as the management UI's headers show it:
+      event id, copies (Stripe may deliver an event twice: each failed
+      copy is parked), type, class, attempts, replays, first failure,
+      parked at, age, the error. --json prints one JSON object per line.
 
-  billing dlq replay (--event ID | --type TYPE | --all) [--limit N] [--dry-run]
-      Send matching parked events back to <BILLING_NAMESPACE>.events.work
-      as fresh attempts. A message leaves the DLQ only once its copy is
-      confirmed in the work queue; the others stay, in order.
-      --dry-run prints what would move and moves nothing.`
+  billing dlq show <event id> [--json]
+      Every copy of the event: properties, headers, the reason, the body
+      pretty-printed, and its ledger row and discards when MySQL answers.
+
+  billing dlq replay (--event ID | --type TYPE | --class CLASS | --since T | --all)
+                     [--rate N] [--limit N] [--dry-run]
+      Send matching parked events (all their copies) back to
+      <BILLING_NAMESPACE>.events.work as fresh attempts, at most --rate per
+      second. Selectors combine (all must match); --since takes a duration
+      (1h: parked in the last hour) or an RFC 3339 time. A message leaves
+      the DLQ only once its copy is confirmed in the work queue.
+
+  billing dlq discard <event id> --reason "why" [--by NAME]
+      Take every copy of the event off the DLQ for good, recording in
+      MySQL who (--by, default the OS user), when and why; the ledger row
+      stays, marked discarded ('billing history' shows it).`
 
 func runDLQ(ctx context.Context, e env, args []string) error {
 	if len(args) == 0 {
-		newFlagSet(e, "dlq", dlqUsage).Usage()
-		return fmt.Errorf("%w: dlq needs list or replay", errUsage)
+		return &flagError{newFlagSet(e, "dlq", dlqUsage), fmt.Errorf("%w: dlq needs list, show, replay or discard", errUsage)}
 	}
 	switch args[0] {
 	case "list":
 		return runDLQList(ctx, e, args[1:])
+	case "show":
+		return runDLQShow(ctx, e, args[1:])
 	case "replay":
 		return runDLQReplay(ctx, e, args[1:])
+	case "discard":
+		return runDLQDiscard(ctx, e, args[1:])
 	case "-h", "--help", "help":
-		newFlagSet(e, "dlq", dlqUsage).Usage()
-		return nil
+		return &flagError{newFlagSet(e, "dlq", dlqUsage), flag.ErrHelp}
 	default:
-		return fmt.Errorf("%w: dlq: unknown action %q (list or replay)", errUsage, args[0])
+		return fmt.Errorf("%w: dlq: unknown action %q (list, show, replay or discard)", errUsage, args[0])
 	}
 }
 
@@ -62,14 +86,19 @@ func runDLQList(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := openDLQ(ctx, cfg, logger, "billing-dlq")
+	s, err := openDLQ(ctx, cfg, logger, "billing-dlq", dlqTopology(cfg))
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	parked, err := s.dlq.List(ctx, *limit)
+	// The whole DLQ is read: copies of one event may lie far apart.
+	all, err := s.dlq.List(ctx, 0)
 	if err != nil {
 		return err
+	}
+	parked := dlq.ByEvent(all)
+	if *limit > 0 && len(parked) > *limit {
+		parked = parked[:*limit]
 	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
@@ -81,23 +110,23 @@ func runDLQList(ctx context.Context, e env, args []string) error {
 		return nil
 	}
 	printParked(e, parked)
-	fmt.Fprintf(e.stdout, "%d parked event(s) shown\n", len(parked))
+	fmt.Fprintf(e.stdout, "%d parked event(s) shown, %d message(s) in %s\n", len(parked), len(all), s.topo.DLQ)
 	return nil
 }
 
-// printParked shows what the management UI shows of each parked message:
+// printParked shows what the management UI shows of each parked event:
 // the class, the times (UTC) and the whole reason (billing-error, at most
 // dlq.MaxErrorHeader bytes), last so that a long one does not push the
 // other columns.
 func printParked(e env, parked []dlq.Parked) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "EVENT ID\tTYPE\tCLASS\tATTEMPTS\tREPLAYS\tFIRST FAILED\tPARKED AT\tAGE\tERROR")
+	fmt.Fprintln(w, "EVENT ID\tCOPIES\tTYPE\tCLASS\tATTEMPTS\tREPLAYS\tFIRST FAILED\tPARKED AT\tAGE\tERROR")
 	for _, p := range parked {
 		age := "-"
 		if !p.ParkedAt.IsZero() {
 			age = (time.Duration(p.AgeSeconds) * time.Second).String()
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", cell(p.EventID), cell(p.Type), cell(string(p.Class)), p.Attempts, p.Replays,
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", cell(p.EventID), max(p.Copies, 1), cell(p.Type), cell(string(p.Class)), p.Attempts, p.Replays,
 			timeCell(p.FirstFailedAt), timeCell(p.ParkedAt), age, cell(oneLine(p.Error, dlq.MaxErrorHeader)))
 	}
 	_ = w.Flush()
@@ -111,43 +140,246 @@ func timeCell(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-func runDLQReplay(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "dlq replay", dlqUsage)
-	event := fs.String("event", "", "replay the parked event with this id")
-	typ := fs.String("type", "", "replay parked events of this type")
-	all := fs.Bool("all", false, "replay every parked event")
-	limit := fs.Int("limit", 0, "move at most N events (0: no limit)")
-	dryRun := fs.Bool("dry-run", false, "print what would move, move nothing")
-	if err := parseFlags(fs, args); err != nil {
+// eventArg parses a subcommand whose one positional argument, an event id,
+// may come before or after the flags.
+func eventArg(fs *flag.FlagSet, args []string) (string, error) {
+	ids, err := parseFlagArgs(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(ids) != 1 || ids[0] == "" {
+		return "", fmt.Errorf("%w: %s takes one event id, got %d", errUsage, fs.Name(), len(ids))
+	}
+	return ids[0], nil
+}
+
+func runDLQShow(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "dlq show", dlqUsage)
+	asJSON := fs.Bool("json", false, "print the copies and the ledger row as one JSON object")
+	id, err := eventArg(fs, args)
+	if err != nil {
 		return err
-	}
-	selectors := 0
-	for _, set := range []bool{*event != "", *typ != "", *all} {
-		if set {
-			selectors++
-		}
-	}
-	if selectors != 1 {
-		return fmt.Errorf("%w: dlq replay needs exactly one of --event, --type or --all", errUsage)
-	}
-	if *limit < 0 {
-		return fmt.Errorf("%w: --limit must not be negative", errUsage)
 	}
 	cfg, logger, err := loadConfig(e)
 	if err != nil {
 		return err
 	}
-	s, err := openDLQ(ctx, cfg, logger, "billing-dlq-replay")
+	s, err := openDLQ(ctx, cfg, logger, "billing-dlq-show", dlqTopology(cfg))
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	copies, err := s.dlq.Show(ctx, id)
+	if err != nil {
+		return err
+	}
+	// The ledger is a help, not a need: the DLQ alone says why.
+	var ledger *models.StripeEvent
+	var discards []models.EventDiscard
+	ledgerNote := ""
+	if store, err := openStore(ctx, cfg, logger, "dlq show", 1); err != nil {
+		ledgerNote = "not read: " + err.Error()
+	} else {
+		defer store.Close()
+		ev, err := store.Event(ctx, id)
+		switch {
+		case errors.Is(err, models.ErrNotFound):
+			ledgerNote = "no row (an event never verified has none)"
+		case err != nil:
+			ledgerNote = "not read: " + err.Error()
+		default:
+			ledger = &ev
+		}
+		if discards, err = store.Discards(ctx, []string{id}); err != nil && ledgerNote == "" {
+			ledgerNote = "discards not read: " + err.Error()
+		}
+	}
+	if *asJSON {
+		out := shownEvent{EventID: id, Copies: []shownCopy{}, Ledger: ledger, LedgerNote: ledgerNote, Discards: discards}
+		for _, c := range copies {
+			out.Copies = append(out.Copies, newShownCopy(c))
+		}
+		if err := json.NewEncoder(e.stdout).Encode(out); err != nil {
+			return err
+		}
+	} else {
+		printShown(e, id, copies, ledger, ledgerNote, discards)
+	}
+	if len(copies) == 0 {
+		return fmt.Errorf("dlq show: event %s: %w", id, dlq.ErrNotParked)
+	}
+	return nil
+}
+
+// shownEvent is `billing dlq show --json`.
+type shownEvent struct {
+	EventID    string                `json:"event_id"`
+	Copies     []shownCopy           `json:"copies"`
+	Ledger     *models.StripeEvent   `json:"ledger"`
+	LedgerNote string                `json:"ledger_note,omitempty"`
+	Discards   []models.EventDiscard `json:"discards"`
+}
+
+// shownCopy is one parked message: the reason as `dlq list` reads it, the
+// delivery's properties and headers, and the body (JSON as is, or text).
+type shownCopy struct {
+	dlq.Parked
+	Exchange    string         `json:"exchange"`
+	RoutingKey  string         `json:"routing_key"`
+	ContentType string         `json:"content_type"`
+	AppID       string         `json:"app_id"`
+	Timestamp   time.Time      `json:"timestamp,omitzero"`
+	Headers     map[string]any `json:"headers"`
+	Body        any            `json:"body"`
+}
+
+func newShownCopy(m dlq.Message) shownCopy {
+	d := m.Delivery
+	c := shownCopy{Parked: m.Parked, Exchange: d.Exchange, RoutingKey: d.RoutingKey, ContentType: d.ContentType,
+		AppID: d.AppId, Timestamp: d.Timestamp, Headers: map[string]any{}, Body: string(d.Body)}
+	for k, v := range d.Headers {
+		c.Headers[k] = v
+	}
+	if json.Valid(d.Body) {
+		c.Body = json.RawMessage(d.Body)
+	}
+	return c
+}
+
+// printShown prints every copy for a person. Everything read from a
+// message goes through cell or safeText: anyone who can publish wrote it.
+func printShown(e env, id string, copies []dlq.Message, ledger *models.StripeEvent, note string, discards []models.EventDiscard) {
+	fmt.Fprintf(e.stdout, "%s: %d cop(ies) in the DLQ\n", cell(id), len(copies))
+	for i, m := range copies {
+		d, p := m.Delivery, m.Parked
+		fmt.Fprintf(e.stdout, "\n--- copy %d of %d\n", i+1, len(copies))
+		w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		for _, kv := range [][2]string{
+			{"type", p.Type}, {"class", string(p.Class)}, {"attempts", strconv.Itoa(p.Attempts)},
+			{"replays", strconv.Itoa(p.Replays)}, {"redrives", strconv.Itoa(p.Redrives)},
+			{"first failed", timeCell(p.FirstFailedAt)}, {"last failed", timeCell(p.LastFailedAt)},
+			{"parked at", timeCell(p.ParkedAt)}, {"source queue", p.SourceQueue}, {"worker host", p.WorkerHost},
+			{"error", oneLine(p.Error, dlq.MaxErrorHeader)},
+			{"exchange", d.Exchange}, {"routing key", d.RoutingKey}, {"content type", d.ContentType},
+			{"app id", d.AppId}, {"timestamp", timeCell(d.Timestamp)},
+		} {
+			fmt.Fprintf(w, "  %s\t%s\n", kv[0], cell(kv[1]))
+		}
+		_ = w.Flush()
+		fmt.Fprintln(e.stdout, "  headers:")
+		keys := make([]string, 0, len(d.Headers))
+		for k := range d.Headers {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		for _, k := range keys {
+			v := fmt.Sprint(d.Headers[k])
+			if k == broker.HeaderStripeSignature {
+				v = "(present; not shown)"
+			}
+			fmt.Fprintf(w, "    %s\t%s\n", cell(k), cell(oneLine(v, 300)))
+		}
+		_ = w.Flush()
+		fmt.Fprintln(e.stdout, "  body:")
+		var pretty bytes.Buffer
+		body := d.Body
+		if json.Indent(&pretty, d.Body, "    ", "  ") == nil {
+			body = pretty.Bytes()
+		}
+		fmt.Fprintln(e.stdout, "    "+safeText(string(body)))
+	}
+	fmt.Fprintln(e.stdout)
+	if ledger == nil {
+		fmt.Fprintf(e.stdout, "ledger: %s\n", note)
+	} else {
+		processed := "-"
+		if ledger.ProcessedAt != nil {
+			processed = timeCell(*ledger.ProcessedAt)
+		}
+		lastErr := "-"
+		if ledger.LastError != nil {
+			lastErr = cell(oneLine(*ledger.LastError, 300))
+		}
+		fmt.Fprintf(e.stdout, "ledger: status %s, attempts %d, redrives %d, received %s, processed %s, last error %s\n",
+			ledger.Status, ledger.Attempts, ledger.Redrives, timeCell(ledger.ReceivedAt), processed, lastErr)
+	}
+	for _, d := range discards {
+		fmt.Fprintf(e.stdout, "discarded %s by %s (%d cop(ies)): %s\n", timeCell(d.DiscardedAt), cell(d.DiscardedBy), d.Copies, cell(oneLine(d.Reason, 300)))
+	}
+}
+
+// safeText is s with every rune a terminal could take for a control (but
+// newline and tab) written as a Go escape: a body may hold anything.
+func safeText(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r == '\n' || r == '\t' || strconv.IsPrint(r) {
+			b.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r)
+		b.WriteString(q[1 : len(q)-1])
+	}
+	return b.String()
+}
+
+// sinceFlag reads --since: a duration back from now, or an RFC 3339 time.
+func sinceFlag(v string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%w: --since %q is neither a positive duration (1h) nor an RFC 3339 time (2026-01-02T15:04:05Z)", errUsage, v)
+}
+
+func runDLQReplay(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "dlq replay", dlqUsage)
+	event := fs.String("event", "", "replay the parked event with this id (every copy)")
+	typ := fs.String("type", "", "replay parked events of this type")
+	class := fs.String("class", "", "replay parked events of this failure class (transient, permanent, schema, delivery_limit, ...)")
+	since := fs.String("since", "", "replay events parked since `T`: a duration back from now (1h) or an RFC 3339 time")
+	all := fs.Bool("all", false, "replay every parked event")
+	rate := fs.Float64("rate", 0, "publish at most `N` messages a second (0: no limit)")
+	limit := fs.Int("limit", 0, "move at most N messages (0: no limit)")
+	dryRun := fs.Bool("dry-run", false, "print what would move, move nothing")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	selected := *event != "" || *typ != "" || *class != "" || *since != ""
+	if selected == *all {
+		return fmt.Errorf("%w: dlq replay needs --all or any of --event, --type, --class, --since (not both)", errUsage)
+	}
+	if *limit < 0 || *rate < 0 {
+		return fmt.Errorf("%w: --limit and --rate must not be negative", errUsage)
+	}
+	var after time.Time
+	if *since != "" {
+		var err error
+		if after, err = sinceFlag(*since, time.Now()); err != nil {
+			return err
+		}
+	}
+	cfg, logger, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	s, err := openDLQ(ctx, cfg, logger, "billing-dlq-replay", dlqTopology(cfg))
 	if err != nil {
 		return err
 	}
 	defer s.close()
 	opts := dlq.MoveOptions{Limit: *limit, DryRun: *dryRun}
-	switch {
-	case *event != "":
-		opts.Match = func(_ context.Context, p dlq.Parked) (bool, error) { return p.EventID == *event, nil }
-	case *typ != "":
-		opts.Match = func(_ context.Context, p dlq.Parked) (bool, error) { return p.Type == *typ, nil }
+	if *rate > 0 {
+		opts.Pace = time.Duration(float64(time.Second) / *rate)
+	}
+	if selected {
+		opts.Match = func(_ context.Context, p dlq.Parked) (bool, error) {
+			return (*event == "" || p.EventID == *event) && (*typ == "" || p.Type == *typ) &&
+				(*class == "" || string(p.Class) == *class) && (after.IsZero() || !p.ParkedAt.Before(after)), nil
+		}
 	}
 	res, err := s.dlq.Move(ctx, opts)
 	verb := "moved"
@@ -157,17 +389,95 @@ func runDLQReplay(ctx context.Context, e env, args []string) error {
 	for _, p := range res.Moved {
 		fmt.Fprintf(e.stdout, "%s %s %s (class %s, attempts %d)\n", verb, cell(p.EventID), cell(p.Type), cell(string(p.Class)), p.Attempts)
 	}
+	summary := movedSummary(res.Moved)
 	if *dryRun {
-		fmt.Fprintf(e.stdout, "dry run: would move %d event(s) to %s; nothing was moved\n", len(res.Moved), s.topo.Work)
+		fmt.Fprintf(e.stdout, "dry run: would move %s to %s; nothing was moved\n", summary, s.topo.Work)
 	} else {
-		fmt.Fprintf(e.stdout, "moved %d event(s) to %s; %d looked at and left in %s\n", len(res.Moved), s.topo.Work, res.Left, s.topo.DLQ)
+		fmt.Fprintf(e.stdout, "moved %s to %s; %d message(s) looked at and left in %s\n", summary, s.topo.Work, res.Left, s.topo.DLQ)
 	}
 	if err != nil {
 		return err
 	}
 	if len(res.Moved) == 0 && *event != "" {
-		return fmt.Errorf("dlq replay: event %s is not in %s", *event, s.topo.DLQ)
+		return fmt.Errorf("dlq replay: event %s: %w", *event, dlq.ErrNotParked)
 	}
+	return nil
+}
+
+// movedSummary says what moved: messages, events, and the count of each
+// class and type, most first.
+func movedSummary(moved []dlq.Parked) string {
+	events := len(dlq.ByEvent(moved))
+	s := fmt.Sprintf("%d message(s) of %d event(s)", len(moved), events)
+	if len(moved) == 0 {
+		return s
+	}
+	count := func(key func(dlq.Parked) string) string {
+		n := map[string]int{}
+		for _, p := range moved {
+			n[cell(key(p))]++
+		}
+		keys := make([]string, 0, len(n))
+		for k := range n {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool { return n[keys[i]] > n[keys[j]] || n[keys[i]] == n[keys[j]] && keys[i] < keys[j] })
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%s %d", k, n[k])
+		}
+		return strings.Join(parts, ", ")
+	}
+	return s + " (by class: " + count(func(p dlq.Parked) string { return string(p.Class) }) +
+		"; by type: " + count(func(p dlq.Parked) string { return p.Type }) + ")"
+}
+
+func runDLQDiscard(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "dlq discard", dlqUsage)
+	reason := fs.String("reason", "", "why the event is dropped (required; kept in MySQL)")
+	by := fs.String("by", "", "who drops it (default: the OS user)")
+	id, err := eventArg(fs, args)
+	if err != nil {
+		return err
+	}
+	why := strings.TrimSpace(*reason)
+	switch {
+	case why == "":
+		return fmt.Errorf("%w: dlq discard needs --reason: say why the event may be dropped", errUsage)
+	case utf8.RuneCountInString(why) > models.MaxDiscardReason:
+		return fmt.Errorf("%w: --reason is longer than %d characters", errUsage, models.MaxDiscardReason)
+	}
+	who := strings.TrimSpace(*by)
+	if who == "" {
+		if u, err := user.Current(); err == nil {
+			who = u.Username
+		}
+	}
+	if who == "" {
+		return fmt.Errorf("%w: dlq discard: no OS user found: say who with --by", errUsage)
+	}
+	cfg, logger, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	// MySQL first: nothing leaves the DLQ unless the decision can be kept.
+	store, err := openStore(ctx, cfg, logger, "dlq discard", 1)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	s, err := openDLQ(ctx, cfg, logger, "billing-dlq-discard", dlqTopology(cfg))
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	copies, err := s.dlq.Discard(ctx, id, func(ctx context.Context, copies []dlq.Parked) error {
+		return store.RecordDiscard(ctx, models.EventDiscard{EventID: id, EventType: copies[0].Type, Copies: len(copies), DiscardedBy: who, Reason: why})
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "discarded %s %s: %d cop(ies) taken off %s, recorded as discarded by %s\n", cell(id), cell(copies[0].Type), len(copies), s.topo.DLQ, cell(who))
 	return nil
 }
 
@@ -181,10 +491,21 @@ type dlqSession struct {
 	close  func()
 }
 
-// openDLQ connects to RabbitMQ (checking the topology) and waits at most
-// a few seconds for it: a one-shot command fails instead of waiting forever.
-func openDLQ(ctx context.Context, cfg config.Config, logger *slog.Logger, name string) (*dlqSession, error) {
-	topo := broker.NewTopology(cfg.Namespace, cfg.RetryDelays, cfg.WorkDeliveryLimit)
+// dlqTopology is the part of the topology a DLQ command needs: the
+// exchanges, the work queue and the DLQ, not the delay tiers, so that it
+// runs whatever RETRY_DELAYS says.
+func dlqTopology(cfg config.Config) broker.Topology {
+	return broker.NewTopology(cfg.Namespace, nil, cfg.WorkDeliveryLimit)
+}
+
+// fullTopology is the deployment's topology, delay tiers included.
+func fullTopology(cfg config.Config) broker.Topology {
+	return broker.NewTopology(cfg.Namespace, cfg.RetryDelays, cfg.WorkDeliveryLimit)
+}
+
+// openDLQ connects to RabbitMQ (checking topo) and waits at most a few
+// seconds for it: a one-shot command fails instead of waiting forever.
+func openDLQ(ctx context.Context, cfg config.Config, logger *slog.Logger, name string, topo broker.Topology) (*dlqSession, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	s := &dlqSession{topo: topo, close: func() { cancel(); wg.Wait() }}

@@ -48,7 +48,7 @@ type parkedQueues struct {
 
 func newParkedQueues(t *testing.T, ns string) parkedQueues {
 	t.Helper()
-	// The tiers of the default RETRY_DELAYS: the commands check for them.
+	// The tiers of the default RETRY_DELAYS: status and sweep check for them.
 	topo := testenv.Declare(t, broker.NewTopology(ns, retry.DefaultDelays(), 20))
 	ch := testenv.Channel(t)
 	if err := ch.Confirm(false); err != nil {
@@ -191,7 +191,7 @@ func TestDLQCommandListAndReplay(t *testing.T) {
 	if out, err = runCmd(t, getenv, "dlq", "replay", "--event", "evt_b"); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "moved evt_b customer.updated") || !strings.Contains(out, "moved 1 event(s)") {
+	if !strings.Contains(out, "moved evt_b customer.updated") || !strings.Contains(out, "moved 1 message(s) of 1 event(s)") {
 		t.Errorf("replay --event output:\n%s", out)
 	}
 	q.waitReady(t, q.topo.DLQ, 2)
@@ -208,7 +208,7 @@ func TestDLQCommandListAndReplay(t *testing.T) {
 	if out, err = runCmd(t, getenv, "dlq", "replay", "--all", "--limit", "2"); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "moved 2 event(s)") {
+	if !strings.Contains(out, "moved 2 message(s) of 2 event(s)") {
 		t.Errorf("replay --all --limit 2 output:\n%s", out)
 	}
 	q.waitReady(t, q.topo.DLQ, 1)

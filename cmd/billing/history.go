@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -17,7 +15,8 @@ whichever table holds the id) and every ledger event of it in Stripe's
 order (created, then received): event id, type, created, received, the
 status before and after, and the outcome: applied (it changed the row),
 stale (a newer event was applied first: only its status was recorded),
-ignored (no handler), dead (parked: see 'billing dlq list'), processed
+ignored (no handler), dead (parked: see 'billing dlq list'), discarded
+(taken off the DLQ by 'billing dlq discard': who, when, why), processed
 (recorded before outcomes were). Needs MYSQL_DSN only.
 
   billing history [--json] <stripe id>
@@ -28,19 +27,9 @@ func runHistory(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "history", historyUsage)
 	asJSON := fs.Bool("json", false, "print the report as one JSON object (schema: docs/runbook.md)")
 	// The id may come before or after the flags.
-	var ids []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		ids = append(ids, fs.Arg(0))
-		args = fs.Args()[1:]
+	ids, err := parseFlagArgs(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(ids) != 1 {
 		return fmt.Errorf("%w: history takes one object id, got %d", errUsage, len(ids))
@@ -90,7 +79,7 @@ func printHistory(e env, rep history.Report) {
 	}
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "CREATED\tRECEIVED\tEVENT\tTYPE\tSTATUS\tOUTCOME")
-	var dead []string
+	var dead, discarded []string
 	for _, ev := range rep.Events {
 		created := "-"
 		if ev.Created != nil {
@@ -101,14 +90,23 @@ func printHistory(e env, rep history.Report) {
 			status = "-"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", created, timeCell(ev.Received), cell(ev.ID), cell(ev.Type), status, ev.Outcome)
-		if ev.Error != nil {
+		if ev.Error != nil && ev.Outcome == history.Dead {
 			dead = append(dead, fmt.Sprintf("%s: %s", cell(ev.ID), cell(oneLine(*ev.Error, 300))))
+		}
+		for _, d := range ev.Discards {
+			discarded = append(discarded, fmt.Sprintf("%s: discarded %s by %s (%d cop(ies)): %s", cell(ev.ID), timeCell(d.At), cell(d.By), d.Copies, cell(oneLine(d.Reason, 300))))
 		}
 	}
 	_ = w.Flush()
 	if len(dead) > 0 {
 		fmt.Fprintln(e.stdout, "\nparked (dead) events, with their last error; replay them as the runbook says:")
 		for _, d := range dead {
+			fmt.Fprintln(e.stdout, "  "+d)
+		}
+	}
+	if len(discarded) > 0 {
+		fmt.Fprintln(e.stdout, "\ndiscarded events (taken off the DLQ by a person):")
+		for _, d := range discarded {
 			fmt.Fprintln(e.stdout, "  "+d)
 		}
 	}

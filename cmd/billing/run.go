@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("%w: unknown subcommand %q", errUsage, args[0])
 	}
 	err := cmd.run(ctx, e, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
+	if printFlagUsage(err, stdout, stderr) {
 		return nil
 	}
 	return err
@@ -89,26 +89,73 @@ func printUsage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "\nSettings come from the environment; see the README's configuration table.")
 }
 
-// newFlagSet builds a subcommand's flag set that prints its usage to stdout
-// on --help and returns errors instead of exiting.
+// newFlagSet builds a subcommand's flag set that prints nothing while it
+// parses: parseFlags returns its errors, and run prints the usage once
+// (to stdout on --help, to stderr on a mistake) and main the error once.
 func newFlagSet(e env, name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() {
-		fs.SetOutput(e.stdout)
-		fmt.Fprintf(e.stdout, "usage: billing %s\n\n%s\n", name, usage)
+		fmt.Fprintf(fs.Output(), "usage: billing %s\n\n%s\n", name, usage)
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// flagError is a parse error of fs (or --help): run prints fs's usage.
+type flagError struct {
+	fs  *flag.FlagSet
+	err error
+}
+
+func (f *flagError) Error() string { return f.err.Error() }
+func (f *flagError) Unwrap() error { return f.err }
+
+// printFlagUsage prints the usage of the flag set whose parse failed with
+// err, if any: to stdout for --help, to stderr for a mistake. It reports
+// whether err was --help.
+func printFlagUsage(err error, stdout, stderr io.Writer) (help bool) {
+	var fe *flagError
+	if !errors.As(err, &fe) {
+		return false
+	}
+	help = errors.Is(err, flag.ErrHelp)
+	w := stderr
+	if help {
+		w = stdout
+	}
+	fe.fs.SetOutput(w)
+	fe.fs.Usage()
+	fe.fs.SetOutput(io.Discard)
+	return help
+}
+
+// parseFlagArgs parses args, which may hold fs's flags and positional
+// arguments in any order, and returns the positional ones.
+func parseFlagArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, &flagError{fs, err}
+			}
+			return nil, &flagError{fs, fmt.Errorf("%w: %v", errUsage, err)}
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 // parseFlags parses args and rejects stray positional arguments.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return &flagError{fs, err}
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return &flagError{fs, fmt.Errorf("%w: %v", errUsage, err)}
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, strings.Join(fs.Args(), " "))

@@ -44,7 +44,7 @@ func runStatus(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer store.Close()
-	s, err := openDLQ(ctx, cfg, logger, "billing-status")
+	s, err := openDLQ(ctx, cfg, logger, "billing-status", fullTopology(cfg))
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}

@@ -50,7 +50,7 @@ func runSweep(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer store.Close()
-	s, err := openDLQ(ctx, cfg, logger, "billing-sweep")
+	s, err := openDLQ(ctx, cfg, logger, "billing-sweep", fullTopology(cfg))
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
