@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -52,7 +51,8 @@ const (
 )
 
 // DevWebhookSecret is the webhook secret of the development stack
-// (docker-compose.yml's default); Run warns when it is configured.
+// (docker-compose.yml's default); every billing process warns when it is
+// configured (cmd/billing's warnDevSecret).
 const DevWebhookSecret = "whsec_dev_only_change_me"
 
 // Config configures a Server. Zero durations take the documented defaults.
@@ -162,9 +162,6 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // it stops accepting and lets in-flight requests finish for at most
 // ShutdownTimeout.
 func (s *Server) Run(ctx context.Context) error {
-	if slices.Contains(s.cfg.Secrets, DevWebhookSecret) {
-		s.logger.Warn("api: STRIPE_WEBHOOK_SECRET is the development secret: anyone who read docker-compose.yml can sign events; set your endpoint's own secret")
-	}
 	return httpserve.Run(ctx, "api", &http.Server{
 		Addr:              s.cfg.Addr,
 		Handler:           s.handler,

@@ -2,10 +2,8 @@ package api_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stripe-billing/billing/api"
 	"github.com/stripe-billing/billing/internal/testenv"
 )
 
@@ -136,41 +133,5 @@ func TestWebhookInFlightCap(t *testing.T) {
 	webhooks, _ := f.observed.seen()
 	if !slices.Contains(webhooks, "busy 503") {
 		t.Errorf("observer saw %v, want a busy 503", webhooks)
-	}
-}
-
-// TestRunWarnsOfDevSecret: the development stack's secret is public, so
-// an api configured with it says so in its log at start.
-func TestRunWarnsOfDevSecret(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct {
-		secrets []string
-		warn    bool
-	}{
-		{[]string{api.DevWebhookSecret}, true},
-		{[]string{secret, api.DevWebhookSecret}, true},
-		{[]string{secret}, false},
-	} {
-		t.Run(strings.Join(tt.secrets, ","), func(t *testing.T) {
-			t.Parallel()
-			logs := &syncBuffer{}
-			srv, err := api.New(api.Config{Exchange: "x.events", Secrets: tt.secrets, Addr: "127.0.0.1:0"},
-				slog.New(slog.NewJSONHandler(logs, nil)), &blockingPublisher{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			ran := make(chan error, 1)
-			go func() { ran <- srv.Run(ctx) }()
-			testenv.Eventually(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "api listening") }, "api never listened")
-			cancel()
-			if err := <-ran; err != nil {
-				t.Fatal(err)
-			}
-			warned := strings.Contains(logs.String(), `"level":"WARN","msg":"api: STRIPE_WEBHOOK_SECRET is the development secret`)
-			if warned != tt.warn {
-				t.Errorf("warned = %v, want %v; log:\n%s", warned, tt.warn, logs.String())
-			}
-		})
 	}
 }

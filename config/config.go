@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/stripe-billing/billing/api"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
@@ -57,12 +59,12 @@ type Var struct {
 // a package also applies is that package's named constant.
 var Vars = []Var{
 	{"AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL, or a cluster's node URLs comma-separated, tried in turn ([scaling](docs/scaling.md))."},
-	{"MYSQL_DSN", "root@tcp(127.0.0.1:3306)/billing?parseTime=true", "MySQL DSN (go-sql-driver format); `parseTime=true` is required."},
+	{"MYSQL_DSN", "", "MySQL DSN (go-sql-driver format) of the role's own user; no default. `parseTime=true` is required, `clientFoundRows=true` refused."},
 	{"STRIPE_WEBHOOK_SECRET", "", "Webhook signing secret(s) `whsec_...`; a comma-separated list during rotation. Required by `api` and `worker` (which checks every message again)."},
 	{"STRIPE_API_KEY", "", "Stripe secret key; when set, `worker` fetches from Stripe each event it cannot verify and each object whose same-second tie nothing in the payloads settles, and `sweep` reconciles with Stripe's Events API."},
 	{"STRIPE_API_BASE", reconcile.DefaultAPIBase, "Stripe API base URL: https, or http on loopback only (tests point it at stripe-mock)."},
 	{"HTTP_ADDR", api.DefaultAddr, "Listen address of `api`, the port Stripe reaches: the webhook, /healthz and a /readyz without detail."},
-	{"METRICS_ADDR", metrics.DefaultAddr, "Listen address of `api`, `worker` and `sweep --every` for /metrics, /healthz and /readyz with its reason; keep it off the internet."},
+	{"METRICS_ADDR", metrics.DefaultAddr, "Listen address of `api`, `worker` and `sweep --every` for /metrics, /healthz and /readyz with its checks; keep it off the internet."},
 	{"BILLING_NAMESPACE", broker.DefaultNamespace, "Prefix of every exchange and queue name."},
 	{"WEBHOOK_MAX_BODY_BYTES", strconv.Itoa(api.DefaultMaxBodyBytes), "Largest webhook body accepted; larger ones get 413."},
 	{"WEBHOOK_MAX_INFLIGHT", strconv.Itoa(api.DefaultMaxInFlight), "Webhooks the api reads and publishes at once; over it 503 with Retry-After, before the body is read."},
@@ -125,6 +127,10 @@ type Config struct {
 // ErrMissingWebhookSecret is returned by RequireWebhookSecret.
 var ErrMissingWebhookSecret = errors.New("config: STRIPE_WEBHOOK_SECRET: required by the api and the worker, not set")
 
+// ErrMissingMySQLDSN is returned by RequireMySQLDSN. There is no default
+// DSN: a default would log in as some user nobody chose (root, once).
+var ErrMissingMySQLDSN = errors.New("config: MYSQL_DSN: required by this command, not set (the DSN of the role's own MySQL user)")
+
 // maxPrefetch is the largest prefetch count AMQP 0-9-1 can carry.
 const maxPrefetch = 65535
 
@@ -183,12 +189,24 @@ func Load(getenv func(string) string) (Config, error) {
 		// The API key travels in every request.
 		l.fail("STRIPE_API_BASE", "must be https unless the host is loopback (127.0.0.0/8, ::1, localhost)")
 	}
-	if !strings.Contains(c.MySQLDSN, "parseTime=true") {
-		l.fail("MYSQL_DSN", "must contain parseTime=true")
+	if c.MySQLDSN != "" {
+		if !strings.Contains(c.MySQLDSN, "parseTime=true") {
+			l.fail("MYSQL_DSN", "must contain parseTime=true")
+		}
+		if dsn, err := mysql.ParseDSN(c.MySQLDSN); err == nil && dsn.ClientFoundRows {
+			// With it MySQL reports an INSERT IGNORE or upsert of an
+			// existing row as a row affected: the ledger's claim would
+			// count a duplicate event as new.
+			l.fail("MYSQL_DSN", "clientFoundRows=true breaks duplicate detection (a duplicate event would count as new): remove it")
+		}
 	}
 	for _, s := range c.WebhookSecrets {
-		if !strings.HasPrefix(s, "whsec_") {
+		if !strings.HasPrefix(s, webhookSecretPrefix) {
 			l.fail("STRIPE_WEBHOOK_SECRET", "each secret must start with whsec_")
+			break
+		}
+		if s == webhookSecretPrefix {
+			l.fail("STRIPE_WEBHOOK_SECRET", "a secret is more than whsec_: copy the whole signing secret")
 			break
 		}
 	}
@@ -212,11 +230,22 @@ func Load(getenv func(string) string) (Config, error) {
 	return c, errors.Join(l.errs...)
 }
 
+// webhookSecretPrefix begins every Stripe webhook signing secret.
+const webhookSecretPrefix = "whsec_"
+
 // RequireWebhookSecret reports whether the api and the worker can verify
 // signatures.
 func (c Config) RequireWebhookSecret() error {
 	if len(c.WebhookSecrets) == 0 {
 		return ErrMissingWebhookSecret
+	}
+	return nil
+}
+
+// RequireMySQLDSN reports whether a command that uses MySQL has a DSN.
+func (c Config) RequireMySQLDSN() error {
+	if c.MySQLDSN == "" {
+		return ErrMissingMySQLDSN
 	}
 	return nil
 }

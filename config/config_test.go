@@ -28,6 +28,14 @@ func TestDefaults(t *testing.T) {
 	if !errors.Is(c.RequireWebhookSecret(), config.ErrMissingWebhookSecret) {
 		t.Error("RequireWebhookSecret without a secret = nil, want ErrMissingWebhookSecret")
 	}
+	// No default DSN: none logs in as root, or as anyone nobody chose.
+	if err := c.RequireMySQLDSN(); c.MySQLDSN != "" || !errors.Is(err, config.ErrMissingMySQLDSN) || !strings.Contains(err.Error(), "config: MYSQL_DSN: required") {
+		t.Errorf("default MYSQL_DSN %q, RequireMySQLDSN = %v; want none, and an error naming MYSQL_DSN", c.MySQLDSN, err)
+	}
+	c, err = config.Load(env(map[string]string{"MYSQL_DSN": "billing_app:pw@tcp(db:3306)/billing?parseTime=true&clientFoundRows=false"}))
+	if err != nil || c.RequireMySQLDSN() != nil {
+		t.Errorf("a DSN with clientFoundRows=false: %v, %v; want accepted", err, c.RequireMySQLDSN())
+	}
 }
 
 func TestSecretsAreAListForRotation(t *testing.T) {
@@ -50,6 +58,10 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 	}{
 		{"AMQP_URL", "rabbitmq:5672", "config: AMQP_URL: must be an amqp:// or amqps:// URL"},
 		{"MYSQL_DSN", "root@tcp(db:3306)/billing", "config: MYSQL_DSN: must contain parseTime=true"},
+		{"MYSQL_DSN", "app:pw@tcp(db:3306)/billing?parseTime=true&clientFoundRows=true", "config: MYSQL_DSN: clientFoundRows=true breaks duplicate detection"},
+		{"MYSQL_DSN", "app:pw@tcp(db:3306)/billing?clientFoundRows=1&parseTime=true", "config: MYSQL_DSN: clientFoundRows=true breaks duplicate detection"},
+		{"STRIPE_WEBHOOK_SECRET", "whsec_", "config: STRIPE_WEBHOOK_SECRET: a secret is more than whsec_"},
+		{"STRIPE_WEBHOOK_SECRET", "whsec_ok, whsec_ ", "config: STRIPE_WEBHOOK_SECRET: a secret is more than whsec_"},
 		{"STRIPE_WEBHOOK_SECRET", "whsec_ok,sk_live_oops", "config: STRIPE_WEBHOOK_SECRET: each secret must start with whsec_"},
 		{"STRIPE_API_BASE", "api.stripe.com", "config: STRIPE_API_BASE: must be an https URL"},
 		{"WEBHOOK_MAX_INFLIGHT", "0", `config: WEBHOOK_MAX_INFLIGHT: "0" is not a positive integer`},

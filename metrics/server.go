@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -20,12 +21,24 @@ type ServerConfig struct {
 	Addr string
 	// Registry is served at GET /metrics.
 	Registry *prometheus.Registry
-	// Ready answers /readyz: nil means ready, an error says why not.
-	Ready func(ctx context.Context) error
-	// ReadyTimeout bounds one Ready call; default 1s.
+	// Checks answer /readyz, in order; at least one is required.
+	Checks []Check
+	// ReadyTimeout bounds one /readyz, all its checks; default 1s.
 	ReadyTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown; default 5s.
 	ShutdownTimeout time.Duration
+}
+
+// Check is one part of a process's readiness. /readyz shows each check's
+// Name with a fixed word, "ok" or its Down word, never the probe's error:
+// that can hold a host, a user or a driver's text, and goes to the log.
+type Check struct {
+	// Name is the part checked: "broker", "database"...
+	Name string
+	// Down is the word shown when Probe fails; default "down".
+	Down string
+	// Probe returns nil when the part is ready.
+	Probe func(ctx context.Context) error
 }
 
 // Server is the small HTTP server of a process that has no other one (the
@@ -45,8 +58,16 @@ func NewServer(cfg ServerConfig, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Addr == "" || cfg.Registry == nil || cfg.Ready == nil {
-		return nil, errors.New("metrics: server: Addr, Registry and Ready are required")
+	if cfg.Addr == "" || cfg.Registry == nil || len(cfg.Checks) == 0 {
+		return nil, errors.New("metrics: server: Addr, Registry and Checks are required")
+	}
+	for i, c := range cfg.Checks {
+		if c.Name == "" || c.Name == "status" || c.Probe == nil {
+			return nil, fmt.Errorf("metrics: server: check %d needs a Name (not status) and a Probe", i)
+		}
+		if c.Down == "" {
+			cfg.Checks[i].Down = "down"
+		}
 	}
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = time.Second
@@ -66,14 +87,20 @@ func NewServer(cfg ServerConfig, logger *slog.Logger) (*Server, error) {
 // Handler returns the routes, for tests with httptest.
 func (s *Server) Handler() http.Handler { return s.mux }
 
+// readyz answers {"status": "ready" or "not ready", <check>: "ok" or its
+// Down word...}; a failed probe's error is logged.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ReadyTimeout)
 	defer cancel()
-	if err := s.cfg.Ready(ctx); err != nil {
-		writeStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
-		return
+	answer, code := map[string]string{"status": "ready"}, http.StatusOK
+	for _, c := range s.cfg.Checks {
+		answer[c.Name] = "ok"
+		if err := c.Probe(ctx); err != nil {
+			answer[c.Name], answer["status"], code = c.Down, "not ready", http.StatusServiceUnavailable
+			s.logger.WarnContext(ctx, "not ready", "check", c.Name, "error", err)
+		}
 	}
-	writeStatus(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeStatus(w, code, answer)
 }
 
 // Run serves until ctx is done, then shuts down gracefully.

@@ -132,10 +132,14 @@ func TestServerProbes(t *testing.T) {
 	reg, m := setup(t)
 	m.Park("permanent")
 	var notReady error
+	logs := &testenv.SyncBuffer{}
 	srv, err := metrics.NewServer(metrics.ServerConfig{
 		Addr: "127.0.0.1:0", Registry: reg,
-		Ready: func(ctx context.Context) error { return notReady },
-	}, slog.New(slog.DiscardHandler))
+		Checks: []metrics.Check{
+			{Name: "broker", Probe: func(context.Context) error { return nil }},
+			{Name: "database", Probe: func(context.Context) error { return notReady }},
+		},
+	}, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,19 +160,36 @@ func TestServerProbes(t *testing.T) {
 	if code, _ := get("/healthz"); code != 200 {
 		t.Errorf("/healthz = %d", code)
 	}
-	if code, _ := get("/readyz"); code != 200 {
-		t.Errorf("/readyz while ready = %d", code)
+	if code, body := get("/readyz"); code != 200 || body != `{"broker":"ok","database":"ok","status":"ready"}`+"\n" {
+		t.Errorf("/readyz while ready = %d %q", code, body)
 	}
-	notReady = errors.New("database: ping: refused")
-	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "database") {
-		t.Errorf("/readyz while not ready = %d %q, want 503 with the reason", code, body)
+	// The answer is a fixed word per check; the error's text (a host, a
+	// user) goes to the log only.
+	notReady = errors.New("dial tcp 10.1.2.3:3306: billing_app refused")
+	if code, body := get("/readyz"); code != 503 || body != `{"broker":"ok","database":"down","status":"not ready"}`+"\n" {
+		t.Errorf("/readyz while not ready = %d %q, want 503 with database down and nothing more", code, body)
+	}
+	if !strings.Contains(logs.String(), `"msg":"not ready","check":"database","error":"dial tcp 10.1.2.3:3306: billing_app refused"`) {
+		t.Errorf("the probe's error is not in the log:\n%s", logs.String())
+	}
+}
+
+// A check needs a name that is not the status key, and a probe.
+func TestServerRefusesBadChecks(t *testing.T) {
+	t.Parallel()
+	reg, _ := setup(t)
+	probe := func(context.Context) error { return nil }
+	for _, checks := range [][]metrics.Check{nil, {{Name: "", Probe: probe}}, {{Name: "status", Probe: probe}}, {{Name: "broker"}}} {
+		if _, err := metrics.NewServer(metrics.ServerConfig{Addr: "127.0.0.1:0", Registry: reg, Checks: checks}, nil); err == nil {
+			t.Errorf("NewServer with checks %+v = nil error", checks)
+		}
 	}
 }
 
 func TestServerRunStopsOnCancel(t *testing.T) {
 	t.Parallel()
 	reg, _ := setup(t)
-	srv, err := metrics.NewServer(metrics.ServerConfig{Addr: "127.0.0.1:0", Registry: reg, Ready: func(context.Context) error { return nil }}, slog.New(slog.DiscardHandler))
+	srv, err := metrics.NewServer(metrics.ServerConfig{Addr: "127.0.0.1:0", Registry: reg, Checks: []metrics.Check{{Name: "database", Probe: func(context.Context) error { return nil }}}}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ STRIPE_WEBHOOK_SECRET (required; comma-separated during rotation) and publish
 the raw event to <BILLING_NAMESPACE>.events, answering 200 only once RabbitMQ
 confirmed and routed it, else 503. Also GET /healthz and GET /readyz (ready
 or not, no detail) there; GET /metrics (Prometheus), /healthz and /readyz
-with the reason on METRICS_ADDR, a port for operators only.
+with its checks on METRICS_ADDR, a port for operators only.
 The api starts even while RabbitMQ is down (it answers 503 until connected)
 and never touches MySQL.`
 
@@ -62,7 +62,7 @@ func runAPI(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	ops, err := metrics.NewServer(metrics.ServerConfig{
-		Addr: cfg.MetricsAddr, Registry: reg, Ready: func(context.Context) error { return publisherReady(conn) },
+		Addr: cfg.MetricsAddr, Registry: reg, Checks: publisherChecks(conn),
 	}, logger)
 	if err != nil {
 		return err
@@ -86,15 +86,23 @@ func runAPI(ctx context.Context, e env, args []string) error {
 // errBlocked is the api's reason for not being ready during a resource alarm.
 var errBlocked = errors.New("broker: publishing blocked by a memory or disk alarm")
 
-// publisherReady is the api's readiness with its reason, for METRICS_ADDR.
-func publisherReady(conn *broker.Conn) error {
-	switch {
-	case !conn.Ready():
-		return broker.ErrUnavailable
-	case conn.Blocked():
-		return errBlocked
+// publisherChecks are the api's readiness on METRICS_ADDR: the publishing
+// connection is up ("broker") and no resource alarm blocks it ("publishing").
+func publisherChecks(conn *broker.Conn) []metrics.Check {
+	return []metrics.Check{
+		{Name: "broker", Probe: func(context.Context) error {
+			if !conn.Ready() {
+				return broker.ErrUnavailable
+			}
+			return nil
+		}},
+		{Name: "publishing", Down: "blocked", Probe: func(context.Context) error {
+			if conn.Blocked() {
+				return errBlocked
+			}
+			return nil
+		}},
 	}
-	return nil
 }
 
 // reconnectBackoff waits 100ms·2ⁿ, capped at 10s, shortened by up to half

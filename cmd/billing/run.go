@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/stripe-billing/billing/api"
 	"github.com/stripe-billing/billing/config"
 	"github.com/stripe-billing/billing/models"
 )
@@ -163,7 +165,9 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// loadConfig reads the settings and builds the JSON logger.
+// loadConfig reads the settings and builds the JSON logger. Every
+// subcommand starts here, so every process that holds the webhook secret
+// (api, worker, sweep, reprocess, simulate...) warns of the development one.
 func loadConfig(e env) (config.Config, *slog.Logger, error) {
 	cfg, err := config.Load(e.getenv)
 	if err != nil {
@@ -172,12 +176,24 @@ func loadConfig(e env) (config.Config, *slog.Logger, error) {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config.Load
 	logger := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	warnDevSecret(cfg, logger)
 	return cfg, logger, nil
+}
+
+// warnDevSecret warns when STRIPE_WEBHOOK_SECRET holds the development
+// stack's secret, which docker-compose.yml publishes.
+func warnDevSecret(cfg config.Config, logger *slog.Logger) {
+	if slices.Contains(cfg.WebhookSecrets, api.DevWebhookSecret) {
+		logger.Warn("STRIPE_WEBHOOK_SECRET is the development secret: anyone who read docker-compose.yml can sign events; set your endpoint's own secret")
+	}
 }
 
 // openStore opens MySQL for the one-shot command name with a pool of conns
 // connections, waiting at most 10s: a command fails rather than hang.
 func openStore(ctx context.Context, cfg config.Config, logger *slog.Logger, name string, conns int) (*models.Store, error) {
+	if err := cfg.RequireMySQLDSN(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	store, err := models.Open(ctx, cfg.MySQLDSN, models.PoolConfig{MaxOpenConns: conns, MaxIdleConns: 2, ConnMaxLifetime: cfg.DBConnMaxLifetime}, logger)

@@ -76,7 +76,7 @@ func runSweep(ctx context.Context, e env, args []string) error {
 
 	reg := metrics.NewRegistry()
 	m := metrics.New(reg)
-	srv, err := metrics.NewServer(metrics.ServerConfig{Addr: cfg.MetricsAddr, Registry: reg, Ready: store.Ping}, logger)
+	srv, err := metrics.NewServer(metrics.ServerConfig{Addr: cfg.MetricsAddr, Registry: reg, Checks: []metrics.Check{{Name: "database", Probe: store.Ping}}}, logger)
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ METRICS_ADDR. Settings come from the environment.`)
 	if err != nil {
 		return err
 	}
-	if err := cfg.RequireWebhookSecret(); err != nil {
+	if err := errors.Join(cfg.RequireWebhookSecret(), cfg.RequireMySQLDSN()); err != nil {
 		return err
 	}
 	config.TuneWorkerGC(e.getenv, logger)
@@ -110,7 +110,7 @@ func newWorker(cfg config.Config, logger *slog.Logger) (*worker, error) {
 	w.metrics = metrics.New(reg)
 	var err error
 	w.server, err = metrics.NewServer(metrics.ServerConfig{
-		Addr: cfg.MetricsAddr, Registry: reg, Ready: w.ready, ReadyTimeout: pingTimeout,
+		Addr: cfg.MetricsAddr, Registry: reg, Checks: w.checks(), ReadyTimeout: pingTimeout,
 	}, logger)
 	if err != nil {
 		return nil, err
@@ -152,23 +152,32 @@ func (w *worker) run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// ready is /readyz: both broker connections up, the database open and
+// checks are /readyz: both broker connections up, the database open and
 // answering a ping, and the consumer not paused by an outage.
-func (w *worker) ready(ctx context.Context) error {
-	switch store, c := w.store.Load(), w.consumer.Load(); {
-	case !w.consume.Ready():
-		return errors.New("broker: consuming connection down")
-	case !w.publish.Ready():
-		return errors.New("broker: publishing connection down")
-	case store == nil || c == nil:
-		return errors.New("database: not connected yet")
-	case c.Paused():
-		return errors.New("consumer paused: database outage")
-	default:
-		if err := store.Ping(ctx); err != nil {
-			return fmt.Errorf("database: %w", err)
-		}
-		return nil
+func (w *worker) checks() []metrics.Check {
+	return []metrics.Check{
+		{Name: "broker", Probe: func(context.Context) error {
+			switch {
+			case !w.consume.Ready():
+				return errors.New("broker: consuming connection down")
+			case !w.publish.Ready():
+				return errors.New("broker: publishing connection down")
+			}
+			return nil
+		}},
+		{Name: "database", Probe: func(ctx context.Context) error {
+			store := w.store.Load()
+			if store == nil {
+				return errors.New("database: not connected yet")
+			}
+			return store.Ping(ctx)
+		}},
+		{Name: "consumer", Down: "paused", Probe: func(context.Context) error {
+			if c := w.consumer.Load(); c != nil && c.Paused() {
+				return errors.New("consumer paused: database outage")
+			}
+			return nil
+		}},
 	}
 }
 

@@ -162,7 +162,7 @@ func TestWorkerStartsWhileMySQLIsDown(t *testing.T) {
 	// Once the broker connections are up, the database is what is missing.
 	testenv.Eventually(t, 5*time.Second, func() bool {
 		code, body := httpGet(base + "/readyz")
-		return code == 503 && strings.Contains(body, "database")
+		return code == 503 && strings.Contains(body, `"database":"down"`) && !strings.Contains(body, "refused")
 	}, "/readyz 503 naming the database while MySQL is down")
 	worker.alive(t)
 	worker.stop(t, 5*time.Second)
