@@ -1,4 +1,4 @@
-.PHONY: test test-parallel test-serial bench build screenshots
+.PHONY: test test-parallel test-serial bench build screenshots rabbitmq4-stop
 
 # All tests against a real MySQL and RabbitMQ. scripts/deps-up.sh starts them
 # with docker compose when they do not already answer on 127.0.0.1.
@@ -17,13 +17,31 @@ FLOCK := $(if $(shell command -v flock),flock -o,)
 SHARED := $(if $(FLOCK),$(FLOCK) -s $(LOCK),)
 EXCLUSIVE := $(if $(FLOCK),$(FLOCK) -x $(LOCK),)
 
+# RABBITMQ=4 (`make test RABBITMQ=4`): the packages whose tests touch the
+# broker run against the RabbitMQ 4.0 node of scripts/rabbitmq4.sh (started
+# when down, as root) instead of the default node, and of the serial tests
+# those that restart or starve RabbitMQ (not MariaDB's restart; the cluster
+# test runs the machine's own RabbitMQ). .ci/run runs both.
+ifeq ($(RABBITMQ),4)
+ON_BROKER := bash scripts/rabbitmq4.sh exec
+PARALLEL_PKGS := ./api/ ./broker/ ./cmd/billing/ ./consumer/ ./dlq/ ./e2e/ ./status/
+SERIAL_RUN := ^TestSerial(RabbitMQRestart|MemoryAlarm|RunbookReplayInTheBrowser)$$
+else
+ON_BROKER :=
+PARALLEL_PKGS := ./...
+SERIAL_RUN := ^TestSerial
+endif
+
 test: test-parallel test-serial
 
 test-parallel:
-	$(SHARED) bash scripts/deps-up.sh go test -count=1 -timeout 10m ./...
+	$(SHARED) $(ON_BROKER) bash scripts/deps-up.sh go test -count=1 -timeout 10m $(PARALLEL_PKGS)
 
 test-serial:
-	$(EXCLUSIVE) bash scripts/deps-up.sh go test -tags serial -p 1 -count=1 -timeout 12m -run '^TestSerial' ./e2e/ ./dlq/
+	$(EXCLUSIVE) $(ON_BROKER) bash scripts/deps-up.sh go test -tags serial -p 1 -count=1 -timeout 12m -run '$(SERIAL_RUN)' ./e2e/ ./dlq/
+
+rabbitmq4-stop:
+	bash scripts/rabbitmq4.sh stop
 
 # The benchmark table of docs/benchmarks.md (a few minutes).
 bench:

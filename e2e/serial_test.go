@@ -22,6 +22,26 @@ import (
 	"github.com/stripe-billing/billing/internal/testenv"
 )
 
+// rabbitmqctl runs rabbitmqctl against the test broker's node (the
+// default one, or the one TEST_RABBITMQ_CTL names), failing the test when
+// it fails.
+func rabbitmqctl(t *testing.T, timeout time.Duration, args ...string) {
+	t.Helper()
+	cmd := testenv.RabbitCtl(args...)
+	sh(t, timeout, cmd[0], cmd[1:]...)
+}
+
+func rabbitmqctlErr(timeout time.Duration, args ...string) error {
+	cmd := testenv.RabbitCtl(args...)
+	return shErr(timeout, cmd[0], cmd[1:]...)
+}
+
+// startRabbitMQ starts the test broker's node after `rabbitmqctl stop`.
+func startRabbitMQ(timeout time.Duration) error {
+	cmd := testenv.RabbitStart()
+	return shErr(timeout, cmd[0], cmd[1:]...)
+}
+
 // sh runs a command, failing the test when it fails.
 func sh(t *testing.T, timeout time.Duration, name string, args ...string) {
 	t.Helper()
@@ -75,23 +95,26 @@ func waitFor(what string, within time.Duration, cond func() bool) bool {
 // management API answering) and MariaDB back when t ends, whatever it did.
 // Without the servers' own tools on this host (the servers run in docker
 // compose, say) the test cannot restart them and is skipped, saying so.
+// The RabbitMQ node is the one the tests use (testenv.RabbitCtl): the
+// default node, or the RabbitMQ 4 node of scripts/rabbitmq4.sh.
 func restoreServers(t *testing.T) {
-	for _, tool := range []string{"rabbitmqctl", "rabbitmq-server", "start-stop-daemon"} {
+	for _, tool := range []string{testenv.RabbitCtl()[0], testenv.RabbitStart()[0], "start-stop-daemon"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not found: the serial tests restart the local RabbitMQ and MariaDB", tool)
 		}
 	}
+	amqpAddr := testenv.AMQPAddr()
 	t.Cleanup(func() {
-		if !listening("127.0.0.1:5672") {
-			_ = shErr(30*time.Second, "rabbitmqctl", "start_app")
+		if !listening(amqpAddr) {
+			_ = rabbitmqctlErr(30*time.Second, "start_app")
 		}
-		if !listening("127.0.0.1:5672") {
-			_ = shErr(30*time.Second, "rabbitmq-server", "-detached")
+		if !listening(amqpAddr) {
+			_ = startRabbitMQ(2 * time.Minute)
 		}
-		if !waitFor("RabbitMQ", 60*time.Second, func() bool { return listening("127.0.0.1:5672") }) {
-			t.Error("RabbitMQ did not come back on 5672")
+		if !waitFor("RabbitMQ", 60*time.Second, func() bool { return listening(amqpAddr) }) {
+			t.Errorf("RabbitMQ did not come back on %s", amqpAddr)
 		}
-		if err := shErr(30*time.Second, "rabbitmqctl", "set_vm_memory_high_watermark", "0.4"); err != nil {
+		if err := rabbitmqctlErr(30*time.Second, "set_vm_memory_high_watermark", "0.4"); err != nil {
 			t.Errorf("reset the memory watermark: %v", err)
 		}
 		if !waitFor("management", 60*time.Second, managementUp) {
@@ -144,26 +167,28 @@ func TestSerialRabbitMQRestart(t *testing.T) {
 	time.Sleep(time.Second)
 
 	step("rabbitmqctl stop_app")
-	sh(t, 60*time.Second, "rabbitmqctl", "stop_app")
+	rabbitmqctl(t, 60*time.Second, "stop_app")
 	testenv.Eventually(t, 5*time.Second, func() bool { return pr.post(api) == http.StatusServiceUnavailable }, "api 503 while RabbitMQ is stopped")
 	if c, _ := get(worker.url("/readyz")); c != http.StatusServiceUnavailable {
 		t.Errorf("worker /readyz = %d while RabbitMQ is stopped, want 503", c)
 	}
 	time.Sleep(time.Second)
 	step("rabbitmqctl start_app")
-	sh(t, 60*time.Second, "rabbitmqctl", "start_app")
+	rabbitmqctl(t, 60*time.Second, "start_app")
 	testenv.Eventually(t, 30*time.Second, func() bool { return pr.post(api) == http.StatusOK }, "api 200 after start_app")
 	step("api answers 200")
 	time.Sleep(time.Second)
 
 	step("rabbitmqctl stop (full restart)")
-	sh(t, 60*time.Second, "rabbitmqctl", "stop")
+	rabbitmqctl(t, 60*time.Second, "stop")
 	testenv.Eventually(t, 5*time.Second, func() bool { return pr.post(api) == http.StatusServiceUnavailable }, "api 503 while RabbitMQ is down")
-	sh(t, 30*time.Second, "rabbitmq-server", "-detached")
-	if !waitFor("RabbitMQ", 60*time.Second, func() bool { return listening("127.0.0.1:5672") }) {
+	if err := startRabbitMQ(2 * time.Minute); err != nil {
+		t.Fatalf("start RabbitMQ: %v", err)
+	}
+	if !waitFor("RabbitMQ", 60*time.Second, func() bool { return listening(testenv.AMQPAddr()) }) {
 		t.Fatal("RabbitMQ did not start")
 	}
-	step("5672 answers")
+	step("AMQP answers")
 	testenv.Eventually(t, 30*time.Second, func() bool { return pr.post(api) == http.StatusOK }, "api 200 after the restart")
 	step("api answers 200")
 	if !waitFor("management", 60*time.Second, managementUp) {
@@ -229,7 +254,7 @@ func TestSerialMemoryAlarm(t *testing.T) {
 	if c := pr.post(api); c != http.StatusOK {
 		t.Fatalf("before the alarm: %d", c)
 	}
-	sh(t, 30*time.Second, "rabbitmqctl", "set_vm_memory_high_watermark", "0.0001")
+	rabbitmqctl(t, 30*time.Second, "set_vm_memory_high_watermark", "0.0001")
 	var slowest time.Duration
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		start := time.Now()
@@ -252,7 +277,7 @@ func TestSerialMemoryAlarm(t *testing.T) {
 	if c, _ := get(api.url("/readyz")); c != http.StatusServiceUnavailable {
 		t.Errorf("/readyz = %d during the alarm, want 503", c)
 	}
-	sh(t, 30*time.Second, "rabbitmqctl", "set_vm_memory_high_watermark", "0.4")
+	rabbitmqctl(t, 30*time.Second, "set_vm_memory_high_watermark", "0.4")
 	testenv.Eventually(t, 10*time.Second, func() bool { return pr.post(api) == http.StatusOK }, "api 200 once the alarm cleared")
 	t.Logf("slowest 503 during the alarm: %s", slowest.Round(time.Millisecond))
 	worker := s.start("worker", nil)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# rabbitmq4.sh start|stop|restart|env|ctl ARGS...|reset
+# rabbitmq4.sh start|stop|restart|env|ctl ARGS...|exec CMD...|reset
 #
 # A RabbitMQ 4.0 node beside (never instead of) the machine's default one,
 # so the tests run on the version new users install (issue 22). It runs
@@ -13,6 +13,7 @@
 #   restart  stop, then start (keeps the queues and their messages)
 #   env      print the TEST_* variables that point the tests at this node
 #   ctl      rabbitmqctl against this node, e.g. `rabbitmq4.sh ctl list_queues`
+#   exec     start, then run CMD with env's variables (`make test RABBITMQ=4`)
 #   reset    stop, then remove the node's data (the chroot stays cached)
 #
 # Node rabbit4@localhost, guest/guest from 127.0.0.1; its own ports, none in
@@ -186,7 +187,7 @@ lock() {
 }
 
 case ${1:-} in
-start | stop | restart | reset | ctl | __server)
+start | stop | restart | reset | ctl | exec | __server)
 	[[ $(id -u) == 0 ]] || die "must run as root (debootstrap, chroot, mount)"
 	;;
 esac
@@ -209,6 +210,12 @@ reset)
 	rm -rf "$root/var/lib/rabbitmq/mnesia"
 	;;
 env) env_vars ;;
+exec)
+	shift
+	"$self" start >/dev/null
+	eval "$(env_vars)"
+	exec "$@"
+	;;
 ctl)
 	shift
 	ctl "$@"
@@ -219,7 +226,7 @@ __server)
 	as_rabbitmq /usr/lib/rabbitmq/bin/rabbitmq-server
 	;;
 *)
-	echo "usage: $0 start|stop|restart|env|ctl ARGS...|reset" >&2
+	echo "usage: $0 start|stop|restart|env|ctl ARGS...|exec CMD...|reset" >&2
 	exit 2
 	;;
 esac
