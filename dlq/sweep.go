@@ -73,7 +73,10 @@ type SweepConfig struct {
 	PruneBatch int
 	PruneLimit int
 	PrunePause time.Duration
-	Now        func() time.Time
+	// Every is the period of `sweep --every`, saved with each pass so that
+	// `billing status` can tell a sweep that stopped; 0 for cron.
+	Every time.Duration
+	Now   func() time.Time
 }
 
 // Sweep is one pass for cron: it re-drives parked transient failures that
@@ -89,6 +92,8 @@ type Sweep struct {
 
 // SweepReport is what one pass did.
 type SweepReport struct {
+	// At is when the pass ended.
+	At time.Time
 	// Skipped is true when another sweep held the lock: nothing was done.
 	Skipped bool
 	// Redriven lists the events sent back to the work queue.
@@ -123,11 +128,20 @@ type SweepSummary struct {
 	Reconciled *int     `json:"reconciled,omitempty"`
 	Pruned     int      `json:"pruned"`
 	Errors     []string `json:"errors,omitempty"`
+	// EverySeconds is the period of the sweep that ran the pass (`sweep
+	// --every`); 0 for a pass run by cron.
+	EverySeconds float64 `json:"every_seconds,omitempty"`
+	// LastSuccess is when the latest pass without an error ended: this
+	// pass's At, or an earlier pass's when this one failed.
+	LastSuccess time.Time `json:"last_success,omitzero"`
 }
 
 // Summary is r as saved, for a pass that ended at.
 func (r SweepReport) Summary(at time.Time) SweepSummary {
 	sum := SweepSummary{At: at.UTC(), Redriven: len(r.Redriven), Permanent: r.Permanent, OutOfRedrives: r.OutOfRedrives, Waiting: r.Waiting, Pruned: r.Pruned}
+	if len(r.Errors) == 0 {
+		sum.LastSuccess = sum.At
+	}
 	if r.Reconciled != nil {
 		n := r.Reconciled.Enqueued
 		sum.Reconciled = &n
@@ -204,7 +218,13 @@ func (s *Sweep) Pass(ctx context.Context) (SweepReport, error) {
 			}
 		}
 		// Saved under the lock, so the row always holds the latest pass.
-		b, err := json.Marshal(rep.Summary(s.cfg.Now()))
+		rep.At = s.cfg.Now()
+		sum := rep.Summary(rep.At)
+		sum.EverySeconds = s.cfg.Every.Seconds()
+		if sum.LastSuccess.IsZero() {
+			sum.LastSuccess = s.lastSuccess(ctx)
+		}
+		b, err := json.Marshal(sum)
 		if err == nil {
 			err = s.store.SetCheckpoint(ctx, LastSweepCheckpoint, string(b))
 		}
@@ -218,6 +238,20 @@ func (s *Sweep) Pass(ctx context.Context) (SweepReport, error) {
 	}
 	rep.Skipped = !acquired && err == nil
 	return rep, errors.Join(rep.Errors...)
+}
+
+// lastSuccess is the last successful pass's end that the saved summary
+// holds; zero when none (or it cannot be read: the pass has failed anyway).
+func (s *Sweep) lastSuccess(ctx context.Context) time.Time {
+	saved, err := s.store.Checkpoint(ctx, LastSweepCheckpoint)
+	if err != nil || saved == "" {
+		return time.Time{}
+	}
+	prev, err := ParseSweepSummary(saved)
+	if err != nil {
+		return time.Time{}
+	}
+	return prev.LastSuccess
 }
 
 // redrive sends back parked transient failures old enough to retry.

@@ -16,6 +16,7 @@ import (
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/reconcile"
 	"github.com/stripe-billing/billing/retry"
 )
 
@@ -219,5 +220,46 @@ func TestTwoConcurrentSweepsMoveEachMessageOnce(t *testing.T) {
 	}
 	if d := e.ready(t, e.topo.DLQ); d != 0 {
 		t.Errorf("DLQ still holds %d", d)
+	}
+}
+
+type failingReconciler struct{}
+
+func (failingReconciler) Reconcile(context.Context) (reconcile.Result, error) {
+	return reconcile.Result{}, errors.New("stripe down")
+}
+
+// TestSweepSavesItsLastSuccess: a pass saves its period and, when it
+// failed, the end of the last pass that did not, for `billing status`.
+func TestSweepSavesItsLastSuccess(t *testing.T) {
+	t.Parallel()
+	e := newDLQEnv(t, 20)
+	store := testenv.Store(t)
+	ctx := context.Background()
+	t1 := time.Now().UTC().Truncate(time.Millisecond)
+	t2 := t1.Add(5 * time.Minute)
+	pass := func(now time.Time, rec dlq.Reconciler) dlq.SweepSummary {
+		t.Helper()
+		s, err := dlq.NewSweep(dlq.SweepConfig{MinAge: time.Minute, Limit: 10, Every: 5 * time.Minute, Now: func() time.Time { return now }},
+			quietLogger(), store, e.newDLQ(t, now), rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = s.Pass(ctx)
+		saved, err := store.Checkpoint(ctx, dlq.LastSweepCheckpoint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := dlq.ParseSweepSummary(saved)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	if sum := pass(t1, nil); !sum.LastSuccess.Equal(t1) || sum.EverySeconds != 300 {
+		t.Errorf("after a good pass: %+v, want last success %s, every 300 s", sum, t1)
+	}
+	if sum := pass(t2, failingReconciler{}); !sum.At.Equal(t2) || len(sum.Errors) != 1 || !sum.LastSuccess.Equal(t1) {
+		t.Errorf("after a failed pass: %+v, want at %s, one error, last success still %s", sum, t2, t1)
 	}
 }

@@ -72,6 +72,9 @@ type Metrics struct {
 	// SweepResults counts what `billing sweep` did with each parked event
 	// it looked at (redriven, skipped_young, skipped_permanent, ...).
 	SweepResults *prometheus.CounterVec
+	// SweepLastSuccess is when this process's last sweep pass without an
+	// error ended (Unix seconds); 0 until one has.
+	SweepLastSuccess prometheus.Gauge
 	// PayloadsPruned counts the ledger payloads the sweep emptied under
 	// LEDGER_PAYLOAD_RETENTION.
 	PayloadsPruned prometheus.Counter
@@ -150,6 +153,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "billing_queue_depth_poll_errors_total",
 			Help: "Failed polls of the queue depths; while it rises billing_queue_messages is stale.",
 		}),
+		SweepLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "billing_sweep_last_success_timestamp_seconds",
+			Help: "When the last sweep pass without an error ended, Unix seconds (sweep --every).",
+		}),
 		OldestParkedAge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "billing_oldest_parked_event_age_seconds",
 			Help: "Age of the oldest event parked in the DLQ and dead in the ledger, since it was first received; 0 when none.",
@@ -173,7 +180,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(
 		m.Webhooks, m.PublishConfirm, m.EventsProcessed, m.Processing,
-		m.Retries, m.Parked, m.Replayed, m.SweepResults, m.PayloadsPruned,
+		m.Retries, m.Parked, m.Replayed, m.SweepResults, m.SweepLastSuccess, m.PayloadsPruned,
 		m.QueueDepth, m.QueueDepthErrors, m.OldestParkedAge, m.DeadEvents, m.DBErrors, m.BuildInfo,
 		m.Unverified,
 	)

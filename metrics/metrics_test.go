@@ -18,6 +18,7 @@ import (
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/metrics"
 )
 
@@ -47,6 +48,16 @@ func TestEachCollectorMoves(t *testing.T) {
 				return testutil.ToFloat64(m.Webhooks.WithLabelValues("accepted", "200"))
 			},
 			want: 2,
+		},
+		{
+			name: "the sweep's last success moves with a pass without errors only",
+			use: func(m *metrics.Metrics) {
+				m.RecordSweep(dlq.SweepReport{At: time.Unix(1000, 0)})
+				m.RecordSweep(dlq.SweepReport{At: time.Unix(2000, 0), Errors: []error{errors.New("boom")}})
+				m.RecordSweep(dlq.SweepReport{Skipped: true})
+			},
+			get:  func(m *metrics.Metrics) float64 { return testutil.ToFloat64(m.SweepLastSuccess) },
+			want: 1000,
 		},
 		{
 			name: "webhooks keep codes apart",
@@ -242,8 +253,8 @@ func TestLint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(families) != 15 {
-		t.Errorf("gathered %d metric families, want 15", len(families))
+	if len(families) != 16 {
+		t.Errorf("gathered %d metric families, want 16", len(families))
 	}
 	for _, f := range families {
 		if !strings.HasPrefix(f.GetName(), "billing_") {

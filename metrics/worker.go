@@ -137,4 +137,7 @@ func (m *Metrics) RecordSweep(rep dlq.SweepReport) {
 		m.SweepResults.WithLabelValues(result).Add(float64(n))
 	}
 	m.PayloadsPruned.Add(float64(rep.Pruned))
+	if len(rep.Errors) == 0 {
+		m.SweepLastSuccess.Set(float64(rep.At.UnixNano()) / 1e9)
+	}
 }

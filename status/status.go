@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -32,6 +33,12 @@ type DLQ interface {
 	List(ctx context.Context, limit int) ([]dlq.Parked, error)
 }
 
+// QueueLister lists the queues of the namespace, for stray ones
+// (*broker.Management: AMQP cannot list queues).
+type QueueLister interface {
+	Queues(ctx context.Context, prefix string) ([]broker.QueueStat, error)
+}
+
 // Connector hands out an open AMQP connection (broker.Conn).
 type Connector interface {
 	Await(ctx context.Context) (*amqp.Connection, error)
@@ -45,6 +52,12 @@ type Config struct {
 	// MaxLost bounds how many dead ledger events are checked against the
 	// DLQ; default 1000.
 	MaxLost int
+	// SweepPeriod is how often the sweep should run (cron's period); 0
+	// takes the period the last pass saved (`sweep --every`), and with
+	// neither the sweep's age is not judged.
+	SweepPeriod time.Duration
+	// Queues lists the namespace's queues for stray ones; nil: not checked.
+	Queues QueueLister
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -55,6 +68,26 @@ type Reporter struct {
 	conn   Connector
 	dlq    DLQ
 	ledger Ledger
+}
+
+// Severities of a Finding and of a Report, in rising order; the exit codes
+// of `billing status` are their indexes.
+const (
+	OK       = "ok"
+	Warning  = "warning"
+	Critical = "critical"
+)
+
+// Severities lists the severities in rising order.
+var Severities = []string{OK, Warning, Critical}
+
+// Finding is one thing wrong, in one line.
+type Finding struct {
+	Severity string `json:"severity"`
+	// Check names what was checked: no_consumer, dlq_growing, lost,
+	// sweep_late, stray_queue, stray_queues_unchecked.
+	Check   string `json:"check"`
+	Message string `json:"message"`
 }
 
 // New returns a Reporter reading the queues through conn, the DLQ's
@@ -125,12 +158,19 @@ type Report struct {
 	LostCertain bool     `json:"lost_certain"`
 	// LastSweep is the last sweep pass that ran; nil when none has.
 	LastSweep *dlq.SweepSummary `json:"last_sweep,omitempty"`
+	// StrayQueues are queues of the namespace that are not the
+	// topology's (a mistyped "Move messages" destination creates one).
+	StrayQueues []broker.QueueStat `json:"stray_queues"`
+	// Findings are what is wrong, worst first; Severity is the worst.
+	Findings []Finding `json:"findings"`
+	Severity string    `json:"severity"`
 }
 
 // Report reads the queues, the DLQ and the ledger.
 func (r *Reporter) Report(ctx context.Context) (Report, error) {
 	now := r.cfg.Now()
-	rep := Report{At: now.UTC(), WindowSeconds: r.cfg.Window.Seconds(), ParkedByClass: map[string]int{}, Lost: []string{}}
+	rep := Report{At: now.UTC(), WindowSeconds: r.cfg.Window.Seconds(), ParkedByClass: map[string]int{}, Lost: []string{},
+		StrayQueues: []broker.QueueStat{}, Findings: []Finding{}, Severity: OK}
 	var err error
 	if rep.Queues, err = r.queues(ctx); err != nil {
 		return rep, err
@@ -201,7 +241,89 @@ func (r *Reporter) Report(ctx context.Context) (Report, error) {
 		}
 		rep.LastSweep = &last
 	}
+	if r.cfg.Queues != nil {
+		rep.StrayQueues, err = r.strays(ctx)
+		if err != nil {
+			rep.add(Warning, "stray_queues_unchecked", fmt.Sprintf("stray queues not checked: %v", err))
+		}
+	}
+	r.judge(&rep, parkedRecently)
 	return rep, nil
+}
+
+// strays lists the queues of the namespace that the topology does not have.
+func (r *Reporter) strays(ctx context.Context) ([]broker.QueueStat, error) {
+	all, err := r.cfg.Queues.Queues(ctx, r.cfg.Topology.Namespace+".")
+	if err != nil {
+		return nil, err
+	}
+	known := r.cfg.Topology.Queues()
+	out := []broker.QueueStat{}
+	for _, q := range all {
+		if !slices.Contains(known, q.Name) {
+			out = append(out, q)
+		}
+	}
+	return out, nil
+}
+
+func (rep *Report) add(severity, check, message string) {
+	rep.Findings = append(rep.Findings, Finding{Severity: severity, Check: check, Message: message})
+}
+
+// judge turns what rep says into findings and rep's severity.
+func (r *Reporter) judge(rep *Report, parkedRecently int) {
+	for _, q := range rep.Queues {
+		if q.Role == roleWork && q.Consumers == 0 {
+			rep.add(Critical, "no_consumer", fmt.Sprintf("no consumer on %s: no worker is running", q.Name))
+		}
+	}
+	if parkedRecently > 0 {
+		rep.add(Warning, "dlq_growing", fmt.Sprintf("DLQ growing: %d event(s) parked in the last %s", parkedRecently, r.cfg.Window))
+	}
+	if len(rep.Lost) > 0 {
+		where := "deleted from the DLQ or moved out of the namespace"
+		var holding []string
+		for _, q := range rep.StrayQueues {
+			if q.Messages > 0 {
+				holding = append(holding, fmt.Sprintf("%s (%d)", q.Name, q.Messages))
+			}
+		}
+		if len(holding) > 0 {
+			where = "perhaps in the stray queue(s) " + strings.Join(holding, ", ")
+		}
+		ids := strings.Join(rep.Lost[:min(len(rep.Lost), 10)], " ")
+		if len(rep.Lost) > 10 {
+			ids += " ..."
+		}
+		if rep.LostCertain {
+			rep.add(Critical, "lost", fmt.Sprintf("%d event(s) dead in the ledger are in no queue of the topology, %s: %s", len(rep.Lost), where, ids))
+		} else {
+			rep.add(Warning, "lost", fmt.Sprintf("%d event(s) dead in the ledger are not in the DLQ; the work queue or a tier holds messages, so they may be on their way back (run again): %s", len(rep.Lost), ids))
+		}
+	}
+	period := r.cfg.SweepPeriod
+	if period == 0 && rep.LastSweep != nil {
+		period = time.Duration(rep.LastSweep.EverySeconds * float64(time.Second))
+	}
+	if period > 0 {
+		switch {
+		case rep.LastSweep == nil || rep.LastSweep.LastSuccess.IsZero():
+			rep.add(Warning, "sweep_late", fmt.Sprintf("no sweep pass has succeeded (it should run every %s)", period))
+		case rep.At.Sub(rep.LastSweep.LastSuccess) > 2*period:
+			rep.add(Warning, "sweep_late", fmt.Sprintf("the last successful sweep ended %s ago, more than twice its period of %s",
+				rep.At.Sub(rep.LastSweep.LastSuccess).Truncate(time.Second), period))
+		}
+	}
+	for _, q := range rep.StrayQueues {
+		rep.add(Warning, "stray_queue", fmt.Sprintf("stray queue %s holds %d message(s): not part of the topology (a mistyped \"Move messages\" destination?)", q.Name, q.Messages))
+	}
+	slices.SortStableFunc(rep.Findings, func(a, b Finding) int {
+		return slices.Index(Severities, b.Severity) - slices.Index(Severities, a.Severity)
+	})
+	if len(rep.Findings) > 0 {
+		rep.Severity = rep.Findings[0].Severity
+	}
 }
 
 // Queue roles.

@@ -66,15 +66,7 @@ func (e env) dlq(t *testing.T) *dlq.Queue {
 
 func (e env) report(t *testing.T) status.Report {
 	t.Helper()
-	r, err := status.New(status.Config{Topology: e.topo, Window: 5 * time.Minute, Now: func() time.Time { return e.now }}, e.conn, e.dlq(t), e.store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := r.Report(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rep
+	return e.reportWith(t, status.Config{})
 }
 
 // publish puts a message into queue through the default exchange, with a

@@ -14,7 +14,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "billing:", err)
+		if !silent(err) {
+			fmt.Fprintln(os.Stderr, "billing:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }

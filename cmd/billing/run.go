@@ -49,10 +49,27 @@ func commands() map[string]command {
 var errUsage = errors.New("usage")
 
 func exitCode(err error) int {
-	if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+	var s exitStatus
+	switch {
+	case errors.As(err, &s):
+		return int(s)
+	case errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp):
 		return 2
 	}
 	return 1
+}
+
+// exitStatus is an exit code whose command has printed why: main prints
+// nothing more (`billing status` exits 1 on a warning, 2 on a critical
+// finding).
+type exitStatus int
+
+func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
+
+// silent reports whether err was said already (an exitStatus).
+func silent(err error) bool {
+	var s exitStatus
+	return errors.As(err, &s)
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -4,40 +4,74 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/status"
 )
 
 const statusUsage = `Where things stand, without Grafana: each queue's ready messages and
 consumers, events per minute (received, processed, parked) over --window,
 the events waiting in the delay tiers, parked events by class, the oldest
-parked event, events dead in the ledger but in no queue (moved elsewhere,
-say by a mistyped "Move messages" destination), and the last sweep pass.
+parked event, events dead in the ledger but in no queue, the last sweep
+pass, and then one line per finding:
 
-Needs AMQP_URL and MYSQL_DSN only (the support or sweep user is enough):
-queues are read with passive declares, which need no permission and no
-management plugin, and the DLQ as 'billing dlq list' reads it (every
-message stays parked).
+  CRITICAL  no consumer on the work queue; events dead in the ledger and
+            in no queue
+  WARNING   the DLQ grew within --window; dead events perhaps on their way
+            back; the last successful sweep older than twice its period
+            (--sweep-period, or the period 'sweep --every' saved); a stray
+            queue in the namespace, with its count; strays not checked
 
-  billing status [--json] [--watch DURATION] [--window DURATION]`
+Exit code 0 healthy, 1 a warning, 2 critical (and 2 on a usage mistake),
+for cron or a monitoring check; with --watch, 0.
+
+Needs AMQP_URL and MYSQL_DSN (the support or sweep user is enough); queues
+are read with passive declares and the DLQ as 'billing dlq list' reads it
+(every message stays parked). Stray queues are listed with the management
+API (--management-url; default AMQP_URL's host on port 15672 with its
+credentials; off: not checked).
+
+  billing status [--json] [--watch DURATION] [--window DURATION]
+                 [--sweep-period DURATION] [--management-url URL|off]`
 
 func runStatus(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "status", statusUsage)
 	asJSON := fs.Bool("json", false, "print the report as one JSON object (one per refresh with --watch)")
 	watch := fs.Duration("watch", 0, "refresh every `DURATION` until stopped (0: once)")
 	window := fs.Duration("window", 5*time.Minute, "the span the per-minute rates average over")
+	sweepPeriod := fs.Duration("sweep-period", 0, "how often cron runs the sweep (0: the period 'sweep --every' saved, if any)")
+	mgmtURL := fs.String("management-url", "", "RabbitMQ's management API, to find stray queues (default: from AMQP_URL; off: not checked)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *watch < 0 || *window <= 0 {
-		return fmt.Errorf("%w: --watch must not be negative, --window must be positive", errUsage)
+	if *watch < 0 || *window <= 0 || *sweepPeriod < 0 {
+		return fmt.Errorf("%w: --watch and --sweep-period must not be negative, --window must be positive", errUsage)
 	}
 	cfg, logger, err := loadConfig(e)
 	if err != nil {
 		return err
+	}
+	var queues status.QueueLister
+	if *mgmtURL != "off" {
+		u := *mgmtURL
+		if u == "" {
+			if u, err = broker.ManagementURL(cfg.AMQPURL); err != nil {
+				return err
+			}
+		}
+		vhost := "/"
+		if uri, err := broker.ParseURL(broker.SplitURLs(cfg.AMQPURL)[0]); err == nil {
+			vhost = uri.Vhost
+		}
+		m, err := broker.NewManagement(u, vhost)
+		if err != nil {
+			return fmt.Errorf("%w: --management-url: %v", errUsage, err)
+		}
+		queues = m
 	}
 	store, err := openStore(ctx, cfg, logger, "status", 2)
 	if err != nil {
@@ -49,7 +83,7 @@ func runStatus(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("status: %w", err)
 	}
 	defer s.close()
-	r, err := status.New(status.Config{Topology: s.topo, Window: *window}, s.reader, s.dlq, store)
+	r, err := status.New(status.Config{Topology: s.topo, Window: *window, SweepPeriod: *sweepPeriod, Queues: queues}, s.reader, s.dlq, store)
 	if err != nil {
 		return err
 	}
@@ -72,6 +106,9 @@ func runStatus(ctx context.Context, e env, args []string) error {
 			printStatus(e, rep)
 		}
 		if *watch == 0 {
+			if code := slices.Index(status.Severities, rep.Severity); code > 0 {
+				return exitStatus(code)
+			}
 			return nil
 		}
 		select {
@@ -108,26 +145,24 @@ func printStatus(e env, rep status.Report) {
 		oldest = fmt.Sprintf("%s, received %s (%s ago)", cell(o.EventID), o.ReceivedAt.Format(time.RFC3339), (time.Duration(o.AgeSeconds) * time.Second).String())
 	}
 	fmt.Fprintf(e.stdout, "dead in the ledger: %d; oldest: %s\n", rep.DeadInLedger, oldest)
-	if len(rep.Lost) > 0 {
-		ids := make([]string, len(rep.Lost))
-		for i, id := range rep.Lost {
-			ids[i] = cell(id)
-		}
-		fmt.Fprintf(e.stdout, "WARNING: %d event(s) dead in the ledger are not in the DLQ: %s\n", len(rep.Lost), strings.Join(ids, " "))
-		if rep.LostCertain {
-			fmt.Fprintln(e.stdout, "  No work or tier queue holds a message: they were moved elsewhere (a mistyped \"Move messages\" destination?). See the runbook.")
-		} else {
-			fmt.Fprintln(e.stdout, "  The work queue or a delay tier holds messages, or the DLQ was partly held by another reader: they may be on their way back. Run again.")
-		}
-	}
 	sweep := "none recorded"
 	if s := rep.LastSweep; s != nil {
 		reconciled := "not reconciled"
 		if s.Reconciled != nil {
 			reconciled = fmt.Sprintf("reconciled %d", *s.Reconciled)
 		}
-		sweep = fmt.Sprintf("%s: re-driven %d, permanent %d, out of re-drives %d, waiting %d, %s, errors %d",
-			s.At.Format(time.RFC3339), s.Redriven, s.Permanent, s.OutOfRedrives, s.Waiting, reconciled, len(s.Errors))
+		success := "never"
+		if !s.LastSuccess.IsZero() {
+			success = s.LastSuccess.Format(time.RFC3339)
+		}
+		sweep = fmt.Sprintf("%s: re-driven %d, permanent %d, out of re-drives %d, waiting %d, %s, errors %d; last success %s",
+			s.At.Format(time.RFC3339), s.Redriven, s.Permanent, s.OutOfRedrives, s.Waiting, reconciled, len(s.Errors), success)
 	}
-	fmt.Fprintf(e.stdout, "last sweep: %s\n", sweep)
+	fmt.Fprintf(e.stdout, "last sweep: %s\n\n", sweep)
+	if len(rep.Findings) == 0 {
+		fmt.Fprintln(e.stdout, "OK: nothing to report")
+	}
+	for _, f := range rep.Findings {
+		fmt.Fprintf(e.stdout, "%s: %s\n", strings.ToUpper(f.Severity), cell(f.Message))
+	}
 }

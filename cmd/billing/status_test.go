@@ -9,6 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
@@ -60,10 +61,12 @@ func TestStatusCommand(t *testing.T) {
 	}
 	q.waitReady(t, q.topo.DLQ, 1)
 
+	mgmt := "--management-url=" + testenv.ManagementURL()
+	testenv.Eventually(t, 10*time.Second, func() bool { n, _ := testenv.QueueDepth(typo); return n == 1 }, "the management API to count %s", typo)
 	t.Run("JSON", func(t *testing.T) {
-		out, err := runCmd(t, getenv, "status", "--json")
-		if err != nil {
-			t.Fatal(err)
+		out, err := runCmd(t, getenv, "status", "--json", mgmt)
+		if exitCode(err) != 2 || !silent(err) {
+			t.Fatalf("status --json = %v, want exit 2 (critical) with nothing more to print", err)
 		}
 		var rep status.Report
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
@@ -75,18 +78,22 @@ func TestStatusCommand(t *testing.T) {
 		if rep.DeadInLedger != 2 || rep.ParkedByClass["permanent"] != 1 || rep.LastSweep == nil || rep.LastSweep.Permanent != 2 {
 			t.Errorf("report %+v: want 2 dead, 1 parked permanent, the sweep's pass with 2 for a person", rep)
 		}
+		if rep.Severity != status.Critical || len(rep.StrayQueues) != 1 || rep.StrayQueues[0].Name != typo || rep.StrayQueues[0].Messages != 1 {
+			t.Errorf("severity %s, strays %+v: want critical and %s with 1 message", rep.Severity, rep.StrayQueues, typo)
+		}
 	})
 	t.Run("Text", func(t *testing.T) {
-		out, err := runCmd(t, getenv, "status")
-		if err != nil {
-			t.Fatal(err)
+		out, err := runCmd(t, getenv, "status", mgmt)
+		if exitCode(err) != 2 {
+			t.Fatalf("status = %v, want exit 2", err)
 		}
 		for _, want := range []string{
 			q.topo.DLQ + "  ",
 			"parked by class: permanent 1",
 			"dead in the ledger: 2; oldest: evt_perm",
-			"WARNING: 1 event(s) dead in the ledger are not in the DLQ: " + moved,
-			"they were moved elsewhere",
+			"\nCRITICAL: no consumer on " + q.topo.Work + ": no worker is running\n",
+			"\nCRITICAL: 1 event(s) dead in the ledger are in no queue of the topology, perhaps in the stray queue(s) " + typo + " (1): " + moved + "\n",
+			"\nWARNING: stray queue " + typo + " holds 1 message(s)",
 			"last sweep: ",
 			"permanent 2",
 		} {
@@ -101,7 +108,7 @@ func TestStatusCommand(t *testing.T) {
 		// Stopped after the second report, as a person presses Ctrl-C.
 		stdout := &reportCounter{stop: cancel, after: 2}
 		var stderr strings.Builder
-		err := run(ctx, []string{"status", "--json", "--watch", "100ms"}, getenv, stdout, &stderr)
+		err := run(ctx, []string{"status", "--json", "--watch", "100ms", "--management-url", "off"}, getenv, stdout, &stderr)
 		if err != nil {
 			t.Fatalf("status --watch: %v\n%s", err, stderr.String())
 		}
@@ -125,4 +132,26 @@ func (r *reportCounter) Write(p []byte) (int, error) {
 		r.stop()
 	}
 	return len(p), nil
+}
+
+// TestStatusExitCodes: 0 with nothing to report, 1 on a warning (the DLQ
+// grew), for a monitoring check.
+func TestStatusExitCodes(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t)
+	q := newParkedQueues(t, ns)
+	getenv := dlqCmdEnv(ns, map[string]string{"MYSQL_DSN": testenv.Database(t)})
+	if _, err := testenv.Channel(t).Consume(q.topo.Work, "", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCmd(t, getenv, "status", "--management-url", testenv.ManagementURL())
+	if err != nil || !strings.HasSuffix(out, "\nOK: nothing to report\n") {
+		t.Fatalf("healthy status = %v (exit %d):\n%s", err, exitCode(err), out)
+	}
+	q.park(t, billingtest.NewEventID(), "invoice.paid", failure.Permanent, time.Now())
+	q.waitReady(t, q.topo.DLQ, 1)
+	out, err = runCmd(t, getenv, "status", "--management-url", "off")
+	if exitCode(err) != 1 || !strings.HasSuffix(out, "\nWARNING: DLQ growing: 1 event(s) parked in the last 5m0s\n") {
+		t.Errorf("status with a new parked event = %v (exit %d), want exit 1:\n%s", err, exitCode(err), out)
+	}
 }

@@ -63,7 +63,7 @@ func runSweep(ctx context.Context, e env, args []string) error {
 		}
 	}
 	sweep, err := dlq.NewSweep(dlq.SweepConfig{
-		MinAge: cfg.SweepMinAge, Limit: cfg.SweepLimit, MaxRedrives: cfg.SweepMaxRedrives, PayloadRetention: cfg.PayloadRetention,
+		MinAge: cfg.SweepMinAge, Limit: cfg.SweepLimit, MaxRedrives: cfg.SweepMaxRedrives, PayloadRetention: cfg.PayloadRetention, Every: *every,
 	}, logger, store, s.dlq, rec)
 	if err != nil {
 		return err
