@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"status":    {"where things stand: queues, rates, parked and lost events, the last sweep", runStatus},
 		"reprocess": {"apply ledger events again through today's handlers (by type, status, time)", runReprocess},
 		"history":   {"one object's row and its events in Stripe's order, applied or stale", runHistory},
+		"endpoint":  {"check the account's webhook endpoints send the event types the worker needs", runEndpoint},
 	}
 }
 

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/reconcile"
+)
+
+const endpointUsage = `Checks the account's webhook endpoints against the event types the worker
+needs (docs/webhook-events.md): per endpoint, the needed types it does not
+send (their rows stay stale or absent, with no error anywhere) and the types
+it sends that the worker ignores. Needs STRIPE_API_KEY (a restricted key
+with read access to webhook endpoints is enough).
+
+  billing endpoint check [--json]
+
+Exits 1 when an enabled endpoint lacks a needed type, or none is enabled.`
+
+func runEndpoint(ctx context.Context, e env, args []string) error {
+	if len(args) == 0 || args[0] != "check" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			return &flagError{newFlagSet(e, "endpoint", endpointUsage), flag.ErrHelp}
+		}
+		return &flagError{newFlagSet(e, "endpoint", endpointUsage), fmt.Errorf("%w: endpoint needs check", errUsage)}
+	}
+	fs := newFlagSet(e, "endpoint check", endpointUsage)
+	asJSON := fs.Bool("json", false, "print the checks as one JSON array")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	cfg, _, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	if cfg.StripeAPIKey == "" {
+		return errors.New("endpoint check: STRIPE_API_KEY is required: the endpoints are read from Stripe's API")
+	}
+	checks, err := reconcile.CheckEndpoints(ctx, reconcile.EndpointsConfig{
+		APIKey: cfg.StripeAPIKey, APIBase: cfg.StripeAPIBase,
+		Needed: billing.NeededTypes, Handled: billing.HandledTypes(),
+	})
+	if err != nil {
+		return err
+	}
+	lacking, enabled := 0, 0
+	for _, c := range checks {
+		if c.Lacking() {
+			lacking++
+		}
+		if c.Enabled() {
+			enabled++
+		}
+	}
+	if *asJSON {
+		if checks == nil {
+			checks = []reconcile.EndpointCheck{}
+		}
+		if err := json.NewEncoder(e.stdout).Encode(checks); err != nil {
+			return err
+		}
+	} else {
+		printEndpointChecks(e, checks)
+	}
+	switch {
+	case enabled == 0:
+		return fmt.Errorf("endpoint check: no enabled webhook endpoint (%d disabled): Stripe sends nothing", len(checks))
+	case lacking > 0:
+		return fmt.Errorf("endpoint check: %d of %d enabled endpoint(s) lack needed event types", lacking, enabled)
+	}
+	return nil
+}
+
+func printEndpointChecks(e env, checks []reconcile.EndpointCheck) {
+	for i, c := range checks {
+		if i > 0 {
+			fmt.Fprintln(e.stdout)
+		}
+		version := c.APIVersion
+		if version == "" {
+			version = "the account's default"
+		}
+		fmt.Fprintf(e.stdout, "%s %s (%s, API version %s)\n", cell(c.ID), cell(c.URL), cell(c.Status), cell(version))
+		if !c.Enabled() {
+			fmt.Fprintln(e.stdout, "  disabled: Stripe sends it nothing, so what it lacks loses nothing")
+		}
+		switch {
+		case c.All:
+			fmt.Fprintln(e.stdout, "  sends every event type (*): every needed type arrives; the worker records the others as ignored")
+		case len(c.Missing) == 0:
+			fmt.Fprintln(e.stdout, "  sends every needed type")
+		default:
+			fmt.Fprintf(e.stdout, "  lacks %d needed type(s): %s\n", len(c.Missing), strings.Join(c.Missing, ", "))
+		}
+		if len(c.Ignored) > 0 {
+			fmt.Fprintf(e.stdout, "  sends %d type(s) the worker ignores: %s\n", len(c.Ignored), strings.Join(c.Ignored, ", "))
+		}
+	}
+}
