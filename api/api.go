@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -45,6 +46,9 @@ const (
 	DefaultTolerance       = verify.DefaultTolerance
 	DefaultPublishTimeout  = 5 * time.Second
 	DefaultShutdownTimeout = 20 * time.Second
+	// DefaultShutdownReadyDelay is no wait: without a load balancer
+	// nobody polls /readyz, and SIGTERM drains at once.
+	DefaultShutdownReadyDelay = time.Duration(0)
 	// DefaultMaxInFlight bounds the bodies held at once: with the default
 	// body cap, at most 128 MiB of bodies.
 	DefaultMaxInFlight = 128
@@ -81,6 +85,11 @@ type Config struct {
 	// ShutdownTimeout is how long Run lets in-flight requests finish once
 	// ctx is done. Default 20s.
 	ShutdownTimeout time.Duration
+	// ShutdownReadyDelay is how long Run keeps serving once ctx is done,
+	// with /readyz answering 503, before it stops accepting: the time a
+	// load balancer that polls /readyz needs to send new requests
+	// elsewhere. Default 0.
+	ShutdownReadyDelay time.Duration
 	// Server timeouts. Defaults: read header 5s, read 15s, idle 60s, write
 	// ReadTimeout+PublishTimeout+5s (it must exceed PublishTimeout, or a
 	// slow confirm would cut the answer off).
@@ -102,6 +111,8 @@ type Server struct {
 	handler http.Handler
 	// inFlight holds one unit per webhook past its header checks.
 	inFlight *semaphore.Weighted
+	// draining is set once Run's ctx is done: /readyz says not ready.
+	draining atomic.Bool
 }
 
 // New validates cfg, applies defaults and builds the routes. A nil logger
@@ -158,10 +169,42 @@ func New(cfg Config, logger *slog.Logger, pub Publisher) (*Server, error) {
 // Handler returns the api's routes, for Run and for tests with httptest.
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// Draining reports whether Run's ctx is done: the server is on its way
+// out and /readyz says not ready.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
 // Run serves on cfg.Addr until ctx is done, then shuts down gracefully:
-// it stops accepting and lets in-flight requests finish for at most
-// ShutdownTimeout.
+// /readyz answers 503 at once while everything else is still served for
+// ShutdownReadyDelay (a load balancer takes the server out of its pool
+// meanwhile); then it stops accepting and lets in-flight requests finish
+// for at most ShutdownTimeout.
 func (s *Server) Run(ctx context.Context) error {
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	served := make(chan error, 1)
+	go func() { served <- s.serve(serveCtx) }()
+	select {
+	case err := <-served: // it could not listen
+		return err
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	s.logger.Info("api not ready: shutting down", "ready_delay", s.cfg.ShutdownReadyDelay.String())
+	if s.cfg.ShutdownReadyDelay > 0 {
+		delay := time.NewTimer(s.cfg.ShutdownReadyDelay)
+		defer delay.Stop()
+		select {
+		case <-delay.C:
+		case err := <-served:
+			return err
+		}
+	}
+	stopServing()
+	return <-served
+}
+
+// serve runs the HTTP server until ctx is done, then drains it.
+func (s *Server) serve(ctx context.Context) error {
 	return httpserve.Run(ctx, "api", &http.Server{
 		Addr:              s.cfg.Addr,
 		Handler:           s.handler,

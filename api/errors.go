@@ -29,7 +29,8 @@ var (
 	errUnavailable = errors.New("event not stored, retry later")
 	// errBusy answers a webhook over MaxInFlight, before its body is read.
 	errBusy = errors.New("too many webhooks in flight, retry later")
-	// errNotReady answers /readyz while the publisher cannot publish.
+	// errNotReady answers /readyz while the publisher cannot publish or
+	// the server is shutting down.
 	errNotReady = errors.New("not ready")
 )
 

@@ -154,6 +154,72 @@ func TestRunDrainsInFlight(t *testing.T) {
 	}
 }
 
+// TestRunSaysNotReadyBeforeDraining cancels Run's context with a
+// ShutdownReadyDelay: /readyz answers 503 at once while webhooks are still
+// served, as a load balancer needs; after the delay Run stops accepting
+// and returns nil.
+func TestRunSaysNotReadyBeforeDraining(t *testing.T) {
+	t.Parallel()
+	addr := testenv.FreeAddr(t)
+	pub := &blockingPublisher{started: make(chan struct{}), release: make(chan struct{})}
+	close(pub.release) // every publish confirmed at once
+	srv, err := api.New(api.Config{
+		Exchange:           "x.events",
+		Secrets:            []string{secret},
+		Addr:               addr,
+		ShutdownTimeout:    5 * time.Second,
+		ShutdownReadyDelay: 3 * time.Second,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)), pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- srv.Run(ctx) }()
+	base := "http://" + addr
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		return doNoFatalGet(base+"/readyz").status == http.StatusOK
+	}, "server never ready on %s", addr)
+
+	cancel() // SIGTERM
+	testenv.Eventually(t, 3*time.Second, srv.Draining, "Draining after cancel")
+	if got := doNoFatalGet(base + "/readyz"); got.status != http.StatusServiceUnavailable || got.body != `{"error":"not ready"}`+"\n" {
+		t.Errorf("/readyz while draining = %d %q, want 503 not ready", got.status, got.body)
+	}
+	body := event("evt_draining", "invoice.paid", "2023-10-16")
+	if got := doNoFatal(base+"/webhooks/stripe", body, sign(body, secret, time.Now())); got.status != http.StatusOK {
+		t.Errorf("webhook while draining = %d %q, want 200: the balancer may still send some", got.status, got.body)
+	}
+	select {
+	case err := <-ran:
+		t.Fatalf("Run returned %v while the probes above ran within the ready delay", err)
+	default:
+	}
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the ready delay")
+	}
+	if got := doNoFatalGet(base + "/healthz"); got.status != 0 {
+		t.Errorf("GET /healthz after Run returned = %d, want no connection", got.status)
+	}
+}
+
+// doNoFatalGet is doNoFatal's GET.
+func doNoFatalGet(url string) response {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(url)
+	if err != nil {
+		return response{body: err.Error()}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+}
+
 // doNoFatal posts from a goroutine other than the test's; errors become status 0.
 func doNoFatal(url string, body []byte, sig string) response {
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(string(body)))

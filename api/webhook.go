@@ -324,7 +324,7 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request, res *result) {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request, res *result) {
-	if !s.pub.Ready() {
+	if s.Draining() || !s.pub.Ready() {
 		s.fail(w, res, errNotReady, nil)
 		return
 	}

@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"gopkg.in/yaml.v3"
@@ -19,6 +21,7 @@ import (
 	"github.com/stripe-billing/billing/api"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/config"
+	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -38,6 +41,7 @@ type stack struct {
 	prometheus   string // deploy/prometheus/prometheus.yml
 	grafanaDash  string // deploy/grafana/provisioning/dashboards/billing.yml
 	grafanaData  string // deploy/grafana/provisioning/datasources/prometheus.yml
+	haproxy      string // deploy/haproxy/haproxy.cfg
 }
 
 // definitions is deploy/rabbitmq/definitions.json, the parts compose uses.
@@ -91,6 +95,7 @@ func loadStack(t *testing.T) *stack {
 		prometheus:   string(read("deploy/prometheus/prometheus.yml")),
 		grafanaDash:  string(read("deploy/grafana/provisioning/dashboards/billing.yml")),
 		grafanaData:  string(read("deploy/grafana/provisioning/datasources/prometheus.yml")),
+		haproxy:      string(read(testenv.HAProxyConfigFile)),
 	}
 	if err := json.Unmarshal(read("deploy/rabbitmq/definitions.json"), &s.definitions); err != nil {
 		t.Fatalf("deploy/rabbitmq/definitions.json: %v", err)
@@ -242,6 +247,25 @@ func (s *stack) publishes(service, p string) bool {
 	}
 	return false
 }
+
+// replicas is a service's deploy.replicas, 1 when unset.
+func replicas(svc map[string]any) int {
+	d, _ := svc["deploy"].(map[string]any)
+	if n, ok := d["replicas"].(int); ok {
+		return n
+	}
+	return 1
+}
+
+// haproxyStatsPort is where haproxy.cfg serves its stats and metrics.
+const haproxyStatsPort = "8404"
+
+var (
+	haproxyWebhookBind = regexp.MustCompile(`(?m)^\s*bind :(\d+) # tests: the webhook address$`)
+	haproxyStatsBind   = regexp.MustCompile(`(?m)^\s*bind :(\d+) # tests: the stats address$`)
+	haproxyServers     = regexp.MustCompile(`(?m)^\s*server-template api 1-(\d+) api:(\d+) # tests: the apis$`)
+	haproxyChecks      = regexp.MustCompile(`(?m)^\s*default-server check inter (\S+) fall (\d+) `)
+)
 
 // stages splits a Dockerfile into its build stages, by FROM line.
 func stages(dockerfile string) [][]string {
@@ -457,11 +481,11 @@ func TestCompose(t *testing.T) {
 			name: "each service's MYSQL_DSN is a user of the init script with its role's grants",
 			check: func(s *stack) error {
 				m := s.env("mysql")
-				if m["MYSQL_DATABASE"] != "billing" {
-					return fmt.Errorf("mysql MYSQL_DATABASE = %q, want billing", m["MYSQL_DATABASE"])
+				if m["MARIADB_DATABASE"] != "billing" {
+					return fmt.Errorf("mysql MARIADB_DATABASE = %q, want billing", m["MARIADB_DATABASE"])
 				}
-				if m["MYSQL_USER"] != "" {
-					return errors.New("mysql sets MYSQL_USER, a user with every privilege on the database: the init script creates the users")
+				if m["MARIADB_USER"] != "" || m["MYSQL_USER"] != "" {
+					return errors.New("mysql sets MARIADB_USER, a user with every privilege on the database: the init script creates the users")
 				}
 				const mount = "./deploy/mysql/init:/docker-entrypoint-initdb.d:ro"
 				if !slices.Contains(strs(s.services["mysql"]["volumes"]), mount) {
@@ -484,11 +508,11 @@ func TestCompose(t *testing.T) {
 					if pw, ok := passwords[dsn.User]; !ok || pw != dsn.Passwd {
 						return fmt.Errorf("%s MYSQL_DSN user %q: not a user the init script creates with that password", svc, dsn.User)
 					}
-					if want := privileges + " ON " + m["MYSQL_DATABASE"]; grants[dsn.User] != want {
+					if want := privileges + " ON " + m["MARIADB_DATABASE"]; grants[dsn.User] != want {
 						return fmt.Errorf("%s MYSQL_DSN user %s is granted %q, want %q", svc, dsn.User, grants[dsn.User], want)
 					}
-					if dsn.Net != "tcp" || dsn.Addr != "mysql:3306" || dsn.DBName != m["MYSQL_DATABASE"] || !dsn.ParseTime {
-						return fmt.Errorf("%s MYSQL_DSN: want tcp(mysql:3306)/%s?parseTime=true", svc, m["MYSQL_DATABASE"])
+					if dsn.Net != "tcp" || dsn.Addr != "mysql:3306" || dsn.DBName != m["MARIADB_DATABASE"] || !dsn.ParseTime {
+						return fmt.Errorf("%s MYSQL_DSN: want tcp(mysql:3306)/%s?parseTime=true", svc, m["MARIADB_DATABASE"])
 					}
 				}
 				return nil
@@ -504,8 +528,8 @@ func TestCompose(t *testing.T) {
 				if u, p := r["RABBITMQ_DEFAULT_USER"], r["RABBITMQ_DEFAULT_PASS"]; u == "" || p == "" || u == "guest" || p == "guest" {
 					return fmt.Errorf("rabbitmq credentials %q/%q: set RABBITMQ_DEFAULT_USER/PASS, not guest", u, p)
 				}
-				if m["MYSQL_ROOT_PASSWORD"] == "" {
-					return errors.New("mysql has no MYSQL_ROOT_PASSWORD")
+				if m["MARIADB_ROOT_PASSWORD"] == "" {
+					return errors.New("mysql has no MARIADB_ROOT_PASSWORD")
 				}
 				return nil
 			},
@@ -514,9 +538,12 @@ func TestCompose(t *testing.T) {
 			},
 		},
 		{
-			name: "images",
+			name: "images are the servers the tests run",
 			check: func(s *stack) error {
-				want := map[string]string{"mysql": "mysql:8.4", "rabbitmq": "rabbitmq:3.13-management"}
+				// CI's MariaDB is Debian 12's 10.11, its haproxy Debian 12's
+				// 2.6; RabbitMQ 4.0 is the newer of the two brokers the
+				// tests run (README).
+				want := map[string]string{"mysql": "mariadb:10.11", "rabbitmq": "rabbitmq:4.0-management", "haproxy": "haproxy:2.6"}
 				for svc, img := range want {
 					if got := s.services[svc]["image"]; got != img {
 						return fmt.Errorf("%s image %v, want %s", svc, got, img)
@@ -524,7 +551,7 @@ func TestCompose(t *testing.T) {
 				}
 				return nil
 			},
-			breakIt: func(s *stack) { s.services["rabbitmq"]["image"] = "rabbitmq:3.13" },
+			breakIt: func(s *stack) { s.services["mysql"]["image"] = "mysql:8.4" },
 		},
 		{
 			name: "rabbitmq enables management and the shovel plugins",
@@ -573,20 +600,35 @@ func TestCompose(t *testing.T) {
 						StaticConfigs []struct {
 							Targets []string `yaml:"targets"`
 						} `yaml:"static_configs"`
+						DNSConfigs []struct {
+							Names []string `yaml:"names"`
+							Type  string   `yaml:"type"`
+							Port  int      `yaml:"port"`
+						} `yaml:"dns_sd_configs"`
 					} `yaml:"scrape_configs"`
 				}
 				if err := yaml.Unmarshal([]byte(s.prometheus), &cfg); err != nil {
 					return fmt.Errorf("prometheus.yml: %w", err)
 				}
+				// A target is host:port; a DNS-discovered one (every replica
+				// of a service) is "dns A name:port".
 				targets := map[string][]string{}
 				for _, sc := range cfg.ScrapeConfigs {
 					for _, st := range sc.StaticConfigs {
 						targets[sc.Job] = append(targets[sc.Job], st.Targets...)
 					}
+					for _, d := range sc.DNSConfigs {
+						for _, n := range d.Names {
+							targets[sc.Job] = append(targets[sc.Job], fmt.Sprintf("dns %s %s:%d", d.Type, n, d.Port))
+						}
+					}
 				}
-				want := map[string]string{"rabbitmq": "rabbitmq:15692"}
+				want := map[string]string{"rabbitmq": "rabbitmq:15692", "haproxy": "haproxy:" + haproxyStatsPort}
 				for _, svc := range []string{"api", "worker", "sweep"} {
 					want["billing-"+svc] = svc + ":" + port(s.expandedEnv(svc)["METRICS_ADDR"])
+					if replicas(s.services[svc]) > 1 {
+						want["billing-"+svc] = "dns A " + want["billing-"+svc]
+					}
 				}
 				for job, target := range want {
 					if !slices.Equal(targets[job], []string{target}) {
@@ -654,7 +696,8 @@ func TestCompose(t *testing.T) {
 						"migrate":  "service_completed_successfully",
 						"topology": "service_completed_successfully",
 					},
-					"sweep": {"migrate": "service_completed_successfully", "topology": "service_completed_successfully"},
+					"sweep":   {"migrate": "service_completed_successfully", "topology": "service_completed_successfully"},
+					"haproxy": {"api": "service_healthy"},
 				}
 				for svc, deps := range want {
 					got := s.dependsOn(svc)
@@ -733,8 +776,10 @@ func TestCompose(t *testing.T) {
 		{
 			name: "api and worker ports match their listen addresses",
 			check: func(s *stack) error {
+				// The api's HTTP_ADDR is reached through haproxy (the
+				// haproxy case checks that).
 				for _, l := range []struct{ svc, v string }{
-					{"api", "HTTP_ADDR"}, {"api", "METRICS_ADDR"}, {"worker", "METRICS_ADDR"}, {"sweep", "METRICS_ADDR"},
+					{"api", "METRICS_ADDR"}, {"worker", "METRICS_ADDR"}, {"sweep", "METRICS_ADDR"},
 				} {
 					p := port(s.expandedEnv(l.svc)[l.v])
 					if p == "" {
@@ -892,6 +937,66 @@ func TestCompose(t *testing.T) {
 			},
 		},
 		{
+			name: "haproxy balances the api replicas and waits out their ready delay",
+			check: func(s *stack) error {
+				const mount = "./deploy/haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"
+				if !slices.Contains(strs(s.services["haproxy"]["volumes"]), mount) {
+					return fmt.Errorf("haproxy does not mount %s", mount)
+				}
+				// The tests run this file: it must have the lines they swap.
+				if _, err := testenv.HAProxyConfig(s.haproxy, "127.0.0.1:1", "127.0.0.1:2", []string{"127.0.0.1:3"}); err != nil {
+					return err
+				}
+				apiEnv := s.expandedEnv("api")
+				n := replicas(s.services["api"])
+				if n < 2 {
+					return fmt.Errorf("api runs %d replica(s), want 2 or more behind haproxy", n)
+				}
+				web, stats, servers := haproxyWebhookBind.FindStringSubmatch(s.haproxy), haproxyStatsBind.FindStringSubmatch(s.haproxy), haproxyServers.FindStringSubmatch(s.haproxy)
+				if web == nil || stats == nil || servers == nil {
+					return errors.New("haproxy.cfg lacks the webhook bind, the stats bind or the api server-template")
+				}
+				if !s.publishes("haproxy", web[1]) || !s.publishes("haproxy", stats[1]) || stats[1] != haproxyStatsPort {
+					return fmt.Errorf("haproxy does not publish its webhook port %s and its stats port %s (want %s)", web[1], stats[1], haproxyStatsPort)
+				}
+				if s.publishes("api", port(apiEnv["HTTP_ADDR"])) {
+					return errors.New("api publishes its webhook port: Stripe must reach the apis through haproxy")
+				}
+				if slots, _ := strconv.Atoi(servers[1]); slots < n || servers[2] != port(apiEnv["HTTP_ADDR"]) {
+					return fmt.Errorf("haproxy's server-template: %s slots on api:%s, want at least the %d replicas on the api's HTTP_ADDR port %s",
+						servers[1], servers[2], n, port(apiEnv["HTTP_ADDR"]))
+				}
+				if !strings.Contains(s.haproxy, "option httpchk GET /readyz") || !strings.Contains(s.haproxy, "http-check expect status 200") {
+					return errors.New("haproxy.cfg does not check each api's /readyz for a 200")
+				}
+				// After SIGTERM an api must answer until haproxy has seen
+				// enough failed checks to take it out.
+				checks := haproxyChecks.FindStringSubmatch(s.haproxy)
+				if checks == nil {
+					return errors.New("haproxy.cfg has no default-server check inter <d> fall <n>")
+				}
+				inter, err := time.ParseDuration(checks[1])
+				if err != nil {
+					return fmt.Errorf("haproxy.cfg inter %q: %w", checks[1], err)
+				}
+				fall, _ := strconv.Atoi(checks[2])
+				delay, err := time.ParseDuration(apiEnv["SHUTDOWN_READY_DELAY"])
+				if err != nil || delay <= time.Duration(fall)*inter {
+					return fmt.Errorf("api SHUTDOWN_READY_DELAY %q, want more than haproxy's fall %d × inter %s", apiEnv["SHUTDOWN_READY_DELAY"], fall, inter)
+				}
+				shutdown := api.DefaultShutdownTimeout
+				if v := apiEnv["SHUTDOWN_TIMEOUT"]; v != "" {
+					shutdown, _ = time.ParseDuration(v)
+				}
+				grace, err := time.ParseDuration(fmt.Sprint(s.services["api"]["stop_grace_period"]))
+				if err != nil || grace <= delay+shutdown {
+					return fmt.Errorf("api stop_grace_period %v, want more than SHUTDOWN_READY_DELAY + SHUTDOWN_TIMEOUT (%s): docker kills it then", s.services["api"]["stop_grace_period"], delay+shutdown)
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.set("api", "SHUTDOWN_READY_DELAY", "2s") },
+		},
+		{
 			name: "make test uses the compose credentials",
 			check: func(s *stack) error {
 				r, m := s.env("rabbitmq"), s.env("mysql")
@@ -899,8 +1004,11 @@ func TestCompose(t *testing.T) {
 				want := []string{
 					"TEST_AMQP_URL='amqp://" + amqpUser + "5672/'",
 					"TEST_RABBITMQ_API='http://" + amqpUser + "15672'",
-					"TEST_MYSQL_DSN='root:" + m["MYSQL_ROOT_PASSWORD"] + "@tcp(127.0.0.1:3306)/",
+					"TEST_MYSQL_DSN='root:" + m["MARIADB_ROOT_PASSWORD"] + "@tcp(127.0.0.1:3306)/",
 					"docker compose up -d --wait",
+					// The stack already up (README: docker compose up, then
+					// make test) answers on the ports: its credentials still.
+					"docker compose ps --status running --services",
 				}
 				for _, w := range want {
 					if !strings.Contains(s.depsUp, w) {
@@ -910,7 +1018,7 @@ func TestCompose(t *testing.T) {
 				return nil
 			},
 			breakIt: func(s *stack) {
-				s.services["mysql"]["environment"].(map[string]any)["MYSQL_ROOT_PASSWORD"] = "changed"
+				s.services["mysql"]["environment"].(map[string]any)["MARIADB_ROOT_PASSWORD"] = "changed"
 			},
 		},
 	}

@@ -78,6 +78,7 @@ var Vars = []Var{
 	{"WORKER_BATCH_SIZE", strconv.Itoa(consumer.DefaultBatchSize), "Most events committed in one MySQL transaction (as sets; a bad event still fails alone); 1 commits each event on its own."},
 	{"WORKER_BATCH_WAIT", durationText(consumer.DefaultBatchWait), "How long a worker waits for more deliveries to fill a batch; 0s takes only those already delivered, adding no latency."},
 	{"SHUTDOWN_TIMEOUT", durationText(api.DefaultShutdownTimeout), "How long SIGTERM waits for in-flight requests and events."},
+	{"SHUTDOWN_READY_DELAY", durationText(api.DefaultShutdownReadyDelay), "How long `api` serves on after SIGTERM with /readyz at 503 ([behind a balancer](docs/scaling.md#apis-behind-haproxy))."},
 	{"DB_MAX_OPEN_CONNS", strconv.Itoa(models.DefaultMaxOpenConns), "MySQL pool: open connections."},
 	{"DB_MAX_IDLE_CONNS", strconv.Itoa(models.DefaultMaxIdleConns), "MySQL pool: idle connections."},
 	{"DB_CONN_MAX_LIFETIME", durationText(models.DefaultConnMaxLifetime), "MySQL pool: longest life of a connection."},
@@ -111,6 +112,7 @@ type Config struct {
 	WorkerBatchSize     int
 	WorkerBatchWait     time.Duration
 	ShutdownTimeout     time.Duration
+	ShutdownReadyDelay  time.Duration
 	DBMaxOpenConns      int
 	DBMaxIdleConns      int
 	DBConnMaxLifetime   time.Duration
@@ -162,6 +164,7 @@ func Load(getenv func(string) string) (Config, error) {
 		WorkerBatchSize:     l.positiveInt("WORKER_BATCH_SIZE"),
 		WorkerBatchWait:     l.nonNegativeDuration("WORKER_BATCH_WAIT"),
 		ShutdownTimeout:     l.positiveDuration("SHUTDOWN_TIMEOUT"),
+		ShutdownReadyDelay:  l.nonNegativeDuration("SHUTDOWN_READY_DELAY"),
 		DBMaxOpenConns:      l.positiveInt("DB_MAX_OPEN_CONNS"),
 		DBMaxIdleConns:      l.positiveInt("DB_MAX_IDLE_CONNS"),
 		DBConnMaxLifetime:   l.positiveDuration("DB_CONN_MAX_LIFETIME"),

@@ -21,7 +21,9 @@ confirmed and routed it, else 503. Also GET /healthz and GET /readyz (ready
 or not, no detail) there; GET /metrics (Prometheus), /healthz and /readyz
 with its checks on METRICS_ADDR, a port for operators only.
 The api starts even while RabbitMQ is down (it answers 503 until connected)
-and never touches MySQL.`
+and never touches MySQL. On SIGTERM /readyz answers 503 at once, the rest is
+served for SHUTDOWN_READY_DELAY more (a load balancer stops sending here),
+then requests in flight finish within SHUTDOWN_TIMEOUT.`
 
 func runAPI(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "api", apiUsage)
@@ -48,29 +50,36 @@ func runAPI(ctx context.Context, e env, args []string) error {
 	reg := metrics.NewRegistry()
 	m := metrics.New(reg)
 	server, err := api.New(api.Config{
-		Exchange:        topo.Events,
-		Secrets:         cfg.WebhookSecrets,
-		Tolerance:       cfg.WebhookTolerance,
-		MaxBodyBytes:    cfg.WebhookMaxBodyBytes,
-		MaxInFlight:     cfg.WebhookMaxInFlight,
-		Addr:            cfg.HTTPAddr,
-		PublishTimeout:  cfg.PublishTimeout,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		Observer:        m,
+		Exchange:           topo.Events,
+		Secrets:            cfg.WebhookSecrets,
+		Tolerance:          cfg.WebhookTolerance,
+		MaxBodyBytes:       cfg.WebhookMaxBodyBytes,
+		MaxInFlight:        cfg.WebhookMaxInFlight,
+		Addr:               cfg.HTTPAddr,
+		PublishTimeout:     cfg.PublishTimeout,
+		ShutdownTimeout:    cfg.ShutdownTimeout,
+		ShutdownReadyDelay: cfg.ShutdownReadyDelay,
+		Observer:           m,
 	}, logger, pub)
 	if err != nil {
 		return err
 	}
 	ops, err := metrics.NewServer(metrics.ServerConfig{
-		Addr: cfg.MetricsAddr, Registry: reg, Checks: publisherChecks(conn),
+		Addr: cfg.MetricsAddr, Registry: reg, Checks: append(publisherChecks(conn), metrics.Check{
+			Name: "server", Down: "shutting down", Probe: func(context.Context) error {
+				if server.Draining() {
+					return errDraining
+				}
+				return nil
+			}}),
 	}, logger)
 	if err != nil {
 		return err
 	}
 	// The server does not wait for the broker: until the connection is up
-	// it answers 503 and Stripe retries. The connection outlives the
-	// server, so that requests in flight at SIGTERM still get their
-	// confirms while Shutdown drains them.
+	// it answers 503 and Stripe retries. The connection and the operators'
+	// port outlive the server, so that requests in flight at SIGTERM still
+	// get their confirms while the server says not ready and drains.
 	connCtx, stopConn := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopConn()
 	g, ctx := errgroup.WithContext(ctx)
@@ -79,9 +88,12 @@ func runAPI(ctx context.Context, e env, args []string) error {
 		defer stopConn()
 		return server.Run(ctx)
 	})
-	g.Go(func() error { return ops.Run(ctx) })
+	g.Go(func() error { return ops.Run(connCtx) })
 	return g.Wait()
 }
+
+// errDraining is the api's reason for not being ready after SIGTERM.
+var errDraining = errors.New("api: shutting down")
 
 // errBlocked is the api's reason for not being ready during a resource alarm.
 var errBlocked = errors.New("broker: publishing blocked by a memory or disk alarm")

@@ -172,6 +172,7 @@ func startPrometheus(t *testing.T, prom string, targets map[string]string) prome
 		seen[name] = true
 		if addr, ok := targets[name]; ok {
 			job["static_configs"] = []any{map[string]any{"targets": []any{addr}}}
+			delete(job, "dns_sd_configs") // the compose replicas' names
 			jobs = append(jobs, job)
 		}
 	}
