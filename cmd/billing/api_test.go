@@ -113,7 +113,7 @@ func TestAPIStartsWithBrokerDown(t *testing.T) {
 	if code, body := httpGet(a.base + "/readyz"); code != http.StatusServiceUnavailable || body != `{"error":"not ready"}`+"\n" {
 		t.Errorf("public /readyz = %d %q, want 503 {\"error\":\"not ready\"} while the broker is down", code, body)
 	}
-	if code, body := httpGet(a.ops + "/readyz"); code != http.StatusServiceUnavailable || body != `{"broker":"down","publishing":"ok","status":"not ready"}`+"\n" {
+	if code, body := httpGet(a.ops + "/readyz"); code != http.StatusServiceUnavailable || body != `{"broker":"down","publishing":"ok","server":"ok","status":"not ready"}`+"\n" {
 		t.Errorf("METRICS_ADDR /readyz = %d %q, want 503 with broker down", code, body)
 	}
 	body := []byte(`{"id":"evt_cmd_2","object":"event","type":"invoice.paid"}`)
