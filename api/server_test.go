@@ -88,33 +88,33 @@ func (p *blockingPublisher) Publish(ctx context.Context, _, _ string, _ amqp.Pub
 
 func (p *blockingPublisher) Ready() bool { return true }
 
-// TestRunDrainsInFlight cancels Run's context while a webhook is waiting
-// for its confirm: the request must still get its 200, then Run returns nil.
-func TestRunDrainsInFlight(t *testing.T) {
-	t.Parallel()
-	addr := testenv.FreeAddr(t)
-	pub := &blockingPublisher{started: make(chan struct{}), release: make(chan struct{})}
-	srv, err := api.New(api.Config{
-		Exchange:        "x.events",
-		Secrets:         []string{secret},
-		Addr:            addr,
-		PublishTimeout:  5 * time.Second,
-		ShutdownTimeout: 5 * time.Second,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)), pub)
+// runServer runs a Server with cfg (exchange, secret, a free address and
+// a 5s ShutdownTimeout filled in) until the test cancels it or ends, once
+// it answers /healthz. ran receives Run's result.
+func runServer(t *testing.T, cfg api.Config, pub api.Publisher) (srv *api.Server, addr string, ran chan error, cancel context.CancelFunc) {
+	t.Helper()
+	addr = testenv.FreeAddr(t)
+	cfg.Exchange, cfg.Secrets, cfg.Addr, cfg.ShutdownTimeout = "x.events", []string{secret}, addr, 5*time.Second
+	srv, err := api.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), pub)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ran := make(chan error, 1)
+	t.Cleanup(cancel)
+	ran = make(chan error, 1)
 	go func() { ran <- srv.Run(ctx) }()
 	testenv.Eventually(t, 5*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
+		return doNoFatalGet("http://"+addr+"/healthz").status == http.StatusOK
 	}, "server never listened on %s", addr)
+	return srv, addr, ran, cancel
+}
+
+// TestRunDrainsInFlight cancels Run's context while a webhook is waiting
+// for its confirm: the request must still get its 200, then Run returns nil.
+func TestRunDrainsInFlight(t *testing.T) {
+	t.Parallel()
+	pub := &blockingPublisher{started: make(chan struct{}), release: make(chan struct{})}
+	_, addr, ran, cancel := runServer(t, api.Config{PublishTimeout: 5 * time.Second}, pub)
 
 	body := event("evt_inflight", "invoice.paid", "2023-10-16")
 	answered := make(chan response, 1)
@@ -160,27 +160,13 @@ func TestRunDrainsInFlight(t *testing.T) {
 // and returns nil.
 func TestRunSaysNotReadyBeforeDraining(t *testing.T) {
 	t.Parallel()
-	addr := testenv.FreeAddr(t)
 	pub := &blockingPublisher{started: make(chan struct{}), release: make(chan struct{})}
 	close(pub.release) // every publish confirmed at once
-	srv, err := api.New(api.Config{
-		Exchange:           "x.events",
-		Secrets:            []string{secret},
-		Addr:               addr,
-		ShutdownTimeout:    5 * time.Second,
-		ShutdownReadyDelay: 3 * time.Second,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)), pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ran := make(chan error, 1)
-	go func() { ran <- srv.Run(ctx) }()
+	srv, addr, ran, cancel := runServer(t, api.Config{ShutdownReadyDelay: 3 * time.Second}, pub)
 	base := "http://" + addr
-	testenv.Eventually(t, 5*time.Second, func() bool {
-		return doNoFatalGet(base+"/readyz").status == http.StatusOK
-	}, "server never ready on %s", addr)
+	if got := doNoFatalGet(base + "/readyz"); got.status != http.StatusOK {
+		t.Fatalf("/readyz before cancel = %d %q, want 200", got.status, got.body)
+	}
 
 	cancel() // SIGTERM
 	testenv.Eventually(t, 3*time.Second, srv.Draining, "Draining after cancel")
