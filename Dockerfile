@@ -6,7 +6,13 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/billing ./cmd/billing
+# .git stays out of the context, so Go stamps no VCS information: pass it
+# (`billing version`, billing_build_info) as
+#   --build-arg VCS_REVISION=$(git rev-parse HEAD) --build-arg VCS_TIME=$(git log -1 --format=%cI)
+ARG VCS_REVISION=""
+ARG VCS_TIME=""
+ARG BUILDINFO=github.com/stripe-billing/billing/internal/buildinfo
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X ${BUILDINFO}.revision=${VCS_REVISION} -X ${BUILDINFO}.time=${VCS_TIME}" -o /out/billing ./cmd/billing
 
 # Runtime: alpine for sh (the sweep loop) and wget (health checks).
 FROM alpine:3.22

@@ -193,10 +193,15 @@ func Load(getenv func(string) string) (Config, error) {
 		l.fail("STRIPE_API_BASE", "must be https unless the host is loopback (127.0.0.0/8, ::1, localhost)")
 	}
 	if c.MySQLDSN != "" {
-		if !strings.Contains(c.MySQLDSN, "parseTime=true") {
-			l.fail("MYSQL_DSN", "must contain parseTime=true")
-		}
-		if dsn, err := mysql.ParseDSN(c.MySQLDSN); err == nil && dsn.ClientFoundRows {
+		// The driver's own parser: what it accepts (parseTime=1 too) is
+		// what the program will run with. Its errors quote no password.
+		dsn, err := mysql.ParseDSN(c.MySQLDSN)
+		switch {
+		case err != nil:
+			l.fail("MYSQL_DSN", err.Error()+" (go-sql-driver format: user:password@tcp(host:3306)/billing?parseTime=true)")
+		case !dsn.ParseTime:
+			l.fail("MYSQL_DSN", "must set parseTime=true")
+		case dsn.ClientFoundRows:
 			// With it MySQL reports an INSERT IGNORE or upsert of an
 			// existing row as a row affected: the ledger's claim would
 			// count a duplicate event as new.

@@ -32,9 +32,14 @@ func TestDefaults(t *testing.T) {
 	if err := c.RequireMySQLDSN(); c.MySQLDSN != "" || !errors.Is(err, config.ErrMissingMySQLDSN) || !strings.Contains(err.Error(), "config: MYSQL_DSN: required") {
 		t.Errorf("default MYSQL_DSN %q, RequireMySQLDSN = %v; want none, and an error naming MYSQL_DSN", c.MySQLDSN, err)
 	}
-	c, err = config.Load(env(map[string]string{"MYSQL_DSN": "billing_app:pw@tcp(db:3306)/billing?parseTime=true&clientFoundRows=false"}))
-	if err != nil || c.RequireMySQLDSN() != nil {
-		t.Errorf("a DSN with clientFoundRows=false: %v, %v; want accepted", err, c.RequireMySQLDSN())
+	for _, dsn := range []string{
+		"billing_app:pw@tcp(db:3306)/billing?parseTime=true&clientFoundRows=false",
+		"billing_app:pw@tcp(db:3306)/billing?parseTime=1", // the driver reads it as true
+	} {
+		c, err = config.Load(env(map[string]string{"MYSQL_DSN": dsn}))
+		if err != nil || c.RequireMySQLDSN() != nil {
+			t.Errorf("MYSQL_DSN=%s: %v, %v; want accepted", dsn, err, c.RequireMySQLDSN())
+		}
 	}
 }
 
@@ -57,7 +62,11 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		name, value, want string
 	}{
 		{"AMQP_URL", "rabbitmq:5672", "config: AMQP_URL: must be an amqp:// or amqps:// URL"},
-		{"MYSQL_DSN", "root@tcp(db:3306)/billing", "config: MYSQL_DSN: must contain parseTime=true"},
+		{"MYSQL_DSN", "root@tcp(db:3306)/billing", "config: MYSQL_DSN: must set parseTime=true"},
+		{"MYSQL_DSN", "root@tcp(db:3306)/billing?parseTime=0", "config: MYSQL_DSN: must set parseTime=true"},
+		// The driver's own parser says what is wrong.
+		{"MYSQL_DSN", "garbage", "config: MYSQL_DSN: invalid DSN: missing the slash separating the database name"},
+		{"MYSQL_DSN", "app:pw@tcp(db:3306)/billing?parseTime=maybe", "config: MYSQL_DSN: invalid bool value: maybe"},
 		{"MYSQL_DSN", "app:pw@tcp(db:3306)/billing?parseTime=true&clientFoundRows=true", "config: MYSQL_DSN: clientFoundRows=true breaks duplicate detection"},
 		{"MYSQL_DSN", "app:pw@tcp(db:3306)/billing?clientFoundRows=1&parseTime=true", "config: MYSQL_DSN: clientFoundRows=true breaks duplicate detection"},
 		{"STRIPE_WEBHOOK_SECRET", "whsec_", "config: STRIPE_WEBHOOK_SECRET: a secret is more than whsec_"},

@@ -16,8 +16,6 @@ package metrics
 
 import (
 	"net/http"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -26,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/internal/buildinfo"
 )
 
 // Sources of a replayed (re-driven) parked event: the "source" label of
@@ -184,8 +183,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.QueueDepth, m.QueueDepthErrors, m.OldestParkedAge, m.DeadEvents, m.DBErrors, m.BuildInfo,
 		m.Unverified,
 	)
-	version, goversion, revision := buildInfo()
-	m.BuildInfo.WithLabelValues(version, goversion, revision).Set(1)
+	bi := buildinfo.Read()
+	m.BuildInfo.WithLabelValues(bi.Version, bi.GoVersion, bi.Revision).Set(1)
 	// The sources a worker can tell apart start at zero, so that rate()
 	// sees the series from the first scrape. A worker cannot tell a
 	// hand-published copy from a fresh event, nor `billing dlq replay` and
@@ -195,27 +194,6 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.Replayed.WithLabelValues(s)
 	}
 	return m
-}
-
-// buildInfo reads the version, Go version and VCS revision from the binary.
-func buildInfo() (version, goversion, revision string) {
-	version, goversion, revision = "unknown", runtime.Version(), "unknown"
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return version, goversion, revision
-	}
-	if bi.Main.Version != "" {
-		version = bi.Main.Version
-	}
-	if bi.GoVersion != "" {
-		goversion = bi.GoVersion
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && s.Value != "" {
-			revision = s.Value
-		}
-	}
-	return version, goversion, revision
 }
 
 // NewRegistry returns a fresh registry holding the Go runtime and process

@@ -30,7 +30,7 @@ func runAPI(ctx context.Context, e env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, logger, err := loadConfig(e)
+	cfg, logger, err := loadConfig(e, jsonLogs)
 	if err != nil {
 		return err
 	}

@@ -82,7 +82,7 @@ func runDLQList(ctx context.Context, e env, args []string) error {
 	if *limit < 0 {
 		return fmt.Errorf("%w: --limit must not be negative", errUsage)
 	}
-	cfg, logger, err := loadConfig(e)
+	cfg, logger, err := loadConfig(e, logFormat(*asJSON))
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func runDLQShow(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, logger, err := loadConfig(e)
+	cfg, logger, err := loadConfig(e, logFormat(*asJSON))
 	if err != nil {
 		return err
 	}
@@ -362,7 +362,7 @@ func runDLQReplay(ctx context.Context, e env, args []string) error {
 			return err
 		}
 	}
-	cfg, logger, err := loadConfig(e)
+	cfg, logger, err := loadConfig(e, textLogs)
 	if err != nil {
 		return err
 	}
@@ -456,7 +456,7 @@ func runDLQDiscard(ctx context.Context, e env, args []string) error {
 	if who == "" {
 		return fmt.Errorf("%w: dlq discard: no OS user found: say who with --by", errUsage)
 	}
-	cfg, logger, err := loadConfig(e)
+	cfg, logger, err := loadConfig(e, textLogs)
 	if err != nil {
 		return err
 	}

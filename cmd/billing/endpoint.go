@@ -34,7 +34,7 @@ func runEndpoint(ctx context.Context, e env, args []string) error {
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	cfg, _, err := loadConfig(e)
+	cfg, _, err := loadConfig(e, logFormat(*asJSON))
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ func runHistory(ctx context.Context, e env, args []string) error {
 	if err := history.CheckID(ids[0]); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	cfg, logger, err := loadConfig(e)
+	cfg, logger, err := loadConfig(e, logFormat(*asJSON))
 	if err != nil {
 		return err
 	}

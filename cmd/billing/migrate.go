@@ -18,7 +18,7 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, _, err := loadConfig(e)
+	cfg, _, err := loadConfig(e, textLogs)
 	if err != nil {
 		return err
 	}

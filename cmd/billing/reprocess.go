@@ -49,7 +49,7 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 	if f.Until, err = parseWhen(*until, now); err != nil {
 		return fmt.Errorf("%w: --until: %v", errUsage, err)
 	}
-	cfg, logger, err := loadConfig(e)
+	cfg, logger, err := loadConfig(e, textLogs)
 	if err != nil {
 		return err
 	}

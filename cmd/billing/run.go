@@ -37,12 +37,13 @@ func commands() map[string]command {
 		"migrate":   {"apply the database migrations (idempotent)", runMigrate},
 		"topology":  {"declare the RabbitMQ exchanges and queues (idempotent)", runTopology},
 		"sweep":     {"one pass for cron: re-drive parked events, reconcile with Stripe", runSweep},
-		"dlq":       {"list or replay dead-lettered events", runDLQ},
+		"dlq":       {"list, show, replay or discard parked events", runDLQ},
 		"simulate":  {"post realistic signed Stripe events to the api", runSimulate},
 		"status":    {"where things stand: queues, rates, parked and lost events, the last sweep", runStatus},
 		"reprocess": {"apply ledger events again through today's handlers (by type, status, time)", runReprocess},
 		"history":   {"one object's row and its events in Stripe's order, applied or stale", runHistory},
 		"endpoint":  {"check the account's webhook endpoints send the event types the worker needs", runEndpoint},
+		"version":   {"the module version, VCS revision and time, and Go version of this binary", runVersion},
 	}
 }
 
@@ -183,17 +184,39 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// loadConfig reads the settings and builds the JSON logger. Every
-// subcommand starts here, so every process that holds the webhook secret
-// (api, worker, sweep, reprocess, simulate...) warns of the development one.
-func loadConfig(e env) (config.Config, *slog.Logger, error) {
+// logFormat is how a command logs: services as JSON lines for a log
+// pipeline, commands a person runs as plain text (JSON with their --json).
+type logFormat bool
+
+const (
+	textLogs logFormat = false
+	jsonLogs logFormat = true
+)
+
+// loadConfig reads the settings and builds the logger, writing to stderr
+// in format. Every subcommand starts here, so every process that holds the
+// webhook secret (api, worker, sweep, reprocess, simulate...) warns of the
+// development one.
+func loadConfig(e env, format logFormat) (config.Config, *slog.Logger, error) {
 	cfg, err := config.Load(e.getenv)
 	if err != nil {
 		return cfg, nil, err
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config.Load
-	logger := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	var logger *slog.Logger
+	if format == jsonLogs {
+		logger = slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	} else {
+		// A person reads it as it happens: no timestamp.
+		noTime := func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+		logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: noTime}))
+	}
 	warnDevSecret(cfg, logger)
 	return cfg, logger, nil
 }

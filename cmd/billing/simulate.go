@@ -36,7 +36,7 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, _, err := loadConfig(e)
+	cfg, _, err := loadConfig(e, logFormat(*asJSON))
 	if err != nil {
 		return err
 	}

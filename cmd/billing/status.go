@@ -51,7 +51,7 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	if *watch < 0 || *window <= 0 || *sweepPeriod < 0 {
 		return fmt.Errorf("%w: --watch and --sweep-period must not be negative, --window must be positive", errUsage)
 	}
-	cfg, logger, err := loadConfig(e)
+	cfg, logger, err := loadConfig(e, logFormat(*asJSON))
 	if err != nil {
 		return err
 	}

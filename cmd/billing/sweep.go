@@ -41,7 +41,7 @@ func runSweep(ctx context.Context, e env, args []string) error {
 	if *every < 0 {
 		return fmt.Errorf("%w: --every must not be negative", errUsage)
 	}
-	cfg, logger, err := loadConfig(e)
+	cfg, logger, err := loadConfig(e, jsonLogs)
 	if err != nil {
 		return err
 	}

@@ -47,7 +47,7 @@ METRICS_ADDR. Settings come from the environment.`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, logger, err := loadConfig(e)
+	cfg, logger, err := loadConfig(e, jsonLogs)
 	if err != nil {
 		return err
 	}
