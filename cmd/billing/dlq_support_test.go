@@ -141,15 +141,22 @@ func TestDLQCommandDiscard(t *testing.T) {
 	}
 }
 
+// parkOne parks one event in a namespace of its own.
+func parkOne(t *testing.T) (ns string, q parkedQueues, id string) {
+	t.Helper()
+	ns = testenv.Namespace(t)
+	q = newParkedQueues(t, ns)
+	id = billingtest.NewEventID()
+	q.park(t, id, "invoice.paid", failure.Permanent, time.Now())
+	q.waitReady(t, q.topo.DLQ, 1)
+	return ns, q, id
+}
+
 // TestDLQCommandDiscardNeedsMySQL: with MySQL unreachable nothing leaves
 // the DLQ.
 func TestDLQCommandDiscardNeedsMySQL(t *testing.T) {
 	t.Parallel()
-	ns := testenv.Namespace(t)
-	q := newParkedQueues(t, ns)
-	id := billingtest.NewEventID()
-	q.park(t, id, "invoice.paid", failure.Permanent, time.Now())
-	q.waitReady(t, q.topo.DLQ, 1)
+	ns, q, id := parkOne(t)
 	getenv := dlqCmdEnv(ns, map[string]string{"MYSQL_DSN": "root@tcp(127.0.0.1:1)/billing?parseTime=true"})
 	if _, err := runCmd(t, getenv, "dlq", "discard", id, "--reason", "x"); err == nil || !strings.Contains(err.Error(), "MYSQL_DSN") {
 		t.Fatalf("discard without MySQL = %v, want an error naming MYSQL_DSN", err)

@@ -7,13 +7,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stripe-billing/billing/api"
-	"github.com/stripe-billing/billing/billing/billingtest"
-	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/buildinfo"
-	"github.com/stripe-billing/billing/internal/testenv"
 )
 
 func TestVersion(t *testing.T) {
@@ -34,11 +30,7 @@ func TestVersion(t *testing.T) {
 // variable and says what the driver's parser found.
 func TestLogFormat(t *testing.T) {
 	t.Parallel()
-	ns := testenv.Namespace(t)
-	q := newParkedQueues(t, ns)
-	id := billingtest.NewEventID()
-	q.park(t, id, "invoice.paid", failure.Permanent, time.Now())
-	q.waitReady(t, q.topo.DLQ, 1)
+	ns, _, id := parkOne(t)
 	getenv := dlqCmdEnv(ns, map[string]string{"LOG_LEVEL": "info"})
 	var stdout, stderr bytes.Buffer
 	if err := run(context.Background(), []string{"dlq", "replay", "--event", id}, getenv, &stdout, &stderr); err != nil {
