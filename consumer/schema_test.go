@@ -82,3 +82,53 @@ func TestSchemaFailureIsParkedAtOnce(t *testing.T) {
 		t.Errorf("ledger = %v, want evt_NoStatus dead and evt_Upcoming ignored", statuses)
 	}
 }
+
+// TestDataErrorIsParkedAsSchema: a genuine event whose field its column
+// cannot hold (an email longer than customers.email, a currency that is
+// not ASCII) fails the same way on every attempt: MySQL's data error is
+// class schema, parked on the first attempt with the reason naming the
+// column, never retried; the fine events of the same batches commit.
+func TestDataErrorIsParkedAsSchema(t *testing.T) {
+	t.Parallel()
+	for _, batch := range []int{1, 8} {
+		t.Run(fmt.Sprintf("Batch%d", batch), func(t *testing.T) {
+			t.Parallel()
+			h := setup(t, []time.Duration{100 * time.Millisecond}, 3)
+			store := openStore(t, testenv.Database(t))
+			outcomes := &handled{}
+			h.start(consumer.Process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
+				c.Observer = outcomes
+				c.BatchSize = batch
+				c.Batch = consumer.ProcessBatch(billing.NewProcessor(store, nil))
+			})
+			created := time.Unix(1700000000, 0)
+			long, euro := billingtest.NewEventID(), billingtest.NewEventID()
+			euroCustomer := billingtest.Customer("cus_"+euro[4:], "e@example.com")
+			euroCustomer["currency"] = "€"
+			want := map[string]string{long: "column email", euro: "column currency"}
+			h.publish(long, "customer.created", billingtest.Event(long, "customer.created", created,
+				billingtest.Customer("cus_"+long[4:], strings.Repeat("a", 600)+"@example.com")))
+			h.publish(euro, "customer.created", billingtest.Event(euro, "customer.created", created, euroCustomer))
+			for range 3 {
+				id := billingtest.NewEventID()
+				h.publish(id, "customer.created", billingtest.Event(id, "customer.created", created, billingtest.Customer("cus_"+id[4:], "x@example.com")))
+			}
+			for _, got := range h.getDLQ(2, 10*time.Second) {
+				class, reason := broker.HeaderString(got.Headers, broker.HeaderErrorClass), broker.HeaderString(got.Headers, broker.HeaderError)
+				if class != "schema" || !strings.Contains(reason, want[got.MessageId]+" cannot hold") {
+					t.Errorf("parked %s class %q reason %q, want schema naming %q", got.MessageId, class, reason, want[got.MessageId])
+				}
+				if a := broker.HeaderInt(got.Headers, broker.HeaderAttempt); a != 1 {
+					t.Errorf("%s parked on attempt %d, want 1: a data error is never retried", got.MessageId, a)
+				}
+			}
+			waitFor(t, 10*time.Second, func() bool { return outcomes.get("acked") == 3 && outcomes.get("parked") == 2 }, "3 acked and 2 parked")
+			if n := outcomes.get("retried"); n != 0 {
+				t.Errorf("%d retries, want none", n)
+			}
+			if statuses := ledgerStatuses(t, store); statuses[long] != "dead" || statuses[euro] != "dead" {
+				t.Errorf("ledger = %v, want both dead", statuses)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -37,6 +38,41 @@ const (
 	errCantConnectTCP    = 2003
 	errServerShutdownNow = 3169
 )
+
+// MySQL's data errors: a value the column cannot hold, in strict mode (the
+// default of MySQL 8 and MariaDB 10.11). The same event fails the same way
+// on every attempt, so they are schema failures, never transient.
+const (
+	errBadNull         = 1048 // Column 'x' cannot be null
+	errOutOfRange      = 1264 // Out of range value for column 'x'
+	errDataTruncated   = 1265 // Data truncated for column 'x'
+	errTruncatedValue  = 1292 // Incorrect datetime value: ... for column 'x'
+	errIncorrectString = 1366 // Incorrect string value: ... for column 'x'
+	errDataTooLong     = 1406 // Data too long for column 'x'
+)
+
+// columnOf reads the column a data error names: 'email' (MySQL) or
+// `db`.`table`.`email` (MariaDB).
+var columnOf = regexp.MustCompile("(?i)column ['`\"]?(?:[^'`\"\\s]+['`\"]?\\.['`\"]?)*([^'`\"\\s]+)")
+
+// markData marks a MySQL data error failure.Schema, naming its column;
+// any other error comes back unchanged.
+func markData(err error) error {
+	var me *mysql.MySQLError
+	if !errors.As(err, &me) {
+		return err
+	}
+	switch me.Number {
+	case errBadNull, errOutOfRange, errDataTruncated, errTruncatedValue, errIncorrectString, errDataTooLong:
+	default:
+		return err
+	}
+	column := "?"
+	if m := columnOf.FindStringSubmatch(me.Message); m != nil {
+		column = m[1]
+	}
+	return failure.MarkSchema(fmt.Errorf("models: a value column %s cannot hold: %w", column, err))
+}
 
 // translate wraps err for the caller: connection-level failures wrap
 // ErrUnavailable as well as the cause, so both errors.Is checks hold.

@@ -241,7 +241,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	if isUnavailable(err) {
 		return translate("transaction", err)
 	}
-	return err
+	return markData(err)
 }
 
 // Savepoint runs fn under SAVEPOINT name inside tx, a transaction of
@@ -266,7 +266,7 @@ func Savepoint(tx *gorm.DB, name string, fn func(tx *gorm.DB) error) (abort bool
 	if rerr := tx.RollbackTo(name).Error; rerr != nil {
 		return true, fmt.Errorf("models: rollback to savepoint %s: %w", name, errors.Join(rerr, err))
 	}
-	return false, err
+	return false, markData(err)
 }
 
 // txBackoff is a small full-jitter delay: deadlocks clear in milliseconds.

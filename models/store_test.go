@@ -21,6 +21,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"gorm.io/gorm"
 
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
 )
@@ -320,4 +321,65 @@ func TestMigrateFresh(t *testing.T) {
 	if err != nil || !slices.Equal(applied, want) {
 		t.Fatalf("Migrate on empty database: applied %v, err %v; want %v", applied, err, want)
 	}
+}
+
+// TestDataErrorsAreSchema: a value its column cannot hold fails the same
+// way on every attempt, so InTx and Savepoint mark it failure.Schema,
+// naming the column, instead of leaving it transient; a duplicate key is
+// no data error and stays unmarked.
+func TestDataErrorsAreSchema(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	insert := "INSERT INTO customers (stripe_id, email, currency, balance, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+	tests := []struct {
+		name, column string
+		number       uint16
+		args         []any
+	}{
+		{"DataTooLong", "email", 1406, []any{"cus_long", strings.Repeat("a", 600) + "@example.com", "usd", 0, now, now}},
+		{"IncorrectString", "currency", 1366, []any{"cus_euro", "a@example.com", "€", 0, now, now}},
+		{"OutOfRange", "balance", 1264, []any{"cus_range", "a@example.com", "usd", "1e30", now, now}},
+		{"CannotBeNull", "stripe_id", 1048, []any{nil, "a@example.com", "usd", 0, now, now}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			check := func(how string, err error) {
+				t.Helper()
+				var me *mysql.MySQLError
+				if !errors.As(err, &me) || me.Number != tt.number {
+					t.Fatalf("%s: %v, want MySQL error %d", how, err, tt.number)
+				}
+				if c := failure.Of(err); c != failure.Schema {
+					t.Errorf("%s: class %q, want schema", how, c)
+				}
+				if want := "column " + tt.column + " cannot hold"; !strings.Contains(err.Error(), want) {
+					t.Errorf("%s: %q does not say %q", how, err, want)
+				}
+			}
+			check("InTx", s.InTx(ctx, func(tx *gorm.DB) error { return tx.Exec(insert, tt.args...).Error }))
+			var inner error
+			err := s.InTx(ctx, func(tx *gorm.DB) error {
+				_, inner = models.Savepoint(tx, "sp", func(tx *gorm.DB) error { return tx.Exec(insert, tt.args...).Error })
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			check("Savepoint", inner)
+		})
+	}
+	t.Run("DuplicateKeyIsNotSchema", func(t *testing.T) {
+		t.Parallel()
+		row := []any{"cus_twice", "a@example.com", "usd", 0, now, now}
+		if err := s.InTx(ctx, func(tx *gorm.DB) error { return tx.Exec(insert, row...).Error }); err != nil {
+			t.Fatal(err)
+		}
+		err := s.InTx(ctx, func(tx *gorm.DB) error { return tx.Exec(insert, row...).Error })
+		if err == nil || failure.Of(err) == failure.Schema {
+			t.Errorf("a duplicate key: %v (class %q), want an error that is not schema", err, failure.Of(err))
+		}
+	})
 }
