@@ -52,6 +52,12 @@ const (
 	// DefaultMaxInFlight bounds the bodies held at once: with the default
 	// body cap, at most 128 MiB of bodies.
 	DefaultMaxInFlight = 128
+	// DefaultBodyTimeout is how long a webhook holding an in-flight slot
+	// has to send its body: Stripe sends it at once.
+	DefaultBodyTimeout = 5 * time.Second
+	// DefaultMaxConns caps the api's open connections, idle keep-alives
+	// included: a goroutine and buffers each.
+	DefaultMaxConns = 1024
 )
 
 // DevWebhookSecret is the webhook secret of the development stack
@@ -75,6 +81,13 @@ type Config struct {
 	// read, so slow uploads cannot hold more than MaxInFlight×MaxBodyBytes
 	// of memory. Default DefaultMaxInFlight.
 	MaxInFlight int
+	// BodyTimeout is how long a webhook has to send its whole body once it
+	// holds an in-flight slot; past it the answer is 408 and the slot
+	// comes back. Default DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// MaxConns caps the connections Run keeps open at once; the next wait,
+	// unaccepted. Default DefaultMaxConns.
+	MaxConns int
 	// Addr is the listen address of Run. Default ":8080".
 	Addr string
 	// PublishTimeout bounds one publish, confirm included; past it the
@@ -137,6 +150,7 @@ func New(cfg Config, logger *slog.Logger, pub Publisher) (*Server, error) {
 	}
 	def(&cfg.Tolerance, DefaultTolerance)
 	def(&cfg.PublishTimeout, DefaultPublishTimeout)
+	def(&cfg.BodyTimeout, DefaultBodyTimeout)
 	def(&cfg.RetryAfter, 5*time.Second)
 	def(&cfg.ShutdownTimeout, DefaultShutdownTimeout)
 	def(&cfg.ReadHeaderTimeout, 5*time.Second)
@@ -151,6 +165,9 @@ func New(cfg Config, logger *slog.Logger, pub Publisher) (*Server, error) {
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
@@ -213,7 +230,7 @@ func (s *Server) serve(ctx context.Context) error {
 		WriteTimeout:      s.cfg.WriteTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
-	}, s.cfg.ShutdownTimeout, s.logger)
+	}, s.cfg.MaxConns, s.cfg.ShutdownTimeout, s.logger)
 }
 
 type nopObserver struct{}

@@ -18,6 +18,7 @@ var (
 	errTooLarge           = errors.New("body too large")
 	errEmptyBody          = errors.New("empty body")
 	errReadBody           = errors.New("could not read body")
+	errSlowBody           = errors.New("body not received in time")
 	errNoSignature        = errors.New("missing Stripe-Signature header")
 	errMalformedSignature = errors.New("malformed Stripe-Signature header")
 	errBadSignature       = errors.New("no valid signature")
@@ -49,6 +50,8 @@ func status(err error) (code int, message, outcome string) {
 		return http.StatusRequestEntityTooLarge, errTooLarge.Error(), "too_large"
 	case errors.Is(err, errEmptyBody):
 		return http.StatusBadRequest, errEmptyBody.Error(), "empty_body"
+	case errors.Is(err, errSlowBody):
+		return http.StatusRequestTimeout, errSlowBody.Error(), "slow_body"
 	case errors.Is(err, errReadBody):
 		return http.StatusBadRequest, errReadBody.Error(), "read_error"
 	case errors.Is(err, errNoSignature):
@@ -106,6 +109,7 @@ var receivedBody = []byte(`{"received":true}` + "\n")
 var (
 	jsonContentType = []string{"application/json"}
 	noSniff         = []string{"nosniff"}
+	connectionClose = []string{"close"}
 )
 
 // writeBody answers code with the JSON body b.

@@ -37,6 +37,11 @@ type options struct {
 	publishTimeout time.Duration
 	wait           bool // wait until the api's connection is up
 	maxInFlight    int
+	bodyTimeout    time.Duration
+	// run serves with Server.Run, its connection cap maxConns included,
+	// instead of httptest.
+	run      bool
+	maxConns int
 }
 
 // fixture is one api on a fresh namespace, served by httptest, with a real
@@ -98,13 +103,20 @@ func setup(t *testing.T, o options) *fixture {
 		Now:            func() time.Time { return clock },
 		Observer:       f.observed,
 		MaxInFlight:    o.maxInFlight,
+		BodyTimeout:    o.bodyTimeout,
+		MaxConns:       o.maxConns,
+		Addr:           "127.0.0.1:0",
 	}, logger, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	f.url = ts.URL
+	if o.run {
+		f.url = "http://" + f.serve(t, srv)
+	} else {
+		ts := httptest.NewServer(srv.Handler())
+		t.Cleanup(ts.Close)
+		f.url = ts.URL
+	}
 
 	if o.wait {
 		wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -114,6 +126,32 @@ func setup(t *testing.T, o options) *fixture {
 		}
 	}
 	return f
+}
+
+// serve runs srv.Run until the test ends and returns its address, read
+// from its "api listening" log line.
+func (f *fixture) serve(t *testing.T, srv *api.Server) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-ran; err != nil {
+			t.Errorf("api Run: %v", err)
+		}
+	})
+	var addr string
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		for _, line := range strings.Split(f.logs.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "api listening" {
+				addr, _ = m["addr"].(string)
+			}
+		}
+		return addr != ""
+	}, "api never listened")
+	return addr
 }
 
 // event is a Stripe event body whose spacing, key order and escapes a
@@ -140,6 +178,7 @@ type response struct {
 	status int
 	header http.Header
 	body   string
+	close  bool // the server closes the connection after it
 }
 
 // errorBody is the exact body of an error answer.

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -9,10 +10,12 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/simulate/stripeevent"
 )
 
 // rawRequest is a webhook sent by hand on its own connection, so that the
@@ -56,7 +59,7 @@ func (r *rawRequest) answer(t *testing.T, wait time.Duration) (response, bool) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}, true
+	return response{status: resp.StatusCode, header: resp.Header, body: string(b), close: resp.Close}, true
 }
 
 // TestWebhookAnswersBeforeTheBody declares a 1 MiB body and sends none of
@@ -133,5 +136,134 @@ func TestWebhookInFlightCap(t *testing.T) {
 	webhooks, _ := f.observed.seen()
 	if !slices.Contains(webhooks, "busy 503") {
 		t.Errorf("observer saw %v, want a busy 503", webhooks)
+	}
+}
+
+// TestWebhookSlowClients: 500 clients send a well-formed Stripe-Signature
+// and a Content-Length, then no body, to an api (Server.Run, its default
+// connection cap) whose in-flight cap is 16. Each is answered and its
+// connection closed: 408 once its slot's body timeout is spent, or 503
+// busy at once (net/http would otherwise wait for the declared body before
+// sending the 503). 20 genuine deliveries sent beside them, retried on 503
+// as Stripe retries, all get 200 and are published, once each; nothing
+// of the slow clients is.
+func TestWebhookSlowClients(t *testing.T) {
+	t.Parallel()
+	const slow, genuine, inFlight = 500, 20, 16
+	f := setup(t, options{run: true, wait: true, maxInFlight: inFlight, bodyTimeout: 300 * time.Millisecond})
+	bait := event(stripeevent.NewEventID(), "invoice.paid", "2023-10-16")
+	baitSignature := sign(bait, secret, time.Now())
+	clients := make([]*rawRequest, slow)
+	for i := range clients {
+		clients[i] = openRaw(t, f.url, baitSignature, len(bait))
+	}
+
+	var wg sync.WaitGroup
+	type answer struct {
+		status int
+		body   string
+		closed bool
+		ok     bool
+	}
+	slowAnswers := make([]answer, slow)
+	for i, c := range clients {
+		wg.Go(func() {
+			// Well under the server's 15s ReadTimeout: without the body
+			// timeout, or with net/http waiting for the declared body
+			// before a 503, answers would come no sooner than that.
+			got, ok := c.answer(t, 10*time.Second)
+			slowAnswers[i] = answer{got.status, got.body, got.close, ok}
+		})
+	}
+	ids := make([]string, genuine)
+	final := make([]int, genuine)
+	client := &http.Client{Timeout: 10 * time.Second}
+	for i := range ids {
+		ids[i] = stripeevent.NewEventID()
+		wg.Go(func() {
+			body := event(ids[i], "invoice.paid", "2023-10-16")
+			for range 500 { // Stripe retries a 503; a short pause here
+				req, _ := http.NewRequest(http.MethodPost, f.url+"/webhooks/stripe", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Stripe-Signature", sign(body, secret, time.Now()))
+				resp, err := client.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					final[i] = resp.StatusCode
+					if resp.StatusCode != http.StatusServiceUnavailable {
+						return
+					}
+				}
+				<-time.After(20 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+
+	counts := map[int]int{}
+	for i, a := range slowAnswers {
+		switch {
+		case !a.ok:
+			t.Errorf("slow client %d: no answer", i)
+		case a.status == http.StatusRequestTimeout && a.body == errorBody("body not received in time"),
+			a.status == http.StatusServiceUnavailable && a.body == errorBody("too many webhooks in flight, retry later"):
+			counts[a.status]++
+			if !a.closed {
+				t.Errorf("slow client %d: %d without Connection: close", i, a.status)
+			}
+		default:
+			t.Errorf("slow client %d: %d %q, want 408 or a busy 503", i, a.status, a.body)
+		}
+	}
+	if counts[408]+counts[503] != slow || counts[408] < inFlight {
+		t.Errorf("slow clients: %d answered 408, %d 503; want all %d, at least %d of them 408 (the slots' holders)", counts[408], counts[503], slow, inFlight)
+	}
+	for i, code := range final {
+		if code != http.StatusOK {
+			t.Errorf("genuine delivery %s: last answer %d, want 200", ids[i], code)
+		}
+	}
+	var published []string
+	for _, m := range f.take(t) {
+		published = append(published, m.MessageId)
+	}
+	slices.Sort(published)
+	slices.Sort(ids)
+	if !slices.Equal(published, ids) {
+		t.Errorf("work queue = %d messages %v, want the %d genuine deliveries once each", len(published), published, genuine)
+	}
+	t.Logf("slow clients: %d answered 408, %d 503 busy", counts[408], counts[503])
+}
+
+// TestRunCapsConnections: with MaxConns 4 and four connections that hold
+// their slots, a fifth connection's complete webhook is not answered (it
+// waits, unaccepted); once one of the four goes away it is accepted and
+// answered 200.
+func TestRunCapsConnections(t *testing.T) {
+	t.Parallel()
+	f := setup(t, options{run: true, wait: true, bodyTimeout: time.Minute, maxConns: 4})
+	bait := event(stripeevent.NewEventID(), "invoice.paid", "2023-10-16")
+	var held []*rawRequest
+	for range 4 {
+		held = append(held, openRaw(t, f.url, sign(bait, secret, time.Now()), len(bait)))
+	}
+	id := stripeevent.NewEventID()
+	body := event(id, "invoice.paid", "2023-10-16")
+	fifth := openRaw(t, f.url, sign(body, secret, time.Now()), len(body))
+	if _, err := fifth.conn.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := fifth.answer(t, 500*time.Millisecond); ok {
+		t.Fatalf("the fifth connection was answered %d %q while four were open: no connection cap", got.status, got.body)
+	}
+	_ = held[0].conn.Close()
+	// answer's deadline ran out above; bufio holds nothing yet, so reading
+	// again is safe.
+	if got, ok := fifth.answer(t, 10*time.Second); !ok || got.status != http.StatusOK {
+		t.Fatalf("the fifth connection after one closed = %d %q (answered %v), want 200", got.status, got.body, ok)
+	}
+	if msgs := f.take(t); len(msgs) != 1 || msgs[0].MessageId != id {
+		t.Errorf("work queue = %d messages, want the fifth's event alone", len(msgs))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +31,9 @@ type result struct {
 	eventID   string
 	eventType string
 	cause     error // internal detail: logged, never sent
+	// bodyUnread is true until the route has read the whole body: an
+	// answer then closes the connection (see fail).
+	bodyUnread bool
 }
 
 // routeFunc answers a request and records what it did in res, as it
@@ -93,6 +97,7 @@ func (s *Server) route(name string, level slog.Level, methods []string, fn route
 			}
 			s.logger.LogAttrs(r.Context(), lvl, "http request", attrs...)
 		}()
+		res.bodyUnread = r.ContentLength != 0
 		if methods != nil && !slices.Contains(methods, r.Method) {
 			w.Header().Set("Allow", allow)
 			s.fail(w, &res, errMethod, nil)
@@ -103,8 +108,14 @@ func (s *Server) route(name string, level slog.Level, methods []string, fn route
 }
 
 // fail answers err and records it in res; cause is an internal detail for
-// the log only.
+// the log only. An answer before the whole body was read closes the
+// connection: otherwise net/http reads the rest of a body under 256 KiB
+// before it sends the answer, and a client that declared a body and never
+// sends it would hold the answer, and the connection, for ReadTimeout.
 func (s *Server) fail(w http.ResponseWriter, res *result, err, cause error) {
+	if res.bodyUnread {
+		w.Header()["Connection"] = connectionClose
+	}
 	res.code, res.outcome = s.writeError(w, err)
 	res.cause = cause
 }
@@ -129,11 +140,17 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request, res *result) {
 		return
 	}
 	defer s.inFlight.Release(1)
+	// The slot is held while the body arrives: it must come within
+	// BodyTimeout, not the whole ReadTimeout, or a few hundred clients that
+	// send a well-formed header and no body would hold every slot.
+	// (ErrNotSupported only outside a real server: ReadTimeout still holds.)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
 	body, err := s.readBody(w, r)
 	if err != nil {
 		s.fail(w, res, err, nil)
 		return
 	}
+	res.bodyUnread = false
 	ev, err := s.verify(body, signature)
 	if err != nil {
 		s.fail(w, res, err, nil)
@@ -186,6 +203,8 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	switch {
 	case errors.As(err, &tooLarge):
 		return nil, errTooLarge
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, errSlowBody
 	case err != nil:
 		return nil, errReadBody
 	case buf.Len() == 0:

@@ -68,6 +68,8 @@ var Vars = []Var{
 	{"BILLING_NAMESPACE", broker.DefaultNamespace, "Prefix of every exchange and queue name."},
 	{"WEBHOOK_MAX_BODY_BYTES", strconv.Itoa(api.DefaultMaxBodyBytes), "Largest webhook body accepted; larger ones get 413."},
 	{"WEBHOOK_MAX_INFLIGHT", strconv.Itoa(api.DefaultMaxInFlight), "Webhooks the api reads and publishes at once; over it 503 with Retry-After, before the body is read."},
+	{"WEBHOOK_BODY_TIMEOUT", durationText(api.DefaultBodyTimeout), "How long a webhook holding a slot has to send its body; then 408."},
+	{"WEBHOOK_MAX_CONNS", strconv.Itoa(api.DefaultMaxConns), "Connections the api keeps open at once; the next wait unaccepted."},
 	{"WEBHOOK_TOLERANCE", durationText(api.DefaultTolerance), "Oldest signature timestamp the api accepts; also how far in the future a signature or an event's `created` may lie."},
 	{"PUBLISH_TIMEOUT", durationText(api.DefaultPublishTimeout), "Longest wait for a broker confirm before the api answers 503."},
 	{"PUBLISHER_CHANNELS", strconv.Itoa(broker.DefaultPublisherChannels), "Confirm-mode channels in the api's publishing pool."},
@@ -102,6 +104,8 @@ type Config struct {
 	Namespace           string
 	WebhookMaxBodyBytes int64
 	WebhookMaxInFlight  int
+	WebhookBodyTimeout  time.Duration
+	WebhookMaxConns     int
 	WebhookTolerance    time.Duration
 	PublishTimeout      time.Duration
 	PublisherChannels   int
@@ -154,6 +158,8 @@ func Load(getenv func(string) string) (Config, error) {
 		Namespace:           l.str("BILLING_NAMESPACE"),
 		WebhookMaxBodyBytes: int64(l.positiveInt("WEBHOOK_MAX_BODY_BYTES")),
 		WebhookMaxInFlight:  l.positiveInt("WEBHOOK_MAX_INFLIGHT"),
+		WebhookBodyTimeout:  l.positiveDuration("WEBHOOK_BODY_TIMEOUT"),
+		WebhookMaxConns:     l.positiveInt("WEBHOOK_MAX_CONNS"),
 		WebhookTolerance:    l.positiveDuration("WEBHOOK_TOLERANCE"),
 		PublishTimeout:      l.positiveDuration("PUBLISH_TIMEOUT"),
 		PublisherChannels:   l.positiveInt("PUBLISHER_CHANNELS"),

@@ -111,7 +111,7 @@ func (s *Server) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
-	}, s.cfg.ShutdownTimeout, s.logger)
+	}, 0, s.cfg.ShutdownTimeout, s.logger)
 }
 
 func writeStatus(w http.ResponseWriter, code int, v map[string]string) {

@@ -55,6 +55,8 @@ func runAPI(ctx context.Context, e env, args []string) error {
 		Tolerance:          cfg.WebhookTolerance,
 		MaxBodyBytes:       cfg.WebhookMaxBodyBytes,
 		MaxInFlight:        cfg.WebhookMaxInFlight,
+		BodyTimeout:        cfg.WebhookBodyTimeout,
+		MaxConns:           cfg.WebhookMaxConns,
 		Addr:               cfg.HTTPAddr,
 		PublishTimeout:     cfg.PublishTimeout,
 		ShutdownTimeout:    cfg.ShutdownTimeout,

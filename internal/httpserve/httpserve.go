@@ -11,15 +11,22 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // Run listens on srv.Addr (port 0 picks a free port), logs "<name>
 // listening" with the address, and serves until ctx is done; then it stops
 // accepting and lets in-flight requests finish for at most shutdownTimeout.
-func Run(ctx context.Context, name string, srv *http.Server, shutdownTimeout time.Duration, logger *slog.Logger) error {
+// maxConns > 0 caps the connections open at once: the next ones wait,
+// unaccepted, until one closes.
+func Run(ctx context.Context, name string, srv *http.Server, maxConns int, shutdownTimeout time.Duration, logger *slog.Logger) error {
 	ln, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
 		return fmt.Errorf("%s: listen on %s: %w", name, srv.Addr, err)
+	}
+	if maxConns > 0 {
+		ln = netutil.LimitListener(ln, maxConns)
 	}
 	if srv.ErrorLog == nil {
 		srv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
