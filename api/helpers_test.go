@@ -93,6 +93,10 @@ func setup(t *testing.T, o options) *fixture {
 	t.Cleanup(func() { cancel(); <-done })
 
 	pub := broker.NewPublisher(f.conn, 4, o.publishTimeout)
+	addr := "127.0.0.1:0" // httptest listens on its own
+	if o.run {
+		addr = testenv.FreeAddr(t)
+	}
 	srv, err := api.New(api.Config{
 		Exchange:       f.topo.Events,
 		Secrets:        o.secrets,
@@ -105,13 +109,14 @@ func setup(t *testing.T, o options) *fixture {
 		MaxInFlight:    o.maxInFlight,
 		BodyTimeout:    o.bodyTimeout,
 		MaxConns:       o.maxConns,
-		Addr:           "127.0.0.1:0",
+		Addr:           addr,
 	}, logger, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.run {
-		f.url = "http://" + f.serve(t, srv)
+		f.serve(t, srv, addr)
+		f.url = "http://" + addr
 	} else {
 		ts := httptest.NewServer(srv.Handler())
 		t.Cleanup(ts.Close)
@@ -128,9 +133,9 @@ func setup(t *testing.T, o options) *fixture {
 	return f
 }
 
-// serve runs srv.Run until the test ends and returns its address, read
-// from its "api listening" log line.
-func (f *fixture) serve(t *testing.T, srv *api.Server) string {
+// serve runs srv, listening on addr, until the test ends, once it
+// answers /healthz.
+func (f *fixture) serve(t *testing.T, srv *api.Server, addr string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
@@ -141,17 +146,9 @@ func (f *fixture) serve(t *testing.T, srv *api.Server) string {
 			t.Errorf("api Run: %v", err)
 		}
 	})
-	var addr string
 	testenv.Eventually(t, 5*time.Second, func() bool {
-		for _, line := range strings.Split(f.logs.String(), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "api listening" {
-				addr, _ = m["addr"].(string)
-			}
-		}
-		return addr != ""
-	}, "api never listened")
-	return addr
+		return doNoFatalGet("http://"+addr+"/healthz").status == http.StatusOK
+	}, "api never listened on %s", addr)
 }
 
 // event is a Stripe event body whose spacing, key order and escapes a

@@ -63,6 +63,10 @@ func TestAPIMemoryUnderSlowUploads(t *testing.T) {
 		"BILLING_NAMESPACE=" + testenv.Namespace(t),
 		"STRIPE_WEBHOOK_SECRET=whsec_memory_test",
 		"LOG_LEVEL=error",
+		// Uploads slow but within the body timeout, however loaded the
+		// machine: this measures memory (api.TestWebhookSlowClients the
+		// timeout itself).
+		"WEBHOOK_BODY_TIMEOUT=1m",
 	}
 	var logs testenv.SyncBuffer
 	child.Stdout, child.Stderr = &logs, &logs
