@@ -23,6 +23,8 @@ type Ledger interface {
 	ObjectEvents(ctx context.Context, objectID string) ([]models.StripeEvent, error)
 	StatusChanges(ctx context.Context, objectTypes []string, objectID string) ([]models.StatusChange, error)
 	Discards(ctx context.Context, eventIDs []string) ([]models.EventDiscard, error)
+	CustomerObjects(ctx context.Context, customerID string) ([]models.CustomerObject, error)
+	StatusChangesOf(ctx context.Context, objects []models.CustomerObject) ([]models.StatusChange, error)
 }
 
 // Outcomes of an event, as Report.Events says them.
@@ -194,4 +196,73 @@ func outcome(ev models.StripeEvent) string {
 	default:
 		return Stale
 	}
+}
+
+// CustomerReport is a customer's history: its own Report, then its
+// objects. Its JSON form is Report's with "objects" added.
+type CustomerReport struct {
+	Report
+	// Objects are the customer's subscriptions, invoices, payment intents,
+	// charges, refunds, disputes, checkout sessions and credit notes, by
+	// kind (models.CustomerObjectTypes), newest first.
+	Objects []Object `json:"objects"`
+}
+
+// Object is one object of a customer and its status timeline.
+type Object struct {
+	// Type is Stripe's name of the object (invoice, charge, ...).
+	Type    string     `json:"type"`
+	ID      string     `json:"id"`
+	Status  *string    `json:"status"`
+	Created *time.Time `json:"created"`
+	// Timeline is every status Stripe's events reported, newest first.
+	Timeline []Step `json:"timeline"`
+}
+
+// Step is one status an event reported, when it occurred (the event's
+// created).
+type Step struct {
+	Status  string    `json:"status"`
+	At      time.Time `json:"at"`
+	EventID string    `json:"event_id"`
+}
+
+// IsCustomer reports whether id is a customer's id: its history lists
+// the customer's objects too (OfCustomer).
+func IsCustomer(id string) bool { return strings.HasPrefix(id, "cus_") }
+
+// OfCustomer builds the history of customer id: Of, then every object of
+// the customer with its status timeline.
+func OfCustomer(ctx context.Context, ledger Ledger, id string) (CustomerReport, error) {
+	rep, err := Of(ctx, ledger, id)
+	if err != nil {
+		return CustomerReport{}, err
+	}
+	out := CustomerReport{Report: rep, Objects: []Object{}}
+	objects, err := ledger.CustomerObjects(ctx, id)
+	if err != nil {
+		return CustomerReport{}, fmt.Errorf("history: %s: %w", id, err)
+	}
+	changes, err := ledger.StatusChangesOf(ctx, objects)
+	if err != nil {
+		return CustomerReport{}, fmt.Errorf("history: %s: %w", id, err)
+	}
+	steps := map[[2]string][]Step{}
+	for _, c := range changes {
+		k := [2]string{c.ObjectType, c.ObjectID}
+		steps[k] = append(steps[k], Step{Status: c.Status, At: c.OccurredAt.UTC(), EventID: c.EventID})
+	}
+	for _, o := range objects {
+		timeline := steps[[2]string{o.ObjectType, o.StripeID}]
+		if timeline == nil {
+			timeline = []Step{}
+		}
+		var created *time.Time
+		if o.Created != nil {
+			t := o.Created.UTC()
+			created = &t
+		}
+		out.Objects = append(out.Objects, Object{Type: o.ObjectType, ID: o.StripeID, Status: o.Status, Created: created, Timeline: timeline})
+	}
+	return out, nil
 }

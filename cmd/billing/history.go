@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +21,11 @@ ignored (no handler), dead (parked: see 'billing dlq list'), discarded
 (recorded before outcomes were). Needs MYSQL_DSN only.
 
   billing history [--json] <stripe id>
+
+For a customer (cus_...), then its subscriptions, invoices, payment
+intents, charges, refunds, disputes, checkout sessions and credit notes,
+newest first, each with the statuses its events reported, newest first
+(--json: "objects").
 
 Exits 1 when nothing is known of the id, 2 when it is not an object id.`
 
@@ -46,6 +52,18 @@ func runHistory(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer store.Close()
+	if history.IsCustomer(ids[0]) {
+		rep, err := history.OfCustomer(ctx, store, ids[0])
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(e.stdout).Encode(rep)
+		}
+		printHistory(e, rep.Report)
+		printObjects(e, rep.Objects)
+		return nil
+	}
 	rep, err := history.Of(ctx, store, ids[0])
 	if err != nil {
 		return err
@@ -55,6 +73,34 @@ func runHistory(ctx context.Context, e env, args []string) error {
 	}
 	printHistory(e, rep)
 	return nil
+}
+
+// printObjects prints a customer's objects by kind, newest first, each
+// with its status timeline, newest first.
+func printObjects(e env, objects []history.Object) {
+	fmt.Fprintf(e.stdout, "\n%d object(s) of the customer, newest first, each with its statuses (newest first):\n", len(objects))
+	kind := ""
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	for _, o := range objects {
+		if o.Type != kind {
+			kind = o.Type
+			fmt.Fprintf(w, "\n%s\tCREATED\tSTATUS\tTIMELINE\n", strings.ToUpper(kind))
+		}
+		created := "-"
+		if o.Created != nil {
+			created = timeCell(*o.Created)
+		}
+		steps := make([]string, len(o.Timeline))
+		for i, s := range o.Timeline {
+			steps[i] = cell(s.Status) + " " + timeCell(s.At)
+		}
+		timeline := strings.Join(steps, " <- ")
+		if timeline == "" {
+			timeline = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", cell(o.ID), created, cell(ptrText(o.Status)), timeline)
+	}
+	_ = w.Flush()
 }
 
 // printHistory prints rep for a person. Every value goes through cell:

@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -100,5 +102,94 @@ func TestHistoryErrors(t *testing.T) {
 	_, err := runCmd(t, env, "history", "in_nobodyknows")
 	if !errors.Is(err, history.ErrUnknown) || exitCode(err) != 1 || !strings.Contains(err.Error(), "in_nobodyknows") {
 		t.Errorf("unknown id: %v (exit %d), want ErrUnknown naming it, exit 1", err, exitCode(err))
+	}
+}
+
+// TestHistoryOfACustomer: a customer's history lists its objects of every
+// kind, as the lifecycle's records have them, each kind newest first, each
+// with its status timeline newest first, the newest the row's status.
+func TestHistoryOfACustomer(t *testing.T) {
+	t.Parallel()
+	dsn := testenv.Database(t)
+	store := testenv.StoreAt(t, dsn)
+	lc := billingtest.VersionLifecycle(billing.SupportedVersions()[0], 7)
+	p := billing.NewProcessor(store, nil)
+	for _, raw := range lc.Events {
+		if _, err := p.Process(t.Context(), raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := workerEnv(map[string]string{"MYSQL_DSN": dsn, "LOG_LEVEL": "warn"})
+	out, err := runCmd(t, env, "history", "--json", lc.IDs.Customer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep history.CustomerReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("--json: %v\n%s", err, out)
+	}
+	if rep.ID != lc.IDs.Customer || rep.Table != "customers" || len(rep.Events) == 0 {
+		t.Errorf("the customer's own report: %+v", rep.Report)
+	}
+	want := map[string]bool{}
+	w := lc.Want
+	for _, r := range w.Subscriptions {
+		want["subscription "+r.StripeID] = true
+	}
+	for _, r := range w.Invoices {
+		want["invoice "+r.StripeID] = true
+	}
+	for _, r := range w.Payments {
+		want[r.Object+" "+r.StripeID] = true
+	}
+	for _, r := range w.Refunds {
+		want["refund "+r.StripeID] = true
+	}
+	for _, r := range w.Disputes {
+		want["dispute "+r.StripeID] = true
+	}
+	for _, r := range w.CheckoutSessions {
+		want["checkout.session "+r.StripeID] = true
+	}
+	for _, r := range w.CreditNotes {
+		want["credit_note "+r.StripeID] = true
+	}
+	got := map[string]bool{}
+	kinds := []string{}
+	for i, o := range rep.Objects {
+		got[o.Type+" "+o.ID] = true
+		if len(kinds) == 0 || kinds[len(kinds)-1] != o.Type {
+			kinds = append(kinds, o.Type)
+		} else if prev := rep.Objects[i-1]; prev.Created != nil && o.Created != nil && o.Created.After(*prev.Created) {
+			t.Errorf("%s %s created after the %s before it: want newest first", o.Type, o.ID, prev.ID)
+		}
+		for j := 1; j < len(o.Timeline); j++ {
+			if o.Timeline[j].At.After(o.Timeline[j-1].At) {
+				t.Errorf("%s %s: timeline %+v not newest first", o.Type, o.ID, o.Timeline)
+			}
+		}
+		if len(o.Timeline) > 0 && (o.Status == nil || *o.Status != o.Timeline[0].Status) {
+			t.Errorf("%s %s: status %v, newest step %q", o.Type, o.ID, o.Status, o.Timeline[0].Status)
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("objects %v\nwant %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+	}
+	if len(kinds) != 8 {
+		t.Errorf("kinds %v, want all eight, each once", kinds)
+	}
+
+	out, err = runCmd(t, env, "history", lc.IDs.Customer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^INVOICE +CREATED +STATUS +TIMELINE$`),
+		regexp.MustCompile(`(?m)^CREDIT_NOTE +CREATED +STATUS +TIMELINE$`),
+		regexp.MustCompile(`(?m)^` + lc.IDs.Subscription + ` +\S+ +\w+ +\w+ \S+( <- \w+ \S+)*$`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
 	}
 }
