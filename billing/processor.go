@@ -76,16 +76,18 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 		return "", err
 	}
 	var result Result
-	err = p.inTx(ctx, func(tx *gorm.DB) error {
-		var applied bool
-		var err error
-		result, applied, err = p.apply(ctx, tx, ev)
-		if err != nil || result != Processed || applied {
-			return err
-		}
-		// The row was claimed applied, as most events are: a stale one
-		// costs this one statement more.
-		return models.StampProcessed(tx, []string{ev.ID}, nil, p.now())
+	err = p.withTieObjects(ctx, func(objs tieObjects) error {
+		return p.inTx(ctx, func(tx *gorm.DB) error {
+			var applied bool
+			var err error
+			result, applied, err = p.apply(ctx, tx, ev, objs)
+			if err != nil || result != Processed || applied {
+				return err
+			}
+			// The row was claimed applied, as most events are: a stale one
+			// costs this one statement more.
+			return models.StampProcessed(tx, []string{ev.ID}, nil, p.now())
+		})
 	})
 	if err != nil {
 		return "", err
@@ -94,11 +96,12 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 	return result, nil
 }
 
-// apply records ev in the ledger and applies it within tx; applied says
-// whether it changed its object's row. The ledger row of a Processed
-// event is claimed applied: when it was stale, the caller says so
+// apply records ev in the ledger and applies it within tx, settling a
+// tie with the object objs holds for it (handle); applied says whether it
+// changed its object's row. The ledger row of a Processed event is
+// claimed applied: when it was stale, the caller says so
 // (StampProcessed).
-func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (result Result, applied bool, err error) {
+func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event, objs tieObjects) (result Result, applied bool, err error) {
 	// The outcome is known before the handler runs (a handler's error rolls
 	// the ledger row back with the rest), so the row is inserted final:
 	// one ledger statement per event. processed_at is the time of applying
@@ -115,7 +118,7 @@ func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event) (result Re
 		return Duplicate, false, nil
 	}
 	if known {
-		if applied, err = p.handle(ctx, tx, h, ev); err != nil {
+		if applied, err = p.handle(ctx, tx, h, ev, objs); err != nil {
 			return "", false, err
 		}
 	}
@@ -201,7 +204,10 @@ func (p *Processor) ProcessBatch(ctx context.Context, raws [][]byte) (outcomes [
 		return nil, err
 	default:
 		p.logger.InfoContext(ctx, "billing: batch applied event by event", "batch", len(raws), "error", err)
-		if err := p.processEach(ctx, events, outcomes); err != nil {
+		err := p.withTieObjects(ctx, func(objs tieObjects) error {
+			return p.processEach(ctx, events, outcomes, objs)
+		})
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -393,8 +399,9 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 
 // processEach applies events one by one in one transaction, each under
 // its own savepoint: the way of a batch whose sets failed. outcomes holds
-// the outcomes of parsing and receives the others.
-func (p *Processor) processEach(ctx context.Context, events []Event, outcomes []Outcome) error {
+// the outcomes of parsing and receives the others. A tie whose object
+// objs lacks ends the whole transaction (withTieObjects fetches it).
+func (p *Processor) processEach(ctx context.Context, events []Event, outcomes []Outcome, objs tieObjects) error {
 	parsed := slices.Clone(outcomes)
 	return p.inTx(ctx, func(tx *gorm.DB) error {
 		copy(outcomes, parsed) // InTx may run this again after a deadlock
@@ -407,10 +414,10 @@ func (p *Processor) processEach(ctx context.Context, events []Event, outcomes []
 			var changed bool
 			abort, err := models.Savepoint(tx, fmt.Sprintf("ev%d", i), func(tx *gorm.DB) error {
 				var err error
-				res, changed, err = p.apply(ctx, tx, events[i])
+				res, changed, err = p.apply(ctx, tx, events[i], objs)
 				return err
 			})
-			if abort || errors.Is(err, errRerun) {
+			if _, tie := errors.AsType[*errTie](err); abort || tie || errors.Is(err, errRerun) {
 				return err
 			}
 			outcomes[i] = Outcome{Result: res, Err: err}

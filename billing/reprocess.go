@@ -125,6 +125,14 @@ func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool
 // and is stale now.
 func (r *Reprocessor) apply(ctx context.Context, id string) error {
 	p := r.proc
+	return p.withTieObjects(ctx, func(objs tieObjects) error {
+		return r.applyIn(ctx, id, objs)
+	})
+}
+
+// applyIn is apply's transaction, with the objects fetched for its ties.
+func (r *Reprocessor) applyIn(ctx context.Context, id string, objs tieObjects) error {
+	p := r.proc
 	return p.inTx(ctx, func(tx *gorm.DB) error {
 		row, err := models.LockEvent(tx, id)
 		if err != nil {
@@ -144,7 +152,7 @@ func (r *Reprocessor) apply(ctx context.Context, id string) error {
 		if !known {
 			return fmt.Errorf("billing: reprocess %s: no handler for %s", id, ev.Type)
 		}
-		applied, err := p.handle(ctx, tx, h, ev)
+		applied, err := p.handle(ctx, tx, h, ev, objs)
 		if err != nil {
 			return err
 		}

@@ -14,9 +14,16 @@ import (
 // orders (same status rank, same values of the fields that only grow: two
 // customer.subscription.updated, say) are a tie. Stripe's event ids are not
 // ordered in time, so the only source of the latest state is Stripe: with
-// an ObjectFetcher the Processor fetches the object and applies it, in the
-// same transaction and through the same handler; without one, the larger
-// event id wins, which is arbitrary but the same in every delivery order.
+// an ObjectFetcher the Processor fetches the object and applies it through
+// the same handler; without one, the larger event id wins, which is
+// arbitrary but the same in every delivery order.
+//
+// A tie shows only once the object's row is read under its lock, but the
+// fetch is never made with a transaction open: the transaction that meets
+// the tie ends (rolled back, its locks released), the object is fetched,
+// and the transaction runs again with it (withTieObjects). A call to
+// Stripe is slow and rate-limited; row locks held meanwhile would stall
+// every other event of those objects.
 
 // ObjectRef names a Stripe object to fetch, with the event's API version
 // (the shape the handlers expect) and its Connect account, if any.
@@ -54,9 +61,12 @@ func withTieBreak(ctx context.Context, t *tieBreak) context.Context {
 
 // errTie is what apply returns when a tie needs Stripe's object: the
 // handler's run ends, and the Processor runs it again on the fetched
-// object. It is never returned by the Processor.
+// object. When the object has not been fetched yet, it ends the whole
+// transaction (handle); withTieObjects fetches it and runs the
+// transaction again. It is never returned by the Processor.
 type errTie struct {
 	ref      ObjectRef
+	event    string // the id of the event whose handler met the tie
 	reported string // the status the event itself carries, for the history
 }
 
@@ -85,10 +95,43 @@ func settleTie(ctx context.Context, k kind, c change, current, incoming state) (
 	}
 }
 
-// handle runs h on ev and, when a tie needs Stripe's object, fetches it
-// and runs h again on it, in the same transaction. applied says whether
-// either run changed the row of ev's own object.
-func (p *Processor) handle(ctx context.Context, tx *gorm.DB, h Handler, ev Event) (applied bool, err error) {
+// tieObjects are the objects fetched from Stripe for the ties of one
+// unit of work, before its transaction; a nil object: Stripe has none.
+type tieObjects map[ObjectRef]json.RawMessage
+
+// withTieObjects runs run, a unit of work that opens its own transaction,
+// and each time it ends on a tie whose object it lacks (errTie), fetches
+// that object, with no transaction open, and runs it again with every
+// object fetched so far. It ends because each run either finishes or
+// names an object not fetched yet, and a batch has finitely many.
+func (p *Processor) withTieObjects(ctx context.Context, run func(objs tieObjects) error) error {
+	objs := tieObjects{}
+	for {
+		err := run(objs)
+		var tie *errTie
+		if !errors.As(err, &tie) {
+			return err
+		}
+		if _, done := objs[tie.ref]; done || p.fetcher == nil {
+			return fmt.Errorf("billing: event %s: %s %s from Stripe did not settle the tie", tie.event, tie.ref.Type, tie.ref.ID)
+		}
+		obj, err := p.fetcher.FetchObject(ctx, tie.ref)
+		if err != nil {
+			return fmt.Errorf("billing: event %s: fetch %s %s to settle a same-second tie: %w", tie.event, tie.ref.Type, tie.ref.ID, err)
+		}
+		if obj == nil {
+			p.logger.WarnContext(ctx, "billing: same-second tie settled by event id: Stripe has no such object",
+				"event_id", tie.event, "object_type", tie.ref.Type, "object_id", tie.ref.ID)
+		}
+		objs[tie.ref] = obj
+	}
+}
+
+// handle runs h on ev and, when a tie needs Stripe's object, runs h again
+// on the object objs holds for it, in the same transaction. When objs has
+// none, the errTie ends the transaction: withTieObjects fetches it.
+// applied says whether either run changed the row of ev's own object.
+func (p *Processor) handle(ctx context.Context, tx *gorm.DB, h Handler, ev Event, objs tieObjects) (applied bool, err error) {
 	own := &ownObject{id: ev.ObjectID}
 	ctx = withOwnObject(ctx, own)
 	err = h.Handle(withTieBreak(ctx, &tieBreak{logger: p.logger, fetch: p.fetcher != nil}), tx, ev)
@@ -96,15 +139,13 @@ func (p *Processor) handle(ctx context.Context, tx *gorm.DB, h Handler, ev Event
 	if !errors.As(err, &tie) {
 		return own.applied, err
 	}
-	tie.ref.APIVersion, tie.ref.Account = ev.APIVersion, ev.Account
-	obj, err := p.fetcher.FetchObject(ctx, tie.ref)
-	if err != nil {
-		return false, fmt.Errorf("billing: event %s: fetch %s %s to settle a same-second tie: %w", ev.ID, tie.ref.Type, tie.ref.ID, err)
+	tie.ref.APIVersion, tie.ref.Account, tie.event = ev.APIVersion, ev.Account, ev.ID
+	obj, fetched := objs[tie.ref]
+	if !fetched {
+		return false, tie
 	}
 	again := &tieBreak{logger: p.logger, fetched: tie}
 	if obj == nil {
-		p.logger.WarnContext(ctx, "billing: same-second tie settled by event id: Stripe has no such object",
-			"event_id", ev.ID, "object_type", tie.ref.Type, "object_id", tie.ref.ID)
 		again.fetched = nil
 	} else {
 		ev.Object = obj

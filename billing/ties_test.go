@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"reflect"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"gorm.io/gorm"
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
@@ -275,4 +279,53 @@ func deref(v any) any {
 		return rv.Elem().Interface()
 	}
 	return v
+}
+
+// TestTieFetchHoldsNoLocks: Stripe is asked for a tie's object with no
+// transaction open: while the fake Stripe answers, another connection
+// locks the subscription's row without waiting (NOWAIT), one event at a
+// time and in a batch, in both orders; and the tie is still settled by
+// Stripe's object.
+func TestTieFetchHoldsNoLocks(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	var calls atomic.Int32
+	locked := make(chan error, 100)
+	stripe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		id := path.Base(r.URL.Path)
+		locked <- s.DB().Transaction(func(tx *gorm.DB) error {
+			var ids []string
+			return tx.Raw("SELECT stripe_id FROM subscriptions WHERE stripe_id = ? FOR UPDATE NOWAIT", id).Scan(&ids).Error
+		})
+		_ = json.NewEncoder(w).Encode(billingtest.Subscription(id, "cus_1", "active", start))
+	}))
+	defer stripe.Close()
+	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: stripe.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := billing.NewProcessor(s, nil, billing.WithObjectFetcher(fetcher))
+	for run := range 8 {
+		id := fmt.Sprintf("sub_nolock_%03d", run)
+		before := calls.Load()
+		events, _ := subscriptionTie(id)
+		deliverTie(t, p, run, events)
+		if calls.Load() == before {
+			t.Fatalf("run %d: Stripe not asked: the test shows nothing", run)
+		}
+		var sub models.Subscription
+		if err := s.DB().Where("stripe_id = ?", id).Take(&sub).Error; err != nil {
+			t.Fatal(err)
+		}
+		if *sub.Status != "active" {
+			t.Errorf("run %d: status %s, want Stripe's active", run, *sub.Status)
+		}
+	}
+	close(locked)
+	for err := range locked {
+		if err != nil {
+			t.Errorf("the row was locked while Stripe was asked: %v", err)
+		}
+	}
 }

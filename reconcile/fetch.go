@@ -5,14 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/verify"
 )
 
 // objectPaths are the API paths of the objects the worker stores, by
@@ -27,6 +30,39 @@ var objectPaths = map[string]string{
 	"dispute":        "/v1/disputes/",
 }
 
+// Purposes of a call to Stripe: the purpose label of
+// billing_stripe_calls_total.
+const (
+	// PurposeVerify: an event the worker cannot verify, fetched by id.
+	PurposeVerify = "verify"
+	// PurposeTie: an object whose same-second tie nothing in the payloads
+	// settles.
+	PurposeTie = "tie"
+)
+
+// Outcomes of a call to Stripe: the outcome label of
+// billing_stripe_calls_total.
+const (
+	OutcomeOK = "ok"
+	// OutcomeNotFound: Stripe answered 404.
+	OutcomeNotFound = "not_found"
+	// OutcomeRefused: Stripe answered 400 or 403 (the id or the claimed
+	// account is not ours to read).
+	OutcomeRefused = "refused"
+	// OutcomeRateLimited: Stripe answered 429.
+	OutcomeRateLimited = "rate_limited"
+	// OutcomeError: anything else (5xx, 401, the network, an empty body).
+	OutcomeError = "error"
+	// OutcomeCacheHit: a failed or refused lookup of the same id a moment
+	// ago answered from memory; no call.
+	OutcomeCacheHit = "cache_hit"
+	// OutcomeLimited: over this worker's limits (Limits); no call.
+	OutcomeLimited = "limited"
+)
+
+// maxResponseBytes bounds what one answer of Stripe's is read into memory.
+const maxResponseBytes = 16 << 20
+
 // FetcherConfig configures a Fetcher.
 type FetcherConfig struct {
 	// APIKey is the Stripe secret key (required).
@@ -35,19 +71,31 @@ type FetcherConfig struct {
 	APIBase string
 	// HTTPClient calls Stripe; default a client with DefaultFetchTimeout.
 	HTTPClient *http.Client
+	// Limits bound the Fetcher's calls, whatever their purpose.
+	Limits Limits
+	// Observe, when set, is told the purpose and outcome of every fetch
+	// (metrics.Metrics.StripeCall).
+	Observe func(purpose, outcome string)
 }
 
-// DefaultFetchTimeout bounds one call to Stripe: the worker waits for it
-// with a transaction open, and its own retries (a delay tier) take over.
+// DefaultFetchTimeout bounds one call to Stripe; the event's delay tier
+// takes over after it.
 const DefaultFetchTimeout = 10 * time.Second
 
 // Fetcher fetches one event or object from Stripe as Stripe serializes it:
-// the verify.EventFetcher the worker applies Stripe's copy of an unverified
+// the verify.Fetcher the worker applies Stripe's copy of an unverified
 // message with, and the billing.ObjectFetcher it settles same-second ties
-// with.
+// with. Every fetch, of either kind, goes through one limiter (Limits)
+// and one negative cache, and is made once: no retries of its own, the
+// event's delay tiers are the retries.
 type Fetcher struct {
-	key     string
-	backend stripe.Backend
+	key      string
+	base     string
+	client   *http.Client
+	limit    *limiter
+	negative *negativeCache
+	observe  func(purpose, outcome string)
+	now      func() time.Time
 }
 
 // NewFetcher returns a Fetcher calling Stripe's API at cfg.APIBase.
@@ -55,68 +103,163 @@ func NewFetcher(cfg FetcherConfig) (*Fetcher, error) {
 	if cfg.APIKey == "" {
 		return nil, errors.New("reconcile: fetcher: no Stripe API key")
 	}
+	if cfg.APIBase == "" {
+		cfg.APIBase = DefaultAPIBase
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: DefaultFetchTimeout}
 	}
-	return &Fetcher{key: cfg.APIKey, backend: newBackend(cfg.APIBase, cfg.HTTPClient)}, nil
+	if cfg.Observe == nil {
+		cfg.Observe = func(string, string) {}
+	}
+	limits := cfg.Limits.withDefaults()
+	return &Fetcher{
+		key: cfg.APIKey, base: strings.TrimRight(cfg.APIBase, "/"), client: cfg.HTTPClient,
+		limit: newLimiter(limits), negative: newNegativeCache(limits.NegativeTTL),
+		observe: cfg.Observe, now: time.Now,
+	}, nil
 }
 
-// rawObject keeps the response as Stripe sent it: a re-encoding of
-// stripe-go's structs would drop fields it does not know.
-type rawObject struct{ stripe.APIResource }
-
 // FetchObject GETs the object in the event's API version and on its
-// Connect account. Stripe's 404 is a nil object; any other failure (the
-// network, 5xx, 429, a key Stripe refuses) is an error worth retrying.
+// Connect account. Stripe's 400, 403 or 404 is a nil object (the tie is
+// then settled by event id); any other failure (the network, 5xx, 429, a
+// key Stripe refuses, this worker's limits) is an error worth retrying.
 func (f *Fetcher) FetchObject(ctx context.Context, ref billing.ObjectRef) (json.RawMessage, error) {
 	path, ok := objectPaths[ref.Type]
 	if !ok || ref.ID == "" {
 		return nil, fmt.Errorf("reconcile: fetch %s %q: not an object this service fetches", ref.Type, ref.ID)
 	}
-	params := &stripe.Params{Context: ctx}
-	if ref.APIVersion != "" {
-		params.Headers = http.Header{"Stripe-Version": {ref.APIVersion}}
+	if ref.Account != "" && !verify.ValidAccount(ref.Account) {
+		return nil, nil // not an account Stripe names: nothing to ask for
 	}
-	if ref.Account != "" {
-		params.SetStripeAccount(ref.Account)
-	}
-	var obj rawObject
-	err := f.backend.Call(http.MethodGet, path+url.PathEscape(ref.ID), f.key, params, &obj)
-	var se *stripe.Error
-	if errors.As(err, &se) && se.HTTPStatusCode == http.StatusNotFound {
+	ans := f.get(ctx, PurposeTie, path+url.PathEscape(ref.ID), ref.APIVersion, ref.Account)
+	switch ans.outcome {
+	case OutcomeOK:
+		return json.RawMessage(ans.body), nil
+	case OutcomeNotFound, OutcomeRefused:
 		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("reconcile: fetch %s %s: %w", ref.Type, ref.ID, err)
-	}
-	if obj.LastResponse == nil || len(obj.LastResponse.RawJSON) == 0 {
-		return nil, fmt.Errorf("reconcile: fetch %s %s: empty response", ref.Type, ref.ID)
-	}
-	return json.RawMessage(obj.LastResponse.RawJSON), nil
+	return nil, fmt.Errorf("reconcile: fetch %s %s: %w", ref.Type, ref.ID, ans.err)
 }
 
 // FetchEvent returns event id as Stripe serves it, its JSON unchanged;
-// account, when set, is the Connect account to look in. When Stripe does
-// not know the id (404) the error is marked failure.Unverified; any other
-// error (Stripe unreachable, 5xx, 429, a key Stripe refuses) is left
-// transient: the event is tried again later.
+// account, when set, is the Connect account to look in. When Stripe
+// answers 400, 403 or 404 (it does not know the id, or the account is
+// not ours to read), or account is not of Stripe's form, the error is
+// marked failure.Unverified; any other error (Stripe unreachable, 5xx,
+// 429, a key Stripe refuses, this worker's limits) is left transient: the
+// event is tried again later.
 func (f *Fetcher) FetchEvent(ctx context.Context, id, account string) ([]byte, error) {
-	params := &stripe.Params{Context: ctx}
-	if account != "" {
-		params.SetStripeAccount(account)
+	if account != "" && !verify.ValidAccount(account) {
+		return nil, failure.MarkUnverified(fmt.Errorf("reconcile: fetch event %s: %w", id, verify.ErrBadAccount))
 	}
-	var ev rawObject
-	err := f.backend.Call(http.MethodGet, "/v1/events/"+url.PathEscape(id), f.key, params, &ev)
-	if se, ok := errors.AsType[*stripe.Error](err); ok && se.HTTPStatusCode == http.StatusNotFound {
-		return nil, failure.MarkUnverified(fmt.Errorf("reconcile: fetch event %s: Stripe does not know it: %s", id, se.Msg))
+	ans := f.get(ctx, PurposeVerify, "/v1/events/"+url.PathEscape(id), "", account)
+	switch ans.outcome {
+	case OutcomeOK:
+		return ans.body, nil
+	case OutcomeNotFound, OutcomeRefused:
+		return nil, failure.MarkUnverified(fmt.Errorf("reconcile: fetch event %s: Stripe does not know it: %w", id, ans.err))
 	}
+	return nil, fmt.Errorf("reconcile: fetch event %s: %w", id, ans.err)
+}
+
+// answer is what one lookup came to: the body when its outcome is
+// OutcomeOK, else err says what happened.
+type answer struct {
+	outcome string
+	body    []byte
+	err     error
+}
+
+// get GETs path from Stripe, in API version (stripe-go's pinned one when
+// empty) and on account, unless the negative cache remembers it failed a
+// moment ago or this worker is at its limits.
+func (f *Fetcher) get(ctx context.Context, purpose, path, version, account string) (ans answer) {
+	key := path + "\x00" + version + "\x00" + account
+	if cached, ok := f.negative.get(key, f.now()); ok {
+		f.observe(purpose, OutcomeCacheHit)
+		cached.err = fmt.Errorf("%w (the same lookup a moment ago; not asked again for %s)", cached.err, f.negative.ttl)
+		return cached
+	}
+	done, err := f.limit.take(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reconcile: fetch event %s: %w", id, err)
+		f.observe(purpose, OutcomeLimited)
+		return answer{outcome: OutcomeLimited, err: err}
 	}
-	if ev.LastResponse == nil || len(ev.LastResponse.RawJSON) == 0 {
-		return nil, fmt.Errorf("reconcile: fetch event %s: empty response", id)
+	ans = f.call(ctx, path, version, account)
+	done()
+	f.observe(purpose, ans.outcome)
+	if ans.outcome != OutcomeOK {
+		f.negative.put(key, ans, f.now())
 	}
-	return ev.LastResponse.RawJSON, nil
+	return ans
+}
+
+// call makes the one request of a lookup and classifies Stripe's answer.
+func (f *Fetcher) call(ctx context.Context, path, version, account string) answer {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.base+path, nil)
+	if err != nil {
+		return answer{outcome: OutcomeError, err: err}
+	}
+	if version == "" {
+		version = stripe.APIVersion
+	}
+	req.Header.Set("Authorization", "Bearer "+f.key)
+	req.Header.Set("Stripe-Version", version)
+	if account != "" {
+		req.Header.Set("Stripe-Account", account)
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return answer{outcome: OutcomeError, err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	switch {
+	case err != nil:
+		return answer{outcome: OutcomeError, err: fmt.Errorf("read Stripe's answer: %w", err)}
+	case len(body) > maxResponseBytes:
+		return answer{outcome: OutcomeError, err: fmt.Errorf("Stripe's answer is over %d bytes", maxResponseBytes)}
+	}
+	code := resp.StatusCode
+	failed := fmt.Errorf("Stripe answered %d: %s", code, stripeMessage(body))
+	switch {
+	case code == http.StatusOK && len(body) == 0:
+		return answer{outcome: OutcomeError, err: errors.New("empty response")}
+	case code == http.StatusOK:
+		return answer{outcome: OutcomeOK, body: body}
+	case resp.Header.Get("Stripe-Should-Retry") == "true":
+		// Stripe says the same request may succeed later, whatever the
+		// status: never take it for a refusal. (A "false" changes nothing:
+		// the fetcher makes no retries of its own.)
+		return answer{outcome: OutcomeError, err: failed}
+	case code == http.StatusNotFound:
+		return answer{outcome: OutcomeNotFound, err: failed}
+	case code == http.StatusBadRequest || code == http.StatusForbidden:
+		return answer{outcome: OutcomeRefused, err: failed}
+	case code == http.StatusTooManyRequests:
+		return answer{outcome: OutcomeRateLimited, err: failed}
+	default:
+		return answer{outcome: OutcomeError, err: failed}
+	}
+}
+
+// stripeMessage is the message of Stripe's error body, cut short; the
+// body's start when it has none.
+func stripeMessage(body []byte) string {
+	var e struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	msg := string(body)
+	if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
+		msg = e.Error.Message
+	}
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	return fmt.Sprintf("%q", msg)
 }
 
 var _ billing.ObjectFetcher = (*Fetcher)(nil)

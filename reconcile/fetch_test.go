@@ -3,8 +3,14 @@ package reconcile_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,4 +105,269 @@ func TestFetcherHeadersAndFailures(t *testing.T) {
 	if _, err := f.FetchObject(ctx, billing.ObjectRef{Type: "charge", ID: "ch_1"}); err == nil || failure.Of(err) != failure.Transient {
 		t.Errorf("Stripe unreachable: %v (class %v), want a transient error", err, failure.Of(err))
 	}
+}
+
+// fakeStripe answers each GET by the last part of its path (the id):
+// with the status the id names after its last _ (evt_x_404), or with
+// the event when none does; it counts the calls per id and keeps the
+// Stripe-Account headers it saw.
+type fakeStripe struct {
+	*httptest.Server
+	mu       sync.Mutex
+	calls    map[string]int
+	accounts []string
+}
+
+func newFakeStripe(t *testing.T) *fakeStripe {
+	f := &fakeStripe{calls: map[string]int{}}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := path.Base(r.URL.Path)
+		f.mu.Lock()
+		f.calls[id]++
+		f.accounts = append(f.accounts, r.Header.Get("Stripe-Account"))
+		f.mu.Unlock()
+		if strings.Contains(id, "retry") {
+			w.Header().Set("Stripe-Should-Retry", "true")
+		}
+		if code, err := strconv.Atoi(id[strings.LastIndex(id, "_")+1:]); err == nil {
+			w.WriteHeader(code)
+			_, _ = fmt.Fprintf(w, `{"error":{"type":"invalid_request_error","message":"answered %d"}}`, code)
+			return
+		}
+		_, _ = fmt.Fprintf(w, `{"id":%q,"object":"event","type":"invoice.paid"}`, id)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeStripe) count(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[id]
+}
+
+// outcomes records what a Fetcher observes.
+type outcomes struct {
+	mu  sync.Mutex
+	got map[string]int
+}
+
+func (o *outcomes) observe(purpose, outcome string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.got == nil {
+		o.got = map[string]int{}
+	}
+	o.got[purpose+" "+outcome]++
+}
+
+func (o *outcomes) n(purpose, outcome string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.got[purpose+" "+outcome]
+}
+
+// TestFetchEventClasses: Stripe's 400, 403 or 404 for an id or a claimed
+// account is unverified; 429, 5xx and a 404 Stripe says to retry are
+// transient; an account not of Stripe's form is unverified without a
+// call, and never a header.
+func TestFetchEventClasses(t *testing.T) {
+	t.Parallel()
+	stripe := newFakeStripe(t)
+	var seen outcomes
+	f, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: stripe.URL, Observe: seen.observe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		id, account string
+		want        failure.Class
+		outcome     string
+		calls       int
+	}{
+		{"evt_ok", "", "", reconcile.OutcomeOK, 1},
+		{"evt_ok_acct", "acct_1Abc", "", reconcile.OutcomeOK, 1},
+		{"evt_x_404", "", failure.Unverified, reconcile.OutcomeNotFound, 1},
+		{"evt_x_400", "acct_1Abc", failure.Unverified, reconcile.OutcomeRefused, 1},
+		{"evt_x_403", "acct_stranger", failure.Unverified, reconcile.OutcomeRefused, 1},
+		{"evt_x_429", "", failure.Transient, reconcile.OutcomeRateLimited, 1},
+		{"evt_x_500", "", failure.Transient, reconcile.OutcomeError, 1},
+		{"evt_x_503", "", failure.Transient, reconcile.OutcomeError, 1},
+		{"evt_x_401", "", failure.Transient, reconcile.OutcomeError, 1},
+		{"evt_retry_404", "", failure.Transient, reconcile.OutcomeError, 1},
+		{"evt_crlf", "acct_1\r\nStripe-Account: acct_2", failure.Unverified, "", 0},
+		{"evt_dash", "acct_1-2", failure.Unverified, "", 0},
+		{"evt_prefix", "acct_", failure.Unverified, "", 0},
+		{"evt_other", "cus_1", failure.Unverified, "", 0},
+	}
+	for _, tt := range tests {
+		body, err := f.FetchEvent(context.Background(), tt.id, tt.account)
+		switch {
+		case tt.want == "" && (err != nil || !strings.Contains(string(body), tt.id)):
+			t.Errorf("FetchEvent(%s, %q) = %s, %v; want the event", tt.id, tt.account, body, err)
+		case tt.want != "" && (err == nil || failure.Of(err) != tt.want):
+			t.Errorf("FetchEvent(%s, %q) = %v (class %s), want class %s", tt.id, tt.account, err, failure.Of(err), tt.want)
+		}
+		if n := stripe.count(tt.id); n != tt.calls {
+			t.Errorf("FetchEvent(%s, %q): %d calls, want %d", tt.id, tt.account, n, tt.calls)
+		}
+		if tt.outcome != "" && seen.n(reconcile.PurposeVerify, tt.outcome) == 0 {
+			t.Errorf("FetchEvent(%s, %q): outcome %s not observed (%v)", tt.id, tt.account, tt.outcome, seen.got)
+		}
+	}
+	for _, a := range stripe.accounts {
+		if a != "" && a != "acct_1Abc" && a != "acct_stranger" {
+			t.Errorf("Stripe-Account %q reached Stripe", a)
+		}
+	}
+	// A tie's object: Stripe's refusal is no object (settled by event id),
+	// an outage an error to retry.
+	for id, wantErr := range map[string]bool{"ch_x_404": false, "ch_x_403": false, "ch_x_400": false, "ch_x_500": true, "ch_x_429": true} {
+		obj, err := f.FetchObject(context.Background(), billing.ObjectRef{Type: "charge", ID: id})
+		if obj != nil || (err != nil) != wantErr || (err != nil && failure.Of(err) != failure.Transient) {
+			t.Errorf("FetchObject(%s) = %s, %v; want no object, error %v", id, obj, err, wantErr)
+		}
+	}
+	if seen.n(reconcile.PurposeTie, reconcile.OutcomeRefused) != 2 || seen.n(reconcile.PurposeTie, reconcile.OutcomeNotFound) != 1 {
+		t.Errorf("tie outcomes %v, want 2 refused and 1 not_found", seen.got)
+	}
+}
+
+// TestFetcherNegativeCache: a failed or refused lookup is not repeated
+// within the TTL (the same class of error, answered from memory), on the
+// same account only; a success is not remembered; after the TTL Stripe
+// is asked again.
+func TestFetcherNegativeCache(t *testing.T) {
+	t.Parallel()
+	stripe := newFakeStripe(t)
+	var seen outcomes
+	const ttl = time.Second
+	f, err := reconcile.NewFetcher(reconcile.FetcherConfig{
+		APIKey: "sk_test_123", APIBase: stripe.URL, Observe: seen.observe, Limits: reconcile.Limits{Rate: 1000, NegativeTTL: ttl},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	start := time.Now()
+	for range 5 {
+		if _, err := f.FetchEvent(ctx, "evt_forged_404", ""); failure.Of(err) != failure.Unverified {
+			t.Fatalf("FetchEvent of an unknown id: %v, want unverified", err)
+		}
+		if _, err := f.FetchEvent(ctx, "evt_down_500", ""); err == nil || failure.Of(err) != failure.Transient {
+			t.Fatalf("FetchEvent during an outage: %v, want transient", err)
+		}
+		if _, err := f.FetchEvent(ctx, "evt_fine", ""); err != nil {
+			t.Fatal(err)
+		}
+		if obj, err := f.FetchObject(ctx, billing.ObjectRef{Type: "invoice", ID: "in_gone_404"}); obj != nil || err != nil {
+			t.Fatalf("FetchObject of a missing invoice = %s, %v", obj, err)
+		}
+	}
+	if time.Since(start) < ttl {
+		for id, want := range map[string]int{"evt_forged_404": 1, "evt_down_500": 1, "evt_fine": 5, "in_gone_404": 1} {
+			if n := stripe.count(id); n != want {
+				t.Errorf("%s: %d calls within the TTL, want %d", id, n, want)
+			}
+		}
+		if n := seen.n(reconcile.PurposeVerify, reconcile.OutcomeCacheHit); n != 8 {
+			t.Errorf("%d verify cache hits, want 8", n)
+		}
+		if n := seen.n(reconcile.PurposeTie, reconcile.OutcomeCacheHit); n != 4 {
+			t.Errorf("%d tie cache hits, want 4", n)
+		}
+	} else {
+		t.Logf("the loop outlasted the TTL (%s): counts within it not checked", time.Since(start))
+	}
+	if _, err := f.FetchEvent(ctx, "evt_forged_404", "acct_1Abc"); failure.Of(err) != failure.Unverified {
+		t.Fatal(err)
+	}
+	if n := stripe.count("evt_forged_404"); n != 2 {
+		t.Errorf("another account: %d calls in all, want 2 (its own lookup)", n)
+	}
+	time.Sleep(ttl)
+	if _, err := f.FetchEvent(ctx, "evt_forged_404", ""); failure.Of(err) != failure.Unverified {
+		t.Fatal(err)
+	}
+	if n := stripe.count("evt_forged_404"); n != 3 {
+		t.Errorf("after the TTL: %d calls in all, want 3", n)
+	}
+}
+
+// TestFetcherLimits: fetches at once beyond the concurrency cap, or
+// beyond what the rate allows within the wait, are refused as limited
+// (transient) without a call; the calls made stay within rate × elapsed
+// + burst.
+func TestFetcherLimits(t *testing.T) {
+	t.Parallel()
+	t.Run("Concurrency", func(t *testing.T) {
+		t.Parallel()
+		release := make(chan struct{})
+		var inFlight, most atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			<-release
+			_, _ = fmt.Fprintf(w, `{"id":%q}`, path.Base(r.URL.Path))
+		}))
+		defer srv.Close()
+		var seen outcomes
+		f, err := reconcile.NewFetcher(reconcile.FetcherConfig{
+			APIKey: "sk_test_123", APIBase: srv.URL, Observe: seen.observe,
+			Limits: reconcile.Limits{Rate: 1000, Concurrency: 2, Wait: 50 * time.Millisecond},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 6)
+		for i := range 6 {
+			wg.Go(func() {
+				_, err := f.FetchEvent(context.Background(), fmt.Sprintf("evt_c%d", i), "")
+				errs <- err
+			})
+		}
+		testenv.Eventually(t, 10*time.Second, func() bool { return seen.n(reconcile.PurposeVerify, reconcile.OutcomeLimited) == 4 }, "4 fetches limited")
+		close(release)
+		wg.Wait()
+		close(errs)
+		failed := 0
+		for err := range errs {
+			if err != nil {
+				failed++
+				if failure.Of(err) != failure.Transient {
+					t.Errorf("limited: %v (class %s), want transient", err, failure.Of(err))
+				}
+			}
+		}
+		if most.Load() != 2 || failed != 4 || seen.n(reconcile.PurposeVerify, reconcile.OutcomeOK) != 2 {
+			t.Errorf("%d in flight at most, %d failed, outcomes %v; want 2, 4, 2 ok", most.Load(), failed, seen.got)
+		}
+	})
+	t.Run("Rate", func(t *testing.T) {
+		t.Parallel()
+		stripe := newFakeStripe(t)
+		var seen outcomes
+		const rate, burst = 20, 4
+		f, err := reconcile.NewFetcher(reconcile.FetcherConfig{
+			APIKey: "sk_test_123", APIBase: stripe.URL, Observe: seen.observe,
+			Limits: reconcile.Limits{Rate: rate, Concurrency: burst, Wait: 100 * time.Millisecond},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		for i := range 40 {
+			wg.Go(func() { _, _ = f.FetchEvent(context.Background(), fmt.Sprintf("evt_r%d", i), "") })
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		ok, limited := seen.n(reconcile.PurposeVerify, reconcile.OutcomeOK), seen.n(reconcile.PurposeVerify, reconcile.OutcomeLimited)
+		if bound := burst + int(rate*elapsed.Seconds()); ok > bound || ok+limited != 40 || limited == 0 {
+			t.Errorf("%d calls, %d limited in %s; want at most %d calls, the rest limited", ok, limited, elapsed, bound)
+		}
+	})
 }

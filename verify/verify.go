@@ -34,6 +34,7 @@ var (
 	ErrBadType         = errors.New("event type is not a Stripe event type (lower-case letters, digits, _ or ., at most 255 bytes)")
 	ErrFutureCreated   = errors.New("event created more than the tolerance in the future")
 	ErrFutureSignature = errors.New("signature timestamp more than the tolerance in the future")
+	ErrBadAccount      = errors.New("account is not a Stripe account id (acct_ then letters or digits, at most 255 bytes)")
 	errNoAPIKey        = errors.New("no valid signature, and no Stripe API key to fetch the event from Stripe")
 	errUnknownEvent    = errors.New("no valid signature, and Stripe does not know the event")
 	errCopyDisagrees   = errors.New("Stripe's copy of the event has another id")
@@ -75,6 +76,22 @@ func validType(t string) bool {
 	}
 	for i := range len(t) {
 		if c := t[i]; !isLower(c) && !isDigitOrUnderscore(c) && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidAccount says whether account has the form of a Stripe account id:
+// acct_ then ASCII letters or digits. Only such an account is ever sent
+// to Stripe as the Stripe-Account header of a fetch.
+func ValidAccount(account string) bool {
+	rest, ok := strings.CutPrefix(account, "acct_")
+	if !ok || len(rest) == 0 || len(rest) > 250 {
+		return false
+	}
+	for i := range len(rest) {
+		if c := rest[i]; !isLower(c) && !('0' <= c && c <= '9') && !('A' <= c && c <= 'Z') {
 			return false
 		}
 	}
@@ -142,9 +159,13 @@ const (
 	BadID         Reason = "bad_id"
 	BadType       Reason = "bad_type"
 	FutureCreated Reason = "future_created"
+	// BadAccount: not signed by our secrets, and the account it claims is
+	// not of Stripe's form: never sent to Stripe.
+	BadAccount Reason = "bad_account"
 	// NoAPIKey: not signed by our secrets, and no key to ask Stripe.
 	NoAPIKey Reason = "no_api_key"
-	// UnknownEvent: not signed by our secrets, and Stripe answered 404.
+	// UnknownEvent: not signed by our secrets, and Stripe answered 400,
+	// 403 or 404 for the id on the account claimed.
 	UnknownEvent Reason = "unknown_event"
 	// Malformed: Stripe's copy is not the event asked for.
 	Malformed Reason = "malformed"
@@ -184,8 +205,9 @@ func ReasonOf(err error) Reason {
 type Fetcher interface {
 	// FetchEvent returns the event's JSON as Stripe serves it; account,
 	// when set, is the Connect account to look in. An error marked
-	// failure.Unverified means Stripe does not know the id; any other is
-	// worth trying again later (Stripe unreachable, rate limited).
+	// failure.Unverified means Stripe does not know the id on that
+	// account; any other is worth trying again later (Stripe unreachable,
+	// rate limited).
 	FetchEvent(ctx context.Context, id, account string) ([]byte, error)
 }
 
@@ -268,6 +290,9 @@ func (v *Verifier) Verify(ctx context.Context, m Message) (Event, error) {
 	}
 	var claimed envelope
 	_ = json.Unmarshal(m.Body, &claimed) // the account only scopes the lookup
+	if claimed.Account != "" && !ValidAccount(claimed.Account) {
+		return Event{}, unverified(m.ID, BadAccount, ErrBadAccount) // never a header of ours
+	}
 	body, err := v.cfg.Fetcher.FetchEvent(ctx, m.ID, claimed.Account)
 	switch {
 	case failure.Of(err) == failure.Unverified:

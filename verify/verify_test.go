@@ -2,8 +2,14 @@ package verify_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,5 +148,97 @@ func TestVerify(t *testing.T) {
 				t.Errorf("signed body changed: %s", ev.Body)
 			}
 		})
+	}
+}
+
+func TestValidAccount(t *testing.T) {
+	t.Parallel()
+	for account, want := range map[string]bool{
+		"acct_1Nv0FGQ9RKHgCVdK":            true,
+		"acct_" + strings.Repeat("a", 250): true,
+		"acct_" + strings.Repeat("a", 251): false,
+		"acct_":                            false,
+		"":                                 false,
+		"ACCT_1":                           false,
+		"cus_1":                            false,
+		"acct_1\r\nStripe-Account: acct_2": false,
+		"acct_1\n":                         false,
+		"acct_1 ":                          false,
+		"acct_1-2":                         false,
+		"acct_1_2":                         false,
+		"acct_1é":                          false,
+		"acct_1\x00":                       false,
+	} {
+		if got := verify.ValidAccount(account); got != want {
+			t.Errorf("ValidAccount(%q) = %v, want %v", account, got, want)
+		}
+	}
+}
+
+// TestVerifyClaimedAccount: an unsigned message's account scopes the
+// fetch only when it has Stripe's form; any other is unverified
+// (bad_account) without a call. Stripe's 403 or 404 for the account
+// claimed is unverified (unknown_event), never transient.
+func TestVerifyClaimedAccount(t *testing.T) {
+	t.Parallel()
+	var calls []string
+	var mu sync.Mutex
+	stripe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		account := r.Header.Get("Stripe-Account")
+		mu.Lock()
+		calls = append(calls, account)
+		mu.Unlock()
+		switch account {
+		case "acct_stranger":
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte(`{"error":{"message":"The provided key does not have access to account"}}`))
+		case "acct_none":
+			w.WriteHeader(http.StatusNotFound)
+		default:
+			_, _ = fmt.Fprintf(w, `{"id":%q,"object":"event","type":"invoice.paid","created":1780315200,"account":%q}`, path.Base(r.URL.Path), account)
+		}
+	}))
+	defer stripe.Close()
+	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: stripe.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	v, err := verify.New(verify.Config{Secrets: []string{testenv.WebhookSecret}, Fetcher: fetcher, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		account string
+		want    verify.Reason // "" applies Stripe's copy
+		call    bool
+	}{
+		{"acct_1Nv0FGQ9RKHgCVdK", "", true},
+		{"acct_stranger", verify.UnknownEvent, true},
+		{"acct_none", verify.UnknownEvent, true},
+		{"acct_1\r\nStripe-Account: acct_2", verify.BadAccount, false},
+		{"acct_../../v1/customers", verify.BadAccount, false},
+		{"acct_", verify.BadAccount, false},
+		{"cus_1", verify.BadAccount, false},
+	}
+	for i, tt := range tests {
+		id := fmt.Sprintf("evt_acct%d", i)
+		body, _ := json.Marshal(map[string]any{"id": id, "type": "invoice.paid", "created": now.Unix(), "account": tt.account})
+		mu.Lock()
+		before := len(calls)
+		mu.Unlock()
+		ev, err := v.Verify(context.Background(), verify.Message{ID: id, Type: "invoice.paid", Body: body})
+		switch {
+		case tt.want == "" && (err != nil || !ev.Fetched):
+			t.Errorf("account %q: %v, want Stripe's copy", tt.account, err)
+		case tt.want != "" && (failure.Of(err) != failure.Unverified || verify.ReasonOf(err) != tt.want):
+			t.Errorf("account %q: %v (class %s), want unverified %s", tt.account, err, failure.Of(err), tt.want)
+		}
+		mu.Lock()
+		called := len(calls) > before
+		mu.Unlock()
+		if called != tt.call {
+			t.Errorf("account %q: Stripe called %v, want %v", tt.account, called, tt.call)
+		}
 	}
 }
