@@ -62,6 +62,8 @@ var Vars = []Var{
 	{"MYSQL_DSN", "", "MySQL DSN (go-sql-driver format); no default. Needs `parseTime=true`; `clientFoundRows=true` is refused."},
 	{"STRIPE_WEBHOOK_SECRET", "", "Webhook signing secret(s) `whsec_...`, comma-separated during rotation. Required by `api` and `worker`."},
 	{"STRIPE_API_KEY", "", "Stripe secret key: `worker` fetches the events it cannot verify and the objects of same-second ties; `sweep` reconciles with Stripe's Events API."},
+	{"STRIPE_API_RATE", strconv.Itoa(reconcile.DefaultRate), "Stripe fetches a second per worker ([limits](docs/security.md#calls-to-stripe))."},
+	{"STRIPE_API_CONCURRENCY", strconv.Itoa(reconcile.DefaultConcurrency), "Stripe fetches at once per worker."},
 	{"STRIPE_API_BASE", reconcile.DefaultAPIBase, "Stripe API base URL: https, or http on loopback only (tests point it at stripe-mock)."},
 	{"HTTP_ADDR", api.DefaultAddr, "Listen address of `api`, the port Stripe reaches: the webhook, /healthz and a /readyz without detail."},
 	{"METRICS_ADDR", metrics.DefaultAddr, "Listen address of `api`, `worker` and `sweep --every` for /metrics, /healthz and /readyz with its checks; keep it off the internet."},
@@ -94,35 +96,37 @@ var Vars = []Var{
 
 // Config holds every setting, parsed and validated.
 type Config struct {
-	AMQPURL             string
-	MySQLDSN            string
-	WebhookSecrets      []string
-	StripeAPIKey        string
-	StripeAPIBase       string
-	HTTPAddr            string
-	MetricsAddr         string
-	Namespace           string
-	WebhookMaxBodyBytes int64
-	WebhookMaxInFlight  int
-	WebhookBodyTimeout  time.Duration
-	WebhookMaxConns     int
-	WebhookTolerance    time.Duration
-	PublishTimeout      time.Duration
-	PublisherChannels   int
-	RetryDelays         []time.Duration
-	MaxAttempts         int
-	WorkDeliveryLimit   int
-	WorkerConcurrency   int
-	WorkerBatchSize     int
-	WorkerBatchWait     time.Duration
-	ShutdownTimeout     time.Duration
-	ShutdownReadyDelay  time.Duration
-	DBMaxOpenConns      int
-	DBMaxIdleConns      int
-	DBConnMaxLifetime   time.Duration
-	SweepMinAge         time.Duration
-	SweepLimit          int
-	SweepMaxRedrives    int
+	AMQPURL              string
+	MySQLDSN             string
+	WebhookSecrets       []string
+	StripeAPIKey         string
+	StripeAPIBase        string
+	StripeAPIRate        int
+	StripeAPIConcurrency int
+	HTTPAddr             string
+	MetricsAddr          string
+	Namespace            string
+	WebhookMaxBodyBytes  int64
+	WebhookMaxInFlight   int
+	WebhookBodyTimeout   time.Duration
+	WebhookMaxConns      int
+	WebhookTolerance     time.Duration
+	PublishTimeout       time.Duration
+	PublisherChannels    int
+	RetryDelays          []time.Duration
+	MaxAttempts          int
+	WorkDeliveryLimit    int
+	WorkerConcurrency    int
+	WorkerBatchSize      int
+	WorkerBatchWait      time.Duration
+	ShutdownTimeout      time.Duration
+	ShutdownReadyDelay   time.Duration
+	DBMaxOpenConns       int
+	DBMaxIdleConns       int
+	DBConnMaxLifetime    time.Duration
+	SweepMinAge          time.Duration
+	SweepLimit           int
+	SweepMaxRedrives     int
 	// PayloadRetention is 0 when LEDGER_PAYLOAD_RETENTION is off.
 	PayloadRetention time.Duration
 	LogLevel         string
@@ -148,37 +152,39 @@ var namespacePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
 func Load(getenv func(string) string) (Config, error) {
 	l := loader{getenv: getenv}
 	c := Config{
-		AMQPURL:             l.str("AMQP_URL"),
-		MySQLDSN:            l.str("MYSQL_DSN"),
-		WebhookSecrets:      l.list("STRIPE_WEBHOOK_SECRET"),
-		StripeAPIKey:        l.str("STRIPE_API_KEY"),
-		StripeAPIBase:       strings.TrimRight(l.str("STRIPE_API_BASE"), "/"),
-		HTTPAddr:            l.addr("HTTP_ADDR"),
-		MetricsAddr:         l.addr("METRICS_ADDR"),
-		Namespace:           l.str("BILLING_NAMESPACE"),
-		WebhookMaxBodyBytes: int64(l.positiveInt("WEBHOOK_MAX_BODY_BYTES")),
-		WebhookMaxInFlight:  l.positiveInt("WEBHOOK_MAX_INFLIGHT"),
-		WebhookBodyTimeout:  l.positiveDuration("WEBHOOK_BODY_TIMEOUT"),
-		WebhookMaxConns:     l.positiveInt("WEBHOOK_MAX_CONNS"),
-		WebhookTolerance:    l.positiveDuration("WEBHOOK_TOLERANCE"),
-		PublishTimeout:      l.positiveDuration("PUBLISH_TIMEOUT"),
-		PublisherChannels:   l.positiveInt("PUBLISHER_CHANNELS"),
-		RetryDelays:         l.durations("RETRY_DELAYS"),
-		MaxAttempts:         l.positiveInt("MAX_ATTEMPTS"),
-		WorkDeliveryLimit:   l.positiveInt("WORK_DELIVERY_LIMIT"),
-		WorkerConcurrency:   l.positiveInt("WORKER_CONCURRENCY"),
-		WorkerBatchSize:     l.positiveInt("WORKER_BATCH_SIZE"),
-		WorkerBatchWait:     l.nonNegativeDuration("WORKER_BATCH_WAIT"),
-		ShutdownTimeout:     l.positiveDuration("SHUTDOWN_TIMEOUT"),
-		ShutdownReadyDelay:  l.nonNegativeDuration("SHUTDOWN_READY_DELAY"),
-		DBMaxOpenConns:      l.positiveInt("DB_MAX_OPEN_CONNS"),
-		DBMaxIdleConns:      l.positiveInt("DB_MAX_IDLE_CONNS"),
-		DBConnMaxLifetime:   l.positiveDuration("DB_CONN_MAX_LIFETIME"),
-		SweepMinAge:         l.positiveDuration("SWEEP_MIN_AGE"),
-		SweepLimit:          l.positiveInt("SWEEP_LIMIT"),
-		SweepMaxRedrives:    l.positiveInt("SWEEP_MAX_REDRIVES"),
-		PayloadRetention:    l.retention("LEDGER_PAYLOAD_RETENTION"),
-		LogLevel:            l.str("LOG_LEVEL"),
+		AMQPURL:              l.str("AMQP_URL"),
+		MySQLDSN:             l.str("MYSQL_DSN"),
+		WebhookSecrets:       l.list("STRIPE_WEBHOOK_SECRET"),
+		StripeAPIKey:         l.str("STRIPE_API_KEY"),
+		StripeAPIBase:        strings.TrimRight(l.str("STRIPE_API_BASE"), "/"),
+		StripeAPIRate:        l.positiveInt("STRIPE_API_RATE"),
+		StripeAPIConcurrency: l.positiveInt("STRIPE_API_CONCURRENCY"),
+		HTTPAddr:             l.addr("HTTP_ADDR"),
+		MetricsAddr:          l.addr("METRICS_ADDR"),
+		Namespace:            l.str("BILLING_NAMESPACE"),
+		WebhookMaxBodyBytes:  int64(l.positiveInt("WEBHOOK_MAX_BODY_BYTES")),
+		WebhookMaxInFlight:   l.positiveInt("WEBHOOK_MAX_INFLIGHT"),
+		WebhookBodyTimeout:   l.positiveDuration("WEBHOOK_BODY_TIMEOUT"),
+		WebhookMaxConns:      l.positiveInt("WEBHOOK_MAX_CONNS"),
+		WebhookTolerance:     l.positiveDuration("WEBHOOK_TOLERANCE"),
+		PublishTimeout:       l.positiveDuration("PUBLISH_TIMEOUT"),
+		PublisherChannels:    l.positiveInt("PUBLISHER_CHANNELS"),
+		RetryDelays:          l.durations("RETRY_DELAYS"),
+		MaxAttempts:          l.positiveInt("MAX_ATTEMPTS"),
+		WorkDeliveryLimit:    l.positiveInt("WORK_DELIVERY_LIMIT"),
+		WorkerConcurrency:    l.positiveInt("WORKER_CONCURRENCY"),
+		WorkerBatchSize:      l.positiveInt("WORKER_BATCH_SIZE"),
+		WorkerBatchWait:      l.nonNegativeDuration("WORKER_BATCH_WAIT"),
+		ShutdownTimeout:      l.positiveDuration("SHUTDOWN_TIMEOUT"),
+		ShutdownReadyDelay:   l.nonNegativeDuration("SHUTDOWN_READY_DELAY"),
+		DBMaxOpenConns:       l.positiveInt("DB_MAX_OPEN_CONNS"),
+		DBMaxIdleConns:       l.positiveInt("DB_MAX_IDLE_CONNS"),
+		DBConnMaxLifetime:    l.positiveDuration("DB_CONN_MAX_LIFETIME"),
+		SweepMinAge:          l.positiveDuration("SWEEP_MIN_AGE"),
+		SweepLimit:           l.positiveInt("SWEEP_LIMIT"),
+		SweepMaxRedrives:     l.positiveInt("SWEEP_MAX_REDRIVES"),
+		PayloadRetention:     l.retention("LEDGER_PAYLOAD_RETENTION"),
+		LogLevel:             l.str("LOG_LEVEL"),
 	}
 	urls := broker.SplitURLs(c.AMQPURL)
 	if len(urls) == 0 {

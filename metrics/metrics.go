@@ -97,6 +97,10 @@ type Metrics struct {
 	// verify them as Stripe's, by verify.Reason: a rise means someone
 	// publishes to the broker by hand, or a secret or key is wrong.
 	Unverified *prometheus.CounterVec
+	// StripeCalls counts the worker's fetches from Stripe's API by purpose
+	// (verify, tie) and outcome (ok, not_found, refused, rate_limited,
+	// error; cache_hit and limited made no call).
+	StripeCalls *prometheus.CounterVec
 	// BuildInfo is 1, labelled with the module version, Go version and VCS
 	// revision of the running binary.
 	BuildInfo *prometheus.GaugeVec
@@ -172,6 +176,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "billing_events_unverified_total",
 			Help: "Messages parked as unverified: neither signed by Stripe nor known to Stripe's Events API, or of a form Stripe never sends; by reason.",
 		}, []string{"reason"}),
+		StripeCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billing_stripe_calls_total",
+			Help: "Fetches from Stripe's API, by purpose (verify, tie) and outcome (ok, not_found, refused, rate_limited, error; cache_hit and limited made no call).",
+		}, []string{"purpose", "outcome"}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "billing_build_info",
 			Help: "Always 1; the labels describe the running binary.",
@@ -181,7 +189,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.Webhooks, m.PublishConfirm, m.EventsProcessed, m.Processing,
 		m.Retries, m.Parked, m.Replayed, m.SweepResults, m.SweepLastSuccess, m.PayloadsPruned,
 		m.QueueDepth, m.QueueDepthErrors, m.OldestParkedAge, m.DeadEvents, m.DBErrors, m.BuildInfo,
-		m.Unverified,
+		m.Unverified, m.StripeCalls,
 	)
 	bi := buildinfo.Read()
 	m.BuildInfo.WithLabelValues(bi.Version, bi.GoVersion, bi.Revision).Set(1)
@@ -268,6 +276,16 @@ func (m *Metrics) Unverify(reason string) {
 		reason = "other"
 	}
 	m.Unverified.WithLabelValues(reason).Inc()
+}
+
+// StripeCall records one fetch from Stripe's API: its purpose and outcome
+// (reconcile.Purpose*, reconcile.Outcome*; reconcile.FetcherConfig's
+// Observe).
+func (m *Metrics) StripeCall(purpose, outcome string) {
+	if m == nil {
+		return
+	}
+	m.StripeCalls.WithLabelValues(purpose, outcome).Inc()
 }
 
 // Replay records one parked event back in the work queue from source (a

@@ -138,6 +138,19 @@ func TestEachCollectorMoves(t *testing.T) {
 			want: 2,
 		},
 		{
+			name: "Stripe calls by purpose and outcome",
+			use: func(m *metrics.Metrics) {
+				m.StripeCall("verify", "not_found")
+				m.StripeCall("verify", "not_found")
+				m.StripeCall("tie", "not_found")
+				m.StripeCall("verify", "limited")
+			},
+			get: func(m *metrics.Metrics) float64 {
+				return testutil.ToFloat64(m.StripeCalls.WithLabelValues("verify", "not_found"))
+			},
+			want: 2,
+		},
+		{
 			name: "publish confirm latency",
 			use: func(m *metrics.Metrics) {
 				m.ObservePublish(3 * time.Millisecond)
@@ -313,6 +326,7 @@ func TestNilMetricsIsANoOp(t *testing.T) {
 	m.Replay(metrics.ReplayMove)
 	m.Sweep("redriven")
 	m.DBError("deadlock")
+	m.StripeCall("verify", "ok")
 }
 
 func TestHandler(t *testing.T) {

@@ -58,7 +58,7 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer store.Close()
-	fetcher, err := stripeFetcher(cfg)
+	fetcher, err := stripeFetcher(cfg, nil)
 	if err != nil {
 		return err
 	}

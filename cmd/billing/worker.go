@@ -192,7 +192,7 @@ func (w *worker) work(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fetcher, err := stripeFetcher(w.cfg)
+	fetcher, err := stripeFetcher(w.cfg, w.metrics)
 	if err != nil {
 		return err
 	}
@@ -221,12 +221,17 @@ func (w *worker) work(ctx context.Context) error {
 	return c.Run(ctx)
 }
 
-// stripeFetcher calls Stripe's API with STRIPE_API_KEY; nil without one.
-func stripeFetcher(cfg config.Config) (*reconcile.Fetcher, error) {
+// stripeFetcher calls Stripe's API with STRIPE_API_KEY, within
+// STRIPE_API_RATE and STRIPE_API_CONCURRENCY, counting its calls in m (may
+// be nil); nil without a key.
+func stripeFetcher(cfg config.Config, m *metrics.Metrics) (*reconcile.Fetcher, error) {
 	if cfg.StripeAPIKey == "" {
 		return nil, nil
 	}
-	return reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: cfg.StripeAPIKey, APIBase: cfg.StripeAPIBase})
+	return reconcile.NewFetcher(reconcile.FetcherConfig{
+		APIKey: cfg.StripeAPIKey, APIBase: cfg.StripeAPIBase, Observe: m.StripeCall,
+		Limits: reconcile.Limits{Rate: float64(cfg.StripeAPIRate), Concurrency: cfg.StripeAPIConcurrency},
+	})
 }
 
 // verifier checks each message with the api's webhook secrets and, with a
