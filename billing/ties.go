@@ -95,15 +95,24 @@ func settleTie(ctx context.Context, k kind, c change, current, incoming state) (
 	}
 }
 
-// tieObjects are the objects fetched from Stripe for the ties of one
-// unit of work, before its transaction; a nil object: Stripe has none.
-type tieObjects map[ObjectRef]json.RawMessage
+// tieObjects are what Stripe answered for the ties of one unit of work,
+// asked before its transaction.
+type tieObjects map[ObjectRef]tieObject
+
+// tieObject is Stripe's object (nil: Stripe has none), or why it could
+// not be fetched.
+type tieObject struct {
+	obj json.RawMessage
+	err error
+}
 
 // withTieObjects runs run, a unit of work that opens its own transaction,
 // and each time it ends on a tie whose object it lacks (errTie), fetches
 // that object, with no transaction open, and runs it again with every
-// object fetched so far. It ends because each run either finishes or
-// names an object not fetched yet, and a batch has finitely many.
+// answer so far. A failed fetch is kept as the answer: the event of the
+// tie fails with it (alone, in a batch). It ends because each run either
+// finishes or names an object not asked for yet, and a batch has finitely
+// many.
 func (p *Processor) withTieObjects(ctx context.Context, run func(objs tieObjects) error) error {
 	objs := tieObjects{}
 	for {
@@ -115,22 +124,24 @@ func (p *Processor) withTieObjects(ctx context.Context, run func(objs tieObjects
 		if _, done := objs[tie.ref]; done || p.fetcher == nil {
 			return fmt.Errorf("billing: event %s: %s %s from Stripe did not settle the tie", tie.event, tie.ref.Type, tie.ref.ID)
 		}
-		obj, err := p.fetcher.FetchObject(ctx, tie.ref)
-		if err != nil {
-			return fmt.Errorf("billing: event %s: fetch %s %s to settle a same-second tie: %w", tie.event, tie.ref.Type, tie.ref.ID, err)
-		}
-		if obj == nil {
+		var got tieObject
+		got.obj, got.err = p.fetcher.FetchObject(ctx, tie.ref)
+		switch {
+		case got.err != nil:
+			got.err = fmt.Errorf("fetch %s %s to settle a same-second tie: %w", tie.ref.Type, tie.ref.ID, got.err)
+		case got.obj == nil:
 			p.logger.WarnContext(ctx, "billing: same-second tie settled by event id: Stripe has no such object",
 				"event_id", tie.event, "object_type", tie.ref.Type, "object_id", tie.ref.ID)
 		}
-		objs[tie.ref] = obj
+		objs[tie.ref] = got
 	}
 }
 
 // handle runs h on ev and, when a tie needs Stripe's object, runs h again
 // on the object objs holds for it, in the same transaction. When objs has
-// none, the errTie ends the transaction: withTieObjects fetches it.
-// applied says whether either run changed the row of ev's own object.
+// no answer for it, the errTie ends the transaction: withTieObjects asks
+// Stripe. applied says whether either run changed the row of ev's own
+// object.
 func (p *Processor) handle(ctx context.Context, tx *gorm.DB, h Handler, ev Event, objs tieObjects) (applied bool, err error) {
 	own := &ownObject{id: ev.ObjectID}
 	ctx = withOwnObject(ctx, own)
@@ -140,15 +151,18 @@ func (p *Processor) handle(ctx context.Context, tx *gorm.DB, h Handler, ev Event
 		return own.applied, err
 	}
 	tie.ref.APIVersion, tie.ref.Account, tie.event = ev.APIVersion, ev.Account, ev.ID
-	obj, fetched := objs[tie.ref]
-	if !fetched {
+	got, asked := objs[tie.ref]
+	switch {
+	case !asked:
 		return false, tie
+	case got.err != nil:
+		return false, fmt.Errorf("billing: event %s: %w", ev.ID, got.err)
 	}
 	again := &tieBreak{logger: p.logger, fetched: tie}
-	if obj == nil {
+	if got.obj == nil {
 		again.fetched = nil
 	} else {
-		ev.Object = obj
+		ev.Object = got.obj
 	}
 	err = h.Handle(withTieBreak(ctx, again), tx, ev)
 	if errors.As(err, &tie) {

@@ -272,6 +272,41 @@ func TestTieFetchFailsTransiently(t *testing.T) {
 	}
 }
 
+// TestTieFetchFailureFailsItsEventAlone: in a batch, the event whose tie
+// cannot be fetched (Stripe down) fails alone, transiently; the batch's
+// other events commit.
+func TestTieFetchFailureFailsItsEventAlone(t *testing.T) {
+	t.Parallel()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: down.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testenv.Store(t)
+	p := billing.NewProcessor(s, nil, billing.WithObjectFetcher(fetcher))
+	events, _ := subscriptionTie("sub_down_batch")
+	process(t, p, events[0], billing.Processed)
+	other := billingtest.Event(billingtest.NewEventID(), "customer.created", start, billingtest.Customer("cus_beside_tie", "a@example.com"))
+	outcomes, err := p.ProcessBatch(context.Background(), [][]byte{events[1], other})
+	if err != nil {
+		t.Fatalf("ProcessBatch = %v, want the tie's event to fail alone", err)
+	}
+	if o := outcomes[0]; o.Err == nil || failure.Of(o.Err) != failure.Transient {
+		t.Errorf("the tie's event: %+v, want a transient error", o)
+	}
+	if o := outcomes[1]; o.Err != nil || o.Result != billing.Processed {
+		t.Errorf("the other event: %+v, want processed", o)
+	}
+	var n int64
+	s.DB().Model(&models.Customer{}).Where("stripe_id = ?", "cus_beside_tie").Count(&n)
+	if n != 1 {
+		t.Errorf("%d rows of the other event's customer, want 1", n)
+	}
+}
+
 // deref is what a column read into a map holds: GORM reads a nullable
 // model field as a pointer.
 func deref(v any) any {
