@@ -57,24 +57,47 @@ type trusted struct {
 // no Stripe API key); batch > 1 runs the batch path.
 func startTrusted(t *testing.T, apiBase string, batch int) *trusted {
 	t.Helper()
-	h := setup(t, []time.Duration{50 * time.Millisecond}, 2)
-	w := &trusted{harness: h, store: testenv.Store(t), logs: &testenv.SyncBuffer{}, out: &recorder{}}
-	h.logger = slog.New(slog.NewTextHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	m := metrics.New(metrics.NewRegistry())
 	var fetch verify.Fetcher
 	if apiBase != "" {
-		f, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: apiBase})
+		f, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: apiBase, Observe: m.StripeCall})
 		if err != nil {
 			t.Fatal(err)
 		}
 		fetch = f
 	}
-	w.metrics = metrics.New(metrics.NewRegistry())
+	return startVerifying(t, fetch, m, batch, false)
+}
+
+// startVerifying runs a worker whose verifier fetches with fetch (nil: no
+// Stripe API key) and counts in m. A flood's worker is the default
+// worker's size (consumer.DefaultConcurrency batches), parks a failure
+// after one attempt, logs nothing and marks no parked event dead in the
+// ledger: thousands of messages, and none of that is what its test
+// looks at.
+func startVerifying(t *testing.T, fetch verify.Fetcher, m *metrics.Metrics, batch int, flood bool) *trusted {
+	t.Helper()
+	attempts := 2
+	if flood {
+		attempts = 1
+	}
+	h := setup(t, []time.Duration{50 * time.Millisecond}, attempts)
+	w := &trusted{harness: h, store: testenv.Store(t), logs: &testenv.SyncBuffer{}, out: &recorder{}, metrics: m}
+	h.logger = slog.New(slog.NewTextHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	router := h.router(w.store)
+	if flood {
+		h.logger = slog.New(slog.DiscardHandler)
+		router = h.router(nil)
+	}
 	proc := billing.NewProcessor(w.store, nil)
-	h.start(consumer.Process(proc), h.router(w.store), func(c *consumer.Config) {
+	h.start(consumer.Process(proc), router, func(c *consumer.Config) {
 		c.Verifier = testenv.Verifier(t, fetch)
 		c.Observer = observers{w.out, metrics.NewEventObserver(w.metrics, h.topo, proc.Handled())}
 		if batch > 1 {
 			c.BatchSize, c.BatchWait, c.Batch = batch, 50*time.Millisecond, consumer.ProcessBatch(proc)
+		}
+		if flood {
+			c.Concurrency = consumer.DefaultConcurrency
 		}
 	})
 	return w

@@ -93,6 +93,7 @@ type Fetcher struct {
 	base     string
 	client   *http.Client
 	limit    *limiter
+	tieWait  time.Duration
 	negative *negativeCache
 	observe  func(purpose, outcome string)
 	now      func() time.Time
@@ -115,7 +116,7 @@ func NewFetcher(cfg FetcherConfig) (*Fetcher, error) {
 	limits := cfg.Limits.withDefaults()
 	return &Fetcher{
 		key: cfg.APIKey, base: strings.TrimRight(cfg.APIBase, "/"), client: cfg.HTTPClient,
-		limit: newLimiter(limits), negative: newNegativeCache(limits.NegativeTTL),
+		limit: newLimiter(limits), tieWait: limits.Wait, negative: newNegativeCache(limits.NegativeTTL),
 		observe: cfg.Observe, now: time.Now,
 	}, nil
 }
@@ -132,7 +133,7 @@ func (f *Fetcher) FetchObject(ctx context.Context, ref billing.ObjectRef) (json.
 	if ref.Account != "" && !verify.ValidAccount(ref.Account) {
 		return nil, nil // not an account Stripe names: nothing to ask for
 	}
-	ans := f.get(ctx, PurposeTie, path+url.PathEscape(ref.ID), ref.APIVersion, ref.Account)
+	ans := f.get(ctx, PurposeTie, f.tieWait, path+url.PathEscape(ref.ID), ref.APIVersion, ref.Account)
 	switch ans.outcome {
 	case OutcomeOK:
 		return json.RawMessage(ans.body), nil
@@ -153,7 +154,8 @@ func (f *Fetcher) FetchEvent(ctx context.Context, id, account string) ([]byte, e
 	if account != "" && !verify.ValidAccount(account) {
 		return nil, failure.MarkUnverified(fmt.Errorf("reconcile: fetch event %s: %w", id, verify.ErrBadAccount))
 	}
-	ans := f.get(ctx, PurposeVerify, "/v1/events/"+url.PathEscape(id), "", account)
+	// No wait for a turn: see DefaultLimitWait.
+	ans := f.get(ctx, PurposeVerify, 0, "/v1/events/"+url.PathEscape(id), "", account)
 	switch ans.outcome {
 	case OutcomeOK:
 		return ans.body, nil
@@ -173,15 +175,15 @@ type answer struct {
 
 // get GETs path from Stripe, in API version (stripe-go's pinned one when
 // empty) and on account, unless the negative cache remembers it failed a
-// moment ago or this worker is at its limits.
-func (f *Fetcher) get(ctx context.Context, purpose, path, version, account string) (ans answer) {
+// moment ago or this worker is at its limits for longer than wait.
+func (f *Fetcher) get(ctx context.Context, purpose string, wait time.Duration, path, version, account string) (ans answer) {
 	key := path + "\x00" + version + "\x00" + account
 	if cached, ok := f.negative.get(key, f.now()); ok {
 		f.observe(purpose, OutcomeCacheHit)
 		cached.err = fmt.Errorf("%w (the same lookup a moment ago; not asked again for %s)", cached.err, f.negative.ttl)
 		return cached
 	}
-	done, err := f.limit.take(ctx)
+	done, err := f.limit.take(ctx, wait)
 	if err != nil {
 		f.observe(purpose, OutcomeLimited)
 		return answer{outcome: OutcomeLimited, err: err}

@@ -175,7 +175,9 @@ func TestFetchEventClasses(t *testing.T) {
 	t.Parallel()
 	stripe := newFakeStripe(t)
 	var seen outcomes
-	f, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: stripe.URL, Observe: seen.observe})
+	f, err := reconcile.NewFetcher(reconcile.FetcherConfig{
+		APIKey: "sk_test_123", APIBase: stripe.URL, Observe: seen.observe, Limits: reconcile.Limits{Rate: 1e6},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +245,7 @@ func TestFetcherNegativeCache(t *testing.T) {
 	var seen outcomes
 	const ttl = time.Second
 	f, err := reconcile.NewFetcher(reconcile.FetcherConfig{
-		APIKey: "sk_test_123", APIBase: stripe.URL, Observe: seen.observe, Limits: reconcile.Limits{Rate: 1000, NegativeTTL: ttl},
+		APIKey: "sk_test_123", APIBase: stripe.URL, Observe: seen.observe, Limits: reconcile.Limits{Rate: 1e6, NegativeTTL: ttl},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -294,10 +296,10 @@ func TestFetcherNegativeCache(t *testing.T) {
 	}
 }
 
-// TestFetcherLimits: fetches at once beyond the concurrency cap, or
-// beyond what the rate allows within the wait, are refused as limited
-// (transient) without a call; the calls made stay within rate × elapsed
-// + burst.
+// TestFetcherLimits: fetches of events at once beyond the concurrency
+// cap, or beyond what the rate allows now, are refused as limited
+// (transient) without a call; a tie's fetch waits for its turn; the calls
+// made stay within rate × elapsed + burst.
 func TestFetcherLimits(t *testing.T) {
 	t.Parallel()
 	t.Run("Concurrency", func(t *testing.T) {
@@ -316,7 +318,7 @@ func TestFetcherLimits(t *testing.T) {
 		var seen outcomes
 		f, err := reconcile.NewFetcher(reconcile.FetcherConfig{
 			APIKey: "sk_test_123", APIBase: srv.URL, Observe: seen.observe,
-			Limits: reconcile.Limits{Rate: 1000, Concurrency: 2, Wait: 50 * time.Millisecond},
+			Limits: reconcile.Limits{Rate: 1000, Concurrency: 2},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -353,7 +355,7 @@ func TestFetcherLimits(t *testing.T) {
 		const rate, burst = 20, 4
 		f, err := reconcile.NewFetcher(reconcile.FetcherConfig{
 			APIKey: "sk_test_123", APIBase: stripe.URL, Observe: seen.observe,
-			Limits: reconcile.Limits{Rate: rate, Concurrency: burst, Wait: 100 * time.Millisecond},
+			Limits: reconcile.Limits{Rate: rate, Concurrency: burst},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -368,6 +370,33 @@ func TestFetcherLimits(t *testing.T) {
 		ok, limited := seen.n(reconcile.PurposeVerify, reconcile.OutcomeOK), seen.n(reconcile.PurposeVerify, reconcile.OutcomeLimited)
 		if bound := burst + int(rate*elapsed.Seconds()); ok > bound || ok+limited != 40 || limited == 0 {
 			t.Errorf("%d calls, %d limited in %s; want at most %d calls, the rest limited", ok, limited, elapsed, bound)
+		}
+	})
+	t.Run("TiesWait", func(t *testing.T) {
+		t.Parallel()
+		stripe := newFakeStripe(t)
+		var seen outcomes
+		const rate, burst = 20, 2
+		f, err := reconcile.NewFetcher(reconcile.FetcherConfig{
+			APIKey: "sk_test_123", APIBase: stripe.URL, Observe: seen.observe,
+			Limits: reconcile.Limits{Rate: rate, Concurrency: burst, Wait: 10 * time.Second},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		for i := range 10 {
+			wg.Go(func() {
+				if _, err := f.FetchObject(context.Background(), billing.ObjectRef{Type: "charge", ID: fmt.Sprintf("ch_w%d", i)}); err != nil {
+					t.Errorf("FetchObject: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		if ok := seen.n(reconcile.PurposeTie, reconcile.OutcomeOK); ok != 10 || ok > burst+int(rate*elapsed.Seconds()) {
+			t.Errorf("%d calls in %s (outcomes %v); want all 10, within %d a second + %d", ok, elapsed, seen.got, rate, burst)
 		}
 	})
 }

@@ -23,12 +23,13 @@ const (
 	// DefaultConcurrency is the most calls to Stripe one worker has in
 	// flight at once (STRIPE_API_CONCURRENCY); also the rate's burst.
 	DefaultConcurrency = 4
-	// DefaultLimitWait is the longest a fetch waits for its turn before it
-	// gives up as limited (a transient failure: the event's delay tier
-	// tries it again). Short, so that a flood of unsigned messages moves
-	// through the worker at its own pace, not Stripe's, and the genuine
-	// events behind it wait for none of their fetches.
-	DefaultLimitWait = time.Second
+	// DefaultLimitWait is the longest a tie's fetch waits for its turn
+	// before it gives up as limited (a transient failure: the event's
+	// delay tier tries it again). A fetch for an unverified message waits
+	// for none: a flood of unsigned messages moves through the worker at
+	// its own pace, not Stripe's, and the genuine events queued behind it
+	// do not wait for its turns.
+	DefaultLimitWait = 2 * time.Second
 	// DefaultNegativeTTL is how long a failed or refused lookup is
 	// answered from memory instead of asking Stripe again: copies of one
 	// forged id cost one call, not one each.
@@ -45,7 +46,7 @@ type Limits struct {
 	// Concurrency is the most calls in flight, and the rate's burst;
 	// default DefaultConcurrency.
 	Concurrency int
-	// Wait is the longest a call waits for its turn; default
+	// Wait is the longest a tie's fetch waits for its turn; default
 	// DefaultLimitWait.
 	Wait time.Duration
 	// NegativeTTL is how long a failed or refused lookup is remembered;
@@ -77,32 +78,37 @@ var errLimited = errors.New("this worker is at its limit of calls to Stripe (STR
 type limiter struct {
 	slots *semaphore.Weighted
 	rate  *rate.Limiter
-	wait  time.Duration
 }
 
 func newLimiter(l Limits) *limiter {
-	return &limiter{
-		slots: semaphore.NewWeighted(int64(l.Concurrency)),
-		rate:  rate.NewLimiter(rate.Limit(l.Rate), l.Concurrency),
-		wait:  l.Wait,
-	}
+	return &limiter{slots: semaphore.NewWeighted(int64(l.Concurrency)), rate: rate.NewLimiter(rate.Limit(l.Rate), l.Concurrency)}
 }
 
-// take waits at most l.wait for a turn and returns the function that
-// ends it; errLimited when none came in time, ctx's error when ctx ended.
-func (l *limiter) take(ctx context.Context) (done func(), err error) {
-	deadline := time.Now().Add(l.wait)
-	wctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	if err := l.slots.Acquire(wctx, 1); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+// take waits at most wait (0: not at all) for a turn and returns the
+// function that ends it; errLimited when none came in time, ctx's error
+// when ctx ended first.
+func (l *limiter) take(ctx context.Context, wait time.Duration) (done func(), err error) {
+	deadline := time.Now().Add(wait)
+	if wait <= 0 {
+		if !l.slots.TryAcquire(1) {
+			return nil, errLimited
 		}
-		return nil, errLimited
+	} else {
+		wctx, cancel := context.WithDeadline(ctx, deadline)
+		err := l.slots.Acquire(wctx, 1)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, errLimited
+		}
 	}
 	release := func() { l.slots.Release(1) }
+	// A reservation made ahead of others keeps its place: a tie waiting
+	// for a token goes before later fetches that would not wait.
 	r := l.rate.Reserve()
-	if !r.OK() || r.Delay() > time.Until(deadline) {
+	if !r.OK() || r.Delay() > max(0, time.Until(deadline)) {
 		r.Cancel()
 		release()
 		return nil, errLimited
