@@ -331,7 +331,9 @@ func TestFetcherLimits(t *testing.T) {
 				errs <- err
 			})
 		}
-		testenv.Eventually(t, 10*time.Second, func() bool { return seen.n(reconcile.PurposeVerify, reconcile.OutcomeLimited) == 4 }, "4 fetches limited")
+		testenv.Eventually(t, 10*time.Second, func() bool {
+			return seen.n(reconcile.PurposeVerify, reconcile.OutcomeLimited) == 4 && inFlight.Load() == 2
+		}, "2 fetches at Stripe, 4 limited")
 		close(release)
 		wg.Wait()
 		close(errs)
