@@ -241,23 +241,30 @@ func TestSubscriptionTieFetchedFromStripe(t *testing.T) {
 	}
 }
 
-// TestTieFetchFailsTransiently: Stripe down during the fetch fails the
-// event with a transient error and leaves nothing of it behind.
-func TestTieFetchFailsTransiently(t *testing.T) {
-	t.Parallel()
+// stripeDownProcessor is a Processor whose ties are fetched from a Stripe
+// that answers 503.
+func stripeDownProcessor(t *testing.T) (*models.Store, *billing.Processor) {
+	t.Helper()
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}))
-	defer down.Close()
+	t.Cleanup(down.Close)
 	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: down.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := testenv.Store(t)
-	p := billing.NewProcessor(s, nil, billing.WithObjectFetcher(fetcher))
+	return s, billing.NewProcessor(s, nil, billing.WithObjectFetcher(fetcher))
+}
+
+// TestTieFetchFailsTransiently: Stripe down during the fetch fails the
+// event with a transient error and leaves nothing of it behind.
+func TestTieFetchFailsTransiently(t *testing.T) {
+	t.Parallel()
+	s, p := stripeDownProcessor(t)
 	events, ids := subscriptionTie("sub_down")
 	process(t, p, events[0], billing.Processed)
-	_, err = p.Process(context.Background(), events[1])
+	_, err := p.Process(context.Background(), events[1])
 	if err == nil || failure.Of(err) != failure.Transient {
 		t.Fatalf("Process during a Stripe outage = %v (class %v), want a transient error", err, failure.Of(err))
 	}
@@ -277,16 +284,7 @@ func TestTieFetchFailsTransiently(t *testing.T) {
 // other events commit.
 func TestTieFetchFailureFailsItsEventAlone(t *testing.T) {
 	t.Parallel()
-	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}))
-	defer down.Close()
-	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: down.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := testenv.Store(t)
-	p := billing.NewProcessor(s, nil, billing.WithObjectFetcher(fetcher))
+	s, p := stripeDownProcessor(t)
 	events, _ := subscriptionTie("sub_down_batch")
 	process(t, p, events[0], billing.Processed)
 	other := billingtest.Event(billingtest.NewEventID(), "customer.created", start, billingtest.Customer("cus_beside_tie", "a@example.com"))

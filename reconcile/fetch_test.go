@@ -167,6 +167,17 @@ func (o *outcomes) n(purpose, outcome string) int {
 	return o.got[purpose+" "+outcome]
 }
 
+// observedFetcher is a Fetcher of base within limits, and what it observes.
+func observedFetcher(t *testing.T, base string, limits reconcile.Limits) (*reconcile.Fetcher, *outcomes) {
+	t.Helper()
+	seen := &outcomes{}
+	f, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: base, Observe: seen.observe, Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, seen
+}
+
 // TestFetchEventClasses: Stripe's 400, 403 or 404 for an id or a claimed
 // account is unverified; 429, 5xx and a 404 Stripe says to retry are
 // transient; an account not of Stripe's form is unverified without a
@@ -174,13 +185,7 @@ func (o *outcomes) n(purpose, outcome string) int {
 func TestFetchEventClasses(t *testing.T) {
 	t.Parallel()
 	stripe := newFakeStripe(t)
-	var seen outcomes
-	f, err := reconcile.NewFetcher(reconcile.FetcherConfig{
-		APIKey: "sk_test_123", APIBase: stripe.URL, Observe: seen.observe, Limits: reconcile.Limits{Rate: 1e6},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, seen := observedFetcher(t, stripe.URL, reconcile.Limits{Rate: 1e6})
 	tests := []struct {
 		id, account string
 		want        failure.Class
@@ -242,14 +247,8 @@ func TestFetchEventClasses(t *testing.T) {
 func TestFetcherNegativeCache(t *testing.T) {
 	t.Parallel()
 	stripe := newFakeStripe(t)
-	var seen outcomes
 	const ttl = time.Second
-	f, err := reconcile.NewFetcher(reconcile.FetcherConfig{
-		APIKey: "sk_test_123", APIBase: stripe.URL, Observe: seen.observe, Limits: reconcile.Limits{Rate: 1e6, NegativeTTL: ttl},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, seen := observedFetcher(t, stripe.URL, reconcile.Limits{Rate: 1e6, NegativeTTL: ttl})
 	ctx := context.Background()
 	start := time.Now()
 	for range 5 {
@@ -315,14 +314,7 @@ func TestFetcherLimits(t *testing.T) {
 			_, _ = fmt.Fprintf(w, `{"id":%q}`, path.Base(r.URL.Path))
 		}))
 		defer srv.Close()
-		var seen outcomes
-		f, err := reconcile.NewFetcher(reconcile.FetcherConfig{
-			APIKey: "sk_test_123", APIBase: srv.URL, Observe: seen.observe,
-			Limits: reconcile.Limits{Rate: 1000, Concurrency: 2},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		f, seen := observedFetcher(t, srv.URL, reconcile.Limits{Rate: 1000, Concurrency: 2})
 		var wg sync.WaitGroup
 		errs := make(chan error, 6)
 		for i := range 6 {
@@ -353,15 +345,8 @@ func TestFetcherLimits(t *testing.T) {
 	t.Run("Rate", func(t *testing.T) {
 		t.Parallel()
 		stripe := newFakeStripe(t)
-		var seen outcomes
 		const rate, burst = 20, 4
-		f, err := reconcile.NewFetcher(reconcile.FetcherConfig{
-			APIKey: "sk_test_123", APIBase: stripe.URL, Observe: seen.observe,
-			Limits: reconcile.Limits{Rate: rate, Concurrency: burst},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		f, seen := observedFetcher(t, stripe.URL, reconcile.Limits{Rate: rate, Concurrency: burst})
 		start := time.Now()
 		var wg sync.WaitGroup
 		for i := range 40 {
@@ -377,15 +362,8 @@ func TestFetcherLimits(t *testing.T) {
 	t.Run("TiesWait", func(t *testing.T) {
 		t.Parallel()
 		stripe := newFakeStripe(t)
-		var seen outcomes
 		const rate, burst = 20, 2
-		f, err := reconcile.NewFetcher(reconcile.FetcherConfig{
-			APIKey: "sk_test_123", APIBase: stripe.URL, Observe: seen.observe,
-			Limits: reconcile.Limits{Rate: rate, Concurrency: burst, Wait: 10 * time.Second},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		f, seen := observedFetcher(t, stripe.URL, reconcile.Limits{Rate: rate, Concurrency: burst, Wait: 10 * time.Second})
 		start := time.Now()
 		var wg sync.WaitGroup
 		for i := range 10 {
