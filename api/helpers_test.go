@@ -73,7 +73,7 @@ func setup(t *testing.T, o options) *fixture {
 	// The test's own connection declares the topology first, so the work
 	// queue exists even when the api's connection never comes up.
 	f.ch = testenv.Channel(t)
-	if err := f.topo.Declare(f.ch); err != nil {
+	if err := f.topo.Declare(context.Background(), f.ch, testenv.ManagementClient(t)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -134,7 +134,7 @@ func newRabbit(tb testing.TB) *rabbit {
 	if r.ch, err = r.conn.Channel(); err != nil {
 		tb.Fatal(err)
 	}
-	if err := r.topo.Declare(r.ch); err != nil {
+	if err := r.topo.Declare(context.Background(), r.ch, testenv.ManagementClient(tb)); err != nil {
 		tb.Fatal(err)
 	}
 	return r

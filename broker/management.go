@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,12 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
 
-// Management reads RabbitMQ's management HTTP API, for what AMQP cannot
-// tell: the queues that exist. It only reads.
+// Management is a client of RabbitMQ's management HTTP API, for what AMQP
+// cannot do: list the queues that exist, read a queue's arguments, tell
+// the broker's version, set policies (`billing topology`).
 type Management struct {
 	base   *url.URL // scheme and host; the credentials in User
 	vhost  string
@@ -63,30 +66,9 @@ type QueueStat struct {
 // Queues lists the queues of the virtual host whose names start with
 // prefix.
 func (m *Management) Queues(ctx context.Context, prefix string) ([]QueueStat, error) {
-	path := "/api/queues/" + url.PathEscape(m.vhost) + "?columns=name,messages,consumers"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.base.Scheme+"://"+m.base.Host+path, nil)
-	if err != nil {
-		return nil, fmt.Errorf("broker: management: %w", err)
-	}
-	if pw, ok := m.base.User.Password(); ok {
-		req.SetBasicAuth(m.base.User.Username(), pw)
-	}
-	resp, err := m.client.Do(req)
-	if err != nil {
-		// The client's error quotes the URL without its credentials.
-		return nil, fmt.Errorf("broker: management: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var reason struct {
-			Reason string `json:"reason"`
-		}
-		_ = json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<16)).Decode(&reason)
-		return nil, fmt.Errorf("broker: management: list queues: %s: %s", resp.Status, reason.Reason)
-	}
 	var all []QueueStat
-	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
-		return nil, fmt.Errorf("broker: management: list queues: %w", err)
+	if err := m.Do(ctx, http.MethodGet, m.VhostPath("queues")+"?columns=name,messages,consumers", nil, &all); err != nil {
+		return nil, err
 	}
 	var out []QueueStat
 	for _, q := range all {
@@ -95,4 +77,113 @@ func (m *Management) Queues(ctx context.Context, prefix string) ([]QueueStat, er
 		}
 	}
 	return out, nil
+}
+
+// VhostPath is the API's path of a vhost-scoped resource, such as
+// VhostPath("queues", name): /api/queues/<vhost>/<name>.
+func (m *Management) VhostPath(kind string, names ...string) string {
+	p := "/api/" + kind + "/" + url.PathEscape(m.vhost)
+	for _, n := range names {
+		p += "/" + url.PathEscape(n)
+	}
+	return p
+}
+
+// ManagementError is an answer other than 2xx, with the broker's reason.
+type ManagementError struct {
+	Method, Path string
+	Status       int
+	Reason       string
+}
+
+func (e *ManagementError) Error() string {
+	hint := ""
+	switch e.Status {
+	case http.StatusUnauthorized:
+		hint = " (wrong user or password, or a user without a management tag: `billing topology` needs the policymaker tag)"
+	case http.StatusForbidden:
+		hint = " (the user lacks a tag or permission for this: `billing topology` needs the policymaker tag)"
+	}
+	return fmt.Sprintf("broker: management API %s %s: %d %s: %s%s", e.Method, e.Path, e.Status, http.StatusText(e.Status), e.Reason, hint)
+}
+
+// Do calls the API: body, when not nil, is sent as JSON, and a 2xx answer
+// is decoded into out when out is not nil. Any other answer is a
+// *ManagementError.
+func (m *Management) Do(ctx context.Context, method, path string, body, out any) error {
+	var reader *bytes.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		reader = bytes.NewReader(b)
+	} else {
+		reader = bytes.NewReader(nil)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, m.base.Scheme+"://"+m.base.Host+path, reader)
+	if err != nil {
+		return err
+	}
+	if pw, ok := m.base.User.Password(); ok {
+		req.SetBasicAuth(m.base.User.Username(), pw)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := m.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("broker: management API %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		var msg struct {
+			Reason string `json:"reason"`
+		}
+		_ = json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<16)).Decode(&msg)
+		return &ManagementError{Method: method, Path: path, Status: resp.StatusCode, Reason: msg.Reason}
+	}
+	if out != nil {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	return nil
+}
+
+// MajorVersion is the broker's major version (3, 4, ...), from
+// /api/overview.
+func (m *Management) MajorVersion(ctx context.Context) (int, error) {
+	var o struct {
+		Version string `json:"rabbitmq_version"`
+	}
+	if err := m.Do(ctx, http.MethodGet, "/api/overview", nil, &o); err != nil {
+		return 0, err
+	}
+	major, _, _ := strings.Cut(o.Version, ".")
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		return 0, fmt.Errorf("broker: management API: RabbitMQ version %q", o.Version)
+	}
+	return n, nil
+}
+
+// QueueInfo is what the API says of a queue: its type, the arguments it
+// was declared with, the policy applied to it and its messages.
+type QueueInfo struct {
+	Name      string         `json:"name"`
+	Type      string         `json:"type"`
+	Arguments map[string]any `json:"arguments"`
+	Policy    string         `json:"policy"`
+	Messages  int            `json:"messages"`
+}
+
+// Queue reads one queue; found is false when it does not exist.
+func (m *Management) Queue(ctx context.Context, name string) (q QueueInfo, found bool, err error) {
+	err = m.Do(ctx, http.MethodGet, m.VhostPath("queues", name), nil, &q)
+	if notFound(err) {
+		return q, false, nil
+	}
+	return q, err == nil, err
+}
+
+func notFound(err error) bool {
+	var merr *ManagementError
+	return errors.As(err, &merr) && merr.Status == http.StatusNotFound
 }

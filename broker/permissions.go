@@ -11,8 +11,8 @@ type Role string
 
 // The roles, one RabbitMQ user each.
 const (
-	// RoleTopology declares the exchanges, queues and bindings:
-	// `billing topology`, run once per deployment.
+	// RoleTopology declares the exchanges, queues and bindings and sets
+	// the queues' policies: `billing topology`, run once per deployment.
 	RoleTopology Role = "topology"
 	// RoleAPI publishes webhooks to <ns>.events, nothing else.
 	RoleAPI Role = "api"
@@ -55,7 +55,8 @@ func (t Topology) Permissions() map[Role]Permission {
 		// Declaring a queue with a dead-letter exchange also needs write on
 		// the exchange and read on the queue; binding needs write on the
 		// queue and read on the exchange: all of the namespace.
-		RoleTopology: {Configure: prefix(t.Namespace), Write: prefix(t.Namespace), Read: prefix(t.Namespace)},
+		// policymaker: the policies through the management API.
+		RoleTopology: {Configure: prefix(t.Namespace), Write: prefix(t.Namespace), Read: prefix(t.Namespace), Tags: "policymaker"},
 		RoleAPI:      {Configure: nothing, Write: exactly(t.Events), Read: nothing},
 		RoleWorker:   {Configure: nothing, Write: exactly(t.Retry, t.Dead), Read: exactly(t.Work)},
 		// Write on amq.default allows a publish to any queue of the vhost:

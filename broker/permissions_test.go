@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -20,23 +21,29 @@ func TestPermissions(t *testing.T) {
 	t.Parallel()
 	topo := broker.NewTopology(testenv.Namespace(t), []time.Duration{time.Second}, 5)
 	perms := topo.Permissions()
-	dial := func(t *testing.T, role broker.Role) *amqp.Connection {
+	dialURL := func(t *testing.T, rawURL string) *amqp.Connection {
 		t.Helper()
-		conn, err := amqp.Dial(testenv.RabbitUser(t, perms[role]))
+		conn, err := amqp.Dial(rawURL)
 		if err != nil {
-			t.Fatalf("%s: %v", role, err)
+			t.Fatalf("%s: %v", broker.RedactURL(rawURL), err)
 		}
 		t.Cleanup(func() { _ = conn.Close() })
 		return conn
 	}
+	dial := func(t *testing.T, role broker.Role) *amqp.Connection {
+		t.Helper()
+		return dialURL(t, testenv.RabbitUser(t, perms[role]))
+	}
 
-	// The topology user declares; the others are tested on what it made.
-	topology := dial(t, broker.RoleTopology)
+	// The topology user declares and sets the policies; the others are
+	// tested on what it made.
+	topologyURL := testenv.RabbitUser(t, perms[broker.RoleTopology])
+	topology := dialURL(t, topologyURL)
 	ch, err := topology.Channel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := topo.Declare(ch); err != nil {
+	if err := topo.Declare(context.Background(), ch, testenv.ManagementClientAs(t, topologyURL)); err != nil {
 		t.Fatalf("topology user: Declare = %v", err)
 	}
 	ch.Close()

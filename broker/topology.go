@@ -5,6 +5,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -37,8 +38,10 @@ type Topology struct {
 	Replay string
 	// Delays are the retry tiers in order.
 	Delays []time.Duration
-	// DeliveryLimit is the work queue's x-delivery-limit backstop.
+	// DeliveryLimit is the work queue's delivery-limit backstop (a policy).
 	DeliveryLimit int
+	// DLQMaxLength is the DLQ's length limit (a policy); 0: none.
+	DLQMaxLength int
 	// QuorumInitialGroupSize is the members of each quorum queue Declare
 	// creates (x-quorum-initial-group-size): the cluster's size, so each
 	// queue survives losing a node; 0 leaves RabbitMQ's default (every
@@ -105,41 +108,39 @@ func (t Topology) exchangeKinds() []struct{ name, kind string } {
 	}
 }
 
-// Declare creates the topology idempotently: `billing topology` is its one
-// caller, with the topology user's configure permission. Declaring with the
-// same arguments is a no-op; different arguments on an existing queue make
-// the broker close the channel with PRECONDITION_FAILED, which is reported.
-func (t Topology) Declare(ch *amqp.Channel) error {
-	for _, x := range t.exchangeKinds() {
-		if err := ch.ExchangeDeclare(x.name, x.kind, true, false, false, false, nil); err != nil {
-			return fmt.Errorf("broker: declare exchange %s: %w", x.name, err)
-		}
-	}
-	queues := []struct {
-		name string
-		args amqp.Table
-		bind []binding
-	}{
+// queueSpec is one queue as Declare creates it: the arguments it is
+// declared with (what RabbitMQ cannot change in place) and its bindings.
+type queueSpec struct {
+	name string
+	args amqp.Table
+	bind []binding
+}
+
+// queueSpecs lists every queue with its arguments. What must hold for no
+// event to be lost (the queue type, where a message is dead-lettered, how,
+// and that a full queue refuses rather than drops) is an argument: a
+// policy can be shadowed by another of higher priority, an argument
+// cannot. What a deployment tunes (delivery limits, the DLQ's length) is
+// a policy (Policies), which `billing topology` changes in place.
+func (t Topology) queueSpecs() []queueSpec {
+	queues := []queueSpec{
 		{t.Work, amqp.Table{
 			amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
-			"x-delivery-limit":       t.DeliveryLimit,
 			"x-dead-letter-exchange": t.Dead,
 			"x-dead-letter-strategy": "at-least-once",
 			amqp.QueueOverflowArg:    amqp.QueueOverflowRejectPublish,
 		}, []binding{{t.Events, "#"}, {t.Return, ""}, {t.Replay, ""}}},
-		// No TTL, no length limit, no delivery limit: staff may peek at
-		// parked events as often as they like without losing one.
+		// No TTL, no delivery limit: staff may look at parked events as
+		// often as they like without losing one. Past DLQ_MAX_LENGTH it
+		// refuses what is parked (the worker retries it) and drops nothing.
 		{t.DLQ, amqp.Table{
 			amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
 			"x-dead-letter-exchange": t.Replay,
+			amqp.QueueOverflowArg:    amqp.QueueOverflowRejectPublish,
 		}, []binding{{t.Dead, ""}}},
 	}
 	for i, d := range t.Delays {
-		queues = append(queues, struct {
-			name string
-			args amqp.Table
-			bind []binding
-		}{t.TierQueue(i), amqp.Table{
+		queues = append(queues, queueSpec{t.TierQueue(i), amqp.Table{
 			amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
 			amqp.QueueMessageTTLArg:  d.Milliseconds(),
 			"x-dead-letter-exchange": t.Return,
@@ -153,8 +154,61 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 		if t.QuorumInitialGroupSize > 0 {
 			q.args["x-quorum-initial-group-size"] = t.QuorumInitialGroupSize
 		}
-		if _, err := ch.QueueDeclare(q.name, true, false, false, false, q.args); err != nil {
-			return fmt.Errorf("broker: declare queue %s: %w", q.name, err)
+	}
+	return queues
+}
+
+// Declare creates the topology idempotently and applies its policies:
+// `billing topology` is its one caller, with the topology user's configure
+// permission and policymaker tag. api reads what AMQP cannot (the broker's
+// version, an existing queue's arguments) and sets the policies.
+//
+// A queue that exists is not declared again: one declared by an older
+// version keeps its arguments. Declare first checks every existing queue
+// against what the topology needs and, when one must be rebuilt (another
+// queue type, dead-letter target, or an argument that keeps a setting from
+// taking effect), changes nothing and returns a *RebuildError naming the
+// setting and the steps; so it does when a policy of the vhost would win
+// over one of ours. Then it sets the policies (before any queue, so a new
+// queue has them from its first message), declares what is missing and
+// binds.
+func (t Topology) Declare(ctx context.Context, ch *amqp.Channel, api *Management) error {
+	major, err := api.MajorVersion(ctx)
+	if err != nil {
+		return err
+	}
+	specs := t.queueSpecs()
+	existing := map[string]bool{}
+	var rebuild []Rebuild
+	for _, q := range specs {
+		info, found, err := api.Queue(ctx, q.name)
+		if err != nil {
+			return err
+		}
+		if found {
+			existing[q.name] = true
+			rebuild = append(rebuild, t.rebuildNeeded(q, info, major)...)
+		}
+	}
+	if len(rebuild) > 0 {
+		return &RebuildError{Needed: rebuild}
+	}
+	if err := t.checkPolicies(ctx, api, major); err != nil {
+		return err
+	}
+	if err := t.applyPolicies(ctx, api, major); err != nil {
+		return err
+	}
+	for _, x := range t.exchangeKinds() {
+		if err := ch.ExchangeDeclare(x.name, x.kind, true, false, false, false, nil); err != nil {
+			return explainDeclare("exchange", x.name, err)
+		}
+	}
+	for _, q := range specs {
+		if !existing[q.name] {
+			if _, err := ch.QueueDeclare(q.name, true, false, false, false, q.args); err != nil {
+				return explainDeclare("queue", q.name, err)
+			}
 		}
 		for _, b := range q.bind {
 			if err := ch.QueueBind(q.name, b.key, b.exchange, false, nil); err != nil {

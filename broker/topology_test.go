@@ -28,7 +28,7 @@ func TestDeclareIsIdempotent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := topo.Declare(ch); err != nil {
+		if err := topo.Declare(context.Background(), ch, testenv.ManagementClient(t)); err != nil {
 			t.Fatalf("declare #%d: %v", i+1, err)
 		}
 		ch.Close()
@@ -122,4 +122,117 @@ func TestDeclareQuorumInitialGroupSize(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDeclareOnQueuesItCannotChange: a queue that exists is not declared
+// again. One declared by an older `billing topology` (its settings as
+// x-arguments) keeps them and its messages; where an argument keeps a
+// setting from taking effect, or the queue is of another type, Declare
+// changes nothing and names the queue, the setting and the steps.
+func TestDeclareOnQueuesItCannotChange(t *testing.T) {
+	t.Parallel()
+	// olderWorkQueue declares the work queue as `billing topology` did
+	// before policies, holding one message.
+	olderWorkQueue := func(t *testing.T, topo broker.Topology, args amqp.Table) *amqp.Channel {
+		t.Helper()
+		ch := testenv.Channel(t)
+		if _, err := ch.QueueDeclare(topo.Work, true, false, false, false, args); err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.Publish("", topo.Work, false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+		return ch
+	}
+	older := func(topo broker.Topology) amqp.Table {
+		return amqp.Table{
+			"x-queue-type": "quorum", "x-delivery-limit": 20, "x-dead-letter-exchange": topo.Dead,
+			"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish",
+		}
+	}
+	// rebuild asserts that Declare failed naming queue and setting, and set
+	// no policy.
+	rebuild := func(t *testing.T, topo broker.Topology, err error, queue, setting string) {
+		t.Helper()
+		var rerr *broker.RebuildError
+		if !errors.As(err, &rerr) || len(rerr.Needed) != 1 || rerr.Needed[0].Queue != queue || rerr.Needed[0].Setting != setting {
+			t.Fatalf("Declare = %v, want a RebuildError naming %s of %s alone", err, setting, queue)
+		}
+		if !strings.Contains(err.Error(), "docs/operations.md#changing-a-queue-setting") {
+			t.Errorf("the error gives no steps: %v", err)
+		}
+		err = testenv.Management(http.MethodGet, "/api/policies/%2F/"+url.PathEscape(topo.Work), nil, nil)
+		if err == nil || !strings.Contains(err.Error(), "404") {
+			t.Errorf("policy %s after a failed Declare: %v, want none", topo.Work, err)
+		}
+	}
+	messages := func(t *testing.T, ch *amqp.Channel, q string) int {
+		t.Helper()
+		info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Messages
+	}
+
+	t.Run("KeepsAnOlderQueue", func(t *testing.T) {
+		t.Parallel()
+		topo := broker.NewTopology(testenv.Namespace(t), []time.Duration{time.Second}, 20)
+		ch := olderWorkQueue(t, topo, older(topo))
+		testenv.Declare(t, topo)
+		info, _, err := testenv.ManagementClient(t).Queue(t.Context(), topo.Work)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Arguments["x-delivery-limit"] != float64(20) {
+			t.Errorf("the older work queue's arguments became %v", info.Arguments)
+		}
+		if n := messages(t, ch, topo.Work); n != 1 {
+			t.Errorf("the older work queue holds %d messages, want its 1", n)
+		}
+	})
+	t.Run("NamesASettingItsArgumentHolds", func(t *testing.T) {
+		t.Parallel()
+		topo := broker.NewTopology(testenv.Namespace(t), []time.Duration{time.Second}, 30)
+		ch := olderWorkQueue(t, topo, older(topo))
+		rebuild(t, topo, testenv.DeclareErr(t, topo), topo.Work, "WORK_DELIVERY_LIMIT")
+		if n := messages(t, ch, topo.Work); n != 1 {
+			t.Errorf("the work queue holds %d messages, want its 1", n)
+		}
+	})
+	t.Run("NamesTheQueueType", func(t *testing.T) {
+		t.Parallel()
+		topo := broker.NewTopology(testenv.Namespace(t), []time.Duration{time.Second}, 20)
+		olderWorkQueue(t, topo, nil)
+		err := testenv.DeclareErr(t, topo)
+		rebuild(t, topo, err, topo.Work, "x-queue-type")
+		if !strings.Contains(err.Error(), "classic") {
+			t.Errorf("the error does not say what the queue is: %v", err)
+		}
+	})
+	t.Run("NamesAPolicyThatWins", func(t *testing.T) {
+		t.Parallel()
+		topo := broker.NewTopology(testenv.Namespace(t), []time.Duration{time.Second}, 20)
+		// Named in the namespace, so that the test's cleanup deletes it.
+		other := topo.Namespace + ".everything"
+		policy := map[string]any{"pattern": "^" + topo.Namespace + `\.`, "apply-to": "queues", "priority": 20, "definition": map[string]any{"max-length": 1}}
+		if err := testenv.Management(http.MethodPut, "/api/policies/%2F/"+url.PathEscape(other), policy, nil); err != nil {
+			t.Fatal(err)
+		}
+		err := testenv.DeclareErr(t, topo)
+		if err == nil || !strings.Contains(err.Error(), `policy "`+other+`" (priority 20) applies to queue `+topo.Work) {
+			t.Fatalf("Declare beside a policy of higher priority = %v, want it named", err)
+		}
+	})
+	t.Run("NamesAnExchangeOfAnotherKind", func(t *testing.T) {
+		t.Parallel()
+		topo := broker.NewTopology(testenv.Namespace(t), []time.Duration{time.Second}, 20)
+		if err := testenv.Channel(t).ExchangeDeclare(topo.Events, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		err := testenv.DeclareErr(t, topo)
+		if err == nil || !strings.Contains(err.Error(), "exchange "+topo.Events+" exists with another type") {
+			t.Fatalf("Declare over a fanout %s = %v, want the exchange and its type named", topo.Events, err)
+		}
+	})
 }

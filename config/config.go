@@ -77,7 +77,8 @@ var Vars = []Var{
 	{"PUBLISHER_CHANNELS", strconv.Itoa(broker.DefaultPublisherChannels), "Confirm-mode channels in the api's publishing pool."},
 	{"RETRY_DELAYS", durationsText(retry.DefaultDelays()), "Delay tiers for transient failures; the last one repeats."},
 	{"MAX_ATTEMPTS", strconv.Itoa(retry.DefaultMaxAttempts), "Attempts before a transiently failing event is parked in the DLQ."},
-	{"WORK_DELIVERY_LIMIT", strconv.Itoa(broker.DefaultDeliveryLimit), "Quorum `x-delivery-limit` of the work queue: parks a message that crashes the worker every time."},
+	{"WORK_DELIVERY_LIMIT", strconv.Itoa(broker.DefaultDeliveryLimit), "Work queue's delivery limit: parks what crashes the worker each time."},
+	{"DLQ_MAX_LENGTH", "", "DLQ length limit; past it, parking waits."},
 	{"WORKER_CONCURRENCY", strconv.Itoa(consumer.DefaultConcurrency), "Batches processed at once by one worker; its prefetch is twice `WORKER_CONCURRENCY` × `WORKER_BATCH_SIZE`."},
 	{"WORKER_BATCH_SIZE", strconv.Itoa(consumer.DefaultBatchSize), "Most events committed in one MySQL transaction (as sets; a bad event still fails alone); 1: each on its own."},
 	{"WORKER_BATCH_WAIT", durationText(consumer.DefaultBatchWait), "How long a worker waits to fill a batch; 0s takes only those already delivered, adding no latency."},
@@ -132,6 +133,8 @@ type Config struct {
 	LogLevel         string
 	// QuorumInitialGroupSize is 0 when unset.
 	QuorumInitialGroupSize int
+	// DLQMaxLength is 0 when DLQ_MAX_LENGTH is unset.
+	DLQMaxLength int
 }
 
 // ErrMissingWebhookSecret is returned by RequireWebhookSecret.
@@ -198,6 +201,10 @@ func Load(getenv func(string) string) (Config, error) {
 	if v := l.str("QUORUM_INITIAL_GROUP_SIZE"); v != "" {
 		c.QuorumInitialGroupSize = l.positiveInt("QUORUM_INITIAL_GROUP_SIZE")
 	}
+	if v := l.str("DLQ_MAX_LENGTH"); v != "" {
+		c.DLQMaxLength = l.positiveInt("DLQ_MAX_LENGTH")
+	}
+
 	if u, err := url.Parse(c.StripeAPIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		l.fail("STRIPE_API_BASE", "must be an https URL such as https://api.stripe.com")
 	} else if u.Scheme == "http" && !netaddr.IsLoopback(u.Hostname()) {

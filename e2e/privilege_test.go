@@ -32,7 +32,8 @@ func TestLeastPrivilege(t *testing.T) {
 	sweep := amqpAs(broker.RoleSweep)
 	sweep["MYSQL_DSN"] = app
 
-	if out, err := s.run(amqpAs(broker.RoleTopology), "topology"); err != nil {
+	topology := amqpAs(broker.RoleTopology)
+	if out, err := s.run(topology, "topology", "--management-url", testenv.ManagementURLAs(t, topology["AMQP_URL"])); err != nil {
 		t.Fatalf("billing topology as the topology user: %v\n%s", err, out)
 	}
 	apiProc := s.start("api", api)

@@ -224,7 +224,7 @@ func TestQueueDepthsReadsTheBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := topo.Declare(ch); err != nil {
+	if err := topo.Declare(context.Background(), ch, testenv.ManagementClient(t)); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {

@@ -200,7 +200,7 @@ func TestTopologyCommand(t *testing.T) {
 	getenv := apiTestEnv(map[string]string{"AMQP_URL": testenv.AMQPURL(), "BILLING_NAMESPACE": ns, "RETRY_DELAYS": "1s,1m"})
 	for i := range 2 { // idempotent
 		stdout.Reset()
-		if err := run(context.Background(), []string{"topology"}, getenv, &stdout, &stderr); err != nil {
+		if err := run(context.Background(), []string{"topology", "--management-url", testenv.ManagementURL()}, getenv, &stdout, &stderr); err != nil {
 			t.Fatalf("run topology #%d = %v", i+1, err)
 		}
 	}

@@ -1,8 +1,7 @@
 package testenv
 
 import (
-	"encoding/json"
-	"fmt"
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -23,24 +22,68 @@ func Namespace(t testing.TB) string {
 	return ns
 }
 
-// Declare declares topo as `billing topology` would and returns it: the
-// components only check the topology, so a test that starts one declares
-// first. Its namespace should come from Namespace, which removes it.
+// Declare declares topo as `billing topology` would, policies included,
+// and returns it: the components only check the topology, so a test that
+// starts one declares first. Its namespace should come from Namespace,
+// which removes it (and its policies).
 func Declare(t testing.TB, topo broker.Topology) broker.Topology {
 	t.Helper()
-	conn, err := amqp.Dial(AMQPURL())
-	if err != nil {
-		t.Fatalf("testenv: declare topology: %v", err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err == nil {
-		err = topo.Declare(ch)
-	}
-	if err != nil {
+	if err := DeclareErr(t, topo); err != nil {
 		t.Fatalf("testenv: declare topology: %v", err)
 	}
 	return topo
+}
+
+// DeclareErr is Declare returning Declare's error, for a test of it.
+func DeclareErr(t testing.TB, topo broker.Topology) error {
+	t.Helper()
+	conn, err := amqp.Dial(AMQPURL())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	return topo.Declare(context.Background(), ch, ManagementClient(t))
+}
+
+// ManagementClient is a broker.Management on the test broker's management
+// API (the default vhost).
+func ManagementClient(t testing.TB) *broker.Management {
+	t.Helper()
+	return ManagementClientAs(t, "")
+}
+
+// ManagementClientAs is ManagementClient as the user of amqpURL (a URL
+// from RabbitUser); "" keeps ManagementURL's.
+func ManagementClientAs(t testing.TB, amqpURL string) *broker.Management {
+	t.Helper()
+	m, err := broker.NewManagement(ManagementURLAs(t, amqpURL), "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// ManagementURLAs is ManagementURL with the user and password of amqpURL
+// (a URL from RabbitUser), the RABBITMQ_API_URL of a process that runs as
+// that user; "" keeps ManagementURL's.
+func ManagementURLAs(t testing.TB, amqpURL string) string {
+	t.Helper()
+	base, err := url.Parse(ManagementURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if amqpURL != "" {
+		u, err := url.Parse(amqpURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base.User = u.User
+	}
+	return base.String()
 }
 
 // RabbitUser creates a RabbitMQ user with perm on the default vhost,
@@ -69,9 +112,10 @@ func RabbitUser(t testing.TB, perm broker.Permission) string {
 	return u.String()
 }
 
-// DeleteNamespace removes the queues and exchanges whose names start with ns+".".
+// DeleteNamespace removes the policies, queues and exchanges whose names
+// start with ns+".".
 func DeleteNamespace(t testing.TB, ns string) {
-	for _, kind := range []string{"queues", "exchanges"} {
+	for _, kind := range []string{"policies", "queues", "exchanges"} {
 		var items []struct {
 			Name string `json:"name"`
 		}
@@ -98,45 +142,11 @@ func Management(method, path string, body, out any) error {
 // ManagementAt is Management on another base URL, such as ManagementURL
 // with the credentials of a user the test created.
 func ManagementAt(baseURL, method, path string, body, out any) error {
-	base, err := url.Parse(baseURL)
+	m, err := broker.NewManagement(baseURL, "/")
 	if err != nil {
 		return err
 	}
-	var reader *strings.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		reader = strings.NewReader(string(b))
-	} else {
-		reader = strings.NewReader("")
-	}
-	req, err := http.NewRequest(method, base.Scheme+"://"+base.Host+path, reader)
-	if err != nil {
-		return err
-	}
-	if pw, ok := base.User.Password(); ok {
-		req.SetBasicAuth(base.User.Username(), pw)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		var msg struct {
-			Reason string `json:"reason"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&msg)
-		return fmt.Errorf("management %s %s: %s: %s", method, path, resp.Status, msg.Reason)
-	}
-	if out != nil {
-		return json.NewDecoder(resp.Body).Decode(out)
-	}
-	return nil
+	return m.Do(context.Background(), method, path, body, out)
 }
 
 // QueueDepth returns the number of ready + unacked messages in a queue,
