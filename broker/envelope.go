@@ -26,6 +26,11 @@ const (
 	HeaderReplays = "billing-replays"
 	// HeaderRedrives counts the sweep's automatic re-drives of a parked event.
 	HeaderRedrives = "billing-redrives"
+	// HeaderReplaySource says who sent a parked event back through the
+	// default exchange: ReplaySourceCLI or ReplaySourceSweep; absent for
+	// the UI's "Move messages". A failure drops it, so a later Move of the
+	// parked copy is not taken for the CLI's.
+	HeaderReplaySource = "billing-replay-source"
 
 	// The reason a message was parked in the DLQ.
 	HeaderError         = "billing-error"
@@ -46,7 +51,7 @@ const HeaderStripeSignature = "stripe-signature"
 // failureHeaders are the headers each failure writes afresh: a retry copy
 // drops them, a replay copy keeps them (they say why it was parked).
 var failureHeaders = []string{
-	HeaderAttempt, HeaderReplays, HeaderError, HeaderErrorClass, HeaderFirstFailedAt,
+	HeaderAttempt, HeaderReplays, HeaderReplaySource, HeaderError, HeaderErrorClass, HeaderFirstFailedAt,
 	HeaderLastFailedAt, HeaderSourceQueue, HeaderWorkerHost, HeaderParkedAt,
 }
 
@@ -92,11 +97,19 @@ func RetryCopy(d amqp.Delivery) amqp.Publishing {
 // keeps the count right whichever way the event was sent back.
 func ReplayCopy(d amqp.Delivery, redrive bool) amqp.Publishing {
 	msg := copyOf(d)
+	msg.Headers[HeaderReplaySource] = ReplaySourceCLI
 	if redrive {
 		msg.Headers[HeaderRedrives] = int64(HeaderInt(d.Headers, HeaderRedrives) + 1)
+		msg.Headers[HeaderReplaySource] = ReplaySourceSweep
 	}
 	return msg
 }
+
+// Values of HeaderReplaySource.
+const (
+	ReplaySourceCLI   = "cli"
+	ReplaySourceSweep = "sweep"
+)
 
 // copyOf republishes d: body and the properties of an event kept, the
 // delivery mode persistent unless d said otherwise, and every header but
@@ -170,29 +183,74 @@ const (
 	// UI's "Get messages, Reject requeue false").
 	Rejected Origin = "reject"
 	// Moved: a replay through the default exchange straight into the work
-	// queue (the UI's "Move messages", `billing dlq replay`, the sweep).
+	// queue (the UI's "Move messages").
 	Moved Origin = "move"
+	// ReplayedByCLI: `billing dlq replay`, through the default exchange.
+	ReplayedByCLI Origin = ReplaySourceCLI
+	// Redriven: the sweep's re-drive, through the default exchange.
+	Redriven Origin = ReplaySourceSweep
+	// DeadLettered: the broker itself dead-lettered the parked message
+	// through the DLQ's dead-letter exchange, no person involved: a
+	// delivery limit on the DLQ (RabbitMQ 4 gives quorum queues one of 20
+	// by default; each look raises the count), a TTL or a length limit a
+	// policy set. x-death says which (Attempt.DeathReason).
+	DeadLettered Origin = "dead_letter"
 )
 
-// OriginOf tells where d came from in topology t.
-func OriginOf(d amqp.Delivery, t Topology) Origin {
+// Origins lists every origin that is a replay, in the order metrics and
+// docs show them.
+var Origins = []Origin{Moved, Rejected, ReplayedByCLI, Redriven, DeadLettered}
+
+// OriginOf tells where d came from in topology t, and for a message the
+// broker dead-lettered out of the DLQ, why (x-death's reason).
+func OriginOf(d amqp.Delivery, t Topology) (Origin, string) {
 	switch d.Exchange {
 	case t.Return:
-		return Retried
+		return Retried, ""
 	case t.Replay:
-		return Rejected
+		// A person's "Reject requeue false" dead-letters with reason
+		// rejected; anything else is the broker's own doing.
+		if reason := deathReason(d.Headers, t.DLQ); reason != "" && reason != "rejected" {
+			return DeadLettered, reason
+		}
+		return Rejected, ""
 	case "":
-		return Moved
+		switch HeaderString(d.Headers, HeaderReplaySource) {
+		case ReplaySourceCLI:
+			return ReplayedByCLI, ""
+		case ReplaySourceSweep:
+			return Redriven, ""
+		}
+		return Moved, ""
 	}
-	return Fresh
+	return Fresh, ""
+}
+
+// deathReason is the reason of the newest x-death entry, when it is
+// queue's (RabbitMQ keeps the newest first); "" when there is none.
+func deathReason(h amqp.Table, queue string) string {
+	deaths, _ := h["x-death"].([]any)
+	if len(deaths) == 0 {
+		return ""
+	}
+	death, _ := deaths[0].(amqp.Table)
+	if q, _ := death["queue"].(string); q != queue {
+		return ""
+	}
+	reason, _ := death["reason"].(string)
+	return reason
 }
 
 // Replay reports whether the origin is a replay from the DLQ.
-func (o Origin) Replay() bool { return o == Rejected || o == Moved }
+func (o Origin) Replay() bool { return slices.Contains(Origins, o) }
 
 // Attempt is where a delivery stands in its retry schedule.
 type Attempt struct {
 	Origin Origin
+	// DeathReason is x-death's reason when the broker dead-lettered the
+	// message out of the DLQ (Origin DeadLettered): delivery_limit,
+	// expired or maxlen.
+	DeathReason string
 	// Prior is the number of failed attempts before this delivery.
 	Prior int
 	// Replays counts how often a person or the sweep sent the event back
@@ -207,7 +265,8 @@ func (a Attempt) Number() int { return a.Prior + 1 }
 // honoured only on a delivery back from a delay tier; anything else is a
 // fresh start, and a replay counts one more.
 func ReadAttempt(d amqp.Delivery, t Topology) Attempt {
-	a := Attempt{Origin: OriginOf(d, t), Replays: HeaderInt(d.Headers, HeaderReplays)}
+	origin, reason := OriginOf(d, t)
+	a := Attempt{Origin: origin, DeathReason: reason, Replays: HeaderInt(d.Headers, HeaderReplays)}
 	switch {
 	case a.Origin == Retried:
 		a.Prior = HeaderInt(d.Headers, HeaderAttempt)

@@ -12,6 +12,15 @@ import (
 
 var envTopo = broker.NewTopology("ns", []time.Duration{time.Minute, 5 * time.Minute}, 20)
 
+// deaths is an x-death header, newest first, of queue and reason pairs.
+func deaths(pairs ...string) amqp.Table {
+	var entries []any
+	for i := 0; i < len(pairs); i += 2 {
+		entries = append(entries, amqp.Table{"queue": pairs[i], "reason": pairs[i+1], "count": int64(1), "exchange": ""})
+	}
+	return amqp.Table{"x-death": entries}
+}
+
 func TestReadAttempt(t *testing.T) {
 	t.Parallel()
 	withHeaders := amqp.Table{broker.HeaderAttempt: int32(3), broker.HeaderReplays: int32(2)}
@@ -28,6 +37,19 @@ func TestReadAttempt(t *testing.T) {
 		{"DLQ reject requeue false is a replay", amqp.Delivery{Exchange: envTopo.Replay, Headers: withHeaders}, broker.Attempt{Origin: broker.Rejected, Replays: 3}, 1},
 		{"UI move messages is a replay", amqp.Delivery{Exchange: "", RoutingKey: envTopo.Work, Headers: withHeaders}, broker.Attempt{Origin: broker.Moved, Replays: 3}, 1},
 		{"first replay", amqp.Delivery{Exchange: envTopo.Replay}, broker.Attempt{Origin: broker.Rejected, Replays: 1}, 1},
+		{"UI reject, as x-death says", amqp.Delivery{Exchange: envTopo.Replay, Headers: deaths(envTopo.DLQ, "rejected", envTopo.Work, "delivery_limit")},
+			broker.Attempt{Origin: broker.Rejected, Replays: 1}, 1},
+		{"the DLQ's delivery limit, no person", amqp.Delivery{Exchange: envTopo.Replay, Headers: deaths(envTopo.DLQ, "delivery_limit")},
+			broker.Attempt{Origin: broker.DeadLettered, DeathReason: "delivery_limit", Replays: 1}, 1},
+		{"a TTL policy on the DLQ, no person", amqp.Delivery{Exchange: envTopo.Replay, Headers: deaths(envTopo.DLQ, "expired")},
+			broker.Attempt{Origin: broker.DeadLettered, DeathReason: "expired", Replays: 1}, 1},
+		// The work queue's delivery limit parked it; a person rejected it
+		// from the DLQ with an older RabbitMQ that wrote no entry of its own.
+		{"another queue's death is not the DLQ's", amqp.Delivery{Exchange: envTopo.Replay, Headers: deaths(envTopo.Work, "delivery_limit")},
+			broker.Attempt{Origin: broker.Rejected, Replays: 1}, 1},
+		{"billing dlq replay", amqp.Delivery{Exchange: "", Headers: amqp.Table{broker.HeaderReplaySource: "cli"}}, broker.Attempt{Origin: broker.ReplayedByCLI, Replays: 1}, 1},
+		{"the sweep's re-drive", amqp.Delivery{Exchange: "", Headers: amqp.Table{broker.HeaderReplaySource: "sweep"}}, broker.Attempt{Origin: broker.Redriven, Replays: 1}, 1},
+		{"a source header on a fresh event is no replay", amqp.Delivery{Exchange: envTopo.Events, Headers: amqp.Table{broker.HeaderReplaySource: "cli"}}, broker.Attempt{Origin: broker.Fresh}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,7 +61,7 @@ func TestReadAttempt(t *testing.T) {
 			if got.Number() != tt.wantNext {
 				t.Errorf("Number = %d, want %d", got.Number(), tt.wantNext)
 			}
-			if got.Origin.Replay() != (tt.want.Origin == broker.Rejected || tt.want.Origin == broker.Moved) {
+			if got.Origin.Replay() != (tt.want.Origin != broker.Fresh && tt.want.Origin != broker.Retried) {
 				t.Errorf("Replay = %v for origin %s", got.Origin.Replay(), got.Origin)
 			}
 		})
@@ -115,8 +137,9 @@ func TestCopies(t *testing.T) {
 		{"retry", broker.RetryCopy(d), with(amqp.Table{"tenant": "acme", broker.HeaderStripeSignature: "t=1,v1=abc", broker.HeaderRedrives: int32(1)})},
 		// A replay keeps our headers (the reason it was parked, Stripe's
 		// signature) but no x-*.
-		{"replay", broker.ReplayCopy(d, false), with(plus(ours, broker.HeaderRedrives, int32(1)))},
-		{"sweep re-drive", broker.ReplayCopy(d, true), with(plus(ours, broker.HeaderRedrives, int64(2)))},
+		// It says who sent it back: the CLI or the sweep.
+		{"replay", broker.ReplayCopy(d, false), with(plus(plus(ours, broker.HeaderRedrives, int32(1)), broker.HeaderReplaySource, "cli"))},
+		{"sweep re-drive", broker.ReplayCopy(d, true), with(plus(plus(ours, broker.HeaderRedrives, int64(2)), broker.HeaderReplaySource, "sweep"))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -456,6 +456,12 @@ func (c *Consumer) newItem(d amqp.Delivery, start time.Time) *item {
 	if it.a.Replays > 0 {
 		it.logger = it.logger.With("replays", it.a.Replays, "origin", string(it.a.Origin))
 	}
+	if it.a.Origin == broker.DeadLettered {
+		// No person sent it back: the broker dead-lettered the parked
+		// message (a delivery limit on the DLQ, a TTL or length policy).
+		it.logger = it.logger.With("dead_letter_reason", it.a.DeathReason)
+		it.logger.Warn("parked event dead-lettered out of the DLQ by the broker, not replayed by a person")
+	}
 	return it
 }
 

@@ -30,12 +30,19 @@ import (
 // Sources of a replayed (re-driven) parked event: the "source" label of
 // billing_events_replayed_total, the broker.Origin's name.
 const (
-	// Through the default exchange: the UI's "Move messages" shovel,
-	// `billing dlq replay` and `billing sweep` alike.
+	// Through the default exchange without our source header: the UI's
+	// "Move messages" shovel.
 	ReplayMove = string(broker.Moved)
 	// Through the DLQ's dead-letter exchange: the UI's "Get messages,
 	// Reject requeue false".
 	ReplayReject = string(broker.Rejected)
+	// `billing dlq replay` and `billing sweep`: the default exchange with
+	// billing-replay-source.
+	ReplayCLI   = string(broker.ReplayedByCLI)
+	ReplaySweep = string(broker.Redriven)
+	// The broker's own dead-lettering out of the DLQ (x-death reason
+	// delivery_limit, expired or maxlen): no person sent it back.
+	ReplayDeadLettered = string(broker.DeadLettered)
 )
 
 // Buckets of the publish-confirm latency: 1 ms to 5 s, the PUBLISH_TIMEOUT default.
@@ -193,13 +200,11 @@ func New(reg prometheus.Registerer) *Metrics {
 	)
 	bi := buildinfo.Read()
 	m.BuildInfo.WithLabelValues(bi.Version, bi.GoVersion, bi.Revision).Set(1)
-	// The sources a worker can tell apart start at zero, so that rate()
-	// sees the series from the first scrape. A worker cannot tell a
-	// hand-published copy from a fresh event, nor `billing dlq replay` and
-	// `billing sweep` from the UI's "Move messages" (all three go through
-	// the default exchange): those count as "move".
-	for _, s := range []string{ReplayMove, ReplayReject} {
-		m.Replayed.WithLabelValues(s)
+	// Every source starts at zero, so that rate() sees the series from the
+	// first scrape. A hand-published copy ("Publish message") is a fresh
+	// event to the worker, not a replay.
+	for _, o := range broker.Origins {
+		m.Replayed.WithLabelValues(string(o))
 	}
 	return m
 }

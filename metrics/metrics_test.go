@@ -309,8 +309,8 @@ func TestRegistriesAreIndependent(t *testing.T) {
 func TestReplaySourcesStartAtZero(t *testing.T) {
 	t.Parallel()
 	_, m := setup(t)
-	if n := testutil.CollectAndCount(m.Replayed); n != 2 {
-		t.Errorf("replayed series before any replay = %d, want 2 (move, reject: the sources a worker tells apart)", n)
+	if n := testutil.CollectAndCount(m.Replayed); n != 5 {
+		t.Errorf("replayed series before any replay = %d, want 5 (move, reject, cli, sweep, dead_letter: the sources a worker tells apart)", n)
 	}
 }
 

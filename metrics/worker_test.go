@@ -81,6 +81,27 @@ func TestEventObserver(t *testing.T) {
 			[]series{{"reject", func(m *metrics.Metrics) float64 {
 				return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplayReject))
 			}, 1}}},
+		{"dead-lettered out of the DLQ by the broker, apart from a person's replay", consumer.Outcome{EventType: "x", Result: "acked", Origin: broker.DeadLettered},
+			[]series{
+				{"dead_letter", func(m *metrics.Metrics) float64 {
+					return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplayDeadLettered))
+				}, 1},
+				{"reject", func(m *metrics.Metrics) float64 {
+					return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplayReject))
+				}, 0},
+			}},
+		{"the CLI's replay and the sweep's re-drive apart from the UI's move", consumer.Outcome{EventType: "x", Result: "acked", Origin: broker.ReplayedByCLI},
+			[]series{
+				{"cli", func(m *metrics.Metrics) float64 {
+					return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplayCLI))
+				}, 1},
+				{"sweep", func(m *metrics.Metrics) float64 {
+					return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplaySweep))
+				}, 0},
+				{"move", func(m *metrics.Metrics) float64 {
+					return testutil.ToFloat64(m.Replayed.WithLabelValues(metrics.ReplayMove))
+				}, 0},
+			}},
 		{"a dropped replay counts when it comes back", consumer.Outcome{EventType: "x", Result: "dropped", Origin: broker.Moved},
 			[]series{
 				{"move", func(m *metrics.Metrics) float64 {
