@@ -42,7 +42,7 @@ type Observer interface {
 // Defaults of a Server's settings (config.Vars refers to them).
 const (
 	DefaultAddr            = ":8080"
-	DefaultMaxBodyBytes    = 1 << 20
+	DefaultMaxBodyBytes    = verify.DefaultMaxBodyBytes
 	DefaultTolerance       = verify.DefaultTolerance
 	DefaultPublishTimeout  = 5 * time.Second
 	DefaultShutdownTimeout = 20 * time.Second

@@ -24,7 +24,6 @@ var (
 	errBadSignature       = errors.New("no valid signature")
 	errExpiredSignature   = errors.New("signature timestamp outside tolerance")
 	errFutureSignature    = verify.ErrFutureSignature
-	errNotEvent           = errors.New("body is not a Stripe event")
 	// errUnavailable wraps every publish failure: the event may not be in
 	// a queue, so Stripe must retry.
 	errUnavailable = errors.New("event not stored, retry later")
@@ -64,8 +63,12 @@ func status(err error) (code int, message, outcome string) {
 		return http.StatusBadRequest, errExpiredSignature.Error(), "expired_signature"
 	case errors.Is(err, errFutureSignature):
 		return http.StatusBadRequest, errFutureSignature.Error(), "future_signature"
-	case errors.Is(err, errNotEvent):
-		return http.StatusBadRequest, errNotEvent.Error(), "not_an_event"
+	case errors.Is(err, verify.ErrMalformed):
+		// The reader's words: what is wrong with the body and where, no
+		// internals (verify.ReadEnvelope).
+		return http.StatusBadRequest, err.Error(), "malformed_body"
+	case errors.Is(err, verify.ErrNotEvent):
+		return http.StatusBadRequest, verify.ErrNotEvent.Error(), "not_an_event"
 	case errors.Is(err, verify.ErrBadID):
 		return http.StatusBadRequest, verify.ErrBadID.Error(), "bad_event_id"
 	case errors.Is(err, verify.ErrBadType):

@@ -277,28 +277,18 @@ func isHex(s string) bool {
 	return true
 }
 
-// event is what the api reads of a verified body: the message id and
-// routing key, and the created time it must not lie about. The rest of
-// the event is the worker's to decode.
-type event struct {
-	ID      string `json:"id"`
-	Object  string `json:"object"`
-	Type    string `json:"type"`
-	Created int64  `json:"created"`
-}
-
 // verify checks the signature against every configured secret (any one
 // accepts; verify.Signature, stripe-go's check) and that the signed body
-// is a Stripe event of Stripe's form. The header has passed
+// is a Stripe event of Stripe's form, read as the worker reads it
+// (verify.ReadEnvelope, verify.CheckEvent). The header has passed
 // checkSignatureHeader. Events of any API version are accepted: the
 // endpoint's pinned version may differ from stripe-go's, and refusing them
-// would make Stripe retry for days. Of the body only id, object, type and
-// created are read (readEvent), not a stripe.Event with data.object as
-// maps, which cost the api more than the rest of the request (a third of
-// its CPU under load).
-func (s *Server) verify(body []byte, header string) (event, error) {
+// would make Stripe retry for days. Of the body only its envelope is
+// read, not a stripe.Event with data.object as maps, which cost the api
+// more than the rest of the request (a third of its CPU under load).
+func (s *Server) verify(body []byte, header string) (verify.Envelope, error) {
 	if header == "" {
-		return event{}, errNoSignature
+		return verify.Envelope{}, errNoSignature
 	}
 	// The wall clock, not cfg.Now: stripe-go checks a signature's age
 	// against it, and both bounds must read the same clock.
@@ -306,35 +296,21 @@ func (s *Server) verify(body []byte, header string) (event, error) {
 	switch err := verify.Signature(body, header, s.cfg.Secrets, s.cfg.Tolerance, now); {
 	case err == nil:
 	case errors.Is(err, webhook.ErrNotSigned):
-		return event{}, errNoSignature
+		return verify.Envelope{}, errNoSignature
 	case errors.Is(err, webhook.ErrInvalidHeader):
-		return event{}, errMalformedSignature
+		return verify.Envelope{}, errMalformedSignature
 	case errors.Is(err, webhook.ErrTooOld): // the body took its time
-		return event{}, errExpiredSignature
+		return verify.Envelope{}, errExpiredSignature
 	case errors.Is(err, verify.ErrFutureSignature):
-		return event{}, errFutureSignature
+		return verify.Envelope{}, errFutureSignature
 	default:
-		return event{}, errBadSignature
+		return verify.Envelope{}, errBadSignature
 	}
-	ev, err := readEvent(body)
+	ev, err := verify.ReadEnvelope(body)
 	if err != nil {
-		// The signature matched; the body is not a JSON object.
-		return event{}, errNotEvent
+		return verify.Envelope{}, err
 	}
-	return ev, checkEvent(ev, now, s.cfg.Tolerance)
-}
-
-// checkEvent accepts what a Stripe event must have: the worker would
-// park anything else as unverified. id and type become the message id and
-// routing key.
-func checkEvent(ev event, now time.Time, tolerance time.Duration) error {
-	if ev.Object != "event" || ev.ID == "" || ev.Type == "" {
-		return errNotEvent
-	}
-	if err := verify.Form(ev.ID, ev.Type); err != nil {
-		return err
-	}
-	return verify.Created(time.Unix(ev.Created, 0), now, tolerance)
+	return ev, verify.CheckEvent(ev, now, s.cfg.Tolerance)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request, res *result) {

@@ -103,15 +103,7 @@ func TestWebhookRejects(t *testing.T) {
 	}
 	changed := bytes.Replace(body, []byte("evt_bad"), []byte("evt_bae"), 1)
 	large := append(bytes.Repeat([]byte(" "), maxBody), body...)
-	tests := []struct {
-		name    string
-		method  string
-		path    string
-		body    func() io.Reader
-		header  map[string]string
-		status  int
-		message string
-	}{
+	tests := []rejected{
 		{"no signature header", "POST", "/webhooks/stripe", reader(body), json, 400, "missing Stripe-Signature header"},
 		{"malformed signature header", "POST", "/webhooks/stripe", reader(body),
 			map[string]string{"Content-Type": "application/json", "Stripe-Signature": "garbage"}, 400, "malformed Stripe-Signature header"},
@@ -135,11 +127,13 @@ func TestWebhookRejects(t *testing.T) {
 		{"body over the cap", "POST", "/webhooks/stripe", reader(large), signed(large, secret, time.Now()), 413, "body too large"},
 		{"body over the cap, chunked", "POST", "/webhooks/stripe", chunked(large), signed(large, secret, time.Now()), 413, "body too large"},
 		{"empty body", "POST", "/webhooks/stripe", reader(nil), signed(nil, secret, time.Now()), 400, "empty body"},
-		{"signed body that is not JSON", "POST", "/webhooks/stripe", reader([]byte("hello")), signed([]byte("hello"), secret, time.Now()), 400, "body is not a Stripe event"},
+		{"signed body that is not JSON", "POST", "/webhooks/stripe", reader([]byte("hello")), signed([]byte("hello"), secret, time.Now()), 400, "malformed body: not a JSON object at byte 0"},
 		{"signed JSON that is not an event", "POST", "/webhooks/stripe", reader([]byte(`{"id":"cus_1","object":"customer"}`)),
 			signed([]byte(`{"id":"cus_1","object":"customer"}`), secret, time.Now()), 400, "body is not a Stripe event"},
 		{"signed event without a type", "POST", "/webhooks/stripe", reader([]byte(`{"id":"evt_1","object":"event"}`)),
 			signed([]byte(`{"id":"evt_1","object":"event"}`), secret, time.Now()), 400, "body is not a Stripe event"},
+		{"signed event without created", "POST", "/webhooks/stripe", reader(bytes.Replace(body, []byte(`"created": 1700000000`), []byte(`"created": null`), 1)),
+			signed(bytes.Replace(body, []byte(`"created": 1700000000`), []byte(`"created": null`), 1), secret, time.Now()), 400, "body is not a Stripe event"},
 		// Stripe's forms: an id or type the worker would park as
 		// unverified, a created time or signature from the future, is
 		// refused before it reaches the broker (docs/security.md).
@@ -164,6 +158,27 @@ func TestWebhookRejects(t *testing.T) {
 			map[string]string{"Stripe-Signature": sign(body, secret, time.Now())}, 415, "content type must be application/json"},
 		{"unknown path", "POST", "/webhooks/stripe/", reader(body), signed(body, secret, time.Now()), 404, "not found"},
 	}
+	// One body, one way (verify.ReadEnvelope): what encoding/json or the
+	// worker would read otherwise than the api, and what is no JSON.
+	// Each member is put first in the object, at byte 1.
+	second := len(`{"id":"evt_x",`)
+	for _, m := range []struct{ name, member, message string }{
+		{"ID beside id", `"ID":"evt_other"`, `malformed body: key "ID" stands for "id": envelope keys must be spelt exactly at byte 1`},
+		{"escaped id beside id", `"\u0069d":"evt_other"`, `malformed body: key "\\u0069d" stands for "id": envelope keys must be spelt exactly at byte 1`},
+		{"a second id", `"id":"evt_x","id":"evt_other"`, fmt.Sprintf(`malformed body: key "id" given twice at byte %d`, second)},
+		{"Type beside type", `"Type":"customer.created"`, `malformed body: key "Type" stands for "type": envelope keys must be spelt exactly at byte 1`},
+		{"CREATED beside created", `"CREATED":4102444800`, `malformed body: key "CREATED" stands for "created": envelope keys must be spelt exactly at byte 1`},
+		{"escaped object beside object", `"obj\u0065ct":"customer"`, `malformed body: key "obj\\u0065ct" stands for "object": envelope keys must be spelt exactly at byte 1`},
+		{"a bare word", `"note":yes`, `malformed body: invalid character 'y' at byte 8`},
+		{"a leading zero", `"note":012`, `malformed body: number with a leading zero at byte 8`},
+		{"an unknown escape", `"note":"a\qb"`, `malformed body: invalid escape '\q' at byte 10`},
+		{"a raw control byte", "\"note\":\"a\x01b\"", `malformed body: control character 0x01 in a string at byte 10`},
+		{"invalid UTF-8", "\"note\":\"a\xffb\"", `malformed body: invalid UTF-8 at byte 10`},
+		{"nested 100 deep", `"note":` + strings.Repeat("[", 100) + strings.Repeat("]", 100), `malformed body: nested deeper than 64 levels at byte 71`},
+	} {
+		b := append([]byte("{"+m.member+","), body[1:]...)
+		tests = append(tests, rejected{m.name, "POST", "/webhooks/stripe", reader(b), signed(b, secret, time.Now()), 400, m.message})
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -178,6 +193,17 @@ func TestWebhookRejects(t *testing.T) {
 			f.assertEmpty(t)
 		})
 	}
+}
+
+// rejected is a request TestWebhookRejects sends and the error it must get.
+type rejected struct {
+	name    string
+	method  string
+	path    string
+	body    func() io.Reader
+	header  map[string]string
+	status  int
+	message string
 }
 
 // createdAt is body with its created time replaced.

@@ -68,7 +68,7 @@ var Vars = []Var{
 	{"HTTP_ADDR", api.DefaultAddr, "Listen address of `api`, the port Stripe reaches: the webhook, /healthz and a /readyz without detail."},
 	{"METRICS_ADDR", metrics.DefaultAddr, "Listen address of `api`, `worker` and `sweep --every` for /metrics, /healthz and /readyz with its checks; keep it off the internet."},
 	{"BILLING_NAMESPACE", broker.DefaultNamespace, "Prefix of every exchange and queue name."},
-	{"WEBHOOK_MAX_BODY_BYTES", strconv.Itoa(api.DefaultMaxBodyBytes), "Largest webhook body accepted; larger ones get 413."},
+	{"WEBHOOK_MAX_BODY_BYTES", strconv.Itoa(api.DefaultMaxBodyBytes), "Largest body; above it `api` says 413, `worker` parks."},
 	{"WEBHOOK_MAX_INFLIGHT", strconv.Itoa(api.DefaultMaxInFlight), "Webhooks read and published at once; over it 503 before the body is read."},
 	{"WEBHOOK_BODY_TIMEOUT", durationText(api.DefaultBodyTimeout), "Time to send the body once in flight; then 408."},
 	{"WEBHOOK_MAX_CONNS", strconv.Itoa(api.DefaultMaxConns), "Most connections the api holds open."},

@@ -450,7 +450,11 @@ const (
 
 func (c *Consumer) newItem(d amqp.Delivery, start time.Time) *item {
 	it := &item{d: d, a: c.failures.Attempt(d), start: start}
-	id, typ := broker.Identity(d.MessageId, d.Type, d.Body)
+	body := d.Body
+	if !c.cfg.Verifier.Readable(body) {
+		body = nil // the verifier parks it unread; its properties name it
+	}
+	id, typ := broker.Identity(d.MessageId, d.Type, body)
 	it.ev = Delivery{ID: id, Type: typ, Body: d.Body, Signature: broker.HeaderString(d.Headers, broker.HeaderStripeSignature), Attempt: it.a.Number(), Replays: it.a.Replays, Redelivered: d.Redelivered, report: &it.handled}
 	it.logger = c.logger.With("event_id", id, "event_type", typ, "attempt", it.ev.Attempt)
 	if it.a.Replays > 0 {

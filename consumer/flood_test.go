@@ -60,7 +60,7 @@ func TestUnsignedFloodBoundsStripeCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	w := startVerifying(t, fetcher, m, consumer.DefaultBatchSize, true)
+	w := startVerifying(t, fetcher, m, consumer.DefaultBatchSize, true, 0)
 
 	// The flood, in chunks on a plain channel (no confirms: at once), a
 	// signed invoice.finalized before each chunk (so that every signed

@@ -297,20 +297,22 @@ func TestMalformedEventFromTheProcessorIsParked(t *testing.T) {
 	outcomes := &counter{}
 	h.start(consumer.Process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) { c.Observer = outcomes })
 	begin := time.Now()
-	noType := []byte(`{"id":"evt_NoType","object":"event","created":1700000000,"data":{"object":{"id":"cus_x"}}}`)
-	h.publish("evt_NoType", "", noType)
+	// Signed and of Stripe's form, so the verifier passes it; its
+	// data.object is no object, which the processor refuses.
+	noObject := []byte(`{"id":"evt_NoObject","object":"event","type":"customer.created","created":1700000000,"data":{"object":"cus_x"}}`)
+	h.publish("evt_NoObject", "customer.created", noObject)
 	for i := range 3 {
 		id := fmt.Sprintf("evt_after_%d", i)
 		h.publish(id, "customer.created", billingtest.Event(id, "customer.created", begin, billingtest.Customer("cus_after_"+fmt.Sprint(i), "x@example.com")))
 	}
 	got := h.getDLQ(1, time.Second)[0]
 	t.Logf("parked %s after %s", got.MessageId, time.Since(begin).Round(time.Millisecond))
-	if got.Headers[broker.HeaderErrorClass] != "permanent" || got.MessageId != "evt_NoType" {
-		t.Errorf("parked %q class %v, want evt_NoType permanent", got.MessageId, got.Headers[broker.HeaderErrorClass])
+	if got.Headers[broker.HeaderErrorClass] != "permanent" || got.MessageId != "evt_NoObject" {
+		t.Errorf("parked %q class %v, want evt_NoObject permanent", got.MessageId, got.Headers[broker.HeaderErrorClass])
 	}
 	waitFor(t, 5*time.Second, func() bool { return outcomes.get("acked") == 3 && outcomes.get("parked") == 1 }, "the other events applied")
 	var status string
-	store.DB().Raw("SELECT status FROM stripe_events WHERE id = 'evt_NoType'").Scan(&status)
+	store.DB().Raw("SELECT status FROM stripe_events WHERE id = 'evt_NoObject'").Scan(&status)
 	if status != "dead" {
 		t.Errorf("ledger status of the parked event = %q, want dead", status)
 	}

@@ -21,11 +21,14 @@ import (
 	"github.com/stripe-billing/billing/internal/testenv"
 )
 
-// jsonHandler applies events that parse and refuses the rest as permanent,
-// recording every call.
+// jsonHandler applies events whose data.object is an object and refuses
+// the rest as permanent, recording every call.
 func jsonHandler(rec *calls) consumer.Handler {
 	return consumer.HandlerFunc(func(_ context.Context, d consumer.Delivery) error {
-		var ev struct{ ID string }
+		var ev struct {
+			ID   string
+			Data struct{ Object map[string]any }
+		}
 		err := json.Unmarshal(d.Body, &ev)
 		if err != nil {
 			err = failure.MarkPermanent(fmt.Errorf("test: malformed event: %w", err))
@@ -42,14 +45,17 @@ func TestMalformedEventIsParkedWhileOthersFlow(t *testing.T) {
 	h.start(jsonHandler(rec), h.router(nil), nil)
 
 	start := time.Now()
-	h.publish("evt_bad", "invoice.paid", []byte(`{"id":"evt_bad", not json`))
+	// An event the verifier passes (signed, of Stripe's form) and the
+	// handler refuses.
+	bad := `{"id":"evt_bad","object":"event","type":"invoice.paid","created":1700000000,"data":"not an object"}`
+	h.publish("evt_bad", "invoice.paid", []byte(bad))
 	for i := range 5 {
 		id := fmt.Sprintf("evt_good_%d", i)
 		h.publish(id, "customer.created", eventJSON(id, "customer.created"))
 	}
 	parked := h.getDLQ(1, time.Second)
 	got := parked[0]
-	if got.MessageId != "evt_bad" || string(got.Body) != `{"id":"evt_bad", not json` || got.Type != "invoice.paid" ||
+	if got.MessageId != "evt_bad" || string(got.Body) != bad || got.Type != "invoice.paid" ||
 		got.ContentType != "application/json" || got.DeliveryMode != amqp.Persistent || got.AppId != "billing-api" {
 		t.Errorf("parked message lost its properties: id %q type %q ct %q mode %d body %q", got.MessageId, got.Type, got.ContentType, got.DeliveryMode, got.Body)
 	}

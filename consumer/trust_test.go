@@ -54,8 +54,9 @@ type trusted struct {
 }
 
 // startTrusted runs a worker whose verifier fetches from apiBase ("" for
-// no Stripe API key); batch > 1 runs the batch path.
-func startTrusted(t *testing.T, apiBase string, batch int) *trusted {
+// no Stripe API key), with maxBody its size cap when given; batch > 1
+// runs the batch path.
+func startTrusted(t *testing.T, apiBase string, batch int, maxBody ...int64) *trusted {
 	t.Helper()
 	m := metrics.New(metrics.NewRegistry())
 	var fetch verify.Fetcher
@@ -66,16 +67,17 @@ func startTrusted(t *testing.T, apiBase string, batch int) *trusted {
 		}
 		fetch = f
 	}
-	return startVerifying(t, fetch, m, batch, false)
+	return startVerifying(t, fetch, m, batch, false, append(maxBody, 0)[0])
 }
 
 // startVerifying runs a worker whose verifier fetches with fetch (nil: no
-// Stripe API key) and counts in m. A flood's worker is the default
+// Stripe API key), caps bodies at maxBody (0: the default) and counts in
+// m. A flood's worker is the default
 // worker's size (consumer.DefaultConcurrency batches), parks a failure
 // after one attempt, logs nothing and marks no parked event dead in the
 // ledger: thousands of messages, and none of that is what its test
 // looks at.
-func startVerifying(t *testing.T, fetch verify.Fetcher, m *metrics.Metrics, batch int, flood bool) *trusted {
+func startVerifying(t *testing.T, fetch verify.Fetcher, m *metrics.Metrics, batch int, flood bool, maxBody int64) *trusted {
 	t.Helper()
 	attempts := 2
 	if flood {
@@ -91,7 +93,11 @@ func startVerifying(t *testing.T, fetch verify.Fetcher, m *metrics.Metrics, batc
 	}
 	proc := billing.NewProcessor(w.store, nil)
 	h.start(consumer.Process(proc), router, func(c *consumer.Config) {
-		c.Verifier = testenv.Verifier(t, fetch)
+		v, err := verify.New(verify.Config{Secrets: []string{testenv.WebhookSecret}, Fetcher: fetch, MaxBodyBytes: maxBody})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Verifier = v
 		c.Observer = observers{w.out, metrics.NewEventObserver(w.metrics, h.topo, proc.Handled())}
 		if batch > 1 {
 			c.BatchSize, c.BatchWait, c.Batch = batch, 50*time.Millisecond, consumer.ProcessBatch(proc)

@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/encoding/json"
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/stripe-billing/billing/failure"
@@ -27,6 +26,11 @@ import (
 // DefaultTolerance is how far an event's created time (and, at the api, a
 // signature's timestamp) may lie in the future: clocks differ a little.
 const DefaultTolerance = 5 * time.Minute
+
+// DefaultMaxBodyBytes is the largest event body the api accepts and the
+// worker reads (WEBHOOK_MAX_BODY_BYTES). Stripe publishes no limit; real
+// invoices exceed 64 KiB.
+const DefaultMaxBodyBytes = 1 << 20
 
 // Errors of an event's form; the api answers each with a 400 and its text.
 var (
@@ -39,6 +43,19 @@ var (
 	errUnknownEvent    = errors.New("no valid signature, and Stripe does not know the event")
 	errCopyDisagrees   = errors.New("Stripe's copy of the event has another id")
 )
+
+// CheckEvent checks that env is an event of Stripe's form: object
+// "event", a positive created, an id and a type (ErrNotEvent); the id and
+// type of Stripe's forms (Form); created at most tolerance after now.
+func CheckEvent(env Envelope, now time.Time, tolerance time.Duration) error {
+	if env.Object != "event" || env.ID == "" || env.Type == "" || env.Created <= 0 {
+		return ErrNotEvent
+	}
+	if err := Form(env.ID, env.Type); err != nil {
+		return err
+	}
+	return Created(time.Unix(env.Created, 0), now, tolerance)
+}
 
 // Form checks an event's id and type.
 func Form(id, eventType string) error {
@@ -167,7 +184,9 @@ const (
 	// UnknownEvent: not signed by our secrets, and Stripe answered 400,
 	// 403 or 404 for the id on the account claimed.
 	UnknownEvent Reason = "unknown_event"
-	// Malformed: Stripe's copy is not the event asked for.
+	// Malformed: the body is over the size cap, not JSON read one way
+	// (ReadEnvelope), or no event (ErrNotEvent); or Stripe's copy is not
+	// the event asked for.
 	Malformed Reason = "malformed"
 )
 
@@ -218,6 +237,9 @@ type Config struct {
 	// Tolerance is how far created may lie in the future; default
 	// DefaultTolerance.
 	Tolerance time.Duration
+	// MaxBodyBytes: a larger body is Malformed before anything reads it,
+	// as the api refuses it; default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
 	// Fetcher gets the events that carry no valid signature; nil (no
 	// Stripe API key) leaves them unverified.
 	Fetcher Fetcher
@@ -239,11 +261,18 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Tolerance <= 0 {
 		cfg.Tolerance = DefaultTolerance
 	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	return &Verifier{cfg: cfg}, nil
 }
+
+// Readable reports whether body is within the size cap: a larger one is
+// read by nothing, not even for the id it claims.
+func (v *Verifier) Readable(body []byte) bool { return int64(len(body)) <= v.cfg.MaxBodyBytes }
 
 // Message is a message as the worker received it.
 type Message struct {
@@ -263,24 +292,22 @@ type Event struct {
 	Fetched bool
 }
 
-// envelope is what Verify reads of an event body.
-type envelope struct {
-	ID      string `json:"id"`
-	Type    string `json:"type"`
-	Created int64  `json:"created"`
-	Account string `json:"account"`
-}
-
-// Verify returns the event to apply for m. A body signed with one of our
-// secrets (any age) is applied as it is. Anything else (no signature, a
-// secret rotated out, a body edited by hand) is applied only as Stripe's
-// own copy, fetched by the id m claims; the rest of m's body is ignored.
-// An error marked failure.Unverified (an *Error) when neither holds or
-// the event's form is wrong; any other error (Stripe unreachable) is
-// transient.
+// Verify returns the event to apply for m. Every body is first read as
+// the api reads it (size cap, ReadEnvelope), signed or not: one that
+// fails is Malformed before any decoder runs or Stripe is asked. A body
+// signed with one of our secrets (any age) is applied as it is. Anything
+// else (no signature, a secret rotated out, a body edited by hand) is
+// applied only as Stripe's own copy, fetched by the id m claims; the rest
+// of m's body is ignored. An error marked failure.Unverified (an *Error)
+// when neither holds or the event's form is wrong; any other error
+// (Stripe unreachable) is transient.
 func (v *Verifier) Verify(ctx context.Context, m Message) (Event, error) {
+	claimed, err := v.read(m.Body)
+	if err != nil {
+		return Event{}, unverified(m.ID, Malformed, err)
+	}
 	if m.Signature != "" && Signature(m.Body, m.Signature, v.cfg.Secrets, 0, time.Time{}) == nil {
-		return v.event(m, m.Body, false)
+		return v.event(m.Body, claimed, false)
 	}
 	if !validID(m.ID) {
 		return Event{}, unverified(m.ID, BadID, ErrBadID) // never ask Stripe for garbage
@@ -288,42 +315,47 @@ func (v *Verifier) Verify(ctx context.Context, m Message) (Event, error) {
 	if v.cfg.Fetcher == nil {
 		return Event{}, unverified(m.ID, NoAPIKey, errNoAPIKey)
 	}
-	var claimed envelope
-	_ = json.Unmarshal(m.Body, &claimed) // the account only scopes the lookup
 	if claimed.Account != "" && !ValidAccount(claimed.Account) {
 		return Event{}, unverified(m.ID, BadAccount, ErrBadAccount) // never a header of ours
 	}
-	body, err := v.cfg.Fetcher.FetchEvent(ctx, m.ID, claimed.Account)
+	body, err := v.cfg.Fetcher.FetchEvent(ctx, m.ID, claimed.Account) // the account only scopes the lookup
 	switch {
 	case failure.Of(err) == failure.Unverified:
 		return Event{}, unverified(m.ID, UnknownEvent, fmt.Errorf("%w: %w", errUnknownEvent, err))
 	case err != nil:
 		return Event{}, fmt.Errorf("verify: fetch event %s from Stripe: %w", m.ID, err)
 	}
-	var copied envelope
-	if json.Unmarshal(body, &copied) != nil || copied.ID != m.ID {
+	copied, err := v.read(body)
+	switch {
+	case err != nil:
+		return Event{}, unverified(m.ID, Malformed, fmt.Errorf("Stripe's copy: %w", err))
+	case copied.ID != m.ID:
 		return Event{}, unverified(m.ID, Malformed, errCopyDisagrees)
 	}
-	return v.event(m, body, true)
+	return v.event(body, copied, true)
 }
 
-// event checks the form of a trusted body. A body that is no event at
-// all (not JSON, no id or type) goes on as it is, under the claimed id
-// and type: Stripe's signature vouches for it, and the handler parks it as
-// malformed (permanent), which is what it is.
-func (v *Verifier) event(m Message, body []byte, fetched bool) (Event, error) {
-	var e envelope
-	if json.Unmarshal(body, &e) != nil || e.ID == "" || e.Type == "" {
-		return Event{ID: m.ID, Type: m.Type, Body: body, Fetched: fetched}, nil
+// read checks body's size and reads its envelope.
+func (v *Verifier) read(body []byte) (Envelope, error) {
+	if !v.Readable(body) {
+		return Envelope{}, fmt.Errorf("%w: %d bytes, over the cap of %d", ErrMalformed, len(body), v.cfg.MaxBodyBytes)
 	}
-	switch err := Form(e.ID, e.Type); {
+	return ReadEnvelope(body)
+}
+
+// event checks the form of a trusted body and its envelope env: a body
+// that is no event is Malformed, whoever signed it.
+func (v *Verifier) event(body []byte, env Envelope, fetched bool) (Event, error) {
+	switch err := CheckEvent(env, v.cfg.Now(), v.cfg.Tolerance); {
+	case err == nil:
+		return Event{ID: env.ID, Type: env.Type, Body: body, Fetched: fetched}, nil
 	case errors.Is(err, ErrBadID):
-		return Event{}, unverified(e.ID, BadID, err)
-	case err != nil:
-		return Event{}, unverified(e.ID, BadType, err)
+		return Event{}, unverified(env.ID, BadID, err)
+	case errors.Is(err, ErrBadType):
+		return Event{}, unverified(env.ID, BadType, err)
+	case errors.Is(err, ErrFutureCreated):
+		return Event{}, unverified(env.ID, FutureCreated, err)
+	default:
+		return Event{}, unverified(env.ID, Malformed, err)
 	}
-	if err := Created(time.Unix(e.Created, 0), v.cfg.Now(), v.cfg.Tolerance); err != nil {
-		return Event{}, unverified(e.ID, FutureCreated, err)
-	}
-	return Event{ID: e.ID, Type: e.Type, Body: body, Fetched: fetched}, nil
 }

@@ -103,14 +103,15 @@ func TestVerify(t *testing.T) {
 	future := []byte(`{"id":"evt_f","object":"event","type":"invoice.paid","created":4102444800}`)
 	badType := []byte(`{"id":"evt_t","object":"event","type":"INVOICE","created":1780315200}`)
 	sig := func(b []byte, secret string) string { return testenv.Sign(b, secret, now.Add(-72*time.Hour)) }
-	tests := []struct {
+	type testCase struct {
 		name        string
 		fetch       bool
 		m           verify.Message
 		wantType    string
 		wantFetched bool
 		wantReason  verify.Reason
-	}{
+	}
+	tests := []testCase{
 		{"signed, days old", false, verify.Message{ID: "evt_s", Body: body, Signature: sig(body, testenv.WebhookSecret)}, "invoice.paid", false, ""},
 		{"signed, created in 2100", true, verify.Message{ID: "evt_f", Body: future, Signature: sig(future, testenv.WebhookSecret)}, "", false, verify.FutureCreated},
 		{"signed, bad type", true, verify.Message{ID: "evt_t", Body: badType, Signature: sig(badType, testenv.WebhookSecret)}, "", false, verify.BadType},
@@ -119,6 +120,24 @@ func TestVerify(t *testing.T) {
 		{"unsigned: Stripe's copy", true, verify.Message{ID: "evt_s", Body: body}, "plan.created", true, ""},
 		{"rotated-out secret: Stripe's copy", true, verify.Message{ID: "evt_s", Body: body, Signature: sig(body, "whsec_gone")}, "plan.created", true, ""},
 		{"id only: Stripe's copy", true, verify.Message{ID: "evt_only", Body: []byte(`{"id":"evt_only"}`)}, "plan.created", true, ""},
+	}
+	// Bodies not read one way, or no event: Malformed whether signed or
+	// not (fails closed), and never fetched (a fetch would answer
+	// plan.created).
+	for name, b := range map[string][]byte{
+		"not JSON":        []byte(`hello`),
+		"ID beside id":    []byte(`{"ID":"evt_other","id":"evt_s","object":"event","type":"invoice.paid","created":1780315200}`),
+		"escaped type":    []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","typ\u0065":"invoice.voided","created":1780315200}`),
+		"invalid UTF-8":   []byte("{\"id\":\"evt_s\",\"object\":\"event\",\"type\":\"invoice.paid\",\"created\":1780315200,\"note\":\"\xff\"}"),
+		"nested 100 deep": []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","created":1780315200,"data":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`),
+		"over the cap":    []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","created":1780315200,"note":"` + strings.Repeat("a", verify.DefaultMaxBodyBytes) + `"}`),
+		"not an event":    []byte(`{"id":"evt_s","object":"customer","type":"invoice.paid","created":1780315200}`),
+		"no created":      []byte(`{"id":"evt_s","object":"event","type":"invoice.paid"}`),
+	} {
+		tests = append(tests, testCase{"signed, " + name, true, verify.Message{ID: "evt_s", Body: b, Signature: sig(b, testenv.WebhookSecret)}, "", false, verify.Malformed})
+		if name != "not an event" && name != "no created" { // unsigned: only Stripe's copy counts
+			tests = append(tests, testCase{"unsigned, " + name, true, verify.Message{ID: "evt_s", Body: b}, "", false, verify.Malformed})
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -64,7 +64,7 @@ func TestAPIServesAndShutsDown(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool { return a.get(t, "/readyz") == http.StatusOK },
 		"api never became ready on %s", a.base)
 
-	body := []byte(`{"id":"evt_cmd_1","object":"event","type":"invoice.paid","api_version":"2023-10-16","data":{"object":{"id":"in_1","object":"invoice"}}}`)
+	body := []byte(`{"id":"evt_cmd_1","object":"event","type":"invoice.paid","created":1700000000,"api_version":"2023-10-16","data":{"object":{"id":"in_1","object":"invoice"}}}`)
 	resp, signature := a.post(t, body)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST /webhooks/stripe = %d, want 200", resp.StatusCode)
@@ -116,7 +116,7 @@ func TestAPIStartsWithBrokerDown(t *testing.T) {
 	if code, body := httpGet(a.ops + "/readyz"); code != http.StatusServiceUnavailable || body != `{"broker":"down","publishing":"ok","server":"ok","status":"not ready"}`+"\n" {
 		t.Errorf("METRICS_ADDR /readyz = %d %q, want 503 with broker down", code, body)
 	}
-	body := []byte(`{"id":"evt_cmd_2","object":"event","type":"invoice.paid"}`)
+	body := []byte(`{"id":"evt_cmd_2","object":"event","type":"invoice.paid","created":1700000000}`)
 	resp, _ := a.post(t, body)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("POST /webhooks/stripe = %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))

@@ -237,7 +237,7 @@ func stripeFetcher(cfg config.Config, m *metrics.Metrics) (*reconcile.Fetcher, e
 // verifier checks each message with the api's webhook secrets and, with a
 // fetcher, applies Stripe's copy of the events it cannot verify.
 func (w *worker) verifier(fetcher *reconcile.Fetcher) (*verify.Verifier, error) {
-	cfg := verify.Config{Secrets: w.cfg.WebhookSecrets, Tolerance: w.cfg.WebhookTolerance}
+	cfg := verify.Config{Secrets: w.cfg.WebhookSecrets, Tolerance: w.cfg.WebhookTolerance, MaxBodyBytes: w.cfg.WebhookMaxBodyBytes}
 	if fetcher == nil {
 		w.logger.Warn("STRIPE_API_KEY not set: messages without a valid signature (published by hand, enqueued by reconciliation) are parked as unverified")
 	} else {

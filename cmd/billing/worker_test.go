@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -111,9 +112,11 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 			metricValue(body, "billing_oldest_parked_event_age_seconds") == 0
 	}, "/metrics counts the event and polls the queue depths")
 
-	// A malformed event is parked: the ledger's oldest dead event shows.
+	// A signed event whose data.object is no object is parked
+	// permanent: the ledger's oldest dead event shows.
 	publishConfirmed(t, ch, topo.Events, "invoice.paid", testenv.Signed(amqp.Publishing{
-		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: "evt_WorkerBad", Type: "invoice.paid", Body: []byte("not json"),
+		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: "evt_WorkerBad", Type: "invoice.paid",
+		Body: fmt.Appendf(nil, `{"id":"evt_WorkerBad","object":"event","type":"invoice.paid","created":%d,"data":{"object":"in_1"}}`, time.Now().Unix()),
 	}))
 	testenv.Eventually(t, 15*time.Second, func() bool {
 		_, body := httpGet(base + "/metrics")

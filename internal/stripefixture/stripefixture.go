@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
+	"slices"
 )
 
 //go:generate go run ./gen
@@ -108,4 +110,37 @@ func loadSpec(version string) specFacts {
 
 func fixturePath(version, object string) string {
 	return path.Join("data", version, object+".json")
+}
+
+// eventTypes is an event type Stripe sends about each object that has
+// events, for Events.
+var eventTypes = map[string]string{
+	"customer": "customer.updated", "subscription": "customer.subscription.updated",
+	"invoice": "invoice.paid", "invoice_payment": "invoice_payment.paid",
+	"payment_intent": "payment_intent.succeeded", "charge": "charge.succeeded",
+	"refund": "refund.created", "dispute": "charge.dispute.created",
+	"checkout.session": "checkout.session.completed", "credit_note": "credit_note.created",
+}
+
+// Events returns the event bodies of version that tests seed fuzz
+// targets with: the version's event fixture as it is, and, for each
+// object of eventTypes the version has, a copy of it carrying that object
+// under an event type Stripe sends for it, api_version set to version.
+// Keys are in encoding/json's order, one line.
+func Events(version string) [][]byte {
+	out := [][]byte{Raw(version, "event")}
+	for _, object := range slices.Sorted(maps.Keys(eventTypes)) {
+		if !Has(version, object) {
+			continue
+		}
+		e := Object(version, "event")
+		e["type"], e["api_version"] = eventTypes[object], version
+		e["data"] = map[string]any{"object": Object(version, object)}
+		b, err := json.Marshal(e)
+		if err != nil {
+			panic(fmt.Sprintf("stripefixture: encode %s event of %s: %v", object, version, err))
+		}
+		out = append(out, b)
+	}
+	return out
 }

@@ -1,0 +1,549 @@
+package verify
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxDepth is the deepest nesting of objects and arrays an event body may
+// have, its own object counted. Stripe's objects nest about ten levels
+// (TestMaxDepthAboveStripe reads every fixture); the decoders after this
+// check recurse once per level, and without a bound a body of a few
+// million '[' overflows the goroutine's stack, a fatal error that no
+// recover catches.
+const MaxDepth = 64
+
+// ErrMalformed is the start of every error of ReadEnvelope: the body is
+// not one JSON object read one way. The api answers it with a 400 and the
+// error's text; the worker parks the message as Malformed.
+var ErrMalformed = errors.New("malformed body")
+
+// ErrNotEvent: the body is JSON, but no Stripe event (object "event", an
+// id, a type and a positive created).
+var ErrNotEvent = errors.New("body is not a Stripe event")
+
+// Envelope is what the api and the worker read of an event body's top
+// level: the fields that say which event it is and where it comes from.
+// The rest is the worker's to decode.
+type Envelope struct {
+	ID, Object, Type, Account string
+	Created                   int64
+}
+
+// envelopeKeys are the top-level keys some reader of an event body acts
+// on: Envelope's, and those the worker's decoder (billing.Parse) reads
+// besides. Each may appear once and only spelt so: encoding/json and the
+// worker's decoder would also take "ID", "\u0069d" or the last of two
+// "id", and a body that one reader takes for one event and another for
+// another is refused.
+var envelopeKeys = [...]string{"id", "object", "type", "created", "account", "api_version", "livemode", "data"}
+
+// Indexes into envelopeKeys of the fields Envelope keeps.
+const (
+	keyID = iota
+	keyObject
+	keyType
+	keyCreated
+	keyAccount
+)
+
+// ReadEnvelope checks that body is one JSON object (RFC 8259: UTF-8, no
+// bare words, leading zeros, unknown escapes or raw control characters),
+// nested at most MaxDepth deep, whose envelope keys each appear at most
+// once and spelt exactly, and reads its Envelope. id, object, type and
+// account must be strings or null, created an integer or null. It reads
+// the body once, iteratively: it is the
+// bound every later decoder relies on, so it must not recurse itself.
+func ReadEnvelope(body []byte) (Envelope, error) {
+	r := reader{b: body}
+	env, err := r.envelope()
+	if err != nil {
+		return Envelope{}, err
+	}
+	return env, nil
+}
+
+func (r *reader) envelope() (Envelope, error) {
+	var env Envelope
+	r.space()
+	if r.i >= len(r.b) || r.b[r.i] != '{' {
+		return env, r.fail("not a JSON object")
+	}
+	r.i++
+	var seen uint16
+	if r.space(); r.peek('}') {
+		r.i++
+		return env, r.end()
+	}
+	for {
+		r.space()
+		keyAt := r.i
+		key, err := r.str()
+		if err != nil {
+			return env, err
+		}
+		k, err := envelopeKey(key)
+		if err != nil {
+			return env, r.failAt(keyAt, err.Error())
+		}
+		if r.space(); !r.peek(':') {
+			return env, r.fail("want ':' after an object key")
+		}
+		r.i++
+		r.space()
+		if k >= 0 {
+			if seen&(1<<k) != 0 {
+				return env, r.failAt(keyAt, fmt.Sprintf("key %q given twice", envelopeKeys[k]))
+			}
+			seen |= 1 << k
+		}
+		switch k {
+		case keyID:
+			env.ID, err = r.text(k)
+		case keyObject:
+			env.Object, err = r.text(k)
+		case keyType:
+			env.Type, err = r.text(k)
+		case keyAccount:
+			env.Account, err = r.text(k)
+		case keyCreated:
+			env.Created, err = r.integer(k)
+		default:
+			err = r.value(1)
+		}
+		if err != nil {
+			return env, err
+		}
+		r.space()
+		switch {
+		case r.peek(','):
+			r.i++
+		case r.peek('}'):
+			r.i++
+			return env, r.end()
+		default:
+			return env, r.fail("want ',' or '}' after an object value")
+		}
+	}
+}
+
+// envelopeKey returns the index in envelopeKeys of key, a raw JSON
+// string's contents, or -1 for a key no reader acts on; an error for a
+// key that a case-insensitive reader (encoding/json, the worker's decoder)
+// would take for an envelope key but that is not spelt as one.
+func envelopeKey(key []byte) (int, error) {
+	for i, k := range envelopeKeys {
+		if string(key) == k {
+			return i, nil
+		}
+	}
+	if plainASCII(key) {
+		for _, k := range envelopeKeys {
+			if asciiEqualFold(key, k) {
+				return -1, misspelt(key, k)
+			}
+		}
+		return -1, nil
+	}
+	var name string
+	if err := json.Unmarshal(quoted(key), &name); err != nil {
+		return -1, err // not reached: r.str checked the string
+	}
+	for _, k := range envelopeKeys {
+		if strings.EqualFold(name, k) { // Unicode's folds: "ſ" is "s"
+			return -1, misspelt(key, k)
+		}
+	}
+	return -1, nil
+}
+
+func misspelt(key []byte, k string) error {
+	return fmt.Errorf("key %q stands for %q: envelope keys must be spelt exactly", key, k)
+}
+
+// asciiEqualFold is strings.EqualFold of ASCII b and s, without
+// converting b.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// plainASCII reports whether a JSON string's contents are ASCII without
+// escapes: their bytes are their value.
+func plainASCII(s []byte) bool {
+	for _, c := range s {
+		if c == '\\' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+func quoted(s []byte) []byte {
+	q := make([]byte, 0, len(s)+2)
+	return append(append(append(q, '"'), s...), '"')
+}
+
+// reader checks JSON tokens of b from i on.
+type reader struct {
+	b []byte
+	i int
+}
+
+// fail is an ErrMalformed at the reader's position.
+func (r *reader) fail(problem string) error { return r.failAt(r.i, problem) }
+
+func (r *reader) failAt(at int, problem string) error {
+	if at >= len(r.b) {
+		return fmt.Errorf("%w: %s at the end (byte %d)", ErrMalformed, problem, at)
+	}
+	return fmt.Errorf("%w: %s at byte %d", ErrMalformed, problem, at)
+}
+
+// space skips JSON white space.
+func (r *reader) space() {
+	b, i := r.b, r.i // locals: the loops run in registers
+	// An indented body's white space is mostly runs of spaces: eight at
+	// a time.
+	for i+8 <= len(b) && binary.LittleEndian.Uint64(b[i:]) == 0x2020202020202020 {
+		i += 8
+	}
+	for i < len(b) && class[b[i]]&isSpace != 0 {
+		i++
+	}
+	r.i = i
+}
+
+func (r *reader) peek(c byte) bool { return r.i < len(r.b) && r.b[r.i] == c }
+
+// end accepts only white space after the object.
+func (r *reader) end() error {
+	if r.space(); r.i != len(r.b) {
+		return r.fail("data after the object")
+	}
+	return nil
+}
+
+// str reads a string token at r.i and returns its contents, raw.
+func (r *reader) str() ([]byte, error) {
+	if !r.peek('"') {
+		return nil, r.fail("want a string")
+	}
+	b, start := r.b, r.i+1
+	i := start
+	for {
+		// Most of an event's bytes are plain ASCII in strings: eight at
+		// a time, then one table load each.
+		for i+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		for i < len(b) && class[b[i]]&isPlain != 0 {
+			i++
+		}
+		if i >= len(r.b) {
+			r.i = i
+			return nil, r.fail("unterminated string")
+		}
+		switch c := r.b[i]; {
+		case c == '"':
+			r.i = i + 1
+			return r.b[start:i], nil
+		case c == '\\':
+			n, err := escapeLen(r.b[i:])
+			if err != "" {
+				r.i = i
+				return nil, r.fail(err)
+			}
+			i += n
+		case c < 0x20:
+			r.i = i
+			return nil, r.fail(fmt.Sprintf("control character %#02x in a string", c))
+		default: // c >= 0x80
+			ru, n := utf8.DecodeRune(r.b[i:])
+			if ru == utf8.RuneError && n <= 1 {
+				r.i = i
+				return nil, r.fail("invalid UTF-8")
+			}
+			i += n
+		}
+	}
+}
+
+// plain8 reports whether the eight bytes of x are all plain string bytes:
+// none is '"', '\\', below 0x20 or above 0x7f. Each term is the classic
+// "has a byte less than n" ((v - n per byte) &^ v, high bits), exact for
+// the word as a whole; x's own high bits are the bytes above 0x7f.
+func plain8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q, bs := x^(ones*'"'), x^(ones*'\\')
+	control := (x - ones*0x20) &^ x
+	quote := (q - ones) &^ q
+	backslash := (bs - ones) &^ bs
+	return (control|quote|backslash|x)&highs == 0
+}
+
+// escapeLen returns the length of the escape sequence at the start of b,
+// or why it is none.
+func escapeLen(b []byte) (int, string) {
+	if len(b) < 2 {
+		return 0, "unterminated string"
+	}
+	switch b[1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return 2, ""
+	case 'u':
+		if len(b) < 6 {
+			return 0, "unterminated string"
+		}
+		for _, c := range b[2:6] {
+			if class[c]&isHex == 0 {
+				return 0, "invalid \\u escape"
+			}
+		}
+		return 6, ""
+	}
+	if b[1] < 0x20 || b[1] >= utf8.RuneSelf {
+		return 0, "invalid escape"
+	}
+	return 0, fmt.Sprintf("invalid escape '\\%c'", b[1])
+}
+
+// text reads the value of envelope key k: a string or null ("").
+func (r *reader) text(k int) (string, error) {
+	if r.literal("null") {
+		return "", nil
+	}
+	if !r.peek('"') {
+		return "", r.fail(envelopeKeys[k] + " is not a string")
+	}
+	raw, err := r.str()
+	switch {
+	case err != nil:
+		return "", err
+	case plainASCII(raw):
+		return string(raw), nil
+	}
+	var v string // escapes: rare in an envelope field, left to encoding/json
+	if err := json.Unmarshal(quoted(raw), &v); err != nil {
+		return "", r.fail("invalid string")
+	}
+	return v, nil
+}
+
+// integer reads the value of envelope key k: an integer that fits
+// int64, or null (0).
+func (r *reader) integer(k int) (int64, error) {
+	if r.literal("null") {
+		return 0, nil
+	}
+	start := r.i
+	if r.i >= len(r.b) || r.b[r.i] != '-' && class[r.b[r.i]]&isDigit == 0 {
+		return 0, r.fail(envelopeKeys[k] + " is not an integer")
+	}
+	if err := r.number(); err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(string(r.b[start:r.i]), 10, 64)
+	if err != nil {
+		return 0, r.failAt(start, envelopeKeys[k]+" is not an integer of 64 bits")
+	}
+	return n, nil
+}
+
+// literal reads word if it is next and ends there.
+func (r *reader) literal(word string) bool {
+	end := r.i + len(word)
+	if end > len(r.b) || string(r.b[r.i:end]) != word {
+		return false
+	}
+	if end < len(r.b) && class[r.b[end]]&isWordByte != 0 {
+		return false
+	}
+	r.i = end
+	return true
+}
+
+// number reads a JSON number: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
+func (r *reader) number() error {
+	start := r.i
+	if r.peek('-') {
+		r.i++
+	}
+	switch {
+	case r.peek('0'):
+		r.i++
+		if r.i < len(r.b) && class[r.b[r.i]]&isDigit != 0 {
+			return r.failAt(start, "number with a leading zero")
+		}
+	case r.digits() == 0:
+		return r.failAt(start, "invalid number")
+	}
+	if r.peek('.') {
+		r.i++
+		if r.digits() == 0 {
+			return r.failAt(start, "invalid number")
+		}
+	}
+	if r.peek('e') || r.peek('E') {
+		r.i++
+		if r.peek('+') || r.peek('-') {
+			r.i++
+		}
+		if r.digits() == 0 {
+			return r.failAt(start, "invalid number")
+		}
+	}
+	if r.i < len(r.b) && class[r.b[r.i]]&isWordByte != 0 {
+		return r.failAt(start, "invalid number")
+	}
+	return nil
+}
+
+func (r *reader) digits() int {
+	start := r.i
+	for r.i < len(r.b) && class[r.b[r.i]]&isDigit != 0 {
+		r.i++
+	}
+	return r.i - start
+}
+
+// value checks one JSON value at r.i, inside depth levels of nesting,
+// without recursion: open containers are bits of a stack word (set: an
+// object), which MaxDepth bounds.
+func (r *reader) value(depth int) error {
+	var objects uint64 // bit d-1: the container at depth d is an object
+	for {
+		// A value.
+		r.space()
+		if r.i >= len(r.b) {
+			return r.fail("want a value")
+		}
+		switch c := r.b[r.i]; {
+		case c == '{' || c == '[':
+			if depth++; depth > MaxDepth {
+				return r.fail(fmt.Sprintf("nested deeper than %d levels", MaxDepth))
+			}
+			r.i++
+			r.space()
+			if c == '[' {
+				objects &^= 1 << (depth - 1)
+				if !r.peek(']') {
+					continue // its first value
+				}
+			} else {
+				objects |= 1 << (depth - 1)
+				if !r.peek('}') {
+					if err := r.member(); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+			r.i++ // empty
+			depth--
+		case c == '"':
+			if _, err := r.str(); err != nil {
+				return err
+			}
+		case c == '-' || class[c]&isDigit != 0:
+			if err := r.number(); err != nil {
+				return err
+			}
+		default:
+			if !r.literal("true") && !r.literal("false") && !r.literal("null") {
+				return r.fail(fmt.Sprintf("invalid character %q", rune(c)))
+			}
+		}
+		// After a value: close containers until one goes on.
+		for {
+			if depth == 1 {
+				return nil
+			}
+			r.space()
+			object := objects&(1<<(depth-1)) != 0
+			switch {
+			case r.peek(','):
+				r.i++
+				if object {
+					r.space()
+					if err := r.member(); err != nil {
+						return err
+					}
+				}
+			case object && r.peek('}'), !object && r.peek(']'):
+				r.i++
+				depth--
+				continue
+			default:
+				return r.fail("want ',' or the container's end after a value")
+			}
+			break
+		}
+	}
+}
+
+// member reads an object member's key and colon.
+func (r *reader) member() error {
+	if _, err := r.str(); err != nil {
+		return err
+	}
+	if r.space(); !r.peek(':') {
+		return r.fail("want ':' after an object key")
+	}
+	r.i++
+	return nil
+}
+
+// Byte classes of the reader, one table load per byte.
+const (
+	isSpace    = 1 << iota // JSON white space
+	isPlain                // a string byte that stands for itself: ASCII, not a control, '"' or '\\'
+	isDigit                // 0-9
+	isHex                  // 0-9, a-f, A-F
+	isWordByte             // may continue a number or literal: a letter, digit, '.', '+', '-'
+)
+
+var class = func() (t [256]uint8) {
+	for _, c := range " \t\n\r" {
+		t[c] |= isSpace
+	}
+	for c := 0x20; c < 0x80; c++ {
+		if c != '"' && c != '\\' {
+			t[c] |= isPlain
+		}
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] |= isDigit | isHex | isWordByte
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] |= isWordByte
+		t[c-'a'+'A'] |= isWordByte
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] |= isHex
+		t[c-'a'+'A'] |= isHex
+	}
+	for _, c := range ".+-" {
+		t[c] |= isWordByte
+	}
+	return t
+}()
