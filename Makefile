@@ -1,4 +1,4 @@
-.PHONY: test test-parallel test-serial bench build screenshots rabbitmq4-stop
+.PHONY: test test-parallel test-serial fuzz fuzz-short bench build screenshots rabbitmq4-stop
 
 # All tests against a real MySQL and RabbitMQ. scripts/deps-up.sh starts them
 # with docker compose when they do not already answer on 127.0.0.1.
@@ -26,13 +26,16 @@ ifeq ($(RABBITMQ),4)
 ON_BROKER := bash scripts/rabbitmq4.sh exec
 PARALLEL_PKGS := ./api/ ./broker/ ./cmd/billing/ ./consumer/ ./dlq/ ./e2e/ ./status/
 SERIAL_RUN := ^TestSerial(RabbitMQRestart|MemoryAlarm|RunbookReplayInTheBrowser)$$
+TEST_FUZZ :=
 else
 ON_BROKER :=
 PARALLEL_PKGS := ./...
 SERIAL_RUN := ^TestSerial
+TEST_FUZZ := fuzz-short
 endif
 
-test: test-parallel test-serial
+# The fuzz targets need no broker: once, on the default run.
+test: test-parallel $(TEST_FUZZ) test-serial
 
 test-parallel:
 	$(SHARED) $(ON_BROKER) bash scripts/deps-up.sh go test -count=1 -timeout 10m $(PARALLEL_PKGS)
@@ -42,6 +45,17 @@ test-serial:
 
 rabbitmq4-stop:
 	bash scripts/rabbitmq4.sh stop
+
+# The native Go fuzz targets (func FuzzXxx), each alone for FUZZTIME:
+# `make fuzz` searches (30 s each), `make test` runs fuzz-short (3 s each)
+# so that CI keeps them working. They need no server. A crash leaves its
+# input in the package's testdata/fuzz/: keep it, and go test runs it.
+FUZZTIME ?= 30s
+fuzz:
+	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+fuzz-short:
+	FUZZTIME=3s bash scripts/fuzz.sh
 
 # The benchmark table of docs/benchmarks.md (a few minutes).
 bench:

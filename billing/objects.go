@@ -101,6 +101,11 @@ func scanObject(object []byte) (p payload, objectType, id string) {
 	for t := json.NewTokenizer(object); t.Next(); {
 		switch {
 		case t.Depth != 1 || t.Delim == ':' || t.Delim == ',' || t.Delim == '}':
+		case t.IsKey && (len(t.Value) < 2 || t.Value[0] != '"'):
+			// A key that is no string: the object is not JSON, which
+			// the decoder refuses; the tokenizer still calls it a key
+			// (FuzzScanObject found `{0`).
+			return p, objectType, id
 		case t.IsKey:
 			start := len(p.keys)
 			p.keys = appendString(p.keys, t.Value)

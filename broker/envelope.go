@@ -6,6 +6,7 @@ package broker
 
 import (
 	"encoding/json"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -276,41 +277,54 @@ func ReadAttempt(d amqp.Delivery, t Topology) Attempt {
 	return a
 }
 
-// HeaderInt reads an integer header whatever its AMQP type: the broker,
+// HeaderInt reads a count header whatever its AMQP type: the broker,
 // the management UI ("Publish message" sends strings) and other clients
-// encode numbers differently. Missing or unreadable means 0.
+// encode numbers differently. Missing, unreadable, negative or above
+// math.MaxInt32 means 0: no count of ours, and a forged one cannot make
+// an attempt number negative or overflow it.
 func HeaderInt(h amqp.Table, key string) int {
+	var n int64
 	switch v := h[key].(type) {
 	case int:
-		return v
+		n = int64(v)
 	case int8:
-		return int(v)
+		n = int64(v)
 	case int16:
-		return int(v)
+		n = int64(v)
 	case int32:
-		return int(v)
+		n = int64(v)
 	case int64:
-		return int(v)
+		n = v
 	case uint8:
-		return int(v)
+		n = int64(v)
 	case uint16:
-		return int(v)
+		n = int64(v)
 	case uint32:
-		return int(v)
+		n = int64(v)
 	case uint64:
-		return int(v)
+		n = int64(min(v, math.MaxInt32+1))
 	case float32:
-		return int(v)
+		n = floatCount(float64(v))
 	case float64:
-		return int(v)
+		n = floatCount(v)
 	case string:
-		n, _ := strconv.Atoi(strings.TrimSpace(v))
-		return n
+		n, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 	case []byte:
-		n, _ := strconv.Atoi(strings.TrimSpace(string(v)))
-		return n
+		n, _ = strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
 	}
-	return 0
+	if n < 0 || n > math.MaxInt32 {
+		return 0
+	}
+	return int(n)
+}
+
+// floatCount is v truncated, or -1 when it is no number or out of a
+// count's range (Go leaves converting those to an integer undefined).
+func floatCount(v float64) int64 {
+	if !(v >= 0 && v <= math.MaxInt32) { // NaN fails both
+		return -1
+	}
+	return int64(v)
 }
 
 // HeaderString reads a text header; missing or of another type means "".
