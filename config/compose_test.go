@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -476,6 +477,30 @@ func TestCompose(t *testing.T) {
 				return nil
 			},
 			breakIt: func(s *stack) { s.definitions.Permissions[2].Write = "^billing\\." },
+		},
+		{
+			name: "RabbitMQ's max_message_size is above the body cap, which api and worker share",
+			check: func(s *stack) error {
+				m := regexp.MustCompile(`(?m)^max_message_size = (\d+)$`).FindStringSubmatch(s.rabbitConf)
+				if m == nil {
+					return errors.New("rabbitmq.conf sets no max_message_size")
+				}
+				max, _ := strconv.ParseInt(m[1], 10, 64)
+				caps := map[string]string{}
+				for _, svc := range []string{"api", "worker"} {
+					caps[svc] = cmp.Or(s.env(svc)["WEBHOOK_MAX_BODY_BYTES"], strconv.Itoa(api.DefaultMaxBodyBytes))
+					if n, err := strconv.ParseInt(caps[svc], 10, 64); err != nil || n >= max {
+						return fmt.Errorf("%s's WEBHOOK_MAX_BODY_BYTES %s is not below max_message_size %d: the api could not publish what it accepts", svc, caps[svc], max)
+					}
+				}
+				if caps["api"] != caps["worker"] {
+					return fmt.Errorf("WEBHOOK_MAX_BODY_BYTES: api %s, worker %s: the worker would park what the api accepts", caps["api"], caps["worker"])
+				}
+				return nil
+			},
+			breakIt: func(s *stack) {
+				s.rabbitConf = regexp.MustCompile(`(?m)^max_message_size = \d+$`).ReplaceAllString(s.rabbitConf, "max_message_size = 1048576")
+			},
 		},
 		{
 			name: "each service's MYSQL_DSN is a user of the init script with its role's grants",
