@@ -220,18 +220,7 @@ func (r *reader) failAt(at int, problem string) error {
 }
 
 // space skips JSON white space.
-func (r *reader) space() {
-	b, i := r.b, r.i // locals: the loops run in registers
-	// An indented body's white space is mostly runs of spaces: eight at
-	// a time.
-	for i+8 <= len(b) && binary.LittleEndian.Uint64(b[i:]) == 0x2020202020202020 {
-		i += 8
-	}
-	for i < len(b) && class[b[i]]&isSpace != 0 {
-		i++
-	}
-	r.i = i
-}
+func (r *reader) space() { r.i = skipSpace(r.b, r.i) }
 
 func (r *reader) peek(c byte) bool { return r.i < len(r.b) && r.b[r.i] == c }
 
@@ -248,8 +237,20 @@ func (r *reader) str() ([]byte, error) {
 	if !r.peek('"') {
 		return nil, r.fail("want a string")
 	}
-	b, start := r.b, r.i+1
-	i := start
+	start := r.i
+	end, err := r.stringEnd(start)
+	if err != nil {
+		return nil, err
+	}
+	r.i = end
+	return r.b[start+1 : end-1], nil
+}
+
+// stringEnd checks the string whose quote is at b[i] and returns the
+// index just past its closing quote.
+func (r *reader) stringEnd(i int) (int, error) {
+	b := r.b
+	i++
 	for {
 		// Most of an event's bytes are plain ASCII in strings: eight at
 		// a time, then one table load each.
@@ -259,29 +260,24 @@ func (r *reader) str() ([]byte, error) {
 		for i < len(b) && class[b[i]]&isPlain != 0 {
 			i++
 		}
-		if i >= len(r.b) {
-			r.i = i
-			return nil, r.fail("unterminated string")
+		if i >= len(b) {
+			return i, r.failAt(i, "unterminated string")
 		}
-		switch c := r.b[i]; {
+		switch c := b[i]; {
 		case c == '"':
-			r.i = i + 1
-			return r.b[start:i], nil
+			return i + 1, nil
 		case c == '\\':
-			n, err := escapeLen(r.b[i:])
-			if err != "" {
-				r.i = i
-				return nil, r.fail(err)
+			n, problem := escapeLen(b[i:])
+			if problem != "" {
+				return i, r.failAt(i, problem)
 			}
 			i += n
 		case c < 0x20:
-			r.i = i
-			return nil, r.fail(fmt.Sprintf("control character %#02x in a string", c))
+			return i, r.failAt(i, fmt.Sprintf("control character %#02x in a string", c))
 		default: // c >= 0x80
-			ru, n := utf8.DecodeRune(r.b[i:])
+			ru, n := utf8.DecodeRune(b[i:])
 			if ru == utf8.RuneError && n <= 1 {
-				r.i = i
-				return nil, r.fail("invalid UTF-8")
+				return i, r.failAt(i, "invalid UTF-8")
 			}
 			i += n
 		}
@@ -428,89 +424,120 @@ func (r *reader) digits() int {
 
 // value checks one JSON value at r.i, inside depth levels of nesting,
 // without recursion: open containers are bits of a stack word (set: an
-// object), which MaxDepth bounds.
+// object), which MaxDepth bounds. It is most of the api's reading of a
+// body, so it keeps its position in a local and calls out only for
+// strings, numbers and errors.
 func (r *reader) value(depth int) error {
+	b, i := r.b, r.i
 	var objects uint64 // bit d-1: the container at depth d is an object
+	var err error
 	for {
-		// A value.
-		r.space()
-		if r.i >= len(r.b) {
-			return r.fail("want a value")
+		// A value at i.
+		if i < len(b) && class[b[i]]&isSpace != 0 {
+			i = skipSpace(b, i)
 		}
-		switch c := r.b[r.i]; {
+		if i >= len(b) {
+			return r.failAt(i, "want a value")
+		}
+		switch c := b[i]; {
+		case c == '"':
+			if i, err = r.stringEnd(i); err != nil {
+				return err
+			}
 		case c == '{' || c == '[':
 			if depth++; depth > MaxDepth {
-				return r.fail(fmt.Sprintf("nested deeper than %d levels", MaxDepth))
+				return r.failAt(i, fmt.Sprintf("nested deeper than %d levels", MaxDepth))
 			}
-			r.i++
-			r.space()
+			i = skipSpace(b, i+1)
 			if c == '[' {
 				objects &^= 1 << (depth - 1)
-				if !r.peek(']') {
+				if i >= len(b) || b[i] != ']' {
 					continue // its first value
 				}
 			} else {
 				objects |= 1 << (depth - 1)
-				if !r.peek('}') {
-					if err := r.member(); err != nil {
+				if i >= len(b) || b[i] != '}' {
+					if i, err = r.key(i); err != nil {
 						return err
 					}
 					continue
 				}
 			}
-			r.i++ // empty
+			i++ // empty
 			depth--
-		case c == '"':
-			if _, err := r.str(); err != nil {
-				return err
-			}
 		case c == '-' || class[c]&isDigit != 0:
+			r.i = i
 			if err := r.number(); err != nil {
 				return err
 			}
+			i = r.i
 		default:
+			r.i = i
 			if !r.literal("true") && !r.literal("false") && !r.literal("null") {
 				return r.fail(fmt.Sprintf("invalid character %q", rune(c)))
 			}
+			i = r.i
 		}
 		// After a value: close containers until one goes on.
 		for {
 			if depth == 1 {
+				r.i = i
 				return nil
 			}
-			r.space()
+			if i < len(b) && class[b[i]]&isSpace != 0 {
+				i = skipSpace(b, i)
+			}
 			object := objects&(1<<(depth-1)) != 0
 			switch {
-			case r.peek(','):
-				r.i++
+			case i >= len(b):
+				return r.failAt(i, "want ',' or the container's end after a value")
+			case b[i] == ',':
+				i++
 				if object {
-					r.space()
-					if err := r.member(); err != nil {
+					if i, err = r.key(skipSpace(b, i)); err != nil {
 						return err
 					}
 				}
-			case object && r.peek('}'), !object && r.peek(']'):
-				r.i++
+			case object && b[i] == '}', !object && b[i] == ']':
+				i++
 				depth--
 				continue
 			default:
-				return r.fail("want ',' or the container's end after a value")
+				return r.failAt(i, "want ',' or the container's end after a value")
 			}
 			break
 		}
 	}
 }
 
-// member reads an object member's key and colon.
-func (r *reader) member() error {
-	if _, err := r.str(); err != nil {
-		return err
+// key reads an object member's key at i and its colon, and returns the
+// index after them.
+func (r *reader) key(i int) (int, error) {
+	if i >= len(r.b) || r.b[i] != '"' {
+		return i, r.failAt(i, "want a string")
 	}
-	if r.space(); !r.peek(':') {
-		return r.fail("want ':' after an object key")
+	i, err := r.stringEnd(i)
+	if err != nil {
+		return i, err
 	}
-	r.i++
-	return nil
+	if i = skipSpace(r.b, i); i >= len(r.b) || r.b[i] != ':' {
+		return i, r.failAt(i, "want ':' after an object key")
+	}
+	return i + 1, nil
+}
+
+// skipSpace returns the index of the first byte from i on that is not
+// JSON white space.
+func skipSpace(b []byte, i int) int {
+	// An indented body's white space is mostly runs of spaces: eight at
+	// a time.
+	for i+8 <= len(b) && binary.LittleEndian.Uint64(b[i:]) == 0x2020202020202020 {
+		i += 8
+	}
+	for i < len(b) && class[b[i]]&isSpace != 0 {
+		i++
+	}
+	return i
 }
 
 // Byte classes of the reader, one table load per byte.
