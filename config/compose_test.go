@@ -39,6 +39,7 @@ type stack struct {
 	clusterConf  string // deploy/rabbitmq/cluster.conf, the cluster profile's
 	definitions  definitions
 	mysqlInit    string // deploy/mysql/init/01-users.sql
+	mysqlGrants  string // deploy/mysql/grants.sql, run by compose's grants
 	prometheus   string // deploy/prometheus/prometheus.yml
 	grafanaDash  string // deploy/grafana/provisioning/dashboards/billing.yml
 	grafanaData  string // deploy/grafana/provisioning/datasources/prometheus.yml
@@ -67,11 +68,9 @@ var rabbitRoles = map[string]broker.Role{
 	"topology": broker.RoleTopology, "api": broker.RoleAPI, "worker": broker.RoleWorker, "sweep": broker.RoleSweep,
 }
 
-// mysqlPrivileges is what each service's MySQL user is granted on the
-// database (api and topology have none).
-var mysqlPrivileges = map[string]string{
-	"migrate": models.MigratePrivileges, "worker": models.AppPrivileges, "sweep": models.AppPrivileges,
-}
+// mysqlRoles is the models.Grants role of each service's MySQL user, which
+// is billing_<role> (api and topology have none).
+var mysqlRoles = map[string]string{"migrate": "migrate", "worker": "worker", "sweep": "sweep"}
 
 // billingServices run the image built from the Dockerfile.
 var billingServices = []string{"api", "migrate", "sweep", "topology", "worker"}
@@ -93,6 +92,7 @@ func loadStack(t *testing.T) *stack {
 		rabbitConf:   string(read("deploy/rabbitmq/rabbitmq.conf")),
 		clusterConf:  string(read("deploy/rabbitmq/cluster.conf")),
 		mysqlInit:    string(read("deploy/mysql/init/01-users.sql")),
+		mysqlGrants:  string(read("deploy/mysql/grants.sql")),
 		prometheus:   string(read("deploy/prometheus/prometheus.yml")),
 		grafanaDash:  string(read("deploy/grafana/provisioning/dashboards/billing.yml")),
 		grafanaData:  string(read("deploy/grafana/provisioning/datasources/prometheus.yml")),
@@ -217,20 +217,33 @@ func (s *stack) rabbitUser(name string) (password, tags string, ok bool) {
 
 var (
 	createUser = regexp.MustCompile("CREATE USER '([^']+)'@'%' IDENTIFIED BY '([^']*)';")
-	grant      = regexp.MustCompile("GRANT ([A-Z, ]+) ON `([^`]+)`\\.\\* TO '([^']+)'@'%';")
+	grant      = regexp.MustCompile("GRANT ([A-Z, ]+) ON `([^`]+)`\\.(\\*|`[^`]+`) TO '([^']+)'@'%';")
 )
 
-// mysqlUsers reads the init script: user → password, and user → the
-// privileges granted on which database.
-func (s *stack) mysqlUsers() (passwords, grants map[string]string) {
-	passwords, grants = map[string]string{}, map[string]string{}
-	for _, m := range createUser.FindAllStringSubmatch(s.mysqlInit, -1) {
+// mysqlUsers reads the init script and the table grants: user → password,
+// and user → its grants ("<privileges> ON <database>.<table>"), sorted.
+func (s *stack) mysqlUsers() (passwords map[string]string, grants map[string][]string) {
+	passwords, grants = map[string]string{}, map[string][]string{}
+	for _, m := range createUser.FindAllStringSubmatch(s.mysqlInit+s.mysqlGrants, -1) {
 		passwords[m[1]] = m[2]
 	}
-	for _, m := range grant.FindAllStringSubmatch(s.mysqlInit, -1) {
-		grants[m[3]] += m[1] + " ON " + m[2]
+	for _, m := range grant.FindAllStringSubmatch(s.mysqlInit+s.mysqlGrants, -1) {
+		grants[m[4]] = append(grants[m[4]], m[1]+" ON "+m[2]+"."+strings.Trim(m[3], "`"))
+	}
+	for _, g := range grants {
+		slices.Sort(g)
 	}
 	return passwords, grants
+}
+
+// wantGrants is a role's models.Grants as mysqlUsers writes them, sorted.
+func wantGrants(role, database string) []string {
+	var out []string
+	for _, g := range models.Grants()[role] {
+		out = append(out, g.Privileges+" ON "+database+"."+g.Table)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func port(addr string) string {
@@ -517,9 +530,21 @@ func TestCompose(t *testing.T) {
 					return fmt.Errorf("mysql does not mount %s", mount)
 				}
 				passwords, grants := s.mysqlUsers()
+				for role := range models.Grants() {
+					user := "billing_" + role
+					if _, ok := passwords[user]; !ok {
+						return fmt.Errorf("the init script creates no %s (role %s)", user, role)
+					}
+					if want := wantGrants(role, m["MARIADB_DATABASE"]); !slices.Equal(grants[user], want) {
+						return fmt.Errorf("%s is granted %q, want models.Grants' %q", user, grants[user], want)
+					}
+				}
+				if len(grants) != len(models.Grants()) {
+					return fmt.Errorf("the scripts grant %d users, models.Grants has %d roles", len(grants), len(models.Grants()))
+				}
 				for _, svc := range billingServices {
 					raw, set := s.expandedEnv(svc)["MYSQL_DSN"]
-					privileges, ok := mysqlPrivileges[svc]
+					role, ok := mysqlRoles[svc]
 					if !ok {
 						if set {
 							return fmt.Errorf("%s sets MYSQL_DSN but needs no database", svc)
@@ -533,8 +558,8 @@ func TestCompose(t *testing.T) {
 					if pw, ok := passwords[dsn.User]; !ok || pw != dsn.Passwd {
 						return fmt.Errorf("%s MYSQL_DSN user %q: not a user the init script creates with that password", svc, dsn.User)
 					}
-					if want := privileges + " ON " + m["MARIADB_DATABASE"]; grants[dsn.User] != want {
-						return fmt.Errorf("%s MYSQL_DSN user %s is granted %q, want %q", svc, dsn.User, grants[dsn.User], want)
+					if dsn.User != "billing_"+role {
+						return fmt.Errorf("%s MYSQL_DSN user %s, want billing_%s", svc, dsn.User, role)
 					}
 					if dsn.Net != "tcp" || dsn.Addr != "mysql:3306" || dsn.DBName != m["MARIADB_DATABASE"] || !dsn.ParseTime {
 						return fmt.Errorf("%s MYSQL_DSN: want tcp(mysql:3306)/%s?parseTime=true", svc, m["MARIADB_DATABASE"])
@@ -545,6 +570,41 @@ func TestCompose(t *testing.T) {
 			breakIt: func(s *stack) {
 				s.set("worker", "MYSQL_DSN", "billing_migrate:migrate_dev_pw@tcp(mysql:3306)/billing?parseTime=true")
 			},
+		},
+		{
+			name: "the worker's MySQL user may not delete ledger rows",
+			check: func(s *stack) error {
+				_, grants := s.mysqlUsers()
+				for _, g := range grants["billing_worker"] {
+					if strings.Contains(g, "DELETE") && !strings.HasSuffix(g, ".subscription_items") {
+						return fmt.Errorf("billing_worker is granted %q", g)
+					}
+				}
+				return nil
+			},
+			breakIt: func(s *stack) {
+				s.mysqlInit = strings.Replace(s.mysqlInit, "GRANT SELECT, INSERT, UPDATE ON `billing`.* TO 'billing_worker'", "GRANT SELECT, INSERT, UPDATE, DELETE ON `billing`.* TO 'billing_worker'", 1)
+			},
+		},
+		{
+			name: "grants runs the table grants as root after migrate, on the mysql image",
+			check: func(s *stack) error {
+				g := s.services["grants"]
+				if !slices.Contains(strs(g["volumes"]), "./deploy/mysql/grants.sql:/grants.sql:ro") {
+					return errors.New("grants does not mount ./deploy/mysql/grants.sql:/grants.sql:ro")
+				}
+				if cmd := strings.Join(strs(g["command"]), " "); !strings.Contains(cmd, "-h mysql -uroot") || !strings.HasSuffix(cmd, "< /grants.sql") {
+					return fmt.Errorf("grants command %q, want the mysql client as root on mysql, reading /grants.sql", cmd)
+				}
+				if g["image"] != s.services["mysql"]["image"] || s.env("grants")["MARIADB_ROOT_PASSWORD"] != s.env("mysql")["MARIADB_ROOT_PASSWORD"] {
+					return errors.New("grants must use the mysql service's image and root password")
+				}
+				if fmt.Sprint(g["restart"]) != "no" {
+					return errors.New("grants must run once (restart \"no\")")
+				}
+				return nil
+			},
+			breakIt: func(s *stack) { s.services["grants"]["volumes"] = []any{} },
 		},
 		{
 			name: "credentials are not the defaults",
@@ -715,13 +775,15 @@ func TestCompose(t *testing.T) {
 					"migrate":  {"mysql": "service_healthy"},
 					"topology": {"rabbitmq": "service_healthy"},
 					"api":      {"rabbitmq": "service_healthy", "topology": "service_completed_successfully"},
+					"grants":   {"migrate": "service_completed_successfully"},
 					"worker": {
 						"rabbitmq": "service_healthy",
 						"mysql":    "service_healthy",
 						"migrate":  "service_completed_successfully",
+						"grants":   "service_completed_successfully",
 						"topology": "service_completed_successfully",
 					},
-					"sweep":   {"migrate": "service_completed_successfully", "topology": "service_completed_successfully"},
+					"sweep":   {"migrate": "service_completed_successfully", "grants": "service_completed_successfully", "topology": "service_completed_successfully"},
 					"haproxy": {"api": "service_healthy"},
 				}
 				for svc, deps := range want {
@@ -786,7 +848,7 @@ func TestCompose(t *testing.T) {
 			name: "healthchecks on every long-running service",
 			check: func(s *stack) error {
 				for name, svc := range s.services {
-					if name == "migrate" || name == "topology" {
+					if fmt.Sprint(svc["restart"]) == "no" { // migrate, topology, grants: run once
 						continue
 					}
 					hc, _ := svc["healthcheck"].(map[string]any)

@@ -1,38 +1,48 @@
 package e2e
 
 import (
+	"database/sql"
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/internal/testenv"
-	"github.com/stripe-billing/billing/models"
 )
 
 // TestLeastPrivilege runs the stack as docker-compose does, each process as
-// its role's user with Permissions' regexes and the worker and sweep on a
-// MySQL user with DML grants only: `billing topology` declares, the api and
-// the worker take a load through to MySQL (retries and parking included),
-// the sweep and `billing dlq list` read the DLQ, and no process is refused.
+// its role's user: RabbitMQ users with Permissions' regexes, MySQL users
+// created from deploy/mysql's own SQL files. `billing topology` declares,
+// the api and the worker (no DELETE on the ledger) take a load through to
+// MySQL (retries and parking included), the sweep re-drives, prunes
+// payloads and lists the DLQ, and the read-only support user runs
+// `billing history`, `billing status` and `billing dlq list`; no process
+// is refused. A write a user may not make fails, naming the command
+// denied: the worker's user deleting a ledger row, `billing sweep` run as
+// support.
 func TestLeastPrivilege(t *testing.T) {
 	t.Parallel()
 	s := undeclaredStack(t)
 	perms := s.topo.Permissions()
-	amqpAs := func(role broker.Role) map[string]string {
-		return map[string]string{"AMQP_URL": testenv.RabbitUser(t, perms[role])}
+	users := testenv.MySQLUsersFromScripts(t, s.dsn, "../deploy/mysql/init/01-users.sql", "../deploy/mysql/grants.sql")
+	as := func(role broker.Role, mysqlRole string) map[string]string {
+		env := map[string]string{"AMQP_URL": testenv.RabbitUser(t, perms[role])}
+		if mysqlRole == "" {
+			env["MYSQL_DSN"] = "nobody@tcp(127.0.0.1:1)/none?parseTime=true" // the api has no database user at all
+		} else {
+			env["MYSQL_DSN"] = users[mysqlRole]
+		}
+		return env
 	}
-	app := testenv.MySQLUser(t, s.dsn, models.AppPrivileges)
-	// The api has no database user at all.
-	api := amqpAs(broker.RoleAPI)
-	api["MYSQL_DSN"] = "nobody@tcp(127.0.0.1:1)/none?parseTime=true"
-	worker := amqpAs(broker.RoleWorker)
-	worker["MYSQL_DSN"] = app
-	sweep := amqpAs(broker.RoleSweep)
-	sweep["MYSQL_DSN"] = app
+	api, worker, sweep, support := as(broker.RoleAPI, ""), as(broker.RoleWorker, "worker"), as(broker.RoleSweep, "sweep"), as(broker.RoleSupport, "support")
+	// Every processed payload is old enough to prune.
+	sweep["LEDGER_PAYLOAD_RETENTION"] = "1ns"
 
-	topology := amqpAs(broker.RoleTopology)
+	topology := as(broker.RoleTopology, "")
 	if out, err := s.run(topology, "topology", "--management-url", testenv.ManagementURLAs(t, topology["AMQP_URL"])); err != nil {
 		t.Fatalf("billing topology as the topology user: %v\n%s", err, out)
 	}
@@ -47,13 +57,50 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	s.checkApplied(t, sum.Accepted, sum.AcceptedPoison, 30*time.Second)
 
-	out, err := s.run(sweep, "dlq", "list")
-	if err != nil || !strings.Contains(out, sum.AcceptedPoison[0]) {
-		t.Errorf("billing dlq list as the sweep user = %v, want the parked poison listed:\n%s", err, out)
+	// The sweep prunes as the sweep user.
+	out, err := s.run(sweep, "sweep")
+	if err != nil || strings.Contains(out, "payloads pruned 0,") || !strings.Contains(out, "errors 0") {
+		t.Errorf("billing sweep as the sweep user = %v, want payloads pruned and no error:\n%s", err, out)
 	}
-	if out, err := s.run(sweep, "sweep"); err != nil {
-		t.Errorf("billing sweep as the sweep user: %v\n%s", err, out)
+	var kept int
+	if err := s.db.QueryRow("SELECT COUNT(*) FROM stripe_events WHERE status = 'processed' AND payload IS NOT NULL").Scan(&kept); err != nil || kept != 0 {
+		t.Errorf("processed events still holding a payload after the sweep: %d (%v), want 0", kept, err)
 	}
+
+	// Support reads.
+	if out, err := s.run(support, "dlq", "list"); err != nil || !strings.Contains(out, sum.AcceptedPoison[0]) {
+		t.Errorf("billing dlq list as the support user = %v, want the parked poison listed:\n%s", err, out)
+	}
+	var customer string
+	if err := s.db.QueryRow("SELECT stripe_id FROM customers LIMIT 1").Scan(&customer); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s.run(support, "history", customer); err != nil || !strings.Contains(out, customer) {
+		t.Errorf("billing history %s as the support user = %v:\n%s", customer, err, out)
+	}
+	// status exits 1 on its warnings (the parked poison): its report and
+	// no refusal are what count here.
+	if out, _ := s.run(support, "status"); !strings.Contains(out, "dead in the ledger: ") || strings.Contains(out, "denied") {
+		t.Errorf("billing status as the support user: want its report, no refusal:\n%s", out)
+	}
+
+	// Writes a user may not make are refused, by name.
+	workerDB, err := sql.Open("mysql", users["worker"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer workerDB.Close()
+	_, err = workerDB.Exec("DELETE FROM stripe_events WHERE id = ?", sum.Accepted[0])
+	var me *mysql.MySQLError
+	if !errors.As(err, &me) || me.Number != 1142 || !strings.Contains(me.Message, "DELETE command denied") || !strings.Contains(me.Message, "stripe_events") {
+		t.Errorf("the worker's user deleting a ledger row: %v, want DELETE command denied on stripe_events", err)
+	}
+	out, err = s.run(support, "sweep")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || !strings.Contains(out, "command denied to user") {
+		t.Errorf("billing sweep as the support user = %v, want it to fail with MySQL's command denied:\n%s", err, out)
+	}
+
 	for _, p := range []*proc{apiProc, workerProc} {
 		if log := p.log.String(); strings.Contains(log, "ACCESS_REFUSED") || strings.Contains(log, "command denied") {
 			t.Errorf("%s was refused something:\n%s", p.name, tail(log, 3000))

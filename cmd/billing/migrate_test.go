@@ -80,11 +80,11 @@ func TestMigrateCommandPrivileges(t *testing.T) {
 			t.Fatalf("migrate as the migrate user = %v, stdout %q, want the migrations applied", err, out)
 		}
 	})
-	t.Run("AppUserRefused", func(t *testing.T) {
+	t.Run("WorkerUserRefused", func(t *testing.T) {
 		t.Parallel()
-		_, err := migrate(testenv.MySQLUser(t, testenv.Database(t), models.AppPrivileges))
+		_, err := migrate(testenv.MySQLUser(t, testenv.Database(t), models.Grants()["worker"][0].Privileges))
 		if err == nil || !strings.Contains(err.Error(), "run migrate as the migrate user") {
-			t.Fatalf("migrate as the app user = %v, want a refusal naming the migrate user", err)
+			t.Fatalf("migrate as the worker's user = %v, want a refusal naming the migrate user", err)
 		}
 		t.Logf("refused: %v", err)
 	})

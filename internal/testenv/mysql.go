@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -344,7 +345,7 @@ func Schema(t testing.TB, db *sql.DB) []string {
 	return out
 }
 
-// MySQLUser creates a user with privileges (models.AppPrivileges, ...) on
+// MySQLUser creates a user with privileges (models.MigratePrivileges, ...) on
 // dsn's database only, dropped when t ends, and returns dsn as that user.
 func MySQLUser(t testing.TB, dsn, privileges string) string {
 	t.Helper()
@@ -374,4 +375,61 @@ func MySQLUser(t testing.TB, dsn, privileges string) string {
 	})
 	cfg.User, cfg.Passwd = user, password
 	return cfg.FormatDSN()
+}
+
+// scriptUser reads a CREATE USER statement of deploy/mysql's scripts.
+var scriptUser = regexp.MustCompile(`^CREATE USER 'billing_([a-z]+)'@'%' IDENTIFIED BY '([^']*)'$`)
+
+// MySQLUsersFromScripts runs deploy/mysql's SQL files (paths relative to
+// the calling test's package), as docker-compose runs them, for dsn's
+// database: each user billing_<role> becomes a user of this test's own
+// (users are server-wide), dropped when t ends. It returns each role's DSN.
+func MySQLUsersFromScripts(t testing.TB, dsn string, paths ...string) map[string]string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := randomName("u")
+	out := map[string]string{}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sql strings.Builder
+		for line := range strings.Lines(string(b)) {
+			if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+				sql.WriteString(line)
+			}
+		}
+		for stmt := range strings.SplitSeq(sql.String(), ";") {
+			if stmt = strings.TrimSpace(stmt); stmt == "" {
+				continue
+			}
+			if m := scriptUser.FindStringSubmatch(stmt); m != nil {
+				user := prefix + "_" + m[1]
+				t.Cleanup(func() {
+					if _, err := db.ExecContext(context.Background(), "DROP USER IF EXISTS '"+user+"'@'%'"); err != nil {
+						t.Logf("testenv: drop mysql user %s: %v", user, err)
+					}
+				})
+				c := *cfg
+				c.User, c.Passwd = user, m[2]
+				out[m[1]] = c.FormatDSN()
+			}
+			stmt = strings.ReplaceAll(stmt, "'billing_", "'"+prefix+"_")
+			stmt = strings.ReplaceAll(stmt, "`billing`.", "`"+cfg.DBName+"`.")
+			if _, err := db.ExecContext(ctx, stmt); err != nil {
+				t.Fatalf("testenv: %s: %v", p, err)
+			}
+		}
+	}
+	return out
 }

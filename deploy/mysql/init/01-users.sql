@@ -1,9 +1,24 @@
--- Least privilege (docs/operations.md#least-privilege): `billing migrate`
--- changes the schema as billing_migrate (models.MigratePrivileges); the
--- worker and the sweep only read and write rows as billing_app
--- (models.AppPrivileges). The image runs this once, on an empty data volume.
--- Development passwords only.
+-- Least privilege (docs/operations.md#least-privilege): a MySQL user per
+-- role, with the grants models.Grants lists. The image runs this file once,
+-- on an empty data volume: the users and their grants on the whole
+-- database. The grants on single tables need the tables, so they are in
+-- deploy/mysql/grants.sql, which compose's `grants` runs after `migrate`.
+-- config/compose_test.go holds both files to models.Grants;
+-- e2e.TestLeastPrivilege creates its users from them. Development
+-- passwords only.
+
+-- `billing migrate`: the schema.
 CREATE USER 'billing_migrate'@'%' IDENTIFIED BY 'migrate_dev_pw';
 GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, DROP, INDEX, REFERENCES, CREATE VIEW, SHOW VIEW ON `billing`.* TO 'billing_migrate'@'%';
-CREATE USER 'billing_app'@'%' IDENTIFIED BY 'app_dev_pw';
-GRANT SELECT, INSERT, UPDATE, DELETE ON `billing`.* TO 'billing_app'@'%';
+
+-- `billing worker` and `billing reprocess`: rows, but DELETE only on the
+-- items a subscription no longer lists (grants.sql), never on the ledger.
+CREATE USER 'billing_worker'@'%' IDENTIFIED BY 'worker_dev_pw';
+GRANT SELECT, INSERT, UPDATE ON `billing`.* TO 'billing_worker'@'%';
+
+-- `billing sweep` and `billing dlq`: three tables (grants.sql).
+CREATE USER 'billing_sweep'@'%' IDENTIFIED BY 'sweep_dev_pw';
+
+-- Support: `billing history`, `billing status`, `billing dlq list`; reads only.
+CREATE USER 'billing_support'@'%' IDENTIFIED BY 'support_dev_pw';
+GRANT SELECT ON `billing`.* TO 'billing_support'@'%';

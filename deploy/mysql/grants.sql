@@ -1,0 +1,13 @@
+-- The grants on single tables (models.Grants), run as root once `billing
+-- migrate` has created the tables: MySQL refuses a table grant on a table
+-- that does not exist yet. GRANT is idempotent: run it again after a
+-- migration that adds a table here. The users are deploy/mysql/init's.
+
+-- The worker deletes a subscription's items that Stripe no longer lists.
+GRANT DELETE ON `billing`.`subscription_items` TO 'billing_worker'@'%';
+
+-- The sweep: the ledger's re-drive count and payload pruning, its bookmarks,
+-- and the record of DLQ messages `billing dlq discard` removed.
+GRANT SELECT, UPDATE ON `billing`.`stripe_events` TO 'billing_sweep'@'%';
+GRANT SELECT, INSERT, UPDATE ON `billing`.`sweep_checkpoints` TO 'billing_sweep'@'%';
+GRANT SELECT, INSERT ON `billing`.`event_discards` TO 'billing_sweep'@'%';
