@@ -349,15 +349,9 @@ func Schema(t testing.TB, db *sql.DB) []string {
 // dsn's database only, dropped when t ends, and returns dsn as that user.
 func MySQLUser(t testing.TB, dsn, privileges string) string {
 	t.Helper()
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := admin()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, db := userAdmin(t, dsn)
 	user, password := randomName("u"), randomName("pw")
+	dropUserAtCleanup(t, db, user)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, q := range []string{
@@ -368,13 +362,32 @@ func MySQLUser(t testing.TB, dsn, privileges string) string {
 			t.Fatalf("testenv: mysql user: %v", err)
 		}
 	}
+	cfg.User, cfg.Passwd = user, password
+	return cfg.FormatDSN()
+}
+
+// userAdmin parses dsn and opens the server as its administrator, to
+// create users for dsn's database.
+func userAdmin(t testing.TB, dsn string) (*mysql.Config, *sql.DB) {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, db
+}
+
+// dropUserAtCleanup drops user (server-wide) when t ends.
+func dropUserAtCleanup(t testing.TB, db *sql.DB, user string) {
 	t.Cleanup(func() {
 		if _, err := db.ExecContext(context.Background(), "DROP USER IF EXISTS '"+user+"'@'%'"); err != nil {
 			t.Logf("testenv: drop mysql user %s: %v", user, err)
 		}
 	})
-	cfg.User, cfg.Passwd = user, password
-	return cfg.FormatDSN()
 }
 
 // scriptUser reads a CREATE USER statement of deploy/mysql's scripts.
@@ -386,14 +399,7 @@ var scriptUser = regexp.MustCompile(`^CREATE USER 'billing_([a-z]+)'@'%' IDENTIF
 // (users are server-wide), dropped when t ends. It returns each role's DSN.
 func MySQLUsersFromScripts(t testing.TB, dsn string, paths ...string) map[string]string {
 	t.Helper()
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := admin()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, db := userAdmin(t, dsn)
 	prefix := randomName("u")
 	out := map[string]string{}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -415,11 +421,7 @@ func MySQLUsersFromScripts(t testing.TB, dsn string, paths ...string) map[string
 			}
 			if m := scriptUser.FindStringSubmatch(stmt); m != nil {
 				user := prefix + "_" + m[1]
-				t.Cleanup(func() {
-					if _, err := db.ExecContext(context.Background(), "DROP USER IF EXISTS '"+user+"'@'%'"); err != nil {
-						t.Logf("testenv: drop mysql user %s: %v", user, err)
-					}
-				})
+				dropUserAtCleanup(t, db, user)
 				c := *cfg
 				c.User, c.Passwd = user, m[2]
 				out[m[1]] = c.FormatDSN()
