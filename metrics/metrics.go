@@ -78,6 +78,9 @@ type Metrics struct {
 	// SweepResults counts what `billing sweep` did with each parked event
 	// it looked at (redriven, skipped_young, skipped_permanent, ...).
 	SweepResults *prometheus.CounterVec
+	// SweepInterval is the period of `sweep --every`, for the alert on a
+	// sweep that stopped succeeding.
+	SweepInterval prometheus.Gauge
 	// SweepLastSuccess is when this process's last sweep pass without an
 	// error ended (Unix seconds); 0 until one has.
 	SweepLastSuccess prometheus.Gauge
@@ -163,6 +166,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "billing_queue_depth_poll_errors_total",
 			Help: "Failed polls of the queue depths; while it rises billing_queue_messages is stale.",
 		}),
+		SweepInterval: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "billing_sweep_interval_seconds",
+			Help: "The period of sweep --every, in seconds.",
+		}),
 		SweepLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "billing_sweep_last_success_timestamp_seconds",
 			Help: "When the last sweep pass without an error ended, Unix seconds (sweep --every).",
@@ -194,7 +201,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(
 		m.Webhooks, m.PublishConfirm, m.EventsProcessed, m.Processing,
-		m.Retries, m.Parked, m.Replayed, m.SweepResults, m.SweepLastSuccess, m.PayloadsPruned,
+		m.Retries, m.Parked, m.Replayed, m.SweepResults, m.SweepInterval, m.SweepLastSuccess, m.PayloadsPruned,
 		m.QueueDepth, m.QueueDepthErrors, m.OldestParkedAge, m.DeadEvents, m.DBErrors, m.BuildInfo,
 		m.Unverified, m.StripeCalls,
 	)

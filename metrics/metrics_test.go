@@ -266,8 +266,8 @@ func TestLint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(families) != 16 {
-		t.Errorf("gathered %d metric families, want 16", len(families))
+	if len(families) != 17 {
+		t.Errorf("gathered %d metric families, want 17", len(families))
 	}
 	for _, f := range families {
 		if !strings.HasPrefix(f.GetName(), "billing_") {

@@ -211,9 +211,50 @@ func dashboardQueries(t *testing.T) map[string]string {
 	return out
 }
 
+// TestDashboardScopedByNamespace: the dashboards have a namespace
+// variable and every query reads only that namespace's series: each
+// billing_* selector names namespace="$namespace" (the label prometheus.yml
+// gives each billing job's targets), each of RabbitMQ's its queue under
+// $namespace.
+func TestDashboardScopedByNamespace(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob(dashboardGlob)
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no dashboards: %v", err)
+	}
+	for _, f := range files {
+		if d := readDashboard(t, f); !slices.ContainsFunc(d.Templating.List, func(v variable) bool {
+			return v.Name == "namespace" && strings.Contains(v.Definition, "namespace")
+		}) {
+			t.Errorf("%s has no namespace variable", f)
+		}
+	}
+	selector := regexp.MustCompile(`\b((?:billing|rabbitmq)_[a-z_]+)(\{[^}]*\})?`)
+	for where, expr := range dashboardQueries(t) {
+		for _, m := range selector.FindAllStringSubmatch(expr, -1) {
+			want := `namespace="$namespace"`
+			if strings.HasPrefix(m[1], "rabbitmq_") {
+				want = `queue="$namespace.`
+			}
+			if !strings.Contains(m[2], want) {
+				t.Errorf("%s: %s%s is not scoped by the namespace (want %s)", where, m[1], m[2], want)
+			}
+		}
+	}
+}
+
+// variable is a dashboard's template variable.
+type variable struct {
+	Name       string `json:"name"`
+	Definition string `json:"definition"`
+}
+
 // dashboard is the part of a Grafana dashboard the tests read.
 type dashboard struct {
-	Title  string `json:"title"`
+	Title      string `json:"title"`
+	Templating struct {
+		List []variable `json:"list"`
+	} `json:"templating"`
 	Panels []struct {
 		Title   string `json:"title"`
 		Targets []struct {

@@ -66,7 +66,7 @@ func TestDashboardQueries(t *testing.T) {
 	} else {
 		targets["rabbitmq"] = rabbitPrometheus
 	}
-	prom := startPrometheus(t, promBin, targets)
+	prom := startPrometheus(t, promBin, targets, ns)
 
 	// Webhooks all along, so that every rate and latency has samples.
 	ctx, cancel := context.WithCancel(t.Context())
@@ -83,7 +83,7 @@ func TestDashboardQueries(t *testing.T) {
 		}
 	}()
 
-	queries := dashboardExprs(t)
+	queries := dashboardExprs(t, ns)
 	empty := map[string]string{}
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		api.alive(t)
@@ -104,8 +104,8 @@ func TestDashboardQueries(t *testing.T) {
 
 // dashboardExprs returns every target's expression of every dashboard, by
 // dashboard, panel and refId, with Grafana's range variables made concrete
-// for a 1s scrape interval.
-func dashboardExprs(t *testing.T) map[string]string {
+// for a 1s scrape interval and the namespace variable set to namespace.
+func dashboardExprs(t *testing.T, namespace string) map[string]string {
 	t.Helper()
 	files, err := filepath.Glob(dashboardsGlob)
 	if err != nil || len(files) == 0 {
@@ -131,7 +131,7 @@ func dashboardExprs(t *testing.T) map[string]string {
 		}
 		for _, p := range d.Panels {
 			for _, tg := range p.Targets {
-				out[filepath.Base(f)+": "+p.Title+" "+tg.RefID] = strings.ReplaceAll(tg.Expr, "$__rate_interval", "10s")
+				out[filepath.Base(f)+": "+p.Title+" "+tg.RefID] = strings.NewReplacer("$__rate_interval", "10s", "$namespace", namespace).Replace(tg.Expr)
 			}
 		}
 	}
@@ -143,8 +143,9 @@ type prometheus struct{ base string }
 
 // startPrometheus runs prom with the project's scrape config, each job's
 // targets replaced by targets[job] (a job not in targets is dropped) and a
-// 1s scrape interval, until the test ends.
-func startPrometheus(t *testing.T, prom string, targets map[string]string) prometheus {
+// 1s scrape interval, until the test ends. The namespace label the config
+// gives each billing job is ns.
+func startPrometheus(t *testing.T, prom string, targets map[string]string, ns string) prometheus {
 	t.Helper()
 	b, err := os.ReadFile(scrapeConfigFile)
 	if err != nil {
@@ -172,6 +173,13 @@ func startPrometheus(t *testing.T, prom string, targets map[string]string) prome
 		seen[name] = true
 		if addr, ok := targets[name]; ok {
 			job["static_configs"] = []any{map[string]any{"targets": []any{addr}}}
+			if rules, ok := job["relabel_configs"].([]any); ok {
+				for _, r := range rules {
+					if rule := r.(map[string]any); rule["target_label"] == "namespace" {
+						rule["replacement"] = ns
+					}
+				}
+			}
 			delete(job, "dns_sd_configs") // the compose replicas' names
 			jobs = append(jobs, job)
 		}

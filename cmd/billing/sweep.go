@@ -76,6 +76,7 @@ func runSweep(ctx context.Context, e env, args []string) error {
 
 	reg := metrics.NewRegistry()
 	m := metrics.New(reg)
+	m.SweepInterval.Set(every.Seconds())
 	srv, err := metrics.NewServer(metrics.ServerConfig{Addr: cfg.MetricsAddr, Registry: reg, Checks: []metrics.Check{{Name: "database", Probe: store.Ping}}}, logger)
 	if err != nil {
 		return err
