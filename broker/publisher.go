@@ -66,9 +66,15 @@ type confirmChannel struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 
+	// closeReason gets the broker's reason when it closes the channel (an
+	// access refusal, a missing exchange), before the pending confirms
+	// resolve as nacks; closedBy keeps it once read.
+	closeReason chan *amqp.Error
+
 	mu       sync.Mutex
 	inFlight map[returnKey]bool        // the publishes awaiting their confirm
 	returned map[returnKey]amqp.Return // drained from returns, until their publish looks
+	closedBy *amqp.Error
 }
 
 // NewPublisher returns a pool of at most channels confirm channels on conn;
@@ -146,7 +152,7 @@ func (p *Publisher) publish(ctx context.Context, exchange, key string, msg amqp.
 		// A dying channel resolves its pending confirms as nacks, for
 		// example after a publish to an exchange that does not exist.
 		p.discard(cc)
-		return fmt.Errorf("%w: channel closed before the confirm", ErrUnavailable)
+		return fmt.Errorf("%w: channel closed before the confirm%s", ErrUnavailable, cc.reason())
 	}
 	if !acked {
 		// A fresh channel, not this one, for the next publish: on RabbitMQ
@@ -372,11 +378,38 @@ func (p *Publisher) addChannel(rk returnKey) (*confirmChannel, error) {
 		inFlight: map[returnKey]bool{rk: true},
 		returned: make(map[returnKey]amqp.Return),
 	}
+	cc.closeReason = ch.NotifyClose(make(chan *amqp.Error, 1))
 	go cc.sender(ch.NotifyClose(make(chan *amqp.Error, 1)))
 	p.mu.Lock()
 	p.open = append(p.open, cc)
 	p.mu.Unlock()
 	return cc, nil
+}
+
+// reason says why the broker closed cc, as ": <the broker's text>" ("" when
+// it did not say). An access refusal names the permission the user lacks:
+// a publish needs write on the exchange (RabbitMQ 3.x's text says only
+// "access to exchange ... refused").
+func (cc *confirmChannel) reason() string {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.closedBy == nil {
+		select {
+		case e, ok := <-cc.closeReason:
+			if ok {
+				cc.closedBy = e
+			}
+		default:
+		}
+	}
+	switch e := cc.closedBy; {
+	case e == nil:
+		return ""
+	case e.Code == amqp.AccessRefused:
+		return fmt.Sprintf(": the broker refused access, the user lacks write permission on the exchange: %s", e.Reason)
+	default:
+		return fmt.Sprintf(": the broker closed it: %d %s", e.Code, e.Reason)
+	}
 }
 
 // discard closes cc; pick drops it from the pool.

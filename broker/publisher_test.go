@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -235,5 +236,39 @@ func TestPublishNacked(t *testing.T) {
 	}
 	if !pub.Ready() {
 		t.Error("Ready() = false after a nack on a live connection")
+	}
+}
+
+// TestPublishSaysWhyTheBrokerClosedTheChannel: a publish the user may not
+// make, or to a missing exchange, fails with the broker's own reason, not
+// only "channel closed": an access refusal names the permission.
+func TestPublishSaysWhyTheBrokerClosedTheChannel(t *testing.T) {
+	t.Parallel()
+	topo, guest := startConn(t, testenv.AMQPURL(), true)
+	// The api's permission: write on the events exchange only.
+	url := testenv.RabbitUser(t, topo.Permissions()[broker.RoleAPI])
+	conn := broker.NewConn(broker.ConnConfig{URL: url, Name: "publisher-test refused", Topology: topo, DialTimeout: time.Second},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = conn.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	if _, err := conn.Await(wctx); err != nil {
+		t.Fatal(err)
+	}
+	pub := broker.NewPublisher(conn, 1, 2*time.Second)
+	err := pub.Publish(ctx, "", topo.Work, message("evt_refused"))
+	if !errors.Is(err, broker.ErrUnavailable) || !strings.Contains(err.Error(), "the broker refused access, the user lacks write permission on the exchange") ||
+		!strings.Contains(err.Error(), "ACCESS_REFUSED") || !strings.Contains(err.Error(), "exchange 'amq.default'") {
+		t.Errorf("publish to the default exchange as the api = %v, want the broker's access refusal naming the permission", err)
+	}
+	err = broker.NewPublisher(guest, 1, 2*time.Second).Publish(ctx, topo.Namespace+".missing", "x", message("evt_nowhere"))
+	if !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "NOT_FOUND") {
+		t.Errorf("publish to a missing exchange = %v, want the broker's 404", err)
+	}
+	if err := pub.Publish(ctx, topo.Events, "invoice.paid", message("evt_allowed")); err != nil {
+		t.Errorf("the publish the user may make = %v", err)
 	}
 }
