@@ -314,7 +314,7 @@ func applyChange(ctx context.Context, row reflect.Value, ev Event, now time.Time
 	v, reported, lastEventID := compare(k.rank, cur, in), c.status, ev.ID
 	if v == tied {
 		var fromStripe bool
-		if v, reported, fromStripe, err = settleTie(ctx, k, c, cur, in); err != nil {
+		if v, reported, fromStripe, err = settleTie(ctx, k, c, ev, cur, in); err != nil {
 			return false, false, "", err
 		}
 		if fromStripe {

@@ -76,7 +76,7 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 		return "", err
 	}
 	var result Result
-	err = p.withTieObjects(ctx, func(objs tieObjects) error {
+	err = p.withTieObjects(ctx, nil, func(objs tieObjects) error {
 		return p.inTx(ctx, func(tx *gorm.DB) error {
 			var applied bool
 			var err error
@@ -204,7 +204,7 @@ func (p *Processor) ProcessBatch(ctx context.Context, raws [][]byte) (outcomes [
 		return nil, err
 	default:
 		p.logger.InfoContext(ctx, "billing: batch applied event by event", "batch", len(raws), "error", err)
-		err := p.withTieObjects(ctx, func(objs tieObjects) error {
+		err := p.withTieObjects(ctx, err, func(objs tieObjects) error {
 			return p.processEach(ctx, events, outcomes, objs)
 		})
 		if err != nil {

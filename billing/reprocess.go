@@ -125,7 +125,7 @@ func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool
 // and is stale now.
 func (r *Reprocessor) apply(ctx context.Context, id string) error {
 	p := r.proc
-	return p.withTieObjects(ctx, func(objs tieObjects) error {
+	return p.withTieObjects(ctx, nil, func(objs tieObjects) error {
 		return r.applyIn(ctx, id, objs)
 	})
 }

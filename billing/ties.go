@@ -74,10 +74,10 @@ func (e *errTie) Error() string {
 	return fmt.Sprintf("billing: tie on %s %s needs the object from Stripe", e.ref.Type, e.ref.ID)
 }
 
-// settleTie decides a tie between current and incoming for the object of
-// change c, names the status the history records for the event, and says
-// whether c is Stripe's own object.
-func settleTie(ctx context.Context, k kind, c change, current, incoming state) (v verdict, reported string, fromStripe bool, err error) {
+// settleTie decides a tie between current and incoming (event ev) for the
+// object of change c, names the status the history records for the
+// event, and says whether c is Stripe's own object.
+func settleTie(ctx context.Context, k kind, c change, ev Event, current, incoming state) (v verdict, reported string, fromStripe bool, err error) {
 	t, _ := ctx.Value(tieKey{}).(*tieBreak)
 	switch {
 	case t != nil && t.fetched != nil && t.fetched.ref.Type == k.objectType && t.fetched.ref.ID == c.id:
@@ -85,7 +85,8 @@ func settleTie(ctx context.Context, k kind, c change, current, incoming state) (
 		// says it went back, which Stripe's objects never do.
 		return cond(k.rank(c.status) >= k.rank(current.Status)), t.fetched.reported, true, nil
 	case t != nil && t.fetch:
-		return keep, c.status, false, &errTie{ref: ObjectRef{Type: k.objectType, ID: c.id}, reported: c.status}
+		ref := ObjectRef{Type: k.objectType, ID: c.id, APIVersion: ev.APIVersion, Account: ev.Account}
+		return keep, c.status, false, &errTie{ref: ref, event: ev.ID, reported: c.status}
 	default:
 		if t != nil {
 			t.logger.DebugContext(ctx, "billing: same-second tie settled by event id, without Stripe's object",
@@ -112,11 +113,16 @@ type tieObject struct {
 // answer so far. A failed fetch is kept as the answer: the event of the
 // tie fails with it (alone, in a batch). It ends because each run either
 // finishes or names an object not asked for yet, and a batch has finitely
-// many.
-func (p *Processor) withTieObjects(ctx context.Context, run func(objs tieObjects) error) error {
+// many. met is what an earlier attempt of the same work ended with (the
+// batch's sets): when it is a tie, its object is fetched before the first
+// run.
+func (p *Processor) withTieObjects(ctx context.Context, met error, run func(objs tieObjects) error) error {
 	objs := tieObjects{}
+	err := met
+	if _, tie := errors.AsType[*errTie](met); !tie {
+		err = run(objs)
+	}
 	for {
-		err := run(objs)
 		var tie *errTie
 		if !errors.As(err, &tie) {
 			return err
@@ -134,6 +140,7 @@ func (p *Processor) withTieObjects(ctx context.Context, run func(objs tieObjects
 				"event_id", tie.event, "object_type", tie.ref.Type, "object_id", tie.ref.ID)
 		}
 		objs[tie.ref] = got
+		err = run(objs)
 	}
 }
 
@@ -150,7 +157,6 @@ func (p *Processor) handle(ctx context.Context, tx *gorm.DB, h Handler, ev Event
 	if !errors.As(err, &tie) {
 		return own.applied, err
 	}
-	tie.ref.APIVersion, tie.ref.Account, tie.event = ev.APIVersion, ev.Account, ev.ID
 	got, asked := objs[tie.ref]
 	switch {
 	case !asked:
