@@ -107,9 +107,10 @@ type Metrics struct {
 	// verify them as Stripe's, by verify.Reason: a rise means someone
 	// publishes to the broker by hand, or a secret or key is wrong.
 	Unverified *prometheus.CounterVec
-	// StripeCalls counts the worker's fetches from Stripe's API by purpose
-	// (verify, tie) and outcome (ok, not_found, refused, rate_limited,
-	// error; cache_hit and limited made no call).
+	// StripeCalls counts calls to Stripe's API by purpose (verify, tie:
+	// the worker's fetches; reconcile: the sweep's) and outcome (ok,
+	// not_found, refused, rate_limited, error; cache_hit and limited made
+	// no call).
 	StripeCalls *prometheus.CounterVec
 	// BuildInfo is 1, labelled with the module version, Go version and VCS
 	// revision of the running binary.
@@ -192,7 +193,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		StripeCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "billing_stripe_calls_total",
-			Help: "Fetches from Stripe's API, by purpose (verify, tie) and outcome (ok, not_found, refused, rate_limited, error; cache_hit and limited made no call).",
+			Help: "Calls to Stripe's API, by purpose (verify, tie, reconcile) and outcome (ok, not_found, refused, rate_limited, error; cache_hit and limited made no call).",
 		}, []string{"purpose", "outcome"}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "billing_build_info",

@@ -38,6 +38,8 @@ const (
 	// PurposeTie: an object whose same-second tie nothing in the payloads
 	// settles.
 	PurposeTie = "tie"
+	// PurposeReconcile: a page of the Events API listed by reconciliation.
+	PurposeReconcile = "reconcile"
 )
 
 // Outcomes of a call to Stripe: the outcome label of
@@ -223,27 +225,53 @@ func (f *Fetcher) call(ctx context.Context, path, version, account string) answe
 	case len(body) > maxResponseBytes:
 		return answer{outcome: OutcomeError, err: fmt.Errorf("Stripe's answer is over %d bytes", maxResponseBytes)}
 	}
-	code := resp.StatusCode
-	failed := fmt.Errorf("Stripe answered %d: %s", code, stripeMessage(body))
-	switch {
-	case code == http.StatusOK && len(body) == 0:
+	switch outcome := outcomeOf(resp); {
+	case outcome == OutcomeOK && len(body) == 0:
 		return answer{outcome: OutcomeError, err: errors.New("empty response")}
-	case code == http.StatusOK:
+	case outcome == OutcomeOK:
 		return answer{outcome: OutcomeOK, body: body}
+	default:
+		return answer{outcome: outcome, err: fmt.Errorf("Stripe answered %d: %s", resp.StatusCode, stripeMessage(body))}
+	}
+}
+
+// outcomeOf classifies one answer of Stripe's.
+func outcomeOf(resp *http.Response) string {
+	switch code := resp.StatusCode; {
+	case code == http.StatusOK:
+		return OutcomeOK
 	case resp.Header.Get("Stripe-Should-Retry") == "true":
 		// Stripe says the same request may succeed later, whatever the
 		// status: never take it for a refusal. (A "false" changes nothing:
 		// the fetcher makes no retries of its own.)
-		return answer{outcome: OutcomeError, err: failed}
+		return OutcomeError
 	case code == http.StatusNotFound:
-		return answer{outcome: OutcomeNotFound, err: failed}
+		return OutcomeNotFound
 	case code == http.StatusBadRequest || code == http.StatusForbidden:
-		return answer{outcome: OutcomeRefused, err: failed}
+		return OutcomeRefused
 	case code == http.StatusTooManyRequests:
-		return answer{outcome: OutcomeRateLimited, err: failed}
+		return OutcomeRateLimited
 	default:
-		return answer{outcome: OutcomeError, err: failed}
+		return OutcomeError
 	}
+}
+
+// observedTransport tells observe the outcome of every request it makes
+// for purpose: each of stripe-go's own retries counts as a call.
+type observedTransport struct {
+	base    http.RoundTripper
+	purpose string
+	observe func(purpose, outcome string)
+}
+
+func (o observedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := o.base.RoundTrip(req)
+	if err != nil {
+		o.observe(o.purpose, OutcomeError)
+		return nil, err
+	}
+	o.observe(o.purpose, outcomeOf(resp))
+	return resp, nil
 }
 
 // stripeMessage is the message of Stripe's error body, cut short; the

@@ -70,7 +70,10 @@ type Config struct {
 	PageSize int64
 	// HTTPClient calls Stripe; default a client with a 30s timeout.
 	HTTPClient *http.Client
-	Now        func() time.Time
+	// Observe, when set, is told the outcome of every call to Stripe
+	// under PurposeReconcile (metrics.Metrics.StripeCall).
+	Observe func(purpose, outcome string)
+	Now     func() time.Time
 }
 
 // Reconciler lists Stripe's events since its checkpoint and enqueues every
@@ -120,6 +123,17 @@ func New(cfg Config, logger *slog.Logger, store Store, pub Publisher) (*Reconcil
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Observe != nil {
+		c := http.Client{Timeout: 30 * time.Second}
+		if cfg.HTTPClient != nil {
+			c = *cfg.HTTPClient
+		}
+		if c.Transport == nil {
+			c.Transport = http.DefaultTransport
+		}
+		c.Transport = observedTransport{base: c.Transport, purpose: PurposeReconcile, observe: cfg.Observe}
+		cfg.HTTPClient = &c
 	}
 	backend := newBackend(cfg.APIBase, cfg.HTTPClient)
 	api := client.New(cfg.APIKey, &stripe.Backends{API: backend, Connect: backend, Uploads: backend})

@@ -48,7 +48,8 @@ func TestReconcileEnqueuesAMissingEventOnceAndAKnownOneNever(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			rec, err := reconcile.New(reconcile.Config{APIKey: "sk_test_123", APIBase: base, Topology: e.topo, Now: func() time.Time { return now }},
+			var seen outcomes
+			rec, err := reconcile.New(reconcile.Config{APIKey: "sk_test_123", APIBase: base, Topology: e.topo, Now: func() time.Time { return now }, Observe: seen.observe},
 				quietLogger(), store, e.pub)
 			if err != nil {
 				t.Fatal(err)
@@ -72,6 +73,9 @@ func TestReconcileEnqueuesAMissingEventOnceAndAKnownOneNever(t *testing.T) {
 				for _, d := range got {
 					checkAPIShape(t, d, e.topo.Events)
 				}
+			}
+			if n := seen.n(reconcile.PurposeReconcile, reconcile.OutcomeOK); n != len(tt.want) {
+				t.Errorf("%d calls to Stripe counted, want one a pass (%v)", n, seen.got)
 			}
 		})
 	}

@@ -55,9 +55,13 @@ func runSweep(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("sweep: %w", err)
 	}
 	defer s.close()
+	reg := metrics.NewRegistry()
+	m := metrics.New(reg) // served with --every
 	var rec dlq.Reconciler
 	if cfg.StripeAPIKey != "" {
-		rec, err = reconcile.New(reconcile.Config{APIKey: cfg.StripeAPIKey, APIBase: cfg.StripeAPIBase, Topology: s.topo}, logger, store, s.pub)
+		rec, err = reconcile.New(reconcile.Config{
+			APIKey: cfg.StripeAPIKey, APIBase: cfg.StripeAPIBase, Topology: s.topo, Observe: m.StripeCall,
+		}, logger, store, s.pub)
 		if err != nil {
 			return err
 		}
@@ -74,8 +78,6 @@ func runSweep(ctx context.Context, e env, args []string) error {
 		return err
 	}
 
-	reg := metrics.NewRegistry()
-	m := metrics.New(reg)
 	m.SweepInterval.Set(every.Seconds())
 	srv, err := metrics.NewServer(metrics.ServerConfig{Addr: cfg.MetricsAddr, Registry: reg, Checks: []metrics.Check{{Name: "database", Probe: store.Ping}}}, logger)
 	if err != nil {
