@@ -18,6 +18,10 @@ import (
 // recover catches.
 const MaxDepth = 64
 
+// The reader keeps one bit per open container in a uint64: this does not
+// compile with a MaxDepth above 64.
+const _ = uint64(1) << (MaxDepth - 1)
+
 // ErrMalformed is the start of every error of ReadEnvelope: the body is
 // not one JSON object read one way. The api answers it with a 400 and the
 // error's text; the worker parks the message as Malformed.
