@@ -27,6 +27,10 @@ type Event struct {
 	ObjectType string          // data.object's object: Stripe's name of its type
 	ObjectID   string          // data.object's id; "" for a preview (invoice.upcoming)
 	Raw        []byte
+	// Signature is the Stripe-Signature that signs Raw, as the worker
+	// verified it; "" for Stripe's copy fetched by id. The ledger keeps
+	// it beside the payload, for `billing reprocess` to check again.
+	Signature string
 
 	keys payload // data.object's, from Parse; nil in an Event made otherwise
 }

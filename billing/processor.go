@@ -71,10 +71,18 @@ func (p *Processor) Handled() []string { return p.mux.Types() }
 // (failure.Of); database outages wrap models.ErrUnavailable; anything
 // else is worth retrying.
 func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
+	return p.ProcessSigned(ctx, raw, "")
+}
+
+// ProcessSigned is Process of raw with signature, the Stripe-Signature
+// that signs it ("" for Stripe's copy fetched by id), which the ledger
+// keeps beside the payload.
+func (p *Processor) ProcessSigned(ctx context.Context, raw []byte, signature string) (Result, error) {
 	ev, err := Parse(raw)
 	if err != nil {
 		return "", err
 	}
+	ev.Signature = signature
 	var result Result
 	err = p.withTieObjects(ctx, nil, func(objs tieObjects) error {
 		return p.inTx(ctx, func(tx *gorm.DB) error {
@@ -153,6 +161,7 @@ func ledgerRow(ev Event, result Result, now time.Time) models.StripeEvent {
 		ObjectID:    ref(ev.ObjectID).ptr(),
 		Status:      models.EventIgnored,
 		Payload:     ev.Raw,
+		Signature:   models.StoredSignature(ev.Signature),
 		ReceivedAt:  now,
 		ProcessedAt: &now,
 	}
@@ -185,12 +194,22 @@ type Outcome struct {
 // (wrapping models.ErrUnavailable), a deadlock or lock wait timeout that
 // persisted through InTx's retries of the whole batch, or ctx done.
 func (p *Processor) ProcessBatch(ctx context.Context, raws [][]byte) (outcomes []Outcome, err error) {
+	return p.ProcessBatchSigned(ctx, raws, nil)
+}
+
+// ProcessBatchSigned is ProcessBatch of raws with their signatures
+// (signatures[i] signs raws[i]; nil or "": none), which the ledger keeps
+// beside the payloads.
+func (p *Processor) ProcessBatchSigned(ctx context.Context, raws [][]byte, signatures []string) (outcomes []Outcome, err error) {
 	outcomes = make([]Outcome, len(raws))
 	events := make([]Event, len(raws))
 	parsed := 0
 	for i, raw := range raws {
 		if events[i], outcomes[i].Err = Parse(raw); outcomes[i].Err == nil {
 			parsed++
+		}
+		if i < len(signatures) {
+			events[i].Signature = signatures[i]
 		}
 	}
 	if parsed == 0 {

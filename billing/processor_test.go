@@ -30,9 +30,11 @@ func setup(t *testing.T) (*models.Store, *billing.Processor) {
 	return s, billing.NewProcessor(s, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
 }
 
+// process applies raw as the worker does once it verified it: with the
+// signature that signs it, which the ledger keeps.
 func process(t *testing.T, p *billing.Processor, raw []byte, want billing.Result) {
 	t.Helper()
-	got, err := p.Process(context.Background(), raw)
+	got, err := p.ProcessSigned(context.Background(), raw, testenv.Sign(raw, testenv.WebhookSecret, time.Now()))
 	if err != nil || got != want {
 		t.Fatalf("Process(%.120s) = %q, %v; want %q", raw, got, err, want)
 	}
@@ -40,7 +42,8 @@ func process(t *testing.T, p *billing.Processor, raw []byte, want billing.Result
 
 // snapshot reads every table through its model in a stable order, as JSON
 // rows by table name, leaving out what depends on wall time or insertion
-// order (surrogate ids, created_at and the like), the ledger's applied
+// order (surrogate ids, created_at and the like; a signature holds its
+// time), the ledger's applied
 // included: which of an object's events changed its row depends on the
 // order they came in.
 func snapshot(t *testing.T, s *models.Store) map[string][]string {
@@ -66,7 +69,7 @@ func snapshot(t *testing.T, s *models.Store) map[string][]string {
 func dump[M schema.Tabler](t *testing.T, s *models.Store, order string) (table string, rows []string) {
 	t.Helper()
 	var all []M
-	err := s.DB().Omit("id", "seq", "created_at", "updated_at", "recorded_at", "received_at", "processed_at", "payload", "applied").
+	err := s.DB().Omit("id", "seq", "created_at", "updated_at", "recorded_at", "received_at", "processed_at", "payload", "signature", "applied").
 		Order(order).Find(&all).Error
 	if err != nil {
 		t.Fatal(err)

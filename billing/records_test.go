@@ -179,7 +179,7 @@ func TestReprocessFillsNewRecords(t *testing.T) {
 	old := billing.NewProcessor(s, nil, billing.WithoutHandlers("credit_note.created", "credit_note.updated",
 		"credit_note.voided", "checkout.session.expired"))
 	for _, raw := range l.Events {
-		if _, err := old.Process(context.Background(), raw); err != nil {
+		if _, err := old.ProcessSigned(context.Background(), raw, testenv.Sign(raw, testenv.WebhookSecret, time.Now())); err != nil {
 			t.Fatal(err)
 		}
 	}

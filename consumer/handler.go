@@ -24,6 +24,8 @@ type Delivery struct {
 	Body []byte
 	// Signature is the Stripe-Signature the api forwarded
 	// (broker.HeaderStripeSignature); empty when the message has none.
+	// Past Verify, it is the one that signs Body: empty when Body is
+	// Stripe's copy.
 	Signature string
 	// Attempt is the 1-based number of this try; retries through the delay
 	// tiers count up, replays from the DLQ start again at 1.
@@ -125,6 +127,9 @@ func Verify(v *verify.Verifier) Middleware {
 					continue
 				}
 				d.ID, d.Type, d.Body = ev.ID, ev.Type, ev.Body
+				if ev.Fetched {
+					d.Signature = "" // it signs the message's body, not Stripe's copy
+				}
 				trusted = append(trusted, d)
 				at = append(at, i)
 			}

@@ -6,9 +6,10 @@ import (
 	"github.com/stripe-billing/billing/billing"
 )
 
-// Processor applies a raw Stripe event: billing.Processor.
+// Processor applies a raw Stripe event, keeping the signature that signs
+// it beside it: billing.Processor.
 type Processor interface {
-	Process(ctx context.Context, raw []byte) (billing.Result, error)
+	ProcessSigned(ctx context.Context, raw []byte, signature string) (billing.Result, error)
 }
 
 // Process adapts a Processor to a Handler: it reports the billing.Result
@@ -16,7 +17,7 @@ type Processor interface {
 // class (malformed → permanent, database down → outage).
 func Process(p Processor) Handler {
 	return HandlerFunc(func(ctx context.Context, d Delivery) error {
-		res, err := p.Process(ctx, d.Body)
+		res, err := p.ProcessSigned(ctx, d.Body, d.Signature)
 		if err != nil {
 			return err
 		}
@@ -25,21 +26,21 @@ func Process(p Processor) Handler {
 	})
 }
 
-// BatchProcessor applies raw Stripe events in one transaction:
-// billing.Processor.
+// BatchProcessor applies raw Stripe events in one transaction, keeping
+// the signatures that sign them: billing.Processor.
 type BatchProcessor interface {
-	ProcessBatch(ctx context.Context, raws [][]byte) ([]billing.Outcome, error)
+	ProcessBatchSigned(ctx context.Context, raws [][]byte, signatures []string) ([]billing.Outcome, error)
 }
 
 // ProcessBatch adapts a BatchProcessor to a BatchHandler; it reports each
 // applied event's billing.Result (Delivery.Report).
 func ProcessBatch(p BatchProcessor) BatchHandler {
 	return BatchHandlerFunc(func(ctx context.Context, ds []Delivery) ([]error, error) {
-		raws := make([][]byte, len(ds))
+		raws, signatures := make([][]byte, len(ds)), make([]string, len(ds))
 		for i, d := range ds {
-			raws[i] = d.Body
+			raws[i], signatures[i] = d.Body, d.Signature
 		}
-		outcomes, err := p.ProcessBatch(ctx, raws)
+		outcomes, err := p.ProcessBatchSigned(ctx, raws, signatures)
 		if err != nil {
 			return nil, err
 		}

@@ -76,7 +76,8 @@ func newPruneLedger(t *testing.T) *pruneLedger {
 	}
 	// Parked as long ago as the others were processed: kept for a replay.
 	l.dead = billingtest.NewEventID()
-	if err := s.MarkDead(ctx, models.DeadEvent{ID: l.dead, Type: "invoice.paid", Payload: []byte(`{"id":"` + l.dead + `"}`), Attempts: 8, LastError: "boom"}); err != nil {
+	deadRaw := []byte(`{"id":"` + l.dead + `"}`)
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: l.dead, Type: "invoice.paid", Payload: deadRaw, Signature: testenv.Sign(deadRaw, testenv.WebhookSecret, time.Now()), Attempts: 8, LastError: "boom"}); err != nil {
 		t.Fatal(err)
 	}
 	// The sweep runs as if 91 days had passed; one event is younger.

@@ -15,6 +15,7 @@ import (
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/retry"
+	"github.com/stripe-billing/billing/verify"
 )
 
 // MaxErrorHeader bounds the billing-error header; longer messages are cut.
@@ -35,6 +36,10 @@ type RouterConfig struct {
 	Now func() time.Time
 	// LedgerTimeout bounds MarkDead; default 5s.
 	LedgerTimeout time.Duration
+	// Secrets are the webhook secrets, as the worker's: a parked message's
+	// body goes to the ledger only when its forwarded Stripe-Signature
+	// signs it with one of them. None: no body goes.
+	Secrets []string
 }
 
 // Router takes a failed delivery and either schedules it in a delay tier or
@@ -149,24 +154,37 @@ func (r *Router) Fail(ctx context.Context, d amqp.Delivery, cause error) (failur
 }
 
 // markDead records the parking in the ledger, best effort: the DLQ holds
-// the event whatever the database says. An unverified message is not
-// recorded: the ledger holds only what Stripe sent, and a row under a
-// forged id would make reconciliation take that id for known.
+// the event whatever the database says. The body goes with it only when
+// the forwarded Stripe-Signature signs it (any age, as the worker
+// checks), keyed by the body's own id: the ledger holds a payload only
+// once it is verified. A message parked for another reason than being
+// unverified (Stripe unreachable while the worker tried to fetch its
+// copy, or a copy fetched from Stripe that then failed) leaves a row
+// naming the event without a payload, which `billing reprocess`, a
+// takeover and reconciliation ignore (docs/design.md). A message found
+// unverified leaves no row at all: a flood of forgeries writes nothing.
 func (r *Router) markDead(ctx context.Context, d amqp.Delivery, dec failure.Decision, reason string) {
 	if r.ledger == nil || dec.Class == failure.Unverified {
 		return
 	}
-	id, typ := broker.Identity(d.MessageId, d.Type, d.Body)
-	if id == "" {
-		return // nothing to key a ledger row on; the DLQ headers say why
+	ev := models.DeadEvent{Attempts: dec.Attempt, LastError: reason}
+	ev.ID, ev.Type = broker.Identity(d.MessageId, d.Type, d.Body)
+	sig := broker.HeaderString(d.Headers, broker.HeaderStripeSignature)
+	if len(sig) <= models.MaxSignature && verify.Signature(d.Body, sig, r.cfg.Secrets, 0, time.Time{}) == nil {
+		if id, typ := broker.Identity("", "", d.Body); id != "" {
+			ev.ID, ev.Type, ev.Payload, ev.Signature = id, typ, d.Body, sig
+		}
+	}
+	switch err := verify.Form(ev.ID, ev.Type); {
+	case errors.Is(err, verify.ErrBadID):
+		return // no Stripe event id to key a row on; the DLQ headers say why
+	case err != nil:
+		ev.Type = "" // not a Stripe event type: the row names the event by its id
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.LedgerTimeout)
 	defer cancel()
-	err := r.ledger.MarkDead(ctx, models.DeadEvent{
-		ID: id, Type: typ, Payload: d.Body, Attempts: dec.Attempt, LastError: reason,
-	})
-	if err != nil {
-		r.logger.Warn("parked event not marked dead in the ledger", "event_id", id, "event_type", typ, "error", err)
+	if err := r.ledger.MarkDead(ctx, ev); err != nil {
+		r.logger.Warn("parked event not marked dead in the ledger", "event_id", ev.ID, "event_type", ev.Type, "error", err)
 	}
 }
 

@@ -311,3 +311,66 @@ func checkHeaders(t *testing.T, got amqp.Table, want map[string]any) {
 		}
 	}
 }
+
+// TestRouterKeepsOnlySignedBodies: a parked message's body goes to the
+// ledger only when its forwarded signature signs it with one of the
+// router's secrets, under the body's own id; an unsigned body, one signed
+// with another secret or edited after signing leaves a dead row naming
+// the event without a payload, and a message parked unverified leaves no
+// row.
+func TestRouterKeepsOnlySignedBodies(t *testing.T) {
+	t.Parallel()
+	topo, pub, _ := brokerSetup(t, []time.Duration{time.Minute})
+	store := testenv.Store(t)
+	r, err := dlq.NewRouter(dlq.RouterConfig{Topology: topo, Policy: retry.Policy{Delays: topo.Delays, MaxAttempts: 2}, Secrets: []string{testenv.WebhookSecret}},
+		nil, pub, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := func(id string) []byte {
+		return []byte(`{"id":"` + id + `","type":"invoice.paid","created":1700000000,"data":{"object":{"object":"invoice","id":"in_r"}}}`)
+	}
+	park := func(messageID string, b []byte, signature string, cause error) {
+		t.Helper()
+		d := amqp.Delivery{Exchange: topo.Events, RoutingKey: "invoice.paid", MessageId: messageID, Type: "invoice.paid", Body: b,
+			Headers: amqp.Table{}}
+		if signature != "" {
+			d.Headers[broker.HeaderStripeSignature] = signature
+		}
+		if dec, err := r.Fail(context.Background(), d, cause); err != nil || !dec.Parked {
+			t.Fatalf("Fail = %+v, %v; want parked", dec, err)
+		}
+	}
+	permanent := failure.MarkPermanent(errors.New("boom"))
+	now := time.Now()
+	signed, claimed := "evt_RouterSigned", "evt_RouterClaimed"
+	park(claimed, body(signed), testenv.Sign(body(signed), testenv.WebhookSecret, now), permanent)
+	unsigned := "evt_RouterUnsigned"
+	park(unsigned, body(unsigned), "", permanent)
+	otherSecret := "evt_RouterOtherSecret"
+	park(otherSecret, body(otherSecret), testenv.Sign(body(otherSecret), "whsec_other", now), permanent)
+	edited := "evt_RouterEdited"
+	park(edited, append(body(edited), ' '), testenv.Sign(body(edited), testenv.WebhookSecret, now), permanent)
+	forged := "evt_RouterUnverified"
+	park(forged, body(forged), "", failure.MarkUnverified(errors.New("not Stripe's")))
+
+	row := func(id string) (models.StripeEvent, bool) {
+		var ev models.StripeEvent
+		err := store.DB().Where("id = ?", id).Take(&ev).Error
+		return ev, err == nil
+	}
+	if ev, ok := row(signed); !ok || string(ev.Payload) != string(body(signed)) || len(ev.Signature) == 0 || ev.Created == nil {
+		t.Errorf("signed body: row %+v (found %v); want its payload, signature and created under the body's id", ev, ok)
+	}
+	if _, ok := row(claimed); ok {
+		t.Errorf("a row under the message's claimed id %s, want it under the signed body's", claimed)
+	}
+	for _, id := range []string{unsigned, otherSecret, edited} {
+		if ev, ok := row(id); !ok || ev.Status != models.EventDead || ev.Payload != nil || ev.Signature != nil || ev.Created != nil || ev.ObjectID != nil {
+			t.Errorf("%s: row %+v (found %v); want dead, no payload, signature, created or object", id, ev, ok)
+		}
+	}
+	if _, ok := row(forged); ok {
+		t.Errorf("a row for the message parked unverified")
+	}
+}

@@ -64,7 +64,7 @@ func TestOf(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead := billingtest.Event(deadID, "invoice.updated", paidAt.Add(2*time.Minute), invoice)
-	if err := s.MarkDead(ctx, models.DeadEvent{ID: deadID, Type: "invoice.updated", Payload: dead, Attempts: 8, LastError: "lock wait timeout"}); err != nil {
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: deadID, Type: "invoice.updated", Payload: dead, Signature: testenv.Sign(dead, testenv.WebhookSecret, time.Now()), Attempts: 8, LastError: "lock wait timeout"}); err != nil {
 		t.Fatal(err)
 	}
 

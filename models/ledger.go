@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -30,9 +31,9 @@ const (
 // processed; ev.ProcessedAt), so that applying an event costs one ledger
 // statement: a failure rolls the row back with the rest of the event's
 // work. An existing row that is done makes a duplicate; a dead row is
-// taken over (its status, processed_at, attempts and payload set, its
-// last_error cleared), locked
-// until tx ends, so a replayed parked event applies exactly once.
+// taken over (ReplaceEvent: ev's fields replace whatever the parking
+// recorded; its attempts counted, its last_error cleared), locked until
+// tx ends, so a replayed parked event applies exactly once.
 func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
 	evs := []StripeEvent{*ev}
 	n, err := InsertEvents(tx, evs)
@@ -52,20 +53,57 @@ func ClaimEvent(tx *gorm.DB, ev *StripeEvent) (Claim, error) {
 	if cur.Status != EventDead {
 		return ClaimDuplicate, nil
 	}
-	err = tx.Model(&StripeEvent{}).Where("id = ?", ev.ID).Updates(map[string]any{
-		"attempts":     cur.Attempts + 1,
-		"payload":      ev.Payload,
-		"status":       ev.Status,
-		"object_type":  ev.ObjectType,
-		"object_id":    ev.ObjectID,
-		"applied":      ev.Applied,
-		"processed_at": ev.ProcessedAt,
-		"last_error":   nil, // it applied: the parking's reason is history
-	}).Error
-	if err != nil {
+	if err := replaceEvent(tx, ev, map[string]any{"attempts": cur.Attempts + 1}); err != nil {
 		return 0, fmt.Errorf("models: take over event %s: %w", ev.ID, err)
 	}
 	return ClaimTakeover, nil
+}
+
+// ReplaceEvent writes ev, a verified event, over the ledger row of its
+// id in tx: its type, created, API version, livemode, account, object,
+// payload and signature replace those of the row (a parked row's came
+// from a message nothing proved, or from an older copy), with ev's
+// status, applied and processed_at, and last_error cleared (it applied:
+// the parking's reason is history).
+func ReplaceEvent(tx *gorm.DB, ev *StripeEvent) error {
+	if err := replaceEvent(tx, ev, nil); err != nil {
+		return fmt.Errorf("models: replace event %s: %w", ev.ID, err)
+	}
+	return nil
+}
+
+func replaceEvent(tx *gorm.DB, ev *StripeEvent, extra map[string]any) error {
+	set := map[string]any{
+		"type":         ev.Type,
+		"api_version":  ev.APIVersion,
+		"livemode":     ev.Livemode,
+		"account":      ev.Account,
+		"created":      ev.Created,
+		"object_type":  ev.ObjectType,
+		"object_id":    ev.ObjectID,
+		"payload":      ev.Payload,
+		"signature":    ev.Signature,
+		"status":       ev.Status,
+		"applied":      ev.Applied,
+		"processed_at": ev.ProcessedAt,
+		"last_error":   nil,
+	}
+	maps.Copy(set, extra)
+	return tx.Model(&StripeEvent{}).Where("id = ?", ev.ID).Updates(set).Error
+}
+
+// MaxSignature is the longest Stripe-Signature the ledger keeps (the
+// api's limit): a row whose signature is longer keeps none, and
+// `billing reprocess` fetches the event from Stripe instead.
+const MaxSignature = 2048
+
+// StoredSignature is signature as the ledger keeps it: nil when empty or
+// longer than MaxSignature.
+func StoredSignature(signature string) []byte {
+	if signature == "" || len(signature) > MaxSignature {
+		return nil
+	}
+	return []byte(signature)
 }
 
 // InsertEvents inserts the ledger rows evs in one statement, each with its
@@ -91,7 +129,7 @@ func InsertEvents(tx *gorm.DB, evs []StripeEvent) (int64, error) {
 	args := make([]any, 0, len(evs)*eventColumnCount)
 	for _, e := range evs {
 		args = append(args, e.ID, e.Type, e.APIVersion, e.Livemode, e.Account, e.Created, e.ObjectType, e.ObjectID,
-			e.Status, e.Applied, e.Attempts, e.Redrives, e.LastError, e.Payload, e.ReceivedAt, e.ProcessedAt)
+			e.Status, e.Applied, e.Attempts, e.Redrives, e.LastError, e.Payload, e.Signature, e.ReceivedAt, e.ProcessedAt)
 	}
 	n, err := ExecRows(tx, "INSERT INTO stripe_events ("+eventColumns+") VALUES ", eventColumnCount, len(evs),
 		" ON DUPLICATE KEY UPDATE seq = seq", args)
@@ -105,8 +143,8 @@ func InsertEvents(tx *gorm.DB, evs []StripeEvent) (int64, error) {
 // but seq.
 const (
 	eventColumns = "id, type, api_version, livemode, account, created, object_type, object_id, " +
-		"status, applied, attempts, redrives, last_error, payload, received_at, processed_at"
-	eventColumnCount = 16
+		"status, applied, attempts, redrives, last_error, payload, signature, received_at, processed_at"
+	eventColumnCount = 17
 )
 
 // ExecRows runs the multi-row statement head, rows tuples of cols
@@ -197,62 +235,88 @@ func RecordStatuses(tx *gorm.DB, cs []StatusChange) error {
 
 // DeadEvent is an event parked in the DLQ, as the retry package knows it.
 type DeadEvent struct {
-	ID        string
-	Type      string
+	ID, Type string
+	// Payload is kept only with the Signature that signs it, which the
+	// caller checked (dlq.Router): a parked message nothing proved leaves
+	// a row without a payload, which nothing applies.
 	Payload   []byte
+	Signature string
 	Attempts  int
 	LastError string
 }
 
 // MarkDead records that an event was parked: it inserts a dead row, or
 // turns an existing dead row's details to the latest. A processed or
-// ignored row stays as it is: the event is done.
+// ignored row stays as it is: the event is done. With a signed payload
+// the row's type, created and object are the payload's, over whatever an
+// unsigned parking of the same id recorded; without one the row names the
+// event (id, type as claimed) and holds nothing else: it is unverified,
+// and `billing reprocess`, reconciliation (KnownEventIDs) and a takeover
+// (ReplaceEvent) ignore what it says.
 func (s *Store) MarkDead(ctx context.Context, ev DeadEvent) error {
 	if ev.ID == "" {
 		return errors.New("models: mark dead: event id is empty")
 	}
 	now := s.now()
-	created, objectType, objectID := payloadFields(ev.Payload)
+	sig := StoredSignature(ev.Signature)
+	var f payloadEnvelope
+	payload := ev.Payload
+	if sig != nil {
+		f = payloadFields(payload)
+	}
+	if f.ID != ev.ID { // unsigned, or signed for another event: nothing proves it is this one
+		f, payload, sig = payloadEnvelope{}, nil, nil
+	} else if f.Type != "" {
+		ev.Type = f.Type
+	}
 	// ON DUPLICATE KEY assignments run left to right and see earlier ones,
-	// so status, which the others test, is assigned last.
+	// so status, which the others test, is assigned last, and payload,
+	// which decides whether the signed parking's fields replace the row's,
+	// just before it.
+	const signed = "status = 'dead' AND VALUES(payload) IS NOT NULL"
 	err := s.db.WithContext(ctx).Exec(`INSERT INTO stripe_events
-		(id, type, created, object_type, object_id, status, attempts, last_error, payload, received_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		(id, type, created, object_type, object_id, status, attempts, last_error, payload, signature, received_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON DUPLICATE KEY UPDATE
-		  type = IF(type = '', VALUES(type), type),
-		  created = IFNULL(created, VALUES(created)),
-		  object_type = IFNULL(object_type, VALUES(object_type)),
-		  object_id = IFNULL(object_id, VALUES(object_id)),
+		  type = IF(`+signed+`, VALUES(type), type),
+		  created = IF(`+signed+`, VALUES(created), created),
+		  object_type = IF(`+signed+`, VALUES(object_type), object_type),
+		  object_id = IF(`+signed+`, VALUES(object_id), object_id),
 		  attempts = IF(status IN ('processed', 'ignored'), attempts, GREATEST(attempts, VALUES(attempts))),
 		  last_error = IF(status IN ('processed', 'ignored'), last_error, VALUES(last_error)),
-		  payload = IFNULL(payload, VALUES(payload)),
+		  signature = IF(`+signed+`, VALUES(signature), signature),
+		  payload = IF(`+signed+`, VALUES(payload), payload),
 		  status = IF(status IN ('processed', 'ignored'), status, 'dead')`,
-		ev.ID, ev.Type, created, objectType, objectID, EventDead, ev.Attempts, ev.LastError, ev.Payload, now).Error
+		ev.ID, ev.Type, f.created(), nonEmpty(f.Data.Object.Object), nonEmpty(f.Data.Object.ID),
+		EventDead, ev.Attempts, ev.LastError, payload, sig, now).Error
 	return translate("mark dead "+ev.ID, err)
 }
 
-// payloadFields reads a parked event's created and its object's type and
-// id from its payload, so that the event shows in its object's history in
-// Stripe's order; nil for what the payload does not say (it may not even
-// be JSON: it failed).
-func payloadFields(payload []byte) (created *time.Time, objectType, objectID *string) {
-	var ev struct {
-		Created int64
-		Data    struct {
-			Object struct {
-				Object, ID string
-			}
-		}
+// payloadEnvelope is what MarkDead reads of a parked event's payload,
+// so that the event shows in its object's history in Stripe's order.
+type payloadEnvelope struct {
+	ID, Type string
+	Created  int64
+	Data     struct{ Object struct{ Object, ID string } }
+}
+
+// payloadFields reads payload's envelope; zero for what it does not say
+// (it may not even be JSON: it failed).
+func payloadFields(payload []byte) payloadEnvelope {
+	var f payloadEnvelope
+	if json.Unmarshal(payload, &f) != nil {
+		return payloadEnvelope{}
 	}
-	if json.Unmarshal(payload, &ev) != nil {
-		return nil, nil, nil
+	return f
+}
+
+// created is the event's created time; nil when unknown.
+func (f payloadEnvelope) created() *time.Time {
+	if f.Created <= 0 {
+		return nil
 	}
-	if ev.Created > 0 {
-		t := time.Unix(ev.Created, 0).UTC()
-		created = &t
-	}
-	o := ev.Data.Object
-	return created, nonEmpty(o.Object), nonEmpty(o.ID)
+	t := time.Unix(f.Created, 0).UTC()
+	return &t
 }
 
 // nonEmpty is s, nil when empty.
@@ -354,14 +418,19 @@ func (s *Store) DeadIDs(ctx context.Context, limit int) ([]string, error) {
 	return ids, nil
 }
 
-// KnownEventIDs returns which of ids have a ledger row, whatever its status.
+// KnownEventIDs returns which of ids have a ledger row, whatever its
+// status, but for an unverified dead row (no signature: a parked message
+// nothing proved, or a row recorded before signatures were kept), which
+// proves nothing about the event: reconciliation enqueues Stripe's copy of
+// such an event, and it takes the row over.
 func (s *Store) KnownEventIDs(ctx context.Context, ids []string) (map[string]bool, error) {
 	known := make(map[string]bool, len(ids))
 	const batch = 500
 	for start := 0; start < len(ids); start += batch {
 		end := min(start+batch, len(ids))
 		var found []string
-		err := s.db.WithContext(ctx).Model(&StripeEvent{}).Where("id IN ?", ids[start:end]).Pluck("id", &found).Error
+		err := s.db.WithContext(ctx).Model(&StripeEvent{}).Where("id IN ?", ids[start:end]).
+			Where("NOT (status = ? AND signature IS NULL)", EventDead).Pluck("id", &found).Error
 		if err != nil {
 			return nil, translate("known event ids", err)
 		}
@@ -491,6 +560,17 @@ func (s *Store) EventsInStripeOrder(ctx context.Context, f EventFilter, after *S
 		return nil, translate("list events", err)
 	}
 	return out, nil
+}
+
+// StoredEvent reads the ledger row id with its payload and signature,
+// without a lock; ErrNotFound when there is none.
+func (s *Store) StoredEvent(ctx context.Context, id string) (StripeEvent, error) {
+	var ev StripeEvent
+	err := s.db.WithContext(ctx).Select("id", "type", "status", "payload", "signature").Where("id = ?", id).Take(&ev).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return ev, fmt.Errorf("models: read event %s: %w", id, ErrNotFound)
+	}
+	return ev, translate("read event "+id, err)
 }
 
 // LockEvent reads the ledger row id, payload included, locked until tx

@@ -164,10 +164,10 @@ func TestMarkDeadNamesTheObject(t *testing.T) {
 	id := billingtest.NewEventID()
 	created := time.Now().UTC().Truncate(time.Second)
 	raw := billingtest.Event(id, "invoice.paid", created, billingtest.Invoice("in_parked", "cus_parked", "", "paid", 900, 900))
-	if err := s.MarkDead(ctx, models.DeadEvent{ID: id, Type: "invoice.paid", Payload: raw, Attempts: 8, LastError: "db down"}); err != nil {
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: id, Type: "invoice.paid", Payload: raw, Signature: sig, Attempts: 8, LastError: "db down"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.MarkDead(ctx, models.DeadEvent{ID: billingtest.NewEventID(), Type: "invoice.paid", Payload: []byte("{bad"), Attempts: 1, LastError: "x"}); err != nil {
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: billingtest.NewEventID(), Type: "invoice.paid", Payload: []byte("{bad"), Signature: sig, Attempts: 1, LastError: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	events, err := s.ObjectEvents(ctx, "in_parked")

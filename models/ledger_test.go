@@ -36,6 +36,10 @@ func insertEvent(t *testing.T, s *models.Store, id, status string) {
 	}
 }
 
+// sig stands for a Stripe-Signature the caller of MarkDead checked: the
+// store keeps it, it does not check it.
+const sig = "t=1,v1=checked"
+
 func TestMarkDead(t *testing.T) {
 	t.Parallel()
 	s := testenv.Store(t)
@@ -58,13 +62,13 @@ func TestMarkDead(t *testing.T) {
 			switch tt.existing {
 			case "":
 			case models.EventDead:
-				if err := s.MarkDead(ctx, models.DeadEvent{ID: id, Type: "invoice.paid", Payload: []byte(`{"first":1}`), Attempts: 3, LastError: "first"}); err != nil {
+				if err := s.MarkDead(ctx, models.DeadEvent{ID: id, Type: "invoice.paid", Payload: []byte(`{"id":"` + id + `","first":1}`), Signature: sig, Attempts: 3, LastError: "first"}); err != nil {
 					t.Fatal(err)
 				}
 			default:
 				insertEvent(t, s, id, tt.existing)
 			}
-			err := s.MarkDead(ctx, models.DeadEvent{ID: id, Type: "invoice.paid", Payload: []byte(`{"id":"x"}`), Attempts: 8, LastError: "boom"})
+			err := s.MarkDead(ctx, models.DeadEvent{ID: id, Type: "invoice.paid", Payload: []byte(`{"id":"` + id + `"}`), Signature: sig, Attempts: 8, LastError: "boom"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,20 +86,72 @@ func TestMarkDead(t *testing.T) {
 	}
 }
 
+// TestMarkDeadKeepsOnlySignedPayloads: a payload without a signature,
+// or signed for another event id, is not kept: the row names the event as
+// claimed and holds nothing else (unverified). A signed parking of the
+// same id later replaces what the unverified one claimed; an unverified
+// parking after a signed one changes none of it.
+func TestMarkDeadKeepsOnlySignedPayloads(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	id := "evt_MarkDeadSigned"
+	forged := []byte(`{"id":"` + id + `","type":"invoice.paid","created":4102444800,"account":"acct_stranger","livemode":true,"data":{"object":{"object":"invoice","id":"in_x"}}}`)
+	genuine := []byte(`{"id":"` + id + `","type":"invoice.voided","created":1700000000,"api_version":"2023-10-16","data":{"object":{"object":"invoice","id":"in_y"}}}`)
+	unverified := func(name string, ev models.DeadEvent) {
+		t.Helper()
+		if err := s.MarkDead(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		got := ledgerRow(t, s, id)
+		if got.Status != models.EventDead || got.Payload != nil || got.Signature != nil || got.Created != nil || got.ObjectID != nil ||
+			got.Type != "invoice.paid" {
+			t.Errorf("%s: row %+v; want dead, type as claimed, no payload, signature, created or object", name, got)
+		}
+	}
+	unverified("unsigned", models.DeadEvent{ID: id, Type: "invoice.paid", Payload: forged, Attempts: 3, LastError: "stripe 500"})
+	unverified("signed for another id", models.DeadEvent{ID: id, Type: "invoice.paid", Payload: []byte(`{"id":"evt_other"}`), Signature: sig, Attempts: 3, LastError: "x"})
+
+	signed := func() {
+		t.Helper()
+		got := ledgerRow(t, s, id)
+		if got.Type != "invoice.voided" || string(got.Payload) != string(genuine) || string(got.Signature) != sig || got.Created == nil ||
+			got.Created.Unix() != 1700000000 || got.ObjectID == nil || *got.ObjectID != "in_y" {
+			t.Errorf("row %+v; want the signed payload's type, created and object", got)
+		}
+	}
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: id, Type: "invoice.paid", Payload: genuine, Signature: sig, Attempts: 4, LastError: "db down"}); err != nil {
+		t.Fatal(err)
+	}
+	signed()
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: id, Type: "invoice.paid", Payload: forged, Attempts: 5, LastError: "again"}); err != nil {
+		t.Fatal(err)
+	}
+	signed()
+	if got := ledgerRow(t, s, id); got.Attempts != 5 || got.LastError == nil || *got.LastError != "again" {
+		t.Errorf("attempts %d last_error %v; want the latest parking's", got.Attempts, got.LastError)
+	}
+}
+
 func TestKnownEventIDsAndRedrives(t *testing.T) {
 	t.Parallel()
 	s := testenv.Store(t)
 	ctx := context.Background()
 	insertEvent(t, s, "evt_A", models.EventProcessed)
-	if err := s.MarkDead(ctx, models.DeadEvent{ID: "evt_B", Type: "x"}); err != nil {
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: "evt_B", Type: "x", Payload: []byte(`{"id":"evt_B"}`), Signature: sig}); err != nil {
 		t.Fatal(err)
 	}
-	known, err := s.KnownEventIDs(ctx, []string{"evt_A", "evt_a", "evt_B", "evt_C"})
+	// Parked unverified: the row proves nothing, reconciliation may enqueue
+	// Stripe's copy.
+	if err := s.MarkDead(ctx, models.DeadEvent{ID: "evt_D", Type: "x", Payload: []byte(`{"id":"evt_D"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	known, err := s.KnownEventIDs(ctx, []string{"evt_A", "evt_a", "evt_B", "evt_C", "evt_D"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(known) != 2 || !known["evt_A"] || !known["evt_B"] {
-		t.Errorf("KnownEventIDs = %v, want evt_A and evt_B only (ids are case-sensitive)", known)
+		t.Errorf("KnownEventIDs = %v, want evt_A and evt_B only (ids are case-sensitive; evt_D is dead unverified)", known)
 	}
 	for want := 1; want <= 2; want++ {
 		n, err := s.IncrementRedrives(ctx, "evt_B")
@@ -166,27 +222,59 @@ func TestWithLock(t *testing.T) {
 }
 
 // A dead event processed at last (a replay) is taken over: processed,
-// its parking's error cleared.
+// its parking's error cleared, and the genuine event's type, created, API
+// version, livemode, account, object, payload and signature in place of
+// whatever the parking recorded (here a verified row under a claimed
+// type, and a legacy row holding a forged payload dated 2100).
 func TestClaimEventTakesOverADeadRow(t *testing.T) {
 	t.Parallel()
 	s := testenv.Store(t)
 	ctx := context.Background()
-	if err := s.MarkDead(ctx, models.DeadEvent{ID: "evt_back", Type: "invoice.paid", Attempts: 3, LastError: "boom"}); err != nil {
-		t.Fatal(err)
-	}
-	var claim models.Claim
-	err := s.InTx(ctx, func(tx *gorm.DB) error {
-		now := time.Now()
-		var err error
-		claim, err = models.ClaimEvent(tx, &models.StripeEvent{ID: "evt_back", Type: "invoice.paid", ReceivedAt: now, ProcessedAt: &now})
-		return err
-	})
-	if err != nil || claim != models.ClaimTakeover {
-		t.Fatalf("ClaimEvent = %v, %v; want a takeover", claim, err)
-	}
-	got := ledgerRow(t, s, "evt_back")
-	if got.Status != models.EventProcessed || got.Attempts != 4 || got.LastError != nil || got.ProcessedAt == nil {
-		t.Errorf("row %s attempts %d last_error %v processed_at %v; want processed, attempts 4, no last_error", got.Status, got.Attempts, got.LastError, got.ProcessedAt)
+	for _, parked := range []string{"unverified", "legacy"} {
+		t.Run(parked, func(t *testing.T) {
+			id := "evt_back_" + parked
+			if parked == "unverified" {
+				if err := s.MarkDead(ctx, models.DeadEvent{ID: id, Type: "invoice.paid", Attempts: 3, LastError: "boom"}); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				y2100, obj := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), "in_forged"
+				err := s.InTx(ctx, func(tx *gorm.DB) error {
+					_, err := models.InsertEvents(tx, []models.StripeEvent{{ID: id, Type: "invoice.paid", APIVersion: "2099-01-01", Livemode: true,
+						Account: "acct_stranger", Created: &y2100, ObjectType: &obj, ObjectID: &obj, Status: models.EventDead,
+						Payload: []byte(`{"forged":true}`), ReceivedAt: time.Now()}})
+					return err
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			created := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+			invoice, object := "invoice", "in_genuine"
+			genuine := models.StripeEvent{ID: id, Type: "invoice.voided", APIVersion: "2023-10-16", Account: "acct_1Ours", Created: &created,
+				ObjectType: &invoice, ObjectID: &object, Payload: []byte(`{"genuine":true}`), Signature: []byte(sig)}
+			var claim models.Claim
+			err := s.InTx(ctx, func(tx *gorm.DB) error {
+				now := time.Now()
+				ev := genuine
+				ev.ReceivedAt, ev.ProcessedAt = now, &now
+				var err error
+				claim, err = models.ClaimEvent(tx, &ev)
+				return err
+			})
+			if err != nil || claim != models.ClaimTakeover {
+				t.Fatalf("ClaimEvent = %v, %v; want a takeover", claim, err)
+			}
+			got := ledgerRow(t, s, id)
+			if got.Status != models.EventProcessed || got.Attempts < 2 || got.LastError != nil || got.ProcessedAt == nil {
+				t.Errorf("row %s attempts %d last_error %v processed_at %v; want processed, attempts counted, no last_error", got.Status, got.Attempts, got.LastError, got.ProcessedAt)
+			}
+			if got.Type != genuine.Type || got.APIVersion != genuine.APIVersion || got.Livemode || got.Account != genuine.Account ||
+				got.Created == nil || !got.Created.Equal(created) || got.ObjectID == nil || *got.ObjectID != object ||
+				string(got.Payload) != string(genuine.Payload) || string(got.Signature) != sig {
+				t.Errorf("row after takeover %+v; want the genuine event's fields", got)
+			}
+		})
 	}
 }
 

@@ -72,11 +72,18 @@ type StripeEvent struct {
 	// Applied is true when the event changed its object's row, false when
 	// it was stale (its status only went to the history); nil when it was
 	// not applied (ignored, dead) or was recorded before the column was.
-	Applied     *bool      `gorm:"column:applied"`
-	Attempts    int        `gorm:"column:attempts"`
-	Redrives    int        `gorm:"column:redrives"`
-	LastError   *string    `gorm:"column:last_error"`
+	Applied   *bool   `gorm:"column:applied"`
+	Attempts  int     `gorm:"column:attempts"`
+	Redrives  int     `gorm:"column:redrives"`
+	LastError *string `gorm:"column:last_error"`
+	// Payload is the event as Stripe signed or served it: a row holds one
+	// only once it was verified. Signature is the Stripe-Signature that
+	// signs it, as the broker delivered it (bytes: a header is not
+	// text); nil when it is Stripe's copy fetched by id (or was recorded
+	// before the column was), which `billing reprocess` fetches again
+	// rather than trust.
 	Payload     []byte     `gorm:"column:payload"`
+	Signature   []byte     `gorm:"column:signature"`
 	ReceivedAt  time.Time  `gorm:"column:received_at"`
 	ProcessedAt *time.Time `gorm:"column:processed_at"`
 }

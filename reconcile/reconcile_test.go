@@ -29,12 +29,14 @@ func TestReconcileEnqueuesAMissingEventOnceAndAKnownOneNever(t *testing.T) {
 	// 30 days the Events API reaches back.
 	now := time.Unix(mockEventCreated, 0).Add(24 * time.Hour).UTC()
 	tests := []struct {
-		name  string
-		known bool
-		want  []int // events enqueued by consecutive passes
+		name   string
+		parked *models.DeadEvent // the ledger's row of the event; nil: none
+		want   []int             // events enqueued by consecutive passes
 	}{
-		{"missing: enqueued once, then the checkpoint has moved past it", false, []int{1, 0}},
-		{"known to the ledger: never enqueued", true, []int{0, 0}},
+		{"missing: enqueued once, then the checkpoint has moved past it", nil, []int{1, 0}},
+		{"known to the ledger: never enqueued", &models.DeadEvent{Payload: []byte(`{"id":"` + mockEventID + `"}`), Signature: "t=1,v1=checked"}, []int{0, 0}},
+		// A parked message nothing proved: its row does not make the id known.
+		{"dead unverified: enqueued once", &models.DeadEvent{}, []int{1, 0}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -43,8 +45,10 @@ func TestReconcileEnqueuesAMissingEventOnceAndAKnownOneNever(t *testing.T) {
 			store := testenv.Store(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			if tt.known {
-				if err := store.MarkDead(ctx, models.DeadEvent{ID: mockEventID, Type: mockEventType, Attempts: 1, LastError: "x"}); err != nil {
+			if tt.parked != nil {
+				ev := *tt.parked
+				ev.ID, ev.Type, ev.Attempts, ev.LastError = mockEventID, mockEventType, 1, "x"
+				if err := store.MarkDead(ctx, ev); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -70,7 +70,8 @@ func TestDLQCommandDiscard(t *testing.T) {
 	poison, other, invoice := billingtest.NewEventID(), billingtest.NewEventID(), "in_"+strings.TrimPrefix(billingtest.NewEventID(), "evt_")
 	now := time.Now()
 	payload := billingtest.Event(poison, "invoice.paid", now.Add(-2*time.Hour), map[string]any{"object": "invoice", "id": invoice})
-	if err := store.MarkDead(t.Context(), models.DeadEvent{ID: poison, Type: "invoice.paid", Payload: payload, Attempts: 1, LastError: "schema"}); err != nil {
+	if err := store.MarkDead(t.Context(), models.DeadEvent{ID: poison, Type: "invoice.paid", Payload: payload,
+		Signature: testenv.Sign(payload, testenv.WebhookSecret, now), Attempts: 1, LastError: "schema"}); err != nil {
 		t.Fatal(err)
 	}
 	q.park(t, poison, "invoice.paid", failure.Schema, now.Add(-time.Hour))

@@ -188,7 +188,7 @@ func (w *worker) work(ctx context.Context) error {
 	}
 	defer store.Close()
 	pub := broker.NewPublisher(w.publish, w.cfg.WorkerConcurrency, w.cfg.PublishTimeout)
-	router, err := dlq.NewRouter(dlq.RouterConfig{Topology: w.topo, Policy: w.policy}, w.logger, pub, store)
+	router, err := dlq.NewRouter(dlq.RouterConfig{Topology: w.topo, Policy: w.policy, Secrets: w.cfg.WebhookSecrets}, w.logger, pub, store)
 	if err != nil {
 		return err
 	}
@@ -196,7 +196,10 @@ func (w *worker) work(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := w.verifier(fetcher)
+	if fetcher == nil {
+		w.logger.Warn("STRIPE_API_KEY not set: messages without a valid signature (published by hand, enqueued by reconciliation) are parked as unverified")
+	}
+	v, err := newVerifier(w.cfg, fetcher)
 	if err != nil {
 		return err
 	}
@@ -234,16 +237,15 @@ func stripeFetcher(cfg config.Config, m *metrics.Metrics) (*reconcile.Fetcher, e
 	})
 }
 
-// verifier checks each message with the api's webhook secrets and, with a
-// fetcher, applies Stripe's copy of the events it cannot verify.
-func (w *worker) verifier(fetcher *reconcile.Fetcher) (*verify.Verifier, error) {
-	cfg := verify.Config{Secrets: w.cfg.WebhookSecrets, Tolerance: w.cfg.WebhookTolerance, MaxBodyBytes: w.cfg.WebhookMaxBodyBytes}
-	if fetcher == nil {
-		w.logger.Warn("STRIPE_API_KEY not set: messages without a valid signature (published by hand, enqueued by reconciliation) are parked as unverified")
-	} else {
-		cfg.Fetcher = fetcher
+// newVerifier checks events with the api's webhook secrets and, with a
+// fetcher, trusts Stripe's copy of the events it cannot verify: the
+// worker's messages and reprocess's stored payloads alike.
+func newVerifier(cfg config.Config, fetcher *reconcile.Fetcher) (*verify.Verifier, error) {
+	vc := verify.Config{Secrets: cfg.WebhookSecrets, Tolerance: cfg.WebhookTolerance, MaxBodyBytes: cfg.WebhookMaxBodyBytes}
+	if fetcher != nil {
+		vc.Fetcher = fetcher
 	}
-	return verify.New(cfg)
+	return verify.New(vc)
 }
 
 // processorOptions are the billing.Processor's options: with a fetcher,
