@@ -1,13 +1,17 @@
 package billing
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/segmentio/encoding/json"
 	"gorm.io/gorm"
 
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/verify"
 )
 
 // No event is final for want of a handler: the ledger keeps every event's
@@ -17,12 +21,20 @@ import (
 // refuses what a row already reflects, history rows are keyed by event),
 // so reprocessing twice changes nothing, and events are applied in
 // Stripe's order (created, then id; the tie rules settle the rest).
+//
+// Nothing is applied on the ledger's word: each payload is checked again
+// before it is applied (verify.Verifier: the stored signature with the
+// webhook secrets, else Stripe's copy fetched by id), and an event that
+// fails the check is skipped, with the reason.
 
 // Reprocessing outcomes of one event.
 const (
 	ReprocessApplied   = "applied"
 	ReprocessNoHandler = "no handler" // still none: left as it is
 	ReprocessFailed    = "failed"     // rolled back; the error says why
+	// ReprocessSkipped: its payload could not be proved Stripe's (Err says
+	// why); nothing was applied, in a dry run too.
+	ReprocessSkipped = "skipped"
 	// In a dry run, what would become of the event.
 	ReprocessWouldApply = "would apply"
 	ReprocessWouldFail  = "would fail" // its payload is pruned; Err says so
@@ -34,33 +46,45 @@ type Reprocessed struct {
 	Status   string    // the ledger status before
 	Created  time.Time // zero when unknown
 	Outcome  string
-	Err      error // with ReprocessFailed
+	Err      error // with ReprocessFailed, ReprocessWouldFail and ReprocessSkipped
 }
 
 // ReprocessReport counts a run's outcomes (Failed: or would fail, in a
 // dry run).
 type ReprocessReport struct {
-	Matched, Applied, NoHandler, Failed int
+	Matched, Applied, NoHandler, Skipped, Failed int
+}
+
+// PayloadVerifier says which payload of a ledger event may be applied:
+// *verify.Verifier, with the webhook secrets and, given STRIPE_API_KEY,
+// a fetcher of Stripe's copies.
+type PayloadVerifier interface {
+	Verify(ctx context.Context, m verify.Message) (verify.Event, error)
 }
 
 // Reprocessor applies ledger events again through a Processor's handlers.
 type Reprocessor struct {
 	proc     *Processor
+	verifier PayloadVerifier
 	pageSize int
 }
 
 // NewReprocessor returns a Reprocessor applying events with proc's
-// handlers and store (and its ObjectFetcher, for ties).
-func NewReprocessor(proc *Processor) *Reprocessor {
-	return &Reprocessor{proc: proc, pageSize: 500}
+// handlers and store (and its ObjectFetcher, for ties), each once
+// verifier trusts its payload.
+func NewReprocessor(proc *Processor, verifier PayloadVerifier) (*Reprocessor, error) {
+	if verifier == nil {
+		return nil, errors.New("billing: reprocess: no verifier: the ledger's payloads are checked again before they are applied")
+	}
+	return &Reprocessor{proc: proc, verifier: verifier, pageSize: 500}, nil
 }
 
 // Run applies every ledger event f selects, in Stripe's order, each in a
 // transaction of its own that also marks it processed; with dryRun it
 // only says what it would do. each is called once per event, in order. An
-// event that fails is rolled back, reported and passed over; the error
-// returned is for what stopped the run (the ledger could not be read, ctx
-// ended).
+// event whose payload is not verified is skipped; one that fails is
+// rolled back; both are reported and passed over. The error returned is
+// for what stopped the run (the ledger could not be read, ctx ended).
 func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool, each func(Reprocessed)) (ReprocessReport, error) {
 	var rep ReprocessReport
 	var after *models.StripeEvent
@@ -69,16 +93,6 @@ func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool
 		if err != nil {
 			return rep, fmt.Errorf("billing: reprocess: %w", err)
 		}
-		var pruned map[string]bool // a dry run does not load the payloads
-		if dryRun {
-			ids := make([]string, len(page))
-			for i, row := range page {
-				ids[i] = row.ID
-			}
-			if pruned, err = r.proc.store.PrunedEventIDs(ctx, ids); err != nil {
-				return rep, fmt.Errorf("billing: reprocess: %w", err)
-			}
-		}
 		for i := range page {
 			row := page[i]
 			after = &page[i]
@@ -86,20 +100,9 @@ func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool
 			if row.Created != nil {
 				got.Created = *row.Created
 			}
-			_, known := r.proc.mux.Handler(row.Type)
-			switch {
-			case !known:
-				got.Outcome = ReprocessNoHandler
-			case dryRun && pruned[row.ID]:
-				got.Outcome, got.Err = ReprocessWouldFail, prunedError(row.ID)
-			case dryRun:
-				got.Outcome = ReprocessWouldApply
-			default:
-				if got.Err = r.apply(ctx, row.ID); got.Err != nil {
-					got.Outcome = ReprocessFailed
-				} else {
-					got.Outcome = ReprocessApplied
-				}
+			got.Outcome, got.Err = r.one(ctx, row, dryRun)
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
 			}
 			rep.Matched++
 			switch got.Outcome {
@@ -107,6 +110,8 @@ func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool
 				rep.Applied++
 			case ReprocessNoHandler:
 				rep.NoHandler++
+			case ReprocessSkipped:
+				rep.Skipped++
 			case ReprocessFailed, ReprocessWouldFail:
 				rep.Failed++
 			}
@@ -120,33 +125,89 @@ func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool
 	}
 }
 
-// apply applies the ledger event id from its stored payload and marks it
-// processed, applied or stale (processed_at then), unless it already was
-// and is stale now.
-func (r *Reprocessor) apply(ctx context.Context, id string) error {
+// one reprocesses the ledger event row and returns its outcome.
+func (r *Reprocessor) one(ctx context.Context, row models.StripeEvent, dryRun bool) (string, error) {
+	failed := ReprocessFailed
+	if dryRun {
+		failed = ReprocessWouldFail
+	}
+	if _, known := r.proc.mux.Handler(row.Type); !known {
+		return ReprocessNoHandler, nil
+	}
+	stored, err := r.proc.store.StoredEvent(ctx, row.ID)
+	if err != nil {
+		return failed, fmt.Errorf("billing: reprocess: %w", err)
+	}
+	if stored.Payload == nil && stored.Status != models.EventDead {
+		return failed, prunedError(row.ID)
+	}
+	// Verified outside the transaction: a fetch from Stripe holds no row
+	// lock while it waits.
+	ev, err := r.verify(ctx, stored)
+	switch {
+	case errors.Is(err, errNotVerified):
+		return ReprocessSkipped, err
+	case err != nil:
+		return failed, err
+	case dryRun:
+		return ReprocessWouldApply, nil
+	}
+	if err := r.apply(ctx, row.ID, ev); err != nil {
+		return ReprocessFailed, err
+	}
+	return ReprocessApplied, nil
+}
+
+// errNotVerified marks the errors of a payload that could not be proved
+// Stripe's: the event is skipped, not failed.
+var errNotVerified = errors.New("not verified")
+
+// verify returns the event that may be applied for the stored row: its
+// payload when its stored signature signs it, else Stripe's copy. An
+// error wrapping errNotVerified says why neither holds.
+func (r *Reprocessor) verify(ctx context.Context, row models.StripeEvent) (Event, error) {
+	sig, body := string(row.Signature), row.Payload
+	if body == nil {
+		// Parked unverified: the row keeps only the id, what Stripe is
+		// asked for, as for a message carrying its id alone.
+		body, _ = json.Marshal(map[string]string{"id": row.ID})
+	}
+	v, err := r.verifier.Verify(ctx, verify.Message{ID: row.ID, Type: row.Type, Body: body, Signature: sig})
+	if err != nil {
+		return Event{}, fmt.Errorf("%w: %w", errNotVerified, err)
+	}
+	ev, err := Parse(v.Body)
+	if err != nil {
+		return Event{}, err
+	}
+	if ev.ID != row.ID {
+		return Event{}, fmt.Errorf("billing: reprocess %s: the verified payload is event %q", row.ID, ev.ID)
+	}
+	if !v.Fetched {
+		ev.Signature = sig
+	}
+	return ev, nil
+}
+
+// apply applies ev, the verified event of ledger row id, and marks the
+// row processed, applied or stale (processed_at then), unless it already
+// was and is stale now. A verified payload other than the stored one
+// (Stripe's copy of an event parked unverified, or recorded without its
+// signature) replaces it, with its type, created and the rest.
+func (r *Reprocessor) apply(ctx context.Context, id string, ev Event) error {
 	p := r.proc
 	return p.withTieObjects(ctx, nil, func(objs tieObjects) error {
-		return r.applyIn(ctx, id, objs)
+		return r.applyIn(ctx, id, ev, objs)
 	})
 }
 
 // applyIn is apply's transaction, with the objects fetched for its ties.
-func (r *Reprocessor) applyIn(ctx context.Context, id string, objs tieObjects) error {
+func (r *Reprocessor) applyIn(ctx context.Context, id string, ev Event, objs tieObjects) error {
 	p := r.proc
 	return p.inTx(ctx, func(tx *gorm.DB) error {
 		row, err := models.LockEvent(tx, id)
 		if err != nil {
 			return err
-		}
-		if row.Payload == nil && row.Status != models.EventDead {
-			return prunedError(id)
-		}
-		ev, err := Parse(row.Payload)
-		if err != nil {
-			return err
-		}
-		if ev.ID != id {
-			return fmt.Errorf("billing: reprocess %s: the stored payload is event %q", id, ev.ID)
 		}
 		h, known := p.mux.Handler(ev.Type)
 		if !known {
@@ -159,7 +220,13 @@ func (r *Reprocessor) applyIn(ctx context.Context, id string, objs tieObjects) e
 		if row.Status == models.EventProcessed && !applied {
 			return nil // it stays as its first apply left it
 		}
-		return models.SetEventStatus(tx, id, models.EventProcessed, &applied, p.now())
+		now := p.now()
+		if !bytes.Equal(row.Payload, ev.Raw) {
+			verified := ledgerRow(ev, Processed, now)
+			verified.Applied = &applied
+			return models.ReplaceEvent(tx, &verified)
+		}
+		return models.SetEventStatus(tx, id, models.EventProcessed, &applied, now)
 	})
 }
 

@@ -3,6 +3,7 @@ package billing_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/verify"
 )
 
 // reprocess runs a Reprocessor over p's store and returns its report and
@@ -22,7 +26,11 @@ import (
 func reprocess(t *testing.T, p *billing.Processor, f models.EventFilter, dryRun bool) (billing.ReprocessReport, []string) {
 	t.Helper()
 	var outcomes []string
-	rep, err := billing.NewReprocessor(p).Run(context.Background(), f, dryRun, func(r billing.Reprocessed) {
+	rp, err := billing.NewReprocessor(p, testenv.Verifier(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := rp.Run(context.Background(), f, dryRun, func(r billing.Reprocessed) {
 		if r.Err != nil {
 			t.Errorf("reprocess %s %s: %v", r.ID, r.Type, r.Err)
 		}
@@ -146,7 +154,7 @@ func TestRebuildFromLedger(t *testing.T) {
 			rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
 			incremental, p := setup(t)
 			for _, raw := range deliveries {
-				if _, err := p.Process(context.Background(), raw); err != nil {
+				if _, err := p.ProcessSigned(context.Background(), raw, testenv.Sign(raw, testenv.WebhookSecret, time.Now())); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -219,9 +227,13 @@ func TestReprocessOfAPrunedEventSaysSo(t *testing.T) {
 	if err != nil || b.Pruned != 1 {
 		t.Fatalf("PrunePayloads = %+v, %v; want 1 pruned", b, err)
 	}
+	rp, err := billing.NewReprocessor(billing.NewProcessor(s, nil), testenv.Verifier(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, dryRun := range []bool{true, false} {
 		var got []billing.Reprocessed
-		rep, err := billing.NewReprocessor(billing.NewProcessor(s, nil)).Run(ctx, models.EventFilter{Statuses: []string{models.EventIgnored}}, dryRun,
+		rep, err := rp.Run(ctx, models.EventFilter{Statuses: []string{models.EventIgnored}}, dryRun,
 			func(r billing.Reprocessed) { got = append(got, r) })
 		if err != nil {
 			t.Fatal(err)
@@ -268,7 +280,11 @@ func TestReprocessOrder(t *testing.T) {
 	}
 
 	var got []billing.Reprocessed
-	_, err := billing.NewReprocessor(billing.NewProcessor(s, nil)).Run(context.Background(), models.EventFilter{}, false, func(r billing.Reprocessed) {
+	rp, err := billing.NewReprocessor(billing.NewProcessor(s, nil), testenv.Verifier(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = rp.Run(context.Background(), models.EventFilter{}, false, func(r billing.Reprocessed) {
 		got = append(got, r)
 	})
 	if err != nil {
@@ -288,5 +304,159 @@ func TestReprocessOrder(t *testing.T) {
 			t.Fatalf("event %d reprocessed is %s (created %s), want %s (created %s): not Stripe's order",
 				i, r.ID, r.Created.Format(time.TimeOnly), rows[i].ID, rows[i].Created.Format(time.TimeOnly))
 		}
+	}
+}
+
+// stripeCopies is Stripe's Events API for a Reprocessor's verifier: the
+// copies it knows, and a 500 for any other id.
+type stripeCopies map[string][]byte
+
+func (c stripeCopies) FetchEvent(_ context.Context, id, _ string) ([]byte, error) {
+	if body, ok := c[id]; ok {
+		return body, nil
+	}
+	return nil, errors.New("stripe: 500 Internal Server Error")
+}
+
+// TestReprocessVerifiesEachPayload: reprocess applies a stored payload
+// only once it is verified again, in Stripe's order: a signed one parked
+// dead is applied, and an unverified row is applied as Stripe's copy when
+// Stripe serves one (its ledger row then holds that copy); a payload
+// nothing signs (a row from before signatures were kept, holding a forged
+// invoice.paid), one edited after signing (a stranger's account, a CR/LF
+// in it) and a signed one created in 2100 are skipped, each saying why,
+// and change nothing.
+func TestReprocessVerifiesEachPayload(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	p := billing.NewProcessor(s, nil)
+	sign := func(raw []byte) string { return testenv.Sign(raw, testenv.WebhookSecret, time.Now()) }
+	withAccount := func(raw []byte, account string) []byte {
+		var ev map[string]any
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			t.Fatal(err)
+		}
+		ev["account"] = account
+		out, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	invoice := func(id, status string) map[string]any { return billingtest.Invoice(id, "cus_rv", "", status, 900, 0) }
+	park := func(ev models.DeadEvent) {
+		t.Helper()
+		ev.Attempts, ev.LastError = 3, "parked"
+		if err := s.MarkDead(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	process(t, p, billingtest.Event(billingtest.NewEventID(), "invoice.finalized", start, invoice("in_rv", "open")), billing.Processed)
+
+	future := billingtest.NewEventID()
+	futureRaw := billingtest.Event(future, "invoice.paid", time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), invoice("in_rv", "paid"))
+	park(models.DeadEvent{ID: future, Type: "invoice.paid", Payload: futureRaw, Signature: sign(futureRaw)})
+
+	legacy := billingtest.NewEventID()
+	legacyCreated := start.Add(time.Minute)
+	err := s.InTx(ctx, func(tx *gorm.DB) error {
+		_, err := models.InsertEvents(tx, []models.StripeEvent{{ID: legacy, Type: "invoice.paid", Created: &legacyCreated, Status: models.EventDead,
+			Payload: billingtest.Event(legacy, "invoice.paid", legacyCreated, invoice("in_rv", "paid")), ReceivedAt: time.Now()}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var edited []string
+	for i, account := range []string{"acct_stranger", "acct_1\r\nX-Injected: 1"} {
+		id := billingtest.NewEventID()
+		raw := billingtest.Event(id, "invoice.paid", start.Add(time.Duration(2+i)*time.Minute), invoice("in_rv", "paid"))
+		park(models.DeadEvent{ID: id, Type: "invoice.paid", Payload: withAccount(raw, account), Signature: sign(raw)})
+		edited = append(edited, id)
+	}
+
+	voided := billingtest.NewEventID()
+	voidedRaw := billingtest.Event(voided, "invoice.voided", start.Add(5*time.Minute), invoice("in_rv", "void"))
+	park(models.DeadEvent{ID: voided, Type: "invoice.voided", Payload: voidedRaw, Signature: sign(voidedRaw)})
+
+	// Parked unverified (Stripe unreachable when the worker asked): the
+	// row names the event as claimed, without a payload.
+	fetched := billingtest.NewEventID()
+	park(models.DeadEvent{ID: fetched, Type: "invoice.paid"})
+	fetchedCreated := start.Add(6 * time.Minute)
+	stripeCopy := billingtest.Event(fetched, "invoice.finalized", fetchedCreated, invoice("in_rv2", "open"))
+
+	type outcome struct{ id, outcome string }
+	run := func(fetch verify.Fetcher) ([]outcome, map[string]billing.Reprocessed) {
+		t.Helper()
+		rp, err := billing.NewReprocessor(p, testenv.Verifier(t, fetch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var order []outcome
+		byID := map[string]billing.Reprocessed{}
+		if _, err := rp.Run(ctx, models.EventFilter{Statuses: []string{models.EventDead}}, false, func(r billing.Reprocessed) {
+			order = append(order, outcome{r.ID, r.Outcome})
+			byID[r.ID] = r
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return order, byID
+	}
+	status := func(id string) string {
+		var inv models.Invoice
+		if err := s.DB().Where("stripe_id = ?", id).Take(&inv).Error; err != nil {
+			return "none"
+		}
+		return *inv.Status
+	}
+	skippedFor := func(got map[string]billing.Reprocessed, id string, reason verify.Reason) {
+		t.Helper()
+		if r := got[id]; r.Outcome != billing.ReprocessSkipped || verify.ReasonOf(r.Err) != reason {
+			t.Errorf("%s: %s (%v); want skipped, %s", id, r.Outcome, r.Err, reason)
+		}
+	}
+
+	// Stripe's order: the row of unknown created first, then by created.
+	want := []outcome{{fetched, billing.ReprocessSkipped}, {legacy, billing.ReprocessSkipped}, {edited[0], billing.ReprocessSkipped},
+		{edited[1], billing.ReprocessSkipped}, {voided, billing.ReprocessApplied}, {future, billing.ReprocessSkipped}}
+	order, got := run(nil)
+	if !slices.Equal(order, want) {
+		t.Errorf("without a Stripe API key: outcomes %v, want %v", order, want)
+	}
+	for _, id := range append([]string{fetched, legacy}, edited...) {
+		skippedFor(got, id, verify.NoAPIKey)
+	}
+	skippedFor(got, future, verify.FutureCreated)
+	if status("in_rv") != "void" || status("in_rv2") != "none" {
+		t.Errorf("invoices in_rv %s, in_rv2 %s; want void (the signed parked event), none", status("in_rv"), status("in_rv2"))
+	}
+
+	// With Stripe's API: the unverified row is applied as Stripe's copy;
+	// Stripe does not serve the others (here a 500), and the CR/LF
+	// account is never sent: still skipped, the invoice still void.
+	want[0].outcome = billing.ReprocessApplied
+	want = slices.DeleteFunc(want, func(o outcome) bool { return o.id == voided })
+	order, got = run(stripeCopies{fetched: stripeCopy})
+	if !slices.Equal(order, want) {
+		t.Errorf("with Stripe's copies: outcomes %v, want %v", order, want)
+	}
+	for _, id := range []string{legacy, edited[0]} {
+		if r := got[id]; r.Outcome != billing.ReprocessSkipped || r.Err == nil || !strings.Contains(r.Err.Error(), "500") {
+			t.Errorf("%s: %s (%v); want skipped, Stripe's 500", id, r.Outcome, r.Err)
+		}
+	}
+	skippedFor(got, edited[1], verify.BadAccount)
+	if status("in_rv") != "void" || status("in_rv2") != "open" {
+		t.Errorf("invoices in_rv %s, in_rv2 %s; want void, open (Stripe's copy)", status("in_rv"), status("in_rv2"))
+	}
+	var row models.StripeEvent
+	if err := s.DB().Where("id = ?", fetched).Take(&row).Error; err != nil {
+		t.Fatal(err)
+	}
+	if row.Status != models.EventProcessed || row.Type != "invoice.finalized" || !bytes.Equal(row.Payload, stripeCopy) || row.Signature != nil ||
+		row.Created == nil || !row.Created.Equal(fetchedCreated) || row.ObjectID == nil || *row.ObjectID != "in_rv2" {
+		t.Errorf("ledger row of the fetched event %+v; want processed, Stripe's copy and its fields, no signature", row)
 	}
 }

@@ -60,7 +60,7 @@ type Var struct {
 var Vars = []Var{
 	{"AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL, or a cluster's node URLs comma-separated, tried in turn ([scaling](docs/scaling.md))."},
 	{"MYSQL_DSN", "", "MySQL DSN (go-sql-driver format); no default. Needs `parseTime=true`; `clientFoundRows=true` is refused."},
-	{"STRIPE_WEBHOOK_SECRET", "", "Webhook signing secret(s) `whsec_...`, comma-separated during rotation. Required by `api` and `worker`."},
+	{"STRIPE_WEBHOOK_SECRET", "", "Webhook signing secret(s) `whsec_...` (a list to rotate); required by `api`, `worker`, `reprocess`."},
 	{"STRIPE_API_KEY", "", "Stripe secret key: `worker` fetches what it cannot verify and ties' objects; `sweep` reconciles."},
 	{"STRIPE_API_RATE", strconv.Itoa(reconcile.DefaultRate), "Stripe fetches a second per worker ([limits](docs/security.md#calls-to-stripe))."},
 	{"STRIPE_API_CONCURRENCY", strconv.Itoa(reconcile.DefaultConcurrency), "Stripe fetches at once per worker."},
@@ -138,7 +138,7 @@ type Config struct {
 }
 
 // ErrMissingWebhookSecret is returned by RequireWebhookSecret.
-var ErrMissingWebhookSecret = errors.New("config: STRIPE_WEBHOOK_SECRET: required by the api and the worker, not set")
+var ErrMissingWebhookSecret = errors.New("config: STRIPE_WEBHOOK_SECRET: required by the api, the worker and reprocess, not set")
 
 // ErrMissingMySQLDSN is returned by RequireMySQLDSN. There is no default
 // DSN: a default would log in as some user nobody chose (root, once).

@@ -77,22 +77,3 @@ func (s *Store) PrunePayloads(ctx context.Context, status string, after PruneCur
 	b.Pruned = int(res.RowsAffected)
 	return b, nil
 }
-
-// PrunedEventIDs returns which of ids are processed or ignored events
-// whose payload the retention emptied.
-func (s *Store) PrunedEventIDs(ctx context.Context, ids []string) (map[string]bool, error) {
-	pruned := map[string]bool{}
-	if len(ids) == 0 {
-		return pruned, nil
-	}
-	var found []string
-	err := s.db.WithContext(ctx).Model(&StripeEvent{}).
-		Where("id IN ? AND status IN ? AND payload IS NULL", ids, []string{EventProcessed, EventIgnored}).Pluck("id", &found).Error
-	if err != nil {
-		return nil, translate("pruned event ids", err)
-	}
-	for _, id := range found {
-		pruned[id] = true
-	}
-	return pruned, nil
-}

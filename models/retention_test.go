@@ -95,24 +95,6 @@ func TestPrunePayloads(t *testing.T) {
 		}
 	})
 
-	t.Run("PrunedEventIDsNamesOnlyDoneEventsWithoutPayload", func(t *testing.T) {
-		t.Parallel()
-		s := testenv.Store(t)
-		claimAt(t, s, "evt_old", models.EventProcessed, old)
-		claimAt(t, s, "evt_new", models.EventProcessed, cutoff)
-		// Parked without a payload (it never parsed): not pruned.
-		if err := s.MarkDead(ctx, models.DeadEvent{ID: "evt_dead", Attempts: 1, LastError: "x"}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.PrunePayloads(ctx, models.EventProcessed, models.PruneCursor{}, cutoff, 10); err != nil {
-			t.Fatal(err)
-		}
-		got, err := s.PrunedEventIDs(ctx, []string{"evt_old", "evt_new", "evt_dead", "evt_unknown"})
-		if err != nil || len(got) != 1 || !got["evt_old"] {
-			t.Errorf("PrunedEventIDs = %v, %v; want evt_old only", got, err)
-		}
-	})
-
 	t.Run("RefusesDeadRowsAndBadLimits", func(t *testing.T) {
 		t.Parallel()
 		s := testenv.Store(t)

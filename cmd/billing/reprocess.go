@@ -15,15 +15,18 @@ release's handlers: an event a worker of an older release ignored (no
 handler for its type yet), one parked dead, or a whole rebuild. Events are
 applied in Stripe's order (created, then the tie rules), each in its own
 transaction that marks it processed; applying is idempotent, so running
-twice changes nothing. The ledger holds only verified events: no signature
-is checked again. With STRIPE_API_KEY set, same-second ties are settled by
-the object fetched from Stripe, as the worker does.
+twice changes nothing. Each payload is checked again first: its stored
+Stripe-Signature with STRIPE_WEBHOOK_SECRET (any age), else, with
+STRIPE_API_KEY, Stripe's copy fetched by id; an event created more than
+WEBHOOK_TOLERANCE in the future is refused. An event that fails the check
+is skipped, with the reason. With STRIPE_API_KEY set, same-second ties are
+settled by the object fetched from Stripe, as the worker does.
 
   billing reprocess [--type T,...] [--status S,...] [--since WHEN] [--until WHEN] [--dry-run]
 
 WHEN is an RFC 3339 time (2026-03-01T00:00:00Z) or a duration before now
 (72h). Prints one line per event and a summary; exits non-zero when an
-event failed (it is rolled back and left as it was).`
+event failed (it is rolled back and left as it was) or was skipped.`
 
 func runReprocess(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "reprocess", reprocessUsage)
@@ -53,6 +56,9 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.RequireWebhookSecret(); err != nil {
+		return err
+	}
 	store, err := openStore(ctx, cfg, logger, "reprocess", 2)
 	if err != nil {
 		return err
@@ -62,7 +68,14 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	rp := billing.NewReprocessor(billing.NewProcessor(store, logger, processorOptions(fetcher)...))
+	v, err := newVerifier(cfg, fetcher)
+	if err != nil {
+		return err
+	}
+	rp, err := billing.NewReprocessor(billing.NewProcessor(store, logger, processorOptions(fetcher)...), v)
+	if err != nil {
+		return err
+	}
 	rep, err := rp.Run(ctx, f, *dryRun, func(r billing.Reprocessed) {
 		created := "-"
 		if !r.Created.IsZero() {
@@ -75,10 +88,11 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 		fmt.Fprintln(e.stdout, line)
 	})
 	if *dryRun {
-		fmt.Fprintf(e.stdout, "dry run: %d event(s) match, %d would be applied, %d have no handler, %d would fail (payload pruned); nothing was applied\n",
-			rep.Matched, rep.Matched-rep.NoHandler-rep.Failed, rep.NoHandler, rep.Failed)
+		fmt.Fprintf(e.stdout, "dry run: %d event(s) match, %d would be applied, %d have no handler, %d skipped (not verified), %d would fail (payload pruned); nothing was applied\n",
+			rep.Matched, rep.Matched-rep.NoHandler-rep.Skipped-rep.Failed, rep.NoHandler, rep.Skipped, rep.Failed)
 	} else {
-		fmt.Fprintf(e.stdout, "reprocessed %d event(s): %d applied, %d without a handler, %d failed\n", rep.Matched, rep.Applied, rep.NoHandler, rep.Failed)
+		fmt.Fprintf(e.stdout, "reprocessed %d event(s): %d applied, %d without a handler, %d skipped (not verified), %d failed\n",
+			rep.Matched, rep.Applied, rep.NoHandler, rep.Skipped, rep.Failed)
 	}
 	if err != nil {
 		return err
@@ -88,6 +102,9 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 	}
 	if rep.Failed > 0 {
 		return fmt.Errorf("reprocess: %d event(s) failed", rep.Failed)
+	}
+	if rep.Skipped > 0 {
+		return fmt.Errorf("reprocess: %d event(s) skipped: their payloads are not verified", rep.Skipped)
 	}
 	return nil
 }
