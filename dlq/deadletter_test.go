@@ -1,9 +1,6 @@
 package dlq_test
 
 import (
-	"net/http"
-	"net/url"
-	"regexp"
 	"testing"
 	"time"
 
@@ -23,23 +20,7 @@ import (
 func TestBrokerDeadLetteringIsNoPersonsReplay(t *testing.T) {
 	t.Parallel()
 	e := newDLQEnv(t, 20)
-	policy := e.topo.Namespace + "-dlq-limit"
-	err := testenv.Management(http.MethodPut, "/api/policies/%2F/"+url.PathEscape(policy), map[string]any{
-		"pattern": "^" + regexp.QuoteMeta(e.topo.DLQ) + "$", "apply-to": "queues", "priority": 100,
-		"definition": map[string]any{"delivery-limit": 1},
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = testenv.Management(http.MethodDelete, "/api/policies/%2F/"+url.PathEscape(policy), nil, nil)
-	})
-	testenv.Eventually(t, 10*time.Second, func() bool {
-		var q struct {
-			Policy string `json:"policy"`
-		}
-		return testenv.Management(http.MethodGet, "/api/queues/%2F/"+url.PathEscape(e.topo.DLQ), nil, &q) == nil && q.Policy == policy
-	}, "the policy to apply to %s", e.topo.DLQ)
+	testenv.QueuePolicy(t, e.topo.DLQ, map[string]any{"delivery-limit": 1})
 
 	looked, rejected := billingtest.NewEventID(), billingtest.NewEventID()
 	e.park(t, looked, "invoice.paid", failure.Permanent, time.Now(), nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -202,4 +203,25 @@ func TakeAll(t testing.TB, ch *amqp.Channel, queue string) []amqp.Delivery {
 		}
 		out = append(out, d)
 	}
+}
+
+// QueuePolicy applies a policy of definition to queue alone (the default
+// vhost), removed when t ends, and returns once the queue shows it: say a
+// delivery limit on a DLQ, as RabbitMQ 4 gives every quorum queue one.
+func QueuePolicy(t testing.TB, queue string, definition map[string]any) {
+	t.Helper()
+	name := randomName("p")
+	err := Management(http.MethodPut, "/api/policies/%2F/"+name, map[string]any{
+		"pattern": "^" + regexp.QuoteMeta(queue) + "$", "apply-to": "queues", "priority": 100, "definition": definition,
+	}, nil)
+	if err != nil {
+		t.Fatalf("testenv: policy on %s: %v", queue, err)
+	}
+	t.Cleanup(func() { _ = Management(http.MethodDelete, "/api/policies/%2F/"+name, nil, nil) })
+	Eventually(t, 10*time.Second, func() bool {
+		var q struct {
+			Policy string `json:"policy"`
+		}
+		return Management(http.MethodGet, "/api/queues/%2F/"+url.PathEscape(queue), nil, &q) == nil && q.Policy == name
+	}, "the policy to apply to %s", queue)
 }
