@@ -174,6 +174,7 @@ env_vars() {
 	cat <<ENV
 export TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:$amqp_port/
 export TEST_RABBITMQ_API=http://guest:guest@127.0.0.1:$mgmt_port
+export TEST_RABBITMQ_PROMETHEUS=127.0.0.1:$prom_port
 export TEST_RABBITMQ_CTL="$self ctl"
 export TEST_RABBITMQ_START="$self start"
 ENV

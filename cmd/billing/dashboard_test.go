@@ -24,8 +24,6 @@ import (
 const (
 	scrapeConfigFile = "../../deploy/prometheus/prometheus.yml"
 	dashboardsGlob   = "../../deploy/grafana/dashboards/*.json"
-	// rabbitPrometheus is where RabbitMQ's prometheus plugin answers.
-	rabbitPrometheus = "127.0.0.1:15692"
 )
 
 // TestDashboardQueries runs Debian's Prometheus with the project's scrape
@@ -59,7 +57,7 @@ func TestDashboardQueries(t *testing.T) {
 		"billing-worker": workerAddr,
 		"billing-sweep":  sweepAddr,
 	}
-	rabbit := true
+	rabbit, rabbitPrometheus := true, testenv.RabbitPrometheusAddr()
 	if code, _ := httpGet("http://" + rabbitPrometheus + "/metrics"); code != http.StatusOK {
 		rabbit = false
 		t.Logf("RabbitMQ's prometheus plugin does not answer on %s: the rabbitmq job and its panels are not checked", rabbitPrometheus)

@@ -30,6 +30,10 @@ func AMQPURL() string { return getenv("TEST_AMQP_URL", "amqp://guest:guest@127.0
 // ManagementURL is the RabbitMQ management API base, with credentials.
 func ManagementURL() string { return getenv("TEST_RABBITMQ_API", "http://guest:guest@127.0.0.1:15672") }
 
+// RabbitPrometheusAddr is where the broker's prometheus plugin answers
+// (host:port).
+func RabbitPrometheusAddr() string { return getenv("TEST_RABBITMQ_PROMETHEUS", "127.0.0.1:15692") }
+
 // AMQPAddr is the host:port of AMQPURL, where the serial tests wait for
 // the node they restart.
 func AMQPAddr() string {
