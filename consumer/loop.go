@@ -3,21 +3,35 @@ package consumer
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/retry"
 )
 
-// batchWorker collects batches from its lane and handles them until the
+// The one delivery loop: a worker collects a batch from its lane (a
+// single event is a batch of one: BatchSize 1) and delivers it to its
+// end: applied events acked, failed ones republished and acked, the
+// batch held at the gate while a dependency is down.
+
+// worker collects batches from its lane and delivers them until the
 // stream ends or stop. A batch being collected when stop comes is left
 // unacked: the broker redelivers it when the channel closes.
-func (c *Consumer) batchWorker(stop, work context.Context, l *lane) {
+func (c *Consumer) worker(stop, work context.Context, l *lane) {
 	for {
-		batch, more := c.collect(stop, l.deliveries)
-		if len(batch) > 0 {
-			c.deliverBatch(stop, work, l, batch)
+		ds, more := c.collect(stop, l.deliveries)
+		if len(ds) > 0 {
+			start := time.Now()
+			items := make([]*item, len(ds))
+			for i, d := range ds {
+				items[i] = c.newItem(d, start)
+			}
+			c.deliver(stop, work, l, items, c.cfg.BatchSize > 1)
 		}
 		if !more {
 			return
@@ -72,7 +86,7 @@ func (c *Consumer) collect(stop context.Context, deliveries <-chan amqp.Delivery
 		batch = append(batch, d)
 	}
 	var deadline <-chan time.Time
-	if c.cfg.BatchWait > 0 {
+	if c.cfg.BatchWait > 0 && c.cfg.BatchSize > 1 {
 		t := time.NewTimer(c.cfg.BatchWait)
 		defer t.Stop()
 		deadline = t.C
@@ -108,17 +122,75 @@ func (c *Consumer) collect(stop context.Context, deliveries <-chan amqp.Delivery
 	return batch, true
 }
 
-// deliverBatch handles a batch of one lane to its end: the events the
-// batch handler committed are acked (ackApplied: one multiple ack); each
+// item is one delivery on its way: what the handler sees, and what the
+// Observer is told at its end.
+type item struct {
+	d       amqp.Delivery
+	state   state
+	a       broker.Attempt
+	ev      Delivery
+	logger  *slog.Logger
+	handled billing.Result
+	dec     failure.Decision
+	cause   error
+	start   time.Time
+}
+
+// state is how far a delivery is settled.
+type state uint8
+
+const (
+	// open: not settled: in hand, held for an outage or for its copy's
+	// confirm, or left for redelivery.
+	open state = iota
+	// applied: handled and committed, not acked yet.
+	applied
+	// settled: acked (applied, or failed with its copy confirmed).
+	settled
+)
+
+func (c *Consumer) newItem(d amqp.Delivery, start time.Time) *item {
+	it := &item{d: d, a: c.failures.Attempt(d), start: start}
+	body := d.Body
+	if !c.cfg.Verifier.Readable(body) {
+		body = nil // the verifier parks it unread; its properties name it
+	}
+	id, typ := broker.Identity(d.MessageId, d.Type, body)
+	it.ev = Delivery{ID: id, Type: typ, Body: d.Body, Signature: broker.HeaderString(d.Headers, broker.HeaderStripeSignature), Attempt: it.a.Number(), Replays: it.a.Replays, Redelivered: d.Redelivered, report: &it.handled}
+	it.logger = c.logger.With("event_id", id, "event_type", typ, "attempt", it.ev.Attempt)
+	if it.a.Replays > 0 {
+		it.logger = it.logger.With("replays", it.a.Replays, "origin", string(it.a.Origin))
+	}
+	if it.a.Origin == broker.DeadLettered {
+		// No person sent it back: the broker dead-lettered the parked
+		// message (a delivery limit on the DLQ, a TTL or length policy).
+		it.logger = it.logger.With("dead_letter_reason", it.a.DeathReason)
+		it.logger.Warn("parked event dead-lettered out of the DLQ by the broker, not replayed by a person")
+	}
+	return it
+}
+
+func (c *Consumer) observe(it *item, result Result) {
+	if c.cfg.Observer != nil {
+		c.cfg.Observer.Observe(Outcome{
+			EventType: it.ev.Type, Result: result, Handled: it.handled, Decision: it.dec, Cause: it.cause, Attempt: it.ev.Attempt,
+			Origin: it.a.Origin, Duration: time.Since(it.start),
+		})
+	}
+}
+
+// deliver handles a batch of one lane to its end, through the batch
+// handler when batch is set and else through the Handler (a batch of
+// one). The events the handler committed are acked (ackApplied); each
 // failed one goes to retry alone and is acked alone once its copy is
 // confirmed, before that ack; those that failed for an outage stay
-// unacked and are retried, as a batch, once the database answers again,
-// without spending an attempt.
-func (c *Consumer) deliverBatch(stop, work context.Context, l *lane, ds []amqp.Delivery) {
-	start := time.Now()
-	all := make([]*item, len(ds))
-	for i, d := range ds {
-		all[i] = c.newItem(d, start)
+// unacked and are tried again, together, once the database answers,
+// without spending an attempt. What is still open when stop comes, or
+// when work ends, is left for the broker to redeliver.
+func (c *Consumer) deliver(stop, work context.Context, l *lane, all []*item, batch bool) {
+	h := c.single
+	if batch {
+		h = c.batch
 	}
 	defer func() {
 		// A delivery of the batch still open is left for redelivery: the
@@ -145,11 +217,11 @@ func (c *Consumer) deliverBatch(stop, work context.Context, l *lane, ds []amqp.D
 			it.handled = ""
 			evs[i] = it.ev
 		}
-		errs, err := c.batch.HandleBatch(work, evs)
+		errs, err := h.HandleBatch(work, evs)
 		if err == nil && len(errs) != len(pending) {
-			err = fmt.Errorf("consumer: batch handler returned %d results for %d events", len(errs), len(pending))
+			err = fmt.Errorf("consumer: handler returned %d results for %d events", len(errs), len(pending))
 		}
-		if err != nil {
+		if err != nil && batch {
 			switch {
 			case work.Err() != nil:
 				drop(pending) // nothing committed; the broker redelivers
@@ -165,9 +237,16 @@ func (c *Consumer) deliverBatch(stop, work context.Context, l *lane, ds []amqp.D
 			// alone through the Handler finds the one to blame.
 			c.logger.Warn("batch failed as a whole; handling its events one at a time", "events", len(pending), "error", err)
 			for _, it := range pending {
-				c.deliver(stop, work, it)
+				c.deliver(stop, work, l, []*item{it}, false)
 			}
 			return
+		}
+		if err != nil {
+			// The Handler's batch of one: the call's error is its event's.
+			errs = make([]error, len(pending))
+			for i := range errs {
+				errs[i] = err
+			}
 		}
 		var outage []*item
 		var outageErr error
@@ -176,6 +255,9 @@ func (c *Consumer) deliverBatch(stop, work context.Context, l *lane, ds []amqp.D
 			case e == nil:
 				it.state = applied
 			case work.Err() != nil:
+				// The channel is gone or the shutdown bound passed: the
+				// broker redelivers; publishing a retry now would
+				// duplicate.
 				c.observe(it, Dropped)
 			case failure.Of(e) == failure.Outage:
 				outage, outageErr = append(outage, it), e
@@ -188,10 +270,51 @@ func (c *Consumer) deliverBatch(stop, work context.Context, l *lane, ds []amqp.D
 			return
 		}
 		pending = outage
-		if !c.outage(stop, c.logger, outageErr) {
+		logger := c.logger
+		if len(all) == 1 {
+			logger = all[0].logger
+		}
+		if !c.outage(stop, logger, outageErr) {
 			drop(pending)
 			return
 		}
+	}
+}
+
+// fail gives a failed delivery to Failures (a delay tier or the DLQ) and acks
+// it alone once the copy is confirmed (it.state settled); until then it
+// holds it unacked, and leaves it so when stop comes.
+func (c *Consumer) fail(stop, work context.Context, it *item, err error) {
+	logger := it.logger
+	for n := 0; ; n++ {
+		var ferr error
+		it.dec, ferr = c.failures.Fail(work, it.d, err)
+		it.cause = err
+		if ferr == nil {
+			c.ack(it)
+			if it.dec.Parked {
+				logger.Warn("event parked in the DLQ", "class", string(it.dec.Class), "attempts", it.dec.Attempt, "error", err)
+				c.observe(it, Parked)
+			} else {
+				logger.Info("event scheduled for retry", "tier", it.dec.Tier, "attempts", it.dec.Attempt, "error", err)
+				c.observe(it, Retried)
+			}
+			return
+		}
+		wait := retry.Backoff(n, c.cfg.RepublishMin, c.cfg.RepublishMax, c.cfg.Jitter, c.cfg.Rand)
+		logger.Warn("failed event not confirmed in a tier or the DLQ; holding it unacked", "error", ferr, "retry_in", wait.String())
+		if !sleep(stop, wait) || work.Err() != nil {
+			c.observe(it, Dropped)
+			return
+		}
+	}
+}
+
+// ack acks it alone: it is settled.
+func (c *Consumer) ack(it *item) {
+	it.state = settled
+	if err := it.d.Ack(false); err != nil {
+		it.logger.Warn("ack failed; the broker will redeliver", "error", err)
 	}
 }
 
@@ -202,7 +325,8 @@ func (c *Consumer) deliverBatch(stop, work context.Context, l *lane, ds []amqp.D
 // every unacked delivery of its channel up to its tag, and the lane's
 // channel carries this worker's deliveries only: below that tag they are
 // all this batch's applied ones, or settled already (a failed event acked
-// alone after its copy's confirm).
+// alone after its copy's confirm). A lone applied delivery is acked
+// alone.
 func (c *Consumer) ackApplied(l *lane, all []*item) {
 	var below []*item
 	gap := !l.clean
@@ -222,7 +346,7 @@ func (c *Consumer) ackApplied(l *lane, all []*item) {
 		return
 	}
 	last := below[len(below)-1]
-	if err := last.d.Ack(true); err != nil {
+	if err := last.d.Ack(len(below) > 1); err != nil {
 		c.logger.Warn("ack failed; the broker will redeliver", "events", len(below), "error", err)
 	}
 	for _, it := range below {
