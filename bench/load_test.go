@@ -531,15 +531,21 @@ func processingInto(tb testing.TB, dsn string, bodies [][]byte, batchSize int) (
 }
 
 // workerGC gives this process the garbage collector `billing worker`
-// gives itself (config.TuneWorkerGC: GOGC and a memory limit unless the
-// environment sets them), so that the worker run in process measures as
-// the binary does, until restore; the raw transaction's client keeps Go's
-// defaults.
+// gives itself (cmd/billing/gc.go: GOGC 400 and a 96 MiB soft memory
+// limit unless the environment sets them; a command cannot be imported,
+// so its two values are repeated here), so that the worker run in process
+// measures as the binary does, until restore; the raw transaction's client
+// keeps Go's defaults.
 func workerGC() (restore func()) {
 	percent := debug.SetGCPercent(100)
 	debug.SetGCPercent(percent)
 	limit := debug.SetMemoryLimit(-1)
-	config.TuneWorkerGC(os.Getenv, quietLogger())
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(96 << 20)
+	}
 	return func() {
 		debug.SetGCPercent(percent)
 		debug.SetMemoryLimit(limit)

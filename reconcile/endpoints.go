@@ -52,6 +52,9 @@ func CheckEndpoints(ctx context.Context, cfg EndpointsConfig) ([]EndpointCheck, 
 	if cfg.APIKey == "" {
 		return nil, errors.New("reconcile: endpoints: no Stripe API key")
 	}
+	if err := checkBase(cfg.APIBase); err != nil {
+		return nil, fmt.Errorf("reconcile: endpoints: %w", err)
+	}
 	backend := newBackend(cfg.APIBase, cfg.HTTPClient)
 	api := client.New(cfg.APIKey, &stripe.Backends{API: backend, Connect: backend, Uploads: backend})
 	params := &stripe.WebhookEndpointListParams{}

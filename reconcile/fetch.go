@@ -106,6 +106,9 @@ func NewFetcher(cfg FetcherConfig) (*Fetcher, error) {
 	if cfg.APIKey == "" {
 		return nil, errors.New("reconcile: fetcher: no Stripe API key")
 	}
+	if err := checkBase(cfg.APIBase); err != nil {
+		return nil, fmt.Errorf("reconcile: fetcher: %w", err)
+	}
 	if cfg.APIBase == "" {
 		cfg.APIBase = DefaultAPIBase
 	}

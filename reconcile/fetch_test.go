@@ -380,3 +380,41 @@ func TestFetcherLimits(t *testing.T) {
 		}
 	})
 }
+
+// The API key travels in every request: each client refuses a base that
+// would send it in the clear off this machine (plain http is for
+// stripe-mock on loopback).
+func TestAPIBaseHTTPSUnlessLoopback(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		base string
+		ok   bool
+	}{
+		{"", true},
+		{"https://api.stripe.com", true},
+		{"https://stripe.internal.example:8443", true},
+		{"http://127.0.0.1:12111", true},
+		{"http://127.8.9.10:12111", true},
+		{"http://[::1]:12111", true},
+		{"http://localhost:12111/", true},
+		{"http://LocalHost", true},
+		{"http://api.stripe.com", false},
+		{"http://10.0.0.5:12111", false},
+		{"http://[::ffff:10.0.0.5]:12111", false},
+		{"http://localhost.example.com", false},
+		{"http://127.0.0.1.nip.io", false},
+		{"ftp://127.0.0.1", false},
+	}
+	for _, tt := range tests {
+		_, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: tt.base})
+		if tt.ok != (err == nil) {
+			t.Errorf("NewFetcher(APIBase %q) = %v, want ok %v", tt.base, err, tt.ok)
+		}
+		if tt.ok {
+			continue // CheckEndpoints would call Stripe
+		}
+		if _, err := reconcile.CheckEndpoints(context.Background(), reconcile.EndpointsConfig{APIKey: "sk_test_123", APIBase: tt.base}); err == nil || !strings.Contains(err.Error(), "API base must be") {
+			t.Errorf("CheckEndpoints(APIBase %q) = %v, want refused for its base", tt.base, err)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/stripe/stripe-go/v76/client"
 
 	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/internal/netaddr"
 )
 
 // CheckpointStripeEvents names the reconciliation's saved position.
@@ -112,6 +114,9 @@ func New(cfg Config, logger *slog.Logger, store Store, pub Publisher) (*Reconcil
 	case store == nil || pub == nil:
 		return nil, errors.New("reconcile: reconciler: store and publisher are required")
 	}
+	if err := checkBase(cfg.APIBase); err != nil {
+		return nil, fmt.Errorf("reconcile: reconciler: %w", err)
+	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = 30 * 24 * time.Hour
 	}
@@ -138,6 +143,23 @@ func New(cfg Config, logger *slog.Logger, store Store, pub Publisher) (*Reconcil
 	backend := newBackend(cfg.APIBase, cfg.HTTPClient)
 	api := client.New(cfg.APIKey, &stripe.Backends{API: backend, Connect: backend, Uploads: backend})
 	return &Reconciler{cfg: cfg, logger: logger, store: store, pub: pub, api: api}, nil
+}
+
+// checkBase refuses an API base that would carry the API key, sent with
+// every request, in the clear off this machine: https, or plain http to a
+// loopback host only (stripe-mock in tests). Empty is the default base.
+func checkBase(base string) error {
+	if base == "" {
+		return nil
+	}
+	u, err := url.Parse(base)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return errors.New("API base must be an https URL such as https://api.stripe.com")
+	case u.Scheme == "http" && !netaddr.IsLoopback(u.Hostname()):
+		return errors.New("API base must be https unless the host is loopback (127.0.0.0/8, ::1, localhost): the API key travels in every request")
+	}
+	return nil
 }
 
 // newBackend is the stripe-go backend for Stripe's API at base; stripe-go

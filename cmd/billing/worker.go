@@ -54,7 +54,7 @@ METRICS_ADDR. Settings come from the environment.`)
 	if err := errors.Join(cfg.RequireWebhookSecret(), cfg.RequireMySQLDSN()); err != nil {
 		return err
 	}
-	config.TuneWorkerGC(e.getenv, logger)
+	tuneWorkerGC(e.getenv, logger)
 	w, err := newWorker(cfg, logger)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package config
+package main
 
 import (
 	"log/slog"
@@ -20,14 +20,14 @@ func TestTuneWorkerGC(t *testing.T) {
 		env              map[string]string
 		percent, limitMB int64
 	}{
-		{"defaults", nil, WorkerGCPercent, WorkerMemoryLimit >> 20},
-		{"GOGC set", map[string]string{"GOGC": "150"}, 100, WorkerMemoryLimit >> 20},
-		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "1GiB"}, WorkerGCPercent, 1 << 10},
+		{"defaults", nil, workerGCPercent, workerMemoryLimit >> 20},
+		{"GOGC set", map[string]string{"GOGC": "150"}, 100, workerMemoryLimit >> 20},
+		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "1GiB"}, workerGCPercent, 1 << 10},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			debug.SetGCPercent(100) // as the runtime would have read the variables
 			debug.SetMemoryLimit(1 << 30)
-			TuneWorkerGC(func(k string) string { return tt.env[k] }, slog.New(slog.DiscardHandler))
+			tuneWorkerGC(func(k string) string { return tt.env[k] }, slog.New(slog.DiscardHandler))
 			p := debug.SetGCPercent(100)
 			if l := debug.SetMemoryLimit(-1) >> 20; p != int(tt.percent) || l != tt.limitMB {
 				t.Errorf("GOGC %d, memory limit %d MiB; want %d and %d", p, l, tt.percent, tt.limitMB)
