@@ -4,6 +4,7 @@ import (
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/config"
 	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/internal/testenv"
 )
 
 // withBatches configures cfg as `billing worker` does for batchSize
@@ -13,5 +14,5 @@ func withBatches(cfg *consumer.Config, proc *billing.Processor, batchSize int, c
 		return
 	}
 	cfg.BatchSize, cfg.BatchWait = batchSize, c.WorkerBatchWait
-	cfg.Batch = consumer.ProcessBatch(proc)
+	_, cfg.Batch = testenv.Process(proc)
 }

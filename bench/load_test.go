@@ -485,7 +485,7 @@ func processingInto(tb testing.TB, dsn string, bodies [][]byte, batchSize int) (
 	}
 	proc := billing.NewProcessor(store, quietLogger())
 	logger := quietLogger()
-	handler := consumer.Process(proc)
+	handler, _ := testenv.Process(proc)
 	count := &counter{target: int64(len(bodies)), done: make(chan struct{})}
 	ccfg := consumer.Config{
 		Queue: r.topo.Work, Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout,

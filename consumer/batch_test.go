@@ -99,8 +99,8 @@ func TestBatchPipelineShuffledDuplicated(t *testing.T) {
 	outcomes := &counter{}
 	rec := &batches{}
 	for range 4 {
-		h.start(consumer.Process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
-			batched(8, 50*time.Millisecond, rec.wrap(consumer.ProcessBatch(billing.NewProcessor(store, nil))), outcomes)(c)
+		h.start(process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
+			batched(8, 50*time.Millisecond, rec.wrap(processBatch(billing.NewProcessor(store, nil))), outcomes)(c)
 			c.Concurrency = 2
 		})
 	}
@@ -163,8 +163,8 @@ func TestBatchPoisonIsParkedAloneWhileItsBatchCommits(t *testing.T) {
 		}
 	}
 	outcomes, rec := &counter{}, &batches{}
-	h.start(consumer.Process(billing.NewProcessor(store, nil)), h.router(store),
-		batched(16, 200*time.Millisecond, rec.wrap(consumer.ProcessBatch(billing.NewProcessor(store, nil))), outcomes))
+	h.start(process(billing.NewProcessor(store, nil)), h.router(store),
+		batched(16, 200*time.Millisecond, rec.wrap(processBatch(billing.NewProcessor(store, nil))), outcomes))
 	got := h.getDLQ(1, 5*time.Second)[0]
 	if got.MessageId != "evt_poison" || got.Headers[broker.HeaderErrorClass] != "schema" {
 		t.Errorf("parked %q class %v, want evt_poison schema", got.MessageId, got.Headers[broker.HeaderErrorClass])
@@ -243,8 +243,8 @@ func TestBatchDatabaseOutagePausesTheWholeBatch(t *testing.T) {
 	dsn, proxy := proxiedDatabase(t)
 	store := openStore(t, dsn)
 	outcomes, rec := &counter{}, &batches{}
-	r := h.start(consumer.Process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
-		batched(8, 50*time.Millisecond, rec.wrap(consumer.ProcessBatch(billing.NewProcessor(store, nil))), outcomes)(c)
+	r := h.start(process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
+		batched(8, 50*time.Millisecond, rec.wrap(processBatch(billing.NewProcessor(store, nil))), outcomes)(c)
 		c.Concurrency = 2
 		c.Ping = store.Ping
 	})

@@ -24,7 +24,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/retry"
@@ -41,7 +40,7 @@ type Connector interface {
 type Result string
 
 // Results of a delivery, the "outcome" label of the event metrics besides
-// the billing.Result an acked event's handler reported.
+// the Handled an acked event's handler reported.
 const (
 	// Acked: handled and acked.
 	Acked Result = "acked"
@@ -68,9 +67,8 @@ type Outcome struct {
 	EventType string
 	Result    Result
 	// Handled is what the handler reported of an acked event with
-	// Delivery.Report (Process reports the billing.Result); empty when it
-	// reported nothing.
-	Handled billing.Result
+	// Delivery.Report; empty when it reported nothing.
+	Handled Handled
 	// Decision is failure.Decide's for a Retried or Parked delivery, and
 	// Cause the failure it was made on.
 	Decision failure.Decision

@@ -7,7 +7,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/verify"
 )
@@ -35,14 +34,32 @@ type Delivery struct {
 	// Redelivered is the broker's flag: an earlier delivery was not acked.
 	Redelivered bool
 
-	report *billing.Result // Outcome.Handled of this delivery; nil outside a Consumer
+	report *Handled // Outcome.Handled of this delivery; nil outside a Consumer
 }
 
+// Handled is what a handler did with an event it handled without error,
+// as it reports it (Delivery.Report): the outcome an acked event is
+// counted under in the event metrics.
+type Handled string
+
+// What a handler reports of an event it handled.
+const (
+	// Processed: applied (or stale and only recorded); an acked event
+	// whose handler reported nothing counts as processed.
+	Processed Handled = "processed"
+	// Ignored: no handler for the type; recorded only.
+	Ignored Handled = "ignored"
+	// Duplicate: the event was already done; nothing changed.
+	Duplicate Handled = "duplicate"
+	// Preview: an object without an id (invoice.upcoming); recorded only.
+	Preview Handled = "preview"
+)
+
 // Report records what the handler did with an event it handled without
-// error (such as billing.Duplicate); the consumer hands it to its Observer
-// as Outcome.Handled. A later call replaces an earlier one; on a Delivery
+// error (such as Duplicate); the consumer hands it to its Observer as
+// Outcome.Handled. A later call replaces an earlier one; on a Delivery
 // that did not come from a Consumer it does nothing.
-func (d Delivery) Report(result billing.Result) {
+func (d Delivery) Report(result Handled) {
 	if d.report != nil {
 		*d.report = result
 	}
@@ -62,7 +79,7 @@ type HandlerFunc func(ctx context.Context, d Delivery) error
 func (f HandlerFunc) HandleEvent(ctx context.Context, d Delivery) error { return f(ctx, d) }
 
 // BatchHandler applies several events at once, typically in one database
-// transaction, done as sets (billing.Processor.ProcessBatch).
+// transaction, done as sets.
 type BatchHandler interface {
 	// HandleBatch returns one error per delivery, in order: nil means the
 	// event is applied and committed, whatever became of the others. A

@@ -8,7 +8,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/retry"
@@ -130,7 +129,7 @@ type item struct {
 	a       broker.Attempt
 	ev      Delivery
 	logger  *slog.Logger
-	handled billing.Result
+	handled Handled
 	dec     failure.Decision
 	cause   error
 	start   time.Time

@@ -43,7 +43,7 @@ func TestOutcomeSaysWhatBecameOfTheEvent(t *testing.T) {
 	t.Parallel()
 	h := setup(t, []time.Duration{50 * time.Millisecond}, 2)
 	store := testenv.Store(t)
-	proc := consumer.Process(billing.NewProcessor(store, nil))
+	proc := process(billing.NewProcessor(store, nil))
 	// flaky fails its first attempt (transient), then succeeds;
 	// broken always fails permanently.
 	handler := consumer.HandlerFunc(func(ctx context.Context, d consumer.Delivery) error {
@@ -94,7 +94,7 @@ func TestOutcomeSaysWhatBecameOfTheEvent(t *testing.T) {
 				t.Errorf("parked outcome decision = %+v, want parked permanent", o.Decision)
 			}
 		case o.Origin.Replay():
-			if o.Origin != broker.Moved || o.Handled != billing.Processed {
+			if o.Origin != broker.Moved || o.Handled != consumer.Processed {
 				t.Errorf("replayed outcome: origin %q handled %q, want moved and processed", o.Origin, o.Handled)
 			}
 		}

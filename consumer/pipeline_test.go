@@ -103,7 +103,7 @@ func TestPipelineShuffledDuplicatedConcurrent(t *testing.T) {
 	store := openStore(t, testenv.Database(t))
 	outcomes := &counter{}
 	for range 4 {
-		h.start(consumer.Process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
+		h.start(process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
 			c.Concurrency = 2
 			c.Observer = outcomes
 		})
@@ -296,7 +296,7 @@ func TestMalformedEventFromTheProcessorIsParked(t *testing.T) {
 	h := setup(t, []time.Duration{100 * time.Millisecond}, 3)
 	store := openStore(t, testenv.Database(t))
 	outcomes := &counter{}
-	h.start(consumer.Process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) { c.Observer = outcomes })
+	h.start(process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) { c.Observer = outcomes })
 	begin := time.Now()
 	// Signed and of Stripe's form, so the verifier passes it; its
 	// data.object is no object, which the processor refuses.

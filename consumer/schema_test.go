@@ -36,7 +36,7 @@ func TestSchemaFailureIsParkedAtOnce(t *testing.T) {
 	h := setup(t, []time.Duration{100 * time.Millisecond}, 3)
 	store := openStore(t, testenv.Database(t))
 	outcomes := &handled{}
-	h.start(consumer.Process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) { c.Observer = outcomes })
+	h.start(process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) { c.Observer = outcomes })
 
 	event := func(id, typ string, object map[string]any) []byte {
 		b, err := json.Marshal(map[string]any{"id": id, "object": "event", "type": typ, "api_version": v,
@@ -72,7 +72,7 @@ func TestSchemaFailureIsParkedAtOnce(t *testing.T) {
 	if n := outcomes.get("retried"); n != 0 {
 		t.Errorf("%d retries, want none", n)
 	}
-	if n := outcomes.get("handled:" + string(billing.Preview)); n != 1 {
+	if n := outcomes.get("handled:" + string(consumer.Preview)); n != 1 {
 		t.Errorf("%d events handled as previews, want 1 (invoice.upcoming)", n)
 	}
 	if n := h.ready(h.topo.DLQ); n != 0 {
@@ -96,10 +96,10 @@ func TestDataErrorIsParkedAsSchema(t *testing.T) {
 			h := setup(t, []time.Duration{100 * time.Millisecond}, 3)
 			store := openStore(t, testenv.Database(t))
 			outcomes := &handled{}
-			h.start(consumer.Process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
+			h.start(process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
 				c.Observer = outcomes
 				c.BatchSize = batch
-				c.Batch = consumer.ProcessBatch(billing.NewProcessor(store, nil))
+				c.Batch = processBatch(billing.NewProcessor(store, nil))
 			})
 			created := time.Unix(1700000000, 0)
 			long, euro := billingtest.NewEventID(), billingtest.NewEventID()

@@ -12,6 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/dlq"
@@ -223,4 +224,16 @@ func (c *calls) succeeded(id string) bool {
 
 func eventJSON(id, typ string) []byte {
 	return fmt.Appendf(nil, `{"id":%q,"object":"event","type":%q,"created":1700000000,"data":{"object":{"id":"cus_1","object":"customer"}}}`, id, typ)
+}
+
+// process and processBatch are the worker's handlers on the real
+// Processor (testenv.Process).
+func process(p *billing.Processor) consumer.Handler {
+	h, _ := testenv.Process(p)
+	return h
+}
+
+func processBatch(p *billing.Processor) consumer.BatchHandler {
+	_, b := testenv.Process(p)
+	return b
 }

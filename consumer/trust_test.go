@@ -92,7 +92,7 @@ func startVerifying(t *testing.T, fetch verify.Fetcher, m *metrics.Metrics, batc
 		router = h.router(nil)
 	}
 	proc := billing.NewProcessor(w.store, nil)
-	h.start(consumer.Process(proc), router, func(c *consumer.Config) {
+	h.start(process(proc), router, func(c *consumer.Config) {
 		v, err := verify.New(verify.Config{Secrets: []string{testenv.WebhookSecret}, Fetcher: fetch, MaxBodyBytes: maxBody})
 		if err != nil {
 			t.Fatal(err)
@@ -100,7 +100,7 @@ func startVerifying(t *testing.T, fetch verify.Fetcher, m *metrics.Metrics, batc
 		c.Verifier = v
 		c.Observer = observers{w.out, metrics.NewEventObserver(w.metrics, h.topo, proc.Handled())}
 		if batch > 1 {
-			c.BatchSize, c.BatchWait, c.Batch = batch, 50*time.Millisecond, consumer.ProcessBatch(proc)
+			c.BatchSize, c.BatchWait, c.Batch = batch, 50*time.Millisecond, processBatch(proc)
 		}
 		if flood {
 			c.Concurrency = consumer.DefaultConcurrency

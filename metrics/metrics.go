@@ -62,7 +62,7 @@ type Metrics struct {
 	// the failure) for one webhook.
 	PublishConfirm prometheus.Histogram
 	// EventsProcessed counts events at the worker by Stripe event type and
-	// outcome: a billing.Result for an acked event, else the
+	// outcome: a consumer.Handled for an acked event, else the
 	// consumer.Result.
 	EventsProcessed *prometheus.CounterVec
 	// Processing is the time one delivery spends in the worker, from
@@ -251,7 +251,7 @@ func (m *Metrics) ObservePublish(d time.Duration) {
 }
 
 // Event records one delivery handled by the worker: its type, its outcome
-// (a billing.Result or consumer.Result) and the time it took.
+// (a consumer.Handled or consumer.Result) and the time it took.
 func (m *Metrics) Event(eventType, outcome string, d time.Duration) {
 	if m == nil {
 		return

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/metrics"
@@ -82,12 +81,12 @@ func TestEachCollectorMoves(t *testing.T) {
 		{
 			name: "events processed by type and outcome",
 			use: func(m *metrics.Metrics) {
-				m.Event("invoice.paid", string(billing.Processed), time.Millisecond)
-				m.Event("invoice.paid", string(billing.Duplicate), time.Millisecond)
-				m.Event("invoice.paid", string(billing.Processed), time.Millisecond)
+				m.Event("invoice.paid", string(consumer.Processed), time.Millisecond)
+				m.Event("invoice.paid", string(consumer.Duplicate), time.Millisecond)
+				m.Event("invoice.paid", string(consumer.Processed), time.Millisecond)
 			},
 			get: func(m *metrics.Metrics) float64 {
-				return testutil.ToFloat64(m.EventsProcessed.WithLabelValues("invoice.paid", string(billing.Processed)))
+				return testutil.ToFloat64(m.EventsProcessed.WithLabelValues("invoice.paid", string(consumer.Processed)))
 			},
 			want: 2,
 		},
@@ -162,9 +161,9 @@ func TestEachCollectorMoves(t *testing.T) {
 		{
 			name: "processing latency follows events",
 			use: func(m *metrics.Metrics) {
-				m.Event("charge.succeeded", string(billing.Processed), 5*time.Millisecond)
+				m.Event("charge.succeeded", string(consumer.Processed), 5*time.Millisecond)
 				m.Event("charge.succeeded", string(consumer.Retried), 50*time.Millisecond)
-				m.Event("charge.succeeded", string(billing.Ignored), time.Millisecond)
+				m.Event("charge.succeeded", string(consumer.Ignored), time.Millisecond)
 			},
 			get:  func(m *metrics.Metrics) float64 { return histogramCount(t, m.Processing) },
 			want: 3,
@@ -244,7 +243,7 @@ func TestLint(t *testing.T) {
 	reg, m := setup(t)
 	m.Webhook("accepted", 200)
 	m.ObservePublish(time.Millisecond)
-	m.Event("invoice.paid", string(billing.Processed), time.Millisecond)
+	m.Event("invoice.paid", string(consumer.Processed), time.Millisecond)
 	m.Retry("10s")
 	m.Park("permanent")
 	m.Replay(metrics.ReplayMove)
@@ -320,7 +319,7 @@ func TestNilMetricsIsANoOp(t *testing.T) {
 	m.Webhook("accepted", 200)
 	m.ObserveRequest("webhook", "published", 200, time.Millisecond)
 	m.ObservePublish(time.Millisecond)
-	m.Event("invoice.paid", string(billing.Processed), time.Millisecond)
+	m.Event("invoice.paid", string(consumer.Processed), time.Millisecond)
 	m.Retry("10s")
 	m.Park("permanent")
 	m.Replay(metrics.ReplayMove)

@@ -6,7 +6,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/dlq"
@@ -56,7 +55,8 @@ func NewEventObserver(m *Metrics, topo broker.Topology, handled []string) *Event
 }
 
 // Observe records one delivery's outcome. An acked event counts under the
-// result its handler reported (processed, ignored, duplicate). A dropped
+// consumer.Handled its handler reported (processed, ignored, duplicate,
+// preview). A dropped
 // delivery comes back, so its replay is counted when it is finally handled.
 func (e *EventObserver) Observe(o consumer.Outcome) {
 	outcome := string(o.Result)
@@ -64,7 +64,7 @@ func (e *EventObserver) Observe(o consumer.Outcome) {
 	case consumer.Acked:
 		outcome = string(o.Handled)
 		if outcome == "" {
-			outcome = string(billing.Processed)
+			outcome = string(consumer.Processed)
 		}
 	case consumer.Retried:
 		tier := "unknown"

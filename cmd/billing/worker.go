@@ -204,17 +204,18 @@ func (w *worker) work(ctx context.Context) error {
 		return err
 	}
 	proc := billing.NewProcessor(store, w.logger, processorOptions(fetcher)...)
+	one, batch := process(proc)
 	c, err := consumer.New(consumer.Config{
 		Queue:           w.topo.Work,
 		Concurrency:     w.cfg.WorkerConcurrency,
 		BatchSize:       w.cfg.WorkerBatchSize,
 		BatchWait:       w.cfg.WorkerBatchWait,
-		Batch:           consumer.ProcessBatch(proc),
+		Batch:           batch,
 		ShutdownTimeout: w.cfg.ShutdownTimeout,
 		Ping:            store.Ping,
 		Verifier:        v,
 		Observer:        metrics.NewEventObserver(w.metrics, w.topo, proc.Handled()),
-	}, w.logger, w.consume, consumer.Process(proc), router)
+	}, w.logger, w.consume, one, router)
 	if err != nil {
 		return err
 	}
