@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/stripe-billing/billing/bench"
-	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/maintenance"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/simulate/stripeevent"
 )
@@ -275,13 +275,13 @@ func ledgerGrowth(t *testing.T, rows, rounds, events, batchSize int) ledgerFigur
 	store := openStore(t, fullDSN, settings(t))
 	var cur models.PruneCursor
 	start = time.Now()
-	for f.prune.N < dlq.DefaultPruneLimit {
-		b, err := store.PrunePayloads(ctx, models.EventProcessed, cur, time.Now(), dlq.DefaultPruneBatch)
+	for f.prune.N < maintenance.DefaultPruneLimit {
+		b, err := store.PrunePayloads(ctx, models.EventProcessed, cur, time.Now(), maintenance.DefaultPruneBatch)
 		if err != nil {
 			t.Fatal(err)
 		}
 		f.prune.N += b.Pruned
-		if b.Looked < dlq.DefaultPruneBatch {
+		if b.Looked < maintenance.DefaultPruneBatch {
 			break
 		}
 		cur = b.Next
@@ -305,7 +305,7 @@ func (f ledgerFigures) tableRows(events, batchSize int) []bench.Row {
 			Figure: fmt.Sprintf("%.0f B with, %.0f B without; of which the id index %.0f B", f.withPayload, f.withoutPayload, f.idIndex)},
 		{Part: "ledger", What: fmt.Sprintf("ledger growth per event processed, %d lifecycle events (430-780 B) into an empty ledger, after ANALYZE", events),
 			Figure: fmt.Sprintf("%.0f B", f.perEvent)},
-		{Part: "ledger", What: fmt.Sprintf("payload retention: the sweep's prune statements (%d rows each, no pause), the oldest %d payloads of the filled ledger", dlq.DefaultPruneBatch, f.prune.N),
+		{Part: "ledger", What: fmt.Sprintf("payload retention: the sweep's prune statements (%d rows each, no pause), the oldest %d payloads of the filled ledger", maintenance.DefaultPruneBatch, f.prune.N),
 			Figure: bench.PerSecond(f.prune.Rate(), "row")},
 	}
 }

@@ -19,7 +19,7 @@ import (
 	"github.com/stripe-billing/billing/api"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
-	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/maintenance"
 	"github.com/stripe-billing/billing/metrics"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/reconcile"
@@ -87,10 +87,10 @@ var Vars = []Var{
 	{"DB_MAX_OPEN_CONNS", strconv.Itoa(models.DefaultMaxOpenConns), "MySQL pool: open connections."},
 	{"DB_MAX_IDLE_CONNS", strconv.Itoa(models.DefaultMaxIdleConns), "MySQL pool: idle connections."},
 	{"DB_CONN_MAX_LIFETIME", durationText(models.DefaultConnMaxLifetime), "MySQL pool: longest life of a connection."},
-	{"SWEEP_MIN_AGE", durationText(dlq.DefaultSweepMinAge), "`sweep` re-drives transient parked events older than this."},
-	{"SWEEP_LIMIT", strconv.Itoa(dlq.DefaultSweepLimit), "Most parked events `sweep` re-drives in one run."},
-	{"SWEEP_MAX_REDRIVES", strconv.Itoa(dlq.DefaultSweepMaxRedrives), "Most automatic re-drives of one event by `sweep`."},
-	{"LEDGER_PAYLOAD_RETENTION", durationText(dlq.DefaultPayloadRetention), "How long `sweep` keeps a processed or ignored event's payload (the row stays); `off`: for ever."},
+	{"SWEEP_MIN_AGE", durationText(maintenance.DefaultRedriveMinAge), "`sweep` re-drives transient parked events older than this."},
+	{"SWEEP_LIMIT", strconv.Itoa(maintenance.DefaultRedriveLimit), "Most parked events `sweep` re-drives in one run."},
+	{"SWEEP_MAX_REDRIVES", strconv.Itoa(maintenance.DefaultMaxRedrives), "Most automatic re-drives of one event by `sweep`."},
+	{"LEDGER_PAYLOAD_RETENTION", durationText(maintenance.DefaultPayloadRetention), "How long `sweep` keeps a processed or ignored event's payload (the row stays); `off`: for ever."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"QUORUM_INITIAL_GROUP_SIZE", "", "Members of each quorum queue `topology` declares (the cluster's size); unset: RabbitMQ's default."},
 }
@@ -364,7 +364,7 @@ func (l *loader) retention(name string) time.Duration {
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		l.fail(name, fmt.Sprintf("%q is neither a positive duration such as %s nor %s", v, durationText(dlq.DefaultPayloadRetention), retentionOff))
+		l.fail(name, fmt.Sprintf("%q is neither a positive duration such as %s nor %s", v, durationText(maintenance.DefaultPayloadRetention), retentionOff))
 		return 0
 	}
 	return d

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/dlq/dlqtest"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
 )
@@ -19,20 +20,20 @@ import (
 // person's reject.
 func TestBrokerDeadLetteringIsNoPersonsReplay(t *testing.T) {
 	t.Parallel()
-	e := newDLQEnv(t, 20)
-	testenv.QueuePolicy(t, e.topo.DLQ, map[string]any{"delivery-limit": 1})
+	e := dlqtest.NewEnv(t, 20)
+	testenv.QueuePolicy(t, e.Topo.DLQ, map[string]any{"delivery-limit": 1})
 
 	looked, rejected := billingtest.NewEventID(), billingtest.NewEventID()
-	e.park(t, looked, "invoice.paid", failure.Permanent, time.Now(), nil)
-	e.waitReady(t, e.topo.DLQ, 1)
+	e.Park(t, looked, "invoice.paid", failure.Permanent, time.Now(), nil)
+	e.WaitReady(t, e.Topo.DLQ, 1)
 	// Each look returns the message asynchronously: wait for it to be
 	// ready again (or dead-lettered) before the next.
 	for range 5 {
-		testenv.Eventually(t, 5*time.Second, func() bool { return e.ready(t, e.topo.DLQ)+e.ready(t, e.topo.Work) == 1 }, "%s back in a queue", looked)
-		if e.ready(t, e.topo.Work) == 1 {
+		testenv.Eventually(t, 5*time.Second, func() bool { return e.Ready(t, e.Topo.DLQ)+e.Ready(t, e.Topo.Work) == 1 }, "%s back in a queue", looked)
+		if e.Ready(t, e.Topo.Work) == 1 {
 			break
 		}
-		d, ok, err := e.ch.Get(e.topo.DLQ, false)
+		d, ok, err := e.Ch.Get(e.Topo.DLQ, false)
 		if err != nil || !ok {
 			t.Fatalf("look at %s: %v, %v", looked, ok, err)
 		}
@@ -40,21 +41,21 @@ func TestBrokerDeadLetteringIsNoPersonsReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.waitReady(t, e.topo.Work, 1)
-	e.park(t, rejected, "invoice.paid", failure.Permanent, time.Now(), nil)
-	e.waitReady(t, e.topo.DLQ, 1)
-	d, ok, err := e.ch.Get(e.topo.DLQ, false)
+	e.WaitReady(t, e.Topo.Work, 1)
+	e.Park(t, rejected, "invoice.paid", failure.Permanent, time.Now(), nil)
+	e.WaitReady(t, e.Topo.DLQ, 1)
+	d, ok, err := e.Ch.Get(e.Topo.DLQ, false)
 	if err != nil || !ok {
 		t.Fatalf("get %s: %v, %v", rejected, ok, err)
 	}
 	if err := d.Reject(false); err != nil {
 		t.Fatal(err)
 	}
-	e.waitReady(t, e.topo.Work, 2)
+	e.WaitReady(t, e.Topo.Work, 2)
 
 	got := map[string]broker.Attempt{}
-	for _, d := range e.takeAll(t, e.topo.Work) {
-		got[d.MessageId] = broker.ReadAttempt(d, e.topo)
+	for _, d := range e.TakeAll(t, e.Topo.Work) {
+		got[d.MessageId] = broker.ReadAttempt(d, e.Topo)
 	}
 	if a := got[looked]; a.Origin != broker.DeadLettered || a.DeathReason != "delivery_limit" || !a.Origin.Replay() {
 		t.Errorf("the event the broker dead-lettered reads as %+v, want origin dead_letter, reason delivery_limit", a)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/dlq/dlqtest"
 	"github.com/stripe-billing/billing/failure"
 )
 
@@ -46,20 +47,20 @@ func TestByEvent(t *testing.T) {
 func TestDLQDiscard(t *testing.T) {
 	t.Parallel()
 	now := time.Now().UTC()
-	setup := func(t *testing.T) (dlqEnv, []string, string) {
-		e := newDLQEnv(t, 20)
+	setup := func(t *testing.T) (*dlqtest.Env, []string, string) {
+		e := dlqtest.NewEnv(t, 20)
 		a, b, c, d := billingtest.NewEventID(), billingtest.NewEventID(), billingtest.NewEventID(), billingtest.NewEventID()
 		order := []string{a, b, c, b, d}
 		for i, id := range order {
-			e.park(t, id, "invoice.paid", failure.Permanent, now.Add(time.Duration(i-10)*time.Minute), nil)
+			e.Park(t, id, "invoice.paid", failure.Permanent, now.Add(time.Duration(i-10)*time.Minute), nil)
 		}
-		e.waitReady(t, e.topo.DLQ, len(order))
+		e.WaitReady(t, e.Topo.DLQ, len(order))
 		return e, order, b
 	}
-	left := func(t *testing.T, e dlqEnv, n int) string {
-		e.waitReady(t, e.topo.DLQ, n)
+	left := func(t *testing.T, e *dlqtest.Env, n int) string {
+		e.WaitReady(t, e.Topo.DLQ, n)
 		var ids []string
-		for _, d := range e.takeAll(t, e.topo.DLQ) {
+		for _, d := range e.TakeAll(t, e.Topo.DLQ) {
 			ids = append(ids, d.MessageId)
 		}
 		return strings.Join(ids, ",")
@@ -69,7 +70,7 @@ func TestDLQDiscard(t *testing.T) {
 		t.Parallel()
 		e, order, b := setup(t)
 		var recorded []dlq.Parked
-		copies, err := e.newDLQ(t, now).Discard(context.Background(), b, func(_ context.Context, ps []dlq.Parked) error {
+		copies, err := e.Queue(t, now).Discard(context.Background(), b, func(_ context.Context, ps []dlq.Parked) error {
 			recorded = ps
 			return nil
 		})
@@ -82,7 +83,7 @@ func TestDLQDiscard(t *testing.T) {
 		if g, w := left(t, e, 3), strings.Join([]string{order[0], order[2], order[4]}, ","); g != w {
 			t.Errorf("DLQ holds %s, want %s", g, w)
 		}
-		if n := e.ready(t, e.topo.Work); n != 0 {
+		if n := e.Ready(t, e.Topo.Work); n != 0 {
 			t.Errorf("the work queue holds %d messages, want none", n)
 		}
 	})
@@ -90,7 +91,7 @@ func TestDLQDiscard(t *testing.T) {
 		t.Parallel()
 		e, order, b := setup(t)
 		boom := errors.New("mysql down")
-		_, err := e.newDLQ(t, now).Discard(context.Background(), b, func(context.Context, []dlq.Parked) error { return boom })
+		_, err := e.Queue(t, now).Discard(context.Background(), b, func(context.Context, []dlq.Parked) error { return boom })
 		if !errors.Is(err, boom) {
 			t.Fatalf("err = %v, want the record's error", err)
 		}
@@ -102,7 +103,7 @@ func TestDLQDiscard(t *testing.T) {
 		t.Parallel()
 		e, order, _ := setup(t)
 		called := false
-		_, err := e.newDLQ(t, now).Discard(context.Background(), billingtest.NewEventID(), func(context.Context, []dlq.Parked) error {
+		_, err := e.Queue(t, now).Discard(context.Background(), billingtest.NewEventID(), func(context.Context, []dlq.Parked) error {
 			called = true
 			return nil
 		})
@@ -120,14 +121,14 @@ func TestDLQDiscard(t *testing.T) {
 func TestDLQShow(t *testing.T) {
 	t.Parallel()
 	now := time.Now().UTC()
-	e := newDLQEnv(t, 20)
+	e := dlqtest.NewEnv(t, 20)
 	a, b := billingtest.NewEventID(), billingtest.NewEventID()
 	order := []string{b, a, b}
 	for _, id := range order {
-		e.park(t, id, "customer.updated", failure.Schema, now.Add(-time.Hour), nil)
+		e.Park(t, id, "customer.updated", failure.Schema, now.Add(-time.Hour), nil)
 	}
-	e.waitReady(t, e.topo.DLQ, 3)
-	got, err := e.newDLQ(t, now).Show(context.Background(), b)
+	e.WaitReady(t, e.Topo.DLQ, 3)
+	got, err := e.Queue(t, now).Show(context.Background(), b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,13 +136,13 @@ func TestDLQShow(t *testing.T) {
 		t.Fatalf("%d copies, want 2", len(got))
 	}
 	for _, m := range got {
-		if m.EventID != b || m.Class != failure.Schema || string(m.Delivery.Body) != string(parkedBody(b, "customer.updated")) || m.Delivery.Headers["billing-error-class"] != "schema" {
+		if m.EventID != b || m.Class != failure.Schema || string(m.Delivery.Body) != string(dlqtest.ParkedBody(b, "customer.updated")) || m.Delivery.Headers["billing-error-class"] != "schema" {
 			t.Errorf("copy %+v", m)
 		}
 	}
-	e.waitReady(t, e.topo.DLQ, 3)
+	e.WaitReady(t, e.Topo.DLQ, 3)
 	var ids []string
-	for _, d := range e.takeAll(t, e.topo.DLQ) {
+	for _, d := range e.TakeAll(t, e.Topo.DLQ) {
 		ids = append(ids, d.MessageId)
 	}
 	if g, w := strings.Join(ids, ","), strings.Join(order, ","); g != w {
@@ -154,19 +155,19 @@ func TestDLQShow(t *testing.T) {
 func TestDLQMovePace(t *testing.T) {
 	t.Parallel()
 	now := time.Now().UTC()
-	e := newDLQEnv(t, 20)
+	e := dlqtest.NewEnv(t, 20)
 	for range 3 {
-		e.park(t, billingtest.NewEventID(), "invoice.paid", failure.Transient, now, nil)
+		e.Park(t, billingtest.NewEventID(), "invoice.paid", failure.Transient, now, nil)
 	}
-	e.waitReady(t, e.topo.DLQ, 3)
+	e.WaitReady(t, e.Topo.DLQ, 3)
 	const pace = 150 * time.Millisecond
 	start := time.Now()
-	res, err := e.newDLQ(t, now).Move(context.Background(), dlq.MoveOptions{Pace: pace})
+	res, err := e.Queue(t, now).Move(context.Background(), dlq.MoveOptions{Pace: pace})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); len(res.Moved) != 3 || took < 2*pace {
 		t.Errorf("moved %d in %s, want 3 in at least %s", len(res.Moved), took, 2*pace)
 	}
-	e.waitReady(t, e.topo.Work, 3)
+	e.WaitReady(t, e.Topo.Work, 3)
 }

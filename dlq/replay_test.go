@@ -17,6 +17,7 @@ import (
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/dlq/dlqtest"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
@@ -26,7 +27,7 @@ import (
 // replayWorld is a running worker (the real consumer, router and billing
 // processor) whose handler fails event failing permanently until fixed.
 type replayWorld struct {
-	dlqEnv
+	*dlqtest.Env
 	store   *models.Store
 	fixed   atomic.Bool
 	mu      sync.Mutex
@@ -35,7 +36,7 @@ type replayWorld struct {
 
 func newReplayWorld(t *testing.T, failing string) *replayWorld {
 	t.Helper()
-	w := &replayWorld{dlqEnv: newDLQEnv(t, 20), store: testenv.Store(t), results: map[string][]string{}}
+	w := &replayWorld{Env: dlqtest.NewEnv(t, 20), store: testenv.Store(t), results: map[string][]string{}}
 	proc := billing.NewProcessor(w.store, quietLogger())
 	handler := consumer.HandlerFunc(func(ctx context.Context, d consumer.Delivery) error {
 		if d.ID == failing && !w.fixed.Load() {
@@ -48,13 +49,13 @@ func newReplayWorld(t *testing.T, failing string) *replayWorld {
 		}
 		return err
 	})
-	router, err := dlq.NewRouter(dlq.RouterConfig{Topology: w.topo, Policy: retry.Policy{Delays: w.topo.Delays, MaxAttempts: 3}, Host: "worker-1"},
-		quietLogger(), w.pub, w.store)
+	router, err := dlq.NewRouter(dlq.RouterConfig{Topology: w.Topo, Policy: retry.Policy{Delays: w.Topo.Delays, MaxAttempts: 3}, Host: "worker-1"},
+		quietLogger(), w.Pub, w.store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := consumer.New(consumer.Config{Queue: w.topo.Work, Concurrency: 2, ShutdownTimeout: 2 * time.Second, Name: "replay-test", Verifier: testenv.Verifier(t, nil)},
-		quietLogger(), newDLQEnvSharing(t, w.dlqEnv).conn, handler, router)
+	c, err := consumer.New(consumer.Config{Queue: w.Topo.Work, Concurrency: 2, ShutdownTimeout: 2 * time.Second, Name: "replay-test", Verifier: testenv.Verifier(t, nil)},
+		quietLogger(), dlqtest.NewEnvSharing(t, w.Env).Conn, handler, router)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +78,11 @@ func newReplayWorld(t *testing.T, failing string) *replayWorld {
 func (w *replayWorld) sendFailing(t *testing.T, id, typ, cus string) []byte {
 	t.Helper()
 	body := billingtest.Event(id, typ, time.Now(), billingtest.Customer(cus, "ada@example.com"))
-	err := w.pub.Publish(context.Background(), w.topo.Events, typ, testenv.Signed(amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: id, Type: typ, Body: body}))
+	err := w.Pub.Publish(context.Background(), w.Topo.Events, typ, testenv.Signed(amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: id, Type: typ, Body: body}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.waitReady(t, w.topo.DLQ, 1)
+	w.WaitReady(t, w.Topo.DLQ, 1)
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		var ev models.StripeEvent
 		return w.store.DB().Where("id = ?", id).Take(&ev).Error == nil && ev.Status == models.EventDead
@@ -126,16 +127,16 @@ var uiReplays = map[string]func(t *testing.T, w *replayWorld, typ string, body [
 	// "Move from <queue>" that deletes itself once the queue length it saw
 	// has been moved.
 	"move messages": func(t *testing.T, w *replayWorld, _ string, _ []byte) {
-		name := "Move from " + w.topo.DLQ
+		name := "Move from " + w.Topo.DLQ
 		path := "/api/parameters/shovel/%2F/" + url.PathEscape(name)
 		t.Cleanup(func() { _ = testenv.Management(http.MethodDelete, path, nil, nil) })
 		err := testenv.Management(http.MethodPut, path, map[string]any{
 			"vhost": "/", "component": "shovel", "name": name,
 			"value": map[string]any{
-				"src-uri": "amqp:///%2F", "src-queue": w.topo.DLQ, "src-protocol": "amqp091",
+				"src-uri": "amqp:///%2F", "src-queue": w.Topo.DLQ, "src-protocol": "amqp091",
 				"src-prefetch-count": 1000, "src-delete-after": "queue-length",
 				"dest-protocol": "amqp091", "dest-uri": "amqp:///%2F", "dest-add-forward-headers": false,
-				"ack-mode": "on-confirm", "dest-queue": w.topo.Work,
+				"ack-mode": "on-confirm", "dest-queue": w.Topo.Work,
 			},
 		}, nil)
 		if err != nil {
@@ -146,7 +147,7 @@ var uiReplays = map[string]func(t *testing.T, w *replayWorld, typ string, body [
 	// the DLQ dead-letters the message through its own exchange to work.
 	"get messages, reject requeue false": func(t *testing.T, w *replayWorld, _ string, _ []byte) {
 		var got []map[string]any
-		err := testenv.Management(http.MethodPost, "/api/queues/%2F/"+url.PathEscape(w.topo.DLQ)+"/get",
+		err := testenv.Management(http.MethodPost, "/api/queues/%2F/"+url.PathEscape(w.Topo.DLQ)+"/get",
 			map[string]any{"count": 1, "ackmode": "reject_requeue_false", "encoding": "auto", "truncate": 50000}, &got)
 		if err != nil || len(got) != 1 {
 			t.Fatalf("get messages: %v, %d messages", err, len(got))
@@ -163,7 +164,7 @@ var uiReplays = map[string]func(t *testing.T, w *replayWorld, typ string, body [
 			Routed bool `json:"routed"`
 		}
 		headers := map[string]any{broker.HeaderStripeSignature: testenv.Sign(body, testenv.WebhookSecret, time.Now())}
-		err := testenv.Management(http.MethodPost, "/api/exchanges/%2F/"+url.PathEscape(w.topo.Events)+"/publish",
+		err := testenv.Management(http.MethodPost, "/api/exchanges/%2F/"+url.PathEscape(w.Topo.Events)+"/publish",
 			map[string]any{"properties": map[string]any{"headers": headers}, "routing_key": typ, "payload": string(body), "payload_encoding": "string"}, &res)
 		if err != nil || !res.Routed {
 			t.Fatalf("publish message: %v, routed %v", err, res.Routed)
@@ -190,22 +191,22 @@ func TestUIReplayAppliesAParkedEventOnceItsCauseIsFixed(t *testing.T) {
 				// A hand-published copy leaves the parked original behind;
 				// the runbook has the agent remove it with "Get messages",
 				// Ack mode "Automatic ack".
-				w.waitReady(t, w.topo.DLQ, 1)
+				w.WaitReady(t, w.Topo.DLQ, 1)
 				var got []map[string]any
-				err := testenv.Management(http.MethodPost, "/api/queues/%2F/"+url.PathEscape(w.topo.DLQ)+"/get",
+				err := testenv.Management(http.MethodPost, "/api/queues/%2F/"+url.PathEscape(w.Topo.DLQ)+"/get",
 					map[string]any{"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"}, &got)
 				if err != nil || len(got) != 1 {
 					t.Fatalf("remove the parked original: %v, %d messages", err, len(got))
 				}
 			}
-			w.waitReady(t, w.topo.DLQ, 0)
+			w.WaitReady(t, w.Topo.DLQ, 0)
 			applied := w.ledger(t, id)
 
 			// Replaying the processed event again (parked once more, say by
 			// an operator's mistake) changes nothing and is acked.
 			if name != "publish message" {
-				w.park(t, id, typ, failure.Permanent, time.Now(), nil)
-				w.waitReady(t, w.topo.DLQ, 1)
+				w.Park(t, id, typ, failure.Permanent, time.Now(), nil)
+				w.WaitReady(t, w.Topo.DLQ, 1)
 			}
 			replay(t, w, typ, body)
 			testenv.Eventually(t, 10*time.Second, func() bool { return len(w.outcomes(id)) == 3 }, "the second replay consumed (outcomes %v)", w.outcomes(id))
@@ -219,9 +220,9 @@ func TestUIReplayAppliesAParkedEventOnceItsCauseIsFixed(t *testing.T) {
 			if n := w.customers(t, cus); n != 1 {
 				t.Errorf("%d customer rows after the duplicate, want 1", n)
 			}
-			w.waitReady(t, w.topo.DLQ, 0)
-			w.waitReady(t, w.topo.Work, 0)
-			testenv.Eventually(t, 5*time.Second, func() bool { n, err := testenv.QueueDepth(w.topo.Work); return err == nil && n == 0 }, "work queue drained, acked")
+			w.WaitReady(t, w.Topo.DLQ, 0)
+			w.WaitReady(t, w.Topo.Work, 0)
+			testenv.Eventually(t, 5*time.Second, func() bool { n, err := testenv.QueueDepth(w.Topo.Work); return err == nil && n == 0 }, "work queue drained, acked")
 		})
 	}
 }

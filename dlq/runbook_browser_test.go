@@ -245,7 +245,7 @@ func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 		ignore(chromedp.Evaluate[any](`$('#update-every').val('').change()`)),
 	)
 
-	b.do("open the DLQ", openFromTab("#/queues", w.topo.DLQ), b.shot("02-dlq", ""))
+	b.do("open the DLQ", openFromTab("#/queues", w.Topo.DLQ), b.shot("02-dlq", ""))
 
 	var shown string
 	b.do("read the reason: Get messages, Nack message requeue true",
@@ -258,25 +258,25 @@ func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 			t.Errorf("Get messages shows no %q:\n%s", want, shown)
 		}
 	}
-	w.waitReady(t, w.topo.DLQ, 1)
+	w.WaitReady(t, w.Topo.DLQ, 1)
 
 	// (a) with the cause still there: the event comes back to the DLQ once.
 	t.Cleanup(func() {
-		_ = testenv.Management(http.MethodDelete, "/api/parameters/shovel/%2F/"+url.PathEscape("Move from "+w.topo.DLQ), nil, nil)
+		_ = testenv.Management(http.MethodDelete, "/api/parameters/shovel/%2F/"+url.PathEscape("Move from "+w.Topo.DLQ), nil, nil)
 	})
 	b.do("replay: Move messages",
 		openSection("Move messages", `input[name="dest-queue"]`),
-		chromedp.SendKeys(chromedp.CSS(`input[name="dest-queue"]`), w.topo.Work),
+		chromedp.SendKeys(chromedp.CSS(`input[name="dest-queue"]`), w.Topo.Work),
 		b.shot("04-move-messages", section("Move messages")),
 		chromedp.Click(chromedp.CSS(`input[value="Move messages"]`)),
 	)
 	testenv.Eventually(t, 15*time.Second, func() bool { return len(w.outcomes(id)) == 2 }, "the moved event consumed (outcomes %v)", w.outcomes(id))
-	w.waitReady(t, w.topo.DLQ, 1)
+	w.WaitReady(t, w.Topo.DLQ, 1)
 	if ev := w.ledger(t, id); ev.Status != models.EventDead || w.customers(t, cus) != 0 {
 		t.Fatalf("after a move with the cause still there: ledger %s, %d customers; want dead, 0", ev.Status, w.customers(t, cus))
 	}
 	b.do("see it parked again",
-		openFromTab("#/queues", w.topo.DLQ),
+		openFromTab("#/queues", w.Topo.DLQ),
 		getMessages("ack_requeue_true"),
 		into(&shown, chromedp.Text(chromedp.CSS(`#msg-wrapper`))),
 		b.shot("05-parked-again", section("Get messages")),
@@ -293,7 +293,7 @@ func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 	var popup string
 	b.do("replay: Publish message on the exchange",
 		chromedp.Navigate(b.base+"/#/overview"),
-		openFromTab("#/exchanges", w.topo.Events),
+		openFromTab("#/exchanges", w.Topo.Events),
 		openSection("Publish message", publish(`input[name="routing_key"]`)),
 		chromedp.SendKeys(chromedp.CSS(publish(`input[name="routing_key"]`)), typ),
 		chromedp.SendKeys(chromedp.CSS(publish(`input[name="headers_1_mfkey"]`)), "stripe-signature"),
@@ -315,12 +315,12 @@ func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 		t.Fatalf("%d customer rows, want 1", n)
 	}
 	applied := w.ledger(t, id)
-	w.waitReady(t, w.topo.DLQ, 1)
+	w.WaitReady(t, w.Topo.DLQ, 1)
 
 	// (b) the original sent back with Reject requeue false is a duplicate:
 	// acked, nothing applied twice, the DLQ empty.
 	b.do("replay: Get messages, Reject requeue false",
-		openFromTab("#/queues", w.topo.DLQ),
+		openFromTab("#/queues", w.Topo.DLQ),
 		getMessages("reject_requeue_false"),
 		b.shot("08-get-messages-reject", section("Get messages")),
 	)
@@ -331,6 +331,6 @@ func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 	if again := w.ledger(t, id); again.Status != applied.Status || !again.ProcessedAt.Equal(*applied.ProcessedAt) || w.customers(t, cus) != 1 {
 		t.Errorf("the duplicate changed the ledger or customers: %+v → %+v, %d customers", applied, again, w.customers(t, cus))
 	}
-	w.waitReady(t, w.topo.DLQ, 0)
-	testenv.Eventually(t, 5*time.Second, func() bool { n, err := testenv.QueueDepth(w.topo.Work); return err == nil && n == 0 }, "work queue drained, acked")
+	w.WaitReady(t, w.Topo.DLQ, 0)
+	testenv.Eventually(t, 5*time.Second, func() bool { n, err := testenv.QueueDepth(w.Topo.Work); return err == nil && n == 0 }, "work queue drained, acked")
 }

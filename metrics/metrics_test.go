@@ -17,7 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/stripe-billing/billing/consumer"
-	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/maintenance"
 	"github.com/stripe-billing/billing/metrics"
 )
 
@@ -51,9 +51,9 @@ func TestEachCollectorMoves(t *testing.T) {
 		{
 			name: "the sweep's last success moves with a pass without errors only",
 			use: func(m *metrics.Metrics) {
-				m.RecordSweep(dlq.SweepReport{At: time.Unix(1000, 0)})
-				m.RecordSweep(dlq.SweepReport{At: time.Unix(2000, 0), Errors: []error{errors.New("boom")}})
-				m.RecordSweep(dlq.SweepReport{Skipped: true})
+				m.RecordSweep(maintenance.Report{At: time.Unix(1000, 0)})
+				m.RecordSweep(maintenance.Report{At: time.Unix(2000, 0), Errors: []error{errors.New("boom")}})
+				m.RecordSweep(maintenance.Report{Skipped: true})
 			},
 			get:  func(m *metrics.Metrics) float64 { return testutil.ToFloat64(m.SweepLastSuccess) },
 			want: 1000,

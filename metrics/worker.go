@@ -8,8 +8,8 @@ import (
 
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
-	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/maintenance"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/verify"
 )
@@ -124,7 +124,7 @@ func QueueDepths(conn Connection, queues []string) DepthFunc {
 // RecordSweep counts one sweep pass's results in
 // billing_sweep_results_total. Its re-drives are not counted as replays
 // here: the worker counts them when they arrive, as it counts every replay.
-func (m *Metrics) RecordSweep(rep dlq.SweepReport) {
+func (m *Metrics) RecordSweep(rep maintenance.Report) {
 	if rep.Skipped {
 		m.Sweep("skipped_locked")
 		return

@@ -11,9 +11,9 @@ import (
 
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/broker"
-	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/maintenance"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/status"
 )
@@ -40,13 +40,13 @@ func (e env) consume(t *testing.T) {
 	}
 }
 
-func (e env) saveSweep(t *testing.T, sum dlq.SweepSummary) {
+func (e env) saveSweep(t *testing.T, sum maintenance.Summary) {
 	t.Helper()
 	b, err := json.Marshal(sum)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.SetCheckpoint(context.Background(), dlq.LastSweepCheckpoint, string(b)); err != nil {
+	if err := e.store.SetCheckpoint(context.Background(), maintenance.LastPassCheckpoint, string(b)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -83,7 +83,7 @@ func TestFindings(t *testing.T) {
 	}{
 		{"Healthy", func(t *testing.T, e env) status.Config {
 			e.consume(t)
-			e.saveSweep(t, dlq.SweepSummary{At: e.now, LastSuccess: e.now.Add(-time.Minute), EverySeconds: 300})
+			e.saveSweep(t, maintenance.Summary{At: e.now, LastSuccess: e.now.Add(-time.Minute), EverySeconds: 300})
 			return status.Config{Queues: management(t, testenv.ManagementURL())}
 		}, "", status.OK, ""},
 		{"NoConsumer", func(t *testing.T, e env) status.Config {
@@ -115,12 +115,12 @@ func TestFindings(t *testing.T) {
 		}, "warning lost", status.Warning, "may be on their way back"},
 		{"SweepLateByItsSavedPeriod", func(t *testing.T, e env) status.Config {
 			e.consume(t)
-			e.saveSweep(t, dlq.SweepSummary{At: e.now.Add(-time.Minute), LastSuccess: e.now.Add(-11 * time.Minute), EverySeconds: 300})
+			e.saveSweep(t, maintenance.Summary{At: e.now.Add(-time.Minute), LastSuccess: e.now.Add(-11 * time.Minute), EverySeconds: 300})
 			return status.Config{}
 		}, "warning sweep_late", status.Warning, "the last successful sweep ended 11m0s ago, more than twice its period of 5m0s"},
 		{"SweepLateByCronsPeriod", func(t *testing.T, e env) status.Config {
 			e.consume(t)
-			e.saveSweep(t, dlq.SweepSummary{At: e.now.Add(-3 * time.Hour), LastSuccess: e.now.Add(-3 * time.Hour)})
+			e.saveSweep(t, maintenance.Summary{At: e.now.Add(-3 * time.Hour), LastSuccess: e.now.Add(-3 * time.Hour)})
 			return status.Config{SweepPeriod: time.Hour}
 		}, "warning sweep_late", status.Warning, "more than twice its period of 1h0m0s"},
 		{"SweepNeverSucceeded", func(t *testing.T, e env) status.Config {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/maintenance"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -157,7 +158,7 @@ type Report struct {
 	Lost        []string `json:"lost"`
 	LostCertain bool     `json:"lost_certain"`
 	// LastSweep is the last sweep pass that ran; nil when none has.
-	LastSweep *dlq.SweepSummary `json:"last_sweep,omitempty"`
+	LastSweep *maintenance.Summary `json:"last_sweep,omitempty"`
 	// StrayQueues are queues of the namespace that are not the
 	// topology's (a mistyped "Move messages" destination creates one).
 	StrayQueues []broker.QueueStat `json:"stray_queues"`
@@ -230,12 +231,12 @@ func (r *Reporter) Report(ctx context.Context) (Report, error) {
 		rep.OldestParked = &Oldest{EventID: sum.OldestID, ReceivedAt: sum.OldestReceivedAt.UTC(), AgeSeconds: now.Sub(sum.OldestReceivedAt).Seconds()}
 	}
 
-	saved, err := r.ledger.Checkpoint(ctx, dlq.LastSweepCheckpoint)
+	saved, err := r.ledger.Checkpoint(ctx, maintenance.LastPassCheckpoint)
 	if err != nil {
 		return rep, fmt.Errorf("status: %w", err)
 	}
 	if saved != "" {
-		last, err := dlq.ParseSweepSummary(saved)
+		last, err := maintenance.ParseSummary(saved)
 		if err != nil {
 			return rep, fmt.Errorf("status: %w", err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/maintenance"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/status"
 )
@@ -161,12 +162,12 @@ func TestReport(t *testing.T) {
 	if _, err := consumer.Consume(e.topo.Work, "", false, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	// The last sweep pass (dlq.TestSweepRedrivesTransientParkedEventsAndLeavesPermanentOnes checks that a pass saves it).
-	saved, err := json.Marshal(dlq.SweepReport{Permanent: 2, Waiting: 1}.Summary(e.now))
+	// The last sweep pass (maintenance.TestMaintainer/SavesWhatAPassDid checks that a pass saves it).
+	saved, err := json.Marshal(maintenance.Report{RedriveResult: maintenance.RedriveResult{Permanent: 2, Waiting: 1}}.Summary(e.now))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.SetCheckpoint(ctx, dlq.LastSweepCheckpoint, string(saved)); err != nil {
+	if err := e.store.SetCheckpoint(ctx, maintenance.LastPassCheckpoint, string(saved)); err != nil {
 		t.Fatal(err)
 	}
 

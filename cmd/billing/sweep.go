@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/maintenance"
 	"github.com/stripe-billing/billing/metrics"
 	"github.com/stripe-billing/billing/reconcile"
 )
@@ -57,18 +57,26 @@ func runSweep(ctx context.Context, e env, args []string) error {
 	defer s.close()
 	reg := metrics.NewRegistry()
 	m := metrics.New(reg) // served with --every
-	var rec dlq.Reconciler
+	redrive, err := maintenance.NewRedrive(maintenance.RedriveConfig{
+		MinAge: cfg.SweepMinAge, Limit: cfg.SweepLimit, MaxRedrives: cfg.SweepMaxRedrives,
+	}, logger, store, s.dlq)
+	if err != nil {
+		return err
+	}
+	var rec *maintenance.Reconcile // nil without a key: no reconciliation
 	if cfg.StripeAPIKey != "" {
-		rec, err = reconcile.New(reconcile.Config{
+		rec, err = maintenance.NewReconcile(reconcile.Config{
 			APIKey: cfg.StripeAPIKey, APIBase: cfg.StripeAPIBase, Topology: s.topo, Observe: m.StripeCall,
 		}, logger, store, s.pub)
 		if err != nil {
 			return err
 		}
 	}
-	sweep, err := dlq.NewSweep(dlq.SweepConfig{
-		MinAge: cfg.SweepMinAge, Limit: cfg.SweepLimit, MaxRedrives: cfg.SweepMaxRedrives, PayloadRetention: cfg.PayloadRetention, Every: *every,
-	}, logger, store, s.dlq, rec)
+	prune, err := maintenance.NewPrune(maintenance.PruneConfig{Retention: cfg.PayloadRetention}, logger, store)
+	if err != nil {
+		return err
+	}
+	sweep, err := maintenance.New(maintenance.Config{Every: *every}, logger, store, redrive, rec, prune)
 	if err != nil {
 		return err
 	}
@@ -86,7 +94,7 @@ func runSweep(ctx context.Context, e env, args []string) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error {
-		return sweep.Every(gctx, *every, func(rep dlq.SweepReport) {
+		return sweep.Run(gctx, func(rep maintenance.Report) {
 			m.RecordSweep(rep)
 			printSweep(e, rep)
 		})
@@ -95,7 +103,7 @@ func runSweep(ctx context.Context, e env, args []string) error {
 }
 
 // printSweep prints one pass's summary.
-func printSweep(e env, rep dlq.SweepReport) {
+func printSweep(e env, rep maintenance.Report) {
 	if rep.Skipped {
 		fmt.Fprintln(e.stdout, "sweep: another sweep holds the lock; nothing done")
 		return
