@@ -102,6 +102,8 @@ func TestWebhookRejects(t *testing.T) {
 		return map[string]string{"Content-Type": "application/json", "Stripe-Signature": sign(b, secret, at)}
 	}
 	changed := bytes.Replace(body, []byte("evt_bad"), []byte("evt_bae"), 1)
+	noObject := bytes.Replace(body, []byte(`"data": {"object": {`), []byte(`"data": {"previous_attributes": {`), 1)
+	nullObject := bytes.Replace(body, []byte(`"data": {"object": {`), []byte(`"data": {"object": null, "previous_attributes": {`), 1)
 	large := append(bytes.Repeat([]byte(" "), maxBody), body...)
 	tests := []rejected{
 		{"no signature header", "POST", "/webhooks/stripe", reader(body), json, 400, "missing Stripe-Signature header"},
@@ -134,6 +136,12 @@ func TestWebhookRejects(t *testing.T) {
 			signed([]byte(`{"id":"evt_1","object":"event"}`), secret, time.Now()), 400, "body is not a Stripe event"},
 		{"signed event without created", "POST", "/webhooks/stripe", reader(bytes.Replace(body, []byte(`"created": 1700000000`), []byte(`"created": null`), 1)),
 			signed(bytes.Replace(body, []byte(`"created": 1700000000`), []byte(`"created": null`), 1), secret, time.Now()), 400, "body is not a Stripe event"},
+		// The worker's form too (verify.CheckEvent, one check for both):
+		// an event carries its object.
+		{"signed event without data.object", "POST", "/webhooks/stripe", reader(noObject),
+			signed(noObject, secret, time.Now()), 400, "body is not a Stripe event"},
+		{"signed event with a null data.object", "POST", "/webhooks/stripe", reader(nullObject),
+			signed(nullObject, secret, time.Now()), 400, "body is not a Stripe event"},
 		// Stripe's forms: an id or type the worker would park as
 		// unverified, a created time or signature from the future, is
 		// refused before it reaches the broker (docs/security.md).
@@ -175,6 +183,11 @@ func TestWebhookRejects(t *testing.T) {
 		{"a raw control byte", "\"note\":\"a\x01b\"", `malformed body: control character 0x01 in a string at byte 10`},
 		{"invalid UTF-8", "\"note\":\"a\xffb\"", `malformed body: invalid UTF-8 at byte 10`},
 		{"nested 100 deep", `"note":` + strings.Repeat("[", 100) + strings.Repeat("]", 100), `malformed body: nested deeper than 64 levels at byte 71`},
+		{"livemode a string", `"livemode":"false"`, `malformed body: livemode is not a boolean at byte 12`},
+		{"api_version a number", `"api_version":20231016`, `malformed body: api_version is not a string at byte 15`},
+		{"data a string", `"data":"in_1"`, `malformed body: data is not an object at byte 8`},
+		{"data.object an array", `"data":{"object":[]}`, `malformed body: data.object is not an object at byte 18`},
+		{"Object in data", `"data":{"Object":{}}`, `malformed body: key "Object" stands for "object": envelope keys must be spelt exactly in data at byte 9`},
 	} {
 		b := append([]byte("{"+m.member+","), body[1:]...)
 		tests = append(tests, rejected{m.name, "POST", "/webhooks/stripe", reader(b), signed(b, secret, time.Now()), 400, m.message})

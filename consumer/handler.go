@@ -26,6 +26,9 @@ type Delivery struct {
 	// Past Verify, it is the one that signs Body: empty when Body is
 	// Stripe's copy.
 	Signature string
+	// Envelope is Body's, read once by Verify (verify.Event); zero
+	// before Verify.
+	Envelope verify.Envelope
 	// Attempt is the 1-based number of this try; retries through the delay
 	// tiers count up, replays from the DLQ start again at 1.
 	Attempt int
@@ -143,10 +146,7 @@ func Verify(v *verify.Verifier) Middleware {
 					errs[i] = err
 					continue
 				}
-				d.ID, d.Type, d.Body = ev.ID, ev.Type, ev.Body
-				if ev.Fetched {
-					d.Signature = "" // it signs the message's body, not Stripe's copy
-				}
+				d.ID, d.Type, d.Body, d.Signature, d.Envelope = ev.ID, ev.Type, ev.Body, ev.Signature, ev.Envelope
 				trusted = append(trusted, d)
 				at = append(at, i)
 			}

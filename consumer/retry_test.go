@@ -26,8 +26,9 @@ import (
 func jsonHandler(rec *calls) consumer.Handler {
 	return consumer.HandlerFunc(func(_ context.Context, d consumer.Delivery) error {
 		var ev struct {
-			ID   string
-			Data struct{ Object map[string]any }
+			ID      string
+			Request struct{ ID *string }
+			Data    struct{ Object map[string]any }
 		}
 		err := json.Unmarshal(d.Body, &ev)
 		if err != nil {
@@ -47,7 +48,7 @@ func TestMalformedEventIsParkedWhileOthersFlow(t *testing.T) {
 	start := time.Now()
 	// An event the verifier passes (signed, of Stripe's form) and the
 	// handler refuses.
-	bad := `{"id":"evt_bad","object":"event","type":"invoice.paid","created":1700000000,"data":"not an object"}`
+	bad := `{"id":"evt_bad","object":"event","type":"invoice.paid","created":1700000000,"request":"not an object","data":{"object":{}}}`
 	h.publish("evt_bad", "invoice.paid", []byte(bad))
 	for i := range 5 {
 		id := fmt.Sprintf("evt_good_%d", i)

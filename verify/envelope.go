@@ -27,101 +27,165 @@ const _ = uint64(1) << (MaxDepth - 1)
 // error's text; the worker parks the message as Malformed.
 var ErrMalformed = errors.New("malformed body")
 
-// ErrNotEvent: the body is JSON, but no Stripe event (object "event", an
-// id, a type and a positive created).
+// ErrNotEvent: the body is JSON, but no Stripe event (CheckEvent).
 var ErrNotEvent = errors.New("body is not a Stripe event")
 
-// Envelope is what the api and the worker read of an event body's top
-// level: the fields that say which event it is and where it comes from.
-// The rest is the worker's to decode.
+// Envelope is an event body's top level, read once (ReadEnvelope) and
+// handed on: the fields that say which event it is and where it comes
+// from, and the bytes of the object it carries, which the worker decodes.
 type Envelope struct {
-	ID, Object, Type, Account string
-	Created                   int64
+	ID, Type string
+	// Kind is the body's "object": "event" for a Stripe event.
+	Kind       string
+	Created    int64  // Unix seconds
+	APIVersion string // the endpoint's API version the body is written in
+	Livemode   bool
+	Account    string // the Connect account; "" for the platform's own
+	// Object is data.object, its raw bytes: a part of the body, not a
+	// copy (its capacity ends with it, so an append cannot write into the
+	// body), and nothing may write to it. Always a JSON object when set;
+	// nil when data or data.object is absent or null.
+	Object []byte
 }
 
-// envelopeKeys are the top-level keys some reader of an event body acts
-// on: Envelope's, and those the worker's decoder (billing.Parse) reads
-// besides. Each may appear once and only spelt so: encoding/json and the
-// worker's decoder would also take "ID", "\u0069d" or the last of two
-// "id", and a body that one reader takes for one event and another for
-// another is refused.
-var envelopeKeys = [...]string{"id", "object", "type", "created", "account", "api_version", "livemode", "data"}
+// envelopeKeys are the top-level keys Envelope is read from, in the order
+// of the key constants below; dataKeys those of data. Each may appear
+// once and only spelt so: encoding/json and the worker's earlier decoder
+// would also take "ID", "\u0069d" or the last of two "id", and a body
+// that one reader takes for one event and another for another is refused.
+var (
+	envelopeKeys = [...]string{"id", "object", "type", "created", "account", "api_version", "livemode", "data"}
+	dataKeys     = [...]string{"object"}
+)
 
-// Indexes into envelopeKeys of the fields Envelope keeps.
+// Indexes into envelopeKeys.
 const (
 	keyID = iota
 	keyObject
 	keyType
 	keyCreated
 	keyAccount
+	keyAPIVersion
+	keyLivemode
+	keyData
 )
+
+// members keeps one bit per known key in a uint16: this does not compile
+// with more than 16.
+const _ = uint16(1) << (len(envelopeKeys) - 1)
 
 // ReadEnvelope checks that body is one JSON object (RFC 8259: UTF-8, no
 // bare words, leading zeros, unknown escapes or raw control characters),
-// nested at most MaxDepth deep, whose envelope keys each appear at most
-// once and spelt exactly, and reads its Envelope. id, object, type and
-// account must be strings or null, created an integer or null. It reads
-// the body once, iteratively: it is the
+// nested at most MaxDepth deep, whose envelope keys (and data's "object")
+// each appear at most once and spelt exactly, and reads its Envelope.
+// Each envelope key holds its type or null (read as Go's zero value, as
+// encoding/json reads it): id, object, type, account and api_version a
+// string, created an integer of 64 bits, livemode a boolean, data an
+// object, and data.object an object. Whether the envelope is an event's
+// is CheckEvent's to say. It reads the body once, iteratively: it is the
 // bound every later decoder relies on, so it must not recurse itself.
 func ReadEnvelope(body []byte) (Envelope, error) {
 	r := reader{b: body}
-	env, err := r.envelope()
+	var env Envelope
+	if r.space(); !r.peek('{') {
+		return Envelope{}, r.fail("not a JSON object")
+	}
+	err := r.members(envelopeKeys[:], "", 1, func(k int) (err error) {
+		name := envelopeKeys[k]
+		switch k {
+		case keyID:
+			env.ID, err = r.text(name)
+		case keyObject:
+			env.Kind, err = r.text(name)
+		case keyType:
+			env.Type, err = r.text(name)
+		case keyAccount:
+			env.Account, err = r.text(name)
+		case keyAPIVersion:
+			env.APIVersion, err = r.text(name)
+		case keyCreated:
+			env.Created, err = r.integer(name)
+		case keyLivemode:
+			env.Livemode, err = r.boolean(name)
+		case keyData:
+			env.Object, err = r.data()
+		}
+		return err
+	})
+	if err == nil {
+		err = r.end()
+	}
 	if err != nil {
 		return Envelope{}, err
 	}
 	return env, nil
 }
 
-func (r *reader) envelope() (Envelope, error) {
-	var env Envelope
-	r.space()
-	if r.i >= len(r.b) || r.b[r.i] != '{' {
-		return env, r.fail("not a JSON object")
+// data reads the value of "data": null, or an object whose "object" is an
+// object or null. It returns data.object's bytes; nil for a null.
+func (r *reader) data() (object []byte, err error) {
+	switch {
+	case r.literal("null"):
+		return nil, nil
+	case !r.peek('{'):
+		return nil, r.fail("data is not an object")
 	}
+	err = r.members(dataKeys[:], " in data", 2, func(int) error {
+		switch {
+		case r.literal("null"):
+			object = nil
+			return nil
+		case !r.peek('{'):
+			return r.fail("data.object is not an object")
+		}
+		start := r.i
+		if err := r.value(2); err != nil {
+			return err
+		}
+		object = r.b[start:r.i:r.i]
+		return nil
+	})
+	return object, err
+}
+
+// members reads the object whose '{' is at r.i, the depth-th level of
+// nesting (the body's own object is 1). Of keys, each may appear once and
+// only spelt so, and member(k) reads the value of keys[k]; the values of
+// other keys are only checked. in names the object in errors.
+func (r *reader) members(keys []string, in string, depth int, member func(k int) error) error {
 	r.i++
-	var seen uint16
 	if r.space(); r.peek('}') {
 		r.i++
-		return env, r.end()
+		return nil
 	}
+	var seen uint16
 	for {
 		r.space()
 		keyAt := r.i
 		key, err := r.str()
 		if err != nil {
-			return env, err
+			return err
 		}
-		k, err := envelopeKey(key)
+		k, err := knownKey(key, keys)
 		if err != nil {
-			return env, r.failAt(keyAt, err.Error())
+			return r.failAt(keyAt, err.Error()+in)
 		}
 		if r.space(); !r.peek(':') {
-			return env, r.fail("want ':' after an object key")
+			return r.fail("want ':' after an object key")
 		}
 		r.i++
 		r.space()
 		if k >= 0 {
 			if seen&(1<<k) != 0 {
-				return env, r.failAt(keyAt, fmt.Sprintf("key %q given twice", envelopeKeys[k]))
+				return r.failAt(keyAt, fmt.Sprintf("key %q given twice%s", keys[k], in))
 			}
 			seen |= 1 << k
-		}
-		switch k {
-		case keyID:
-			env.ID, err = r.text(k)
-		case keyObject:
-			env.Object, err = r.text(k)
-		case keyType:
-			env.Type, err = r.text(k)
-		case keyAccount:
-			env.Account, err = r.text(k)
-		case keyCreated:
-			env.Created, err = r.integer(k)
-		default:
-			err = r.value(1)
+			err = member(k)
+		} else {
+			err = r.value(depth)
 		}
 		if err != nil {
-			return env, err
+			return err
 		}
 		r.space()
 		switch {
@@ -129,25 +193,25 @@ func (r *reader) envelope() (Envelope, error) {
 			r.i++
 		case r.peek('}'):
 			r.i++
-			return env, r.end()
+			return nil
 		default:
-			return env, r.fail("want ',' or '}' after an object value")
+			return r.fail("want ',' or '}' after an object value")
 		}
 	}
 }
 
-// envelopeKey returns the index in envelopeKeys of key, a raw JSON
-// string's contents, or -1 for a key no reader acts on; an error for a
-// key that a case-insensitive reader (encoding/json, the worker's decoder)
-// would take for an envelope key but that is not spelt as one.
-func envelopeKey(key []byte) (int, error) {
-	for i, k := range envelopeKeys {
+// knownKey returns the index in keys of key, a raw JSON string's
+// contents, or -1 for a key no reader acts on; an error for a key that a
+// case-insensitive reader (encoding/json, segmentio's) would take for one
+// of keys but that is not spelt as one.
+func knownKey(key []byte, keys []string) (int, error) {
+	for i, k := range keys {
 		if string(key) == k {
 			return i, nil
 		}
 	}
 	if plainASCII(key) {
-		for _, k := range envelopeKeys {
+		for _, k := range keys {
 			if asciiEqualFold(key, k) {
 				return -1, misspelt(key, k)
 			}
@@ -158,7 +222,7 @@ func envelopeKey(key []byte) (int, error) {
 	if err := json.Unmarshal(quoted(key), &name); err != nil {
 		return -1, err // not reached: r.str checked the string
 	}
-	for _, k := range envelopeKeys {
+	for _, k := range keys {
 		if strings.EqualFold(name, k) { // Unicode's folds: "ſ" is "s"
 			return -1, misspelt(key, k)
 		}
@@ -327,13 +391,13 @@ func escapeLen(b []byte) (int, string) {
 	return 0, fmt.Sprintf("invalid escape '\\%c'", b[1])
 }
 
-// text reads the value of envelope key k: a string or null ("").
-func (r *reader) text(k int) (string, error) {
+// text reads the value of key: a string or null ("").
+func (r *reader) text(key string) (string, error) {
 	if r.literal("null") {
 		return "", nil
 	}
 	if !r.peek('"') {
-		return "", r.fail(envelopeKeys[k] + " is not a string")
+		return "", r.fail(key + " is not a string")
 	}
 	raw, err := r.str()
 	switch {
@@ -349,24 +413,35 @@ func (r *reader) text(k int) (string, error) {
 	return v, nil
 }
 
-// integer reads the value of envelope key k: an integer that fits
-// int64, or null (0).
-func (r *reader) integer(k int) (int64, error) {
+// integer reads the value of key: an integer that fits int64, or null
+// (0).
+func (r *reader) integer(key string) (int64, error) {
 	if r.literal("null") {
 		return 0, nil
 	}
 	start := r.i
 	if r.i >= len(r.b) || r.b[r.i] != '-' && class[r.b[r.i]]&isDigit == 0 {
-		return 0, r.fail(envelopeKeys[k] + " is not an integer")
+		return 0, r.fail(key + " is not an integer")
 	}
 	if err := r.number(); err != nil {
 		return 0, err
 	}
 	n, err := strconv.ParseInt(string(r.b[start:r.i]), 10, 64)
 	if err != nil {
-		return 0, r.failAt(start, envelopeKeys[k]+" is not an integer of 64 bits")
+		return 0, r.failAt(start, key+" is not an integer of 64 bits")
 	}
 	return n, nil
+}
+
+// boolean reads the value of key: true, false or null (false).
+func (r *reader) boolean(key string) (bool, error) {
+	switch {
+	case r.literal("true"):
+		return true, nil
+	case r.literal("false"), r.literal("null"):
+		return false, nil
+	}
+	return false, r.fail(key + " is not a boolean")
 }
 
 // literal reads word if it is next and ends there.
@@ -432,7 +507,7 @@ func (r *reader) digits() int {
 // body, so it keeps its position in a local and calls out only for
 // strings, numbers and errors.
 func (r *reader) value(depth int) error {
-	b, i := r.b, r.i
+	b, i, outside := r.b, r.i, depth
 	var objects uint64 // bit d-1: the container at depth d is an object
 	var err error
 	for {
@@ -484,7 +559,7 @@ func (r *reader) value(depth int) error {
 		}
 		// After a value: close containers until one goes on.
 		for {
-			if depth == 1 {
+			if depth == outside {
 				r.i = i
 				return nil
 			}

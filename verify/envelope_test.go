@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -15,11 +16,29 @@ import (
 // stdEnvelope is what encoding/json reads of the fields ReadEnvelope
 // returns.
 type stdEnvelope struct {
-	ID      string `json:"id"`
-	Object  string `json:"object"`
-	Type    string `json:"type"`
-	Account string `json:"account"`
-	Created int64  `json:"created"`
+	ID         string `json:"id"`
+	Object     string `json:"object"`
+	Type       string `json:"type"`
+	Account    string `json:"account"`
+	Created    int64  `json:"created"`
+	APIVersion string `json:"api_version"`
+	Livemode   bool   `json:"livemode"`
+	Data       *struct {
+		Object json.RawMessage `json:"object"`
+	} `json:"data"`
+}
+
+// readStd reads body's envelope with encoding/json.
+func readStd(body []byte) (verify.Envelope, error) {
+	var s stdEnvelope
+	if err := json.Unmarshal(body, &s); err != nil {
+		return verify.Envelope{}, err
+	}
+	env := verify.Envelope{ID: s.ID, Type: s.Type, Kind: s.Object, Created: s.Created, APIVersion: s.APIVersion, Livemode: s.Livemode, Account: s.Account}
+	if s.Data != nil && string(s.Data.Object) != "null" { // RawMessage keeps a null
+		env.Object = s.Data.Object
+	}
+	return env, nil
 }
 
 // TestReadEnvelope checks the reader against encoding/json on the bodies
@@ -39,6 +58,12 @@ func TestReadEnvelope(t *testing.T) {
 			"other values":              `{"a":true,"b":false,"c":null,"d":-1.5e3,"e":[],"f":{},"g":[[],{}],"h":0,"i":-0.0E+1,"id":"evt_4"}`,
 			"unicode":                   `{"id":"evt_6","name":"Zoë 東京 🎉 \u00e9\ud83c\udf89","ıd":"other key","created":-0}`,
 			"lone surrogate in a value": `{"id":"evt_7","note":"\ud800"}`,
+			"envelope nulls":            `{"api_version":null,"livemode":null,"data":null}`,
+			"data.object null":          `{"livemode":true,"data":{"object":null,"previous_attributes":{"object":1}}}`,
+			"data without object":       `{"api_version":"2025-03-31.basil","data":{"previous_attributes":{}}}`,
+			"empty data":                `{"data":{}}`,
+			"data.object spaced":        `{"data": { "object" : { "id" : [ {}, [] ] } , "x" : 1 } }`,
+			"data.object deep":          `{"data":{"object":{"a":` + strings.Repeat("[", verify.MaxDepth-3) + strings.Repeat("]", verify.MaxDepth-3) + `}}}`,
 		}
 		for _, version := range stripefixture.Versions() {
 			for i, b := range stripefixture.Events(version) {
@@ -46,14 +71,26 @@ func TestReadEnvelope(t *testing.T) {
 			}
 		}
 		for name, body := range bodies {
-			var want stdEnvelope
-			if err := json.Unmarshal([]byte(body), &want); err != nil {
+			want, err := readStd([]byte(body))
+			if err != nil {
 				t.Fatalf("%s: encoding/json: %v", name, err)
 			}
 			got, err := verify.ReadEnvelope([]byte(body))
-			if err != nil || got != verify.Envelope(want) {
+			if err != nil || !reflect.DeepEqual(got, want) {
 				t.Errorf("%s: ReadEnvelope = %+v, %v; encoding/json read %+v", name, got, err, want)
 			}
+		}
+	})
+	t.Run("ObjectIsPartOfBody", func(t *testing.T) {
+		t.Parallel()
+		body := []byte(`{"id":"evt_1","data":{"object":{"id":"in_1"}},"type":"invoice.paid"}`)
+		env, err := verify.ReadEnvelope(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := bytes.Index(body, []byte(`{"id":"in_1"}`))
+		if string(env.Object) != `{"id":"in_1"}` || &env.Object[0] != &body[at] || cap(env.Object) != len(env.Object) {
+			t.Errorf("Object %q (cap %d) is not body[%d:] capped at its end", env.Object, cap(env.Object), at)
 		}
 	})
 	t.Run("Refuses", func(t *testing.T) {
@@ -103,6 +140,21 @@ func TestReadEnvelope(t *testing.T) {
 			{"created a fraction", `{"created":1.5}`, "malformed body: created is not an integer of 64 bits at byte 11"},
 			{"created an exponent", `{"created":1e9}`, "malformed body: created is not an integer of 64 bits at byte 11"},
 			{"created over 64 bits", `{"created":9223372036854775808}`, "malformed body: created is not an integer of 64 bits at byte 11"},
+			{"api_version a number", `{"api_version":20231016}`, "malformed body: api_version is not a string at byte 15"},
+			{"livemode a string", `{"livemode":"false"}`, "malformed body: livemode is not a boolean at byte 12"},
+			{"livemode a number", `{"livemode":0}`, "malformed body: livemode is not a boolean at byte 12"},
+			{"livemode run on", `{"livemode":truex}`, "malformed body: livemode is not a boolean at byte 12"},
+			{"data an array", `{"data":[{"object":{}}]}`, "malformed body: data is not an object at byte 8"},
+			{"data a string", `{"data":"not an object"}`, "malformed body: data is not an object at byte 8"},
+			{"data.object an array", `{"data":{"object":[]}}`, "malformed body: data.object is not an object at byte 18"},
+			{"data.object a string", `{"data":{"object":"in_1"}}`, "malformed body: data.object is not an object at byte 18"},
+			{"data.object twice", `{"data":{"object":{},"object":{}}}`, `malformed body: key "object" given twice in data at byte 21`},
+			{"data.Object", `{"data":{"Object":{}}}`, `malformed body: key "Object" stands for "object": envelope keys must be spelt exactly in data at byte 9`},
+			{"escaped data.object", `{"data":{"object":{},"obj\u0065ct":{}}}`, `malformed body: key "obj\\u0065ct" stands for "object": envelope keys must be spelt exactly in data at byte 21`},
+			{"data unclosed", `{"data":{"object":{}`, "malformed body: want ',' or '}' after an object value at the end (byte 20)"},
+			{"data.object unclosed", `{"data":{"object":{"a":1`, "malformed body: want ',' or the container's end after a value at the end (byte 24)"},
+			{"too deep in data.object", `{"data":{"object":{"a":` + strings.Repeat("[", verify.MaxDepth-2) + strings.Repeat("]", verify.MaxDepth-2) + `}}}`,
+				"malformed body: nested deeper than 64 levels at byte 84"},
 			{"too deep", `{"a":` + strings.Repeat("[", verify.MaxDepth) + strings.Repeat("]", verify.MaxDepth) + `}`,
 				"malformed body: nested deeper than 64 levels at byte 68"},
 			{"millions deep", `{"a":` + strings.Repeat(`{"b":[`, 1_000_000), "malformed body: nested deeper than 64 levels at byte 196"},
@@ -163,7 +215,7 @@ func depth(t *testing.T, b []byte) int {
 func TestCheckEvent(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1_700_000_000, 0)
-	ok := verify.Envelope{ID: "evt_1", Object: "event", Type: "invoice.paid", Created: now.Unix()}
+	ok := verify.Envelope{ID: "evt_1", Kind: "event", Type: "invoice.paid", Created: now.Unix(), Object: []byte(`{"id":"in_1"}`)}
 	with := func(f func(*verify.Envelope)) verify.Envelope { e := ok; f(&e); return e }
 	for _, tt := range []struct {
 		name string
@@ -171,8 +223,12 @@ func TestCheckEvent(t *testing.T) {
 		want error
 	}{
 		{"Stripe's", ok, nil},
-		{"not an event", with(func(e *verify.Envelope) { e.Object = "customer" }), verify.ErrNotEvent},
-		{"no object", with(func(e *verify.Envelope) { e.Object = "" }), verify.ErrNotEvent},
+		{"not an event", with(func(e *verify.Envelope) { e.Kind = "customer" }), verify.ErrNotEvent},
+		{"no object", with(func(e *verify.Envelope) { e.Kind = "" }), verify.ErrNotEvent},
+		{"no data.object", with(func(e *verify.Envelope) { e.Object = nil }), verify.ErrNotEvent},
+		{"empty data.object", with(func(e *verify.Envelope) { e.Object = []byte{} }), verify.ErrNotEvent},
+		{"data.object not an object", with(func(e *verify.Envelope) { e.Object = []byte(`[]`) }), verify.ErrNotEvent},
+		{"empty data.object object", with(func(e *verify.Envelope) { e.Object = []byte(`{}`) }), nil},
 		{"no id", with(func(e *verify.Envelope) { e.ID = "" }), verify.ErrNotEvent},
 		{"no type", with(func(e *verify.Envelope) { e.Type = "" }), verify.ErrNotEvent},
 		{"no created", with(func(e *verify.Envelope) { e.Created = 0 }), verify.ErrNotEvent},
@@ -187,16 +243,21 @@ func TestCheckEvent(t *testing.T) {
 }
 
 // FuzzReadEnvelope holds the reader to encoding/json: what it accepts,
-// encoding/json decodes to the same id, object, type, account and
-// created; what encoding/json finds invalid, it refuses. It never panics
-// and never recurses (a deep body is a test case, not a crash).
+// encoding/json decodes to the same envelope (id, object, type, account,
+// created, api_version, livemode and the bytes of data.object); what
+// encoding/json finds invalid, it refuses. It never panics and never
+// recurses (a deep body is a test case, not a crash).
 func FuzzReadEnvelope(f *testing.F) {
 	for _, version := range stripefixture.Versions() {
 		for _, b := range stripefixture.Events(version) {
 			f.Add(b)
 		}
 	}
-	for _, s := range []string{`{"id":"evt_1","ID":"x"}`, `{"\u0069d":"evt_1"}`, `{"a":[{"b":[1,2.5e-3,"\ud83c\udf89"]}]}`, `{"created":-0}`} {
+	for _, s := range []string{
+		`{"id":"evt_1","ID":"x"}`, `{"\u0069d":"evt_1"}`, `{"a":[{"b":[1,2.5e-3,"\ud83c\udf89"]}]}`, `{"created":-0}`,
+		`{"livemode":true,"api_version":"2023-10-16","data":{"object":{"id":"in_1"},"previous_attributes":{"object":null}}}`,
+		`{"data":{"object":null}}`, `{"data":null,"livemode":null}`, `{"data":{"OBJECT":{}}}`, `{"data":{"object":[]}}`,
+	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -210,12 +271,15 @@ func FuzzReadEnvelope(f *testing.F) {
 		if !json.Valid(body) {
 			t.Fatalf("accepted %q, which encoding/json finds invalid", body)
 		}
-		var want stdEnvelope
-		if err := json.Unmarshal(body, &want); err != nil {
+		want, err := readStd(body)
+		if err != nil {
 			t.Fatalf("accepted %q, which encoding/json refuses: %v", body, err)
 		}
-		if env != verify.Envelope(want) {
+		if !reflect.DeepEqual(env, want) {
 			t.Fatalf("read %+v from %q, encoding/json %+v", env, body, want)
+		}
+		if env.Object != nil && (env.Object[0] != '{' || !json.Valid(env.Object)) {
+			t.Fatalf("data.object %q is not a JSON object", env.Object)
 		}
 	})
 }

@@ -44,12 +44,27 @@ var (
 	errCopyDisagrees   = errors.New("Stripe's copy of the event has another id")
 )
 
-// CheckEvent checks that env is an event of Stripe's form: object
-// "event", a positive created, an id and a type (ErrNotEvent); the id and
-// type of Stripe's forms (Form); created at most tolerance after now.
+// CheckEvent is the one check of an event's form, the api's and the
+// worker's: env is Stripe's event when it has object "event", an id, a
+// type, a positive created and a data.object that is a JSON object (else
+// ErrNotEvent, with what is missing); the id and type of Stripe's forms
+// (Form); created at most tolerance after now (ErrFutureCreated).
 func CheckEvent(env Envelope, now time.Time, tolerance time.Duration) error {
-	if env.Object != "event" || env.ID == "" || env.Type == "" || env.Created <= 0 {
-		return ErrNotEvent
+	var missing string
+	switch {
+	case env.Kind != "event":
+		missing = `object "event"`
+	case env.ID == "":
+		missing = "id"
+	case env.Type == "":
+		missing = "type"
+	case env.Created <= 0:
+		missing = "created"
+	case len(env.Object) == 0 || env.Object[0] != '{':
+		missing = "data.object"
+	}
+	if missing != "" {
+		return fmt.Errorf("%w: no %s", ErrNotEvent, missing)
 	}
 	if err := Form(env.ID, env.Type); err != nil {
 		return err
@@ -283,11 +298,14 @@ type Message struct {
 	Signature string // the forwarded Stripe-Signature header; may be empty
 }
 
-// Event is what the worker may apply.
+// Event is what the worker may apply: a body Stripe signed or Stripe's
+// copy, and its Envelope, read once here for everything after.
 type Event struct {
-	ID, Type string
+	Envelope // of Body, of Stripe's form (CheckEvent)
 	// Body is the message's own body when it is signed, else Stripe's copy.
 	Body []byte
+	// Signature is the Stripe-Signature that signs Body; "" when Fetched.
+	Signature string
 	// Fetched is true when Body is Stripe's copy.
 	Fetched bool
 }
@@ -307,7 +325,7 @@ func (v *Verifier) Verify(ctx context.Context, m Message) (Event, error) {
 		return Event{}, unverified(m.ID, Malformed, err)
 	}
 	if m.Signature != "" && Signature(m.Body, m.Signature, v.cfg.Secrets, 0, time.Time{}) == nil {
-		return v.event(m.Body, claimed, false)
+		return v.event(m.Body, m.Signature, claimed)
 	}
 	if !validID(m.ID) {
 		return Event{}, unverified(m.ID, BadID, ErrBadID) // never ask Stripe for garbage
@@ -332,7 +350,7 @@ func (v *Verifier) Verify(ctx context.Context, m Message) (Event, error) {
 	case copied.ID != m.ID:
 		return Event{}, unverified(m.ID, Malformed, errCopyDisagrees)
 	}
-	return v.event(body, copied, true)
+	return v.event(body, "", copied)
 }
 
 // read checks body's size and reads its envelope.
@@ -344,11 +362,12 @@ func (v *Verifier) read(body []byte) (Envelope, error) {
 }
 
 // event checks the form of a trusted body and its envelope env: a body
-// that is no event is Malformed, whoever signed it.
-func (v *Verifier) event(body []byte, env Envelope, fetched bool) (Event, error) {
+// that is no event is Malformed, whoever signed it. signature signs body;
+// "" for Stripe's copy.
+func (v *Verifier) event(body []byte, signature string, env Envelope) (Event, error) {
 	switch err := CheckEvent(env, v.cfg.Now(), v.cfg.Tolerance); {
 	case err == nil:
-		return Event{ID: env.ID, Type: env.Type, Body: body, Fetched: fetched}, nil
+		return Event{Envelope: env, Body: body, Signature: signature, Fetched: signature == ""}, nil
 	case errors.Is(err, ErrBadID):
 		return Event{}, unverified(env.ID, BadID, err)
 	case errors.Is(err, ErrBadType):

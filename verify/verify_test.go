@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -99,9 +100,9 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	body := []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","created":1780315200}`) // now
-	future := []byte(`{"id":"evt_f","object":"event","type":"invoice.paid","created":4102444800}`)
-	badType := []byte(`{"id":"evt_t","object":"event","type":"INVOICE","created":1780315200}`)
+	body := []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","created":1780315200,"api_version":"2025-03-31.basil","livemode":true,"account":"acct_1","data":{"object":{"id":"in_1"}}}`) // now
+	future := []byte(`{"id":"evt_f","object":"event","type":"invoice.paid","created":4102444800,"data":{"object":{"id":"in_1"}}}`)
+	badType := []byte(`{"id":"evt_t","object":"event","type":"INVOICE","created":1780315200,"data":{"object":{"id":"in_1"}}}`)
 	sig := func(b []byte, secret string) string { return testenv.Sign(b, secret, now.Add(-72*time.Hour)) }
 	type testCase struct {
 		name        string
@@ -125,17 +126,22 @@ func TestVerify(t *testing.T) {
 	// not (fails closed), and never fetched (a fetch would answer
 	// plan.created).
 	for name, b := range map[string][]byte{
-		"not JSON":        []byte(`hello`),
-		"ID beside id":    []byte(`{"ID":"evt_other","id":"evt_s","object":"event","type":"invoice.paid","created":1780315200}`),
-		"escaped type":    []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","typ\u0065":"invoice.voided","created":1780315200}`),
-		"invalid UTF-8":   []byte("{\"id\":\"evt_s\",\"object\":\"event\",\"type\":\"invoice.paid\",\"created\":1780315200,\"note\":\"\xff\"}"),
-		"nested 100 deep": []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","created":1780315200,"data":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`),
-		"over the cap":    []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","created":1780315200,"note":"` + strings.Repeat("a", verify.DefaultMaxBodyBytes) + `"}`),
-		"not an event":    []byte(`{"id":"evt_s","object":"customer","type":"invoice.paid","created":1780315200}`),
-		"no created":      []byte(`{"id":"evt_s","object":"event","type":"invoice.paid"}`),
+		"not JSON":             []byte(`hello`),
+		"ID beside id":         []byte(`{"ID":"evt_other","id":"evt_s","object":"event","type":"invoice.paid","created":1780315200,"data":{"object":{}}}`),
+		"escaped type":         []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","typ\u0065":"invoice.voided","created":1780315200,"data":{"object":{}}}`),
+		"invalid UTF-8":        []byte("{\"id\":\"evt_s\",\"object\":\"event\",\"type\":\"invoice.paid\",\"created\":1780315200,\"data\":{\"object\":{}},\"note\":\"\xff\"}"),
+		"nested 100 deep":      []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","created":1780315200,"data":{"object":{"a":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}}}`),
+		"over the cap":         []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","created":1780315200,"data":{"object":{}},"note":"` + strings.Repeat("a", verify.DefaultMaxBodyBytes) + `"}`),
+		"data not an object":   []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","created":1780315200,"data":"not an object"}`),
+		"livemode not a bool":  []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","created":1780315200,"livemode":"true","data":{"object":{}}}`),
+		"not an event":         []byte(`{"id":"evt_s","object":"customer","type":"invoice.paid","created":1780315200,"data":{"object":{}}}`),
+		"no created":           []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","data":{"object":{}}}`),
+		"no data":              []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","created":1780315200}`),
+		"data.object null":     []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","created":1780315200,"data":{"object":null}}`),
+		"data.object an array": []byte(`{"id":"evt_s","object":"event","type":"invoice.paid","created":1780315200,"data":{"object":[]}}`),
 	} {
 		tests = append(tests, testCase{"signed, " + name, true, verify.Message{ID: "evt_s", Body: b, Signature: sig(b, testenv.WebhookSecret)}, "", false, verify.Malformed})
-		if name != "not an event" && name != "no created" { // unsigned: only Stripe's copy counts
+		if checked := map[string]bool{"not an event": true, "no created": true, "no data": true, "data.object null": true}; !checked[name] { // unsigned: only Stripe's copy counts
 			tests = append(tests, testCase{"unsigned, " + name, true, verify.Message{ID: "evt_s", Body: b}, "", false, verify.Malformed})
 		}
 	}
@@ -163,8 +169,15 @@ func TestVerify(t *testing.T) {
 			if ev.ID != tt.m.ID || ev.Type != tt.wantType || ev.Fetched != tt.wantFetched {
 				t.Errorf("event %s %s fetched %v, want %s %s fetched %v", ev.ID, ev.Type, ev.Fetched, tt.m.ID, tt.wantType, tt.wantFetched)
 			}
-			if !tt.wantFetched && string(ev.Body) != string(tt.m.Body) {
-				t.Errorf("signed body changed: %s", ev.Body)
+			if !tt.wantFetched && (string(ev.Body) != string(tt.m.Body) || ev.Signature != tt.m.Signature) {
+				t.Errorf("signed body or signature changed: %s, %q", ev.Body, ev.Signature)
+			}
+			if tt.wantFetched && ev.Signature != "" {
+				t.Errorf("Stripe's copy carries signature %q", ev.Signature)
+			}
+			// The envelope is Body's, as ReadEnvelope reads it.
+			if want, err := verify.ReadEnvelope(ev.Body); err != nil || !reflect.DeepEqual(ev.Envelope, want) {
+				t.Errorf("envelope %+v, Body's %+v (%v)", ev.Envelope, want, err)
 			}
 		})
 	}
@@ -214,7 +227,7 @@ func TestVerifyClaimedAccount(t *testing.T) {
 		case "acct_none":
 			w.WriteHeader(http.StatusNotFound)
 		default:
-			_, _ = fmt.Fprintf(w, `{"id":%q,"object":"event","type":"invoice.paid","created":1780315200,"account":%q}`, path.Base(r.URL.Path), account)
+			_, _ = fmt.Fprintf(w, `{"id":%q,"object":"event","type":"invoice.paid","created":1780315200,"account":%q,"data":{"object":{}}}`, path.Base(r.URL.Path), account)
 		}
 	}))
 	defer stripe.Close()

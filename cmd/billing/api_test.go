@@ -116,7 +116,7 @@ func TestAPIStartsWithBrokerDown(t *testing.T) {
 	if code, body := httpGet(a.ops + "/readyz"); code != http.StatusServiceUnavailable || body != `{"broker":"down","publishing":"ok","server":"ok","status":"not ready"}`+"\n" {
 		t.Errorf("METRICS_ADDR /readyz = %d %q, want 503 with broker down", code, body)
 	}
-	body := []byte(`{"id":"evt_cmd_2","object":"event","type":"invoice.paid","created":1700000000}`)
+	body := []byte(`{"id":"evt_cmd_2","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":{"id":"in_1"}}}`)
 	resp, _ := a.post(t, body)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("POST /webhooks/stripe = %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))

@@ -112,15 +112,15 @@ func TestWorkerAppliesAnEventAndStopsOnCancel(t *testing.T) {
 			metricValue(body, "billing_oldest_parked_event_age_seconds") == 0
 	}, "/metrics counts the event and polls the queue depths")
 
-	// A signed event whose data.object is no object is parked
-	// permanent: the ledger's oldest dead event shows.
+	// A signed event whose invoice lacks what its handler needs is
+	// parked (schema): the ledger's oldest dead event shows.
 	publishConfirmed(t, ch, topo.Events, "invoice.paid", testenv.Signed(amqp.Publishing{
 		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: "evt_WorkerBad", Type: "invoice.paid",
-		Body: fmt.Appendf(nil, `{"id":"evt_WorkerBad","object":"event","type":"invoice.paid","created":%d,"data":{"object":"in_1"}}`, time.Now().Unix()),
+		Body: fmt.Appendf(nil, `{"id":"evt_WorkerBad","object":"event","type":"invoice.paid","created":%d,"data":{"object":{"id":"in_1","object":"invoice"}}}`, time.Now().Unix()),
 	}))
 	testenv.Eventually(t, 15*time.Second, func() bool {
 		_, body := httpGet(base + "/metrics")
-		return metricValue(body, `billing_events_parked_total{class="permanent"}`) == 1 &&
+		return metricValue(body, `billing_events_parked_total{class="schema"}`) == 1 &&
 			metricValue(body, "billing_oldest_parked_event_age_seconds") > 0
 	}, "/metrics shows the parked event and its age")
 
