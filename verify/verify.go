@@ -1,8 +1,10 @@
 // Package verify owns what the system trusts as Stripe's. An event is
 // Stripe's when its body is signed with one of our webhook secrets (the
 // Stripe-Signature header, checked by stripe-go) or when it is Stripe's
-// own copy, fetched from the Events API by id; either way its id, type and
-// created time must have the form Stripe gives them.
+// own copy, fetched from the Events API by id; either way its envelope,
+// read once (ReadEnvelope), must have the form Stripe gives it
+// (CheckEvent), and it is handed on with the body (Event), so that
+// nothing after reads the envelope again.
 //
 // The api refuses anything else with a 400. The worker checks every
 // message again with a Verifier: whatever reached the broker another way
