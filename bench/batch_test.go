@@ -1,18 +1,17 @@
 package bench_test
 
 import (
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/config"
 	"github.com/stripe-billing/billing/consumer"
-	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/ledger"
 )
 
 // withBatches configures cfg as `billing worker` does for batchSize
 // events per transaction.
-func withBatches(cfg *consumer.Config, proc *billing.Processor, batchSize int, c config.Config) {
+func withBatches(cfg *consumer.Config, proc *ledger.Processor, batchSize int, c config.Config) {
 	if batchSize <= 1 {
 		return
 	}
 	cfg.BatchSize, cfg.BatchWait = batchSize, c.WorkerBatchWait
-	_, cfg.Batch = testenv.Process(proc)
+	_, cfg.Batch = ledger.Handlers(proc)
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/retry"
 )
@@ -437,7 +438,7 @@ func (c *counter) Observe(o consumer.Outcome) {
 }
 
 // processing drains a work queue pre-filled with bodies by a worker wired
-// as `billing worker` wires it (consumer, billing.Processor, retry
+// as `billing worker` wires it (consumer, ledger.Processor, retry
 // router), with batchSize events per transaction, into a fresh database.
 // The time runs from the consumer's start to the last ack.
 func processing(tb testing.TB, bodies [][]byte, batchSize int) (bench.Stats, error) {
@@ -483,9 +484,9 @@ func processingInto(tb testing.TB, dsn string, bodies [][]byte, batchSize int) (
 	if err != nil {
 		return bench.Stats{}, err
 	}
-	proc := billing.NewProcessor(store, quietLogger())
+	proc := ledger.NewProcessor(store, quietLogger())
 	logger := quietLogger()
-	handler, _ := testenv.Process(proc)
+	handler, _ := ledger.Handlers(proc)
 	count := &counter{target: int64(len(bodies)), done: make(chan struct{})}
 	ccfg := consumer.Config{
 		Queue: r.topo.Work, Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout,

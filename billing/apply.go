@@ -1,7 +1,6 @@
 package billing
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
 	"reflect"
@@ -9,15 +8,15 @@ import (
 	"strings"
 	"time"
 
-	"gorm.io/gorm/schema"
-
 	"github.com/stripe-billing/billing/models"
 )
 
-// kind is one table of Stripe objects as events write it. mustKind
-// resolves it from the table's model (package models) once, at start-up:
-// a field the model lacks stops the program before any event is applied,
-// and every statement below names only columns of the model.
+// kind is one table of Stripe objects as events write it: which of its
+// model's fields an event carries and from which payload keys, which are
+// references, which only grow. mustKind resolves it from the table's
+// model (package models) once, at start-up: a field the model lacks
+// stops the program before any event is applied. The statements are the
+// store's (models.WriteObjects): a kind names fields, never columns.
 type kind struct {
 	objectType string // payment_status_history.object_type and Stripe's "object"
 	rank       rankFunc
@@ -34,36 +33,35 @@ type kind struct {
 
 	// Resolved by mustKind.
 	model      reflect.Type
-	table      string
-	col        columns
 	f          fields
 	carried    []carried
-	refFields  []*schema.Field
-	growFields []*schema.Field
-	selectCols string          // every column of the model, for reading whole rows
-	selected   []*schema.Field // the fields of selectCols, in its order
-	stub       []*schema.Field // the columns of a row that only knows its id
-	writes     []*schema.Field // the columns an applied event or a link may change
+	refFields  []*modelField
+	growFields []*modelField
+	writes     []string // the model fields an applied event or a link may change
 }
+
+// modelField is a field of a model, by its index (through an embedded
+// struct, such as models.Ordering, when it is promoted from one).
+type modelField struct {
+	name   string
+	column string // from the model's gorm tag: the payload key it is named after
+	index  []int
+}
+
+// of is the field in row, a pointer to the model.
+func (f *modelField) of(row reflect.Value) reflect.Value { return row.Elem().FieldByIndex(f.index) }
 
 // carried is a model field and the payload keys that carry it.
 type carried struct {
-	field *schema.Field
+	field *modelField
 	keys  []string
 }
 
-// columns are the columns of a kind's table that this file names; "" for
-// one the table does not have.
-type columns struct {
-	stripeID, livemode, account, lastEventID, lastEventCreated, createdAt, updatedAt string
-	status, customer, deleted, object, invoice, paymentIntent, charge                string
-}
-
-// fields are the model fields behind columns; nil for one the table does
+// fields are the model fields the fold names; nil for one the table does
 // not have.
 type fields struct {
-	id, stripeID, livemode, account, lastEventID, lastEventCreated, createdAt, updatedAt *schema.Field
-	status, customer, deleted, object                                                    *schema.Field
+	stripeID, livemode, account, lastEventID, lastEventCreated, createdAt, updatedAt *modelField
+	status, customer, deleted, object                                                *modelField
 }
 
 var (
@@ -131,33 +129,26 @@ var (
 		refs: []string{"InvoiceID", "CustomerID"}})
 )
 
-// mustKind resolves k's fields and columns from model, the table's GORM
-// model; it panics, as regexp.MustCompile does, on a field the model does
-// not have.
-func mustKind(model schema.Tabler, k kind) kind {
-	s, err := models.Schema(model)
-	if err != nil {
-		panic(err)
+// mustKind resolves k's fields from model, the table's model; it panics,
+// as regexp.MustCompile does, on a field the model does not have.
+func mustKind(model any, k kind) kind {
+	t := reflect.TypeOf(model)
+	optional := func(name string) *modelField {
+		sf, ok := t.FieldByName(name)
+		if !ok {
+			return nil
+		}
+		return &modelField{name: name, column: columnOf(sf), index: sf.Index}
 	}
-	field := func(name string) *schema.Field {
-		f := s.FieldsByName[name]
-		if f == nil || f.DBName == "" {
-			panic(fmt.Sprintf("billing: %s kind: model %s has no column for field %s", k.objectType, s.Name, name))
+	field := func(name string) *modelField {
+		f := optional(name)
+		if f == nil || f.column == "" {
+			panic(fmt.Sprintf("billing: %s kind: model %s has no column for field %s", k.objectType, t.Name(), name))
 		}
 		return f
 	}
-	optional := func(name string) *schema.Field {
-		if f := s.FieldsByName[name]; f != nil && f.DBName != "" {
-			return f
-		}
-		return nil
-	}
-	k.model, k.table = s.ModelType, s.Table
-	if s.PrioritizedPrimaryField == nil || !s.PrioritizedPrimaryField.AutoIncrement {
-		panic(fmt.Sprintf("billing: %s kind: model %s has no auto-increment primary key", k.objectType, s.Name))
-	}
+	k.model = t
 	k.f = fields{
-		id:               s.PrioritizedPrimaryField,
 		stripeID:         field("StripeID"),
 		livemode:         field("Livemode"),
 		account:          field("Account"),
@@ -174,27 +165,9 @@ func mustKind(model schema.Tabler, k kind) kind {
 	if k.object != "" {
 		k.f.object = field("Object")
 	}
-	name := func(f *schema.Field) string {
-		if f == nil {
-			return ""
-		}
-		return f.DBName
-	}
-	column := func(n string) string { return name(optional(n)) }
-	k.col = columns{
-		stripeID: name(k.f.stripeID), livemode: name(k.f.livemode), account: name(k.f.account),
-		lastEventID: name(k.f.lastEventID), lastEventCreated: name(k.f.lastEventCreated),
-		createdAt: name(k.f.createdAt), updatedAt: name(k.f.updatedAt),
-		status: name(k.f.status), customer: name(k.f.customer), deleted: name(k.f.deleted), object: name(k.f.object),
-		invoice: column("InvoiceID"), paymentIntent: column("PaymentIntentID"), charge: column("ChargeID"),
-	}
-	k.stub = []*schema.Field{k.f.stripeID, k.f.livemode, k.f.account, k.f.createdAt, k.f.updatedAt}
-	if k.f.object != nil {
-		k.stub = append(k.stub, k.f.object)
-	}
 	for _, name := range k.carries {
 		f := field(name)
-		keys := []string{f.DBName}
+		keys := []string{f.column}
 		switch {
 		case k.sources[name] != "":
 			keys = strings.Fields(k.sources[name])
@@ -217,21 +190,27 @@ func mustKind(model schema.Tabler, k kind) kind {
 		}
 		k.growFields = append(k.growFields, field(name))
 	}
-	k.selectCols = strings.Join(s.DBNames, ", ")
-	for _, name := range s.DBNames {
-		k.selected = append(k.selected, s.FieldsByDBName[name])
-	}
-	k.writes = []*schema.Field{k.f.livemode, k.f.account, k.f.updatedAt, k.f.lastEventID, k.f.lastEventCreated}
-	for _, f := range []*schema.Field{k.f.status, k.f.deleted} {
+	for _, f := range []*modelField{k.f.livemode, k.f.account, k.f.updatedAt, k.f.lastEventID, k.f.lastEventCreated, k.f.status, k.f.deleted} {
 		if f != nil {
-			k.writes = append(k.writes, f)
+			k.writes = append(k.writes, f.name)
 		}
 	}
 	for _, c := range k.carried {
-		k.writes = append(k.writes, c.field)
+		k.writes = append(k.writes, c.field.name)
 	}
-	k.writes = append(k.writes, k.refFields...)
+	k.writes = append(k.writes, k.refs...)
 	return k
+}
+
+// columnOf reads the column a model field is stored in from its gorm
+// tag ("column:name"); "" for a field with none.
+func columnOf(sf reflect.StructField) string {
+	for part := range strings.SplitSeq(sf.Tag.Get("gorm"), ";") {
+		if c, ok := strings.CutPrefix(part, "column:"); ok {
+			return c
+		}
+	}
+	return ""
 }
 
 // change is what one event says about one object.
@@ -264,34 +243,27 @@ func envelopeOf(ev Event) envelope {
 }
 
 // stateOf is the ordering state of row, a pointer to k's model.
-func (k kind) stateOf(ctx context.Context, row reflect.Value) state {
-	st := state{Grows: k.growsOf(ctx, row)}
+func (k kind) stateOf(row reflect.Value) state {
+	st := state{Grows: k.growsOf(row)}
 	if k.f.status != nil {
-		if v, _ := k.f.status.ValueOf(ctx, row); v != nil {
-			if s, ok := v.(*string); ok && s != nil {
-				st.Status = *s
-			}
+		if s, ok := k.f.status.of(row).Interface().(*string); ok && s != nil {
+			st.Status = *s
 		}
 	}
-	if v, _ := k.f.lastEventID.ValueOf(ctx, row); v != nil {
-		if s, ok := v.(*string); ok && s != nil {
-			st.EventID = *s
-		}
+	if s, ok := k.f.lastEventID.of(row).Interface().(*string); ok && s != nil {
+		st.EventID = *s
 	}
-	if v, _ := k.f.lastEventCreated.ValueOf(ctx, row); v != nil {
-		if t, ok := v.(*time.Time); ok && t != nil {
-			st.Created = *t
-		}
+	if t, ok := k.f.lastEventCreated.of(row).Interface().(*time.Time); ok && t != nil {
+		st.Created = *t
 	}
 	return st
 }
 
 // growsOf reads the fields that only grow of row, a pointer to k's model.
-func (k kind) growsOf(ctx context.Context, row reflect.Value) []sql.NullInt64 {
+func (k kind) growsOf(row reflect.Value) []sql.NullInt64 {
 	grows := make([]sql.NullInt64, len(k.growFields))
 	for i, f := range k.growFields {
-		v, _ := f.ValueOf(ctx, row)
-		grows[i] = int64Of(v)
+		grows[i] = int64Of(f.of(row))
 	}
 	return grows
 }
@@ -303,18 +275,18 @@ func (k kind) growsOf(ctx context.Context, row reflect.Value) []sql.NullInt64 {
 // and order-free: a stale one still deletes the first time) and which
 // status the history records for the event, even when it is stale.
 // Fields that only grow never go down, whatever the event carries.
-func applyChange(ctx context.Context, row reflect.Value, ev Event, now time.Time, c change) (replaced, deleted bool, reported string, err error) {
+func applyChange(row reflect.Value, ev Event, now time.Time, c change, t *tieRule) (replaced, deleted bool, reported string, err error) {
 	k := c.kind
 	src := reflect.ValueOf(c.row)
 	if src.Type() != reflect.PointerTo(k.model) {
 		return false, false, "", fmt.Errorf("billing: apply %s %s: row is a %T, want a *%s", k.objectType, c.id, c.row, k.model)
 	}
-	cur := k.stateOf(ctx, row)
-	in := state{Status: c.status, Created: ev.Created, EventID: ev.ID, Grows: k.growsOf(ctx, src)}
+	cur := k.stateOf(row)
+	in := state{Status: c.status, Created: ev.Created, EventID: ev.ID, Grows: k.growsOf(src)}
 	v, reported, lastEventID := compare(k.rank, cur, in), c.status, ev.ID
 	if v == tied {
 		var fromStripe bool
-		if v, reported, fromStripe, err = settleTie(ctx, k, c, ev, cur, in); err != nil {
+		if v, reported, fromStripe, err = t.settle(k, c, ev, cur, in); err != nil {
 			return false, false, "", err
 		}
 		if fromStripe {
@@ -326,7 +298,7 @@ func applyChange(ctx context.Context, row reflect.Value, ev Event, now time.Time
 	if v == replace {
 		for _, f := range k.carried {
 			if c.present.has(f.keys...) {
-				f.field.ReflectValueOf(ctx, row).Set(f.field.ReflectValueOf(ctx, src))
+				f.field.of(row).Set(f.field.of(src))
 			}
 		}
 		for i, f := range k.growFields {
@@ -334,31 +306,30 @@ func applyChange(ctx context.Context, row reflect.Value, ev Event, now time.Time
 				if was := cur.Grows[i]; was.Valid {
 					n.Int64 = max(n.Int64, was.Int64)
 				}
-				assign(ctx, f, row, n.Int64)
+				assign(f, row, n.Int64)
 			}
 		}
 		for _, f := range k.refFields {
-			if _, unknown := f.ValueOf(ctx, src); !unknown {
-				f.ReflectValueOf(ctx, row).Set(f.ReflectValueOf(ctx, src))
+			if v := f.of(src); !v.IsZero() {
+				f.of(row).Set(v)
 			}
 		}
 		if k.f.status != nil {
-			assign(ctx, k.f.status, row, c.status)
+			assign(k.f.status, row, c.status)
 		}
 		env := envelopeOf(ev)
-		assign(ctx, k.f.livemode, row, env.livemode)
-		assign(ctx, k.f.account, row, env.account)
-		assign(ctx, k.f.lastEventID, row, lastEventID)
-		assign(ctx, k.f.lastEventCreated, row, ev.Created)
-		assign(ctx, k.f.updatedAt, row, now)
+		assign(k.f.livemode, row, env.livemode)
+		assign(k.f.account, row, env.account)
+		assign(k.f.lastEventID, row, lastEventID)
+		assign(k.f.lastEventCreated, row, ev.Created)
+		assign(k.f.updatedAt, row, now)
 		replaced = true
 	}
 	if c.deletes {
-		was, _ := k.f.deleted.ValueOf(ctx, row)
-		deleted = was != true
-		assign(ctx, k.f.deleted, row, true)
+		deleted = !k.f.deleted.of(row).Bool()
+		assign(k.f.deleted, row, true)
 	}
-	if k.col.status == "" {
+	if k.f.status == nil {
 		reported = ""
 	}
 	return replaced, deleted, reported, nil
@@ -367,14 +338,15 @@ func applyChange(ctx context.Context, row reflect.Value, ev Event, now time.Time
 // fillRefs sets those references of row (a pointer to k's model) that
 // are still empty to the ones refs (another pointer to it) holds; its
 // other fields are not read. It says whether it changed any.
-func fillRefs(ctx context.Context, k kind, row reflect.Value, refs any) (changed bool) {
+func fillRefs(k kind, row reflect.Value, refs any) (changed bool) {
 	src := reflect.ValueOf(refs)
 	for _, f := range k.refFields {
-		if _, unknown := f.ValueOf(ctx, src); unknown {
+		v := f.of(src)
+		if v.IsZero() {
 			continue
 		}
-		if _, empty := f.ValueOf(ctx, row); empty {
-			f.ReflectValueOf(ctx, row).Set(f.ReflectValueOf(ctx, src))
+		if dst := f.of(row); dst.IsZero() {
+			dst.Set(v)
 			changed = true
 		}
 	}
@@ -383,8 +355,8 @@ func fillRefs(ctx context.Context, k kind, row reflect.Value, refs any) (changed
 
 // assign sets field f of row to v, allocating when f is a pointer and v
 // is not, converting between integer widths.
-func assign(ctx context.Context, f *schema.Field, row reflect.Value, v any) {
-	fv, val := f.ReflectValueOf(ctx, row), reflect.ValueOf(v)
+func assign(f *modelField, row reflect.Value, v any) {
+	fv, val := f.of(row), reflect.ValueOf(v)
 	switch {
 	case fv.Kind() == reflect.Pointer && val.Kind() != reflect.Pointer:
 		p := reflect.New(fv.Type().Elem())
@@ -395,10 +367,9 @@ func assign(ctx context.Context, f *schema.Field, row reflect.Value, v any) {
 	}
 }
 
-// int64Of reads an integer model value, a pointer to one included; not
-// Valid for nil or another type.
-func int64Of(v any) sql.NullInt64 {
-	rv := reflect.ValueOf(v)
+// int64Of reads an integer field, a pointer to one included; not Valid
+// for nil or another type.
+func int64Of(rv reflect.Value) sql.NullInt64 {
 	for rv.Kind() == reflect.Pointer {
 		if rv.IsNil() {
 			return sql.NullInt64{}
@@ -409,27 +380,4 @@ func int64Of(v any) sql.NullInt64 {
 		return sql.NullInt64{Int64: rv.Int(), Valid: true}
 	}
 	return sql.NullInt64{}
-}
-
-// ownObject is the object of the event a handler runs on, which the
-// context carries so that the handler can say whether its row changed:
-// the ledger's applied. The rows of other objects the event carries (an
-// invoice's payments, references) do not count.
-type ownObject struct {
-	id      string
-	applied bool
-}
-
-type ownObjectKey struct{}
-
-func withOwnObject(ctx context.Context, o *ownObject) context.Context {
-	return context.WithValue(ctx, ownObjectKey{}, o)
-}
-
-// noteApplied records that the row of object id changed, if it is the
-// event's own object.
-func noteApplied(ctx context.Context, id string) {
-	if o, _ := ctx.Value(ownObjectKey{}).(*ownObject); o != nil && o.id == id {
-		o.applied = true
-	}
 }

@@ -100,3 +100,10 @@ func Parse(raw []byte) (Event, error) {
 		keys:       keys,
 	}, nil
 }
+
+// WithObject is ev carrying obj, Stripe's current copy of its object (the
+// same type and id, fetched to settle a tie), in place of its own.
+func (ev Event) WithObject(obj []byte) Event {
+	ev.Object, ev.keys = obj, payload{} // the keys are obj's: read again when decoded
+	return ev
+}

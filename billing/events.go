@@ -1,17 +1,37 @@
 package billing
 
 import (
+	"fmt"
+	"maps"
 	"slices"
-	"time"
 )
 
 // HandledTypes lists the event types the worker applies, sorted: those
-// handlers.register gives a handler, the one list of them. Every other
-// type is recorded in the ledger as ignored.
-func HandledTypes() []string {
-	m := NewMux()
-	handlers{now: time.Now}.register(m)
-	return m.Types()
+// with a decoder. Every other type is recorded in the ledger as ignored.
+func HandledTypes() []string { return slices.Sorted(maps.Keys(decoders)) }
+
+// Handles reports whether the worker applies events of type t.
+func Handles(t string) bool { return decoders[t] != nil }
+
+// IsPreview reports whether ev carries a preview: an object without an id
+// in an event of a preview type (invoice.upcoming). There is no row to
+// write; any other object without an id is a schema failure.
+func IsPreview(ev Event) bool { return ev.ObjectID == "" && previewTypes[ev.Type] }
+
+// PlanOf decodes ev, of a type the worker applies (Handles) that carries
+// no preview, into what it writes. An error is marked as its class says
+// (failure.Of): a payload that does not fit its type's shape is
+// permanent.
+func PlanOf(ev Event) (Planned, error) {
+	decode := decoders[ev.Type]
+	if decode == nil {
+		return Planned{}, fmt.Errorf("billing: no decoder for %s", ev.Type)
+	}
+	pl, err := decode(ev)
+	if err != nil {
+		return Planned{}, err
+	}
+	return Planned{Event: ev, plan: pl}, nil
 }
 
 // since names the event types Stripe sends only from an API version on:

@@ -1,47 +1,67 @@
 package billing_test
 
 import (
-	"context"
 	"fmt"
-
-	"gorm.io/gorm"
+	"time"
 
 	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/models"
 )
 
-// A Mux routes a parsed Stripe event to the handler registered for its
-// exact type, as the Processor does inside the transaction that records
-// the event. An event whose type has no handler is only recorded in the
-// ledger (ignored). The handler here needs no database, so the example
-// hands it a nil transaction.
-func ExampleMux() {
-	mux := billing.NewMux()
-	mux.HandleFunc("invoice.paid", func(ctx context.Context, tx *gorm.DB, ev billing.Event) error {
-		fmt.Printf("handling %s %s from %s\n", ev.Type, ev.ID, ev.Created.Format("2006-01-02"))
-		return nil
-	})
-
+// A Batch folds the events of a batch into rows with no database: the
+// store locks the rows ToLock names (here none exist yet: the objects
+// are new), makes sure of ToEnsure's (the invoice's customer), and
+// writes what Fold says. invoice.paid arrives before invoice.finalized,
+// as Stripe may deliver them; the paid state wins all the same, and each
+// event's status goes to the history.
+func ExampleBatch() {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	var events []billing.Planned
 	for _, raw := range []string{
-		`{"id":"evt_1","object":"event","type":"invoice.paid","created":1767225600,"data":{"object":{"id":"in_1","object":"invoice"}}}`,
-		`{"id":"evt_2","object":"event","type":"payout.paid","created":1767225600,"data":{"object":{"id":"po_1","object":"payout"}}}`,
+		`{"id":"evt_2","object":"event","type":"invoice.paid","created":` + fmt.Sprint(at+1) +
+			`,"data":{"object":{"id":"in_1","object":"invoice","customer":"cus_1","status":"paid","amount_paid":900}}}`,
+		`{"id":"evt_1","object":"event","type":"invoice.finalized","created":` + fmt.Sprint(at) +
+			`,"data":{"object":{"id":"in_1","object":"invoice","customer":"cus_1","status":"open","amount_paid":0}}}`,
 	} {
 		ev, err := billing.Parse([]byte(raw))
 		if err != nil {
 			fmt.Println(err)
-			continue
+			return
 		}
-		h, ok := mux.Handler(ev.Type)
-		if !ok {
-			fmt.Printf("no handler for %s: %s is ignored\n", ev.Type, ev.ID)
-			continue
-		}
-		if err := h.Handle(context.Background(), nil, ev); err != nil {
+		planned, err := billing.PlanOf(ev)
+		if err != nil {
 			fmt.Println(err)
+			return
+		}
+		events = append(events, planned)
+	}
+
+	b := billing.NewBatch(events, time.Unix(at+5, 0).UTC())
+	for _, rows := range b.ToLock() {
+		fmt.Printf("lock %T %v\n", rows.Model, rows.IDs)
+		b.Locked(rows, nil) // the store found none
+	}
+	for _, stubs := range b.ToEnsure() {
+		for _, s := range stubs {
+			fmt.Printf("ensure %T %s\n", s, s.(*models.Customer).StripeID)
 		}
 	}
-	fmt.Println("registered:", mux.Types())
+	folded, err := b.Fold(billing.Ties{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	inv := folded.Writes[0].Fresh[0].(*models.Invoice)
+	fmt.Printf("write invoice %s: %s, paid %d, last event %s\n", inv.StripeID, *inv.Status, *inv.AmountPaid, *inv.LastEventID)
+	for _, h := range folded.History {
+		fmt.Printf("history %s %s by %s\n", h.ObjectID, h.Status, h.EventID)
+	}
+	fmt.Println("applied:", folded.Applied)
 	// Output:
-	// handling invoice.paid evt_1 from 2026-01-01
-	// no handler for payout.paid: evt_2 is ignored
-	// registered: [invoice.paid]
+	// lock *models.Invoice [in_1]
+	// ensure *models.Customer cus_1
+	// write invoice in_1: paid, paid 900, last event evt_2
+	// history in_1 paid by evt_2
+	// history in_1 open by evt_1
+	// applied: [evt_2]
 }

@@ -2,65 +2,62 @@ package billing
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/stripe-billing/billing/models"
 )
 
-// handlers builds the per-object handlers; now stamps created_at/updated_at.
-type handlers struct{ now func() time.Time }
-
-func (h handlers) register(m *Mux) {
-	handle := func(t string, decode func(Event) (plan, error)) { m.Handle(t, planner{decode: decode, now: h.now}) }
+// decoders are the event types the worker applies, each with the decoder
+// of its plan: the one list of them. Every other type is recorded in the
+// ledger as ignored.
+var decoders = func() map[string]func(Event) (plan, error) {
+	m := map[string]func(Event) (plan, error){}
+	handle := func(t string, decode func(Event) (plan, error)) { m[t] = decode }
 	for _, t := range []string{"customer.created", "customer.updated", "customer.deleted"} {
-		handle(t, h.customer)
+		handle(t, customerPlan)
 	}
 	for _, t := range []string{"customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
 		"customer.subscription.paused", "customer.subscription.resumed", "customer.subscription.trial_will_end",
 		"customer.subscription.pending_update_applied", "customer.subscription.pending_update_expired"} {
-		handle(t, h.subscription)
+		handle(t, subscriptionPlan)
 	}
 	for _, t := range []string{"invoice.created", "invoice.finalized", "invoice.updated", "invoice.paid",
 		"invoice.payment_succeeded", "invoice.payment_failed", "invoice.payment_action_required", "invoice.voided",
 		"invoice.marked_uncollectible", "invoice.deleted", "invoice.sent", "invoice.upcoming", "invoice.finalization_failed"} {
-		handle(t, h.invoice)
+		handle(t, invoicePlan)
 	}
 	for _, t := range []string{"payment_intent.created", "payment_intent.succeeded", "payment_intent.payment_failed",
 		"payment_intent.canceled", "payment_intent.processing", "payment_intent.requires_action",
 		"payment_intent.amount_capturable_updated", "payment_intent.partially_funded"} {
-		handle(t, h.paymentIntent)
+		handle(t, paymentIntentPlan)
 	}
 	for _, t := range []string{"charge.succeeded", "charge.failed", "charge.pending", "charge.captured",
 		"charge.refunded", "charge.updated", "charge.expired"} {
-		handle(t, h.charge)
+		handle(t, chargePlan)
 	}
 	for _, t := range []string{"charge.refund.updated", "refund.created", "refund.updated", "refund.failed"} {
-		handle(t, h.refund)
+		handle(t, refundPlan)
 	}
 	for _, t := range []string{"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
 		"charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated"} {
-		handle(t, h.dispute)
+		handle(t, disputePlan)
 	}
-	handle("invoice_payment.paid", h.invoicePayment)
-	handle("checkout.session.completed", h.checkoutSession)
-	handle("checkout.session.async_payment_succeeded", h.checkoutSession)
-	handle("checkout.session.async_payment_failed", h.checkoutSession)
-	handle("checkout.session.expired", h.checkoutSession)
+	handle("invoice_payment.paid", invoicePaymentPlan)
+	handle("checkout.session.completed", checkoutSessionPlan)
+	handle("checkout.session.async_payment_succeeded", checkoutSessionPlan)
+	handle("checkout.session.async_payment_failed", checkoutSessionPlan)
+	handle("checkout.session.expired", checkoutSessionPlan)
 	for _, t := range []string{"credit_note.created", "credit_note.updated", "credit_note.voided"} {
-		handle(t, h.creditNote)
+		handle(t, creditNotePlan)
 	}
-}
+	return m
+}()
 
 // previewTypes are the event types whose object Stripe may send without an
 // id: a preview of what will be, not an object to store.
 var previewTypes = map[string]bool{"invoice.upcoming": true}
 
-// isPreview reports whether ev carries a preview: an object without an id
-// in an event of a preview type. Any other object without an id is a
-// schema failure.
-func isPreview(ev Event) bool { return ev.ObjectID == "" && previewTypes[ev.Type] }
 
-func (h handlers) customer(ev Event) (plan, error) {
+func customerPlan(ev Event) (plan, error) {
 	var o customerObject
 	p, err := customerKind.decode(ev, &o, &o.common)
 	if err != nil {
@@ -82,7 +79,7 @@ func (h handlers) customer(ev Event) (plan, error) {
 	}}}, nil
 }
 
-func (h handlers) subscription(ev Event) (plan, error) {
+func subscriptionPlan(ev Event) (plan, error) {
 	var o subscriptionObject
 	p, err := subscriptionKind.decode(ev, &o, &o.common)
 	if err != nil {
@@ -125,7 +122,7 @@ func (h handlers) subscription(ev Event) (plan, error) {
 	return plan{{kind: subscriptionKind, id: o.ID, change: c}}, nil
 }
 
-func (h handlers) invoice(ev Event) (plan, error) {
+func invoicePlan(ev Event) (plan, error) {
 	var o invoiceObject
 	p, err := invoiceKind.decode(ev, &o, &o.common)
 	if err != nil {
@@ -180,7 +177,7 @@ func (h handlers) invoice(ev Event) (plan, error) {
 
 // invoicePayment applies an InvoicePayment (API versions from
 // 2025-03-31.basil), the link between an invoice and what paid it.
-func (h handlers) invoicePayment(ev Event) (plan, error) {
+func invoicePaymentPlan(ev Event) (plan, error) {
 	return decodeInvoicePayment(ev, ev.Object, invoicePaymentKind.objectType, "")
 }
 
@@ -229,7 +226,7 @@ func decodeInvoicePayment(ev Event, raw []byte, path string, invoice ref) (plan,
 	}, nil
 }
 
-func (h handlers) paymentIntent(ev Event) (plan, error) {
+func paymentIntentPlan(ev Event) (plan, error) {
 	var o paymentIntentObject
 	p, err := paymentIntentKind.decode(ev, &o, &o.common)
 	if err != nil {
@@ -265,7 +262,7 @@ func (h handlers) paymentIntent(ev Event) (plan, error) {
 	return pl, nil
 }
 
-func (h handlers) charge(ev Event) (plan, error) {
+func chargePlan(ev Event) (plan, error) {
 	var o chargeObject
 	p, err := chargeKind.decode(ev, &o, &o.common)
 	if err != nil {
@@ -305,7 +302,7 @@ func (h handlers) charge(ev Event) (plan, error) {
 	return pl, nil
 }
 
-func (h handlers) refund(ev Event) (plan, error) {
+func refundPlan(ev Event) (plan, error) {
 	var o refundObject
 	p, err := refundKind.decode(ev, &o, &o.common)
 	if err != nil {
@@ -329,7 +326,7 @@ func (h handlers) refund(ev Event) (plan, error) {
 	}}}, nil
 }
 
-func (h handlers) dispute(ev Event) (plan, error) {
+func disputePlan(ev Event) (plan, error) {
 	var o disputeObject
 	p, err := disputeKind.decode(ev, &o, &o.common)
 	if err != nil {
@@ -360,7 +357,7 @@ func (h handlers) dispute(ev Event) (plan, error) {
 // checkoutSession stores the session (what ties a checkout to our user:
 // client_reference_id, metadata) and links what a completed checkout
 // created, creating rows for what has not arrived yet.
-func (h handlers) checkoutSession(ev Event) (plan, error) {
+func checkoutSessionPlan(ev Event) (plan, error) {
 	var o checkoutSessionObject
 	p, err := checkoutSessionKind.decode(ev, &o, &o.common)
 	if err != nil {
@@ -402,7 +399,7 @@ func (h handlers) checkoutSession(ev Event) (plan, error) {
 	return pl, nil
 }
 
-func (h handlers) creditNote(ev Event) (plan, error) {
+func creditNotePlan(ev Event) (plan, error) {
 	var o creditNoteObject
 	p, err := creditNoteKind.decode(ev, &o, &o.common)
 	if err != nil {

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/ledger"
+
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
@@ -70,7 +71,7 @@ func TestBatchPipelineShuffledDuplicated(t *testing.T) {
 	start := time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC)
 	stream := billingtest.Lifecycle(4, start)
 	ref := openStore(t, testenv.Database(t))
-	refProc := billing.NewProcessor(ref, nil)
+	refProc := ledger.NewProcessor(ref, nil)
 	for _, raw := range stream {
 		if _, err := refProc.Process(context.Background(), raw); err != nil {
 			t.Fatalf("reference run: %v", err)
@@ -99,8 +100,8 @@ func TestBatchPipelineShuffledDuplicated(t *testing.T) {
 	outcomes := &counter{}
 	rec := &batches{}
 	for range 4 {
-		h.start(process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
-			batched(8, 50*time.Millisecond, rec.wrap(processBatch(billing.NewProcessor(store, nil))), outcomes)(c)
+		h.start(process(ledger.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
+			batched(8, 50*time.Millisecond, rec.wrap(processBatch(ledger.NewProcessor(store, nil))), outcomes)(c)
 			c.Concurrency = 2
 		})
 	}
@@ -163,8 +164,8 @@ func TestBatchPoisonIsParkedAloneWhileItsBatchCommits(t *testing.T) {
 		}
 	}
 	outcomes, rec := &counter{}, &batches{}
-	h.start(process(billing.NewProcessor(store, nil)), h.router(store),
-		batched(16, 200*time.Millisecond, rec.wrap(processBatch(billing.NewProcessor(store, nil))), outcomes))
+	h.start(process(ledger.NewProcessor(store, nil)), h.router(store),
+		batched(16, 200*time.Millisecond, rec.wrap(processBatch(ledger.NewProcessor(store, nil))), outcomes))
 	got := h.getDLQ(1, 5*time.Second)[0]
 	if got.MessageId != "evt_poison" || got.Headers[broker.HeaderErrorClass] != "schema" {
 		t.Errorf("parked %q class %v, want evt_poison schema", got.MessageId, got.Headers[broker.HeaderErrorClass])
@@ -243,8 +244,8 @@ func TestBatchDatabaseOutagePausesTheWholeBatch(t *testing.T) {
 	dsn, proxy := proxiedDatabase(t)
 	store := openStore(t, dsn)
 	outcomes, rec := &counter{}, &batches{}
-	r := h.start(process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
-		batched(8, 50*time.Millisecond, rec.wrap(processBatch(billing.NewProcessor(store, nil))), outcomes)(c)
+	r := h.start(process(ledger.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
+		batched(8, 50*time.Millisecond, rec.wrap(processBatch(ledger.NewProcessor(store, nil))), outcomes)(c)
 		c.Concurrency = 2
 		c.Ping = store.Ping
 	})

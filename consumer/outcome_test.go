@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stripe-billing/billing/ledger"
+
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
@@ -36,14 +37,14 @@ func (r *recorder) outcomes() []consumer.Outcome {
 }
 
 // TestOutcomeSaysWhatBecameOfTheEvent checks what an Observer learns: the
-// handler's own result of an acked event (Process reports billing.Result),
+// handler's own result of an acked event (Process reports ledger.Result),
 // the retry decision of a retried or parked one, and whether a delivery is
 // a replay from the DLQ and through which exchange.
 func TestOutcomeSaysWhatBecameOfTheEvent(t *testing.T) {
 	t.Parallel()
 	h := setup(t, []time.Duration{50 * time.Millisecond}, 2)
 	store := testenv.Store(t)
-	proc := process(billing.NewProcessor(store, nil))
+	proc := process(ledger.NewProcessor(store, nil))
 	// flaky fails its first attempt (transient), then succeeds;
 	// broken always fails permanently.
 	handler := consumer.HandlerFunc(func(ctx context.Context, d consumer.Delivery) error {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stripe-billing/billing/ledger"
+
 	"github.com/Shopify/toxiproxy/v2"
 	"github.com/go-sql-driver/mysql"
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,7 +24,6 @@ import (
 
 	"gorm.io/gorm"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
@@ -93,7 +94,7 @@ func TestPipelineShuffledDuplicatedConcurrent(t *testing.T) {
 
 	// The reference: every event once, in Stripe's order, one at a time.
 	ref := openStore(t, testenv.Database(t))
-	refProc := billing.NewProcessor(ref, nil)
+	refProc := ledger.NewProcessor(ref, nil)
 	for _, raw := range append(stream, unknown) {
 		if _, err := refProc.Process(context.Background(), raw); err != nil {
 			t.Fatalf("reference run: %v", err)
@@ -104,7 +105,7 @@ func TestPipelineShuffledDuplicatedConcurrent(t *testing.T) {
 	store := openStore(t, testenv.Database(t))
 	outcomes := &counter{}
 	for range 4 {
-		h.start(process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
+		h.start(process(ledger.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
 			c.Concurrency = 2
 			c.Observer = outcomes
 		})
@@ -232,7 +233,7 @@ func TestDatabaseOutageParksNothing(t *testing.T) {
 	h := setup(t, delays, 3) // the whole schedule: about 150ms
 	dsn, proxy := proxiedDatabase(t)
 	store := openStore(t, dsn)
-	proc := billing.NewProcessor(store, nil)
+	proc := ledger.NewProcessor(store, nil)
 	var calls, retried atomic.Int64
 	handler := consumer.HandlerFunc(func(ctx context.Context, d consumer.Delivery) error {
 		calls.Add(1)
@@ -300,7 +301,7 @@ func TestEventWithoutAnObjectIsParked(t *testing.T) {
 	h := setup(t, []time.Duration{100 * time.Millisecond}, 3)
 	store := openStore(t, testenv.Database(t))
 	outcomes := &counter{}
-	h.start(process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) { c.Observer = outcomes })
+	h.start(process(ledger.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) { c.Observer = outcomes })
 	begin := time.Now()
 	noObject := []byte(`{"id":"evt_NoObject","object":"event","type":"customer.created","created":1700000000,"data":{"object":"cus_x"}}`)
 	h.publish("evt_NoObject", "customer.created", noObject)

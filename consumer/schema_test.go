@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/ledger"
+
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
@@ -15,7 +16,7 @@ import (
 	"github.com/stripe-billing/billing/internal/testenv"
 )
 
-// handled counts acked events by the billing.Result they reported.
+// handled counts acked events by the ledger.Result they reported.
 type handled struct{ counter }
 
 func (h *handled) Observe(o consumer.Outcome) {
@@ -36,7 +37,7 @@ func TestSchemaFailureIsParkedAtOnce(t *testing.T) {
 	h := setup(t, []time.Duration{100 * time.Millisecond}, 3)
 	store := openStore(t, testenv.Database(t))
 	outcomes := &handled{}
-	h.start(process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) { c.Observer = outcomes })
+	h.start(process(ledger.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) { c.Observer = outcomes })
 
 	event := func(id, typ string, object map[string]any) []byte {
 		b, err := json.Marshal(map[string]any{"id": id, "object": "event", "type": typ, "api_version": v,
@@ -96,10 +97,10 @@ func TestDataErrorIsParkedAsSchema(t *testing.T) {
 			h := setup(t, []time.Duration{100 * time.Millisecond}, 3)
 			store := openStore(t, testenv.Database(t))
 			outcomes := &handled{}
-			h.start(process(billing.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
+			h.start(process(ledger.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
 				c.Observer = outcomes
 				c.BatchSize = batch
-				c.Batch = processBatch(billing.NewProcessor(store, nil))
+				c.Batch = processBatch(ledger.NewProcessor(store, nil))
 			})
 			created := time.Unix(1700000000, 0)
 			long, euro := billingtest.NewEventID(), billingtest.NewEventID()

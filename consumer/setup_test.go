@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stripe-billing/billing/ledger"
+
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/dlq"
@@ -227,13 +228,13 @@ func eventJSON(id, typ string) []byte {
 }
 
 // process and processBatch are the worker's handlers on the real
-// Processor (testenv.Process).
-func process(p *billing.Processor) consumer.Handler {
-	h, _ := testenv.Process(p)
+// Processor (ledger.Handlers).
+func process(p *ledger.Processor) consumer.Handler {
+	h, _ := ledger.Handlers(p)
 	return h
 }
 
-func processBatch(p *billing.Processor) consumer.BatchHandler {
-	_, b := testenv.Process(p)
+func processBatch(p *ledger.Processor) consumer.BatchHandler {
+	_, b := ledger.Handlers(p)
 	return b
 }

@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stripe-billing/billing/ledger"
+
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
@@ -91,7 +92,7 @@ func startVerifying(t *testing.T, fetch verify.Fetcher, m *metrics.Metrics, batc
 		h.logger = slog.New(slog.DiscardHandler)
 		router = h.router(nil)
 	}
-	proc := billing.NewProcessor(w.store, nil)
+	proc := ledger.NewProcessor(w.store, nil)
 	h.start(process(proc), router, func(c *consumer.Config) {
 		v, err := verify.New(verify.Config{Secrets: []string{testenv.WebhookSecret}, Fetcher: fetch, MaxBodyBytes: maxBody})
 		if err != nil {

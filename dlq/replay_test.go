@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stripe-billing/billing/ledger"
+
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/consumer"
@@ -37,7 +38,7 @@ type replayWorld struct {
 func newReplayWorld(t *testing.T, failing string) *replayWorld {
 	t.Helper()
 	w := &replayWorld{Env: dlqtest.NewEnv(t, 20), store: testenv.Store(t), results: map[string][]string{}}
-	proc := billing.NewProcessor(w.store, quietLogger())
+	proc := ledger.NewProcessor(w.store, quietLogger())
 	handler := consumer.HandlerFunc(func(ctx context.Context, d consumer.Delivery) error {
 		if d.ID == failing && !w.fixed.Load() {
 			w.record(d.ID, "failed")
@@ -210,7 +211,7 @@ func TestUIReplayAppliesAParkedEventOnceItsCauseIsFixed(t *testing.T) {
 			}
 			replay(t, w, typ, body)
 			testenv.Eventually(t, 10*time.Second, func() bool { return len(w.outcomes(id)) == 3 }, "the second replay consumed (outcomes %v)", w.outcomes(id))
-			if got := w.outcomes(id); got[0] != "failed" || got[1] != string(billing.Processed) || got[2] != string(billing.Duplicate) {
+			if got := w.outcomes(id); got[0] != "failed" || got[1] != string(ledger.Processed) || got[2] != string(ledger.Duplicate) {
 				t.Errorf("outcomes %v, want failed, processed, duplicate", got)
 			}
 			again := w.ledger(t, id)

@@ -20,8 +20,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -325,7 +325,7 @@ func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 		b.shot("08-get-messages-reject", section("Get messages")),
 	)
 	testenv.Eventually(t, 15*time.Second, func() bool { return len(w.outcomes(id)) == 4 }, "the rejected original consumed (outcomes %v)", w.outcomes(id))
-	if got := w.outcomes(id); got[0] != "failed" || got[1] != "failed" || got[2] != string(billing.Processed) || got[3] != string(billing.Duplicate) {
+	if got := w.outcomes(id); got[0] != "failed" || got[1] != "failed" || got[2] != string(ledger.Processed) || got[3] != string(ledger.Duplicate) {
 		t.Errorf("outcomes %v, want failed, failed, processed, duplicate", got)
 	}
 	if again := w.ledger(t, id); again.Status != applied.Status || !again.ProcessedAt.Equal(*applied.ProcessedAt) || w.customers(t, cus) != 1 {

@@ -13,6 +13,7 @@ import (
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/history"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -44,7 +45,7 @@ func TestOf(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := testenv.Store(t)
-	p := billing.NewProcessor(s, nil)
+	p := ledger.NewProcessor(s, nil)
 	lc, late := billingtest.LateLifecycle(billing.SupportedVersions()[0], 2)
 	paidRaw, paidID, paidAt := invoiceEvent(t, lc.Events, "invoice.paid")
 	var paid map[string]any
@@ -157,7 +158,7 @@ func TestOfLedgerOnly(t *testing.T) {
 	s := testenv.Store(t)
 	id := billingtest.NewEventID()
 	raw := billingtest.Event(id, "issuing_card.created", time.Now(), map[string]any{"id": "ic_ledger_only", "object": "issuing.card"})
-	if _, err := billing.NewProcessor(s, nil).Process(ctx, raw); err != nil {
+	if _, err := ledger.NewProcessor(s, nil).Process(ctx, raw); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := history.Of(ctx, s, "ic_ledger_only")

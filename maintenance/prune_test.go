@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stripe-billing/billing/ledger"
+
 	"gorm.io/gorm"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/maintenance"
@@ -46,7 +47,7 @@ func (s *countingStore) reset() ([]models.PruneBatch, []int) {
 // pruneLedger is a ledger of processed, ignored, dead and young events.
 type pruneLedger struct {
 	store *countingStore
-	proc  *billing.Processor
+	proc  *ledger.Processor
 	// raws are the processed and ignored events, by id, as Stripe sent them.
 	raws           map[string][]byte
 	dead, young    string
@@ -60,7 +61,7 @@ func newPruneLedger(t *testing.T) *pruneLedger {
 	t.Helper()
 	ctx := context.Background()
 	s := &countingStore{Store: testenv.Store(t)}
-	l := &pruneLedger{store: s, proc: billing.NewProcessor(s.Store, nil), raws: map[string][]byte{}, oldN: 7, ignoredN: 2}
+	l := &pruneLedger{store: s, proc: ledger.NewProcessor(s.Store, nil), raws: map[string][]byte{}, oldN: 7, ignoredN: 2}
 	created := time.Now().Add(-time.Hour)
 	for i := range l.oldN + l.ignoredN {
 		typ := "customer.created"
@@ -163,8 +164,8 @@ func TestPrune(t *testing.T) {
 		t.Run("StillFindsDuplicates", func(t *testing.T) {
 			for id, raw := range l.raws {
 				got, err := l.proc.Process(ctx, raw)
-				if err != nil || got != billing.Duplicate {
-					t.Errorf("%s again after pruning = %q, %v; want %q", id, got, err, billing.Duplicate)
+				if err != nil || got != ledger.Duplicate {
+					t.Errorf("%s again after pruning = %q, %v; want %q", id, got, err, ledger.Duplicate)
 				}
 			}
 		})

@@ -30,7 +30,7 @@ const OtherType = "other"
 
 // NewEventObserver returns the consumer.Observer of a worker consuming
 // topo's work queue whose handlers take the event types handled
-// (billing.Processor.Handled).
+// (ledger.Processor.Handled).
 func NewEventObserver(m *Metrics, topo broker.Topology, handled []string) *EventObserver {
 	e := &EventObserver{m: m, topo: topo, handled: make(map[string]bool, len(handled))}
 	for _, t := range handled {

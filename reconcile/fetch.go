@@ -86,7 +86,7 @@ const DefaultFetchTimeout = 10 * time.Second
 
 // Fetcher fetches one event or object from Stripe as Stripe serializes it:
 // the verify.Fetcher the worker applies Stripe's copy of an unverified
-// message with, and the billing.ObjectFetcher it settles same-second ties
+// message with, and the ledger.ObjectFetcher it settles same-second ties
 // with. Every fetch, of either kind, goes through one limiter (Limits)
 // and one negative cache, and is made once: no retries of its own, the
 // event's delay tiers are the retries.
@@ -294,5 +294,3 @@ func stripeMessage(body []byte) string {
 	}
 	return fmt.Sprintf("%q", msg)
 }
-
-var _ billing.ObjectFetcher = (*Fetcher)(nil)

@@ -13,6 +13,7 @@ import (
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/history"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -25,7 +26,7 @@ func TestHistoryCommand(t *testing.T) {
 	dsn := testenv.Database(t)
 	store := testenv.StoreAt(t, dsn)
 	lc, late := billingtest.LateLifecycle(billing.SupportedVersions()[0], 5)
-	p := billing.NewProcessor(store, nil)
+	p := ledger.NewProcessor(store, nil)
 	for _, raw := range lc.Events {
 		if _, err := p.Process(t.Context(), raw); err != nil {
 			t.Fatal(err)
@@ -113,7 +114,7 @@ func TestHistoryOfACustomer(t *testing.T) {
 	dsn := testenv.Database(t)
 	store := testenv.StoreAt(t, dsn)
 	lc := billingtest.VersionLifecycle(billing.SupportedVersions()[0], 7)
-	p := billing.NewProcessor(store, nil)
+	p := ledger.NewProcessor(store, nil)
 	for _, raw := range lc.Events {
 		if _, err := p.Process(t.Context(), raw); err != nil {
 			t.Fatal(err)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -72,11 +72,11 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	rp, err := billing.NewReprocessor(billing.NewProcessor(store, logger, processorOptions(fetcher)...), v)
+	rp, err := ledger.NewReprocessor(ledger.NewProcessor(store, logger, processorOptions(fetcher)...), v)
 	if err != nil {
 		return err
 	}
-	rep, err := rp.Run(ctx, f, *dryRun, func(r billing.Reprocessed) {
+	rep, err := rp.Run(ctx, f, *dryRun, func(r ledger.Reprocessed) {
 		created := "-"
 		if !r.Created.IsZero() {
 			created = r.Created.UTC().Format(time.RFC3339)

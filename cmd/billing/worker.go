@@ -9,9 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stripe-billing/billing/ledger"
+
 	"golang.org/x/sync/errgroup"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/config"
 	"github.com/stripe-billing/billing/consumer"
@@ -203,8 +204,8 @@ func (w *worker) work(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	proc := billing.NewProcessor(store, w.logger, processorOptions(fetcher)...)
-	one, batch := process(proc)
+	proc := ledger.NewProcessor(store, w.logger, processorOptions(fetcher)...)
+	one, batch := ledger.Handlers(proc)
 	c, err := consumer.New(consumer.Config{
 		Queue:           w.topo.Work,
 		Concurrency:     w.cfg.WorkerConcurrency,
@@ -249,13 +250,13 @@ func newVerifier(cfg config.Config, fetcher *reconcile.Fetcher) (*verify.Verifie
 	return verify.New(vc)
 }
 
-// processorOptions are the billing.Processor's options: with a fetcher,
+// processorOptions are the ledger.Processor's options: with a fetcher,
 // same-second ties are settled by the object fetched from Stripe.
-func processorOptions(fetcher *reconcile.Fetcher) []billing.Option {
+func processorOptions(fetcher *reconcile.Fetcher) []ledger.Option {
 	if fetcher == nil {
 		return nil
 	}
-	return []billing.Option{billing.WithObjectFetcher(fetcher)}
+	return []ledger.Option{ledger.WithObjectFetcher(fetcher)}
 }
 
 // openStore opens the database, waiting with backoff while it is

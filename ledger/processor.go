@@ -1,7 +1,15 @@
-package billing
+// Package ledger is the one protocol by which an event reaches its rows:
+// claim its ledger row, fold it with the rest of its batch (billing), write
+// the rows, stamp the ledger, all in one transaction of the store
+// (models). A batch of any size takes this way, one event included; when
+// a statement of the batch fails, it is run again event by event under
+// savepoints, and `billing reprocess` applies ledger events by the same
+// fold and write.
+package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,16 +19,17 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/models"
 )
 
-// Result is what Process did with an event.
+// Result is what the Processor did with an event.
 type Result string
 
 const (
 	// Processed: the event was applied (or was stale and only recorded).
 	Processed Result = "processed"
-	// Ignored: no handler for the type; recorded in the ledger only.
+	// Ignored: no decoder for the type; recorded in the ledger only.
 	Ignored Result = "ignored"
 	// Duplicate: the event id was already done; nothing changed.
 	Duplicate Result = "duplicate"
@@ -30,33 +39,45 @@ const (
 	Preview Result = "preview"
 )
 
+// Outcome is what the Processor did with one event of a batch: its
+// Result, or the error that rolled it (and only it) back.
+type Outcome struct {
+	Result Result
+	Err    error
+}
+
+// ObjectFetcher fetches an object's current state from Stripe
+// (reconcile.Fetcher). It returns the object's JSON as Stripe serializes
+// it, or nil and no error when Stripe has no such object. An error is a
+// failed attempt, to be retried.
+type ObjectFetcher interface {
+	FetchObject(ctx context.Context, ref billing.ObjectRef) (json.RawMessage, error)
+}
+
 // Processor applies Stripe events to the database, each exactly once.
 type Processor struct {
 	store   *models.Store
 	logger  *slog.Logger
-	mux     *Mux
 	now     func() time.Time
-	fetcher ObjectFetcher // nil: ties are settled by event id
+	fetcher ObjectFetcher   // nil: ties are settled by event id
+	skip    map[string]bool // types applied as if they had no decoder (tests of an older release)
 }
 
 // Option configures a Processor.
 type Option func(*Processor)
 
 // WithObjectFetcher settles same-second ties with the object fetched from
-// Stripe (see ObjectFetcher); without it they are settled by event id.
+// Stripe (see billing.Ties); without it they are settled by event id.
 func WithObjectFetcher(f ObjectFetcher) Option {
 	return func(p *Processor) { p.fetcher = f }
 }
 
-// NewProcessor returns a Processor with every handler registered.
+// NewProcessor returns a Processor writing to store.
 func NewProcessor(store *models.Store, logger *slog.Logger, opts ...Option) *Processor {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	now := func() time.Time { return time.Now().UTC() }
-	mux := NewMux()
-	handlers{now: now}.register(mux)
-	p := &Processor{store: store, logger: logger, mux: mux, now: now}
+	p := &Processor{store: store, logger: logger, now: func() time.Time { return time.Now().UTC() }}
 	for _, opt := range opts {
 		opt(p)
 	}
@@ -64,12 +85,14 @@ func NewProcessor(store *models.Store, logger *slog.Logger, opts ...Option) *Pro
 }
 
 // Handled lists the event types the Processor applies; others are ignored.
-func (p *Processor) Handled() []string { return p.mux.Types() }
+func (p *Processor) Handled() []string {
+	return slices.DeleteFunc(billing.HandledTypes(), func(t string) bool { return p.skip[t] })
+}
 
 // Process parses raw and, in one transaction, records it in the ledger and
-// applies it. Errors from Parse and malformed objects are marked permanent
-// (failure.Of); database outages wrap models.ErrUnavailable; anything
-// else is worth retrying.
+// applies it: ProcessBatch of one event. Errors from Parse and malformed
+// objects are marked permanent (failure.Of); database outages wrap
+// models.ErrUnavailable; anything else is worth retrying.
 func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 	return p.ProcessSigned(ctx, raw, "")
 }
@@ -78,109 +101,15 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Result, error) {
 // that signs it ("" for Stripe's copy fetched by id), which the ledger
 // keeps beside the payload.
 func (p *Processor) ProcessSigned(ctx context.Context, raw []byte, signature string) (Result, error) {
-	ev, err := Parse(raw)
+	outcomes, err := p.ProcessBatchSigned(ctx, [][]byte{raw}, []string{signature})
 	if err != nil {
 		return "", err
 	}
-	ev.Signature = signature
-	var result Result
-	err = p.withTieObjects(ctx, nil, func(objs tieObjects) error {
-		return p.inTx(ctx, func(tx *gorm.DB) error {
-			var applied bool
-			var err error
-			result, applied, err = p.apply(ctx, tx, ev, objs)
-			if err != nil || result != Processed || applied {
-				return err
-			}
-			// The row was claimed applied, as most events are: a stale one
-			// costs this one statement more.
-			return models.StampProcessed(tx, []string{ev.ID}, nil, p.now())
-		})
-	})
-	if err != nil {
-		return "", err
-	}
-	p.logger.DebugContext(ctx, "billing: event done", "event_id", ev.ID, "event_type", ev.Type, "result", result)
-	return result, nil
+	return outcomes[0].Result, outcomes[0].Err
 }
 
-// apply records ev in the ledger and applies it within tx, settling a
-// tie with the object objs holds for it (handle); applied says whether it
-// changed its object's row. The ledger row of a Processed event is
-// claimed applied: when it was stale, the caller says so
-// (StampProcessed).
-func (p *Processor) apply(ctx context.Context, tx *gorm.DB, ev Event, objs tieObjects) (result Result, applied bool, err error) {
-	// The outcome is known before the handler runs (a handler's error rolls
-	// the ledger row back with the rest), so the row is inserted final:
-	// one ledger statement per event. processed_at is the time of applying
-	// (ProcessBatch stamps its events again just before its commit).
-	h, known := p.mux.Handler(ev.Type)
-	result = p.resultOf(ev)
-	known = known && result == Processed
-	row := ledgerRow(ev, result, p.now())
-	claim, err := models.ClaimEvent(tx, &row)
-	if err != nil {
-		return "", false, err
-	}
-	if claim == models.ClaimDuplicate {
-		return Duplicate, false, nil
-	}
-	if known {
-		if applied, err = p.handle(ctx, tx, h, ev, objs); err != nil {
-			return "", false, err
-		}
-	}
-	return result, applied, nil
-}
-
-// resultOf is what processing ev comes to, known before its handler runs.
-func (p *Processor) resultOf(ev Event) Result {
-	_, known := p.mux.Handler(ev.Type)
-	switch {
-	case !known:
-		return Ignored
-	case isPreview(ev):
-		return Preview
-	default:
-		return Processed
-	}
-}
-
-// ledgerRow is ev's ledger row with its final status, applied at now. A
-// Processed event is claimed applied: the stale ones are set so when
-// their batch is stamped (StampProcessed); an ignored one stays NULL.
-func ledgerRow(ev Event, result Result, now time.Time) models.StripeEvent {
-	row := models.StripeEvent{
-		ID:          ev.ID,
-		Type:        ev.Type,
-		APIVersion:  ev.APIVersion,
-		Livemode:    ev.Livemode,
-		Account:     ev.Account,
-		Created:     &ev.Created,
-		ObjectType:  ref(ev.ObjectType).ptr(),
-		ObjectID:    ref(ev.ObjectID).ptr(),
-		Status:      models.EventIgnored,
-		Payload:     ev.Raw,
-		Signature:   models.StoredSignature(ev.Signature),
-		ReceivedAt:  now,
-		ProcessedAt: &now,
-	}
-	if result == Processed {
-		applied := true
-		row.Status, row.Applied = models.EventProcessed, &applied
-	}
-	return row
-}
-
-// Outcome is what ProcessBatch did with one event of a batch: its Result,
-// or the error that rolled it (and only it) back.
-type Outcome struct {
-	Result Result
-	Err    error
-}
-
-// ProcessBatch applies raws in one transaction, as sets (writeSets): the
-// batch's ledger rows in one insert, the rows of each table locked in one
+// ProcessBatch applies raws in one transaction, as sets: the batch's
+// ledger rows in one insert, the rows of each table locked in one
 // statement and written in one, the history in one insert. An event that
 // cannot be read fails alone before any statement; when a statement of
 // the sets fails, or a same-second tie needs Stripe's object, the batch
@@ -201,16 +130,29 @@ func (p *Processor) ProcessBatch(ctx context.Context, raws [][]byte) (outcomes [
 // (signatures[i] signs raws[i]; nil or "": none), which the ledger keeps
 // beside the payloads.
 func (p *Processor) ProcessBatchSigned(ctx context.Context, raws [][]byte, signatures []string) (outcomes []Outcome, err error) {
-	outcomes = make([]Outcome, len(raws))
-	events := make([]Event, len(raws))
-	parsed := 0
+	events := make([]billing.Event, len(raws))
+	failed := make([]error, len(raws))
 	for i, raw := range raws {
-		if events[i], outcomes[i].Err = Parse(raw); outcomes[i].Err == nil {
-			parsed++
-		}
+		events[i], failed[i] = billing.Parse(raw)
 		if i < len(signatures) {
 			events[i].Signature = signatures[i]
 		}
+	}
+	return p.Apply(ctx, events, failed)
+}
+
+// Apply is ProcessBatch of parsed events; failed[i], when not nil, is why
+// events[i] could not be read: its outcome, with nothing applied (nil:
+// every event was read).
+func (p *Processor) Apply(ctx context.Context, events []billing.Event, failed []error) (outcomes []Outcome, err error) {
+	outcomes = make([]Outcome, len(events))
+	parsed := 0
+	for i := range events {
+		if i < len(failed) && failed[i] != nil {
+			outcomes[i].Err = failed[i]
+			continue
+		}
+		parsed++
 	}
 	if parsed == 0 {
 		return outcomes, nil
@@ -222,7 +164,7 @@ func (p *Processor) ProcessBatchSigned(ctx context.Context, raws [][]byte, signa
 	case errors.Is(err, models.ErrUnavailable) || ctx.Err() != nil:
 		return nil, err
 	default:
-		p.logger.InfoContext(ctx, "billing: batch applied event by event", "batch", len(raws), "error", err)
+		p.logger.InfoContext(ctx, "ledger: batch applied event by event", "batch", len(events), "error", err)
 		err := p.withTieObjects(ctx, err, func(objs tieObjects) error {
 			return p.processEach(ctx, events, outcomes, objs)
 		})
@@ -232,14 +174,62 @@ func (p *Processor) ProcessBatchSigned(ctx context.Context, raws [][]byte, signa
 	}
 	for i, o := range outcomes {
 		if o.Err == nil {
-			p.logger.DebugContext(ctx, "billing: event done", "event_id", events[i].ID, "event_type", events[i].Type, "result", o.Result, "batch", len(raws))
+			p.logger.DebugContext(ctx, "ledger: event done", "event_id", events[i].ID, "event_type", events[i].Type, "result", o.Result, "batch", len(events))
 		}
 	}
 	return outcomes, nil
 }
 
+// resultOf is what processing ev comes to, known before it is folded.
+func (p *Processor) resultOf(ev billing.Event) Result {
+	switch {
+	case !p.handles(ev.Type):
+		return Ignored
+	case billing.IsPreview(ev):
+		return Preview
+	default:
+		return Processed
+	}
+}
+
+// handles reports whether the Processor applies events of type t.
+func (p *Processor) handles(t string) bool { return billing.Handles(t) && !p.skip[t] }
+
+// ledgerRow is ev's ledger row with its final status, applied at now. A
+// Processed event is claimed applied: the stale ones are set so when
+// their batch is stamped (StampProcessed); an ignored one stays NULL.
+func ledgerRow(ev billing.Event, result Result, now time.Time) models.StripeEvent {
+	row := models.StripeEvent{
+		ID:          ev.ID,
+		Type:        ev.Type,
+		APIVersion:  ev.APIVersion,
+		Livemode:    ev.Livemode,
+		Account:     ev.Account,
+		Created:     &ev.Created,
+		ObjectType:  nonEmpty(ev.ObjectType),
+		ObjectID:    nonEmpty(ev.ObjectID),
+		Status:      models.EventIgnored,
+		Payload:     ev.Raw,
+		Signature:   models.StoredSignature(ev.Signature),
+		ReceivedAt:  now,
+		ProcessedAt: &now,
+	}
+	if result == Processed {
+		applied := true
+		row.Status, row.Applied = models.EventProcessed, &applied
+	}
+	return row
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
 // rerunAttempts bounds the runs of a transaction that met rows other
-// transactions created meanwhile (errRerun).
+// transactions created meanwhile (models.ErrRerun).
 const rerunAttempts = 3
 
 // inTx runs fn in a transaction (Store.InTx), again when it met rows
@@ -247,11 +237,56 @@ const rerunAttempts = 3
 func (p *Processor) inTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	var err error
 	for range rerunAttempts {
-		if err = p.store.InTx(ctx, fn); !errors.Is(err, errRerun) {
+		if err = p.store.InTx(ctx, fn); !errors.Is(err, models.ErrRerun) {
 			break
 		}
 	}
 	return err
+}
+
+// writeSets folds the planned events, in order, and writes what they
+// make of their rows within tx: the rows of each table locked in one
+// statement, the missing ones made sure of, the rows written in one
+// upsert per table, the items, the links and the history. It returns
+// the events that changed their own object's row.
+func (p *Processor) writeSets(ctx context.Context, tx *gorm.DB, events []billing.Planned, ties billing.Ties) (applied []string, err error) {
+	now := p.now()
+	b := billing.NewBatch(events, now)
+	for _, r := range b.ToLock() {
+		found, err := models.LockObjects(tx, r.Model, r.IDs)
+		if err != nil {
+			return nil, err
+		}
+		b.Locked(r, found)
+	}
+	for _, stubs := range b.ToEnsure() {
+		if err := models.EnsureObjects(tx, stubs); err != nil {
+			return nil, err
+		}
+	}
+	f, err := b.Fold(ties)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range f.ByEventID {
+		p.logger.DebugContext(ctx, "ledger: same-second tie settled by event id, without Stripe's object",
+			"object_type", t.Ref.Type, "object_id", t.Ref.ID, "event_id", t.Event, "row_event_id", t.RowEvent)
+	}
+	for _, w := range f.Writes {
+		if err := models.WriteObjects(tx, w); err != nil {
+			return nil, err
+		}
+	}
+	if err := models.WriteItems(tx, f.Items, now); err != nil {
+		return nil, err
+	}
+	if err := models.SettleLinks(tx, f.Intents); err != nil {
+		return nil, err
+	}
+	if err := models.RecordStatuses(tx, f.History); err != nil {
+		return nil, err
+	}
+	return f.Applied, nil
 }
 
 // processSets applies the parsed events as sets and returns their
@@ -265,13 +300,12 @@ func (p *Processor) inTx(ctx context.Context, fn func(tx *gorm.DB) error) error 
 // commits nothing. It runs again, reading the ledger first: those done
 // are duplicates, those parked dead are taken over (and stamped once
 // applied).
-func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Outcome) ([]Outcome, error) {
+func (p *Processor) processSets(ctx context.Context, events []billing.Event, parsed []Outcome) ([]Outcome, error) {
 	type entry struct {
-		ev     Event
-		result Result
-		plan   plan
-		err    error // the event cannot be read: it fails alone
-		copies []int // its places in the batch
+		planned billing.Planned
+		result  Result
+		err     error // the event cannot be read: it fails alone
+		copies  []int // its places in the batch
 	}
 	var entries []*entry
 	byID := map[string]*entry{}
@@ -283,22 +317,16 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 			e.copies = append(e.copies, i)
 			continue
 		}
-		e := &entry{ev: ev, copies: []int{i}}
-		e.result = p.resultOf(ev)
+		e := &entry{planned: billing.Planned{Event: ev}, copies: []int{i}, result: p.resultOf(ev)}
 		if e.result == Processed {
-			h, _ := p.mux.Handler(ev.Type)
-			pl, ok := h.(planner)
-			if !ok {
-				return nil, fmt.Errorf("billing: the handler of %s has no plan", ev.Type)
-			}
-			e.plan, e.err = pl.decode(ev)
+			e.planned, e.err = billing.PlanOf(ev)
 		}
 		entries = append(entries, e)
 		byID[ev.ID] = e
 	}
 	ids := make([]string, len(entries))
 	for i, e := range entries {
-		ids[i] = e.ev.ID
+		ids[i] = e.planned.Event.ID
 	}
 	// An event that cannot be read is still a duplicate when it is done:
 	// the ledger is read first.
@@ -317,17 +345,18 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 				}
 			}
 			claimed := map[string]bool{}
-			var writes []planned
-			var done, takenOver []string
+			var writes []billing.Planned
+			var takenOver []string
 			for _, e := range entries {
+				ev := e.planned.Event
 				if e.err != nil {
 					continue
 				}
-				if status, exists := existing[e.ev.ID]; exists {
+				if status, exists := existing[ev.ID]; exists {
 					if status != models.EventDead {
 						continue
 					}
-					row := ledgerRow(e.ev, e.result, now) // a parked event replayed: taken over, locked
+					row := ledgerRow(ev, e.result, now) // a parked event replayed: taken over, locked
 					claim, err := models.ClaimEvent(tx, &row)
 					if err != nil {
 						return err
@@ -335,20 +364,15 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 					if claim == models.ClaimDuplicate {
 						continue
 					}
-					takenOver = append(takenOver, e.ev.ID)
+					takenOver = append(takenOver, ev.ID)
 				}
-				claimed[e.ev.ID] = true
-				done = append(done, e.ev.ID)
-				if e.plan != nil {
-					writes = append(writes, planned{ev: e.ev, plan: e.plan})
+				claimed[ev.ID] = true
+				if e.result == Processed {
+					writes = append(writes, e.planned)
 				}
 			}
-			tie := withTieBreak(ctx, &tieBreak{logger: p.logger, fetch: p.fetcher != nil})
-			history, applied, err := writeSets(tie, tx, writes, now)
+			applied, err := p.writeSets(ctx, tx, writes, billing.Ties{Fetch: p.fetcher != nil})
 			if err != nil {
-				return err
-			}
-			if err := models.RecordStatuses(tx, history); err != nil {
 				return err
 			}
 			// The new ledger rows go last, final: processed_at is the
@@ -360,12 +384,13 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 			stamp := p.now()
 			var rows []models.StripeEvent
 			for _, e := range entries {
-				if _, exists := existing[e.ev.ID]; exists || e.err != nil {
+				ev := e.planned.Event
+				if _, exists := existing[ev.ID]; exists || e.err != nil {
 					continue
 				}
-				row := ledgerRow(e.ev, e.result, now)
+				row := ledgerRow(ev, e.result, now)
 				row.ProcessedAt = &stamp
-				if row.Applied != nil && !slices.Contains(applied, e.ev.ID) {
+				if row.Applied != nil && !slices.Contains(applied, ev.ID) {
 					*row.Applied = false
 				}
 				rows = append(rows, row)
@@ -378,19 +403,19 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 				return err
 			}
 			if n != int64(len(rows)) {
-				return fmt.Errorf("billing: claim %d events: %w", len(rows), errRerun)
+				return fmt.Errorf("ledger: claim %d events: %w", len(rows), models.ErrRerun)
 			}
 			if err := models.StampProcessed(tx, takenOver, applied, stamp); err != nil {
 				return err
 			}
 			for _, e := range entries {
 				first := Outcome{Result: e.result}
-				switch status, exists := existing[e.ev.ID]; {
+				switch status, exists := existing[e.planned.Event.ID]; {
 				case e.err != nil && exists && status != models.EventDead:
 					first = Outcome{Result: Duplicate}
 				case e.err != nil:
 					first = Outcome{Err: e.err}
-				case !claimed[e.ev.ID]:
+				case !claimed[e.planned.Event.ID]:
 					first = Outcome{Result: Duplicate}
 				}
 				for n, i := range e.copies {
@@ -405,7 +430,7 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 	}
 	err := attempt(false)
 	for range rerunAttempts {
-		if !errors.Is(err, errRerun) {
+		if !errors.Is(err, models.ErrRerun) {
 			break
 		}
 		err = attempt(true)
@@ -420,7 +445,7 @@ func (p *Processor) processSets(ctx context.Context, events []Event, parsed []Ou
 // its own savepoint: the way of a batch whose sets failed. outcomes holds
 // the outcomes of parsing and receives the others. A tie whose object
 // objs lacks ends the whole transaction (withTieObjects fetches it).
-func (p *Processor) processEach(ctx context.Context, events []Event, outcomes []Outcome, objs tieObjects) error {
+func (p *Processor) processEach(ctx context.Context, events []billing.Event, outcomes []Outcome, objs tieObjects) error {
 	parsed := slices.Clone(outcomes)
 	return p.inTx(ctx, func(tx *gorm.DB) error {
 		copy(outcomes, parsed) // InTx may run this again after a deadlock
@@ -433,10 +458,10 @@ func (p *Processor) processEach(ctx context.Context, events []Event, outcomes []
 			var changed bool
 			abort, err := models.Savepoint(tx, fmt.Sprintf("ev%d", i), func(tx *gorm.DB) error {
 				var err error
-				res, changed, err = p.apply(ctx, tx, events[i], objs)
+				res, changed, err = p.claimAndApply(ctx, tx, events[i], objs)
 				return err
 			})
-			if _, tie := errors.AsType[*errTie](err); abort || tie || errors.Is(err, errRerun) {
+			if _, tie := errors.AsType[*billing.Tie](err); abort || tie || errors.Is(err, models.ErrRerun) {
 				return err
 			}
 			outcomes[i] = Outcome{Result: res, Err: err}
@@ -451,4 +476,30 @@ func (p *Processor) processEach(ctx context.Context, events []Event, outcomes []
 		// event of the batch, and applied is set: one statement.
 		return models.StampProcessed(tx, done, applied, p.now())
 	})
+}
+
+// claimAndApply records ev in the ledger and applies it within tx,
+// settling a tie with the object objs holds for it; applied says whether
+// it changed its object's row. The ledger row of a Processed event is
+// claimed applied: when it was stale, the caller says so
+// (StampProcessed).
+func (p *Processor) claimAndApply(ctx context.Context, tx *gorm.DB, ev billing.Event, objs tieObjects) (result Result, applied bool, err error) {
+	// The outcome is known before the event is folded (an error rolls the
+	// ledger row back with the rest), so the row is inserted final: one
+	// ledger statement per event.
+	result = p.resultOf(ev)
+	row := ledgerRow(ev, result, p.now())
+	claim, err := models.ClaimEvent(tx, &row)
+	if err != nil {
+		return "", false, err
+	}
+	if claim == models.ClaimDuplicate {
+		return Duplicate, false, nil
+	}
+	if result == Processed {
+		if applied, err = p.applyOne(ctx, tx, ev, objs); err != nil {
+			return "", false, err
+		}
+	}
+	return result, applied, nil
 }

@@ -1,4 +1,4 @@
-package billing
+package ledger
 
 import (
 	"bytes"
@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/segmentio/encoding/json"
+	"encoding/json"
+
 	"gorm.io/gorm"
 
+	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/verify"
 )
@@ -62,7 +64,8 @@ type PayloadVerifier interface {
 	Verify(ctx context.Context, m verify.Message) (verify.Event, error)
 }
 
-// Reprocessor applies ledger events again through a Processor's handlers.
+// Reprocessor applies ledger events again by a Processor's fold and
+// write.
 type Reprocessor struct {
 	proc     *Processor
 	verifier PayloadVerifier
@@ -74,7 +77,7 @@ type Reprocessor struct {
 // verifier trusts its payload.
 func NewReprocessor(proc *Processor, verifier PayloadVerifier) (*Reprocessor, error) {
 	if verifier == nil {
-		return nil, errors.New("billing: reprocess: no verifier: the ledger's payloads are checked again before they are applied")
+		return nil, errors.New("ledger: reprocess: no verifier: the ledger's payloads are checked again before they are applied")
 	}
 	return &Reprocessor{proc: proc, verifier: verifier, pageSize: 500}, nil
 }
@@ -91,7 +94,7 @@ func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool
 	for {
 		page, err := r.proc.store.EventsInStripeOrder(ctx, f, after, r.pageSize)
 		if err != nil {
-			return rep, fmt.Errorf("billing: reprocess: %w", err)
+			return rep, fmt.Errorf("ledger: reprocess: %w", err)
 		}
 		for i := range page {
 			row := page[i]
@@ -131,12 +134,12 @@ func (r *Reprocessor) one(ctx context.Context, row models.StripeEvent, dryRun bo
 	if dryRun {
 		failed = ReprocessWouldFail
 	}
-	if _, known := r.proc.mux.Handler(row.Type); !known {
+	if !r.proc.handles(row.Type) {
 		return ReprocessNoHandler, nil
 	}
 	stored, err := r.proc.store.StoredEvent(ctx, row.ID)
 	if err != nil {
-		return failed, fmt.Errorf("billing: reprocess: %w", err)
+		return failed, fmt.Errorf("ledger: reprocess: %w", err)
 	}
 	if stored.Payload == nil && stored.Status != models.EventDead {
 		return failed, prunedError(row.ID)
@@ -165,7 +168,7 @@ var errNotVerified = errors.New("not verified")
 // verify returns the event that may be applied for the stored row: its
 // payload when its stored signature signs it, else Stripe's copy. An
 // error wrapping errNotVerified says why neither holds.
-func (r *Reprocessor) verify(ctx context.Context, row models.StripeEvent) (Event, error) {
+func (r *Reprocessor) verify(ctx context.Context, row models.StripeEvent) (billing.Event, error) {
 	sig, body := string(row.Signature), row.Payload
 	if body == nil {
 		// Parked unverified: the row keeps only the id, what Stripe is
@@ -174,14 +177,14 @@ func (r *Reprocessor) verify(ctx context.Context, row models.StripeEvent) (Event
 	}
 	v, err := r.verifier.Verify(ctx, verify.Message{ID: row.ID, Type: row.Type, Body: body, Signature: sig})
 	if err != nil {
-		return Event{}, fmt.Errorf("%w: %w", errNotVerified, err)
+		return billing.Event{}, fmt.Errorf("%w: %w", errNotVerified, err)
 	}
-	ev, err := Parse(v.Body)
+	ev, err := billing.Parse(v.Body)
 	if err != nil {
-		return Event{}, err
+		return billing.Event{}, err
 	}
 	if ev.ID != row.ID {
-		return Event{}, fmt.Errorf("billing: reprocess %s: the verified payload is event %q", row.ID, ev.ID)
+		return billing.Event{}, fmt.Errorf("ledger: reprocess %s: the verified payload is event %q", row.ID, ev.ID)
 	}
 	if !v.Fetched {
 		ev.Signature = sig
@@ -194,7 +197,7 @@ func (r *Reprocessor) verify(ctx context.Context, row models.StripeEvent) (Event
 // was and is stale now. A verified payload other than the stored one
 // (Stripe's copy of an event parked unverified, or recorded without its
 // signature) replaces it, with its type, created and the rest.
-func (r *Reprocessor) apply(ctx context.Context, id string, ev Event) error {
+func (r *Reprocessor) apply(ctx context.Context, id string, ev billing.Event) error {
 	p := r.proc
 	return p.withTieObjects(ctx, nil, func(objs tieObjects) error {
 		return r.applyIn(ctx, id, ev, objs)
@@ -202,18 +205,17 @@ func (r *Reprocessor) apply(ctx context.Context, id string, ev Event) error {
 }
 
 // applyIn is apply's transaction, with the objects fetched for its ties.
-func (r *Reprocessor) applyIn(ctx context.Context, id string, ev Event, objs tieObjects) error {
+func (r *Reprocessor) applyIn(ctx context.Context, id string, ev billing.Event, objs tieObjects) error {
 	p := r.proc
 	return p.inTx(ctx, func(tx *gorm.DB) error {
 		row, err := models.LockEvent(tx, id)
 		if err != nil {
 			return err
 		}
-		h, known := p.mux.Handler(ev.Type)
-		if !known {
-			return fmt.Errorf("billing: reprocess %s: no handler for %s", id, ev.Type)
+		if !p.handles(ev.Type) {
+			return fmt.Errorf("ledger: reprocess %s: no decoder for %s", id, ev.Type)
 		}
-		applied, err := p.handle(ctx, tx, h, ev, objs)
+		applied, err := p.applyOne(ctx, tx, ev, objs)
 		if err != nil {
 			return err
 		}
@@ -232,5 +234,5 @@ func (r *Reprocessor) applyIn(ctx context.Context, id string, ev Event, objs tie
 
 // prunedError says that event id cannot be applied from the ledger.
 func prunedError(id string) error {
-	return fmt.Errorf("billing: reprocess %s: %w (LEDGER_PAYLOAD_RETENTION): the ledger keeps only its id, type, created and status", id, models.ErrPayloadPruned)
+	return fmt.Errorf("ledger: reprocess %s: %w (LEDGER_PAYLOAD_RETENTION): the ledger keeps only its id, type, created and status", id, models.ErrPayloadPruned)
 }

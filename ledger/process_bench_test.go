@@ -1,13 +1,13 @@
-package billing_test
+package ledger_test
 
 import (
 	"context"
 	"fmt"
 	"testing"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/ledger"
 )
 
 // BenchmarkProcess applies lifecycle events into a migrated database, one
@@ -19,14 +19,14 @@ func BenchmarkProcess(b *testing.B) {
 	for _, size := range []int{1, 16} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			s := testenv.Store(b)
-			p := billing.NewProcessor(s, nil)
+			p := ledger.NewProcessor(s, nil)
 			events := billingtest.Lifecycle(b.N/perLifecycle+1, start)[:b.N]
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
 			if size == 1 {
 				for _, raw := range events {
-					if r, err := p.Process(ctx, raw); err != nil || r != billing.Processed {
+					if r, err := p.Process(ctx, raw); err != nil || r != ledger.Processed {
 						b.Fatalf("Process = %q, %v; want processed", r, err)
 					}
 				}
@@ -39,7 +39,7 @@ func BenchmarkProcess(b *testing.B) {
 					b.Fatal(err)
 				}
 				for _, o := range outcomes {
-					if o.Err != nil || o.Result != billing.Processed {
+					if o.Err != nil || o.Result != ledger.Processed {
 						b.Fatalf("outcome %+v, want processed", o)
 					}
 				}

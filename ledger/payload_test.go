@@ -1,4 +1,4 @@
-package billing_test
+package ledger_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/stripefixture"
+	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -40,11 +41,11 @@ func TestAbsentFieldsAreLeftAlone(t *testing.T) {
 	t0, t1, t2 := start, start.Add(time.Second), start.Add(2*time.Second)
 	full := billingtest.Invoice("in_1", "cus_1", "sub_1", "open", 1000, 0)
 	full["number"], full["attempt_count"] = "N-1", 1
-	process(t, p, billingtest.Event("evt_full", "invoice.finalized", t0, full), billing.Processed)
+	process(t, p, billingtest.Event("evt_full", "invoice.finalized", t0, full), ledger.Processed)
 
 	// A later payload without the amounts and the number: they stay.
 	sparse := map[string]any{"id": "in_1", "object": "invoice", "status": "open", "amount_paid": 0}
-	process(t, p, billingtest.Event("evt_sparse", "invoice.updated", t1, sparse), billing.Processed)
+	process(t, p, billingtest.Event("evt_sparse", "invoice.updated", t1, sparse), ledger.Processed)
 	var inv models.Invoice
 	if err := db.Where("stripe_id = ?", "in_1").Take(&inv).Error; err != nil {
 		t.Fatal(err)
@@ -56,7 +57,7 @@ func TestAbsentFieldsAreLeftAlone(t *testing.T) {
 	}
 	// null is a value: written as NULL.
 	nulled := map[string]any{"id": "in_1", "object": "invoice", "status": "open", "number": nil}
-	process(t, p, billingtest.Event("evt_null", "invoice.updated", t2, nulled), billing.Processed)
+	process(t, p, billingtest.Event("evt_null", "invoice.updated", t2, nulled), ledger.Processed)
 	if err := db.Where("stripe_id = ?", "in_1").Take(&inv).Error; err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestAbsentFieldsAreLeftAlone(t *testing.T) {
 
 	// A new row from a payload without amounts: NULL, not 0.
 	process(t, p, billingtest.Event("evt_new", "charge.pending", t0,
-		map[string]any{"id": "ch_new", "object": "charge", "status": "pending", "amount": 700}), billing.Processed)
+		map[string]any{"id": "ch_new", "object": "charge", "status": "pending", "amount": 700}), ledger.Processed)
 	var ch models.Payment
 	if err := db.Where("stripe_id = ?", "ch_new").Take(&ch).Error; err != nil {
 		t.Fatal(err)
@@ -79,10 +80,10 @@ func TestAbsentFieldsAreLeftAlone(t *testing.T) {
 	// A subscription item's quantity absent from a later payload stays.
 	sub := billingtest.Subscription("sub_q", "cus_1", "active", t0)
 	sub["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["quantity"] = 3
-	process(t, p, billingtest.Event("evt_sub1", "customer.subscription.created", t0, sub), billing.Processed)
+	process(t, p, billingtest.Event("evt_sub1", "customer.subscription.created", t0, sub), ledger.Processed)
 	sub = billingtest.Subscription("sub_q", "cus_1", "past_due", t0)
 	delete(sub["items"].(map[string]any)["data"].([]any)[0].(map[string]any), "quantity")
-	process(t, p, billingtest.Event("evt_sub2", "customer.subscription.updated", t1, sub), billing.Processed)
+	process(t, p, billingtest.Event("evt_sub2", "customer.subscription.updated", t1, sub), ledger.Processed)
 	var item models.SubscriptionItem
 	if err := db.Where("subscription_id = ?", "sub_q").Take(&item).Error; err != nil {
 		t.Fatal(err)
@@ -161,8 +162,8 @@ func TestPreview(t *testing.T) {
 			s, p := setup(t)
 			o := stripefixture.Object(v, "invoice")
 			delete(o, "id")
-			process(t, p, versionEvent(t, v, "evt_upcoming", "invoice.upcoming", start, true, "", o), billing.Preview)
-			process(t, p, versionEvent(t, v, "evt_upcoming", "invoice.upcoming", start, true, "", o), billing.Duplicate)
+			process(t, p, versionEvent(t, v, "evt_upcoming", "invoice.upcoming", start, true, "", o), ledger.Preview)
+			process(t, p, versionEvent(t, v, "evt_upcoming", "invoice.upcoming", start, true, "", o), ledger.Duplicate)
 			snap := snapshot(t, s)
 			if got := snap["stripe_events"]; len(got) != 1 || !strings.Contains(got[0], `"Status":"ignored"`) {
 				t.Errorf("ledger = %v, want one ignored row", got)
@@ -188,13 +189,13 @@ func TestEnvelopeFacts(t *testing.T) {
 	const v = "2026-08-26.dahlia"
 	refund := stripefixture.Object(v, "refund")
 	refund["id"], refund["charge"], refund["status"] = "re_live", "ch_live", "succeeded"
-	process(t, p, versionEvent(t, v, "evt_re", "refund.created", start, true, "acct_1", refund), billing.Processed)
+	process(t, p, versionEvent(t, v, "evt_re", "refund.created", start, true, "acct_1", refund), ledger.Processed)
 	sub := stripefixture.Object(v, "subscription")
 	sub["id"], sub["customer"] = "sub_conn", "cus_conn"
-	process(t, p, versionEvent(t, v, "evt_sub", "customer.subscription.created", start, true, "acct_1", sub), billing.Processed)
+	process(t, p, versionEvent(t, v, "evt_sub", "customer.subscription.created", start, true, "acct_1", sub), ledger.Processed)
 	dispute := stripefixture.Object(v, "dispute")
 	dispute["id"], dispute["livemode"] = "dp_test", true // the event says test mode
-	process(t, p, versionEvent(t, v, "evt_dp", "charge.dispute.created", start, false, "", dispute), billing.Processed)
+	process(t, p, versionEvent(t, v, "evt_dp", "charge.dispute.created", start, false, "", dispute), ledger.Processed)
 
 	type envelope struct {
 		Livemode bool

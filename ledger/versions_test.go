@@ -1,4 +1,4 @@
-package billing_test
+package ledger_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package billing_test
+package ledger_test
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/reconcile"
 )
@@ -32,7 +33,7 @@ const runs = 50
 // forward on even runs and backward on odd ones, one at a time in runs 0
 // and 1 of every 4 and in one batch in runs 2 and 3 (folded in memory, or
 // event by event when the tie needs Stripe's object).
-func deliverTie(t *testing.T, p *billing.Processor, run int, events [][]byte) {
+func deliverTie(t *testing.T, p *ledger.Processor, run int, events [][]byte) {
 	t.Helper()
 	order := slices.Clone(events)
 	if run%2 == 1 {
@@ -40,7 +41,7 @@ func deliverTie(t *testing.T, p *billing.Processor, run int, events [][]byte) {
 	}
 	if run%4 < 2 {
 		for _, raw := range order {
-			process(t, p, raw, billing.Processed)
+			process(t, p, raw, ledger.Processed)
 		}
 		return
 	}
@@ -49,7 +50,7 @@ func deliverTie(t *testing.T, p *billing.Processor, run int, events [][]byte) {
 		t.Fatalf("run %d: ProcessBatch: %v", run, err)
 	}
 	for i, o := range outcomes {
-		if o.Err != nil || o.Result != billing.Processed {
+		if o.Err != nil || o.Result != ledger.Processed {
 			t.Fatalf("run %d: event %d of the batch: %+v, want processed", run, i, o)
 		}
 	}
@@ -146,9 +147,9 @@ func TestGrowingFieldsNeverGoDown(t *testing.T) {
 	s, p := setup(t)
 	o := billingtest.Charge("ch_down", "cus_1", "pi_1", "", "succeeded", 2000)
 	o["amount_refunded"] = 1000
-	process(t, p, billingtest.Event(billingtest.NewEventID(), "charge.refunded", start, o), billing.Processed)
+	process(t, p, billingtest.Event(billingtest.NewEventID(), "charge.refunded", start, o), ledger.Processed)
 	o["amount_refunded"], o["failure_message"] = 500, "later"
-	process(t, p, billingtest.Event(billingtest.NewEventID(), "charge.updated", start.Add(time.Second), o), billing.Processed)
+	process(t, p, billingtest.Event(billingtest.NewEventID(), "charge.updated", start.Add(time.Second), o), ledger.Processed)
 	var pay models.Payment
 	if err := s.DB().Where("stripe_id = ?", "ch_down").Take(&pay).Error; err != nil {
 		t.Fatal(err)
@@ -202,7 +203,7 @@ func TestSubscriptionTieFetchedFromStripe(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := testenv.Store(t)
-	p := billing.NewProcessor(s, nil, billing.WithObjectFetcher(fetcher))
+	p := ledger.NewProcessor(s, nil, ledger.WithObjectFetcher(fetcher))
 	for run := range 10 {
 		id := fmt.Sprintf("sub_fetch_%03d", run)
 		raw, err := fetcher.FetchObject(context.Background(), billing.ObjectRef{Type: "subscription", ID: id})
@@ -243,7 +244,7 @@ func TestSubscriptionTieFetchedFromStripe(t *testing.T) {
 
 // stripeDownProcessor is a Processor whose ties are fetched from a Stripe
 // that answers 503.
-func stripeDownProcessor(t *testing.T) (*models.Store, *billing.Processor) {
+func stripeDownProcessor(t *testing.T) (*models.Store, *ledger.Processor) {
 	t.Helper()
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -254,7 +255,7 @@ func stripeDownProcessor(t *testing.T) (*models.Store, *billing.Processor) {
 		t.Fatal(err)
 	}
 	s := testenv.Store(t)
-	return s, billing.NewProcessor(s, nil, billing.WithObjectFetcher(fetcher))
+	return s, ledger.NewProcessor(s, nil, ledger.WithObjectFetcher(fetcher))
 }
 
 // TestTieFetchFailsTransiently: Stripe down during the fetch fails the
@@ -263,7 +264,7 @@ func TestTieFetchFailsTransiently(t *testing.T) {
 	t.Parallel()
 	s, p := stripeDownProcessor(t)
 	events, ids := subscriptionTie("sub_down")
-	process(t, p, events[0], billing.Processed)
+	process(t, p, events[0], ledger.Processed)
 	_, err := p.Process(context.Background(), events[1])
 	if err == nil || failure.Of(err) != failure.Transient {
 		t.Fatalf("Process during a Stripe outage = %v (class %v), want a transient error", err, failure.Of(err))
@@ -286,7 +287,7 @@ func TestTieFetchFailureFailsItsEventAlone(t *testing.T) {
 	t.Parallel()
 	s, p := stripeDownProcessor(t)
 	events, _ := subscriptionTie("sub_down_batch")
-	process(t, p, events[0], billing.Processed)
+	process(t, p, events[0], ledger.Processed)
 	other := billingtest.Event(billingtest.NewEventID(), "customer.created", start, billingtest.Customer("cus_beside_tie", "a@example.com"))
 	outcomes, err := p.ProcessBatch(context.Background(), [][]byte{events[1], other})
 	if err != nil {
@@ -295,7 +296,7 @@ func TestTieFetchFailureFailsItsEventAlone(t *testing.T) {
 	if o := outcomes[0]; o.Err == nil || failure.Of(o.Err) != failure.Transient {
 		t.Errorf("the tie's event: %+v, want a transient error", o)
 	}
-	if o := outcomes[1]; o.Err != nil || o.Result != billing.Processed {
+	if o := outcomes[1]; o.Err != nil || o.Result != ledger.Processed {
 		t.Errorf("the other event: %+v, want processed", o)
 	}
 	var n int64
@@ -338,7 +339,7 @@ func TestTieFetchHoldsNoLocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := billing.NewProcessor(s, nil, billing.WithObjectFetcher(fetcher))
+	p := ledger.NewProcessor(s, nil, ledger.WithObjectFetcher(fetcher))
 	for run := range 8 {
 		id := fmt.Sprintf("sub_nolock_%03d", run)
 		before := calls.Load()

@@ -1,4 +1,4 @@
-package billing_test
+package ledger_test
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/internal/stripefixture"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -30,7 +31,7 @@ func TestRecordsForSupportAndFinance(t *testing.T) {
 			s, p := setup(t)
 			db := s.DB()
 			for _, raw := range l.Events {
-				process(t, p, raw, billing.Processed)
+				process(t, p, raw, ledger.Processed)
 				if !bytes.Contains(raw, []byte(`"type":"invoice.payment_failed"`)) {
 					continue
 				}
@@ -117,8 +118,8 @@ func TestDisputePrevented(t *testing.T) {
 		}
 		return b
 	}
-	process(t, p, dispute("prevented"), billing.Processed)
-	process(t, p, dispute("needs_response"), billing.Processed)
+	process(t, p, dispute("prevented"), ledger.Processed)
+	process(t, p, dispute("needs_response"), ledger.Processed)
 	var d models.Dispute
 	if err := s.DB().Where("stripe_id = ?", "dp_prevented").Take(&d).Error; err != nil {
 		t.Fatal(err)
@@ -149,8 +150,8 @@ func TestCheckoutAsyncPayment(t *testing.T) {
 				}
 				return b
 			}
-			process(t, p, event("checkout.session.async_payment_succeeded", "paid", start.Add(time.Minute)), billing.Processed)
-			process(t, p, event("checkout.session.completed", "unpaid", start), billing.Processed)
+			process(t, p, event("checkout.session.async_payment_succeeded", "paid", start.Add(time.Minute)), ledger.Processed)
+			process(t, p, event("checkout.session.completed", "unpaid", start), ledger.Processed)
 			var cs models.CheckoutSession
 			if err := s.DB().Where("stripe_id = ?", "cs_async").Take(&cs).Error; err != nil {
 				t.Fatal(err)
@@ -176,7 +177,7 @@ func TestReprocessFillsNewRecords(t *testing.T) {
 	types := []string{"credit_note.created", "credit_note.updated", "credit_note.voided", "checkout.session.completed",
 		"checkout.session.async_payment_succeeded", "checkout.session.async_payment_failed", "checkout.session.expired"}
 	s := testenv.Store(t)
-	old := billing.NewProcessor(s, nil, billing.WithoutHandlers("credit_note.created", "credit_note.updated",
+	old := ledger.NewProcessor(s, nil, ledger.WithoutHandlers("credit_note.created", "credit_note.updated",
 		"credit_note.voided", "checkout.session.expired"))
 	for _, raw := range l.Events {
 		if _, err := old.ProcessSigned(context.Background(), raw, testenv.Sign(raw, testenv.WebhookSecret, time.Now())); err != nil {
@@ -186,7 +187,7 @@ func TestReprocessFillsNewRecords(t *testing.T) {
 	if err := s.DB().Exec("DELETE FROM checkout_sessions").Error; err != nil {
 		t.Fatal(err)
 	}
-	rep, _ := reprocess(t, billing.NewProcessor(s, nil),
+	rep, _ := reprocess(t, ledger.NewProcessor(s, nil),
 		models.EventFilter{Types: types, Statuses: []string{models.EventIgnored, models.EventProcessed}}, false)
 	if rep.Applied != 6 || rep.Failed != 0 {
 		t.Errorf("reprocess report %+v, want the 6 checkout and credit note events applied", rep)

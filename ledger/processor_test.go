@@ -1,4 +1,4 @@
-package billing_test
+package ledger_test
 
 import (
 	"context"
@@ -15,24 +15,24 @@ import (
 
 	"gorm.io/gorm/schema"
 
-	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 )
 
 var start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func setup(t *testing.T) (*models.Store, *billing.Processor) {
+func setup(t *testing.T) (*models.Store, *ledger.Processor) {
 	t.Helper()
 	s := testenv.Store(t)
-	return s, billing.NewProcessor(s, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	return s, ledger.NewProcessor(s, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
 }
 
 // process applies raw as the worker does once it verified it: with the
 // signature that signs it, which the ledger keeps.
-func process(t *testing.T, p *billing.Processor, raw []byte, want billing.Result) {
+func process(t *testing.T, p *ledger.Processor, raw []byte, want ledger.Result) {
 	t.Helper()
 	got, err := p.ProcessSigned(context.Background(), raw, testenv.Sign(raw, testenv.WebhookSecret, time.Now()))
 	if err != nil || got != want {
@@ -91,7 +91,7 @@ func TestLifecycle(t *testing.T) {
 	const n = 3
 	events := billingtest.Lifecycle(n, start)
 	for _, raw := range events {
-		process(t, p, raw, billing.Processed)
+		process(t, p, raw, ledger.Processed)
 	}
 	db := s.DB()
 	for i := range n {
@@ -190,7 +190,7 @@ func TestShuffledConcurrentConverges(t *testing.T) {
 
 	ordered, op := setup(t)
 	for _, raw := range events {
-		process(t, op, raw, billing.Processed)
+		process(t, op, raw, ledger.Processed)
 	}
 	want := snapshot(t, ordered)
 
@@ -211,7 +211,7 @@ func TestShuffledConcurrentConverges(t *testing.T) {
 			s, p := setup(t)
 			work := make(chan []byte)
 			var mu sync.Mutex
-			results := map[billing.Result]int{}
+			results := map[ledger.Result]int{}
 			var wg sync.WaitGroup
 			for range 4 {
 				wg.Go(func() {
@@ -232,7 +232,7 @@ func TestShuffledConcurrentConverges(t *testing.T) {
 			close(work)
 			wg.Wait()
 
-			if results[billing.Processed] != len(events) || results[billing.Duplicate] != len(deliveries)-len(events) {
+			if results[ledger.Processed] != len(events) || results[ledger.Duplicate] != len(deliveries)-len(events) {
 				t.Errorf("results = %v, want %d processed and %d duplicates", results, len(events), len(deliveries)-len(events))
 			}
 			got := snapshot(t, s)
@@ -306,7 +306,7 @@ func TestOrder(t *testing.T) {
 			t.Parallel()
 			s, p := setup(t)
 			for _, d := range tt.events {
-				process(t, p, billingtest.Event(billingtest.NewEventID(), d.typ, d.at, d.obj), billing.Processed)
+				process(t, p, billingtest.Event(billingtest.NewEventID(), d.typ, d.at, d.obj), ledger.Processed)
 			}
 			if got := status(t, s, tt.model, tt.id); got != tt.wantStatus {
 				t.Errorf("status = %q, want %q", got, tt.wantStatus)
@@ -324,7 +324,7 @@ func TestUnknownAndDuplicate(t *testing.T) {
 	t.Parallel()
 	s, p := setup(t)
 	unknown := billingtest.Event("evt_unknown", "issuing_card.created", start, map[string]any{"id": "ic_1", "object": "issuing.card"})
-	process(t, p, unknown, billing.Ignored)
+	process(t, p, unknown, ledger.Ignored)
 	before := snapshot(t, s)
 	if len(before["stripe_events"]) != 1 || !strings.Contains(before["stripe_events"][0], `"Status":"ignored"`) {
 		t.Fatalf("ledger = %v, want one ignored row", before["stripe_events"])
@@ -334,12 +334,12 @@ func TestUnknownAndDuplicate(t *testing.T) {
 			t.Errorf("%s has rows for an unknown event: %v", table, rows)
 		}
 	}
-	process(t, p, unknown, billing.Duplicate)
+	process(t, p, unknown, ledger.Duplicate)
 
 	paid := billingtest.Event("evt_paid", "invoice.paid", start, billingtest.Invoice("in_1", "cus_1", "", "paid", 700, 700))
-	process(t, p, paid, billing.Processed)
+	process(t, p, paid, ledger.Processed)
 	before = snapshot(t, s)
-	process(t, p, paid, billing.Duplicate)
+	process(t, p, paid, ledger.Duplicate)
 	if after := snapshot(t, s); !maps.Equal(flatten(after), flatten(before)) {
 		t.Errorf("duplicate changed rows:\nbefore %v\nafter  %v", before, after)
 	}
@@ -406,9 +406,9 @@ func TestIDsAreCaseSensitiveAndAmountsExact(t *testing.T) {
 	t.Parallel()
 	s, p := setup(t)
 	const big = int64(9007199254740993) // 2^53 + 1: lost by float64
-	process(t, p, billingtest.Event("evt_x", "customer.created", start, billingtest.Customer("cus_AbC", "upper@example.com")), billing.Processed)
-	process(t, p, billingtest.Event("evt_X", "customer.created", start, billingtest.Customer("cus_abc", "lower@example.com")), billing.Processed)
-	process(t, p, billingtest.Event("evt_big", "invoice.created", start, billingtest.Invoice("in_big", "cus_AbC", "", "draft", big, 0)), billing.Processed)
+	process(t, p, billingtest.Event("evt_x", "customer.created", start, billingtest.Customer("cus_AbC", "upper@example.com")), ledger.Processed)
+	process(t, p, billingtest.Event("evt_X", "customer.created", start, billingtest.Customer("cus_abc", "lower@example.com")), ledger.Processed)
+	process(t, p, billingtest.Event("evt_big", "invoice.created", start, billingtest.Invoice("in_big", "cus_AbC", "", "draft", big, 0)), ledger.Processed)
 
 	var emails []string
 	s.DB().Model(&models.Customer{}).Order("email").Pluck("email", &emails)
@@ -437,7 +437,7 @@ func TestTolerantShapes(t *testing.T) {
 	o["customer"] = map[string]any{"id": "cus_exp", "object": "customer"}
 	delete(o, "subscription")
 	o["parent"] = map[string]any{"type": "subscription_details", "subscription_details": map[string]any{"subscription": "sub_new"}}
-	process(t, p, billingtest.Event("evt_new", "invoice.finalized", start, o), billing.Processed)
+	process(t, p, billingtest.Event("evt_new", "invoice.finalized", start, o), ledger.Processed)
 
 	var inv models.Invoice
 	if err := s.DB().Where("stripe_id = ?", "in_new").Take(&inv).Error; err != nil {
@@ -452,7 +452,7 @@ func TestTolerantShapes(t *testing.T) {
 		t.Fatalf("stub customer: %v", err)
 	}
 	// Checkout creates what is missing and links it.
-	process(t, p, billingtest.Event("evt_cs", "checkout.session.completed", start, billingtest.CheckoutSession("cs_1", "cus_cs", "sub_cs", "")), billing.Processed)
+	process(t, p, billingtest.Event("evt_cs", "checkout.session.completed", start, billingtest.CheckoutSession("cs_1", "cus_cs", "sub_cs", "")), ledger.Processed)
 	var sub models.Subscription
 	if err := s.DB().Where("stripe_id = ?", "sub_cs").Take(&sub).Error; err != nil || sub.CustomerID == nil || *sub.CustomerID != "cus_cs" {
 		t.Errorf("checkout subscription = %+v, %v", sub, err)
@@ -467,8 +467,8 @@ func TestMarkDeadThenProcess(t *testing.T) {
 	if err := s.MarkDead(ctx, models.DeadEvent{ID: "evt_parked", Type: "charge.succeeded", Payload: raw, Attempts: 8, LastError: "db down"}); err != nil {
 		t.Fatal(err)
 	}
-	process(t, p, raw, billing.Processed)
-	process(t, p, raw, billing.Duplicate)
+	process(t, p, raw, ledger.Processed)
+	process(t, p, raw, ledger.Duplicate)
 	var ev models.StripeEvent
 	if err := s.DB().Where("id = ?", "evt_parked").Take(&ev).Error; err != nil {
 		t.Fatal(err)
@@ -488,5 +488,5 @@ func TestMarkDeadThenProcess(t *testing.T) {
 	if err := s.DB().Where("id = ?", "evt_parked").Take(&ev).Error; err != nil || ev.Status != models.EventProcessed {
 		t.Errorf("after MarkDead: status %q, %v", ev.Status, err)
 	}
-	process(t, p, raw, billing.Duplicate)
+	process(t, p, raw, ledger.Duplicate)
 }

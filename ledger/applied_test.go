@@ -1,4 +1,4 @@
-package billing_test
+package ledger_test
 
 import (
 	"context"
@@ -64,12 +64,12 @@ func TestLedgerNamesObjectAndApplied(t *testing.T) {
 				stream = slices.DeleteFunc(stream, func(raw []byte) bool { return poisonID != "" && strings.Contains(string(raw), poisonID) })
 			}
 
-			var ledger []models.StripeEvent
-			if err := s.DB().Find(&ledger).Error; err != nil {
+			var all []models.StripeEvent
+			if err := s.DB().Find(&all).Error; err != nil {
 				t.Fatal(err)
 			}
 			rows := map[string]models.StripeEvent{}
-			for _, row := range ledger {
+			for _, row := range all {
 				rows[row.ID] = row
 			}
 			if _, ok := rows[poisonID]; ok {

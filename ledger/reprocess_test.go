@@ -1,4 +1,4 @@
-package billing_test
+package ledger_test
 
 import (
 	"bytes"
@@ -17,20 +17,21 @@ import (
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/verify"
 )
 
 // reprocess runs a Reprocessor over p's store and returns its report and
 // the outcome of each event, as "type outcome".
-func reprocess(t *testing.T, p *billing.Processor, f models.EventFilter, dryRun bool) (billing.ReprocessReport, []string) {
+func reprocess(t *testing.T, p *ledger.Processor, f models.EventFilter, dryRun bool) (ledger.ReprocessReport, []string) {
 	t.Helper()
 	var outcomes []string
-	rp, err := billing.NewReprocessor(p, testenv.Verifier(t, nil))
+	rp, err := ledger.NewReprocessor(p, testenv.Verifier(t, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := rp.Run(context.Background(), f, dryRun, func(r billing.Reprocessed) {
+	rep, err := rp.Run(context.Background(), f, dryRun, func(r ledger.Reprocessed) {
 		if r.Err != nil {
 			t.Errorf("reprocess %s %s: %v", r.ID, r.Type, r.Err)
 		}
@@ -48,20 +49,20 @@ func reprocess(t *testing.T, p *billing.Processor, f models.EventFilter, dryRun 
 func TestReprocessAppliesAnIgnoredEvent(t *testing.T) {
 	t.Parallel()
 	s := testenv.Store(t)
-	old := billing.NewProcessor(s, nil, billing.WithoutHandlers("charge.refunded"))
+	old := ledger.NewProcessor(s, nil, ledger.WithoutHandlers("charge.refunded"))
 	charge := billingtest.Charge("ch_rp", "cus_rp", "pi_rp", "", "succeeded", 2000)
-	process(t, old, billingtest.Event(billingtest.NewEventID(), "charge.succeeded", start, charge), billing.Processed)
+	process(t, old, billingtest.Event(billingtest.NewEventID(), "charge.succeeded", start, charge), ledger.Processed)
 	charge["amount_refunded"] = 500
 	refundedID := billingtest.NewEventID()
 	refunded := billingtest.Event(refundedID, "charge.refunded", start.Add(time.Minute), charge)
-	process(t, old, refunded, billing.Ignored)
+	process(t, old, refunded, ledger.Ignored)
 
-	var ledger models.StripeEvent
-	if err := s.DB().Where("id = ?", refundedID).Take(&ledger).Error; err != nil {
+	var row models.StripeEvent
+	if err := s.DB().Where("id = ?", refundedID).Take(&row).Error; err != nil {
 		t.Fatal(err)
 	}
-	if ledger.Status != models.EventIgnored || !bytes.Equal(ledger.Payload, refunded) {
-		t.Fatalf("ledger row of the ignored event: status %q, payload kept %v", ledger.Status, bytes.Equal(ledger.Payload, refunded))
+	if row.Status != models.EventIgnored || !bytes.Equal(row.Payload, refunded) {
+		t.Fatalf("ledger row of the ignored event: status %q, payload kept %v", row.Status, bytes.Equal(row.Payload, refunded))
 	}
 	refundedOf := func() int64 {
 		var pay models.Payment
@@ -81,7 +82,7 @@ func TestReprocessAppliesAnIgnoredEvent(t *testing.T) {
 			t.Errorf("report %+v, outcomes %v, refunded %d", rep, outcomes, refundedOf())
 		}
 	})
-	today := billing.NewProcessor(s, nil)
+	today := ledger.NewProcessor(s, nil)
 	t.Run("DryRun", func(t *testing.T) {
 		before := snapshot(t, s)
 		rep, outcomes := reprocess(t, today, ignored, true)
@@ -97,11 +98,11 @@ func TestReprocessAppliesAnIgnoredEvent(t *testing.T) {
 		if rep.Applied != 1 || !slices.Equal(outcomes, []string{"charge.refunded applied"}) {
 			t.Errorf("report %+v, outcomes %v", rep, outcomes)
 		}
-		if err := s.DB().Where("id = ?", refundedID).Take(&ledger).Error; err != nil {
+		if err := s.DB().Where("id = ?", refundedID).Take(&row).Error; err != nil {
 			t.Fatal(err)
 		}
-		if refundedOf() != 500 || ledger.Status != models.EventProcessed || ledger.Applied == nil || !*ledger.Applied {
-			t.Errorf("after reprocess: refunded %d, ledger %q applied %v; want 500, processed, applied", refundedOf(), ledger.Status, ledger.Applied)
+		if refundedOf() != 500 || row.Status != models.EventProcessed || row.Applied == nil || !*row.Applied {
+			t.Errorf("after reprocess: refunded %d, ledger %q applied %v; want 500, processed, applied", refundedOf(), row.Status, row.Applied)
 		}
 	})
 	t.Run("Idempotent", func(t *testing.T) {
@@ -160,17 +161,17 @@ func TestRebuildFromLedger(t *testing.T) {
 			}
 
 			rebuilt := testenv.Store(t)
-			var ledger []models.StripeEvent
-			if err := incremental.DB().Find(&ledger).Error; err != nil {
+			var rows []models.StripeEvent
+			if err := incremental.DB().Find(&rows).Error; err != nil {
 				t.Fatal(err)
 			}
-			if len(ledger) != len(events)+1 {
-				t.Fatalf("ledger has %d events, want %d", len(ledger), len(events)+1)
+			if len(rows) != len(events)+1 {
+				t.Fatalf("ledger has %d events, want %d", len(rows), len(events)+1)
 			}
-			if err := rebuilt.DB().Create(&ledger).Error; err != nil {
+			if err := rebuilt.DB().Create(&rows).Error; err != nil {
 				t.Fatal(err)
 			}
-			rp := billing.NewProcessor(rebuilt, nil)
+			rp := ledger.NewProcessor(rebuilt, nil)
 			rep, _ := reprocess(t, rp, models.EventFilter{}, false)
 			if rep.Applied != len(events) || rep.NoHandler != 1 || rep.Failed != 0 {
 				t.Errorf("rebuild report %+v, want %d applied and the unknown event without a handler", rep, len(events))
@@ -220,25 +221,25 @@ func TestReprocessOfAPrunedEventSaysSo(t *testing.T) {
 	t.Parallel()
 	s := testenv.Store(t)
 	ctx := context.Background()
-	old := billing.NewProcessor(s, nil, billing.WithoutHandlers("customer.created"))
+	old := ledger.NewProcessor(s, nil, ledger.WithoutHandlers("customer.created"))
 	id := billingtest.NewEventID()
-	process(t, old, billingtest.Event(id, "customer.created", start, billingtest.Customer("cus_pruned", "a@example.com")), billing.Ignored)
+	process(t, old, billingtest.Event(id, "customer.created", start, billingtest.Customer("cus_pruned", "a@example.com")), ledger.Ignored)
 	b, err := s.PrunePayloads(ctx, models.EventIgnored, models.PruneCursor{}, time.Now().Add(time.Hour), 10)
 	if err != nil || b.Pruned != 1 {
 		t.Fatalf("PrunePayloads = %+v, %v; want 1 pruned", b, err)
 	}
-	rp, err := billing.NewReprocessor(billing.NewProcessor(s, nil), testenv.Verifier(t, nil))
+	rp, err := ledger.NewReprocessor(ledger.NewProcessor(s, nil), testenv.Verifier(t, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, dryRun := range []bool{true, false} {
-		var got []billing.Reprocessed
+		var got []ledger.Reprocessed
 		rep, err := rp.Run(ctx, models.EventFilter{Statuses: []string{models.EventIgnored}}, dryRun,
-			func(r billing.Reprocessed) { got = append(got, r) })
+			func(r ledger.Reprocessed) { got = append(got, r) })
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := map[bool]string{true: billing.ReprocessWouldFail, false: billing.ReprocessFailed}[dryRun]
+		want := map[bool]string{true: ledger.ReprocessWouldFail, false: ledger.ReprocessFailed}[dryRun]
 		if rep.Failed != 1 || len(got) != 1 || got[0].Outcome != want || !errors.Is(got[0].Err, models.ErrPayloadPruned) || !strings.Contains(got[0].Err.Error(), id) {
 			t.Fatalf("dry run %v: report %+v, outcomes %+v: want %q naming %s with ErrPayloadPruned", dryRun, rep, got, want, id)
 		}
@@ -279,12 +280,12 @@ func TestReprocessOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var got []billing.Reprocessed
-	rp, err := billing.NewReprocessor(billing.NewProcessor(s, nil), testenv.Verifier(t, nil))
+	var got []ledger.Reprocessed
+	rp, err := ledger.NewReprocessor(ledger.NewProcessor(s, nil), testenv.Verifier(t, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = rp.Run(context.Background(), models.EventFilter{}, false, func(r billing.Reprocessed) {
+	_, err = rp.Run(context.Background(), models.EventFilter{}, false, func(r ledger.Reprocessed) {
 		got = append(got, r)
 	})
 	if err != nil {
@@ -330,7 +331,7 @@ func TestReprocessVerifiesEachPayload(t *testing.T) {
 	t.Parallel()
 	s := testenv.Store(t)
 	ctx := context.Background()
-	p := billing.NewProcessor(s, nil)
+	p := ledger.NewProcessor(s, nil)
 	sign := func(raw []byte) string { return testenv.Sign(raw, testenv.WebhookSecret, time.Now()) }
 	withAccount := func(raw []byte, account string) []byte {
 		var ev map[string]any
@@ -352,7 +353,7 @@ func TestReprocessVerifiesEachPayload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	process(t, p, billingtest.Event(billingtest.NewEventID(), "invoice.finalized", start, invoice("in_rv", "open")), billing.Processed)
+	process(t, p, billingtest.Event(billingtest.NewEventID(), "invoice.finalized", start, invoice("in_rv", "open")), ledger.Processed)
 
 	future := billingtest.NewEventID()
 	futureRaw := billingtest.Event(future, "invoice.paid", time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), invoice("in_rv", "paid"))
@@ -388,15 +389,15 @@ func TestReprocessVerifiesEachPayload(t *testing.T) {
 	stripeCopy := billingtest.Event(fetched, "invoice.finalized", fetchedCreated, invoice("in_rv2", "open"))
 
 	type outcome struct{ id, outcome string }
-	run := func(fetch verify.Fetcher) ([]outcome, map[string]billing.Reprocessed) {
+	run := func(fetch verify.Fetcher) ([]outcome, map[string]ledger.Reprocessed) {
 		t.Helper()
-		rp, err := billing.NewReprocessor(p, testenv.Verifier(t, fetch))
+		rp, err := ledger.NewReprocessor(p, testenv.Verifier(t, fetch))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var order []outcome
-		byID := map[string]billing.Reprocessed{}
-		if _, err := rp.Run(ctx, models.EventFilter{Statuses: []string{models.EventDead}}, false, func(r billing.Reprocessed) {
+		byID := map[string]ledger.Reprocessed{}
+		if _, err := rp.Run(ctx, models.EventFilter{Statuses: []string{models.EventDead}}, false, func(r ledger.Reprocessed) {
 			order = append(order, outcome{r.ID, r.Outcome})
 			byID[r.ID] = r
 		}); err != nil {
@@ -411,16 +412,16 @@ func TestReprocessVerifiesEachPayload(t *testing.T) {
 		}
 		return *inv.Status
 	}
-	skippedFor := func(got map[string]billing.Reprocessed, id string, reason verify.Reason) {
+	skippedFor := func(got map[string]ledger.Reprocessed, id string, reason verify.Reason) {
 		t.Helper()
-		if r := got[id]; r.Outcome != billing.ReprocessSkipped || verify.ReasonOf(r.Err) != reason {
+		if r := got[id]; r.Outcome != ledger.ReprocessSkipped || verify.ReasonOf(r.Err) != reason {
 			t.Errorf("%s: %s (%v); want skipped, %s", id, r.Outcome, r.Err, reason)
 		}
 	}
 
 	// Stripe's order: the row of unknown created first, then by created.
-	want := []outcome{{fetched, billing.ReprocessSkipped}, {legacy, billing.ReprocessSkipped}, {edited[0], billing.ReprocessSkipped},
-		{edited[1], billing.ReprocessSkipped}, {voided, billing.ReprocessApplied}, {future, billing.ReprocessSkipped}}
+	want := []outcome{{fetched, ledger.ReprocessSkipped}, {legacy, ledger.ReprocessSkipped}, {edited[0], ledger.ReprocessSkipped},
+		{edited[1], ledger.ReprocessSkipped}, {voided, ledger.ReprocessApplied}, {future, ledger.ReprocessSkipped}}
 	order, got := run(nil)
 	if !slices.Equal(order, want) {
 		t.Errorf("without a Stripe API key: outcomes %v, want %v", order, want)
@@ -436,14 +437,14 @@ func TestReprocessVerifiesEachPayload(t *testing.T) {
 	// With Stripe's API: the unverified row is applied as Stripe's copy;
 	// Stripe does not serve the others (here a 500), and the CR/LF
 	// account is never sent: still skipped, the invoice still void.
-	want[0].outcome = billing.ReprocessApplied
+	want[0].outcome = ledger.ReprocessApplied
 	want = slices.DeleteFunc(want, func(o outcome) bool { return o.id == voided })
 	order, got = run(stripeCopies{fetched: stripeCopy})
 	if !slices.Equal(order, want) {
 		t.Errorf("with Stripe's copies: outcomes %v, want %v", order, want)
 	}
 	for _, id := range []string{legacy, edited[0]} {
-		if r := got[id]; r.Outcome != billing.ReprocessSkipped || r.Err == nil || !strings.Contains(r.Err.Error(), "500") {
+		if r := got[id]; r.Outcome != ledger.ReprocessSkipped || r.Err == nil || !strings.Contains(r.Err.Error(), "500") {
 			t.Errorf("%s: %s (%v); want skipped, Stripe's 500", id, r.Outcome, r.Err)
 		}
 	}

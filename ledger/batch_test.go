@@ -1,4 +1,4 @@
-package billing_test
+package ledger_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -29,7 +30,7 @@ type fallbacks struct {
 
 func (f *fallbacks) Enabled(context.Context, slog.Level) bool { return true }
 func (f *fallbacks) Handle(_ context.Context, r slog.Record) error {
-	if r.Message == "billing: batch applied event by event" {
+	if r.Message == "ledger: batch applied event by event" {
 		f.n.Add(1)
 		r.Attrs(func(a slog.Attr) bool {
 			if a.Key == "error" {
@@ -46,18 +47,18 @@ func (f *fallbacks) WithAttrs([]slog.Attr) slog.Handler { return f }
 func (f *fallbacks) WithGroup(string) slog.Handler      { return f }
 
 // batchSetup is setup with a Processor whose fallbacks are counted.
-func batchSetup(t *testing.T) (*models.Store, *billing.Processor, *fallbacks) {
+func batchSetup(t *testing.T) (*models.Store, *ledger.Processor, *fallbacks) {
 	t.Helper()
 	s := testenv.Store(t)
 	fb := &fallbacks{}
-	return s, billing.NewProcessor(s, slog.New(fb)), fb
+	return s, ledger.NewProcessor(s, slog.New(fb)), fb
 }
 
 // processBatches applies events in batches of size and fails the test on
 // any error.
-func processBatches(t *testing.T, p *billing.Processor, events [][]byte, size int) []billing.Outcome {
+func processBatches(t *testing.T, p *ledger.Processor, events [][]byte, size int) []ledger.Outcome {
 	t.Helper()
-	var all []billing.Outcome
+	var all []ledger.Outcome
 	for i := 0; i < len(events); i += size {
 		outcomes, err := p.ProcessBatch(context.Background(), events[i:min(i+size, len(events))])
 		if err != nil {
@@ -96,7 +97,7 @@ func TestProcessBatch(t *testing.T) {
 	for i, o := range outcomes {
 		switch i {
 		case 1:
-			if o.Err != nil || o.Result != billing.Duplicate {
+			if o.Err != nil || o.Result != ledger.Duplicate {
 				t.Errorf("second copy in the batch: %+v, want duplicate", o)
 			}
 		case 2:
@@ -108,7 +109,7 @@ func TestProcessBatch(t *testing.T) {
 				t.Errorf("event %d: %+v, want a schema error", i, o)
 			}
 		default:
-			if o.Err != nil || o.Result != billing.Processed {
+			if o.Err != nil || o.Result != ledger.Processed {
 				t.Errorf("event %d: %+v, want processed", i, o)
 			}
 		}
@@ -124,7 +125,7 @@ func TestProcessBatch(t *testing.T) {
 
 	ref, refProc := setup(t)
 	for _, raw := range stream {
-		process(t, refProc, raw, billing.Processed)
+		process(t, refProc, raw, ledger.Processed)
 	}
 	if got, want := snapshot(t, s), snapshot(t, ref); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("batch rows differ from one-at-a-time rows:\n got %v\nwant %v", got, want)
@@ -136,7 +137,7 @@ func TestProcessBatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, o := range again {
-			if i != 2 && i != 4 && (o.Err != nil || o.Result != billing.Duplicate) {
+			if i != 2 && i != 4 && (o.Err != nil || o.Result != ledger.Duplicate) {
 				t.Errorf("event %d again: %+v, want duplicate", i, o)
 			}
 		}
@@ -157,7 +158,7 @@ func TestProcessBatchRedeliveredOnOneWorker(t *testing.T) {
 	stream := billingtest.Lifecycle(3, start)
 	s, p, _ := batchSetup(t)
 	for i, o := range processBatches(t, p, stream, len(stream)) {
-		if o.Result != billing.Processed {
+		if o.Result != ledger.Processed {
 			t.Fatalf("event %d: %+v, want processed", i, o)
 		}
 	}
@@ -168,7 +169,7 @@ func TestProcessBatchRedeliveredOnOneWorker(t *testing.T) {
 	}
 
 	for i, o := range processBatches(t, p, stream, len(stream)) {
-		if o.Result != billing.Duplicate {
+		if o.Result != ledger.Duplicate {
 			t.Errorf("event %d redelivered: %+v, want duplicate", i, o)
 		}
 	}
@@ -208,7 +209,7 @@ func TestProcessBatchPoisonStatement(t *testing.T) {
 		switch {
 		case i == 9 && o.Err == nil:
 			t.Errorf("the poison event: %+v, want an error", o)
-		case i != 9 && (o.Err != nil || o.Result != billing.Processed):
+		case i != 9 && (o.Err != nil || o.Result != ledger.Processed):
 			t.Errorf("event %d: %+v, want processed", i, o)
 		}
 	}
@@ -217,7 +218,7 @@ func TestProcessBatchPoisonStatement(t *testing.T) {
 	}
 	ref, refProc := setup(t)
 	for _, raw := range stream {
-		process(t, refProc, raw, billing.Processed)
+		process(t, refProc, raw, ledger.Processed)
 	}
 	if got, want := snapshot(t, s), snapshot(t, ref); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("rows differ from the stream without the poison:\n got %v\nwant %v", got, want)
@@ -234,19 +235,19 @@ func TestProcessBatchConcurrentWorkers(t *testing.T) {
 	events := billingtest.Lifecycle(6, start)
 	ref, refProc := setup(t)
 	for _, raw := range events {
-		process(t, refProc, raw, billing.Processed)
+		process(t, refProc, raw, ledger.Processed)
 	}
 	want := snapshot(t, ref)
 
 	s := testenv.Store(t)
 	fb := &fallbacks{}
-	workers := []*billing.Processor{billing.NewProcessor(s, slog.New(fb)), billing.NewProcessor(s, slog.New(fb))}
+	workers := []*ledger.Processor{ledger.NewProcessor(s, slog.New(fb)), ledger.NewProcessor(s, slog.New(fb))}
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	var (
 		mu        sync.Mutex
 		processed = map[string]int{}
-		results   = map[billing.Result]int{}
+		results   = map[ledger.Result]int{}
 		batches   int
 		rerun     int // batches run again after a deadlock outlasted InTx's reruns
 		wg        sync.WaitGroup
@@ -281,7 +282,7 @@ func TestProcessBatchConcurrentWorkers(t *testing.T) {
 						t.Errorf("event %.80s: %v", batch[j], o.Err)
 					}
 					results[o.Result]++
-					if o.Result == billing.Processed {
+					if o.Result == ledger.Processed {
 						ev, _ := billing.Parse(batch[j])
 						processed[ev.ID]++
 					}
@@ -291,7 +292,7 @@ func TestProcessBatchConcurrentWorkers(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if results[billing.Processed] != len(events) || results[billing.Duplicate] != 3*len(events) {
+	if results[ledger.Processed] != len(events) || results[ledger.Duplicate] != 3*len(events) {
 		t.Errorf("results %v, want %d processed and %d duplicates", results, len(events), 3*len(events))
 	}
 	for id, n := range processed {
@@ -354,7 +355,7 @@ func TestProcessBatchItemsLockTheirSubscriptions(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	fb := &fallbacks{}
-	p := billing.NewProcessor(s, slog.New(fb))
+	p := ledger.NewProcessor(s, slog.New(fb))
 	var created, updated [][]byte
 	for _, raw := range billingtest.Lifecycle(20, start) {
 		ev, err := billing.Parse(raw)
@@ -391,7 +392,7 @@ func TestProcessBatchItemsLockTheirSubscriptions(t *testing.T) {
 		t.Fatalf("ProcessBatch: %v", err)
 	}
 	for i, o := range outcomes {
-		if o.Err != nil || o.Result != billing.Processed {
+		if o.Err != nil || o.Result != ledger.Processed {
 			t.Errorf("event %d: %+v, want processed", i, o)
 		}
 	}

@@ -1,0 +1,281 @@
+package models
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/schema"
+)
+
+// Links between an invoice, its payment intent and the intent's charges.
+// Before 2025-03-31.basil each object names the others (invoice.charge,
+// charge.invoice, ...) and the handlers store what they read. From basil
+// only the payment intent and its charges name each other; an invoice is
+// tied to what paid it by InvoicePayment objects. SettleLinks fills, from
+// whichever of these arrived, the same columns the older versions fill, so
+// that the records do not depend on the API version: payments.invoice_id
+// of the intent and its charges, invoices.payment_intent_id, and
+// invoices.charge_id (the intent's latest charge, as invoice.charge was).
+// billing asks for it after every InvoicePayment, and after a payment intent or charge
+// whose payload has no invoice field (basil and later).
+
+// linkStatements are settleLinks' statements, resolved from the kinds.
+// Each names its rows by a unique key or an index: an UPDATE that scanned
+// the table would wait on every row another transaction holds. The CASE
+// of an UPDATE is filled in per batch.
+type linkStatements struct {
+	intents        string // payment intents' invoice and latest charge
+	intentInvoices string // the first invoice an InvoicePayment of each intent pays
+	intentLinks    string // sets the intents' invoice
+	chargesLinks   string // sets the invoice of the intents' charges
+	invoiceLinks   string // sets the invoices' payment intent and charge
+}
+
+var links = func() linkStatements {
+	p, inv, ip := mustColumns(Payment{}), mustColumns(Invoice{}), mustColumns(InvoicePayment{})
+	return linkStatements{
+		intents: "SELECT " + p.c("StripeID") + ", " + p.c("InvoiceID") + ", " + p.c("ChargeID") + " FROM " + p.table +
+			" WHERE " + p.c("StripeID") + " IN ? AND " + p.c("Object") + " = ?",
+		intentInvoices: "SELECT " + ip.c("PaymentIntentID") + ", MIN(" + ip.c("InvoiceID") + ") FROM " + ip.table + " WHERE " +
+			ip.c("PaymentIntentID") + " IN ? AND " + ip.c("InvoiceID") + " IS NOT NULL GROUP BY " + ip.c("PaymentIntentID"),
+		intentLinks: "UPDATE " + p.table + " SET " + p.c("InvoiceID") + " = CASE " + p.c("StripeID") + "%s END WHERE " +
+			p.c("StripeID") + " IN ? AND " + p.c("InvoiceID") + " IS NULL",
+		chargesLinks: "UPDATE " + p.table + " SET " + p.c("InvoiceID") + " = CASE " + p.c("PaymentIntentID") + "%s END WHERE " +
+			p.c("PaymentIntentID") + " IN ? AND " + p.c("InvoiceID") + " IS NULL",
+		invoiceLinks: "UPDATE " + inv.table + " SET " + inv.c("PaymentIntentID") + " = IFNULL(" + inv.c("PaymentIntentID") +
+			", CASE " + inv.c("StripeID") + "%s END), " + inv.c("ChargeID") + " = IFNULL(CASE " + inv.c("StripeID") + "%s END, " +
+			inv.c("ChargeID") + ") WHERE " + inv.c("StripeID") + " IN ?",
+	}
+}()
+
+// modelColumns are a model's table and its columns by Go field name.
+type modelColumns struct {
+	table string
+	s     *schema.Schema
+}
+
+// mustColumns parses model at start-up; it panics, as regexp.MustCompile
+// does, on a model GORM cannot parse.
+func mustColumns(model schema.Tabler) modelColumns {
+	s, err := Schema(model)
+	if err != nil {
+		panic(err)
+	}
+	return modelColumns{table: s.Table, s: s}
+}
+
+// c is the column of field name; it panics on a field with none.
+func (m modelColumns) c(name string) string {
+	f := m.s.FieldsByName[name]
+	if f == nil || f.DBName == "" {
+		panic(fmt.Sprintf("models: %s has no column for field %s", m.table, name))
+	}
+	return f.DBName
+}
+
+// SettleLinks carries each payment intent's invoice (its own, from
+// versions before basil, or an InvoicePayment's) to the intent and its
+// charges, and the intent and its latest charge to the invoice, for the
+// intents pis in order. It reads rows, not events, so that any delivery
+// order ends in the same links; a batch settles its intents once, after
+// its rows are written, in five statements at most.
+func SettleLinks(tx *gorm.DB, pis []string) error {
+	if len(pis) == 0 {
+		return nil
+	}
+	type intent struct{ invoice, charge sql.NullString }
+	found := make(map[string]intent, len(pis))
+	rows, err := tx.Raw(links.intents, pis, ObjectPaymentIntent).Rows()
+	if err != nil {
+		return fmt.Errorf("models: links of %d payment intents: %w", len(pis), err)
+	}
+	for rows.Next() {
+		var id string
+		var in intent
+		if err := rows.Scan(&id, &in.invoice, &in.charge); err != nil {
+			rows.Close()
+			return fmt.Errorf("models: links of %d payment intents: %w", len(pis), err)
+		}
+		found[id] = in
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return fmt.Errorf("models: links of %d payment intents: %w", len(pis), err)
+	}
+	var without []string
+	for _, pi := range pis {
+		if !found[pi].invoice.Valid {
+			without = append(without, pi)
+		}
+	}
+	if len(without) > 0 {
+		rows, err := tx.Raw(links.intentInvoices, without).Rows()
+		if err != nil {
+			return fmt.Errorf("models: invoices of %d payment intents: %w", len(without), err)
+		}
+		for rows.Next() {
+			var id string
+			var invoice sql.NullString
+			if err := rows.Scan(&id, &invoice); err != nil {
+				rows.Close()
+				return fmt.Errorf("models: invoices of %d payment intents: %w", len(without), err)
+			}
+			in := found[id]
+			in.invoice = invoice
+			found[id] = in
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("models: invoices of %d payment intents: %w", len(without), err)
+		}
+	}
+	// What each statement sets, in the order the intents were settled:
+	// an invoice keeps the first intent that reaches it and the last
+	// charge known, as one statement per intent would leave them.
+	var linked, invoices []string
+	var byIntent, intentOf, chargeOf []any
+	paid := map[string]int{} // invoice → its place in invoices
+	for _, pi := range pis {
+		in := found[pi]
+		if !in.invoice.Valid {
+			continue // no invoice known yet: a later event settles it
+		}
+		linked = append(linked, pi)
+		byIntent = append(byIntent, pi, in.invoice.String)
+		i, seen := paid[in.invoice.String]
+		if !seen {
+			paid[in.invoice.String] = len(invoices)
+			invoices = append(invoices, in.invoice.String)
+			intentOf = append(intentOf, in.invoice.String, pi)
+			chargeOf = append(chargeOf, in.invoice.String, in.charge)
+		} else if in.charge.Valid {
+			chargeOf[2*i+1] = in.charge
+		}
+	}
+	if len(linked) == 0 {
+		return nil
+	}
+	when := func(n int) string { return strings.Repeat(" WHEN ? THEN ?", n) }
+	for _, q := range []string{links.intentLinks, links.chargesLinks} {
+		if err := tx.Exec(fmt.Sprintf(q, when(len(linked))), append(byIntent, linked)...).Error; err != nil {
+			return fmt.Errorf("models: link %d payment intents and their charges to invoices: %w", len(linked), err)
+		}
+	}
+	q := fmt.Sprintf(links.invoiceLinks, when(len(invoices)), when(len(invoices)))
+	args := append(append(intentOf, chargeOf...), invoices)
+	if err := tx.Exec(q, args...).Error; err != nil {
+		return fmt.Errorf("models: link %d invoices to payment intents: %w", len(invoices), err)
+	}
+	return nil
+}
+
+// ItemList is a subscription's items as one applied event lists them.
+type ItemList struct {
+	Subscription string
+	Livemode     bool
+	Account      *string
+	Items        []ListedItem
+	// Complete: the list has every item (no has_more); the items it does
+	// not name are deleted.
+	Complete bool
+}
+
+// ListedItem is one item of an ItemList; a field the payload does not
+// carry (its Has* false) is left alone in the row.
+type ListedItem struct {
+	ID                     string
+	Price                  *string
+	HasPrice               bool
+	Quantity               *int64
+	HasQuantity            bool
+	PeriodStart, PeriodEnd *time.Time
+	HasPeriod              bool
+}
+
+var itemCols = mustColumns(SubscriptionItem{})
+
+// WriteItems makes the subscription_items rows of each subscription those
+// its applied events list (lists), in order, under the subscription's lock: an
+// item's fields a payload does not carry are left alone. Items written
+// alike go in one multi-row upsert. When a list is complete (no
+// has_more), the items neither it nor a later list of the batch names
+// are deleted, in one statement for the batch.
+func WriteItems(tx *gorm.DB, lists []ItemList, now time.Time) error {
+	c := itemCols
+	type upsert struct {
+		cols []string
+		args []any
+		rows int
+	}
+	var upserts []upsert
+	kept := map[string][]string{} // a subscription whose list was complete: the items that stay
+	var pruned []string
+	for _, w := range lists {
+		ids := make([]string, 0, len(w.Items))
+		for _, it := range w.Items {
+			cols := []string{c.c("StripeID"), c.c("SubscriptionID"), c.c("Livemode"), c.c("Account"), c.c("UpdatedAt")}
+			args := []any{it.ID, w.Subscription, w.Livemode, w.Account, now}
+			if it.HasPrice {
+				cols, args = append(cols, c.c("PriceID")), append(args, it.Price)
+			}
+			if it.HasQuantity {
+				cols, args = append(cols, c.c("Quantity")), append(args, it.Quantity)
+			}
+			if it.HasPeriod {
+				cols = append(cols, c.c("CurrentPeriodStart"), c.c("CurrentPeriodEnd"))
+				args = append(args, it.PeriodStart, it.PeriodEnd)
+			}
+			cols, args = append(cols, c.c("CreatedAt")), append(args, now)
+			if n := len(upserts); n > 0 && slices.Equal(upserts[n-1].cols, cols) {
+				upserts[n-1].args = append(upserts[n-1].args, args...)
+				upserts[n-1].rows++
+			} else {
+				upserts = append(upserts, upsert{cols: cols, args: args, rows: 1})
+			}
+			ids = append(ids, it.ID)
+		}
+		switch _, listed := kept[w.Subscription]; {
+		case w.Complete:
+			if !listed {
+				pruned = append(pruned, w.Subscription)
+			}
+			kept[w.Subscription] = ids
+		case listed:
+			kept[w.Subscription] = append(kept[w.Subscription], ids...)
+		}
+	}
+	for _, u := range upserts {
+		update := make([]string, 0, len(u.cols))
+		for _, col := range u.cols[1 : len(u.cols)-1] { // neither the key nor created_at
+			update = append(update, col+" = VALUES("+col+")")
+		}
+		row := "(?" + strings.Repeat(", ?", len(u.cols)-1) + ")"
+		q := "INSERT INTO " + c.table + " (" + strings.Join(u.cols, ", ") + ") VALUES " + strings.Repeat(row+", ", u.rows-1) + row +
+			" ON DUPLICATE KEY UPDATE " + strings.Join(update, ", ")
+		if err := tx.Exec(q, u.args...).Error; err != nil {
+			return fmt.Errorf("models: write %d subscription items: %w", u.rows, err)
+		}
+	}
+	if len(pruned) == 0 {
+		return nil
+	}
+	var stay []string
+	for _, sub := range pruned {
+		stay = append(stay, kept[sub]...) // an item belongs to one subscription
+	}
+	// Through the subscription's index: a DELETE that scanned the table
+	// would lock, and wait for, the items other batches are writing under
+	// their own subscriptions' locks, and deadlock with them.
+	q, args := "DELETE "+c.table+" FROM "+c.table+" FORCE INDEX ("+SubscriptionItemsBySubscription+") WHERE "+
+		c.c("SubscriptionID")+" IN ?", []any{pruned}
+	if len(stay) > 0 {
+		q, args = q+" AND "+c.c("StripeID")+" NOT IN ?", append(args, stay)
+	}
+	if err := tx.Exec(q, args...).Error; err != nil {
+		return fmt.Errorf("models: delete items no longer in %d subscriptions: %w", len(pruned), err)
+	}
+	return nil
+}
