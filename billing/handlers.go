@@ -56,7 +56,6 @@ var decoders = func() map[string]func(Event) (plan, error) {
 // id: a preview of what will be, not an object to store.
 var previewTypes = map[string]bool{"invoice.upcoming": true}
 
-
 func customerPlan(ev Event) (plan, error) {
 	var o customerObject
 	p, err := customerKind.decode(ev, &o, &o.common)
