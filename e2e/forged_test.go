@@ -61,10 +61,16 @@ func TestForgedEventNotLaundered(t *testing.T) {
 	if stripeCalls.Load() == 0 {
 		t.Errorf("the worker never asked Stripe for the forged event")
 	}
+	// The router marks the ledger row dead once the DLQ confirmed the copy:
+	// just after the message shows there.
 	var status string
 	var payload, signature, created sql.NullString
-	err := s.db.QueryRow("SELECT status, payload, signature, created FROM stripe_events WHERE id = ?", forged).Scan(&status, &payload, &signature, &created)
-	if err != nil || status != "dead" || payload.Valid || signature.Valid || created.Valid {
+	var err error
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		err = s.db.QueryRow("SELECT status, payload, signature, created FROM stripe_events WHERE id = ?", forged).Scan(&status, &payload, &signature, &created)
+		return err == nil
+	}, "the forged event's ledger row")
+	if status != "dead" || payload.Valid || signature.Valid || created.Valid {
 		t.Errorf("ledger row of the forged event: %s payload %v signature %v created %v, %v; want dead, no payload, signature or created",
 			status, payload.Valid, signature.Valid, created.String, err)
 	}

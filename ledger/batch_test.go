@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -398,5 +399,42 @@ func TestProcessBatchItemsLockTheirSubscriptions(t *testing.T) {
 	}
 	if n := fb.n.Load(); n != 0 {
 		t.Errorf("%d batches applied event by event (%v), want the sets", n, fb.reasons)
+	}
+}
+
+// TestUnreadableRedeliveryOfADoneEvent: a copy of a done event whose
+// object no longer decodes (a parked copy edited, say) is a duplicate,
+// alone and in a batch, as the ledger says before anything decodes it;
+// a new event that does not decode fails alone.
+func TestUnreadableRedeliveryOfADoneEvent(t *testing.T) {
+	t.Parallel()
+	_, p := setup(t)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	done := billingtest.NewEventID()
+	process(t, p, billingtest.Event(done, "customer.created", t0, billingtest.Customer("cus_u1", "u1@example.com")), ledger.Processed)
+	broken := func(id string) []byte {
+		return []byte(`{"id":"` + id + `","object":"event","type":"customer.created","created":` +
+			strconv.FormatInt(t0.Unix(), 10) + `,"data":{"object":{}}}`)
+	}
+	if res, err := p.Process(context.Background(), broken(done)); err != nil || res != ledger.Duplicate {
+		t.Errorf("alone: %q, %v; want duplicate", res, err)
+	}
+	fresh := billingtest.NewEventID()
+	outcomes, err := p.ProcessBatch(context.Background(), [][]byte{
+		broken(done),
+		billingtest.Event(billingtest.NewEventID(), "customer.created", t0, billingtest.Customer("cus_u2", "u2@example.com")),
+		broken(fresh),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if outcomes[0].Result != ledger.Duplicate || outcomes[0].Err != nil {
+		t.Errorf("in a batch: %+v; want duplicate", outcomes[0])
+	}
+	if outcomes[1].Result != ledger.Processed || outcomes[1].Err != nil {
+		t.Errorf("its neighbour: %+v; want processed", outcomes[1])
+	}
+	if outcomes[2].Err == nil || failure.Of(outcomes[2].Err) != failure.Schema {
+		t.Errorf("a new unreadable event: %+v; want a schema failure", outcomes[2])
 	}
 }

@@ -319,7 +319,11 @@ func (p *Processor) processSets(ctx context.Context, events []billing.Event, par
 		}
 		e := &entry{planned: billing.Planned{Event: ev}, copies: []int{i}, result: p.resultOf(ev)}
 		if e.result == Processed {
-			e.planned, e.err = billing.PlanOf(ev)
+			if planned, err := billing.PlanOf(ev); err != nil {
+				e.err = err // the event stays, for its ledger row and its outcome
+			} else {
+				e.planned = planned
+			}
 		}
 		entries = append(entries, e)
 		byID[ev.ID] = e
