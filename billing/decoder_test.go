@@ -14,6 +14,7 @@ import (
 
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/stripefixture"
+	"github.com/stripe-billing/billing/verify"
 )
 
 // The worker decodes with github.com/segmentio/encoding/json, not
@@ -79,11 +80,12 @@ func sameAsStd(t *testing.T, name, label string, raw []byte) {
 }
 
 // sameParseAsStd checks that Parse reads an event carrying object as
-// encoding/json reads it: refused alike, and the same object type and id
-// (strings, else "").
+// encoding/json reads it: refused alike (or refused by verify.ReadEnvelope,
+// which the api and the Verifier apply first), and the same object type
+// and id (strings, else "").
 func sameParseAsStd(t *testing.T, label string, object []byte) {
 	t.Helper()
-	raw := append(append([]byte(`{"id":"evt_1","type":"invoice.paid","created":1700000000,"data":{"object":`), object...), "}}"...)
+	raw := append(append([]byte(`{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":`), object...), "}}"...)
 	ev, err := Parse(raw)
 	var se struct {
 		Data struct {
@@ -96,6 +98,11 @@ func sameParseAsStd(t *testing.T, label string, object []byte) {
 	errStd := stdjson.Unmarshal(raw, &se)
 	if o := bytes.TrimSpace(object); errStd == nil && (len(o) == 0 || o[0] != '{') {
 		errStd = errors.New("not an object")
+	}
+	if _, errEnv := verify.ReadEnvelope(raw); errStd == nil && errEnv != nil {
+		// Stricter than encoding/json (invalid UTF-8, say): the api and
+		// the Verifier refuse the body, so Parse does too.
+		errStd = errEnv
 	}
 	if (err == nil) != (errStd == nil) {
 		t.Fatalf("Parse %s: error %v, encoding/json error %v", label, err, errStd)

@@ -3,21 +3,30 @@ package ledger
 import (
 	"context"
 
+	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/verify"
 )
 
 // Handlers adapt p to the consumer: the Handler applies one event, the
-// BatchHandler a batch in one transaction, each with the signature that
-// signs it; what the Processor did with an applied event is reported as
+// BatchHandler a batch in one transaction, each with the envelope the
+// consumer's Verify read and the signature that signs it (a delivery
+// that did not pass Verify, in a test, is parsed here); what the Processor did with an applied event is reported as
 // the consumer.Handled of the same name. Their errors already say their
 // class (malformed → permanent, database down → outage).
 func Handlers(p *Processor) (consumer.Handler, consumer.BatchHandler) {
 	batch := consumer.BatchHandlerFunc(func(ctx context.Context, ds []consumer.Delivery) ([]error, error) {
-		raws, signatures := make([][]byte, len(ds)), make([]string, len(ds))
+		events, failed := make([]billing.Event, len(ds)), make([]error, len(ds))
 		for i, d := range ds {
-			raws[i], signatures[i] = d.Body, d.Signature
+			if d.Envelope.ID != "" {
+				// Read once, by the consumer's Verify: not read again.
+				events[i] = billing.NewEvent(verify.Event{Envelope: d.Envelope, Body: d.Body, Signature: d.Signature})
+				continue
+			}
+			events[i], failed[i] = billing.Parse(d.Body)
+			events[i].Signature = d.Signature
 		}
-		outcomes, err := p.ProcessBatchSigned(ctx, raws, signatures)
+		outcomes, err := p.Apply(ctx, events, failed)
 		if err != nil {
 			return nil, err
 		}

@@ -46,12 +46,21 @@ var (
 	errCopyDisagrees   = errors.New("Stripe's copy of the event has another id")
 )
 
-// CheckEvent is the one check of an event's form, the api's and the
-// worker's: env is Stripe's event when it has object "event", an id, a
-// type, a positive created and a data.object that is a JSON object (else
-// ErrNotEvent, with what is missing); the id and type of Stripe's forms
-// (Form); created at most tolerance after now (ErrFutureCreated).
+// CheckEvent is the one check of an event, the api's and the worker's:
+// its form (CheckForm) and its created at most tolerance after now
+// (ErrFutureCreated).
 func CheckEvent(env Envelope, now time.Time, tolerance time.Duration) error {
+	if err := CheckForm(env); err != nil {
+		return err
+	}
+	return Created(time.Unix(env.Created, 0), now, tolerance)
+}
+
+// CheckForm checks an event's form: env is Stripe's event when it has
+// object "event", an id, a type, a positive created and a data.object
+// that is a JSON object (else ErrNotEvent, with what is missing), and an
+// id and type of Stripe's forms (Form).
+func CheckForm(env Envelope) error {
 	var missing string
 	switch {
 	case env.Kind != "event":
@@ -68,10 +77,7 @@ func CheckEvent(env Envelope, now time.Time, tolerance time.Duration) error {
 	if missing != "" {
 		return fmt.Errorf("%w: no %s", ErrNotEvent, missing)
 	}
-	if err := Form(env.ID, env.Type); err != nil {
-		return err
-	}
-	return Created(time.Unix(env.Created, 0), now, tolerance)
+	return Form(env.ID, env.Type)
 }
 
 // Form checks an event's id and type.
