@@ -278,8 +278,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 // that its deliveries reach that worker alone, in delivery-tag order,
 // and the worker settles them in that order (Consumer.ackApplied).
 type lane struct {
-	ch         *amqp.Channel
-	tag        string
+	ch  *amqp.Channel
+	tag string
+	// deliveries is all the worker's loop takes of the lane: each
+	// delivery is settled through its own Acknowledger, the channel that
+	// delivered it (ch; in the loop's in-process tests a fake).
 	deliveries <-chan amqp.Delivery
 	// clean is true while every delivery the lane took before the batch
 	// in hand is settled (acked); a delivery left for redelivery makes it
