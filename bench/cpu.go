@@ -171,13 +171,18 @@ func (p *Procs) Settle(busy float64, step, limit time.Duration) (time.Duration, 
 	}
 }
 
+// MsPerThousand is the CPU milliseconds process name spent per 1,000 of
+// n events.
+func (u CPUUse) MsPerThousand(name string, n int) float64 {
+	return float64(u.Spent[name]) / float64(time.Millisecond) * 1000 / float64(max(n, 1))
+}
+
 // PerThousand formats the CPU milliseconds each process spent per 1,000
 // of n events.
 func (u CPUUse) PerThousand(n int) string {
 	var parts []string
 	for _, name := range u.Names {
-		ms := float64(u.Spent[name]) / float64(time.Millisecond) * 1000 / float64(max(n, 1))
-		parts = append(parts, fmt.Sprintf("%s %.0f", name, ms))
+		parts = append(parts, fmt.Sprintf("%s %.0f", name, u.MsPerThousand(name, n)))
 	}
 	return strings.Join(parts, ", ") + " CPU ms per 1,000 events"
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -207,7 +208,7 @@ func processingTable(t *testing.T, cfg config.Config, rounds, events int) (limit
 		sizes = append(sizes, cfg.WorkerBatchSize)
 	}
 	must := mustStats(t)
-	var raw []bench.Stats
+	var raw, again []bench.Stats
 	proc := map[int][]bench.Stats{}
 	for round := range rounds {
 		// Distinct objects per run, created in the past: the worker parks
@@ -226,6 +227,8 @@ func processingTable(t *testing.T, cfg config.Config, rounds, events int) (limit
 			bodies := lifecycleBodies(events, time.Now().Add(-time.Duration(round*10+size)*time.Minute))
 			proc[size] = append(proc[size], must(processing(t, bodies, size)))
 		}
+		bodies = lifecycleBodies(events, time.Now().Add(-time.Duration(round*10+5)*time.Minute))
+		again = append(again, must(processingEnvelopeAgain(t, bodies, sizes[len(sizes)-1])))
 	}
 	rawTxs := bench.Median(raw)
 	limit = bench.Row{Part: "limit", What: fmt.Sprintf("raw MySQL transaction shaped like one event (ledger insert, object upsert, history insert), c=%d", cfg.WorkerConcurrency),
@@ -242,7 +245,25 @@ func processingTable(t *testing.T, cfg config.Config, rounds, events int) (limit
 		}
 		rows = append(rows, row)
 	}
+	// The worker's CPU with the envelope read once (the Verifier's),
+	// beside the same worker reading it again, as before issue 26.
+	size := sizes[len(sizes)-1]
+	once, twice := medianCPU(proc[size], events), medianCPU(again, events)
+	rows = append(rows, bench.Row{Part: "cost", What: fmt.Sprintf("worker CPU, %d queued lifecycle events, batch %d: the envelope read once, by the Verifier", events, size),
+		Figure: fmt.Sprintf("%.0f CPU ms per 1,000 events", once), Limit: fmt.Sprintf("%.0f read again by the ledger, as before", twice),
+		Ratio: fmt.Sprintf("%.2f× (%.0f%% less)", once/twice, 100*(1-once/twice)), Target: "≥ 20% less", Verdict: bench.AtLeast(100*(1-once/twice), 20, "%.0f%%")})
 	return limit, rows
+}
+
+// medianCPU is the median of the runs' CPU milliseconds per 1,000 of
+// events in this process, the worker's.
+func medianCPU(runs []bench.Stats, events int) float64 {
+	ms := make([]float64, len(runs))
+	for i, r := range runs {
+		ms[i] = r.CPU.MsPerThousand(thisProcess, events)
+	}
+	slices.Sort(ms)
+	return ms[(len(ms)-1)/2]
 }
 
 // mustStats returns a function that passes a measurement's figures on and
