@@ -16,6 +16,7 @@ import (
 
 	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/internal/testenv"
 )
 
 // A batch's applied events are acked with one multiple ack: every unacked
@@ -39,7 +40,7 @@ func ackEvents(h *harness, prefix string, n int) []string {
 // their ids, sorted, once there are want of them.
 func (h *harness) returned(want int) []string {
 	h.t.Helper()
-	waitFor(h.t, 5*time.Second, func() bool { return h.ready(h.topo.Work) >= want }, "%d events back in the work queue (now %d)", want, h.ready(h.topo.Work))
+	testenv.Eventually(h.t, 5*time.Second, func() bool { return h.ready(h.topo.Work) >= want }, "%d events back in the work queue (now %d)", want, h.ready(h.topo.Work))
 	var ids []string
 	for {
 		d, ok, err := h.ch.Get(h.topo.Work, false)
@@ -93,8 +94,8 @@ func TestBatchAckLeavesOutageHeldEventsUnacked(t *testing.T) {
 			c.Ping = func(context.Context) error { return errors.New("test: still down") }
 			c.ShutdownTimeout = 300 * time.Millisecond
 		})
-	waitFor(t, 5*time.Second, func() bool { return outcomes.get("acked") == 6 }, "6 events acked (now %d)", outcomes.get("acked"))
-	waitFor(t, 5*time.Second, r.c.Paused, "the worker pauses")
+	testenv.Eventually(t, 5*time.Second, func() bool { return outcomes.get("acked") == 6 }, "6 events acked (now %d)", outcomes.get("acked"))
+	testenv.Eventually(t, 5*time.Second, r.c.Paused, "the worker pauses")
 	seen, _ := rec.get()
 	if len(seen) != 1 || len(seen[0]) != 8 {
 		t.Fatalf("batches %v, want the 8 events in one", seen)
@@ -168,7 +169,7 @@ func TestBatchAckNeverCoversAnUnconfirmedCopy(t *testing.T) {
 			batched(8, 500*time.Millisecond, rec.wrap(failingBatch(ids[3])), outcomes)(c)
 			c.ShutdownTimeout = 2 * time.Second
 		})
-	waitFor(t, 5*time.Second, func() bool { return f.attempts() >= 3 }, "the copy tried 3 times (now %d)", f.attempts())
+	testenv.Eventually(t, 5*time.Second, func() bool { return f.attempts() >= 3 }, "the copy tried 3 times (now %d)", f.attempts())
 	r.stop(t, 5*time.Second)
 	if got := h.returned(1); !reflect.DeepEqual(got, []string{ids[3]}) {
 		t.Errorf("back in the work queue: %v, want the unconfirmed %s alone", got, ids[3])
@@ -196,12 +197,12 @@ func TestBatchAckOfAFailedEventAfterItsCopy(t *testing.T) {
 	outcomes, rec := &counter{}, &batches{}
 	h.start(consumer.HandlerFunc(func(context.Context, consumer.Delivery) error { return errors.New("single path used") }),
 		f, batched(8, 500*time.Millisecond, rec.wrap(failingBatch(ids[3])), outcomes))
-	waitFor(t, 5*time.Second, func() bool { return f.attempts() >= 2 }, "the copy tried twice (now %d)", f.attempts())
+	testenv.Eventually(t, 5*time.Second, func() bool { return f.attempts() >= 2 }, "the copy tried twice (now %d)", f.attempts())
 	if n := outcomes.get("retried"); n != 0 {
 		t.Errorf("%d retried while its copy is unconfirmed, want none yet", n)
 	}
 	close(f.release)
-	waitFor(t, 5*time.Second, func() bool { return outcomes.get("acked") == 8 }, "all 8 acked (now %d): 7 at once, the retry later", outcomes.get("acked"))
+	testenv.Eventually(t, 5*time.Second, func() bool { return outcomes.get("acked") == 8 }, "all 8 acked (now %d): 7 at once, the retry later", outcomes.get("acked"))
 	if n := outcomes.get("retried"); n != 1 {
 		t.Errorf("%d retried, want 1", n)
 	}
@@ -248,7 +249,7 @@ func TestBatchAckLeavesTheNextBatchUnacked(t *testing.T) {
 			batched(4, 500*time.Millisecond, rec.wrap(handler), outcomes)(c)
 			c.ShutdownTimeout = 300 * time.Millisecond
 		})
-	waitFor(t, 5*time.Second, func() bool { return calls.Load() == 2 }, "the second batch in its handler")
+	testenv.Eventually(t, 5*time.Second, func() bool { return calls.Load() == 2 }, "the second batch in its handler")
 	if n := outcomes.get("acked"); n != 4 {
 		t.Errorf("%d acked before the second batch, want the first 4", n)
 	}

@@ -105,7 +105,7 @@ func TestBatchPipelineShuffledDuplicated(t *testing.T) {
 			c.Concurrency = 2
 		})
 	}
-	waitFor(t, 30*time.Second, func() bool { return outcomes.get("acked") >= len(msgs) }, "%d deliveries acked (now %d)", len(msgs), outcomes.get("acked"))
+	testenv.Eventually(t, 30*time.Second, func() bool { return outcomes.get("acked") >= len(msgs) }, "%d deliveries acked (now %d)", len(msgs), outcomes.get("acked"))
 	for _, r := range []string{"retried", "parked", "dropped"} {
 		if n := outcomes.get(r); n != 0 {
 			t.Errorf("%d deliveries %s, want none", n, r)
@@ -170,7 +170,7 @@ func TestBatchPoisonIsParkedAloneWhileItsBatchCommits(t *testing.T) {
 	if got.MessageId != "evt_poison" || got.Headers[broker.HeaderErrorClass] != "schema" {
 		t.Errorf("parked %q class %v, want evt_poison schema", got.MessageId, got.Headers[broker.HeaderErrorClass])
 	}
-	waitFor(t, 5*time.Second, func() bool { return outcomes.get("acked") == 7 && outcomes.get("parked") == 1 }, "7 acked and 1 parked")
+	testenv.Eventually(t, 5*time.Second, func() bool { return outcomes.get("acked") == 7 && outcomes.get("parked") == 1 }, "7 acked and 1 parked")
 	seen, _ := rec.get()
 	if len(seen) == 0 || len(seen[0]) != 8 {
 		t.Fatalf("batches %v, want the 8 events in one batch", seen)
@@ -212,7 +212,7 @@ func TestBatchTransientFailureRetriesOnlyThatEvent(t *testing.T) {
 	outcomes, rec := &counter{}, &batches{}
 	h.start(consumer.HandlerFunc(func(context.Context, consumer.Delivery) error { return errors.New("single path used") }),
 		h.router(nil), batched(8, 200*time.Millisecond, rec.wrap(flaky), outcomes))
-	waitFor(t, 5*time.Second, func() bool { return outcomes.get("acked") == 6 }, "every event acked (now %d)", outcomes.get("acked"))
+	testenv.Eventually(t, 5*time.Second, func() bool { return outcomes.get("acked") == 6 }, "every event acked (now %d)", outcomes.get("acked"))
 	if n := outcomes.get("retried"); n != 1 {
 		t.Errorf("%d retried, want 1", n)
 	}
@@ -243,11 +243,11 @@ func TestBatchDatabaseOutagePausesTheWholeBatch(t *testing.T) {
 	h := setup(t, []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}, 3)
 	dsn, proxy := proxiedDatabase(t)
 	store := openStore(t, dsn)
-	outcomes, rec := &counter{}, &batches{}
+	outcomes, rec, probes := &counter{}, &batches{}, &probes{}
 	r := h.start(process(ledger.NewProcessor(store, nil)), h.router(store), func(c *consumer.Config) {
 		batched(8, 50*time.Millisecond, rec.wrap(processBatch(ledger.NewProcessor(store, nil))), outcomes)(c)
 		c.Concurrency = 2
-		c.Ping = store.Ping
+		c.Ping = probes.count(store.Ping)
 	})
 	at := time.Date(2026, 4, 3, 0, 0, 0, 0, time.UTC)
 	publish := func(from, to int) {
@@ -257,18 +257,18 @@ func TestBatchDatabaseOutagePausesTheWholeBatch(t *testing.T) {
 		}
 	}
 	publish(0, 3)
-	waitFor(t, 5*time.Second, func() bool { return outcomes.get("acked") == 3 }, "first events applied")
+	testenv.Eventually(t, 5*time.Second, func() bool { return outcomes.get("acked") == 3 }, "first events applied")
 	proxy.Stop()
 	publish(3, 15)
-	waitFor(t, 5*time.Second, r.c.Paused, "the worker pauses")
-	time.Sleep(time.Second) // several times the retry schedule
+	testenv.Eventually(t, 5*time.Second, r.c.Paused, "the worker pauses")
+	probes.wait(t, 5) // several probe backoffs, each longer than a retry tier
 	if n := h.ready(h.topo.DLQ) + h.ready(h.topo.TierQueue(0)) + h.ready(h.topo.TierQueue(1)); n != 0 {
 		t.Errorf("%d events in the DLQ or the tiers during the outage, want none", n)
 	}
 	if err := proxy.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool { return outcomes.get("acked") == 15 }, "every event applied after the outage (acked %d)", outcomes.get("acked"))
+	testenv.Eventually(t, 10*time.Second, func() bool { return outcomes.get("acked") == 15 }, "every event applied after the outage (acked %d)", outcomes.get("acked"))
 	if n := outcomes.get("parked") + outcomes.get("retried") + outcomes.get("dropped"); n != 0 {
 		t.Errorf("%d parked, retried or dropped: an outage must spend no attempt", n)
 	}
@@ -337,7 +337,7 @@ func TestBatchShutdown(t *testing.T) {
 				t.Fatal("batch never started")
 			}
 			r.stop(t, tc.bound+5*time.Second)
-			waitFor(t, 10*time.Second, func() bool { return h.ready(h.topo.Work) == tc.wantReady }, "%d events back in the work queue (now %d)", tc.wantReady, h.ready(h.topo.Work))
+			testenv.Eventually(t, 10*time.Second, func() bool { return h.ready(h.topo.Work) == tc.wantReady }, "%d events back in the work queue (now %d)", tc.wantReady, h.ready(h.topo.Work))
 			if got := outcomes.get("acked"); got != 4-tc.wantReady {
 				t.Errorf("%d acked, want %d", got, 4-tc.wantReady)
 			}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/internal/testenv"
 )
 
 // logRecords keeps every log record's message and attributes.
@@ -118,7 +119,7 @@ func TestPipeline(t *testing.T) {
 				batched(8, 2*time.Second, tt.batch, outcomes)(c) // the 3 events, published first, make one batch
 				c.HandlerTimeout = 300 * time.Millisecond
 			})
-			waitFor(t, 10*time.Second, func() bool { return outcomes.get("acked") == 3 }, "3 events acked (now %d)", outcomes.get("acked"))
+			testenv.Eventually(t, 10*time.Second, func() bool { return outcomes.get("acked") == 3 }, "3 events acked (now %d)", outcomes.get("acked"))
 			recs := logs.find(tt.wantLog)
 			if len(recs) != 1 {
 				t.Fatalf("%d %q records, want 1 from the batch path", len(recs), tt.wantLog)

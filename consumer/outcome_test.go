@@ -61,7 +61,7 @@ func TestOutcomeSaysWhatBecameOfTheEvent(t *testing.T) {
 		return proc.HandleEvent(ctx, d)
 	})
 	rec := &recorder{}
-	h.start(handler, h.router(store), func(c *consumer.Config) { c.Observer = rec; c.Concurrency = 1 })
+	r := h.start(handler, h.router(store), func(c *consumer.Config) { c.Observer = rec; c.Concurrency = 1 })
 
 	created := billingtest.Event("evt_o_1", "customer.created", time.Unix(1700000000, 0), billingtest.Customer("cus_o_1", "o@example.com"))
 	unknown := billingtest.Event("evt_o_2", "balance.available", time.Unix(1700000001, 0), map[string]any{"object": "balance"})
@@ -79,7 +79,7 @@ func TestOutcomeSaysWhatBecameOfTheEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 10*time.Second, func() bool { return len(rec.outcomes()) >= 7 }, "7 outcomes")
-	time.Sleep(100 * time.Millisecond) // nothing more may come
+	h.quiet(r) // nothing more may come
 
 	type key struct{ typ, result, handled string }
 	got := map[key]int{}

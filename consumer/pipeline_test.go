@@ -122,7 +122,7 @@ func TestPipelineShuffledDuplicatedConcurrent(t *testing.T) {
 		id, typ := eventID(t, raw)
 		h.publish(id, typ, raw)
 	}
-	waitFor(t, 30*time.Second, func() bool { return outcomes.get("acked") >= len(msgs) }, "%d deliveries acked (now %d)", len(msgs), outcomes.get("acked"))
+	testenv.Eventually(t, 30*time.Second, func() bool { return outcomes.get("acked") >= len(msgs) }, "%d deliveries acked (now %d)", len(msgs), outcomes.get("acked"))
 	if n := outcomes.get("acked"); n != len(msgs) {
 		t.Errorf("%d deliveries acked, want %d", n, len(msgs))
 	}
@@ -243,11 +243,11 @@ func TestDatabaseOutageParksNothing(t *testing.T) {
 		_, err := proc.Process(ctx, d.Body)
 		return err
 	})
-	outcomes := &counter{}
+	outcomes, probes := &counter{}, &probes{}
 	const concurrency = 4
 	r := h.start(handler, h.router(store), func(c *consumer.Config) {
 		c.Concurrency = concurrency
-		c.Ping = store.Ping
+		c.Ping = probes.count(store.Ping)
 		c.Observer = outcomes
 	})
 	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -259,13 +259,13 @@ func TestDatabaseOutageParksNothing(t *testing.T) {
 		}
 	}
 	publish(0, 3)
-	waitFor(t, 5*time.Second, func() bool { return outcomes.get("acked") == 3 }, "first events applied")
+	testenv.Eventually(t, 5*time.Second, func() bool { return outcomes.get("acked") == 3 }, "first events applied")
 
 	proxy.Stop() // MySQL is gone for the worker
 	publish(3, 15)
-	waitFor(t, 5*time.Second, r.c.Paused, "the worker pauses")
+	testenv.Eventually(t, 5*time.Second, r.c.Paused, "the worker pauses")
 	before := calls.Load()
-	time.Sleep(1500 * time.Millisecond) // ten times the retry schedule
+	probes.wait(t, 5) // several probe backoffs, each longer than a retry tier
 	if n := calls.Load() - before; n > concurrency {
 		t.Errorf("handler called %d times during the outage, want at most %d: the worker must stop pulling", n, concurrency)
 	}
@@ -279,7 +279,7 @@ func TestDatabaseOutageParksNothing(t *testing.T) {
 	if err := proxy.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool { return outcomes.get("acked") == 15 }, "every event applied after the outage (acked %d)", outcomes.get("acked"))
+	testenv.Eventually(t, 10*time.Second, func() bool { return outcomes.get("acked") == 15 }, "every event applied after the outage (acked %d)", outcomes.get("acked"))
 	var processed int64
 	store.DB().Raw("SELECT COUNT(*) FROM stripe_events WHERE status = 'processed'").Scan(&processed)
 	if processed != 15 {
@@ -315,7 +315,7 @@ func TestEventWithoutAnObjectIsParked(t *testing.T) {
 	if got.Headers[broker.HeaderErrorClass] != "unverified" || got.MessageId != "evt_NoObject" || !strings.Contains(reason, "data.object is not an object") {
 		t.Errorf("parked %q class %v for %q, want evt_NoObject unverified, data.object is not an object", got.MessageId, got.Headers[broker.HeaderErrorClass], reason)
 	}
-	waitFor(t, 5*time.Second, func() bool { return outcomes.get("acked") == 3 && outcomes.get("parked") == 1 }, "the other events applied")
+	testenv.Eventually(t, 5*time.Second, func() bool { return outcomes.get("acked") == 3 && outcomes.get("parked") == 1 }, "the other events applied")
 	var n int64
 	store.DB().Raw("SELECT COUNT(*) FROM stripe_events WHERE id = 'evt_NoObject'").Scan(&n)
 	if n != 0 {

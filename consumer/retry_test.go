@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,7 +89,7 @@ func TestMalformedEventIsParkedWhileOthersFlow(t *testing.T) {
 	}
 	for i := range 5 {
 		id := fmt.Sprintf("evt_good_%d", i)
-		waitFor(t, 10*time.Second, func() bool { return rec.succeeded(id) }, "%s handled", id)
+		testenv.Eventually(t, 10*time.Second, func() bool { return rec.succeeded(id) }, "%s handled", id)
 	}
 	if n := len(rec.get("evt_bad")); n != 1 {
 		t.Errorf("malformed event handled %d times, want 1", n)
@@ -123,7 +124,7 @@ func TestFailingHandlerIsRetriedThroughTheTiers(t *testing.T) {
 			})
 			h.start(handler, h.router(nil), nil)
 			h.publish("evt_flaky", "invoice.paid", eventJSON("evt_flaky", "invoice.paid"))
-			waitFor(t, 10*time.Second, func() bool { return rec.succeeded("evt_flaky") }, "evt_flaky applied")
+			testenv.Eventually(t, 10*time.Second, func() bool { return rec.succeeded("evt_flaky") }, "evt_flaky applied")
 
 			cs := rec.get("evt_flaky")
 			if len(cs) != tt.failures+1 {
@@ -205,7 +206,7 @@ func TestPermanentFailuresAreParkedAtOnce(t *testing.T) {
 			t.Parallel()
 			h := setup(t, []time.Duration{50 * time.Millisecond}, 5)
 			rec := &calls{}
-			h.start(consumer.HandlerFunc(func(ctx context.Context, d consumer.Delivery) error {
+			r := h.start(consumer.HandlerFunc(func(ctx context.Context, d consumer.Delivery) error {
 				rec.add(d.ID, call{at: time.Now(), attempt: d.Attempt})
 				return tt.handler(ctx, d)
 			}), h.router(nil), nil)
@@ -220,7 +221,7 @@ func TestPermanentFailuresAreParkedAtOnce(t *testing.T) {
 			if e := got.Headers[broker.HeaderError]; e != tt.errText {
 				t.Errorf("%s = %#v, want %q", broker.HeaderError, e, tt.errText)
 			}
-			time.Sleep(100 * time.Millisecond) // a wrongly scheduled retry would be back by now
+			h.quiet(r) // a wrongly scheduled retry would be in its tier or back
 			if n := len(rec.get("evt_poison")); n != 1 {
 				t.Errorf("handled %d times, want 1", n)
 			}
@@ -245,17 +246,18 @@ func TestRetryPublishFailureKeepsTheEvent(t *testing.T) {
 		rec.add(d.ID, call{at: time.Now(), attempt: d.Attempt, err: err})
 		return err
 	})
-	first := h.start(handler, h.router(nil), nil)
+	router := &failures{Failures: h.router(nil)}
+	first := h.start(handler, router, nil)
 	id := billingtest.NewEventID()
 	h.publish(id, "invoice.paid", eventJSON(id, "invoice.paid"))
-	waitFor(t, 10*time.Second, func() bool { return len(rec.get(id)) == 1 }, "first delivery")
-	time.Sleep(400 * time.Millisecond) // several republish attempts fail meanwhile
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(rec.get(id)) == 1 }, "first delivery")
+	testenv.Eventually(t, 10*time.Second, func() bool { return router.n.Load() >= 3 }, "three attempts to republish")
 	if n := h.ready(h.topo.TierQueue(0)) + h.ready(h.topo.DLQ); n != 0 {
 		t.Fatalf("tier + DLQ hold %d messages, want none", n)
 	}
 	// The consumer still holds it unacked: stopping it hands it back.
 	first.stop(t, 5*time.Second)
-	waitFor(t, 10*time.Second, func() bool { return h.ready(h.topo.Work) == 1 }, "the event back in the work queue")
+	testenv.Eventually(t, 10*time.Second, func() bool { return h.ready(h.topo.Work) == 1 }, "the event back in the work queue")
 	if n := len(rec.get(id)); n != 1 {
 		t.Fatalf("handled %d times while the tier was unroutable, want 1", n)
 	}
@@ -264,7 +266,7 @@ func TestRetryPublishFailureKeepsTheEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.start(handler, h.router(nil), nil)
-	waitFor(t, 10*time.Second, func() bool { return rec.succeeded(id) }, "%s applied", id)
+	testenv.Eventually(t, 10*time.Second, func() bool { return rec.succeeded(id) }, "%s applied", id)
 	cs := rec.get(id)
 	if len(cs) != 2 || cs[1].attempt != 1 {
 		t.Errorf("calls = %+v, want a redelivery of the same fresh attempt", cs)
@@ -301,7 +303,7 @@ func TestShutdownFinishesInFlightEvents(t *testing.T) {
 		t.Fatal("Run returned before the in-flight handler finished")
 	}
 	t.Logf("Run returned %s after the cancel", time.Since(begin).Round(time.Millisecond))
-	time.Sleep(200 * time.Millisecond)
+	h.idle(h.topo.Work)
 	if n := h.ready(h.topo.Work); n != 0 {
 		t.Errorf("work queue holds %d messages after shutdown: the in-flight event was not acked", n)
 	}
@@ -324,22 +326,22 @@ func TestShutdownBoundLeavesStuckEventsForRedelivery(t *testing.T) {
 		t.Fatal("handler never started")
 	}
 	r.stop(t, 5*time.Second) // the handler never returns: only the bound ends Run
-	waitFor(t, 10*time.Second, func() bool { return h.ready(h.topo.Work) == 1 }, "the stuck event back in the work queue")
+	testenv.Eventually(t, 10*time.Second, func() bool { return h.ready(h.topo.Work) == 1 }, "the stuck event back in the work queue")
 	if n := h.ready(h.topo.TierQueue(0)) + h.ready(h.topo.DLQ); n != 0 {
 		t.Errorf("tier + DLQ hold %d messages: a canceled handler must not be retried or parked", n)
 	}
 }
 
-// waitFor is testenv.Eventually with a shorter name.
-func waitFor(t *testing.T, within time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s: "+format, append([]any{within}, args...)...)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+// failures counts the calls of Fail: each is an attempt to publish a
+// failed event's copy.
+type failures struct {
+	consumer.Failures
+	n atomic.Int64
+}
+
+func (f *failures) Fail(ctx context.Context, d amqp.Delivery, cause error) (failure.Decision, error) {
+	f.n.Add(1)
+	return f.Failures.Fail(ctx, d, cause)
 }
 
 func TestConnectionLossDropsInFlightAndResumes(t *testing.T) {
@@ -371,9 +373,9 @@ func TestConnectionLossDropsInFlightAndResumes(t *testing.T) {
 	}
 	closeConnection(t, t.Name()+" consumer")
 
-	waitFor(t, 10*time.Second, func() bool { return rec.succeeded("evt_cut") }, "evt_cut redelivered and applied after the reconnect")
+	testenv.Eventually(t, 10*time.Second, func() bool { return rec.succeeded("evt_cut") }, "evt_cut redelivered and applied after the reconnect")
 	h.publish("evt_after", "invoice.paid", eventJSON("evt_after", "invoice.paid"))
-	waitFor(t, 5*time.Second, func() bool { return rec.succeeded("evt_after") }, "a new event applied after the reconnect")
+	testenv.Eventually(t, 5*time.Second, func() bool { return rec.succeeded("evt_after") }, "a new event applied after the reconnect")
 	cs := rec.get("evt_cut")
 	if len(cs) != 2 || cs[1].attempt != 1 {
 		t.Errorf("evt_cut calls = %+v, want the canceled one then a redelivery of attempt 1", cs)
@@ -441,7 +443,7 @@ func TestRetryOfAMovedDeliveryLimitParkingIsNotDroppedAsACycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { return rec.succeeded("evt_moved") }, "evt_moved applied after its retry")
+	testenv.Eventually(t, 5*time.Second, func() bool { return rec.succeeded("evt_moved") }, "evt_moved applied after its retry")
 	if n := len(rec.get("evt_moved")); n != 2 {
 		t.Errorf("handled %d times, want 2 (one failure, one retry)", n)
 	}

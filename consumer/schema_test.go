@@ -69,7 +69,7 @@ func TestSchemaFailureIsParkedAtOnce(t *testing.T) {
 	if a := broker.HeaderInt(got.Headers, broker.HeaderAttempt); a != 1 {
 		t.Errorf("parked on attempt %d, want 1: a schema failure is never retried", a)
 	}
-	waitFor(t, 5*time.Second, func() bool { return outcomes.get("acked") == 4 && outcomes.get("parked") == 1 }, "4 acked and 1 parked")
+	testenv.Eventually(t, 5*time.Second, func() bool { return outcomes.get("acked") == 4 && outcomes.get("parked") == 1 }, "4 acked and 1 parked")
 	if n := outcomes.get("retried"); n != 0 {
 		t.Errorf("%d retries, want none", n)
 	}
@@ -123,7 +123,7 @@ func TestDataErrorIsParkedAsSchema(t *testing.T) {
 					t.Errorf("%s parked on attempt %d, want 1: a data error is never retried", got.MessageId, a)
 				}
 			}
-			waitFor(t, 10*time.Second, func() bool { return outcomes.get("acked") == 3 && outcomes.get("parked") == 2 }, "3 acked and 2 parked")
+			testenv.Eventually(t, 10*time.Second, func() bool { return outcomes.get("acked") == 3 && outcomes.get("parked") == 2 }, "3 acked and 2 parked")
 			if n := outcomes.get("retried"); n != 0 {
 				t.Errorf("%d retries, want none", n)
 			}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -237,4 +238,54 @@ func process(p *ledger.Processor) consumer.Handler {
 func processBatch(p *ledger.Processor) consumer.BatchHandler {
 	_, b := ledger.Handlers(p)
 	return b
+}
+
+// probes counts a consumer's outage probes (Config.Ping), so that a test
+// of an outage waits for the worker to have probed, and stayed paused,
+// several times rather than for a time.
+type probes struct{ n atomic.Int64 }
+
+func (p *probes) count(ping func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		p.n.Add(1)
+		return ping(ctx)
+	}
+}
+
+// wait waits for n more probes than have been made so far.
+func (p *probes) wait(t *testing.T, n int64) {
+	t.Helper()
+	want := p.n.Load() + n
+	testenv.Eventually(t, 30*time.Second, func() bool { return p.n.Load() >= want }, "%d outage probes", n)
+}
+
+// quiet stops r and then checks that no message is left that could still
+// reach the handler: none ready in the work queue (a delivery the
+// consumer held is back there once it stopped) or in a delay tier.
+func (h *harness) quiet(r *running) {
+	h.t.Helper()
+	r.stop(h.t, 10*time.Second)
+	h.idle(h.topo.Work)
+	for i := range h.topo.Delays {
+		if n := h.ready(h.topo.TierQueue(i)); n != 0 {
+			h.t.Errorf("%d messages in tier %s after the outcomes were all seen, want none", n, h.topo.TierName(i))
+		}
+	}
+	if n := h.ready(h.topo.Work); n != 0 {
+		h.t.Errorf("%d messages in the work queue after the outcomes were all seen, want none", n)
+	}
+}
+
+// idle waits until queue has no consumer: the broker has then handled
+// the consumers' channel closes, and with them the return of what they
+// held unacked, so that its ready count is final.
+func (h *harness) idle(queue string) {
+	h.t.Helper()
+	testenv.Eventually(h.t, 10*time.Second, func() bool {
+		q, err := h.ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		if err != nil {
+			h.t.Fatalf("inspect %s: %v", queue, err)
+		}
+		return q.Consumers == 0
+	}, "no consumer on %s", queue)
 }
