@@ -29,7 +29,9 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	if code != 0 {
 		t.Errorf("worker exit code %d, want 0", code)
 	}
-	time.Sleep(300 * time.Millisecond) // the queue fills while no worker runs
+	// The queue fills while no worker runs: twenty more events.
+	queued := s.ready(s.topo.Work)
+	testenv.Eventually(t, 10*time.Second, func() bool { return s.ready(s.topo.Work) >= queued+20 }, "events queue up while no worker runs")
 	took, code = api.stop(t, shutdown+5*time.Second)
 	t.Logf("api exited %d after %s", code, took.Round(time.Millisecond))
 	if code != 0 {

@@ -134,7 +134,11 @@ func TestTopologyChangesSettingsInPlace(t *testing.T) {
 		if err := d.Nack(false, true); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond) // dead-lettering is asynchronous
+		// Dead-lettering is asynchronous: wait until the message is back
+		// in the work queue or parked before taking it again.
+		testenv.Eventually(t, 5*time.Second, func() bool {
+			return q.ready(t, q.topo.Work) == 5 || q.ready(t, q.topo.DLQ) == 3
+		}, "the returned message back in the work queue or in the DLQ")
 	}
 	q.waitReady(t, q.topo.DLQ, 3)
 	q.waitReady(t, q.topo.Work, 4)
