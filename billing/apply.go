@@ -1,7 +1,6 @@
 package billing
 
 import (
-	"database/sql"
 	"fmt"
 	"reflect"
 	"slices"
@@ -260,8 +259,8 @@ func (k kind) stateOf(row reflect.Value) state {
 }
 
 // growsOf reads the fields that only grow of row, a pointer to k's model.
-func (k kind) growsOf(row reflect.Value) []sql.NullInt64 {
-	grows := make([]sql.NullInt64, len(k.growFields))
+func (k kind) growsOf(row reflect.Value) []grown {
+	grows := make([]grown, len(k.growFields))
 	for i, f := range k.growFields {
 		grows[i] = int64Of(f.of(row))
 	}
@@ -302,11 +301,11 @@ func applyChange(row reflect.Value, ev Event, now time.Time, c change, t *tieRul
 			}
 		}
 		for i, f := range k.growFields {
-			if n := in.Grows[i]; n.Valid {
-				if was := cur.Grows[i]; was.Valid {
-					n.Int64 = max(n.Int64, was.Int64)
+			if n := in.Grows[i]; n.known {
+				if was := cur.Grows[i]; was.known {
+					n.n = max(n.n, was.n)
 				}
-				assign(f, row, n.Int64)
+				assign(f, row, n.n)
 			}
 		}
 		for _, f := range k.refFields {
@@ -369,15 +368,15 @@ func assign(f *modelField, row reflect.Value, v any) {
 
 // int64Of reads an integer field, a pointer to one included; not Valid
 // for nil or another type.
-func int64Of(rv reflect.Value) sql.NullInt64 {
+func int64Of(rv reflect.Value) grown {
 	for rv.Kind() == reflect.Pointer {
 		if rv.IsNil() {
-			return sql.NullInt64{}
+			return grown{}
 		}
 		rv = rv.Elem()
 	}
 	if rv.CanInt() {
-		return sql.NullInt64{Int64: rv.Int(), Valid: true}
+		return grown{n: rv.Int(), known: true}
 	}
-	return sql.NullInt64{}
+	return grown{}
 }

@@ -1,7 +1,6 @@
 package billing
 
 import (
-	"database/sql"
 	"strings"
 	"time"
 )
@@ -13,7 +12,14 @@ type state struct {
 	Status  string
 	Created time.Time // zero for a stub row no event has filled yet
 	EventID string
-	Grows   []sql.NullInt64 // in the order of kind.grows; not Valid when unknown
+	Grows   []grown // in the order of kind.grows
+}
+
+// grown is a value of a field that only grows; known is false when the
+// row or the payload does not say it.
+type grown struct {
+	n     int64
+	known bool
 }
 
 // rankFunc orders the statuses of one kind of object: a row never moves to
@@ -74,15 +80,15 @@ func cond(newer bool) verdict {
 // growth is 1 when incoming has grown past current (some field more, none
 // less), -1 when current is ahead, 0 when they are equal, disagree, or
 // one of them does not know.
-func growth(current, incoming []sql.NullInt64) int {
+func growth(current, incoming []grown) int {
 	more, less := false, false
 	for i := range min(len(current), len(incoming)) {
 		c, in := current[i], incoming[i]
-		if !c.Valid || !in.Valid {
+		if !c.known || !in.known {
 			continue
 		}
-		more = more || in.Int64 > c.Int64
-		less = less || in.Int64 < c.Int64
+		more = more || in.n > c.n
+		less = less || in.n < c.n
 	}
 	switch {
 	case more && !less:

@@ -1,7 +1,6 @@
 package billing
 
 import (
-	"database/sql"
 	"testing"
 	"time"
 )
@@ -11,7 +10,7 @@ import (
 func st(status string, created time.Time, eventID string, grows ...int64) state {
 	s := state{Status: status, Created: created, EventID: eventID}
 	for _, g := range grows {
-		s.Grows = append(s.Grows, sql.NullInt64{Int64: g, Valid: g >= 0})
+		s.Grows = append(s.Grows, grown{n: g, known: g >= 0})
 	}
 	return s
 }

@@ -3,6 +3,7 @@ package config_test
 import (
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -140,6 +141,45 @@ var codeMapEntry = regexp.MustCompile("^- `([^`]+)`")
 
 // TestReadmeCodeMap checks that the README's code map has a line for every
 // Go package of the module, and one only.
+// TestReadmeCodeMapLayers holds the imports to one direction: the code
+// map lists the packages from the leaves up, and a package's code (its
+// tests aside) imports only packages listed above it, so that the domain
+// never reaches for the transport, nor a library for the command.
+func TestReadmeCodeMapLayers(t *testing.T) {
+	t.Parallel()
+	rank := map[string]int{}
+	for _, line := range strings.Split(section(t, readRepoFile(t, "README.md"), "Code map"), "\n") {
+		if m := codeMapEntry.FindStringSubmatch(line); m != nil {
+			rank[m[1]] = len(rank)
+		}
+	}
+	const module = "github.com/stripe-billing/billing/"
+	cmd := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...")
+	cmd.Dir = ".."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	checked := 0
+	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(fields[0], module)
+		for _, imp := range fields[1:] {
+			dep, ours := strings.CutPrefix(imp, module)
+			if !ours {
+				continue
+			}
+			checked++
+			if rank[dep] >= rank[pkg] {
+				t.Errorf("%s imports %s, listed after it in the README's code map: a lower layer reaches a higher one", pkg, dep)
+			}
+		}
+	}
+	if checked < 20 {
+		t.Fatalf("checked %d imports of the module's packages: go list did not say what this test thinks", checked)
+	}
+}
+
 func TestReadmeCodeMap(t *testing.T) {
 	t.Parallel()
 	listed := map[string]int{}

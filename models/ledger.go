@@ -206,15 +206,6 @@ func StampProcessed(tx *gorm.DB, ids, applied []string, at time.Time) error {
 	return nil
 }
 
-// RecordStatus appends a history row; a redelivered event adds nothing.
-func RecordStatus(tx *gorm.DB, c StatusChange) error {
-	err := tx.Clauses(clause.Insert{Modifier: "IGNORE"}).Create(&c).Error
-	if err != nil {
-		return fmt.Errorf("models: record %s %s status: %w", c.ObjectType, c.ObjectID, err)
-	}
-	return nil
-}
-
 // RecordStatuses appends several history rows in one statement; rows a
 // redelivered event already added are skipped.
 func RecordStatuses(tx *gorm.DB, cs []StatusChange) error {

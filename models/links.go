@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/schema"
 )
 
 // Links between an invoice, its payment intent and the intent's charges.
@@ -21,10 +20,10 @@ import (
 // that the records do not depend on the API version: payments.invoice_id
 // of the intent and its charges, invoices.payment_intent_id, and
 // invoices.charge_id (the intent's latest charge, as invoice.charge was).
-// billing asks for it after every InvoicePayment, and after a payment intent or charge
-// whose payload has no invoice field (basil and later).
+// A plan asks for it after an InvoicePayment, a payment intent or a
+// charge whose payload has no invoice field (basil and later).
 
-// linkStatements are settleLinks' statements, resolved from the kinds.
+// linkStatements are SettleLinks' statements, resolved from the models.
 // Each names its rows by a unique key or an index: an UPDATE that scanned
 // the table would wait on every row another transaction holds. The CASE
 // of an UPDATE is filled in per batch.
@@ -37,46 +36,21 @@ type linkStatements struct {
 }
 
 var links = func() linkStatements {
-	p, inv, ip := mustColumns(Payment{}), mustColumns(Invoice{}), mustColumns(InvoicePayment{})
+	p, inv, ip := mustTable(&Payment{}), mustTable(&Invoice{}), mustTable(&InvoicePayment{})
 	return linkStatements{
-		intents: "SELECT " + p.c("StripeID") + ", " + p.c("InvoiceID") + ", " + p.c("ChargeID") + " FROM " + p.table +
-			" WHERE " + p.c("StripeID") + " IN ? AND " + p.c("Object") + " = ?",
-		intentInvoices: "SELECT " + ip.c("PaymentIntentID") + ", MIN(" + ip.c("InvoiceID") + ") FROM " + ip.table + " WHERE " +
-			ip.c("PaymentIntentID") + " IN ? AND " + ip.c("InvoiceID") + " IS NOT NULL GROUP BY " + ip.c("PaymentIntentID"),
-		intentLinks: "UPDATE " + p.table + " SET " + p.c("InvoiceID") + " = CASE " + p.c("StripeID") + "%s END WHERE " +
-			p.c("StripeID") + " IN ? AND " + p.c("InvoiceID") + " IS NULL",
-		chargesLinks: "UPDATE " + p.table + " SET " + p.c("InvoiceID") + " = CASE " + p.c("PaymentIntentID") + "%s END WHERE " +
-			p.c("PaymentIntentID") + " IN ? AND " + p.c("InvoiceID") + " IS NULL",
-		invoiceLinks: "UPDATE " + inv.table + " SET " + inv.c("PaymentIntentID") + " = IFNULL(" + inv.c("PaymentIntentID") +
-			", CASE " + inv.c("StripeID") + "%s END), " + inv.c("ChargeID") + " = IFNULL(CASE " + inv.c("StripeID") + "%s END, " +
-			inv.c("ChargeID") + ") WHERE " + inv.c("StripeID") + " IN ?",
+		intents: "SELECT " + p.col("StripeID") + ", " + p.col("InvoiceID") + ", " + p.col("ChargeID") + " FROM " + p.table +
+			" WHERE " + p.col("StripeID") + " IN ? AND " + p.col("Object") + " = ?",
+		intentInvoices: "SELECT " + ip.col("PaymentIntentID") + ", MIN(" + ip.col("InvoiceID") + ") FROM " + ip.table + " WHERE " +
+			ip.col("PaymentIntentID") + " IN ? AND " + ip.col("InvoiceID") + " IS NOT NULL GROUP BY " + ip.col("PaymentIntentID"),
+		intentLinks: "UPDATE " + p.table + " SET " + p.col("InvoiceID") + " = CASE " + p.col("StripeID") + "%s END WHERE " +
+			p.col("StripeID") + " IN ? AND " + p.col("InvoiceID") + " IS NULL",
+		chargesLinks: "UPDATE " + p.table + " SET " + p.col("InvoiceID") + " = CASE " + p.col("PaymentIntentID") + "%s END WHERE " +
+			p.col("PaymentIntentID") + " IN ? AND " + p.col("InvoiceID") + " IS NULL",
+		invoiceLinks: "UPDATE " + inv.table + " SET " + inv.col("PaymentIntentID") + " = IFNULL(" + inv.col("PaymentIntentID") +
+			", CASE " + inv.col("StripeID") + "%s END), " + inv.col("ChargeID") + " = IFNULL(CASE " + inv.col("StripeID") + "%s END, " +
+			inv.col("ChargeID") + ") WHERE " + inv.col("StripeID") + " IN ?",
 	}
 }()
-
-// modelColumns are a model's table and its columns by Go field name.
-type modelColumns struct {
-	table string
-	s     *schema.Schema
-}
-
-// mustColumns parses model at start-up; it panics, as regexp.MustCompile
-// does, on a model GORM cannot parse.
-func mustColumns(model schema.Tabler) modelColumns {
-	s, err := Schema(model)
-	if err != nil {
-		panic(err)
-	}
-	return modelColumns{table: s.Table, s: s}
-}
-
-// c is the column of field name; it panics on a field with none.
-func (m modelColumns) c(name string) string {
-	f := m.s.FieldsByName[name]
-	if f == nil || f.DBName == "" {
-		panic(fmt.Sprintf("models: %s has no column for field %s", m.table, name))
-	}
-	return f.DBName
-}
 
 // SettleLinks carries each payment intent's invoice (its own, from
 // versions before basil, or an InvoicePayment's) to the intent and its
@@ -195,7 +169,7 @@ type ListedItem struct {
 	HasPeriod              bool
 }
 
-var itemCols = mustColumns(SubscriptionItem{})
+var itemCols = mustTable(&SubscriptionItem{})
 
 // WriteItems makes the subscription_items rows of each subscription those
 // its applied events list (lists), in order, under the subscription's lock: an
@@ -216,19 +190,19 @@ func WriteItems(tx *gorm.DB, lists []ItemList, now time.Time) error {
 	for _, w := range lists {
 		ids := make([]string, 0, len(w.Items))
 		for _, it := range w.Items {
-			cols := []string{c.c("StripeID"), c.c("SubscriptionID"), c.c("Livemode"), c.c("Account"), c.c("UpdatedAt")}
+			cols := []string{c.col("StripeID"), c.col("SubscriptionID"), c.col("Livemode"), c.col("Account"), c.col("UpdatedAt")}
 			args := []any{it.ID, w.Subscription, w.Livemode, w.Account, now}
 			if it.HasPrice {
-				cols, args = append(cols, c.c("PriceID")), append(args, it.Price)
+				cols, args = append(cols, c.col("PriceID")), append(args, it.Price)
 			}
 			if it.HasQuantity {
-				cols, args = append(cols, c.c("Quantity")), append(args, it.Quantity)
+				cols, args = append(cols, c.col("Quantity")), append(args, it.Quantity)
 			}
 			if it.HasPeriod {
-				cols = append(cols, c.c("CurrentPeriodStart"), c.c("CurrentPeriodEnd"))
+				cols = append(cols, c.col("CurrentPeriodStart"), c.col("CurrentPeriodEnd"))
 				args = append(args, it.PeriodStart, it.PeriodEnd)
 			}
-			cols, args = append(cols, c.c("CreatedAt")), append(args, now)
+			cols, args = append(cols, c.col("CreatedAt")), append(args, now)
 			if n := len(upserts); n > 0 && slices.Equal(upserts[n-1].cols, cols) {
 				upserts[n-1].args = append(upserts[n-1].args, args...)
 				upserts[n-1].rows++
@@ -270,9 +244,9 @@ func WriteItems(tx *gorm.DB, lists []ItemList, now time.Time) error {
 	// would lock, and wait for, the items other batches are writing under
 	// their own subscriptions' locks, and deadlock with them.
 	q, args := "DELETE "+c.table+" FROM "+c.table+" FORCE INDEX ("+SubscriptionItemsBySubscription+") WHERE "+
-		c.c("SubscriptionID")+" IN ?", []any{pruned}
+		c.col("SubscriptionID")+" IN ?", []any{pruned}
 	if len(stay) > 0 {
-		q, args = q+" AND "+c.c("StripeID")+" NOT IN ?", append(args, stay)
+		q, args = q+" AND "+c.col("StripeID")+" NOT IN ?", append(args, stay)
 	}
 	if err := tx.Exec(q, args...).Error; err != nil {
 		return fmt.Errorf("models: delete items no longer in %d subscriptions: %w", len(pruned), err)

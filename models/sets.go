@@ -88,6 +88,26 @@ func tableOf(row any) (*objectTable, error) {
 	return got.(*objectTable), nil
 }
 
+// mustTable is tableOf at start-up: it panics, as regexp.MustCompile
+// does, on a model that is no table of Stripe objects.
+func mustTable(row any) *objectTable {
+	ot, err := tableOf(row)
+	if err != nil {
+		panic(err)
+	}
+	return ot
+}
+
+// col is the column of field name; it panics on a field with none: the
+// statements are built at start-up, before any event is applied.
+func (ot *objectTable) col(name string) string {
+	f := ot.byName[name]
+	if f == nil || f.DBName == "" {
+		panic(fmt.Sprintf("models: %s has no column for field %s", ot.table, name))
+	}
+	return f.DBName
+}
+
 // StubFields are the fields of a row that only knows its id, as the
 // first event that names an object makes it: the rest waits for the
 // object's own events. Object is set on the payments table only.
@@ -206,16 +226,14 @@ type ObjectWrites struct {
 // a next-key lock (a gap that a neighbouring batch's new row waits for),
 // and rolled the insert back before updating.
 func WriteObjects(tx *gorm.DB, w ObjectWrites) error {
-	var proto any
-	switch {
-	case len(w.Changed) > 0:
-		proto = w.Changed[0].Row
-	case len(w.Fresh) > 0:
-		proto = w.Fresh[0]
-	default:
+	some := w.Fresh // a row of the table, to name it
+	if len(w.Changed) > 0 {
+		some = []any{w.Changed[0].Row}
+	}
+	if len(some) == 0 {
 		return nil
 	}
-	ot, err := tableOf(proto)
+	ot, err := tableOf(some[0])
 	if err != nil {
 		return err
 	}
