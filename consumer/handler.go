@@ -98,8 +98,8 @@ func (f BatchHandlerFunc) HandleBatch(ctx context.Context, ds []Delivery) ([]err
 	return f(ctx, ds)
 }
 
-// one runs a Handler as a batch of one, so that the single-event path and
-// the batch path go through the same middleware.
+// one runs a Handler as a batch of one, so that a single event takes the
+// same delivery loop and middleware as a batch.
 func one(h Handler) BatchHandler {
 	return BatchHandlerFunc(func(ctx context.Context, ds []Delivery) ([]error, error) {
 		errs := make([]error, len(ds))
