@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -20,6 +21,24 @@ func buildBinary(t *testing.T) string {
 	build := exec.Command("go", "build", "-o", bin, "github.com/stripe-billing/billing/cmd/billing")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// buildBinaryAt builds `billing` from the repository at git ref, in a
+// worktree of its own: a baseline measured beside today's binary.
+func buildBinaryAt(t *testing.T, ref string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "src")
+	if out, err := exec.Command("git", "worktree", "add", "--detach", dir, ref).CombinedOutput(); err != nil {
+		t.Fatalf("git worktree add %s: %v\n%s", ref, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("git", "worktree", "remove", "--force", dir).Run() })
+	bin := filepath.Join(t.TempDir(), "billing-"+ref)
+	build := exec.Command("go", "build", "-o", bin, "./cmd/billing")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build at %s: %v\n%s", ref, err, out)
 	}
 	return bin
 }
@@ -187,6 +206,29 @@ func TestBenchWorkerProcess(t *testing.T) {
 		t.Skip("BILLING_BENCH=1 runs the worker process's cost row of the benchmark table")
 	}
 	events := envInt(t, "BENCH_EVENTS", 19*200)
-	rate, use := workerProcesses(t, buildBinary(t), 1, events)
-	t.Logf("cost | processing, 1 worker process, %d queued lifecycle events | %s | %s", events, use.PerThousand(events), bench.PerSecond(rate, "event"))
+	bin := buildBinary(t)
+	baseline := os.Getenv("BENCH_BASELINE")
+	if baseline == "" {
+		rate, use := workerProcesses(t, bin, 1, events)
+		t.Logf("cost | processing, 1 worker process, %d queued lifecycle events | %s | %s", events, use.PerThousand(events), bench.PerSecond(rate, "event"))
+		return
+	}
+	// BENCH_BASELINE=<git ref>: the binary of that ref beside today's,
+	// round after round, the medians compared.
+	old := buildBinaryAt(t, baseline)
+	var now, then []float64
+	for range envInt(t, "BENCH_ROUNDS", 3) {
+		for _, b := range []struct {
+			bin string
+			ms  *[]float64
+		}{{old, &then}, {bin, &now}} {
+			_, use := workerProcesses(t, b.bin, 1, events)
+			*b.ms = append(*b.ms, use.MsPerThousand("worker", events))
+		}
+	}
+	slices.Sort(now)
+	slices.Sort(then)
+	a, b := now[(len(now)-1)/2], then[(len(then)-1)/2]
+	t.Logf("cost | 1 worker process, %d queued lifecycle events: worker CPU ms per 1,000 events | %.0f (runs %.0f) | %.0f at %s (runs %.0f) | %.0f%% less",
+		events, a, now, b, baseline, then, 100*(1-a/b))
 }
