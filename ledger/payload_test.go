@@ -3,6 +3,8 @@ package ledger_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -176,6 +178,17 @@ func TestPreview(t *testing.T) {
 			_, err := p.Process(context.Background(), versionEvent(t, v, "evt_noid", "invoice.paid", start, true, "", o))
 			if failure.Of(err) != failure.Schema || !strings.Contains(err.Error(), "invoice.id is missing") {
 				t.Errorf("invoice.paid without id: %v (class %q), want a schema failure", err, failure.Of(err))
+			}
+			// billing reprocess passes over the preview and says so,
+			// in a dry run and for real, and writes nothing.
+			for _, dryRun := range []bool{true, false} {
+				rep, outcomes := reprocess(t, p, models.EventFilter{}, dryRun)
+				if rep.Previews != 1 || rep.Failed != 0 || !slices.Equal(outcomes, []string{"invoice.upcoming preview"}) {
+					t.Errorf("reprocess (dry run %v): report %+v, outcomes %v; want the preview passed over", dryRun, rep, outcomes)
+				}
+			}
+			if after := snapshot(t, s); fmt.Sprint(after) != fmt.Sprint(snap) {
+				t.Errorf("reprocessing the preview changed rows:\nbefore %v\nafter  %v", snap, after)
 			}
 		})
 	}

@@ -37,6 +37,9 @@ const (
 	// ReprocessSkipped: its payload could not be proved Stripe's (Err says
 	// why); nothing was applied, in a dry run too.
 	ReprocessSkipped = "skipped"
+	// ReprocessPreview: a preview (invoice.upcoming without an id): no row
+	// to write, left as it is, in a dry run too.
+	ReprocessPreview = "preview"
 	// In a dry run, what would become of the event.
 	ReprocessWouldApply = "would apply"
 	ReprocessWouldFail  = "would fail" // its payload is pruned; Err says so
@@ -54,7 +57,7 @@ type Reprocessed struct {
 // ReprocessReport counts a run's outcomes (Failed: or would fail, in a
 // dry run).
 type ReprocessReport struct {
-	Matched, Applied, NoHandler, Skipped, Failed int
+	Matched, Applied, NoHandler, Previews, Skipped, Failed int
 }
 
 // PayloadVerifier says which payload of a ledger event may be applied:
@@ -113,6 +116,8 @@ func (r *Reprocessor) Run(ctx context.Context, f models.EventFilter, dryRun bool
 				rep.Applied++
 			case ReprocessNoHandler:
 				rep.NoHandler++
+			case ReprocessPreview:
+				rep.Previews++
 			case ReprocessSkipped:
 				rep.Skipped++
 			case ReprocessFailed, ReprocessWouldFail:
@@ -136,6 +141,11 @@ func (r *Reprocessor) one(ctx context.Context, row models.StripeEvent, dryRun bo
 	}
 	if !r.proc.handles(row.Type) {
 		return ReprocessNoHandler, nil
+	}
+	// Nothing of a preview is applied, so nothing needs its payload
+	// verified or kept: the ledger's object id (none) says it all.
+	if billing.IsPreview(billing.Event{Type: row.Type, ObjectID: deref(row.ObjectID)}) {
+		return ReprocessPreview, nil
 	}
 	stored, err := r.proc.store.StoredEvent(ctx, row.ID)
 	if err != nil {
@@ -230,6 +240,13 @@ func (r *Reprocessor) applyIn(ctx context.Context, id string, ev billing.Event, 
 		}
 		return models.SetEventStatus(tx, id, models.EventProcessed, &applied, now)
 	})
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // prunedError says that event id cannot be applied from the ledger.

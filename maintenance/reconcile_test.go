@@ -13,7 +13,10 @@ import (
 )
 
 // stripe-mock v0.183.0 lists one fixture event, created at 1234567890.
-const mockEventID = "evt_1OPouqJN5vQBdWExgxCYZfvK"
+const (
+	mockEventID   = "evt_1OPouqJN5vQBdWExgxCYZfvK"
+	mockEventType = "plan.created" // no decoder: enqueued only because the test names it
+)
 
 func TestReconcile(t *testing.T) {
 	t.Parallel()
@@ -25,7 +28,7 @@ func TestReconcile(t *testing.T) {
 		e := dlqtest.NewEnv(t, 20)
 		store := testenv.Store(t)
 		now := time.Unix(1234567890, 0).Add(24 * time.Hour) // within the Events API's 30 days
-		r, err := maintenance.NewReconcile(reconcile.Config{APIKey: "sk_test_123", APIBase: testenv.StripeMock(t), Topology: e.Topo, Now: func() time.Time { return now }},
+		r, err := maintenance.NewReconcile(reconcile.Config{APIKey: "sk_test_123", APIBase: testenv.StripeMock(t), Topology: e.Topo, Types: []string{mockEventType}, Now: func() time.Time { return now }},
 			quietLogger(), store, e.Pub)
 		if err != nil {
 			t.Fatal(err)

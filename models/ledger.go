@@ -525,7 +525,7 @@ type EventFilter struct {
 // pages through a ledger of any size and loads each payload when it
 // applies the event (LockEvent).
 func (s *Store) EventsInStripeOrder(ctx context.Context, f EventFilter, after *StripeEvent, limit int) ([]StripeEvent, error) {
-	q := s.db.WithContext(ctx).Model(&StripeEvent{}).Select("id", "type", "status", "created")
+	q := s.db.WithContext(ctx).Model(&StripeEvent{}).Select("id", "type", "status", "created", "object_id")
 	if len(f.Types) > 0 {
 		q = q.Where("type IN ?", f.Types)
 	}

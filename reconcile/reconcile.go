@@ -26,6 +26,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 
+	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/internal/netaddr"
 )
@@ -70,6 +71,11 @@ type Config struct {
 	Margin time.Duration
 	// PageSize is the Events API page size; default 100 (Stripe's most).
 	PageSize int64
+	// Types are the event types enqueued when missing: those the worker
+	// applies; default billing.HandledTypes. Any other would only be
+	// recorded as ignored, at the cost of a fetch from Stripe each (an
+	// enqueued event has no signature): it is counted instead.
+	Types []string
 	// HTTPClient calls Stripe; default a client with a 30s timeout.
 	HTTPClient *http.Client
 	// Observe, when set, is told the outcome of every call to Stripe
@@ -83,6 +89,7 @@ type Config struct {
 // lost webhook would have delivered.
 type Reconciler struct {
 	cfg    Config
+	types  map[string]bool
 	logger *slog.Logger
 	store  Store
 	pub    Publisher
@@ -94,8 +101,9 @@ type Result struct {
 	// Since is the lower bound of created times asked for.
 	Since time.Time
 	// Listed counts the events Stripe returned, Enqueued those missing
-	// from the ledger and published.
-	Listed, Enqueued int
+	// from the ledger and published, Unhandled those of types the worker
+	// does not apply (Config.Types), never enqueued.
+	Listed, Enqueued, Unhandled int
 	// Checkpoint is the position saved for the next run.
 	Checkpoint time.Time
 }
@@ -140,9 +148,16 @@ func New(cfg Config, logger *slog.Logger, store Store, pub Publisher) (*Reconcil
 		c.Transport = observedTransport{base: c.Transport, purpose: PurposeReconcile, observe: cfg.Observe}
 		cfg.HTTPClient = &c
 	}
+	if cfg.Types == nil {
+		cfg.Types = billing.HandledTypes()
+	}
+	types := map[string]bool{}
+	for _, t := range cfg.Types {
+		types[t] = true
+	}
 	backend := newBackend(cfg.APIBase, cfg.HTTPClient)
 	api := client.New(cfg.APIKey, &stripe.Backends{API: backend, Connect: backend, Uploads: backend})
-	return &Reconciler{cfg: cfg, logger: logger, store: store, pub: pub, api: api}, nil
+	return &Reconciler{cfg: cfg, types: types, logger: logger, store: store, pub: pub, api: api}, nil
 }
 
 // checkBase refuses an API base that would carry the API key, sent with
@@ -230,6 +245,10 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 		res.Listed++
 		if ev.Created < res.Since.Unix() {
 			continue // the API filters by created; do not rely on it alone
+		}
+		if !r.types[string(ev.Type)] {
+			res.Unhandled++
+			continue
 		}
 		batch = append(batch, ev)
 	}

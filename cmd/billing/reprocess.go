@@ -88,11 +88,11 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 		fmt.Fprintln(e.stdout, line)
 	})
 	if *dryRun {
-		fmt.Fprintf(e.stdout, "dry run: %d event(s) match, %d would be applied, %d have no handler, %d skipped (not verified), %d would fail (payload pruned); nothing was applied\n",
-			rep.Matched, rep.Matched-rep.NoHandler-rep.Skipped-rep.Failed, rep.NoHandler, rep.Skipped, rep.Failed)
+		fmt.Fprintf(e.stdout, "dry run: %d event(s) match, %d would be applied, %d have no handler, %d skipped (not verified), %d would fail (payload pruned), %d previews (nothing to store); nothing was applied\n",
+			rep.Matched, rep.Matched-rep.NoHandler-rep.Skipped-rep.Failed-rep.Previews, rep.NoHandler, rep.Skipped, rep.Failed, rep.Previews)
 	} else {
-		fmt.Fprintf(e.stdout, "reprocessed %d event(s): %d applied, %d without a handler, %d skipped (not verified), %d failed\n",
-			rep.Matched, rep.Applied, rep.NoHandler, rep.Skipped, rep.Failed)
+		fmt.Fprintf(e.stdout, "reprocessed %d event(s): %d applied, %d without a handler, %d skipped (not verified), %d failed, %d previews (nothing to store)\n",
+			rep.Matched, rep.Applied, rep.NoHandler, rep.Skipped, rep.Failed, rep.Previews)
 	}
 	if err != nil {
 		return err

@@ -113,7 +113,8 @@ func printSweep(e env, rep maintenance.Report) {
 	}
 	reconciled := "reconciliation off (STRIPE_API_KEY not set)"
 	if r := rep.Reconciled; r != nil {
-		reconciled = fmt.Sprintf("reconciled %d missing of %d listed since %s", r.Enqueued, r.Listed, r.Since.UTC().Format(time.RFC3339))
+		reconciled = fmt.Sprintf("reconciled %d missing of %d listed since %s (%d of types the worker does not apply, not enqueued)",
+			r.Enqueued, r.Listed, r.Since.UTC().Format(time.RFC3339), r.Unhandled)
 	}
 	fmt.Fprintf(e.stdout, "sweep: re-driven %d, left for a person %d (permanent %d, out of re-drives %d), waiting %d, %s, payloads pruned %d, errors %d\n",
 		len(rep.Redriven), rep.LeftForPerson(), rep.Permanent, rep.OutOfRedrives, rep.Waiting, reconciled, rep.Pruned, len(rep.Errors))
