@@ -128,6 +128,21 @@ var (
 		refs: []string{"InvoiceID", "CustomerID"}})
 )
 
+// kinds are every kind of object the worker stores.
+var kinds = []kind{customerKind, subscriptionKind, invoiceKind, invoicePaymentKind, paymentIntentKind,
+	chargeKind, refundKind, disputeKind, checkoutSessionKind, creditNoteKind}
+
+// ObjectTypes lists the Stripe objects the worker stores, by Stripe's
+// "object" name: those whose same-second tie may need the object from
+// Stripe (ObjectRef.Type).
+func ObjectTypes() []string {
+	out := make([]string, len(kinds))
+	for i, k := range kinds {
+		out[i] = k.objectType
+	}
+	return out
+}
+
 // mustKind resolves k's fields from model, the table's model; it panics,
 // as regexp.MustCompile does, on a field the model does not have.
 func mustKind(model any, k kind) kind {
@@ -285,7 +300,7 @@ func applyChange(row reflect.Value, ev Event, now time.Time, c change, t *tieRul
 	v, reported, lastEventID := compare(k.rank, cur, in), c.status, ev.ID
 	if v == tied {
 		var fromStripe bool
-		if v, reported, fromStripe, err = t.settle(k, c, ev, cur, in); err != nil {
+		if v, reported, fromStripe, err = t.settle(k, c, ev, cur, in, k.agrees(row, c, cur)); err != nil {
 			return false, false, "", err
 		}
 		if fromStripe {
@@ -332,6 +347,46 @@ func applyChange(row reflect.Value, ev Event, now time.Time, c change, t *tieRul
 		reported = ""
 	}
 	return replaced, deleted, reported, nil
+}
+
+// agrees reports whether change c would leave row (a pointer to k's
+// model, in state cur) as it is, but for the event that names it: the
+// same status, every carried field the payload carries equal to the
+// row's, no reference the row lacks or names otherwise. Then a tie
+// between them settles the same way whichever wins. A subscription's
+// items are not in its row: a change that carries them never agrees.
+func (k kind) agrees(row reflect.Value, c change, cur state) bool {
+	if c.status != cur.Status || c.items != nil {
+		return false
+	}
+	src := reflect.ValueOf(c.row)
+	for _, f := range k.carried {
+		if c.present.has(f.keys...) && !sameValue(f.field.of(row), f.field.of(src)) {
+			return false
+		}
+	}
+	for _, f := range k.refFields {
+		if v := f.of(src); !v.IsZero() && !sameValue(f.of(row), v) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameValue reports whether a and b, fields of one model, hold the same
+// value: pointers by what they point to (nil only equals nil), times by
+// the instant.
+func sameValue(a, b reflect.Value) bool {
+	for a.Kind() == reflect.Pointer {
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		a, b = a.Elem(), b.Elem()
+	}
+	if ta, ok := a.Interface().(time.Time); ok {
+		return ta.Equal(b.Interface().(time.Time))
+	}
+	return reflect.DeepEqual(a.Interface(), b.Interface())
 }
 
 // fillRefs sets those references of row (a pointer to k's model) that

@@ -6,11 +6,14 @@ import (
 
 // Two events of one object in one second that nothing in their payloads
 // orders (same status rank, same values of the fields that only grow: two
-// customer.subscription.updated, say) are a tie. Stripe's event ids are not
+// customer.subscription.updated, say) are a tie. When the incoming
+// payload agrees with the row on every stored field (invoice.paid beside
+// invoice.payment_succeeded), either order makes the same row: the larger
+// event id wins, with no call. Otherwise Stripe's event ids are not
 // ordered in time, so the only source of the latest state is Stripe: the
 // ledger fetches the object and folds it in the event's place; without
-// Stripe, the larger event id wins, which is arbitrary but the same in
-// every delivery order.
+// Stripe (or for an object Stripe does not serve), the larger event id
+// wins, which is arbitrary but the same in every delivery order.
 //
 // A tie shows only once the object's row is read under its lock, but the
 // fetch is never made with a transaction open: the fold that meets the
@@ -63,15 +66,19 @@ type tieRule struct {
 }
 
 // settle decides a tie between current and incoming (event ev) for the
-// object of change c, names the status the history records for the
-// event, and says whether c is Stripe's own object.
-func (t *tieRule) settle(k kind, c change, ev Event, current, incoming state) (v verdict, reported string, fromStripe bool, err error) {
+// object of change c, which agrees with the row on every stored field or
+// not, names the status the history records for the event, and says
+// whether c is Stripe's own object.
+func (t *tieRule) settle(k kind, c change, ev Event, current, incoming state, agree bool) (v verdict, reported string, fromStripe bool, err error) {
 	ref := ObjectRef{Type: k.objectType, ID: c.id, APIVersion: ev.APIVersion, Account: ev.Account}
 	switch {
 	case t.Fetched != nil && t.Fetched.Ref.Type == k.objectType && t.Fetched.Ref.ID == c.id:
 		// c is Stripe's object now: the latest state, unless our order
 		// says it went back, which Stripe's objects never do.
 		return cond(k.rank(c.status) >= k.rank(current.Status)), t.Fetched.Reported, true, nil
+	case agree:
+		// Whichever wins, the row holds the same: nothing to ask.
+		return byEventID(current, incoming), c.status, false, nil
 	case t.Fetch:
 		return keep, c.status, false, &Tie{Ref: ref, Event: ev.ID, Reported: c.status}
 	default:

@@ -18,6 +18,7 @@ import (
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/internal/stripefixture"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
@@ -361,5 +362,112 @@ func TestTieFetchHoldsNoLocks(t *testing.T) {
 		if err != nil {
 			t.Errorf("the row was locked while Stripe was asked: %v", err)
 		}
+	}
+}
+
+// tieTypes are an event type of each stored object type, for ties.
+var tieTypes = map[string]string{
+	"customer": "customer.updated", "subscription": "customer.subscription.updated", "invoice": "invoice.updated",
+	"invoice_payment": "invoice_payment.paid", "payment_intent": "payment_intent.processing", "charge": "charge.updated",
+	"refund": "refund.updated", "dispute": "charge.dispute.updated", "checkout.session": "checkout.session.completed",
+	"credit_note": "credit_note.updated",
+}
+
+// countingStripe is a fake Stripe that serves every stored object type
+// from v's fixtures, with the id asked for and currency "gbp", and counts
+// the calls by object type.
+func countingStripe(t *testing.T, v string) (*ledger.Processor, *models.Store, func(typ string) int32) {
+	t.Helper()
+	paths := map[string]string{"customers": "customer", "subscriptions": "subscription", "invoices": "invoice",
+		"invoice_payments": "invoice_payment", "payment_intents": "payment_intent", "charges": "charge", "refunds": "refund",
+		"disputes": "dispute", "sessions": "checkout.session", "credit_notes": "credit_note"}
+	calls := map[string]*atomic.Int32{}
+	for _, typ := range paths {
+		calls[typ] = &atomic.Int32{}
+	}
+	stripe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		typ, ok := paths[path.Base(path.Dir(r.URL.Path))]
+		if !ok {
+			t.Errorf("fake Stripe asked for %s", r.URL.Path)
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		calls[typ].Add(1)
+		o := stripefixture.Object(v, typ)
+		o["id"], o["currency"] = path.Base(r.URL.Path), "gbp"
+		_ = json.NewEncoder(w).Encode(o)
+	}))
+	t.Cleanup(stripe.Close)
+	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: stripe.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testenv.Store(t)
+	return ledger.NewProcessor(s, nil, ledger.WithObjectFetcher(fetcher)), s, func(typ string) int32 { return calls[typ].Load() }
+}
+
+// TestTieOnEveryStoredType: every object type the worker stores settles a
+// tie: one whose payloads differ in a stored field (currency) by one call
+// to Stripe, whose object wins; one whose payloads agree on every stored
+// field by event id, with no call. One event at a time and in a batch,
+// in both orders; none fails, none is parked.
+func TestTieOnEveryStoredType(t *testing.T) {
+	t.Parallel()
+	const v = "2026-08-26.dahlia" // the newest: InvoicePayments exist
+	if got := billing.ObjectTypes(); len(got) != len(tieTypes) {
+		t.Fatalf("stored types %v, the test knows %d: add the new one to tieTypes", got, len(tieTypes))
+	}
+	for _, typ := range billing.ObjectTypes() {
+		t.Run(typ, func(t *testing.T) {
+			t.Parallel()
+			p, s, calls := countingStripe(t, v)
+			model := map[string]any{"customer": &models.Customer{}, "subscription": &models.Subscription{}, "invoice": &models.Invoice{},
+				"invoice_payment": &models.InvoicePayment{}, "payment_intent": &models.Payment{}, "charge": &models.Payment{},
+				"refund": &models.Refund{}, "dispute": &models.Dispute{}, "checkout.session": &models.CheckoutSession{},
+				"credit_note": &models.CreditNote{}}[typ]
+			tie := func(id string, currencies ...string) ([][]byte, []string) {
+				var events [][]byte
+				var ids []string
+				for _, c := range currencies {
+					o := stripefixture.Object(v, typ)
+					o["id"], o["currency"] = id, c
+					evID := billingtest.NewEventID()
+					events, ids = append(events, versionEvent(t, v, evID, tieTypes[typ], start, false, "", o)), append(ids, evID)
+				}
+				return events, ids
+			}
+			row := func(id string) (currency, lastEvent string) {
+				r := map[string]any{}
+				if err := s.DB().Model(model).Where("stripe_id = ?", id).Take(&r).Error; err != nil {
+					t.Fatal(err)
+				}
+				return fmt.Sprint(deref(r["currency"])), fmt.Sprint(deref(r["last_event_id"]))
+			}
+			for _, c := range []struct {
+				name       string
+				currencies []string // of the two events
+				calls      int32
+				want       string // the row's currency
+			}{
+				{"differ", []string{"usd", "eur"}, 1, "gbp"}, // Stripe's object wins
+				{"agree", []string{"usd", "usd"}, 0, "usd"},
+			} {
+				if typ == "subscription" && c.name == "agree" {
+					continue // its items are not in its row: a tie on a payload with items is always fetched
+				}
+				for run := range 4 {
+					id := fmt.Sprintf("obj_%s_%d", c.name, run)
+					before := calls(typ)
+					events, ids := tie(id, c.currencies...)
+					deliverTie(t, p, run, events)
+					if n := calls(typ) - before; n != c.calls {
+						t.Errorf("run %d: payloads that %s: %d calls to Stripe, want %d", run, c.name, n, c.calls)
+					}
+					if cur, last := row(id); cur != c.want || last != max(ids[0], ids[1]) {
+						t.Errorf("run %d: payloads that %s: currency %s, last event %s; want %s and %s", run, c.name, cur, last, c.want, max(ids[0], ids[1]))
+					}
+				}
+			}
+		})
 	}
 }

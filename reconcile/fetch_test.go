@@ -31,15 +31,20 @@ func TestFetcher(t *testing.T) {
 	defer cancel()
 
 	t.Run("EveryStoredKind", func(t *testing.T) {
-		for _, ref := range []billing.ObjectRef{
-			{Type: "customer", ID: "cus_Fetch1"}, {Type: "subscription", ID: "sub_Fetch1"},
-			{Type: "invoice", ID: "in_Fetch1"}, {Type: "payment_intent", ID: "pi_Fetch1"},
-			{Type: "charge", ID: "ch_Fetch1", APIVersion: "2023-10-16"}, {Type: "refund", ID: "re_Fetch1"},
-			{Type: "dispute", ID: "dp_Fetch1", Account: "acct_Fetch1"},
-		} {
+		for _, typ := range billing.ObjectTypes() {
+			ref := billing.ObjectRef{Type: typ, ID: "obj_Fetch1"}
+			switch typ {
+			case "charge":
+				ref.APIVersion = "2023-10-16"
+			case "dispute":
+				ref.Account = "acct_Fetch1"
+			}
 			raw, err := f.FetchObject(ctx, ref)
 			if err != nil {
 				t.Fatalf("FetchObject(%+v): %v", ref, err)
+			}
+			if raw == nil && typ == "invoice_payment" {
+				continue // stripe-mock v0.183.0 serves 2023-10-16, before InvoicePayments: 404, settled by event id
 			}
 			var obj struct{ ID, Object string }
 			if err := json.Unmarshal(raw, &obj); err != nil {
