@@ -28,9 +28,9 @@ const (
 	// HeaderRedrives counts the sweep's automatic re-drives of a parked event.
 	HeaderRedrives = "billing-redrives"
 	// HeaderReplaySource says who sent a parked event back through the
-	// default exchange: ReplaySourceCLI or ReplaySourceSweep; absent for
-	// the UI's "Move messages". A failure drops it, so a later Move of the
-	// parked copy is not taken for the CLI's.
+	// replay exchange: ReplaySourceCLI or ReplaySourceSweep; absent for
+	// the UI's "Reject requeue false". A failure drops it, so a later
+	// reject of the parked copy is not taken for the CLI's.
 	HeaderReplaySource = "billing-replay-source"
 
 	// The reason a message was parked in the DLQ.
@@ -92,7 +92,7 @@ func RetryCopy(d amqp.Delivery) amqp.Publishing {
 // re-drives.
 //
 // billing-replays is not incremented here: the copy goes through the
-// default exchange, exactly like the management UI's "Move messages", and
+// replay exchange, as the management UI's "Reject requeue false" does, and
 // the consumer counts every delivery from the default or the replay
 // exchange as one more replay (see ReadAttempt). Counting in one place
 // keeps the count right whichever way the event was sent back.
@@ -186,9 +186,9 @@ const (
 	// Moved: a replay through the default exchange straight into the work
 	// queue (the UI's "Move messages").
 	Moved Origin = "move"
-	// ReplayedByCLI: `billing dlq replay`, through the default exchange.
+	// ReplayedByCLI: `billing dlq replay`, through the replay exchange.
 	ReplayedByCLI Origin = ReplaySourceCLI
-	// Redriven: the sweep's re-drive, through the default exchange.
+	// Redriven: the sweep's re-drive, through the replay exchange.
 	Redriven Origin = ReplaySourceSweep
 	// DeadLettered: the broker itself dead-lettered the parked message
 	// through the DLQ's dead-letter exchange, no person involved: a
@@ -209,19 +209,20 @@ func OriginOf(d amqp.Delivery, t Topology) (Origin, string) {
 	case t.Return:
 		return Retried, ""
 	case t.Replay:
-		// A person's "Reject requeue false" dead-letters with reason
+		// `billing dlq replay` and the sweep publish here and say so; a
+		// person's "Reject requeue false" dead-letters with reason
 		// rejected; anything else is the broker's own doing.
-		if reason := deathReason(d.Headers, t.DLQ); reason != "" && reason != "rejected" {
-			return DeadLettered, reason
-		}
-		return Rejected, ""
-	case "":
 		switch HeaderString(d.Headers, HeaderReplaySource) {
 		case ReplaySourceCLI:
 			return ReplayedByCLI, ""
 		case ReplaySourceSweep:
 			return Redriven, ""
 		}
+		if reason := deathReason(d.Headers, t.DLQ); reason != "" && reason != "rejected" {
+			return DeadLettered, reason
+		}
+		return Rejected, ""
+	case "":
 		return Moved, ""
 	}
 	return Fresh, ""

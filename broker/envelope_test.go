@@ -47,8 +47,8 @@ func TestReadAttempt(t *testing.T) {
 		// from the DLQ with an older RabbitMQ that wrote no entry of its own.
 		{"another queue's death is not the DLQ's", amqp.Delivery{Exchange: envTopo.Replay, Headers: deaths(envTopo.Work, "delivery_limit")},
 			broker.Attempt{Origin: broker.Rejected, Replays: 1}, 1},
-		{"billing dlq replay", amqp.Delivery{Exchange: "", Headers: amqp.Table{broker.HeaderReplaySource: "cli"}}, broker.Attempt{Origin: broker.ReplayedByCLI, Replays: 1}, 1},
-		{"the sweep's re-drive", amqp.Delivery{Exchange: "", Headers: amqp.Table{broker.HeaderReplaySource: "sweep"}}, broker.Attempt{Origin: broker.Redriven, Replays: 1}, 1},
+		{"billing dlq replay", amqp.Delivery{Exchange: envTopo.Replay, Headers: amqp.Table{broker.HeaderReplaySource: "cli"}}, broker.Attempt{Origin: broker.ReplayedByCLI, Replays: 1}, 1},
+		{"the sweep's re-drive", amqp.Delivery{Exchange: envTopo.Replay, Headers: amqp.Table{broker.HeaderReplaySource: "sweep"}}, broker.Attempt{Origin: broker.Redriven, Replays: 1}, 1},
 		{"a source header on a fresh event is no replay", amqp.Delivery{Exchange: envTopo.Events, Headers: amqp.Table{broker.HeaderReplaySource: "cli"}}, broker.Attempt{Origin: broker.Fresh}, 1},
 	}
 	for _, tt := range tests {

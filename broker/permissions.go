@@ -1,8 +1,12 @@
 package broker
 
 import (
+	"errors"
+	"fmt"
 	"regexp"
 	"strings"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // Role is a RabbitMQ user's job: each process runs as the user of its role
@@ -19,13 +23,16 @@ const (
 	// RoleWorker consumes the work queue and publishes retries and parked
 	// events.
 	RoleWorker Role = "worker"
-	// RoleSweep is `billing sweep` and `billing dlq`: reads the DLQ, moves
-	// events back through the default exchange, publishes reconciled
-	// events to <ns>.events.
+	// RoleSweep is `billing sweep`: reads the DLQ, re-drives events
+	// through the replay exchange, publishes reconciled events to
+	// <ns>.events.
 	RoleSweep Role = "sweep"
-	// RoleSupport is staff in the management UI: look at parked events and
-	// replay them ("Get messages", "Reject requeue false"), publish a
-	// hand-made copy to <ns>.events. It cannot create queues or policies.
+	// RoleSupport is staff running docs/runbook.md: look at parked events
+	// and replay them in the management UI ("Get messages", "Reject
+	// requeue false") and with `billing dlq`, publish a hand-made copy to
+	// <ns>.events. It cannot create or delete a queue, set a policy or
+	// publish into the DLQ; read on the DLQ still lets it purge it
+	// (docs/security.md#support-and-the-dlq).
 	RoleSupport Role = "support"
 )
 
@@ -59,12 +66,12 @@ func (t Topology) Permissions() map[Role]Permission {
 		RoleTopology: {Configure: prefix(t.Namespace), Write: prefix(t.Namespace), Read: prefix(t.Namespace), Tags: "policymaker"},
 		RoleAPI:      {Configure: nothing, Write: exactly(t.Events), Read: nothing},
 		RoleWorker:   {Configure: nothing, Write: exactly(t.Retry, t.Dead), Read: exactly(t.Work)},
-		// Write on amq.default allows a publish to any queue of the vhost:
-		// RabbitMQ checks the exchange, not the queue behind it. The move
-		// goes that way because the worker counts it as a replay by it.
-		RoleSweep: {Configure: nothing, Write: exactly(DefaultExchange, t.Events), Read: exactly(t.DLQ)},
+		// Replays go through <ns>.replay, which routes to the work queue
+		// only, not amq.default: RabbitMQ checks write on the exchange, not
+		// the queue behind it, so amq.default would reach every queue.
+		RoleSweep: {Configure: nothing, Write: exactly(t.Events, t.Replay), Read: exactly(t.DLQ)},
 		RoleSupport: {
-			Configure: nothing, Write: exactly(t.Events), Read: exactly(t.DLQ),
+			Configure: nothing, Write: exactly(t.Events, t.Replay), Read: exactly(t.DLQ),
 			Tags: "management",
 		},
 	}
@@ -78,4 +85,29 @@ func exactly(names ...string) string {
 		quoted[i] = regexp.QuoteMeta(n)
 	}
 	return "^(" + strings.Join(quoted, "|") + ")$"
+}
+
+// RefusalError is the broker's ACCESS_REFUSED with the permission it
+// checked: RabbitMQ 3.x's text ("access to queue 'x' in vhost '/' refused
+// for user 'u'") does not say which one.
+type RefusalError struct {
+	Permission string // configure, write or read
+	Resource   string // exchange or queue
+	Err        *amqp.Error
+}
+
+func (e *RefusalError) Error() string {
+	return fmt.Sprintf("the broker refused access, the user lacks %s permission on the %s: %s", e.Permission, e.Resource, e.Err.Reason)
+}
+
+func (e *RefusalError) Unwrap() error { return e.Err }
+
+// Refusal returns err as a *RefusalError naming permission on resource
+// when it is an access refusal, else err unchanged.
+func Refusal(err error, permission, resource string) error {
+	var aerr *amqp.Error
+	if !errors.As(err, &aerr) || aerr.Code != amqp.AccessRefused {
+		return err
+	}
+	return &RefusalError{Permission: permission, Resource: resource, Err: aerr}
 }

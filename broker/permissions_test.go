@@ -100,11 +100,14 @@ func TestPermissions(t *testing.T) {
 		if err := consume(conn, topo.DLQ); err != nil {
 			t.Errorf("consume %s = %v", topo.DLQ, err)
 		}
-		if err := publish(conn, "", topo.Work); err != nil {
-			t.Errorf("publish to the work queue through the default exchange = %v", err)
+		if err := publish(conn, topo.Replay, "invoice.paid"); err != nil {
+			t.Errorf("publish to the work queue through %s = %v", topo.Replay, err)
 		}
 		if err := publish(conn, topo.Events, "invoice.paid"); err != nil {
 			t.Errorf("publish to %s = %v", topo.Events, err)
+		}
+		if err := publish(conn, "", topo.Work); !refused(err) {
+			t.Errorf("publish through the default exchange = %v, want ACCESS_REFUSED", err)
 		}
 		if err := consume(conn, topo.Work); !refused(err) {
 			t.Errorf("consume %s = %v, want ACCESS_REFUSED", topo.Work, err)
@@ -145,17 +148,71 @@ func TestPermissions(t *testing.T) {
 		if err := ui(http.MethodPut, "/api/queues/%2F/"+url.PathEscape(topo.Namespace+".typo"), map[string]any{"durable": true}); err == nil {
 			t.Error("the support user created a queue in the UI")
 		}
-		conn, err := amqp.Dial(amqpURL)
-		if err != nil {
-			t.Fatal(err)
+		conn := dialURL(t, amqpURL)
+		// `billing dlq replay`: through the replay exchange to the work queue.
+		if err := publish(conn, topo.Replay, "invoice.paid"); err != nil {
+			t.Errorf("publish to %s = %v", topo.Replay, err)
 		}
-		defer conn.Close()
 		if err := publish(conn, "", topo.Work); !refused(err) {
 			t.Errorf("publish straight into %s = %v, want ACCESS_REFUSED", topo.Work, err)
 		}
 		if err := consume(conn, topo.Work); !refused(err) {
 			t.Errorf("consume %s = %v, want ACCESS_REFUSED", topo.Work, err)
 		}
+
+		// Nothing that loses or forges a parked event: no publish into the
+		// DLQ (its exchange, or the queue page's "Publish message" through
+		// the default exchange), no Delete of a namespace queue.
+		if err := publish(conn, topo.Dead, ""); !refused(err) {
+			t.Errorf("publish to %s = %v, want ACCESS_REFUSED", topo.Dead, err)
+		}
+		if err := publish(conn, "", topo.DLQ); !refused(err) {
+			t.Errorf("publish into %s = %v, want ACCESS_REFUSED", topo.DLQ, err)
+		}
+		intoDLQ := map[string]any{"properties": map[string]any{}, "routing_key": topo.DLQ, "payload": "{}", "payload_encoding": "string"}
+		if err := ui(http.MethodPost, "/api/exchanges/%2F/"+broker.DefaultExchange+"/publish", intoDLQ); err == nil {
+			t.Error(`the queue page's "Publish message" into the DLQ was allowed`)
+		}
+		for _, q := range topo.Queues() {
+			if err := ui(http.MethodDelete, "/api/queues/%2F/"+url.PathEscape(q), nil); err == nil {
+				t.Errorf("the support user deleted %s in the UI", q)
+			}
+		}
+		if err := deleteQueue(conn, topo.DLQ); !refused(err) {
+			t.Errorf("queue.delete %s = %v, want ACCESS_REFUSED", topo.DLQ, err)
+		}
+
+		// What read on the DLQ still allows, as the broker does it (no tag
+		// or permission of RabbitMQ 3.10 or 4.0 tells purging from
+		// reading): Purge, and "Get messages" with Automatic ack, empty
+		// it. docs/security.md#support-and-the-dlq says what catches that.
+		guest := testenv.Channel(t)
+		depth := func() int {
+			t.Helper()
+			info, err := guest.QueueDeclarePassive(topo.DLQ, true, false, false, false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return info.Messages
+		}
+		park := func() {
+			t.Helper()
+			if err := guest.Publish(topo.Dead, "", false, false, amqp.Publishing{Body: []byte("{}")}); err != nil {
+				t.Fatal(err)
+			}
+			testenv.Eventually(t, 5*time.Second, func() bool { return depth() > 0 }, "a message parked in %s", topo.DLQ)
+		}
+		park()
+		if err := ui(http.MethodDelete, "/api/queues/%2F/"+url.PathEscape(topo.DLQ)+"/contents", nil); err != nil {
+			t.Errorf("Purge of the DLQ as support = %v, want it allowed (read permits it)", err)
+		}
+		testenv.Eventually(t, 5*time.Second, func() bool { return depth() == 0 }, "the DLQ purged")
+		park()
+		autoAck := map[string]any{"count": 10, "ackmode": "ack_requeue_false", "encoding": "auto"}
+		if err := ui(http.MethodPost, "/api/queues/%2F/"+url.PathEscape(topo.DLQ)+"/get", autoAck); err != nil {
+			t.Errorf("Get messages with Automatic ack as support = %v, want it allowed (read permits it)", err)
+		}
+		testenv.Eventually(t, 5*time.Second, func() bool { return depth() == 0 }, "the DLQ emptied by Automatic ack")
 	})
 }
 
@@ -212,6 +269,16 @@ func declareQueue(conn *amqp.Connection, name string) error {
 	}
 	defer ch.Close()
 	_, err = ch.QueueDeclare(name, true, true, false, false, nil)
+	return err
+}
+
+func deleteQueue(conn *amqp.Connection, name string) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	_, err = ch.QueueDelete(name, false, false, false)
 	return err
 }
 

@@ -406,7 +406,7 @@ func (cc *confirmChannel) reason() string {
 	case e == nil:
 		return ""
 	case e.Code == amqp.AccessRefused:
-		return fmt.Sprintf(": the broker refused access, the user lacks write permission on the exchange: %s", e.Reason)
+		return ": " + Refusal(e, "write", "exchange").Error()
 	default:
 		return fmt.Sprintf(": the broker closed it: %d %s", e.Code, e.Reason)
 	}

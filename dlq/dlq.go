@@ -172,7 +172,7 @@ type MoveResult struct {
 // Move sends the parked messages opts selects back to the work queue, each
 // as a fresh attempt (see broker.ReplayCopy): body, properties and billing-*
 // headers kept, x-* headers dropped. Each copy is published
-// with a confirm through the default exchange straight into the work queue,
+// with a confirm through the replay exchange into the work queue,
 // and the DLQ message is acked only after that confirm; messages not
 // selected return to the DLQ. On an error the messages moved so far stay
 // moved and the rest stay parked.
@@ -202,7 +202,11 @@ func (q *Queue) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) 
 			}
 			last = time.Now()
 			msg := broker.ReplayCopy(*d, opts.Redrive)
-			if err := q.pub.Publish(ctx, "", q.topo.Work, msg); err != nil {
+			// Through the replay exchange, which routes to the work queue
+			// only: the user that replays needs no write on amq.default,
+			// which would let it publish into any queue, the DLQ included.
+			// The key stays the parked one, the event type.
+			if err := q.pub.Publish(ctx, q.topo.Replay, d.RoutingKey, msg); err != nil {
 				return false, true, fmt.Errorf("publish %s to %s: %w", p.EventID, q.topo.Work, err)
 			}
 			// The copy is in the work queue: only now may the original go.
@@ -212,7 +216,7 @@ func (q *Queue) Move(ctx context.Context, opts MoveOptions) (MoveResult, error) 
 				return false, true, fmt.Errorf("ack %s: %w", p.EventID, err)
 			}
 			// The consumer counts the replay when the copy arrives through
-			// the default exchange (broker.ReadAttempt); show that number.
+			// the replay exchange (broker.ReadAttempt); show that number.
 			p.Replays++
 			p.Redrives = broker.HeaderInt(msg.Headers, broker.HeaderRedrives)
 			q.logger.Info("dlq message moved", "event_id", p.EventID, "event_type", p.Type, "to", q.topo.Work, "replays", p.Replays, "redrive", opts.Redrive)
@@ -363,7 +367,7 @@ func (q *Queue) take(ctx context.Context, ch *amqp.Channel, fn func(d *amqp.Deli
 	// A scan holds at most the depth it saw, one DLQ's worth.
 	deliveries, err := ch.ConsumeWithContext(ctx, q.topo.DLQ, "", false, false, false, false, nil)
 	if err != nil {
-		return 0, fmt.Errorf("consume: %w", err)
+		return 0, fmt.Errorf("consume: %w", broker.Refusal(err, "read", "queue"))
 	}
 	idle := time.NewTimer(q.idle)
 	defer idle.Stop()

@@ -191,7 +191,7 @@ func TestDLQMove(t *testing.T) {
 			var workIDs []string
 			for _, d := range work {
 				workIDs = append(workIDs, d.MessageId)
-				dlqtest.CheckReplayCopy(t, d, sent[d.MessageId], e.Topo.Work, false)
+				dlqtest.CheckReplayCopy(t, d, sent[d.MessageId], e.Topo, false)
 			}
 			if g, w := strings.Join(workIDs, ","), strings.Join(tt.wantMoved, ","); g != w {
 				t.Errorf("work queue holds %s, want %s", g, w)

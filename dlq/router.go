@@ -129,8 +129,8 @@ func (r *Router) Fail(ctx context.Context, d amqp.Delivery, cause error) (failur
 	h[broker.HeaderErrorClass] = string(dec.Class)
 
 	// Parked under the event type, the api's routing key: a replay through
-	// the default exchange ("Move messages", `billing dlq replay`) arrives
-	// keyed by the work queue's name, which a person copying the key into
+	// the default exchange ("Move messages") arrives keyed by the work
+	// queue's name, which a person copying the key into
 	// "Publish message" must not find on the parked message.
 	key := d.Type
 	if key == "" {

@@ -66,7 +66,7 @@ func TestRedrive(t *testing.T) {
 		}
 		e.WaitReady(t, e.Topo.DLQ, 4)
 		for _, d := range e.TakeAll(t, e.Topo.Work) {
-			dlqtest.CheckReplayCopy(t, d, sent[d.MessageId], e.Topo.Work, true)
+			dlqtest.CheckReplayCopy(t, d, sent[d.MessageId], e.Topo, true)
 		}
 		var redrives int
 		if err := store.DB().WithContext(ctx).Model(&models.StripeEvent{}).Where("id = ?", "evt_old").Pluck("redrives", &redrives).Error; err != nil || redrives != 1 {

@@ -227,3 +227,34 @@ func TestFlagErrorsPrintUsageOnce(t *testing.T) {
 		t.Errorf("--help: stdout %q, stderr %q", stdout.String(), stderr.String())
 	}
 }
+
+// TestDLQCommandAsSupport runs `billing dlq` as the support role's user
+// (broker.Permissions): it lists and replays its namespace's parked
+// events; the DLQ of a namespace it has no read on is refused, and the
+// error says so with the broker's own words and the permission lacked.
+func TestDLQCommandAsSupport(t *testing.T) {
+	t.Parallel()
+	ns, q, id := parkOne(t)
+	support := dlqCmdEnv(ns, map[string]string{"AMQP_URL": testenv.RabbitUser(t, q.topo.Permissions()[broker.RoleSupport])})
+
+	out, err := runCmd(t, support, "dlq", "list")
+	if err != nil || !strings.Contains(out, id) {
+		t.Fatalf("dlq list as support = %v, want %s listed:\n%s", err, id, out)
+	}
+	if out, err = runCmd(t, support, "dlq", "replay", "--event", id); err != nil || !strings.Contains(out, "moved 1 message(s) of 1 event(s)") {
+		t.Fatalf("dlq replay as support = %v, want one moved:\n%s", err, out)
+	}
+	q.waitReady(t, q.topo.Work, 1)
+	q.waitReady(t, q.topo.DLQ, 0)
+
+	other, _, _ := parkOne(t)
+	support = dlqCmdEnv(other, map[string]string{"AMQP_URL": support("AMQP_URL")})
+	for _, args := range [][]string{{"dlq", "list"}, {"dlq", "replay", "--all"}} {
+		_, err := runCmd(t, support, args...)
+		dlqName := other + ".events.dlq"
+		if err == nil || !strings.Contains(err.Error(), "the broker refused access, the user lacks read permission on the queue: ACCESS_REFUSED") ||
+			!strings.Contains(err.Error(), "'"+dlqName+"'") {
+			t.Errorf("billing %s on another namespace's DLQ as support = %v, want the broker's ACCESS_REFUSED naming read on %s", strings.Join(args, " "), err, dlqName)
+		}
+	}
+}

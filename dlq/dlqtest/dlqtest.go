@@ -164,8 +164,9 @@ func EventIDs(ps []dlq.Parked) []string {
 }
 
 // CheckReplayCopy asserts that d, delivered from the work queue, is a
-// lossless fresh-attempt copy of the parked message sent.
-func CheckReplayCopy(t *testing.T, d amqp.Delivery, sent amqp.Publishing, work string, redrive bool) {
+// lossless fresh-attempt copy of the parked message sent, which came
+// through topo's replay exchange.
+func CheckReplayCopy(t *testing.T, d amqp.Delivery, sent amqp.Publishing, topo broker.Topology, redrive bool) {
 	t.Helper()
 	if string(d.Body) != string(sent.Body) {
 		t.Errorf("%s: body %s, want %s", sent.MessageId, d.Body, sent.Body)
@@ -178,8 +179,8 @@ func CheckReplayCopy(t *testing.T, d amqp.Delivery, sent amqp.Publishing, work s
 	if n := broker.HeaderInt(d.Headers, "x-delivery-count"); n != 0 {
 		t.Errorf("%s: first delivery from the work queue has x-delivery-count %d", sent.MessageId, n)
 	}
-	if d.Exchange != "" || d.RoutingKey != work {
-		t.Errorf("%s: delivered from exchange %q key %q, want the default exchange and %s", sent.MessageId, d.Exchange, d.RoutingKey, work)
+	if d.Exchange != topo.Replay {
+		t.Errorf("%s: delivered from exchange %q, want %s", sent.MessageId, d.Exchange, topo.Replay)
 	}
 	for k := range d.Headers {
 		// The work queue stamps its own x-delivery-count on delivery.
@@ -203,8 +204,8 @@ func CheckReplayCopy(t *testing.T, d amqp.Delivery, sent amqp.Publishing, work s
 		t.Errorf("%s: %s = %d, want %d", sent.MessageId, broker.HeaderRedrives, got, wantRedrives)
 	}
 	// The replay count the consumer records: the copy comes through the
-	// default exchange, which the router counts as one more replay.
-	r, err := dlq.NewRouter(dlq.RouterConfig{Topology: broker.NewTopology("ns", []time.Duration{time.Second}, 20), Policy: retry.Policy{Delays: []time.Duration{time.Second}, MaxAttempts: 3}},
+	// replay exchange, which the router counts as one more replay.
+	r, err := dlq.NewRouter(dlq.RouterConfig{Topology: topo, Policy: retry.Policy{Delays: []time.Duration{time.Second}, MaxAttempts: 3}},
 		quietLogger(), noopPublisher{}, nil)
 	if err != nil {
 		t.Fatal(err)
