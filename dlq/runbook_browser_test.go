@@ -8,7 +8,6 @@ package dlq_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
@@ -219,23 +219,54 @@ func settled(sel string) chromedp.Action[chromedp.Void] {
 	return ignore(chromedp.Evaluate[bool](`new Promise(done => $('`+sel+`').promise().done(() => done(true)))`, chromedp.EvalAwaitPromise))
 }
 
-// TestSerialRunbookReplayInTheBrowser walks docs/runbook.md's "Replay from the
-// RabbitMQ management UI" in Chromium against the real broker, a real
-// worker and MySQL: log in, open the DLQ, read the reason, then replay with
-// each of the three ways and check what each did to the ledger and queues.
+// runbookState is what a runbook step must leave: the event's ledger
+// status, its customer rows, the messages ready in the DLQ, and how many
+// deliveries of it the worker has handled. The work queue is empty after
+// every step (the worker has acked what it took).
+type runbookState struct {
+	status     string
+	customers  int
+	dlq        int
+	deliveries int
+}
+
+// TestSerialRunbookReplayInTheBrowser walks docs/runbook.md's "Replay from
+// the RabbitMQ management UI" in Chromium as the support user
+// (broker.RoleSupport's permissions), against the real broker, a real
+// worker and MySQL: log in, open the DLQ, read the reason, replay with
+// "Reject requeue false" while the cause is still there, publish the event
+// by hand once fixed, send the original back. After each step it checks
+// the ledger and the queues: no step loses the event or applies it twice.
 func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 	t.Parallel()
 	b := newRunbookBrowser(t)
 	const id, typ, cus = "evt_runbook_browser", "customer.created", "cus_runbook_browser"
 	w := newReplayWorld(t, id)
 	body := w.sendFailing(t, id, typ, cus)
+	support, err := url.Parse(testenv.RabbitUser(t, w.Topo.Permissions()[broker.RoleSupport]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	password, _ := support.User.Password()
 
-	api, _ := url.Parse(testenv.ManagementURL())
-	password, _ := api.User.Password()
-	b.do("log in",
+	after := func(step string, want runbookState) {
+		t.Helper()
+		testenv.Eventually(t, 15*time.Second, func() bool { return len(w.outcomes(id)) >= want.deliveries },
+			"after %q: %d deliveries handled (%v)", step, want.deliveries, w.outcomes(id))
+		w.WaitReady(t, w.Topo.DLQ, want.dlq)
+		w.WaitReady(t, w.Topo.Work, 0)
+		testenv.Eventually(t, 5*time.Second, func() bool { n, err := testenv.QueueDepth(w.Topo.Work); return err == nil && n == 0 }, "after %q: work queue drained, acked", step)
+		got := runbookState{status: w.ledger(t, id).Status, customers: w.customers(t, cus), dlq: w.Ready(t, w.Topo.DLQ), deliveries: len(w.outcomes(id))}
+		if got != want {
+			t.Fatalf("after %q: %+v, want %+v", step, got, want)
+		}
+	}
+	parked := runbookState{status: models.EventDead, dlq: 1, deliveries: 1}
+
+	b.do("log in as the support user",
 		chromedp.Navigate(b.base+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`input[name="username"]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name="username"]`), api.User.Username()),
+		chromedp.SendKeys(chromedp.CSS(`input[name="username"]`), support.User.Username()),
 		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), password),
 		b.shot("01-login", ""),
 		chromedp.Click(chromedp.CSS(`input[value="Login"]`)),
@@ -244,8 +275,10 @@ func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 		// each page it opens is fresh anyway.
 		ignore(chromedp.Evaluate[any](`$('#update-every').val('').change()`)),
 	)
+	after("log in", parked)
 
 	b.do("open the DLQ", openFromTab("#/queues", w.Topo.DLQ), b.shot("02-dlq", ""))
+	after("open the DLQ", parked)
 
 	var shown string
 	b.do("read the reason: Get messages, Nack message requeue true",
@@ -258,23 +291,15 @@ func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 			t.Errorf("Get messages shows no %q:\n%s", want, shown)
 		}
 	}
-	w.WaitReady(t, w.Topo.DLQ, 1)
+	after("read the reason", parked)
 
-	// (a) with the cause still there: the event comes back to the DLQ once.
-	t.Cleanup(func() {
-		_ = testenv.Management(http.MethodDelete, "/api/parameters/shovel/%2F/"+url.PathEscape("Move from "+w.Topo.DLQ), nil, nil)
-	})
-	b.do("replay: Move messages",
-		openSection("Move messages", `input[name="dest-queue"]`),
-		chromedp.SendKeys(chromedp.CSS(`input[name="dest-queue"]`), w.Topo.Work),
-		b.shot("04-move-messages", section("Move messages")),
-		chromedp.Click(chromedp.CSS(`input[value="Move messages"]`)),
+	// (a) replayed with the cause still there: the event comes back to the
+	// DLQ once, the ledger row stays dead.
+	b.do("replay: Get messages, Reject requeue false",
+		getMessages("reject_requeue_false"),
+		b.shot("04-get-messages-reject", section("Get messages")),
 	)
-	testenv.Eventually(t, 15*time.Second, func() bool { return len(w.outcomes(id)) == 2 }, "the moved event consumed (outcomes %v)", w.outcomes(id))
-	w.WaitReady(t, w.Topo.DLQ, 1)
-	if ev := w.ledger(t, id); ev.Status != models.EventDead || w.customers(t, cus) != 0 {
-		t.Fatalf("after a move with the cause still there: ledger %s, %d customers; want dead, 0", ev.Status, w.customers(t, cus))
-	}
+	after("replay with the cause still there", runbookState{status: models.EventDead, dlq: 1, deliveries: 2})
 	b.do("see it parked again",
 		openFromTab("#/queues", w.Topo.DLQ),
 		getMessages("ack_requeue_true"),
@@ -284,14 +309,15 @@ func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 	if !strings.Contains(strings.Join(strings.Fields(shown), " "), "billing-replays: 1") {
 		t.Errorf("the re-parked event shows no billing-replays: 1:\n%s", shown)
 	}
+	after("see it parked again", runbookState{status: models.EventDead, dlq: 1, deliveries: 2})
 
-	// (c) fixed, the event published by hand on the ingress exchange with
+	// (b) fixed, the event published by hand on the ingress exchange with
 	// its signature is applied once; the parked original stays.
 	w.fixed.Store(true)
 	sig := testenv.Sign(body, testenv.WebhookSecret, time.Now())
 	publish := func(field string) string { return `form[action="#/exchanges/publish"] ` + field }
 	var popup string
-	b.do("replay: Publish message on the exchange",
+	b.do("publish the event on the exchange",
 		chromedp.Navigate(b.base+"/#/overview"),
 		openFromTab("#/exchanges", w.Topo.Events),
 		openSection("Publish message", publish(`input[name="routing_key"]`)),
@@ -310,27 +336,20 @@ func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 	if !strings.Contains(popup, "Message published.") {
 		t.Errorf("publish popup %q, want Message published.", popup)
 	}
-	testenv.Eventually(t, 15*time.Second, func() bool { return w.ledger(t, id).Status == models.EventProcessed }, "the published event processed")
-	if n := w.customers(t, cus); n != 1 {
-		t.Fatalf("%d customer rows, want 1", n)
-	}
+	after("publish the fixed event", runbookState{status: models.EventProcessed, customers: 1, dlq: 1, deliveries: 3})
 	applied := w.ledger(t, id)
-	w.WaitReady(t, w.Topo.DLQ, 1)
 
-	// (b) the original sent back with Reject requeue false is a duplicate:
-	// acked, nothing applied twice, the DLQ empty.
-	b.do("replay: Get messages, Reject requeue false",
+	// The original sent back the same way is a duplicate: acked, nothing
+	// applied twice, the DLQ empty.
+	b.do("send the original back: Get messages, Reject requeue false",
 		openFromTab("#/queues", w.Topo.DLQ),
 		getMessages("reject_requeue_false"),
-		b.shot("08-get-messages-reject", section("Get messages")),
 	)
-	testenv.Eventually(t, 15*time.Second, func() bool { return len(w.outcomes(id)) == 4 }, "the rejected original consumed (outcomes %v)", w.outcomes(id))
+	after("send the original back", runbookState{status: models.EventProcessed, customers: 1, dlq: 0, deliveries: 4})
 	if got := w.outcomes(id); got[0] != "failed" || got[1] != "failed" || got[2] != string(ledger.Processed) || got[3] != string(ledger.Duplicate) {
 		t.Errorf("outcomes %v, want failed, failed, processed, duplicate", got)
 	}
-	if again := w.ledger(t, id); again.Status != applied.Status || !again.ProcessedAt.Equal(*applied.ProcessedAt) || w.customers(t, cus) != 1 {
-		t.Errorf("the duplicate changed the ledger or customers: %+v → %+v, %d customers", applied, again, w.customers(t, cus))
+	if again := w.ledger(t, id); !again.ProcessedAt.Equal(*applied.ProcessedAt) {
+		t.Errorf("the duplicate changed the ledger row: %+v → %+v", applied, again)
 	}
-	w.WaitReady(t, w.Topo.DLQ, 0)
-	testenv.Eventually(t, 5*time.Second, func() bool { n, err := testenv.QueueDepth(w.Topo.Work); return err == nil && n == 0 }, "work queue drained, acked")
 }
