@@ -27,10 +27,10 @@ type kind struct {
 	// StripeCreated comes from "created".
 	sources   map[string]string
 	refs      []string // model fields of references: set when known, never cleared
-	grows     []string // carried model fields that only grow: they order a tie and never go down
 	deletable bool     // a deleting event sets the model's Deleted
 
 	// Resolved by mustKind.
+	grows      []string // carried model fields that only grow (growing)
 	model      reflect.Type
 	f          fields
 	carried    []carried
@@ -63,6 +63,20 @@ type fields struct {
 	status, customer, deleted, object                                                *modelField
 }
 
+// growing are the fields that only grow, each with Stripe's reason: the
+// one list of them. Within one second the larger value is the later
+// state (growth), and an event of the same second or older never lowers
+// one; an event newer in time, or Stripe's own object, carries Stripe's
+// figure, and a refund that fails lowers its charge's (lowerRefunded).
+var growing = []struct{ objectType, field, why string }{
+	{"charge", "AmountRefunded", "each refund adds its amount, from its creation (pending included); " +
+		"only a refund that fails or is canceled takes it back"},
+	{"charge", "AmountCaptured", "a charge is captured once, or in parts that add up (multicapture); nothing uncaptures"},
+	{"invoice", "AmountPaid", "payments add up; a refund or a credit note lowers the charge's or the note's amounts, not this"},
+	{"invoice", "AttemptCount", "Stripe counts each payment attempt and takes none back"},
+	{"payment_intent", "AmountReceived", "funds received add up (a capture, a bank transfer funded in parts)"},
+}
+
 var (
 	customerKind = mustKind(models.Customer{}, kind{objectType: "customer", rank: noRank, deletable: true,
 		carries: []string{"Email", "Name", "Currency", "Balance", "Metadata", "StripeCreated"}})
@@ -75,7 +89,6 @@ var (
 		refs:    []string{"CustomerID"}})
 	invoiceKind = mustKind(models.Invoice{}, kind{objectType: "invoice", rank: invoiceRank, deletable: true,
 		requires: []string{"status"},
-		grows:    []string{"AmountPaid", "AttemptCount"},
 		carries: []string{"Number", "Currency", "AmountDue", "AmountPaid", "AmountRemaining", "Subtotal", "Total",
 			"AttemptCount", "HostedInvoiceURL", "DueDate", "PeriodStart", "PeriodEnd", "BilledPeriodStart", "BilledPeriodEnd",
 			"PaidAt", "NextPaymentAttempt", "Tax", "TotalDiscountAmount", "Metadata", "StripeCreated"},
@@ -90,7 +103,6 @@ var (
 	paymentIntentKind = mustKind(models.Payment{}, kind{objectType: models.ObjectPaymentIntent, rank: paymentIntentRank,
 		object:   models.ObjectPaymentIntent,
 		requires: []string{"status"},
-		grows:    []string{"AmountReceived"},
 		carries: []string{"Currency", "Amount", "AmountReceived", "Captured", "Paid", "FailureCode", "FailureMessage",
 			"Metadata", "StripeCreated"},
 		sources: map[string]string{"Captured": "status", "Paid": "status",
@@ -99,7 +111,6 @@ var (
 	chargeKind = mustKind(models.Payment{}, kind{objectType: models.ObjectCharge, rank: chargeRank,
 		object:   models.ObjectCharge,
 		requires: []string{"status"},
-		grows:    []string{"AmountRefunded", "AmountCaptured"},
 		carries: []string{"Currency", "Amount", "AmountCaptured", "AmountRefunded", "Captured", "Refunded", "Paid",
 			"FailureCode", "FailureMessage", "PaymentMethodType", "PaymentMethodBrand", "PaymentMethodLast4",
 			"PaymentMethodExpMonth", "PaymentMethodExpYear", "PaymentMethodWallet", "Metadata", "StripeCreated"},
@@ -162,6 +173,11 @@ func mustKind(model any, k kind) kind {
 		return f
 	}
 	k.model = t
+	for _, g := range growing {
+		if g.objectType == k.objectType {
+			k.grows = append(k.grows, g.field)
+		}
+	}
 	k.f = fields{
 		stripeID:         field("StripeID"),
 		livemode:         field("Livemode"),
@@ -237,6 +253,9 @@ type change struct {
 	customer ref     // the object's customer, whose row must exist (a stub if new)
 	deletes  bool    // the event deletes the object: sticky and order-free, once deleted always deleted
 	items    *items
+	// stripes: the object is Stripe's, fetched for another object of the
+	// event (Planned.WithFetched): its latest state.
+	stripes bool
 }
 
 // decode reads ev's data.object, a k, into dst (see decode).
@@ -288,7 +307,8 @@ func (k kind) growsOf(row reflect.Value) []grown {
 // (replaced), whether it newly deleted the object (a deletion is sticky
 // and order-free: a stale one still deletes the first time) and which
 // status the history records for the event, even when it is stale.
-// Fields that only grow never go down, whatever the event carries.
+// Fields that only grow (growing) go down only to Stripe's figure: that
+// of an event newer in time, or of Stripe's object.
 func applyChange(row reflect.Value, ev Event, now time.Time, c change, t *tieRule) (replaced, deleted bool, reported string, err error) {
 	k := c.kind
 	src := reflect.ValueOf(c.row)
@@ -298,11 +318,22 @@ func applyChange(row reflect.Value, ev Event, now time.Time, c change, t *tieRul
 	cur := k.stateOf(row)
 	in := state{Status: c.status, Created: ev.Created, EventID: ev.ID, Grows: k.growsOf(src)}
 	v, reported, lastEventID := compare(k.rank, cur, in), c.status, ev.ID
-	if v == tied {
+	// Stripe's figure: an event newer in time, or Stripe's own object.
+	figure, lastCreated := in.Created.After(cur.Created), ev.Created
+	switch {
+	case c.stripes:
+		// The latest state, unless our order says it went back, which
+		// Stripe's objects never do; no status of the event's own.
+		v, reported, figure = cond(cur.Created.IsZero() || k.rank(c.status) >= k.rank(cur.Status)), "", true
+		if cur.Created.After(ev.Created) {
+			lastEventID, lastCreated = cur.EventID, cur.Created // the row stays as new as it was
+		}
+	case v == tied:
 		var fromStripe bool
 		if v, reported, fromStripe, err = t.settle(k, c, ev, cur, in, k.agrees(row, c, cur)); err != nil {
 			return false, false, "", err
 		}
+		figure = fromStripe
 		if fromStripe {
 			// Stripe's object is neither event's: the row names the
 			// larger id, so that it ends the same whatever the order.
@@ -317,7 +348,7 @@ func applyChange(row reflect.Value, ev Event, now time.Time, c change, t *tieRul
 		}
 		for i, f := range k.growFields {
 			if n := in.Grows[i]; n.known {
-				if was := cur.Grows[i]; was.known {
+				if was := cur.Grows[i]; was.known && !figure {
 					n.n = max(n.n, was.n)
 				}
 				assign(f, row, n.n)
@@ -335,7 +366,7 @@ func applyChange(row reflect.Value, ev Event, now time.Time, c change, t *tieRul
 		assign(k.f.livemode, row, env.livemode)
 		assign(k.f.account, row, env.account)
 		assign(k.f.lastEventID, row, lastEventID)
-		assign(k.f.lastEventCreated, row, ev.Created)
+		assign(k.f.lastEventCreated, row, lastCreated)
 		assign(k.f.updatedAt, row, now)
 		replaced = true
 	}

@@ -34,6 +34,35 @@ func PlanOf(ev Event) (Planned, error) {
 	return Planned{Event: ev, plan: pl}, nil
 }
 
+// WithFetched is p with obj, Stripe's copy of the object tie asked for,
+// and the Ties to fold it with: in place of the event's own object when
+// the tie is on that (Ties.Fetched), else after the event's own plan,
+// as Stripe's latest state of that object (a failed refund's charge).
+func (p Planned) WithFetched(tie *Tie, obj []byte) (Planned, Ties, error) {
+	ev := p.Event.WithObject(obj)
+	if tie.Ref.Type == p.Event.ObjectType && tie.Ref.ID == p.Event.ObjectID {
+		q, err := PlanOf(ev)
+		return q, Ties{Fetched: tie}, err
+	}
+	decode := objectPlans[tie.Ref.Type]
+	if decode == nil {
+		return Planned{}, Ties{}, fmt.Errorf("billing: event %s: Stripe's %s %s: not an object this service stores", p.Event.ID, tie.Ref.Type, tie.Ref.ID)
+	}
+	extra, err := decode(ev)
+	if err != nil {
+		return Planned{}, Ties{}, err
+	}
+	for i, o := range extra {
+		if o.change != nil && o.id == tie.Ref.ID {
+			c := *o.change
+			c.stripes = true
+			extra[i].change = &c
+		}
+	}
+	p.plan = append(slices.Clone(p.plan), extra...)
+	return p, Ties{}, nil
+}
+
 // since names the event types Stripe sends only from an API version on:
 // an endpoint of an older version needs no subscription to them.
 var since = map[string]string{

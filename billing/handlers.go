@@ -52,6 +52,15 @@ var decoders = func() map[string]func(Event) (plan, error) {
 	return m
 }()
 
+// objectPlans plan an object of each stored type, by Stripe's "object"
+// name: Stripe's copy of one, fetched (Planned.WithFetched).
+var objectPlans = map[string]func(Event) (plan, error){
+	customerKind.objectType: customerPlan, subscriptionKind.objectType: subscriptionPlan, invoiceKind.objectType: invoicePlan,
+	invoicePaymentKind.objectType: invoicePaymentPlan, paymentIntentKind.objectType: paymentIntentPlan,
+	chargeKind.objectType: chargePlan, refundKind.objectType: refundPlan, disputeKind.objectType: disputePlan,
+	checkoutSessionKind.objectType: checkoutSessionPlan, creditNoteKind.objectType: creditNotePlan,
+}
+
 // previewTypes are the event types whose object Stripe may send without an
 // id: a preview of what will be, not an object to store.
 var previewTypes = map[string]bool{"invoice.upcoming": true}
@@ -307,7 +316,7 @@ func refundPlan(ev Event) (plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return plan{{kind: refundKind, id: o.ID, change: &change{
+	pl := plan{{kind: refundKind, id: o.ID, change: &change{
 		kind:    refundKind,
 		id:      o.ID,
 		status:  o.Status,
@@ -322,8 +331,17 @@ func refundPlan(ev Event) (plan, error) {
 			Metadata:        o.Metadata.s,
 			StripeCreated:   o.Created.t,
 		},
-	}}}, nil
+	}}}
+	if o.Status == "failed" || o.Status == "canceled" {
+		pl = append(pl, op{kind: chargeKind, id: string(o.Charge), refund: o.ID})
+	}
+	return pl, nil
 }
+
+// refundCounted reports whether a charge's amount_refunded may count a
+// refund in status s ("": not seen yet): it does from the refund's
+// creation until the refund fails or is canceled.
+func refundCounted(s string) bool { return s != "failed" && s != "canceled" }
 
 func disputePlan(ev Event) (plan, error) {
 	var o disputeObject

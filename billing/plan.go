@@ -19,8 +19,8 @@ import (
 // single event is a batch of one, so both ways share every rule. Nothing
 // here reads or writes the database.
 
-// op is one write of a plan. Exactly one of change, ensure, link and
-// settle is set.
+// op is one write of a plan. Exactly one of change, ensure, link, settle
+// and refund is set.
 type op struct {
 	kind kind
 	id   string
@@ -35,6 +35,12 @@ type op struct {
 	// settle: the payment intent's links are settled from the rows once
 	// the batch's rows are written (settleLinks).
 	settle bool
+	// refund names a refund of this charge that failed or was canceled:
+	// when the change before it took the refund there from a status the
+	// charge's amount_refunded may count, the row's amount may no longer
+	// be Stripe's figure, and no charge event says so: the fold asks for
+	// the charge (a *Tie), unless its row is as new as the event.
+	refund string
 }
 
 // plan is what one event writes, in order.
@@ -120,7 +126,7 @@ func NewBatch(events []Planned, now time.Time) *Batch {
 				}
 			case o.ensure:
 				ts.want(ts.ensure, o.id, o.kind, env, true)
-			case o.link != nil:
+			case o.link != nil || o.refund != "":
 				ts.want(ts.lock, o.id, o.kind, env, false)
 			}
 		}
@@ -266,6 +272,10 @@ func (b *Batch) Fold(ties Ties) (Folded, error) {
 	t := &tieRule{Ties: ties}
 	for _, pe := range b.events {
 		ev := pe.Event
+		var last struct { // the last change of the event's plan
+			id, from string
+			replaced bool
+		}
 		for _, o := range pe.plan {
 			if o.id == "" {
 				continue
@@ -274,10 +284,12 @@ func (b *Batch) Fold(ties Ties) (Folded, error) {
 			switch {
 			case o.change != nil:
 				r := ts.rows[o.id]
+				last.id, last.from = o.id, o.kind.stateOf(r.v).Status
 				replaced, deleted, reported, err := applyChange(r.v, ev, b.now, *o.change, t)
 				if err != nil {
 					return Folded{}, err
 				}
+				last.replaced = replaced
 				r.dirty = r.dirty || replaced || deleted
 				if (replaced || deleted) && o.id == ev.ObjectID && !slices.Contains(f.Applied, ev.ID) {
 					f.Applied = append(f.Applied, ev.ID)
@@ -296,6 +308,14 @@ func (b *Batch) Fold(ties Ties) (Folded, error) {
 			case o.settle:
 				if !slices.Contains(f.Intents, o.id) {
 					f.Intents = append(f.Intents, o.id)
+				}
+			case o.refund != "":
+				if !t.Fetch || last.id != o.refund || !last.replaced || !refundCounted(last.from) {
+					continue
+				}
+				if r := ts.rows[o.id]; r == nil || o.kind.stateOf(r.v).Created.Before(ev.Created) {
+					ref := ObjectRef{Type: o.kind.objectType, ID: o.id, APIVersion: ev.APIVersion, Account: ev.Account}
+					return Folded{}, &Tie{Ref: ref, Event: ev.ID}
 				}
 			}
 		}

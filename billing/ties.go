@@ -41,7 +41,8 @@ type Ties struct {
 	Fetched *Tie
 }
 
-// Tie is what a fold ends with when a tie needs Stripe's object.
+// Tie is what a fold ends with when it needs Stripe's object: for a tie,
+// or for a figure no event carries (the charge of a refund that failed).
 type Tie struct {
 	Ref      ObjectRef
 	Event    string // the id of the event whose change met the tie

@@ -82,12 +82,11 @@ func (p *Processor) applyOne(ctx context.Context, tx *gorm.DB, ev billing.Event,
 	case got.err != nil:
 		return false, fmt.Errorf("ledger: event %s: %w", ev.ID, got.err)
 	}
-	// Stripe's object folds in the event's place; when Stripe has none,
-	// the tie is settled by event id.
+	// Stripe's object folds in (Planned.WithFetched); when Stripe has
+	// none, the tie is settled by event id.
 	ties := billing.Ties{}
 	if got.obj != nil {
-		ev, ties.Fetched = ev.WithObject(got.obj), tie
-		if planned, err = billing.PlanOf(ev); err != nil {
+		if planned, ties, err = planned.WithFetched(tie, got.obj); err != nil {
 			return false, err
 		}
 	}

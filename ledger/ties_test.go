@@ -141,9 +141,10 @@ func TestSameSecondTiesSettleOnGrowingFields(t *testing.T) {
 	}
 }
 
-// TestGrowingFieldsNeverGoDown: a later event that carries less refunded
-// than the row leaves the amount alone and applies the rest.
-func TestGrowingFieldsNeverGoDown(t *testing.T) {
+// TestRefundedAmountFollowsANewerEvent: a newer charge event carries
+// Stripe's figure, lower included (a refund failed meanwhile), and the
+// rest of its changes.
+func TestRefundedAmountFollowsANewerEvent(t *testing.T) {
 	t.Parallel()
 	s, p := setup(t)
 	o := billingtest.Charge("ch_down", "cus_1", "pi_1", "", "succeeded", 2000)
@@ -155,8 +156,61 @@ func TestGrowingFieldsNeverGoDown(t *testing.T) {
 	if err := s.DB().Where("stripe_id = ?", "ch_down").Take(&pay).Error; err != nil {
 		t.Fatal(err)
 	}
-	if pay.AmountRefunded == nil || *pay.AmountRefunded != 1000 || pay.FailureMessage == nil || *pay.FailureMessage != "later" {
-		t.Errorf("charge = refunded %v, failure message %v; want 1000 and the later event's message", pay.AmountRefunded, pay.FailureMessage)
+	if pay.AmountRefunded == nil || *pay.AmountRefunded != 500 || pay.FailureMessage == nil || *pay.FailureMessage != "later" {
+		t.Errorf("charge = refunded %v, failure message %v; want the later event's 500 and message", deref(pay.AmountRefunded), deref(pay.FailureMessage))
+	}
+}
+
+// TestFailedRefundBringsTheChargeBack: a refund that fails after
+// succeeding lowers its charge's amount_refunded at Stripe, and no charge
+// event says so: the worker asks Stripe for the charge once, before the
+// transaction, and keeps Stripe's figure, whatever the delivery order;
+// the charge's older events, late, do not raise it again.
+func TestFailedRefundBringsTheChargeBack(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	stripe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if path.Dir(r.URL.Path) != "/v1/charges" {
+			t.Errorf("fake Stripe asked for %s", r.URL.Path)
+		}
+		o := billingtest.Charge(path.Base(r.URL.Path), "cus_1", "pi_1", "", "succeeded", 2000)
+		o["amount_refunded"], o["refunded"] = 300, false // a second refund of 300 stands
+		_ = json.NewEncoder(w).Encode(o)
+	}))
+	defer stripe.Close()
+	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: stripe.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testenv.Store(t)
+	p := ledger.NewProcessor(s, nil, ledger.WithObjectFetcher(fetcher))
+	for run := range 8 {
+		charge, refund := fmt.Sprintf("ch_fail_%d", run), fmt.Sprintf("re_fail_%d", run)
+		o := billingtest.Charge(charge, "cus_1", "pi_1", "", "succeeded", 2000)
+		succeeded := billingtest.Event(billingtest.NewEventID(), "charge.succeeded", start, o)
+		o["amount_refunded"] = 800
+		refunded := billingtest.Event(billingtest.NewEventID(), "charge.refunded", start.Add(time.Second), o)
+		re := billingtest.Refund(refund, charge, "pi_1", "succeeded", 500)
+		created := billingtest.Event(billingtest.NewEventID(), "refund.created", start.Add(time.Second), re)
+		re["status"], re["failure_reason"] = "failed", "expired_or_canceled_card"
+		failed := billingtest.Event(billingtest.NewEventID(), "refund.failed", start.Add(time.Hour), re)
+		before := calls.Load()
+		deliverTie(t, p, run, [][]byte{succeeded, refunded, created, failed})
+		if n := calls.Load() - before; n != 1 {
+			t.Errorf("run %d: %d calls to Stripe, want 1", run, n)
+		}
+		var pay models.Payment
+		if err := s.DB().Where("stripe_id = ?", charge).Take(&pay).Error; err != nil {
+			t.Fatal(err)
+		}
+		if pay.AmountRefunded == nil || *pay.AmountRefunded != 300 || pay.Refunded == nil || *pay.Refunded {
+			t.Errorf("run %d (%s order): charge refunded %v (fully %v), want Stripe's 300, not fully", run,
+				[]string{"Stripe's", "reverse"}[run%2], deref(pay.AmountRefunded), deref(pay.Refunded))
+		}
+		if got := status(t, s, &models.Refund{}, refund); got != "failed" {
+			t.Errorf("run %d: refund %s, want failed", run, got)
+		}
 	}
 }
 
