@@ -11,23 +11,18 @@ import (
 )
 
 // kind is one table of Stripe objects as events write it: which of its
-// model's fields an event carries and from which payload keys, which are
-// references, which only grow. mustKind resolves it from the table's
-// model (package models) once, at start-up: a field the model lacks
-// stops the program before any event is applied. The statements are the
+// model's fields an event carries (the model's stripe tags say from which
+// payload keys), which are references, which only grow. mustKind
+// resolves it from the table's model (package models) once, at start-up:
+// a field the model lacks stops the program before any event is applied. The statements are the
 // store's (models.WriteObjects): a kind names fields, never columns.
 type kind struct {
 	objectType string // payment_status_history.object_type and Stripe's "object"
 	rank       rankFunc
 	object     string   // payments.object of a stub row; "" for other tables
 	requires   []string // payload fields besides id without which an event is a schema failure
-	carries    []string // model fields an applied event sets when its payload carries their source
-	// sources names the payload keys a carried field comes from (any of
-	// them, space-separated) when they are not its column's name;
-	// StripeCreated comes from "created".
-	sources   map[string]string
-	refs      []string // model fields of references: set when known, never cleared
-	deletable bool     // a deleting event sets the model's Deleted
+	refs       []string // model fields of references: set when known, never cleared
+	deletable  bool     // a deleting event sets the model's Deleted
 
 	// Resolved by mustKind.
 	grows      []string // carried model fields that only grow (growing)
@@ -78,65 +73,36 @@ var growing = []struct{ objectType, field, why string }{
 }
 
 var (
-	customerKind = mustKind(models.Customer{}, kind{objectType: "customer", rank: noRank, deletable: true,
-		carries: []string{"Email", "Name", "Currency", "Balance", "Metadata", "StripeCreated"}})
+	customerKind     = mustKind(models.Customer{}, kind{objectType: "customer", rank: noRank, deletable: true})
 	subscriptionKind = mustKind(models.Subscription{}, kind{objectType: "subscription", rank: subscriptionRank,
 		requires: []string{"status"},
-		carries: []string{"Currency", "CurrentPeriodStart", "CurrentPeriodEnd", "CancelAtPeriodEnd",
-			"CancelAt", "CanceledAt", "EndedAt", "TrialStart", "TrialEnd", "Metadata", "StripeCreated"},
-		// From 2025-03-31.basil the period is on the items only.
-		sources: map[string]string{"CurrentPeriodStart": "current_period_start items", "CurrentPeriodEnd": "current_period_end items"},
-		refs:    []string{"CustomerID"}})
+		refs:     []string{"CustomerID"}})
 	invoiceKind = mustKind(models.Invoice{}, kind{objectType: "invoice", rank: invoiceRank, deletable: true,
 		requires: []string{"status"},
-		carries: []string{"Number", "Currency", "AmountDue", "AmountPaid", "AmountRemaining", "Subtotal", "Total",
-			"AttemptCount", "HostedInvoiceURL", "DueDate", "PeriodStart", "PeriodEnd", "BilledPeriodStart", "BilledPeriodEnd",
-			"PaidAt", "NextPaymentAttempt", "Tax", "TotalDiscountAmount", "Metadata", "StripeCreated"},
-		sources: map[string]string{"BilledPeriodStart": "lines", "BilledPeriodEnd": "lines", "PaidAt": "status_transitions",
-			"Tax": "tax total_taxes", "TotalDiscountAmount": "total_discount_amounts"},
-		refs: []string{"CustomerID", "SubscriptionID", "PaymentIntentID", "ChargeID"}})
+		refs:     []string{"CustomerID", "SubscriptionID", "PaymentIntentID", "ChargeID"}})
 	invoicePaymentKind = mustKind(models.InvoicePayment{}, kind{objectType: "invoice_payment", rank: invoicePaymentRank,
 		requires: []string{"status", "invoice"},
-		carries:  []string{"Currency", "AmountPaid", "AmountRequested", "PaidAt", "StripeCreated"},
-		sources:  map[string]string{"PaidAt": "status_transitions"},
 		refs:     []string{"InvoiceID", "PaymentIntentID", "ChargeID"}})
 	paymentIntentKind = mustKind(models.Payment{}, kind{objectType: models.ObjectPaymentIntent, rank: paymentIntentRank,
 		object:   models.ObjectPaymentIntent,
 		requires: []string{"status"},
-		carries: []string{"Currency", "Amount", "AmountReceived", "Captured", "Paid", "FailureCode", "FailureMessage",
-			"Metadata", "StripeCreated"},
-		sources: map[string]string{"Captured": "status", "Paid": "status",
-			"FailureCode": "last_payment_error", "FailureMessage": "last_payment_error"},
-		refs: []string{"CustomerID", "InvoiceID", "ChargeID"}})
+		refs:     []string{"CustomerID", "InvoiceID", "ChargeID"}})
 	chargeKind = mustKind(models.Payment{}, kind{objectType: models.ObjectCharge, rank: chargeRank,
 		object:   models.ObjectCharge,
 		requires: []string{"status"},
-		carries: []string{"Currency", "Amount", "AmountCaptured", "AmountRefunded", "Captured", "Refunded", "Paid",
-			"FailureCode", "FailureMessage", "PaymentMethodType", "PaymentMethodBrand", "PaymentMethodLast4",
-			"PaymentMethodExpMonth", "PaymentMethodExpYear", "PaymentMethodWallet", "Metadata", "StripeCreated"},
-		sources: map[string]string{"PaymentMethodType": "payment_method_details", "PaymentMethodBrand": "payment_method_details",
-			"PaymentMethodLast4": "payment_method_details", "PaymentMethodExpMonth": "payment_method_details",
-			"PaymentMethodExpYear": "payment_method_details", "PaymentMethodWallet": "payment_method_details"},
-		refs: []string{"CustomerID", "InvoiceID", "PaymentIntentID"}})
+		refs:     []string{"CustomerID", "InvoiceID", "PaymentIntentID"}})
 	refundKind = mustKind(models.Refund{}, kind{objectType: "refund", rank: refundRank,
 		requires: []string{"status"},
-		carries:  []string{"Currency", "Amount", "Reason", "FailureReason", "Metadata", "StripeCreated"},
 		refs:     []string{"ChargeID", "PaymentIntentID"}})
 	disputeKind = mustKind(models.Dispute{}, kind{objectType: "dispute", rank: disputeRank,
 		requires: []string{"status"},
-		carries:  []string{"Currency", "Amount", "Reason", "IsChargeRefundable", "EvidenceDueBy", "Metadata", "StripeCreated"},
-		sources:  map[string]string{"EvidenceDueBy": "evidence_details"},
 		refs:     []string{"ChargeID", "PaymentIntentID"}})
 	checkoutSessionKind = mustKind(models.CheckoutSession{}, kind{objectType: "checkout.session", rank: checkoutSessionRank,
 		requires: []string{"status"},
-		carries: []string{"Mode", "PaymentStatus", "ClientReferenceID", "Currency", "AmountTotal", "ExpiresAt",
-			"Metadata", "StripeCreated"},
-		refs: []string{"CustomerID", "SubscriptionID", "PaymentIntentID", "InvoiceID"}})
+		refs:     []string{"CustomerID", "SubscriptionID", "PaymentIntentID", "InvoiceID"}})
 	creditNoteKind = mustKind(models.CreditNote{}, kind{objectType: "credit_note", rank: creditNoteRank,
 		requires: []string{"status"},
-		carries: []string{"Number", "Type", "Reason", "Currency", "Amount", "Total", "Memo", "VoidedAt",
-			"Metadata", "StripeCreated"},
-		refs: []string{"InvoiceID", "CustomerID"}})
+		refs:     []string{"InvoiceID", "CustomerID"}})
 )
 
 // kinds are every kind of object the worker stores.
@@ -195,27 +161,20 @@ func mustKind(model any, k kind) kind {
 	if k.object != "" {
 		k.f.object = field("Object")
 	}
-	for _, name := range k.carries {
-		f := field(name)
-		keys := []string{f.column}
-		switch {
-		case k.sources[name] != "":
-			keys = strings.Fields(k.sources[name])
-		case name == "StripeCreated":
-			keys = []string{"created"}
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if keys := carriedKeys(sf.Tag.Get("stripe"), k.objectType); len(keys) > 0 {
+			k.carried = append(k.carried, carried{field: field(sf.Name), keys: keys})
 		}
-		k.carried = append(k.carried, carried{field: f, keys: keys})
 	}
-	for name := range k.sources {
-		if !slices.Contains(k.carries, name) {
-			panic(fmt.Sprintf("billing: %s kind: source of %s, which it does not carry", k.objectType, name))
-		}
+	if len(k.carried) == 0 {
+		panic(fmt.Sprintf("billing: %s kind: model %s has no stripe tag for it", k.objectType, t.Name()))
 	}
 	for _, name := range k.refs {
 		k.refFields = append(k.refFields, field(name))
 	}
 	for _, name := range k.grows {
-		if !slices.Contains(k.carries, name) {
+		if !slices.ContainsFunc(k.carried, func(c carried) bool { return c.field.name == name }) {
 			panic(fmt.Sprintf("billing: %s kind: growing field %s is not carried", k.objectType, name))
 		}
 		k.growFields = append(k.growFields, field(name))
@@ -230,6 +189,22 @@ func mustKind(model any, k kind) kind {
 	}
 	k.writes = append(k.writes, k.refs...)
 	return k
+}
+
+// carriedKeys are the payload keys a model field's stripe tag names for
+// objects of objectType: the tag lists keys, any of which carries the
+// field (space-separated); a key written "<object>:<key>" is only that
+// object type's, for a table two types share (payments).
+func carriedKeys(tag, objectType string) []string {
+	var keys []string
+	for key := range strings.FieldsSeq(tag) {
+		if ot, k, scoped := strings.Cut(key, ":"); !scoped {
+			keys = append(keys, key)
+		} else if ot == objectType {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // columnOf reads the column a model field is stored in from its gorm

@@ -8,10 +8,11 @@ import (
 	"gorm.io/gorm/schema"
 )
 
-// The structs below are the one Go definition of each table of the
-// migrations: reads go through them, the billing handlers take table and
-// column names from them (Schema), and TestModelsMatchSchema holds them
-// against the migrated database.
+// One struct per table of the migrations (TestModelsMatchSchema): every
+// statement takes its names from them, and a field's stripe tag names the
+// payload keys its column comes from in Stripe's object (any of them;
+// "charge:captured" for one object type of a shared table), which billing
+// folds by (TestStripeTags).
 
 // namingStrategy is GORM's default, named so that Schema parses models as
 // the Store's GORM does.
@@ -104,18 +105,18 @@ type Ordering struct {
 type Customer struct {
 	ID       uint64  `gorm:"column:id;primaryKey"`
 	StripeID string  `gorm:"column:stripe_id"`
-	Email    *string `gorm:"column:email"`
-	Name     *string `gorm:"column:name"`
-	Currency *string `gorm:"column:currency"`
-	Balance  *int64  `gorm:"column:balance"`
+	Email    *string `gorm:"column:email" stripe:"email"`
+	Name     *string `gorm:"column:name" stripe:"name"`
+	Currency *string `gorm:"column:currency" stripe:"currency"`
+	Balance  *int64  `gorm:"column:balance" stripe:"balance"`
 	// Metadata, on every object's table, is its Stripe metadata as JSON
 	// text (a JSON column: LONGTEXT with a JSON_VALID check on MariaDB),
 	// for JSON_VALUE and JSON_EXTRACT; nil until an event carries it.
-	Metadata      *string    `gorm:"column:metadata;type:json"`
+	Metadata      *string    `gorm:"column:metadata;type:json" stripe:"metadata"`
 	Deleted       bool       `gorm:"column:deleted"`
 	Livemode      bool       `gorm:"column:livemode"`
 	Account       *string    `gorm:"column:account"`
-	StripeCreated *time.Time `gorm:"column:stripe_created"`
+	StripeCreated *time.Time `gorm:"column:stripe_created" stripe:"created"`
 	Ordering      `gorm:"embedded"`
 }
 
@@ -128,19 +129,19 @@ type Subscription struct {
 	StripeID           string     `gorm:"column:stripe_id"`
 	CustomerID         *string    `gorm:"column:customer_id"`
 	Status             *string    `gorm:"column:status"`
-	Currency           *string    `gorm:"column:currency"`
-	CurrentPeriodStart *time.Time `gorm:"column:current_period_start"`
-	CurrentPeriodEnd   *time.Time `gorm:"column:current_period_end"`
-	CancelAtPeriodEnd  *bool      `gorm:"column:cancel_at_period_end"`
-	CancelAt           *time.Time `gorm:"column:cancel_at"`
-	CanceledAt         *time.Time `gorm:"column:canceled_at"`
-	EndedAt            *time.Time `gorm:"column:ended_at"`
-	TrialStart         *time.Time `gorm:"column:trial_start"`
-	TrialEnd           *time.Time `gorm:"column:trial_end"`
-	Metadata           *string    `gorm:"column:metadata;type:json"`
+	Currency           *string    `gorm:"column:currency" stripe:"currency"`
+	CurrentPeriodStart *time.Time `gorm:"column:current_period_start" stripe:"current_period_start items"`
+	CurrentPeriodEnd   *time.Time `gorm:"column:current_period_end" stripe:"current_period_end items"`
+	CancelAtPeriodEnd  *bool      `gorm:"column:cancel_at_period_end" stripe:"cancel_at_period_end"`
+	CancelAt           *time.Time `gorm:"column:cancel_at" stripe:"cancel_at"`
+	CanceledAt         *time.Time `gorm:"column:canceled_at" stripe:"canceled_at"`
+	EndedAt            *time.Time `gorm:"column:ended_at" stripe:"ended_at"`
+	TrialStart         *time.Time `gorm:"column:trial_start" stripe:"trial_start"`
+	TrialEnd           *time.Time `gorm:"column:trial_end" stripe:"trial_end"`
+	Metadata           *string    `gorm:"column:metadata;type:json" stripe:"metadata"`
 	Livemode           bool       `gorm:"column:livemode"`
 	Account            *string    `gorm:"column:account"`
-	StripeCreated      *time.Time `gorm:"column:stripe_created"`
+	StripeCreated      *time.Time `gorm:"column:stripe_created" stripe:"created"`
 	Ordering           `gorm:"embedded"`
 }
 
@@ -176,37 +177,37 @@ type Invoice struct {
 	PaymentIntentID *string `gorm:"column:payment_intent_id"`
 	ChargeID        *string `gorm:"column:charge_id"`
 	Status          *string `gorm:"column:status"`
-	Number          *string `gorm:"column:number"`
-	Currency        *string `gorm:"column:currency"`
-	AmountDue       *int64  `gorm:"column:amount_due"`
-	AmountPaid      *int64  `gorm:"column:amount_paid"`
-	AmountRemaining *int64  `gorm:"column:amount_remaining"`
-	Subtotal        *int64  `gorm:"column:subtotal"`
-	Total           *int64  `gorm:"column:total"`
+	Number          *string `gorm:"column:number" stripe:"number"`
+	Currency        *string `gorm:"column:currency" stripe:"currency"`
+	AmountDue       *int64  `gorm:"column:amount_due" stripe:"amount_due"`
+	AmountPaid      *int64  `gorm:"column:amount_paid" stripe:"amount_paid"`
+	AmountRemaining *int64  `gorm:"column:amount_remaining" stripe:"amount_remaining"`
+	Subtotal        *int64  `gorm:"column:subtotal" stripe:"subtotal"`
+	Total           *int64  `gorm:"column:total" stripe:"total"`
 	// Tax is the invoice's total tax, inclusive taxes included: Stripe's
 	// tax before 2025-03-31.basil, the sum of total_taxes from it on.
-	Tax *int64 `gorm:"column:tax"`
+	Tax *int64 `gorm:"column:tax" stripe:"tax total_taxes"`
 	// TotalDiscountAmount is the sum of total_discount_amounts.
-	TotalDiscountAmount *int64     `gorm:"column:total_discount_amount"`
-	AttemptCount        *int       `gorm:"column:attempt_count"`
-	HostedInvoiceURL    *string    `gorm:"column:hosted_invoice_url"`
-	DueDate             *time.Time `gorm:"column:due_date"`
-	PaidAt              *time.Time `gorm:"column:paid_at"` // status_transitions.paid_at
-	NextPaymentAttempt  *time.Time `gorm:"column:next_payment_attempt"`
+	TotalDiscountAmount *int64     `gorm:"column:total_discount_amount" stripe:"total_discount_amounts"`
+	AttemptCount        *int       `gorm:"column:attempt_count" stripe:"attempt_count"`
+	HostedInvoiceURL    *string    `gorm:"column:hosted_invoice_url" stripe:"hosted_invoice_url"`
+	DueDate             *time.Time `gorm:"column:due_date" stripe:"due_date"`
+	PaidAt              *time.Time `gorm:"column:paid_at" stripe:"status_transitions"` // status_transitions.paid_at
+	NextPaymentAttempt  *time.Time `gorm:"column:next_payment_attempt" stripe:"next_payment_attempt"`
 	// PeriodStart and PeriodEnd are Stripe's period_start/period_end: the
 	// period in which items were added to the invoice (for a subscription
 	// invoice, the period before the one it bills).
-	PeriodStart *time.Time `gorm:"column:period_start"`
-	PeriodEnd   *time.Time `gorm:"column:period_end"`
+	PeriodStart *time.Time `gorm:"column:period_start" stripe:"period_start"`
+	PeriodEnd   *time.Time `gorm:"column:period_end" stripe:"period_end"`
 	// BilledPeriodStart and BilledPeriodEnd are the period the invoice
 	// bills: the earliest start and latest end of its lines' periods.
-	BilledPeriodStart *time.Time `gorm:"column:billed_period_start"`
-	BilledPeriodEnd   *time.Time `gorm:"column:billed_period_end"`
-	Metadata          *string    `gorm:"column:metadata;type:json"`
+	BilledPeriodStart *time.Time `gorm:"column:billed_period_start" stripe:"lines"`
+	BilledPeriodEnd   *time.Time `gorm:"column:billed_period_end" stripe:"lines"`
+	Metadata          *string    `gorm:"column:metadata;type:json" stripe:"metadata"`
 	Deleted           bool       `gorm:"column:deleted"`
 	Livemode          bool       `gorm:"column:livemode"`
 	Account           *string    `gorm:"column:account"`
-	StripeCreated     *time.Time `gorm:"column:stripe_created"`
+	StripeCreated     *time.Time `gorm:"column:stripe_created" stripe:"created"`
 	Ordering          `gorm:"embedded"`
 }
 
@@ -223,29 +224,29 @@ type Payment struct {
 	PaymentIntentID *string `gorm:"column:payment_intent_id"`
 	ChargeID        *string `gorm:"column:charge_id"`
 	Status          *string `gorm:"column:status"`
-	Currency        *string `gorm:"column:currency"`
-	Amount          *int64  `gorm:"column:amount"`
-	AmountCaptured  *int64  `gorm:"column:amount_captured"`
-	AmountReceived  *int64  `gorm:"column:amount_received"`
-	AmountRefunded  *int64  `gorm:"column:amount_refunded"`
-	Captured        *bool   `gorm:"column:captured"`
-	Refunded        *bool   `gorm:"column:refunded"`
-	Paid            *bool   `gorm:"column:paid"`
-	FailureCode     *string `gorm:"column:failure_code"`
-	FailureMessage  *string `gorm:"column:failure_message"`
+	Currency        *string `gorm:"column:currency" stripe:"currency"`
+	Amount          *int64  `gorm:"column:amount" stripe:"amount"`
+	AmountCaptured  *int64  `gorm:"column:amount_captured" stripe:"charge:amount_captured"`
+	AmountReceived  *int64  `gorm:"column:amount_received" stripe:"payment_intent:amount_received"`
+	AmountRefunded  *int64  `gorm:"column:amount_refunded" stripe:"charge:amount_refunded"`
+	Captured        *bool   `gorm:"column:captured" stripe:"payment_intent:status charge:captured"`
+	Refunded        *bool   `gorm:"column:refunded" stripe:"charge:refunded"`
+	Paid            *bool   `gorm:"column:paid" stripe:"payment_intent:status charge:paid"`
+	FailureCode     *string `gorm:"column:failure_code" stripe:"payment_intent:last_payment_error charge:failure_code"`
+	FailureMessage  *string `gorm:"column:failure_message" stripe:"payment_intent:last_payment_error charge:failure_message"`
 	// The payment method summary of a charge (payment_method_details):
 	// its type and, where the method has them, brand, last four digits,
 	// expiry and wallet. Never the number or fingerprint.
-	PaymentMethodType     *string    `gorm:"column:payment_method_type"`
-	PaymentMethodBrand    *string    `gorm:"column:payment_method_brand"`
-	PaymentMethodLast4    *string    `gorm:"column:payment_method_last4"`
-	PaymentMethodExpMonth *int       `gorm:"column:payment_method_exp_month"`
-	PaymentMethodExpYear  *int       `gorm:"column:payment_method_exp_year"`
-	PaymentMethodWallet   *string    `gorm:"column:payment_method_wallet"`
-	Metadata              *string    `gorm:"column:metadata;type:json"`
+	PaymentMethodType     *string    `gorm:"column:payment_method_type" stripe:"charge:payment_method_details"`
+	PaymentMethodBrand    *string    `gorm:"column:payment_method_brand" stripe:"charge:payment_method_details"`
+	PaymentMethodLast4    *string    `gorm:"column:payment_method_last4" stripe:"charge:payment_method_details"`
+	PaymentMethodExpMonth *int       `gorm:"column:payment_method_exp_month" stripe:"charge:payment_method_details"`
+	PaymentMethodExpYear  *int       `gorm:"column:payment_method_exp_year" stripe:"charge:payment_method_details"`
+	PaymentMethodWallet   *string    `gorm:"column:payment_method_wallet" stripe:"charge:payment_method_details"`
+	Metadata              *string    `gorm:"column:metadata;type:json" stripe:"metadata"`
 	Livemode              bool       `gorm:"column:livemode"`
 	Account               *string    `gorm:"column:account"`
-	StripeCreated         *time.Time `gorm:"column:stripe_created"`
+	StripeCreated         *time.Time `gorm:"column:stripe_created" stripe:"created"`
 	Ordering              `gorm:"embedded"`
 }
 
@@ -259,14 +260,14 @@ type Refund struct {
 	ChargeID        *string    `gorm:"column:charge_id"`
 	PaymentIntentID *string    `gorm:"column:payment_intent_id"`
 	Status          *string    `gorm:"column:status"`
-	Currency        *string    `gorm:"column:currency"`
-	Amount          *int64     `gorm:"column:amount"`
-	Reason          *string    `gorm:"column:reason"`
-	FailureReason   *string    `gorm:"column:failure_reason"`
-	Metadata        *string    `gorm:"column:metadata;type:json"`
+	Currency        *string    `gorm:"column:currency" stripe:"currency"`
+	Amount          *int64     `gorm:"column:amount" stripe:"amount"`
+	Reason          *string    `gorm:"column:reason" stripe:"reason"`
+	FailureReason   *string    `gorm:"column:failure_reason" stripe:"failure_reason"`
+	Metadata        *string    `gorm:"column:metadata;type:json" stripe:"metadata"`
 	Livemode        bool       `gorm:"column:livemode"`
 	Account         *string    `gorm:"column:account"`
-	StripeCreated   *time.Time `gorm:"column:stripe_created"`
+	StripeCreated   *time.Time `gorm:"column:stripe_created" stripe:"created"`
 	Ordering        `gorm:"embedded"`
 }
 
@@ -280,15 +281,15 @@ type Dispute struct {
 	ChargeID           *string    `gorm:"column:charge_id"`
 	PaymentIntentID    *string    `gorm:"column:payment_intent_id"`
 	Status             *string    `gorm:"column:status"`
-	Currency           *string    `gorm:"column:currency"`
-	Amount             *int64     `gorm:"column:amount"`
-	Reason             *string    `gorm:"column:reason"`
-	IsChargeRefundable *bool      `gorm:"column:is_charge_refundable"`
-	EvidenceDueBy      *time.Time `gorm:"column:evidence_due_by"`
-	Metadata           *string    `gorm:"column:metadata;type:json"`
+	Currency           *string    `gorm:"column:currency" stripe:"currency"`
+	Amount             *int64     `gorm:"column:amount" stripe:"amount"`
+	Reason             *string    `gorm:"column:reason" stripe:"reason"`
+	IsChargeRefundable *bool      `gorm:"column:is_charge_refundable" stripe:"is_charge_refundable"`
+	EvidenceDueBy      *time.Time `gorm:"column:evidence_due_by" stripe:"evidence_details"`
+	Metadata           *string    `gorm:"column:metadata;type:json" stripe:"metadata"`
 	Livemode           bool       `gorm:"column:livemode"`
 	Account            *string    `gorm:"column:account"`
-	StripeCreated      *time.Time `gorm:"column:stripe_created"`
+	StripeCreated      *time.Time `gorm:"column:stripe_created" stripe:"created"`
 	Ordering           `gorm:"embedded"`
 }
 
@@ -305,13 +306,13 @@ type InvoicePayment struct {
 	PaymentIntentID *string    `gorm:"column:payment_intent_id"`
 	ChargeID        *string    `gorm:"column:charge_id"`
 	Status          *string    `gorm:"column:status"`
-	Currency        *string    `gorm:"column:currency"`
-	AmountPaid      *int64     `gorm:"column:amount_paid"`
-	AmountRequested *int64     `gorm:"column:amount_requested"`
-	PaidAt          *time.Time `gorm:"column:paid_at"`
+	Currency        *string    `gorm:"column:currency" stripe:"currency"`
+	AmountPaid      *int64     `gorm:"column:amount_paid" stripe:"amount_paid"`
+	AmountRequested *int64     `gorm:"column:amount_requested" stripe:"amount_requested"`
+	PaidAt          *time.Time `gorm:"column:paid_at" stripe:"status_transitions"`
 	Livemode        bool       `gorm:"column:livemode"`
 	Account         *string    `gorm:"column:account"`
-	StripeCreated   *time.Time `gorm:"column:stripe_created"`
+	StripeCreated   *time.Time `gorm:"column:stripe_created" stripe:"created"`
 	Ordering        `gorm:"embedded"`
 }
 
@@ -323,21 +324,21 @@ func (InvoicePayment) TableName() string { return "invoice_payments" }
 type CheckoutSession struct {
 	ID                uint64     `gorm:"column:id;primaryKey"`
 	StripeID          string     `gorm:"column:stripe_id"`
-	Mode              *string    `gorm:"column:mode"`
+	Mode              *string    `gorm:"column:mode" stripe:"mode"`
 	Status            *string    `gorm:"column:status"`
-	PaymentStatus     *string    `gorm:"column:payment_status"`
-	ClientReferenceID *string    `gorm:"column:client_reference_id"`
+	PaymentStatus     *string    `gorm:"column:payment_status" stripe:"payment_status"`
+	ClientReferenceID *string    `gorm:"column:client_reference_id" stripe:"client_reference_id"`
 	CustomerID        *string    `gorm:"column:customer_id"`
 	SubscriptionID    *string    `gorm:"column:subscription_id"`
 	PaymentIntentID   *string    `gorm:"column:payment_intent_id"`
 	InvoiceID         *string    `gorm:"column:invoice_id"`
-	Currency          *string    `gorm:"column:currency"`
-	AmountTotal       *int64     `gorm:"column:amount_total"`
-	ExpiresAt         *time.Time `gorm:"column:expires_at"`
-	Metadata          *string    `gorm:"column:metadata;type:json"`
+	Currency          *string    `gorm:"column:currency" stripe:"currency"`
+	AmountTotal       *int64     `gorm:"column:amount_total" stripe:"amount_total"`
+	ExpiresAt         *time.Time `gorm:"column:expires_at" stripe:"expires_at"`
+	Metadata          *string    `gorm:"column:metadata;type:json" stripe:"metadata"`
 	Livemode          bool       `gorm:"column:livemode"`
 	Account           *string    `gorm:"column:account"`
-	StripeCreated     *time.Time `gorm:"column:stripe_created"`
+	StripeCreated     *time.Time `gorm:"column:stripe_created" stripe:"created"`
 	Ordering          `gorm:"embedded"`
 }
 
@@ -350,19 +351,19 @@ type CreditNote struct {
 	StripeID      string     `gorm:"column:stripe_id"`
 	InvoiceID     *string    `gorm:"column:invoice_id"`
 	CustomerID    *string    `gorm:"column:customer_id"`
-	Number        *string    `gorm:"column:number"`
+	Number        *string    `gorm:"column:number" stripe:"number"`
 	Status        *string    `gorm:"column:status"`
-	Type          *string    `gorm:"column:type"`
-	Reason        *string    `gorm:"column:reason"`
-	Currency      *string    `gorm:"column:currency"`
-	Amount        *int64     `gorm:"column:amount"`
-	Total         *int64     `gorm:"column:total"`
-	Memo          *string    `gorm:"column:memo"`
-	VoidedAt      *time.Time `gorm:"column:voided_at"`
-	Metadata      *string    `gorm:"column:metadata;type:json"`
+	Type          *string    `gorm:"column:type" stripe:"type"`
+	Reason        *string    `gorm:"column:reason" stripe:"reason"`
+	Currency      *string    `gorm:"column:currency" stripe:"currency"`
+	Amount        *int64     `gorm:"column:amount" stripe:"amount"`
+	Total         *int64     `gorm:"column:total" stripe:"total"`
+	Memo          *string    `gorm:"column:memo" stripe:"memo"`
+	VoidedAt      *time.Time `gorm:"column:voided_at" stripe:"voided_at"`
+	Metadata      *string    `gorm:"column:metadata;type:json" stripe:"metadata"`
 	Livemode      bool       `gorm:"column:livemode"`
 	Account       *string    `gorm:"column:account"`
-	StripeCreated *time.Time `gorm:"column:stripe_created"`
+	StripeCreated *time.Time `gorm:"column:stripe_created" stripe:"created"`
 	Ordering      `gorm:"embedded"`
 }
 
