@@ -307,14 +307,42 @@ func chargePlan(ev Event) (plan, error) {
 	if !p.has("invoice") { // before basil the objects name each other
 		pl = append(pl, op{kind: paymentIntentKind, id: string(o.PaymentIntent), settle: true})
 	}
+	// The refunds the charge carries, where its payload has the list
+	// (every supported version defines it, and Stripe's fixtures carry
+	// it; a payload without it says nothing of them): rows of their own,
+	// folded as the refund events' objects are.
+	if o.Refunds != nil {
+		for i, raw := range o.Refunds.Data {
+			r, err := decodeRefund(ev, raw, fmt.Sprintf("charge.refunds.data[%d]", i), ref(o.ID))
+			if err != nil {
+				return nil, err
+			}
+			pl = append(pl, r...)
+		}
+	}
 	return pl, nil
 }
 
 func refundPlan(ev Event) (plan, error) {
+	return decodeRefund(ev, ev.Object, refundKind.objectType, "")
+}
+
+// decodeRefund plans the Refund raw found at path of ev (data.object, or
+// an item of a charge's refunds), whose charge is charge when it names
+// none.
+func decodeRefund(ev Event, raw []byte, path string, charge ref) (plan, error) {
 	var o refundObject
-	p, err := refundKind.decode(ev, &o, &o.common)
+	k := refundKind
+	var keys payload
+	if charge == "" {
+		keys = ev.keys // data.object's, read already
+	}
+	p, err := decodeScanned(ev, raw, keys, path, k.objectType, &o, &o.common, k.requires...)
 	if err != nil {
 		return nil, err
+	}
+	if o.Charge == "" {
+		o.Charge = charge
 	}
 	pl := plan{{kind: refundKind, id: o.ID, change: &change{
 		kind:    refundKind,

@@ -570,6 +570,8 @@ type chargeObject struct {
 	FailureMessage       *string               `json:"failure_message"`
 	PaymentMethodDetails *paymentMethodSummary `json:"payment_method_details"`
 	Metadata             metadata              `json:"metadata"`
+	// The charge's refunds, when the payload carries the list.
+	Refunds *list `json:"refunds"`
 }
 
 // paymentMethodSummary is what a charge's payment_method_details say of

@@ -235,3 +235,55 @@ func TestEnvelopeFacts(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestChargeRefundedWritesItsRefunds: a charge.refunded whose charge
+// carries its refunds (every supported version defines the list) writes
+// a refund row for each, by the refunds' own order: a later refund event
+// still applies, an older one does not. A charge without the list writes
+// none.
+func TestChargeRefundedWritesItsRefunds(t *testing.T) {
+	t.Parallel()
+	for _, v := range billing.SupportedVersions() {
+		t.Run(v, func(t *testing.T) {
+			t.Parallel()
+			if !stripefixture.SpecDefines(v, "charge", "refunds") {
+				t.Fatalf("%s: the spec has no charge.refunds: the test assumes every supported version has it", v)
+			}
+			s, p := setup(t)
+			refund := func(id, status string, amount int64) map[string]any {
+				r := stripefixture.Object(v, "refund")
+				r["id"], r["status"], r["amount"], r["currency"] = id, status, amount, "usd"
+				delete(r, "charge") // an item of the charge's own list may leave it out
+				return r
+			}
+			charge := stripefixture.Object(v, "charge")
+			charge["id"], charge["amount_refunded"], charge["refunded"] = "ch_refunds", 700, false
+			charge["refunds"] = map[string]any{"object": "list", "has_more": false, "url": "/v1/charges/ch_refunds/refunds",
+				"data": []any{refund("re_one", "succeeded", 500), refund("re_two", "pending", 200)}}
+			older := refund("re_two", "requires_action", 200)
+			older["charge"] = "ch_refunds"
+			later := refund("re_one", "failed", 500)
+			later["charge"] = "ch_refunds"
+			process(t, p, versionEvent(t, v, billingtest.NewEventID(), "charge.refunded", start, true, "", charge), ledger.Processed)
+			process(t, p, versionEvent(t, v, billingtest.NewEventID(), "charge.refund.updated", start.Add(-time.Minute), true, "", older), ledger.Processed)
+			process(t, p, versionEvent(t, v, billingtest.NewEventID(), "refund.updated", start.Add(time.Minute), true, "", later), ledger.Processed)
+
+			without := stripefixture.Object(v, "charge")
+			delete(without, "refunds")
+			without["id"] = "ch_without"
+			process(t, p, versionEvent(t, v, billingtest.NewEventID(), "charge.refunded", start, true, "", without), ledger.Processed)
+
+			var rows []models.Refund
+			if err := s.DB().Order("stripe_id").Find(&rows).Error; err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range rows {
+				got = append(got, fmt.Sprintf("%s %s %v %v", r.StripeID, value(r.Status), value(r.Amount), value(r.ChargeID)))
+			}
+			if want := []string{"re_one failed 500 ch_refunds", "re_two pending 200 ch_refunds"}; !slices.Equal(got, want) {
+				t.Errorf("refunds = %q, want %q", got, want)
+			}
+		})
+	}
+}
