@@ -217,7 +217,8 @@ func (s *stack) rabbitUser(name string) (password, tags string, ok bool) {
 
 var (
 	createUser = regexp.MustCompile("CREATE USER '([^']+)'@'%' IDENTIFIED BY '([^']*)';")
-	grant      = regexp.MustCompile("GRANT ([A-Z, ]+) ON `([^`]+)`\\.(\\*|`[^`]+`) TO '([^']+)'@'%';")
+	// Privileges, a column list included: "UPDATE (status)".
+	grant = regexp.MustCompile("GRANT ([A-Z, ]+(?: \\([a-z_, ]+\\))?) ON `([^`]+)`\\.(\\*|`[^`]+`) TO '([^']+)'@'%';")
 )
 
 // mysqlUsers reads the init script and the table grants: user → password,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,21 +27,23 @@ import (
 )
 
 // replayWorld is a running worker (the real consumer, router and billing
-// processor) whose handler fails event failing permanently until fixed.
+// processor) whose handler fails the events failing permanently until fixed.
 type replayWorld struct {
 	*dlqtest.Env
+	dsn     string // the world's database
 	store   *models.Store
 	fixed   atomic.Bool
 	mu      sync.Mutex
 	results map[string][]string // event id → outcome of each delivery
 }
 
-func newReplayWorld(t *testing.T, failing string) *replayWorld {
+func newReplayWorld(t *testing.T, failing ...string) *replayWorld {
 	t.Helper()
-	w := &replayWorld{Env: dlqtest.NewEnv(t, 20), store: testenv.Store(t), results: map[string][]string{}}
+	dsn := testenv.Database(t)
+	w := &replayWorld{Env: dlqtest.NewEnv(t, 20), dsn: dsn, store: testenv.StoreAt(t, dsn), results: map[string][]string{}}
 	proc := ledger.NewProcessor(w.store, quietLogger())
 	handler := consumer.HandlerFunc(func(ctx context.Context, d consumer.Delivery) error {
-		if d.ID == failing && !w.fixed.Load() {
+		if slices.Contains(failing, d.ID) && !w.fixed.Load() {
 			w.record(d.ID, "failed")
 			return failure.MarkPermanent(errors.New("billing: customer " + d.ID + " rejected by a bug"))
 		}

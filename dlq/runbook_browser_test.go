@@ -20,6 +20,8 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/dlq/dlqtest"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
@@ -235,32 +237,37 @@ type runbookState struct {
 // (broker.RoleSupport's permissions), against the real broker, a real
 // worker and MySQL: log in, open the DLQ, read the reason, replay with
 // "Reject requeue false" while the cause is still there, publish the event
-// by hand once fixed, send the original back. After each step it checks
-// the ledger and the queues: no step loses the event or applies it twice.
+// by hand once fixed, send the original back; then `billing dlq discard`
+// of an event sent by hand, as the support user's broker and MySQL users
+// (deploy/mysql) do it. After each step it checks the ledger and the
+// queues: no step loses an event or applies one twice.
 func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 	t.Parallel()
 	b := newRunbookBrowser(t)
 	const id, typ, cus = "evt_runbook_browser", "customer.created", "cus_runbook_browser"
-	w := newReplayWorld(t, id)
+	const byHand, byHandCus = "evt_runbook_by_hand", "cus_runbook_by_hand"
+	w := newReplayWorld(t, id, byHand)
 	body := w.sendFailing(t, id, typ, cus)
-	support, err := url.Parse(testenv.RabbitUser(t, w.Topo.Permissions()[broker.RoleSupport]))
+	supportURL := testenv.RabbitUser(t, w.Topo.Permissions()[broker.RoleSupport])
+	support, err := url.Parse(supportURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	password, _ := support.User.Password()
 
-	after := func(step string, want runbookState) {
+	afterFor := func(step, id, cus string, want runbookState) {
 		t.Helper()
 		testenv.Eventually(t, 15*time.Second, func() bool { return len(w.outcomes(id)) >= want.deliveries },
-			"after %q: %d deliveries handled (%v)", step, want.deliveries, w.outcomes(id))
+			"after %q: %d deliveries of %s handled (%v)", step, want.deliveries, id, w.outcomes(id))
 		w.WaitReady(t, w.Topo.DLQ, want.dlq)
 		w.WaitReady(t, w.Topo.Work, 0)
 		testenv.Eventually(t, 5*time.Second, func() bool { n, err := testenv.QueueDepth(w.Topo.Work); return err == nil && n == 0 }, "after %q: work queue drained, acked", step)
 		got := runbookState{status: w.ledger(t, id).Status, customers: w.customers(t, cus), dlq: w.Ready(t, w.Topo.DLQ), deliveries: len(w.outcomes(id))}
 		if got != want {
-			t.Fatalf("after %q: %+v, want %+v", step, got, want)
+			t.Fatalf("after %q: %s %+v, want %+v", step, id, got, want)
 		}
 	}
+	after := func(step string, want runbookState) { t.Helper(); afterFor(step, id, cus, want) }
 	parked := runbookState{status: models.EventDead, dlq: 1, deliveries: 1}
 
 	b.do("log in as the support user",
@@ -352,4 +359,25 @@ func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 	if again := w.ledger(t, id); !again.ProcessedAt.Equal(*applied.ProcessedAt) {
 		t.Errorf("the duplicate changed the ledger row: %+v → %+v", applied, again)
 	}
+	done := runbookState{status: models.EventProcessed, customers: 1, deliveries: 4}
+
+	// An event nobody wants applied (sent by hand, say) leaves the DLQ by
+	// `billing dlq discard` only: what the command does, as its users.
+	// The ledger row stays, marked discarded, with who and why beside it.
+	w.fixed.Store(false)
+	w.sendFailing(t, byHand, typ, byHandCus)
+	afterFor("park an event sent by hand", byHand, byHandCus, runbookState{status: models.EventDead, dlq: 1, deliveries: 1})
+	mysqlUsers := testenv.MySQLUsersFromScripts(t, w.dsn, "../deploy/mysql/init/01-users.sql", "../deploy/mysql/grants.sql")
+	supportStore := testenv.StoreAt(t, mysqlUsers["support"])
+	copies, err := dlqtest.NewEnvAs(t, w.Topo, supportURL).Queue(t, time.Now()).Discard(t.Context(), byHand, func(ctx context.Context, copies []dlq.Parked) error {
+		return supportStore.RecordDiscard(ctx, models.EventDiscard{EventID: byHand, EventType: copies[0].Type, Copies: len(copies), DiscardedBy: "support", Reason: "sent by hand"})
+	})
+	if err != nil || len(copies) != 1 {
+		t.Fatalf("discard %s as support: %d copies, %v", byHand, len(copies), err)
+	}
+	afterFor("billing dlq discard", byHand, byHandCus, runbookState{status: models.EventDiscarded, dlq: 0, deliveries: 1})
+	if ds, err := w.store.Discards(t.Context(), []string{byHand}); err != nil || len(ds) != 1 || ds[0].DiscardedBy != "support" || ds[0].Reason != "sent by hand" {
+		t.Errorf("discards of %s: %+v, %v", byHand, ds, err)
+	}
+	after("billing dlq discard", done)
 }

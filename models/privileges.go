@@ -26,13 +26,14 @@ type Grant struct {
 //     never a ledger row.
 //   - sweep (`billing sweep`, `billing dlq`): the ledger's re-drive count and
 //     payload pruning, its bookmarks, and support's record of discards.
-//   - support (`billing history`, `billing status`, `billing dlq list`):
-//     reads only.
+//   - support (docs/runbook.md: `billing history`, `billing status`,
+//     `billing dlq`): reads, and for `billing dlq discard` records a
+//     discard and sets the ledger row's status, no other column.
 func Grants() map[string][]Grant {
 	return map[string][]Grant{
 		"migrate": {{MigratePrivileges, "*"}},
 		"worker":  {{"SELECT, INSERT, UPDATE", "*"}, {"DELETE", "subscription_items"}},
 		"sweep":   {{"SELECT, UPDATE", "stripe_events"}, {"SELECT, INSERT, UPDATE", "sweep_checkpoints"}, {"SELECT, INSERT", "event_discards"}},
-		"support": {{"SELECT", "*"}},
+		"support": {{"SELECT", "*"}, {"INSERT", "event_discards"}, {"UPDATE (status)", "stripe_events"}},
 	}
 }

@@ -228,14 +228,17 @@ func TestFlagErrorsPrintUsageOnce(t *testing.T) {
 	}
 }
 
-// TestDLQCommandAsSupport runs `billing dlq` as the support role's user
-// (broker.Permissions): it lists and replays its namespace's parked
-// events; the DLQ of a namespace it has no read on is refused, and the
-// error says so with the broker's own words and the permission lacked.
+// TestDLQCommandAsSupport runs `billing dlq` as the support role's users
+// (broker.Permissions, and MySQL's from deploy/mysql): it lists, replays
+// and discards its namespace's parked events; the DLQ of a namespace it
+// has no read on is refused, and the error says so with the broker's own
+// words and the permission lacked.
 func TestDLQCommandAsSupport(t *testing.T) {
 	t.Parallel()
 	ns, q, id := parkOne(t)
-	support := dlqCmdEnv(ns, map[string]string{"AMQP_URL": testenv.RabbitUser(t, q.topo.Permissions()[broker.RoleSupport])})
+	dsn := testenv.Database(t)
+	mysqlUsers := testenv.MySQLUsersFromScripts(t, dsn, "../../deploy/mysql/init/01-users.sql", "../../deploy/mysql/grants.sql")
+	support := dlqCmdEnv(ns, map[string]string{"AMQP_URL": testenv.RabbitUser(t, q.topo.Permissions()[broker.RoleSupport]), "MYSQL_DSN": mysqlUsers["support"]})
 
 	out, err := runCmd(t, support, "dlq", "list")
 	if err != nil || !strings.Contains(out, id) {
@@ -246,6 +249,17 @@ func TestDLQCommandAsSupport(t *testing.T) {
 	}
 	q.waitReady(t, q.topo.Work, 1)
 	q.waitReady(t, q.topo.DLQ, 0)
+
+	byHand := billingtest.NewEventID()
+	q.park(t, byHand, "invoice.paid", failure.Permanent, time.Now())
+	q.waitReady(t, q.topo.DLQ, 1)
+	if out, err = runCmd(t, support, "dlq", "discard", byHand, "--reason", "sent by hand", "--by", "support"); err != nil {
+		t.Fatalf("dlq discard as support = %v:\n%s", err, out)
+	}
+	q.waitReady(t, q.topo.DLQ, 0)
+	if ds, err := testenv.StoreAt(t, dsn).Discards(t.Context(), []string{byHand}); err != nil || len(ds) != 1 || ds[0].DiscardedBy != "support" {
+		t.Errorf("discards of %s: %+v, %v; want one by support", byHand, ds, err)
+	}
 
 	other, _, _ := parkOne(t)
 	support = dlqCmdEnv(other, map[string]string{"AMQP_URL": support("AMQP_URL")})

@@ -11,3 +11,8 @@ GRANT DELETE ON `billing`.`subscription_items` TO 'billing_worker'@'%';
 GRANT SELECT, UPDATE ON `billing`.`stripe_events` TO 'billing_sweep'@'%';
 GRANT SELECT, INSERT, UPDATE ON `billing`.`sweep_checkpoints` TO 'billing_sweep'@'%';
 GRANT SELECT, INSERT ON `billing`.`event_discards` TO 'billing_sweep'@'%';
+
+-- Support: `billing dlq discard` records who, when and why, and marks the
+-- ledger row discarded: its status column only.
+GRANT INSERT ON `billing`.`event_discards` TO 'billing_support'@'%';
+GRANT UPDATE (status) ON `billing`.`stripe_events` TO 'billing_support'@'%';

@@ -52,11 +52,17 @@ func NewEnvSharing(t *testing.T, e *Env) *Env {
 // when t ends.
 func NewEnvFor(t *testing.T, topo broker.Topology) *Env {
 	t.Helper()
+	return NewEnvAs(t, topo, testenv.AMQPURL())
+}
+
+// NewEnvAs is NewEnvFor as the user of amqpURL (testenv.RabbitUser).
+func NewEnvAs(t *testing.T, topo broker.Topology, amqpURL string) *Env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	start := func(name string) *broker.Conn {
-		c := broker.NewConn(broker.ConnConfig{URL: testenv.AMQPURL(), Name: name, Topology: topo}, quietLogger())
+		c := broker.NewConn(broker.ConnConfig{URL: amqpURL, Name: name, Topology: topo}, quietLogger())
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = c.Run(ctx) }()
 		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
@@ -68,7 +74,7 @@ func NewEnvFor(t *testing.T, topo broker.Topology) *Env {
 	}
 	e := &Env{Topo: topo, Conn: start(topo.Namespace + "-dlq")}
 	e.Pub = broker.NewPublisher(start(topo.Namespace+"-publish"), 2, 5*time.Second)
-	raw, err := amqp.Dial(testenv.AMQPURL())
+	raw, err := amqp.Dial(amqpURL)
 	if err != nil {
 		t.Fatal(err)
 	}

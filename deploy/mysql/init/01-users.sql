@@ -19,6 +19,7 @@ GRANT SELECT, INSERT, UPDATE ON `billing`.* TO 'billing_worker'@'%';
 -- `billing sweep` and `billing dlq`: three tables (grants.sql).
 CREATE USER 'billing_sweep'@'%' IDENTIFIED BY 'sweep_dev_pw';
 
--- Support: `billing history`, `billing status`, `billing dlq list`; reads only.
+-- Support: `billing history`, `billing status`, `billing dlq`; reads, and
+-- records discards (grants.sql).
 CREATE USER 'billing_support'@'%' IDENTIFIED BY 'support_dev_pw';
 GRANT SELECT ON `billing`.* TO 'billing_support'@'%';
