@@ -281,7 +281,8 @@ func (k kind) growsOf(row reflect.Value) []grown {
 // (compare; a tie is settled by settleTie), and says whether it did
 // (replaced), whether it newly deleted the object (a deletion is sticky
 // and order-free: a stale one still deletes the first time) and which
-// status the history records for the event, even when it is stale.
+// status the history records for the event, even when it is stale (a
+// snapshot's only when it moved the row's status: snapshot.go).
 // Fields that only grow (growing) go down only to Stripe's figure: that
 // of an event newer in time, or of Stripe's object.
 func applyChange(row reflect.Value, ev Event, now time.Time, c change, t *tieRule) (replaced, deleted bool, reported string, err error) {
@@ -314,6 +315,9 @@ func applyChange(row reflect.Value, ev Event, now time.Time, c change, t *tieRul
 			// larger id, so that it ends the same whatever the order.
 			lastEventID = max(ev.ID, cur.EventID)
 		}
+	}
+	if v == replace && ev.snapshot && !cur.Created.IsZero() && k.agrees(row, c, cur) {
+		v = keep // nothing to write: a second import changes nothing
 	}
 	if v == replace {
 		for _, f := range k.carried {
@@ -349,8 +353,8 @@ func applyChange(row reflect.Value, ev Event, now time.Time, c change, t *tieRul
 		deleted = !k.f.deleted.of(row).Bool()
 		assign(k.f.deleted, row, true)
 	}
-	if k.f.status == nil {
-		reported = ""
+	if k.f.status == nil || ev.snapshot && (!replaced || c.status == cur.Status) {
+		reported = "" // a snapshot records only a status it moved the row to
 	}
 	return replaced, deleted, reported, nil
 }

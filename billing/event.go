@@ -32,6 +32,8 @@ type Event struct {
 	Signature string
 
 	keys payload // data.object's; nil in an Event made otherwise (read when decoded)
+	// snapshot: an object fetched from Stripe, not an event (Snapshot).
+	snapshot bool
 }
 
 // NewEvent is the event v, as the Verifier handed it on: its envelope was

@@ -24,6 +24,9 @@ func IsPreview(ev Event) bool { return ev.ObjectID == "" && previewTypes[ev.Type
 // permanent.
 func PlanOf(ev Event) (Planned, error) {
 	decode := decoders[ev.Type]
+	if ev.snapshot {
+		decode = snapshotPlans[ev.ObjectType]
+	}
 	if decode == nil {
 		return Planned{}, fmt.Errorf("billing: no decoder for %s", ev.Type)
 	}

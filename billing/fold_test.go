@@ -18,15 +18,7 @@ func fold(t *testing.T, ties Ties, raws ...[]byte) (Folded, [][]any, error) {
 	t.Helper()
 	var events []Planned
 	for _, raw := range raws {
-		ev, err := Parse(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := PlanOf(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		events = append(events, p)
+		events = append(events, eventOf(t, raw))
 	}
 	b := NewBatch(events, time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC))
 	for _, r := range b.ToLock() {

@@ -40,8 +40,9 @@ const (
 // states never reopen, then by Stripe's time, then, within one second, by
 // the fields that only grow (more refunded, more attempts: later). What
 // is left is a tie: Stripe's ids are not ordered in time, so the caller
-// settles it with Stripe's own object or, failing that, byEventID. The
-// same event again (a reprocess) keeps the row.
+// settles it with Stripe's own object or, failing that, byEventID; but
+// an event wins a tie with a snapshot. The same event again (a
+// reprocess) keeps the row.
 func compare(rank rankFunc, current, incoming state) verdict {
 	if current.Created.IsZero() {
 		return replace
@@ -60,6 +61,14 @@ func compare(rank rankFunc, current, incoming state) verdict {
 	}
 	if incoming.EventID == current.EventID {
 		return keep
+	}
+	// A snapshot against an event of its second: the event wins, as the
+	// fetch may have read the object before it (snapshot.go).
+	switch in, cur := isSnapshotID(incoming.EventID), isSnapshotID(current.EventID); {
+	case in && !cur:
+		return keep
+	case cur && !in:
+		return replace
 	}
 	return tied
 }

@@ -296,7 +296,7 @@ func (b *Batch) Fold(ties Ties) (Folded, error) {
 				}
 				if reported != "" {
 					f.History = append(f.History, models.StatusChange{ObjectType: o.kind.objectType, ObjectID: o.id,
-						Status: reported, EventID: ev.ID, OccurredAt: ev.Created, RecordedAt: b.now})
+						Status: reported, EventID: ev.ID, OccurredAt: ev.Created, RecordedAt: b.now, Source: sourceOf(ev)})
 				}
 				if replaced && o.change.items != nil {
 					f.Items = append(f.Items, itemList(ev, o.id, o.change.items))

@@ -212,12 +212,16 @@ func RecordStatuses(tx *gorm.DB, cs []StatusChange) error {
 	if len(cs) == 0 {
 		return nil
 	}
-	args := make([]any, 0, len(cs)*6)
+	args := make([]any, 0, len(cs)*7)
 	for _, c := range cs {
-		args = append(args, c.ObjectType, c.ObjectID, c.Status, c.EventID, c.OccurredAt, c.RecordedAt)
+		source := c.Source
+		if source == "" {
+			source = SourceEvent
+		}
+		args = append(args, c.ObjectType, c.ObjectID, c.Status, c.EventID, c.OccurredAt, c.RecordedAt, source)
 	}
-	_, err := ExecRows(tx, "INSERT IGNORE INTO payment_status_history (object_type, object_id, status, event_id, occurred_at, recorded_at) VALUES ",
-		6, len(cs), "", args)
+	_, err := ExecRows(tx, "INSERT IGNORE INTO payment_status_history (object_type, object_id, status, event_id, occurred_at, recorded_at, source) VALUES ",
+		7, len(cs), "", args)
 	if err != nil {
 		return fmt.Errorf("models: record %d status changes: %w", len(cs), err)
 	}
@@ -470,9 +474,15 @@ func (s *Store) Checkpoint(ctx context.Context, name string) (string, error) {
 
 // SetCheckpoint saves value under name.
 func (s *Store) SetCheckpoint(ctx context.Context, name, value string) error {
-	err := s.db.WithContext(ctx).Exec(`INSERT INTO sweep_checkpoints (name, value, updated_at) VALUES (?, ?, ?)
+	return SaveCheckpoint(s.db.WithContext(ctx), name, value, s.now())
+}
+
+// SaveCheckpoint saves value under name within tx, at at: a position
+// that commits with what it counts (a backfill's page).
+func SaveCheckpoint(tx *gorm.DB, name, value string, at time.Time) error {
+	err := tx.Exec(`INSERT INTO sweep_checkpoints (name, value, updated_at) VALUES (?, ?, ?)
 		ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)`,
-		name, value, s.now()).Error
+		name, value, at).Error
 	return translate("set checkpoint "+name, err)
 }
 

@@ -379,7 +379,18 @@ type StatusChange struct {
 	EventID    string    `gorm:"column:event_id"`
 	OccurredAt time.Time `gorm:"column:occurred_at"`
 	RecordedAt time.Time `gorm:"column:recorded_at"`
+	// Source says what reported the status: SourceEvent or SourceBackfill.
+	Source string `gorm:"column:source"`
 }
+
+// Sources of a status change (StatusChange.Source).
+const (
+	// SourceEvent: a Stripe event; EventID is its id.
+	SourceEvent = "event"
+	// SourceBackfill: the object as `billing backfill` fetched it; EventID
+	// names the snapshot (billing.Snapshot), not an event.
+	SourceBackfill = "backfill"
+)
 
 // TableName implements gorm's tabler.
 func (StatusChange) TableName() string { return "payment_status_history" }
