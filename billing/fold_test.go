@@ -1,6 +1,7 @@
 package billing
 
 import (
+	"encoding/json"
 	"errors"
 	"maps"
 	"slices"
@@ -155,6 +156,90 @@ func TestFold(t *testing.T) {
 		tie, ok := errors.AsType[*Tie](err)
 		if !ok || tie.Ref.Type != "subscription" || tie.Ref.ID != "sub_1" || tie.Event != second {
 			t.Errorf("Fold = %v; want a *Tie on subscription sub_1 met by %s", err, second)
+		}
+	})
+	t.Run("PayloadsThatAgreeNeedNoCall", func(t *testing.T) {
+		t.Parallel()
+		a, b := id(), id()
+		for _, order := range [][2]string{{a, b}, {b, a}} {
+			f, _, err := fold(t, Ties{Fetch: true},
+				billingtest.Event(order[0], "invoice.paid", t0, invoice("paid", 900, 900)),
+				billingtest.Event(order[1], "invoice.payment_succeeded", t0, invoice("paid", 900, 900)))
+			if err != nil {
+				t.Fatalf("order %v: %v; want no call to Stripe", order, err)
+			}
+			if inv := rowOf[models.Invoice](t, f, "in_1"); deref(inv.LastEventID) != max(a, b) {
+				t.Errorf("order %v: last event %s; want %s", order, deref(inv.LastEventID), max(a, b))
+			}
+		}
+	})
+	t.Run("ANewerEventLowersAGrowingField", func(t *testing.T) {
+		t.Parallel()
+		charge := func(refunded int64) map[string]any {
+			c := billingtest.Charge("ch_1", "cus_1", "", "", "succeeded", 1000)
+			c["amount_refunded"] = refunded
+			return c
+		}
+		earlier := billingtest.Event(id(), "charge.refunded", t0, charge(800))
+		later := billingtest.Event(id(), "charge.updated", t0.Add(time.Second), charge(300)) // a refund of 500 failed
+		for _, order := range [][][]byte{{earlier, later}, {later, earlier}} {
+			f, _, err := fold(t, Ties{}, order...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ch := rowOf[models.Payment](t, f, "ch_1"); deref(ch.AmountRefunded) != 300 {
+				t.Errorf("refunded %d; want the newer event's 300", deref(ch.AmountRefunded))
+			}
+		}
+	})
+	t.Run("AFailedRefundAsksForItsCharge", func(t *testing.T) {
+		t.Parallel()
+		charge := billingtest.Charge("ch_1", "cus_1", "", "", "succeeded", 1000)
+		charge["amount_refunded"] = 500
+		refund := billingtest.Refund("re_1", "ch_1", "", "succeeded", 500)
+		failed := billingtest.Refund("re_1", "ch_1", "", "failed", 500)
+		failedID := id()
+		events := [][]byte{billingtest.Event(id(), "charge.refunded", t0, charge), billingtest.Event(id(), "refund.created", t0, refund),
+			billingtest.Event(failedID, "refund.failed", t0.Add(time.Hour), failed)}
+		_, _, err := fold(t, Ties{Fetch: true}, events...)
+		tie, ok := errors.AsType[*Tie](err)
+		if !ok || tie.Ref.Type != "charge" || tie.Ref.ID != "ch_1" || tie.Event != failedID {
+			t.Fatalf("Fold = %v; want a *Tie on charge ch_1 met by %s", err, failedID)
+		}
+		// Stripe's charge, fetched, folds after the refund's own change.
+		stripes := billingtest.Charge("ch_1", "cus_1", "", "", "succeeded", 1000)
+		stripes["amount_refunded"] = 0
+		raw, err := json.Marshal(stripes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var planned []Planned
+		for _, e := range events {
+			ev, err := Parse(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := PlanOf(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.ID == failedID {
+				if p, _, err = p.WithFetched(tie, raw); err != nil {
+					t.Fatal(err)
+				}
+			}
+			planned = append(planned, p)
+		}
+		b := NewBatch(planned, t0)
+		for _, r := range b.ToLock() {
+			b.Locked(r, nil)
+		}
+		f, err := b.Fold(Ties{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch := rowOf[models.Payment](t, f, "ch_1"); deref(ch.AmountRefunded) != 0 || deref(ch.LastEventID) != failedID {
+			t.Errorf("charge refunded %d by %s; want Stripe's 0 by %s", deref(ch.AmountRefunded), deref(ch.LastEventID), failedID)
 		}
 	})
 	t.Run("ADeletionIsSticky", func(t *testing.T) {
