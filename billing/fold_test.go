@@ -17,10 +17,29 @@ import (
 // the stubs ToEnsure asked for.
 func fold(t *testing.T, ties Ties, raws ...[]byte) (Folded, [][]any, error) {
 	t.Helper()
+	return foldPlanned(ties, plans(t, raws...))
+}
+
+// plans parses and plans raws.
+func plans(t *testing.T, raws ...[]byte) []Planned {
+	t.Helper()
 	var events []Planned
 	for _, raw := range raws {
-		events = append(events, eventOf(t, raw))
+		ev, err := Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := PlanOf(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, p)
 	}
+	return events
+}
+
+// foldPlanned is fold of planned events.
+func foldPlanned(ties Ties, events []Planned) (Folded, [][]any, error) {
 	b := NewBatch(events, time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC))
 	for _, r := range b.ToLock() {
 		b.Locked(r, nil)
@@ -213,28 +232,11 @@ func TestFold(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var planned []Planned
-		for _, e := range events {
-			ev, err := Parse(e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := PlanOf(ev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ev.ID == failedID {
-				if p, _, err = p.WithFetched(tie, raw); err != nil {
-					t.Fatal(err)
-				}
-			}
-			planned = append(planned, p)
+		planned := plans(t, events...)
+		if planned[2], _, err = planned[2].WithFetched(tie, raw); err != nil {
+			t.Fatal(err)
 		}
-		b := NewBatch(planned, t0)
-		for _, r := range b.ToLock() {
-			b.Locked(r, nil)
-		}
-		f, err := b.Fold(Ties{})
+		f, _, err := foldPlanned(Ties{}, planned)
 		if err != nil {
 			t.Fatal(err)
 		}
