@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"path"
@@ -169,7 +170,7 @@ func TestRefundedAmountFollowsANewerEvent(t *testing.T) {
 func TestFailedRefundBringsTheChargeBack(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
-	stripe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s, p := fakeStripeProcessor(t, func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		if path.Dir(r.URL.Path) != "/v1/charges" {
 			t.Errorf("fake Stripe asked for %s", r.URL.Path)
@@ -177,14 +178,7 @@ func TestFailedRefundBringsTheChargeBack(t *testing.T) {
 		o := billingtest.Charge(path.Base(r.URL.Path), "cus_1", "pi_1", "", "succeeded", 2000)
 		o["amount_refunded"], o["refunded"] = 300, false // a second refund of 300 stands
 		_ = json.NewEncoder(w).Encode(o)
-	}))
-	defer stripe.Close()
-	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: stripe.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := testenv.Store(t)
-	p := ledger.NewProcessor(s, nil, ledger.WithObjectFetcher(fetcher))
+	})
 	for run := range 8 {
 		charge, refund := fmt.Sprintf("ch_fail_%d", run), fmt.Sprintf("re_fail_%d", run)
 		o := billingtest.Charge(charge, "cus_1", "pi_1", "", "succeeded", 2000)
@@ -297,20 +291,27 @@ func TestSubscriptionTieFetchedFromStripe(t *testing.T) {
 	}
 }
 
-// stripeDownProcessor is a Processor whose ties are fetched from a Stripe
-// that answers 503.
-func stripeDownProcessor(t *testing.T) (*models.Store, *ledger.Processor) {
+// fakeStripeProcessor is a Processor on a fresh store whose fetches
+// from Stripe stripe answers.
+func fakeStripeProcessor(t *testing.T, stripe http.HandlerFunc) (*models.Store, *ledger.Processor) {
 	t.Helper()
-	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}))
-	t.Cleanup(down.Close)
-	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: down.URL})
+	srv := httptest.NewServer(stripe)
+	t.Cleanup(srv.Close)
+	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := testenv.Store(t)
 	return s, ledger.NewProcessor(s, nil, ledger.WithObjectFetcher(fetcher))
+}
+
+// stripeDownProcessor is a Processor whose ties are fetched from a Stripe
+// that answers 503.
+func stripeDownProcessor(t *testing.T) (*models.Store, *ledger.Processor) {
+	t.Helper()
+	return fakeStripeProcessor(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
 }
 
 // TestTieFetchFailsTransiently: Stripe down during the fetch fails the
@@ -439,7 +440,7 @@ func countingStripe(t *testing.T, v string) (*ledger.Processor, *models.Store, f
 	for _, typ := range paths {
 		calls[typ] = &atomic.Int32{}
 	}
-	stripe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s, p := fakeStripeProcessor(t, func(w http.ResponseWriter, r *http.Request) {
 		typ, ok := paths[path.Base(path.Dir(r.URL.Path))]
 		if !ok {
 			t.Errorf("fake Stripe asked for %s", r.URL.Path)
@@ -450,14 +451,8 @@ func countingStripe(t *testing.T, v string) (*ledger.Processor, *models.Store, f
 		o := stripefixture.Object(v, typ)
 		o["id"], o["currency"] = path.Base(r.URL.Path), "gbp"
 		_ = json.NewEncoder(w).Encode(o)
-	}))
-	t.Cleanup(stripe.Close)
-	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: stripe.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := testenv.Store(t)
-	return ledger.NewProcessor(s, nil, ledger.WithObjectFetcher(fetcher)), s, func(typ string) int32 { return calls[typ].Load() }
+	})
+	return p, s, func(typ string) int32 { return calls[typ].Load() }
 }
 
 // TestTieOnEveryStoredType: every object type the worker stores settles a
@@ -523,5 +518,59 @@ func TestTieOnEveryStoredType(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRenewalDayNeedsNoCalls: renewal day, every subscription's events
+// in one second (the invoice's finalized and updated, paid and
+// payment_succeeded carrying the same invoice), delivered shuffled in
+// batches: the order, growth and agreement rules settle them all, with
+// no call to Stripe.
+func TestRenewalDayNeedsNoCalls(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	s, p := fakeStripeProcessor(t, func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusNotFound)
+	})
+	const renewals = 40
+	var events [][]byte
+	for i := range renewals {
+		cus, sub, in, pi, ch := fmt.Sprintf("cus_r%d", i), fmt.Sprintf("sub_r%d", i), fmt.Sprintf("in_r%d", i), fmt.Sprintf("pi_r%d", i), fmt.Sprintf("ch_r%d", i)
+		for _, e := range []struct {
+			typ string
+			obj map[string]any
+		}{
+			{"invoice.created", billingtest.Invoice(in, cus, sub, "draft", 2000, 0)},
+			{"invoice.finalized", billingtest.Invoice(in, cus, sub, "open", 2000, 0)},
+			{"invoice.updated", billingtest.Invoice(in, cus, sub, "open", 2000, 0)},
+			{"payment_intent.succeeded", billingtest.PaymentIntent(pi, cus, in, "succeeded", 2000)},
+			{"charge.succeeded", billingtest.Charge(ch, cus, pi, in, "succeeded", 2000)},
+			{"invoice.paid", billingtest.Invoice(in, cus, sub, "paid", 2000, 2000)},
+			{"invoice.payment_succeeded", billingtest.Invoice(in, cus, sub, "paid", 2000, 2000)},
+			{"customer.subscription.updated", billingtest.Subscription(sub, cus, "active", start)},
+		} {
+			events = append(events, billingtest.Event(billingtest.NewEventID(), e.typ, start, e.obj))
+		}
+	}
+	rand.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	for batch := range slices.Chunk(events, 16) {
+		outcomes, err := p.ProcessBatch(context.Background(), batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range outcomes {
+			if o.Err != nil || o.Result != ledger.Processed {
+				t.Fatalf("outcome %+v, want processed", o)
+			}
+		}
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("%d calls to Stripe for %d renewals, want none", n, renewals)
+	}
+	var paid int64
+	s.DB().Model(&models.Invoice{}).Where("status = ? AND amount_paid = ?", "paid", 2000).Count(&paid)
+	if paid != renewals {
+		t.Errorf("%d invoices paid, want %d", paid, renewals)
 	}
 }
