@@ -237,9 +237,9 @@ type runbookState struct {
 // (broker.RoleSupport's permissions), against the real broker, a real
 // worker and MySQL: log in, open the DLQ, read the reason, replay with
 // "Reject requeue false" while the cause is still there, publish the event
-// by hand once fixed, send the original back; then `billing dlq discard`
-// of an event sent by hand, as the support user's broker and MySQL users
-// (deploy/mysql) do it. After each step it checks the ledger and the
+// by hand once fixed, send the original back; then `billing dlq replay`
+// and `billing dlq discard` of an event sent by hand, as the support
+// user's broker and MySQL users (deploy/mysql) do them. After each step it checks the ledger and the
 // queues: no step loses an event or applies one twice.
 func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 	t.Parallel()
@@ -367,15 +367,22 @@ func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 	w.fixed.Store(false)
 	w.sendFailing(t, byHand, typ, byHandCus)
 	afterFor("park an event sent by hand", byHand, byHandCus, runbookState{status: models.EventDead, dlq: 1, deliveries: 1})
+	// `billing dlq replay --event` first, the cause still there: parked again.
+	supportDLQ := dlqtest.NewEnvAs(t, w.Topo, supportURL).Queue(t, time.Now())
+	moved, err := supportDLQ.Move(t.Context(), dlq.MoveOptions{Match: func(_ context.Context, p dlq.Parked) (bool, error) { return p.EventID == byHand, nil }})
+	if err != nil || len(moved.Moved) != 1 {
+		t.Fatalf("replay %s as support: %+v, %v", byHand, moved, err)
+	}
+	afterFor("billing dlq replay", byHand, byHandCus, runbookState{status: models.EventDead, dlq: 1, deliveries: 2})
 	mysqlUsers := testenv.MySQLUsersFromScripts(t, w.dsn, "../deploy/mysql/init/01-users.sql", "../deploy/mysql/grants.sql")
 	supportStore := testenv.StoreAt(t, mysqlUsers["support"])
-	copies, err := dlqtest.NewEnvAs(t, w.Topo, supportURL).Queue(t, time.Now()).Discard(t.Context(), byHand, func(ctx context.Context, copies []dlq.Parked) error {
+	copies, err := supportDLQ.Discard(t.Context(), byHand, func(ctx context.Context, copies []dlq.Parked) error {
 		return supportStore.RecordDiscard(ctx, models.EventDiscard{EventID: byHand, EventType: copies[0].Type, Copies: len(copies), DiscardedBy: "support", Reason: "sent by hand"})
 	})
 	if err != nil || len(copies) != 1 {
 		t.Fatalf("discard %s as support: %d copies, %v", byHand, len(copies), err)
 	}
-	afterFor("billing dlq discard", byHand, byHandCus, runbookState{status: models.EventDiscarded, dlq: 0, deliveries: 1})
+	afterFor("billing dlq discard", byHand, byHandCus, runbookState{status: models.EventDiscarded, dlq: 0, deliveries: 2})
 	if ds, err := w.store.Discards(t.Context(), []string{byHand}); err != nil || len(ds) != 1 || ds[0].DiscardedBy != "support" || ds[0].Reason != "sent by hand" {
 		t.Errorf("discards of %s: %+v, %v", byHand, ds, err)
 	}
