@@ -19,8 +19,8 @@ import (
 // created from deploy/mysql's own SQL files. `billing topology` declares,
 // the api and the worker (no DELETE on the ledger) take a load through to
 // MySQL (retries and parking included), the sweep re-drives, prunes
-// payloads and lists the DLQ, and the read-only support user runs
-// `billing history`, `billing status` and `billing dlq list`; no process
+// payloads and lists the DLQ, and the support user runs `billing
+// history`, `billing status` and `billing dlq list`; no process
 // is refused. A write a user may not make fails, naming the command
 // denied: the worker's user deleting a ledger row, `billing sweep` run as
 // support.
