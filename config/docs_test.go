@@ -23,6 +23,31 @@ func TestReadmeSize(t *testing.T) {
 	}
 }
 
+// maxDocsBytes and maxBenchmarksBytes keep docs/ what a newcomer reads in
+// a sitting (issue 26): each fact stated once, in one page, and linked
+// from the others; benchmarks.md the table, how to run it and what limits
+// each figure, with the history of how a figure moved left to commit
+// messages.
+const (
+	maxDocsBytes       = 100000
+	maxBenchmarksBytes = 12000
+)
+
+func TestDocsSize(t *testing.T) {
+	t.Parallel()
+	total := 0
+	for _, page := range docPages(t)[1:] {
+		n := len(readRepoFile(t, page))
+		total += n
+		if page == "docs/benchmarks.md" && n > maxBenchmarksBytes {
+			t.Errorf("%s is %d bytes, want at most %d: the table, how to run it and what limits each figure; a figure's history goes in the commit message", page, n, maxBenchmarksBytes)
+		}
+	}
+	if total > maxDocsBytes {
+		t.Errorf("docs/*.md are %d bytes together, want at most %d: state each fact once, in one page, and link it from the others", total, maxDocsBytes)
+	}
+}
+
 // markdownLink matches the target of [text](target) and ![alt](target),
 // with an optional "title".
 var markdownLink = regexp.MustCompile(`\]\(([^)\s]+)(?:\s+"[^"]*")?\)`)
