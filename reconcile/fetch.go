@@ -43,6 +43,8 @@ const (
 	PurposeTie = "tie"
 	// PurposeReconcile: a page of the Events API listed by reconciliation.
 	PurposeReconcile = "reconcile"
+	// PurposeBackfill: a page of a list of objects (`billing backfill`).
+	PurposeBackfill = "backfill"
 )
 
 // Outcomes of a call to Stripe: the outcome label of
@@ -179,6 +181,10 @@ type answer struct {
 	outcome string
 	body    []byte
 	err     error
+	// status is Stripe's HTTP status (0: no answer) and noRetry its
+	// Stripe-Should-Retry: false.
+	status  int
+	noRetry bool
 }
 
 // get GETs path from Stripe, in API version (stripe-go's pinned one when
@@ -231,14 +237,16 @@ func (f *Fetcher) call(ctx context.Context, path, version, account string) answe
 	case len(body) > maxResponseBytes:
 		return answer{outcome: OutcomeError, err: fmt.Errorf("Stripe's answer is over %d bytes", maxResponseBytes)}
 	}
-	switch outcome := outcomeOf(resp); {
-	case outcome == OutcomeOK && len(body) == 0:
-		return answer{outcome: OutcomeError, err: errors.New("empty response")}
-	case outcome == OutcomeOK:
-		return answer{outcome: OutcomeOK, body: body}
+	ans := answer{status: resp.StatusCode, noRetry: resp.Header.Get("Stripe-Should-Retry") == "false"}
+	switch ans.outcome = outcomeOf(resp); {
+	case ans.outcome == OutcomeOK && len(body) == 0:
+		ans.outcome, ans.err = OutcomeError, errors.New("empty response")
+	case ans.outcome == OutcomeOK:
+		ans.body = body
 	default:
-		return answer{outcome: outcome, err: fmt.Errorf("Stripe answered %d: %s", resp.StatusCode, stripeMessage(body))}
+		ans.err = fmt.Errorf("Stripe answered %d: %s", resp.StatusCode, stripeMessage(body))
 	}
+	return ans
 }
 
 // outcomeOf classifies one answer of Stripe's.

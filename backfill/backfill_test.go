@@ -1,0 +1,363 @@
+package backfill_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stripe-billing/billing/backfill"
+	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/ledger"
+	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/reconcile"
+)
+
+// fakeStripe serves Stripe's list endpoints from memory with Stripe's
+// pagination (newest first, limit, starting_after, has_more), and the
+// faults a test asks for.
+type fakeStripe struct {
+	lists map[string][]map[string]any // by path, newest first
+
+	mu sync.Mutex
+	// fault, when set, may answer request n (1-based, every request
+	// counted) in place of the list: it returns the status and body.
+	fault func(n int) (status int, body string, ok bool)
+	// onPage is told of each page served whole, with its request count.
+	onPage   func(n int)
+	requests int
+	served   map[string]int // whole pages served, by path and starting_after
+	accounts []string
+}
+
+func newFakeStripe() *fakeStripe {
+	return &fakeStripe{lists: map[string][]map[string]any{}, served: map[string]int{}}
+}
+
+func (f *fakeStripe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.requests++
+	n := f.requests
+	f.accounts = append(f.accounts, r.Header.Get("Stripe-Account"))
+	fault, onPage := f.fault, f.onPage
+	f.mu.Unlock()
+	if r.Header.Get("Authorization") != "Bearer sk_test_backfill" {
+		http.Error(w, `{"error":{"message":"Invalid API Key provided"}}`, http.StatusUnauthorized)
+		return
+	}
+	if fault != nil {
+		if status, body, ok := fault(n); ok {
+			w.WriteHeader(status)
+			fmt.Fprint(w, body)
+			return
+		}
+	}
+	all := f.lists[r.URL.Path]
+	q := r.URL.Query()
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	start := 0
+	if after := q.Get("starting_after"); after != "" {
+		i := slices.IndexFunc(all, func(o map[string]any) bool { return o["id"] == after })
+		if i < 0 {
+			http.Error(w, `{"error":{"message":"No such object"}}`, http.StatusBadRequest)
+			return
+		}
+		start = i + 1
+	}
+	end := min(start+limit, len(all))
+	body, err := json.Marshal(map[string]any{"object": "list", "url": r.URL.Path, "data": all[start:end], "has_more": end < len(all)})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	f.mu.Lock()
+	f.served[r.URL.Path+"?"+q.Get("starting_after")]++
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(body)
+	if onPage != nil {
+		onPage(n)
+	}
+}
+
+// requestCount is how many requests the fake had.
+func (f *fakeStripe) requestCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests
+}
+
+// servedPages is how many whole pages were served, and the most times
+// any one was.
+func (f *fakeStripe) servedPages() (total, most int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, n := range f.served {
+		total += n
+		most = max(most, n)
+	}
+	return total, most
+}
+
+// populate fills the fake with customers and invoices, newest first.
+func (f *fakeStripe) populate(customers, invoices int) {
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := customers - 1; i >= 0; i-- {
+		c := billingtest.Customer(fmt.Sprintf("cus_%04d", i), fmt.Sprintf("c%d@example.com", i))
+		c["created"] = t0.Add(time.Duration(i) * time.Minute).Unix()
+		f.lists["/v1/customers"] = append(f.lists["/v1/customers"], c)
+	}
+	for i := invoices - 1; i >= 0; i-- {
+		amount := int64(100 + i)
+		inv := billingtest.Invoice(fmt.Sprintf("in_%04d", i), fmt.Sprintf("cus_%04d", i%customers), "", "paid", amount, amount)
+		inv["created"] = t0.Add(time.Duration(i) * time.Minute).Unix()
+		f.lists["/v1/invoices"] = append(f.lists["/v1/invoices"], inv)
+	}
+}
+
+type env struct {
+	store  *models.Store
+	fake   *fakeStripe
+	lister *reconcile.Fetcher
+	apply  *ledger.Processor
+	logger *slog.Logger
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	fake := newFakeStripe()
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	lister, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_backfill", APIBase: srv.URL,
+		Limits: reconcile.Limits{Rate: 1000, Concurrency: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	store := testenv.Store(t)
+	return &env{store: store, fake: fake, lister: lister, apply: ledger.NewProcessor(store, logger), logger: logger}
+}
+
+func (e *env) backfill(t *testing.T, cfg backfill.Config) *backfill.Backfill {
+	t.Helper()
+	cfg.Backoff, cfg.MaxBackoff = time.Millisecond, 5*time.Millisecond
+	b, err := backfill.New(cfg, e.logger, e.lister, e.apply, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// checkImported checks every object of the fake has its row, once, with
+// Stripe's values, and one history row of source backfill.
+func (e *env) checkImported(t *testing.T) {
+	t.Helper()
+	db := e.store.DB()
+	var customers []models.Customer
+	if err := db.Order("stripe_id").Find(&customers).Error; err != nil {
+		t.Fatal(err)
+	}
+	want := e.fake.lists["/v1/customers"]
+	if len(customers) != len(want) {
+		t.Fatalf("%d customer rows; want %d", len(customers), len(want))
+	}
+	for i, c := range customers {
+		o := want[len(want)-1-i] // the fake lists newest first
+		if c.StripeID != o["id"] || *c.Email != o["email"] || c.StripeCreated.Unix() != o["created"] {
+			t.Errorf("customer %s %s created %s; want Stripe's %v %v %v", c.StripeID, *c.Email, c.StripeCreated, o["id"], o["email"], o["created"])
+		}
+	}
+	var invoices []models.Invoice
+	if err := db.Order("stripe_id").Find(&invoices).Error; err != nil {
+		t.Fatal(err)
+	}
+	wantInv := e.fake.lists["/v1/invoices"]
+	if len(invoices) != len(wantInv) {
+		t.Fatalf("%d invoice rows; want %d", len(invoices), len(wantInv))
+	}
+	for i, inv := range invoices {
+		o := wantInv[len(wantInv)-1-i]
+		if inv.StripeID != o["id"] || *inv.Status != "paid" || *inv.AmountPaid != o["amount_paid"] || *inv.CustomerID != o["customer"] {
+			t.Errorf("invoice %s %s paid %d of %s; want Stripe's %v", inv.StripeID, *inv.Status, *inv.AmountPaid, *inv.CustomerID, o)
+		}
+	}
+	var perObject []struct {
+		ObjectID string
+		N        int
+	}
+	err := db.Model(&models.StatusChange{}).Select("object_id, COUNT(*) AS n").Where("source = ?", models.SourceBackfill).
+		Group("object_id").Having("COUNT(*) <> 1").Scan(&perObject).Error
+	if err != nil || len(perObject) != 0 {
+		t.Errorf("objects with other than one history row: %v, %v", perObject, err)
+	}
+	var history int64
+	if err := db.Model(&models.StatusChange{}).Count(&history).Error; err != nil || history != int64(len(wantInv)) {
+		t.Errorf("%d history rows, %v; want one per invoice (%d): customers have no status", history, err, len(wantInv))
+	}
+	var ledgerRows int64
+	if err := db.Model(&models.StripeEvent{}).Count(&ledgerRows).Error; err != nil || ledgerRows != 0 {
+		t.Errorf("%d ledger rows, %v; want none: snapshots are no events", ledgerRows, err)
+	}
+}
+
+func TestBackfill(t *testing.T) {
+	t.Parallel()
+
+	t.Run("ImportsEveryPageThrough429sAnd5xxAndCutPages", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.fake.populate(250, 320)
+		e.fake.fault = func(n int) (int, string, bool) {
+			switch n % 7 {
+			case 2:
+				return http.StatusTooManyRequests, `{"error":{"message":"Too many requests","type":"rate_limit_error"}}`, true
+			case 4:
+				return http.StatusInternalServerError, `{"error":{"message":"An unknown error occurred","type":"api_error"}}`, true
+			case 6:
+				return http.StatusOK, `{"object":"list","data":[{"id":"cus_0`, true // cut off on its way
+			}
+			return 0, "", false
+		}
+		reports, err := e.backfill(t, backfill.Config{}).Run(context.Background(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]backfill.KindReport{}
+		for _, r := range reports {
+			got[r.Kind] = r
+			if !r.Finished {
+				t.Errorf("%s not finished: %+v", r.Kind, r)
+			}
+		}
+		if c, i := got["customers"], got["invoices"]; c.Fetched != 250 || c.Written != 250 || c.Pages != 3 || i.Fetched != 320 || i.Written != 320 || i.Pages != 4 {
+			t.Errorf("customers %+v, invoices %+v; want 250 in 3 pages and 320 in 4, all written", c, i)
+		}
+		e.checkImported(t)
+		if total, most := e.fake.servedPages(); total != 3+4+7 || most != 1 {
+			t.Errorf("%d whole pages served, one up to %d times; want each of the 14 once", total, most)
+		}
+	})
+
+	t.Run("AKillResumesFromTheSavedCursor", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.fake.populate(250, 320)
+		for _, killAt := range []int{2, 5} { // in customers, in invoices
+			ctx, cancel := context.WithCancel(context.Background())
+			e.fake.onPage = func(n int) {
+				if n == killAt {
+					cancel() // the page is on its way: its transaction never commits
+				}
+			}
+			_, err := e.backfill(t, backfill.Config{}).Run(ctx, nil)
+			cancel()
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("killed at request %d: %v; want the run stopped", killAt, err)
+			}
+			e.fake.mu.Lock()
+			e.fake.requests, e.fake.onPage = 0, nil
+			e.fake.mu.Unlock()
+		}
+		plan, err := e.backfill(t, backfill.Config{}).Plan(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plan[0].Done != true || plan[2].Kind != "invoices" || plan[2].After == "" {
+			t.Errorf("saved cursors %+v; want customers done, invoices part way", plan)
+		}
+		if _, err := e.backfill(t, backfill.Config{}).Run(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+		e.checkImported(t)
+		// Only the page in flight at each kill is fetched again.
+		if total, most := e.fake.servedPages(); total > 14+2 || most > 2 {
+			t.Errorf("%d whole pages served, one %d times; want at most the 14 and the 2 in flight at the kills", total, most)
+		}
+	})
+
+	t.Run("ASecondRunChangesNothing", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.fake.populate(30, 40)
+		if _, err := e.backfill(t, backfill.Config{PageSize: 7}).Run(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+		before := e.fake.requestCount()
+		reports, err := e.backfill(t, backfill.Config{PageSize: 7}).Run(context.Background(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := e.fake.requestCount()
+		for _, r := range reports {
+			if !r.Done || r.Pages != 0 {
+				t.Errorf("%s: %+v; want done before, nothing fetched", r.Kind, r)
+			}
+		}
+		if after != before {
+			t.Errorf("%d requests in the second run; want none", after-before)
+		}
+		e.checkImported(t)
+	})
+
+	t.Run("ARefusalNamesTheKindAndKeepsWhatCameBefore", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.fake.populate(5, 5)
+		e.fake.fault = func(n int) (int, string, bool) {
+			if n >= 3 { // customers and subscriptions pass; invoices are refused
+				return http.StatusForbidden, `{"error":{"message":"The provided key does not have the required permissions for this endpoint"}}`, true
+			}
+			return 0, "", false
+		}
+		reports, err := e.backfill(t, backfill.Config{}).Run(context.Background(), nil)
+		if err == nil || !strings.Contains(err.Error(), "invoices") || !strings.Contains(err.Error(), "read rights") {
+			t.Fatalf("Run = %v; want a refusal naming invoices and what to check", err)
+		}
+		if len(reports) != 3 || !reports[0].Finished || reports[0].Written != 5 || reports[2].Finished {
+			t.Errorf("reports %+v; want customers imported, invoices not", reports)
+		}
+	})
+
+	t.Run("AnAccountsObjectsAndCursorsAreItsOwn", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.fake.populate(3, 0)
+		if _, err := e.backfill(t, backfill.Config{Account: "acct_1Test", Kinds: []string{"customers"}}).Run(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+		var c models.Customer
+		if err := e.store.DB().Where("stripe_id = ?", "cus_0001").Take(&c).Error; err != nil || c.Account == nil || *c.Account != "acct_1Test" {
+			t.Errorf("customer account %v, %v; want acct_1Test", c.Account, err)
+		}
+		if v, err := e.store.Checkpoint(context.Background(), backfill.CheckpointName("acct_1Test", "customers")); err != nil || v != "done" {
+			t.Errorf("the account's cursor %q, %v; want done", v, err)
+		}
+		if v, _ := e.store.Checkpoint(context.Background(), backfill.CheckpointName("", "customers")); v != "" {
+			t.Errorf("the platform's cursor %q; want none", v)
+		}
+		e.fake.mu.Lock()
+		defer e.fake.mu.Unlock()
+		for _, a := range e.fake.accounts {
+			if a != "acct_1Test" {
+				t.Errorf("a request on account %q; want every one on acct_1Test", a)
+			}
+		}
+	})
+
+	t.Run("AnUnknownKindIsRefused", func(t *testing.T) {
+		t.Parallel()
+		if _, err := backfill.New(backfill.Config{Kinds: []string{"products"}}, nil, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "customers") {
+			t.Errorf("New = %v; want an error listing the kinds", err)
+		}
+	})
+}
