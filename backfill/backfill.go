@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stripe-billing/billing/billing"
@@ -58,6 +59,9 @@ var Kinds = []Kind{
 const (
 	// DefaultPageSize is Stripe's largest page.
 	DefaultPageSize = 100
+	// DefaultConcurrency is the most kinds imported at once: as many as
+	// the Fetcher's calls in flight by default (reconcile).
+	DefaultConcurrency = reconcile.DefaultConcurrency
 	// DefaultAttempts bounds the tries of one page that fails with a
 	// transient error (429, 5xx, the network, a page cut off).
 	DefaultAttempts = 8
@@ -97,6 +101,9 @@ type Config struct {
 	Kinds []string
 	// PageSize is the objects asked for per page; default and most 100.
 	PageSize int
+	// Concurrency is the most kinds imported at once; default
+	// DefaultConcurrency. The Lister's own limits still apply.
+	Concurrency int
 	// Attempts, Backoff and MaxBackoff: see the defaults.
 	Attempts            int
 	Backoff, MaxBackoff time.Duration
@@ -117,6 +124,9 @@ type Backfill struct {
 func New(cfg Config, logger *slog.Logger, lister Lister, apply Applier, saved Checkpoints) (*Backfill, error) {
 	if cfg.PageSize <= 0 || cfg.PageSize > DefaultPageSize {
 		cfg.PageSize = DefaultPageSize
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
 	}
 	if cfg.Attempts <= 0 {
 		cfg.Attempts = DefaultAttempts
@@ -229,26 +239,44 @@ func (b *Backfill) request(k Kind, after string) reconcile.ListRequest {
 	return reconcile.ListRequest{Path: k.Path, Params: q, APIVersion: b.cfg.APIVersion, Account: b.cfg.Account}
 }
 
-// Run imports every kind not finished yet, kind after kind, each from its
-// saved cursor, and reports on each; it stops at the first kind that
-// fails (the error names it and what to do), its pages so far kept.
-// progress, when set, is told of each page.
+// Run imports every kind not finished yet, Concurrency kinds at a time
+// (a list's pages follow one another), each from its saved cursor, and
+// reports on each, in Kinds' order. A kind that fails does not stop the
+// others: err joins the failures, each naming its kind and what to do;
+// the pages written are kept. progress, when set, is told of each page,
+// one call at a time.
 func (b *Backfill) Run(ctx context.Context, progress func(KindReport)) ([]KindReport, error) {
-	var out []KindReport
-	for _, k := range b.kinds {
-		r, err := b.resume(ctx, k)
-		if err != nil {
-			return out, err
-		}
-		if !r.Done {
-			err = b.importKind(ctx, k, &r, progress)
-		}
-		out = append(out, r)
-		if err != nil {
-			return out, err
+	out := make([]KindReport, len(b.kinds))
+	errs := make([]error, len(b.kinds))
+	var mu sync.Mutex
+	told := func(r KindReport) {
+		if progress != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			progress(r)
 		}
 	}
-	return out, nil
+	slots := make(chan struct{}, b.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i, k := range b.kinds {
+		// A slot is taken before the kind starts: kinds start in order.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			out[i], errs[i] = KindReport{Kind: k.Name}, stopped(ctx, k)
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			r, err := b.resume(ctx, k)
+			if err == nil && !r.Done {
+				err = b.importKind(ctx, k, &r, told)
+			}
+			out[i], errs[i] = r, err
+		})
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
 }
 
 // importKind imports k's pages from r.After on, each page and its cursor
@@ -283,7 +311,7 @@ func (b *Backfill) importKind(ctx context.Context, k Kind, r *KindReport, progre
 		}
 		res, err := b.apply.ApplySnapshots(ctx, snaps, ledger.Cursor{Name: CheckpointName(b.cfg.Account, k.Name), Value: value})
 		if err != nil && ctx.Err() != nil {
-			return fmt.Errorf("backfill: %s: stopped: %w (run again to resume)", k.Name, ctx.Err())
+			return stopped(ctx, k)
 		}
 		if err != nil {
 			return fmt.Errorf("backfill: %s: write a page: %w (nothing of the page was kept; run again to resume from the last page written)", k.Name, err)
@@ -314,7 +342,7 @@ func (b *Backfill) fetch(ctx context.Context, k Kind, after string) (reconcile.P
 			return page, nil
 		}
 		if ctx.Err() != nil {
-			return reconcile.Page{}, fmt.Errorf("backfill: %s: stopped: %w (run again to resume)", k.Name, ctx.Err())
+			return reconcile.Page{}, stopped(ctx, k)
 		}
 		if failure.Of(err) == failure.Permanent {
 			return reconcile.Page{}, fmt.Errorf("backfill: %s: Stripe refused the list: %w (check the key's read rights on %s and the account; the kinds before it are kept)", k.Name, err, k.Name)
@@ -328,7 +356,7 @@ func (b *Backfill) fetch(ctx context.Context, k Kind, after string) (reconcile.P
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return reconcile.Page{}, fmt.Errorf("backfill: %s: stopped: %w (run again to resume)", k.Name, ctx.Err())
+			return reconcile.Page{}, stopped(ctx, k)
 		case <-t.C:
 		}
 	}
@@ -346,4 +374,9 @@ func idOf(obj json.RawMessage) (string, error) {
 		return "", errors.New("no id")
 	}
 	return o.ID, nil
+}
+
+// stopped is the error of a kind whose import ctx ended.
+func stopped(ctx context.Context, k Kind) error {
+	return fmt.Errorf("backfill: %s: stopped: %w (run again to resume)", k.Name, ctx.Err())
 }

@@ -30,18 +30,20 @@ type fakeStripe struct {
 	lists map[string][]map[string]any // by path, newest first
 
 	mu sync.Mutex
-	// fault, when set, may answer request n (1-based, every request
-	// counted) in place of the list: it returns the status and body.
-	fault func(n int) (status int, body string, ok bool)
+	// fault, when set, may answer the try-th request of a page (1-based)
+	// in place of the page: it returns the status and body.
+	fault func(try int) (status int, body string, ok bool)
 	// onPage is told of each page served whole, with its request count.
 	onPage   func(n int)
+	refuse   string // a path answered 403
 	requests int
 	served   map[string]int // whole pages served, by path and starting_after
+	tries    map[string]int // requests, by path and starting_after
 	accounts []string
 }
 
 func newFakeStripe() *fakeStripe {
-	return &fakeStripe{lists: map[string][]map[string]any{}, served: map[string]int{}}
+	return &fakeStripe{lists: map[string][]map[string]any{}, served: map[string]int{}, tries: map[string]int{}}
 }
 
 func (f *fakeStripe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -49,14 +51,21 @@ func (f *fakeStripe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.requests++
 	n := f.requests
 	f.accounts = append(f.accounts, r.Header.Get("Stripe-Account"))
+	key := r.URL.Path + "?" + r.URL.Query().Get("starting_after")
+	f.tries[key]++
+	try := f.tries[key]
 	fault, onPage := f.fault, f.onPage
 	f.mu.Unlock()
 	if r.Header.Get("Authorization") != "Bearer sk_test_backfill" {
 		http.Error(w, `{"error":{"message":"Invalid API Key provided"}}`, http.StatusUnauthorized)
 		return
 	}
+	if r.URL.Path == f.refuse {
+		http.Error(w, `{"error":{"message":"The provided key does not have the required permissions for this endpoint"}}`, http.StatusForbidden)
+		return
+	}
 	if fault != nil {
-		if status, body, ok := fault(n); ok {
+		if status, body, ok := fault(try); ok {
 			w.WriteHeader(status)
 			fmt.Fprint(w, body)
 			return
@@ -217,13 +226,13 @@ func TestBackfill(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
 		e.fake.populate(250, 320)
-		e.fake.fault = func(n int) (int, string, bool) {
-			switch n % 7 {
-			case 2:
+		e.fake.fault = func(try int) (int, string, bool) {
+			switch try { // every page fails three times, one way after the other
+			case 1:
 				return http.StatusTooManyRequests, `{"error":{"message":"Too many requests","type":"rate_limit_error"}}`, true
-			case 4:
+			case 2:
 				return http.StatusInternalServerError, `{"error":{"message":"An unknown error occurred","type":"api_error"}}`, true
-			case 6:
+			case 3:
 				return http.StatusOK, `{"object":"list","data":[{"id":"cus_0`, true // cut off on its way
 			}
 			return 0, "", false
@@ -246,6 +255,9 @@ func TestBackfill(t *testing.T) {
 		if total, most := e.fake.servedPages(); total != 3+4+7 || most != 1 {
 			t.Errorf("%d whole pages served, one up to %d times; want each of the 14 once", total, most)
 		}
+		if n := e.fake.requestCount(); n != 14*4 {
+			t.Errorf("%d requests; want 4 per page: a 429, a 500, a cut page, the page", n)
+		}
 	})
 
 	t.Run("AKillResumesFromTheSavedCursor", func(t *testing.T) {
@@ -259,7 +271,7 @@ func TestBackfill(t *testing.T) {
 					cancel() // the page is on its way: its transaction never commits
 				}
 			}
-			_, err := e.backfill(t, backfill.Config{}).Run(ctx, nil)
+			_, err := e.backfill(t, backfill.Config{Concurrency: 1}).Run(ctx, nil) // one kind at a time: the kills fall where planned
 			cancel()
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("killed at request %d: %v; want the run stopped", killAt, err)
@@ -313,18 +325,18 @@ func TestBackfill(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
 		e.fake.populate(5, 5)
-		e.fake.fault = func(n int) (int, string, bool) {
-			if n >= 3 { // customers and subscriptions pass; invoices are refused
-				return http.StatusForbidden, `{"error":{"message":"The provided key does not have the required permissions for this endpoint"}}`, true
-			}
-			return 0, "", false
-		}
+		e.fake.refuse = "/v1/invoices"
 		reports, err := e.backfill(t, backfill.Config{}).Run(context.Background(), nil)
-		if err == nil || !strings.Contains(err.Error(), "invoices") || !strings.Contains(err.Error(), "read rights") {
-			t.Fatalf("Run = %v; want a refusal naming invoices and what to check", err)
+		if err == nil || !strings.Contains(err.Error(), "invoices") || !strings.Contains(err.Error(), "read rights") || strings.Contains(err.Error(), "customers") {
+			t.Fatalf("Run = %v; want a refusal naming invoices, and only them, and what to check", err)
 		}
-		if len(reports) != 3 || !reports[0].Finished || reports[0].Written != 5 || reports[2].Finished {
-			t.Errorf("reports %+v; want customers imported, invoices not", reports)
+		for _, r := range reports {
+			if r.Finished == (r.Kind == "invoices") {
+				t.Errorf("%+v; want every kind but invoices imported", r)
+			}
+		}
+		if reports[0].Written != 5 {
+			t.Errorf("customers %+v; want 5 written", reports[0])
 		}
 	})
 

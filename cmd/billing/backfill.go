@@ -14,8 +14,8 @@ import (
 const backfillUsage = `Imports the objects the account had before its events began, from
 Stripe's list endpoints (customers, subscriptions, invoices, payment
 intents, charges, refunds, disputes, checkout sessions, credit notes), page
-by page at STRIPE_API_RATE and STRIPE_API_CONCURRENCY, 429s and 5xx tried
-again after a pause. Each page is folded by the rules events are folded by
+by page at STRIPE_API_RATE, STRIPE_API_CONCURRENCY kinds at once, 429s
+and 5xx tried again after a pause. Each page is folded by the rules events are folded by
 (an event created after the fetch wins) and written with its cursor in one
 transaction: a kill loses nothing, and a rerun continues from the saved
 cursors. A kind already done is not fetched again. Needs STRIPE_API_KEY
@@ -50,7 +50,8 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer store.Close()
-	bcfg := backfill.Config{Account: *account, Kinds: commaList(*kinds), Livemode: strings.Contains(cfg.StripeAPIKey, "_live_")}
+	bcfg := backfill.Config{Account: *account, Kinds: commaList(*kinds), Livemode: strings.Contains(cfg.StripeAPIKey, "_live_"),
+		Concurrency: cfg.StripeAPIConcurrency}
 	var lister backfill.Lister
 	if fetcher != nil {
 		lister = fetcher
