@@ -247,7 +247,7 @@ type envelope struct {
 }
 
 func envelopeOf(ev Event) envelope {
-	return envelope{livemode: ev.Livemode, account: ref(ev.Account).ptr()}
+	return envelope{livemode: ev.Livemode, account: ref(ev.Account).Ptr()}
 }
 
 // stateOf is the ordering state of row, a pointer to k's model.
@@ -321,7 +321,7 @@ func applyChange(row reflect.Value, ev Event, now time.Time, c change, t *tieRul
 	}
 	if v == replace {
 		for _, f := range k.carried {
-			if c.present.has(f.keys...) {
+			if c.present.Has(f.keys...) {
 				f.field.of(row).Set(f.field.of(src))
 			}
 		}
@@ -371,7 +371,7 @@ func (k kind) agrees(row reflect.Value, c change, cur state) bool {
 	}
 	src := reflect.ValueOf(c.row)
 	for _, f := range k.carried {
-		if c.present.has(f.keys...) && !sameValue(f.field.of(row), f.field.of(src)) {
+		if c.present.Has(f.keys...) && !sameValue(f.field.of(row), f.field.of(src)) {
 			return false
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/segmentio/encoding/json"
 
+	"github.com/stripe-billing/billing/billing/stripejson"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/stripefixture"
 	"github.com/stripe-billing/billing/verify"
@@ -39,14 +40,14 @@ var objectTypes = map[string]func() any{
 
 // stdKeys is the payload as encoding/json reads it: the top-level keys
 // and what each holds.
-func stdKeys(raw []byte) (map[string]held, error) {
+func stdKeys(raw []byte) (map[string]stripejson.Held, error) {
 	var m map[string]stdjson.RawMessage
 	if err := stdjson.Unmarshal(raw, &m); err != nil {
 		return nil, err
 	}
-	out := map[string]held{}
+	out := map[string]stripejson.Held{}
 	for k, v := range m {
-		out[k] = heldOf(v)
+		out[k] = stripejson.HeldOf(v)
 	}
 	return out, nil
 }
@@ -68,12 +69,12 @@ func sameAsStd(t *testing.T, name, label string, raw []byte) {
 	if err != nil {
 		return
 	}
-	p, _, _ := scanObject(raw)
-	if len(p.fields) < len(keys) {
-		t.Fatalf("%s %s: payload has %d keys, encoding/json %d", name, label, len(p.fields), len(keys))
+	p, _, _ := stripejson.Scan(raw)
+	if p.Len() < len(keys) {
+		t.Fatalf("%s %s: payload has %d keys, encoding/json %d", name, label, p.Len(), len(keys))
 	}
 	for k, h := range keys {
-		if g, ok := p.get(k); !ok || g != h {
+		if g, ok := p.Get(k); !ok || g != h {
 			t.Fatalf("%s %s: payload key %q holds %v (%v), encoding/json %v", name, label, k, g, ok, h)
 		}
 	}
@@ -192,8 +193,8 @@ func TestDecoderEdges(t *testing.T) {
 	var kv map[string]string
 	_ = stdjson.Unmarshal([]byte(raw[len(`{"metadata":`):len(raw)-1]), &kv)
 	want, _ := stdjson.Marshal(kv)
-	if o.Metadata.s == nil || *o.Metadata.s != string(want) {
-		t.Errorf("metadata column %v, want encoding/json's %s", o.Metadata.s, want)
+	if o.Metadata.S == nil || *o.Metadata.S != string(want) {
+		t.Errorf("metadata column %v, want encoding/json's %s", o.Metadata.S, want)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/stripe-billing/billing/billing/stripejson"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/verify"
 )
@@ -41,7 +42,7 @@ type Event struct {
 // keys are, here, for the decoders.
 func NewEvent(v verify.Event) Event {
 	env := v.Envelope
-	keys, objectType, objectID := scanObject(env.Object)
+	keys, objectType, objectID := stripejson.Scan(env.Object)
 	return Event{
 		ID:         env.ID,
 		Type:       env.Type,

@@ -4,6 +4,7 @@ import (
 	stdjson "encoding/json"
 	"testing"
 
+	"github.com/stripe-billing/billing/billing/stripejson"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/stripefixture"
 	"github.com/stripe-billing/billing/verify"
@@ -65,16 +66,16 @@ func FuzzScanObject(f *testing.F) {
 	}
 	f.Add([]byte(`{"object":"invoice","id":"in_1","OBJECT":"customer","Id":"in_2","ıd":"x","obj\u0065ct":null}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		p, objectType, id := scanObject(raw)
+		p, objectType, id := stripejson.Scan(raw)
 		keys, err := stdKeys(raw)
 		if err != nil {
 			return
 		}
-		if len(p.fields) < len(keys) {
-			t.Fatalf("payload has %d keys, encoding/json %d", len(p.fields), len(keys))
+		if p.Len() < len(keys) {
+			t.Fatalf("payload has %d keys, encoding/json %d", p.Len(), len(keys))
 		}
 		for k, h := range keys {
-			if g, ok := p.get(k); !ok || g != h {
+			if g, ok := p.Get(k); !ok || g != h {
 				t.Fatalf("payload key %q holds %v (%v), encoding/json %v", k, g, ok, h)
 			}
 		}

@@ -81,8 +81,8 @@ func customerPlan(ev Event) (plan, error) {
 			Name:          o.Name,
 			Currency:      o.Currency,
 			Balance:       o.Balance,
-			Metadata:      o.Metadata.s,
-			StripeCreated: o.Created.t,
+			Metadata:      o.Metadata.S,
+			StripeCreated: o.Created.T,
 		},
 	}}}, nil
 }
@@ -98,20 +98,20 @@ func subscriptionPlan(ev Event) (plan, error) {
 		return nil, err
 	}
 	row := &models.Subscription{
-		CustomerID:         o.Customer.ptr(),
+		CustomerID:         o.Customer.Ptr(),
 		Currency:           o.Currency,
-		CurrentPeriodStart: o.CurrentPeriodStart.t,
-		CurrentPeriodEnd:   o.CurrentPeriodEnd.t,
+		CurrentPeriodStart: o.CurrentPeriodStart.T,
+		CurrentPeriodEnd:   o.CurrentPeriodEnd.T,
 		CancelAtPeriodEnd:  o.CancelAtPeriodEnd,
-		CancelAt:           o.CancelAt.t,
-		CanceledAt:         o.CanceledAt.t,
-		EndedAt:            o.EndedAt.t,
-		TrialStart:         o.TrialStart.t,
-		TrialEnd:           o.TrialEnd.t,
-		Metadata:           o.Metadata.s,
-		StripeCreated:      o.Created.t,
+		CancelAt:           o.CancelAt.T,
+		CanceledAt:         o.CanceledAt.T,
+		EndedAt:            o.EndedAt.T,
+		TrialStart:         o.TrialStart.T,
+		TrialEnd:           o.TrialEnd.T,
+		Metadata:           o.Metadata.S,
+		StripeCreated:      o.Created.T,
 	}
-	if !p.has("current_period_start") {
+	if !p.Has("current_period_start") {
 		// From 2025-03-31.basil each item has its own period: the
 		// subscription's is their span.
 		row.CurrentPeriodStart, row.CurrentPeriodEnd = its.span()
@@ -137,10 +137,10 @@ func invoicePlan(ev Event) (plan, error) {
 		return nil, err
 	}
 	row := &models.Invoice{
-		CustomerID:          o.Customer.ptr(),
-		SubscriptionID:      o.subscription().ptr(),
-		PaymentIntentID:     o.PaymentIntent.ptr(),
-		ChargeID:            o.Charge.ptr(),
+		CustomerID:          o.Customer.Ptr(),
+		SubscriptionID:      o.subscription().Ptr(),
+		PaymentIntentID:     o.PaymentIntent.Ptr(),
+		ChargeID:            o.Charge.Ptr(),
 		Number:              o.Number,
 		Currency:            o.Currency,
 		AmountDue:           o.AmountDue,
@@ -150,15 +150,15 @@ func invoicePlan(ev Event) (plan, error) {
 		Total:               o.Total,
 		AttemptCount:        o.AttemptCount,
 		HostedInvoiceURL:    o.HostedInvoiceURL,
-		DueDate:             o.DueDate.t,
-		PeriodStart:         o.PeriodStart.t,
-		PeriodEnd:           o.PeriodEnd.t,
+		DueDate:             o.DueDate.T,
+		PeriodStart:         o.PeriodStart.T,
+		PeriodEnd:           o.PeriodEnd.T,
 		PaidAt:              o.paidAt(),
-		NextPaymentAttempt:  o.NextPaymentAttempt.t,
+		NextPaymentAttempt:  o.NextPaymentAttempt.T,
 		Tax:                 o.tax(),
 		TotalDiscountAmount: sum(o.TotalDiscountAmounts),
-		Metadata:            o.Metadata.s,
-		StripeCreated:       o.Created.t,
+		Metadata:            o.Metadata.S,
+		StripeCreated:       o.Created.T,
 	}
 	row.BilledPeriodStart, row.BilledPeriodEnd = o.billedPeriod()
 	pl := plan{{kind: invoiceKind, id: o.ID, change: &change{
@@ -214,22 +214,22 @@ func decodeInvoicePayment(ev Event, raw []byte, path string, invoice ref) (plan,
 		pi, charge = o.Payment.PaymentIntent, o.Payment.Charge
 	}
 	row := &models.InvoicePayment{
-		InvoiceID:       invoice.ptr(),
-		PaymentIntentID: pi.ptr(),
-		ChargeID:        charge.ptr(),
+		InvoiceID:       invoice.Ptr(),
+		PaymentIntentID: pi.Ptr(),
+		ChargeID:        charge.Ptr(),
 		Currency:        o.Currency,
 		AmountPaid:      o.AmountPaid,
 		AmountRequested: o.AmountRequested,
-		StripeCreated:   o.Created.t,
+		StripeCreated:   o.Created.T,
 	}
 	if o.StatusTransitions != nil {
-		row.PaidAt = o.StatusTransitions.PaidAt.t
+		row.PaidAt = o.StatusTransitions.PaidAt.T
 	}
 	return plan{
 		{kind: k, id: o.ID, change: &change{kind: k, id: o.ID, status: o.Status, present: p, row: row}},
 		{kind: invoiceKind, id: string(invoice), ensure: true},
-		{kind: invoiceKind, id: string(invoice), link: &models.Invoice{PaymentIntentID: pi.ptr(), ChargeID: charge.ptr()}},
-		{kind: chargeKind, id: string(charge), link: &models.Payment{InvoiceID: invoice.ptr()}},
+		{kind: invoiceKind, id: string(invoice), link: &models.Invoice{PaymentIntentID: pi.Ptr(), ChargeID: charge.Ptr()}},
+		{kind: chargeKind, id: string(charge), link: &models.Payment{InvoiceID: invoice.Ptr()}},
 		{kind: paymentIntentKind, id: string(pi), settle: true},
 	}, nil
 }
@@ -242,16 +242,16 @@ func paymentIntentPlan(ev Event) (plan, error) {
 	}
 	succeeded := o.Status == "succeeded"
 	row := &models.Payment{
-		CustomerID:     o.Customer.ptr(),
-		InvoiceID:      o.Invoice.ptr(),
-		ChargeID:       o.LatestCharge.ptr(),
+		CustomerID:     o.Customer.Ptr(),
+		InvoiceID:      o.Invoice.Ptr(),
+		ChargeID:       o.LatestCharge.Ptr(),
 		Currency:       o.Currency,
 		Amount:         o.Amount,
 		AmountReceived: o.AmountReceived,
 		Captured:       &succeeded,
 		Paid:           &succeeded,
-		Metadata:       o.Metadata.s,
-		StripeCreated:  o.Created.t,
+		Metadata:       o.Metadata.S,
+		StripeCreated:  o.Created.T,
 	}
 	if e := o.LastPaymentError; e != nil {
 		row.FailureCode, row.FailureMessage = e.Code, e.Message
@@ -264,7 +264,7 @@ func paymentIntentPlan(ev Event) (plan, error) {
 		customer: o.Customer,
 		row:      row,
 	}}}
-	if !p.has("invoice") { // before basil the objects name each other
+	if !p.Has("invoice") { // before basil the objects name each other
 		pl = append(pl, op{kind: paymentIntentKind, id: o.ID, settle: true})
 	}
 	return pl, nil
@@ -277,9 +277,9 @@ func chargePlan(ev Event) (plan, error) {
 		return nil, err
 	}
 	row := &models.Payment{
-		CustomerID:      o.Customer.ptr(),
-		InvoiceID:       o.Invoice.ptr(),
-		PaymentIntentID: o.PaymentIntent.ptr(),
+		CustomerID:      o.Customer.Ptr(),
+		InvoiceID:       o.Invoice.Ptr(),
+		PaymentIntentID: o.PaymentIntent.Ptr(),
 		Currency:        o.Currency,
 		Amount:          o.Amount,
 		AmountCaptured:  o.AmountCaptured,
@@ -289,8 +289,8 @@ func chargePlan(ev Event) (plan, error) {
 		Paid:            o.Paid,
 		FailureCode:     o.FailureCode,
 		FailureMessage:  o.FailureMessage,
-		Metadata:        o.Metadata.s,
-		StripeCreated:   o.Created.t,
+		Metadata:        o.Metadata.S,
+		StripeCreated:   o.Created.T,
 	}
 	if pm := o.PaymentMethodDetails; pm != nil {
 		row.PaymentMethodType, row.PaymentMethodBrand, row.PaymentMethodLast4 = pm.Type, pm.Brand, pm.Last4
@@ -304,7 +304,7 @@ func chargePlan(ev Event) (plan, error) {
 		customer: o.Customer,
 		row:      row,
 	}}}
-	if !p.has("invoice") { // before basil the objects name each other
+	if !p.Has("invoice") { // before basil the objects name each other
 		pl = append(pl, op{kind: paymentIntentKind, id: string(o.PaymentIntent), settle: true})
 	}
 	// The refunds the charge carries, where its payload has the list
@@ -350,14 +350,14 @@ func decodeRefund(ev Event, raw []byte, path string, charge ref) (plan, error) {
 		status:  o.Status,
 		present: p,
 		row: &models.Refund{
-			ChargeID:        o.Charge.ptr(),
-			PaymentIntentID: o.PaymentIntent.ptr(),
+			ChargeID:        o.Charge.Ptr(),
+			PaymentIntentID: o.PaymentIntent.Ptr(),
 			Currency:        o.Currency,
 			Amount:          o.Amount,
 			Reason:          o.Reason,
 			FailureReason:   o.FailureReason,
-			Metadata:        o.Metadata.s,
-			StripeCreated:   o.Created.t,
+			Metadata:        o.Metadata.S,
+			StripeCreated:   o.Created.T,
 		},
 	}}}
 	if o.Status == "failed" || o.Status == "canceled" {
@@ -378,17 +378,17 @@ func disputePlan(ev Event) (plan, error) {
 		return nil, err
 	}
 	row := &models.Dispute{
-		ChargeID:           o.Charge.ptr(),
-		PaymentIntentID:    o.PaymentIntent.ptr(),
+		ChargeID:           o.Charge.Ptr(),
+		PaymentIntentID:    o.PaymentIntent.Ptr(),
 		Currency:           o.Currency,
 		Amount:             o.Amount,
 		Reason:             o.Reason,
 		IsChargeRefundable: o.IsChargeRefundable,
-		Metadata:           o.Metadata.s,
-		StripeCreated:      o.Created.t,
+		Metadata:           o.Metadata.S,
+		StripeCreated:      o.Created.T,
 	}
 	if o.EvidenceDetails != nil {
-		row.EvidenceDueBy = o.EvidenceDetails.DueBy.t
+		row.EvidenceDueBy = o.EvidenceDetails.DueBy.T
 	}
 	return plan{{kind: disputeKind, id: o.ID, change: &change{
 		kind:    disputeKind,
@@ -408,7 +408,7 @@ func checkoutSessionPlan(ev Event) (plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	customer := o.Customer.ptr()
+	customer := o.Customer.Ptr()
 	pl := plan{{kind: checkoutSessionKind, id: o.ID, change: &change{
 		kind:     checkoutSessionKind,
 		id:       o.ID,
@@ -420,14 +420,14 @@ func checkoutSessionPlan(ev Event) (plan, error) {
 			PaymentStatus:     o.PaymentStatus,
 			ClientReferenceID: o.ClientReferenceID,
 			CustomerID:        customer,
-			SubscriptionID:    o.Subscription.ptr(),
-			PaymentIntentID:   o.PaymentIntent.ptr(),
-			InvoiceID:         o.Invoice.ptr(),
+			SubscriptionID:    o.Subscription.Ptr(),
+			PaymentIntentID:   o.PaymentIntent.Ptr(),
+			InvoiceID:         o.Invoice.Ptr(),
 			Currency:          o.Currency,
 			AmountTotal:       o.AmountTotal,
-			ExpiresAt:         o.ExpiresAt.t,
-			Metadata:          o.Metadata.s,
-			StripeCreated:     o.Created.t,
+			ExpiresAt:         o.ExpiresAt.T,
+			Metadata:          o.Metadata.S,
+			StripeCreated:     o.Created.T,
 		},
 	}}}
 	for _, t := range []struct {
@@ -436,8 +436,8 @@ func checkoutSessionPlan(ev Event) (plan, error) {
 		refs any
 	}{
 		{subscriptionKind, o.Subscription, &models.Subscription{CustomerID: customer}},
-		{paymentIntentKind, o.PaymentIntent, &models.Payment{CustomerID: customer, InvoiceID: o.Invoice.ptr()}},
-		{invoiceKind, o.Invoice, &models.Invoice{CustomerID: customer, SubscriptionID: o.Subscription.ptr()}},
+		{paymentIntentKind, o.PaymentIntent, &models.Payment{CustomerID: customer, InvoiceID: o.Invoice.Ptr()}},
+		{invoiceKind, o.Invoice, &models.Invoice{CustomerID: customer, SubscriptionID: o.Subscription.Ptr()}},
 	} {
 		pl = append(pl, op{kind: t.kind, id: string(t.id), ensure: true}, op{kind: t.kind, id: string(t.id), link: t.refs})
 	}
@@ -457,8 +457,8 @@ func creditNotePlan(ev Event) (plan, error) {
 		present:  p,
 		customer: o.Customer,
 		row: &models.CreditNote{
-			InvoiceID:     o.Invoice.ptr(),
-			CustomerID:    o.Customer.ptr(),
+			InvoiceID:     o.Invoice.Ptr(),
+			CustomerID:    o.Customer.Ptr(),
 			Number:        o.Number,
 			Type:          o.Type,
 			Reason:        o.Reason,
@@ -466,9 +466,9 @@ func creditNotePlan(ev Event) (plan, error) {
 			Amount:        o.Amount,
 			Total:         o.Total,
 			Memo:          o.Memo,
-			VoidedAt:      o.VoidedAt.t,
-			Metadata:      o.Metadata.s,
-			StripeCreated: o.Created.t,
+			VoidedAt:      o.VoidedAt.T,
+			Metadata:      o.Metadata.S,
+			StripeCreated: o.Created.T,
 		},
 	}}}, nil
 }

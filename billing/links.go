@@ -30,7 +30,7 @@ type items struct {
 // decodeItems reads the items of subscription o, whose payload is p, from
 // ev.
 func decodeItems(ev Event, o subscriptionObject, p payload) (items, error) {
-	its := items{start: o.CurrentPeriodStart.t, end: o.CurrentPeriodEnd.t, hasPeriod: p.has("current_period_start")}
+	its := items{start: o.CurrentPeriodStart.T, end: o.CurrentPeriodEnd.T, hasPeriod: p.Has("current_period_start")}
 	if o.Items == nil {
 		return its, nil
 	}
@@ -51,10 +51,10 @@ func decodeItems(ev Event, o subscriptionObject, p payload) (items, error) {
 // span is the earliest start and latest end of the items' own periods.
 func (its items) span() (start, end *time.Time) {
 	for _, it := range its.list {
-		if s := it.CurrentPeriodStart.t; s != nil && (start == nil || s.Before(*start)) {
+		if s := it.CurrentPeriodStart.T; s != nil && (start == nil || s.Before(*start)) {
 			start = s
 		}
-		if e := it.CurrentPeriodEnd.t; e != nil && (end == nil || e.After(*end)) {
+		if e := it.CurrentPeriodEnd.T; e != nil && (end == nil || e.After(*end)) {
 			end = e
 		}
 	}
@@ -69,16 +69,16 @@ func itemList(ev Event, sub string, its *items) models.ItemList {
 	env := envelopeOf(ev)
 	l := models.ItemList{Subscription: sub, Livemode: env.livemode, Account: env.account, Complete: its.complete}
 	for _, it := range its.list {
-		li := models.ListedItem{ID: it.ID, HasPrice: it.present.has("price"), HasQuantity: it.present.has("quantity")}
+		li := models.ListedItem{ID: it.ID, HasPrice: it.present.Has("price"), HasQuantity: it.present.Has("quantity")}
 		if li.HasPrice {
-			li.Price = it.Price.ptr()
+			li.Price = it.Price.Ptr()
 		}
 		if li.HasQuantity {
 			li.Quantity = it.Quantity
 		}
 		switch {
-		case it.present.has("current_period_start"):
-			li.HasPeriod, li.PeriodStart, li.PeriodEnd = true, it.CurrentPeriodStart.t, it.CurrentPeriodEnd.t
+		case it.present.Has("current_period_start"):
+			li.HasPeriod, li.PeriodStart, li.PeriodEnd = true, it.CurrentPeriodStart.T, it.CurrentPeriodEnd.T
 		case its.hasPeriod:
 			li.HasPeriod, li.PeriodStart, li.PeriodEnd = true, its.start, its.end
 		}

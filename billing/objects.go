@@ -8,10 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/segmentio/encoding/json"
 
+	"github.com/stripe-billing/billing/billing/stripejson"
 	"github.com/stripe-billing/billing/failure"
 )
 
@@ -21,141 +21,13 @@ import (
 // table is a pointer, nil when the payload says null; whether the payload
 // carries the field at all is the payload's to say (decode).
 
-// payload is the fields a Stripe object carries, by top-level key: a key
-// it lacks is a field the event says nothing about, left alone in the row.
-// Only what each value is (null, "", other) is kept: decode reads the
-// values themselves into the kind's struct. The keys are kept end to end
-// in one buffer: a string of each, or a map of them, would be allocations
-// per field of every event.
-type payload struct {
-	keys   []byte  // the keys, unquoted, one after the other
-	fields []field // in the object's order
-}
-
-// field is a top-level key of a payload, keys[previous end:end], and
-// what its value is.
-type field struct {
-	end  int
-	held held
-}
-
-// held is what a payload's field holds.
-type held byte
-
-const (
-	heldValue held = iota
-	heldNull
-	heldEmpty // ""
+// The decoders' names for stripejson's types.
+type (
+	payload  = stripejson.Keys
+	ref      = stripejson.Ref
+	unix     = stripejson.Unix
+	metadata = stripejson.Metadata
 )
-
-// heldOf says what the JSON value v is.
-func heldOf(v []byte) held {
-	switch string(v) {
-	case "null":
-		return heldNull
-	case `""`:
-		return heldEmpty
-	default:
-		return heldValue
-	}
-}
-
-// get returns what key holds; false when p lacks it. Of a key given twice
-// the last counts, as encoding/json reads it.
-func (p payload) get(key string) (held, bool) {
-	for i := len(p.fields) - 1; i >= 0; i-- {
-		start := 0
-		if i > 0 {
-			start = p.fields[i-1].end
-		}
-		if string(p.keys[start:p.fields[i].end]) == key {
-			return p.fields[i].held, true
-		}
-	}
-	return 0, false
-}
-
-// has reports whether p carries any of keys.
-func (p payload) has(keys ...string) bool {
-	for _, k := range keys {
-		if _, ok := p.get(k); ok {
-			return true
-		}
-	}
-	return false
-}
-
-// missing reports whether p lacks key or carries it as null or "".
-func (p payload) missing(key string) bool {
-	v, ok := p.get(key)
-	return !ok || v == heldNull || v == heldEmpty
-}
-
-// scanObject reads the top-level fields of object, valid JSON: its keys
-// and what each holds, and its "object" and "id" where they are strings
-// (else ""). Those two are matched as encoding/json matches a struct's
-// field names, case-insensitively and the last one counting.
-func scanObject(object []byte) (p payload, objectType, id string) {
-	p = payload{keys: make([]byte, 0, 1024), fields: make([]field, 0, 64)}
-	key, isType, isID := false, false, false
-	for t := json.NewTokenizer(object); t.Next(); {
-		switch {
-		case t.Depth != 1 || t.Delim == ':' || t.Delim == ',' || t.Delim == '}':
-		case t.IsKey && (len(t.Value) < 2 || t.Value[0] != '"'):
-			// A key that is no string: the object is not JSON, which
-			// the decoder refuses; the tokenizer still calls it a key
-			// (FuzzScanObject found `{0`).
-			return p, objectType, id
-		case t.IsKey:
-			start := len(p.keys)
-			p.keys = appendString(p.keys, t.Value)
-			isType, isID = bytes.EqualFold(p.keys[start:], []byte("object")), bytes.EqualFold(p.keys[start:], []byte("id"))
-			key = true
-		case key:
-			p.fields = append(p.fields, field{end: len(p.keys), held: heldOf(t.Value)})
-			if isType || isID {
-				var s string
-				if t.Delim == 0 && t.Value[0] == '"' {
-					s = stringOf(t.Value)
-				}
-				if isType {
-					objectType = s
-				} else {
-					id = s
-				}
-			}
-			key = false
-		}
-	}
-	return p, objectType, id
-}
-
-// stringOf is the value of the JSON string s.
-func stringOf(s []byte) string {
-	if plain(s) {
-		return string(s[1 : len(s)-1])
-	}
-	return string(json.AppendUnescape(nil, s, 0))
-}
-
-// appendString appends the value of the JSON string s to b.
-func appendString(b, s []byte) []byte {
-	if plain(s) {
-		return append(b, s[1:len(s)-1]...)
-	}
-	return json.AppendUnescape(b, s, 0) // escapes, or bytes to read as UTF-8 (U+FFFD where invalid)
-}
-
-// plain reports whether the JSON string s is ASCII without escapes: its
-// text between the quotes is its value.
-func plain(s []byte) bool {
-	for _, c := range s {
-		if c == '\\' || c >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
-}
 
 // decode reads raw, the object at path (such as "invoice" or
 // "invoice.payments.data[0]") of event ev, into dst, checks that it is a
@@ -188,11 +60,11 @@ func decodeScanned(ev Event, raw json.RawMessage, keys payload, path, want strin
 		return payload{}, schemaError(ev, path+".object", fmt.Sprintf("is %q, want %q", c.Object, want))
 	}
 	p := keys
-	if p.fields == nil {
-		p, _, _ = scanObject(raw)
+	if !p.Scanned() {
+		p, _, _ = stripejson.Scan(raw)
 	}
 	for _, key := range append([]string{"id"}, requires...) {
-		if p.missing(key) {
+		if p.Missing(key) {
 			return payload{}, schemaError(ev, path+"."+key, "is missing")
 		}
 	}
@@ -276,89 +148,6 @@ func jsonKind(t reflect.Type) string {
 	default:
 		return "an object"
 	}
-}
-
-// ref is an expandable reference: "id", {"id": ...} or null.
-type ref string
-
-func (r *ref) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	switch {
-	case len(b) == 0 || bytes.Equal(b, []byte("null")):
-		*r = ""
-		return nil
-	case b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*r = ref(s)
-		return nil
-	case b[0] == '{':
-		var o struct {
-			ID string `json:"id"`
-		}
-		if err := json.Unmarshal(b, &o); err != nil {
-			return err
-		}
-		*r = ref(o.ID)
-		return nil
-	default:
-		return &json.UnmarshalTypeError{Value: "value " + string(b), Type: reflect.TypeFor[string]()}
-	}
-}
-
-// ptr returns nil for "" so the column is NULL.
-func (r ref) ptr() *string {
-	if r == "" {
-		return nil
-	}
-	s := string(r)
-	return &s
-}
-
-// unix is seconds since the epoch, or null.
-type unix struct{ t *time.Time }
-
-func (u *unix) UnmarshalJSON(b []byte) error {
-	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
-		u.t = nil
-		return nil
-	}
-	var n int64
-	if err := json.Unmarshal(b, &n); err != nil {
-		return err
-	}
-	if n == 0 {
-		u.t = nil
-		return nil
-	}
-	t := time.Unix(n, 0).UTC()
-	u.t = &t
-	return nil
-}
-
-// metadata is an object's Stripe metadata (string keys and values) as
-// compact JSON text with its keys sorted, nil for null: the same object
-// gives the same column whatever the payload's spacing.
-type metadata struct{ s *string }
-
-func (m *metadata) UnmarshalJSON(b []byte) error {
-	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
-		m.s = nil
-		return nil
-	}
-	var kv map[string]string
-	if err := json.Unmarshal(b, &kv); err != nil {
-		return err
-	}
-	text, err := json.Marshal(kv)
-	if err != nil {
-		return err
-	}
-	s := string(text)
-	m.s = &s
-	return nil
 }
 
 // common holds what every Stripe object has. livemode is left out: it is
@@ -487,7 +276,7 @@ func (o invoiceObject) paidAt() *time.Time {
 	if o.StatusTransitions == nil {
 		return nil
 	}
-	return o.StatusTransitions.PaidAt.t
+	return o.StatusTransitions.PaidAt.T
 }
 
 func (o invoiceObject) subscription() ref {
@@ -509,10 +298,10 @@ func (o invoiceObject) billedPeriod() (start, end *time.Time) {
 		if l.Period == nil {
 			continue
 		}
-		if s := l.Period.Start.t; s != nil && (start == nil || s.Before(*start)) {
+		if s := l.Period.Start.T; s != nil && (start == nil || s.Before(*start)) {
 			start = s
 		}
-		if e := l.Period.End.t; e != nil && (end == nil || e.After(*end)) {
+		if e := l.Period.End.T; e != nil && (end == nil || e.After(*end)) {
 			end = e
 		}
 	}

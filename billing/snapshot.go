@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stripe-billing/billing/billing/stripejson"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/models"
 )
@@ -67,7 +68,7 @@ type Fetched struct {
 // PlanOf plans and a Batch folds. An object of a type the worker does
 // not store, or without an id, is an error marked permanent.
 func Snapshot(obj []byte, from Fetched) (Event, error) {
-	keys, objectType, id := scanObject(obj)
+	keys, objectType, id := stripejson.Scan(obj)
 	if snapshotPlans[objectType] == nil || id == "" {
 		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: snapshot: object %q %q is not one the worker stores", objectType, id))
 	}
