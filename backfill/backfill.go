@@ -137,21 +137,32 @@ func New(cfg Config, logger *slog.Logger, lister Lister, apply Applier, saved Ch
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = DefaultMaxBackoff
 	}
-	kinds := Kinds
-	if len(cfg.Kinds) > 0 {
-		kinds = nil
-		for _, name := range cfg.Kinds {
-			i := slices.IndexFunc(Kinds, func(k Kind) bool { return k.Name == name })
-			if i < 0 {
-				return nil, fmt.Errorf("backfill: no kind %q (want one of %s)", name, strings.Join(KindNames(), ", "))
-			}
-			kinds = append(kinds, Kinds[i])
-		}
+	kinds, err := Select(Kinds, cfg.Kinds, func(k Kind) string { return k.Name })
+	if err != nil {
+		return nil, fmt.Errorf("backfill: %w", err)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Backfill{cfg: cfg, kinds: kinds, logger: logger, lister: lister, apply: apply, saved: saved, rnd: rand.Float64}, nil
+}
+
+// Select is the kinds of all named names (all of them when names is
+// empty), in names' order; name names a kind. An unknown name is an
+// error that lists KindNames: backfill and audit name kinds alike.
+func Select[K any](all []K, names []string, name func(K) string) ([]K, error) {
+	if len(names) == 0 {
+		return all, nil
+	}
+	var out []K
+	for _, n := range names {
+		i := slices.IndexFunc(all, func(k K) bool { return name(k) == n })
+		if i < 0 {
+			return nil, fmt.Errorf("no kind %q (want one of %s)", n, strings.Join(KindNames(), ", "))
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
 }
 
 // KindNames lists the kinds by name, in Kinds' order.

@@ -2,6 +2,7 @@ package billing
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -193,6 +194,55 @@ func TestSnapshot(t *testing.T) {
 		ev, err := Snapshot(raw, Fetched{At: t0, Livemode: true, Account: "acct_1"})
 		if err != nil || !ev.Livemode || ev.Account != "acct_1" {
 			t.Errorf("Snapshot(refund) = livemode %v account %q, %v; want the key's live mode and the account", ev.Livemode, ev.Account, err)
+		}
+	})
+}
+
+// TestDrift compares stored rows with Stripe's objects field by field.
+func TestDrift(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	stored := writtenInvoice(foldOnto(t, nil, snapshotOf(t, billingtest.Invoice("in_1", "cus_1", "", "open", 900, 0), t0)))
+	drift := func(t *testing.T, obj map[string]any) []FieldDrift {
+		t.Helper()
+		raw, err := json.Marshal(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := Drift(stored, raw, Fetched{At: t0.Add(time.Hour), APIVersion: billingtest.APIVersion})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	for _, tc := range []struct {
+		name string
+		obj  map[string]any
+		want []FieldDrift
+	}{
+		{"TheSameObjectHasNone", billingtest.Invoice("in_1", "cus_1", "", "open", 900, 0), nil},
+		{"EachFieldThatDiffersIsNamed", billingtest.Invoice("in_1", "cus_1", "", "paid", 900, 900), []FieldDrift{
+			{Field: "status", Ours: "open", Stripes: "paid"},
+			{Field: "amount_paid", Ours: "0", Stripes: "900"},
+			{Field: "amount_remaining", Ours: "900", Stripes: "0"},
+		}},
+		{"AFieldStripeLeavesOutIsNotCompared", map[string]any{"id": "in_1", "object": "invoice", "status": "open"}, nil},
+		{"AReferenceIsCompared", billingtest.Invoice("in_1", "cus_2", "", "open", 900, 0), []FieldDrift{
+			{Field: "customer_id", Ours: "cus_1", Stripes: "cus_2"},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := drift(t, tc.obj); !slices.Equal(got, tc.want) {
+				t.Errorf("drift %+v; want %+v", got, tc.want)
+			}
+		})
+	}
+	t.Run("AnotherKindsRowIsAnError", func(t *testing.T) {
+		t.Parallel()
+		raw, _ := json.Marshal(billingtest.Customer("cus_1", "a@example.com"))
+		if _, err := Drift(stored, raw, Fetched{At: t0}); err == nil {
+			t.Error("Drift of a customer against an invoice row: no error")
 		}
 	})
 }

@@ -136,3 +136,28 @@ func (s *Store) StatusChanges(ctx context.Context, objectTypes []string, objectI
 	}
 	return out, nil
 }
+
+// SampleObjects reads up to n rows (every row when n <= 0) of the table
+// of model (a model value, such as Invoice{}), in random order when n > 0,
+// as pointers to the model: what `billing audit` compares with Stripe.
+// object, when not "", keeps the payments rows of that object.
+func (s *Store) SampleObjects(ctx context.Context, model schema.Tabler, object string, n int) ([]any, error) {
+	rows := reflect.New(reflect.SliceOf(reflect.TypeOf(model)))
+	q := s.db.WithContext(ctx).Table(model.TableName())
+	if object != "" {
+		q = q.Where("object = ?", object)
+	}
+	if n > 0 {
+		q = q.Order("RAND()").Limit(n)
+	} else {
+		q = q.Order("id")
+	}
+	if err := q.Find(rows.Interface()).Error; err != nil {
+		return nil, translate("sample "+model.TableName(), err)
+	}
+	out := make([]any, rows.Elem().Len())
+	for i := range out {
+		out[i] = rows.Elem().Index(i).Addr().Interface()
+	}
+	return out, nil
+}
