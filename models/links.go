@@ -2,7 +2,6 @@ package models
 
 import (
 	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -38,9 +37,9 @@ type linkStatements struct {
 var links = func() linkStatements {
 	p, inv, ip := mustTable(&Payment{}), mustTable(&Invoice{}), mustTable(&InvoicePayment{})
 	return linkStatements{
-		intents: "SELECT " + p.col("StripeID") + ", " + p.col("InvoiceID") + ", " + p.col("ChargeID") + " FROM " + p.table +
+		intents: "SELECT " + p.col("StripeID") + " AS id, " + p.col("InvoiceID") + " AS invoice, " + p.col("ChargeID") + " AS charge FROM " + p.table +
 			" WHERE " + p.col("StripeID") + " IN ? AND " + p.col("Object") + " = ?",
-		intentInvoices: "SELECT " + ip.col("PaymentIntentID") + ", MIN(" + ip.col("InvoiceID") + ") FROM " + ip.table + " WHERE " +
+		intentInvoices: "SELECT " + ip.col("PaymentIntentID") + " AS id, MIN(" + ip.col("InvoiceID") + ") AS invoice FROM " + ip.table + " WHERE " +
 			ip.col("PaymentIntentID") + " IN ? AND " + ip.col("InvoiceID") + " IS NOT NULL GROUP BY " + ip.col("PaymentIntentID"),
 		intentLinks: "UPDATE " + p.table + " SET " + p.col("InvoiceID") + " = CASE " + p.col("StripeID") + "%s END WHERE " +
 			p.col("StripeID") + " IN ? AND " + p.col("InvoiceID") + " IS NULL",
@@ -62,48 +61,33 @@ func SettleLinks(tx *gorm.DB, pis []string) error {
 	if len(pis) == 0 {
 		return nil
 	}
-	type intent struct{ invoice, charge sql.NullString }
+	type intent struct {
+		ID              string
+		Invoice, Charge sql.NullString
+	}
+	var read []intent
+	if err := tx.Raw(links.intents, pis, ObjectPaymentIntent).Scan(&read).Error; err != nil {
+		return fmt.Errorf("models: links of %d payment intents: %w", len(pis), err)
+	}
 	found := make(map[string]intent, len(pis))
-	rows, err := tx.Raw(links.intents, pis, ObjectPaymentIntent).Rows()
-	if err != nil {
-		return fmt.Errorf("models: links of %d payment intents: %w", len(pis), err)
-	}
-	for rows.Next() {
-		var id string
-		var in intent
-		if err := rows.Scan(&id, &in.invoice, &in.charge); err != nil {
-			rows.Close()
-			return fmt.Errorf("models: links of %d payment intents: %w", len(pis), err)
-		}
-		found[id] = in
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return fmt.Errorf("models: links of %d payment intents: %w", len(pis), err)
+	for _, in := range read {
+		found[in.ID] = in
 	}
 	var without []string
 	for _, pi := range pis {
-		if !found[pi].invoice.Valid {
+		if !found[pi].Invoice.Valid {
 			without = append(without, pi)
 		}
 	}
 	if len(without) > 0 {
-		rows, err := tx.Raw(links.intentInvoices, without).Rows()
-		if err != nil {
+		var paid []intent
+		if err := tx.Raw(links.intentInvoices, without).Scan(&paid).Error; err != nil {
 			return fmt.Errorf("models: invoices of %d payment intents: %w", len(without), err)
 		}
-		for rows.Next() {
-			var id string
-			var invoice sql.NullString
-			if err := rows.Scan(&id, &invoice); err != nil {
-				rows.Close()
-				return fmt.Errorf("models: invoices of %d payment intents: %w", len(without), err)
-			}
-			in := found[id]
-			in.invoice = invoice
-			found[id] = in
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return fmt.Errorf("models: invoices of %d payment intents: %w", len(without), err)
+		for _, p := range paid {
+			in := found[p.ID]
+			in.Invoice = p.Invoice
+			found[p.ID] = in
 		}
 	}
 	// What each statement sets, in the order the intents were settled:
@@ -114,19 +98,19 @@ func SettleLinks(tx *gorm.DB, pis []string) error {
 	paid := map[string]int{} // invoice → its place in invoices
 	for _, pi := range pis {
 		in := found[pi]
-		if !in.invoice.Valid {
+		if !in.Invoice.Valid {
 			continue // no invoice known yet: a later event settles it
 		}
 		linked = append(linked, pi)
-		byIntent = append(byIntent, pi, in.invoice.String)
-		i, seen := paid[in.invoice.String]
+		byIntent = append(byIntent, pi, in.Invoice.String)
+		i, seen := paid[in.Invoice.String]
 		if !seen {
-			paid[in.invoice.String] = len(invoices)
-			invoices = append(invoices, in.invoice.String)
-			intentOf = append(intentOf, in.invoice.String, pi)
-			chargeOf = append(chargeOf, in.invoice.String, in.charge)
-		} else if in.charge.Valid {
-			chargeOf[2*i+1] = in.charge
+			paid[in.Invoice.String] = len(invoices)
+			invoices = append(invoices, in.Invoice.String)
+			intentOf = append(intentOf, in.Invoice.String, pi)
+			chargeOf = append(chargeOf, in.Invoice.String, in.Charge)
+		} else if in.Charge.Valid {
+			chargeOf[2*i+1] = in.Charge
 		}
 	}
 	if len(linked) == 0 {
