@@ -2,12 +2,15 @@
 // audit`): for a sample of each kind's rows, or all of them, it fetches
 // the object through the one rate-limited client (reconcile) and names
 // every stored field whose value differs from what the fold would make
-// of Stripe's object (billing.Drift). It writes nothing.
+// of Stripe's object (billing.Drift). It writes nothing, unless told to
+// fix: then each differing object goes through the ledger's fold as a
+// correction.
 package audit
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/stripe-billing/billing/backfill"
 	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -59,6 +63,15 @@ type Config struct {
 	Kinds []string
 	// Sample is how many rows of each kind, picked at random; 0: all.
 	Sample int
+	// Fix applies each differing object, as fetched, through the fold
+	// (Applier) as a correction; the history records it as such.
+	Fix bool
+}
+
+// Applier folds objects fetched from Stripe into their rows by the rules
+// events are folded by (ledger.Processor).
+type Applier interface {
+	ApplySnapshots(ctx context.Context, snaps []billing.Event, cursor ledger.Cursor) (ledger.SnapshotResult, error)
 }
 
 // Object is one object whose row differs from Stripe's.
@@ -79,6 +92,10 @@ type KindReport struct {
 	// Failed are the objects not compared (Stripe unreachable, a shape
 	// the decoders refuse), with why.
 	Failed map[string]error
+	// Fixed counts the differing objects a --fix wrote to their rows; the
+	// others the order rules kept (a row ranked above Stripe's object,
+	// or an event of the fetch's second), or Stripe does not know.
+	Fixed int
 }
 
 // ByField counts the drifted objects of each field ("(missing)" for an
@@ -110,7 +127,12 @@ type FieldCount struct {
 // Run compares the rows of cfg's kinds with Stripe's objects, one fetch
 // at a time. An error is one of reading the rows; a fetch that fails is
 // counted in the kind's Failed.
-func Run(ctx context.Context, cfg Config, rows Rows, fetcher Fetcher, now func() time.Time) ([]KindReport, error) {
+// With cfg.Fix, each kind's differing objects are then applied by apply
+// in one transaction.
+func Run(ctx context.Context, cfg Config, rows Rows, fetcher Fetcher, apply Applier, now func() time.Time) ([]KindReport, error) {
+	if cfg.Fix && apply == nil {
+		return nil, errors.New("audit: fix: nothing to apply the objects with")
+	}
 	kinds, err := backfill.Select(Kinds, cfg.Kinds, func(k Kind) string { return k.Name })
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
@@ -122,6 +144,7 @@ func Run(ctx context.Context, cfg Config, rows Rows, fetcher Fetcher, now func()
 			return out, fmt.Errorf("audit: %s: %w", k.Name, err)
 		}
 		r := KindReport{Kind: k.Name, Failed: map[string]error{}}
+		var fixes []billing.Event
 		for _, row := range sample {
 			if ctx.Err() != nil {
 				return append(out, r), fmt.Errorf("audit: %s: stopped: %w", k.Name, ctx.Err())
@@ -143,15 +166,31 @@ func Run(ctx context.Context, cfg Config, rows Rows, fetcher Fetcher, now func()
 				}
 				continue
 			}
-			fields, err := billing.Drift(row, obj, billing.Fetched{At: at, APIVersion: ref.APIVersion, Account: ref.Account})
+			from := billing.Fetched{At: at, APIVersion: ref.APIVersion, Account: ref.Account, Correction: true}
+			fields, err := billing.Drift(row, obj, from)
 			if err != nil {
 				r.Checked--
 				r.Failed[ref.ID] = err
 				continue
 			}
-			if len(fields) > 0 {
-				r.Drifted = append(r.Drifted, Object{Kind: k.Name, Ref: ref, Fields: fields})
+			if len(fields) == 0 {
+				continue
 			}
+			r.Drifted = append(r.Drifted, Object{Kind: k.Name, Ref: ref, Fields: fields})
+			if cfg.Fix {
+				snap, err := billing.Snapshot(obj, from)
+				if err != nil {
+					return append(out, r), fmt.Errorf("audit: %s %s: %w", k.Name, ref.ID, err)
+				}
+				fixes = append(fixes, snap)
+			}
+		}
+		if len(fixes) > 0 {
+			res, err := apply.ApplySnapshots(ctx, fixes, ledger.Cursor{})
+			if err != nil {
+				return append(out, r), fmt.Errorf("audit: %s: fix %d objects: %w", k.Name, len(fixes), err)
+			}
+			r.Fixed = res.Written
 		}
 		out = append(out, r)
 	}

@@ -90,7 +90,7 @@ func TestAudit(t *testing.T) {
 	t.Run("RowsEqualToStripesHaveNoDrift", func(t *testing.T) {
 		t.Parallel()
 		store, _, fetcher := setup(t, 5)
-		reports, err := audit.Run(context.Background(), audit.Config{}, store, fetcher, now)
+		reports, err := audit.Run(context.Background(), audit.Config{}, store, fetcher, nil, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +112,7 @@ func TestAudit(t *testing.T) {
 			t.Fatal(err)
 		}
 		delete(stripe.byID, "cus_2")
-		reports, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"invoices", "customers"}}, store, fetcher, now)
+		reports, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"invoices", "customers"}}, store, fetcher, nil, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,10 +131,36 @@ func TestAudit(t *testing.T) {
 			t.Errorf("customers drift %+v; want cus_2 missing at Stripe", cus.Drifted)
 		}
 	})
+	t.Run("AFixCorrectsTheRowAndTheHistorySaysSo", func(t *testing.T) {
+		t.Parallel()
+		store, _, fetcher := setup(t, 3)
+		if err := store.DB().Exec("UPDATE invoices SET amount_paid = 1, status = 'open' WHERE stripe_id = 'in_1'").Error; err != nil {
+			t.Fatal(err)
+		}
+		cfg := audit.Config{Kinds: []string{"invoices"}, Fix: true}
+		reports, err := audit.Run(context.Background(), cfg, store, fetcher, ledger.NewProcessor(store, nil), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(reports[0].Drifted) != 1 || reports[0].Fixed != 1 {
+			t.Fatalf("report %+v; want in_1 differing and fixed", reports[0])
+		}
+		reports, err = audit.Run(context.Background(), audit.Config{Kinds: []string{"invoices"}}, store, fetcher, nil, now)
+		if err != nil || len(reports[0].Drifted) != 0 {
+			t.Errorf("after the fix: %+v, %v; want no drift", reports, err)
+		}
+		var h []models.StatusChange
+		if err := store.DB().Where("object_id = ? AND source = ?", "in_1", models.SourceCorrection).Find(&h).Error; err != nil || len(h) != 1 || h[0].Status != "paid" {
+			t.Errorf("in_1's corrections in the history: %+v, %v; want paid, once", h, err)
+		}
+		if _, err := audit.Run(context.Background(), cfg, store, fetcher, nil, now); err == nil {
+			t.Error("a fix with nothing to apply with: no error")
+		}
+	})
 	t.Run("ASampleChecksThatMany", func(t *testing.T) {
 		t.Parallel()
 		store, stripe, fetcher := setup(t, 20)
-		reports, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"invoices"}, Sample: 7}, store, fetcher, now)
+		reports, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"invoices"}, Sample: 7}, store, fetcher, nil, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,7 +183,7 @@ func TestAudit(t *testing.T) {
 	})
 	t.Run("AnUnknownKindIsRefused", func(t *testing.T) {
 		t.Parallel()
-		if _, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"products"}}, nil, nil, now); err == nil {
+		if _, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"products"}}, nil, nil, nil, now); err == nil {
 			t.Error("no error")
 		}
 	})

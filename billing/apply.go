@@ -353,8 +353,8 @@ func applyChange(row reflect.Value, ev Event, now time.Time, c change, t *tieRul
 		deleted = !k.f.deleted.of(row).Bool()
 		assign(k.f.deleted, row, true)
 	}
-	if k.f.status == nil || ev.snapshot && (!replaced || c.status == cur.Status) {
-		reported = "" // a snapshot records only a status it moved the row to
+	if k.f.status == nil || ev.snapshot && (!replaced || c.status == cur.Status && !ev.correction) {
+		reported = "" // a snapshot records only a status it moved the row to, a correction any it wrote
 	}
 	return replaced, deleted, reported, nil
 }

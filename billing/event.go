@@ -35,6 +35,8 @@ type Event struct {
 	keys payload // data.object's; nil in an Event made otherwise (read when decoded)
 	// snapshot: an object fetched from Stripe, not an event (Snapshot).
 	snapshot bool
+	// correction: a snapshot `billing audit --fix` applies (Fetched).
+	correction bool
 }
 
 // NewEvent is the event v, as the Verifier handed it on: its envelope was

@@ -62,6 +62,10 @@ type Fetched struct {
 	// Livemode is the key's mode: the object's own livemode wins when it
 	// has one (a Refund has none).
 	Livemode bool
+	// Correction: the object is fetched to correct a row that differs
+	// from it (`billing audit --fix`): the history records its status
+	// whenever it changes the row, as source correction.
+	Correction bool
 }
 
 // Snapshot is obj, an object Stripe served as from, as a pseudo-event
@@ -94,6 +98,7 @@ func Snapshot(obj []byte, from Fetched) (Event, error) {
 		ObjectType: objectType,
 		ObjectID:   id,
 		snapshot:   true,
+		correction: from.Correction,
 		keys:       keys,
 	}, nil
 }
@@ -106,7 +111,10 @@ func isSnapshotID(id string) bool { return strings.HasPrefix(id, snapshotPrefix)
 
 // sourceOf is where ev's history comes from (models.StatusChange.Source).
 func sourceOf(ev Event) string {
-	if ev.snapshot {
+	switch {
+	case ev.correction:
+		return models.SourceCorrection
+	case ev.snapshot:
 		return models.SourceBackfill
 	}
 	return models.SourceEvent

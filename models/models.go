@@ -379,7 +379,8 @@ type StatusChange struct {
 	EventID    string    `gorm:"column:event_id"`
 	OccurredAt time.Time `gorm:"column:occurred_at"`
 	RecordedAt time.Time `gorm:"column:recorded_at"`
-	// Source says what reported the status: SourceEvent or SourceBackfill.
+	// Source says what reported the status: SourceEvent, SourceBackfill
+	// or SourceCorrection.
 	Source string `gorm:"column:source"`
 }
 
@@ -390,6 +391,9 @@ const (
 	// SourceBackfill: the object as `billing backfill` fetched it; EventID
 	// names the snapshot (billing.Snapshot), not an event.
 	SourceBackfill = "backfill"
+	// SourceCorrection: the object as `billing audit --fix` fetched it to
+	// correct a row that differed.
+	SourceCorrection = "correction"
 )
 
 // TableName implements gorm's tabler.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stripe-billing/billing/audit"
 	"github.com/stripe-billing/billing/backfill"
+	"github.com/stripe-billing/billing/ledger"
 )
 
 const auditUsage = `Compares our rows with Stripe's objects: for each kind, a random sample of
@@ -16,17 +17,22 @@ rows (or all of them), each object fetched from Stripe at STRIPE_API_RATE,
 and every stored field whose value differs from what the worker would make
 of Stripe's object is printed with the object's id. An object that changed
 a moment ago may show until its event is applied: run it again to confirm.
-Writes nothing. Needs STRIPE_API_KEY and MYSQL_DSN.
+Writes nothing, unless --fix: then each differing object goes through the
+worker's fold as Stripe serves it, recorded in the history as a correction
+(the order rules still hold: a row ranked above Stripe's object stays).
+Needs STRIPE_API_KEY and MYSQL_DSN.
 
-  billing audit [--kind K,...] [--sample N]
+  billing audit [--kind K,...] [--sample N] [--fix]
 
 Prints one line per differing object and a summary by kind and field;
-exits 1 when any object differs or could not be compared.`
+exits 1 when any object differs (with --fix: was not fixed) or could not
+be compared.`
 
 func runAudit(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "audit", auditUsage)
 	kinds := fs.String("kind", "", "only these `kinds` (comma-separated, as backfill's)")
 	sample := fs.Int("sample", 0, "compare `N` rows of each kind, picked at random (default all)")
+	fix := fs.Bool("fix", false, "apply each differing object as Stripe serves it, as a correction")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -54,7 +60,8 @@ func runAudit(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer store.Close()
-	reports, err := audit.Run(ctx, audit.Config{Kinds: commaList(*kinds), Sample: *sample}, store, fetcher, time.Now)
+	reports, err := audit.Run(ctx, audit.Config{Kinds: commaList(*kinds), Sample: *sample, Fix: *fix},
+		store, fetcher, ledger.NewProcessor(store, logger), time.Now)
 	drifted, failed := 0, 0
 	for _, r := range reports {
 		for _, o := range r.Drifted {
@@ -72,15 +79,18 @@ func runAudit(ctx context.Context, e env, args []string) error {
 		for _, f := range r.ByField() {
 			line += fmt.Sprintf("; %s %d", f.Field, f.Objects)
 		}
+		if *fix {
+			line += fmt.Sprintf("; %d fixed", r.Fixed)
+		}
 		fmt.Fprintln(e.stdout, line)
-		drifted += len(r.Drifted)
+		drifted += len(r.Drifted) - r.Fixed
 		failed += len(r.Failed)
 	}
 	switch {
 	case err != nil:
 		return err
 	case drifted > 0:
-		return fmt.Errorf("audit: %d object(s) differ from Stripe's", drifted)
+		return fmt.Errorf("audit: %d object(s) differ from Stripe's (not fixed)", drifted)
 	case failed > 0:
 		return fmt.Errorf("audit: %d object(s) could not be compared", failed)
 	}

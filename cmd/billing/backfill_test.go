@@ -63,6 +63,13 @@ func TestBackfill(t *testing.T) {
 	if exitCode(err) != 1 || !strings.Contains(out, ": amount_paid: ours ") || !strings.Contains(out, "invoices: 1 compared, 1 differ, 0 not compared; amount_paid 1") {
 		t.Errorf("audit after a change = %v; want exit 1 naming amount_paid:\n%s", err, out)
 	}
+	out, err = runCmd(t, getenv, "audit", "--kind", "invoices", "--fix")
+	if err != nil || !strings.Contains(out, "invoices: 1 compared, 1 differ, 0 not compared; amount_paid 1; 1 fixed") {
+		t.Errorf("audit --fix = %v; want the invoice fixed:\n%s", err, out)
+	}
+	if out, err := runCmd(t, getenv, "audit", "--kind", "invoices"); err != nil {
+		t.Errorf("audit after the fix = %v; want no drift:\n%s", err, out)
+	}
 	if out, err := runCmd(t, getenv, "backfill", "--kind", "products"); exitCode(err) != 2 {
 		t.Errorf("backfill --kind products = %v (exit %d); want a usage error:\n%s", err, exitCode(err), out)
 	}

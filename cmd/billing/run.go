@@ -44,7 +44,7 @@ func commands() map[string]command {
 		"history":   {"one object's row and its events in Stripe's order, applied or stale", runHistory},
 		"endpoint":  {"check the account's webhook endpoints send the event types the worker needs", runEndpoint},
 		"backfill":  {"import the account's objects from Stripe's lists, resumable (--account, --dry-run)", runBackfill},
-		"audit":     {"compare our rows with Stripe's objects, by kind and field (--sample N)", runAudit},
+		"audit":     {"compare our rows with Stripe's objects, by kind and field (--sample N, --fix)", runAudit},
 		"version":   {"the module version, VCS revision and time, and Go version of this binary", runVersion},
 	}
 }
