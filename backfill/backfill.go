@@ -373,6 +373,36 @@ func (b *Backfill) fetch(ctx context.Context, k Kind, after string) (reconcile.P
 	}
 }
 
+// accountsKind is the list of the platform's connected accounts.
+var accountsKind = Kind{Name: "accounts", Path: "/v1/accounts"}
+
+// Accounts lists the ids of the platform's connected accounts (Stripe
+// Connect), page by page, each page tried again as a kind's are: the
+// accounts `billing backfill --all-accounts` imports one after another.
+// The Backfill must be the platform's (no Config.Account).
+func (b *Backfill) Accounts(ctx context.Context) ([]string, error) {
+	if b.cfg.Account != "" {
+		return nil, fmt.Errorf("backfill: accounts: listed by the platform, not by %s", b.cfg.Account)
+	}
+	var ids []string
+	after := ""
+	for {
+		page, err := b.fetch(ctx, accountsKind, after)
+		if err != nil {
+			return nil, err
+		}
+		for _, obj := range page.Objects {
+			if after, err = idOf(obj); err != nil {
+				return nil, fmt.Errorf("backfill: accounts: an account without an id (%w)", err)
+			}
+			ids = append(ids, after)
+		}
+		if !page.HasMore || len(page.Objects) == 0 {
+			return ids, nil
+		}
+	}
+}
+
 // idOf reads an object's id.
 func idOf(obj json.RawMessage) (string, error) {
 	var o struct {

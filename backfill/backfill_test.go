@@ -366,6 +366,29 @@ func TestBackfill(t *testing.T) {
 		}
 	})
 
+	t.Run("TheConnectedAccountsAreListedPageByPage", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		for _, id := range []string{"acct_3", "acct_2", "acct_1"} {
+			e.fake.lists["/v1/accounts"] = append(e.fake.lists["/v1/accounts"], map[string]any{"id": id, "object": "account"})
+		}
+		e.fake.fault = func(try int) (int, string, bool) {
+			if try == 1 {
+				return http.StatusTooManyRequests, `{"error":{"message":"Too many requests"}}`, true
+			}
+			return 0, "", false
+		}
+		ids, err := e.backfill(t, backfill.Config{PageSize: 2}).Accounts(context.Background())
+		if err != nil || !slices.Equal(ids, []string{"acct_3", "acct_2", "acct_1"}) {
+			t.Errorf("Accounts = %v, %v; want the three", ids, err)
+		}
+		if total, _ := e.fake.servedPages(); total != 2 {
+			t.Errorf("%d pages served; want 2 of 2", total)
+		}
+		if _, err := e.backfill(t, backfill.Config{Account: "acct_1"}).Accounts(context.Background()); err == nil {
+			t.Error("a connected account listed accounts")
+		}
+	})
 	t.Run("AnUnknownKindIsRefused", func(t *testing.T) {
 		t.Parallel()
 		if _, err := backfill.New(backfill.Config{Kinds: []string{"products"}}, nil, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "customers") {

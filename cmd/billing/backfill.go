@@ -21,7 +21,7 @@ transaction: a kill loses nothing, and a rerun continues from the saved
 cursors. A kind already done is not fetched again. Needs STRIPE_API_KEY
 (read rights on every kind) and MYSQL_DSN.
 
-  billing backfill [--account acct_...] [--kind K,...] [--dry-run]
+  billing backfill [--account acct_... | --all-accounts] [--kind K,...] [--dry-run]
 
 Prints a line per page and a summary per kind; exits 1 when a kind failed
 (the line names it and what to do) or an object could not be read.`
@@ -31,6 +31,7 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 	account := fs.String("account", "", "import this Connect `account`'s objects (default the platform's own)")
 	kinds := fs.String("kind", "", "only these `kinds` (comma-separated: "+strings.Join(backfill.KindNames(), ", ")+")")
 	dryRun := fs.Bool("dry-run", false, "print what would be fetched, fetch nothing")
+	all := fs.Bool("all-accounts", false, "import every connected account's objects, listed from Stripe, one after another")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -56,14 +57,60 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 	if fetcher != nil {
 		lister = fetcher
 	}
-	b, err := backfill.New(bcfg, logger, lister, ledger.NewProcessor(store, logger), store)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	apply := ledger.NewProcessor(store, logger)
+	accounts := []string{*account}
+	if *all {
+		if *account != "" {
+			return fmt.Errorf("%w: --all-accounts or --account, not both", errUsage)
+		}
+		if *dryRun {
+			fmt.Fprintln(e.stdout, "accounts: GET /v1/accounts?limit=100 and every next page, then each account's kinds as --account shows them")
+			fmt.Fprintln(e.stdout, "dry run: nothing was fetched")
+			return nil
+		}
+		platform, err := backfill.New(bcfg, logger, lister, apply, store)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if accounts, err = platform.Accounts(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%d connected account(s)\n", len(accounts))
 	}
-	if *dryRun {
+	failed := 0
+	var errs []error
+	for _, acct := range accounts {
+		bcfg.Account = acct
+		b, err := backfill.New(bcfg, logger, lister, apply, store)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if *all {
+			fmt.Fprintf(e.stdout, "account %s:\n", acct)
+		}
+		n, err := backfillAccount(ctx, e, b, *dryRun)
+		failed += n
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("backfill: %d object(s) could not be read (logged with their ids): the rest is imported", failed)
+	}
+	return nil
+}
+
+// backfillAccount runs (or, dry, plans) b, one account's backfill, and
+// prints its lines; failed counts the objects that could not be read.
+func backfillAccount(ctx context.Context, e env, b *backfill.Backfill, dryRun bool) (failed int, err error) {
+	if dryRun {
 		plan, err := b.Plan(ctx)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		for _, r := range plan {
 			if r.Done {
@@ -78,7 +125,7 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 			fmt.Fprintf(e.stdout, "%s: GET %s?%s on %s, then every next page\n", r.Kind, req.Path, req.Params.Encode(), on)
 		}
 		fmt.Fprintln(e.stdout, "dry run: nothing was fetched")
-		return nil
+		return 0, nil
 	}
 	start, fetched := time.Now(), map[string]int{}
 	reports, err := b.Run(ctx, func(r backfill.KindReport) {
@@ -90,7 +137,6 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stdout, "%s: page %d, %d fetched, %d written, %d failed (%.0f objects/s in all)\n",
 			r.Kind, r.Pages, r.Fetched, r.Written, r.Failed, float64(total)/max(time.Since(start).Seconds(), 1e-3))
 	})
-	failed := 0
 	for _, r := range reports {
 		state := "done"
 		switch {
@@ -102,11 +148,5 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stdout, "%s: %s: %d fetched in %d pages, %d written, %d failed\n", r.Kind, state, r.Fetched, r.Pages, r.Written, r.Failed)
 		failed += r.Failed
 	}
-	if err != nil {
-		return err
-	}
-	if failed > 0 {
-		return fmt.Errorf("backfill: %d object(s) could not be read (logged with their ids): the rest is imported", failed)
-	}
-	return nil
+	return failed, err
 }

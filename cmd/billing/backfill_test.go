@@ -72,6 +72,15 @@ func TestBackfill(t *testing.T) {
 	if out, err := runCmd(t, getenv, "audit", "--kind", "invoices"); err != nil {
 		t.Errorf("audit after the fix = %v; want no drift:\n%s", err, out)
 	}
+	// Every connected account stripe-mock lists (one), each with cursors
+	// of its own.
+	out, err = runCmd(t, getenv, "backfill", "--all-accounts", "--kind", "customers")
+	if err != nil || !strings.Contains(out, "1 connected account(s)\naccount acct_") || !strings.Contains(out, "customers: done: 1 fetched in 1 pages") {
+		t.Errorf("backfill --all-accounts = %v; want the account's customers imported:\n%s", err, out)
+	}
+	if _, err := runCmd(t, getenv, "backfill", "--all-accounts", "--account", "acct_1"); exitCode(err) != 2 {
+		t.Errorf("--all-accounts with --account = %v; want a usage error", err)
+	}
 	if out, err := runCmd(t, getenv, "backfill", "--kind", "products"); exitCode(err) != 2 {
 		t.Errorf("backfill --kind products = %v (exit %d); want a usage error:\n%s", err, exitCode(err), out)
 	}
