@@ -27,7 +27,7 @@ func TestBenchBalancer(t *testing.T) {
 		t.Skip("BILLING_BENCH=1 runs the balancer benchmark")
 	}
 	const conc = 64
-	ops, rounds := envInt(t, "BENCH_OPS", 4000), envInt(t, "BENCH_ROUNDS", 3)
+	ops, rounds := testenv.EnvInt(t, "BENCH_OPS", 4000), testenv.EnvInt(t, "BENCH_ROUNDS", 3)
 	bin := buildBinary(t)
 	r := newRabbit(t)
 	addrs := []string{testenv.FreeAddr(t), testenv.FreeAddr(t)}

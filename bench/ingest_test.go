@@ -151,8 +151,8 @@ func TestBenchIngest(t *testing.T) {
 	if os.Getenv("BILLING_BENCH") != "1" {
 		t.Skip("BILLING_BENCH=1 runs the ingest benchmark")
 	}
-	rounds := envInt(t, "BENCH_ROUNDS", 3)
-	ops := envInt(t, "BENCH_OPS", 4000)
+	rounds := testenv.EnvInt(t, "BENCH_ROUNDS", 3)
+	ops := testenv.EnvInt(t, "BENCH_OPS", 4000)
 	r := newRabbit(t)
 	apiURL, honestURL := ingestServer(t, r), honestServer(t, r)
 	reqs := signEvents("ingest", 64)

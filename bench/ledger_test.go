@@ -317,8 +317,8 @@ func TestBenchLedger(t *testing.T) {
 		t.Skip("BILLING_BENCH=1 runs the ledger benchmark")
 	}
 	cfg := settings(t)
-	events := envInt(t, "BENCH_EVENTS", 19*200)
-	f := ledgerGrowth(t, envInt(t, "BENCH_LEDGER_ROWS", 1_000_000), envInt(t, "BENCH_ROUNDS", 3), events, cfg.WorkerBatchSize)
+	events := testenv.EnvInt(t, "BENCH_EVENTS", 19*200)
+	f := ledgerGrowth(t, testenv.EnvInt(t, "BENCH_LEDGER_ROWS", 1_000_000), testenv.EnvInt(t, "BENCH_ROUNDS", 3), events, cfg.WorkerBatchSize)
 	if err := bench.WriteTable(os.Stdout, f.tableRows(events, cfg.WorkerBatchSize)); err != nil {
 		t.Fatal(err)
 	}

@@ -187,8 +187,8 @@ func TestBenchAPIProcess(t *testing.T) {
 		t.Skip("BILLING_BENCH=1 runs the api process's cost row of the benchmark table")
 	}
 	bin := buildBinary(t)
-	ops := envInt(t, "BENCH_OPS", 4000)
-	for round := range envInt(t, "BENCH_ROUNDS", 3) {
+	ops := testenv.EnvInt(t, "BENCH_OPS", 4000)
+	for round := range testenv.EnvInt(t, "BENCH_ROUNDS", 3) {
 		s, use := ingestProcesses(t, bin, 1, 64, ops)
 		t.Logf("round %d: %s, p50 %s, p99 %s; %s; %s", round, bench.PerSecond(s.Rate(), "req"), bench.Millis(s.Percentile(.5)), bench.Millis(s.Percentile(.99)), use.PerThousand(ops), use.Cores())
 	}
@@ -205,7 +205,7 @@ func TestBenchWorkerProcess(t *testing.T) {
 	if os.Getenv("BILLING_BENCH") != "1" {
 		t.Skip("BILLING_BENCH=1 runs the worker process's cost row of the benchmark table")
 	}
-	events := envInt(t, "BENCH_EVENTS", 19*200)
+	events := testenv.EnvInt(t, "BENCH_EVENTS", 19*200)
 	bin := buildBinary(t)
 	baseline := os.Getenv("BENCH_BASELINE")
 	if baseline == "" {
@@ -217,7 +217,7 @@ func TestBenchWorkerProcess(t *testing.T) {
 	// round after round, the medians compared.
 	old := buildBinaryAt(t, baseline)
 	var now, then []float64
-	for range envInt(t, "BENCH_ROUNDS", 3) {
+	for range testenv.EnvInt(t, "BENCH_ROUNDS", 3) {
 		for _, b := range []struct {
 			bin string
 			ms  *[]float64

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -13,20 +12,6 @@ import (
 	"github.com/stripe-billing/billing/config"
 	"github.com/stripe-billing/billing/internal/testenv"
 )
-
-// envInt reads a positive integer knob of the table run.
-func envInt(t *testing.T, name string, def int) int {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		t.Fatalf("%s=%q: want a positive integer", name, v)
-	}
-	return n
-}
 
 func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 	t.Helper()
@@ -55,9 +40,9 @@ func TestBenchTable(t *testing.T) {
 		t.Skip("BILLING_BENCH=1 runs the benchmark table (make bench)")
 	}
 	cfg := settings(t)
-	rounds := envInt(t, "BENCH_ROUNDS", 3)
-	ops := envInt(t, "BENCH_OPS", 4000)
-	events := envInt(t, "BENCH_EVENTS", 19*200)
+	rounds := testenv.EnvInt(t, "BENCH_ROUNDS", 3)
+	ops := testenv.EnvInt(t, "BENCH_OPS", 4000)
+	events := testenv.EnvInt(t, "BENCH_EVENTS", 19*200)
 	must := mustStats(t)
 	var rows []bench.Row
 	add := func(r bench.Row) {
@@ -72,7 +57,7 @@ func TestBenchTable(t *testing.T) {
 	honestURL := honestServer(t, r)
 	peerURL := peerServer(t)
 	bareURL := serve(t, bareHandler())
-	peerOps := envInt(t, "BENCH_PEER_OPS", ops/2)
+	peerOps := testenv.EnvInt(t, "BENCH_PEER_OPS", ops/2)
 	type ingestFigures struct{ confirm, async, bare, ingest, honest, peer bench.Stats }
 	figures := map[int]ingestFigures{}
 	for _, c := range concurrencies {
@@ -150,22 +135,22 @@ func TestBenchTable(t *testing.T) {
 	}
 
 	// The ledger grown to a million events beside an empty one; its size.
-	ledger := ledgerGrowth(t, envInt(t, "BENCH_LEDGER_ROWS", 1_000_000), rounds, events, cfg.WorkerBatchSize)
+	ledger := ledgerGrowth(t, testenv.EnvInt(t, "BENCH_LEDGER_ROWS", 1_000_000), rounds, events, cfg.WorkerBatchSize)
 	for _, row := range ledger.tableRows(events, cfg.WorkerBatchSize) {
 		add(row)
 	}
 
 	// Processes of the built binary: scaling on this machine, and the CPU
 	// each process spends per event.
-	for _, row := range scaling(t, envInt(t, "BENCH_SCALE_OPS", ops), envInt(t, "BENCH_SCALE_EVENTS", events)) {
+	for _, row := range scaling(t, testenv.EnvInt(t, "BENCH_SCALE_OPS", ops), testenv.EnvInt(t, "BENCH_SCALE_EVENTS", events)) {
 		add(row)
 	}
 
 	// End to end and memory, with the built binary as real processes.
 	e := endToEnd(t, e2eConfig{
 		Duration: envDuration(t, "BENCH_E2E_DURATION", 60*time.Second),
-		Rate:     float64(envInt(t, "BENCH_E2E_RATE", 100)),
-		Burst:    envInt(t, "BENCH_BURST", 5000),
+		Rate:     float64(testenv.EnvInt(t, "BENCH_E2E_RATE", 100)),
+		Burst:    testenv.EnvInt(t, "BENCH_BURST", 5000),
 	})
 	add(bench.Row{Part: "end to end", What: fmt.Sprintf("billing simulate at %.0f events/s for %s: 2xx received → row committed (processed_at)", e.Rate, e.Duration),
 		Figure: fmt.Sprintf("p50 %s, p99 %s (%d events)", bench.Millis(e.P50), bench.Millis(e.P99), e.Events)})
@@ -189,7 +174,7 @@ func TestBenchProcessing(t *testing.T) {
 	if os.Getenv("BILLING_BENCH") != "1" {
 		t.Skip("BILLING_BENCH=1 runs the processing rows of the benchmark table")
 	}
-	limit, rows := processingTable(t, settings(t), envInt(t, "BENCH_ROUNDS", 3), envInt(t, "BENCH_EVENTS", 19*200))
+	limit, rows := processingTable(t, settings(t), testenv.EnvInt(t, "BENCH_ROUNDS", 3), testenv.EnvInt(t, "BENCH_EVENTS", 19*200))
 	for _, r := range append([]bench.Row{limit}, rows...) {
 		t.Logf("%s | %s | %s | %s | %s | %s", r.Part, r.What, r.Figure, r.Limit, r.Ratio, r.Verdict)
 	}

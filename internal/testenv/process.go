@@ -67,3 +67,18 @@ func ProcStatusMiB(t testing.TB, pid int, field string) float64 {
 	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
+
+// EnvInt reads a positive integer knob of a test run (a benchmark's
+// size) from the environment; def when unset.
+func EnvInt(t testing.TB, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
