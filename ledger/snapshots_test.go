@@ -3,7 +3,10 @@ package ledger_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,4 +168,101 @@ func equalTables(a, b map[string][]string) bool {
 		}
 	}
 	return true
+}
+
+// TestSnapshotsConvergeWithLiveEvents: a backfill's pages, fetched in the
+// middle of the customers' lifecycles, applied while the lifecycles'
+// events arrive shuffled, leave every object's row as the events alone
+// leave it (which event or snapshot a row names aside: that depends on
+// the order).
+func TestSnapshotsConvergeWithLiveEvents(t *testing.T) {
+	t.Parallel()
+	events := billingtest.Lifecycle(8, start)
+	parsed := make([]billing.Event, len(events))
+	for i, raw := range events {
+		ev, err := billing.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed[i] = ev
+	}
+	// Fetched at a second in the middle: each object as its latest event
+	// up to then left it.
+	fetchedAt := parsed[len(parsed)/2].Created.Add(500 * time.Millisecond)
+	latest := map[string]billing.Event{}
+	var order []string
+	for _, ev := range parsed {
+		if ev.ObjectID == "" || ev.Created.After(fetchedAt) {
+			continue
+		}
+		key := ev.ObjectType + "/" + ev.ObjectID
+		if _, ok := latest[key]; !ok {
+			order = append(order, key)
+		}
+		if l, ok := latest[key]; !ok || !ev.Created.Before(l.Created) {
+			latest[key] = ev
+		}
+	}
+	var snaps []billing.Event
+	for _, key := range order {
+		snap, err := billing.Snapshot(latest[key].Object, billing.Fetched{At: fetchedAt, APIVersion: billingtest.APIVersion})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snaps = append(snaps, snap)
+	}
+
+	rows := func(t *testing.T, s *models.Store) map[string][]string {
+		t.Helper()
+		out := map[string][]string{}
+		ordering := []string{"last_event_id", "last_event_created"}
+		for _, d := range []func() (string, []string){
+			func() (string, []string) { return dump[models.Customer](t, s, "stripe_id", ordering...) },
+			func() (string, []string) { return dump[models.Subscription](t, s, "stripe_id", ordering...) },
+			func() (string, []string) { return dump[models.SubscriptionItem](t, s, "stripe_id") },
+			func() (string, []string) { return dump[models.Invoice](t, s, "stripe_id", ordering...) },
+			func() (string, []string) { return dump[models.Payment](t, s, "stripe_id", ordering...) },
+			func() (string, []string) { return dump[models.Refund](t, s, "stripe_id", ordering...) },
+		} {
+			table, r := d()
+			out[table] = r
+		}
+		return out
+	}
+	s0, p0 := setup(t)
+	for _, raw := range events {
+		process(t, p0, raw, ledger.Processed)
+	}
+	want := rows(t, s0)
+
+	for seed := range uint64(3) {
+		t.Run(fmt.Sprint("Seed", seed), func(t *testing.T) {
+			t.Parallel()
+			s, p := setup(t)
+			shuffled := slices.Clone(events)
+			rand.New(rand.NewPCG(seed, 24)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for _, raw := range shuffled {
+					if _, err := p.Process(context.Background(), raw); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+			wg.Go(func() {
+				for page := range slices.Chunk(snaps, 5) {
+					if _, err := p.ApplySnapshots(context.Background(), page, ledger.Cursor{}); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+			wg.Wait()
+			got := rows(t, s)
+			for table, w := range want {
+				if !slices.Equal(got[table], w) {
+					t.Errorf("%s:\n%v\nwant the events' own\n%v", table, got[table], w)
+				}
+			}
+		})
+	}
 }
