@@ -27,23 +27,25 @@ import (
 // Kind is one kind of rows the audit compares.
 type Kind struct {
 	// Name names the kind in flags and reports (as backfill's kinds).
-	Name  string
-	Model schema.Tabler
+	Name string
+	// ObjectType is Stripe's name of the object (models.CustomerObject).
+	ObjectType string
+	Model      schema.Tabler
 	// Object keeps the payments rows of one object ("" for other tables).
 	Object string
 }
 
 // Kinds are every kind the worker stores.
 var Kinds = []Kind{
-	{Name: "customers", Model: models.Customer{}},
-	{Name: "subscriptions", Model: models.Subscription{}},
-	{Name: "invoices", Model: models.Invoice{}},
-	{Name: "payment_intents", Model: models.Payment{}, Object: models.ObjectPaymentIntent},
-	{Name: "charges", Model: models.Payment{}, Object: models.ObjectCharge},
-	{Name: "refunds", Model: models.Refund{}},
-	{Name: "disputes", Model: models.Dispute{}},
-	{Name: "checkout_sessions", Model: models.CheckoutSession{}},
-	{Name: "credit_notes", Model: models.CreditNote{}},
+	{Name: "customers", ObjectType: "customer", Model: models.Customer{}},
+	{Name: "subscriptions", ObjectType: "subscription", Model: models.Subscription{}},
+	{Name: "invoices", ObjectType: "invoice", Model: models.Invoice{}},
+	{Name: "payment_intents", ObjectType: models.ObjectPaymentIntent, Model: models.Payment{}, Object: models.ObjectPaymentIntent},
+	{Name: "charges", ObjectType: models.ObjectCharge, Model: models.Payment{}, Object: models.ObjectCharge},
+	{Name: "refunds", ObjectType: "refund", Model: models.Refund{}},
+	{Name: "disputes", ObjectType: "dispute", Model: models.Dispute{}},
+	{Name: "checkout_sessions", ObjectType: "checkout.session", Model: models.CheckoutSession{}},
+	{Name: "credit_notes", ObjectType: "credit_note", Model: models.CreditNote{}},
 }
 
 // Fetcher fetches an object as Stripe serves it now; nil and no error
@@ -54,7 +56,8 @@ type Fetcher interface {
 
 // Rows reads the rows to compare (models.Store).
 type Rows interface {
-	SampleObjects(ctx context.Context, model schema.Tabler, object string, n int) ([]any, error)
+	SampleObjects(ctx context.Context, model schema.Tabler, object string, ids []string, n int) ([]any, error)
+	CustomerObjects(ctx context.Context, customerID string) ([]models.CustomerObject, error)
 }
 
 // Config configures an audit.
@@ -63,6 +66,9 @@ type Config struct {
 	Kinds []string
 	// Sample is how many rows of each kind, picked at random; 0: all.
 	Sample int
+	// Customer, when set, keeps the customer and everything of theirs
+	// (models.Store.CustomerObjects).
+	Customer string
 	// Fix applies each differing object, as fetched, through the fold
 	// (Applier) as a correction; the history records it as such.
 	Fix bool
@@ -137,9 +143,27 @@ func Run(ctx context.Context, cfg Config, rows Rows, fetcher Fetcher, apply Appl
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
+	var of map[string][]string // the customer's objects' ids by object type
+	if cfg.Customer != "" {
+		objs, err := rows.CustomerObjects(ctx, cfg.Customer)
+		if err != nil {
+			return nil, fmt.Errorf("audit: %s: %w", cfg.Customer, err)
+		}
+		of = map[string][]string{"customer": {cfg.Customer}}
+		for _, o := range objs {
+			of[o.ObjectType] = append(of[o.ObjectType], o.StripeID)
+		}
+	}
 	var out []KindReport
 	for _, k := range kinds {
-		sample, err := rows.SampleObjects(ctx, k.Model, k.Object, cfg.Sample)
+		var ids []string
+		if of != nil {
+			if ids = of[k.ObjectType]; ids == nil {
+				out = append(out, KindReport{Kind: k.Name, Failed: map[string]error{}})
+				continue
+			}
+		}
+		sample, err := rows.SampleObjects(ctx, k.Model, k.Object, ids, cfg.Sample)
 		if err != nil {
 			return out, fmt.Errorf("audit: %s: %w", k.Name, err)
 		}

@@ -157,6 +157,24 @@ func TestAudit(t *testing.T) {
 			t.Error("a fix with nothing to apply with: no error")
 		}
 	})
+	t.Run("ACustomerAndEverythingOfTheirs", func(t *testing.T) {
+		t.Parallel()
+		store, _, fetcher := setup(t, 5)
+		if err := store.DB().Exec("UPDATE invoices SET amount_paid = 1 WHERE stripe_id IN ('in_1', 'in_3')").Error; err != nil {
+			t.Fatal(err)
+		}
+		reports, err := audit.Run(context.Background(), audit.Config{Customer: "cus_3"}, store, fetcher, nil, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := byKind(t, reports)
+		if c, i := got["customers"], got["invoices"]; c.Checked != 1 || i.Checked != 1 || len(i.Drifted) != 1 || i.Drifted[0].Ref.ID != "in_3" {
+			t.Errorf("customers %+v, invoices %+v; want cus_3 and its invoice in_3, which differs", c, i)
+		}
+		if got["charges"].Checked != 0 {
+			t.Errorf("charges %+v; want none: cus_3 has none", got["charges"])
+		}
+	})
 	t.Run("ASampleChecksThatMany", func(t *testing.T) {
 		t.Parallel()
 		store, stripe, fetcher := setup(t, 20)

@@ -140,12 +140,19 @@ func (s *Store) StatusChanges(ctx context.Context, objectTypes []string, objectI
 // SampleObjects reads up to n rows (every row when n <= 0) of the table
 // of model (a model value, such as Invoice{}), in random order when n > 0,
 // as pointers to the model: what `billing audit` compares with Stripe.
-// object, when not "", keeps the payments rows of that object.
-func (s *Store) SampleObjects(ctx context.Context, model schema.Tabler, object string, n int) ([]any, error) {
+// object, when not "", keeps the payments rows of that object; ids, when
+// not nil, the rows of those Stripe ids.
+func (s *Store) SampleObjects(ctx context.Context, model schema.Tabler, object string, ids []string, n int) ([]any, error) {
 	rows := reflect.New(reflect.SliceOf(reflect.TypeOf(model)))
 	q := s.db.WithContext(ctx).Table(model.TableName())
 	if object != "" {
 		q = q.Where("object = ?", object)
+	}
+	switch {
+	case ids != nil && len(ids) == 0:
+		return nil, nil
+	case ids != nil:
+		q = q.Where("stripe_id IN ?", ids)
 	}
 	if n > 0 {
 		q = q.Order("RAND()").Limit(n)

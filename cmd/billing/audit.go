@@ -13,7 +13,7 @@ import (
 )
 
 const auditUsage = `Compares our rows with Stripe's objects: for each kind, a random sample of
-rows (or all of them), each object fetched from Stripe at STRIPE_API_RATE,
+rows (or all of them, or one customer's), each object fetched from Stripe at STRIPE_API_RATE,
 and every stored field whose value differs from what the worker would make
 of Stripe's object is printed with the object's id. An object that changed
 a moment ago may show until its event is applied: run it again to confirm.
@@ -22,7 +22,7 @@ worker's fold as Stripe serves it, recorded in the history as a correction
 (the order rules still hold: a row ranked above Stripe's object stays).
 Needs STRIPE_API_KEY and MYSQL_DSN.
 
-  billing audit [--kind K,...] [--sample N] [--fix]
+  billing audit [--kind K,...] [--sample N] [--customer cus_...] [--fix]
 
 Prints one line per differing object and a summary by kind and field;
 exits 1 when any object differs (with --fix: was not fixed) or could not
@@ -32,6 +32,7 @@ func runAudit(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "audit", auditUsage)
 	kinds := fs.String("kind", "", "only these `kinds` (comma-separated, as backfill's)")
 	sample := fs.Int("sample", 0, "compare `N` rows of each kind, picked at random (default all)")
+	customer := fs.String("customer", "", "only this `customer` and everything of theirs")
 	fix := fs.Bool("fix", false, "apply each differing object as Stripe serves it, as a correction")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -60,7 +61,7 @@ func runAudit(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer store.Close()
-	reports, err := audit.Run(ctx, audit.Config{Kinds: commaList(*kinds), Sample: *sample, Fix: *fix},
+	reports, err := audit.Run(ctx, audit.Config{Kinds: commaList(*kinds), Sample: *sample, Customer: *customer, Fix: *fix},
 		store, fetcher, ledger.NewProcessor(store, logger), time.Now)
 	drifted, failed := 0, 0
 	for _, r := range reports {
