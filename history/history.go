@@ -225,6 +225,9 @@ type Step struct {
 	Status  string    `json:"status"`
 	At      time.Time `json:"at"`
 	EventID string    `json:"event_id"`
+	// Source is what reported it: event, backfill (EventID names the
+	// snapshot) or correction (models.StatusChange.Source).
+	Source string `json:"source"`
 }
 
 // IsCustomer reports whether id is a customer's id: its history lists
@@ -250,7 +253,7 @@ func OfCustomer(ctx context.Context, ledger Ledger, id string) (CustomerReport, 
 	steps := map[[2]string][]Step{}
 	for _, c := range changes {
 		k := [2]string{c.ObjectType, c.ObjectID}
-		steps[k] = append(steps[k], Step{Status: c.Status, At: c.OccurredAt.UTC(), EventID: c.EventID})
+		steps[k] = append(steps[k], Step{Status: c.Status, At: c.OccurredAt.UTC(), EventID: c.EventID, Source: c.Source})
 	}
 	for _, o := range objects {
 		timeline := steps[[2]string{o.ObjectType, o.StripeID}]

@@ -42,6 +42,14 @@ func TestBackfill(t *testing.T) {
 			t.Errorf("%T rows from the backfill: %d, %v; want 1", m, n, err)
 		}
 	}
+	// A customer's history says which statuses came from the backfill.
+	var inv models.Invoice
+	if err := store.DB().Take(&inv).Error; err != nil || inv.CustomerID == nil {
+		t.Fatalf("the invoice: %+v, %v", inv, err)
+	}
+	if out, err := runCmd(t, getenv, "history", *inv.CustomerID); err != nil || !strings.Contains(out, " (backfill)") {
+		t.Errorf("history %s = %v; want the invoice's status from the backfill:\n%s", *inv.CustomerID, err, out)
+	}
 	out, err = runCmd(t, getenv, "backfill")
 	if err != nil || strings.Contains(out, "page 1") || !strings.Contains(out, "customers: done before: 0 fetched") {
 		t.Errorf("second backfill = %v; want nothing fetched:\n%s", err, out)

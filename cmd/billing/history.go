@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stripe-billing/billing/history"
+	"github.com/stripe-billing/billing/models"
 )
 
 const historyUsage = `What happened to one Stripe object, and when: its current row (from
@@ -93,6 +94,9 @@ func printObjects(e env, objects []history.Object) {
 		steps := make([]string, len(o.Timeline))
 		for i, s := range o.Timeline {
 			steps[i] = cell(s.Status) + " " + timeCell(s.At)
+			if s.Source != models.SourceEvent {
+				steps[i] += " (" + cell(s.Source) + ")" // no event of Stripe's: a backfill's or an audit's fetch
+			}
 		}
 		timeline := strings.Join(steps, " <- ")
 		if timeline == "" {
