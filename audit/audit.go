@@ -220,3 +220,38 @@ func Run(ctx context.Context, cfg Config, rows Rows, fetcher Fetcher, apply Appl
 	}
 	return out, nil
 }
+
+// LastCheckpoint is the sweep_checkpoints row where `billing audit` saves
+// the Summary of its last run: the sweep reads it into
+// billing_audit_drift_objects, which an alert watches.
+const LastCheckpoint = "audit-last"
+
+// Summary is what one audit found, as saved under LastCheckpoint.
+type Summary struct {
+	At       time.Time `json:"at"`
+	Compared int       `json:"compared"`
+	// Differ counts the objects left differing (a --fix's fixed ones
+	// aside); NotCompared those that could not be.
+	Differ      int `json:"differ"`
+	NotCompared int `json:"not_compared"`
+}
+
+// SummaryOf sums reports, an audit that ended at at.
+func SummaryOf(reports []KindReport, at time.Time) Summary {
+	s := Summary{At: at.UTC()}
+	for _, r := range reports {
+		s.Compared += r.Checked
+		s.Differ += len(r.Drifted) - r.Fixed
+		s.NotCompared += len(r.Failed)
+	}
+	return s
+}
+
+// ParseSummary reads a value saved under LastCheckpoint.
+func ParseSummary(value string) (Summary, error) {
+	var s Summary
+	if err := json.Unmarshal([]byte(value), &s); err != nil {
+		return s, fmt.Errorf("audit: parse summary: %w", err)
+	}
+	return s, nil
+}

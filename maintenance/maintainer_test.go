@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stripe-billing/billing/audit"
 	"github.com/stripe-billing/billing/dlq/dlqtest"
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
@@ -94,6 +95,25 @@ func TestMaintainer(t *testing.T) {
 			t.Errorf("saved summary %+v: want this pass's counts at %s", sum, now.UTC())
 		}
 		e.WaitReady(t, e.Topo.Work, 1)
+	})
+
+	// A pass reads what the last audit found, for its metric.
+	t.Run("ReadsTheLastAudit", func(t *testing.T) {
+		t.Parallel()
+		e := dlqtest.NewEnv(t, 20)
+		store := testenv.Store(t)
+		now := time.Now()
+		m := newMaintainer(t, e, store, now, 0)
+		if rep, err := m.Pass(context.Background()); err != nil || rep.Audit != nil {
+			t.Fatalf("before any audit: %+v, %v; want no audit", rep.Audit, err)
+		}
+		if err := store.SetCheckpoint(context.Background(), audit.LastCheckpoint, `{"at":"2026-03-01T12:00:00Z","compared":10,"differ":2}`); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := m.Pass(context.Background())
+		if err != nil || rep.Audit == nil || rep.Audit.Differ != 2 || rep.Audit.Compared != 10 {
+			t.Errorf("audit read %+v, %v; want 10 compared, 2 differing", rep.Audit, err)
+		}
 	})
 
 	// Two sweeps at once (two cron hosts): the lock lets one run, the

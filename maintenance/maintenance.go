@@ -3,7 +3,9 @@
 // to work, Reconcile enqueues what Stripe sent and never arrived, Prune
 // empties expired ledger payloads. A Maintainer runs them together, one
 // pass for cron or one every interval, under a database lock so that two
-// sweeps never overlap, and saves what each pass did for `billing status`.
+// sweeps never overlap, and saves what each pass did for `billing status`;
+// each pass also reads what the last `billing audit` found, for its
+// metric.
 package maintenance
 
 import (
@@ -14,6 +16,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/stripe-billing/billing/audit"
 	"github.com/stripe-billing/billing/reconcile"
 )
 
@@ -61,6 +64,9 @@ type Report struct {
 	Reconciled *reconcile.Result
 	// Pruned counts the payloads emptied by the payload retention.
 	Pruned int
+	// Audit is what the last `billing audit` found, nil when none ran:
+	// each pass reads it, for billing_audit_drift_objects.
+	Audit *audit.Summary
 	// Errors are the failures of the pass; the pass did what it could.
 	Errors []error
 }
@@ -148,6 +154,9 @@ func (m *Maintainer) Pass(ctx context.Context) (Report, error) {
 		if rep.Pruned, err = m.prune.Pass(ctx); err != nil {
 			rep.Errors = append(rep.Errors, err)
 		}
+		if rep.Audit, err = m.lastAudit(ctx); err != nil {
+			rep.Errors = append(rep.Errors, err)
+		}
 		// Saved under the lock, so the row always holds the latest pass.
 		rep.At = m.cfg.Now()
 		sum := rep.Summary(rep.At)
@@ -206,4 +215,17 @@ func (m *Maintainer) Run(ctx context.Context, done func(Report)) error {
 		case <-t.C:
 		}
 	}
+}
+
+// lastAudit reads what the last `billing audit` saved; nil when none ran.
+func (m *Maintainer) lastAudit(ctx context.Context) (*audit.Summary, error) {
+	v, err := m.store.Checkpoint(ctx, audit.LastCheckpoint)
+	if err != nil || v == "" {
+		return nil, err
+	}
+	s, err := audit.ParseSummary(v)
+	if err != nil {
+		return nil, fmt.Errorf("maintenance: %w", err)
+	}
+	return &s, nil
 }

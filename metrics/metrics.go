@@ -87,6 +87,10 @@ type Metrics struct {
 	// PayloadsPruned counts the ledger payloads the sweep emptied under
 	// LEDGER_PAYLOAD_RETENTION.
 	PayloadsPruned prometheus.Counter
+	// AuditDrift is how many objects the last `billing audit` found
+	// differing from Stripe's, and AuditLast when it ran (Unix seconds),
+	// as the sweep read them; unset until an audit ran.
+	AuditDrift, AuditLast prometheus.Gauge
 	// QueueDepth is the number of messages in each queue of the topology
 	// (work, each retry tier, DLQ), set by a QueueDepthPoller.
 	QueueDepth *prometheus.GaugeVec
@@ -175,6 +179,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "billing_sweep_last_success_timestamp_seconds",
 			Help: "When the last sweep pass without an error ended, Unix seconds (sweep --every).",
 		}),
+		AuditDrift: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "billing_audit_drift_objects",
+			Help: "Objects the last billing audit found differing from Stripe's and left so, as the sweep read it.",
+		}),
+		AuditLast: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "billing_audit_last_timestamp_seconds",
+			Help: "When the last billing audit ended, Unix seconds, as the sweep read it.",
+		}),
 		OldestParkedAge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "billing_oldest_parked_event_age_seconds",
 			Help: "Age of the oldest event parked in the DLQ and dead in the ledger, since it was first received; 0 when none.",
@@ -202,7 +214,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(
 		m.Webhooks, m.PublishConfirm, m.EventsProcessed, m.Processing,
-		m.Retries, m.Parked, m.Replayed, m.SweepResults, m.SweepInterval, m.SweepLastSuccess, m.PayloadsPruned,
+		m.Retries, m.Parked, m.Replayed, m.SweepResults, m.SweepInterval, m.SweepLastSuccess, m.AuditDrift, m.AuditLast, m.PayloadsPruned,
 		m.QueueDepth, m.QueueDepthErrors, m.OldestParkedAge, m.DeadEvents, m.DBErrors, m.BuildInfo,
 		m.Unverified, m.StripeCalls,
 	)

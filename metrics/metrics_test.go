@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/stripe-billing/billing/consumer"
+	"github.com/stripe-billing/billing/audit"
 	"github.com/stripe-billing/billing/maintenance"
 	"github.com/stripe-billing/billing/metrics"
 )
@@ -57,6 +58,15 @@ func TestEachCollectorMoves(t *testing.T) {
 			},
 			get:  func(m *metrics.Metrics) float64 { return testutil.ToFloat64(m.SweepLastSuccess) },
 			want: 1000,
+		},
+		{
+			name: "the last audit's drift, as a sweep pass read it",
+			use: func(m *metrics.Metrics) {
+				m.RecordSweep(maintenance.Report{At: time.Unix(1000, 0), Audit: &audit.Summary{At: time.Unix(900, 0), Compared: 10, Differ: 3}})
+				m.RecordSweep(maintenance.Report{At: time.Unix(2000, 0)}) // no audit read: the gauge stays
+			},
+			get:  func(m *metrics.Metrics) float64 { return testutil.ToFloat64(m.AuditDrift) },
+			want: 3,
 		},
 		{
 			name: "webhooks keep codes apart",
@@ -265,8 +275,8 @@ func TestLint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(families) != 17 {
-		t.Errorf("gathered %d metric families, want 17", len(families))
+	if len(families) != 19 {
+		t.Errorf("gathered %d metric families, want 19", len(families))
 	}
 	for _, f := range families {
 		if !strings.HasPrefix(f.GetName(), "billing_") {

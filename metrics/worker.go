@@ -137,6 +137,10 @@ func (m *Metrics) RecordSweep(rep maintenance.Report) {
 		m.SweepResults.WithLabelValues(result).Add(float64(n))
 	}
 	m.PayloadsPruned.Add(float64(rep.Pruned))
+	if a := rep.Audit; a != nil {
+		m.AuditDrift.Set(float64(a.Differ))
+		m.AuditLast.Set(float64(a.At.UnixNano()) / 1e9)
+	}
 	if len(rep.Errors) == 0 {
 		m.SweepLastSuccess.Set(float64(rep.At.UnixNano()) / 1e9)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -24,7 +25,8 @@ Needs STRIPE_API_KEY and MYSQL_DSN.
 
   billing audit [--kind K,...] [--sample N] [--customer cus_...] [--fix]
 
-Prints one line per differing object and a summary by kind and field;
+Prints one line per differing object and a summary by kind and field,
+and saves the counts for the sweep's billing_audit_drift_objects;
 exits 1 when any object differs (with --fix: was not fixed) or could not
 be compared.`
 
@@ -87,9 +89,15 @@ func runAudit(ctx context.Context, e env, args []string) error {
 		drifted += len(r.Drifted) - r.Fixed
 		failed += len(r.Failed)
 	}
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
+	}
+	// Saved for the sweep, which exports it (billing_audit_drift_objects).
+	sum, _ := json.Marshal(audit.SummaryOf(reports, time.Now()))
+	if err := store.SetCheckpoint(ctx, audit.LastCheckpoint, string(sum)); err != nil {
+		return fmt.Errorf("audit: save the summary: %w", err)
+	}
+	switch {
 	case drifted > 0:
 		return fmt.Errorf("audit: %d object(s) differ from Stripe's (not fixed)", drifted)
 	case failed > 0:

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 
+	"github.com/stripe-billing/billing/audit"
 	"github.com/stripe-billing/billing/backfill"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
@@ -72,6 +74,9 @@ func TestBackfill(t *testing.T) {
 	out, err = runCmd(t, getenv, "audit", "--kind", "invoices", "--sample", "5")
 	if exitCode(err) != 1 || !strings.Contains(out, ": amount_paid: ours ") || !strings.Contains(out, "invoices: 1 compared, 1 differ, 0 not compared; amount_paid 1") {
 		t.Errorf("audit after a change = %v; want exit 1 naming amount_paid:\n%s", err, out)
+	}
+	if v, err := store.Checkpoint(context.Background(), audit.LastCheckpoint); err != nil || !strings.Contains(v, `"compared":1,"differ":1`) {
+		t.Errorf("the audit's saved summary %q, %v; want one compared, differing", v, err)
 	}
 	out, err = runCmd(t, getenv, "audit", "--kind", "invoices", "--fix")
 	if err != nil || !strings.Contains(out, "invoices: 1 compared, 1 differ, 0 not compared; amount_paid 1; 1 fixed") {
