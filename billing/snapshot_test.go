@@ -9,6 +9,7 @@ import (
 
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/internal/stripefixture"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/verify"
 )
@@ -245,4 +246,55 @@ func TestDrift(t *testing.T) {
 			t.Error("Drift of a customer against an invoice row: no error")
 		}
 	})
+}
+
+// TestSnapshotOfEveryVersion: Stripe's object of every stored kind, in
+// every supported API version (stripe-mock's fixtures), imports as a
+// snapshot into a fresh row, and the audit of that row against the same
+// object finds nothing that differs.
+func TestSnapshotOfEveryVersion(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for _, v := range stripefixture.Versions() {
+		for _, objectType := range ObjectTypes() {
+			if !stripefixture.Has(v, objectType) {
+				continue
+			}
+			t.Run(v+"/"+objectType, func(t *testing.T) {
+				t.Parallel()
+				raw := stripefixture.Raw(v, objectType)
+				from := Fetched{At: at, APIVersion: v}
+				snap, err := Snapshot(raw, from)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b := NewBatch([]Planned{plannedOf(t)(snap, nil)}, at)
+				for _, r := range b.ToLock() {
+					b.Locked(r, nil)
+				}
+				b.ToEnsure()
+				f, err := b.Fold(Ties{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(f.Applied, []string{snap.ID}) {
+					t.Fatalf("applied %v; want the snapshot %s to write its row", f.Applied, snap.ID)
+				}
+				var row any
+				for _, w := range f.Writes {
+					for _, r := range w.Fresh {
+						if ref, _, err := RowOf(r); err == nil && ref.Type == objectType && ref.ID == snap.ObjectID {
+							row = r
+						}
+					}
+				}
+				if row == nil {
+					t.Fatalf("no %s row %s written", objectType, snap.ObjectID)
+				}
+				if d, err := Drift(row, raw, from); err != nil || len(d) != 0 {
+					t.Errorf("the audit of the row it wrote: %+v, %v; want no drift", d, err)
+				}
+			})
+		}
+	}
 }
