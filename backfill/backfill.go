@@ -101,6 +101,10 @@ type Config struct {
 	Kinds []string
 	// PageSize is the objects asked for per page; default and most 100.
 	PageSize int
+	// CreatedFrom and CreatedUntil, when set, keep the objects Stripe
+	// created at or after the one and before the other (created[gte],
+	// created[lt]). A range has cursors of its own.
+	CreatedFrom, CreatedUntil time.Time
 	// Concurrency is the most kinds imported at once; default
 	// DefaultConcurrency. The Lister's own limits still apply.
 	Concurrency int
@@ -182,12 +186,29 @@ const (
 )
 
 // CheckpointName is where kind's cursor on account ("" for the
-// platform's) is saved.
+// platform's) is saved, for the whole history.
 func CheckpointName(account, kind string) string {
 	if account == "" {
 		account = "platform"
 	}
 	return "backfill/" + account + "/" + kind
+}
+
+// checkpoint is where k's cursor is saved: CheckpointName, and the
+// created range when the import has one.
+func (b *Backfill) checkpoint(k Kind) string {
+	name := CheckpointName(b.cfg.Account, k.Name)
+	if from, until := b.cfg.CreatedFrom, b.cfg.CreatedUntil; !from.IsZero() || !until.IsZero() {
+		name += fmt.Sprintf("/created:%d-%d", unixOrZero(from), unixOrZero(until))
+	}
+	return name
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }
 
 // KindReport is what the backfill did, or would do, with one kind.
@@ -227,7 +248,7 @@ func (b *Backfill) Request(r KindReport) reconcile.ListRequest {
 }
 
 func (b *Backfill) resume(ctx context.Context, k Kind) (KindReport, error) {
-	v, err := b.saved.Checkpoint(ctx, CheckpointName(b.cfg.Account, k.Name))
+	v, err := b.saved.Checkpoint(ctx, b.checkpoint(k))
 	if err != nil {
 		return KindReport{}, fmt.Errorf("backfill: %s: read the saved cursor: %w", k.Name, err)
 	}
@@ -246,6 +267,14 @@ func (b *Backfill) request(k Kind, after string) reconcile.ListRequest {
 	}
 	if after != "" {
 		q.Set("starting_after", after)
+	}
+	if k.Path != accountsKind.Path {
+		if !b.cfg.CreatedFrom.IsZero() {
+			q.Set("created[gte]", strconv.FormatInt(b.cfg.CreatedFrom.Unix(), 10))
+		}
+		if !b.cfg.CreatedUntil.IsZero() {
+			q.Set("created[lt]", strconv.FormatInt(b.cfg.CreatedUntil.Unix(), 10))
+		}
 	}
 	return reconcile.ListRequest{Path: k.Path, Params: q, APIVersion: b.cfg.APIVersion, Account: b.cfg.Account}
 }
@@ -320,7 +349,7 @@ func (b *Backfill) importKind(ctx context.Context, k Kind, r *KindReport, progre
 		if !page.HasMore || len(page.Objects) == 0 {
 			value = cursorDone
 		}
-		res, err := b.apply.ApplySnapshots(ctx, snaps, ledger.Cursor{Name: CheckpointName(b.cfg.Account, k.Name), Value: value})
+		res, err := b.apply.ApplySnapshots(ctx, snaps, ledger.Cursor{Name: b.checkpoint(k), Value: value})
 		if err != nil && ctx.Err() != nil {
 			return stopped(ctx, k)
 		}

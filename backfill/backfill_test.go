@@ -82,6 +82,20 @@ func (f *fakeStripe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	q := r.URL.Query()
+	if q.Has("created[gte]") || q.Has("created[lt]") {
+		gte, _ := strconv.ParseInt(q.Get("created[gte]"), 10, 64)
+		lt, err := strconv.ParseInt(q.Get("created[lt]"), 10, 64)
+		if err != nil {
+			lt = 1 << 62
+		}
+		var kept []map[string]any
+		for _, o := range all {
+			if c := o["created"].(int64); c >= gte && c < lt {
+				kept = append(kept, o)
+			}
+		}
+		all = kept
+	}
 	limit, _ := strconv.Atoi(q.Get("limit"))
 	start := 0
 	if after := q.Get("starting_after"); after != "" {
@@ -406,6 +420,26 @@ func TestBackfill(t *testing.T) {
 		}
 		if _, err := e.backfill(t, backfill.Config{Account: "acct_1"}).Accounts(context.Background()); err == nil {
 			t.Error("a connected account listed accounts")
+		}
+	})
+	t.Run("ACreatedRangeHasCursorsOfItsOwn", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.fake.populate(30, 0) // created a minute apart from 2024-01-01
+		t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+		cfg := backfill.Config{Kinds: []string{"customers"}, PageSize: 4, CreatedFrom: t0.Add(10 * time.Minute), CreatedUntil: t0.Add(20 * time.Minute)}
+		reports, err := e.backfill(t, cfg).Run(context.Background(), nil)
+		if err != nil || reports[0].Fetched != 10 || reports[0].Pages != 3 {
+			t.Fatalf("Run = %+v, %v; want the 10 customers of the range in 3 pages", reports, err)
+		}
+		var ids []string
+		if err := e.store.DB().Model(&models.Customer{}).Order("stripe_id").Pluck("stripe_id", &ids).Error; err != nil || len(ids) != 10 || ids[0] != "cus_0010" || ids[9] != "cus_0019" {
+			t.Errorf("customers %v, %v; want cus_0010 to cus_0019", ids, err)
+		}
+		// The whole history is another import: its cursor is not the range's.
+		reports, err = e.backfill(t, backfill.Config{Kinds: []string{"customers"}}).Run(context.Background(), nil)
+		if err != nil || reports[0].Done || reports[0].Fetched != 30 || reports[0].Written != 20 {
+			t.Errorf("the whole history: %+v, %v; want all 30 fetched, the 20 new written", reports, err)
 		}
 	})
 	t.Run("AnUnknownKindIsRefused", func(t *testing.T) {

@@ -21,7 +21,11 @@ transaction: a kill loses nothing, and a rerun continues from the saved
 cursors. A kind already done is not fetched again. Needs STRIPE_API_KEY
 (read rights on every kind) and MYSQL_DSN.
 
-  billing backfill [--account acct_... | --all-accounts] [--kind K,...] [--dry-run]
+  billing backfill [--account acct_... | --all-accounts] [--kind K,...]
+                   [--created-since WHEN] [--created-until WHEN] [--dry-run]
+
+WHEN is an RFC 3339 time or a duration before now (720h); a range has
+cursors of its own.
 
 Prints a line per page and a summary per kind; exits 1 when a kind failed
 (the line names it and what to do) or an object could not be read.`
@@ -32,8 +36,19 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 	kinds := fs.String("kind", "", "only these `kinds` (comma-separated: "+strings.Join(backfill.KindNames(), ", ")+")")
 	dryRun := fs.Bool("dry-run", false, "print what would be fetched, fetch nothing")
 	all := fs.Bool("all-accounts", false, "import every connected account's objects, listed from Stripe, one after another")
+	since := fs.String("created-since", "", "only objects Stripe created at or after `WHEN`")
+	until := fs.String("created-until", "", "only objects Stripe created before `WHEN`")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	now := time.Now()
+	from, err := parseWhen(*since, now)
+	if err != nil {
+		return fmt.Errorf("%w: --created-since: %v", errUsage, err)
+	}
+	to, err := parseWhen(*until, now)
+	if err != nil {
+		return fmt.Errorf("%w: --created-until: %v", errUsage, err)
 	}
 	cfg, logger, err := loadConfig(e, textLogs)
 	if err != nil {
@@ -52,7 +67,7 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 	}
 	defer store.Close()
 	bcfg := backfill.Config{Account: *account, Kinds: commaList(*kinds), Livemode: strings.Contains(cfg.StripeAPIKey, "_live_"),
-		Concurrency: cfg.StripeAPIConcurrency}
+		Concurrency: cfg.StripeAPIConcurrency, CreatedFrom: from, CreatedUntil: to}
 	var lister backfill.Lister
 	if fetcher != nil {
 		lister = fetcher

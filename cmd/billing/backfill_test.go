@@ -19,6 +19,13 @@ func TestBackfill(t *testing.T) {
 	dsn := testenv.Database(t)
 	getenv := apiTestEnv(map[string]string{"MYSQL_DSN": dsn, "STRIPE_API_KEY": "sk_test_123", "STRIPE_API_BASE": testenv.StripeMock(t)})
 
+	if out, err := runCmd(t, getenv, "backfill", "--dry-run", "--created-since", "2026-01-01T00:00:00Z", "--kind", "customers"); err != nil ||
+		!strings.Contains(out, "customers: GET /v1/customers?created%5Bgte%5D=1767225600&limit=100 on the platform") {
+		t.Errorf("backfill --dry-run --created-since = %v:\n%s", err, out)
+	}
+	if _, err := runCmd(t, getenv, "backfill", "--created-until", "yesterday"); exitCode(err) != 2 {
+		t.Errorf("--created-until yesterday = %v; want a usage error", err)
+	}
 	out, err := runCmd(t, getenv, "backfill", "--dry-run")
 	if err != nil || !strings.Contains(out, "customers: GET /v1/customers?limit=100 on the platform") ||
 		!strings.Contains(out, "subscriptions: GET /v1/subscriptions?limit=100&status=all") {
