@@ -41,8 +41,8 @@ type Kind struct {
 
 // Kinds are the lists of every kind the worker stores, customers first
 // (the others name them). Subscriptions are listed in every status:
-// Stripe's default leaves the canceled out. An InvoicePayment (from
-// 2025-03-31.basil) is not listed yet: its list needs an invoice.
+// Stripe's default leaves the canceled out. InvoicePayments (from
+// 2025-03-31.basil) come with their invoices (expandPayments).
 var Kinds = []Kind{
 	{Name: "customers", Path: "/v1/customers"},
 	{Name: "subscriptions", Path: "/v1/subscriptions", Params: url.Values{"status": {"all"}}},
@@ -54,6 +54,11 @@ var Kinds = []Kind{
 	{Name: "checkout_sessions", Path: "/v1/checkout/sessions"},
 	{Name: "credit_notes", Path: "/v1/credit_notes"},
 }
+
+// paymentsSince is the API version from which an invoice's payments are
+// InvoicePayment objects, expandable on the invoices' list: one call for
+// a page of invoices and their payments.
+const paymentsSince = "2025-03-31.basil"
 
 // Defaults.
 const (
@@ -95,7 +100,8 @@ type Config struct {
 	// Refund).
 	Livemode bool
 	// APIVersion is the version the objects are listed in; "" for
-	// stripe-go's pinned one (reconcile).
+	// stripe-go's pinned one (reconcile). From 2025-03-31.basil the
+	// invoices come with their payments.
 	APIVersion string
 	// Kinds names the kinds to import (Kind.Name); default all.
 	Kinds []string
@@ -267,6 +273,10 @@ func (b *Backfill) request(k Kind, after string) reconcile.ListRequest {
 	}
 	if after != "" {
 		q.Set("starting_after", after)
+	}
+	// Stripe's versions begin with their date, so they sort in time.
+	if k.Path == "/v1/invoices" && b.cfg.APIVersion >= paymentsSince {
+		q.Add("expand[]", "data.payments")
 	}
 	if k.Path != accountsKind.Path {
 		if !b.cfg.CreatedFrom.IsZero() {

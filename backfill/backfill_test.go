@@ -442,6 +442,31 @@ func TestBackfill(t *testing.T) {
 			t.Errorf("the whole history: %+v, %v; want all 30 fetched, the 20 new written", reports, err)
 		}
 	})
+	t.Run("FromBasilInvoicesComeWithTheirPayments", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		inv := billingtest.Invoice("in_1", "cus_1", "", "paid", 500, 500)
+		inv["payments"] = map[string]any{"object": "list", "has_more": false, "data": []any{map[string]any{
+			"id": "inpay_1", "object": "invoice_payment", "status": "paid", "currency": "usd", "amount_paid": 500, "amount_requested": 500,
+			"created": 1700000000, "payment": map[string]any{"type": "payment_intent", "payment_intent": "pi_1"},
+		}}}
+		e.fake.lists["/v1/invoices"] = []map[string]any{inv}
+		b := e.backfill(t, backfill.Config{Kinds: []string{"invoices"}, APIVersion: "2025-05-28.basil"})
+		query := b.Request(backfill.KindReport{Kind: "invoices"}).Params.Encode()
+		if !strings.Contains(query, "expand%5B%5D=data.payments") {
+			t.Errorf("invoices' query %s; want their payments expanded", query)
+		}
+		if _, err := b.Run(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+		var ip models.InvoicePayment
+		if err := e.store.DB().Where("stripe_id = ?", "inpay_1").Take(&ip).Error; err != nil || ip.InvoiceID == nil || *ip.InvoiceID != "in_1" {
+			t.Errorf("invoice payment %+v, %v; want inpay_1 of in_1", ip, err)
+		}
+		if q := e.backfill(t, backfill.Config{Kinds: []string{"invoices"}}).Request(backfill.KindReport{Kind: "invoices"}).Params.Encode(); strings.Contains(q, "expand") {
+			t.Errorf("2023-10-16 invoices' query %s; want no expansion: there are no InvoicePayments", q)
+		}
+	})
 	t.Run("AnUnknownKindIsRefused", func(t *testing.T) {
 		t.Parallel()
 		if _, err := backfill.New(backfill.Config{Kinds: []string{"products"}}, nil, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "customers") {

@@ -22,7 +22,7 @@ cursors. A kind already done is not fetched again. Needs STRIPE_API_KEY
 (read rights on every kind) and MYSQL_DSN.
 
   billing backfill [--account acct_... | --all-accounts] [--kind K,...]
-                   [--created-since WHEN] [--created-until WHEN] [--dry-run]
+                   [--created-since WHEN] [--created-until WHEN] [--api-version V] [--dry-run]
 
 WHEN is an RFC 3339 time or a duration before now (720h); a range has
 cursors of its own.
@@ -38,6 +38,7 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 	all := fs.Bool("all-accounts", false, "import every connected account's objects, listed from Stripe, one after another")
 	since := fs.String("created-since", "", "only objects Stripe created at or after `WHEN`")
 	until := fs.String("created-until", "", "only objects Stripe created before `WHEN`")
+	version := fs.String("api-version", "", "list the objects in this Stripe API `version` (default stripe-go's pinned one); from 2025-03-31.basil invoices come with their payments")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -67,7 +68,7 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 	}
 	defer store.Close()
 	bcfg := backfill.Config{Account: *account, Kinds: commaList(*kinds), Livemode: strings.Contains(cfg.StripeAPIKey, "_live_"),
-		Concurrency: cfg.StripeAPIConcurrency, CreatedFrom: from, CreatedUntil: to}
+		Concurrency: cfg.StripeAPIConcurrency, CreatedFrom: from, CreatedUntil: to, APIVersion: *version}
 	var lister backfill.Lister
 	if fetcher != nil {
 		lister = fetcher

@@ -23,6 +23,10 @@ func TestBackfill(t *testing.T) {
 		!strings.Contains(out, "customers: GET /v1/customers?created%5Bgte%5D=1767225600&limit=100 on the platform") {
 		t.Errorf("backfill --dry-run --created-since = %v:\n%s", err, out)
 	}
+	if out, err := runCmd(t, getenv, "backfill", "--dry-run", "--api-version", "2025-05-28.basil", "--kind", "invoices"); err != nil ||
+		!strings.Contains(out, "invoices: GET /v1/invoices?expand%5B%5D=data.payments&limit=100") {
+		t.Errorf("backfill --dry-run --api-version basil = %v:\n%s", err, out)
+	}
 	if _, err := runCmd(t, getenv, "backfill", "--created-until", "yesterday"); exitCode(err) != 2 {
 		t.Errorf("--created-until yesterday = %v; want a usage error", err)
 	}
