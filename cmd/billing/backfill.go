@@ -115,7 +115,7 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if failed > 0 {
-		return fmt.Errorf("backfill: %d object(s) could not be read (logged with their ids): the rest is imported", failed)
+		return fmt.Errorf("backfill: %d object(s) could not be read (logged with their ids; the cursors moved past them, a rerun does not fetch them again): the rest is imported", failed)
 	}
 	return nil
 }
