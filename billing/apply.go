@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stripe-billing/billing/billing/stripejson"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -234,7 +235,7 @@ type change struct {
 }
 
 // decode reads ev's data.object, a k, into dst (see decode).
-func (k kind) decode(ev Event, dst any, c *common) (payload, error) {
+func (k kind) decode(ev Event, dst any, c *stripejson.Common) (payload, error) {
 	return decodeScanned(ev, ev.Object, ev.keys, k.objectType, k.objectType, dst, c, k.requires...)
 }
 

@@ -25,17 +25,17 @@ import (
 
 // objectTypes are the structs the handlers decode, by fixture name.
 var objectTypes = map[string]func() any{
-	"customer":          func() any { return new(customerObject) },
-	"subscription":      func() any { return new(subscriptionObject) },
-	"subscription_item": func() any { return new(subscriptionItemObject) },
-	"invoice":           func() any { return new(invoiceObject) },
-	"invoice_payment":   func() any { return new(invoicePaymentObject) },
-	"payment_intent":    func() any { return new(paymentIntentObject) },
-	"charge":            func() any { return new(chargeObject) },
-	"refund":            func() any { return new(refundObject) },
-	"dispute":           func() any { return new(disputeObject) },
-	"checkout.session":  func() any { return new(checkoutSessionObject) },
-	"credit_note":       func() any { return new(creditNoteObject) },
+	"customer":          func() any { return new(stripejson.Customer) },
+	"subscription":      func() any { return new(stripejson.Subscription) },
+	"subscription_item": func() any { return new(stripejson.SubscriptionItem) },
+	"invoice":           func() any { return new(stripejson.Invoice) },
+	"invoice_payment":   func() any { return new(stripejson.InvoicePayment) },
+	"payment_intent":    func() any { return new(stripejson.PaymentIntent) },
+	"charge":            func() any { return new(stripejson.Charge) },
+	"refund":            func() any { return new(stripejson.Refund) },
+	"dispute":           func() any { return new(stripejson.Dispute) },
+	"checkout.session":  func() any { return new(stripejson.CheckoutSession) },
+	"credit_note":       func() any { return new(stripejson.CreditNote) },
 }
 
 // stdKeys is the payload as encoding/json reads it: the top-level keys
@@ -185,7 +185,7 @@ func TestDecoderEdges(t *testing.T) {
 		sameAsStd(t, "invoice", fmt.Sprintf("%q", raw), []byte(raw))
 	}
 	// The metadata column is encoding/json's text of the map.
-	var o invoiceObject
+	var o stripejson.Invoice
 	raw := `{"metadata":{"b":"2","a":"<&>` + "\u2028\xff" + `","c":"\u00e9"}}`
 	if err := json.Unmarshal([]byte(raw), &o); err != nil {
 		t.Fatal(err)
@@ -224,8 +224,8 @@ func TestDecodeErrors(t *testing.T) {
 		{`{"id":"","object":"invoice"}`, "invoice.id is missing"},
 		{`{"id":"in_1","object":"customer"}`, `invoice.object is "customer", want "invoice"`},
 	} {
-		var o invoiceObject
-		_, err := decode(ev, []byte(tt.raw), "invoice", "invoice", &o, &o.common)
+		var o stripejson.Invoice
+		_, err := decode(ev, []byte(tt.raw), "invoice", "invoice", &o, &o.Common)
 		if failure.Of(err) != failure.Schema || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("decode(%s) = %v (class %q), want a schema error saying %q", tt.raw, err, failure.Of(err), tt.want)
 		}

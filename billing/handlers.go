@@ -3,6 +3,7 @@ package billing
 import (
 	"fmt"
 
+	"github.com/stripe-billing/billing/billing/stripejson"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -66,8 +67,8 @@ var objectPlans = map[string]func(Event) (plan, error){
 var previewTypes = map[string]bool{"invoice.upcoming": true}
 
 func customerPlan(ev Event) (plan, error) {
-	var o customerObject
-	p, err := customerKind.decode(ev, &o, &o.common)
+	var o stripejson.Customer
+	p, err := customerKind.decode(ev, &o, &o.Common)
 	if err != nil {
 		return nil, err
 	}
@@ -88,8 +89,8 @@ func customerPlan(ev Event) (plan, error) {
 }
 
 func subscriptionPlan(ev Event) (plan, error) {
-	var o subscriptionObject
-	p, err := subscriptionKind.decode(ev, &o, &o.common)
+	var o stripejson.Subscription
+	p, err := subscriptionKind.decode(ev, &o, &o.Common)
 	if err != nil {
 		return nil, err
 	}
@@ -131,14 +132,14 @@ func subscriptionPlan(ev Event) (plan, error) {
 }
 
 func invoicePlan(ev Event) (plan, error) {
-	var o invoiceObject
-	p, err := invoiceKind.decode(ev, &o, &o.common)
+	var o stripejson.Invoice
+	p, err := invoiceKind.decode(ev, &o, &o.Common)
 	if err != nil {
 		return nil, err
 	}
 	row := &models.Invoice{
 		CustomerID:          o.Customer.Ptr(),
-		SubscriptionID:      o.subscription().Ptr(),
+		SubscriptionID:      o.SubscriptionRef().Ptr(),
 		PaymentIntentID:     o.PaymentIntent.Ptr(),
 		ChargeID:            o.Charge.Ptr(),
 		Number:              o.Number,
@@ -153,14 +154,14 @@ func invoicePlan(ev Event) (plan, error) {
 		DueDate:             o.DueDate.T,
 		PeriodStart:         o.PeriodStart.T,
 		PeriodEnd:           o.PeriodEnd.T,
-		PaidAt:              o.paidAt(),
+		PaidAt:              o.PaidAt(),
 		NextPaymentAttempt:  o.NextPaymentAttempt.T,
-		Tax:                 o.tax(),
-		TotalDiscountAmount: sum(o.TotalDiscountAmounts),
+		Tax:                 o.TotalTax(),
+		TotalDiscountAmount: stripejson.Sum(o.TotalDiscountAmounts),
 		Metadata:            o.Metadata.S,
 		StripeCreated:       o.Created.T,
 	}
-	row.BilledPeriodStart, row.BilledPeriodEnd = o.billedPeriod()
+	row.BilledPeriodStart, row.BilledPeriodEnd = o.BilledPeriod()
 	pl := plan{{kind: invoiceKind, id: o.ID, change: &change{
 		kind:     invoiceKind,
 		id:       o.ID,
@@ -196,13 +197,13 @@ func invoicePaymentPlan(ev Event) (plan, error) {
 // what paid it (a payment intent, or a charge without one), and the
 // intent's links are settled.
 func decodeInvoicePayment(ev Event, raw []byte, path string, invoice ref) (plan, error) {
-	var o invoicePaymentObject
+	var o stripejson.InvoicePayment
 	k := invoicePaymentKind
 	requires := k.requires
 	if invoice != "" {
 		requires = []string{"status"} // an item of the invoice's own list
 	}
-	p, err := decode(ev, raw, path, k.objectType, &o, &o.common, requires...)
+	p, err := decode(ev, raw, path, k.objectType, &o, &o.Common, requires...)
 	if err != nil {
 		return nil, err
 	}
@@ -235,8 +236,8 @@ func decodeInvoicePayment(ev Event, raw []byte, path string, invoice ref) (plan,
 }
 
 func paymentIntentPlan(ev Event) (plan, error) {
-	var o paymentIntentObject
-	p, err := paymentIntentKind.decode(ev, &o, &o.common)
+	var o stripejson.PaymentIntent
+	p, err := paymentIntentKind.decode(ev, &o, &o.Common)
 	if err != nil {
 		return nil, err
 	}
@@ -271,8 +272,8 @@ func paymentIntentPlan(ev Event) (plan, error) {
 }
 
 func chargePlan(ev Event) (plan, error) {
-	var o chargeObject
-	p, err := chargeKind.decode(ev, &o, &o.common)
+	var o stripejson.Charge
+	p, err := chargeKind.decode(ev, &o, &o.Common)
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +295,7 @@ func chargePlan(ev Event) (plan, error) {
 	}
 	if pm := o.PaymentMethodDetails; pm != nil {
 		row.PaymentMethodType, row.PaymentMethodBrand, row.PaymentMethodLast4 = pm.Type, pm.Brand, pm.Last4
-		row.PaymentMethodExpMonth, row.PaymentMethodExpYear, row.PaymentMethodWallet = pm.ExpMonth, pm.ExpYear, pm.wallet()
+		row.PaymentMethodExpMonth, row.PaymentMethodExpYear, row.PaymentMethodWallet = pm.ExpMonth, pm.ExpYear, pm.WalletType()
 	}
 	pl := plan{{kind: chargeKind, id: o.ID, change: &change{
 		kind:     chargeKind,
@@ -331,13 +332,13 @@ func refundPlan(ev Event) (plan, error) {
 // an item of a charge's refunds), whose charge is charge when it names
 // none.
 func decodeRefund(ev Event, raw []byte, path string, charge ref) (plan, error) {
-	var o refundObject
+	var o stripejson.Refund
 	k := refundKind
 	var keys payload
 	if charge == "" {
 		keys = ev.keys // data.object's, read already
 	}
-	p, err := decodeScanned(ev, raw, keys, path, k.objectType, &o, &o.common, k.requires...)
+	p, err := decodeScanned(ev, raw, keys, path, k.objectType, &o, &o.Common, k.requires...)
 	if err != nil {
 		return nil, err
 	}
@@ -372,8 +373,8 @@ func decodeRefund(ev Event, raw []byte, path string, charge ref) (plan, error) {
 func refundCounted(s string) bool { return s != "failed" && s != "canceled" }
 
 func disputePlan(ev Event) (plan, error) {
-	var o disputeObject
-	p, err := disputeKind.decode(ev, &o, &o.common)
+	var o stripejson.Dispute
+	p, err := disputeKind.decode(ev, &o, &o.Common)
 	if err != nil {
 		return nil, err
 	}
@@ -403,8 +404,8 @@ func disputePlan(ev Event) (plan, error) {
 // client_reference_id, metadata) and links what a completed checkout
 // created, creating rows for what has not arrived yet.
 func checkoutSessionPlan(ev Event) (plan, error) {
-	var o checkoutSessionObject
-	p, err := checkoutSessionKind.decode(ev, &o, &o.common)
+	var o stripejson.CheckoutSession
+	p, err := checkoutSessionKind.decode(ev, &o, &o.Common)
 	if err != nil {
 		return nil, err
 	}
@@ -445,8 +446,8 @@ func checkoutSessionPlan(ev Event) (plan, error) {
 }
 
 func creditNotePlan(ev Event) (plan, error) {
-	var o creditNoteObject
-	p, err := creditNoteKind.decode(ev, &o, &o.common)
+	var o stripejson.CreditNote
+	p, err := creditNoteKind.decode(ev, &o, &o.Common)
 	if err != nil {
 		return nil, err
 	}

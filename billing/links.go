@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/stripe-billing/billing/billing/stripejson"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -14,7 +15,7 @@ import (
 
 // item is one subscription item of a payload and the fields it carries.
 type item struct {
-	subscriptionItemObject
+	stripejson.SubscriptionItem
 	present payload
 }
 
@@ -29,7 +30,7 @@ type items struct {
 
 // decodeItems reads the items of subscription o, whose payload is p, from
 // ev.
-func decodeItems(ev Event, o subscriptionObject, p payload) (items, error) {
+func decodeItems(ev Event, o stripejson.Subscription, p payload) (items, error) {
 	its := items{start: o.CurrentPeriodStart.T, end: o.CurrentPeriodEnd.T, hasPeriod: p.Has("current_period_start")}
 	if o.Items == nil {
 		return its, nil
@@ -38,7 +39,7 @@ func decodeItems(ev Event, o subscriptionObject, p payload) (items, error) {
 	for i, raw := range o.Items.Data {
 		var it item
 		p, err := decode(ev, raw, fmt.Sprintf("subscription.items.data[%d]", i), "subscription_item",
-			&it.subscriptionItemObject, &it.common)
+			&it.SubscriptionItem, &it.Common)
 		if err != nil {
 			return items{}, err
 		}

@@ -1,7 +1,8 @@
 // Package stripejson reads Stripe's JSON as the decoders need it: which
 // top-level keys an object carries and what each holds (a key absent,
 // null, "" or a value are four different things to a row: an absent field
-// is left alone), expandable references, Unix times and metadata.
+// is left alone), expandable references, Unix times, metadata, and the
+// shapes of the objects billing stores, in every supported API version.
 package stripejson
 
 import (

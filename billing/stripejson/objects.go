@@ -1,0 +1,348 @@
+package stripejson
+
+import (
+	"time"
+
+	"github.com/segmentio/encoding/json"
+)
+
+// The shapes of Stripe's objects, as every supported API version writes
+// them: expandable references are an id or an object, and fields that
+// moved are read from both places (Invoice.SubscriptionRef). A field of a
+// table is a pointer, nil when the payload says null; whether the payload
+// carries it at all is Keys' to say.
+
+// Common holds what every Stripe object has. livemode is left out: it is
+// the event's (a Refund has none).
+type Common struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created Unix   `json:"created"`
+}
+
+// Customer is a customer object.
+type Customer struct {
+	Common
+	Email    *string  `json:"email"`
+	Name     *string  `json:"name"`
+	Currency *string  `json:"currency"`
+	Balance  *int64   `json:"balance"`
+	Metadata Metadata `json:"metadata"`
+}
+
+// Subscription is a subscription object.
+type Subscription struct {
+	Common
+	Customer           Ref      `json:"customer"`
+	Status             string   `json:"status"`
+	Currency           *string  `json:"currency"`
+	CurrentPeriodStart Unix     `json:"current_period_start"`
+	CurrentPeriodEnd   Unix     `json:"current_period_end"`
+	CancelAtPeriodEnd  *bool    `json:"cancel_at_period_end"`
+	CancelAt           Unix     `json:"cancel_at"`
+	CanceledAt         Unix     `json:"canceled_at"`
+	EndedAt            Unix     `json:"ended_at"`
+	TrialStart         Unix     `json:"trial_start"`
+	TrialEnd           Unix     `json:"trial_end"`
+	Items              *List    `json:"items"`
+	Metadata           Metadata `json:"metadata"`
+}
+
+// List is a Stripe list whose items are decoded one by one.
+type List struct {
+	Data    []json.RawMessage `json:"data"`
+	HasMore bool              `json:"has_more"`
+}
+
+// SubscriptionItem is an item of a subscription.
+type SubscriptionItem struct {
+	Common
+	Price    Ref    `json:"price"`
+	Quantity *int64 `json:"quantity"`
+	// API versions from 2025-03-31 keep the period on the item.
+	CurrentPeriodStart Unix `json:"current_period_start"`
+	CurrentPeriodEnd   Unix `json:"current_period_end"`
+}
+
+// Invoice is an invoice object.
+type Invoice struct {
+	Common
+	Customer           Ref     `json:"customer"`
+	Subscription       Ref     `json:"subscription"`
+	PaymentIntent      Ref     `json:"payment_intent"`
+	Charge             Ref     `json:"charge"`
+	Status             string  `json:"status"`
+	Number             *string `json:"number"`
+	Currency           *string `json:"currency"`
+	AmountDue          *int64  `json:"amount_due"`
+	AmountPaid         *int64  `json:"amount_paid"`
+	AmountRemaining    *int64  `json:"amount_remaining"`
+	Subtotal           *int64  `json:"subtotal"`
+	Total              *int64  `json:"total"`
+	AttemptCount       *int    `json:"attempt_count"`
+	HostedInvoiceURL   *string `json:"hosted_invoice_url"`
+	DueDate            Unix    `json:"due_date"`
+	NextPaymentAttempt Unix    `json:"next_payment_attempt"`
+	StatusTransitions  *struct {
+		PaidAt Unix `json:"paid_at"`
+	} `json:"status_transitions"`
+	// Before 2025-03-31.basil the total tax is tax; from it on, the sum
+	// of total_taxes.
+	Tax                  *int64    `json:"tax"`
+	TotalTaxes           *[]Amount `json:"total_taxes"`
+	TotalDiscountAmounts *[]Amount `json:"total_discount_amounts"`
+	Metadata             Metadata  `json:"metadata"`
+	PeriodStart          Unix      `json:"period_start"`
+	PeriodEnd            Unix      `json:"period_end"`
+	Lines                *struct {
+		Data []struct {
+			Period *struct {
+				Start Unix `json:"start"`
+				End   Unix `json:"end"`
+			} `json:"period"`
+		} `json:"data"`
+	} `json:"lines"`
+	// API versions from 2025-03-31: the invoice's InvoicePayments, when
+	// the payload includes them.
+	Payments *List `json:"payments"`
+	// API versions from 2025-03-31 moved the subscription here.
+	Parent *struct {
+		SubscriptionDetails *struct {
+			Subscription Ref `json:"subscription"`
+		} `json:"subscription_details"`
+	} `json:"parent"`
+}
+
+// Amount is an item of a list of amounts (taxes, discounts).
+type Amount struct {
+	Amount int64 `json:"amount"`
+}
+
+// Sum adds up amounts; nil when the list is null.
+func Sum(amounts *[]Amount) *int64 {
+	if amounts == nil {
+		return nil
+	}
+	var total int64
+	for _, a := range *amounts {
+		total += a.Amount
+	}
+	return &total
+}
+
+// TotalTax is the invoice's total tax, in whichever field its version has.
+func (o Invoice) TotalTax() *int64 {
+	if o.Tax != nil {
+		return o.Tax
+	}
+	return Sum(o.TotalTaxes)
+}
+
+// PaidAt is when the invoice was paid (status_transitions.paid_at).
+func (o Invoice) PaidAt() *time.Time {
+	if o.StatusTransitions == nil {
+		return nil
+	}
+	return o.StatusTransitions.PaidAt.T
+}
+
+// SubscriptionRef is the invoice's subscription: its own field before
+// 2025-03-31.basil, parent.subscription_details from it on.
+func (o Invoice) SubscriptionRef() Ref {
+	if o.Subscription != "" {
+		return o.Subscription
+	}
+	if o.Parent != nil && o.Parent.SubscriptionDetails != nil {
+		return o.Parent.SubscriptionDetails.Subscription
+	}
+	return ""
+}
+
+// BilledPeriod is the span of the lines' periods: what the invoice bills.
+func (o Invoice) BilledPeriod() (start, end *time.Time) {
+	if o.Lines == nil {
+		return nil, nil
+	}
+	for _, l := range o.Lines.Data {
+		if l.Period == nil {
+			continue
+		}
+		if s := l.Period.Start.T; s != nil && (start == nil || s.Before(*start)) {
+			start = s
+		}
+		if e := l.Period.End.T; e != nil && (end == nil || e.After(*end)) {
+			end = e
+		}
+	}
+	return start, end
+}
+
+// InvoicePayment is an invoice payment (from 2025-03-31.basil).
+type InvoicePayment struct {
+	Common
+	Invoice         Ref     `json:"invoice"`
+	Status          string  `json:"status"`
+	Currency        *string `json:"currency"`
+	AmountPaid      *int64  `json:"amount_paid"`
+	AmountRequested *int64  `json:"amount_requested"`
+	Payment         *struct {
+		PaymentIntent Ref `json:"payment_intent"`
+		Charge        Ref `json:"charge"`
+	} `json:"payment"`
+	StatusTransitions *struct {
+		PaidAt Unix `json:"paid_at"`
+	} `json:"status_transitions"`
+}
+
+// PaymentError is a payment intent's last_payment_error.
+type PaymentError struct {
+	Code    *string `json:"code"`
+	Message *string `json:"message"`
+}
+
+// PaymentIntent is a payment intent object.
+type PaymentIntent struct {
+	Common
+	Customer         Ref           `json:"customer"`
+	Invoice          Ref           `json:"invoice"`
+	LatestCharge     Ref           `json:"latest_charge"`
+	Status           string        `json:"status"`
+	Currency         *string       `json:"currency"`
+	Amount           *int64        `json:"amount"`
+	AmountReceived   *int64        `json:"amount_received"`
+	LastPaymentError *PaymentError `json:"last_payment_error"`
+	Metadata         Metadata      `json:"metadata"`
+}
+
+// Charge is a charge object.
+type Charge struct {
+	Common
+	Customer             Ref                   `json:"customer"`
+	Invoice              Ref                   `json:"invoice"`
+	PaymentIntent        Ref                   `json:"payment_intent"`
+	Status               string                `json:"status"`
+	Currency             *string               `json:"currency"`
+	Amount               *int64                `json:"amount"`
+	AmountCaptured       *int64                `json:"amount_captured"`
+	AmountRefunded       *int64                `json:"amount_refunded"`
+	Captured             *bool                 `json:"captured"`
+	Refunded             *bool                 `json:"refunded"`
+	Paid                 *bool                 `json:"paid"`
+	FailureCode          *string               `json:"failure_code"`
+	FailureMessage       *string               `json:"failure_message"`
+	PaymentMethodDetails *PaymentMethodSummary `json:"payment_method_details"`
+	Metadata             Metadata              `json:"metadata"`
+	// The charge's refunds, when the payload carries the list.
+	Refunds *List `json:"refunds"`
+}
+
+// PaymentMethodSummary is what a charge's payment_method_details say of
+// the method that paid, whatever its type: the type and, from the
+// details of that type, brand, last four digits, expiry and wallet. The
+// rest (a card's fingerprint above all) is never read.
+type PaymentMethodSummary struct {
+	Type     *string `json:"-"`
+	Brand    *string `json:"brand"`
+	Last4    *string `json:"last4"`
+	ExpMonth *int    `json:"exp_month"`
+	ExpYear  *int    `json:"exp_year"`
+	Wallet   *struct {
+		Type *string `json:"type"`
+	} `json:"wallet"`
+}
+
+func (m *PaymentMethodSummary) UnmarshalJSON(b []byte) error {
+	var details map[string]json.RawMessage
+	if err := json.Unmarshal(b, &details); err != nil {
+		return err
+	}
+	*m = PaymentMethodSummary{}
+	if t := details["type"]; t != nil {
+		if err := json.Unmarshal(t, &m.Type); err != nil {
+			return err
+		}
+	}
+	if m.Type == nil {
+		return nil
+	}
+	if method := details[*m.Type]; method != nil {
+		type fields PaymentMethodSummary // without this method
+		f := fields{Type: m.Type}
+		if err := json.Unmarshal(method, &f); err != nil {
+			return err
+		}
+		*m = PaymentMethodSummary(f)
+	}
+	return nil
+}
+
+// WalletType is the wallet that paid (apple_pay, link, ...), nil for none.
+func (m *PaymentMethodSummary) WalletType() *string {
+	if m == nil || m.Wallet == nil {
+		return nil
+	}
+	return m.Wallet.Type
+}
+
+// Refund is a refund object.
+type Refund struct {
+	Common
+	Charge        Ref      `json:"charge"`
+	PaymentIntent Ref      `json:"payment_intent"`
+	Status        string   `json:"status"`
+	Currency      *string  `json:"currency"`
+	Amount        *int64   `json:"amount"`
+	Reason        *string  `json:"reason"`
+	FailureReason *string  `json:"failure_reason"`
+	Metadata      Metadata `json:"metadata"`
+}
+
+// Dispute is a dispute object.
+type Dispute struct {
+	Common
+	Charge             Ref     `json:"charge"`
+	PaymentIntent      Ref     `json:"payment_intent"`
+	Status             string  `json:"status"`
+	Currency           *string `json:"currency"`
+	Amount             *int64  `json:"amount"`
+	Reason             *string `json:"reason"`
+	IsChargeRefundable *bool   `json:"is_charge_refundable"`
+	EvidenceDetails    *struct {
+		DueBy Unix `json:"due_by"`
+	} `json:"evidence_details"`
+	Metadata Metadata `json:"metadata"`
+}
+
+// CheckoutSession is a Checkout session object.
+type CheckoutSession struct {
+	Common
+	Mode              *string  `json:"mode"`
+	Status            string   `json:"status"`
+	PaymentStatus     *string  `json:"payment_status"`
+	ClientReferenceID *string  `json:"client_reference_id"`
+	Customer          Ref      `json:"customer"`
+	Subscription      Ref      `json:"subscription"`
+	PaymentIntent     Ref      `json:"payment_intent"`
+	Invoice           Ref      `json:"invoice"`
+	Currency          *string  `json:"currency"`
+	AmountTotal       *int64   `json:"amount_total"`
+	ExpiresAt         Unix     `json:"expires_at"`
+	Metadata          Metadata `json:"metadata"`
+}
+
+// CreditNote is a credit note object.
+type CreditNote struct {
+	Common
+	Invoice  Ref      `json:"invoice"`
+	Customer Ref      `json:"customer"`
+	Number   *string  `json:"number"`
+	Status   string   `json:"status"`
+	Type     *string  `json:"type"`
+	Reason   *string  `json:"reason"`
+	Currency *string  `json:"currency"`
+	Amount   *int64   `json:"amount"`
+	Total    *int64   `json:"total"`
+	Memo     *string  `json:"memo"`
+	VoidedAt Unix     `json:"voided_at"`
+	Metadata Metadata `json:"metadata"`
+}
