@@ -10,6 +10,7 @@ import (
 
 	"github.com/stripe-billing/billing/audit"
 	"github.com/stripe-billing/billing/backfill"
+	"github.com/stripe-billing/billing/internal/termtext"
 	"github.com/stripe-billing/billing/ledger"
 )
 
@@ -72,11 +73,11 @@ func runAudit(ctx context.Context, e env, args []string) error {
 				fmt.Fprintf(e.stdout, "%s %s: missing at Stripe, not deleted here\n", o.Ref.Type, o.Ref.ID)
 			}
 			for _, f := range o.Fields {
-				fmt.Fprintf(e.stdout, "%s %s: %s: ours %s, Stripe's %s\n", o.Ref.Type, o.Ref.ID, f.Field, cell(f.Ours), cell(f.Stripes))
+				fmt.Fprintf(e.stdout, "%s %s: %s: ours %s, Stripe's %s\n", o.Ref.Type, o.Ref.ID, f.Field, termtext.Cell(f.Ours), termtext.Cell(f.Stripes))
 			}
 		}
 		for id, err := range r.Failed {
-			fmt.Fprintf(e.stdout, "%s %s: not compared: %s\n", r.Kind, id, cell(oneLine(err.Error(), 300)))
+			fmt.Fprintf(e.stdout, "%s %s: not compared: %s\n", r.Kind, id, termtext.Cell(termtext.OneLine(err.Error(), 300)))
 		}
 		line := fmt.Sprintf("%s: %d compared, %d differ, %d not compared", r.Kind, r.Checked, len(r.Drifted), len(r.Failed))
 		for _, f := range r.ByField() {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"log/slog"
 	"os/user"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -20,6 +18,7 @@ import (
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/config"
 	"github.com/stripe-billing/billing/dlq"
+	"github.com/stripe-billing/billing/internal/termtext"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -126,18 +125,10 @@ func printParked(e env, parked []dlq.Parked) {
 		if !p.ParkedAt.IsZero() {
 			age = (time.Duration(p.AgeSeconds) * time.Second).String()
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", cell(p.EventID), max(p.Copies, 1), cell(p.Type), cell(string(p.Class)), p.Attempts, p.Replays,
-			timeCell(p.FirstFailedAt), timeCell(p.ParkedAt), age, cell(oneLine(p.Error, dlq.MaxErrorHeader)))
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", termtext.Cell(p.EventID), max(p.Copies, 1), termtext.Cell(p.Type), termtext.Cell(string(p.Class)), p.Attempts, p.Replays,
+			termtext.Time(p.FirstFailedAt), termtext.Time(p.ParkedAt), age, termtext.Cell(termtext.OneLine(p.Error, dlq.MaxErrorHeader)))
 	}
 	_ = w.Flush()
-}
-
-// timeCell is t as the UI's headers show it (RFC 3339, UTC), "-" when unset.
-func timeCell(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format(time.RFC3339)
 }
 
 // eventArg parses a subcommand whose one positional argument, an event id,
@@ -195,133 +186,16 @@ func runDLQShow(ctx context.Context, e env, args []string) error {
 		}
 	}
 	if *asJSON {
-		out := shownEvent{EventID: id, Copies: []shownCopy{}, Ledger: ledger, LedgerNote: ledgerNote, Discards: discards}
-		for _, c := range copies {
-			out.Copies = append(out.Copies, newShownCopy(c))
-		}
-		if err := json.NewEncoder(e.stdout).Encode(out); err != nil {
+		if err := json.NewEncoder(e.stdout).Encode(dlq.NewShown(id, copies, ledger, ledgerNote, discards)); err != nil {
 			return err
 		}
 	} else {
-		printShown(e, id, copies, ledger, ledgerNote, discards)
+		dlq.NewShown(id, copies, ledger, ledgerNote, discards).WriteText(e.stdout)
 	}
 	if len(copies) == 0 {
 		return fmt.Errorf("dlq show: event %s: %w", id, dlq.ErrNotParked)
 	}
 	return nil
-}
-
-// shownEvent is `billing dlq show --json`.
-type shownEvent struct {
-	EventID    string                `json:"event_id"`
-	Copies     []shownCopy           `json:"copies"`
-	Ledger     *models.StripeEvent   `json:"ledger"`
-	LedgerNote string                `json:"ledger_note,omitempty"`
-	Discards   []models.EventDiscard `json:"discards"`
-}
-
-// shownCopy is one parked message: the reason as `dlq list` reads it, the
-// delivery's properties and headers, and the body (JSON as is, or text).
-type shownCopy struct {
-	dlq.Parked
-	Exchange    string         `json:"exchange"`
-	RoutingKey  string         `json:"routing_key"`
-	ContentType string         `json:"content_type"`
-	AppID       string         `json:"app_id"`
-	Timestamp   time.Time      `json:"timestamp,omitzero"`
-	Headers     map[string]any `json:"headers"`
-	Body        any            `json:"body"`
-}
-
-func newShownCopy(m dlq.Message) shownCopy {
-	d := m.Delivery
-	c := shownCopy{Parked: m.Parked, Exchange: d.Exchange, RoutingKey: d.RoutingKey, ContentType: d.ContentType,
-		AppID: d.AppId, Timestamp: d.Timestamp, Headers: map[string]any{}, Body: string(d.Body)}
-	for k, v := range d.Headers {
-		c.Headers[k] = v
-	}
-	if json.Valid(d.Body) {
-		c.Body = json.RawMessage(d.Body)
-	}
-	return c
-}
-
-// printShown prints every copy for a person. Everything read from a
-// message goes through cell or safeText: anyone who can publish wrote it.
-func printShown(e env, id string, copies []dlq.Message, ledger *models.StripeEvent, note string, discards []models.EventDiscard) {
-	fmt.Fprintf(e.stdout, "%s: %d cop(ies) in the DLQ\n", cell(id), len(copies))
-	for i, m := range copies {
-		d, p := m.Delivery, m.Parked
-		fmt.Fprintf(e.stdout, "\n--- copy %d of %d\n", i+1, len(copies))
-		w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		for _, kv := range [][2]string{
-			{"type", p.Type}, {"class", string(p.Class)}, {"attempts", strconv.Itoa(p.Attempts)},
-			{"replays", strconv.Itoa(p.Replays)}, {"redrives", strconv.Itoa(p.Redrives)},
-			{"first failed", timeCell(p.FirstFailedAt)}, {"last failed", timeCell(p.LastFailedAt)},
-			{"parked at", timeCell(p.ParkedAt)}, {"source queue", p.SourceQueue}, {"worker host", p.WorkerHost},
-			{"error", oneLine(p.Error, dlq.MaxErrorHeader)},
-			{"exchange", d.Exchange}, {"routing key", d.RoutingKey}, {"content type", d.ContentType},
-			{"app id", d.AppId}, {"timestamp", timeCell(d.Timestamp)},
-		} {
-			fmt.Fprintf(w, "  %s\t%s\n", kv[0], cell(kv[1]))
-		}
-		_ = w.Flush()
-		fmt.Fprintln(e.stdout, "  headers:")
-		keys := make([]string, 0, len(d.Headers))
-		for k := range d.Headers {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		for _, k := range keys {
-			v := fmt.Sprint(d.Headers[k])
-			if k == broker.HeaderStripeSignature {
-				v = "(present; not shown)"
-			}
-			fmt.Fprintf(w, "    %s\t%s\n", cell(k), cell(oneLine(v, 300)))
-		}
-		_ = w.Flush()
-		fmt.Fprintln(e.stdout, "  body:")
-		var pretty bytes.Buffer
-		body := d.Body
-		if json.Indent(&pretty, d.Body, "    ", "  ") == nil {
-			body = pretty.Bytes()
-		}
-		fmt.Fprintln(e.stdout, "    "+safeText(string(body)))
-	}
-	fmt.Fprintln(e.stdout)
-	if ledger == nil {
-		fmt.Fprintf(e.stdout, "ledger: %s\n", note)
-	} else {
-		processed := "-"
-		if ledger.ProcessedAt != nil {
-			processed = timeCell(*ledger.ProcessedAt)
-		}
-		lastErr := "-"
-		if ledger.LastError != nil {
-			lastErr = cell(oneLine(*ledger.LastError, 300))
-		}
-		fmt.Fprintf(e.stdout, "ledger: status %s, attempts %d, redrives %d, received %s, processed %s, last error %s\n",
-			ledger.Status, ledger.Attempts, ledger.Redrives, timeCell(ledger.ReceivedAt), processed, lastErr)
-	}
-	for _, d := range discards {
-		fmt.Fprintf(e.stdout, "discarded %s by %s (%d cop(ies)): %s\n", timeCell(d.DiscardedAt), cell(d.DiscardedBy), d.Copies, cell(oneLine(d.Reason, 300)))
-	}
-}
-
-// safeText is s with every rune a terminal could take for a control (but
-// newline and tab) written as a Go escape: a body may hold anything.
-func safeText(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if r == '\n' || r == '\t' || strconv.IsPrint(r) {
-			b.WriteRune(r)
-			continue
-		}
-		q := strconv.QuoteRune(r)
-		b.WriteString(q[1 : len(q)-1])
-	}
-	return b.String()
 }
 
 // sinceFlag reads --since: a duration back from now, or an RFC 3339 time.
@@ -387,7 +261,7 @@ func runDLQReplay(ctx context.Context, e env, args []string) error {
 		verb = "would move"
 	}
 	for _, p := range res.Moved {
-		fmt.Fprintf(e.stdout, "%s %s %s (class %s, attempts %d)\n", verb, cell(p.EventID), cell(p.Type), cell(string(p.Class)), p.Attempts)
+		fmt.Fprintf(e.stdout, "%s %s %s (class %s, attempts %d)\n", verb, termtext.Cell(p.EventID), termtext.Cell(p.Type), termtext.Cell(string(p.Class)), p.Attempts)
 	}
 	summary := movedSummary(res.Moved)
 	if *dryRun {
@@ -415,7 +289,7 @@ func movedSummary(moved []dlq.Parked) string {
 	count := func(key func(dlq.Parked) string) string {
 		n := map[string]int{}
 		for _, p := range moved {
-			n[cell(key(p))]++
+			n[termtext.Cell(key(p))]++
 		}
 		keys := make([]string, 0, len(n))
 		for k := range n {
@@ -477,7 +351,7 @@ func runDLQDiscard(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "discarded %s %s: %d cop(ies) taken off %s, recorded as discarded by %s\n", cell(id), cell(copies[0].Type), len(copies), s.topo.DLQ, cell(who))
+	fmt.Fprintf(e.stdout, "discarded %s %s: %d cop(ies) taken off %s, recorded as discarded by %s\n", termtext.Cell(id), termtext.Cell(copies[0].Type), len(copies), s.topo.DLQ, termtext.Cell(who))
 	return nil
 }
 
@@ -545,27 +419,4 @@ func openDLQ(ctx context.Context, cfg config.Config, logger *slog.Logger, name s
 		return nil, err
 	}
 	return s, nil
-}
-
-// cell is a value read from a message as a terminal may show it: "-" when
-// empty, quoted Go-style (strconv.Quote) when it holds a rune that is not
-// printable, so that a hand-published message cannot put escape sequences
-// or line breaks on an operator's terminal, nor fake a row of the table.
-func cell(s string) string {
-	switch {
-	case s == "":
-		return "-"
-	case strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) >= 0:
-		return strconv.Quote(s)
-	}
-	return s
-}
-
-// oneLine flattens s and cuts it to at most n runes for a table cell.
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
-	}
-	return s
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/internal/termtext"
 	"github.com/stripe-billing/billing/reconcile"
 )
 
@@ -85,7 +86,7 @@ func printEndpointChecks(e env, checks []reconcile.EndpointCheck) {
 		if version == "" {
 			version = "the account's default"
 		}
-		fmt.Fprintf(e.stdout, "%s %s (%s, API version %s)\n", cell(c.ID), cell(c.URL), cell(c.Status), cell(version))
+		fmt.Fprintf(e.stdout, "%s %s (%s, API version %s)\n", termtext.Cell(c.ID), termtext.Cell(c.URL), termtext.Cell(c.Status), termtext.Cell(version))
 		if !c.Enabled() {
 			fmt.Fprintln(e.stdout, "  disabled: Stripe sends it nothing, so what it lacks loses nothing")
 		}

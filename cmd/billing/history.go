@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stripe-billing/billing/history"
+	"github.com/stripe-billing/billing/internal/termtext"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -89,20 +90,20 @@ func printObjects(e env, objects []history.Object) {
 		}
 		created := "-"
 		if o.Created != nil {
-			created = timeCell(*o.Created)
+			created = termtext.Time(*o.Created)
 		}
 		steps := make([]string, len(o.Timeline))
 		for i, s := range o.Timeline {
-			steps[i] = cell(s.Status) + " " + timeCell(s.At)
+			steps[i] = termtext.Cell(s.Status) + " " + termtext.Time(s.At)
 			if s.Source != models.SourceEvent {
-				steps[i] += " (" + cell(s.Source) + ")" // no event of Stripe's: a backfill's or an audit's fetch
+				steps[i] += " (" + termtext.Cell(s.Source) + ")" // no event of Stripe's: a backfill's or an audit's fetch
 			}
 		}
 		timeline := strings.Join(steps, " <- ")
 		if timeline == "" {
 			timeline = "-"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", cell(o.ID), created, cell(ptrText(o.Status)), timeline)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", termtext.Cell(o.ID), created, termtext.Cell(ptrText(o.Status)), timeline)
 	}
 	_ = w.Flush()
 }
@@ -111,15 +112,15 @@ func printObjects(e env, objects []history.Object) {
 // customers write names and emails, and the ledger keeps what Stripe sent.
 func printHistory(e env, rep history.Report) {
 	if rep.Table == "" {
-		fmt.Fprintf(e.stdout, "%s: no row in any table (the ledger alone knows it)\n", cell(rep.ID))
+		fmt.Fprintf(e.stdout, "%s: no row in any table (the ledger alone knows it)\n", termtext.Cell(rep.ID))
 	} else {
-		fmt.Fprintf(e.stdout, "%s: row in %s\n", cell(rep.ID), rep.Table)
+		fmt.Fprintf(e.stdout, "%s: row in %s\n", termtext.Cell(rep.ID), rep.Table)
 		w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		for _, c := range rep.Columns {
 			if c.Name == "id" {
 				continue // the table's own key, of no use to anyone asking
 			}
-			fmt.Fprintf(w, "  %s\t%s\n", c.Name, cell(oneLine(valueText(c.Value), 120)))
+			fmt.Fprintf(w, "  %s\t%s\n", c.Name, termtext.Cell(termtext.OneLine(valueText(c.Value), 120)))
 		}
 		_ = w.Flush()
 	}
@@ -133,18 +134,18 @@ func printHistory(e env, rep history.Report) {
 	for _, ev := range rep.Events {
 		created := "-"
 		if ev.Created != nil {
-			created = timeCell(*ev.Created)
+			created = termtext.Time(*ev.Created)
 		}
-		status := cell(ptrText(ev.StatusBefore)) + " -> " + cell(ptrText(ev.StatusAfter))
+		status := termtext.Cell(ptrText(ev.StatusBefore)) + " -> " + termtext.Cell(ptrText(ev.StatusAfter))
 		if ev.StatusBefore == nil && ev.StatusAfter == nil {
 			status = "-"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", created, timeCell(ev.Received), cell(ev.ID), cell(ev.Type), status, ev.Outcome)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", created, termtext.Time(ev.Received), termtext.Cell(ev.ID), termtext.Cell(ev.Type), status, ev.Outcome)
 		if ev.Error != nil && ev.Outcome == history.Dead {
-			dead = append(dead, fmt.Sprintf("%s: %s", cell(ev.ID), cell(oneLine(*ev.Error, 300))))
+			dead = append(dead, fmt.Sprintf("%s: %s", termtext.Cell(ev.ID), termtext.Cell(termtext.OneLine(*ev.Error, 300))))
 		}
 		for _, d := range ev.Discards {
-			discarded = append(discarded, fmt.Sprintf("%s: discarded %s by %s (%d cop(ies)): %s", cell(ev.ID), timeCell(d.At), cell(d.By), d.Copies, cell(oneLine(d.Reason, 300))))
+			discarded = append(discarded, fmt.Sprintf("%s: discarded %s by %s (%d cop(ies)): %s", termtext.Cell(ev.ID), termtext.Time(d.At), termtext.Cell(d.By), d.Copies, termtext.Cell(termtext.OneLine(d.Reason, 300))))
 		}
 	}
 	_ = w.Flush()
@@ -168,7 +169,7 @@ func valueText(v any) string {
 	case nil:
 		return ""
 	case time.Time:
-		return timeCell(x)
+		return termtext.Time(x)
 	case string:
 		return x
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stripe-billing/billing/internal/termtext"
 	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 )
@@ -81,9 +82,9 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 		if !r.Created.IsZero() {
 			created = r.Created.UTC().Format(time.RFC3339)
 		}
-		line := fmt.Sprintf("%s %s %s (was %s, created %s)", r.Outcome, cell(r.ID), cell(r.Type), cell(r.Status), created)
+		line := fmt.Sprintf("%s %s %s (was %s, created %s)", r.Outcome, termtext.Cell(r.ID), termtext.Cell(r.Type), termtext.Cell(r.Status), created)
 		if r.Err != nil {
-			line += ": " + cell(oneLine(r.Err.Error(), 300))
+			line += ": " + termtext.Cell(termtext.OneLine(r.Err.Error(), 300))
 		}
 		fmt.Fprintln(e.stdout, line)
 	})

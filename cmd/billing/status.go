@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/internal/termtext"
 	"github.com/stripe-billing/billing/status"
 )
 
@@ -134,7 +135,7 @@ func printStatus(e env, rep status.Report) {
 		window, rep.PerMinute.Received, rep.PerMinute.Processed, rep.PerMinute.Parked, rep.Retrying)
 	var classes []string
 	for _, c := range rep.Classes() {
-		classes = append(classes, fmt.Sprintf("%s %d", cell(c), rep.ParkedByClass[c]))
+		classes = append(classes, fmt.Sprintf("%s %d", termtext.Cell(c), rep.ParkedByClass[c]))
 	}
 	if len(classes) == 0 {
 		classes = []string{"none"}
@@ -142,7 +143,7 @@ func printStatus(e env, rep status.Report) {
 	fmt.Fprintf(e.stdout, "parked by class: %s\n", strings.Join(classes, ", "))
 	oldest := "none"
 	if o := rep.OldestParked; o != nil {
-		oldest = fmt.Sprintf("%s, received %s (%s ago)", cell(o.EventID), o.ReceivedAt.Format(time.RFC3339), (time.Duration(o.AgeSeconds) * time.Second).String())
+		oldest = fmt.Sprintf("%s, received %s (%s ago)", termtext.Cell(o.EventID), o.ReceivedAt.Format(time.RFC3339), (time.Duration(o.AgeSeconds) * time.Second).String())
 	}
 	fmt.Fprintf(e.stdout, "dead in the ledger: %d; oldest: %s\n", rep.DeadInLedger, oldest)
 	sweep := "none recorded"
@@ -163,6 +164,6 @@ func printStatus(e env, rep status.Report) {
 		fmt.Fprintln(e.stdout, "OK: nothing to report")
 	}
 	for _, f := range rep.Findings {
-		fmt.Fprintf(e.stdout, "%s: %s\n", strings.ToUpper(f.Severity), cell(f.Message))
+		fmt.Fprintf(e.stdout, "%s: %s\n", strings.ToUpper(f.Severity), termtext.Cell(f.Message))
 	}
 }

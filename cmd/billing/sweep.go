@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/stripe-billing/billing/internal/termtext"
 	"github.com/stripe-billing/billing/maintenance"
 	"github.com/stripe-billing/billing/metrics"
 	"github.com/stripe-billing/billing/reconcile"
@@ -109,7 +110,7 @@ func printSweep(e env, rep maintenance.Report) {
 		return
 	}
 	for _, p := range rep.Redriven {
-		fmt.Fprintf(e.stdout, "re-driven %s %s (re-drive %d)\n", cell(p.EventID), cell(p.Type), p.Redrives)
+		fmt.Fprintf(e.stdout, "re-driven %s %s (re-drive %d)\n", termtext.Cell(p.EventID), termtext.Cell(p.Type), p.Redrives)
 	}
 	reconciled := "reconciliation off (STRIPE_API_KEY not set)"
 	if r := rep.Reconciled; r != nil {
