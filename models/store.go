@@ -20,6 +20,7 @@ import (
 	gormlogger "gorm.io/gorm/logger"
 
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/models/mysqlerr"
 )
 
 // maxTxAttempts bounds InTx's retries of deadlocks and lock wait timeouts.
@@ -241,7 +242,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	if isUnavailable(err) {
 		return translate("transaction", err)
 	}
-	return markData(err)
+	return mysqlerr.MarkData(err)
 }
 
 // Savepoint runs fn under SAVEPOINT name inside tx, a transaction of
@@ -266,7 +267,7 @@ func Savepoint(tx *gorm.DB, name string, fn func(tx *gorm.DB) error) (abort bool
 	if rerr := tx.RollbackTo(name).Error; rerr != nil {
 		return true, fmt.Errorf("models: rollback to savepoint %s: %w", name, errors.Join(rerr, err))
 	}
-	return false, markData(err)
+	return false, mysqlerr.MarkData(err)
 }
 
 // txBackoff is a small full-jitter delay: deadlocks clear in milliseconds.
