@@ -284,6 +284,13 @@ func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 	)
 	after("log in", parked)
 
+	// The queue's page shows the management API's counts, which lag the
+	// broker by up to its statistics interval: the picture is taken once
+	// they count the parked message (the runbook's "Ready 1").
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		n, err := testenv.QueueDepth(w.Topo.DLQ)
+		return err == nil && n >= 1
+	}, "the management API counting the parked message")
 	b.do("open the DLQ", openFromTab("#/queues", w.Topo.DLQ), b.shot("02-dlq", ""))
 	after("open the DLQ", parked)
 
