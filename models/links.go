@@ -31,7 +31,9 @@ type linkStatements struct {
 	intentInvoices string // the first invoice an InvoicePayment of each intent pays
 	intentLinks    string // sets the intents' invoice
 	chargesLinks   string // sets the invoice of the intents' charges
-	invoiceLinks   string // sets the invoices' payment intent and charge
+	lockInvoices   string // the invoices, FOR UPDATE in key order
+	invoiceIntents string // each invoice's payment intents, the latest by Stripe's time first
+	invoicePairs   string // sets the invoices' payment intent and charge
 }
 
 var links = func() linkStatements {
@@ -45,9 +47,13 @@ var links = func() linkStatements {
 			p.col("StripeID") + " IN ? AND " + p.col("InvoiceID") + " IS NULL",
 		chargesLinks: "UPDATE " + p.table + " SET " + p.col("InvoiceID") + " = CASE " + p.col("PaymentIntentID") + "%s END WHERE " +
 			p.col("PaymentIntentID") + " IN ? AND " + p.col("InvoiceID") + " IS NULL",
-		invoiceLinks: "UPDATE " + inv.table + " SET " + inv.col("PaymentIntentID") + " = IFNULL(" + inv.col("PaymentIntentID") +
-			", CASE " + inv.col("StripeID") + "%s END), " + inv.col("ChargeID") + " = IFNULL(CASE " + inv.col("StripeID") + "%s END, " +
-			inv.col("ChargeID") + ") WHERE " + inv.col("StripeID") + " IN ?",
+		lockInvoices: "SELECT " + inv.col("StripeID") + " FROM " + inv.table + " FORCE INDEX (" + StripeIDIndex(inv.table) + ") WHERE " +
+			inv.col("StripeID") + " IN ? ORDER BY " + inv.col("StripeID") + " FOR UPDATE",
+		invoiceIntents: "SELECT " + p.col("InvoiceID") + " AS invoice, " + p.col("StripeID") + " AS id, " + p.col("ChargeID") + " AS charge FROM " +
+			p.table + " WHERE " + p.col("InvoiceID") + " IN ? AND " + p.col("Object") + " = ? ORDER BY " + p.col("InvoiceID") + ", " +
+			p.col("StripeCreated") + " DESC, " + p.col("StripeID") + " DESC",
+		invoicePairs: "UPDATE " + inv.table + " SET " + inv.col("PaymentIntentID") + " = CASE " + inv.col("StripeID") + "%s END, " +
+			inv.col("ChargeID") + " = CASE " + inv.col("StripeID") + "%s END WHERE " + inv.col("StripeID") + " IN ?",
 	}
 }()
 
@@ -90,12 +96,9 @@ func SettleLinks(tx *gorm.DB, pis []string) error {
 			found[p.ID] = in
 		}
 	}
-	// What each statement sets, in the order the intents were settled:
-	// an invoice keeps the first intent that reaches it and the last
-	// charge known, as one statement per intent would leave them.
+	// The intents (and their charges) are tied to the invoice each pays.
 	var linked, invoices []string
-	var byIntent, intentOf, chargeOf []any
-	paid := map[string]int{} // invoice → its place in invoices
+	var byIntent []any
 	for _, pi := range pis {
 		in := found[pi]
 		if !in.Invoice.Valid {
@@ -103,14 +106,8 @@ func SettleLinks(tx *gorm.DB, pis []string) error {
 		}
 		linked = append(linked, pi)
 		byIntent = append(byIntent, pi, in.Invoice.String)
-		i, seen := paid[in.Invoice.String]
-		if !seen {
-			paid[in.Invoice.String] = len(invoices)
+		if !slices.Contains(invoices, in.Invoice.String) {
 			invoices = append(invoices, in.Invoice.String)
-			intentOf = append(intentOf, in.Invoice.String, pi)
-			chargeOf = append(chargeOf, in.Invoice.String, in.Charge)
-		} else if in.Charge.Valid {
-			chargeOf[2*i+1] = in.Charge
 		}
 	}
 	if len(linked) == 0 {
@@ -122,10 +119,44 @@ func SettleLinks(tx *gorm.DB, pis []string) error {
 			return fmt.Errorf("models: link %d payment intents and their charges to invoices: %w", len(linked), err)
 		}
 	}
-	q := fmt.Sprintf(links.invoiceLinks, when(len(invoices)), when(len(invoices)))
-	args := append(append(intentOf, chargeOf...), invoices)
-	if err := tx.Exec(q, args...).Error; err != nil {
-		return fmt.Errorf("models: link %d invoices to payment intents: %w", len(invoices), err)
+	return settlePairs(tx, invoices)
+}
+
+// settlePairs sets each invoice's payment intent and charge from one
+// payment: its latest intent by Stripe's time (the larger id in a tie)
+// and that intent's latest charge, never a pair of two payments. The
+// invoices are locked first, so that a batch that settles one after
+// another batch's intent committed reads that intent too: whatever the
+// order the payments arrive in, the pair ends the latest's.
+func settlePairs(tx *gorm.DB, invoices []string) error {
+	slices.Sort(invoices)
+	var locked []string
+	if err := tx.Raw(links.lockInvoices, invoices).Scan(&locked).Error; err != nil {
+		return fmt.Errorf("models: lock %d invoices: %w", len(invoices), err)
+	}
+	var intents []struct {
+		Invoice, ID string
+		Charge      sql.NullString
+	}
+	if err := tx.Raw(links.invoiceIntents, invoices, ObjectPaymentIntent).Scan(&intents).Error; err != nil {
+		return fmt.Errorf("models: payment intents of %d invoices: %w", len(invoices), err)
+	}
+	var pairs, intentOf, chargeOf []any
+	for i, in := range intents {
+		if i > 0 && intents[i-1].Invoice == in.Invoice {
+			continue // not its latest
+		}
+		pairs = append(pairs, in.Invoice)
+		intentOf = append(intentOf, in.Invoice, in.ID)
+		chargeOf = append(chargeOf, in.Invoice, in.Charge)
+	}
+	if len(pairs) == 0 {
+		return nil
+	}
+	when := strings.Repeat(" WHEN ? THEN ?", len(pairs))
+	err := tx.Exec(fmt.Sprintf(links.invoicePairs, when, when), append(append(intentOf, chargeOf...), pairs)...).Error
+	if err != nil {
+		return fmt.Errorf("models: link %d invoices to their latest payment: %w", len(pairs), err)
 	}
 	return nil
 }
