@@ -16,8 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/audit"
+	"github.com/stripe-billing/billing/consumer"
 	"github.com/stripe-billing/billing/maintenance"
 	"github.com/stripe-billing/billing/metrics"
 )

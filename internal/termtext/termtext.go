@@ -8,16 +8,19 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Cell is s as a table cell: "-" when empty, quoted Go-style
-// (strconv.Quote) when it holds a rune that is not printable, so that a
-// value can put no escape sequence or line break on the terminal.
+// (strconv.Quote) when it holds a rune that is not printable or a byte
+// that is no UTF-8 (a terminal reading 8-bit controls takes 0x9b for an
+// escape), so that a value can put no escape sequence or line break on
+// the terminal.
 func Cell(s string) string {
 	switch {
 	case s == "":
 		return "-"
-	case strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) >= 0:
+	case !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) >= 0:
 		return strconv.Quote(s)
 	}
 	return s
