@@ -474,8 +474,9 @@ func processingInto(tb testing.TB, dsn string, bodies [][]byte, batchSize int) (
 }
 
 // processingWith is processingInto; envelopeAgain drops the envelope the
-// Verifier read from each delivery, so that the ledger reads it again.
-func processingWith(tb testing.TB, dsn string, bodies [][]byte, batchSize int, envelopeAgain bool) (bench.Stats, error) {
+// Verifier read from each delivery, so that the ledger reads it again;
+// opts configure the worker's ledger.Processor (a Stripe fetcher).
+func processingWith(tb testing.TB, dsn string, bodies [][]byte, batchSize int, envelopeAgain bool, opts ...ledger.Option) (bench.Stats, error) {
 	tb.Helper()
 	cfg := settings(tb)
 	r := newRabbit(tb)
@@ -505,7 +506,7 @@ func processingWith(tb testing.TB, dsn string, bodies [][]byte, batchSize int, e
 	if err != nil {
 		return bench.Stats{}, err
 	}
-	proc := ledger.NewProcessor(store, quietLogger())
+	proc := ledger.NewProcessor(store, quietLogger(), opts...)
 	logger := quietLogger()
 	handler, _ := ledger.Handlers(proc)
 	count := &counter{target: int64(len(bodies)), done: make(chan struct{})}

@@ -33,7 +33,8 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 // kept), BENCH_OPS (requests or messages per measurement), BENCH_EVENTS
 // (events per processing run), BENCH_PEER_OPS (requests per peer
 // measurement), BENCH_SCALE_OPS and BENCH_SCALE_EVENTS (the process
-// scaling runs), BENCH_LEDGER_ROWS (the filled ledger's events),
+// scaling runs), BENCH_RENEWAL_INVOICES (the renewal day's invoices),
+// BENCH_LEDGER_ROWS (the filled ledger's events),
 // BENCH_E2E_DURATION and BENCH_E2E_RATE.
 func TestBenchTable(t *testing.T) {
 	if os.Getenv("BILLING_BENCH") != "1" {
@@ -133,6 +134,8 @@ func TestBenchTable(t *testing.T) {
 	for _, row := range processingRows {
 		add(row)
 	}
+	// Same-second ties on a renewal day: Stripe's calls and the rate.
+	add(renewalRow(t, testenv.EnvInt(t, "BENCH_RENEWAL_INVOICES", 10_000), cfg.WorkerBatchSize, cfg.WorkerConcurrency, rounds))
 
 	// The ledger grown to a million events beside an empty one; its size.
 	ledger := ledgerGrowth(t, testenv.EnvInt(t, "BENCH_LEDGER_ROWS", 1_000_000), rounds, events, cfg.WorkerBatchSize)
