@@ -330,14 +330,28 @@ func (b *Backfill) Run(ctx context.Context, progress func(KindReport)) ([]KindRe
 }
 
 // importKind imports k's pages from r.After on, each page and its cursor
-// in one transaction.
+// in one transaction. The next page is fetched while one is written (its
+// cursor is the last id of the page before): the kind moves at the pace
+// of the slower of the two, not of both in turn. A page fetched but not
+// written when the import stops is fetched again by the next run.
 func (b *Backfill) importKind(ctx context.Context, k Kind, r *KindReport, progress func(KindReport)) error {
-	after := r.After
+	ctx, cancel := context.WithCancel(ctx)
+	pages := make(chan fetched)
+	var wg sync.WaitGroup
+	wg.Go(func() { b.fetchPages(ctx, k, r.After, pages) })
+	defer wg.Wait()
+	defer cancel()
 	for {
-		page, err := b.fetch(ctx, k, after)
-		if err != nil {
-			return err
+		var f fetched
+		select {
+		case f = <-pages:
+		case <-ctx.Done():
+			return stopped(ctx, k)
 		}
+		if f.err != nil {
+			return f.err
+		}
+		page, after := f.page, f.after
 		snaps := make([]billing.Event, 0, len(page.Objects))
 		failed := 0
 		for _, obj := range page.Objects {
@@ -349,11 +363,6 @@ func (b *Backfill) importKind(ctx context.Context, k Kind, r *KindReport, progre
 				continue
 			}
 			snaps = append(snaps, ev)
-		}
-		if n := len(page.Objects); n > 0 {
-			if after, err = idOf(page.Objects[n-1]); err != nil {
-				return fmt.Errorf("backfill: %s: the page after %q ends with an object without an id (%w): run again; if it persists, report it", k.Name, after, err)
-			}
 		}
 		value := cursorAfter + after
 		if !page.HasMore || len(page.Objects) == 0 {
@@ -379,6 +388,37 @@ func (b *Backfill) importKind(ctx context.Context, k Kind, r *KindReport, progre
 		}
 		if r.Finished {
 			return nil
+		}
+	}
+}
+
+// fetched is one page of a kind on its way to be written: after is the
+// id of its last object (the next page's cursor), err what ended the
+// fetching instead.
+type fetched struct {
+	page  reconcile.Page
+	after string
+	err   error
+}
+
+// fetchPages fetches k's pages from after on into out, one ahead of the
+// writing, until the last page, an error (sent too) or ctx's end.
+func (b *Backfill) fetchPages(ctx context.Context, k Kind, after string, out chan<- fetched) {
+	for {
+		page, err := b.fetch(ctx, k, after)
+		if err == nil && len(page.Objects) > 0 {
+			before := after
+			if after, err = idOf(page.Objects[len(page.Objects)-1]); err != nil {
+				err = fmt.Errorf("backfill: %s: the page after %q ends with an object without an id (%w): run again; if it persists, report it", k.Name, before, err)
+			}
+		}
+		select {
+		case out <- fetched{page: page, after: after, err: err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil || !page.HasMore || len(page.Objects) == 0 {
+			return
 		}
 	}
 }
