@@ -59,14 +59,14 @@ type Var struct {
 // a package also applies is that package's named constant.
 var Vars = []Var{
 	{"AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL, or a cluster's node URLs comma-separated, tried in turn ([scaling](docs/scaling.md))."},
-	{"MYSQL_DSN", "", "MySQL DSN (go-sql-driver format); no default. Needs `parseTime=true`; `clientFoundRows=true` is refused."},
-	{"STRIPE_WEBHOOK_SECRET", "", "Webhook signing secret(s) `whsec_...` (a list to rotate); required by `api`, `worker`, `reprocess`."},
+	{"MYSQL_DSN", "", "MySQL DSN (go-sql-driver); needs `parseTime=true`, refuses `clientFoundRows=true`."},
+	{"STRIPE_WEBHOOK_SECRET", "", "Webhook signing secret(s) `whsec_...`, a list to rotate; required by `api`, `worker`, `reprocess`."},
 	{"STRIPE_API_KEY", "", "Stripe secret key: `worker` fetches what it cannot verify and ties' objects; `sweep` reconciles."},
 	{"STRIPE_API_RATE", strconv.Itoa(reconcile.DefaultRate), "Stripe fetches a second per worker ([limits](docs/security.md#calls-to-stripe))."},
 	{"STRIPE_API_CONCURRENCY", strconv.Itoa(reconcile.DefaultConcurrency), "Stripe fetches at once per worker."},
 	{"STRIPE_API_BASE", reconcile.DefaultAPIBase, "Stripe API base URL: https, or http on loopback only (tests point it at stripe-mock)."},
-	{"HTTP_ADDR", api.DefaultAddr, "Listen address of `api`, the port Stripe reaches: the webhook, /healthz and a /readyz without detail."},
-	{"METRICS_ADDR", metrics.DefaultAddr, "Listen address of `api`, `worker` and `sweep --every` for /metrics, /healthz and /readyz with its checks; keep it off the internet."},
+	{"HTTP_ADDR", api.DefaultAddr, "`api`'s port for Stripe: the webhook, /healthz, /readyz."},
+	{"METRICS_ADDR", metrics.DefaultAddr, "/metrics, /healthz and a detailed /readyz of each server; keep it private."},
 	{"BILLING_NAMESPACE", broker.DefaultNamespace, "Prefix of every exchange and queue name."},
 	{"WEBHOOK_MAX_BODY_BYTES", strconv.Itoa(api.DefaultMaxBodyBytes), "Largest body; above it `api` says 413, `worker` parks."},
 	{"WEBHOOK_MAX_INFLIGHT", strconv.Itoa(api.DefaultMaxInFlight), "Webhooks read and published at once; over it 503 before the body is read."},
@@ -79,9 +79,9 @@ var Vars = []Var{
 	{"MAX_ATTEMPTS", strconv.Itoa(retry.DefaultMaxAttempts), "Attempts before a transiently failing event is parked in the DLQ."},
 	{"WORK_DELIVERY_LIMIT", strconv.Itoa(broker.DefaultDeliveryLimit), "Work queue's delivery limit: parks what crashes the worker each time."},
 	{"DLQ_MAX_LENGTH", "", "DLQ length limit; past it, parking waits."},
-	{"WORKER_CONCURRENCY", strconv.Itoa(consumer.DefaultConcurrency), "Batches processed at once by one worker; its prefetch is twice `WORKER_CONCURRENCY` × `WORKER_BATCH_SIZE`."},
-	{"WORKER_BATCH_SIZE", strconv.Itoa(consumer.DefaultBatchSize), "Most events committed in one MySQL transaction (as sets; a bad event still fails alone); 1: each on its own."},
-	{"WORKER_BATCH_WAIT", durationText(consumer.DefaultBatchWait), "How long a worker waits to fill a batch; 0s takes only those already delivered, adding no latency."},
+	{"WORKER_CONCURRENCY", strconv.Itoa(consumer.DefaultConcurrency), "Batches processed at once by one worker (prefetch: twice this × `WORKER_BATCH_SIZE`)."},
+	{"WORKER_BATCH_SIZE", strconv.Itoa(consumer.DefaultBatchSize), "Most events in one MySQL transaction (a bad one still fails alone); 1: each alone."},
+	{"WORKER_BATCH_WAIT", durationText(consumer.DefaultBatchWait), "How long a worker waits to fill a batch; 0s: no wait."},
 	{"SHUTDOWN_TIMEOUT", durationText(api.DefaultShutdownTimeout), "How long SIGTERM waits for in-flight requests and events."},
 	{"SHUTDOWN_READY_DELAY", durationText(api.DefaultShutdownReadyDelay), "How long `api` serves on after SIGTERM with /readyz at 503 ([behind a balancer](docs/scaling.md#apis-behind-haproxy))."},
 	{"DB_MAX_OPEN_CONNS", strconv.Itoa(models.DefaultMaxOpenConns), "MySQL pool: open connections."},
@@ -90,9 +90,9 @@ var Vars = []Var{
 	{"SWEEP_MIN_AGE", durationText(maintenance.DefaultRedriveMinAge), "`sweep` re-drives transient parked events older than this."},
 	{"SWEEP_LIMIT", strconv.Itoa(maintenance.DefaultRedriveLimit), "Most parked events `sweep` re-drives in one run."},
 	{"SWEEP_MAX_REDRIVES", strconv.Itoa(maintenance.DefaultMaxRedrives), "Most automatic re-drives of one event by `sweep`."},
-	{"LEDGER_PAYLOAD_RETENTION", durationText(maintenance.DefaultPayloadRetention), "How long `sweep` keeps a processed or ignored event's payload (the row stays); `off`: for ever."},
+	{"LEDGER_PAYLOAD_RETENTION", durationText(maintenance.DefaultPayloadRetention), "How long `sweep` keeps a processed or ignored event's payload (not its row); `off`: for ever."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
-	{"QUORUM_INITIAL_GROUP_SIZE", "", "Members of each quorum queue `topology` declares (the cluster's size); unset: RabbitMQ's default."},
+	{"QUORUM_INITIAL_GROUP_SIZE", "", "Members of each quorum queue (the cluster's size); unset: RabbitMQ's default."},
 }
 
 // Config holds every setting, parsed and validated.

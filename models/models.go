@@ -99,6 +99,8 @@ type Ordering struct {
 	LastEventCreated *time.Time `gorm:"column:last_event_created"`
 	CreatedAt        time.Time  `gorm:"column:created_at"`
 	UpdatedAt        time.Time  `gorm:"column:updated_at"`
+	// ChangeSeq is the object_seq of its last change in the change feed.
+	ChangeSeq uint64 `gorm:"column:change_seq"`
 }
 
 // Customer is a Stripe customer.

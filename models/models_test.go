@@ -11,6 +11,7 @@ import (
 
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/feed"
 )
 
 // tableModels is the model of every table the migrations create.
@@ -19,6 +20,7 @@ func tableModels() []gormschema.Tabler {
 		models.StripeEvent{}, models.Customer{}, models.Subscription{}, models.SubscriptionItem{}, models.Invoice{},
 		models.InvoicePayment{}, models.Payment{}, models.Refund{}, models.Dispute{}, models.CheckoutSession{},
 		models.CreditNote{}, models.StatusChange{}, models.SweepCheckpoint{}, models.EventDiscard{},
+		feed.Outbox{},
 	}
 }
 
