@@ -2,20 +2,17 @@ package backfill_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stripe-billing/billing/backfill"
+	"github.com/stripe-billing/billing/backfill/backfilltest"
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/ledger"
@@ -23,144 +20,10 @@ import (
 	"github.com/stripe-billing/billing/reconcile"
 )
 
-// fakeStripe serves Stripe's list endpoints from memory with Stripe's
-// pagination (newest first, limit, starting_after, has_more), and the
-// faults a test asks for.
-type fakeStripe struct {
-	lists map[string][]map[string]any // by path, newest first
-
-	mu sync.Mutex
-	// fault, when set, may answer the try-th request of a page (1-based)
-	// in place of the page: it returns the status and body.
-	fault func(try int) (status int, body string, ok bool)
-	// onPage is told of each page served whole, with its request count.
-	onPage   func(n int)
-	refuse   string // a path answered 403
-	requests int
-	served   map[string]int // whole pages served, by path and starting_after
-	tries    map[string]int // requests, by path and starting_after
-	times    []time.Time    // when each request came
-	accounts []string
-}
-
-func newFakeStripe() *fakeStripe {
-	return &fakeStripe{lists: map[string][]map[string]any{}, served: map[string]int{}, tries: map[string]int{}}
-}
-
-func (f *fakeStripe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	f.requests++
-	f.times = append(f.times, time.Now())
-	n := f.requests
-	f.accounts = append(f.accounts, r.Header.Get("Stripe-Account"))
-	key := r.URL.Path + "?" + r.URL.Query().Get("starting_after")
-	f.tries[key]++
-	try := f.tries[key]
-	fault, onPage := f.fault, f.onPage
-	f.mu.Unlock()
-	if r.Header.Get("Authorization") != "Bearer sk_test_backfill" {
-		http.Error(w, `{"error":{"message":"Invalid API Key provided"}}`, http.StatusUnauthorized)
-		return
-	}
-	if r.URL.Path == f.refuse {
-		http.Error(w, `{"error":{"message":"The provided key does not have the required permissions for this endpoint"}}`, http.StatusForbidden)
-		return
-	}
-	if fault != nil {
-		if status, body, ok := fault(try); ok {
-			w.WriteHeader(status)
-			fmt.Fprint(w, body)
-			return
-		}
-	}
-	all, ok := f.lists[r.URL.Path]
-	if !ok { // an object by id: /v1/<list>/<id>
-		list, id := r.URL.Path[:strings.LastIndex(r.URL.Path, "/")], r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
-		if i := slices.IndexFunc(f.lists[list], func(o map[string]any) bool { return o["id"] == id }); i >= 0 {
-			json.NewEncoder(w).Encode(f.lists[list][i])
-			return
-		}
-	}
-	q := r.URL.Query()
-	if q.Has("created[gte]") || q.Has("created[lt]") {
-		gte, _ := strconv.ParseInt(q.Get("created[gte]"), 10, 64)
-		lt, err := strconv.ParseInt(q.Get("created[lt]"), 10, 64)
-		if err != nil {
-			lt = 1 << 62
-		}
-		var kept []map[string]any
-		for _, o := range all {
-			if c := o["created"].(int64); c >= gte && c < lt {
-				kept = append(kept, o)
-			}
-		}
-		all = kept
-	}
-	limit, _ := strconv.Atoi(q.Get("limit"))
-	start := 0
-	if after := q.Get("starting_after"); after != "" {
-		i := slices.IndexFunc(all, func(o map[string]any) bool { return o["id"] == after })
-		if i < 0 {
-			http.Error(w, `{"error":{"message":"No such object"}}`, http.StatusBadRequest)
-			return
-		}
-		start = i + 1
-	}
-	end := min(start+limit, len(all))
-	body, err := json.Marshal(map[string]any{"object": "list", "url": r.URL.Path, "data": all[start:end], "has_more": end < len(all)})
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	f.mu.Lock()
-	f.served[r.URL.Path+"?"+q.Get("starting_after")]++
-	f.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(body)
-	if onPage != nil {
-		onPage(n)
-	}
-}
-
-// requestCount is how many requests the fake had.
-func (f *fakeStripe) requestCount() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.requests
-}
-
-// servedPages is how many whole pages were served, and the most times
-// any one was.
-func (f *fakeStripe) servedPages() (total, most int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, n := range f.served {
-		total += n
-		most = max(most, n)
-	}
-	return total, most
-}
-
-// populate fills the fake with customers and invoices, newest first.
-func (f *fakeStripe) populate(customers, invoices int) {
-	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i := customers - 1; i >= 0; i-- {
-		c := billingtest.Customer(fmt.Sprintf("cus_%04d", i), fmt.Sprintf("c%d@example.com", i))
-		c["created"] = t0.Add(time.Duration(i) * time.Minute).Unix()
-		f.lists["/v1/customers"] = append(f.lists["/v1/customers"], c)
-	}
-	for i := invoices - 1; i >= 0; i-- {
-		amount := int64(100 + i)
-		inv := billingtest.Invoice(fmt.Sprintf("in_%04d", i), fmt.Sprintf("cus_%04d", i%customers), "", "paid", amount, amount)
-		inv["created"] = t0.Add(time.Duration(i) * time.Minute).Unix()
-		f.lists["/v1/invoices"] = append(f.lists["/v1/invoices"], inv)
-	}
-}
-
 type env struct {
 	base   string // the fake's URL
 	store  *models.Store
-	fake   *fakeStripe
+	fake   *backfilltest.Stripe
 	lister *reconcile.Fetcher
 	apply  *ledger.Processor
 	logger *slog.Logger
@@ -168,10 +31,10 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	fake := newFakeStripe()
+	fake := backfilltest.New()
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
-	lister, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_backfill", APIBase: srv.URL,
+	lister, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: backfilltest.Key, APIBase: srv.URL,
 		Limits: reconcile.Limits{Rate: 1000, Concurrency: 2}})
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +63,7 @@ func (e *env) checkImported(t *testing.T) {
 	if err := db.Order("stripe_id").Find(&customers).Error; err != nil {
 		t.Fatal(err)
 	}
-	want := e.fake.lists["/v1/customers"]
+	want := e.fake.Lists["/v1/customers"]
 	if len(customers) != len(want) {
 		t.Fatalf("%d customer rows; want %d", len(customers), len(want))
 	}
@@ -222,7 +85,7 @@ func (e *env) checkImported(t *testing.T) {
 	if err := db.Order("stripe_id").Find(&invoices).Error; err != nil {
 		t.Fatal(err)
 	}
-	wantInv := e.fake.lists["/v1/invoices"]
+	wantInv := e.fake.Lists["/v1/invoices"]
 	if len(invoices) != len(wantInv) {
 		t.Fatalf("%d invoice rows; want %d", len(invoices), len(wantInv))
 	}
@@ -258,8 +121,8 @@ func TestBackfill(t *testing.T) {
 	t.Run("ImportsEveryPageThrough429sAnd5xxAndCutPages", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
-		e.fake.populate(250, 320)
-		e.fake.fault = func(try int) (int, string, bool) {
+		e.fake.Populate(250, 320)
+		e.fake.Fault = func(try int) (int, string, bool) {
 			switch try { // every page fails three times, one way after the other
 			case 1:
 				return http.StatusTooManyRequests, `{"error":{"message":"Too many requests","type":"rate_limit_error"}}`, true
@@ -285,10 +148,10 @@ func TestBackfill(t *testing.T) {
 			t.Errorf("customers %+v, invoices %+v; want 250 in 3 pages and 320 in 4, all written", c, i)
 		}
 		e.checkImported(t)
-		if total, most := e.fake.servedPages(); total != 3+4+7 || most != 1 {
+		if total, most := e.fake.ServedPages(); total != 3+4+7 || most != 1 {
 			t.Errorf("%d whole pages served, one up to %d times; want each of the 14 once", total, most)
 		}
-		if n := e.fake.requestCount(); n != 14*4 {
+		if n := e.fake.Requests(); n != 14*4 {
 			t.Errorf("%d requests; want 4 per page: a 429, a 500, a cut page, the page", n)
 		}
 	})
@@ -296,16 +159,16 @@ func TestBackfill(t *testing.T) {
 	t.Run("AKillResumesFromTheSavedCursor", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
-		e.fake.populate(250, 320)
+		e.fake.Populate(250, 320)
 		// Killed while customers' second page is on its way (the first may
 		// be half written), then once invoices' first page is written.
 		for run := range 2 {
 			ctx, cancel := context.WithCancel(context.Background())
-			e.fake.onPage = func(n int) {
+			e.fake.OnPage(func(n int) {
 				if run == 0 && n == 2 {
 					cancel() // the page is on its way: its transaction never commits
 				}
-			}
+			})
 			progress := func(r backfill.KindReport) {
 				if run == 1 && r.Kind == "invoices" && r.Pages == 1 {
 					cancel() // the next page is fetched ahead: it is not kept
@@ -316,9 +179,7 @@ func TestBackfill(t *testing.T) {
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("killed in run %d: %v; want the run stopped", run, err)
 			}
-			e.fake.mu.Lock()
-			e.fake.requests, e.fake.onPage = 0, nil
-			e.fake.mu.Unlock()
+			e.fake.OnPage(nil)
 		}
 		plan, err := e.backfill(t, backfill.Config{}).Plan(context.Background())
 		if err != nil {
@@ -334,7 +195,7 @@ func TestBackfill(t *testing.T) {
 		// Only the pages fetched and not written at each kill are fetched
 		// again: the one being written and the one ahead at the first, the
 		// one ahead at the second.
-		if total, most := e.fake.servedPages(); total > 14+3 || most > 2 {
+		if total, most := e.fake.ServedPages(); total > 14+3 || most > 2 {
 			t.Errorf("%d whole pages served, one %d times; want at most the 14 and the 3 not written at the kills", total, most)
 		}
 	})
@@ -342,16 +203,16 @@ func TestBackfill(t *testing.T) {
 	t.Run("ASecondRunChangesNothing", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
-		e.fake.populate(30, 40)
+		e.fake.Populate(30, 40)
 		if _, err := e.backfill(t, backfill.Config{PageSize: 7}).Run(context.Background(), nil); err != nil {
 			t.Fatal(err)
 		}
-		before := e.fake.requestCount()
+		before := e.fake.Requests()
 		reports, err := e.backfill(t, backfill.Config{PageSize: 7}).Run(context.Background(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		after := e.fake.requestCount()
+		after := e.fake.Requests()
 		for _, r := range reports {
 			if !r.Done || r.Pages != 0 {
 				t.Errorf("%s: %+v; want done before, nothing fetched", r.Kind, r)
@@ -366,8 +227,8 @@ func TestBackfill(t *testing.T) {
 	t.Run("ARefusalNamesTheKindAndKeepsWhatCameBefore", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
-		e.fake.populate(5, 5)
-		e.fake.refuse = "/v1/invoices"
+		e.fake.Populate(5, 5)
+		e.fake.Refuse = "/v1/invoices"
 		reports, err := e.backfill(t, backfill.Config{}).Run(context.Background(), nil)
 		if err == nil || !strings.Contains(err.Error(), "invoices") || !strings.Contains(err.Error(), "read rights") || strings.Contains(err.Error(), "customers") {
 			t.Fatalf("Run = %v; want a refusal naming invoices, and only them, and what to check", err)
@@ -385,7 +246,7 @@ func TestBackfill(t *testing.T) {
 	t.Run("AnAccountsObjectsAndCursorsAreItsOwn", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
-		e.fake.populate(3, 0)
+		e.fake.Populate(3, 0)
 		if _, err := e.backfill(t, backfill.Config{Account: "acct_1Test", Kinds: []string{"customers"}}).Run(context.Background(), nil); err != nil {
 			t.Fatal(err)
 		}
@@ -399,9 +260,7 @@ func TestBackfill(t *testing.T) {
 		if v, _ := e.store.Checkpoint(context.Background(), backfill.CheckpointName("", "customers")); v != "" {
 			t.Errorf("the platform's cursor %q; want none", v)
 		}
-		e.fake.mu.Lock()
-		defer e.fake.mu.Unlock()
-		for _, a := range e.fake.accounts {
+		for _, a := range e.fake.Accounts() {
 			if a != "acct_1Test" {
 				t.Errorf("a request on account %q; want every one on acct_1Test", a)
 			}
@@ -412,9 +271,9 @@ func TestBackfill(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
 		for _, id := range []string{"acct_3", "acct_2", "acct_1"} {
-			e.fake.lists["/v1/accounts"] = append(e.fake.lists["/v1/accounts"], map[string]any{"id": id, "object": "account"})
+			e.fake.Lists["/v1/accounts"] = append(e.fake.Lists["/v1/accounts"], map[string]any{"id": id, "object": "account"})
 		}
-		e.fake.fault = func(try int) (int, string, bool) {
+		e.fake.Fault = func(try int) (int, string, bool) {
 			if try == 1 {
 				return http.StatusTooManyRequests, `{"error":{"message":"Too many requests"}}`, true
 			}
@@ -424,7 +283,7 @@ func TestBackfill(t *testing.T) {
 		if err != nil || !slices.Equal(ids, []string{"acct_3", "acct_2", "acct_1"}) {
 			t.Errorf("Accounts = %v, %v; want the three", ids, err)
 		}
-		if total, _ := e.fake.servedPages(); total != 2 {
+		if total, _ := e.fake.ServedPages(); total != 2 {
 			t.Errorf("%d pages served; want 2 of 2", total)
 		}
 		if _, err := e.backfill(t, backfill.Config{Account: "acct_1"}).Accounts(context.Background()); err == nil {
@@ -434,7 +293,7 @@ func TestBackfill(t *testing.T) {
 	t.Run("ACreatedRangeHasCursorsOfItsOwn", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
-		e.fake.populate(30, 0) // created a minute apart from 2024-01-01
+		e.fake.Populate(30, 0) // created a minute apart from 2024-01-01
 		t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 		cfg := backfill.Config{Kinds: []string{"customers"}, PageSize: 4, CreatedFrom: t0.Add(10 * time.Minute), CreatedUntil: t0.Add(20 * time.Minute)}
 		reports, err := e.backfill(t, cfg).Run(context.Background(), nil)
@@ -459,7 +318,7 @@ func TestBackfill(t *testing.T) {
 			"id": "inpay_1", "object": "invoice_payment", "status": "paid", "currency": "usd", "amount_paid": 500, "amount_requested": 500,
 			"created": 1700000000, "payment": map[string]any{"type": "payment_intent", "payment_intent": "pi_1"},
 		}}}
-		e.fake.lists["/v1/invoices"] = []map[string]any{inv}
+		e.fake.Lists["/v1/invoices"] = []map[string]any{inv}
 		b := e.backfill(t, backfill.Config{Kinds: []string{"invoices"}, APIVersion: "2025-05-28.basil"})
 		query := b.Request(backfill.KindReport{Kind: "invoices"}).Params.Encode()
 		if !strings.Contains(query, "expand%5B%5D=data.payments") {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/stripe-billing/billing/audit"
 	"github.com/stripe-billing/billing/backfill"
-	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/backfill/backfilltest"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/reconcile"
 )
@@ -26,37 +26,30 @@ func TestBackfillAtScale(t *testing.T) {
 	customers, rate := testenv.EnvInt(t, "BENCH_BACKFILL_CUSTOMERS", 1000), testenv.EnvInt(t, "BENCH_BACKFILL_RATE", 50)
 	const burst = 4
 	e := setup(t)
-	lister, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_backfill", APIBase: e.base,
+	lister, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: backfilltest.Key, APIBase: e.base,
 		Limits: reconcile.Limits{Rate: float64(rate), Concurrency: burst}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.lister = lister
-	e.fake.populate(customers, 3*customers)
-	for _, inv := range e.fake.lists["/v1/invoices"] {
-		id := inv["id"].(string)
-		ch := billingtest.Charge("ch_"+id[3:], inv["customer"].(string), "", id, "succeeded", inv["amount_paid"].(int64))
-		ch["created"] = inv["created"]
-		e.fake.lists["/v1/charges"] = append(e.fake.lists["/v1/charges"], ch)
-	}
+	e.fake.Populate(customers, 3*customers)
+	e.fake.PopulateCharges()
 	objects := 7 * customers
 	pages := 7*customers/backfill.DefaultPageSize + 6 // and the six empty kinds' one page each
 
 	// Killed once a third of the pages are in.
 	ctx, cancel := context.WithCancel(context.Background())
-	e.fake.onPage = func(n int) {
+	e.fake.OnPage(func(n int) {
 		if n == pages/3 {
 			cancel()
 		}
-	}
+	})
 	start := time.Now()
 	if _, err := e.backfill(t, backfill.Config{}).Run(ctx, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("killed: %v; want the run stopped", err)
 	}
 	cancel()
-	e.fake.mu.Lock()
-	e.fake.onPage = nil
-	e.fake.mu.Unlock()
+	e.fake.OnPage(nil)
 	reports, err := e.backfill(t, backfill.Config{}).Run(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +60,7 @@ func TestBackfillAtScale(t *testing.T) {
 	if err := e.store.DB().Table("payments").Where("object = 'charge'").Count(&charges).Error; err != nil || charges != int64(3*customers) {
 		t.Errorf("%d charge rows, %v; want %d", charges, err, 3*customers)
 	}
-	total, most := e.fake.servedPages()
+	total, most := e.fake.ServedPages()
 	// At the kill, each kind under way may lose the page it was writing
 	// and the one fetched ahead.
 	if inFlight := 2 * backfill.DefaultConcurrency; total > pages+inFlight || most > 2 {
@@ -80,9 +73,7 @@ func TestBackfillAtScale(t *testing.T) {
 
 	// The limit: in any second from a request on, at most the rate and
 	// the burst.
-	e.fake.mu.Lock()
-	times := e.fake.times
-	e.fake.mu.Unlock()
+	times := e.fake.Times()
 	for i, t0 := range times {
 		n := 0
 		for _, t1 := range times[i:] {
@@ -96,7 +87,7 @@ func TestBackfillAtScale(t *testing.T) {
 	}
 
 	// Every field of a sample as the fake serves it.
-	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_backfill", APIBase: e.base, Limits: reconcile.Limits{Rate: 1000}})
+	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: backfilltest.Key, APIBase: e.base, Limits: reconcile.Limits{Rate: 1000}})
 	if err != nil {
 		t.Fatal(err)
 	}
