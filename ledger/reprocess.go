@@ -165,8 +165,12 @@ func (r *Reprocessor) one(ctx context.Context, row models.StripeEvent, dryRun bo
 	case dryRun:
 		return ReprocessWouldApply, nil
 	}
-	if err := r.apply(ctx, row.ID, ev); err != nil {
+	handled, err := r.apply(ctx, row.ID, ev)
+	switch {
+	case err != nil:
 		return ReprocessFailed, err
+	case !handled:
+		return ReprocessNoHandler, nil
 	}
 	return ReprocessApplied, nil
 }
@@ -207,23 +211,30 @@ func (r *Reprocessor) verify(ctx context.Context, row models.StripeEvent) (billi
 // was and is stale now. A verified payload other than the stored one
 // (Stripe's copy of an event parked unverified, or recorded without its
 // signature) replaces it, with its type, created and the rest.
-func (r *Reprocessor) apply(ctx context.Context, id string, ev billing.Event) error {
+//
+// Stripe's copy may be of a type with no handler where the row, from a
+// message nothing proved, claimed one: it is recorded as the worker
+// records such an event, ignored, and handled is false.
+func (r *Reprocessor) apply(ctx context.Context, id string, ev billing.Event) (handled bool, err error) {
 	p := r.proc
-	return p.withTieObjects(ctx, nil, func(objs tieObjects) error {
-		return r.applyIn(ctx, id, ev, objs)
+	err = p.withTieObjects(ctx, nil, func(objs tieObjects) error {
+		handled, err = r.applyIn(ctx, id, ev, objs)
+		return err
 	})
+	return handled, err
 }
 
 // applyIn is apply's transaction, with the objects fetched for its ties.
-func (r *Reprocessor) applyIn(ctx context.Context, id string, ev billing.Event, objs tieObjects) error {
+func (r *Reprocessor) applyIn(ctx context.Context, id string, ev billing.Event, objs tieObjects) (handled bool, err error) {
 	p := r.proc
-	return p.inTx(ctx, func(tx *gorm.DB) error {
+	err = p.inTx(ctx, func(tx *gorm.DB) error {
 		row, err := models.LockEvent(tx, id)
 		if err != nil {
 			return err
 		}
-		if !p.handles(ev.Type) {
-			return fmt.Errorf("ledger: reprocess %s: no decoder for %s", id, ev.Type)
+		if handled = p.handles(ev.Type); !handled {
+			ignored := ledgerRow(ev, Ignored, p.now())
+			return models.ReplaceEvent(tx, &ignored)
 		}
 		applied, err := p.applyOne(ctx, tx, ev, objs)
 		if err != nil {
@@ -240,6 +251,7 @@ func (r *Reprocessor) applyIn(ctx context.Context, id string, ev billing.Event, 
 		}
 		return models.SetEventStatus(tx, id, models.EventProcessed, &applied, now)
 	})
+	return handled, err
 }
 
 func deref(s *string) string {

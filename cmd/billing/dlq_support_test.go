@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -270,5 +272,75 @@ func TestDLQCommandAsSupport(t *testing.T) {
 			!strings.Contains(err.Error(), "'"+dlqName+"'") {
 			t.Errorf("billing %s on another namespace's DLQ as support = %v, want the broker's ACCESS_REFUSED naming read on %s", strings.Join(args, " "), err, dlqName)
 		}
+	}
+}
+
+// TestDLQPurgedBySupportLosesNoEvent: RabbitMQ lets the support user
+// Purge the DLQ, since reading it allows that
+// (docs/security.md#support-and-the-dlq). A purge deletes copies, not
+// events: each parked event keeps its ledger row, `billing status` names
+// it lost (exit 2), and `billing reprocess --status dead` applies the
+// signed one from its payload and the unverified one from Stripe's copy,
+// fetched by id (stripe-mock serves a plan.created, which has no handler).
+func TestDLQPurgedBySupportLosesNoEvent(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t)
+	q := newParkedQueues(t, ns)
+	dsn := testenv.Database(t)
+	store := testenv.StoreAt(t, dsn)
+	now := time.Now()
+	signed, unverified := billingtest.NewEventID(), billingtest.NewEventID()
+	invoice := "in_" + strings.TrimPrefix(billingtest.NewEventID(), "evt_")
+	payload := billingtest.Event(signed, "invoice.paid", now.Add(-2*time.Hour), billingtest.Invoice(invoice, "cus_purge", "", "paid", 900, 900))
+	for _, ev := range []models.DeadEvent{
+		{ID: signed, Type: "invoice.paid", Payload: payload, Signature: testenv.Sign(payload, testenv.WebhookSecret, now), Attempts: 8, LastError: "transient"},
+		{ID: unverified, Type: "invoice.paid", Attempts: 1, LastError: "unverified"},
+	} {
+		if err := store.MarkDead(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.park(t, signed, "invoice.paid", failure.Transient, now.Add(-time.Hour))
+	q.park(t, unverified, "invoice.paid", failure.Unverified, now.Add(-time.Hour))
+	q.waitReady(t, q.topo.DLQ, 2)
+
+	support := testenv.ManagementURLAs(t, testenv.RabbitUser(t, q.topo.Permissions()[broker.RoleSupport]))
+	if err := testenv.ManagementAt(support, http.MethodDelete, "/api/queues/%2F/"+url.PathEscape(q.topo.DLQ)+"/contents", nil, nil); err != nil {
+		t.Fatalf("Purge as support: %v", err)
+	}
+	q.waitReady(t, q.topo.DLQ, 0)
+
+	getenv := dlqCmdEnv(ns, map[string]string{"MYSQL_DSN": dsn, "STRIPE_WEBHOOK_SECRET": testenv.WebhookSecret,
+		"STRIPE_API_KEY": "sk_test_123", "STRIPE_API_BASE": testenv.StripeMock(t)})
+	out, err := runCmd(t, getenv, "status", "--management-url=off")
+	if exitCode(err) != 2 {
+		t.Fatalf("status after the purge = %v, want exit 2:\n%s", err, out)
+	}
+	for _, id := range []string{signed, unverified} {
+		if !regexp.MustCompile(`CRITICAL: 2 event\(s\) dead in the ledger are in no queue of the topology.*` + id).MatchString(out) {
+			t.Errorf("status does not name %s lost:\n%s", id, out)
+		}
+	}
+
+	out, err = runCmd(t, getenv, "reprocess", "--status", "dead")
+	if err != nil {
+		t.Fatalf("reprocess --status dead: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "reprocessed 2 event(s): 1 applied, 1 without a handler, 0 skipped (not verified), 0 failed") {
+		t.Errorf("reprocess output:\n%s", out)
+	}
+	var inv models.Invoice
+	if err := store.DB().Where("stripe_id = ?", invoice).Take(&inv).Error; err != nil || inv.Status == nil || *inv.Status != "paid" {
+		t.Errorf("invoice after reprocess: %+v, %v; want it paid", inv, err)
+	}
+	for id, want := range map[string]string{signed: models.EventProcessed, unverified: models.EventIgnored} {
+		ev, err := store.Event(t.Context(), id)
+		if err != nil || ev.Status != want {
+			t.Errorf("ledger row %s: %q, %v; want %s", id, ev.Status, err, want)
+		}
+	}
+	out, err = runCmd(t, getenv, "status", "--management-url=off")
+	if strings.Contains(out, "in no queue") {
+		t.Errorf("status after reprocess still reports events lost (%v):\n%s", err, out)
 	}
 }
