@@ -494,36 +494,8 @@ func processingWith(tb testing.TB, dsn string, bodies [][]byte, batchSize int, e
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	conn := func(name string) *broker.Conn {
-		c := broker.NewConn(broker.ConnConfig{URL: testenv.AMQPURL(), Name: name, Topology: r.topo}, quietLogger())
-		wg.Go(func() { _ = c.Run(ctx) })
-		return c
-	}
-	consume, publish := conn("bench worker consumer"), conn("bench worker publisher")
-	policy := retry.Policy{Delays: cfg.RetryDelays, MaxAttempts: cfg.MaxAttempts, Jitter: 0.2}
-	router, err := dlq.NewRouter(dlq.RouterConfig{Topology: r.topo, Policy: policy}, quietLogger(),
-		broker.NewPublisher(publish, cfg.WorkerConcurrency, cfg.PublishTimeout), store)
-	if err != nil {
-		return bench.Stats{}, err
-	}
-	proc := ledger.NewProcessor(store, quietLogger(), opts...)
-	logger := quietLogger()
-	handler, _ := ledger.Handlers(proc)
 	count := &counter{target: int64(len(bodies)), done: make(chan struct{})}
-	ccfg := consumer.Config{
-		Queue: r.topo.Work, Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout,
-		Name: "bench-worker", Ping: store.Ping, Observer: count,
-		// As the worker: each signature checked again before applying.
-		Verifier: testenv.Verifier(tb, nil),
-	}
-	withBatches(&ccfg, proc, batchSize, cfg)
-	if envelopeAgain {
-		handler, ccfg.Batch = consumer.HandlerFunc(func(ctx context.Context, d consumer.Delivery) error {
-			d.Envelope = verify.Envelope{}
-			return handler.HandleEvent(ctx, d)
-		}), dropEnvelopes(ccfg.Batch)
-	}
-	c, err := consumer.New(ccfg, logger, consume, handler, router)
+	c, err := newWorker(tb, ctx, &wg, r, store, batchSize, count, envelopeAgain, opts...)
 	if err != nil {
 		return bench.Stats{}, err
 	}
@@ -557,6 +529,43 @@ func processingWith(tb testing.TB, dsn string, bodies [][]byte, batchSize int, e
 		return s, fmt.Errorf("bench: %d ledger rows done, want %d", done, len(bodies))
 	}
 	return s, nil
+}
+
+// newWorker wires a worker as `billing worker` wires it (consumer,
+// ledger.Processor, retry router) on r's work queue into store, with
+// batchSize events per transaction and obs told of each outcome; its
+// connections run under ctx in wg, the consumer once the caller runs it.
+func newWorker(tb testing.TB, ctx context.Context, wg *sync.WaitGroup, r *rabbit, store *models.Store, batchSize int, obs consumer.Observer, envelopeAgain bool, opts ...ledger.Option) (*consumer.Consumer, error) {
+	tb.Helper()
+	cfg := settings(tb)
+	conn := func(name string) *broker.Conn {
+		c := broker.NewConn(broker.ConnConfig{URL: testenv.AMQPURL(), Name: name, Topology: r.topo}, quietLogger())
+		wg.Go(func() { _ = c.Run(ctx) })
+		return c
+	}
+	consume, publish := conn("bench worker consumer"), conn("bench worker publisher")
+	policy := retry.Policy{Delays: cfg.RetryDelays, MaxAttempts: cfg.MaxAttempts, Jitter: 0.2}
+	router, err := dlq.NewRouter(dlq.RouterConfig{Topology: r.topo, Policy: policy}, quietLogger(),
+		broker.NewPublisher(publish, cfg.WorkerConcurrency, cfg.PublishTimeout), store)
+	if err != nil {
+		return nil, err
+	}
+	proc := ledger.NewProcessor(store, quietLogger(), opts...)
+	handler, _ := ledger.Handlers(proc)
+	ccfg := consumer.Config{
+		Queue: r.topo.Work, Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout,
+		Name: "bench-worker", Ping: store.Ping, Observer: obs,
+		// As the worker: each signature checked again before applying.
+		Verifier: testenv.Verifier(tb, nil),
+	}
+	withBatches(&ccfg, proc, batchSize, cfg)
+	if envelopeAgain {
+		handler, ccfg.Batch = consumer.HandlerFunc(func(ctx context.Context, d consumer.Delivery) error {
+			d.Envelope = verify.Envelope{}
+			return handler.HandleEvent(ctx, d)
+		}), dropEnvelopes(ccfg.Batch)
+	}
+	return consumer.New(ccfg, quietLogger(), consume, handler, router)
 }
 
 // workerGC gives this process the garbage collector `billing worker`

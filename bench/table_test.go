@@ -35,7 +35,8 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 // measurement), BENCH_SCALE_OPS and BENCH_SCALE_EVENTS (the process
 // scaling runs), BENCH_RENEWAL_INVOICES (the renewal day's invoices),
 // BENCH_LEDGER_ROWS (the filled ledger's events),
-// BENCH_E2E_DURATION and BENCH_E2E_RATE.
+// BENCH_E2E_DURATION and BENCH_E2E_RATE; backfillRows says the backfill
+// rows' own.
 func TestBenchTable(t *testing.T) {
 	if os.Getenv("BILLING_BENCH") != "1" {
 		t.Skip("BILLING_BENCH=1 runs the benchmark table (make bench)")
@@ -146,6 +147,11 @@ func TestBenchTable(t *testing.T) {
 	// Processes of the built binary: scaling on this machine, and the CPU
 	// each process spends per event.
 	for _, row := range scaling(t, testenv.EnvInt(t, "BENCH_SCALE_OPS", ops), testenv.EnvInt(t, "BENCH_SCALE_EVENTS", events)) {
+		add(row)
+	}
+
+	// The backfill from the fake Stripe beside a worker, and the audit.
+	for _, row := range backfillRows(t) {
 		add(row)
 	}
 
