@@ -114,6 +114,10 @@ type Config struct {
 	// Concurrency is the most kinds imported at once; default
 	// DefaultConcurrency. The Lister's own limits still apply.
 	Concurrency int
+	// Restart starts each kind from the newest object, whatever cursor
+	// was saved (a kind done before is imported again); the cursors then
+	// move as in any run.
+	Restart bool
 	// Attempts, Backoff and MaxBackoff: see the defaults.
 	Attempts            int
 	Backoff, MaxBackoff time.Duration
@@ -230,6 +234,9 @@ type KindReport struct {
 	Pages, Fetched, Written, Failed int
 	// Finished: the kind's last page is in.
 	Finished bool
+	// Oldest is the created time of the last object written: how far
+	// back, from the newest, the kind's import has come.
+	Oldest time.Time
 }
 
 // Plan says where each kind stands, asking Stripe nothing: what a dry
@@ -254,6 +261,9 @@ func (b *Backfill) Request(r KindReport) reconcile.ListRequest {
 }
 
 func (b *Backfill) resume(ctx context.Context, k Kind) (KindReport, error) {
+	if b.cfg.Restart {
+		return KindReport{Kind: k.Name}, nil
+	}
 	v, err := b.saved.Checkpoint(ctx, b.checkpoint(k))
 	if err != nil {
 		return KindReport{}, fmt.Errorf("backfill: %s: read the saved cursor: %w", k.Name, err)
@@ -351,7 +361,7 @@ func (b *Backfill) importKind(ctx context.Context, k Kind, r *KindReport, progre
 		if f.err != nil {
 			return f.err
 		}
-		page, after := f.page, f.after
+		page, after := f.page, f.last.id
 		snaps := make([]billing.Event, 0, len(page.Objects))
 		failed := 0
 		for _, obj := range page.Objects {
@@ -383,6 +393,9 @@ func (b *Backfill) importKind(ctx context.Context, k Kind, r *KindReport, progre
 		r.Written += res.Written
 		r.Failed += failed + len(res.Failed)
 		r.Finished = value == cursorDone
+		if len(page.Objects) > 0 {
+			r.Oldest = f.last.created
+		}
 		if progress != nil {
 			progress(*r)
 		}
@@ -392,13 +405,13 @@ func (b *Backfill) importKind(ctx context.Context, k Kind, r *KindReport, progre
 	}
 }
 
-// fetched is one page of a kind on its way to be written: after is the
-// id of its last object (the next page's cursor), err what ended the
+// fetched is one page of a kind on its way to be written: its last
+// object (whose id is the next page's cursor), or err, what ended the
 // fetching instead.
 type fetched struct {
-	page  reconcile.Page
-	after string
-	err   error
+	page reconcile.Page
+	last objectKey
+	err  error
 }
 
 // fetchPages fetches k's pages from after on into out, one ahead of the
@@ -406,18 +419,19 @@ type fetched struct {
 func (b *Backfill) fetchPages(ctx context.Context, k Kind, after string, out chan<- fetched) {
 	for {
 		page, err := b.fetch(ctx, k, after)
-		if err == nil && len(page.Objects) > 0 {
-			before := after
-			if after, err = idOf(page.Objects[len(page.Objects)-1]); err != nil {
-				err = fmt.Errorf("backfill: %s: the page after %q ends with an object without an id (%w): run again; if it persists, report it", k.Name, before, err)
+		f := fetched{page: page, err: err}
+		if n := len(page.Objects); err == nil && n > 0 {
+			if f.last, err = keyOf(page.Objects[n-1]); err != nil {
+				f.err = fmt.Errorf("backfill: %s: the page after %q ends with an object without an id (%w): run again; if it persists, report it", k.Name, after, err)
 			}
+			after = f.last.id
 		}
 		select {
-		case out <- fetched{page: page, after: after, err: err}:
+		case out <- f:
 		case <-ctx.Done():
 			return
 		}
-		if err != nil || !page.HasMore || len(page.Objects) == 0 {
+		if f.err != nil || !page.HasMore || len(page.Objects) == 0 {
 			return
 		}
 	}
@@ -435,10 +449,13 @@ func (b *Backfill) fetch(ctx context.Context, k Kind, after string) (reconcile.P
 			return reconcile.Page{}, stopped(ctx, k)
 		}
 		if failure.Of(err) == failure.Permanent {
-			return reconcile.Page{}, fmt.Errorf("backfill: %s: Stripe refused the list: %w (check the key's read rights on %s and the account; the kinds before it are kept)", k.Name, err, k.Name)
+			if b.cfg.Account != "" {
+				return reconcile.Page{}, fmt.Errorf("backfill: %s on %s: Stripe refused the list: %w (check that %s is still connected to the platform and the key's read rights on %s; what was imported is kept)", k.Name, b.cfg.Account, err, b.cfg.Account, k.Name)
+			}
+			return reconcile.Page{}, fmt.Errorf("backfill: %s: Stripe refused the list: %w (check the key's read rights on %s; what was imported is kept)", k.Name, err, k.Name)
 		}
 		if n+1 >= b.cfg.Attempts {
-			return reconcile.Page{}, fmt.Errorf("backfill: %s: %d tries of a page failed: %w (run again later to resume)", k.Name, n+1, err)
+			return reconcile.Page{}, fmt.Errorf("backfill: %s: %d tries of the page after %q failed: %w (run again later to resume from it; what was imported is kept)", k.Name, n+1, after, err)
 		}
 		pause := retry.Backoff(n, b.cfg.Backoff, b.cfg.MaxBackoff, 0.5, b.rnd)
 		b.logger.InfoContext(ctx, "backfill: page failed, trying again", "kind", k.Name, "try", n+1, "pause", pause, "error", err)
@@ -450,6 +467,26 @@ func (b *Backfill) fetch(ctx context.Context, k Kind, after string) (reconcile.P
 		case <-t.C:
 		}
 	}
+}
+
+// origins tells when an account was created (reconcile.Fetcher).
+type origins interface {
+	AccountCreated(ctx context.Context, account string) (time.Time, error)
+}
+
+// Origin is where the import's history begins, for Progress's estimate
+// of the time left: the range's start, else the account's creation when
+// the Lister can tell it; zero when unknown.
+func (b *Backfill) Origin(ctx context.Context) time.Time {
+	if !b.cfg.CreatedFrom.IsZero() {
+		return b.cfg.CreatedFrom
+	}
+	if o, ok := b.lister.(origins); ok {
+		if t, err := o.AccountCreated(ctx, b.cfg.Account); err == nil {
+			return t
+		}
+	}
+	return time.Time{}
 }
 
 // accountsKind is the list of the platform's connected accounts.
@@ -471,9 +508,11 @@ func (b *Backfill) Accounts(ctx context.Context) ([]string, error) {
 			return nil, err
 		}
 		for _, obj := range page.Objects {
-			if after, err = idOf(obj); err != nil {
+			key, err := keyOf(obj)
+			if err != nil {
 				return nil, fmt.Errorf("backfill: accounts: an account without an id (%w)", err)
 			}
+			after = key.id
 			ids = append(ids, after)
 		}
 		if !page.HasMore || len(page.Objects) == 0 {
@@ -482,18 +521,30 @@ func (b *Backfill) Accounts(ctx context.Context) ([]string, error) {
 	}
 }
 
-// idOf reads an object's id.
-func idOf(obj json.RawMessage) (string, error) {
+// objectKey is what a page's order rests on: an object's id and when
+// Stripe created it.
+type objectKey struct {
+	id      string
+	created time.Time
+}
+
+// keyOf reads an object's id and created time (zero when it has none).
+func keyOf(obj json.RawMessage) (objectKey, error) {
 	var o struct {
-		ID string `json:"id"`
+		ID      string `json:"id"`
+		Created int64  `json:"created"`
 	}
 	if err := json.Unmarshal(obj, &o); err != nil {
-		return "", err
+		return objectKey{}, err
 	}
 	if o.ID == "" {
-		return "", errors.New("no id")
+		return objectKey{}, errors.New("no id")
 	}
-	return o.ID, nil
+	k := objectKey{id: o.ID}
+	if o.Created > 0 {
+		k.created = time.Unix(o.Created, 0).UTC()
+	}
+	return k, nil
 }
 
 // stopped is the error of a kind whose import ctx ended.

@@ -122,7 +122,7 @@ func TestBackfill(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
 		e.fake.Populate(250, 320)
-		e.fake.Fault = func(try int) (int, string, bool) {
+		e.fake.Fault = func(r *http.Request, try int) (int, string, bool) {
 			switch try { // every page fails three times, one way after the other
 			case 1:
 				return http.StatusTooManyRequests, `{"error":{"message":"Too many requests","type":"rate_limit_error"}}`, true
@@ -176,8 +176,8 @@ func TestBackfill(t *testing.T) {
 			}
 			_, err := e.backfill(t, backfill.Config{Concurrency: 1}).Run(ctx, progress) // one kind at a time: the kills fall where planned
 			cancel()
-			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("killed in run %d: %v; want the run stopped", run, err)
+			if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "stopped") || !strings.Contains(err.Error(), "run again to resume") {
+				t.Fatalf("killed in run %d: %v; want the run stopped, and what to do", run, err)
 			}
 			e.fake.OnPage(nil)
 		}
@@ -243,6 +243,75 @@ func TestBackfill(t *testing.T) {
 		}
 	})
 
+	t.Run("AnAccountThatRefusesIsNamedWithEachKind", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.fake.Populate(5, 5)
+		e.fake.RefuseAccount = "acct_1Gone"
+		reports, err := e.backfill(t, backfill.Config{Account: "acct_1Gone"}).Run(context.Background(), nil)
+		for _, k := range backfill.KindNames() {
+			if err == nil || !strings.Contains(err.Error(), "backfill: "+k+" on acct_1Gone: Stripe refused the list") {
+				t.Errorf("Run = %v; want a line naming %s and the account", err, k)
+			}
+		}
+		if err != nil && (!strings.Contains(err.Error(), "check that acct_1Gone is still connected to the platform") || !strings.Contains(err.Error(), "does not have access to account")) {
+			t.Errorf("Run = %v; want what to check, and Stripe's words", err)
+		}
+		for _, r := range reports {
+			if r.Pages != 0 || r.Finished {
+				t.Errorf("%+v; want nothing imported", r)
+			}
+		}
+	})
+
+	t.Run("APageAlwaysCutOffNamesTheKindAndThePage", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.fake.Populate(150, 0)
+		e.fake.Fault = func(r *http.Request, try int) (int, string, bool) {
+			if r.URL.Query().Get("starting_after") == "cus_0050" { // the second page, every try
+				return http.StatusOK, `{"object":"list","data":[{"id":"cus_0`, true
+			}
+			return 0, "", false
+		}
+		reports, err := e.backfill(t, backfill.Config{Kinds: []string{"customers"}, Attempts: 3}).Run(context.Background(), nil)
+		if err == nil || !strings.Contains(err.Error(), `backfill: customers: 3 tries of the page after "cus_0050" failed`) ||
+			!strings.Contains(err.Error(), "not a whole list page") || !strings.Contains(err.Error(), "run again later to resume from it") {
+			t.Fatalf("Run = %v; want the kind, the page and what to do", err)
+		}
+		if reports[0].Written != 100 || reports[0].Finished {
+			t.Errorf("%+v; want the first page kept", reports[0])
+		}
+		if v, _ := e.store.Checkpoint(context.Background(), backfill.CheckpointName("", "customers")); v != "after:cus_0050" {
+			t.Errorf("cursor %q; want after the first page", v)
+		}
+	})
+
+	t.Run("ARestartStartsFromTheNewestAgain", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.fake.Populate(30, 0)
+		cfg := backfill.Config{Kinds: []string{"customers"}, PageSize: 7}
+		if _, err := e.backfill(t, cfg).Run(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Restart = true
+		plan, err := e.backfill(t, cfg).Plan(context.Background())
+		if err != nil || plan[0].Done || plan[0].After != "" {
+			t.Errorf("Plan = %+v, %v; want customers from the start", plan, err)
+		}
+		reports, err := e.backfill(t, cfg).Run(context.Background(), nil)
+		if err != nil || reports[0].Fetched != 30 || reports[0].Written != 0 || !reports[0].Finished || !reports[0].Oldest.Equal(backfilltest.T0) {
+			t.Errorf("Run = %+v, %v; want all 30 fetched again, none written twice, back to the oldest", reports, err)
+		}
+		if v, _ := e.store.Checkpoint(context.Background(), backfill.CheckpointName("", "customers")); v != "done" {
+			t.Errorf("cursor %q; want done", v)
+		}
+		if got := e.backfill(t, cfg).Origin(context.Background()); !got.Equal(backfilltest.T0) {
+			t.Errorf("Origin = %s; want the account's creation, %s", got, backfilltest.T0)
+		}
+	})
+
 	t.Run("AnAccountsObjectsAndCursorsAreItsOwn", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
@@ -273,7 +342,7 @@ func TestBackfill(t *testing.T) {
 		for _, id := range []string{"acct_3", "acct_2", "acct_1"} {
 			e.fake.Lists["/v1/accounts"] = append(e.fake.Lists["/v1/accounts"], map[string]any{"id": id, "object": "account"})
 		}
-		e.fake.Fault = func(try int) (int, string, bool) {
+		e.fake.Fault = func(r *http.Request, try int) (int, string, bool) {
 			if try == 1 {
 				return http.StatusTooManyRequests, `{"error":{"message":"Too many requests"}}`, true
 			}

@@ -80,3 +80,32 @@ func (f *Fetcher) ListPage(ctx context.Context, req ListRequest) (Page, error) {
 	}
 	return Page{Objects: list.Data, HasMore: *list.HasMore, FetchedAt: at}, nil
 }
+
+// AccountCreated is when account ("" for the platform's own) was
+// created, as Stripe says (GET /v1/account), asked through the Fetcher's
+// limits; zero when Stripe's answer has no time.
+func (f *Fetcher) AccountCreated(ctx context.Context, account string) (time.Time, error) {
+	if account != "" && !verify.ValidAccount(account) {
+		return time.Time{}, fmt.Errorf("reconcile: account: %w", verify.ErrBadAccount)
+	}
+	done, err := f.limit.take(ctx, listWait)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("reconcile: account: %w", err)
+	}
+	ans := f.call(ctx, "/v1/account", "", account)
+	done()
+	f.observe(PurposeBackfill, ans.outcome)
+	if ans.outcome != OutcomeOK {
+		return time.Time{}, fmt.Errorf("reconcile: account: %w", ans.err)
+	}
+	var a struct {
+		Created int64 `json:"created"`
+	}
+	if err := json.Unmarshal(ans.body, &a); err != nil {
+		return time.Time{}, fmt.Errorf("reconcile: account: %w", err)
+	}
+	if a.Created <= 0 {
+		return time.Time{}, nil
+	}
+	return time.Unix(a.Created, 0).UTC(), nil
+}

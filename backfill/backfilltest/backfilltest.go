@@ -26,12 +26,15 @@ const Key = "sk_test_backfill"
 type Stripe struct {
 	// Lists holds each list's objects by path, newest first.
 	Lists map[string][]map[string]any
-	// Fault, when set, may answer the try-th request of a page (1-based)
-	// in place of the page: it returns the status and body.
-	Fault func(try int) (status int, body string, ok bool)
+	// Fault, when set, may answer r, the try-th request of its page
+	// (1-based), in place of the page: it returns the status and body.
+	Fault func(r *http.Request, try int) (status int, body string, ok bool)
 	// Refuse is a path answered 403, as Stripe answers a key without
 	// read rights on it.
 	Refuse string
+	// RefuseAccount is a Connect account whose requests are answered
+	// 403, as Stripe answers for an account that left the platform.
+	RefuseAccount string
 	// Latency is how long each answer takes, as Stripe's round trip.
 	Latency time.Duration
 
@@ -79,12 +82,20 @@ func (f *Stripe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":{"message":"The provided key does not have the required permissions for this endpoint","type":"invalid_request_error"}}`, http.StatusForbidden)
 		return
 	}
+	if a := r.Header.Get("Stripe-Account"); a != "" && a == f.RefuseAccount {
+		http.Error(w, `{"error":{"message":"The provided key does not have access to account '`+a+`' (or that account does not exist). Application access may have been revoked.","type":"invalid_request_error"}}`, http.StatusForbidden)
+		return
+	}
 	if f.Fault != nil {
-		if status, body, ok := f.Fault(try); ok {
+		if status, body, ok := f.Fault(r, try); ok {
 			w.WriteHeader(status)
 			fmt.Fprint(w, body)
 			return
 		}
+	}
+	if r.URL.Path == "/v1/account" {
+		_ = json.NewEncoder(w).Encode(map[string]any{"id": "acct_fake", "object": "account", "created": T0.Unix()})
+		return
 	}
 	all, ok := f.Lists[r.URL.Path]
 	if !ok { // an object by id: /v1/<list>/<id>

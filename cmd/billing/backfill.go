@@ -22,12 +22,15 @@ cursors. A kind already done is not fetched again. Needs STRIPE_API_KEY
 (read rights on every kind) and MYSQL_DSN.
 
   billing backfill [--account acct_... | --all-accounts] [--kind K,...]
-                   [--created-since WHEN] [--created-until WHEN] [--api-version V] [--dry-run]
+                   [--created-since WHEN] [--created-until WHEN] [--api-version V]
+                   [--restart] [--dry-run]
 
 WHEN is an RFC 3339 time or a duration before now (720h); a range has
 cursors of its own.
 
-Prints a line per page and a summary per kind; exits 1 when a kind failed
+Shows each kind's counts, rate and time left (estimated from the objects'
+created times), redrawn on a terminal, else a line every 10s; then a
+summary per kind. Exits 1 when a kind failed
 (the line names it and what to do) or an object could not be read.`
 
 func runBackfill(ctx context.Context, e env, args []string) error {
@@ -38,6 +41,7 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 	all := fs.Bool("all-accounts", false, "import every connected account's objects, listed from Stripe, one after another")
 	since := fs.String("created-since", "", "only objects Stripe created at or after `WHEN`")
 	until := fs.String("created-until", "", "only objects Stripe created before `WHEN`")
+	restart := fs.Bool("restart", false, "start each kind from the newest object again, whatever cursor was saved")
 	version := fs.String("api-version", "", "list the objects in this Stripe API `version` (default stripe-go's pinned one); from 2025-03-31.basil invoices come with their payments")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -68,7 +72,7 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 	}
 	defer store.Close()
 	bcfg := backfill.Config{Account: *account, Kinds: commaList(*kinds), Livemode: strings.Contains(cfg.StripeAPIKey, "_live_"),
-		Concurrency: cfg.StripeAPIConcurrency, CreatedFrom: from, CreatedUntil: to, APIVersion: *version}
+		Concurrency: cfg.StripeAPIConcurrency, CreatedFrom: from, CreatedUntil: to, APIVersion: *version, Restart: *restart}
 	var lister backfill.Lister
 	if fetcher != nil {
 		lister = fetcher
@@ -143,16 +147,8 @@ func backfillAccount(ctx context.Context, e env, b *backfill.Backfill, dryRun bo
 		fmt.Fprintln(e.stdout, "dry run: nothing was fetched")
 		return 0, nil
 	}
-	start, fetched := time.Now(), map[string]int{}
-	reports, err := b.Run(ctx, func(r backfill.KindReport) {
-		fetched[r.Kind] = r.Fetched
-		total := 0
-		for _, n := range fetched {
-			total += n
-		}
-		fmt.Fprintf(e.stdout, "%s: page %d, %d fetched, %d written, %d failed (%.0f objects/s in all)\n",
-			r.Kind, r.Pages, r.Fetched, r.Written, r.Failed, float64(total)/max(time.Since(start).Seconds(), 1e-3))
-	})
+	progress := backfill.NewProgress(e.stdout, backfill.Terminal(e.stdout), backfill.ProgressConfig{Origin: b.Origin(ctx)})
+	reports, err := b.Run(ctx, progress.Update)
 	for _, r := range reports {
 		state := "done"
 		switch {

@@ -67,6 +67,12 @@ func TestBackfill(t *testing.T) {
 	if err != nil || strings.Contains(out, "page 1") || !strings.Contains(out, "customers: done before: 0 fetched") {
 		t.Errorf("second backfill = %v; want nothing fetched:\n%s", err, out)
 	}
+	// --restart fetches a kind done before from the newest again, and
+	// writes nothing twice; each kind's progress is a plain line here.
+	out, err = runCmd(t, getenv, "backfill", "--restart", "--kind", "customers")
+	if err != nil || !strings.Contains(out, "customers: 1 fetched, 0 written, 0 failed, done\ncustomers: done: 1 fetched in 1 pages, 0 written") {
+		t.Errorf("backfill --restart = %v; want the customers fetched again, none written:\n%s", err, out)
+	}
 	// Stripe's objects are the rows' own: no drift, but for the customer
 	// stripe-mock's objects name that is not in its customer list: its
 	// row is a stub. A row gone wrong is named.
