@@ -34,10 +34,13 @@ const (
 	// publish into the DLQ; read on the DLQ still lets it purge it
 	// (docs/security.md#support-and-the-dlq).
 	RoleSupport Role = "support"
+	// RoleRelay is `billing relay`: publishes the change feed to
+	// <ns>.changes, nothing else.
+	RoleRelay Role = "relay"
 )
 
 // Roles lists every role, in the order the docs show them.
-var Roles = []Role{RoleTopology, RoleAPI, RoleWorker, RoleSweep, RoleSupport}
+var Roles = []Role{RoleTopology, RoleAPI, RoleWorker, RoleSweep, RoleSupport, RoleRelay}
 
 // Permission is what a role may do on the vhost: three regular expressions
 // over exchange and queue names, as RabbitMQ's set_permissions takes them,
@@ -74,6 +77,7 @@ func (t Topology) Permissions() map[Role]Permission {
 			Configure: nothing, Write: exactly(t.Events, t.Replay), Read: exactly(t.DLQ),
 			Tags: "management",
 		},
+		RoleRelay: {Configure: nothing, Write: exactly(t.Changes), Read: nothing},
 	}
 }
 

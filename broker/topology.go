@@ -12,6 +12,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stripe-billing/billing/changes"
 )
 
 // Topology names every exchange and queue of one namespace. All names derive
@@ -36,6 +38,9 @@ type Topology struct {
 	// Replay is the DLQ's own dead-letter exchange, routing back to Work:
 	// "Reject requeue false" in the management UI replays through it.
 	Replay string
+	// Changes is the topic exchange of the change feed (changes.Exchange):
+	// `billing relay` publishes to it, consumers bind their own queues.
+	Changes string
 	// Delays are the retry tiers in order.
 	Delays []time.Duration
 	// DeliveryLimit is the work queue's delivery-limit backstop (a policy).
@@ -68,6 +73,7 @@ func NewTopology(namespace string, delays []time.Duration, deliveryLimit int) To
 		Dead:          namespace + ".dead",
 		DLQ:           namespace + ".events.dlq",
 		Replay:        namespace + ".replay",
+		Changes:       changes.Exchange(namespace),
 		Delays:        delays,
 		DeliveryLimit: deliveryLimit,
 	}
@@ -94,7 +100,7 @@ func (t Topology) Queues() []string {
 
 // Exchanges lists every exchange of the topology.
 func (t Topology) Exchanges() []string {
-	return []string{t.Events, t.Retry, t.Return, t.Dead, t.Replay}
+	return []string{t.Events, t.Retry, t.Return, t.Dead, t.Replay, t.Changes}
 }
 
 // exchangeKinds pairs every exchange with its kind, in declaration order.
@@ -105,6 +111,7 @@ func (t Topology) exchangeKinds() []struct{ name, kind string } {
 		{t.Return, amqp.ExchangeFanout},
 		{t.Dead, amqp.ExchangeFanout},
 		{t.Replay, amqp.ExchangeFanout},
+		{t.Changes, amqp.ExchangeTopic},
 	}
 }
 

@@ -20,9 +20,7 @@ import (
 
 	"github.com/Shopify/toxiproxy/v2"
 	"github.com/go-sql-driver/mysql"
-	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/rs/zerolog"
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/stripe-billing/billing/billing/billingtest"
@@ -150,7 +148,7 @@ func (s *stack) start(sub string, extra map[string]string) *proc {
 			s.t.Logf("%s log (last 6000 bytes):\n%s", sub, tail(p.log.String(), 6000))
 		}
 	})
-	msg := map[string]string{"api": "api listening", "worker": "metrics listening"}[sub]
+	msg := map[string]string{"api": "api listening", "worker": "metrics listening", "relay": "metrics listening"}[sub]
 	testenv.Eventually(s.t, 10*time.Second, func() bool {
 		select {
 		case <-p.exited:
@@ -485,22 +483,11 @@ func (s *stack) peekDLQ(t *testing.T) []amqp.Delivery {
 // test ends.
 func newProxy(t *testing.T, name, upstream string) *toxiproxy.Proxy {
 	t.Helper()
-	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
-	p := toxiproxy.NewProxy(srv, t.Name()+"-"+name, "127.0.0.1:0", upstream)
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Stop)
-	return p
+	return testenv.Proxy(t, t.Name()+"-"+name, upstream)
 }
 
 // amqpVia is the AMQP URL through a proxy at addr.
-func amqpVia(addr string) string {
-	u := testenv.AMQPURL()
-	i := strings.Index(u, "@")
-	j := strings.Index(u[i:], "/")
-	return u[:i+1] + addr + u[i+j:]
-}
+func amqpVia(addr string) string { return testenv.AMQPVia(addr) }
 
 // amqpHost is the host:port of the test broker.
 func amqpHost() string {

@@ -116,6 +116,11 @@ type Metrics struct {
 	// not_found, refused, rate_limited, error; cache_hit and limited made
 	// no call).
 	StripeCalls *prometheus.CounterVec
+	// ChangesRelayed counts the changes `billing relay` published and
+	// the broker confirmed; ChangeOutboxDepth and ChangeOutboxLag are the
+	// outbox's unpublished rows and the age of the oldest, in seconds.
+	ChangesRelayed                     prometheus.Counter
+	ChangeOutboxDepth, ChangeOutboxLag prometheus.Gauge
 	// BuildInfo is 1, labelled with the module version, Go version and VCS
 	// revision of the running binary.
 	BuildInfo *prometheus.GaugeVec
@@ -207,6 +212,18 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "billing_stripe_calls_total",
 			Help: "Calls to Stripe's API, by purpose (verify, tie, reconcile) and outcome (ok, not_found, refused, rate_limited, error; cache_hit and limited made no call).",
 		}, []string{"purpose", "outcome"}),
+		ChangesRelayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "billing_changes_published_total",
+			Help: "Changes the relay published to the change feed and the broker confirmed.",
+		}),
+		ChangeOutboxDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "billing_change_outbox_rows",
+			Help: "Changes in the outbox not published yet, as the relay last measured.",
+		}),
+		ChangeOutboxLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "billing_change_outbox_lag_seconds",
+			Help: "Age of the oldest change not published yet; 0 when none waits.",
+		}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "billing_build_info",
 			Help: "Always 1; the labels describe the running binary.",
@@ -216,7 +233,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.Webhooks, m.PublishConfirm, m.EventsProcessed, m.Processing,
 		m.Retries, m.Parked, m.Replayed, m.SweepResults, m.SweepInterval, m.SweepLastSuccess, m.AuditDrift, m.AuditLast, m.PayloadsPruned,
 		m.QueueDepth, m.QueueDepthErrors, m.OldestParkedAge, m.DeadEvents, m.DBErrors, m.BuildInfo,
-		m.Unverified, m.StripeCalls,
+		m.Unverified, m.StripeCalls, m.ChangesRelayed, m.ChangeOutboxDepth, m.ChangeOutboxLag,
 	)
 	bi := buildinfo.Read()
 	m.BuildInfo.WithLabelValues(bi.Version, bi.GoVersion, bi.Revision).Set(1)
@@ -345,4 +362,21 @@ func (m *Metrics) ObserveRequest(route, outcome string, status int, _ time.Durat
 		return
 	}
 	m.Webhook(outcome, status)
+}
+
+// ChangesPublished records n changes the relay published.
+func (m *Metrics) ChangesPublished(n int) {
+	if m == nil {
+		return
+	}
+	m.ChangesRelayed.Add(float64(n))
+}
+
+// ChangeBacklog records the outbox's backlog as the relay measured it.
+func (m *Metrics) ChangeBacklog(depth int64, lag time.Duration) {
+	if m == nil {
+		return
+	}
+	m.ChangeOutboxDepth.Set(float64(depth))
+	m.ChangeOutboxLag.Set(lag.Seconds())
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -263,6 +264,8 @@ func TestLint(t *testing.T) {
 	m.OldestParkedAge.Set(42)
 	m.DeadEvents.Set(2)
 	m.DBError("deadlock")
+	m.ChangesPublished(3)
+	m.ChangeBacklog(7, 90*time.Second)
 
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {
@@ -275,8 +278,11 @@ func TestLint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(families) != 19 {
-		t.Errorf("gathered %d metric families, want 19", len(families))
+	if len(families) != 22 {
+		t.Errorf("gathered %d metric families, want 22", len(families))
+	}
+	if got := []float64{testutil.ToFloat64(m.ChangesRelayed), testutil.ToFloat64(m.ChangeOutboxDepth), testutil.ToFloat64(m.ChangeOutboxLag)}; !slices.Equal(got, []float64{3, 7, 90}) {
+		t.Errorf("changes published, outbox rows, lag = %v, want [3 7 90]", got)
 	}
 	for _, f := range families {
 		if !strings.HasPrefix(f.GetName(), "billing_") {

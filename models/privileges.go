@@ -26,6 +26,8 @@ type Grant struct {
 //     never a ledger row.
 //   - sweep (`billing sweep`, `billing dlq`): the ledger's re-drive count and
 //     payload pruning, its bookmarks, and support's record of discards.
+//   - relay (`billing relay`): reads the change outbox and stamps what
+//     the broker confirmed; the sweep deletes what the retention expired.
 //   - support (docs/runbook.md: `billing history`, `billing status`,
 //     `billing dlq`): reads, and for `billing dlq discard` records a
 //     discard and sets the ledger row's status, no other column.
@@ -33,7 +35,9 @@ func Grants() map[string][]Grant {
 	return map[string][]Grant{
 		"migrate": {{MigratePrivileges, "*"}},
 		"worker":  {{"SELECT, INSERT, UPDATE", "*"}, {"DELETE", "subscription_items"}},
-		"sweep":   {{"SELECT, UPDATE", "stripe_events"}, {"SELECT, INSERT, UPDATE", "sweep_checkpoints"}, {"SELECT, INSERT", "event_discards"}},
+		"sweep": {{"SELECT, UPDATE", "stripe_events"}, {"SELECT, INSERT, UPDATE", "sweep_checkpoints"}, {"SELECT, INSERT", "event_discards"},
+			{"SELECT, DELETE", "change_outbox"}},
+		"relay":   {{"SELECT, UPDATE (published_at)", "change_outbox"}},
 		"support": {{"SELECT", "*"}, {"INSERT", "event_discards"}, {"UPDATE (status)", "stripe_events"}},
 	}
 }

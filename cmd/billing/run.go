@@ -36,6 +36,7 @@ func commands() map[string]command {
 		"worker":    {"consume the work queue and apply events to MySQL", runWorker},
 		"migrate":   {"apply the database migrations (idempotent)", runMigrate},
 		"topology":  {"declare the RabbitMQ exchanges and queues (idempotent)", runTopology},
+		"relay":     {"publish the change outbox to <namespace>.changes, in order, with confirms", runRelay},
 		"sweep":     {"one pass for cron: re-drive parked events, reconcile with Stripe", runSweep},
 		"dlq":       {"list, show, replay or discard parked events", runDLQ},
 		"simulate":  {"post realistic signed Stripe events to the api", runSimulate},

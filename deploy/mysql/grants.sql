@@ -11,6 +11,11 @@ GRANT DELETE ON `billing`.`subscription_items` TO 'billing_worker'@'%';
 GRANT SELECT, UPDATE ON `billing`.`stripe_events` TO 'billing_sweep'@'%';
 GRANT SELECT, INSERT, UPDATE ON `billing`.`sweep_checkpoints` TO 'billing_sweep'@'%';
 GRANT SELECT, INSERT ON `billing`.`event_discards` TO 'billing_sweep'@'%';
+-- ...and the change outbox's retention (CHANGE_FEED_RETENTION).
+GRANT SELECT, DELETE ON `billing`.`change_outbox` TO 'billing_sweep'@'%';
+
+-- The relay reads the change outbox and stamps what the broker confirmed.
+GRANT SELECT, UPDATE (published_at) ON `billing`.`change_outbox` TO 'billing_relay'@'%';
 
 -- Support: `billing dlq discard` records who, when and why, and marks the
 -- ledger row discarded: its status column only.

@@ -19,6 +19,9 @@ GRANT SELECT, INSERT, UPDATE ON `billing`.* TO 'billing_worker'@'%';
 -- `billing sweep` and `billing dlq`: three tables (grants.sql).
 CREATE USER 'billing_sweep'@'%' IDENTIFIED BY 'sweep_dev_pw';
 
+-- `billing relay`: the change outbox (grants.sql).
+CREATE USER 'billing_relay'@'%' IDENTIFIED BY 'relay_dev_pw';
+
 -- Support: `billing history`, `billing status`, `billing dlq`; reads, and
 -- records discards (grants.sql).
 CREATE USER 'billing_support'@'%' IDENTIFIED BY 'support_dev_pw';

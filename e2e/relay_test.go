@@ -1,0 +1,86 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/relay/relaytest"
+)
+
+// TestRelayKilled kills `billing relay` with SIGKILL while changes stream
+// into the outbox and it publishes them, then starts another: every
+// change reaches a queue bound to the feed, each object's changes first
+// delivered in order, a change delivered twice with the same id.
+func TestRelayKilled(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	ch := testenv.Channel(t)
+	queue := s.ns + ".changes.all"
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(queue, "#", s.topo.Changes, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	store, err := models.Open(context.Background(), s.dsn, models.PoolConfig{MaxOpenConns: 2, MaxIdleConns: 2}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	published := func() (n int) {
+		if err := s.db.QueryRow("SELECT COUNT(*) FROM change_outbox WHERE published_at IS NOT NULL").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// The stream: 20 changes of each of 10 objects a statement, until
+	// stopped.
+	var out relaytest.Outbox
+	objects := make([]string, 10)
+	for i := range objects {
+		objects[i] = fmt.Sprintf("sub_kill_%d", i)
+	}
+	stop, wrote := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	stopWriting := func() { once.Do(func() { close(stop); <-wrote }) }
+	defer stopWriting()
+	go func() {
+		defer close(wrote)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			out.Write(t, store.DB(), 20, objects...)
+		}
+	}()
+
+	first := s.start("relay", nil)
+	testenv.Eventually(t, 30*time.Second, func() bool { return published() >= 2000 }, "the first relay published 2000 changes")
+	if err := first.cmd.Process.Kill(); err != nil { // SIGKILL: no drain, no lock release
+		t.Fatal(err)
+	}
+	<-first.exited
+	before := published()
+	if before >= out.Written() {
+		t.Fatalf("the relay was killed after publishing all %d changes: not in the middle of the stream", out.Written())
+	}
+	second := s.start("relay", nil)
+	testenv.Eventually(t, 30*time.Second, func() bool { return published() >= before+2000 }, "the second relay publishes")
+	stopWriting()
+	testenv.Eventually(t, 60*time.Second, func() bool { return published() == out.Written() }, "the outbox drained")
+	got := testenv.TakeAll(t, ch, queue)
+	dups := out.Check(t, got)
+	t.Logf("%d changes written, %d published before the kill, %d messages delivered (%d duplicates)", out.Written(), before, len(got), dups)
+	if second.count("relay publishing") != 1 {
+		t.Errorf("the second relay logged %d times that it publishes, want 1", second.count("relay publishing"))
+	}
+}
