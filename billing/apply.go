@@ -68,6 +68,7 @@ var growing = []struct{ objectType, field, why string }{
 	{"charge", "AmountRefunded", "each refund adds its amount, from its creation (pending included); " +
 		"only a refund that fails or is canceled takes it back"},
 	{"charge", "AmountCaptured", "a charge is captured once, or in parts that add up (multicapture); nothing uncaptures"},
+	{"charge", "AmountReleased", "a hold is released once, at capture, cancellation or expiry, and never taken back"},
 	{"invoice", "AmountPaid", "payments add up; a refund or a credit note lowers the charge's or the note's amounts, not this"},
 	{"invoice", "AttemptCount", "Stripe counts each payment attempt and takes none back"},
 	{"payment_intent", "AmountReceived", "funds received add up (a capture, a bank transfer funded in parts)"},

@@ -285,6 +285,7 @@ func chargePlan(ev Event) (plan, error) {
 		Amount:          o.Amount,
 		AmountCaptured:  o.AmountCaptured,
 		AmountRefunded:  o.AmountRefunded,
+		AmountReleased:  released(o, p.Has("invoice")),
 		Captured:        o.Captured,
 		Refunded:        o.Refunded,
 		Paid:            o.Paid,
@@ -322,6 +323,32 @@ func chargePlan(ev Event) (plan, error) {
 		}
 	}
 	return pl, nil
+}
+
+// released is the part of charge o's amount_refunded that gave back a
+// hold never captured: not money returned (docs/finance.md's refunded
+// leaves it out); nil when o lacks an amount. Before 2025-03-31.basil a
+// partial capture, a cancellation and an expired authorisation each
+// refund the part not captured, first, so that part of amount_refunded
+// is a release; from basil Stripe releases it with no refund and
+// amount_refunded counts only captured money. Stripe decides by the API
+// version of the request that captured or canceled, which the event does
+// not say: preBasil (the payload has a charge's invoice, a key basil
+// removed) stands for it, and refunds beyond amount_captured can only
+// hold a release whatever the version.
+func released(o stripejson.Charge, preBasil bool) *int64 {
+	if o.Amount == nil || o.AmountRefunded == nil {
+		return nil
+	}
+	captured := int64(0)
+	if o.AmountCaptured != nil {
+		captured = *o.AmountCaptured
+	}
+	n := int64(0)
+	if preBasil || *o.AmountRefunded > captured {
+		n = max(0, min(*o.AmountRefunded, *o.Amount-captured))
+	}
+	return &n
 }
 
 func refundPlan(ev Event) (plan, error) {

@@ -231,6 +231,7 @@ type Payment struct {
 	AmountCaptured  *int64  `gorm:"column:amount_captured" stripe:"charge:amount_captured"`
 	AmountReceived  *int64  `gorm:"column:amount_received" stripe:"payment_intent:amount_received"`
 	AmountRefunded  *int64  `gorm:"column:amount_refunded" stripe:"charge:amount_refunded"`
+	AmountReleased  *int64  `gorm:"column:amount_released" stripe:"charge:amount_refunded"` // of it, a hold never captured (billing's released)
 	Captured        *bool   `gorm:"column:captured" stripe:"payment_intent:status charge:captured"`
 	Refunded        *bool   `gorm:"column:refunded" stripe:"charge:refunded"`
 	Paid            *bool   `gorm:"column:paid" stripe:"payment_intent:status charge:paid"`
