@@ -6,6 +6,7 @@
 package billing
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -37,6 +38,9 @@ type Event struct {
 	snapshot bool
 	// correction: a snapshot `billing audit --fix` applies (Fetched).
 	correction bool
+	// payments are the InvoicePayments Stripe listed for the event's
+	// invoice (WithPayments); nil when none were fetched.
+	payments []json.RawMessage
 }
 
 // NewEvent is the event v, as the Verifier handed it on: its envelope was

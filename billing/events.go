@@ -72,7 +72,7 @@ var since = map[string]string{
 	// InvoicePayment objects exist from 2025-03-31.basil, where an invoice
 	// no longer names its payment intent and charge; before it the invoice
 	// and charge events carry the links.
-	"invoice_payment.paid": "2025-03-31.basil",
+	"invoice_payment.paid": InvoicePaymentsSince,
 }
 
 // NeededTypes lists, sorted, the event types an endpoint of apiVersion

@@ -171,15 +171,16 @@ func invoicePlan(ev Event) (plan, error) {
 		deletes:  ev.Type == "invoice.deleted",
 		row:      row,
 	}}}
+	payments, path := ev.payments, "invoice_payments listed[%d]" // fetched (PaymentsToFetch)
 	if o.Payments != nil {
-		for i, raw := range o.Payments.Data {
-			path := fmt.Sprintf("invoice.payments.data[%d]", i)
-			ip, err := decodeInvoicePayment(ev, raw, path, ref(o.ID))
-			if err != nil {
-				return nil, err
-			}
-			pl = append(pl, ip...)
+		payments, path = o.Payments.Data, "invoice.payments.data[%d]"
+	}
+	for i, raw := range payments {
+		ip, err := decodeInvoicePayment(ev, raw, fmt.Sprintf(path, i), ref(o.ID))
+		if err != nil {
+			return nil, err
 		}
+		pl = append(pl, ip...)
 	}
 	return pl, nil
 }

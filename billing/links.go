@@ -1,6 +1,7 @@
 package billing
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -12,6 +13,47 @@ import (
 // (models.SettleLinks) are settled from rows, not events; a plan names
 // the payment intents to settle. Subscription items come with their
 // subscription's event.
+
+// InvoicePaymentsSince is the API version from which an invoice's
+// payments are InvoicePayment objects: no invoice, payment intent or
+// charge names another, and only invoice_payment.paid ties them.
+const InvoicePaymentsSince = "2025-03-31.basil"
+
+// attemptTypes are the invoice events that report an attempt to pay it
+// that did not succeed.
+var attemptTypes = map[string]bool{"invoice.payment_failed": true, "invoice.payment_action_required": true}
+
+// PaymentsToFetch names the invoice whose payments ev needs from Stripe,
+// with ev's API version and account (the ledger fetches them before its
+// transaction and hands them on: Event.WithPayments). From
+// 2025-03-31.basil an invoice names no payment intent or charge, its
+// intent and charges name no invoice, and only invoice_payment.paid ties
+// them: an attempt that failed is tied to its invoice by the invoice's
+// InvoicePayments alone, which no event carries. ok is true for an
+// attempt's event (attemptTypes) whose invoice has neither field
+// (payment_intent before basil, the payments list when expanded).
+func PaymentsToFetch(ev Event) (invoice ObjectRef, ok bool) {
+	if !attemptTypes[ev.Type] || ev.ObjectType != invoiceKind.objectType || ev.ObjectID == "" || ev.snapshot {
+		return ObjectRef{}, false
+	}
+	keys := ev.keys
+	if !keys.Scanned() {
+		keys, _, _ = stripejson.Scan(ev.Object)
+	}
+	if keys.Has("payment_intent", "payments") {
+		return ObjectRef{}, false
+	}
+	return ObjectRef{Type: invoiceKind.objectType, ID: ev.ObjectID, APIVersion: ev.APIVersion, Account: ev.Account}, true
+}
+
+// WithPayments is ev carrying payments, the InvoicePayments Stripe lists
+// for its invoice (PaymentsToFetch): they are planned as the items of an
+// invoice's payments list are, as Stripe showed them when ev was
+// applied.
+func (ev Event) WithPayments(payments []json.RawMessage) Event {
+	ev.payments = payments
+	return ev
+}
 
 // item is one subscription item of a payload and the fields it carries.
 type item struct {

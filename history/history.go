@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -59,7 +60,16 @@ type Report struct {
 	// Events are the object's own events, in Stripe's order: created,
 	// then received.
 	Events []Event `json:"events"`
+	// Notes say what the row cannot tell (Unlinked); absent when none.
+	Notes []string `json:"notes,omitempty"`
 }
+
+// Unlinked is the note on an unpaid invoice of 2025-03-31.basil or later
+// whose attempts to pay it are linked to no payment: no event of those
+// versions names them, and the worker fetches them from Stripe only with
+// STRIPE_API_KEY (billing.PaymentsToFetch).
+const Unlinked = "its payment attempts are unknown: from API version " + billing.InvoicePaymentsSince +
+	" no event names an unpaid invoice's payments, and the worker fetches them from Stripe only with STRIPE_API_KEY"
 
 // Event is one ledger event of the object.
 type Event struct {
@@ -177,7 +187,22 @@ func Of(ctx context.Context, ledger Ledger, id string) (Report, error) {
 		}
 		rep.Events = append(rep.Events, e)
 	}
+	if unlinked(rep, events) {
+		rep.Notes = append(rep.Notes, Unlinked)
+	}
 	return rep, nil
+}
+
+// unlinked reports whether rep is an unpaid invoice with attempts and no
+// payment intent, of whose events one at least is of
+// billing.InvoicePaymentsSince or later (Unlinked).
+func unlinked(rep Report, events []models.StripeEvent) bool {
+	attempts, _ := rep.Row["attempt_count"].(int64)
+	status, _ := rep.Row["status"].(string)
+	if rep.Table != (models.Invoice{}).TableName() || attempts == 0 || rep.Row["payment_intent_id"] != nil || status == "paid" || status == "draft" {
+		return false
+	}
+	return slices.ContainsFunc(events, func(ev models.StripeEvent) bool { return ev.APIVersion >= billing.InvoicePaymentsSince })
 }
 
 // outcome names what became of ev.

@@ -46,12 +46,14 @@ type Outcome struct {
 	Err    error
 }
 
-// ObjectFetcher fetches an object's current state from Stripe
-// (reconcile.Fetcher). It returns the object's JSON as Stripe serializes
-// it, or nil and no error when Stripe has no such object. An error is a
-// failed attempt, to be retried.
+// ObjectFetcher fetches from Stripe (reconcile.Fetcher) an object's
+// current state, its JSON as Stripe serializes it, or nil and no error
+// when Stripe has no such object; and an invoice's InvoicePayments (none
+// and no error when Stripe has no such invoice). An error is a failed
+// attempt, to be retried.
 type ObjectFetcher interface {
 	FetchObject(ctx context.Context, ref billing.ObjectRef) (json.RawMessage, error)
+	FetchInvoicePayments(ctx context.Context, invoice billing.ObjectRef) ([]json.RawMessage, error)
 }
 
 // Processor applies Stripe events to the database, each exactly once.
@@ -145,6 +147,7 @@ func (p *Processor) ProcessBatchSigned(ctx context.Context, raws [][]byte, signa
 // events[i] could not be read: its outcome, with nothing applied (nil:
 // every event was read).
 func (p *Processor) Apply(ctx context.Context, events []billing.Event, failed []error) (outcomes []Outcome, err error) {
+	events, failed = p.withPayments(ctx, events, failed)
 	outcomes = make([]Outcome, len(events))
 	parsed := 0
 	for i := range events {

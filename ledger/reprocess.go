@@ -217,6 +217,10 @@ func (r *Reprocessor) verify(ctx context.Context, row models.StripeEvent) (billi
 // records such an event, ignored, and handled is false.
 func (r *Reprocessor) apply(ctx context.Context, id string, ev billing.Event) (handled bool, err error) {
 	p := r.proc
+	ev, err = p.paymentsOf(ctx, ev)
+	if err != nil {
+		return false, err
+	}
 	err = p.withTieObjects(ctx, nil, func(objs tieObjects) error {
 		handled, err = r.applyIn(ctx, id, ev, objs)
 		return err

@@ -45,6 +45,9 @@ const (
 	PurposeReconcile = "reconcile"
 	// PurposeBackfill: a page of a list of objects (`billing backfill`).
 	PurposeBackfill = "backfill"
+	// PurposeLinks: an unpaid invoice's payments, which no event of
+	// 2025-03-31.basil and later names (FetchInvoicePayments).
+	PurposeLinks = "links"
 )
 
 // Outcomes of a call to Stripe: the outcome label of
@@ -151,6 +154,57 @@ func (f *Fetcher) FetchObject(ctx context.Context, ref billing.ObjectRef) (json.
 		return nil, nil
 	}
 	return nil, fmt.Errorf("reconcile: fetch %s %s: %w", ref.Type, ref.ID, ans.err)
+}
+
+// maxPaymentPages bounds the pages of one invoice's payments listed.
+const maxPaymentPages = 10
+
+// FetchInvoicePayments lists the InvoicePayments of the invoice ref.ID
+// (GET /v1/invoice_payments?invoice=, from 2025-03-31.basil) in the
+// event's API version and on its Connect account, 100 a page and at most
+// maxPaymentPages pages: what ties an unpaid invoice to its failed
+// attempts, which no event of those versions carries. Stripe's 400, 403
+// or 404 is no payments and no error; any other failure is an error
+// worth retrying.
+func (f *Fetcher) FetchInvoicePayments(ctx context.Context, ref billing.ObjectRef) ([]json.RawMessage, error) {
+	if ref.ID == "" {
+		return nil, errors.New("reconcile: invoice payments of no invoice")
+	}
+	if ref.Account != "" && !verify.ValidAccount(ref.Account) {
+		return nil, nil
+	}
+	var payments []json.RawMessage
+	q := url.Values{"invoice": {ref.ID}, "limit": {"100"}}
+	for range maxPaymentPages {
+		ans := f.get(ctx, PurposeLinks, f.tieWait, "/v1/invoice_payments?"+q.Encode(), ref.APIVersion, ref.Account)
+		switch ans.outcome {
+		case OutcomeOK:
+		case OutcomeNotFound, OutcomeRefused:
+			return nil, nil
+		default:
+			return nil, fmt.Errorf("reconcile: payments of invoice %s: %w", ref.ID, ans.err)
+		}
+		var page struct {
+			Object  string            `json:"object"`
+			Data    []json.RawMessage `json:"data"`
+			HasMore *bool             `json:"has_more"`
+		}
+		if err := json.Unmarshal(ans.body, &page); err != nil || page.Object != "list" || page.HasMore == nil {
+			return nil, fmt.Errorf("reconcile: payments of invoice %s: not a whole list page (%d bytes): %v", ref.ID, len(ans.body), err)
+		}
+		payments = append(payments, page.Data...)
+		if !*page.HasMore || len(page.Data) == 0 {
+			return payments, nil
+		}
+		var last struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(page.Data[len(page.Data)-1], &last); err != nil || last.ID == "" {
+			return nil, fmt.Errorf("reconcile: payments of invoice %s: a payment without an id", ref.ID)
+		}
+		q.Set("starting_after", last.ID)
+	}
+	return payments, nil
 }
 
 // FetchEvent returns event id as Stripe serves it, its JSON unchanged;

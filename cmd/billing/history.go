@@ -124,6 +124,9 @@ func printHistory(e env, rep history.Report) {
 		}
 		_ = w.Flush()
 	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(e.stdout, "note: %s\n", n)
+	}
 	fmt.Fprintf(e.stdout, "\n%d event(s), in Stripe's order (created, then received):\n", len(rep.Events))
 	if len(rep.Events) == 0 {
 		return

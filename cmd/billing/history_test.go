@@ -83,6 +83,39 @@ func TestHistoryCommand(t *testing.T) {
 	}
 }
 
+// TestHistoryOfAnUnlinkedInvoice: an invoice of 2025-03-31.basil or later
+// voided after a failed attempt, applied by a worker without
+// STRIPE_API_KEY, says that its attempts are unknown, for people and in
+// JSON.
+func TestHistoryOfAnUnlinkedInvoice(t *testing.T) {
+	t.Parallel()
+	dsn := testenv.Database(t)
+	store := testenv.StoreAt(t, dsn)
+	f := billingtest.FailedAttempt("2025-05-28.basil", 6, false)
+	p := ledger.NewProcessor(store, nil)
+	for _, raw := range f.Events {
+		if _, err := p.Process(t.Context(), raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := workerEnv(map[string]string{"MYSQL_DSN": dsn, "LOG_LEVEL": "warn"})
+	out, err := runCmd(t, env, "history", f.IDs.Invoice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "\nnote: "+history.Unlinked+"\n") {
+		t.Errorf("output lacks the note that the attempts are unknown:\n%s", out)
+	}
+	out, err = runCmd(t, env, "history", f.IDs.Invoice, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep history.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || !slices.Equal(rep.Notes, []string{history.Unlinked}) {
+		t.Errorf("--json notes %q, %v; want the note", rep.Notes, err)
+	}
+}
+
 // TestHistoryErrors: a bad id or stray arguments are usage errors (exit
 // 2) before the database is opened; an id nothing knows exits 1 saying so.
 func TestHistoryErrors(t *testing.T) {
