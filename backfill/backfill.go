@@ -37,12 +37,16 @@ type Kind struct {
 	Path string
 	// Params are the list's own filters.
 	Params url.Values
+	// Unranged: the list takes no created range (created[gte], [lt]).
+	Unranged bool
 }
 
 // Kinds are the lists of every kind the worker stores, customers first
 // (the others name them). Subscriptions are listed in every status:
 // Stripe's default leaves the canceled out. InvoicePayments (from
-// 2025-03-31.basil) come with their invoices (expandPayments).
+// 2025-03-31.basil) come with their invoices, in the same calls; an
+// invoice with more than its list holds has the rest listed from the
+// InvoicePayments' own list (morePayments).
 var Kinds = []Kind{
 	{Name: "customers", Path: "/v1/customers"},
 	{Name: "subscriptions", Path: "/v1/subscriptions", Params: url.Values{"status": {"all"}}},
@@ -288,7 +292,7 @@ func (b *Backfill) request(k Kind, after string) reconcile.ListRequest {
 	if k.Path == "/v1/invoices" && b.cfg.APIVersion >= paymentsSince {
 		q.Add("expand[]", "data.payments")
 	}
-	if k.Path != accountsKind.Path {
+	if !k.Unranged {
 		if !b.cfg.CreatedFrom.IsZero() {
 			q.Set("created[gte]", strconv.FormatInt(b.cfg.CreatedFrom.Unix(), 10))
 		}
@@ -364,7 +368,7 @@ func (b *Backfill) importKind(ctx context.Context, k Kind, r *KindReport, progre
 		page, after := f.page, f.last.id
 		snaps := make([]billing.Event, 0, len(page.Objects))
 		failed := 0
-		for _, obj := range page.Objects {
+		for _, obj := range append(slices.Clip(page.Objects), f.more...) {
 			ev, err := billing.Snapshot(obj, billing.Fetched{At: page.FetchedAt, APIVersion: b.cfg.APIVersion,
 				Account: b.cfg.Account, Livemode: b.cfg.Livemode})
 			if err != nil {
@@ -406,11 +410,12 @@ func (b *Backfill) importKind(ctx context.Context, k Kind, r *KindReport, progre
 }
 
 // fetched is one page of a kind on its way to be written: its last
-// object (whose id is the next page's cursor), or err, what ended the
-// fetching instead.
+// object (whose id is the next page's cursor) and the objects that come
+// with it (more), or err, what ended the fetching instead.
 type fetched struct {
 	page reconcile.Page
 	last objectKey
+	more []json.RawMessage
 	err  error
 }
 
@@ -425,6 +430,9 @@ func (b *Backfill) fetchPages(ctx context.Context, k Kind, after string, out cha
 				f.err = fmt.Errorf("backfill: %s: the page after %q ends with an object without an id (%w): run again; if it persists, report it", k.Name, after, err)
 			}
 			after = f.last.id
+			if f.err == nil {
+				f.more, f.err = b.morePayments(ctx, k, page)
+			}
 		}
 		select {
 		case out <- f:
@@ -469,6 +477,48 @@ func (b *Backfill) fetch(ctx context.Context, k Kind, after string) (reconcile.P
 	}
 }
 
+// morePayments lists the rest of the payments of each invoice of page
+// whose own list was cut short (has_more), from the InvoicePayments'
+// list: an invoice paid in more payments than its list holds.
+func (b *Backfill) morePayments(ctx context.Context, k Kind, page reconcile.Page) ([]json.RawMessage, error) {
+	if k.Path != "/v1/invoices" || b.cfg.APIVersion < paymentsSince {
+		return nil, nil
+	}
+	var more []json.RawMessage
+	for _, obj := range page.Objects {
+		var inv struct {
+			ID       string `json:"id"`
+			Payments *struct {
+				Data []struct {
+					ID string `json:"id"`
+				} `json:"data"`
+				HasMore bool `json:"has_more"`
+			} `json:"payments"`
+		}
+		if json.Unmarshal(obj, &inv) != nil || inv.Payments == nil || !inv.Payments.HasMore || len(inv.Payments.Data) == 0 {
+			continue
+		}
+		of := Kind{Name: k.Name, Path: "/v1/invoice_payments", Params: url.Values{"invoice": {inv.ID}}, Unranged: true}
+		after := inv.Payments.Data[len(inv.Payments.Data)-1].ID
+		for {
+			p, err := b.fetch(ctx, of, after)
+			if err != nil {
+				return nil, fmt.Errorf("%w (the payments of invoice %s)", err, inv.ID)
+			}
+			more = append(more, p.Objects...)
+			if !p.HasMore || len(p.Objects) == 0 {
+				break
+			}
+			key, err := keyOf(p.Objects[len(p.Objects)-1])
+			if err != nil {
+				return nil, fmt.Errorf("backfill: %s: a payment of invoice %s without an id (%w)", k.Name, inv.ID, err)
+			}
+			after = key.id
+		}
+	}
+	return more, nil
+}
+
 // origins tells when an account was created (reconcile.Fetcher).
 type origins interface {
 	AccountCreated(ctx context.Context, account string) (time.Time, error)
@@ -490,7 +540,7 @@ func (b *Backfill) Origin(ctx context.Context) time.Time {
 }
 
 // accountsKind is the list of the platform's connected accounts.
-var accountsKind = Kind{Name: "accounts", Path: "/v1/accounts"}
+var accountsKind = Kind{Name: "accounts", Path: "/v1/accounts", Unranged: true}
 
 // Accounts lists the ids of the platform's connected accounts (Stripe
 // Connect), page by page, each page tried again as a kind's are: the

@@ -3,6 +3,7 @@ package backfill_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -383,12 +384,21 @@ func TestBackfill(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
 		inv := billingtest.Invoice("in_1", "cus_1", "", "paid", 500, 500)
-		inv["payments"] = map[string]any{"object": "list", "has_more": false, "data": []any{map[string]any{
-			"id": "inpay_1", "object": "invoice_payment", "status": "paid", "currency": "usd", "amount_paid": 500, "amount_requested": 500,
-			"created": 1700000000, "payment": map[string]any{"type": "payment_intent", "payment_intent": "pi_1"},
-		}}}
+		payment := func(id, invoice string, created int64) map[string]any {
+			return map[string]any{"id": id, "object": "invoice_payment", "invoice": invoice, "status": "paid", "currency": "usd", "amount_paid": 100,
+				"amount_requested": 100, "created": created, "payment": map[string]any{"type": "payment_intent", "payment_intent": "pi_" + id}}
+		}
+		// Five payments, of which the invoice's own list holds the first:
+		// the others come from the InvoicePayments' list, page by page.
+		inv["payments"] = map[string]any{"object": "list", "has_more": true, "data": []any{payment("inpay_5", "in_1", 1700000005)}}
+		for i := 5; i >= 1; i-- {
+			e.fake.Lists["/v1/invoice_payments"] = append(e.fake.Lists["/v1/invoice_payments"], payment(fmt.Sprintf("inpay_%d", i), "in_1", int64(1700000000+i)))
+			if i == 3 {
+				e.fake.Lists["/v1/invoice_payments"] = append(e.fake.Lists["/v1/invoice_payments"], payment("inpay_other", "in_2", 1700000003))
+			}
+		}
 		e.fake.Lists["/v1/invoices"] = []map[string]any{inv}
-		b := e.backfill(t, backfill.Config{Kinds: []string{"invoices"}, APIVersion: "2025-05-28.basil"})
+		b := e.backfill(t, backfill.Config{Kinds: []string{"invoices"}, APIVersion: "2025-05-28.basil", PageSize: 2})
 		query := b.Request(backfill.KindReport{Kind: "invoices"}).Params.Encode()
 		if !strings.Contains(query, "expand%5B%5D=data.payments") {
 			t.Errorf("invoices' query %s; want their payments expanded", query)
@@ -396,9 +406,13 @@ func TestBackfill(t *testing.T) {
 		if _, err := b.Run(context.Background(), nil); err != nil {
 			t.Fatal(err)
 		}
-		var ip models.InvoicePayment
-		if err := e.store.DB().Where("stripe_id = ?", "inpay_1").Take(&ip).Error; err != nil || ip.InvoiceID == nil || *ip.InvoiceID != "in_1" {
-			t.Errorf("invoice payment %+v, %v; want inpay_1 of in_1", ip, err)
+		var ids []string
+		if err := e.store.DB().Model(&models.InvoicePayment{}).Where("invoice_id = ?", "in_1").Order("stripe_id").Pluck("stripe_id", &ids).Error; err != nil ||
+			!slices.Equal(ids, []string{"inpay_1", "inpay_2", "inpay_3", "inpay_4", "inpay_5"}) {
+			t.Errorf("in_1's payments %v, %v; want its five", ids, err)
+		}
+		if total, _ := e.fake.ServedPages(); total != 1+2 {
+			t.Errorf("%d pages served; want the invoices' one and two of in_1's payments (of 2 each)", total)
 		}
 		if q := e.backfill(t, backfill.Config{Kinds: []string{"invoices"}}).Request(backfill.KindReport{Kind: "invoices"}).Params.Encode(); strings.Contains(q, "expand") {
 			t.Errorf("2023-10-16 invoices' query %s; want no expansion: there are no InvoicePayments", q)

@@ -120,6 +120,15 @@ func (f *Stripe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		all = kept
 	}
+	if inv := q.Get("invoice"); inv != "" { // the payments of one invoice
+		var kept []map[string]any
+		for _, o := range all {
+			if o["invoice"] == inv {
+				kept = append(kept, o)
+			}
+		}
+		all = kept
+	}
 	limit, _ := strconv.Atoi(q.Get("limit"))
 	start := 0
 	if after := q.Get("starting_after"); after != "" {
