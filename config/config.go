@@ -91,6 +91,7 @@ var Vars = []Var{
 	{"SWEEP_LIMIT", strconv.Itoa(maintenance.DefaultRedriveLimit), "Most parked events `sweep` re-drives in one run."},
 	{"SWEEP_MAX_REDRIVES", strconv.Itoa(maintenance.DefaultMaxRedrives), "Most automatic re-drives of one event by `sweep`."},
 	{"LEDGER_PAYLOAD_RETENTION", durationText(maintenance.DefaultPayloadRetention), "How long `sweep` keeps a processed or ignored event's payload (not its row); `off`: for ever."},
+	{"CHANGE_FEED_RETENTION", durationText(maintenance.DefaultChangeRetention), "How long `sweep` keeps a published change; `off`: for ever."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"QUORUM_INITIAL_GROUP_SIZE", "", "Members of each quorum queue (the cluster's size); unset: RabbitMQ's default."},
 }
@@ -130,7 +131,9 @@ type Config struct {
 	SweepMaxRedrives     int
 	// PayloadRetention is 0 when LEDGER_PAYLOAD_RETENTION is off.
 	PayloadRetention time.Duration
-	LogLevel         string
+	// ChangeRetention is 0 when CHANGE_FEED_RETENTION is off.
+	ChangeRetention time.Duration
+	LogLevel        string
 	// QuorumInitialGroupSize is 0 when unset.
 	QuorumInitialGroupSize int
 	// DLQMaxLength is 0 when DLQ_MAX_LENGTH is unset.
@@ -193,6 +196,7 @@ func Load(getenv func(string) string) (Config, error) {
 		SweepLimit:           l.positiveInt("SWEEP_LIMIT"),
 		SweepMaxRedrives:     l.positiveInt("SWEEP_MAX_REDRIVES"),
 		PayloadRetention:     l.retention("LEDGER_PAYLOAD_RETENTION"),
+		ChangeRetention:      l.retention("CHANGE_FEED_RETENTION"),
 		LogLevel:             l.str("LOG_LEVEL"),
 	}
 	urls := l.list("AMQP_URL")

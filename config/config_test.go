@@ -96,6 +96,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{"LEDGER_PAYLOAD_RETENTION", "90d", `config: LEDGER_PAYLOAD_RETENTION: "90d" is neither a positive duration such as 2160h nor off`},
 		{"LEDGER_PAYLOAD_RETENTION", "0", `config: LEDGER_PAYLOAD_RETENTION: "0" is neither a positive duration such as 2160h nor off`},
 		{"LEDGER_PAYLOAD_RETENTION", "-1h", `config: LEDGER_PAYLOAD_RETENTION: "-1h" is neither a positive duration such as 2160h nor off`},
+		{"CHANGE_FEED_RETENTION", "7d", `config: CHANGE_FEED_RETENTION: "7d" is neither a positive duration such as 2160h nor off`},
 		{"LEDGER_PAYLOAD_RETENTION", "OFF", `config: LEDGER_PAYLOAD_RETENTION: "OFF" is neither a positive duration such as 2160h nor off`},
 	}
 	for _, tt := range tests {

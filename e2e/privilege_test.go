@@ -12,14 +12,15 @@ import (
 
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/relay/relaytest"
 )
 
 // TestLeastPrivilege runs the stack as docker-compose does, each process as
 // its role's user: RabbitMQ users with Permissions' regexes, MySQL users
 // created from deploy/mysql's own SQL files. `billing topology` declares,
 // the api and the worker (no DELETE on the ledger) take a load through to
-// MySQL (retries and parking included), the sweep re-drives, prunes
-// payloads and lists the DLQ, and the support user runs `billing
+// MySQL (retries and parking included), the relay publishes the change
+// outbox, the sweep re-drives, prunes payloads and changes and lists the DLQ, and the support user runs `billing
 // history`, `billing status` and `billing dlq list`; no process
 // is refused. A write a user may not make fails, naming the command
 // denied: the worker's user deleting a ledger row, `billing sweep` run as
@@ -41,6 +42,7 @@ func TestLeastPrivilege(t *testing.T) {
 	api, worker, sweep, support := as(broker.RoleAPI, ""), as(broker.RoleWorker, "worker"), as(broker.RoleSweep, "sweep"), as(broker.RoleSupport, "support")
 	// Every processed payload is old enough to prune.
 	sweep["LEDGER_PAYLOAD_RETENTION"] = "1ns"
+	sweep["CHANGE_FEED_RETENTION"] = "1ns"
 
 	topology := as(broker.RoleTopology, "")
 	if out, err := s.run(topology, "topology", "--management-url", testenv.ManagementURLAs(t, topology["AMQP_URL"])); err != nil {
@@ -57,10 +59,20 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	s.checkApplied(t, sum.Accepted, sum.AcceptedPoison, 30*time.Second)
 
+	// The relay publishes the outbox as its users.
+	store := testenv.StoreAt(t, s.dsn)
+	var outbox relaytest.Outbox
+	outbox.Write(t, store.DB(), 3, "sub_privilege")
+	relayProc := s.start("relay", as(broker.RoleRelay, "relay"))
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		var n int
+		return s.db.QueryRow("SELECT COUNT(*) FROM change_outbox WHERE published_at IS NULL").Scan(&n) == nil && n == 0
+	}, "the relay published the outbox")
+
 	// The sweep prunes as the sweep user.
 	out, err := s.run(sweep, "sweep")
-	if err != nil || strings.Contains(out, "payloads pruned 0,") || !strings.Contains(out, "errors 0") {
-		t.Errorf("billing sweep as the sweep user = %v, want payloads pruned and no error:\n%s", err, out)
+	if err != nil || strings.Contains(out, "payloads pruned 0,") || strings.Contains(out, "changes pruned 0,") || !strings.Contains(out, "errors 0") {
+		t.Errorf("billing sweep as the sweep user = %v, want payloads and changes pruned and no error:\n%s", err, out)
 	}
 	var kept int
 	if err := s.db.QueryRow("SELECT COUNT(*) FROM stripe_events WHERE status = 'processed' AND payload IS NOT NULL").Scan(&kept); err != nil || kept != 0 {
@@ -101,7 +113,7 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Errorf("billing sweep as the support user = %v, want it to fail with MySQL's command denied:\n%s", err, out)
 	}
 
-	for _, p := range []*proc{apiProc, workerProc} {
+	for _, p := range []*proc{apiProc, workerProc, relayProc} {
 		if log := p.log.String(); strings.Contains(log, "ACCESS_REFUSED") || strings.Contains(log, "command denied") {
 			t.Errorf("%s was refused something:\n%s", p.name, tail(log, 3000))
 		}

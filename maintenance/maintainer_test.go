@@ -40,7 +40,7 @@ func newMaintainer(t *testing.T, e *dlqtest.Env, store sweepStore, now time.Time
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := maintenance.New(maintenance.Config{Every: every, Now: clock}, quietLogger(), store, redrive, nil, prune)
+	m, err := maintenance.New(maintenance.Config{Every: every, Now: clock}, quietLogger(), store, redrive, nil, prune, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestMaintainer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := maintenance.New(maintenance.Config{Every: 5 * time.Minute, Now: clock}, quietLogger(), store, redrive, nil, prune)
+			m, err := maintenance.New(maintenance.Config{Every: 5 * time.Minute, Now: clock}, quietLogger(), store, redrive, nil, prune, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

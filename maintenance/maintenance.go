@@ -1,7 +1,8 @@
 // Package maintenance owns the sweep's chores, each a service with one
 // job and a pass of its own: Redrive sends parked transient failures back
 // to work, Reconcile enqueues what Stripe sent and never arrived, Prune
-// empties expired ledger payloads. A Maintainer runs them together, one
+// empties expired ledger payloads, PruneChanges deletes published changes
+// past their retention. A Maintainer runs them together, one
 // pass for cron or one every interval, under a database lock so that two
 // sweeps never overlap, and saves what each pass did for `billing status`;
 // each pass also reads what the last `billing audit` found, for its
@@ -50,6 +51,7 @@ type Maintainer struct {
 	redrive   *Redrive
 	reconcile *Reconcile
 	prune     *Prune
+	changes   *PruneChanges
 }
 
 // Report is what one pass did.
@@ -64,6 +66,8 @@ type Report struct {
 	Reconciled *reconcile.Result
 	// Pruned counts the payloads emptied by the payload retention.
 	Pruned int
+	// ChangesPruned counts the published changes deleted from the outbox.
+	ChangesPruned int
 	// Audit is what the last `billing audit` found, nil when none ran:
 	// each pass reads it, for billing_audit_drift_objects.
 	Audit *audit.Summary
@@ -117,8 +121,9 @@ func ParseSummary(value string) (Summary, error) {
 }
 
 // New returns the maintainer of the chores given; rec may be nil (no
-// Stripe key: no reconciliation). A nil logger discards.
-func New(cfg Config, logger *slog.Logger, store Store, redrive *Redrive, rec *Reconcile, prune *Prune) (*Maintainer, error) {
+// Stripe key: no reconciliation), and changes (no pruning of the change
+// outbox). A nil logger discards.
+func New(cfg Config, logger *slog.Logger, store Store, redrive *Redrive, rec *Reconcile, prune *Prune, changes *PruneChanges) (*Maintainer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -131,7 +136,7 @@ func New(cfg Config, logger *slog.Logger, store Store, redrive *Redrive, rec *Re
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Maintainer{cfg: cfg, logger: logger, store: store, redrive: redrive, reconcile: rec, prune: prune}, nil
+	return &Maintainer{cfg: cfg, logger: logger, store: store, redrive: redrive, reconcile: rec, prune: prune, changes: changes}, nil
 }
 
 // Pass runs every chore once. It returns an error when the pass failed in
@@ -153,6 +158,11 @@ func (m *Maintainer) Pass(ctx context.Context) (Report, error) {
 		}
 		if rep.Pruned, err = m.prune.Pass(ctx); err != nil {
 			rep.Errors = append(rep.Errors, err)
+		}
+		if m.changes != nil {
+			if rep.ChangesPruned, err = m.changes.Pass(ctx); err != nil {
+				rep.Errors = append(rep.Errors, err)
+			}
 		}
 		if rep.Audit, err = m.lastAudit(ctx); err != nil {
 			rep.Errors = append(rep.Errors, err)

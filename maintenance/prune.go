@@ -120,12 +120,8 @@ func (p *Prune) Pass(ctx context.Context) (pruned int, err error) {
 	for _, status := range prunedStatuses {
 		for looked < p.cfg.Limit {
 			if batches > 0 {
-				t := time.NewTimer(p.cfg.Pause)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return pruned, fmt.Errorf("maintenance: prune: %w", ctx.Err())
-				case <-t.C:
+				if err := pause(ctx, p.cfg.Pause); err != nil {
+					return pruned, fmt.Errorf("maintenance: prune: %w", err)
 				}
 			}
 			limit := min(p.cfg.Batch, p.cfg.Limit-looked)
@@ -152,4 +148,16 @@ func (p *Prune) Pass(ctx context.Context) (pruned int, err error) {
 		}
 	}
 	return pruned, nil
+}
+
+// pause waits d between two batches, or returns ctx's error.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

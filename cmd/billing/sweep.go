@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -26,6 +27,7 @@ lets one pass run, the others exit 0 saying so).
     LEDGER_PAYLOAD_RETENTION ago (default 90 days; off keeps them), 1,000
     rows a statement, at most 100,000 a run; their rows stay, so Stripe's
     redeliveries are still duplicates. Dead events keep their payloads.
+    Deletes published changes older than CHANGE_FEED_RETENTION likewise.
 
 Prints a summary; exits non-zero when any part failed.
 
@@ -77,8 +79,9 @@ func runSweep(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	sweep, err := maintenance.New(maintenance.Config{Every: *every}, logger, store, redrive, rec, prune)
-	if err != nil {
+	changes, cerr := maintenance.NewPruneChanges(maintenance.PruneChangesConfig{Retention: cfg.ChangeRetention}, logger, store)
+	sweep, err := maintenance.New(maintenance.Config{Every: *every}, logger, store, redrive, rec, prune, changes)
+	if err = errors.Join(cerr, err); err != nil {
 		return err
 	}
 	if *every == 0 {
@@ -117,6 +120,6 @@ func printSweep(e env, rep maintenance.Report) {
 		reconciled = fmt.Sprintf("reconciled %d missing of %d listed since %s (%d of types the worker does not apply, not enqueued)",
 			r.Enqueued, r.Listed, r.Since.UTC().Format(time.RFC3339), r.Unhandled)
 	}
-	fmt.Fprintf(e.stdout, "sweep: re-driven %d, left for a person %d (permanent %d, out of re-drives %d), waiting %d, %s, payloads pruned %d, errors %d\n",
-		len(rep.Redriven), rep.LeftForPerson(), rep.Permanent, rep.OutOfRedrives, rep.Waiting, reconciled, rep.Pruned, len(rep.Errors))
+	fmt.Fprintf(e.stdout, "sweep: re-driven %d, left for a person %d (permanent %d, out of re-drives %d), waiting %d, %s, payloads pruned %d, changes pruned %d, errors %d\n",
+		len(rep.Redriven), rep.LeftForPerson(), rep.Permanent, rep.OutOfRedrives, rep.Waiting, reconciled, rep.Pruned, rep.ChangesPruned, len(rep.Errors))
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/feed"
 )
 
 func TestSweepCommand(t *testing.T) {
@@ -172,7 +173,7 @@ func metricValue(body, series string) float64 {
 
 // LEDGER_PAYLOAD_RETENTION reaches the sweep: a processed event older
 // than it loses its payload, a younger one keeps it, and the pass says
-// how many it pruned.
+// how many it pruned; so CHANGE_FEED_RETENTION with published changes.
 func TestSweepCommandPrunesOldPayloads(t *testing.T) {
 	t.Parallel()
 	ns := testenv.Namespace(t)
@@ -193,9 +194,16 @@ func TestSweepCommandPrunesOldPayloads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, err := runCmd(t, dlqCmdEnv(ns, map[string]string{"MYSQL_DSN": dsn, "LEDGER_PAYLOAD_RETENTION": "2h"}), "sweep")
-	if err != nil || !strings.Contains(out, "payloads pruned 1, errors 0") {
-		t.Fatalf("sweep = %v, output:\n%s\nwant payloads pruned 1", err, out)
+	var changes []feed.Outbox
+	for id, at := range map[string]time.Time{"chg_old": now.Add(-3 * time.Hour), "chg_new": now.Add(-time.Hour)} {
+		changes = append(changes, feed.Outbox{ID: id, ObjectType: "customer", ObjectID: "cus_1", RoutingKey: "customer.created", Body: "{}", CreatedAt: at, PublishedAt: &at})
+	}
+	if err := store.DB().Create(&changes).Error; err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCmd(t, dlqCmdEnv(ns, map[string]string{"MYSQL_DSN": dsn, "LEDGER_PAYLOAD_RETENTION": "2h", "CHANGE_FEED_RETENTION": "2h"}), "sweep")
+	if err != nil || !strings.Contains(out, "payloads pruned 1, changes pruned 1, errors 0") {
+		t.Fatalf("sweep = %v, output:\n%s\nwant payloads pruned 1, changes pruned 1", err, out)
 	}
 	var kept []string
 	if err := store.DB().Model(&models.StripeEvent{}).Where("payload IS NOT NULL").Pluck("id", &kept).Error; err != nil {
