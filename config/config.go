@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/mail"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -22,6 +23,7 @@ import (
 	"github.com/stripe-billing/billing/maintenance"
 	"github.com/stripe-billing/billing/metrics"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/notify"
 	"github.com/stripe-billing/billing/reconcile"
 	"github.com/stripe-billing/billing/retry"
 )
@@ -64,7 +66,7 @@ var Vars = []Var{
 	{"STRIPE_API_KEY", "", "Stripe secret key: `worker` fetches what it cannot verify and ties' objects; `sweep` reconciles."},
 	{"STRIPE_API_RATE", strconv.Itoa(reconcile.DefaultRate), "Stripe fetches a second per worker ([limits](docs/security.md#calls-to-stripe))."},
 	{"STRIPE_API_CONCURRENCY", strconv.Itoa(reconcile.DefaultConcurrency), "Stripe fetches at once per worker."},
-	{"STRIPE_API_BASE", reconcile.DefaultAPIBase, "Stripe API base URL: https, or http on loopback only (tests point it at stripe-mock)."},
+	{"STRIPE_API_BASE", reconcile.DefaultAPIBase, "Stripe API base URL: https, or http on loopback only."},
 	{"HTTP_ADDR", api.DefaultAddr, "`api`'s port for Stripe: the webhook, /healthz, /readyz."},
 	{"METRICS_ADDR", metrics.DefaultAddr, "/metrics, /healthz and a detailed /readyz of each server; keep it private."},
 	{"BILLING_NAMESPACE", broker.DefaultNamespace, "Prefix of every exchange and queue name."},
@@ -72,7 +74,7 @@ var Vars = []Var{
 	{"WEBHOOK_MAX_INFLIGHT", strconv.Itoa(api.DefaultMaxInFlight), "Webhooks read and published at once; over it 503 before the body is read."},
 	{"WEBHOOK_BODY_TIMEOUT", durationText(api.DefaultBodyTimeout), "Time to send the body once in flight; then 408."},
 	{"WEBHOOK_MAX_CONNS", strconv.Itoa(api.DefaultMaxConns), "Most connections the api holds open."},
-	{"WEBHOOK_TOLERANCE", durationText(api.DefaultTolerance), "Oldest signature timestamp the api accepts; also how far in the future a signature or an event's `created` may lie."},
+	{"WEBHOOK_TOLERANCE", durationText(api.DefaultTolerance), "Oldest signature the api accepts; also how far ahead a signature or an event's `created` may be."},
 	{"PUBLISH_TIMEOUT", durationText(api.DefaultPublishTimeout), "Longest wait for a broker confirm before the api answers 503."},
 	{"PUBLISHER_CHANNELS", strconv.Itoa(broker.DefaultPublisherChannels), "Confirm-mode channels in the api's publishing pool."},
 	{"RETRY_DELAYS", durationsText(retry.DefaultDelays()), "Delay tiers for transient failures; the last one repeats."},
@@ -94,6 +96,10 @@ var Vars = []Var{
 	{"CHANGE_FEED_RETENTION", durationText(maintenance.DefaultChangeRetention), "How long `sweep` keeps a published change; `off`: for ever."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"QUORUM_INITIAL_GROUP_SIZE", "", "Members of each quorum queue (the cluster's size); unset: RabbitMQ's default."},
+	{"SMTP_ADDR", notify.DefaultSMTPAddr, "`notify`'s SMTP server."},
+	{"SMTP_FROM", notify.DefaultFrom, "`notify`'s sender."},
+	{"NOTIFY_SUPPORT_EMAIL", "", "Gets opened disputes."},
+	{"NOTIFY_TEMPLATES", "", "Directory of templates replacing the built-in ones."},
 }
 
 // Config holds every setting, parsed and validated.
@@ -138,6 +144,11 @@ type Config struct {
 	QuorumInitialGroupSize int
 	// DLQMaxLength is 0 when DLQ_MAX_LENGTH is unset.
 	DLQMaxLength int
+	SMTPAddr     string
+	SMTPFrom     string
+	// NotifySupportEmail and NotifyTemplates are "" when unset.
+	NotifySupportEmail string
+	NotifyTemplates    string
 }
 
 // ErrMissingWebhookSecret is returned by RequireWebhookSecret.
@@ -198,6 +209,10 @@ func Load(getenv func(string) string) (Config, error) {
 		PayloadRetention:     l.retention("LEDGER_PAYLOAD_RETENTION"),
 		ChangeRetention:      l.retention("CHANGE_FEED_RETENTION"),
 		LogLevel:             l.str("LOG_LEVEL"),
+		SMTPAddr:             l.addr("SMTP_ADDR"),
+		SMTPFrom:             l.str("SMTP_FROM"),
+		NotifySupportEmail:   l.str("NOTIFY_SUPPORT_EMAIL"),
+		NotifyTemplates:      l.str("NOTIFY_TEMPLATES"),
 	}
 	urls := l.list("AMQP_URL")
 	if len(urls) == 0 {
@@ -261,6 +276,13 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.WorkerConcurrency > consumer.MaxConcurrency {
 		l.fail("WORKER_CONCURRENCY", fmt.Sprintf("must not exceed %d: each worker consumes on a channel of its own, and RabbitMQ's default channel_max is %d", consumer.MaxConcurrency, consumer.MaxConcurrency))
+	}
+	for _, name := range []string{"SMTP_FROM", "NOTIFY_SUPPORT_EMAIL"} {
+		if v := l.str(name); v != "" {
+			if a, err := mail.ParseAddress(v); err != nil || a.Name != "" {
+				l.fail(name, "must be one bare email address, such as billing@example.com")
+			}
+		}
 	}
 	if c.DBMaxIdleConns > c.DBMaxOpenConns {
 		l.fail("DB_MAX_IDLE_CONNS", "must not exceed DB_MAX_OPEN_CONNS")

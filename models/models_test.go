@@ -20,7 +20,7 @@ func tableModels() []gormschema.Tabler {
 		models.StripeEvent{}, models.Customer{}, models.Subscription{}, models.SubscriptionItem{}, models.Invoice{},
 		models.InvoicePayment{}, models.Payment{}, models.Refund{}, models.Dispute{}, models.CheckoutSession{},
 		models.CreditNote{}, models.StatusChange{}, models.SweepCheckpoint{}, models.EventDiscard{},
-		feed.Outbox{},
+		feed.Outbox{}, feed.Notice{},
 	}
 }
 

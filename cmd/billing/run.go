@@ -46,6 +46,8 @@ func commands() map[string]command {
 		"endpoint":  {"check the account's webhook endpoints send the event types the worker needs", runEndpoint},
 		"backfill":  {"import the account's objects from Stripe's lists, resumable (--account, --dry-run)", runBackfill},
 		"audit":     {"compare our rows with Stripe's objects, by kind and field (--sample N, --fix)", runAudit},
+		"notify":    {"email failed payments and opened disputes from the change feed", runNotify},
+		"changes":   {"tail [--key K]: print the change feed as it comes", runChanges},
 		"version":   {"the module version, VCS revision and time, and Go version of this binary", runVersion},
 	}
 }

@@ -1,0 +1,299 @@
+package notify_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/changes"
+	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/metrics"
+	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/feed"
+	"github.com/stripe-billing/billing/notify"
+)
+
+const support = "support@example.com"
+
+type env struct {
+	ns      string
+	store   *models.Store
+	mail    *mailServer
+	pub     *amqp.Channel
+	metrics *metrics.Notify
+}
+
+// setup seeds a store, starts a mail server refusing refuse, declares the
+// namespace (and the feed's exchange and notify's queue, so that nothing
+// published is unroutable) and runs a Notifier until t ends.
+func setup(t *testing.T, refuse ...string) *env {
+	t.Helper()
+	e := &env{ns: testenv.Namespace(t), store: testenv.Store(t), mail: startMailServer(t, refuse...)}
+	topo := testenv.Declare(t, broker.NewTopology(e.ns, []time.Duration{time.Minute}, 20))
+	conn, err := amqp.Dial(testenv.AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if e.pub, err = conn.Channel(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.pub.ExchangeDeclare(changes.Exchange(e.ns), amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := notify.Declare(e.pub, e.ns); err != nil {
+		t.Fatal(err)
+	}
+	seed(t, e.store)
+
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	bconn := broker.NewConn(broker.ConnConfig{URL: testenv.AMQPURL(), Name: "notify-test", Topology: topo}, logger)
+	e.metrics = metrics.NewNotify(prometheus.NewRegistry())
+	n, err := notify.New(notify.Config{
+		Namespace: e.ns, SMTPAddr: e.mail.addr, From: "billing@example.com", Support: support,
+		Backoff: func(int) time.Duration { return 10 * time.Millisecond },
+	}, logger, e.store, bconn, e.metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var g errgroup.Group
+	g.Go(func() error { return bconn.Run(ctx) })
+	g.Go(func() error { return n.Run(ctx) })
+	t.Cleanup(func() {
+		cancel()
+		if err := g.Wait(); err != nil {
+			t.Error(err)
+		}
+	})
+	return e
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// seed stores what the emails read: customers, a failed charge on an
+// invoice before 2025-03-31.basil (the charge names it) and one from basil
+// (an invoice payment links the intent), a dispute.
+func seed(t *testing.T, s *models.Store) {
+	t.Helper()
+	now := time.Now().UTC()
+	rows := []any{
+		&models.Customer{StripeID: "cus_A", Email: ptr("ada@example.com"), Name: ptr("Ada\r\nBcc: evil@example.com")},
+		&models.Customer{StripeID: "cus_R", Email: ptr("gone@example.com")},
+		&models.Payment{StripeID: "ch_A", Object: "charge", CustomerID: ptr("cus_A"), InvoiceID: ptr("in_A"), Status: ptr("failed"),
+			Currency: ptr("usd"), Amount: ptr(int64(1250)), FailureMessage: ptr("Your card was declined.")},
+		&models.Invoice{StripeID: "in_A", CustomerID: ptr("cus_A"), Number: ptr("A-0001"), Currency: ptr("usd"), AmountDue: ptr(int64(1250)),
+			HostedInvoiceURL: ptr("https://invoice.stripe.com/i/acct_1/test_A"), StripeCreated: &now},
+		&models.Payment{StripeID: "ch_B", Object: "charge", CustomerID: ptr("cus_A"), PaymentIntentID: ptr("pi_B"), Status: ptr("failed"),
+			Currency: ptr("jpy"), Amount: ptr(int64(3000))},
+		&models.InvoicePayment{StripeID: "inpay_B", InvoiceID: ptr("in_B"), PaymentIntentID: ptr("pi_B")},
+		&models.Invoice{StripeID: "in_B", CustomerID: ptr("cus_A"), Currency: ptr("jpy"), AmountDue: ptr(int64(3000)),
+			HostedInvoiceURL: ptr("https://invoice.stripe.com/i/acct_1/test_B"), StripeCreated: &now},
+		&models.Payment{StripeID: "ch_R", Object: "charge", CustomerID: ptr("cus_R"), Status: ptr("failed"), Currency: ptr("eur"), Amount: ptr(int64(990))},
+		&models.Dispute{StripeID: "dp_A", ChargeID: ptr("ch_A"), Status: ptr("needs_response"), Currency: ptr("usd"), Amount: ptr(int64(1250)),
+			Reason: ptr("fraudulent"), EvidenceDueBy: ptr(time.Date(2026, 12, 21, 23, 59, 59, 0, time.UTC))},
+	}
+	for _, r := range rows {
+		if err := s.DB().Create(r).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func randomID(prefix string) string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// change is the change the ledger writes for a Stripe event that made
+// objectType/objectID's status status (kind Created: first seen).
+func change(objectType, objectID string, kind changes.Kind, status, source string) changes.Change {
+	ev := randomID("evt_")
+	return changes.Change{
+		Version: changes.Version, ID: changes.MessageID(ev, objectType, objectID, kind),
+		Key: changes.RoutingKey(objectType, kind, status), Kind: kind, ObjectType: objectType, ObjectID: objectID,
+		Sequence: 1, Source: source, EventID: ev, EventCreated: time.Now().UTC().Truncate(time.Second),
+		After: map[string]any{"status": status},
+	}
+}
+
+func (e *env) publish(t *testing.T, c changes.Change) {
+	t.Helper()
+	body, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.pub.PublishWithContext(context.Background(), changes.Exchange(e.ns), c.Key, true, false, amqp.Publishing{
+		ContentType: changes.ContentType, MessageId: c.ID, DeliveryMode: amqp.Persistent, Body: body,
+		Headers: amqp.Table{changes.HeaderSequence: int64(c.Sequence)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) next(t *testing.T) mail {
+	t.Helper()
+	select {
+	case m := <-e.mail.got:
+		return m
+	case <-time.After(60 * time.Second):
+		t.Fatal("no mail within a minute")
+		return mail{}
+	}
+}
+
+func (e *env) notices(t *testing.T, objectID string) []feed.Notice {
+	t.Helper()
+	var ns []feed.Notice
+	if err := e.store.DB().Where("object_id = ?", objectID).Order("created_at, id").Find(&ns).Error; err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+func mustContain(t *testing.T, m mail, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if !strings.Contains(m.data, p) {
+			t.Fatalf("mail to %s lacks %q:\n%s", m.to, p, m.data)
+		}
+	}
+}
+
+func TestNotify(t *testing.T) {
+	t.Parallel()
+	failed := func(id string, kind changes.Kind) changes.Change {
+		return change("charge", id, kind, "failed", changes.SourceEvent)
+	}
+
+	t.Run("PaymentFailedToCustomer", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.publish(t, failed("ch_A", changes.Created))
+		m := e.next(t)
+		if m.to != "ada@example.com" || m.from != "billing@example.com" {
+			t.Fatalf("mail from %s to %s", m.from, m.to)
+		}
+		mustContain(t, m, "Subject: Your payment of 12.50 USD failed\n", "Hello Ada Bcc: evil@example.com,",
+			"invoice A-0001", "https://invoice.stripe.com/i/acct_1/test_A", "Your bank said: Your card was declined.")
+		if strings.Contains(m.data, "\r\nBcc:") {
+			t.Fatalf("a customer's name made a header:\n%s", m.data)
+		}
+		// From basil the intent's invoice payment names the invoice; a
+		// status change to failed notifies as a first sight does.
+		e.publish(t, failed("ch_B", changes.Status))
+		m = e.next(t)
+		mustContain(t, m, "Subject: Your payment of 3000 JPY failed\n", "https://invoice.stripe.com/i/acct_1/test_B")
+		if ns := e.notices(t, "ch_A"); len(ns) != 1 || ns[0].Outcome != feed.NoticeSent || *ns[0].Recipient != "ada@example.com" || ns[0].Notice != notify.PaymentFailed {
+			t.Fatalf("notices of ch_A = %+v", ns)
+		}
+	})
+
+	t.Run("DisputeOpenedToSupport", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.publish(t, change("dispute", "dp_A", changes.Created, "needs_response", changes.SourceEvent))
+		m := e.next(t)
+		if m.to != support {
+			t.Fatalf("dispute mail to %s", m.to)
+		}
+		mustContain(t, m, "Subject: Dispute dp_A opened: 12.50 USD (fraudulent)", "Charge:    ch_A", "Customer:  ada@example.com",
+			"Evidence due by: 2026-12-21 23:59:59 UTC")
+	})
+
+	t.Run("DeliveredTwiceSentOnce", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		c := failed("ch_A", changes.Created)
+		e.publish(t, c)
+		e.publish(t, c)
+		e.publish(t, failed("ch_B", changes.Created)) // after both: its mail means both were handled
+		if m := e.next(t); !strings.Contains(m.data, "test_A") {
+			t.Fatalf("first mail is not ch_A's:\n%s", m.data)
+		}
+		if m := e.next(t); !strings.Contains(m.data, "test_B") {
+			t.Fatalf("second mail is not ch_B's (ch_A's sent twice?):\n%s", m.data)
+		}
+		if n := len(e.mail.got); n != 0 {
+			t.Fatalf("%d more mails", n)
+		}
+		if got := testutil.ToFloat64(e.metrics.Notices.WithLabelValues(notify.PaymentFailed, "duplicate")); got != 1 {
+			t.Fatalf("duplicates counted: %v, want 1", got)
+		}
+	})
+
+	t.Run("OnlyEventsNotify", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.publish(t, change("charge", "ch_A", changes.Created, "failed", changes.SourceBackfill))
+		e.publish(t, change("charge", "ch_A", changes.Status, "failed", changes.SourceCorrection))
+		e.publish(t, change("dispute", "dp_A", changes.Created, "needs_response", changes.SourceBackfill))
+		e.publish(t, change("charge", "ch_A", changes.Status, "succeeded", changes.SourceEvent)) // not bound: unroutable
+		e.publish(t, failed("ch_B", changes.Created))
+		if m := e.next(t); !strings.Contains(m.data, "test_B") {
+			t.Fatalf("a snapshot or correction emailed:\n%s", m.data)
+		}
+		if ns := e.notices(t, "ch_A"); len(ns) != 0 {
+			t.Fatalf("notices of a backfilled charge: %+v", ns)
+		}
+	})
+
+	t.Run("RecipientRefused", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t, "gone@example.com")
+		e.publish(t, failed("ch_R", changes.Created))
+		e.publish(t, failed("ch_B", changes.Created))
+		if m := e.next(t); m.to != "ada@example.com" {
+			t.Fatalf("mail to %s", m.to)
+		}
+		ns := e.notices(t, "ch_R")
+		if len(ns) != 1 || ns[0].Outcome != feed.NoticeRefused || *ns[0].Recipient != "gone@example.com" ||
+			*ns[0].Detail != "RCPT TO gone@example.com: 550 5.1.1 <gone@example.com>: no such mailbox" {
+			t.Fatalf("notices of ch_R = %+v", ns)
+		}
+		if got := testutil.ToFloat64(e.metrics.Notices.WithLabelValues(notify.PaymentFailed, feed.NoticeRefused)); got != 1 {
+			t.Fatalf("refusals counted: %v, want 1", got)
+		}
+		if got := testutil.ToFloat64(e.metrics.Retries); got != 0 {
+			t.Fatalf("a refusal was retried %v times", got)
+		}
+	})
+
+	t.Run("SMTPDownThenUp", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.mail.stop()
+		e.publish(t, failed("ch_A", changes.Created))
+		for deadline := time.Now().Add(time.Minute); testutil.ToFloat64(e.metrics.Retries) < 3; {
+			if time.Now().After(deadline) {
+				t.Fatal("notify did not retry the SMTP server")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if ns := e.notices(t, "ch_A"); len(ns) != 0 {
+			t.Fatalf("notices while SMTP is down: %+v", ns)
+		}
+		e.mail.start()
+		mustContain(t, e.next(t), "test_A")
+		// The mail is in before notify commits its record: wait for it.
+		for deadline := time.Now().Add(time.Minute); len(e.notices(t, "ch_A")) == 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if ns := e.notices(t, "ch_A"); len(ns) != 1 || ns[0].Outcome != feed.NoticeSent {
+			t.Fatalf("notices of ch_A = %+v", ns)
+		}
+	})
+}
