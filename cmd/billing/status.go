@@ -5,12 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/stripe-billing/billing/broker"
-	"github.com/stripe-billing/billing/internal/termtext"
 	"github.com/stripe-billing/billing/status"
 )
 
@@ -104,7 +101,7 @@ func runStatus(ctx context.Context, e env, args []string) error {
 			if *watch > 0 {
 				fmt.Fprint(e.stdout, "\033[H\033[2J") // clear the terminal
 			}
-			printStatus(e, rep)
+			rep.WriteText(e.stdout)
 		}
 		if *watch == 0 {
 			if code := slices.Index(status.Severities, rep.Severity); code > 0 {
@@ -117,53 +114,5 @@ func runStatus(ctx context.Context, e env, args []string) error {
 			return nil
 		case <-time.After(*watch):
 		}
-	}
-}
-
-// printStatus prints rep for a person. Values read from messages go
-// through cell: anyone who can publish to the broker writes them.
-func printStatus(e env, rep status.Report) {
-	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "billing status at %s\n\n", rep.At.Format(time.RFC3339))
-	fmt.Fprintln(w, "QUEUE\tROLE\tREADY\tCONSUMERS")
-	for _, q := range rep.Queues {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\n", q.Name, q.Role, q.Messages, q.Consumers)
-	}
-	_ = w.Flush()
-	window := time.Duration(rep.WindowSeconds * float64(time.Second))
-	fmt.Fprintf(e.stdout, "\nper minute over %s: received %.1f, processed %.1f, parked %.1f; in delay tiers now: %d\n",
-		window, rep.PerMinute.Received, rep.PerMinute.Processed, rep.PerMinute.Parked, rep.Retrying)
-	var classes []string
-	for _, c := range rep.Classes() {
-		classes = append(classes, fmt.Sprintf("%s %d", termtext.Cell(c), rep.ParkedByClass[c]))
-	}
-	if len(classes) == 0 {
-		classes = []string{"none"}
-	}
-	fmt.Fprintf(e.stdout, "parked by class: %s\n", strings.Join(classes, ", "))
-	oldest := "none"
-	if o := rep.OldestParked; o != nil {
-		oldest = fmt.Sprintf("%s, received %s (%s ago)", termtext.Cell(o.EventID), o.ReceivedAt.Format(time.RFC3339), (time.Duration(o.AgeSeconds) * time.Second).String())
-	}
-	fmt.Fprintf(e.stdout, "dead in the ledger: %d; oldest: %s\n", rep.DeadInLedger, oldest)
-	sweep := "none recorded"
-	if s := rep.LastSweep; s != nil {
-		reconciled := "not reconciled"
-		if s.Reconciled != nil {
-			reconciled = fmt.Sprintf("reconciled %d", *s.Reconciled)
-		}
-		success := "never"
-		if !s.LastSuccess.IsZero() {
-			success = s.LastSuccess.Format(time.RFC3339)
-		}
-		sweep = fmt.Sprintf("%s: re-driven %d, permanent %d, out of re-drives %d, waiting %d, %s, errors %d; last success %s",
-			s.At.Format(time.RFC3339), s.Redriven, s.Permanent, s.OutOfRedrives, s.Waiting, reconciled, len(s.Errors), success)
-	}
-	fmt.Fprintf(e.stdout, "last sweep: %s\n\n", sweep)
-	if len(rep.Findings) == 0 {
-		fmt.Fprintln(e.stdout, "OK: nothing to report")
-	}
-	for _, f := range rep.Findings {
-		fmt.Fprintf(e.stdout, "%s: %s\n", strings.ToUpper(f.Severity), termtext.Cell(f.Message))
 	}
 }
