@@ -11,7 +11,7 @@ import (
 )
 
 // Notice is one change `billing notify` was to notify: the dedupe record
-// (table change_notices, migration 00011).
+// (table change_notices, migration 00012).
 type Notice struct {
 	ID        string    `gorm:"column:id;primaryKey"` // changes.Change.ID
 	Notice    string    `gorm:"column:notice"`        // payment_failed, dispute_opened
