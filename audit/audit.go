@@ -14,12 +14,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"gorm.io/gorm/schema"
 
 	"github.com/stripe-billing/billing/backfill"
 	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 )
@@ -49,9 +51,10 @@ var Kinds = []Kind{
 }
 
 // Fetcher fetches an object as Stripe serves it now; nil and no error
-// when Stripe does not know it (reconcile.Fetcher).
+// when Stripe does not know it (404), an error when it refuses to show
+// it (reconcile.Fetcher).
 type Fetcher interface {
-	FetchObject(ctx context.Context, ref billing.ObjectRef) (json.RawMessage, error)
+	Lookup(ctx context.Context, ref billing.ObjectRef) (json.RawMessage, error)
 }
 
 // Rows reads the rows to compare (models.Store).
@@ -72,6 +75,9 @@ type Config struct {
 	// Fix applies each differing object, as fetched, through the fold
 	// (Applier) as a correction; the history records it as such.
 	Fix bool
+	// Concurrency is the most objects fetched at once; default
+	// backfill.DefaultConcurrency. The Fetcher's own limits still apply.
+	Concurrency int
 }
 
 // Applier folds objects fetched from Stripe into their rows by the rules
@@ -130,9 +136,9 @@ type FieldCount struct {
 	Objects int
 }
 
-// Run compares the rows of cfg's kinds with Stripe's objects, one fetch
-// at a time. An error is one of reading the rows; a fetch that fails is
-// counted in the kind's Failed.
+// Run compares the rows of cfg's kinds with Stripe's objects, fetched
+// cfg.Concurrency at a time. An error is one of reading the rows; a
+// fetch that fails or Stripe refuses is counted in the kind's Failed.
 // With cfg.Fix, each kind's differing objects are then applied by apply
 // in one transaction.
 func Run(ctx context.Context, cfg Config, rows Rows, fetcher Fetcher, apply Applier, now func() time.Time) ([]KindReport, error) {
@@ -142,6 +148,9 @@ func Run(ctx context.Context, cfg Config, rows Rows, fetcher Fetcher, apply Appl
 	kinds, err := backfill.Select(Kinds, cfg.Kinds, func(k Kind) string { return k.Name })
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = backfill.DefaultConcurrency
 	}
 	var of map[string][]string // the customer's objects' ids by object type
 	if cfg.Customer != "" {
@@ -169,16 +178,19 @@ func Run(ctx context.Context, cfg Config, rows Rows, fetcher Fetcher, apply Appl
 		}
 		r := KindReport{Kind: k.Name, Failed: map[string]error{}}
 		var fixes []billing.Event
-		for _, row := range sample {
+		looked, err := lookUp(ctx, fetcher, sample, cfg.Concurrency, now)
+		if err != nil {
+			return out, fmt.Errorf("audit: %s: %w", k.Name, err)
+		}
+		for i, row := range sample {
 			if ctx.Err() != nil {
 				return append(out, r), fmt.Errorf("audit: %s: stopped: %w", k.Name, ctx.Err())
 			}
-			ref, deleted, err := billing.RowOf(row)
-			if err != nil {
-				return out, fmt.Errorf("audit: %s: %w", k.Name, err)
+			ref, deleted, at, obj, err := looked[i].ref, looked[i].deleted, looked[i].at, looked[i].obj, looked[i].err
+			if failure.Of(err) == failure.Permanent {
+				r.Failed[ref.ID] = fmt.Errorf("%w (check the key's read rights on %s%s)", err, k.Name, accountHint(ref.Account))
+				continue
 			}
-			at := now()
-			obj, err := fetcher.FetchObject(ctx, ref)
 			if err != nil {
 				r.Failed[ref.ID] = err
 				continue
@@ -219,6 +231,53 @@ func Run(ctx context.Context, cfg Config, rows Rows, fetcher Fetcher, apply Appl
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// lookedUp is one row's object as Stripe serves it, fetched at at.
+type lookedUp struct {
+	ref     billing.ObjectRef
+	deleted bool
+	at      time.Time
+	obj     json.RawMessage
+	err     error
+}
+
+// lookUp fetches the object of each of rows, concurrency at a time, in
+// rows' order; an error is a row that names no object.
+func lookUp(ctx context.Context, fetcher Fetcher, rows []any, concurrency int, now func() time.Time) ([]lookedUp, error) {
+	out := make([]lookedUp, len(rows))
+	for i, row := range rows {
+		ref, deleted, err := billing.RowOf(row)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = lookedUp{ref: ref, deleted: deleted}
+	}
+	slots := make(chan struct{}, concurrency)
+	var wg sync.WaitGroup
+	for i := range out {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			out[i].err = ctx.Err()
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			out[i].at = now()
+			out[i].obj, out[i].err = fetcher.Lookup(ctx, out[i].ref)
+		})
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// accountHint names a connected account among what to check.
+func accountHint(account string) string {
+	if account == "" {
+		return ""
+	}
+	return ", and that " + account + " is still connected to the platform"
 }
 
 // LastCheckpoint is the sweep_checkpoints row where `billing audit` saves

@@ -27,13 +27,21 @@ type objects struct {
 	mu   sync.Mutex
 	byID map[string]map[string]any
 	gets int
+	// refuse is the prefix of the ids answered 403, as Stripe answers a
+	// key without read rights on their kind.
+	refuse string
 }
 
 func (o *objects) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.gets++
-	obj := o.byID[r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]]
+	id := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
+	if o.refuse != "" && strings.HasPrefix(id, o.refuse) {
+		http.Error(w, `{"error":{"message":"The provided key does not have the required permissions for this endpoint"}}`, http.StatusForbidden)
+		return
+	}
+	obj := o.byID[id]
 	if obj == nil {
 		http.Error(w, `{"error":{"message":"No such object"}}`, http.StatusNotFound)
 		return
@@ -197,6 +205,28 @@ func TestAudit(t *testing.T) {
 		}
 		if !slices.Equal(names, backfill.KindNames()) {
 			t.Errorf("audit's kinds %v; want backfill's %v", names, backfill.KindNames())
+		}
+	})
+	t.Run("AKindStripeRefusesIsNotComparedAndSaysWhatToCheck", func(t *testing.T) {
+		t.Parallel()
+		store, stripe, fetcher := setup(t, 3)
+		stripe.refuse = "in_"
+		reports, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"customers", "invoices"}}, store, fetcher, nil, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := byKind(t, reports)
+		if c := got["customers"]; c.Checked != 3 || len(c.Failed) != 0 {
+			t.Errorf("customers %+v; want 3 compared", c)
+		}
+		inv := got["invoices"]
+		if inv.Checked != 0 || len(inv.Drifted) != 0 || len(inv.Failed) != 3 {
+			t.Fatalf("invoices %+v; want none compared, none taken for missing, 3 not compared", inv)
+		}
+		for id, err := range inv.Failed {
+			if !strings.Contains(err.Error(), "Stripe refused") || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "check the key's read rights on invoices") {
+				t.Errorf("%s: %v; want Stripe's refusal and what to check", id, err)
+			}
 		}
 	})
 	t.Run("AnUnknownKindIsRefused", func(t *testing.T) {

@@ -139,6 +139,18 @@ func NewFetcher(cfg FetcherConfig) (*Fetcher, error) {
 // then settled by event id); any other failure (the network, 5xx, 429, a
 // key Stripe refuses, this worker's limits) is an error worth retrying.
 func (f *Fetcher) FetchObject(ctx context.Context, ref billing.ObjectRef) (json.RawMessage, error) {
+	return f.object(ctx, ref, false)
+}
+
+// Lookup GETs the object as FetchObject does, for a reader that must
+// tell an object Stripe does not know from one it will not show (the
+// audit): only a 404 is a nil object; a 400 or 403 is an error marked
+// permanent, with Stripe's words.
+func (f *Fetcher) Lookup(ctx context.Context, ref billing.ObjectRef) (json.RawMessage, error) {
+	return f.object(ctx, ref, true)
+}
+
+func (f *Fetcher) object(ctx context.Context, ref billing.ObjectRef, refusals bool) (json.RawMessage, error) {
 	path, ok := objectPaths[ref.Type]
 	if !ok || ref.ID == "" {
 		return nil, fmt.Errorf("reconcile: fetch %s %q: not an object this service fetches", ref.Type, ref.ID)
@@ -147,10 +159,12 @@ func (f *Fetcher) FetchObject(ctx context.Context, ref billing.ObjectRef) (json.
 		return nil, nil // not an account Stripe names: nothing to ask for
 	}
 	ans := f.get(ctx, PurposeTie, f.tieWait, path+url.PathEscape(ref.ID), ref.APIVersion, ref.Account)
-	switch ans.outcome {
-	case OutcomeOK:
+	switch {
+	case ans.outcome == OutcomeOK:
 		return json.RawMessage(ans.body), nil
-	case OutcomeNotFound, OutcomeRefused:
+	case ans.outcome == OutcomeRefused && refusals:
+		return nil, failure.MarkPermanent(fmt.Errorf("reconcile: fetch %s %s: Stripe refused: %w", ref.Type, ref.ID, ans.err))
+	case ans.outcome == OutcomeNotFound, ans.outcome == OutcomeRefused:
 		return nil, nil
 	}
 	return nil, fmt.Errorf("reconcile: fetch %s %s: %w", ref.Type, ref.ID, ans.err)

@@ -16,6 +16,7 @@ import (
 
 const auditUsage = `Compares our rows with Stripe's objects: for each kind, a random sample of
 rows (or all of them, or one customer's), each object fetched from Stripe at STRIPE_API_RATE,
+STRIPE_API_CONCURRENCY at once,
 and every stored field whose value differs from what the worker would make
 of Stripe's object is printed with the object's id. An object that changed
 a moment ago may show until its event is applied: run it again to confirm.
@@ -64,7 +65,8 @@ func runAudit(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer store.Close()
-	reports, err := audit.Run(ctx, audit.Config{Kinds: commaList(*kinds), Sample: *sample, Customer: *customer, Fix: *fix},
+	reports, err := audit.Run(ctx, audit.Config{Kinds: commaList(*kinds), Sample: *sample, Customer: *customer, Fix: *fix,
+		Concurrency: cfg.StripeAPIConcurrency},
 		store, fetcher, ledger.NewProcessor(store, logger), time.Now)
 	drifted, failed := 0, 0
 	for _, r := range reports {
