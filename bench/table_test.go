@@ -34,7 +34,8 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 // (events per processing run), BENCH_PEER_OPS (requests per peer
 // measurement), BENCH_SCALE_OPS and BENCH_SCALE_EVENTS (the process
 // scaling runs), BENCH_RENEWAL_INVOICES (the renewal day's invoices),
-// BENCH_LEDGER_ROWS (the filled ledger's events),
+// BENCH_LEDGER_ROWS (the filled ledger's events), BENCH_RELAY_CHANGES
+// (the relay's outbox),
 // BENCH_E2E_DURATION and BENCH_E2E_RATE; backfillRows says the backfill
 // rows' own.
 func TestBenchTable(t *testing.T) {
@@ -135,6 +136,8 @@ func TestBenchTable(t *testing.T) {
 	for _, row := range processingRows {
 		add(row)
 	}
+	// The change feed's relay beside the processing rate.
+	add(relayRows(t, rounds, testenv.EnvInt(t, "BENCH_RELAY_CHANGES", 20_000), events))
 	// Same-second ties on a renewal day: Stripe's calls and the rate.
 	add(renewalRow(t, testenv.EnvInt(t, "BENCH_RENEWAL_INVOICES", 10_000), cfg.WorkerBatchSize, cfg.WorkerConcurrency, rounds))
 

@@ -206,67 +206,34 @@ func (r *Relay) drain(ctx context.Context, ch *amqp.Channel) error {
 // object names one object's changes, which must reach the broker in order.
 type object struct{ typ, id string }
 
-// batch publishes rows in order on ch, pipelined, and stamps those the
-// broker confirmed. A row is published only once every earlier row of
-// its object in the batch is confirmed, and not at all once one of them
-// was refused: an object's changes reach the exchange in order, and a
-// refused one is published again, with those after it, by a later batch.
-// It returns how many rows it confirmed, and an error when ch failed.
+// batch publishes rows on ch, pipelined, and stamps those the broker
+// confirmed. It publishes in waves: the first row of each object in seq
+// order, then, once every confirm of the wave is in, each object's second
+// row, and so on; an object with a refused (nacked) row publishes nothing
+// more in the batch. So an object's changes reach the exchange in order,
+// a refused one is published again with those after it by a later batch,
+// and a batch waits for the broker as often as one object has rows in
+// it, not once per row. It returns how many rows it confirmed, and an
+// error when ch failed.
 func (r *Relay) batch(ctx context.Context, ch *amqp.Channel, rows []feed.Outbox) (int, error) {
-	type sent struct {
-		row *feed.Outbox
-		dc  *amqp.DeferredConfirmation
-	}
-	var (
-		inflight []sent
-		busy     = map[object]bool{}
-		refused  = map[object]bool{}
-		done     []uint64
-	)
-	// settle waits for every confirm in flight, in publish order.
-	settle := func() error {
-		defer func() { inflight = inflight[:0]; clear(busy) }()
-		for _, s := range inflight {
-			wctx, cancel := context.WithTimeout(ctx, r.cfg.ConfirmTimeout)
-			ack, err := s.dc.WaitContext(wctx)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("relay: confirm of %s: %w", s.row.ID, err)
-			}
-			if ack {
-				done = append(done, s.row.Seq)
-			} else {
-				refused[object{s.row.ObjectType, s.row.ObjectID}] = true
-			}
-		}
-		if ch.IsClosed() { // its confirms were resolved as refusals
-			return errors.New("relay: channel closed")
-		}
-		return nil
-	}
-	var err error
+	var waves [][]*feed.Outbox
+	nth := map[object]int{}
 	for i := range rows {
-		row := &rows[i]
-		o := object{row.ObjectType, row.ObjectID}
-		if busy[o] {
-			if err = settle(); err != nil {
-				break
-			}
+		o := object{rows[i].ObjectType, rows[i].ObjectID}
+		k := nth[o]
+		nth[o]++
+		if k == len(waves) {
+			waves = append(waves, nil)
 		}
-		if refused[o] {
-			continue
-		}
-		var dc *amqp.DeferredConfirmation
-		dc, err = ch.PublishWithDeferredConfirmWithContext(ctx, r.cfg.Exchange, row.RoutingKey, false, false, message(row))
-		if err != nil {
-			err = fmt.Errorf("relay: publish %s: %w", row.ID, err)
+		waves[k] = append(waves[k], &rows[i])
+	}
+	refused := map[object]bool{}
+	var done []uint64
+	var err error
+	for _, wave := range waves {
+		if err = r.wave(ctx, ch, wave, refused, &done); err != nil {
 			break
 		}
-		inflight = append(inflight, sent{row, dc})
-		busy[o] = true
-	}
-	if err == nil {
-		err = settle()
 	}
 	if n := len(rows) - len(done); n > 0 {
 		r.logger.Warn("relay: changes not confirmed; publishing them again", "count", n, "error", err)
@@ -281,6 +248,46 @@ func (r *Relay) batch(ctx context.Context, ch *amqp.Channel, rows []feed.Outbox)
 		r.obs.ChangesPublished(len(done))
 	}
 	return len(done), err
+}
+
+// wave publishes rows (one per object) but those of refused objects, then
+// waits for every confirm, in publish order: an ack adds the row to done,
+// a nack marks its object refused.
+func (r *Relay) wave(ctx context.Context, ch *amqp.Channel, rows []*feed.Outbox, refused map[object]bool, done *[]uint64) error {
+	type sent struct {
+		row *feed.Outbox
+		dc  *amqp.DeferredConfirmation
+	}
+	var inflight []sent
+	var err error
+	for _, row := range rows {
+		if refused[object{row.ObjectType, row.ObjectID}] {
+			continue
+		}
+		var dc *amqp.DeferredConfirmation
+		if dc, err = ch.PublishWithDeferredConfirmWithContext(ctx, r.cfg.Exchange, row.RoutingKey, false, false, message(row)); err != nil {
+			err = fmt.Errorf("relay: publish %s: %w", row.ID, err)
+			break
+		}
+		inflight = append(inflight, sent{row, dc})
+	}
+	for _, s := range inflight { // even after a failed publish: some may be confirmed
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.ConfirmTimeout)
+		ack, werr := s.dc.WaitContext(wctx)
+		cancel()
+		switch {
+		case werr != nil:
+			return errors.Join(err, fmt.Errorf("relay: confirm of %s: %w", s.row.ID, werr))
+		case ack:
+			*done = append(*done, s.row.Seq)
+		default:
+			refused[object{s.row.ObjectType, s.row.ObjectID}] = true
+		}
+	}
+	if err == nil && ch.IsClosed() { // its confirms were resolved as refusals
+		err = errors.New("relay: channel closed")
+	}
+	return err
 }
 
 // message is row as published: persistent, its id the change's id, its
