@@ -129,7 +129,7 @@ func backfillRun(t *testing.T, cfg backfillConfig) backfillResult {
 
 	if cfg.AuditSample > 0 {
 		start = time.Now()
-		audited, err := audit.Run(context.Background(), audit.Config{Sample: cfg.AuditSample}, store, fetcher(), nil, time.Now)
+		audited, err := audit.Run(context.Background(), audit.Config{Sample: cfg.AuditSample, Concurrency: settings.StripeAPIConcurrency}, store, fetcher(), nil, time.Now)
 		res.AuditTime = time.Since(start)
 		if err != nil {
 			t.Fatal(err)
@@ -221,7 +221,7 @@ func backfillRows(t *testing.T) []bench.Row {
 		{Part: "backfill", What: "MySQL rows written over that run (every table: objects, history, cursors; the worker's ledger, rows, history, outbox)",
 			Figure: fmt.Sprintf("%s by the backfill, %s by the worker (%d live events, %d applied by the backfill's end)",
 				bench.PerSecond(float64(res.Rows)/secs, "row"), bench.PerSecond(float64(res.WorkerRows)/secs, "row"), res.Live, res.Applied)},
-		{Part: "audit", What: fmt.Sprintf("billing audit --sample %d after it, one object fetched at a time at %d req/s", cfg.AuditSample, cfg.Rate),
+		{Part: "audit", What: fmt.Sprintf("billing audit --sample %d after it, %d objects fetched at once at %d req/s", cfg.AuditSample, kinds, cfg.Rate),
 			Figure: fmt.Sprintf("%.1f s (%d objects, none differing)", res.AuditTime.Seconds(), res.Audited),
 			Limit:  fmt.Sprintf("%.1f s the rate allows", float64(res.Audited)/float64(cfg.Rate)),
 			Ratio:  fmt.Sprintf("%.2f×", float64(res.Audited)/float64(cfg.Rate)/res.AuditTime.Seconds())},
