@@ -21,7 +21,8 @@
 // Objects, by their Stripe "object" name: customer, subscription,
 // subscription_item, invoice, line_item (an invoice line item),
 // invoice_payment (basil and later only), payment_intent, charge, refund,
-// dispute, checkout.session, credit_note, event. Each sits in
+// dispute, checkout.session, credit_note, event, payment_method, product,
+// price, subscription_schedule. Each sits in
 // data/<api version>/<object>.json, byte for byte the fixture; the spec
 // facts are in data/<api version>/spec.json.
 //

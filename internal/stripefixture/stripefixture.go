@@ -120,6 +120,8 @@ var eventTypes = map[string]string{
 	"payment_intent": "payment_intent.succeeded", "charge": "charge.succeeded",
 	"refund": "refund.created", "dispute": "charge.dispute.created",
 	"checkout.session": "checkout.session.completed", "credit_note": "credit_note.created",
+	"payment_method": "payment_method.attached", "product": "product.created", "price": "price.created",
+	"subscription_schedule": "subscription_schedule.created",
 }
 
 // Events returns the event bodies of version that tests seed fuzz

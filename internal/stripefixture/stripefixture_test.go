@@ -54,6 +54,7 @@ func TestObject(t *testing.T) {
 		"customer", "subscription", "subscription_item", "invoice", "line_item",
 		"invoice_payment", "payment_intent", "charge", "refund", "dispute",
 		"checkout.session", "credit_note", "event",
+		"payment_method", "product", "price", "subscription_schedule",
 	}
 	for _, v := range allVersions {
 		for _, name := range objects {
@@ -267,6 +268,30 @@ func TestShape(t *testing.T) {
 		{"credit_note", "tax_amounts[].amount", beforeBasil, beforeBasil},
 		{"credit_note", "total_taxes[].amount", fromBasil, none},
 		{"credit_note", "total", allVersions, allVersions},
+
+		// Payment methods, products, prices, schedules: no field the
+		// handlers read moves; the fingerprint is there to be left out.
+		{"payment_method", "customer", allVersions, allVersions},
+		{"payment_method", "card.brand", allVersions, allVersions},
+		{"payment_method", "card.last4", allVersions, allVersions},
+		{"payment_method", "card.exp_month", allVersions, allVersions},
+		{"payment_method", "card.exp_year", allVersions, allVersions},
+		{"payment_method", "card.wallet.type", allVersions, fromBasil},
+		{"payment_method", "card.fingerprint", allVersions, allVersions},
+		{"customer", "invoice_settings.default_payment_method", allVersions, allVersions},
+		{"product", "name", allVersions, allVersions},
+		{"product", "active", allVersions, allVersions},
+		{"price", "product", allVersions, allVersions},
+		{"price", "unit_amount", allVersions, allVersions},
+		{"price", "lookup_key", allVersions, allVersions},
+		{"price", "recurring.interval", allVersions, allVersions},
+		{"price", "recurring.interval_count", allVersions, allVersions},
+		{"subscription", "pause_collection.behavior", allVersions, fromBasil},
+		{"subscription", "pause_collection.resumes_at", allVersions, fromBasil},
+		{"subscription_schedule", "current_phase.start_date", allVersions, fromBasil},
+		{"subscription_schedule", "current_phase.end_date", allVersions, fromBasil},
+		{"subscription_schedule", "subscription", allVersions, allVersions},
+		{"subscription_schedule", "released_subscription", allVersions, allVersions},
 
 		// The event envelope: account only on Connect events (the fixture
 		// is not one); context is new in basil.

@@ -48,6 +48,7 @@ var objects = []string{
 	"customer", "subscription", "subscription_item", "invoice", "line_item",
 	"invoice_payment", "payment_intent", "charge", "refund", "dispute",
 	"checkout.session", "credit_note", "event",
+	"payment_method", "product", "price", "subscription_schedule",
 }
 
 // watchedPaths are the field paths, beyond each object's top-level
@@ -60,6 +61,7 @@ var watchedPaths = map[string][]string{
 		"livemode", "status", "current_period_start", "current_period_end", "discount", "discounts",
 		"items.data[].id", "items.data[].price.id", "items.data[].quantity",
 		"items.data[].current_period_start", "items.data[].current_period_end",
+		"pause_collection.behavior", "pause_collection.resumes_at",
 	},
 	"subscription_item": {"current_period_start", "current_period_end", "price.id", "quantity", "subscription"},
 	"invoice": {
@@ -103,6 +105,19 @@ var watchedPaths = map[string][]string{
 	"credit_note": {
 		"livemode", "invoice", "amount", "total", "status", "refund", "refunds[].refund",
 		"refunds[].amount_refunded", "tax_amounts[].amount", "total_taxes[].amount",
+	},
+	"payment_method": {
+		"livemode", "customer", "type", "card.brand", "card.display_brand", "card.last4", "card.exp_month",
+		"card.exp_year", "card.fingerprint", "card.wallet.type",
+	},
+	"product": {"livemode", "name", "active", "default_price"},
+	"price": {
+		"livemode", "product", "currency", "unit_amount", "nickname", "active", "lookup_key", "type",
+		"recurring.interval", "recurring.interval_count",
+	},
+	"subscription_schedule": {
+		"livemode", "customer", "subscription", "released_subscription", "status", "end_behavior",
+		"current_phase.start_date", "current_phase.end_date", "canceled_at", "completed_at", "released_at",
 	},
 	"event": {"livemode", "account", "api_version", "context", "data.object", "data.previous_attributes", "request.id"},
 }
