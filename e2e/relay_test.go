@@ -16,7 +16,8 @@ import (
 // TestRelayKilled kills `billing relay` with SIGKILL while changes stream
 // into the outbox and it publishes them, then starts another: every
 // change reaches a queue bound to the feed, each object's changes first
-// delivered in order, a change delivered twice with the same id.
+// delivered in order, a change delivered twice with the same id; SIGTERM
+// then stops the second at once.
 func TestRelayKilled(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
@@ -80,6 +81,9 @@ func TestRelayKilled(t *testing.T) {
 	got := testenv.TakeAll(t, ch, queue)
 	dups := out.Check(t, got)
 	t.Logf("%d changes written, %d published before the kill, %d messages delivered (%d duplicates)", out.Written(), before, len(got), dups)
+	if _, code := second.stop(t, 10*time.Second); code != 0 {
+		t.Errorf("the second relay exited %d on SIGTERM, want 0", code)
+	}
 	if second.count("relay publishing") != 1 {
 		t.Errorf("the second relay logged %d times that it publishes, want 1", second.count("relay publishing"))
 	}

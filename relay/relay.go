@@ -271,8 +271,10 @@ func (r *Relay) wave(ctx context.Context, ch *amqp.Channel, rows []*feed.Outbox,
 		}
 		inflight = append(inflight, sent{row, dc})
 	}
-	for _, s := range inflight { // even after a failed publish: some may be confirmed
-		wctx, cancel := context.WithTimeout(ctx, r.cfg.ConfirmTimeout)
+	// Even after a failed publish (some may be confirmed), and after ctx
+	// is done: a stopping relay stamps what the broker confirmed.
+	for _, s := range inflight {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ConfirmTimeout)
 		ack, werr := s.dc.WaitContext(wctx)
 		cancel()
 		switch {
