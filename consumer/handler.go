@@ -214,23 +214,30 @@ func Log(logger *slog.Logger) Middleware {
 				if e == nil && i < len(errs) {
 					e = errs[i]
 				}
-				l := logger.With("event_id", d.ID, "event_type", d.Type, "attempt", d.Attempt, "duration_ms", ms)
-				if d.Replays > 0 {
-					l = l.With("replays", d.Replays)
-				}
-				if len(ds) > 1 {
-					l = l.With("batch", len(ds))
-				}
-				if e != nil {
-					l.Warn("event failed", "error", e, "class", string(failure.Of(e)))
-					continue
-				}
 				// A replay is rare and someone waits for it: at Info.
-				level := slog.LevelDebug
-				if d.Replays > 0 {
+				level, msg := slog.LevelDebug, "event handled"
+				switch {
+				case e != nil:
+					level, msg = slog.LevelWarn, "event failed"
+				case d.Replays > 0:
 					level = slog.LevelInfo
 				}
-				l.Log(ctx, level, "event handled")
+				// The line's attributes are built only when it is
+				// written: at the worker's usual level most are not.
+				if !logger.Enabled(ctx, level) {
+					continue
+				}
+				attrs := []any{"event_id", d.ID, "event_type", d.Type, "attempt", d.Attempt, "duration_ms", ms}
+				if d.Replays > 0 {
+					attrs = append(attrs, "replays", d.Replays)
+				}
+				if len(ds) > 1 {
+					attrs = append(attrs, "batch", len(ds))
+				}
+				if e != nil {
+					attrs = append(attrs, "error", e, "class", string(failure.Of(e)))
+				}
+				logger.Log(ctx, level, msg, attrs...)
 			}
 			return errs, err
 		})

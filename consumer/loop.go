@@ -128,7 +128,7 @@ type item struct {
 	state   state
 	a       broker.Attempt
 	ev      Delivery
-	logger  *slog.Logger
+	logger  *slog.Logger // the delivery's, built when first needed (log)
 	handled Handled
 	dec     failure.Decision
 	cause   error
@@ -156,17 +156,31 @@ func (c *Consumer) newItem(d amqp.Delivery, start time.Time) *item {
 	}
 	id, typ := broker.Identity(d.MessageId, d.Type, body)
 	it.ev = Delivery{ID: id, Type: typ, Body: d.Body, Signature: broker.HeaderString(d.Headers, broker.HeaderStripeSignature), Attempt: it.a.Number(), Replays: it.a.Replays, Redelivered: d.Redelivered, report: &it.handled}
-	it.logger = c.logger.With("event_id", id, "event_type", typ, "attempt", it.ev.Attempt)
+	if it.a.Origin == broker.DeadLettered {
+		// No person sent it back: the broker dead-lettered the parked
+		// message (a delivery limit on the DLQ, a TTL or length policy).
+		c.log(it).Warn("parked event dead-lettered out of the DLQ by the broker, not replayed by a person")
+	}
+	return it
+}
+
+// log is the logger of the lines about it: the consumer's with the event's
+// id, type and attempt (and where it came back from). It is built on
+// first use: most deliveries are applied without a line of their own,
+// and slog's JSON handler formats With's attributes at once, whatever
+// the level.
+func (c *Consumer) log(it *item) *slog.Logger {
+	if it.logger != nil {
+		return it.logger
+	}
+	it.logger = c.logger.With("event_id", it.ev.ID, "event_type", it.ev.Type, "attempt", it.ev.Attempt)
 	if it.a.Replays > 0 {
 		it.logger = it.logger.With("replays", it.a.Replays, "origin", string(it.a.Origin))
 	}
 	if it.a.Origin == broker.DeadLettered {
-		// No person sent it back: the broker dead-lettered the parked
-		// message (a delivery limit on the DLQ, a TTL or length policy).
 		it.logger = it.logger.With("dead_letter_reason", it.a.DeathReason)
-		it.logger.Warn("parked event dead-lettered out of the DLQ by the broker, not replayed by a person")
 	}
-	return it
+	return it.logger
 }
 
 func (c *Consumer) observe(it *item, result Result) {
@@ -271,7 +285,7 @@ func (c *Consumer) deliver(stop, work context.Context, l *lane, all []*item, bat
 		pending = outage
 		logger := c.logger
 		if len(all) == 1 {
-			logger = all[0].logger
+			logger = c.log(all[0])
 		}
 		if !c.outage(stop, logger, outageErr) {
 			drop(pending)
@@ -284,7 +298,7 @@ func (c *Consumer) deliver(stop, work context.Context, l *lane, all []*item, bat
 // it alone once the copy is confirmed (it.state settled); until then it
 // holds it unacked, and leaves it so when stop comes.
 func (c *Consumer) fail(stop, work context.Context, it *item, err error) {
-	logger := it.logger
+	logger := c.log(it)
 	for n := 0; ; n++ {
 		var ferr error
 		it.dec, ferr = c.failures.Fail(work, it.d, err)
@@ -313,7 +327,7 @@ func (c *Consumer) fail(stop, work context.Context, it *item, err error) {
 func (c *Consumer) ack(it *item) {
 	it.state = settled
 	if err := it.d.Ack(false); err != nil {
-		it.logger.Warn("ack failed; the broker will redeliver", "error", err)
+		c.log(it).Warn("ack failed; the broker will redeliver", "error", err)
 	}
 }
 
