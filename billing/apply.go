@@ -33,6 +33,9 @@ type kind struct {
 	refFields  []*modelField
 	growFields []*modelField
 	writes     []string // the model fields an applied event or a link may change
+	// For the change feed (changes.go): the fields of an Amount change and
+	// those a Created or Deleted change carries.
+	amountFields, storedFields []*modelField
 }
 
 // modelField is a field of a model, by its index (through an embedded
@@ -56,7 +59,7 @@ type carried struct {
 // not have.
 type fields struct {
 	stripeID, livemode, account, lastEventID, lastEventCreated, createdAt, updatedAt *modelField
-	status, customer, deleted, object                                                *modelField
+	status, customer, deleted, object, changeSeq                                     *modelField
 }
 
 // growing are the fields that only grow, each with Stripe's reason: the
@@ -154,6 +157,7 @@ func mustKind(model any, k kind) kind {
 		lastEventCreated: field("LastEventCreated"),
 		createdAt:        field("CreatedAt"),
 		updatedAt:        field("UpdatedAt"),
+		changeSeq:        field("ChangeSeq"),
 		status:           optional("Status"),
 		customer:         optional("CustomerID"),
 	}
@@ -181,7 +185,19 @@ func mustKind(model any, k kind) kind {
 		}
 		k.growFields = append(k.growFields, field(name))
 	}
-	for _, f := range []*modelField{k.f.livemode, k.f.account, k.f.updatedAt, k.f.lastEventID, k.f.lastEventCreated, k.f.status, k.f.deleted} {
+	for _, name := range amountFields {
+		if f := optional(name); f != nil && slices.ContainsFunc(k.carried, func(c carried) bool { return c.field.name == name }) {
+			k.amountFields = append(k.amountFields, f)
+		}
+	}
+	if k.f.status != nil {
+		k.storedFields = append(k.storedFields, k.f.status)
+	}
+	k.storedFields = append(k.storedFields, k.refFields...)
+	for _, c := range k.carried {
+		k.storedFields = append(k.storedFields, c.field)
+	}
+	for _, f := range []*modelField{k.f.livemode, k.f.account, k.f.updatedAt, k.f.lastEventID, k.f.lastEventCreated, k.f.status, k.f.deleted, k.f.changeSeq} {
 		if f != nil {
 			k.writes = append(k.writes, f.name)
 		}

@@ -40,7 +40,11 @@ func plans(t *testing.T, raws ...[]byte) []Planned {
 
 // foldPlanned is fold of planned events.
 func foldPlanned(ties Ties, events []Planned) (Folded, [][]any, error) {
-	b := NewBatch(events, time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC))
+	return foldBatch(NewBatch(events, time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)), ties)
+}
+
+// foldBatch folds b into rows none of which exists yet.
+func foldBatch(b *Batch, ties Ties) (Folded, [][]any, error) {
 	for _, r := range b.ToLock() {
 		b.Locked(r, nil)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stripe-billing/billing/changes"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -105,7 +106,12 @@ type Batch struct {
 	sets      map[reflect.Type]*tableSet
 	order     []reflect.Type // the tables in the order they are locked and written
 	customers []customerRef
+	noChanges bool // OmitChanges
 }
+
+// OmitChanges makes Fold say no change (Folded.Changes) and leave every
+// row's ChangeSeq as it is: the change feed is off.
+func (b *Batch) OmitChanges() { b.noChanges = true }
 
 // NewBatch gathers the rows the plans of events name, each event stamped
 // at now.
@@ -262,6 +268,10 @@ type Folded struct {
 	Applied []string
 	// ByEventID are the ties settled by event id.
 	ByEventID []TieByEventID
+	// Changes are the changes of the rows that matter to other services
+	// (changes.go), in fold order: the outbox's rows. Each took its
+	// row's next ChangeSeq, which Writes write.
+	Changes []changes.Change
 }
 
 // Fold folds the events, in order, into the locked rows. Every row a
@@ -276,6 +286,7 @@ func (b *Batch) Fold(ties Ties) (Folded, error) {
 			id, from string
 			replaced bool
 		}
+		from := len(f.Changes) // where the event's changes start
 		for _, o := range pe.plan {
 			if o.id == "" {
 				continue
@@ -285,12 +296,20 @@ func (b *Batch) Fold(ties Ties) (Folded, error) {
 			case o.change != nil:
 				r := ts.rows[o.id]
 				last.id, last.from = o.id, o.kind.stateOf(r.v).Status
+				var before reflect.Value // the row before the change, for the feed
+				if !b.noChanges {
+					before = reflect.New(o.kind.model)
+					before.Elem().Set(r.v.Elem()) // the fold sets fields, never what they point to
+				}
 				replaced, deleted, reported, err := applyChange(r.v, ev, b.now, *o.change, t)
 				if err != nil {
 					return Folded{}, err
 				}
 				last.replaced = replaced
 				r.dirty = r.dirty || replaced || deleted
+				if !b.noChanges && (replaced || deleted) {
+					f.Changes = changesOf(f.Changes, from, o.kind, o.id, r.v, before, ev, replaced, deleted)
+				}
 				if (replaced || deleted) && o.id == ev.ObjectID && !slices.Contains(f.Applied, ev.ID) {
 					f.Applied = append(f.Applied, ev.ID)
 				}
