@@ -20,7 +20,9 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/stripe-billing/billing/billing"
+	"github.com/stripe-billing/billing/changes"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/feed"
 )
 
 // Result is what the Processor did with an event.
@@ -63,6 +65,7 @@ type Processor struct {
 	now     func() time.Time
 	fetcher ObjectFetcher   // nil: ties are settled by event id
 	skip    map[string]bool // types applied as if they had no decoder (tests of an older release)
+	noFeed  bool            // WithoutChangeFeed
 }
 
 // Option configures a Processor.
@@ -72,6 +75,12 @@ type Option func(*Processor)
 // Stripe (see billing.Ties); without it they are settled by event id.
 func WithObjectFetcher(f ObjectFetcher) Option {
 	return func(p *Processor) { p.fetcher = f }
+}
+
+// WithoutChangeFeed writes no change to the outbox (CHANGE_FEED=off), and
+// leaves the rows' change_seq as it is.
+func WithoutChangeFeed() Option {
+	return func(p *Processor) { p.noFeed = true }
 }
 
 // NewProcessor returns a Processor writing to store.
@@ -250,11 +259,15 @@ func (p *Processor) inTx(ctx context.Context, fn func(tx *gorm.DB) error) error 
 // writeSets folds the planned events, in order, and writes what they
 // make of their rows within tx: the rows of each table locked in one
 // statement, the missing ones made sure of, the rows written in one
-// upsert per table, the items, the links and the history. It returns
-// the events that changed their own object's row.
+// upsert per table, the items, the links, the history and the changes
+// (the outbox). It returns the events that changed their own object's
+// row.
 func (p *Processor) writeSets(ctx context.Context, tx *gorm.DB, events []billing.Planned, ties billing.Ties) (applied []string, err error) {
 	now := p.now()
 	b := billing.NewBatch(events, now)
+	if p.noFeed {
+		b.OmitChanges()
+	}
 	for _, r := range b.ToLock() {
 		found, err := models.LockObjects(tx, r.Model, r.IDs)
 		if err != nil {
@@ -289,7 +302,27 @@ func (p *Processor) writeSets(ctx context.Context, tx *gorm.DB, events []billing
 	if err := models.RecordStatuses(tx, f.History); err != nil {
 		return nil, err
 	}
+	if err := writeChanges(tx, f.Changes, now); err != nil {
+		return nil, err
+	}
 	return f.Applied, nil
+}
+
+// writeChanges writes cs to the outbox, each as its message's JSON.
+func writeChanges(tx *gorm.DB, cs []changes.Change, now time.Time) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	rows := make([]feed.Outbox, len(cs))
+	for i, c := range cs {
+		body, err := json.Marshal(c)
+		if err != nil {
+			return fmt.Errorf("ledger: change %s: %w", c.ID, err)
+		}
+		rows[i] = feed.Outbox{ID: c.ID, ObjectType: c.ObjectType, ObjectID: c.ObjectID, ObjectSeq: c.Sequence,
+			RoutingKey: c.Key, Body: string(body), CreatedAt: now}
+	}
+	return feed.Write(tx, rows)
 }
 
 // processSets applies the parsed events as sets and returns their
