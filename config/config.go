@@ -93,6 +93,7 @@ var Vars = []Var{
 	{"SWEEP_LIMIT", strconv.Itoa(maintenance.DefaultRedriveLimit), "Most parked events `sweep` re-drives in one run."},
 	{"SWEEP_MAX_REDRIVES", strconv.Itoa(maintenance.DefaultMaxRedrives), "Most automatic re-drives of one event by `sweep`."},
 	{"LEDGER_PAYLOAD_RETENTION", durationText(maintenance.DefaultPayloadRetention), "How long `sweep` keeps a processed or ignored event's payload (not its row); `off`: for ever."},
+	{"CHANGE_FEED", settingOn, "`off`: writes no change feed."},
 	{"CHANGE_FEED_RETENTION", durationText(maintenance.DefaultChangeRetention), "How long `sweep` keeps a published change; `off`: for ever."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"QUORUM_INITIAL_GROUP_SIZE", "", "Members of each quorum queue (the cluster's size); unset: RabbitMQ's default."},
@@ -139,7 +140,10 @@ type Config struct {
 	PayloadRetention time.Duration
 	// ChangeRetention is 0 when CHANGE_FEED_RETENTION is off.
 	ChangeRetention time.Duration
-	LogLevel        string
+	// ChangeFeed: each change goes to the outbox with its record
+	// (CHANGE_FEED on, the default).
+	ChangeFeed bool
+	LogLevel   string
 	// QuorumInitialGroupSize is 0 when unset.
 	QuorumInitialGroupSize int
 	// DLQMaxLength is 0 when DLQ_MAX_LENGTH is unset.
@@ -208,6 +212,7 @@ func Load(getenv func(string) string) (Config, error) {
 		SweepMaxRedrives:     l.positiveInt("SWEEP_MAX_REDRIVES"),
 		PayloadRetention:     l.retention("LEDGER_PAYLOAD_RETENTION"),
 		ChangeRetention:      l.retention("CHANGE_FEED_RETENTION"),
+		ChangeFeed:           l.onOff("CHANGE_FEED"),
 		LogLevel:             l.str("LOG_LEVEL"),
 		SMTPAddr:             l.addr("SMTP_ADDR"),
 		SMTPFrom:             l.str("SMTP_FROM"),
@@ -394,6 +399,24 @@ func (l *loader) retention(name string) time.Duration {
 		return 0
 	}
 	return d
+}
+
+// The values of a setting that is on or off.
+const (
+	settingOn  = "on"
+	settingOff = "off"
+)
+
+func (l *loader) onOff(name string) bool {
+	switch v := l.str(name); v {
+	case settingOn:
+		return true
+	case settingOff:
+		return false
+	default:
+		l.fail(name, fmt.Sprintf("%q is neither %s nor %s", v, settingOn, settingOff))
+		return false
+	}
 }
 
 func (l *loader) durations(name string) []time.Duration {

@@ -98,6 +98,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{"LEDGER_PAYLOAD_RETENTION", "-1h", `config: LEDGER_PAYLOAD_RETENTION: "-1h" is neither a positive duration such as 2160h nor off`},
 		{"CHANGE_FEED_RETENTION", "7d", `config: CHANGE_FEED_RETENTION: "7d" is neither a positive duration such as 2160h nor off`},
 		{"LEDGER_PAYLOAD_RETENTION", "OFF", `config: LEDGER_PAYLOAD_RETENTION: "OFF" is neither a positive duration such as 2160h nor off`},
+		{"CHANGE_FEED", "false", `config: CHANGE_FEED: "false" is neither on nor off`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
@@ -126,6 +127,17 @@ func TestPayloadRetention(t *testing.T) {
 		c, err := config.Load(env(map[string]string{"LEDGER_PAYLOAD_RETENTION": tt.value}))
 		if err != nil || c.PayloadRetention != tt.want {
 			t.Errorf("LEDGER_PAYLOAD_RETENTION=%q: %s, %v; want %s", tt.value, c.PayloadRetention, err, tt.want)
+		}
+	}
+}
+
+// CHANGE_FEED is on by default; off writes no outbox row.
+func TestChangeFeed(t *testing.T) {
+	t.Parallel()
+	for value, want := range map[string]bool{"": true, "on": true, " off ": false} {
+		c, err := config.Load(env(map[string]string{"CHANGE_FEED": value}))
+		if err != nil || c.ChangeFeed != want {
+			t.Errorf("CHANGE_FEED=%q: %v, %v; want %v", value, c.ChangeFeed, err, want)
 		}
 	}
 }

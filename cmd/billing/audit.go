@@ -67,7 +67,7 @@ func runAudit(ctx context.Context, e env, args []string) error {
 	defer store.Close()
 	reports, err := audit.Run(ctx, audit.Config{Kinds: commaList(*kinds), Sample: *sample, Customer: *customer, Fix: *fix,
 		Concurrency: cfg.StripeAPIConcurrency},
-		store, fetcher, ledger.NewProcessor(store, logger), time.Now)
+		store, fetcher, ledger.NewProcessor(store, logger, processorOptions(cfg, nil)...), time.Now)
 	drifted, failed := 0, 0
 	for _, r := range reports {
 		for _, o := range r.Drifted {

@@ -77,7 +77,7 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 	if fetcher != nil {
 		lister = fetcher
 	}
-	apply := ledger.NewProcessor(store, logger)
+	apply := ledger.NewProcessor(store, logger, processorOptions(cfg, nil)...)
 	accounts := []string{*account}
 	if *all {
 		if *account != "" {

@@ -73,7 +73,7 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	rp, err := ledger.NewReprocessor(ledger.NewProcessor(store, logger, processorOptions(fetcher)...), v)
+	rp, err := ledger.NewReprocessor(ledger.NewProcessor(store, logger, processorOptions(cfg, fetcher)...), v)
 	if err != nil {
 		return err
 	}

@@ -204,7 +204,7 @@ func (w *worker) work(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	proc := ledger.NewProcessor(store, w.logger, processorOptions(fetcher)...)
+	proc := ledger.NewProcessor(store, w.logger, processorOptions(w.cfg, fetcher)...)
 	one, batch := ledger.Handlers(proc)
 	c, err := consumer.New(consumer.Config{
 		Queue:           w.topo.Work,
@@ -251,12 +251,17 @@ func newVerifier(cfg config.Config, fetcher *reconcile.Fetcher) (*verify.Verifie
 }
 
 // processorOptions are the ledger.Processor's options: with a fetcher,
-// same-second ties are settled by the object fetched from Stripe.
-func processorOptions(fetcher *reconcile.Fetcher) []ledger.Option {
-	if fetcher == nil {
-		return nil
+// same-second ties are settled by the object fetched from Stripe;
+// CHANGE_FEED=off writes no change to the outbox.
+func processorOptions(cfg config.Config, fetcher *reconcile.Fetcher) []ledger.Option {
+	var opts []ledger.Option
+	if fetcher != nil {
+		opts = append(opts, ledger.WithObjectFetcher(fetcher))
 	}
-	return []ledger.Option{ledger.WithObjectFetcher(fetcher)}
+	if !cfg.ChangeFeed {
+		opts = append(opts, ledger.WithoutChangeFeed())
+	}
+	return opts
 }
 
 // openStore opens the database, waiting with backoff while it is
