@@ -37,10 +37,12 @@ const (
 	// RoleRelay is `billing relay`: publishes the change feed to
 	// <ns>.changes, nothing else.
 	RoleRelay Role = "relay"
+	// RoleNotify is `billing notify`: consumes <ns>.notify, nothing else.
+	RoleNotify Role = "notify"
 )
 
 // Roles lists every role, in the order the docs show them.
-var Roles = []Role{RoleTopology, RoleAPI, RoleWorker, RoleSweep, RoleSupport, RoleRelay}
+var Roles = []Role{RoleTopology, RoleAPI, RoleWorker, RoleSweep, RoleSupport, RoleRelay, RoleNotify}
 
 // Permission is what a role may do on the vhost: three regular expressions
 // over exchange and queue names, as RabbitMQ's set_permissions takes them,
@@ -77,7 +79,8 @@ func (t Topology) Permissions() map[Role]Permission {
 			Configure: nothing, Write: exactly(t.Events, t.Replay), Read: exactly(t.DLQ),
 			Tags: "management",
 		},
-		RoleRelay: {Configure: nothing, Write: exactly(t.Changes), Read: nothing},
+		RoleRelay:  {Configure: nothing, Write: exactly(t.Changes), Read: nothing},
+		RoleNotify: {Configure: nothing, Write: nothing, Read: exactly(t.Notify)},
 	}
 }
 

@@ -41,6 +41,9 @@ type Topology struct {
 	// Changes is the topic exchange of the change feed (changes.Exchange):
 	// `billing relay` publishes to it, consumers bind their own queues.
 	Changes string
+	// Notify is `billing notify`'s quorum queue, bound to Changes with
+	// NotifyKeys.
+	Notify string
 	// Delays are the retry tiers in order.
 	Delays []time.Duration
 	// DeliveryLimit is the work queue's delivery-limit backstop (a policy).
@@ -74,6 +77,7 @@ func NewTopology(namespace string, delays []time.Duration, deliveryLimit int) To
 		DLQ:           namespace + ".events.dlq",
 		Replay:        namespace + ".replay",
 		Changes:       changes.Exchange(namespace),
+		Notify:        namespace + ".notify",
 		Delays:        delays,
 		DeliveryLimit: deliveryLimit,
 	}
@@ -89,9 +93,14 @@ func (t Topology) TierQueue(i int) string {
 	return t.Retry + "." + t.TierName(i)
 }
 
-// Queues lists every queue of the topology: work, tiers, DLQ.
+// NotifyKeys are the change feed's routing keys `billing notify` acts
+// on: a charge first seen or become failed (package notify says why),
+// a dispute opened.
+var NotifyKeys = []string{"charge.created", "charge.status.failed", "dispute.created"}
+
+// Queues lists every queue of the topology: work, DLQ, notify, tiers.
 func (t Topology) Queues() []string {
-	qs := []string{t.Work, t.DLQ}
+	qs := []string{t.Work, t.DLQ, t.Notify}
 	for i := range t.Delays {
 		qs = append(qs, t.TierQueue(i))
 	}
@@ -145,6 +154,9 @@ func (t Topology) queueSpecs() []queueSpec {
 			"x-dead-letter-exchange": t.Replay,
 			amqp.QueueOverflowArg:    amqp.QueueOverflowRejectPublish,
 		}, []binding{{t.Dead, ""}}},
+		// A consumer of the change feed: what it cannot take yet waits
+		// here; the relay, and so the worker, never wait for it.
+		{t.Notify, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}, notifyBindings(t.Changes)},
 	}
 	for i, d := range t.Delays {
 		queues = append(queues, queueSpec{t.TierQueue(i), amqp.Table{
@@ -227,6 +239,14 @@ func (t Topology) Declare(ctx context.Context, ch *amqp.Channel, api *Management
 }
 
 type binding struct{ exchange, key string }
+
+func notifyBindings(exchange string) []binding {
+	bs := make([]binding, len(NotifyKeys))
+	for i, k := range NotifyKeys {
+		bs[i] = binding{exchange, k}
+	}
+	return bs
+}
 
 // ErrTopologyMissing means an exchange or queue of the namespace does not
 // exist: `billing topology` has not run for it.

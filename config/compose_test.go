@@ -66,15 +66,15 @@ type definitions struct {
 // no broker user); the user is billing-<role>.
 var rabbitRoles = map[string]broker.Role{
 	"topology": broker.RoleTopology, "api": broker.RoleAPI, "worker": broker.RoleWorker, "sweep": broker.RoleSweep,
-	"relay": broker.RoleRelay,
+	"relay": broker.RoleRelay, "notify": broker.RoleNotify,
 }
 
 // mysqlRoles is the models.Grants role of each service's MySQL user, which
 // is billing_<role> (api and topology have none).
-var mysqlRoles = map[string]string{"migrate": "migrate", "worker": "worker", "sweep": "sweep", "relay": "relay"}
+var mysqlRoles = map[string]string{"migrate": "migrate", "worker": "worker", "sweep": "sweep", "relay": "relay", "notify": "notify"}
 
 // billingServices run the image built from the Dockerfile.
-var billingServices = []string{"api", "migrate", "relay", "sweep", "topology", "worker"}
+var billingServices = []string{"api", "migrate", "notify", "relay", "sweep", "topology", "worker"}
 
 func loadStack(t *testing.T) *stack {
 	t.Helper()
@@ -711,7 +711,7 @@ func TestCompose(t *testing.T) {
 					}
 				}
 				want := map[string]string{"rabbitmq": "rabbitmq:15692", "haproxy": "haproxy:" + haproxyStatsPort}
-				for _, svc := range []string{"api", "worker", "sweep", "relay"} {
+				for _, svc := range []string{"api", "worker", "sweep", "relay", "notify"} {
 					want["billing-"+svc] = svc + ":" + port(s.expandedEnv(svc)["METRICS_ADDR"])
 					if replicas(s.services[svc]) > 1 {
 						want["billing-"+svc] = "dns A " + want["billing-"+svc]

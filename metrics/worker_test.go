@@ -256,8 +256,8 @@ func TestQueueDepthsReadsTheBroker(t *testing.T) {
 	depths := metrics.QueueDepths(fixedConn{conn}, topo.Queues())
 	testenv.Eventually(t, 5*time.Second, func() bool {
 		d, err := depths(context.Background())
-		return err == nil && d[topo.DLQ] == 3 && d[topo.Work] == 0 && len(d) == 3
-	}, "depths of work, DLQ and the tier")
+		return err == nil && d[topo.DLQ] == 3 && d[topo.Work] == 0 && d[topo.Notify] == 0 && len(d) == 4
+	}, "depths of work, DLQ, notify and the tier")
 	if _, err := metrics.QueueDepths(fixedConn{conn}, []string{topo.Namespace + ".missing"})(context.Background()); err == nil {
 		t.Error("a missing queue gave no error")
 	}

@@ -28,6 +28,8 @@ type Grant struct {
 //     payload pruning, its bookmarks, and support's record of discards.
 //   - relay (`billing relay`): reads the change outbox and stamps what
 //     the broker confirmed; the sweep deletes what the retention expired.
+//   - notify (`billing notify`): reads what an email names, records each
+//     notice.
 //   - support (docs/runbook.md: `billing history`, `billing status`,
 //     `billing dlq`): reads, and for `billing dlq discard` records a
 //     discard and sets the ledger row's status, no other column.
@@ -38,6 +40,8 @@ func Grants() map[string][]Grant {
 		"sweep": {{"SELECT, UPDATE", "stripe_events"}, {"SELECT, INSERT, UPDATE", "sweep_checkpoints"}, {"SELECT, INSERT", "event_discards"},
 			{"SELECT, DELETE", "change_outbox"}},
 		"relay":   {{"SELECT, UPDATE (published_at)", "change_outbox"}},
+		"notify": {{"SELECT", "customers"}, {"SELECT", "invoices"}, {"SELECT", "payments"}, {"SELECT", "invoice_payments"},
+			{"SELECT", "disputes"}, {"SELECT, INSERT, UPDATE", "change_notices"}},
 		"support": {{"SELECT", "*"}, {"INSERT", "event_discards"}, {"UPDATE (status)", "stripe_events"}},
 	}
 }

@@ -1,7 +1,7 @@
 // Package notify is `billing notify`, the change feed's consumer that
 // emails: a failed payment to the customer (with the invoice's hosted
 // link and amount), an opened dispute to support. It reads its own queue
-// <ns>.notify, bound to the feed's exchange; each change is notified once
+// <ns>.notify, which `billing topology` binds to the feed's exchange; each change is notified once
 // however often it is delivered (change_notices in MySQL), an SMTP server
 // that is down is retried with backoff while the change stays unacked,
 // and a recipient the server refuses is recorded, counted and not
@@ -29,17 +29,14 @@ import (
 	"github.com/stripe-billing/billing/models/feed"
 )
 
-// Keys are the routing keys <ns>.notify is bound to. A failed payment is a
-// charge whose status became failed: Stripe's charge.failed in every API
-// version (a payment intent's failure goes back to
+// A failed payment is a charge whose status became failed
+// (broker.NotifyKeys, the queue's bindings): Stripe's charge.failed in
+// every API version. A payment intent's failure goes back to
 // requires_payment_method, which every new intent has too, and an
-// invoice stays open when a payment fails, so neither says it alone). A
-// charge first seen failed is a Created change, hence charge.created,
-// filtered on its status. An opened dispute is a dispute created.
-var Keys = []string{"charge.created", "charge.status.failed", "dispute.created"}
-
-// Queue is the notify queue of namespace.
-func Queue(namespace string) string { return namespace + ".notify" }
+// invoice stays open when a payment fails (its attempt_count is no
+// change of the feed), so neither says it alone. A charge first seen
+// failed is a Created change, hence charge.created, filtered on its
+// status. An opened dispute is a dispute created in an open status.
 
 // Defaults (config.Vars refers to them).
 const (
@@ -50,7 +47,9 @@ const (
 
 // Config configures a Notifier.
 type Config struct {
-	Namespace string
+	// Queue is the queue to consume (broker.Topology.Notify), declared
+	// by `billing topology`.
+	Queue string
 	// SMTPAddr is the SMTP server's host:port; From the sender address.
 	SMTPAddr, From string
 	// Support receives opened disputes; empty: they are recorded, not sent.
@@ -132,34 +131,16 @@ func (n *Notifier) Run(ctx context.Context) error {
 	}
 }
 
-// Declare declares the durable quorum queue <ns>.notify and binds it to
-// the change feed's exchange with Keys (idempotent).
-func Declare(ch *amqp.Channel, namespace string) error {
-	q := Queue(namespace)
-	if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
-		return fmt.Errorf("notify: declare %s: %w", q, err)
-	}
-	for _, k := range Keys {
-		if err := ch.QueueBind(q, k, changes.Exchange(namespace), false, nil); err != nil {
-			return fmt.Errorf("notify: bind %s to %s with %s: %w", q, changes.Exchange(namespace), k, err)
-		}
-	}
-	return nil
-}
-
 func (n *Notifier) consume(ctx context.Context, conn *amqp.Connection) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
 	}
 	defer ch.Close()
-	if err := Declare(ch, n.cfg.Namespace); err != nil {
-		return err
-	}
 	if err := ch.Qos(n.cfg.Prefetch, 0, false); err != nil {
 		return err
 	}
-	ds, err := ch.ConsumeWithContext(ctx, Queue(n.cfg.Namespace), "billing-notify", false, false, false, false, nil)
+	ds, err := ch.ConsumeWithContext(ctx, n.cfg.Queue, "billing-notify", false, false, false, false, nil)
 	if err != nil {
 		return err
 	}
@@ -416,6 +397,7 @@ func money(amount *int64, currency *string) string {
 // amqpURL (checking topo), and its /metrics, /healthz and /readyz on
 // metricsAddr, until ctx ends.
 func Serve(ctx context.Context, cfg Config, logger *slog.Logger, store *models.Store, amqpURL string, topo broker.Topology, metricsAddr string) error {
+	cfg.Queue = topo.Notify
 	conn := broker.NewConn(broker.ConnConfig{URL: amqpURL, Name: "billing-notify", Topology: topo}, logger)
 	reg := metrics.NewRegistry()
 	n, err := New(cfg, logger, store, conn, metrics.NewNotify(reg))

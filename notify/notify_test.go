@@ -35,8 +35,8 @@ type env struct {
 }
 
 // setup seeds a store, starts a mail server refusing refuse, declares the
-// namespace (and the feed's exchange and notify's queue, so that nothing
-// published is unroutable) and runs a Notifier until t ends.
+// namespace's topology (the feed's exchange, notify's queue bound to it)
+// and runs a Notifier until t ends.
 func setup(t *testing.T, refuse ...string) *env {
 	t.Helper()
 	e := &env{ns: testenv.Namespace(t), store: testenv.Store(t), mail: startMailServer(t, refuse...)}
@@ -49,19 +49,13 @@ func setup(t *testing.T, refuse ...string) *env {
 	if e.pub, err = conn.Channel(); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.pub.ExchangeDeclare(changes.Exchange(e.ns), amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := notify.Declare(e.pub, e.ns); err != nil {
-		t.Fatal(err)
-	}
 	seed(t, e.store)
 
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	bconn := broker.NewConn(broker.ConnConfig{URL: testenv.AMQPURL(), Name: "notify-test", Topology: topo}, logger)
 	e.metrics = metrics.NewNotify(prometheus.NewRegistry())
 	n, err := notify.New(notify.Config{
-		Namespace: e.ns, SMTPAddr: e.mail.addr, From: "billing@example.com", Support: support,
+		Queue: topo.Notify, SMTPAddr: e.mail.addr, From: "billing@example.com", Support: support,
 		Backoff: func(int) time.Duration { return 10 * time.Millisecond },
 	}, logger, e.store, bconn, e.metrics)
 	if err != nil {

@@ -22,7 +22,7 @@ func runNotify(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer store.Close()
-	return notify.Serve(ctx, notify.Config{Namespace: cfg.Namespace, SMTPAddr: cfg.SMTPAddr, From: cfg.SMTPFrom, Support: cfg.NotifySupportEmail,
+	return notify.Serve(ctx, notify.Config{SMTPAddr: cfg.SMTPAddr, From: cfg.SMTPFrom, Support: cfg.NotifySupportEmail,
 		Templates: cfg.NotifyTemplates}, logger, store, cfg.AMQPURL, fullTopology(cfg), cfg.MetricsAddr)
 }
 

@@ -17,6 +17,14 @@ GRANT SELECT, DELETE ON `billing`.`change_outbox` TO 'billing_sweep'@'%';
 -- The relay reads the change outbox and stamps what the broker confirmed.
 GRANT SELECT, UPDATE (published_at) ON `billing`.`change_outbox` TO 'billing_relay'@'%';
 
+-- Notify reads what an email names and records each notice (dedupe).
+GRANT SELECT ON `billing`.`customers` TO 'billing_notify'@'%';
+GRANT SELECT ON `billing`.`invoices` TO 'billing_notify'@'%';
+GRANT SELECT ON `billing`.`payments` TO 'billing_notify'@'%';
+GRANT SELECT ON `billing`.`invoice_payments` TO 'billing_notify'@'%';
+GRANT SELECT ON `billing`.`disputes` TO 'billing_notify'@'%';
+GRANT SELECT, INSERT, UPDATE ON `billing`.`change_notices` TO 'billing_notify'@'%';
+
 -- Support: `billing dlq discard` records who, when and why, and marks the
 -- ledger row discarded: its status column only.
 GRANT INSERT ON `billing`.`event_discards` TO 'billing_support'@'%';

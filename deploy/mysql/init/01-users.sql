@@ -22,6 +22,9 @@ CREATE USER 'billing_sweep'@'%' IDENTIFIED BY 'sweep_dev_pw';
 -- `billing relay`: the change outbox (grants.sql).
 CREATE USER 'billing_relay'@'%' IDENTIFIED BY 'relay_dev_pw';
 
+-- `billing notify`: reads what an email names, records notices (grants.sql).
+CREATE USER 'billing_notify'@'%' IDENTIFIED BY 'notify_dev_pw';
+
 -- Support: `billing history`, `billing status`, `billing dlq`; reads, and
 -- records discards (grants.sql).
 CREATE USER 'billing_support'@'%' IDENTIFIED BY 'support_dev_pw';
