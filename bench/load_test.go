@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -501,7 +502,7 @@ func processingWith(tb testing.TB, dsn string, bodies [][]byte, batchSize int, e
 	}
 	settle(tb)
 	var s bench.Stats
-	restore := workerGC()
+	restore := workerRuntime()
 	defer restore()
 	use, err := processingProcs().Measure(func() error {
 		start := time.Now()
@@ -568,25 +569,29 @@ func newWorker(tb testing.TB, ctx context.Context, wg *sync.WaitGroup, r *rabbit
 	return consumer.New(ccfg, quietLogger(), consume, handler, router)
 }
 
-// workerGC gives this process the garbage collector `billing worker`
-// gives itself (cmd/billing/gc.go: GOGC 400 and a 96 MiB soft memory
-// limit unless the environment sets them; a command cannot be imported,
-// so its two values are repeated here), so that the worker run in process
-// measures as the binary does, until restore; the raw transaction's client
-// keeps Go's defaults.
-func workerGC() (restore func()) {
+// workerRuntime gives this process the garbage collector and scheduler
+// `billing worker` gives itself (cmd/billing/gc.go: GOGC 400, a 96 MiB
+// soft memory limit and GOMAXPROCS 1 unless the environment sets them; a
+// command cannot be imported, so its values are repeated here), so that
+// the worker run in process measures as the binary does, until restore;
+// the raw transaction's client keeps Go's defaults.
+func workerRuntime() (restore func()) {
 	percent := debug.SetGCPercent(100)
 	debug.SetGCPercent(percent)
-	limit := debug.SetMemoryLimit(-1)
+	limit, procs := debug.SetMemoryLimit(-1), runtime.GOMAXPROCS(0)
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(96 << 20)
 	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
 	return func() {
 		debug.SetGCPercent(percent)
 		debug.SetMemoryLimit(limit)
+		runtime.GOMAXPROCS(procs)
 	}
 }
 

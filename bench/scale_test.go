@@ -222,7 +222,8 @@ func TestBenchWorkerProcess(t *testing.T) {
 			bin string
 			ms  *[]float64
 		}{{old, &then}, {bin, &now}} {
-			_, use := workerProcesses(t, b.bin, 1, events)
+			rate, use := workerProcesses(t, b.bin, 1, events)
+			t.Logf("%s: %s; %s", filepath.Base(b.bin), bench.PerSecond(rate, "event"), use.PerThousand(events))
 			*b.ms = append(*b.ms, use.MsPerThousand("worker", events))
 		}
 	}

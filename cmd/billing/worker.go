@@ -55,7 +55,7 @@ METRICS_ADDR. Settings come from the environment.`)
 	if err := errors.Join(cfg.RequireWebhookSecret(), cfg.RequireMySQLDSN()); err != nil {
 		return err
 	}
-	tuneWorkerGC(e.getenv, logger)
+	tuneWorkerRuntime(e.getenv, logger)
 	w, err := newWorker(cfg, logger)
 	if err != nil {
 		return err
