@@ -148,7 +148,7 @@ func (s *stack) start(sub string, extra map[string]string) *proc {
 			s.t.Logf("%s log (last 6000 bytes):\n%s", sub, tail(p.log.String(), 6000))
 		}
 	})
-	msg := map[string]string{"api": "api listening", "worker": "metrics listening", "relay": "metrics listening"}[sub]
+	msg := map[string]string{"api": "api listening", "worker": "metrics listening", "relay": "metrics listening", "notify": "metrics listening"}[sub]
 	testenv.Eventually(s.t, 10*time.Second, func() bool {
 		select {
 		case <-p.exited:

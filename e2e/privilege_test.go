@@ -11,7 +11,10 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/stripe-billing/billing/broker"
+	"github.com/stripe-billing/billing/changes"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/notify"
+	"github.com/stripe-billing/billing/notify/notifytest"
 	"github.com/stripe-billing/billing/relay/relaytest"
 )
 
@@ -20,7 +23,7 @@ import (
 // created from deploy/mysql's own SQL files. `billing topology` declares,
 // the api and the worker (no DELETE on the ledger) take a load through to
 // MySQL (retries and parking included), the relay publishes the change
-// outbox, the sweep re-drives, prunes payloads and changes and lists the DLQ, and the support user runs `billing
+// outbox and notify emails the failed charges, the sweep re-drives, prunes payloads and changes and lists the DLQ, and the support user runs `billing
 // history`, `billing status` and `billing dlq list`; no process
 // is refused. A write a user may not make fails, naming the command
 // denied: the worker's user deleting a ledger row, `billing sweep` run as
@@ -69,6 +72,28 @@ func TestLeastPrivilege(t *testing.T) {
 		return s.db.QueryRow("SELECT COUNT(*) FROM change_outbox WHERE published_at IS NULL").Scan(&n) == nil && n == 0
 	}, "the relay published the outbox")
 
+	// notify emails what the feed says as its users: each failed charge
+	// and opened dispute of the load, once.
+	mail := notifytest.Start(t)
+	notifyEnv := as(broker.RoleNotify, "notify")
+	notifyEnv["SMTP_ADDR"], notifyEnv["NOTIFY_SUPPORT_EMAIL"] = mail.Addr(), "support@example.com"
+	notifyProc := s.start("notify", notifyEnv)
+	want := notices(t, s.db)
+	if want == 0 {
+		t.Fatal("the load's outbox holds no failed charge or opened dispute")
+	}
+	t.Logf("%d notices in the outbox", want)
+	testenv.Eventually(t, time.Minute, func() bool {
+		var n int
+		return s.db.QueryRow("SELECT COUNT(*) FROM change_notices WHERE outcome = 'sent'").Scan(&n) == nil && n == want
+	}, "notify sent %d notices", want)
+	if got := len(mail.Got); got != want {
+		t.Errorf("%d mails for %d notices", got, want)
+	}
+	if m := mail.Next(t); !strings.Contains(m.Data, "Subject: ") || !strings.HasSuffix(m.To, "@example.com") {
+		t.Errorf("a mail from %s to %s:\n%s", m.From, m.To, m.Data)
+	}
+
 	// The sweep prunes as the sweep user.
 	out, err := s.run(sweep, "sweep")
 	if err != nil || strings.Contains(out, "payloads pruned 0,") || strings.Contains(out, "changes pruned 0,") || !strings.Contains(out, "errors 0") {
@@ -113,11 +138,35 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Errorf("billing sweep as the support user = %v, want it to fail with MySQL's command denied:\n%s", err, out)
 	}
 
-	for _, p := range []*proc{apiProc, workerProc, relayProc} {
+	for _, p := range []*proc{apiProc, workerProc, relayProc, notifyProc} {
 		if log := p.log.String(); strings.Contains(log, "ACCESS_REFUSED") || strings.Contains(log, "command denied") {
 			t.Errorf("%s was refused something:\n%s", p.name, tail(log, 3000))
 		}
 	}
+}
+
+// notices counts the changes of the outbox billing notify emails.
+func notices(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	rows, err := db.Query("SELECT body FROM change_outbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var body []byte
+		if err := rows.Scan(&body); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := changes.Decode(body); err == nil && notify.NoticeOf(c) != "" {
+			n++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // run runs a one-shot `billing args...` with this stack's environment plus

@@ -169,7 +169,7 @@ func (n *Notifier) Handle(ctx context.Context, body []byte) error {
 		n.metrics.Notice("", "bad_message")
 		return err
 	}
-	notice := noticeOf(c)
+	notice := NoticeOf(c)
 	if notice == "" {
 		return nil
 	}
@@ -193,9 +193,9 @@ func (n *Notifier) Handle(ctx context.Context, body []byte) error {
 	}
 }
 
-// noticeOf is the notice c calls for, or "": a charge that became failed,
+// NoticeOf is the notice c calls for, or "": a charge that became failed,
 // a dispute created open, from a Stripe event.
-func noticeOf(c changes.Change) string {
+func NoticeOf(c changes.Change) string {
 	if c.Source != changes.SourceEvent {
 		return ""
 	}

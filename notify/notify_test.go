@@ -22,6 +22,7 @@ import (
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/models/feed"
 	"github.com/stripe-billing/billing/notify"
+	"github.com/stripe-billing/billing/notify/notifytest"
 )
 
 const support = "support@example.com"
@@ -29,7 +30,7 @@ const support = "support@example.com"
 type env struct {
 	ns      string
 	store   *models.Store
-	mail    *mailServer
+	mail    *notifytest.Server
 	pub     *amqp.Channel
 	metrics *metrics.Notify
 }
@@ -39,7 +40,7 @@ type env struct {
 // and runs a Notifier until t ends.
 func setup(t *testing.T, refuse ...string) *env {
 	t.Helper()
-	e := &env{ns: testenv.Namespace(t), store: testenv.Store(t), mail: startMailServer(t, refuse...)}
+	e := &env{ns: testenv.Namespace(t), store: testenv.Store(t), mail: notifytest.Start(t, refuse...)}
 	topo := testenv.Declare(t, broker.NewTopology(e.ns, []time.Duration{time.Minute}, 20))
 	conn, err := amqp.Dial(testenv.AMQPURL())
 	if err != nil {
@@ -55,7 +56,7 @@ func setup(t *testing.T, refuse ...string) *env {
 	bconn := broker.NewConn(broker.ConnConfig{URL: testenv.AMQPURL(), Name: "notify-test", Topology: topo}, logger)
 	e.metrics = metrics.NewNotify(prometheus.NewRegistry())
 	n, err := notify.New(notify.Config{
-		Queue: topo.Notify, SMTPAddr: e.mail.addr, From: "billing@example.com", Support: support,
+		Queue: topo.Notify, SMTPAddr: e.mail.Addr(), From: "billing@example.com", Support: support,
 		Backoff: func(int) time.Duration { return 10 * time.Millisecond },
 	}, logger, e.store, bconn, e.metrics)
 	if err != nil {
@@ -138,16 +139,7 @@ func (e *env) publish(t *testing.T, c changes.Change) {
 	}
 }
 
-func (e *env) next(t *testing.T) mail {
-	t.Helper()
-	select {
-	case m := <-e.mail.got:
-		return m
-	case <-time.After(60 * time.Second):
-		t.Fatal("no mail within a minute")
-		return mail{}
-	}
-}
+func (e *env) next(t *testing.T) notifytest.Mail { return e.mail.Next(t) }
 
 func (e *env) notices(t *testing.T, objectID string) []feed.Notice {
 	t.Helper()
@@ -158,11 +150,11 @@ func (e *env) notices(t *testing.T, objectID string) []feed.Notice {
 	return ns
 }
 
-func mustContain(t *testing.T, m mail, parts ...string) {
+func mustContain(t *testing.T, m notifytest.Mail, parts ...string) {
 	t.Helper()
 	for _, p := range parts {
-		if !strings.Contains(m.data, p) {
-			t.Fatalf("mail to %s lacks %q:\n%s", m.to, p, m.data)
+		if !strings.Contains(m.Data, p) {
+			t.Fatalf("mail to %s lacks %q:\n%s", m.To, p, m.Data)
 		}
 	}
 }
@@ -178,13 +170,13 @@ func TestNotify(t *testing.T) {
 		e := setup(t)
 		e.publish(t, failed("ch_A", changes.Created))
 		m := e.next(t)
-		if m.to != "ada@example.com" || m.from != "billing@example.com" {
-			t.Fatalf("mail from %s to %s", m.from, m.to)
+		if m.To != "ada@example.com" || m.From != "billing@example.com" {
+			t.Fatalf("mail from %s to %s", m.From, m.To)
 		}
 		mustContain(t, m, "Subject: Your payment of 12.50 USD failed\n", "Hello Ada Bcc: evil@example.com,",
 			"invoice A-0001", "https://invoice.stripe.com/i/acct_1/test_A", "Your bank said: Your card was declined.")
-		if strings.Contains(m.data, "\r\nBcc:") {
-			t.Fatalf("a customer's name made a header:\n%s", m.data)
+		if strings.Contains(m.Data, "\r\nBcc:") {
+			t.Fatalf("a customer's name made a header:\n%s", m.Data)
 		}
 		// From basil the intent's invoice payment names the invoice; a
 		// status change to failed notifies as a first sight does.
@@ -201,8 +193,8 @@ func TestNotify(t *testing.T) {
 		e := setup(t)
 		e.publish(t, change("dispute", "dp_A", changes.Created, "needs_response", changes.SourceEvent))
 		m := e.next(t)
-		if m.to != support {
-			t.Fatalf("dispute mail to %s", m.to)
+		if m.To != support {
+			t.Fatalf("dispute mail to %s", m.To)
 		}
 		mustContain(t, m, "Subject: Dispute dp_A opened: 12.50 USD (fraudulent)", "Charge:    ch_A", "Customer:  ada@example.com",
 			"Evidence due by: 2026-12-21 23:59:59 UTC")
@@ -215,13 +207,13 @@ func TestNotify(t *testing.T) {
 		e.publish(t, c)
 		e.publish(t, c)
 		e.publish(t, failed("ch_B", changes.Created)) // after both: its mail means both were handled
-		if m := e.next(t); !strings.Contains(m.data, "test_A") {
-			t.Fatalf("first mail is not ch_A's:\n%s", m.data)
+		if m := e.next(t); !strings.Contains(m.Data, "test_A") {
+			t.Fatalf("first mail is not ch_A's:\n%s", m.Data)
 		}
-		if m := e.next(t); !strings.Contains(m.data, "test_B") {
-			t.Fatalf("second mail is not ch_B's (ch_A's sent twice?):\n%s", m.data)
+		if m := e.next(t); !strings.Contains(m.Data, "test_B") {
+			t.Fatalf("second mail is not ch_B's (ch_A's sent twice?):\n%s", m.Data)
 		}
-		if n := len(e.mail.got); n != 0 {
+		if n := len(e.mail.Got); n != 0 {
 			t.Fatalf("%d more mails", n)
 		}
 		if got := testutil.ToFloat64(e.metrics.Notices.WithLabelValues(notify.PaymentFailed, "duplicate")); got != 1 {
@@ -237,8 +229,8 @@ func TestNotify(t *testing.T) {
 		e.publish(t, change("dispute", "dp_A", changes.Created, "needs_response", changes.SourceBackfill))
 		e.publish(t, change("charge", "ch_A", changes.Status, "succeeded", changes.SourceEvent)) // not bound: unroutable
 		e.publish(t, failed("ch_B", changes.Created))
-		if m := e.next(t); !strings.Contains(m.data, "test_B") {
-			t.Fatalf("a snapshot or correction emailed:\n%s", m.data)
+		if m := e.next(t); !strings.Contains(m.Data, "test_B") {
+			t.Fatalf("a snapshot or correction emailed:\n%s", m.Data)
 		}
 		if ns := e.notices(t, "ch_A"); len(ns) != 0 {
 			t.Fatalf("notices of a backfilled charge: %+v", ns)
@@ -250,8 +242,8 @@ func TestNotify(t *testing.T) {
 		e := setup(t, "gone@example.com")
 		e.publish(t, failed("ch_R", changes.Created))
 		e.publish(t, failed("ch_B", changes.Created))
-		if m := e.next(t); m.to != "ada@example.com" {
-			t.Fatalf("mail to %s", m.to)
+		if m := e.next(t); m.To != "ada@example.com" {
+			t.Fatalf("mail to %s", m.To)
 		}
 		ns := e.notices(t, "ch_R")
 		if len(ns) != 1 || ns[0].Outcome != feed.NoticeRefused || *ns[0].Recipient != "gone@example.com" ||
@@ -269,7 +261,7 @@ func TestNotify(t *testing.T) {
 	t.Run("SMTPDownThenUp", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
-		e.mail.stop()
+		e.mail.Stop()
 		e.publish(t, failed("ch_A", changes.Created))
 		for deadline := time.Now().Add(time.Minute); testutil.ToFloat64(e.metrics.Retries) < 3; {
 			if time.Now().After(deadline) {
@@ -280,7 +272,7 @@ func TestNotify(t *testing.T) {
 		if ns := e.notices(t, "ch_A"); len(ns) != 0 {
 			t.Fatalf("notices while SMTP is down: %+v", ns)
 		}
-		e.mail.start()
+		e.mail.Start()
 		mustContain(t, e.next(t), "test_A")
 		// The mail is in before notify commits its record: wait for it.
 		for deadline := time.Now().Add(time.Minute); len(e.notices(t, "ch_A")) == 0 && time.Now().Before(deadline); {

@@ -1,4 +1,7 @@
-package notify_test
+// Package notifytest is an SMTP server in the test process, for the tests
+// of billing notify: it takes mail, refuses the recipients it is told to
+// with 550, and can be stopped and started again on its address.
+package notifytest
 
 import (
 	"io"
@@ -7,41 +10,64 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
-// mail is one message the test SMTP server accepted.
-type mail struct {
-	from, to string
-	data     string
+// Mail is one message the server accepted.
+type Mail struct {
+	From, To string
+	// Data is the message (headers and body), lines ending in \n.
+	Data string
 }
 
-// mailServer is a small SMTP server in the test process: it accepts any
-// sender, refuses the recipients in refuse with 550, and can be stopped
-// and started again on its address.
-type mailServer struct {
-	t      *testing.T
+// Server is a small SMTP server: it accepts any sender and refuses the
+// recipients it was given with 550.
+type Server struct {
+	t      testing.TB
 	addr   string
 	refuse map[string]bool
-	got    chan mail
+	// Got receives each accepted message.
+	Got chan Mail
 
 	mu    sync.Mutex
 	ln    net.Listener
 	conns map[net.Conn]bool
 }
 
-func startMailServer(t *testing.T, refuse ...string) *mailServer {
+// Start starts a server on a free loopback port, refusing refuse, stopped
+// when t ends.
+func Start(t testing.TB, refuse ...string) *Server {
 	t.Helper()
-	s := &mailServer{t: t, addr: "127.0.0.1:0", refuse: map[string]bool{}, got: make(chan mail, 100), conns: map[net.Conn]bool{}}
+	s := &Server{t: t, addr: "127.0.0.1:0", refuse: map[string]bool{}, Got: make(chan Mail, 1000), conns: map[net.Conn]bool{}}
 	for _, r := range refuse {
 		s.refuse[r] = true
 	}
-	s.start()
-	t.Cleanup(s.stop)
+	s.Start()
+	t.Cleanup(s.Stop)
 	return s
 }
 
-// start listens on the server's address (the same after a stop).
-func (s *mailServer) start() {
+// Addr is the server's host:port.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Next is the next message accepted, failing t after a minute without one.
+func (s *Server) Next(t testing.TB) Mail {
+	t.Helper()
+	select {
+	case m := <-s.Got:
+		return m
+	case <-time.After(time.Minute):
+		t.Fatal("notifytest: no mail within a minute")
+		return Mail{}
+	}
+}
+
+// Start listens on the server's address again (the same after a Stop).
+func (s *Server) Start() {
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		s.t.Fatalf("mail server: %v", err)
@@ -63,8 +89,8 @@ func (s *mailServer) start() {
 	}()
 }
 
-// stop closes the listener and every connection: the server is down.
-func (s *mailServer) stop() {
+// Stop closes the listener and every connection: the server is down.
+func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ln != nil {
@@ -77,14 +103,14 @@ func (s *mailServer) stop() {
 	}
 }
 
-func (s *mailServer) serve(c net.Conn) {
+func (s *Server) serve(c net.Conn) {
 	defer c.Close()
 	tp := textproto.NewConn(c)
 	reply := func(format string, args ...any) bool { return tp.PrintfLine(format, args...) == nil }
 	if !reply("220 test ESMTP") {
 		return
 	}
-	var m mail
+	var m Mail
 	for {
 		line, err := tp.ReadLine()
 		if err != nil {
@@ -95,7 +121,7 @@ func (s *mailServer) serve(c net.Conn) {
 		case "EHLO", "HELO":
 			reply("250 test")
 		case "MAIL":
-			m = mail{from: angle(arg)}
+			m = Mail{From: angle(arg)}
 			reply("250 2.1.0 ok")
 		case "RCPT":
 			to := angle(arg)
@@ -103,7 +129,7 @@ func (s *mailServer) serve(c net.Conn) {
 				reply("550 5.1.1 <%s>: no such mailbox", to)
 				continue
 			}
-			m.to = to
+			m.To = to
 			reply("250 2.1.5 ok")
 		case "DATA":
 			reply("354 go ahead")
@@ -111,8 +137,8 @@ func (s *mailServer) serve(c net.Conn) {
 			if err != nil {
 				return
 			}
-			m.data = string(b)
-			s.got <- m
+			m.Data = string(b)
+			s.Got <- m
 			reply("250 2.0.0 queued")
 		case "RSET", "NOOP":
 			reply("250 ok")
