@@ -11,6 +11,7 @@ package notify
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,9 @@ type Config struct {
 	// Backoff is the wait before retry n (from 0) of an SMTP failure that
 	// is worth a retry (default 1s doubling to 1m).
 	Backoff func(n int) time.Duration
+	// TLS is STARTTLS's client configuration, used when the server offers
+	// it; nil: the system's roots and SMTPAddr's host.
+	TLS *tls.Config
 	// SMTPTimeout bounds one delivery (default DefaultSMTPTimeout).
 	SMTPTimeout time.Duration
 	Now         func() time.Time
@@ -241,7 +245,7 @@ func (n *Notifier) notify(ctx context.Context, c changes.Change, notice string) 
 		case e.to == "":
 			outcome = feed.NoticeNoRecipient
 		default:
-			err := send(ctx, n.cfg.SMTPAddr, n.cfg.SMTPTimeout, e)
+			err := send(ctx, n.cfg.SMTPAddr, n.cfg.SMTPTimeout, n.cfg.TLS, e)
 			var refused *RefusedError
 			switch {
 			case errors.As(err, &refused):

@@ -3,6 +3,7 @@ package notify_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
@@ -40,7 +41,14 @@ type env struct {
 // and runs a Notifier until t ends.
 func setup(t *testing.T, refuse ...string) *env {
 	t.Helper()
-	e := &env{ns: testenv.Namespace(t), store: testenv.Store(t), mail: notifytest.Start(t, refuse...)}
+	return setupWith(t, notifytest.Start(t, refuse...), nil)
+}
+
+// setupWith is setup with mail as the SMTP server and tlsConfig as
+// notify's STARTTLS configuration.
+func setupWith(t *testing.T, mail *notifytest.Server, tlsConfig *tls.Config) *env {
+	t.Helper()
+	e := &env{ns: testenv.Namespace(t), store: testenv.Store(t), mail: mail}
 	topo := testenv.Declare(t, broker.NewTopology(e.ns, []time.Duration{time.Minute}, 20))
 	conn, err := amqp.Dial(testenv.AMQPURL())
 	if err != nil {
@@ -57,7 +65,7 @@ func setup(t *testing.T, refuse ...string) *env {
 	e.metrics = metrics.NewNotify(prometheus.NewRegistry())
 	n, err := notify.New(notify.Config{
 		Queue: topo.Notify, SMTPAddr: e.mail.Addr(), From: "billing@example.com", Support: support,
-		Backoff: func(int) time.Duration { return 10 * time.Millisecond },
+		Backoff: func(int) time.Duration { return 10 * time.Millisecond }, TLS: tlsConfig,
 	}, logger, e.store, bconn, e.metrics)
 	if err != nil {
 		t.Fatal(err)
@@ -255,6 +263,33 @@ func TestNotify(t *testing.T) {
 		}
 		if got := testutil.ToFloat64(e.metrics.Retries); got != 0 {
 			t.Fatalf("a refusal was retried %v times", got)
+		}
+	})
+
+	t.Run("STARTTLS", func(t *testing.T) {
+		t.Parallel()
+		mail := notifytest.StartTLS(t)
+		e := setupWith(t, mail, mail.ClientTLS())
+		e.publish(t, failed("ch_A", changes.Created))
+		if m := e.next(t); !m.TLS || m.To != "ada@example.com" {
+			t.Fatalf("mail to %s, TLS %v: want it after STARTTLS", m.To, m.TLS)
+		}
+	})
+
+	// A server that offers STARTTLS under a certificate notify does not
+	// trust gets nothing, in plain text or otherwise: notify retries.
+	t.Run("STARTTLSUntrusted", func(t *testing.T) {
+		t.Parallel()
+		e := setupWith(t, notifytest.StartTLS(t), nil)
+		e.publish(t, failed("ch_A", changes.Created))
+		for deadline := time.Now().Add(time.Minute); testutil.ToFloat64(e.metrics.Retries) < 3; {
+			if time.Now().After(deadline) {
+				t.Fatal("notify did not retry")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n, ns := len(e.mail.Got), e.notices(t, "ch_A"); n != 0 || len(ns) != 0 {
+			t.Fatalf("%d mails, notices %+v: want none", n, ns)
 		}
 	})
 

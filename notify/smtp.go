@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -59,7 +60,7 @@ func (e email) bytes() []byte {
 // when the server offers it). A 5xx reply to RCPT or to the message is a
 // *RefusedError; anything else (no connection, 4xx, a 5xx to MAIL FROM:
 // our own From) is worth a retry.
-func send(ctx context.Context, addr string, timeout time.Duration, e email) error {
+func send(ctx context.Context, addr string, timeout time.Duration, tlsConfig *tls.Config, e email) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("notify: SMTP_ADDR %q: %w", addr, err)
@@ -77,7 +78,11 @@ func send(ctx context.Context, addr string, timeout time.Duration, e email) erro
 	}
 	defer c.Close()
 	if ok, _ := c.Extension("STARTTLS"); ok {
-		if err := c.StartTLS(nil); err != nil {
+		cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		if tlsConfig != nil {
+			cfg = tlsConfig
+		}
+		if err := c.StartTLS(cfg); err != nil {
 			return fmt.Errorf("notify: smtp starttls: %w", err)
 		}
 	}

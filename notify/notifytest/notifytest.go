@@ -4,7 +4,14 @@
 package notifytest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"io"
+	"math/big"
 	"net"
 	"net/textproto"
 	"strings"
@@ -18,6 +25,8 @@ type Mail struct {
 	From, To string
 	// Data is the message (headers and body), lines ending in \n.
 	Data string
+	// TLS: it came after STARTTLS.
+	TLS bool
 }
 
 // Server is a small SMTP server: it accepts any sender and refuses the
@@ -26,6 +35,8 @@ type Server struct {
 	t      testing.TB
 	addr   string
 	refuse map[string]bool
+	tls    *tls.Config // offers STARTTLS when set
+	roots  *x509.CertPool
 	// Got receives each accepted message.
 	Got chan Mail
 
@@ -45,6 +56,46 @@ func Start(t testing.TB, refuse ...string) *Server {
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// StartTLS is Start with STARTTLS offered, under a certificate for
+// 127.0.0.1 that ClientTLS trusts.
+func StartTLS(t testing.TB, refuse ...string) *Server {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "notifytest"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, addr: "127.0.0.1:0", refuse: map[string]bool{}, Got: make(chan Mail, 1000), conns: map[net.Conn]bool{},
+		tls:   &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12},
+		roots: x509.NewCertPool()}
+	s.roots.AddCert(cert)
+	for _, r := range refuse {
+		s.refuse[r] = true
+	}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// ClientTLS is a client configuration that trusts a StartTLS server.
+func (s *Server) ClientTLS() *tls.Config {
+	return &tls.Config{RootCAs: s.roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
 }
 
 // Addr is the server's host:port.
@@ -119,9 +170,21 @@ func (s *Server) serve(c net.Conn) {
 		verb, arg, _ := strings.Cut(line, " ")
 		switch strings.ToUpper(verb) {
 		case "EHLO", "HELO":
+			if s.tls != nil && !m.TLS {
+				reply("250-test")
+				reply("250 STARTTLS")
+				continue
+			}
 			reply("250 test")
+		case "STARTTLS":
+			reply("220 2.0.0 ready")
+			tc := tls.Server(c, s.tls)
+			if tc.Handshake() != nil {
+				return
+			}
+			tp, m = textproto.NewConn(tc), Mail{TLS: true}
 		case "MAIL":
-			m = Mail{From: angle(arg)}
+			m = Mail{From: angle(arg), TLS: m.TLS}
 			reply("250 2.1.0 ok")
 		case "RCPT":
 			to := angle(arg)
