@@ -24,13 +24,14 @@ import (
 	"github.com/stripe-billing/billing/failure"
 	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/lookup"
 )
 
 // Kind is one kind of rows the audit compares.
 type Kind struct {
 	// Name names the kind in flags and reports (as backfill's kinds).
 	Name string
-	// ObjectType is Stripe's name of the object (models.CustomerObject).
+	// ObjectType is Stripe's name of the object (lookup.CustomerObject).
 	ObjectType string
 	Model      schema.Tabler
 	// Object keeps the payments rows of one object ("" for other tables).
@@ -57,10 +58,10 @@ type Fetcher interface {
 	Lookup(ctx context.Context, ref billing.ObjectRef) (json.RawMessage, error)
 }
 
-// Rows reads the rows to compare (models.Store).
+// Rows reads the rows to compare (lookup.Reader).
 type Rows interface {
 	SampleObjects(ctx context.Context, model schema.Tabler, object string, ids []string, n int) ([]any, error)
-	CustomerObjects(ctx context.Context, customerID string) ([]models.CustomerObject, error)
+	CustomerObjects(ctx context.Context, customerID string) ([]lookup.CustomerObject, error)
 }
 
 // Config configures an audit.
@@ -70,7 +71,7 @@ type Config struct {
 	// Sample is how many rows of each kind, picked at random; 0: all.
 	Sample int
 	// Customer, when set, keeps the customer and everything of theirs
-	// (models.Store.CustomerObjects).
+	// (lookup.Reader.CustomerObjects).
 	Customer string
 	// Fix applies each differing object, as fetched, through the fold
 	// (Applier) as a correction; the history records it as such.

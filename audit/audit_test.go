@@ -19,6 +19,7 @@ import (
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/lookup"
 	"github.com/stripe-billing/billing/reconcile"
 )
 
@@ -98,7 +99,7 @@ func TestAudit(t *testing.T) {
 	t.Run("RowsEqualToStripesHaveNoDrift", func(t *testing.T) {
 		t.Parallel()
 		store, _, fetcher := setup(t, 5)
-		reports, err := audit.Run(context.Background(), audit.Config{}, store, fetcher, nil, now)
+		reports, err := audit.Run(context.Background(), audit.Config{}, lookup.New(store), fetcher, nil, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +121,7 @@ func TestAudit(t *testing.T) {
 			t.Fatal(err)
 		}
 		delete(stripe.byID, "cus_2")
-		reports, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"invoices", "customers"}}, store, fetcher, nil, now)
+		reports, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"invoices", "customers"}}, lookup.New(store), fetcher, nil, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,14 +147,14 @@ func TestAudit(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg := audit.Config{Kinds: []string{"invoices"}, Fix: true}
-		reports, err := audit.Run(context.Background(), cfg, store, fetcher, ledger.NewProcessor(store, nil), now)
+		reports, err := audit.Run(context.Background(), cfg, lookup.New(store), fetcher, ledger.NewProcessor(store, nil), now)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(reports[0].Drifted) != 1 || reports[0].Fixed != 1 {
 			t.Fatalf("report %+v; want in_1 differing and fixed", reports[0])
 		}
-		reports, err = audit.Run(context.Background(), audit.Config{Kinds: []string{"invoices"}}, store, fetcher, nil, now)
+		reports, err = audit.Run(context.Background(), audit.Config{Kinds: []string{"invoices"}}, lookup.New(store), fetcher, nil, now)
 		if err != nil || len(reports[0].Drifted) != 0 {
 			t.Errorf("after the fix: %+v, %v; want no drift", reports, err)
 		}
@@ -161,7 +162,7 @@ func TestAudit(t *testing.T) {
 		if err := store.DB().Where("object_id = ? AND source = ?", "in_1", models.SourceCorrection).Find(&h).Error; err != nil || len(h) != 1 || h[0].Status != "paid" {
 			t.Errorf("in_1's corrections in the history: %+v, %v; want paid, once", h, err)
 		}
-		if _, err := audit.Run(context.Background(), cfg, store, fetcher, nil, now); err == nil {
+		if _, err := audit.Run(context.Background(), cfg, lookup.New(store), fetcher, nil, now); err == nil {
 			t.Error("a fix with nothing to apply with: no error")
 		}
 	})
@@ -171,7 +172,7 @@ func TestAudit(t *testing.T) {
 		if err := store.DB().Exec("UPDATE invoices SET amount_paid = 1 WHERE stripe_id IN ('in_1', 'in_3')").Error; err != nil {
 			t.Fatal(err)
 		}
-		reports, err := audit.Run(context.Background(), audit.Config{Customer: "cus_3"}, store, fetcher, nil, now)
+		reports, err := audit.Run(context.Background(), audit.Config{Customer: "cus_3"}, lookup.New(store), fetcher, nil, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +187,7 @@ func TestAudit(t *testing.T) {
 	t.Run("ASampleChecksThatMany", func(t *testing.T) {
 		t.Parallel()
 		store, stripe, fetcher := setup(t, 20)
-		reports, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"invoices"}, Sample: 7}, store, fetcher, nil, now)
+		reports, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"invoices"}, Sample: 7}, lookup.New(store), fetcher, nil, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +212,7 @@ func TestAudit(t *testing.T) {
 		t.Parallel()
 		store, stripe, fetcher := setup(t, 3)
 		stripe.refuse = "in_"
-		reports, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"customers", "invoices"}}, store, fetcher, nil, now)
+		reports, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"customers", "invoices"}}, lookup.New(store), fetcher, nil, now)
 		if err != nil {
 			t.Fatal(err)
 		}

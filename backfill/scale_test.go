@@ -10,6 +10,7 @@ import (
 	"github.com/stripe-billing/billing/backfill"
 	"github.com/stripe-billing/billing/backfill/backfilltest"
 	"github.com/stripe-billing/billing/internal/testenv"
+	"github.com/stripe-billing/billing/models/lookup"
 	"github.com/stripe-billing/billing/reconcile"
 )
 
@@ -91,7 +92,7 @@ func TestBackfillAtScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	audited, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"customers", "invoices", "charges"}, Sample: 100}, e.store, fetcher, nil, time.Now)
+	audited, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"customers", "invoices", "charges"}, Sample: 100}, lookup.New(e.store), fetcher, nil, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

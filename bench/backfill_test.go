@@ -17,6 +17,7 @@ import (
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/lookup"
 	"github.com/stripe-billing/billing/reconcile"
 )
 
@@ -129,7 +130,7 @@ func backfillRun(t *testing.T, cfg backfillConfig) backfillResult {
 
 	if cfg.AuditSample > 0 {
 		start = time.Now()
-		audited, err := audit.Run(context.Background(), audit.Config{Sample: cfg.AuditSample, Concurrency: settings.StripeAPIConcurrency}, store, fetcher(), nil, time.Now)
+		audited, err := audit.Run(context.Background(), audit.Config{Sample: cfg.AuditSample, Concurrency: settings.StripeAPIConcurrency}, lookup.New(store), fetcher(), nil, time.Now)
 		res.AuditTime = time.Since(start)
 		if err != nil {
 			t.Fatal(err)

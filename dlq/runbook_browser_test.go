@@ -25,6 +25,7 @@ import (
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/lookup"
 )
 
 // screenshotsEnv names the directory `make screenshots` has the browser
@@ -390,7 +391,7 @@ func TestSerialRunbookReplayInTheBrowser(t *testing.T) {
 		t.Fatalf("discard %s as support: %d copies, %v", byHand, len(copies), err)
 	}
 	afterFor("billing dlq discard", byHand, byHandCus, runbookState{status: models.EventDiscarded, dlq: 0, deliveries: 2})
-	if ds, err := w.store.Discards(t.Context(), []string{byHand}); err != nil || len(ds) != 1 || ds[0].DiscardedBy != "support" || ds[0].Reason != "sent by hand" {
+	if ds, err := lookup.New(w.store).Discards(t.Context(), []string{byHand}); err != nil || len(ds) != 1 || ds[0].DiscardedBy != "support" || ds[0].Reason != "sent by hand" {
 		t.Errorf("discards of %s: %+v, %v", byHand, ds, err)
 	}
 	after("billing dlq discard", done)

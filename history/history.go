@@ -16,16 +16,17 @@ import (
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/lookup"
 )
 
-// Ledger is what a report reads (*models.Store).
+// Ledger is what a report reads (lookup.Reader).
 type Ledger interface {
-	FindObject(ctx context.Context, stripeID string) (models.ObjectRow, error)
+	FindObject(ctx context.Context, stripeID string) (lookup.ObjectRow, error)
 	ObjectEvents(ctx context.Context, objectID string) ([]models.StripeEvent, error)
 	StatusChanges(ctx context.Context, objectTypes []string, objectID string) ([]models.StatusChange, error)
 	Discards(ctx context.Context, eventIDs []string) ([]models.EventDiscard, error)
-	CustomerObjects(ctx context.Context, customerID string) ([]models.CustomerObject, error)
-	StatusChangesOf(ctx context.Context, objects []models.CustomerObject) ([]models.StatusChange, error)
+	CustomerObjects(ctx context.Context, customerID string) ([]lookup.CustomerObject, error)
+	StatusChangesOf(ctx context.Context, objects []lookup.CustomerObject) ([]models.StatusChange, error)
 }
 
 // Outcomes of an event, as Report.Events says them.
@@ -56,7 +57,7 @@ type Report struct {
 	// Row is the object's current row, column by column; null with Table "".
 	Row map[string]any `json:"row"`
 	// Columns is Row in the table's order, for people.
-	Columns []models.Column `json:"-"`
+	Columns []lookup.Column `json:"-"`
 	// Events are the object's own events, in Stripe's order: created,
 	// then received.
 	Events []Event `json:"events"`
@@ -229,7 +230,7 @@ type CustomerReport struct {
 	Report
 	// Objects are the customer's subscriptions, invoices, payment intents,
 	// charges, refunds, disputes, checkout sessions and credit notes, by
-	// kind (models.CustomerObjectTypes), newest first.
+	// kind (lookup.CustomerObjectTypes), newest first.
 	Objects []Object `json:"objects"`
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/lookup"
 )
 
 // invoiceEvent is the invoice's event of type typ in events.
@@ -69,7 +70,7 @@ func TestOf(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rep, err := history.Of(ctx, s, lc.IDs.Invoice)
+	rep, err := history.Of(ctx, lookup.New(s), lc.IDs.Invoice)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func TestOfLedgerOnly(t *testing.T) {
 	if _, err := ledger.NewProcessor(s, nil).Process(ctx, raw); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := history.Of(ctx, s, "ic_ledger_only")
+	rep, err := history.Of(ctx, lookup.New(s), "ic_ledger_only")
 	if err != nil || rep.Table != "" || rep.Row != nil || len(rep.Events) != 1 || rep.Events[0].ID != id || rep.Events[0].Outcome != history.Ignored {
 		t.Errorf("Of(ic_ledger_only) = %+v, %v", rep, err)
 	}
@@ -173,11 +174,11 @@ func TestOfUnknownAndBadIDs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := testenv.Store(t)
-	if _, err := history.Of(ctx, s, "in_nothing"); !errors.Is(err, history.ErrUnknown) {
+	if _, err := history.Of(ctx, lookup.New(s), "in_nothing"); !errors.Is(err, history.ErrUnknown) {
 		t.Errorf("unknown id: %v, want ErrUnknown", err)
 	}
 	for _, id := range []string{"", "in nothing", "IN_1", "cus_", "x", "cus_1;DROP", "evt_1NvYyf2eZvKYlo2C"} {
-		_, err := history.Of(ctx, s, id)
+		_, err := history.Of(ctx, lookup.New(s), id)
 		if err == nil || errors.Is(err, history.ErrUnknown) || history.CheckID(id) == nil {
 			t.Errorf("Of(%q): %v, want a form error", id, err)
 		}

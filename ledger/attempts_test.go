@@ -19,6 +19,7 @@ import (
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/lookup"
 	"github.com/stripe-billing/billing/reconcile"
 )
 
@@ -123,7 +124,7 @@ func TestFailedAttemptsOnEveryVersion(t *testing.T) {
 						case len(calls) != 1 || calls[0] != version:
 							t.Errorf("calls to Stripe in versions %v, want one, in %s", calls, version)
 						}
-						rep, err := history.Of(context.Background(), s, f.IDs.Invoice)
+						rep, err := history.Of(context.Background(), lookup.New(s), f.IDs.Invoice)
 						if err != nil {
 							t.Fatal(err)
 						}

@@ -3,7 +3,6 @@ package models
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"gorm.io/gorm"
 )
@@ -34,25 +33,4 @@ func (s *Store) RecordDiscard(ctx context.Context, d EventDiscard) error {
 		return tx.Model(&StripeEvent{}).Where("id = ? AND status = ?", d.EventID, EventDead).Update("status", EventDiscarded).Error
 	})
 	return translate("record discard of "+d.EventID, err)
-}
-
-// Discards returns the discards of the events ids, oldest first.
-func (s *Store) Discards(ctx context.Context, ids []string) ([]EventDiscard, error) {
-	var out []EventDiscard
-	if len(ids) == 0 {
-		return out, nil
-	}
-	err := s.db.WithContext(ctx).Where("event_id IN ?", ids).Order("discarded_at, id").Find(&out).Error
-	return out, translate("discards", err)
-}
-
-// Event reads the ledger row id without its payload; ErrNotFound when
-// there is none.
-func (s *Store) Event(ctx context.Context, id string) (StripeEvent, error) {
-	var ev StripeEvent
-	err := s.db.WithContext(ctx).Omit("payload").Where("id = ?", id).Take(&ev).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return ev, fmt.Errorf("models: event %s: %w", id, ErrNotFound)
-	}
-	return ev, translate("event "+id, err)
 }

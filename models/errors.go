@@ -68,3 +68,6 @@ func ErrorClass(err error) string {
 	}
 	return ""
 }
+
+// Translate is translate for the store's sub-packages (models/lookup).
+func Translate(op string, err error) error { return translate(op, err) }

@@ -13,6 +13,7 @@ import (
 	"github.com/stripe-billing/billing/billing/billingtest"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/lookup"
 )
 
 // ledgerObjectsVersion is the migration that names each event's object;
@@ -170,7 +171,7 @@ func TestMarkDeadNamesTheObject(t *testing.T) {
 	if err := s.MarkDead(ctx, models.DeadEvent{ID: billingtest.NewEventID(), Type: "invoice.paid", Payload: []byte("{bad"), Signature: sig, Attempts: 1, LastError: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	events, err := s.ObjectEvents(ctx, "in_parked")
+	events, err := lookup.New(s).ObjectEvents(ctx, "in_parked")
 	if err != nil || len(events) != 1 || events[0].ID != id || *events[0].ObjectType != "invoice" || events[0].Status != models.EventDead ||
 		events[0].Created == nil || !events[0].Created.Equal(created) {
 		t.Fatalf("ObjectEvents(in_parked) = %+v, %v; want the dead event", events, err)

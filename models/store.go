@@ -1,7 +1,9 @@
 // Package models owns the MySQL schema (versioned migrations and GORM
 // models) and the Store: transactions retried on deadlocks, the event
-// ledger, named locks and checkpoints, and the translation of database
-// errors into this package's sentinels.
+// ledger, named locks and checkpoints, every write, and the translation
+// of database errors into this package's sentinels. The reads staff
+// make (`billing history`, `dlq show`, `audit`) are models/lookup's, the
+// change feed's store is models/feed.
 package models
 
 import (

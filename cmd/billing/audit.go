@@ -12,6 +12,7 @@ import (
 	"github.com/stripe-billing/billing/backfill"
 	"github.com/stripe-billing/billing/internal/termtext"
 	"github.com/stripe-billing/billing/ledger"
+	"github.com/stripe-billing/billing/models/lookup"
 )
 
 const auditUsage = `Compares our rows with Stripe's objects: for each kind, a random sample of
@@ -67,7 +68,7 @@ func runAudit(ctx context.Context, e env, args []string) error {
 	defer store.Close()
 	reports, err := audit.Run(ctx, audit.Config{Kinds: commaList(*kinds), Sample: *sample, Customer: *customer, Fix: *fix,
 		Concurrency: cfg.StripeAPIConcurrency},
-		store, fetcher, ledger.NewProcessor(store, logger, processorOptions(cfg, nil)...), time.Now)
+		lookup.New(store), fetcher, ledger.NewProcessor(store, logger, processorOptions(cfg, nil)...), time.Now)
 	drifted, failed := 0, 0
 	for _, r := range reports {
 		for _, o := range r.Drifted {

@@ -20,6 +20,7 @@ import (
 	"github.com/stripe-billing/billing/dlq"
 	"github.com/stripe-billing/billing/internal/termtext"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/lookup"
 )
 
 const dlqUsage = `Inspect, replay or discard the events parked in <BILLING_NAMESPACE>.events.dlq.
@@ -172,7 +173,7 @@ func runDLQShow(ctx context.Context, e env, args []string) error {
 		ledgerNote = "not read: " + err.Error()
 	} else {
 		defer store.Close()
-		ev, err := store.Event(ctx, id)
+		ev, err := lookup.New(store).Event(ctx, id)
 		switch {
 		case errors.Is(err, models.ErrNotFound):
 			ledgerNote = "no row (an event never verified has none)"
@@ -181,7 +182,7 @@ func runDLQShow(ctx context.Context, e env, args []string) error {
 		default:
 			ledger = &ev
 		}
-		if discards, err = store.Discards(ctx, []string{id}); err != nil && ledgerNote == "" {
+		if discards, err = lookup.New(store).Discards(ctx, []string{id}); err != nil && ledgerNote == "" {
 			ledgerNote = "discards not read: " + err.Error()
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/stripe-billing/billing/history"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/lookup"
 )
 
 // TestDLQCommandListNeedsNoTiers: `dlq list` runs on a namespace whose
@@ -108,11 +109,11 @@ func TestDLQCommandDiscard(t *testing.T) {
 	if n := q.ready(t, q.topo.Work); n != 0 {
 		t.Errorf("discard put %d messages in the work queue", n)
 	}
-	ev, err := store.Event(t.Context(), poison)
+	ev, err := lookup.New(store).Event(t.Context(), poison)
 	if err != nil || ev.Status != models.EventDiscarded {
 		t.Errorf("ledger row: %+v, %v; want status discarded", ev, err)
 	}
-	ds, err := store.Discards(t.Context(), []string{poison})
+	ds, err := lookup.New(store).Discards(t.Context(), []string{poison})
 	if err != nil || len(ds) != 1 || ds[0].DiscardedBy != "alice" || ds[0].Copies != 2 || ds[0].Reason != "a test event sent by hand" || ds[0].EventType != "invoice.paid" {
 		t.Errorf("discards: %+v, %v", ds, err)
 	}
@@ -259,7 +260,7 @@ func TestDLQCommandAsSupport(t *testing.T) {
 		t.Fatalf("dlq discard as support = %v:\n%s", err, out)
 	}
 	q.waitReady(t, q.topo.DLQ, 0)
-	if ds, err := testenv.StoreAt(t, dsn).Discards(t.Context(), []string{byHand}); err != nil || len(ds) != 1 || ds[0].DiscardedBy != "support" {
+	if ds, err := lookup.New(testenv.StoreAt(t, dsn)).Discards(t.Context(), []string{byHand}); err != nil || len(ds) != 1 || ds[0].DiscardedBy != "support" {
 		t.Errorf("discards of %s: %+v, %v; want one by support", byHand, ds, err)
 	}
 
@@ -334,7 +335,7 @@ func TestDLQPurgedBySupportLosesNoEvent(t *testing.T) {
 		t.Errorf("invoice after reprocess: %+v, %v; want it paid", inv, err)
 	}
 	for id, want := range map[string]string{signed: models.EventProcessed, unverified: models.EventIgnored} {
-		ev, err := store.Event(t.Context(), id)
+		ev, err := lookup.New(store).Event(t.Context(), id)
 		if err != nil || ev.Status != want {
 			t.Errorf("ledger row %s: %q, %v; want %s", id, ev.Status, err, want)
 		}

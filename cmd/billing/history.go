@@ -11,6 +11,7 @@ import (
 	"github.com/stripe-billing/billing/history"
 	"github.com/stripe-billing/billing/internal/termtext"
 	"github.com/stripe-billing/billing/models"
+	"github.com/stripe-billing/billing/models/lookup"
 )
 
 const historyUsage = `What happened to one Stripe object, and when: its current row (from
@@ -55,7 +56,7 @@ func runHistory(ctx context.Context, e env, args []string) error {
 	}
 	defer store.Close()
 	if history.IsCustomer(ids[0]) {
-		rep, err := history.OfCustomer(ctx, store, ids[0])
+		rep, err := history.OfCustomer(ctx, lookup.New(store), ids[0])
 		if err != nil {
 			return err
 		}
@@ -66,7 +67,7 @@ func runHistory(ctx context.Context, e env, args []string) error {
 		printObjects(e, rep.Objects)
 		return nil
 	}
-	rep, err := history.Of(ctx, store, ids[0])
+	rep, err := history.Of(ctx, lookup.New(store), ids[0])
 	if err != nil {
 		return err
 	}

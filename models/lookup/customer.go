@@ -1,10 +1,12 @@
-package models
+package lookup
 
 import (
 	"cmp"
 	"context"
 	"slices"
 	"time"
+
+	"github.com/stripe-billing/billing/models"
 )
 
 // CustomerObject is a Stripe object of a customer, as `billing history
@@ -20,7 +22,7 @@ type CustomerObject struct {
 }
 
 // CustomerObjectTypes are the kinds CustomerObjects returns, in its order.
-var CustomerObjectTypes = []string{"subscription", "invoice", ObjectPaymentIntent, ObjectCharge, "refund", "dispute", "checkout.session", "credit_note"}
+var CustomerObjectTypes = []string{"subscription", "invoice", models.ObjectPaymentIntent, models.ObjectCharge, "refund", "dispute", "checkout.session", "credit_note"}
 
 // CustomerObjects returns the objects of customer customerID: its
 // subscriptions, invoices, payment intents and charges, checkout sessions
@@ -28,22 +30,22 @@ var CustomerObjectTypes = []string{"subscription", "invoice", ObjectPaymentInten
 // the credit notes of its invoices; by kind (CustomerObjectTypes), newest
 // first. Every read goes through an index (customer_id, charge_id,
 // invoice_id).
-func (s *Store) CustomerObjects(ctx context.Context, customerID string) ([]CustomerObject, error) {
-	db := s.db.WithContext(ctx)
+func (r Reader) CustomerObjects(ctx context.Context, customerID string) ([]CustomerObject, error) {
+	db := r.db.WithContext(ctx)
 	var out []CustomerObject
 	read := func(objectType, table, where string, args ...any) error {
 		var rows []CustomerObject
 		err := db.Table(table).Select("? AS object_type, stripe_id, status, stripe_created", objectType).
 			Where(where, args...).Order("stripe_created DESC, id DESC").Scan(&rows).Error
 		out = append(out, rows...)
-		return translate("objects of "+customerID+" in "+table, err)
+		return models.Translate("objects of "+customerID+" in "+table, err)
 	}
 	for _, q := range []struct{ objectType, table string }{{"subscription", "subscriptions"}, {"invoice", "invoices"}} {
 		if err := read(q.objectType, q.table, "customer_id = ?", customerID); err != nil {
 			return nil, err
 		}
 	}
-	for _, object := range []string{ObjectPaymentIntent, ObjectCharge} {
+	for _, object := range []string{models.ObjectPaymentIntent, models.ObjectCharge} {
 		if err := read(object, "payments", "customer_id = ? AND object = ?", customerID, object); err != nil {
 			return nil, err
 		}
@@ -57,7 +59,7 @@ func (s *Store) CustomerObjects(ctx context.Context, customerID string) ([]Custo
 		}
 		return found
 	}
-	charges, invoices := ids(ObjectCharge), ids("invoice")
+	charges, invoices := ids(models.ObjectCharge), ids("invoice")
 	if len(charges) > 0 {
 		for _, q := range []struct{ objectType, table string }{{"refund", "refunds"}, {"dispute", "disputes"}} {
 			if err := read(q.objectType, q.table, "charge_id IN ?", charges); err != nil {
@@ -78,24 +80,24 @@ func (s *Store) CustomerObjects(ctx context.Context, customerID string) ([]Custo
 
 // StatusChangesOf returns the status history of objects, newest first:
 // one read of the history's (object_type, object_id) index per kind.
-func (s *Store) StatusChangesOf(ctx context.Context, objects []CustomerObject) ([]StatusChange, error) {
+func (r Reader) StatusChangesOf(ctx context.Context, objects []CustomerObject) ([]models.StatusChange, error) {
 	byType := map[string][]string{}
 	for _, o := range objects {
 		byType[o.ObjectType] = append(byType[o.ObjectType], o.StripeID)
 	}
-	var out []StatusChange
+	var out []models.StatusChange
 	for _, t := range CustomerObjectTypes {
 		if len(byType[t]) == 0 {
 			continue
 		}
-		var rows []StatusChange
-		err := s.db.WithContext(ctx).Where("object_type = ? AND object_id IN ?", t, byType[t]).Find(&rows).Error
+		var rows []models.StatusChange
+		err := r.db.WithContext(ctx).Where("object_type = ? AND object_id IN ?", t, byType[t]).Find(&rows).Error
 		if err != nil {
-			return nil, translate("status history of "+t+"s", err)
+			return nil, models.Translate("status history of "+t+"s", err)
 		}
 		out = append(out, rows...)
 	}
-	slices.SortStableFunc(out, func(a, b StatusChange) int {
+	slices.SortStableFunc(out, func(a, b models.StatusChange) int {
 		if c := b.OccurredAt.Compare(a.OccurredAt); c != 0 {
 			return c
 		}
