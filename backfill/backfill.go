@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/url"
 	"slices"
@@ -39,6 +40,9 @@ type Kind struct {
 	Params url.Values
 	// Unranged: the list takes no created range (created[gte], [lt]).
 	Unranged bool
+	// slice names one of a kind's ranges imported side by side
+	// (Config.Slices) in its cursor's name; "" for the whole kind.
+	slice string
 }
 
 // Kinds are the lists of every kind the worker stores, customers first
@@ -118,6 +122,15 @@ type Config struct {
 	// Concurrency is the most kinds imported at once; default
 	// DefaultConcurrency. The Lister's own limits still apply.
 	Concurrency int
+	// Slices, over 1, splits each kind into that many created ranges of
+	// equal length, from the import's Origin to when the kind began,
+	// imported side by side, each with a cursor of its own: a kind's
+	// pages then need not follow one another, and Stripe's round trip
+	// stops setting the pace when the Lister allows as many requests in
+	// flight. The ranges are saved with the kind's cursor, so a rerun
+	// resumes them. Without a known Origin, or once a kind was begun
+	// whole, a kind is imported whole. Default 1.
+	Slices int
 	// Restart starts each kind from the newest object, whatever cursor
 	// was saved (a kind done before is imported again); the cursors then
 	// move as in any run.
@@ -136,6 +149,9 @@ type Backfill struct {
 	apply  Applier
 	saved  Checkpoints
 	rnd    func() float64
+
+	originOnce sync.Once
+	origin     time.Time
 }
 
 // New returns a Backfill of cfg.Account's objects.
@@ -195,8 +211,9 @@ func KindNames() []string {
 // Cursor values: a kind not begun has none, one begun the id of the last
 // object imported (starting_after), one finished done.
 const (
-	cursorAfter = "after:"
-	cursorDone  = "done"
+	cursorAfter  = "after:"
+	cursorDone   = "done"
+	cursorSlices = "slices:"
 )
 
 // CheckpointName is where kind's cursor on account ("" for the
@@ -215,7 +232,7 @@ func (b *Backfill) checkpoint(k Kind) string {
 	if from, until := b.cfg.CreatedFrom, b.cfg.CreatedUntil; !from.IsZero() || !until.IsZero() {
 		name += fmt.Sprintf("/created:%d-%d", unixOrZero(from), unixOrZero(until))
 	}
-	return name
+	return name + k.slice
 }
 
 func unixOrZero(t time.Time) int64 {
@@ -274,6 +291,9 @@ func (b *Backfill) resume(ctx context.Context, k Kind) (KindReport, error) {
 	}
 	r := KindReport{Kind: k.Name, Done: v == cursorDone}
 	r.After, _ = strings.CutPrefix(v, cursorAfter)
+	if strings.HasPrefix(v, cursorSlices) {
+		r.After = ""
+	}
 	if r.Done {
 		r.After = ""
 	}
@@ -334,13 +354,147 @@ func (b *Backfill) Run(ctx context.Context, progress func(KindReport)) ([]KindRe
 			defer func() { <-slots }()
 			r, err := b.resume(ctx, k)
 			if err == nil && !r.Done {
-				err = b.importKind(ctx, k, &r, told)
+				err = b.importSliced(ctx, k, &r, told)
 			}
 			out[i], errs[i] = r, err
 		})
 	}
 	wg.Wait()
 	return out, errors.Join(errs...)
+}
+
+// importSliced imports k in its ranges side by side (Config.Slices),
+// telling progress of the kind's sums, or whole when it is not sliced.
+func (b *Backfill) importSliced(ctx context.Context, k Kind, r *KindReport, progress func(KindReport)) error {
+	bounds, err := b.slicePlan(ctx, k, r.After)
+	if err != nil || bounds == nil {
+		if err == nil {
+			err = b.importKind(ctx, k, r, progress)
+		}
+		return err
+	}
+	n := len(bounds) - 1
+	parts, errs := make([]KindReport, n), make([]error, n)
+	var mu sync.Mutex
+	sum := func() KindReport { // under mu
+		s := KindReport{Kind: k.Name, Done: true, Finished: true}
+		var covered float64
+		for i, p := range parts {
+			s.Pages += p.Pages
+			s.Fetched += p.Fetched
+			s.Written += p.Written
+			s.Failed += p.Failed
+			s.Done = s.Done && p.Done
+			s.Finished = s.Finished && (p.Finished || p.Done)
+			lo, hi := bounds[i], bounds[i+1]
+			switch {
+			case p.Finished || p.Done:
+				covered += float64(hi - lo)
+			case !p.Oldest.IsZero():
+				covered += float64(hi - max(min(p.Oldest.Unix(), hi), lo))
+			}
+		}
+		if s.Done {
+			s.Finished = false
+		}
+		// As far back as one list would have come for the same share.
+		s.Oldest = time.Unix(bounds[n]-int64(covered), 0).UTC()
+		return s
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		sk := k
+		sk.Params = url.Values{}
+		maps.Copy(sk.Params, k.Params)
+		sk.slice, sk.Unranged = fmt.Sprintf("/slice:%d-%d", bounds[i], bounds[i+1]), true
+		if i > 0 || !b.cfg.CreatedFrom.IsZero() { // the first takes what is older than the origin too
+			sk.Params.Set("created[gte]", strconv.FormatInt(bounds[i], 10))
+		}
+		sk.Params.Set("created[lt]", strconv.FormatInt(bounds[i+1], 10))
+		wg.Go(func() {
+			p, err := b.resume(ctx, sk)
+			p.Kind = k.Name
+			mu.Lock()
+			parts[i] = p
+			mu.Unlock()
+			if err == nil && !p.Done {
+				err = b.importKind(ctx, sk, &p, func(p KindReport) {
+					mu.Lock()
+					parts[i] = p
+					s := sum()
+					mu.Unlock()
+					progress(s)
+				})
+			}
+			mu.Lock()
+			parts[i], errs[i] = p, err
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	*r = sum()
+	// The ranges stopped or refused alike say it once.
+	var once []error
+	for _, err := range errs {
+		if err != nil && !slices.ContainsFunc(once, func(e error) bool { return e.Error() == err.Error() }) {
+			once = append(once, err)
+		}
+	}
+	if err := errors.Join(once...); err != nil {
+		return err
+	}
+	if _, err := b.apply.ApplySnapshots(ctx, nil, ledger.Cursor{Name: b.checkpoint(k), Value: cursorDone}); err != nil {
+		return fmt.Errorf("backfill: %s: save the cursor: %w (run again: the ranges are done)", k.Name, err)
+	}
+	return nil
+}
+
+// slicePlan is the bounds (Unix seconds) of k's ranges: those saved
+// with its cursor, or new ones, saved; nil when k is imported whole.
+func (b *Backfill) slicePlan(ctx context.Context, k Kind, after string) ([]int64, error) {
+	if b.cfg.Slices <= 1 || k.Unranged || after != "" {
+		return nil, nil
+	}
+	name := b.checkpoint(k)
+	if !b.cfg.Restart {
+		v, err := b.saved.Checkpoint(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("backfill: %s: read the saved cursor: %w", k.Name, err)
+		}
+		if saved, ok := strings.CutPrefix(v, cursorSlices); ok {
+			var bounds []int64
+			for _, f := range strings.Split(saved, ",") {
+				t, err := strconv.ParseInt(f, 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("backfill: %s: the saved ranges %q: %w (run with --restart)", k.Name, v, err)
+				}
+				bounds = append(bounds, t)
+			}
+			return bounds, nil
+		}
+	}
+	from, until := b.Origin(ctx), b.cfg.CreatedUntil
+	if until.IsZero() {
+		until = time.Now().Add(time.Second)
+	}
+	if from.IsZero() || !until.After(from) {
+		return nil, nil
+	}
+	lo, span := from.Unix(), until.Unix()-from.Unix()
+	bounds := []int64{lo}
+	for i := 1; i <= b.cfg.Slices; i++ {
+		if t := lo + span*int64(i)/int64(b.cfg.Slices); t > bounds[len(bounds)-1] {
+			bounds = append(bounds, t)
+		}
+	}
+	fields := make([]string, len(bounds))
+	for i, t := range bounds {
+		fields[i] = strconv.FormatInt(t, 10)
+	}
+	if _, err := b.apply.ApplySnapshots(ctx, nil, ledger.Cursor{Name: name, Value: cursorSlices + strings.Join(fields, ",")}); err != nil {
+		return nil, fmt.Errorf("backfill: %s: save the ranges: %w (run again)", k.Name, err)
+	}
+	return bounds, nil
 }
 
 // importKind imports k's pages from r.After on, each page and its cursor
@@ -531,12 +685,14 @@ func (b *Backfill) Origin(ctx context.Context) time.Time {
 	if !b.cfg.CreatedFrom.IsZero() {
 		return b.cfg.CreatedFrom
 	}
-	if o, ok := b.lister.(origins); ok {
-		if t, err := o.AccountCreated(ctx, b.cfg.Account); err == nil {
-			return t
+	b.originOnce.Do(func() {
+		if o, ok := b.lister.(origins); ok {
+			if t, err := o.AccountCreated(ctx, b.cfg.Account); err == nil {
+				b.origin = t
+			}
 		}
-	}
-	return time.Time{}
+	})
+	return b.origin
 }
 
 // accountsKind is the list of the platform's connected accounts.

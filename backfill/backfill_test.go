@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -310,6 +311,55 @@ func TestBackfill(t *testing.T) {
 		}
 		if got := e.backfill(t, cfg).Origin(context.Background()); !got.Equal(backfilltest.T0) {
 			t.Errorf("Origin = %s; want the account's creation, %s", got, backfilltest.T0)
+		}
+	})
+
+	t.Run("SlicedKindsImportTheirRangesSideBySideAndResume", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.fake.Populate(250, 320) // a minute apart from T0, the fake account's creation
+		old := billingtest.Customer("cus_old", "old@example.com") // from before the account: the first range takes it
+		old["created"] = backfilltest.T0.Add(-24 * time.Hour).Unix()
+		e.fake.Lists["/v1/customers"] = append(e.fake.Lists["/v1/customers"], old)
+		cfg := backfill.Config{Slices: 4, PageSize: 30, CreatedUntil: backfilltest.T0.Add(6 * time.Hour)}
+		ctx, cancel := context.WithCancel(context.Background())
+		pages := 0
+		_, err := e.backfill(t, cfg).Run(ctx, func(r backfill.KindReport) {
+			if pages++; pages == 8 {
+				cancel()
+			}
+		})
+		cancel()
+		if !errors.Is(err, context.Canceled) || strings.Count(err.Error(), "backfill: customers: stopped") > 1 {
+			t.Fatalf("killed: %v; want the run stopped, said once a kind", err)
+		}
+		name := backfill.CheckpointName("", "customers") + "/created:0-" + strconv.FormatInt(cfg.CreatedUntil.Unix(), 10)
+		t0 := backfilltest.T0.Unix()
+		want := fmt.Sprintf("slices:%d,%d,%d,%d,%d", t0, t0+5400, t0+10800, t0+16200, t0+21600)
+		if v, _ := e.store.Checkpoint(context.Background(), name); v != want {
+			t.Errorf("customers' cursor %q; want its ranges %q", v, want)
+		}
+		reports, err := e.backfill(t, cfg).Run(context.Background(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.checkImported(t)
+		for _, r := range reports {
+			if !r.Finished && !r.Done { // done: its ranges were, before the kill
+				t.Errorf("%+v; want finished", r)
+			}
+		}
+		if v, _ := e.store.Checkpoint(context.Background(), name); v != "done" {
+			t.Errorf("customers' cursor %q; want done", v)
+		}
+		// customers 4+3+3+1 pages, invoices 3+3+3+2, the 7 others 4 each;
+		// and what each range under way lost at the kill.
+		if total, most := e.fake.ServedPages(); total > 50+2*4*4 || most > 2 {
+			t.Errorf("%d whole pages served, one %d times; want at most the 50 and two a range at the kill", total, most)
+		}
+		again, err := e.backfill(t, cfg).Run(context.Background(), nil)
+		if err != nil || !again[0].Done || again[0].Pages != 0 {
+			t.Errorf("a third run: %+v, %v; want nothing fetched", again, err)
 		}
 	})
 

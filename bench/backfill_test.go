@@ -29,6 +29,10 @@ import (
 type backfillConfig struct {
 	Customers, Rate, LiveRate, AuditSample int
 	Latency                                time.Duration
+	// Slices and Concurrency, when set, split each kind into created
+	// ranges up to the newest object (backfill.Config.Slices) and allow
+	// that many requests in flight (STRIPE_API_CONCURRENCY).
+	Slices, Concurrency int
 }
 
 // backfillResult is what backfillRun measured.
@@ -58,6 +62,9 @@ func backfillRun(t *testing.T, cfg backfillConfig) backfillResult {
 	fake.Latency = cfg.Latency
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
+	if cfg.Concurrency > 0 {
+		settings.StripeAPIConcurrency = cfg.Concurrency
+	}
 	limits := reconcile.Limits{Rate: float64(cfg.Rate), Concurrency: settings.StripeAPIConcurrency}
 	fetcher := func() *reconcile.Fetcher {
 		f, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: backfilltest.Key, APIBase: srv.URL, Limits: limits})
@@ -93,7 +100,11 @@ func backfillRun(t *testing.T, cfg backfillConfig) backfillResult {
 	publishing := make(chan error, 1)
 	go func() { publishing <- publishLive(r, cfg.LiveRate, stop, &published) }()
 
-	b, err := backfill.New(backfill.Config{Concurrency: settings.StripeAPIConcurrency}, quietLogger(), fetcher(),
+	bcfg := backfill.Config{Concurrency: settings.StripeAPIConcurrency, Slices: cfg.Slices}
+	if cfg.Slices > 1 { // the fake's objects are a minute apart from its account's creation
+		bcfg.CreatedUntil = backfilltest.T0.Add(time.Duration(3*cfg.Customers+1) * time.Minute)
+	}
+	b, err := backfill.New(bcfg, quietLogger(), fetcher(),
 		ledger.NewProcessor(store, quietLogger()), store)
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +210,8 @@ func tableRows(t *testing.T, store *models.Store) int64 {
 // objects), BENCH_BACKFILL_RATE (100 requests a second, Stripe's live
 // read limit), BENCH_BACKFILL_LIVE_RATE (100 events a second),
 // BENCH_AUDIT_SAMPLE (1,000), BENCH_STRIPE_LATENCY (300ms) and
-// BENCH_LATE_CUSTOMERS (1,000) for the late run.
+// BENCH_LATE_CUSTOMERS (1,000) for the late run, BENCH_SLICES (16) and
+// BENCH_SLICED_CUSTOMERS (5,000) for the late run in slices.
 func backfillRows(t *testing.T) []bench.Row {
 	t.Helper()
 	cfg := backfillConfig{
@@ -238,6 +250,15 @@ func backfillRows(t *testing.T) []bench.Row {
 		Limit: fmt.Sprintf("%s the rate allows; %s %d requests in flight do", bench.PerSecond(allowed, "object"),
 			bench.PerSecond(min(allowed, inFlight), "object"), kinds),
 		Ratio: fmt.Sprintf("%.2f× / %.2f×", lateGot/allowed, lateGot/min(allowed, inFlight))})
+	slices := testenv.EnvInt(t, "BENCH_SLICES", 16)
+	sliced := backfillRun(t, backfillConfig{Customers: testenv.EnvInt(t, "BENCH_SLICED_CUSTOMERS", 5000), Rate: cfg.Rate, LiveRate: cfg.LiveRate,
+		Latency: latency, Slices: slices, Concurrency: slices})
+	slicedGot := float64(sliced.Objects) / sliced.Elapsed.Seconds()
+	slicedBound := min(allowed, float64(slices)/latency.Seconds()*backfill.DefaultPageSize)
+	rows = append(rows, bench.Row{Part: "backfill", What: fmt.Sprintf("same, %d customers, %s late, --slices %d, STRIPE_API_CONCURRENCY %d", sliced.Objects/7, latency, slices, slices),
+		Figure: fmt.Sprintf("%s (%d requests in %.1f s)", bench.PerSecond(slicedGot, "object"), sliced.Requests, sliced.Elapsed.Seconds()),
+		Limit:  fmt.Sprintf("%s the rate and %d requests in flight allow", bench.PerSecond(slicedBound, "object"), slices),
+		Ratio:  fmt.Sprintf("%.2f×", slicedGot/slicedBound)})
 	return rows
 }
 

@@ -41,8 +41,8 @@ type Stripe struct {
 	mu       sync.Mutex
 	onPage   func(n int)
 	requests int
-	served   map[string]int // whole pages served, by path and starting_after
-	tries    map[string]int // requests, by path and starting_after
+	served   map[string]int // whole pages served, by pageKey
+	tries    map[string]int // requests, by pageKey
 	times    []time.Time    // when each request came
 	accounts []string
 }
@@ -66,7 +66,7 @@ func (f *Stripe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.times = append(f.times, time.Now())
 	n := f.requests
 	f.accounts = append(f.accounts, r.Header.Get("Stripe-Account"))
-	key := r.URL.Path + "?" + r.URL.Query().Get("starting_after")
+	key := pageKey(r)
 	f.tries[key]++
 	try := f.tries[key]
 	onPage := f.onPage
@@ -146,13 +146,20 @@ func (f *Stripe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.mu.Lock()
-	f.served[r.URL.Path+"?"+q.Get("starting_after")]++
+	f.served[key]++
 	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(body)
 	if onPage != nil {
 		onPage(n)
 	}
+}
+
+// pageKey names the page r asks for: its list, created range and
+// starting_after.
+func pageKey(r *http.Request) string {
+	q := r.URL.Query()
+	return r.URL.Path + "?" + q.Get("created[gte]") + "-" + q.Get("created[lt]") + "&" + q.Get("starting_after")
 }
 
 // Requests is how many requests the fake had since OnPage was called.

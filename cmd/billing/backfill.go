@@ -23,7 +23,7 @@ cursors. A kind already done is not fetched again. Needs STRIPE_API_KEY
 
   billing backfill [--account acct_... | --all-accounts] [--kind K,...]
                    [--created-since WHEN] [--created-until WHEN] [--api-version V]
-                   [--restart] [--dry-run]
+                   [--slices N] [--restart] [--dry-run]
 
 WHEN is an RFC 3339 time or a duration before now (720h); a range has
 cursors of its own.
@@ -41,6 +41,7 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 	all := fs.Bool("all-accounts", false, "import every connected account's objects, listed from Stripe, one after another")
 	since := fs.String("created-since", "", "only objects Stripe created at or after `WHEN`")
 	until := fs.String("created-until", "", "only objects Stripe created before `WHEN`")
+	slices := fs.Int("slices", 1, "split each kind into `N` created ranges imported side by side (raise STRIPE_API_CONCURRENCY to match)")
 	restart := fs.Bool("restart", false, "start each kind from the newest object again, whatever cursor was saved")
 	version := fs.String("api-version", "", "list the objects in this Stripe API `version` (default stripe-go's pinned one); from 2025-03-31.basil invoices come with their payments")
 	if err := parseFlags(fs, args); err != nil {
@@ -72,7 +73,7 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 	}
 	defer store.Close()
 	bcfg := backfill.Config{Account: *account, Kinds: commaList(*kinds), Livemode: strings.Contains(cfg.StripeAPIKey, "_live_"),
-		Concurrency: cfg.StripeAPIConcurrency, CreatedFrom: from, CreatedUntil: to, APIVersion: *version, Restart: *restart}
+		Concurrency: cfg.StripeAPIConcurrency, CreatedFrom: from, CreatedUntil: to, APIVersion: *version, Restart: *restart, Slices: *slices}
 	var lister backfill.Lister
 	if fetcher != nil {
 		lister = fetcher
@@ -128,37 +129,9 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 // prints its lines; failed counts the objects that could not be read.
 func backfillAccount(ctx context.Context, e env, b *backfill.Backfill, dryRun bool) (failed int, err error) {
 	if dryRun {
-		plan, err := b.Plan(ctx)
-		if err != nil {
-			return 0, err
-		}
-		for _, r := range plan {
-			if r.Done {
-				fmt.Fprintf(e.stdout, "%s: done before; nothing to fetch\n", r.Kind)
-				continue
-			}
-			req := b.Request(r)
-			on := "the platform"
-			if req.Account != "" {
-				on = req.Account
-			}
-			fmt.Fprintf(e.stdout, "%s: GET %s?%s on %s, then every next page\n", r.Kind, req.Path, req.Params.Encode(), on)
-		}
-		fmt.Fprintln(e.stdout, "dry run: nothing was fetched")
-		return 0, nil
+		return 0, b.WritePlan(ctx, e.stdout)
 	}
 	progress := backfill.NewProgress(e.stdout, backfill.Terminal(e.stdout), backfill.ProgressConfig{Origin: b.Origin(ctx)})
 	reports, err := b.Run(ctx, progress.Update)
-	for _, r := range reports {
-		state := "done"
-		switch {
-		case r.Done:
-			state = "done before"
-		case !r.Finished:
-			state = "NOT finished"
-		}
-		fmt.Fprintf(e.stdout, "%s: %s: %d fetched in %d pages, %d written, %d failed\n", r.Kind, state, r.Fetched, r.Pages, r.Written, r.Failed)
-		failed += r.Failed
-	}
-	return failed, err
+	return backfill.WriteSummary(e.stdout, reports), err
 }
