@@ -256,7 +256,8 @@ type KindReport struct {
 	// Finished: the kind's last page is in.
 	Finished bool
 	// Oldest is the created time of the last object written: how far
-	// back, from the newest, the kind's import has come.
+	// back, from the newest, the kind's import has come (in slices, as
+	// far back as one list would have come for the same share).
 	Oldest time.Time
 }
 
@@ -419,11 +420,10 @@ func (b *Backfill) importSliced(ctx context.Context, k Kind, r *KindReport, prog
 			mu.Unlock()
 			if err == nil && !p.Done {
 				err = b.importKind(ctx, sk, &p, func(p KindReport) {
-					mu.Lock()
+					mu.Lock() // the sums told in the order made
+					defer mu.Unlock()
 					parts[i] = p
-					s := sum()
-					mu.Unlock()
-					progress(s)
+					progress(sum())
 				})
 			}
 			mu.Lock()
@@ -450,9 +450,10 @@ func (b *Backfill) importSliced(ctx context.Context, k Kind, r *KindReport, prog
 }
 
 // slicePlan is the bounds (Unix seconds) of k's ranges: those saved
-// with its cursor, or new ones, saved; nil when k is imported whole.
+// with its cursor (whatever Slices is now), or new ones, saved; nil when
+// k is imported whole.
 func (b *Backfill) slicePlan(ctx context.Context, k Kind, after string) ([]int64, error) {
-	if b.cfg.Slices <= 1 || k.Unranged || after != "" {
+	if k.Unranged || after != "" {
 		return nil, nil
 	}
 	name := b.checkpoint(k)
@@ -470,8 +471,14 @@ func (b *Backfill) slicePlan(ctx context.Context, k Kind, after string) ([]int64
 				}
 				bounds = append(bounds, t)
 			}
+			if len(bounds) < 2 {
+				return nil, fmt.Errorf("backfill: %s: the saved ranges %q: no range (run with --restart)", k.Name, v)
+			}
 			return bounds, nil
 		}
+	}
+	if b.cfg.Slices <= 1 {
+		return nil, nil
 	}
 	from, until := b.Origin(ctx), b.cfg.CreatedUntil
 	if until.IsZero() {
