@@ -188,7 +188,7 @@ func (r *Relay) drain(ctx context.Context, ch *amqp.Channel) error {
 		if err != nil {
 			if ctx.Err() == nil {
 				r.logger.Warn("relay: read the outbox", "error", err)
-				r.sleep(ctx, r.cfg.Interval)
+				r.sleep(ctx, max(r.cfg.Interval, time.Second)) // MySQL away: no log flood
 			}
 			continue
 		}

@@ -58,6 +58,16 @@ type counter struct{ published atomic.Int64 }
 func (c *counter) ChangesPublished(n int)             { c.published.Add(int64(n)) }
 func (c *counter) ChangeBacklog(int64, time.Duration) {}
 
+// counted waits until c was told of n changes published, and no more:
+// told after the stamp, so a drained outbox does not mean it was told.
+func (e *env) counted(c *counter, n int64) {
+	e.t.Helper()
+	testenv.Eventually(e.t, 30*time.Second, func() bool { return c.published.Load() >= n }, "%d changes published", n)
+	if got := c.published.Load(); got != n {
+		e.t.Fatalf("%d changes published, want %d", got, n)
+	}
+}
+
 // start runs a relay of e's outbox through amqpURL until the test ends.
 func (e *env) start(amqpURL string, obs relay.Observer, cfg relay.Config) (stop func()) {
 	e.t.Helper()
@@ -106,7 +116,7 @@ func TestRelay(t *testing.T) {
 		e.start(testenv.AMQPURL(), obs, relay.Config{Batch: 16})
 		e.drained()
 		e.out.Write(t, e.store.DB(), 5, "sub_a", "sub_d") // found by a later poll
-		e.drained()
+		e.counted(obs, 130)
 		e.out.Check(t, testenv.TakeAll(t, e.ch, e.queue))
 		if n := obs.published.Load(); n != 130 {
 			t.Errorf("published %d, want 130 (each once)", n)
@@ -154,19 +164,16 @@ func TestRelay(t *testing.T) {
 		first, second := &counter{}, &counter{}
 		stopFirst := e.start(testenv.AMQPURL(), first, relay.Config{})
 		e.out.Write(t, e.store.DB(), 5, "sub_a")
-		e.drained()
+		e.counted(first, 5)
 		e.start(testenv.AMQPURL(), second, relay.Config{})
 		e.out.Write(t, e.store.DB(), 5, "sub_a")
-		e.drained()
-		if first.published.Load() != 10 || second.published.Load() != 0 {
-			t.Fatalf("published by the first %d, by the second %d: want 10 and 0 (the second waits)", first.published.Load(), second.published.Load())
+		e.counted(first, 10)
+		if n := second.published.Load(); n != 0 {
+			t.Fatalf("the second published %d while the first ran, want 0 (it waits)", n)
 		}
 		stopFirst()
 		e.out.Write(t, e.store.DB(), 5, "sub_a")
-		e.drained() // the second took the lock
-		if second.published.Load() != 5 {
-			t.Fatalf("the second published %d once the first stopped, want 5", second.published.Load())
-		}
+		e.counted(second, 5) // the second took the lock
 		e.out.Check(t, testenv.TakeAll(t, e.ch, e.queue))
 	})
 }
