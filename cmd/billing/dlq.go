@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os/user"
-	"sort"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
@@ -109,27 +107,9 @@ func runDLQList(ctx context.Context, e env, args []string) error {
 		}
 		return nil
 	}
-	printParked(e, parked)
+	dlq.WriteList(e.stdout, parked)
 	fmt.Fprintf(e.stdout, "%d parked event(s) shown, %d message(s) in %s\n", len(parked), len(all), s.topo.DLQ)
 	return nil
-}
-
-// printParked shows what the management UI shows of each parked event:
-// the class, the times (UTC) and the whole reason (billing-error, at most
-// dlq.MaxErrorHeader bytes), last so that a long one does not push the
-// other columns.
-func printParked(e env, parked []dlq.Parked) {
-	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "EVENT ID\tCOPIES\tTYPE\tCLASS\tATTEMPTS\tREPLAYS\tFIRST FAILED\tPARKED AT\tAGE\tERROR")
-	for _, p := range parked {
-		age := "-"
-		if !p.ParkedAt.IsZero() {
-			age = (time.Duration(p.AgeSeconds) * time.Second).String()
-		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", termtext.Cell(p.EventID), max(p.Copies, 1), termtext.Cell(p.Type), termtext.Cell(string(p.Class)), p.Attempts, p.Replays,
-			termtext.Time(p.FirstFailedAt), termtext.Time(p.ParkedAt), age, termtext.Cell(termtext.OneLine(p.Error, dlq.MaxErrorHeader)))
-	}
-	_ = w.Flush()
 }
 
 // eventArg parses a subcommand whose one positional argument, an event id,
@@ -165,7 +145,6 @@ func runDLQShow(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	// The ledger is a help, not a need: the DLQ alone says why.
 	var ledger *models.StripeEvent
 	var discards []models.EventDiscard
 	ledgerNote := ""
@@ -173,18 +152,7 @@ func runDLQShow(ctx context.Context, e env, args []string) error {
 		ledgerNote = "not read: " + err.Error()
 	} else {
 		defer store.Close()
-		ev, err := lookup.New(store).Event(ctx, id)
-		switch {
-		case errors.Is(err, models.ErrNotFound):
-			ledgerNote = "no row (an event never verified has none)"
-		case err != nil:
-			ledgerNote = "not read: " + err.Error()
-		default:
-			ledger = &ev
-		}
-		if discards, err = lookup.New(store).Discards(ctx, []string{id}); err != nil && ledgerNote == "" {
-			ledgerNote = "discards not read: " + err.Error()
-		}
+		ledger, discards, ledgerNote = dlq.ReadLedger(ctx, lookup.New(store), id)
 	}
 	if *asJSON {
 		if err := json.NewEncoder(e.stdout).Encode(dlq.NewShown(id, copies, ledger, ledgerNote, discards)); err != nil {
@@ -251,25 +219,10 @@ func runDLQReplay(ctx context.Context, e env, args []string) error {
 		opts.Pace = time.Duration(float64(time.Second) / *rate)
 	}
 	if selected {
-		opts.Match = func(_ context.Context, p dlq.Parked) (bool, error) {
-			return (*event == "" || p.EventID == *event) && (*typ == "" || p.Type == *typ) &&
-				(*class == "" || string(p.Class) == *class) && (after.IsZero() || !p.ParkedAt.Before(after)), nil
-		}
+		opts.Match = dlq.Selector{EventID: *event, Type: *typ, Class: *class, Since: after}.Match
 	}
 	res, err := s.dlq.Move(ctx, opts)
-	verb := "moved"
-	if *dryRun {
-		verb = "would move"
-	}
-	for _, p := range res.Moved {
-		fmt.Fprintf(e.stdout, "%s %s %s (class %s, attempts %d)\n", verb, termtext.Cell(p.EventID), termtext.Cell(p.Type), termtext.Cell(string(p.Class)), p.Attempts)
-	}
-	summary := movedSummary(res.Moved)
-	if *dryRun {
-		fmt.Fprintf(e.stdout, "dry run: would move %s to %s; nothing was moved\n", summary, s.topo.Work)
-	} else {
-		fmt.Fprintf(e.stdout, "moved %s to %s; %d message(s) looked at and left in %s\n", summary, s.topo.Work, res.Left, s.topo.DLQ)
-	}
+	res.WriteText(e.stdout, *dryRun, s.topo.Work, s.topo.DLQ)
 	if err != nil {
 		return err
 	}
@@ -277,34 +230,6 @@ func runDLQReplay(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("dlq replay: event %s: %w", *event, dlq.ErrNotParked)
 	}
 	return nil
-}
-
-// movedSummary says what moved: messages, events, and the count of each
-// class and type, most first.
-func movedSummary(moved []dlq.Parked) string {
-	events := len(dlq.ByEvent(moved))
-	s := fmt.Sprintf("%d message(s) of %d event(s)", len(moved), events)
-	if len(moved) == 0 {
-		return s
-	}
-	count := func(key func(dlq.Parked) string) string {
-		n := map[string]int{}
-		for _, p := range moved {
-			n[termtext.Cell(key(p))]++
-		}
-		keys := make([]string, 0, len(n))
-		for k := range n {
-			keys = append(keys, k)
-		}
-		sort.Slice(keys, func(i, j int) bool { return n[keys[i]] > n[keys[j]] || n[keys[i]] == n[keys[j]] && keys[i] < keys[j] })
-		parts := make([]string, len(keys))
-		for i, k := range keys {
-			parts[i] = fmt.Sprintf("%s %d", k, n[k])
-		}
-		return strings.Join(parts, ", ")
-	}
-	return s + " (by class: " + count(func(p dlq.Parked) string { return string(p.Class) }) +
-		"; by type: " + count(func(p dlq.Parked) string { return p.Type }) + ")"
 }
 
 func runDLQDiscard(ctx context.Context, e env, args []string) error {
