@@ -177,3 +177,30 @@ func TestRelay(t *testing.T) {
 		e.out.Check(t, testenv.TakeAll(t, e.ch, e.queue))
 	})
 }
+
+func TestNew(t *testing.T) {
+	t.Parallel()
+	store := (*models.Store)(nil)
+	conn := broker.NewConn(broker.ConnConfig{URL: testenv.AMQPURL()}, nil)
+	tests := []struct {
+		name  string
+		cfg   relay.Config
+		store relay.Store
+		conn  relay.Broker
+		want  string
+	}{
+		{"NoExchange", relay.Config{}, store, conn, "relay: an exchange is required"},
+		{"NoStore", relay.Config{Exchange: "x.changes"}, nil, conn, "relay: a store and a broker connection are required"},
+		{"NoBroker", relay.Config{Exchange: "x.changes"}, store, nil, "relay: a store and a broker connection are required"},
+		{"Negative", relay.Config{Exchange: "x.changes", Batch: -1}, store, conn,
+			"relay: batch -1, intervals 0s and 0s, lock wait 0s, confirm timeout 0s: want >= 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := relay.New(tt.cfg, nil, tt.store, tt.conn, nil); err == nil || err.Error() != tt.want {
+				t.Errorf("New = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
