@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -44,6 +45,12 @@ const (
 	DefaultSMTPAddr    = "127.0.0.1:1025"
 	DefaultFrom        = "billing@localhost"
 	DefaultSMTPTimeout = 30 * time.Second
+	// DefaultLinkWait is how long a failed charge of a payment intent
+	// waits for its invoice: from 2025-03-31.basil nothing on the charge
+	// names it, and the worker links the intent to the invoice when
+	// invoice.payment_failed comes, right after charge.failed. A payment
+	// of no invoice is emailed without a link after it.
+	DefaultLinkWait = time.Minute
 )
 
 // Config configures a Notifier.
@@ -66,6 +73,9 @@ type Config struct {
 	// TLS is STARTTLS's client configuration, used when the server offers
 	// it; nil: the system's roots and SMTPAddr's host.
 	TLS *tls.Config
+	// LinkWait is how long a failed charge waits for its invoice's link
+	// (default DefaultLinkWait).
+	LinkWait time.Duration
 	// SMTPTimeout bounds one delivery (default DefaultSMTPTimeout).
 	SMTPTimeout time.Duration
 	Now         func() time.Time
@@ -92,6 +102,9 @@ func New(cfg Config, logger *slog.Logger, store *models.Store, conn *broker.Conn
 	}
 	if cfg.Backoff == nil {
 		cfg.Backoff = func(n int) time.Duration { return min(time.Second<<min(n, 6), time.Minute) }
+	}
+	if cfg.LinkWait <= 0 {
+		cfg.LinkWait = DefaultLinkWait
 	}
 	if cfg.SMTPTimeout <= 0 {
 		cfg.SMTPTimeout = DefaultSMTPTimeout
@@ -148,21 +161,39 @@ func (n *Notifier) consume(ctx context.Context, conn *amqp.Connection) error {
 	if err != nil {
 		return err
 	}
+	// Each delivery is handled on its own (at most Prefetch at once), so
+	// that one waiting for its invoice or for SMTP holds no other back.
+	var wg sync.WaitGroup
+	var mu sync.Mutex // one ack at a time on the channel
 	for d := range ds {
-		err := n.Handle(ctx, d.Body)
-		if ctx.Err() != nil {
-			_ = d.Nack(false, true) // back to the queue: sent by the next notify
-			return nil
-		}
-		if err != nil {
-			n.logger.Error("notify: change dropped", "message_id", d.MessageId, "error", err)
-		}
-		if err := d.Ack(false); err != nil {
-			return err
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := n.Handle(ctx, d.Body)
+			mu.Lock()
+			defer mu.Unlock()
+			if ctx.Err() != nil {
+				_ = d.Nack(false, true) // back to the queue: sent by the next notify
+				return
+			}
+			if err != nil {
+				n.logger.Error("notify: change dropped", "message_id", d.MessageId, "error", err)
+			}
+			if err := d.Ack(false); err != nil {
+				n.logger.Warn("notify: ack failed: the change comes again, and is found notified", "message_id", d.MessageId, "error", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
 	}
 	return errors.New("notify: deliveries closed")
 }
+
+// errNoLinkYet: a failed charge of a payment intent whose invoice is not
+// linked yet, within LinkWait.
+var errNoLinkYet = errors.New("notify: the charge's invoice is not linked yet")
 
 // Handle notifies one message's change, retrying SMTP until it succeeds,
 // is refused, or ctx ends. An error means the message can never be
@@ -177,8 +208,9 @@ func (n *Notifier) Handle(ctx context.Context, body []byte) error {
 	if notice == "" {
 		return nil
 	}
+	linkBy := n.cfg.Now().Add(n.cfg.LinkWait)
 	for attempt := 0; ; attempt++ {
-		outcome, err := n.notify(ctx, c, notice)
+		outcome, err := n.notify(ctx, c, notice, linkBy)
 		if err == nil {
 			n.metrics.Notice(notice, outcome)
 			return nil
@@ -187,8 +219,13 @@ func (n *Notifier) Handle(ctx context.Context, body []byte) error {
 			return ctx.Err()
 		}
 		wait := n.cfg.Backoff(attempt)
-		n.metrics.Retry()
-		n.logger.Warn("notify: will retry", "change_id", c.ID, "notice", notice, "attempt", attempt+1, "retry_in", wait.String(), "error", err)
+		if errors.Is(err, errNoLinkYet) {
+			wait = min(wait, time.Second, max(linkBy.Sub(n.cfg.Now()), 0))
+			attempt = -1 // no failure: the backoff starts again after it
+		} else {
+			n.metrics.Retry()
+			n.logger.Warn("notify: will retry", "change_id", c.ID, "notice", notice, "attempt", attempt+1, "retry_in", wait.String(), "error", err)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -224,7 +261,7 @@ func disputeClosed(s string) bool {
 // notify is one attempt, in one transaction: claim the change's notice,
 // build the email, send it, record the outcome. A notice already recorded
 // is a "duplicate".
-func (n *Notifier) notify(ctx context.Context, c changes.Change, notice string) (string, error) {
+func (n *Notifier) notify(ctx context.Context, c changes.Change, notice string, linkBy time.Time) (string, error) {
 	var outcome string
 	err := n.store.DB().WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		prior, isNew, err := feed.ClaimNotice(tx, feed.Notice{ID: c.ID, Notice: notice, ObjectID: c.ObjectID, CreatedAt: n.cfg.Now().UTC()})
@@ -236,7 +273,7 @@ func (n *Notifier) notify(ctx context.Context, c changes.Change, notice string) 
 			outcome = "duplicate"
 			return nil
 		}
-		e, err := n.email(tx, c, notice)
+		e, err := n.email(tx, c, notice, linkBy)
 		if err != nil {
 			return err
 		}
@@ -267,7 +304,7 @@ func (n *Notifier) notify(ctx context.Context, c changes.Change, notice string) 
 
 // email builds notice's email for c from the store; to is empty when
 // there is no one to send it to.
-func (n *Notifier) email(tx *gorm.DB, c changes.Change, notice string) (email, error) {
+func (n *Notifier) email(tx *gorm.DB, c changes.Change, notice string, linkBy time.Time) (email, error) {
 	e := email{id: c.ID, from: n.cfg.From, date: n.cfg.Now()}
 	var data any
 	switch notice {
@@ -275,6 +312,9 @@ func (n *Notifier) email(tx *gorm.DB, c changes.Change, notice string) (email, e
 		d, err := paymentFailed(tx, c)
 		if err != nil {
 			return e, err
+		}
+		if d.InvoiceID == "" && d.paymentIntent != "" && n.cfg.Now().Before(linkBy) {
+			return e, errNoLinkYet
 		}
 		e.to, data = d.CustomerEmail, d
 	case DisputeOpened:
@@ -309,6 +349,7 @@ func paymentFailed(tx *gorm.DB, c changes.Change) (PaymentFailedData, error) {
 		d.Amount = money(ch.Amount, ch.Currency)
 		d.FailureCode, d.FailureMessage = str(ch.FailureCode), str(ch.FailureMessage)
 		pi = str(ch.PaymentIntentID)
+		d.paymentIntent = pi
 		if d.CustomerID == "" {
 			d.CustomerID = str(ch.CustomerID)
 		}

@@ -32,6 +32,8 @@ type PaymentFailedData struct {
 	InvoiceID, InvoiceNumber, InvoiceURL string // empty when no invoice is stored
 	FailureCode, FailureMessage          string
 	Livemode                             bool
+
+	paymentIntent string
 }
 
 // DisputeOpenedData is what dispute_opened.tmpl reads.
