@@ -6,10 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"strings"
 
 	"github.com/stripe-billing/billing/billing"
-	"github.com/stripe-billing/billing/internal/termtext"
 	"github.com/stripe-billing/billing/reconcile"
 )
 
@@ -49,15 +47,6 @@ func runEndpoint(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	lacking, enabled := 0, 0
-	for _, c := range checks {
-		if c.Lacking() {
-			lacking++
-		}
-		if c.Enabled() {
-			enabled++
-		}
-	}
 	if *asJSON {
 		if checks == nil {
 			checks = []reconcile.EndpointCheck{}
@@ -66,40 +55,7 @@ func runEndpoint(ctx context.Context, e env, args []string) error {
 			return err
 		}
 	} else {
-		printEndpointChecks(e, checks)
+		reconcile.WriteEndpointChecks(e.stdout, checks)
 	}
-	switch {
-	case enabled == 0:
-		return fmt.Errorf("endpoint check: no enabled webhook endpoint (%d disabled): Stripe sends nothing", len(checks))
-	case lacking > 0:
-		return fmt.Errorf("endpoint check: %d of %d enabled endpoint(s) lack needed event types", lacking, enabled)
-	}
-	return nil
-}
-
-func printEndpointChecks(e env, checks []reconcile.EndpointCheck) {
-	for i, c := range checks {
-		if i > 0 {
-			fmt.Fprintln(e.stdout)
-		}
-		version := c.APIVersion
-		if version == "" {
-			version = "the account's default"
-		}
-		fmt.Fprintf(e.stdout, "%s %s (%s, API version %s)\n", termtext.Cell(c.ID), termtext.Cell(c.URL), termtext.Cell(c.Status), termtext.Cell(version))
-		if !c.Enabled() {
-			fmt.Fprintln(e.stdout, "  disabled: Stripe sends it nothing, so what it lacks loses nothing")
-		}
-		switch {
-		case c.All:
-			fmt.Fprintln(e.stdout, "  sends every event type (*): every needed type arrives; the worker records the others as ignored")
-		case len(c.Missing) == 0:
-			fmt.Fprintln(e.stdout, "  sends every needed type")
-		default:
-			fmt.Fprintf(e.stdout, "  lacks %d needed type(s): %s\n", len(c.Missing), strings.Join(c.Missing, ", "))
-		}
-		if len(c.Ignored) > 0 {
-			fmt.Fprintf(e.stdout, "  sends %d type(s) the worker ignores: %s\n", len(c.Ignored), strings.Join(c.Ignored, ", "))
-		}
-	}
+	return reconcile.EndpointsProblem(checks)
 }

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stripe-billing/billing/internal/termtext"
 	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
 )
@@ -77,37 +76,12 @@ func runReprocess(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	rep, err := rp.Run(ctx, f, *dryRun, func(r ledger.Reprocessed) {
-		created := "-"
-		if !r.Created.IsZero() {
-			created = r.Created.UTC().Format(time.RFC3339)
-		}
-		line := fmt.Sprintf("%s %s %s (was %s, created %s)", r.Outcome, termtext.Cell(r.ID), termtext.Cell(r.Type), termtext.Cell(r.Status), created)
-		if r.Err != nil {
-			line += ": " + termtext.Cell(termtext.OneLine(r.Err.Error(), 300))
-		}
-		fmt.Fprintln(e.stdout, line)
-	})
-	if *dryRun {
-		fmt.Fprintf(e.stdout, "dry run: %d event(s) match, %d would be applied, %d have no handler, %d skipped (not verified), %d would fail (payload pruned), %d previews (nothing to store); nothing was applied\n",
-			rep.Matched, rep.Matched-rep.NoHandler-rep.Skipped-rep.Failed-rep.Previews, rep.NoHandler, rep.Skipped, rep.Failed, rep.Previews)
-	} else {
-		fmt.Fprintf(e.stdout, "reprocessed %d event(s): %d applied, %d without a handler, %d skipped (not verified), %d failed, %d previews (nothing to store)\n",
-			rep.Matched, rep.Applied, rep.NoHandler, rep.Skipped, rep.Failed, rep.Previews)
-	}
+	rep, err := rp.Run(ctx, f, *dryRun, func(r ledger.Reprocessed) { r.WriteText(e.stdout) })
+	rep.WriteText(e.stdout, *dryRun)
 	if err != nil {
 		return err
 	}
-	if rep.Failed > 0 && *dryRun {
-		return fmt.Errorf("reprocess: %d event(s) would fail", rep.Failed)
-	}
-	if rep.Failed > 0 {
-		return fmt.Errorf("reprocess: %d event(s) failed", rep.Failed)
-	}
-	if rep.Skipped > 0 {
-		return fmt.Errorf("reprocess: %d event(s) skipped: their payloads are not verified", rep.Skipped)
-	}
-	return nil
+	return rep.Problem(*dryRun)
 }
 
 // commaList splits a comma-separated flag value, dropping empty items.

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/stripe-billing/billing/internal/termtext"
 	"github.com/stripe-billing/billing/maintenance"
 	"github.com/stripe-billing/billing/metrics"
 	"github.com/stripe-billing/billing/reconcile"
@@ -86,7 +84,7 @@ func runSweep(ctx context.Context, e env, args []string) error {
 	}
 	if *every == 0 {
 		rep, err := sweep.Pass(ctx)
-		printSweep(e, rep)
+		rep.WriteText(e.stdout)
 		return err
 	}
 
@@ -100,26 +98,8 @@ func runSweep(ctx context.Context, e env, args []string) error {
 	g.Go(func() error {
 		return sweep.Run(gctx, func(rep maintenance.Report) {
 			m.RecordSweep(rep)
-			printSweep(e, rep)
+			rep.WriteText(e.stdout)
 		})
 	})
 	return g.Wait()
-}
-
-// printSweep prints one pass's summary.
-func printSweep(e env, rep maintenance.Report) {
-	if rep.Skipped {
-		fmt.Fprintln(e.stdout, "sweep: another sweep holds the lock; nothing done")
-		return
-	}
-	for _, p := range rep.Redriven {
-		fmt.Fprintf(e.stdout, "re-driven %s %s (re-drive %d)\n", termtext.Cell(p.EventID), termtext.Cell(p.Type), p.Redrives)
-	}
-	reconciled := "reconciliation off (STRIPE_API_KEY not set)"
-	if r := rep.Reconciled; r != nil {
-		reconciled = fmt.Sprintf("reconciled %d missing of %d listed since %s (%d of types the worker does not apply, not enqueued)",
-			r.Enqueued, r.Listed, r.Since.UTC().Format(time.RFC3339), r.Unhandled)
-	}
-	fmt.Fprintf(e.stdout, "sweep: re-driven %d, left for a person %d (permanent %d, out of re-drives %d), waiting %d, %s, payloads pruned %d, changes pruned %d, errors %d\n",
-		len(rep.Redriven), rep.LeftForPerson(), rep.Permanent, rep.OutOfRedrives, rep.Waiting, reconciled, rep.Pruned, rep.ChangesPruned, len(rep.Errors))
 }
