@@ -44,7 +44,9 @@ const Unlimited = -1
 //     that takes an explicit unlimited limit; and its length limit
 //     (DLQ_MAX_LENGTH) when set;
 //   - the delay tiers' (never consumed, so never returned): unlimited on 4.x
-//     rather than the default.
+//     rather than the default;
+//   - notify's: unlimited on 4.x, so that a change put back at a shutdown
+//     or a lost connection is never dropped (it has no dead-letter queue).
 func (t Topology) Policies(major int) []Policy {
 	ps := []Policy{{Name: t.Work, Queues: []string{t.Work}, Definition: map[string]any{"delivery-limit": t.DeliveryLimit}}}
 	dlq := map[string]any{}
@@ -64,12 +66,15 @@ func (t Topology) Policies(major int) []Policy {
 		}
 		ps = append(ps, Policy{Name: t.Retry, Queues: tiers, Definition: map[string]any{"delivery-limit": Unlimited}})
 	}
+	if major >= 4 && t.Notify != "" {
+		ps = append(ps, Policy{Name: t.Notify, Queues: []string{t.Notify}, Definition: map[string]any{"delivery-limit": Unlimited}})
+	}
 	return ps
 }
 
 // policyNames are the names Policies may use, so that one it no longer
 // returns (DLQ_MAX_LENGTH unset again on 3.x) is deleted.
-func (t Topology) policyNames() []string { return []string{t.Work, t.DLQ, t.Retry} }
+func (t Topology) policyNames() []string { return []string{t.Work, t.DLQ, t.Retry, t.Notify} }
 
 func (t Topology) applyPolicies(ctx context.Context, api *Management, major int) error {
 	want := map[string]bool{}

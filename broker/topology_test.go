@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -235,4 +236,26 @@ func TestDeclareOnQueuesItCannotChange(t *testing.T) {
 			t.Fatalf("Declare over a fanout %s = %v, want the exchange and its type named", topo.Events, err)
 		}
 	})
+}
+
+// TestNotifyQueuePolicy: on RabbitMQ 4, whose quorum queues drop a message
+// returned 20 times, notify's queue (no dead-letter queue behind it) has
+// no delivery limit; RabbitMQ 3 has none by default and refuses -1.
+func TestNotifyQueuePolicy(t *testing.T) {
+	t.Parallel()
+	topo := broker.NewTopology("billing", nil, 20)
+	find := func(major int) map[string]any {
+		for _, p := range topo.Policies(major) {
+			if slices.Contains(p.Queues, topo.Notify) {
+				return p.Definition
+			}
+		}
+		return nil
+	}
+	if d := find(4); d["delivery-limit"] != broker.Unlimited {
+		t.Errorf("RabbitMQ 4: notify's policy %v, want delivery-limit %d", d, broker.Unlimited)
+	}
+	if d := find(3); d != nil {
+		t.Errorf("RabbitMQ 3: notify's policy %v, want none", d)
+	}
 }
