@@ -118,3 +118,64 @@ func TestSavepointRollsBackOnlyTheFailedUnit(t *testing.T) {
 		t.Errorf("rows %v, want [x z]", names)
 	}
 }
+
+// TestTransactionBeginsWithItsFirstStatement: a transaction's START
+// TRANSACTION goes with its first statement (one round trip), and that
+// statement is the transaction's: rolled back with it, whether it is
+// sent as text or prepared; a transaction that runs nothing commits and
+// rolls back without a word to MySQL.
+func TestTransactionBeginsWithItsFirstStatement(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	rollback := errors.New("roll back")
+	for _, tt := range []struct {
+		name  string
+		first func(tx *gorm.DB) error
+	}{
+		{"Exec", func(tx *gorm.DB) error { return models.SaveCheckpoint(tx, "lazy-exec", "v", time.Now()) }},
+		{"Query", func(tx *gorm.DB) error {
+			var n int64
+			if err := tx.Raw("SELECT COUNT(*) FROM sweep_checkpoints").Scan(&n).Error; err != nil {
+				return err
+			}
+			return models.SaveCheckpoint(tx, "lazy-query", "v", time.Now())
+		}},
+		{"Prepared", func(tx *gorm.DB) error {
+			stmt, err := tx.Statement.ConnPool.PrepareContext(ctx, "INSERT INTO sweep_checkpoints (name, value, updated_at) VALUES (?, ?, ?)")
+			if err != nil {
+				return err
+			}
+			defer stmt.Close()
+			_, err = stmt.ExecContext(ctx, "lazy-prepared", "v", time.Now().UTC())
+			return err
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.InTx(ctx, func(tx *gorm.DB) error {
+				if err := tt.first(tx); err != nil {
+					return err
+				}
+				return rollback
+			})
+			if !errors.Is(err, rollback) {
+				t.Fatalf("InTx = %v, want the rollback", err)
+			}
+			var n int64
+			if err := s.DB().Table("sweep_checkpoints").Where("name LIKE ?", "lazy-%").Count(&n).Error; err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("%d sweep_checkpoints rows after the rollback, want 0: the first statement ran outside the transaction", n)
+			}
+		})
+	}
+	t.Run("Empty", func(t *testing.T) {
+		if err := s.InTx(ctx, func(*gorm.DB) error { return nil }); err != nil {
+			t.Errorf("empty commit: %v", err)
+		}
+		if err := s.InTx(ctx, func(*gorm.DB) error { return rollback }); !errors.Is(err, rollback) {
+			t.Errorf("empty rollback: %v", err)
+		}
+	})
+}

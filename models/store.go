@@ -85,6 +85,9 @@ func open(dsn string, pool PoolConfig, logger *slog.Logger) (*Store, error) {
 	// multibyte set whose bytes could hide a quote), and it escapes by the
 	// session's NO_BACKSLASH_ESCAPES mode.
 	cfg.InterpolateParams = true
+	// Several statements at once: a transaction's first statement carries
+	// its START TRANSACTION (lazyBegin).
+	cfg.MultiStatements = true
 	// Times go out in the schema's precision, DATETIME(6): a literal with
 	// nanoseconds does not convert to the column without loss, and then
 	// MariaDB uses no range on it, so a `received_at >= ?` after an equal
@@ -143,7 +146,8 @@ func open(dsn string, pool PoolConfig, logger *slog.Logger) (*Store, error) {
 // transaction_isolation), so it is not a DSN parameter.
 type readCommitted struct{ driver.Connector }
 
-// Connect opens a connection and sets its isolation level.
+// Connect opens a connection and sets its isolation level; its
+// transactions begin with their first statement (lazyBegin).
 func (c readCommitted) Connect(ctx context.Context) (driver.Conn, error) {
 	conn, err := c.Connector.Connect(ctx)
 	if err != nil {
@@ -153,7 +157,7 @@ func (c readCommitted) Connect(ctx context.Context) (driver.Conn, error) {
 		_ = conn.Close()
 		return nil, err
 	}
-	return conn, nil
+	return &lazyBegin{Conn: conn}, nil
 }
 
 // slowStatement is the duration from which a statement is logged.
