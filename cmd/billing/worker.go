@@ -264,33 +264,18 @@ func processorOptions(cfg config.Config, fetcher *reconcile.Fetcher) []ledger.Op
 	return opts
 }
 
-// openStore opens the database, waiting with backoff while it is
-// unreachable: the worker starts whatever MySQL's state and takes work
-// once it answers. Other errors (a bad DSN) end the worker. A nil store
-// and nil error mean ctx ended the wait.
+// openStore opens the database, waiting while it is unreachable
+// (models.OpenWhenUp); a nil store and nil error mean ctx ended the wait.
 func (w *worker) openStore(ctx context.Context) (*models.Store, error) {
 	pool := models.PoolConfig{
 		MaxOpenConns: w.cfg.DBMaxOpenConns, MaxIdleConns: w.cfg.DBMaxIdleConns, ConnMaxLifetime: w.cfg.DBConnMaxLifetime,
 	}
-	for n := 0; ; n++ {
-		store, err := models.Open(ctx, w.cfg.MySQLDSN, pool, w.logger)
-		if err == nil {
-			return store.Observed(w.metrics.DBError), nil
-		}
-		if ctx.Err() != nil {
-			return nil, nil
-		}
-		if !errors.Is(err, models.ErrUnavailable) {
-			return nil, fmt.Errorf("worker: MYSQL_DSN: %w", err)
-		}
-		wait := w.backoff(n)
-		w.logger.Warn("database unavailable: waiting before taking work", "error", err, "retry_in", wait.String())
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, nil
-		case <-t.C:
-		}
+	store, err := models.OpenWhenUp(ctx, w.cfg.MySQLDSN, pool, w.logger, w.backoff)
+	if err != nil {
+		return nil, fmt.Errorf("worker: MYSQL_DSN: %w", err)
 	}
+	if store == nil {
+		return nil, nil
+	}
+	return store.Observed(w.metrics.DBError), nil
 }
