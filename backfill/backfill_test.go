@@ -317,8 +317,10 @@ func TestBackfill(t *testing.T) {
 	t.Run("SlicedKindsImportTheirRangesSideBySideAndResume", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
-		e.fake.Populate(250, 320) // a minute apart from T0, the fake account's creation
-		old := billingtest.Customer("cus_old", "old@example.com") // from before the account: the first range takes it
+		// A minute apart from T0, the fake account's creation, and one
+		// from before the account: the first range takes it.
+		e.fake.Populate(250, 320)
+		old := billingtest.Customer("cus_old", "old@example.com")
 		old["created"] = backfilltest.T0.Add(-24 * time.Hour).Unix()
 		e.fake.Lists["/v1/customers"] = append(e.fake.Lists["/v1/customers"], old)
 		cfg := backfill.Config{Slices: 4, PageSize: 30, CreatedUntil: backfilltest.T0.Add(6 * time.Hour)}
