@@ -108,11 +108,19 @@ var (
 	creditNoteKind = mustKind(models.CreditNote{}, kind{objectType: "credit_note", rank: creditNoteRank,
 		requires: []string{"status"},
 		refs:     []string{"InvoiceID", "CustomerID"}})
+	paymentMethodKind = mustKind(models.PaymentMethod{}, kind{objectType: "payment_method", rank: noRank})
+	productKind       = mustKind(models.Product{}, kind{objectType: "product", rank: noRank, deletable: true})
+	priceKind         = mustKind(models.Price{}, kind{objectType: "price", rank: noRank, deletable: true,
+		refs: []string{"ProductID"}})
+	subscriptionScheduleKind = mustKind(models.SubscriptionSchedule{}, kind{objectType: "subscription_schedule",
+		rank: subscriptionScheduleRank, requires: []string{"status"},
+		refs: []string{"CustomerID", "SubscriptionID"}})
 )
 
 // kinds are every kind of object the worker stores.
 var kinds = []kind{customerKind, subscriptionKind, invoiceKind, invoicePaymentKind, paymentIntentKind,
-	chargeKind, refundKind, disputeKind, checkoutSessionKind, creditNoteKind}
+	chargeKind, refundKind, disputeKind, checkoutSessionKind, creditNoteKind,
+	paymentMethodKind, productKind, priceKind, subscriptionScheduleKind}
 
 // ObjectTypes lists the Stripe objects the worker stores, by Stripe's
 // "object" name: those whose same-second tie may need the object from

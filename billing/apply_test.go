@@ -13,8 +13,7 @@ import (
 func TestStripeTags(t *testing.T) {
 	t.Parallel()
 	serves := map[reflect.Type][]string{}
-	for _, k := range []kind{customerKind, subscriptionKind, invoiceKind, invoicePaymentKind, paymentIntentKind, chargeKind,
-		refundKind, disputeKind, checkoutSessionKind, creditNoteKind} {
+	for _, k := range kinds {
 		serves[k.model] = append(serves[k.model], k.objectType)
 	}
 	tags := 0

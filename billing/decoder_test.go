@@ -25,17 +25,21 @@ import (
 
 // objectTypes are the structs the handlers decode, by fixture name.
 var objectTypes = map[string]func() any{
-	"customer":          func() any { return new(stripejson.Customer) },
-	"subscription":      func() any { return new(stripejson.Subscription) },
-	"subscription_item": func() any { return new(stripejson.SubscriptionItem) },
-	"invoice":           func() any { return new(stripejson.Invoice) },
-	"invoice_payment":   func() any { return new(stripejson.InvoicePayment) },
-	"payment_intent":    func() any { return new(stripejson.PaymentIntent) },
-	"charge":            func() any { return new(stripejson.Charge) },
-	"refund":            func() any { return new(stripejson.Refund) },
-	"dispute":           func() any { return new(stripejson.Dispute) },
-	"checkout.session":  func() any { return new(stripejson.CheckoutSession) },
-	"credit_note":       func() any { return new(stripejson.CreditNote) },
+	"customer":              func() any { return new(stripejson.Customer) },
+	"subscription":          func() any { return new(stripejson.Subscription) },
+	"subscription_item":     func() any { return new(stripejson.SubscriptionItem) },
+	"invoice":               func() any { return new(stripejson.Invoice) },
+	"invoice_payment":       func() any { return new(stripejson.InvoicePayment) },
+	"payment_intent":        func() any { return new(stripejson.PaymentIntent) },
+	"charge":                func() any { return new(stripejson.Charge) },
+	"refund":                func() any { return new(stripejson.Refund) },
+	"dispute":               func() any { return new(stripejson.Dispute) },
+	"checkout.session":      func() any { return new(stripejson.CheckoutSession) },
+	"credit_note":           func() any { return new(stripejson.CreditNote) },
+	"payment_method":        func() any { return new(stripejson.PaymentMethod) },
+	"product":               func() any { return new(stripejson.Product) },
+	"price":                 func() any { return new(stripejson.Price) },
+	"subscription_schedule": func() any { return new(stripejson.SubscriptionSchedule) },
 }
 
 // stdKeys is the payload as encoding/json reads it: the top-level keys
@@ -226,6 +230,36 @@ func TestDecodeErrors(t *testing.T) {
 	} {
 		var o stripejson.Invoice
 		_, err := decode(ev, []byte(tt.raw), "invoice", "invoice", &o, &o.Common)
+		if failure.Of(err) != failure.Schema || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("decode(%s) = %v (class %q), want a schema error saying %q", tt.raw, err, failure.Of(err), tt.want)
+		}
+	}
+	// The kinds of issue 23 item 9: a card's details are read under its
+	// type, as a charge's payment_method_details are.
+	for _, tt := range []struct {
+		k         kind
+		dst       func() (any, *stripejson.Common)
+		raw, want string
+	}{
+		{paymentMethodKind, func() (any, *stripejson.Common) { o := new(stripejson.PaymentMethod); return o, &o.Common },
+			`{"id":"pm_1","type":"card","card":{"exp_month":"8"}}`, "payment_method.card.exp_month is a JSON string, want a number"},
+		{chargeKind, func() (any, *stripejson.Common) { o := new(stripejson.Charge); return o, &o.Common },
+			`{"id":"ch_1","status":"failed","payment_method_details":{"type":"card","card":{"exp_year":"x"}}}`,
+			"charge.payment_method_details.card.exp_year is a JSON string, want a number"},
+		{paymentMethodKind, func() (any, *stripejson.Common) { o := new(stripejson.PaymentMethod); return o, &o.Common },
+			`{"id":"pm_1","customer":["cus_1"]}`, "payment_method.customer is a JSON value [\"cus_1\"], want a string"},
+		{priceKind, func() (any, *stripejson.Common) { o := new(stripejson.Price); return o, &o.Common },
+			`{"id":"price_1","recurring":{"interval_count":"1"}}`, "price.recurring.interval_count is a JSON string, want a number"},
+		{productKind, func() (any, *stripejson.Common) { o := new(stripejson.Product); return o, &o.Common },
+			`{"id":"prod_1","active":"yes"}`, "product.active is a JSON string, want a boolean"},
+		{subscriptionScheduleKind, func() (any, *stripejson.Common) { o := new(stripejson.SubscriptionSchedule); return o, &o.Common },
+			`{"id":"sub_sched_1"}`, "subscription_schedule.status is missing"},
+		{subscriptionScheduleKind, func() (any, *stripejson.Common) { o := new(stripejson.SubscriptionSchedule); return o, &o.Common },
+			`{"id":"sub_sched_1","status":"active","current_phase":{"end_date":"x"}}`,
+			"subscription_schedule.current_phase.end_date is a JSON string, want a number"},
+	} {
+		dst, c := tt.dst()
+		_, err := decode(ev, []byte(tt.raw), tt.k.objectType, tt.k.objectType, dst, c, tt.k.requires...)
 		if failure.Of(err) != failure.Schema || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("decode(%s) = %v (class %q), want a schema error saying %q", tt.raw, err, failure.Of(err), tt.want)
 		}

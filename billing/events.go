@@ -25,7 +25,7 @@ func IsPreview(ev Event) bool { return ev.ObjectID == "" && previewTypes[ev.Type
 func PlanOf(ev Event) (Planned, error) {
 	decode := decoders[ev.Type]
 	if ev.snapshot {
-		decode = snapshotPlans[ev.ObjectType]
+		decode = objectPlans[ev.ObjectType]
 	}
 	if decode == nil {
 		return Planned{}, fmt.Errorf("billing: no decoder for %s", ev.Type)
@@ -73,6 +73,9 @@ var since = map[string]string{
 	// no longer names its payment intent and charge; before it the invoice
 	// and charge events carry the links.
 	"invoice_payment.paid": InvoicePaymentsSince,
+	// Sent by Billing automations (due-date reminders) from
+	// 2024-09-30.acacia: Stripe's changelog adds them there.
+	"invoice.overdue": "2024-09-30.acacia", "invoice.will_be_due": "2024-09-30.acacia",
 }
 
 // NeededTypes lists, sorted, the event types an endpoint of apiVersion

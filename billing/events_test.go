@@ -23,10 +23,18 @@ func TestNeededTypesDocumented(t *testing.T) {
 	if !ok || !ok2 {
 		t.Fatal("docs/webhook-events.md has no <!-- needed types --> ... <!-- end needed types --> list")
 	}
-	var documented []string
+	var documented []string // "- `x.`: a, b" is x.a and x.b
 	for line := range strings.Lines(list) {
-		documented = append(documented, strings.Trim(strings.TrimSpace(line), "-` "))
+		prefix, names, ok := strings.Cut(line, ":")
+		if !ok {
+			t.Errorf("docs/webhook-events.md: %q is not \"- `prefix.`: name, name\"", line)
+			continue
+		}
+		for name := range strings.SplitSeq(names, ",") {
+			documented = append(documented, strings.Trim(prefix, "-` ")+strings.TrimSpace(name))
+		}
 	}
+	slices.Sort(documented)
 	if want := billing.NeededTypes(""); !slices.Equal(documented, want) {
 		t.Errorf("docs/webhook-events.md lists\n%v\nwant billing.NeededTypes(\"\")\n%v", documented, want)
 	}

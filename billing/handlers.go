@@ -23,7 +23,8 @@ var decoders = func() map[string]func(Event) (plan, error) {
 	}
 	for _, t := range []string{"invoice.created", "invoice.finalized", "invoice.updated", "invoice.paid",
 		"invoice.payment_succeeded", "invoice.payment_failed", "invoice.payment_action_required", "invoice.voided",
-		"invoice.marked_uncollectible", "invoice.deleted", "invoice.sent", "invoice.upcoming", "invoice.finalization_failed"} {
+		"invoice.marked_uncollectible", "invoice.deleted", "invoice.sent", "invoice.upcoming", "invoice.finalization_failed",
+		"invoice.overdue", "invoice.will_be_due"} {
 		handle(t, invoicePlan)
 	}
 	for _, t := range []string{"payment_intent.created", "payment_intent.succeeded", "payment_intent.payment_failed",
@@ -50,16 +51,30 @@ var decoders = func() map[string]func(Event) (plan, error) {
 	for _, t := range []string{"credit_note.created", "credit_note.updated", "credit_note.voided"} {
 		handle(t, creditNotePlan)
 	}
+	for _, t := range []string{"payment_method.attached", "payment_method.detached", "payment_method.updated",
+		"payment_method.automatically_updated"} {
+		handle(t, paymentMethodPlan)
+	}
+	for _, t := range []string{"created", "updated", "deleted"} {
+		handle("product."+t, productPlan)
+		handle("price."+t, pricePlan)
+	}
+	for _, t := range []string{"created", "updated", "expiring", "released", "canceled", "completed", "aborted"} {
+		handle("subscription_schedule."+t, subscriptionSchedulePlan)
+	}
 	return m
 }()
 
 // objectPlans plan an object of each stored type, by Stripe's "object"
-// name: Stripe's copy of one, fetched (Planned.WithFetched).
+// name: Stripe's copy of one, fetched (Planned.WithFetched), or a
+// snapshot's (Snapshot).
 var objectPlans = map[string]func(Event) (plan, error){
 	customerKind.objectType: customerPlan, subscriptionKind.objectType: subscriptionPlan, invoiceKind.objectType: invoicePlan,
 	invoicePaymentKind.objectType: invoicePaymentPlan, paymentIntentKind.objectType: paymentIntentPlan,
 	chargeKind.objectType: chargePlan, refundKind.objectType: refundPlan, disputeKind.objectType: disputePlan,
 	checkoutSessionKind.objectType: checkoutSessionPlan, creditNoteKind.objectType: creditNotePlan,
+	paymentMethodKind.objectType: paymentMethodPlan, productKind.objectType: productPlan, priceKind.objectType: pricePlan,
+	subscriptionScheduleKind.objectType: subscriptionSchedulePlan,
 }
 
 // previewTypes are the event types whose object Stripe may send without an
@@ -72,20 +87,21 @@ func customerPlan(ev Event) (plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return plan{{kind: customerKind, id: o.ID, change: &change{
-		kind:    customerKind,
-		id:      o.ID,
-		present: p,
-		deletes: ev.Type == "customer.deleted",
-		row: &models.Customer{
-			Email:         o.Email,
-			Name:          o.Name,
-			Currency:      o.Currency,
-			Balance:       o.Balance,
-			Metadata:      o.Metadata.S,
-			StripeCreated: o.Created.T,
-		},
-	}}}, nil
+	var defaultMethod ref
+	if o.InvoiceSettings != nil {
+		defaultMethod = o.InvoiceSettings.DefaultPaymentMethod
+	}
+	pl := one(customerKind, o.ID, "", p, "", &models.Customer{
+		Email:                  o.Email,
+		Name:                   o.Name,
+		Currency:               o.Currency,
+		Balance:                o.Balance,
+		Metadata:               o.Metadata.S,
+		StripeCreated:          o.Created.T,
+		DefaultPaymentMethodID: defaultMethod.Ptr(),
+	})
+	pl[0].change.deletes = ev.Type == "customer.deleted"
+	return pl, nil
 }
 
 func subscriptionPlan(ev Event) (plan, error) {
@@ -111,6 +127,9 @@ func subscriptionPlan(ev Event) (plan, error) {
 		TrialEnd:           o.TrialEnd.T,
 		Metadata:           o.Metadata.S,
 		StripeCreated:      o.Created.T,
+	}
+	if pc := o.PauseCollection; pc != nil {
+		row.PauseCollectionBehavior, row.PauseCollectionResumesAt = pc.Behavior, pc.ResumesAt.T
 	}
 	if !p.Has("current_period_start") {
 		// From 2025-03-31.basil each item has its own period: the
@@ -162,15 +181,8 @@ func invoicePlan(ev Event) (plan, error) {
 		StripeCreated:       o.Created.T,
 	}
 	row.BilledPeriodStart, row.BilledPeriodEnd = o.BilledPeriod()
-	pl := plan{{kind: invoiceKind, id: o.ID, change: &change{
-		kind:     invoiceKind,
-		id:       o.ID,
-		status:   o.Status,
-		present:  p,
-		customer: o.Customer,
-		deletes:  ev.Type == "invoice.deleted",
-		row:      row,
-	}}}
+	pl := one(invoiceKind, o.ID, o.Status, p, o.Customer, row)
+	pl[0].change.deletes = ev.Type == "invoice.deleted"
 	payments, path := ev.payments, "invoice_payments listed[%d]" // fetched (PaymentsToFetch)
 	if o.Payments != nil {
 		payments, path = o.Payments.Data, "invoice.payments.data[%d]"
@@ -258,14 +270,7 @@ func paymentIntentPlan(ev Event) (plan, error) {
 	if e := o.LastPaymentError; e != nil {
 		row.FailureCode, row.FailureMessage = e.Code, e.Message
 	}
-	pl := plan{{kind: paymentIntentKind, id: o.ID, change: &change{
-		kind:     paymentIntentKind,
-		id:       o.ID,
-		status:   o.Status,
-		present:  p,
-		customer: o.Customer,
-		row:      row,
-	}}}
+	pl := one(paymentIntentKind, o.ID, o.Status, p, o.Customer, row)
 	if !p.Has("invoice") { // before basil the objects name each other
 		pl = append(pl, op{kind: paymentIntentKind, id: o.ID, settle: true})
 	}
@@ -299,14 +304,7 @@ func chargePlan(ev Event) (plan, error) {
 		row.PaymentMethodType, row.PaymentMethodBrand, row.PaymentMethodLast4 = pm.Type, pm.Brand, pm.Last4
 		row.PaymentMethodExpMonth, row.PaymentMethodExpYear, row.PaymentMethodWallet = pm.ExpMonth, pm.ExpYear, pm.WalletType()
 	}
-	pl := plan{{kind: chargeKind, id: o.ID, change: &change{
-		kind:     chargeKind,
-		id:       o.ID,
-		status:   o.Status,
-		present:  p,
-		customer: o.Customer,
-		row:      row,
-	}}}
+	pl := one(chargeKind, o.ID, o.Status, p, o.Customer, row)
 	if !p.Has("invoice") { // before basil the objects name each other
 		pl = append(pl, op{kind: paymentIntentKind, id: string(o.PaymentIntent), settle: true})
 	}
@@ -373,22 +371,16 @@ func decodeRefund(ev Event, raw []byte, path string, charge ref) (plan, error) {
 	if o.Charge == "" {
 		o.Charge = charge
 	}
-	pl := plan{{kind: refundKind, id: o.ID, change: &change{
-		kind:    refundKind,
-		id:      o.ID,
-		status:  o.Status,
-		present: p,
-		row: &models.Refund{
-			ChargeID:        o.Charge.Ptr(),
-			PaymentIntentID: o.PaymentIntent.Ptr(),
-			Currency:        o.Currency,
-			Amount:          o.Amount,
-			Reason:          o.Reason,
-			FailureReason:   o.FailureReason,
-			Metadata:        o.Metadata.S,
-			StripeCreated:   o.Created.T,
-		},
-	}}}
+	pl := one(refundKind, o.ID, o.Status, p, "", &models.Refund{
+		ChargeID:        o.Charge.Ptr(),
+		PaymentIntentID: o.PaymentIntent.Ptr(),
+		Currency:        o.Currency,
+		Amount:          o.Amount,
+		Reason:          o.Reason,
+		FailureReason:   o.FailureReason,
+		Metadata:        o.Metadata.S,
+		StripeCreated:   o.Created.T,
+	})
 	if o.Status == "failed" || o.Status == "canceled" {
 		pl = append(pl, op{kind: chargeKind, id: string(o.Charge), refund: o.ID})
 	}
@@ -419,13 +411,7 @@ func disputePlan(ev Event) (plan, error) {
 	if o.EvidenceDetails != nil {
 		row.EvidenceDueBy = o.EvidenceDetails.DueBy.T
 	}
-	return plan{{kind: disputeKind, id: o.ID, change: &change{
-		kind:    disputeKind,
-		id:      o.ID,
-		status:  o.Status,
-		present: p,
-		row:     row,
-	}}}, nil
+	return one(disputeKind, o.ID, o.Status, p, "", row), nil
 }
 
 // checkoutSession stores the session (what ties a checkout to our user:
@@ -438,27 +424,20 @@ func checkoutSessionPlan(ev Event) (plan, error) {
 		return nil, err
 	}
 	customer := o.Customer.Ptr()
-	pl := plan{{kind: checkoutSessionKind, id: o.ID, change: &change{
-		kind:     checkoutSessionKind,
-		id:       o.ID,
-		status:   o.Status,
-		present:  p,
-		customer: o.Customer,
-		row: &models.CheckoutSession{
-			Mode:              o.Mode,
-			PaymentStatus:     o.PaymentStatus,
-			ClientReferenceID: o.ClientReferenceID,
-			CustomerID:        customer,
-			SubscriptionID:    o.Subscription.Ptr(),
-			PaymentIntentID:   o.PaymentIntent.Ptr(),
-			InvoiceID:         o.Invoice.Ptr(),
-			Currency:          o.Currency,
-			AmountTotal:       o.AmountTotal,
-			ExpiresAt:         o.ExpiresAt.T,
-			Metadata:          o.Metadata.S,
-			StripeCreated:     o.Created.T,
-		},
-	}}}
+	pl := one(checkoutSessionKind, o.ID, o.Status, p, o.Customer, &models.CheckoutSession{
+		Mode:              o.Mode,
+		PaymentStatus:     o.PaymentStatus,
+		ClientReferenceID: o.ClientReferenceID,
+		CustomerID:        customer,
+		SubscriptionID:    o.Subscription.Ptr(),
+		PaymentIntentID:   o.PaymentIntent.Ptr(),
+		InvoiceID:         o.Invoice.Ptr(),
+		Currency:          o.Currency,
+		AmountTotal:       o.AmountTotal,
+		ExpiresAt:         o.ExpiresAt.T,
+		Metadata:          o.Metadata.S,
+		StripeCreated:     o.Created.T,
+	})
 	for _, t := range []struct {
 		kind kind
 		id   ref
@@ -479,25 +458,85 @@ func creditNotePlan(ev Event) (plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return plan{{kind: creditNoteKind, id: o.ID, change: &change{
-		kind:     creditNoteKind,
-		id:       o.ID,
-		status:   o.Status,
-		present:  p,
-		customer: o.Customer,
-		row: &models.CreditNote{
-			InvoiceID:     o.Invoice.Ptr(),
-			CustomerID:    o.Customer.Ptr(),
-			Number:        o.Number,
-			Type:          o.Type,
-			Reason:        o.Reason,
-			Currency:      o.Currency,
-			Amount:        o.Amount,
-			Total:         o.Total,
-			Memo:          o.Memo,
-			VoidedAt:      o.VoidedAt.T,
-			Metadata:      o.Metadata.S,
-			StripeCreated: o.Created.T,
-		},
-	}}}, nil
+	return one(creditNoteKind, o.ID, o.Status, p, o.Customer, &models.CreditNote{
+		InvoiceID:     o.Invoice.Ptr(),
+		CustomerID:    o.Customer.Ptr(),
+		Number:        o.Number,
+		Type:          o.Type,
+		Reason:        o.Reason,
+		Currency:      o.Currency,
+		Amount:        o.Amount,
+		Total:         o.Total,
+		Memo:          o.Memo,
+		VoidedAt:      o.VoidedAt.T,
+		Metadata:      o.Metadata.S,
+		StripeCreated: o.Created.T,
+	}), nil
+}
+
+// one is the plan of an event that changes one object, its own.
+func one(k kind, id, status string, present payload, customer ref, row any) plan {
+	return plan{{kind: k, id: id, change: &change{kind: k, id: id, status: status, present: present, customer: customer, row: row}}}
+}
+
+// paymentMethodPlan stores a payment method's summary (never its
+// fingerprint); a detached method names no customer.
+func paymentMethodPlan(ev Event) (plan, error) {
+	var o stripejson.PaymentMethod
+	p, err := paymentMethodKind.decode(ev, &o, &o.Common)
+	if err != nil {
+		return nil, err
+	}
+	m := o.Summary
+	return one(paymentMethodKind, o.ID, "", p, o.Customer, &models.PaymentMethod{CustomerID: o.Customer.Ptr(), Type: m.Type,
+		Brand: m.Brand, Last4: m.Last4, ExpMonth: m.ExpMonth, ExpYear: m.ExpYear, Wallet: m.WalletType(), Metadata: o.Metadata.S,
+		StripeCreated: o.Created.T}), nil
+}
+
+func productPlan(ev Event) (plan, error) {
+	var o stripejson.Product
+	p, err := productKind.decode(ev, &o, &o.Common)
+	if err != nil {
+		return nil, err
+	}
+	pl := one(productKind, o.ID, "", p, "", &models.Product{Name: o.Name, Active: o.Active, Metadata: o.Metadata.S, StripeCreated: o.Created.T})
+	pl[0].change.deletes = ev.Type == "product.deleted"
+	return pl, nil
+}
+
+func pricePlan(ev Event) (plan, error) {
+	var o stripejson.Price
+	p, err := priceKind.decode(ev, &o, &o.Common)
+	if err != nil {
+		return nil, err
+	}
+	row := &models.Price{ProductID: o.Product.Ptr(), Type: o.Type, Currency: o.Currency, UnitAmount: o.UnitAmount,
+		Nickname: o.Nickname, LookupKey: o.LookupKey, Active: o.Active, Metadata: o.Metadata.S, StripeCreated: o.Created.T}
+	if r := o.Recurring; r != nil {
+		row.RecurringInterval, row.RecurringIntervalCount = r.Interval, r.IntervalCount
+	}
+	pl := one(priceKind, o.ID, "", p, "", row)
+	pl[0].change.deletes = ev.Type == "price.deleted"
+	return pl, nil
+}
+
+// subscriptionSchedulePlan stores a schedule and its current phase; its
+// subscription is the one it manages, or released.
+func subscriptionSchedulePlan(ev Event) (plan, error) {
+	var o stripejson.SubscriptionSchedule
+	p, err := subscriptionScheduleKind.decode(ev, &o, &o.Common)
+	if err != nil {
+		return nil, err
+	}
+	sub := o.Subscription
+	if sub == "" {
+		sub = o.ReleasedSubscription
+	}
+	row := &models.SubscriptionSchedule{CustomerID: o.Customer.Ptr(), SubscriptionID: sub.Ptr(), EndBehavior: o.EndBehavior,
+		CanceledAt: o.CanceledAt.T, CompletedAt: o.CompletedAt.T, ReleasedAt: o.ReleasedAt.T, Metadata: o.Metadata.S,
+		StripeCreated: o.Created.T}
+	if ph := o.CurrentPhase; ph != nil {
+		row.CurrentPhaseStart, row.CurrentPhaseEnd = ph.StartDate.T, ph.EndDate.T
+	}
+	return one(subscriptionScheduleKind, o.ID, o.Status, p, o.Customer, row), nil
 }

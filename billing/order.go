@@ -211,3 +211,16 @@ func creditNoteRank(s string) int {
 	}
 	return 0
 }
+
+// subscriptionScheduleRank: not_started < active < completed | released |
+// canceled: a schedule that ended never runs again.
+func subscriptionScheduleRank(s string) int {
+	switch s {
+	case "not_started":
+		return 0
+	case "completed", "released", "canceled":
+		return 2
+	default:
+		return 1
+	}
+}

@@ -33,21 +33,6 @@ import (
 // last_event_id and the history's event_id.
 const snapshotPrefix = "backfill_"
 
-// snapshotPlans are the plans of the objects a snapshot may carry, by
-// Stripe's "object" name: the decoders of the events that carry them.
-var snapshotPlans = map[string]func(Event) (plan, error){
-	customerKind.objectType:        customerPlan,
-	subscriptionKind.objectType:    subscriptionPlan,
-	invoiceKind.objectType:         invoicePlan,
-	invoicePaymentKind.objectType:  invoicePaymentPlan,
-	paymentIntentKind.objectType:   paymentIntentPlan,
-	chargeKind.objectType:          chargePlan,
-	refundKind.objectType:          refundPlan,
-	disputeKind.objectType:         disputePlan,
-	checkoutSessionKind.objectType: checkoutSessionPlan,
-	creditNoteKind.objectType:      creditNotePlan,
-}
-
 // Fetched is where and when an object was fetched from Stripe.
 type Fetched struct {
 	// At is when the request that fetched it was sent: Stripe read the
@@ -73,7 +58,7 @@ type Fetched struct {
 // not store, or without an id, is an error marked permanent.
 func Snapshot(obj []byte, from Fetched) (Event, error) {
 	keys, objectType, id := stripejson.Scan(obj)
-	if snapshotPlans[objectType] == nil || id == "" {
+	if objectPlans[objectType] == nil || id == "" {
 		return Event{}, failure.MarkPermanent(fmt.Errorf("billing: snapshot: object %q %q is not one the worker stores", objectType, id))
 	}
 	var live struct {

@@ -183,7 +183,7 @@ func TestSnapshot(t *testing.T) {
 	})
 	t.Run("AnObjectTheWorkerDoesNotStoreIsRefused", func(t *testing.T) {
 		t.Parallel()
-		for _, obj := range []string{`{"id":"prod_1","object":"product"}`, `{"object":"invoice"}`} {
+		for _, obj := range []string{`{"id":"tr_1","object":"transfer"}`, `{"object":"invoice"}`} {
 			if _, err := Snapshot([]byte(obj), Fetched{At: t0}); failure.Of(err) != failure.Permanent {
 				t.Errorf("Snapshot(%s) = %v; want a permanent error", obj, err)
 			}

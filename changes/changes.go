@@ -57,7 +57,8 @@ type Change struct {
 	Kind Kind   `json:"kind"`
 	// ObjectType is Stripe's object type ("subscription", "invoice",
 	// "charge", "payment_intent", "refund", "dispute", "customer",
-	// "checkout.session", "credit_note", "invoice_payment").
+	// "checkout.session", "credit_note", "invoice_payment", "payment_method",
+	// "product", "price", "subscription_schedule").
 	ObjectType string `json:"object_type"`
 	ObjectID   string `json:"object_id"`
 	// Sequence numbers the object's changes from 1 without a gap.

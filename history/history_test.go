@@ -54,8 +54,8 @@ func TestOf(t *testing.T) {
 		t.Fatal(err)
 	}
 	invoice := paid["data"].(map[string]any)["object"].(map[string]any)
-	overdueID, deadID := billingtest.NewEventID(), billingtest.NewEventID()
-	events := append(slices.Clone(lc.Events), billingtest.Event(overdueID, "invoice.overdue", paidAt.Add(time.Minute), invoice))
+	overpaidID, deadID := billingtest.NewEventID(), billingtest.NewEventID()
+	events := append(slices.Clone(lc.Events), billingtest.Event(overpaidID, "invoice.overpaid", paidAt.Add(time.Minute), invoice))
 	half := len(events) / 2
 	for _, raw := range events[:half] {
 		if _, err := p.Process(ctx, raw); err != nil {
@@ -93,7 +93,7 @@ func TestOf(t *testing.T) {
 		{"invoice.payment_failed", "open", "open", history.Applied},
 		{"invoice.payment_succeeded", "open", "paid", history.Applied},
 		{"invoice.paid", "paid", "paid", tieOutcome(paidID)},
-		{"invoice.overdue", "paid", "paid", history.Ignored},
+		{"invoice.overpaid", "paid", "paid", history.Ignored},
 		{"invoice.updated", "paid", "paid", history.Dead},
 	}
 	var got []step
@@ -108,7 +108,7 @@ func TestOf(t *testing.T) {
 			t.Errorf("event %d created %v before its predecessor's", i, ev.Created)
 		}
 		switch ev.ID {
-		case late.Finalized, overdueID, deadID, paidID, succeededID:
+		case late.Finalized, overpaidID, deadID, paidID, succeededID:
 		default:
 			if ev.Type != "invoice.created" && ev.Type != "invoice.payment_failed" {
 				t.Errorf("event %s %s is not the invoice's", ev.ID, ev.Type)

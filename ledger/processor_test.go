@@ -60,6 +60,10 @@ func snapshot(t *testing.T, s *models.Store) map[string][]string {
 	add(dump[models.Dispute](t, s, "stripe_id"))
 	add(dump[models.CheckoutSession](t, s, "stripe_id"))
 	add(dump[models.CreditNote](t, s, "stripe_id"))
+	add(dump[models.PaymentMethod](t, s, "stripe_id"))
+	add(dump[models.Product](t, s, "stripe_id"))
+	add(dump[models.Price](t, s, "stripe_id"))
+	add(dump[models.SubscriptionSchedule](t, s, "stripe_id"))
 	add(dump[models.StatusChange](t, s, "event_id, object_type, object_id"))
 	add(dump[models.StripeEvent](t, s, "id"))
 	return out

@@ -124,12 +124,13 @@ func TestReprocessAppliesAnIgnoredEvent(t *testing.T) {
 // lifecycles are customer lifecycles, in Stripe's order, for each
 // supported API version: three built from that version's Stripe fixtures
 // (live and test mode, a Connect account, several items, refunds, a
-// dispute), plus, on 2023-10-16, the simulator's lifecycles.
+// dispute) with their TrafficLifecycles, plus, on 2023-10-16, the simulator's lifecycles.
 func lifecycles() map[string][][]byte {
 	out := map[string][][]byte{}
 	for _, v := range billing.SupportedVersions() {
 		for seed := 1; seed <= 3; seed++ {
 			out[v] = append(out[v], billingtest.VersionLifecycle(v, seed).Events...)
+			out[v] = append(out[v], billingtest.VersionTraffic(v, seed).Events...)
 		}
 	}
 	out[billingtest.APIVersion] = append(out[billingtest.APIVersion], billingtest.Lifecycle(4, start)...)

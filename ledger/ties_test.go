@@ -425,7 +425,21 @@ var tieTypes = map[string]string{
 	"customer": "customer.updated", "subscription": "customer.subscription.updated", "invoice": "invoice.updated",
 	"invoice_payment": "invoice_payment.paid", "payment_intent": "payment_intent.processing", "charge": "charge.updated",
 	"refund": "refund.updated", "dispute": "charge.dispute.updated", "checkout.session": "checkout.session.completed",
-	"credit_note": "credit_note.updated",
+	"credit_note": "credit_note.updated", "payment_method": "payment_method.updated", "product": "product.updated",
+	"price": "price.updated", "subscription_schedule": "subscription_schedule.updated",
+}
+
+// tieFields are, for an object type without a currency, the payload key
+// a tie's payloads differ in and its column.
+var tieFields = map[string][2]string{"payment_method": {"customer", "customer_id"}, "product": {"name", "name"},
+	"subscription_schedule": {"end_behavior", "end_behavior"}}
+
+// tieField is the payload key and column of typ that a tie varies.
+func tieField(typ string) (key, column string) {
+	if f, ok := tieFields[typ]; ok {
+		return f[0], f[1]
+	}
+	return "currency", "currency"
 }
 
 // countingStripe is a fake Stripe that serves every stored object type
@@ -435,7 +449,8 @@ func countingStripe(t *testing.T, v string) (*ledger.Processor, *models.Store, f
 	t.Helper()
 	paths := map[string]string{"customers": "customer", "subscriptions": "subscription", "invoices": "invoice",
 		"invoice_payments": "invoice_payment", "payment_intents": "payment_intent", "charges": "charge", "refunds": "refund",
-		"disputes": "dispute", "sessions": "checkout.session", "credit_notes": "credit_note"}
+		"disputes": "dispute", "sessions": "checkout.session", "credit_notes": "credit_note", "payment_methods": "payment_method",
+		"products": "product", "prices": "price", "subscription_schedules": "subscription_schedule"}
 	calls := map[string]*atomic.Int32{}
 	for _, typ := range paths {
 		calls[typ] = &atomic.Int32{}
@@ -449,7 +464,8 @@ func countingStripe(t *testing.T, v string) (*ledger.Processor, *models.Store, f
 		}
 		calls[typ].Add(1)
 		o := stripefixture.Object(v, typ)
-		o["id"], o["currency"] = path.Base(r.URL.Path), "gbp"
+		key, _ := tieField(typ)
+		o["id"], o[key] = path.Base(r.URL.Path), "gbp"
 		_ = json.NewEncoder(w).Encode(o)
 	})
 	return p, s, func(typ string) int32 { return calls[typ].Load() }
@@ -473,13 +489,15 @@ func TestTieOnEveryStoredType(t *testing.T) {
 			model := map[string]any{"customer": &models.Customer{}, "subscription": &models.Subscription{}, "invoice": &models.Invoice{},
 				"invoice_payment": &models.InvoicePayment{}, "payment_intent": &models.Payment{}, "charge": &models.Payment{},
 				"refund": &models.Refund{}, "dispute": &models.Dispute{}, "checkout.session": &models.CheckoutSession{},
-				"credit_note": &models.CreditNote{}}[typ]
+				"credit_note": &models.CreditNote{}, "payment_method": &models.PaymentMethod{}, "product": &models.Product{},
+				"price": &models.Price{}, "subscription_schedule": &models.SubscriptionSchedule{}}[typ]
+			key, column := tieField(typ)
 			tie := func(id string, currencies ...string) ([][]byte, []string) {
 				var events [][]byte
 				var ids []string
 				for _, c := range currencies {
 					o := stripefixture.Object(v, typ)
-					o["id"], o["currency"] = id, c
+					o["id"], o[key] = id, c
 					evID := billingtest.NewEventID()
 					events, ids = append(events, versionEvent(t, v, evID, tieTypes[typ], start, false, "", o)), append(ids, evID)
 				}
@@ -490,7 +508,7 @@ func TestTieOnEveryStoredType(t *testing.T) {
 				if err := s.DB().Model(model).Where("stripe_id = ?", id).Take(&r).Error; err != nil {
 					t.Fatal(err)
 				}
-				return fmt.Sprint(deref(r["currency"])), fmt.Sprint(deref(r["last_event_id"]))
+				return fmt.Sprint(deref(r[column])), fmt.Sprint(deref(r["last_event_id"]))
 			}
 			for _, c := range []struct {
 				name       string

@@ -47,8 +47,8 @@ func TestSupportedVersions(t *testing.T) {
 // payments list.
 var versionSeeds = []int{1, 2, 3}
 
-// TestVersionLifecycles runs the same customer lifecycles in every
-// supported API version, in Stripe's order and shuffled with duplicates,
+// TestVersionLifecycles runs the same customer lifecycles (and their
+// TrafficLifecycles) in every supported API version, in Stripe's order and shuffled with duplicates,
 // one event at a time and in batches of 16 (as sets, never event by
 // event), and finds the records each version's lifecycles must leave, links
 // included, and the same records in every version (invoice_payments
@@ -65,9 +65,9 @@ func TestVersionLifecycles(t *testing.T) {
 					var events [][]byte
 					var want billingtest.Records
 					for _, seed := range versionSeeds {
-						l := billingtest.VersionLifecycle(version, seed)
-						events = append(events, l.Events...)
-						want = want.Add(l.Want)
+						l, tr := billingtest.VersionLifecycle(version, seed), billingtest.VersionTraffic(version, seed)
+						events = append(append(events, l.Events...), tr.Events...)
+						want = want.Add(l.Want).Add(tr.Want)
 					}
 					if strings.HasPrefix(order, "shuffled") {
 						seed := rand.Uint64()

@@ -66,7 +66,7 @@ func newPruneLedger(t *testing.T) *pruneLedger {
 	for i := range l.oldN + l.ignoredN {
 		typ := "customer.created"
 		if i >= l.oldN {
-			typ = "product.created" // no handler: ignored
+			typ = "issuing_card.created" // no handler: ignored
 		}
 		id := billingtest.NewEventID()
 		raw := billingtest.Event(id, typ, created, billingtest.Customer(fmt.Sprintf("cus_prune_%d", i), "a@example.com"))

@@ -111,6 +111,8 @@ type Customer struct {
 	Name     *string `gorm:"column:name" stripe:"name"`
 	Currency *string `gorm:"column:currency" stripe:"currency"`
 	Balance  *int64  `gorm:"column:balance" stripe:"balance"`
+	// DefaultPaymentMethodID is invoice_settings.default_payment_method.
+	DefaultPaymentMethodID *string `gorm:"column:default_payment_method_id" stripe:"invoice_settings"`
 	// Metadata, on every object's table, is its Stripe metadata as JSON
 	// text (a JSON column: LONGTEXT with a JSON_VALID check on MariaDB),
 	// for JSON_VALUE and JSON_EXTRACT; nil until an event carries it.
@@ -140,11 +142,14 @@ type Subscription struct {
 	EndedAt            *time.Time `gorm:"column:ended_at" stripe:"ended_at"`
 	TrialStart         *time.Time `gorm:"column:trial_start" stripe:"trial_start"`
 	TrialEnd           *time.Time `gorm:"column:trial_end" stripe:"trial_end"`
-	Metadata           *string    `gorm:"column:metadata;type:json" stripe:"metadata"`
-	Livemode           bool       `gorm:"column:livemode"`
-	Account            *string    `gorm:"column:account"`
-	StripeCreated      *time.Time `gorm:"column:stripe_created" stripe:"created"`
-	Ordering           `gorm:"embedded"`
+	// PauseCollection*: pause_collection, nil when collection is not paused.
+	PauseCollectionBehavior  *string    `gorm:"column:pause_collection_behavior" stripe:"pause_collection"`
+	PauseCollectionResumesAt *time.Time `gorm:"column:pause_collection_resumes_at" stripe:"pause_collection"`
+	Metadata                 *string    `gorm:"column:metadata;type:json" stripe:"metadata"`
+	Livemode                 bool       `gorm:"column:livemode"`
+	Account                  *string    `gorm:"column:account"`
+	StripeCreated            *time.Time `gorm:"column:stripe_created" stripe:"created"`
+	Ordering                 `gorm:"embedded"`
 }
 
 // TableName implements gorm's tabler.

@@ -21,6 +21,7 @@ func tableModels() []gormschema.Tabler {
 		models.InvoicePayment{}, models.Payment{}, models.Refund{}, models.Dispute{}, models.CheckoutSession{},
 		models.CreditNote{}, models.StatusChange{}, models.SweepCheckpoint{}, models.EventDiscard{},
 		feed.Outbox{}, feed.Notice{},
+		models.PaymentMethod{}, models.Product{}, models.Price{}, models.SubscriptionSchedule{},
 	}
 }
 

@@ -10,5 +10,6 @@ func ObjectTables() []schema.Tabler {
 	return []schema.Tabler{
 		Customer{}, Subscription{}, SubscriptionItem{}, Invoice{}, InvoicePayment{},
 		Payment{}, Refund{}, Dispute{}, CheckoutSession{}, CreditNote{},
+		PaymentMethod{}, Product{}, Price{}, SubscriptionSchedule{},
 	}
 }

@@ -21,16 +21,20 @@ import (
 // objectPaths are the API paths of the objects the worker stores
 // (billing.ObjectTypes), by Stripe's "object" name.
 var objectPaths = map[string]string{
-	"customer":         "/v1/customers/",
-	"subscription":     "/v1/subscriptions/",
-	"invoice":          "/v1/invoices/",
-	"invoice_payment":  "/v1/invoice_payments/", // from 2025-03-31.basil; before it Stripe answers 404
-	"payment_intent":   "/v1/payment_intents/",
-	"charge":           "/v1/charges/",
-	"refund":           "/v1/refunds/",
-	"dispute":          "/v1/disputes/",
-	"checkout.session": "/v1/checkout/sessions/",
-	"credit_note":      "/v1/credit_notes/",
+	"customer":              "/v1/customers/",
+	"subscription":          "/v1/subscriptions/",
+	"invoice":               "/v1/invoices/",
+	"invoice_payment":       "/v1/invoice_payments/", // from 2025-03-31.basil; before it Stripe answers 404
+	"payment_intent":        "/v1/payment_intents/",
+	"charge":                "/v1/charges/",
+	"refund":                "/v1/refunds/",
+	"dispute":               "/v1/disputes/",
+	"checkout.session":      "/v1/checkout/sessions/",
+	"credit_note":           "/v1/credit_notes/",
+	"payment_method":        "/v1/payment_methods/",
+	"product":               "/v1/products/",
+	"price":                 "/v1/prices/",
+	"subscription_schedule": "/v1/subscription_schedules/",
 }
 
 // Purposes of a call to Stripe: the purpose label of

@@ -165,6 +165,7 @@ func (b *versionBuilder) subscription(status string, canceledAt *time.Time) map[
 	o := b.fixture("subscription", b.id.Subscription, b.at(1))
 	o["customer"], o["status"], o["currency"] = b.id.Customer, status, b.currency
 	o["cancel_at_period_end"], o["cancel_at"], o["trial_start"], o["trial_end"] = false, nil, nil, nil
+	o["pause_collection"] = nil // the basil and later fixtures pause it
 	o["canceled_at"], o["ended_at"] = unixOrNil(canceledAt), unixOrNil(canceledAt)
 	o["latest_invoice"] = b.id.Invoice
 	o["metadata"] = b.metadata("subscription")
@@ -587,6 +588,11 @@ type Records struct {
 	Disputes          []models.Dispute
 	CheckoutSessions  []models.CheckoutSession
 	CreditNotes       []models.CreditNote
+	// From issue 23 item 9 (TrafficLifecycle).
+	PaymentMethods        []models.PaymentMethod
+	Products              []models.Product
+	Prices                []models.Price
+	SubscriptionSchedules []models.SubscriptionSchedule
 }
 
 // Add appends o's rows to r's, in stripe_id order as ReadRecords returns
@@ -602,6 +608,10 @@ func (r Records) Add(o Records) Records {
 	r.Disputes = append(r.Disputes, o.Disputes...)
 	r.CheckoutSessions = append(r.CheckoutSessions, o.CheckoutSessions...)
 	r.CreditNotes = append(r.CreditNotes, o.CreditNotes...)
+	r.PaymentMethods = append(r.PaymentMethods, o.PaymentMethods...)
+	r.Products = append(r.Products, o.Products...)
+	r.Prices = append(r.Prices, o.Prices...)
+	r.SubscriptionSchedules = append(r.SubscriptionSchedules, o.SubscriptionSchedules...)
 	r.sort()
 	return r
 }
@@ -610,7 +620,8 @@ func (r Records) Add(o Records) Records {
 func ReadRecords(db *gorm.DB) (Records, error) {
 	var r Records
 	for _, dst := range []any{&r.Customers, &r.Subscriptions, &r.SubscriptionItems, &r.Invoices, &r.InvoicePayments,
-		&r.Payments, &r.Refunds, &r.Disputes, &r.CheckoutSessions, &r.CreditNotes} {
+		&r.Payments, &r.Refunds, &r.Disputes, &r.CheckoutSessions, &r.CreditNotes,
+		&r.PaymentMethods, &r.Products, &r.Prices, &r.SubscriptionSchedules} {
 		if err := db.Order("stripe_id").Find(dst).Error; err != nil {
 			return Records{}, fmt.Errorf("billingtest: read records: %w", err)
 		}
@@ -622,16 +633,20 @@ func ReadRecords(db *gorm.DB) (Records, error) {
 // Tables returns r as JSON rows by table name, for comparing and showing.
 func (r Records) Tables() map[string][]string {
 	return map[string][]string{
-		models.Customer{}.TableName():         jsonRows(r.Customers),
-		models.Subscription{}.TableName():     jsonRows(r.Subscriptions),
-		models.SubscriptionItem{}.TableName(): jsonRows(r.SubscriptionItems),
-		models.Invoice{}.TableName():          jsonRows(r.Invoices),
-		models.InvoicePayment{}.TableName():   jsonRows(r.InvoicePayments),
-		models.Payment{}.TableName():          jsonRows(r.Payments),
-		models.Refund{}.TableName():           jsonRows(r.Refunds),
-		models.Dispute{}.TableName():          jsonRows(r.Disputes),
-		models.CheckoutSession{}.TableName():  jsonRows(r.CheckoutSessions),
-		models.CreditNote{}.TableName():       jsonRows(r.CreditNotes),
+		models.Customer{}.TableName():             jsonRows(r.Customers),
+		models.Subscription{}.TableName():         jsonRows(r.Subscriptions),
+		models.SubscriptionItem{}.TableName():     jsonRows(r.SubscriptionItems),
+		models.Invoice{}.TableName():              jsonRows(r.Invoices),
+		models.InvoicePayment{}.TableName():       jsonRows(r.InvoicePayments),
+		models.Payment{}.TableName():              jsonRows(r.Payments),
+		models.Refund{}.TableName():               jsonRows(r.Refunds),
+		models.Dispute{}.TableName():              jsonRows(r.Disputes),
+		models.CheckoutSession{}.TableName():      jsonRows(r.CheckoutSessions),
+		models.CreditNote{}.TableName():           jsonRows(r.CreditNotes),
+		models.PaymentMethod{}.TableName():        jsonRows(r.PaymentMethods),
+		models.Product{}.TableName():              jsonRows(r.Products),
+		models.Price{}.TableName():                jsonRows(r.Prices),
+		models.SubscriptionSchedule{}.TableName(): jsonRows(r.SubscriptionSchedules),
 	}
 }
 
@@ -663,6 +678,13 @@ func (r *Records) sort() {
 	sortBy(r.Disputes, func(m *models.Dispute) string { m.ID, m.Ordering = 0, models.Ordering{}; return m.StripeID })
 	sortBy(r.CheckoutSessions, func(m *models.CheckoutSession) string { m.ID, m.Ordering = 0, models.Ordering{}; return m.StripeID })
 	sortBy(r.CreditNotes, func(m *models.CreditNote) string { m.ID, m.Ordering = 0, models.Ordering{}; return m.StripeID })
+	sortBy(r.PaymentMethods, func(m *models.PaymentMethod) string { m.ID, m.Ordering = 0, models.Ordering{}; return m.StripeID })
+	sortBy(r.Products, func(m *models.Product) string { m.ID, m.Ordering = 0, models.Ordering{}; return m.StripeID })
+	sortBy(r.Prices, func(m *models.Price) string { m.ID, m.Ordering = 0, models.Ordering{}; return m.StripeID })
+	sortBy(r.SubscriptionSchedules, func(m *models.SubscriptionSchedule) string {
+		m.ID, m.Ordering = 0, models.Ordering{}
+		return m.StripeID
+	})
 }
 
 // sortBy sorts rows by stripe_id; bare clears a row's bookkeeping and

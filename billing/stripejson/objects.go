@@ -1,6 +1,7 @@
 package stripejson
 
 import (
+	"errors"
 	"time"
 
 	"github.com/segmentio/encoding/json"
@@ -28,24 +29,32 @@ type Customer struct {
 	Currency *string  `json:"currency"`
 	Balance  *int64   `json:"balance"`
 	Metadata Metadata `json:"metadata"`
+	// InvoiceSettings holds the customer's default payment method.
+	InvoiceSettings *struct {
+		DefaultPaymentMethod Ref `json:"default_payment_method"`
+	} `json:"invoice_settings"`
 }
 
 // Subscription is a subscription object.
 type Subscription struct {
 	Common
-	Customer           Ref      `json:"customer"`
-	Status             string   `json:"status"`
-	Currency           *string  `json:"currency"`
-	CurrentPeriodStart Unix     `json:"current_period_start"`
-	CurrentPeriodEnd   Unix     `json:"current_period_end"`
-	CancelAtPeriodEnd  *bool    `json:"cancel_at_period_end"`
-	CancelAt           Unix     `json:"cancel_at"`
-	CanceledAt         Unix     `json:"canceled_at"`
-	EndedAt            Unix     `json:"ended_at"`
-	TrialStart         Unix     `json:"trial_start"`
-	TrialEnd           Unix     `json:"trial_end"`
-	Items              *List    `json:"items"`
-	Metadata           Metadata `json:"metadata"`
+	Customer           Ref     `json:"customer"`
+	Status             string  `json:"status"`
+	Currency           *string `json:"currency"`
+	CurrentPeriodStart Unix    `json:"current_period_start"`
+	CurrentPeriodEnd   Unix    `json:"current_period_end"`
+	CancelAtPeriodEnd  *bool   `json:"cancel_at_period_end"`
+	CancelAt           Unix    `json:"cancel_at"`
+	CanceledAt         Unix    `json:"canceled_at"`
+	EndedAt            Unix    `json:"ended_at"`
+	TrialStart         Unix    `json:"trial_start"`
+	TrialEnd           Unix    `json:"trial_end"`
+	PauseCollection    *struct {
+		Behavior  *string `json:"behavior"`
+		ResumesAt Unix    `json:"resumes_at"`
+	} `json:"pause_collection"`
+	Items    *List    `json:"items"`
+	Metadata Metadata `json:"metadata"`
 }
 
 // List is a Stripe list whose items are decoded one by one.
@@ -269,6 +278,10 @@ func (m *PaymentMethodSummary) UnmarshalJSON(b []byte) error {
 		type fields PaymentMethodSummary // without this method
 		f := fields{Type: m.Type}
 		if err := json.Unmarshal(method, &f); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				te.Field = *m.Type + "." + te.Field // the path under the details, not under the type's
+			}
 			return err
 		}
 		*m = PaymentMethodSummary(f)
@@ -345,4 +358,70 @@ type CreditNote struct {
 	Memo     *string  `json:"memo"`
 	VoidedAt Unix     `json:"voided_at"`
 	Metadata Metadata `json:"metadata"`
+}
+
+// PaymentMethod is a payment method object: its customer and, read as a
+// charge's payment_method_details are (type, then that type's details),
+// its summary; the fingerprint is never read.
+type PaymentMethod struct {
+	Common
+	Customer Ref                  `json:"customer"`
+	Metadata Metadata             `json:"metadata"`
+	Summary  PaymentMethodSummary `json:"-"`
+}
+
+func (m *PaymentMethod) UnmarshalJSON(b []byte) error {
+	type fields PaymentMethod // without this method
+	var f fields
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, &f.Summary); err != nil {
+		return err
+	}
+	*m = PaymentMethod(f)
+	return nil
+}
+
+// Product is a product object.
+type Product struct {
+	Common
+	Name     *string  `json:"name"`
+	Active   *bool    `json:"active"`
+	Metadata Metadata `json:"metadata"`
+}
+
+// Price is a price object; Recurring is nil for a one-time price.
+type Price struct {
+	Common
+	Product    Ref     `json:"product"`
+	Type       *string `json:"type"`
+	Currency   *string `json:"currency"`
+	UnitAmount *int64  `json:"unit_amount"`
+	Recurring  *struct {
+		Interval      *string `json:"interval"`
+		IntervalCount *int    `json:"interval_count"`
+	} `json:"recurring"`
+	Nickname  *string  `json:"nickname"`
+	LookupKey *string  `json:"lookup_key"`
+	Active    *bool    `json:"active"`
+	Metadata  Metadata `json:"metadata"`
+}
+
+// SubscriptionSchedule is a subscription schedule object.
+type SubscriptionSchedule struct {
+	Common
+	Customer             Ref     `json:"customer"`
+	Subscription         Ref     `json:"subscription"`
+	ReleasedSubscription Ref     `json:"released_subscription"`
+	Status               string  `json:"status"`
+	EndBehavior          *string `json:"end_behavior"`
+	CurrentPhase         *struct {
+		StartDate Unix `json:"start_date"`
+		EndDate   Unix `json:"end_date"`
+	} `json:"current_phase"`
+	CanceledAt  Unix     `json:"canceled_at"`
+	CompletedAt Unix     `json:"completed_at"`
+	ReleasedAt  Unix     `json:"released_at"`
+	Metadata    Metadata `json:"metadata"`
 }

@@ -96,11 +96,12 @@ func TestEndpointCheck(t *testing.T) {
 		}
 	}
 
-	// The same old endpoint moved to basil needs invoice_payment.paid.
+	// The same old endpoint moved to basil needs invoice_payment.paid, and
+	// the due-date events Stripe added in 2024-09-30.acacia.
 	endpoints[1]["api_version"] = "2025-03-31.basil"
 	out, err = runCmd(t, getenv, "endpoint", "check")
-	if err == nil || exitCode(err) != 1 || !strings.Contains(out, "lacks 1 needed type(s): invoice_payment.paid") {
-		t.Errorf("a basil endpoint without invoice_payment.paid: %v\n%s", err, out)
+	if err == nil || exitCode(err) != 1 || !strings.Contains(out, "lacks 3 needed type(s): invoice.overdue, invoice.will_be_due, invoice_payment.paid") {
+		t.Errorf("a basil endpoint without invoice_payment.paid and the due-date events: %v\n%s", err, out)
 	}
 
 	// Only a disabled endpoint: Stripe sends nothing.

@@ -22,20 +22,23 @@ type CustomerObject struct {
 }
 
 // CustomerObjectTypes are the kinds CustomerObjects returns, in its order.
-var CustomerObjectTypes = []string{"subscription", "invoice", models.ObjectPaymentIntent, models.ObjectCharge, "refund", "dispute", "checkout.session", "credit_note"}
+var CustomerObjectTypes = []string{"subscription", "invoice", models.ObjectPaymentIntent, models.ObjectCharge, "refund", "dispute",
+	"checkout.session", "credit_note", "subscription_schedule", "payment_method"}
 
 // CustomerObjects returns the objects of customer customerID: its
-// subscriptions, invoices, payment intents and charges, checkout sessions
-// (each by its customer_id), the refunds and disputes of its charges and
+// subscriptions, invoices, payment intents and charges, checkout sessions,
+// subscription schedules and attached payment methods (which have no
+// status) (each by its customer_id), the refunds and disputes of its charges and
 // the credit notes of its invoices; by kind (CustomerObjectTypes), newest
 // first. Every read goes through an index (customer_id, charge_id,
 // invoice_id).
 func (r Reader) CustomerObjects(ctx context.Context, customerID string) ([]CustomerObject, error) {
 	db := r.db.WithContext(ctx)
 	var out []CustomerObject
+	status := "status"
 	read := func(objectType, table, where string, args ...any) error {
 		var rows []CustomerObject
-		err := db.Table(table).Select("? AS object_type, stripe_id, status, stripe_created", objectType).
+		err := db.Table(table).Select("? AS object_type, stripe_id, "+status+" AS status, stripe_created", objectType).
 			Where(where, args...).Order("stripe_created DESC, id DESC").Scan(&rows).Error
 		out = append(out, rows...)
 		return models.Translate("objects of "+customerID+" in "+table, err)
@@ -74,6 +77,13 @@ func (r Reader) CustomerObjects(ctx context.Context, customerID string) ([]Custo
 		if err := read("credit_note", "credit_notes", "invoice_id IN ?", invoices); err != nil {
 			return nil, err
 		}
+	}
+	if err := read("subscription_schedule", "subscription_schedules", "customer_id = ?", customerID); err != nil {
+		return nil, err
+	}
+	status = "NULL"
+	if err := read("payment_method", "payment_methods", "customer_id = ?", customerID); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
