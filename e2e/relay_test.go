@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stripe-billing/billing/changes"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/relay/relaytest"
@@ -87,4 +88,78 @@ func TestRelayKilled(t *testing.T) {
 	if second.count("relay publishing") != 1 {
 		t.Errorf("the second relay logged %d times that it publishes, want 1", second.count("relay publishing"))
 	}
+}
+
+// TestChangeFeed runs the api, the worker and the relay as processes
+// under billing simulate's load: every change the worker wrote reaches a
+// queue bound to the feed, each object's changes first delivered in
+// order without a gap (changes.Tracker), the last one delivered of each
+// customer, subscription and invoice its row's change_seq.
+func TestChangeFeed(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	ch := testenv.Channel(t)
+	queue := s.ns + ".changes.all"
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(queue, "#", s.topo.Changes, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	api := s.startReady(nil)
+	s.start("relay", nil)
+	sum := startLoad(api, 300, 150, 25).wait(t, 30*time.Second)
+	s.checkApplied(t, sum.Accepted, sum.AcceptedPoison, 30*time.Second)
+	var written int
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		var unpublished int
+		err := s.db.QueryRow("SELECT COUNT(*), COALESCE(SUM(published_at IS NULL), 0) FROM change_outbox").Scan(&written, &unpublished)
+		return err == nil && written > 0 && unpublished == 0
+	}, "the worker's changes published")
+
+	tracker := changes.NewTracker(0)
+	last := map[string]uint64{} // type/id: the last sequence delivered
+	delivered := 0
+	for _, d := range testenv.TakeAll(t, ch, queue) {
+		c, err := changes.Decode(d.Body)
+		if err != nil {
+			t.Fatalf("delivery %s: %v", d.MessageId, err)
+		}
+		v := tracker.Track(c)
+		obj := c.ObjectType + "/" + c.ObjectID
+		switch {
+		case v.Duplicate:
+			continue
+		case v.Missing > 0 || v.Late || (last[obj] == 0 && c.Sequence != 1):
+			t.Fatalf("%s: sequence %d after %d (%+v): not in order", obj, c.Sequence, last[obj], v)
+		}
+		last[obj] = c.Sequence
+		delivered++
+	}
+	if delivered != written {
+		t.Errorf("%d distinct changes delivered, %d written to the outbox", delivered, written)
+	}
+	for typ, table := range map[string]string{"customer": "customers", "subscription": "subscriptions", "invoice": "invoices"} {
+		rows, err := s.db.Query("SELECT stripe_id, change_seq FROM " + table + " WHERE change_seq > 0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for rows.Next() {
+			var id string
+			var seq uint64
+			if err := rows.Scan(&id, &seq); err != nil {
+				t.Fatal(err)
+			}
+			if last[typ+"/"+id] != seq {
+				t.Errorf("%s %s: change_seq %d, last change delivered %d", typ, id, seq, last[typ+"/"+id])
+			}
+			n++
+		}
+		rows.Close()
+		if n == 0 {
+			t.Errorf("no %s has a change", typ)
+		}
+	}
+	t.Logf("%d changes written and delivered, %d objects", written, len(last))
 }
