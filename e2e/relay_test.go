@@ -8,11 +8,28 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/stripe-billing/billing/changes"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/models"
 	"github.com/stripe-billing/billing/relay/relaytest"
 )
+
+// feedQueue declares a queue bound to the change feed with "#" and
+// returns it, with a channel to take its messages.
+func (s *stack) feedQueue() (*amqp.Channel, string) {
+	s.t.Helper()
+	ch := testenv.Channel(s.t)
+	queue := s.ns + ".changes.all"
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := ch.QueueBind(queue, "#", s.topo.Changes, false, nil); err != nil {
+		s.t.Fatal(err)
+	}
+	return ch, queue
+}
 
 // TestRelayKilled kills `billing relay` with SIGKILL while changes stream
 // into the outbox and it publishes them, then starts another: every
@@ -22,14 +39,7 @@ import (
 func TestRelayKilled(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	ch := testenv.Channel(t)
-	queue := s.ns + ".changes.all"
-	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.QueueBind(queue, "#", s.topo.Changes, false, nil); err != nil {
-		t.Fatal(err)
-	}
+	ch, queue := s.feedQueue()
 	store, err := models.Open(context.Background(), s.dsn, models.PoolConfig{MaxOpenConns: 2, MaxIdleConns: 2}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -98,14 +108,7 @@ func TestRelayKilled(t *testing.T) {
 func TestChangeFeed(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	ch := testenv.Channel(t)
-	queue := s.ns + ".changes.all"
-	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.QueueBind(queue, "#", s.topo.Changes, false, nil); err != nil {
-		t.Fatal(err)
-	}
+	ch, queue := s.feedQueue()
 	api := s.startReady(nil)
 	s.start("relay", nil)
 	sum := startLoad(api, 300, 150, 25).wait(t, 30*time.Second)
