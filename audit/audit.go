@@ -49,6 +49,9 @@ var Kinds = []Kind{
 	{Name: "disputes", ObjectType: "dispute", Model: models.Dispute{}},
 	{Name: "checkout_sessions", ObjectType: "checkout.session", Model: models.CheckoutSession{}},
 	{Name: "credit_notes", ObjectType: "credit_note", Model: models.CreditNote{}},
+	{Name: "products", ObjectType: "product", Model: models.Product{}},
+	{Name: "prices", ObjectType: "price", Model: models.Price{}},
+	{Name: "subscription_schedules", ObjectType: "subscription_schedule", Model: models.SubscriptionSchedule{}},
 }
 
 // Fetcher fetches an object as Stripe serves it now; nil and no error

@@ -232,7 +232,7 @@ func TestAudit(t *testing.T) {
 	})
 	t.Run("AnUnknownKindIsRefused", func(t *testing.T) {
 		t.Parallel()
-		if _, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"products"}}, nil, nil, nil, now); err == nil {
+		if _, err := audit.Run(context.Background(), audit.Config{Kinds: []string{"payouts"}}, nil, nil, nil, now); err == nil {
 			t.Error("no error")
 		}
 	})

@@ -50,7 +50,8 @@ type Kind struct {
 // Stripe's default leaves the canceled out. InvoicePayments (from
 // 2025-03-31.basil) come with their invoices, in the same calls; an
 // invoice with more than its list holds has the rest listed from the
-// InvoicePayments' own list (morePayments).
+// InvoicePayments' own list (morePayments). Payment methods are listed
+// per customer only: their events alone fill payment_methods.
 var Kinds = []Kind{
 	{Name: "customers", Path: "/v1/customers"},
 	{Name: "subscriptions", Path: "/v1/subscriptions", Params: url.Values{"status": {"all"}}},
@@ -61,6 +62,9 @@ var Kinds = []Kind{
 	{Name: "disputes", Path: "/v1/disputes"},
 	{Name: "checkout_sessions", Path: "/v1/checkout/sessions"},
 	{Name: "credit_notes", Path: "/v1/credit_notes"},
+	{Name: "products", Path: "/v1/products"},
+	{Name: "prices", Path: "/v1/prices"},
+	{Name: "subscription_schedules", Path: "/v1/subscription_schedules"},
 }
 
 // paymentsSince is the API version from which an invoice's payments are

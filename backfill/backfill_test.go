@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/stripe-billing/billing/backfill"
 	"github.com/stripe-billing/billing/backfill/backfilltest"
 	"github.com/stripe-billing/billing/billing/billingtest"
+	"github.com/stripe-billing/billing/internal/stripefixture"
 	"github.com/stripe-billing/billing/internal/testenv"
 	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/models"
@@ -150,10 +152,10 @@ func TestBackfill(t *testing.T) {
 			t.Errorf("customers %+v, invoices %+v; want 250 in 3 pages and 320 in 4, all written", c, i)
 		}
 		e.checkImported(t)
-		if total, most := e.fake.ServedPages(); total != 3+4+7 || most != 1 {
-			t.Errorf("%d whole pages served, one up to %d times; want each of the 14 once", total, most)
+		if total, most := e.fake.ServedPages(); total != 3+4+10 || most != 1 {
+			t.Errorf("%d whole pages served, one up to %d times; want each of the 17 once", total, most)
 		}
-		if n := e.fake.Requests(); n != 14*4 {
+		if n := e.fake.Requests(); n != 17*4 {
 			t.Errorf("%d requests; want 4 per page: a 429, a 500, a cut page, the page", n)
 		}
 	})
@@ -197,8 +199,8 @@ func TestBackfill(t *testing.T) {
 		// Only the pages fetched and not written at each kill are fetched
 		// again: the one being written and the one ahead at the first, the
 		// one ahead at the second.
-		if total, most := e.fake.ServedPages(); total > 14+3 || most > 2 {
-			t.Errorf("%d whole pages served, one %d times; want at most the 14 and the 3 not written at the kills", total, most)
+		if total, most := e.fake.ServedPages(); total > 17+3 || most > 2 {
+			t.Errorf("%d whole pages served, one %d times; want at most the 17 and the 3 not written at the kills", total, most)
 		}
 	})
 
@@ -472,9 +474,35 @@ func TestBackfill(t *testing.T) {
 			t.Errorf("2023-10-16 invoices' query %s; want no expansion: there are no InvoicePayments", q)
 		}
 	})
+	t.Run("TheCatalogAndSchedulesAreImported", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		const v = "2026-08-26.dahlia"
+		add := func(object, id string, set map[string]any) {
+			o := stripefixture.Object(v, object)
+			o["id"], o["created"] = id, backfilltest.T0.Unix()
+			maps.Copy(o, set)
+			path := "/v1/" + object + "s"
+			e.fake.Lists[path] = append(e.fake.Lists[path], o)
+		}
+		add("product", "prod_pro", map[string]any{"name": "Pro"})
+		add("price", "price_pro_monthly", map[string]any{"product": "prod_pro", "nickname": "Pro monthly", "unit_amount": 1500})
+		add("subscription_schedule", "sub_sched_1", map[string]any{"customer": "cus_1", "status": "active"})
+		cfg := backfill.Config{Kinds: []string{"products", "prices", "subscription_schedules"}, APIVersion: v}
+		if _, err := e.backfill(t, cfg).Run(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		err := e.store.DB().Raw(`SELECT CONCAT(pr.stripe_id, ' ', pr.nickname, ' of ', p.name, ' ', pr.unit_amount, ' ', pr.recurring_interval)
+			FROM prices pr JOIN products p ON p.stripe_id = pr.product_id
+			UNION ALL SELECT CONCAT(stripe_id, ' ', status, ' ', customer_id) FROM subscription_schedules`).Scan(&got).Error
+		if want := []string{"price_pro_monthly Pro monthly of Pro 1500 month", "sub_sched_1 active cus_1"}; err != nil || !slices.Equal(got, want) {
+			t.Errorf("rows %q, %v; want %q", got, err, want)
+		}
+	})
 	t.Run("AnUnknownKindIsRefused", func(t *testing.T) {
 		t.Parallel()
-		if _, err := backfill.New(backfill.Config{Kinds: []string{"products"}}, nil, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "customers") {
+		if _, err := backfill.New(backfill.Config{Kinds: []string{"payouts"}}, nil, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "customers") {
 			t.Errorf("New = %v; want an error listing the kinds", err)
 		}
 	})

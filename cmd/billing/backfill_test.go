@@ -111,7 +111,7 @@ func TestBackfill(t *testing.T) {
 	if _, err := runCmd(t, getenv, "backfill", "--all-accounts", "--account", "acct_1"); exitCode(err) != 2 {
 		t.Errorf("--all-accounts with --account = %v; want a usage error", err)
 	}
-	if out, err := runCmd(t, getenv, "backfill", "--kind", "products"); exitCode(err) != 2 {
-		t.Errorf("backfill --kind products = %v (exit %d); want a usage error:\n%s", err, exitCode(err), out)
+	if out, err := runCmd(t, getenv, "backfill", "--kind", "payouts"); exitCode(err) != 2 {
+		t.Errorf("backfill --kind payouts = %v (exit %d); want a usage error:\n%s", err, exitCode(err), out)
 	}
 }
