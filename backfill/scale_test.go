@@ -36,7 +36,7 @@ func TestBackfillAtScale(t *testing.T) {
 	e.fake.Populate(customers, 3*customers)
 	e.fake.PopulateCharges()
 	objects := 7 * customers
-	pages := 7*customers/backfill.DefaultPageSize + 6 // and the six empty kinds' one page each
+	pages := 7*customers/backfill.DefaultPageSize + 9 // and the nine empty kinds' one page each
 
 	// Killed once a third of the pages are in.
 	ctx, cancel := context.WithCancel(context.Background())
