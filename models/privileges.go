@@ -39,7 +39,7 @@ func Grants() map[string][]Grant {
 		"worker":  {{"SELECT, INSERT, UPDATE", "*"}, {"DELETE", "subscription_items"}},
 		"sweep": {{"SELECT, UPDATE", "stripe_events"}, {"SELECT, INSERT, UPDATE", "sweep_checkpoints"}, {"SELECT, INSERT", "event_discards"},
 			{"SELECT, DELETE", "change_outbox"}},
-		"relay":   {{"SELECT, UPDATE (published_at)", "change_outbox"}},
+		"relay": {{"SELECT, UPDATE (published_at)", "change_outbox"}},
 		"notify": {{"SELECT", "customers"}, {"SELECT", "invoices"}, {"SELECT", "payments"}, {"SELECT", "invoice_payments"},
 			{"SELECT", "disputes"}, {"SELECT, INSERT, UPDATE", "change_notices"}},
 		"support": {{"SELECT", "*"}, {"INSERT", "event_discards"}, {"UPDATE (status)", "stripe_events"}},
