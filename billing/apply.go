@@ -5,9 +5,9 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
-	"github.com/stripe-billing/billing/billing/stripejson"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -32,7 +32,9 @@ type kind struct {
 	carried    []carried
 	refFields  []*modelField
 	growFields []*modelField
-	writes     []string // the model fields an applied event or a link may change
+	simple     []reflect.StructField       // the carried fields decode fills itself (isSimple)
+	with       *atomic.Pointer[withSimple] // made at its first decode
+	writes     []string                    // the model fields an applied event or a link may change
 	// For the change feed (changes.go): the fields of an Amount change and
 	// those a Created or Deleted change carries.
 	amountFields, storedFields []*modelField
@@ -151,7 +153,7 @@ func mustKind(model any, k kind) kind {
 		}
 		return f
 	}
-	k.model = t
+	k.model, k.with = t, new(atomic.Pointer[withSimple])
 	for _, g := range growing {
 		if g.objectType == k.objectType {
 			k.grows = append(k.grows, g.field)
@@ -179,6 +181,9 @@ func mustKind(model any, k kind) kind {
 		sf := t.Field(i)
 		if keys := carriedKeys(sf.Tag.Get("stripe"), k.objectType); len(keys) > 0 {
 			k.carried = append(k.carried, carried{field: field(sf.Name), keys: keys})
+			if isSimple(sf, keys) {
+				k.simple = append(k.simple, sf)
+			}
 		}
 	}
 	if len(k.carried) == 0 {
@@ -233,6 +238,21 @@ func carriedKeys(tag, objectType string) []string {
 	return keys
 }
 
+// isSimple reports whether the carried field sf, carried by keys, is one
+// that decode fills from its object by itself (withSimple), with no shape
+// field nor handler: one top-level key, named as its column, holding a
+// string, an integer, a boolean or, for a time, Stripe's Unix seconds.
+// Anything else (a reference, a nested object, a field that moved between
+// API versions, a JSON column) is the handler's.
+func isSimple(sf reflect.StructField, keys []string) bool {
+	switch sf.Type {
+	case reflect.TypeFor[*string](), reflect.TypeFor[*int64](), reflect.TypeFor[*int](), reflect.TypeFor[*bool](),
+		reflect.TypeFor[*time.Time]():
+		return len(keys) == 1 && keys[0] == columnOf(sf) && !strings.Contains(sf.Tag.Get("gorm"), "type:")
+	}
+	return false
+}
+
 // columnOf reads the column a model field is stored in from its gorm
 // tag ("column:name"); "" for a field with none.
 func columnOf(sf reflect.StructField) string {
@@ -259,10 +279,20 @@ type change struct {
 	stripes bool
 }
 
-// decode reads ev's data.object, a k, into dst (see decode).
-func (k kind) decode(ev Event, dst any, c *stripejson.Common) (payload, error) {
-	return decodeScanned(ev, ev.Object, ev.keys, k.objectType, k.objectType, dst, c, k.requires...)
+// decodeObject reads ev's data.object, a k, into a new T, k's shape, and
+// k's simple fields into row (decodeAs).
+func decodeObject[T any](ev Event, k *kind, row any) (*T, payload, error) {
+	return decodeAs[T](ev, ev.Object, ev.keys, k.objectType, k, row, k.requires...)
 }
+
+// kindOf is each kind by its objectType.
+var kindOf = func() map[string]*kind {
+	m := make(map[string]*kind, len(kinds))
+	for i := range kinds {
+		m[kinds[i].objectType] = &kinds[i]
+	}
+	return m
+}()
 
 // envelope is what an event says of every object it carries: whether it
 // is live and the Connect account it belongs to (NULL for the platform's

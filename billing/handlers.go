@@ -82,8 +82,8 @@ var objectPlans = map[string]func(Event) (plan, error){
 var previewTypes = map[string]bool{"invoice.upcoming": true}
 
 func customerPlan(ev Event) (plan, error) {
-	var o stripejson.Customer
-	p, err := customerKind.decode(ev, &o, &o.Common)
+	row := &models.Customer{}
+	o, p, err := decodeObject[stripejson.Customer](ev, &customerKind, row)
 	if err != nil {
 		return nil, err
 	}
@@ -91,43 +91,24 @@ func customerPlan(ev Event) (plan, error) {
 	if o.InvoiceSettings != nil {
 		defaultMethod = o.InvoiceSettings.DefaultPaymentMethod
 	}
-	pl := one(customerKind, o.ID, "", p, "", &models.Customer{
-		Email:                  o.Email,
-		Name:                   o.Name,
-		Currency:               o.Currency,
-		Balance:                o.Balance,
-		Metadata:               o.Metadata.S,
-		StripeCreated:          o.Created.T,
-		DefaultPaymentMethodID: defaultMethod.Ptr(),
-	})
+	row.Metadata, row.StripeCreated, row.DefaultPaymentMethodID = o.Metadata.S, o.Created.T, defaultMethod.Ptr()
+	pl := one(customerKind, o.ID, "", p, "", row)
 	pl[0].change.deletes = ev.Type == "customer.deleted"
 	return pl, nil
 }
 
 func subscriptionPlan(ev Event) (plan, error) {
-	var o stripejson.Subscription
-	p, err := subscriptionKind.decode(ev, &o, &o.Common)
+	row := &models.Subscription{}
+	o, p, err := decodeObject[stripejson.Subscription](ev, &subscriptionKind, row)
 	if err != nil {
 		return nil, err
 	}
-	its, err := decodeItems(ev, o, p)
+	its, err := decodeItems(ev, *o, p)
 	if err != nil {
 		return nil, err
 	}
-	row := &models.Subscription{
-		CustomerID:         o.Customer.Ptr(),
-		Currency:           o.Currency,
-		CurrentPeriodStart: o.CurrentPeriodStart.T,
-		CurrentPeriodEnd:   o.CurrentPeriodEnd.T,
-		CancelAtPeriodEnd:  o.CancelAtPeriodEnd,
-		CancelAt:           o.CancelAt.T,
-		CanceledAt:         o.CanceledAt.T,
-		EndedAt:            o.EndedAt.T,
-		TrialStart:         o.TrialStart.T,
-		TrialEnd:           o.TrialEnd.T,
-		Metadata:           o.Metadata.S,
-		StripeCreated:      o.Created.T,
-	}
+	row.CustomerID, row.Metadata, row.StripeCreated = o.Customer.Ptr(), o.Metadata.S, o.Created.T
+	row.CurrentPeriodStart, row.CurrentPeriodEnd = o.CurrentPeriodStart.T, o.CurrentPeriodEnd.T
 	if pc := o.PauseCollection; pc != nil {
 		row.PauseCollectionBehavior, row.PauseCollectionResumesAt = pc.Behavior, pc.ResumesAt.T
 	}
@@ -151,36 +132,16 @@ func subscriptionPlan(ev Event) (plan, error) {
 }
 
 func invoicePlan(ev Event) (plan, error) {
-	var o stripejson.Invoice
-	p, err := invoiceKind.decode(ev, &o, &o.Common)
+	row := &models.Invoice{}
+	o, p, err := decodeObject[stripejson.Invoice](ev, &invoiceKind, row)
 	if err != nil {
 		return nil, err
 	}
-	row := &models.Invoice{
-		CustomerID:          o.Customer.Ptr(),
-		SubscriptionID:      o.SubscriptionRef().Ptr(),
-		PaymentIntentID:     o.PaymentIntent.Ptr(),
-		ChargeID:            o.Charge.Ptr(),
-		Number:              o.Number,
-		Currency:            o.Currency,
-		AmountDue:           o.AmountDue,
-		AmountPaid:          o.AmountPaid,
-		AmountRemaining:     o.AmountRemaining,
-		Subtotal:            o.Subtotal,
-		Total:               o.Total,
-		AttemptCount:        o.AttemptCount,
-		HostedInvoiceURL:    o.HostedInvoiceURL,
-		DueDate:             o.DueDate.T,
-		PeriodStart:         o.PeriodStart.T,
-		PeriodEnd:           o.PeriodEnd.T,
-		PaidAt:              o.PaidAt(),
-		NextPaymentAttempt:  o.NextPaymentAttempt.T,
-		Tax:                 o.TotalTax(),
-		TotalDiscountAmount: stripejson.Sum(o.TotalDiscountAmounts),
-		Metadata:            o.Metadata.S,
-		StripeCreated:       o.Created.T,
-	}
-	row.BilledPeriodStart, row.BilledPeriodEnd = o.BilledPeriod()
+	row.CustomerID, row.SubscriptionID = o.Customer.Ptr(), stripejson.SubscriptionRef(o).Ptr()
+	row.PaymentIntentID, row.ChargeID = o.PaymentIntent.Ptr(), o.Charge.Ptr()
+	row.PaidAt, row.Tax, row.TotalDiscountAmount = stripejson.PaidAt(o), stripejson.TotalTax(o), stripejson.Sum(o.TotalDiscountAmounts)
+	row.Metadata, row.StripeCreated = o.Metadata.S, o.Created.T
+	row.BilledPeriodStart, row.BilledPeriodEnd = stripejson.BilledPeriod(o)
 	pl := one(invoiceKind, o.ID, o.Status, p, o.Customer, row)
 	pl[0].change.deletes = ev.Type == "invoice.deleted"
 	payments, path := ev.payments, "invoice_payments listed[%d]" // fetched (PaymentsToFetch)
@@ -210,13 +171,13 @@ func invoicePaymentPlan(ev Event) (plan, error) {
 // what paid it (a payment intent, or a charge without one), and the
 // intent's links are settled.
 func decodeInvoicePayment(ev Event, raw []byte, path string, invoice ref) (plan, error) {
-	var o stripejson.InvoicePayment
-	k := invoicePaymentKind
+	k := &invoicePaymentKind
 	requires := k.requires
 	if invoice != "" {
 		requires = []string{"status"} // an item of the invoice's own list
 	}
-	p, err := decode(ev, raw, path, k.objectType, &o, &o.Common, requires...)
+	row := &models.InvoicePayment{}
+	o, p, err := decodeAs[stripejson.InvoicePayment](ev, raw, payload{}, path, k, row, requires...)
 	if err != nil {
 		return nil, err
 	}
@@ -227,20 +188,12 @@ func decodeInvoicePayment(ev Event, raw []byte, path string, invoice ref) (plan,
 	if o.Payment != nil {
 		pi, charge = o.Payment.PaymentIntent, o.Payment.Charge
 	}
-	row := &models.InvoicePayment{
-		InvoiceID:       invoice.Ptr(),
-		PaymentIntentID: pi.Ptr(),
-		ChargeID:        charge.Ptr(),
-		Currency:        o.Currency,
-		AmountPaid:      o.AmountPaid,
-		AmountRequested: o.AmountRequested,
-		StripeCreated:   o.Created.T,
-	}
+	row.InvoiceID, row.PaymentIntentID, row.ChargeID, row.StripeCreated = invoice.Ptr(), pi.Ptr(), charge.Ptr(), o.Created.T
 	if o.StatusTransitions != nil {
 		row.PaidAt = o.StatusTransitions.PaidAt.T
 	}
 	return plan{
-		{kind: k, id: o.ID, change: &change{kind: k, id: o.ID, status: o.Status, present: p, row: row}},
+		{kind: *k, id: o.ID, change: &change{kind: *k, id: o.ID, status: o.Status, present: p, row: row}},
 		{kind: invoiceKind, id: string(invoice), ensure: true},
 		{kind: invoiceKind, id: string(invoice), link: &models.Invoice{PaymentIntentID: pi.Ptr(), ChargeID: charge.Ptr()}},
 		{kind: chargeKind, id: string(charge), link: &models.Payment{InvoiceID: invoice.Ptr()}},
@@ -249,24 +202,14 @@ func decodeInvoicePayment(ev Event, raw []byte, path string, invoice ref) (plan,
 }
 
 func paymentIntentPlan(ev Event) (plan, error) {
-	var o stripejson.PaymentIntent
-	p, err := paymentIntentKind.decode(ev, &o, &o.Common)
+	row := &models.Payment{}
+	o, p, err := decodeObject[stripejson.PaymentIntent](ev, &paymentIntentKind, row)
 	if err != nil {
 		return nil, err
 	}
 	succeeded := o.Status == "succeeded"
-	row := &models.Payment{
-		CustomerID:     o.Customer.Ptr(),
-		InvoiceID:      o.Invoice.Ptr(),
-		ChargeID:       o.LatestCharge.Ptr(),
-		Currency:       o.Currency,
-		Amount:         o.Amount,
-		AmountReceived: o.AmountReceived,
-		Captured:       &succeeded,
-		Paid:           &succeeded,
-		Metadata:       o.Metadata.S,
-		StripeCreated:  o.Created.T,
-	}
+	row.CustomerID, row.InvoiceID, row.ChargeID = o.Customer.Ptr(), o.Invoice.Ptr(), o.LatestCharge.Ptr()
+	row.Captured, row.Paid, row.Metadata, row.StripeCreated = &succeeded, &succeeded, o.Metadata.S, o.Created.T
 	if e := o.LastPaymentError; e != nil {
 		row.FailureCode, row.FailureMessage = e.Code, e.Message
 	}
@@ -278,28 +221,13 @@ func paymentIntentPlan(ev Event) (plan, error) {
 }
 
 func chargePlan(ev Event) (plan, error) {
-	var o stripejson.Charge
-	p, err := chargeKind.decode(ev, &o, &o.Common)
+	row := &models.Payment{}
+	o, p, err := decodeObject[stripejson.Charge](ev, &chargeKind, row)
 	if err != nil {
 		return nil, err
 	}
-	row := &models.Payment{
-		CustomerID:      o.Customer.Ptr(),
-		InvoiceID:       o.Invoice.Ptr(),
-		PaymentIntentID: o.PaymentIntent.Ptr(),
-		Currency:        o.Currency,
-		Amount:          o.Amount,
-		AmountCaptured:  o.AmountCaptured,
-		AmountRefunded:  o.AmountRefunded,
-		AmountReleased:  released(o, p.Has("invoice")),
-		Captured:        o.Captured,
-		Refunded:        o.Refunded,
-		Paid:            o.Paid,
-		FailureCode:     o.FailureCode,
-		FailureMessage:  o.FailureMessage,
-		Metadata:        o.Metadata.S,
-		StripeCreated:   o.Created.T,
-	}
+	row.CustomerID, row.InvoiceID, row.PaymentIntentID = o.Customer.Ptr(), o.Invoice.Ptr(), o.PaymentIntent.Ptr()
+	row.AmountReleased, row.Metadata, row.StripeCreated = released(row, p.Has("invoice")), o.Metadata.S, o.Created.T
 	if pm := o.PaymentMethodDetails; pm != nil {
 		row.PaymentMethodType, row.PaymentMethodBrand, row.PaymentMethodLast4 = pm.Type, pm.Brand, pm.Last4
 		row.PaymentMethodExpMonth, row.PaymentMethodExpYear, row.PaymentMethodWallet = pm.ExpMonth, pm.ExpYear, pm.WalletType()
@@ -324,9 +252,9 @@ func chargePlan(ev Event) (plan, error) {
 	return pl, nil
 }
 
-// released is the part of charge o's amount_refunded that gave back a
+// released is the part of charge c's amount_refunded that gave back a
 // hold never captured: not money returned (docs/finance.md's refunded
-// leaves it out); nil when o lacks an amount. Before 2025-03-31.basil a
+// leaves it out); nil when c lacks an amount. Before 2025-03-31.basil a
 // partial capture, a cancellation and an expired authorisation each
 // refund the part not captured, first, so that part of amount_refunded
 // is a release; from basil Stripe releases it with no refund and
@@ -335,17 +263,17 @@ func chargePlan(ev Event) (plan, error) {
 // not say: preBasil (the payload has a charge's invoice, a key basil
 // removed) stands for it, and refunds beyond amount_captured can only
 // hold a release whatever the version.
-func released(o stripejson.Charge, preBasil bool) *int64 {
-	if o.Amount == nil || o.AmountRefunded == nil {
+func released(c *models.Payment, preBasil bool) *int64 {
+	if c.Amount == nil || c.AmountRefunded == nil {
 		return nil
 	}
 	captured := int64(0)
-	if o.AmountCaptured != nil {
-		captured = *o.AmountCaptured
+	if c.AmountCaptured != nil {
+		captured = *c.AmountCaptured
 	}
 	n := int64(0)
-	if preBasil || *o.AmountRefunded > captured {
-		n = max(0, min(*o.AmountRefunded, *o.Amount-captured))
+	if preBasil || *c.AmountRefunded > captured {
+		n = max(0, min(*c.AmountRefunded, *c.Amount-captured))
 	}
 	return &n
 }
@@ -358,29 +286,21 @@ func refundPlan(ev Event) (plan, error) {
 // an item of a charge's refunds), whose charge is charge when it names
 // none.
 func decodeRefund(ev Event, raw []byte, path string, charge ref) (plan, error) {
-	var o stripejson.Refund
-	k := refundKind
+	k := &refundKind
 	var keys payload
 	if charge == "" {
 		keys = ev.keys // data.object's, read already
 	}
-	p, err := decodeScanned(ev, raw, keys, path, k.objectType, &o, &o.Common, k.requires...)
+	row := &models.Refund{}
+	o, p, err := decodeAs[stripejson.Refund](ev, raw, keys, path, k, row, k.requires...)
 	if err != nil {
 		return nil, err
 	}
 	if o.Charge == "" {
 		o.Charge = charge
 	}
-	pl := one(refundKind, o.ID, o.Status, p, "", &models.Refund{
-		ChargeID:        o.Charge.Ptr(),
-		PaymentIntentID: o.PaymentIntent.Ptr(),
-		Currency:        o.Currency,
-		Amount:          o.Amount,
-		Reason:          o.Reason,
-		FailureReason:   o.FailureReason,
-		Metadata:        o.Metadata.S,
-		StripeCreated:   o.Created.T,
-	})
+	row.ChargeID, row.PaymentIntentID, row.Metadata, row.StripeCreated = o.Charge.Ptr(), o.PaymentIntent.Ptr(), o.Metadata.S, o.Created.T
+	pl := one(refundKind, o.ID, o.Status, p, "", row)
 	if o.Status == "failed" || o.Status == "canceled" {
 		pl = append(pl, op{kind: chargeKind, id: string(o.Charge), refund: o.ID})
 	}
@@ -393,21 +313,12 @@ func decodeRefund(ev Event, raw []byte, path string, charge ref) (plan, error) {
 func refundCounted(s string) bool { return s != "failed" && s != "canceled" }
 
 func disputePlan(ev Event) (plan, error) {
-	var o stripejson.Dispute
-	p, err := disputeKind.decode(ev, &o, &o.Common)
+	row := &models.Dispute{}
+	o, p, err := decodeObject[stripejson.Dispute](ev, &disputeKind, row)
 	if err != nil {
 		return nil, err
 	}
-	row := &models.Dispute{
-		ChargeID:           o.Charge.Ptr(),
-		PaymentIntentID:    o.PaymentIntent.Ptr(),
-		Currency:           o.Currency,
-		Amount:             o.Amount,
-		Reason:             o.Reason,
-		IsChargeRefundable: o.IsChargeRefundable,
-		Metadata:           o.Metadata.S,
-		StripeCreated:      o.Created.T,
-	}
+	row.ChargeID, row.PaymentIntentID, row.Metadata, row.StripeCreated = o.Charge.Ptr(), o.PaymentIntent.Ptr(), o.Metadata.S, o.Created.T
 	if o.EvidenceDetails != nil {
 		row.EvidenceDueBy = o.EvidenceDetails.DueBy.T
 	}
@@ -418,26 +329,15 @@ func disputePlan(ev Event) (plan, error) {
 // client_reference_id, metadata) and links what a completed checkout
 // created, creating rows for what has not arrived yet.
 func checkoutSessionPlan(ev Event) (plan, error) {
-	var o stripejson.CheckoutSession
-	p, err := checkoutSessionKind.decode(ev, &o, &o.Common)
+	row := &models.CheckoutSession{}
+	o, p, err := decodeObject[stripejson.CheckoutSession](ev, &checkoutSessionKind, row)
 	if err != nil {
 		return nil, err
 	}
 	customer := o.Customer.Ptr()
-	pl := one(checkoutSessionKind, o.ID, o.Status, p, o.Customer, &models.CheckoutSession{
-		Mode:              o.Mode,
-		PaymentStatus:     o.PaymentStatus,
-		ClientReferenceID: o.ClientReferenceID,
-		CustomerID:        customer,
-		SubscriptionID:    o.Subscription.Ptr(),
-		PaymentIntentID:   o.PaymentIntent.Ptr(),
-		InvoiceID:         o.Invoice.Ptr(),
-		Currency:          o.Currency,
-		AmountTotal:       o.AmountTotal,
-		ExpiresAt:         o.ExpiresAt.T,
-		Metadata:          o.Metadata.S,
-		StripeCreated:     o.Created.T,
-	})
+	row.CustomerID, row.SubscriptionID, row.PaymentIntentID, row.InvoiceID = customer, o.Subscription.Ptr(), o.PaymentIntent.Ptr(), o.Invoice.Ptr()
+	row.Metadata, row.StripeCreated = o.Metadata.S, o.Created.T
+	pl := one(checkoutSessionKind, o.ID, o.Status, p, o.Customer, row)
 	for _, t := range []struct {
 		kind kind
 		id   ref
@@ -453,25 +353,13 @@ func checkoutSessionPlan(ev Event) (plan, error) {
 }
 
 func creditNotePlan(ev Event) (plan, error) {
-	var o stripejson.CreditNote
-	p, err := creditNoteKind.decode(ev, &o, &o.Common)
+	row := &models.CreditNote{}
+	o, p, err := decodeObject[stripejson.CreditNote](ev, &creditNoteKind, row)
 	if err != nil {
 		return nil, err
 	}
-	return one(creditNoteKind, o.ID, o.Status, p, o.Customer, &models.CreditNote{
-		InvoiceID:     o.Invoice.Ptr(),
-		CustomerID:    o.Customer.Ptr(),
-		Number:        o.Number,
-		Type:          o.Type,
-		Reason:        o.Reason,
-		Currency:      o.Currency,
-		Amount:        o.Amount,
-		Total:         o.Total,
-		Memo:          o.Memo,
-		VoidedAt:      o.VoidedAt.T,
-		Metadata:      o.Metadata.S,
-		StripeCreated: o.Created.T,
-	}), nil
+	row.InvoiceID, row.CustomerID, row.Metadata, row.StripeCreated = o.Invoice.Ptr(), o.Customer.Ptr(), o.Metadata.S, o.Created.T
+	return one(creditNoteKind, o.ID, o.Status, p, o.Customer, row), nil
 }
 
 // one is the plan of an event that changes one object, its own.
@@ -482,36 +370,36 @@ func one(k kind, id, status string, present payload, customer ref, row any) plan
 // paymentMethodPlan stores a payment method's summary (never its
 // fingerprint); a detached method names no customer.
 func paymentMethodPlan(ev Event) (plan, error) {
-	var o stripejson.PaymentMethod
-	p, err := paymentMethodKind.decode(ev, &o, &o.Common)
+	row := &models.PaymentMethod{}
+	o, p, err := decodeObject[stripejson.PaymentMethod](ev, &paymentMethodKind, row)
 	if err != nil {
 		return nil, err
 	}
 	m := o.Summary
-	return one(paymentMethodKind, o.ID, "", p, o.Customer, &models.PaymentMethod{CustomerID: o.Customer.Ptr(), Type: m.Type,
-		Brand: m.Brand, Last4: m.Last4, ExpMonth: m.ExpMonth, ExpYear: m.ExpYear, Wallet: m.WalletType(), Metadata: o.Metadata.S,
-		StripeCreated: o.Created.T}), nil
+	row.CustomerID, row.Brand, row.Last4, row.ExpMonth, row.ExpYear = o.Customer.Ptr(), m.Brand, m.Last4, m.ExpMonth, m.ExpYear
+	row.Wallet, row.Metadata, row.StripeCreated = m.WalletType(), o.Metadata.S, o.Created.T
+	return one(paymentMethodKind, o.ID, "", p, o.Customer, row), nil
 }
 
 func productPlan(ev Event) (plan, error) {
-	var o stripejson.Product
-	p, err := productKind.decode(ev, &o, &o.Common)
+	row := &models.Product{}
+	o, p, err := decodeObject[stripejson.Product](ev, &productKind, row)
 	if err != nil {
 		return nil, err
 	}
-	pl := one(productKind, o.ID, "", p, "", &models.Product{Name: o.Name, Active: o.Active, Metadata: o.Metadata.S, StripeCreated: o.Created.T})
+	row.Metadata, row.StripeCreated = o.Metadata.S, o.Created.T
+	pl := one(productKind, o.ID, "", p, "", row)
 	pl[0].change.deletes = ev.Type == "product.deleted"
 	return pl, nil
 }
 
 func pricePlan(ev Event) (plan, error) {
-	var o stripejson.Price
-	p, err := priceKind.decode(ev, &o, &o.Common)
+	row := &models.Price{}
+	o, p, err := decodeObject[stripejson.Price](ev, &priceKind, row)
 	if err != nil {
 		return nil, err
 	}
-	row := &models.Price{ProductID: o.Product.Ptr(), Type: o.Type, Currency: o.Currency, UnitAmount: o.UnitAmount,
-		Nickname: o.Nickname, LookupKey: o.LookupKey, Active: o.Active, Metadata: o.Metadata.S, StripeCreated: o.Created.T}
+	row.ProductID, row.Metadata, row.StripeCreated = o.Product.Ptr(), o.Metadata.S, o.Created.T
 	if r := o.Recurring; r != nil {
 		row.RecurringInterval, row.RecurringIntervalCount = r.Interval, r.IntervalCount
 	}
@@ -523,8 +411,8 @@ func pricePlan(ev Event) (plan, error) {
 // subscriptionSchedulePlan stores a schedule and its current phase; its
 // subscription is the one it manages, or released.
 func subscriptionSchedulePlan(ev Event) (plan, error) {
-	var o stripejson.SubscriptionSchedule
-	p, err := subscriptionScheduleKind.decode(ev, &o, &o.Common)
+	row := &models.SubscriptionSchedule{}
+	o, p, err := decodeObject[stripejson.SubscriptionSchedule](ev, &subscriptionScheduleKind, row)
 	if err != nil {
 		return nil, err
 	}
@@ -532,9 +420,7 @@ func subscriptionSchedulePlan(ev Event) (plan, error) {
 	if sub == "" {
 		sub = o.ReleasedSubscription
 	}
-	row := &models.SubscriptionSchedule{CustomerID: o.Customer.Ptr(), SubscriptionID: sub.Ptr(), EndBehavior: o.EndBehavior,
-		CanceledAt: o.CanceledAt.T, CompletedAt: o.CompletedAt.T, ReleasedAt: o.ReleasedAt.T, Metadata: o.Metadata.S,
-		StripeCreated: o.Created.T}
+	row.CustomerID, row.SubscriptionID, row.Metadata, row.StripeCreated = o.Customer.Ptr(), sub.Ptr(), o.Metadata.S, o.Created.T
 	if ph := o.CurrentPhase; ph != nil {
 		row.CurrentPhaseStart, row.CurrentPhaseEnd = ph.StartDate.T, ph.EndDate.T
 	}

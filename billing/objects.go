@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
+	"time"
 
 	"github.com/segmentio/encoding/json"
 
@@ -32,16 +34,51 @@ type (
 // field, or an object of another kind is an error of class failure.Schema
 // naming the field and the event's API version.
 func decode(ev Event, raw json.RawMessage, path, want string, dst any, c *stripejson.Common, requires ...string) (payload, error) {
-	return decodeScanned(ev, raw, payload{}, path, want, dst, c, requires...)
+	return decodeScanned(ev, raw, payload{}, path, want, c, func(raw []byte) error {
+		k := kindOf[want]
+		if k == nil {
+			return json.Unmarshal(raw, dst)
+		}
+		w := k.withSimple(reflect.TypeOf(dst).Elem())
+		v := reflect.New(w.typ).Elem()
+		if err := w.unmarshal(raw, dst, v, nil); err != nil {
+			return err
+		}
+		if w.embeds {
+			reflect.ValueOf(dst).Elem().Set(v.Field(0))
+		}
+		return nil
+	}, requires...)
+}
+
+// decodeAs is decode of an object of kind k into a new T, k's shape
+// (stripejson), with raw's keys already read (scanObject) or none (read
+// here), and k's simple fields (isSimple) into row, a pointer to k's
+// model: all in the decoder's one pass over raw (withSimple).
+func decodeAs[T any](ev Event, raw json.RawMessage, keys payload, path string, k *kind, row any, requires ...string) (*T, payload, error) {
+	w := k.withSimple(reflect.TypeFor[T]())
+	v := reflect.New(w.typ).Elem()
+	var o *T
+	if w.embeds {
+		o = v.Field(0).Addr().Interface().(*T)
+	} else {
+		o = new(T)
+	}
+	c := reflect.ValueOf(o).Elem().Field(0).Addr().Interface().(*stripejson.Common) // every shape opens with it
+	p, err := decodeScanned(ev, raw, keys, path, k.objectType, c, func(raw []byte) error {
+		return w.unmarshal(raw, o, v, row)
+	}, requires...)
+	return o, p, err
 }
 
 // decodeScanned is decode with raw's keys already read (scanObject), or
-// none (read here).
-func decodeScanned(ev Event, raw json.RawMessage, keys payload, path, want string, dst any, c *stripejson.Common, requires ...string) (payload, error) {
+// none (read here); read is the decoder's reading of raw into the shape
+// whose Common is c.
+func decodeScanned(ev Event, raw json.RawMessage, keys payload, path, want string, c *stripejson.Common, read func([]byte) error, requires ...string) (payload, error) {
 	if raw = bytes.TrimSpace(raw); len(raw) == 0 || raw[0] != '{' {
 		return payload{}, schemaError(ev, path, "is not an object")
 	}
-	if err := json.Unmarshal(raw, dst); err != nil {
+	if err := read(raw); err != nil {
 		var se *json.SyntaxError
 		if field, problem, ok := stripejson.TypeError(err); ok {
 			return payload{}, schemaError(ev, path+"."+field, problem)
@@ -65,6 +102,72 @@ func decodeScanned(ev Event, raw json.RawMessage, keys payload, path, want strin
 		}
 	}
 	return p, nil
+}
+
+// unmarshal reads raw into v, a w.typ, and o, the shape v embeds (or a
+// shape apart, when it does not), and copies the simple fields v read
+// into row, a pointer to the kind's model (nil: none).
+func (w *withSimple) unmarshal(raw []byte, o any, v reflect.Value, row any) error {
+	if !w.embeds {
+		if err := json.Unmarshal(raw, o); err != nil {
+			return err
+		}
+	}
+	if err := json.Unmarshal(raw, v.Addr().Interface()); err != nil {
+		return err
+	}
+	if row == nil {
+		return nil
+	}
+	first := 0
+	if w.embeds {
+		first = 1
+	}
+	to := reflect.ValueOf(row).Elem()
+	for i, sf := range w.simple {
+		f := v.Field(first + i)
+		if w.unix[i] {
+			f = f.Field(0) // Unix.T
+		}
+		to.Field(sf.Index[0]).Set(f)
+	}
+	return nil
+}
+
+// withSimple is the struct the decoder reads an object of a kind into: its
+// shape (stripejson), embedded, and each simple field of the kind, by its
+// payload key (a time as stripejson.Unix). A shape that reads
+// itself (a json.Unmarshaler: its methods would not be the struct's) is
+// read apart, and the struct has the simple fields alone.
+type withSimple struct {
+	shape, typ reflect.Type
+	embeds     bool
+	simple     []reflect.StructField // the kind's
+	unix       []bool                // by simple field: a time
+}
+
+// withSimple is the kind's withSimple for shape, made once.
+func (k *kind) withSimple(shape reflect.Type) *withSimple {
+	if w := k.with.Load(); w != nil && w.shape == shape {
+		return w
+	}
+	w := &withSimple{shape: shape, simple: k.simple}
+	var fields []reflect.StructField
+	if !reflect.PointerTo(shape).Implements(reflect.TypeFor[json.Unmarshaler]()) {
+		w.embeds = true
+		fields = append(fields, reflect.StructField{Name: shape.Name(), Type: shape, Anonymous: true})
+	}
+	for i, sf := range k.simple {
+		t := sf.Type
+		if w.unix = append(w.unix, t == reflect.TypeFor[*time.Time]()); w.unix[i] {
+			t = reflect.TypeFor[unix]()
+		}
+		fields = append(fields, reflect.StructField{Name: fmt.Sprintf("Simple%d", i), Type: t,
+			Tag: reflect.StructTag(`json:"` + carriedKeys(sf.Tag.Get("stripe"), k.objectType)[0] + `"`)})
+	}
+	w.typ = reflect.StructOf(fields)
+	k.with.Store(w)
+	return w
 }
 
 // schemaError is a failure.Schema error about the field at path of ev's

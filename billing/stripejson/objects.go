@@ -8,10 +8,12 @@ import (
 )
 
 // The shapes of Stripe's objects, as every supported API version writes
-// them: expandable references are an id or an object, and fields that
-// moved are read from both places (Invoice.SubscriptionRef). A field of a
-// table is a pointer, nil when the payload says null; whether the payload
-// carries it at all is Keys' to say.
+// them: what needs reading beyond a top-level key's plain value
+// (references, an id or an object; nested objects; fields that moved,
+// read from both places, as SubscriptionRef; statuses; metadata). A plain
+// column is its model's alone: its stripe tag names the key billing reads
+// it from (billing's isSimple). Whether the payload carries a field at all
+// is Keys' to say.
 
 // Common holds what every Stripe object has. livemode is left out: it is
 // the event's (a Refund has none).
@@ -24,10 +26,6 @@ type Common struct {
 // Customer is a customer object.
 type Customer struct {
 	Common
-	Email    *string  `json:"email"`
-	Name     *string  `json:"name"`
-	Currency *string  `json:"currency"`
-	Balance  *int64   `json:"balance"`
 	Metadata Metadata `json:"metadata"`
 	// InvoiceSettings holds the customer's default payment method.
 	InvoiceSettings *struct {
@@ -38,17 +36,10 @@ type Customer struct {
 // Subscription is a subscription object.
 type Subscription struct {
 	Common
-	Customer           Ref     `json:"customer"`
-	Status             string  `json:"status"`
-	Currency           *string `json:"currency"`
-	CurrentPeriodStart Unix    `json:"current_period_start"`
-	CurrentPeriodEnd   Unix    `json:"current_period_end"`
-	CancelAtPeriodEnd  *bool   `json:"cancel_at_period_end"`
-	CancelAt           Unix    `json:"cancel_at"`
-	CanceledAt         Unix    `json:"canceled_at"`
-	EndedAt            Unix    `json:"ended_at"`
-	TrialStart         Unix    `json:"trial_start"`
-	TrialEnd           Unix    `json:"trial_end"`
+	Customer           Ref    `json:"customer"`
+	Status             string `json:"status"`
+	CurrentPeriodStart Unix   `json:"current_period_start"`
+	CurrentPeriodEnd   Unix   `json:"current_period_end"`
 	PauseCollection    *struct {
 		Behavior  *string `json:"behavior"`
 		ResumesAt Unix    `json:"resumes_at"`
@@ -76,23 +67,12 @@ type SubscriptionItem struct {
 // Invoice is an invoice object.
 type Invoice struct {
 	Common
-	Customer           Ref     `json:"customer"`
-	Subscription       Ref     `json:"subscription"`
-	PaymentIntent      Ref     `json:"payment_intent"`
-	Charge             Ref     `json:"charge"`
-	Status             string  `json:"status"`
-	Number             *string `json:"number"`
-	Currency           *string `json:"currency"`
-	AmountDue          *int64  `json:"amount_due"`
-	AmountPaid         *int64  `json:"amount_paid"`
-	AmountRemaining    *int64  `json:"amount_remaining"`
-	Subtotal           *int64  `json:"subtotal"`
-	Total              *int64  `json:"total"`
-	AttemptCount       *int    `json:"attempt_count"`
-	HostedInvoiceURL   *string `json:"hosted_invoice_url"`
-	DueDate            Unix    `json:"due_date"`
-	NextPaymentAttempt Unix    `json:"next_payment_attempt"`
-	StatusTransitions  *struct {
+	Customer          Ref    `json:"customer"`
+	Subscription      Ref    `json:"subscription"`
+	PaymentIntent     Ref    `json:"payment_intent"`
+	Charge            Ref    `json:"charge"`
+	Status            string `json:"status"`
+	StatusTransitions *struct {
 		PaidAt Unix `json:"paid_at"`
 	} `json:"status_transitions"`
 	// Before 2025-03-31.basil the total tax is tax; from it on, the sum
@@ -101,8 +81,6 @@ type Invoice struct {
 	TotalTaxes           *[]Amount `json:"total_taxes"`
 	TotalDiscountAmounts *[]Amount `json:"total_discount_amounts"`
 	Metadata             Metadata  `json:"metadata"`
-	PeriodStart          Unix      `json:"period_start"`
-	PeriodEnd            Unix      `json:"period_end"`
 	Lines                *struct {
 		Data []struct {
 			Period *struct {
@@ -139,25 +117,29 @@ func Sum(amounts *[]Amount) *int64 {
 	return &total
 }
 
-// TotalTax is the invoice's total tax, in whichever field its version has.
-func (o Invoice) TotalTax() *int64 {
+// The invoice's fields that need reading are functions, not methods: an
+// Invoice is embedded in a struct made at run time (billing's withSimple),
+// which cannot have a type with methods embedded.
+
+// TotalTax is invoice o's total tax, in whichever field its version has.
+func TotalTax(o *Invoice) *int64 {
 	if o.Tax != nil {
 		return o.Tax
 	}
 	return Sum(o.TotalTaxes)
 }
 
-// PaidAt is when the invoice was paid (status_transitions.paid_at).
-func (o Invoice) PaidAt() *time.Time {
+// PaidAt is when invoice o was paid (status_transitions.paid_at).
+func PaidAt(o *Invoice) *time.Time {
 	if o.StatusTransitions == nil {
 		return nil
 	}
 	return o.StatusTransitions.PaidAt.T
 }
 
-// SubscriptionRef is the invoice's subscription: its own field before
+// SubscriptionRef is invoice o's subscription: its own field before
 // 2025-03-31.basil, parent.subscription_details from it on.
-func (o Invoice) SubscriptionRef() Ref {
+func SubscriptionRef(o *Invoice) Ref {
 	if o.Subscription != "" {
 		return o.Subscription
 	}
@@ -167,8 +149,8 @@ func (o Invoice) SubscriptionRef() Ref {
 	return ""
 }
 
-// BilledPeriod is the span of the lines' periods: what the invoice bills.
-func (o Invoice) BilledPeriod() (start, end *time.Time) {
+// BilledPeriod is the span of invoice o's lines' periods: what it bills.
+func BilledPeriod(o *Invoice) (start, end *time.Time) {
 	if o.Lines == nil {
 		return nil, nil
 	}
@@ -189,12 +171,9 @@ func (o Invoice) BilledPeriod() (start, end *time.Time) {
 // InvoicePayment is an invoice payment (from 2025-03-31.basil).
 type InvoicePayment struct {
 	Common
-	Invoice         Ref     `json:"invoice"`
-	Status          string  `json:"status"`
-	Currency        *string `json:"currency"`
-	AmountPaid      *int64  `json:"amount_paid"`
-	AmountRequested *int64  `json:"amount_requested"`
-	Payment         *struct {
+	Invoice Ref    `json:"invoice"`
+	Status  string `json:"status"`
+	Payment *struct {
 		PaymentIntent Ref `json:"payment_intent"`
 		Charge        Ref `json:"charge"`
 	} `json:"payment"`
@@ -216,9 +195,6 @@ type PaymentIntent struct {
 	Invoice          Ref           `json:"invoice"`
 	LatestCharge     Ref           `json:"latest_charge"`
 	Status           string        `json:"status"`
-	Currency         *string       `json:"currency"`
-	Amount           *int64        `json:"amount"`
-	AmountReceived   *int64        `json:"amount_received"`
 	LastPaymentError *PaymentError `json:"last_payment_error"`
 	Metadata         Metadata      `json:"metadata"`
 }
@@ -230,15 +206,6 @@ type Charge struct {
 	Invoice              Ref                   `json:"invoice"`
 	PaymentIntent        Ref                   `json:"payment_intent"`
 	Status               string                `json:"status"`
-	Currency             *string               `json:"currency"`
-	Amount               *int64                `json:"amount"`
-	AmountCaptured       *int64                `json:"amount_captured"`
-	AmountRefunded       *int64                `json:"amount_refunded"`
-	Captured             *bool                 `json:"captured"`
-	Refunded             *bool                 `json:"refunded"`
-	Paid                 *bool                 `json:"paid"`
-	FailureCode          *string               `json:"failure_code"`
-	FailureMessage       *string               `json:"failure_message"`
 	PaymentMethodDetails *PaymentMethodSummary `json:"payment_method_details"`
 	Metadata             Metadata              `json:"metadata"`
 	// The charge's refunds, when the payload carries the list.
@@ -303,24 +270,16 @@ type Refund struct {
 	Charge        Ref      `json:"charge"`
 	PaymentIntent Ref      `json:"payment_intent"`
 	Status        string   `json:"status"`
-	Currency      *string  `json:"currency"`
-	Amount        *int64   `json:"amount"`
-	Reason        *string  `json:"reason"`
-	FailureReason *string  `json:"failure_reason"`
 	Metadata      Metadata `json:"metadata"`
 }
 
 // Dispute is a dispute object.
 type Dispute struct {
 	Common
-	Charge             Ref     `json:"charge"`
-	PaymentIntent      Ref     `json:"payment_intent"`
-	Status             string  `json:"status"`
-	Currency           *string `json:"currency"`
-	Amount             *int64  `json:"amount"`
-	Reason             *string `json:"reason"`
-	IsChargeRefundable *bool   `json:"is_charge_refundable"`
-	EvidenceDetails    *struct {
+	Charge          Ref    `json:"charge"`
+	PaymentIntent   Ref    `json:"payment_intent"`
+	Status          string `json:"status"`
+	EvidenceDetails *struct {
 		DueBy Unix `json:"due_by"`
 	} `json:"evidence_details"`
 	Metadata Metadata `json:"metadata"`
@@ -329,18 +288,12 @@ type Dispute struct {
 // CheckoutSession is a Checkout session object.
 type CheckoutSession struct {
 	Common
-	Mode              *string  `json:"mode"`
-	Status            string   `json:"status"`
-	PaymentStatus     *string  `json:"payment_status"`
-	ClientReferenceID *string  `json:"client_reference_id"`
-	Customer          Ref      `json:"customer"`
-	Subscription      Ref      `json:"subscription"`
-	PaymentIntent     Ref      `json:"payment_intent"`
-	Invoice           Ref      `json:"invoice"`
-	Currency          *string  `json:"currency"`
-	AmountTotal       *int64   `json:"amount_total"`
-	ExpiresAt         Unix     `json:"expires_at"`
-	Metadata          Metadata `json:"metadata"`
+	Status        string   `json:"status"`
+	Customer      Ref      `json:"customer"`
+	Subscription  Ref      `json:"subscription"`
+	PaymentIntent Ref      `json:"payment_intent"`
+	Invoice       Ref      `json:"invoice"`
+	Metadata      Metadata `json:"metadata"`
 }
 
 // CreditNote is a credit note object.
@@ -348,15 +301,7 @@ type CreditNote struct {
 	Common
 	Invoice  Ref      `json:"invoice"`
 	Customer Ref      `json:"customer"`
-	Number   *string  `json:"number"`
 	Status   string   `json:"status"`
-	Type     *string  `json:"type"`
-	Reason   *string  `json:"reason"`
-	Currency *string  `json:"currency"`
-	Amount   *int64   `json:"amount"`
-	Total    *int64   `json:"total"`
-	Memo     *string  `json:"memo"`
-	VoidedAt Unix     `json:"voided_at"`
 	Metadata Metadata `json:"metadata"`
 }
 
@@ -386,42 +331,30 @@ func (m *PaymentMethod) UnmarshalJSON(b []byte) error {
 // Product is a product object.
 type Product struct {
 	Common
-	Name     *string  `json:"name"`
-	Active   *bool    `json:"active"`
 	Metadata Metadata `json:"metadata"`
 }
 
 // Price is a price object; Recurring is nil for a one-time price.
 type Price struct {
 	Common
-	Product    Ref     `json:"product"`
-	Type       *string `json:"type"`
-	Currency   *string `json:"currency"`
-	UnitAmount *int64  `json:"unit_amount"`
-	Recurring  *struct {
+	Product   Ref `json:"product"`
+	Recurring *struct {
 		Interval      *string `json:"interval"`
 		IntervalCount *int    `json:"interval_count"`
 	} `json:"recurring"`
-	Nickname  *string  `json:"nickname"`
-	LookupKey *string  `json:"lookup_key"`
-	Active    *bool    `json:"active"`
-	Metadata  Metadata `json:"metadata"`
+	Metadata Metadata `json:"metadata"`
 }
 
 // SubscriptionSchedule is a subscription schedule object.
 type SubscriptionSchedule struct {
 	Common
-	Customer             Ref     `json:"customer"`
-	Subscription         Ref     `json:"subscription"`
-	ReleasedSubscription Ref     `json:"released_subscription"`
-	Status               string  `json:"status"`
-	EndBehavior          *string `json:"end_behavior"`
+	Customer             Ref    `json:"customer"`
+	Subscription         Ref    `json:"subscription"`
+	ReleasedSubscription Ref    `json:"released_subscription"`
+	Status               string `json:"status"`
 	CurrentPhase         *struct {
 		StartDate Unix `json:"start_date"`
 		EndDate   Unix `json:"end_date"`
 	} `json:"current_phase"`
-	CanceledAt  Unix     `json:"canceled_at"`
-	CompletedAt Unix     `json:"completed_at"`
-	ReleasedAt  Unix     `json:"released_at"`
-	Metadata    Metadata `json:"metadata"`
+	Metadata Metadata `json:"metadata"`
 }

@@ -8,6 +8,7 @@ package stripejson
 import (
 	"bytes"
 	"reflect"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -282,9 +283,11 @@ func (u *Unix) UnmarshalJSON(b []byte) error {
 		u.T = nil
 		return nil
 	}
-	var n int64
-	if err := json.Unmarshal(b, &n); err != nil {
-		return err
+	n, err := strconv.ParseInt(string(b), 10, 64) // the usual case, without the decoder's set-up per call
+	if err != nil {
+		if err := json.Unmarshal(b, &n); err != nil {
+			return err
+		}
 	}
 	if n == 0 {
 		u.T = nil
