@@ -246,11 +246,7 @@ func (r *Ref) UnmarshalJSON(b []byte) error {
 		*r = ""
 		return nil
 	case b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*r = Ref(s)
+		*r = Ref(stringOf(b)) // b is a JSON string: the decoder read it
 		return nil
 	case b[0] == '{':
 		var o struct {
