@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"reflect"
 	"time"
-	"unsafe"
 
 	"github.com/segmentio/encoding/json"
 
@@ -61,11 +60,11 @@ func decodeAs[T any](ev Event, raw json.RawMessage, keys payload, path string, k
 	v := reflect.New(w.typ).Elem()
 	var o *T
 	if w.embeds {
-		o = (*T)(v.Addr().UnsafePointer()) // the shape is its first field (withSimple)
+		o = v.Field(0).Addr().Interface().(*T) // the shape is its first field (withSimple)
 	} else {
 		o = new(T)
 	}
-	c := (*stripejson.Common)(unsafe.Pointer(o)) // every shape opens with it (withSimple)
+	c := reflect.ValueOf(o).Elem().Field(0).Addr().Interface().(*stripejson.Common) // every shape opens with it (withSimple)
 	p, err := decodeScanned(ev, raw, keys, path, k.objectType, c, func(raw []byte) error {
 		return w.unmarshal(raw, o, v, row)
 	}, requires...)
@@ -120,12 +119,15 @@ func (w *withSimple) unmarshal(raw []byte, o any, v reflect.Value, row any) erro
 	if row == nil {
 		return nil
 	}
-	// Each simple field is a pointer (a Unix its T), in v as in the
-	// model (withSimple checks): a copy is of one pointer, without the
-	// reflection per field that was a few per cent of decoding an event.
-	from, to := v.Addr().UnsafePointer(), reflect.ValueOf(row).UnsafePointer()
+	// Each simple field is a pointer in v as in the model, a time's in a
+	// Unix as its T (withSimple checks).
+	dst := reflect.ValueOf(row).Elem()
 	for _, c := range w.copies {
-		*(*unsafe.Pointer)(unsafe.Add(to, c.to)) = *(*unsafe.Pointer)(unsafe.Add(from, c.from))
+		f := v.Field(c.from)
+		if c.unix {
+			f = f.Field(0)
+		}
+		dst.Field(c.to).Set(f)
 	}
 	return nil
 }
@@ -138,7 +140,14 @@ func (w *withSimple) unmarshal(raw []byte, o any, v reflect.Value, row any) erro
 type withSimple struct {
 	shape, typ reflect.Type
 	embeds     bool
-	copies     []struct{ from, to uintptr } // by simple field: its offsets in typ and in the model
+	copies     []simpleCopy // by simple field
+}
+
+// simpleCopy is where a simple field is in the decoder's struct (from)
+// and in the model (to), field indexes; unix: the decoder's is a Unix.
+type simpleCopy struct {
+	from, to int
+	unix     bool
 }
 
 // withSimple is the kind's withSimple for shape, made once.
@@ -168,8 +177,8 @@ func (k *kind) withSimple(shape reflect.Type) *withSimple {
 	}
 	w.typ = reflect.StructOf(fields)
 	for i, sf := range k.simple {
-		f := w.typ.Field(len(fields) - len(k.simple) + i)
-		w.copies = append(w.copies, struct{ from, to uintptr }{f.Offset, sf.Offset})
+		w.copies = append(w.copies, simpleCopy{from: len(fields) - len(k.simple) + i, to: sf.Index[0],
+			unix: sf.Type == reflect.TypeFor[*time.Time]()})
 	}
 	k.with.Store(w)
 	return w
