@@ -138,8 +138,6 @@ func TestBenchTable(t *testing.T) {
 	}
 	// The change feed's relay beside the processing rate.
 	add(relayRows(t, rounds, testenv.EnvInt(t, "BENCH_RELAY_CHANGES", 20_000), events))
-	// Same-second ties on a renewal day: Stripe's calls and the rate.
-	add(renewalRow(t, testenv.EnvInt(t, "BENCH_RENEWAL_INVOICES", 10_000), cfg.WorkerBatchSize, cfg.WorkerConcurrency, rounds))
 
 	// The ledger grown to a million events beside an empty one; its size.
 	ledger := ledgerGrowth(t, testenv.EnvInt(t, "BENCH_LEDGER_ROWS", 1_000_000), rounds, events, cfg.WorkerBatchSize)
@@ -170,6 +168,13 @@ func TestBenchTable(t *testing.T) {
 		Figure: fmt.Sprintf("%.1f MiB", e.APIRSS), Target: "≤ 64 MiB", Verdict: bench.AtMost(e.APIRSS, 64, "%.1f MiB")})
 	add(bench.Row{Part: "memory", What: "worker peak RSS (VmHWM), same loads",
 		Figure: fmt.Sprintf("%.1f MiB", e.WorkerRSS), Target: "≤ 128 MiB", Verdict: bench.AtMost(e.WorkerRSS, 128, "%.1f MiB")})
+
+	// Same-second ties on a renewal day: Stripe's calls and the rate. Last:
+	// in the five runs of the table that reached it on 2026-12-08
+	// (00:15-01:07) the ledger rows right after it failed (RabbitMQ's
+	// accepts stalled, or no event acked in 5 minutes), while
+	// TestBenchLedger alone passed; the cause is not found yet.
+	add(renewalRow(t, testenv.EnvInt(t, "BENCH_RENEWAL_INVOICES", 10_000), cfg.WorkerBatchSize, cfg.WorkerConcurrency, rounds))
 
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "\n%s, %d CPUs, %s, batch %d, concurrency %d, rounds %d (median)\n\n",
