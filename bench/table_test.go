@@ -169,11 +169,11 @@ func TestBenchTable(t *testing.T) {
 	add(bench.Row{Part: "memory", What: "worker peak RSS (VmHWM), same loads",
 		Figure: fmt.Sprintf("%.1f MiB", e.WorkerRSS), Target: "≤ 128 MiB", Verdict: bench.AtMost(e.WorkerRSS, 128, "%.1f MiB")})
 
-	// Same-second ties on a renewal day: Stripe's calls and the rate. Last:
-	// in the five runs of the table that reached it on 2026-12-08
-	// (00:15-01:07) the ledger rows right after it failed (RabbitMQ's
-	// accepts stalled, or no event acked in 5 minutes), while
-	// TestBenchLedger alone passed; the cause is not found yet.
+	// Same-second ties on a renewal day: Stripe's calls and the rate. On
+	// 2026-12-08 from 00:15 every run of the table failed at the ledger
+	// rows (no event acked in 5 minutes, or RabbitMQ's accepts stalled),
+	// with this row before them (00:15-01:07) or after them (01:08), while
+	// TestBenchLedger alone passed: the cause is not this row.
 	add(renewalRow(t, testenv.EnvInt(t, "BENCH_RENEWAL_INVOICES", 10_000), cfg.WorkerBatchSize, cfg.WorkerConcurrency, rounds))
 
 	var out bytes.Buffer
