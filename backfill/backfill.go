@@ -67,11 +67,6 @@ var Kinds = []Kind{
 	{Name: "subscription_schedules", Path: "/v1/subscription_schedules"},
 }
 
-// paymentsSince is the API version from which an invoice's payments are
-// InvoicePayment objects, expandable on the invoices' list: one call for
-// a page of invoices and their payments.
-const paymentsSince = "2025-03-31.basil"
-
 // Defaults.
 const (
 	// DefaultPageSize is Stripe's largest page.
@@ -314,7 +309,7 @@ func (b *Backfill) request(k Kind, after string) reconcile.ListRequest {
 		q.Set("starting_after", after)
 	}
 	// Stripe's versions begin with their date, so they sort in time.
-	if k.Path == "/v1/invoices" && b.cfg.APIVersion >= paymentsSince {
+	if k.Path == "/v1/invoices" && b.cfg.APIVersion >= billing.InvoicePaymentsSince { // expandable on the invoices' list: one call a page
 		q.Add("expand[]", "data.payments")
 	}
 	if !k.Unranged {
@@ -646,7 +641,7 @@ func (b *Backfill) fetch(ctx context.Context, k Kind, after string) (reconcile.P
 // whose own list was cut short (has_more), from the InvoicePayments'
 // list: an invoice paid in more payments than its list holds.
 func (b *Backfill) morePayments(ctx context.Context, k Kind, page reconcile.Page) ([]json.RawMessage, error) {
-	if k.Path != "/v1/invoices" || b.cfg.APIVersion < paymentsSince {
+	if k.Path != "/v1/invoices" || b.cfg.APIVersion < billing.InvoicePaymentsSince {
 		return nil, nil
 	}
 	var more []json.RawMessage

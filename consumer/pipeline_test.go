@@ -19,8 +19,6 @@ import (
 
 	"github.com/Shopify/toxiproxy/v2"
 	"github.com/go-sql-driver/mysql"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"gorm.io/gorm"
 
@@ -214,12 +212,7 @@ func proxiedDatabase(t *testing.T) (dsn string, proxy *toxiproxy.Proxy) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
-	proxy = toxiproxy.NewProxy(srv, t.Name(), "127.0.0.1:0", cfg.Addr)
-	if err := proxy.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Stop)
+	proxy = testenv.Proxy(t, t.Name(), cfg.Addr)
 	if _, _, err := net.SplitHostPort(proxy.Listen); err != nil {
 		t.Fatalf("proxy address %q: %v", proxy.Listen, err)
 	}

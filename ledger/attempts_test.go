@@ -2,12 +2,10 @@ package ledger_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,47 +21,6 @@ import (
 	"github.com/stripe-billing/billing/reconcile"
 )
 
-// paymentsStripe is a fake Stripe in the test process that lists each
-// invoice's InvoicePayments as a test set them (GET
-// /v1/invoice_payments?invoice=), and counts the calls by invoice, with
-// the API version each asked for.
-type paymentsStripe struct {
-	t        *testing.T
-	mu       sync.Mutex
-	payments map[string][]map[string]any
-	calls    map[string][]string // invoice: the Stripe-Version of each call
-}
-
-func (f *paymentsStripe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	invoice := r.URL.Query().Get("invoice")
-	if r.Method != http.MethodGet || r.URL.Path != "/v1/invoice_payments" || invoice == "" {
-		f.t.Errorf("fake Stripe asked %s %s", r.Method, r.URL)
-		http.NotFound(w, r)
-		return
-	}
-	f.mu.Lock()
-	f.calls[invoice] = append(f.calls[invoice], r.Header.Get("Stripe-Version"))
-	data := f.payments[invoice]
-	f.mu.Unlock()
-	if data == nil {
-		data = []map[string]any{}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"object": "list", "data": data, "has_more": false, "url": "/v1/invoice_payments"})
-}
-
-func (f *paymentsStripe) set(invoice string, payments []map[string]any) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.payments[invoice] = payments
-}
-
-func (f *paymentsStripe) called(invoice string) []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.calls[invoice])
-}
-
 // TestFailedAttemptsOnEveryVersion: an invoice whose first attempt fails
 // and that is then voided, or paid, in every supported API version,
 // delivered in Stripe's order and backwards, one event at a time and in
@@ -77,10 +34,8 @@ func (f *paymentsStripe) called(invoice string) []string {
 // linked by invoice_payment.paid.
 func TestFailedAttemptsOnEveryVersion(t *testing.T) {
 	t.Parallel()
-	fake := &paymentsStripe{t: t, payments: map[string][]map[string]any{}, calls: map[string][]string{}}
-	srv := httptest.NewServer(fake)
-	t.Cleanup(srv.Close)
-	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: srv.URL})
+	fake := billingtest.NewPaymentsStripe(t)
+	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: fake.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +55,7 @@ func TestFailedAttemptsOnEveryVersion(t *testing.T) {
 					f := billingtest.FailedAttempt(version, seed, paid)
 					name := fmt.Sprintf("%s/%s/key=%v/%s", version, map[bool]string{false: "voided", true: "paid"}[paid], key, way)
 					t.Run(name, func(t *testing.T) {
-						fake.set(f.IDs.Invoice, f.Payments)
+						fake.Set(f.IDs.Invoice, f.Payments)
 						events := slices.Clone(f.Events)
 						if way == "backwards" || way == "backwards/batch" {
 							slices.Reverse(events)
@@ -115,7 +70,7 @@ func TestFailedAttemptsOnEveryVersion(t *testing.T) {
 						}
 						linked := key || !basil || paid
 						checkAttemptLinks(t, s, f, linked)
-						calls := fake.called(f.IDs.Invoice)
+						calls := fake.Called(f.IDs.Invoice)
 						switch {
 						case !key || !basil:
 							if len(calls) != 0 {
@@ -198,7 +153,7 @@ func checkAttemptLinks(t *testing.T, s *models.Store, f billingtest.FailedInvoic
 // commits; once Stripe is back it is applied, with the links.
 func TestInvoicePaymentsFetchFails(t *testing.T) {
 	t.Parallel()
-	fake := &paymentsStripe{t: t, payments: map[string][]map[string]any{}, calls: map[string][]string{}}
+	fake := billingtest.NewPaymentsStripe(t)
 	var down atomic.Bool
 	down.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -218,7 +173,7 @@ func TestInvoicePaymentsFetchFails(t *testing.T) {
 	s := testenv.Store(t)
 	p := ledger.NewProcessor(s, nil, ledger.WithObjectFetcher(fetcher))
 	f := billingtest.FailedAttempt("2025-05-28.basil", 7, false)
-	fake.set(f.IDs.Invoice, f.Payments)
+	fake.Set(f.IDs.Invoice, f.Payments)
 	var failed []byte
 	var failedID string
 	for _, raw := range f.Events {

@@ -2,9 +2,6 @@ package notify_test
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -35,10 +32,8 @@ import (
 // and support once, for the dispute.
 func TestNotifyEveryVersion(t *testing.T) {
 	t.Parallel()
-	fake := &invoicePayments{lists: map[string][]map[string]any{}}
-	srv := httptest.NewServer(fake)
-	t.Cleanup(srv.Close)
-	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: srv.URL})
+	fake := billingtest.NewPaymentsStripe(t)
+	fetcher, err := reconcile.NewFetcher(reconcile.FetcherConfig{APIKey: "sk_test_123", APIBase: fake.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +44,7 @@ func TestNotifyEveryVersion(t *testing.T) {
 			// Stripe lists payments by invoice id.
 			seed := 100 + i
 			l, f := billingtest.VersionLifecycle(version, seed), billingtest.FailedAttempt(version, seed, false)
-			fake.set(f.IDs.Invoice, f.Payments)
+			fake.Set(f.IDs.Invoice, f.Payments)
 			got := runLifecycle(t, ledger.WithObjectFetcher(fetcher), append([][]byte{l.Events[0]}, f.Events...)) // customer.created first
 			if len(got) != 1 {
 				t.Fatalf("%d mails, want the failed attempt's: %+v", len(got), got)
@@ -137,27 +132,4 @@ func handOver(t *testing.T, store *models.Store, n *notify.Notifier, seq uint64,
 		seq = r.Seq
 	}
 	return seq
-}
-
-// invoicePayments is a fake Stripe that lists an invoice's payments.
-type invoicePayments struct {
-	mu    sync.Mutex
-	lists map[string][]map[string]any
-}
-
-func (f *invoicePayments) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	data := f.lists[r.URL.Query().Get("invoice")]
-	f.mu.Unlock()
-	if data == nil {
-		data = []map[string]any{}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"object": "list", "data": data, "has_more": false, "url": "/v1/invoice_payments"})
-}
-
-func (f *invoicePayments) set(invoice string, payments []map[string]any) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.lists[invoice] = payments
 }

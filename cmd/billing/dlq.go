@@ -154,12 +154,13 @@ func runDLQShow(ctx context.Context, e env, args []string) error {
 		defer store.Close()
 		ledger, discards, ledgerNote = dlq.ReadLedger(ctx, lookup.New(store), id)
 	}
+	shown := dlq.NewShown(id, copies, ledger, ledgerNote, discards)
 	if *asJSON {
-		if err := json.NewEncoder(e.stdout).Encode(dlq.NewShown(id, copies, ledger, ledgerNote, discards)); err != nil {
+		if err := json.NewEncoder(e.stdout).Encode(shown); err != nil {
 			return err
 		}
 	} else {
-		dlq.NewShown(id, copies, ledger, ledgerNote, discards).WriteText(e.stdout)
+		shown.WriteText(e.stdout)
 	}
 	if len(copies) == 0 {
 		return fmt.Errorf("dlq show: event %s: %w", id, dlq.ErrNotParked)
