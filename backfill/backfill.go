@@ -25,6 +25,7 @@ import (
 
 	"github.com/stripe-billing/billing/billing"
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/internal/pause"
 	"github.com/stripe-billing/billing/ledger"
 	"github.com/stripe-billing/billing/reconcile"
 	"github.com/stripe-billing/billing/retry"
@@ -625,14 +626,10 @@ func (b *Backfill) fetch(ctx context.Context, k Kind, after string) (reconcile.P
 		if n+1 >= b.cfg.Attempts {
 			return reconcile.Page{}, fmt.Errorf("backfill: %s: %d tries of the page after %q failed: %w (run again later to resume from it; what was imported is kept)", k.Name, n+1, after, err)
 		}
-		pause := retry.Backoff(n, b.cfg.Backoff, b.cfg.MaxBackoff, 0.5, b.rnd)
-		b.logger.InfoContext(ctx, "backfill: page failed, trying again", "kind", k.Name, "try", n+1, "pause", pause, "error", err)
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		wait := retry.Backoff(n, b.cfg.Backoff, b.cfg.MaxBackoff, 0.5, b.rnd)
+		b.logger.InfoContext(ctx, "backfill: page failed, trying again", "kind", k.Name, "try", n+1, "pause", wait, "error", err)
+		if pause.For(ctx, wait) != nil {
 			return reconcile.Page{}, stopped(ctx, k)
-		case <-t.C:
 		}
 	}
 }

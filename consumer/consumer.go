@@ -26,6 +26,7 @@ import (
 
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/internal/pause"
 	"github.com/stripe-billing/billing/retry"
 	"github.com/stripe-billing/billing/verify"
 )
@@ -268,7 +269,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		wait := retry.Backoff(n, c.cfg.RepublishMin, c.cfg.RepublishMax, c.cfg.Jitter, c.cfg.Rand)
 		n++
 		c.logger.Warn("consuming stopped; starting again", "error", err, "retry_in", wait.String())
-		if !sleep(ctx, wait) {
+		if pause.For(ctx, wait) != nil {
 			return nil
 		}
 	}
@@ -416,7 +417,7 @@ func (c *Consumer) outage(stop context.Context, logger *slog.Logger, cause error
 	logger.Warn("database unavailable: pausing the worker", "error", cause)
 	started := time.Now()
 	for n := 0; ; n++ {
-		if !sleep(stop, retry.Backoff(n, c.cfg.OutageMin, c.cfg.OutageMax, c.cfg.Jitter, c.cfg.Rand)) {
+		if pause.For(stop, retry.Backoff(n, c.cfg.OutageMin, c.cfg.OutageMax, c.cfg.Jitter, c.cfg.Rand)) != nil {
 			return false
 		}
 		if c.cfg.Ping == nil {
@@ -477,16 +478,4 @@ func (g *gate) paused() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.closed != nil
-}
-
-// sleep waits d or until ctx is done; false means ctx ended the wait.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

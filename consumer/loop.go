@@ -10,6 +10,7 @@ import (
 
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/internal/pause"
 	"github.com/stripe-billing/billing/retry"
 )
 
@@ -316,7 +317,7 @@ func (c *Consumer) fail(stop, work context.Context, it *item, err error) {
 		}
 		wait := retry.Backoff(n, c.cfg.RepublishMin, c.cfg.RepublishMax, c.cfg.Jitter, c.cfg.Rand)
 		logger.Warn("failed event not confirmed in a tier or the DLQ; holding it unacked", "error", ferr, "retry_in", wait.String())
-		if !sleep(stop, wait) || work.Err() != nil {
+		if pause.For(stop, wait) != nil || work.Err() != nil {
 			c.observe(it, Dropped)
 			return
 		}

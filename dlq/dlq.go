@@ -22,6 +22,7 @@ import (
 
 	"github.com/stripe-billing/billing/broker"
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/internal/pause"
 )
 
 // Parked is one message of the DLQ as staff see it.
@@ -239,14 +240,7 @@ func pace(ctx context.Context, last time.Time, every time.Duration) error {
 	if last.IsZero() || wait <= 0 {
 		return nil
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return pause.For(ctx, wait)
 }
 
 // Message is one parked message in full, for `billing dlq show`.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/stripe-billing/billing/audit"
+	"github.com/stripe-billing/billing/internal/pause"
 	"github.com/stripe-billing/billing/reconcile"
 )
 
@@ -217,12 +218,8 @@ func (m *Maintainer) Run(ctx context.Context, done func(Report)) error {
 		if err != nil && ctx.Err() == nil {
 			m.logger.Error("sweep pass failed; the next one runs on schedule", "error", err, "every", m.cfg.Every.String())
 		}
-		t := time.NewTimer(m.cfg.Every)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if pause.For(ctx, m.cfg.Every) != nil {
 			return nil
-		case <-t.C:
 		}
 	}
 }

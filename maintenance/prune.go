@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/stripe-billing/billing/internal/pause"
 	"github.com/stripe-billing/billing/models"
 )
 
@@ -120,7 +121,7 @@ func (p *Prune) Pass(ctx context.Context) (pruned int, err error) {
 	for _, status := range prunedStatuses {
 		for looked < p.cfg.Limit {
 			if batches > 0 {
-				if err := pause(ctx, p.cfg.Pause); err != nil {
+				if err := pause.For(ctx, p.cfg.Pause); err != nil {
 					return pruned, fmt.Errorf("maintenance: prune: %w", err)
 				}
 			}
@@ -148,16 +149,4 @@ func (p *Prune) Pass(ctx context.Context) (pruned int, err error) {
 		}
 	}
 	return pruned, nil
-}
-
-// pause waits d between two batches, or returns ctx's error.
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/stripe-billing/billing/internal/pause"
 	"github.com/stripe-billing/billing/models/feed"
 )
 
@@ -81,7 +82,7 @@ func (p *PruneChanges) Pass(ctx context.Context) (pruned int, err error) {
 	}()
 	for batches := 0; pruned < p.cfg.Limit; batches++ {
 		if batches > 0 {
-			if err := pause(ctx, p.cfg.Pause); err != nil {
+			if err := pause.For(ctx, p.cfg.Pause); err != nil {
 				return pruned, fmt.Errorf("maintenance: prune changes: %w", err)
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/stripe-billing/billing/internal/pause"
 )
 
 // OpenWhenUp is Open, waiting backoff(n) after the nth failure while
@@ -28,12 +30,8 @@ func OpenWhenUp(ctx context.Context, dsn string, pool PoolConfig, logger *slog.L
 		if logger != nil {
 			logger.Warn("database unavailable: waiting before taking work", "error", err, "retry_in", wait.String())
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if pause.For(ctx, wait) != nil {
 			return nil, nil
-		case <-t.C:
 		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	gormlogger "gorm.io/gorm/logger"
 
 	"github.com/stripe-billing/billing/failure"
+	"github.com/stripe-billing/billing/internal/pause"
 	"github.com/stripe-billing/billing/models/mysqlerr"
 )
 
@@ -237,12 +238,8 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 			break
 		}
 		s.logger.DebugContext(ctx, "models: retrying transaction", "attempt", attempt, "error", err)
-		t := time.NewTimer(txBackoff(attempt))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if pause.For(ctx, txBackoff(attempt)) != nil {
 			return fmt.Errorf("models: transaction: %w", errors.Join(ctx.Err(), err))
-		case <-t.C:
 		}
 	}
 	if isUnavailable(err) {

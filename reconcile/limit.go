@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stripe-billing/billing/internal/pause"
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 )
@@ -114,14 +115,10 @@ func (l *limiter) take(ctx context.Context, wait time.Duration) (done func(), er
 		return nil, errLimited
 	}
 	if d := r.Delay(); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
+		if err := pause.For(ctx, d); err != nil {
 			r.Cancel()
 			release()
-			return nil, ctx.Err()
-		case <-t.C:
+			return nil, err
 		}
 	}
 	return release, nil

@@ -18,6 +18,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/stripe-billing/billing/changes"
+	"github.com/stripe-billing/billing/internal/pause"
 	"github.com/stripe-billing/billing/models/feed"
 )
 
@@ -140,7 +141,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 		case err != nil:
 			r.logger.Warn("relay: lock", "error", err)
-			r.sleep(ctx, r.cfg.LockWait)
+			_ = pause.For(ctx, r.cfg.LockWait) // the loop ends with ctx
 		case !acquired && !waiting:
 			r.logger.Info("another relay publishes; waiting for its lock")
 		}
@@ -171,7 +172,7 @@ func (r *Relay) publish(ctx context.Context) error {
 		}
 		if ctx.Err() == nil {
 			r.logger.Warn("relay: channel lost; publishing again once the broker is back", "error", err)
-			r.sleep(ctx, r.cfg.Interval)
+			_ = pause.For(ctx, r.cfg.Interval) // the loop ends with ctx
 		}
 	}
 	return nil
@@ -181,14 +182,14 @@ func (r *Relay) publish(ctx context.Context) error {
 func (r *Relay) drain(ctx context.Context, ch *amqp.Channel) error {
 	for ctx.Err() == nil {
 		if r.conn.Blocked() { // a resource alarm: a publish would hang
-			r.sleep(ctx, r.cfg.Interval)
+			_ = pause.For(ctx, r.cfg.Interval) // the loop ends with ctx
 			continue
 		}
 		rows, err := feed.Unpublished(ctx, r.store.DB(), r.cfg.Batch)
 		if err != nil {
 			if ctx.Err() == nil {
 				r.logger.Warn("relay: read the outbox", "error", err)
-				r.sleep(ctx, max(r.cfg.Interval, time.Second)) // MySQL away: no log flood
+				_ = pause.For(ctx, max(r.cfg.Interval, time.Second)) // MySQL away: no log flood; the loop ends with ctx
 			}
 			continue
 		}
@@ -197,7 +198,7 @@ func (r *Relay) drain(ctx context.Context, ch *amqp.Channel) error {
 			return err
 		}
 		if len(rows) < r.cfg.Batch || confirmed < len(rows) {
-			r.sleep(ctx, r.cfg.Interval) // drained, or the broker refused some: not at once
+			_ = pause.For(ctx, r.cfg.Interval) // drained, or the broker refused some: not at once
 		}
 	}
 	return nil
@@ -319,16 +320,6 @@ func (r *Relay) measure(ctx context.Context) {
 			}
 			r.obs.ChangeBacklog(b.Depth, lag)
 		}
-		r.sleep(ctx, r.cfg.BacklogInterval)
-	}
-}
-
-// sleep waits d or until ctx is done.
-func (r *Relay) sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+		_ = pause.For(ctx, r.cfg.BacklogInterval) // the loop ends with ctx
 	}
 }
